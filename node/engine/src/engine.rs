@@ -1,0 +1,520 @@
+//! The engine: peers, routing, sessions and timers, driven by `handle_*` and drained by `poll_*`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use boringtun::noise::errors::WireGuardError;
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use warren_proto::local_api::Counters;
+use warren_proto::{NodePrivateKey, NodePublicKey};
+
+use crate::error::{ConfigError, PacketError};
+use crate::packet;
+use crate::peer::{Peer, PeerConfig, PeerId, PeerSnapshot};
+use crate::routing::RoutingTable;
+use crate::tunnel::{Session, SessionOutput, DATA_OVERHEAD, MIN_OUTPUT_BUFFER};
+
+/// How often boringtun's timers run, as its own device does.
+const TIMER_TICK: Duration = Duration::from_millis(250);
+/// The handshake rate limiter's window.
+const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(1);
+/// Scratch space for packets that leave the data path (handshakes, queued packets).
+const SCRATCH_LEN: usize = 65_536 + DATA_OVERHEAD;
+/// Peer ids live in the upper 24 bits of a session index.
+const MAX_PEER_ID: u32 = (1 << 24) - 1;
+const COOKIE_REPLY_LEN: usize = 64;
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub private_key: NodePrivateKey,
+    /// Handshake messages accepted per second before cookies are demanded.
+    pub handshakes_per_second: u64,
+    /// The first peer id; inject a random one so that session indices are not guessable.
+    pub first_peer_id: u32,
+}
+
+impl EngineConfig {
+    pub fn new(private_key: NodePrivateKey, first_peer_id: u32) -> Self {
+        Self {
+            private_key,
+            handshakes_per_second: 100,
+            first_peer_id,
+        }
+    }
+}
+
+/// The packet to send after a TUN packet was encrypted: `len` bytes of the output buffer to `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Send {
+    pub peer: PeerId,
+    pub to: SocketAddr,
+    pub len: usize,
+}
+
+/// What to do with a datagram after the engine has handled it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkAction {
+    /// `len` bytes of the output buffer are an IP packet for the TUN.
+    Tunnel { len: usize },
+    /// `len` bytes of the output buffer go back over the network to `to`.
+    Reply { to: SocketAddr, len: usize },
+    /// The message was handled and needs nothing more (a keepalive, a cookie).
+    Nothing,
+}
+
+/// A datagram the engine wants sent, off the hot path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// A user-visible change of state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    HandshakeCompleted {
+        peer: NodePublicKey,
+    },
+    EndpointChanged {
+        peer: NodePublicKey,
+        endpoint: SocketAddr,
+    },
+    SessionExpired {
+        peer: NodePublicKey,
+    },
+}
+
+/// Warren's sans-IO data plane. Feed it TUN packets, datagrams and time;
+/// it returns what to send and what to deliver.
+pub struct Engine {
+    private_key: NodePrivateKey,
+    public_key: NodePublicKey,
+    limiter: Arc<RateLimiter>,
+    peers: BTreeMap<PeerId, Peer>,
+    by_key: BTreeMap<NodePublicKey, PeerId>,
+    routes: RoutingTable<PeerId>,
+    next_peer_id: u32,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    counters: Counters,
+    next_tick: Option<Instant>,
+    next_limiter_reset: Option<Instant>,
+    scratch: Vec<u8>,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Self {
+        let public_key = config.private_key.public_key();
+        let limiter = RateLimiter::new(&public_key.to_x25519(), config.handshakes_per_second);
+        Self {
+            private_key: config.private_key,
+            public_key,
+            limiter: Arc::new(limiter),
+            peers: BTreeMap::new(),
+            by_key: BTreeMap::new(),
+            routes: RoutingTable::default(),
+            next_peer_id: config.first_peer_id & MAX_PEER_ID,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+            next_tick: None,
+            next_limiter_reset: None,
+            scratch: vec![0; SCRATCH_LEN],
+        }
+    }
+
+    pub fn public_key(&self) -> NodePublicKey {
+        self.public_key
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Adds a peer. A prefix already routed to another peer moves to this one,
+    /// as `wg set` does. A peer with a keepalive and an endpoint starts its
+    /// handshake at once, so that it is reachable from behind a NAT.
+    pub fn add_peer(&mut self, config: PeerConfig, now: Instant) -> Result<PeerId, ConfigError> {
+        if config.public_key == self.public_key {
+            return Err(ConfigError::OwnKey(config.public_key));
+        }
+        if self.by_key.contains_key(&config.public_key) {
+            return Err(ConfigError::DuplicatePeer(config.public_key));
+        }
+        let id = self.allocate_peer_id()?;
+        let session = Session::new(
+            &self.private_key,
+            &config.public_key,
+            config.persistent_keepalive,
+            id.0,
+            Arc::clone(&self.limiter),
+        );
+        for net in &config.allowed_ips {
+            self.routes.insert(*net, id);
+        }
+        self.by_key.insert(config.public_key, id);
+        let starts_now = config.persistent_keepalive.is_some() && config.endpoint.is_some();
+        self.peers.insert(
+            id,
+            Peer {
+                endpoint: config.endpoint,
+                config,
+                session,
+                rx_bytes: 0,
+                tx_bytes: 0,
+                expired: false,
+            },
+        );
+        if starts_now {
+            self.send_keepalive(id);
+        }
+        self.schedule_tick(now);
+        Ok(id)
+    }
+
+    pub fn remove_peer(&mut self, key: &NodePublicKey) -> bool {
+        let Some(id) = self.by_key.remove(key) else {
+            return false;
+        };
+        self.peers.remove(&id);
+        self.routes.remove_value(&id);
+        // Prefixes the removed peer had taken over are not handed back:
+        // re-adding the other peers restores them, as with `wg`.
+        true
+    }
+
+    fn allocate_peer_id(&mut self) -> Result<PeerId, ConfigError> {
+        for _ in 0..=MAX_PEER_ID {
+            let id = PeerId(self.next_peer_id);
+            self.next_peer_id = (self.next_peer_id + 1) & MAX_PEER_ID;
+            if !self.peers.contains_key(&id) {
+                return Ok(id);
+            }
+        }
+        Err(ConfigError::TooManyPeers)
+    }
+
+    fn schedule_tick(&mut self, now: Instant) {
+        if self.next_tick.is_none() {
+            self.next_tick = Some(now + TIMER_TICK);
+            self.next_limiter_reset = Some(now + RATE_LIMIT_WINDOW);
+        }
+    }
+
+    /// Encrypts a packet read from the TUN into `out` (which must hold the
+    /// packet plus 32 bytes, and at least 148). `Ok(None)` means the packet
+    /// waits for a handshake that is under way.
+    pub fn handle_tun_packet(
+        &mut self,
+        packet: &[u8],
+        out: &mut [u8],
+        now: Instant,
+    ) -> Result<Option<Send>, PacketError> {
+        self.counters.tun_rx_packets += 1;
+        let Some(destination) = packet::destination(packet) else {
+            self.counters.dropped_invalid += 1;
+            return Err(PacketError::NotIp);
+        };
+        let Some(&id) = self.routes.lookup(destination) else {
+            self.counters.dropped_no_route += 1;
+            return Err(PacketError::NoRoute(destination));
+        };
+        let need = (packet.len() + DATA_OVERHEAD).max(MIN_OUTPUT_BUFFER);
+        if out.len() < need {
+            return Err(PacketError::BufferTooSmall {
+                have: out.len(),
+                need,
+            });
+        }
+        self.schedule_tick(now);
+        let Some(peer) = self.peers.get_mut(&id) else {
+            self.counters.dropped_no_route += 1;
+            return Err(PacketError::NoRoute(destination));
+        };
+        match peer.session.encapsulate(packet, out) {
+            Ok(SessionOutput::Network(len)) => match peer.endpoint {
+                Some(to) => {
+                    peer.tx_bytes += len as u64;
+                    self.counters.udp_tx_datagrams += 1;
+                    Ok(Some(Send { peer: id, to, len }))
+                }
+                None => {
+                    self.counters.dropped_no_endpoint += 1;
+                    Err(PacketError::NoEndpoint(peer.config.public_key))
+                }
+            },
+            Ok(SessionOutput::Done | SessionOutput::Tunnel { .. }) => Ok(None),
+            Err(e) => Err(PacketError::WireGuard(e)),
+        }
+    }
+
+    /// Handles a datagram that arrived from `from`, writing into `out` what
+    /// comes of it (see [`NetworkAction`]). `out` should hold 65,535 bytes.
+    pub fn handle_network_packet(
+        &mut self,
+        from: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+        now: Instant,
+    ) -> Result<NetworkAction, PacketError> {
+        self.counters.udp_rx_datagrams += 1;
+        if out.len() < MIN_OUTPUT_BUFFER {
+            return Err(PacketError::BufferTooSmall {
+                have: out.len(),
+                need: MIN_OUTPUT_BUFFER,
+            });
+        }
+        let id = match self.find_peer(from, datagram, out)? {
+            Found::Peer(id) => id,
+            Found::CookieReply(len) => return Ok(NetworkAction::Reply { to: from, len }),
+        };
+        self.schedule_tick(now);
+        let Some(peer) = self.peers.get_mut(&id) else {
+            self.counters.dropped_invalid += 1;
+            return Err(PacketError::UnknownIndex(id.0 << 8));
+        };
+        let result = peer.session.decapsulate(from.ip(), datagram, out);
+        let message_type = datagram[0];
+        match result {
+            Ok(SessionOutput::Network(len)) => {
+                // A cookie reply is the rate limiter talking, not the peer: it proves nothing.
+                if !(len == COOKIE_REPLY_LEN && out[0] == 3) {
+                    peer.rx_bytes += datagram.len() as u64;
+                    peer.tx_bytes += len as u64;
+                    peer.expired = false;
+                    let key = peer.config.public_key;
+                    self.roam(id, from);
+                    self.events
+                        .push_back(Event::HandshakeCompleted { peer: key });
+                    self.flush_queued(id);
+                }
+                self.counters.udp_tx_datagrams += 1;
+                Ok(NetworkAction::Reply { to: from, len })
+            }
+            Ok(SessionOutput::Tunnel { len, source }) => {
+                if self.routes.lookup(source) != Some(&id) {
+                    self.counters.dropped_spoofed += 1;
+                    return Err(PacketError::Spoofed {
+                        peer: peer.config.public_key,
+                        source_ip: source,
+                    });
+                }
+                peer.rx_bytes += datagram.len() as u64;
+                self.roam(id, from);
+                Ok(NetworkAction::Tunnel { len })
+            }
+            Ok(SessionOutput::Done) => {
+                if message_type == 4 {
+                    // An authenticated keepalive.
+                    peer.rx_bytes += datagram.len() as u64;
+                    self.roam(id, from);
+                }
+                Ok(NetworkAction::Nothing)
+            }
+            Err(WireGuardError::DuplicateCounter | WireGuardError::InvalidCounter) => {
+                self.counters.dropped_replay += 1;
+                Err(PacketError::Replay)
+            }
+            Err(e) => {
+                self.counters.dropped_invalid += 1;
+                Err(PacketError::WireGuard(e))
+            }
+        }
+    }
+
+    /// Finds the peer a datagram belongs to. Handshake initiations name their
+    /// sender only inside the encrypted static key, so they are checked
+    /// against the rate limiter (MAC1, cookies) before any DH is spent on them.
+    fn find_peer(
+        &mut self,
+        from: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Result<Found, PacketError> {
+        let parsed = Tunn::parse_incoming_packet(datagram).map_err(|_| {
+            self.counters.dropped_invalid += 1;
+            PacketError::Malformed
+        })?;
+        let index = match parsed {
+            Packet::HandshakeInit(_) => return self.find_initiator(from, datagram, out),
+            Packet::HandshakeResponse(p) => p.receiver_idx,
+            Packet::PacketCookieReply(p) => p.receiver_idx,
+            Packet::PacketData(p) => p.receiver_idx,
+        };
+        let id = PeerId::from_receiver_index(index);
+        if self.peers.contains_key(&id) {
+            Ok(Found::Peer(id))
+        } else {
+            self.counters.dropped_invalid += 1;
+            Err(PacketError::UnknownIndex(index))
+        }
+    }
+
+    fn find_initiator(
+        &mut self,
+        from: SocketAddr,
+        datagram: &[u8],
+        out: &mut [u8],
+    ) -> Result<Found, PacketError> {
+        let init = match self.limiter.verify_packet(Some(from.ip()), datagram, out) {
+            Ok(Packet::HandshakeInit(init)) => init,
+            Err(TunnResult::WriteToNetwork(cookie)) => {
+                self.counters.udp_tx_datagrams += 1;
+                return Ok(Found::CookieReply(cookie.len()));
+            }
+            Ok(_) | Err(_) => {
+                self.counters.dropped_invalid += 1;
+                return Err(PacketError::Malformed);
+            }
+        };
+        let public = self.public_key.to_x25519();
+        let half =
+            parse_handshake_anon(self.private_key.as_secret(), &public, &init).map_err(|e| {
+                self.counters.dropped_invalid += 1;
+                PacketError::WireGuard(e)
+            })?;
+        let key = NodePublicKey::from_bytes(half.peer_static_public).map_err(|_| {
+            self.counters.dropped_invalid += 1;
+            PacketError::Malformed
+        })?;
+        match self.by_key.get(&key) {
+            Some(&id) => Ok(Found::Peer(id)),
+            None => {
+                self.counters.dropped_unknown_peer += 1;
+                Err(PacketError::UnknownPeer)
+            }
+        }
+    }
+
+    /// Follows a peer to the address its latest authenticated packet came from.
+    fn roam(&mut self, id: PeerId, from: SocketAddr) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if peer.endpoint != Some(from) {
+            peer.endpoint = Some(from);
+            self.events.push_back(Event::EndpointChanged {
+                peer: peer.config.public_key,
+                endpoint: from,
+            });
+        }
+    }
+
+    /// Sends the packets boringtun queued while a handshake was under way.
+    fn flush_queued(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        while let Ok(SessionOutput::Network(len)) = peer.session.next_queued(&mut self.scratch) {
+            if let Some(to) = peer.endpoint {
+                peer.tx_bytes += len as u64;
+                self.counters.udp_tx_datagrams += 1;
+                self.transmits.push_back(Transmit {
+                    to,
+                    payload: self.scratch[..len].to_vec(),
+                });
+            }
+        }
+    }
+
+    fn send_keepalive(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if let (Ok(SessionOutput::Network(len)), Some(to)) = (
+            peer.session.encapsulate(&[], &mut self.scratch),
+            peer.endpoint,
+        ) {
+            peer.tx_bytes += len as u64;
+            self.counters.udp_tx_datagrams += 1;
+            self.transmits.push_back(Transmit {
+                to,
+                payload: self.scratch[..len].to_vec(),
+            });
+        }
+    }
+
+    /// Runs the timers that are due: handshake retries, rekeys, keepalives, expiry.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_limiter_reset.is_some_and(|t| now >= t) {
+            self.limiter.reset_count();
+            self.next_limiter_reset = Some(now + RATE_LIMIT_WINDOW);
+        }
+        let Some(due) = self.next_tick else {
+            return;
+        };
+        if now < due {
+            return;
+        }
+        self.next_tick = Some(now + TIMER_TICK);
+        for peer in self.peers.values_mut() {
+            match peer.session.update_timers(&mut self.scratch) {
+                Ok(SessionOutput::Network(len)) => {
+                    if let Some(to) = peer.endpoint {
+                        peer.tx_bytes += len as u64;
+                        self.counters.udp_tx_datagrams += 1;
+                        self.transmits.push_back(Transmit {
+                            to,
+                            payload: self.scratch[..len].to_vec(),
+                        });
+                    }
+                }
+                Err(WireGuardError::ConnectionExpired) if !peer.expired => {
+                    peer.expired = true;
+                    self.events.push_back(Event::SessionExpired {
+                        peer: peer.config.public_key,
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// When the engine next wants `handle_timeout`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.next_tick, self.next_limiter_reset) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn peers(&self) -> Vec<PeerSnapshot> {
+        self.peers
+            .iter()
+            .map(|(id, peer)| PeerSnapshot {
+                id: *id,
+                public_key: peer.config.public_key,
+                allowed_ips: peer.config.allowed_ips.clone(),
+                endpoint: peer.endpoint,
+                since_last_handshake: peer.session.time_since_last_handshake(),
+                rx_bytes: peer.rx_bytes,
+                tx_bytes: peer.tx_bytes,
+                persistent_keepalive: peer.config.persistent_keepalive,
+            })
+            .collect()
+    }
+
+    /// The peer that serves `destination`, if any.
+    pub fn route(&self, destination: IpAddr) -> Option<NodePublicKey> {
+        let id = self.routes.lookup(destination)?;
+        self.peers.get(id).map(|p| p.config.public_key)
+    }
+}
+
+enum Found {
+    Peer(PeerId),
+    CookieReply(usize),
+}

@@ -1,0 +1,29 @@
+//! warren-engine: Warren's data plane as a sans-IO state machine.
+//!
+//! The engine owns the peers, the longest-prefix routing table (destination
+//! to peer on the way out, source check on the way in), one boringtun session
+//! per peer behind a single adapter, one shared handshake rate limiter, the
+//! timers, roaming and the counters. It never reads a clock, touches a socket
+//! or spawns a task: the shell in `warren-node` feeds it packets and time and
+//! drains what it produces.
+//!
+//! # Layout
+//! - [`engine`]: `Engine`, its `handle_*` inputs and `poll_*` outputs.
+//! - [`peer`]: peer configuration, ids and snapshots.
+//! - [`routing`]: the longest-prefix-match table.
+//! - `tunnel`: the adapter around boringtun's `Tunn`, the only code that trusts its clock.
+//! - [`packet`]: IP header fields the engine routes by.
+//! - [`error`]: why a packet or a configuration was refused.
+#![forbid(unsafe_code)]
+
+pub mod engine;
+pub mod error;
+pub mod packet;
+pub mod peer;
+pub mod routing;
+mod tunnel;
+
+pub use engine::{Engine, EngineConfig, Event, NetworkAction, Send, Transmit};
+pub use error::{ConfigError, PacketError};
+pub use peer::{PeerConfig, PeerId, PeerSnapshot};
+pub use tunnel::{DATA_OVERHEAD, MIN_OUTPUT_BUFFER};

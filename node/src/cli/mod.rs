@@ -1,0 +1,98 @@
+//! Command-line definitions and dispatch: exit 0 on success, 1 on error, 2 on usage.
+
+mod check_config;
+mod daemon;
+mod key;
+mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::DEFAULT_SOCKET;
+
+#[derive(Debug, Parser)]
+#[command(name = "warren", version, about = "Warren overlay VPN agent")]
+pub struct Cli {
+    /// Local API socket of the agent.
+    #[arg(long, global = true, env = "WARREN_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "WARREN_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log filter, e.g. `info` or `warren=debug`.
+    #[arg(long, global = true, default_value = "info", env = "WARREN_LOG")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make or read WireGuard-compatible node keys.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Run the agent in the foreground.
+    Daemon(daemon::DaemonArgs),
+    /// Show the agent's interface, peers and counters.
+    Status(status::StatusArgs),
+    /// Check a config file and print the effective configuration.
+    CheckConfig(check_config::CheckConfigArgs),
+}
+
+impl Cli {
+    /// The socket: flag, then WARREN_SOCKET (both through clap), then the config file, then the default.
+    fn socket_or(&self, from_config: Option<PathBuf>) -> PathBuf {
+        self.socket
+            .clone()
+            .or(from_config)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    let result = match &cli.command {
+        Command::Key(cmd) => key::run(cmd),
+        Command::Daemon(args) => daemon::run(&cli, args),
+        Command::Status(args) => status::run(&cli, args),
+        Command::CheckConfig(args) => check_config::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warren: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// A runtime on this thread: the data path is fastest on one thread here.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}

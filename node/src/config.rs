@@ -1,0 +1,201 @@
+//! The agent's TOML configuration: one typed struct, checked before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use warren_proto::{NodePrivateKey, NodePublicKey};
+
+pub const DEFAULT_SOCKET: &str = "/run/warren/warren.sock";
+pub const DEFAULT_INTERFACE: &str = "warren0";
+pub const DEFAULT_LISTEN_PORT: u16 = 51820;
+pub const DEFAULT_MTU: u16 = 1420;
+
+/// The whole file: `[node]` and any number of `[[peer]]` tables.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    pub node: NodeConfig,
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<PeerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeConfig {
+    /// Relative paths are taken from the config file's folder.
+    pub private_key_file: PathBuf,
+    #[serde(default = "default_listen_port")]
+    pub listen_port: u16,
+    pub addresses: Vec<IpNet>,
+    #[serde(default = "default_interface")]
+    pub interface_name: String,
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+    pub socket: Option<PathBuf>,
+    /// Ask the kernel for TUN offloads (TSO/GRO). Falls back to plain reads
+    /// by itself where the kernel refuses; `false` forces the plain path.
+    #[serde(default = "default_true")]
+    pub offload: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PeerConfig {
+    pub public_key: NodePublicKey,
+    pub endpoint: Option<SocketAddr>,
+    #[serde(default)]
+    pub allowed_ips: Vec<IpNet>,
+    #[serde(default, with = "humantime_serde")]
+    pub persistent_keepalive: Option<Duration>,
+}
+
+fn default_listen_port() -> u16 {
+    DEFAULT_LISTEN_PORT
+}
+fn default_interface() -> String {
+    DEFAULT_INTERFACE.to_owned()
+}
+fn default_mtu() -> u16 {
+    DEFAULT_MTU
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Config {
+    /// Reads and checks a config file; relative paths become relative to its folder.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let mut config: Config =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if config.node.private_key_file.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            config.node.private_key_file = base.join(&config.node.private_key_file);
+        }
+        config
+            .validate()
+            .with_context(|| format!("checking {}", path.display()))?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let node = &self.node;
+        if node.addresses.is_empty() {
+            bail!("[node] addresses: at least one overlay address is needed");
+        }
+        if node.addresses.iter().filter(|a| a.addr().is_ipv4()).count() > 1 {
+            bail!("[node] addresses: at most one IPv4 address (any number of IPv6 ones)");
+        }
+        if node.interface_name.is_empty() || node.interface_name.len() > 15 {
+            bail!(
+                "[node] interface-name {:?}: must be 1 to 15 characters",
+                node.interface_name
+            );
+        }
+        if !(1280..=9000).contains(&node.mtu) {
+            bail!("[node] mtu {}: must be between 1280 and 9000", node.mtu);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, peer) in self.peers.iter().enumerate() {
+            if !seen.insert(peer.public_key) {
+                bail!(
+                    "[[peer]] #{}: public key {} appears twice",
+                    i + 1,
+                    peer.public_key
+                );
+            }
+            if peer
+                .persistent_keepalive
+                .is_some_and(|d| d.as_secs() > 65_535)
+            {
+                bail!(
+                    "[[peer]] #{}: persistent-keepalive must be at most 65535s",
+                    i + 1
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn read_private_key(&self) -> anyhow::Result<NodePrivateKey> {
+        read_private_key(&self.node.private_key_file)
+    }
+}
+
+/// Reads a WireGuard-format private key file.
+pub fn read_private_key(path: &Path) -> anyhow::Result<NodePrivateKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading private key {}", path.display()))?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("private key {} is not a WireGuard key", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[node]
+private-key-file = "node.key"
+listen-port = 51820
+addresses = ["10.99.0.1/24", "fd99::1/64"]
+interface-name = "warren0"
+mtu = 1420
+socket = "/run/warren/warren.sock"
+
+[[peer]]
+public-key = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
+endpoint = "192.0.2.2:51820"
+allowed-ips = ["10.99.0.2/32", "fd99::2/128"]
+persistent-keepalive = "25s"
+"#;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let config: Config = toml::from_str(EXAMPLE).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.node.addresses.len(), 2);
+        assert_eq!(
+            config.peers[0].persistent_keepalive,
+            Some(Duration::from_secs(25))
+        );
+        assert_eq!(
+            config.peers[0].endpoint,
+            Some("192.0.2.2:51820".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let text = EXAMPLE.replace("mtu = 1420", "mtu = 1420\nmtuu = 1");
+        let err = toml::from_str::<Config>(&text).unwrap_err().to_string();
+        assert!(err.contains("mtuu"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_get_clear_errors() {
+        let text = EXAMPLE.replace("xTIBA5rbo", "!!!");
+        assert!(toml::from_str::<Config>(&text).is_err());
+        let mut config: Config = toml::from_str(EXAMPLE).unwrap();
+        config.node.mtu = 100;
+        assert!(config.validate().unwrap_err().to_string().contains("mtu"));
+        config.node.mtu = 1420;
+        config.peers.push(config.peers[0].clone());
+        assert!(config.validate().unwrap_err().to_string().contains("twice"));
+    }
+
+    #[test]
+    fn relative_key_path_follows_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warren.toml");
+        std::fs::write(&path, EXAMPLE).unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.node.private_key_file, dir.path().join("node.key"));
+    }
+}

@@ -1,0 +1,147 @@
+//! The local API: HTTP/JSON on a Unix socket, for the CLI. Never a TCP listener.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use anyhow::Context;
+use axum::extract::{Request as HttpRequest, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+use warren_proto::local_api::{ErrorBody, ErrorDetail};
+
+use super::Request;
+use crate::platform::sockopt::effective_uid;
+
+/// The Host header the CLI sends; anything else is a browser being rebound.
+pub const LOCAL_HOST: &str = "local.warren";
+
+/// Binds the socket (mode 0660) and serves it on the current runtime.
+pub fn serve(
+    path: &Path,
+    requests: mpsc::Sender<Request>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating socket folder {}", dir.display()))?;
+    }
+    // A socket file left by a crash would make bind fail.
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!("another agent is already listening on {}", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("binding local API socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("setting mode of {}", path.display()))?;
+    let router = Router::new()
+        .route("/v1/status", get(status))
+        .fallback(not_found)
+        .layer(middleware::from_fn(refuse_browsers))
+        .with_state(requests);
+    Ok(tokio::spawn(accept_loop(listener, router)))
+}
+
+async fn accept_loop(listener: UnixListener, router: Router) {
+    let own_uid = effective_uid();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "local API accept failed");
+                continue;
+            }
+        };
+        // The socket's mode lets only root and its group connect; the peer
+        // check keeps that true even if the mode is loosened by hand.
+        match stream.peer_cred() {
+            Ok(cred)
+                if cred.uid() == 0 || cred.uid() == own_uid || group_may_connect(&listener) => {}
+            Ok(cred) => {
+                tracing::warn!(uid = cred.uid(), "local API connection refused");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "local API peer credentials unavailable");
+                continue;
+            }
+        }
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "local API connection ended");
+            }
+        });
+    }
+}
+
+/// A socket owned by a non-root group (the `warren` group of the packages)
+/// admits that group's members, who passed the file's permission check.
+fn group_may_connect(listener: &UnixListener) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    listener
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().and_then(|p| std::fs::metadata(p).ok()))
+        .is_some_and(|m| m.gid() != 0 && m.mode() & 0o060 == 0o060)
+}
+
+async fn refuse_browsers(request: HttpRequest, next: Next) -> Response {
+    let headers = request.headers();
+    let foreign_host = headers.get(header::HOST).is_some_and(|h| {
+        h.to_str()
+            .map_or(true, |h| h != LOCAL_HOST && h != "localhost")
+    });
+    if foreign_host || headers.contains_key(header::ORIGIN) || headers.contains_key(header::REFERER)
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "browsers may not use the local API",
+        );
+    }
+    next.run(request).await
+}
+
+async fn status(State(requests): State<mpsc::Sender<Request>>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if requests.send(Request::Status(tx)).await.is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the agent is stopping",
+        );
+    }
+    match rx.await {
+        Ok(status) => Json(status).into_response(),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the agent is stopping",
+        ),
+    }
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        },
+    };
+    (status, Json(body)).into_response()
+}

@@ -1,0 +1,276 @@
+//! The hot path: TUN reads become GSO sends, GRO reads become coalesced TUN writes.
+
+use std::io::IoSliceMut;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tun_rs::{GROTable, VIRTIO_NET_HDR_LEN};
+use warren_engine::{Engine, NetworkAction};
+
+use crate::platform::tun::Tun;
+use crate::platform::udp::{canonical, Udp, MAX_GSO_BYTES};
+
+/// Packets per TUN read batch: a 64 KiB TSO read splits into at most 47 MTU-sized ones.
+const TUN_SLOTS: usize = 128;
+/// Room in front of each packet written to the TUN for the vnet header.
+const TUN_OFFSET: usize = VIRTIO_NET_HDR_LEN;
+/// Largest datagram or packet the data path handles.
+const MAX_PACKET: usize = 65_535;
+/// Extra non-blocking reads after a wake-up, so that single-packet flows batch too.
+const DRAIN_ROUNDS: usize = 16;
+
+/// Buffers for reading the TUN, reused for every read.
+pub struct TunReader {
+    original: Vec<u8>,
+    slots: Vec<Vec<u8>>,
+    sizes: Vec<usize>,
+}
+
+impl TunReader {
+    pub fn new(mtu: u16) -> Self {
+        let slot = usize::from(mtu).max(1500) + 256;
+        Self {
+            original: vec![0; VIRTIO_NET_HDR_LEN + MAX_PACKET],
+            slots: (0..TUN_SLOTS).map(|_| vec![0; slot]).collect(),
+            sizes: vec![0; TUN_SLOTS],
+        }
+    }
+
+    pub async fn read(&mut self, tun: &Tun) -> std::io::Result<usize> {
+        tun.device
+            .recv_multiple(&mut self.original, &mut self.slots, &mut self.sizes, 0)
+            .await
+    }
+
+    pub fn try_read(&mut self, tun: &Tun) -> std::io::Result<usize> {
+        tun.device
+            .try_recv_multiple(&mut self.original, &mut self.slots, &mut self.sizes, 0)
+    }
+
+    pub fn packet(&self, i: usize) -> &[u8] {
+        &self.slots[i][..self.sizes[i]]
+    }
+}
+
+/// Datagrams for one destination, gathered into one GSO send.
+pub struct GsoBatch {
+    buf: Vec<u8>,
+    to: Option<SocketAddr>,
+    segment: usize,
+    count: usize,
+    /// A shorter segment ends a GSO send: nothing may follow it.
+    closed: bool,
+    max_segments: usize,
+}
+
+impl GsoBatch {
+    pub fn new(max_segments: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(MAX_GSO_BYTES),
+            to: None,
+            segment: 0,
+            count: 0,
+            closed: false,
+            max_segments,
+        }
+    }
+
+    /// Adds a datagram if it can join this send; false means flush first.
+    fn try_push(&mut self, to: SocketAddr, datagram: &[u8]) -> bool {
+        if self.count == 0 {
+            self.to = Some(to);
+            self.segment = datagram.len();
+        } else if self.to != Some(to)
+            || self.closed
+            || self.count >= self.max_segments
+            || datagram.len() > self.segment
+            || self.buf.len() + datagram.len() > MAX_GSO_BYTES
+        {
+            return false;
+        } else if datagram.len() < self.segment {
+            self.closed = true;
+        }
+        self.buf.extend_from_slice(datagram);
+        self.count += 1;
+        true
+    }
+
+    pub async fn push(&mut self, udp: &Udp, to: SocketAddr, datagram: &[u8]) {
+        if !self.try_push(to, datagram) {
+            self.flush(udp).await;
+            self.try_push(to, datagram);
+        }
+    }
+
+    pub async fn flush(&mut self, udp: &Udp) {
+        if let Some(to) = self.to.take() {
+            if let Err(e) = udp.send(to, &self.buf, self.segment).await {
+                tracing::debug!(error = %e, %to, "UDP send failed");
+            }
+        }
+        self.buf.clear();
+        self.count = 0;
+        self.closed = false;
+    }
+}
+
+/// Decrypted packets waiting for one coalescing TUN write.
+pub struct TunWriter {
+    slots: Vec<Vec<u8>>,
+    used: usize,
+    gro: GROTable,
+}
+
+impl TunWriter {
+    pub fn new() -> Self {
+        // tun-rs coalesces into a buffer only when its capacity holds twice
+        // the offset plus the coalesced length; below that it silently doesn't.
+        let capacity = 2 * TUN_OFFSET + MAX_PACKET;
+        Self {
+            slots: (0..TUN_SLOTS)
+                .map(|_| Vec::with_capacity(capacity))
+                .collect(),
+            used: 0,
+            gro: GROTable::new(),
+        }
+    }
+
+    fn push(&mut self, packet: &[u8]) -> bool {
+        let Some(slot) = self.slots.get_mut(self.used) else {
+            return false;
+        };
+        slot.clear();
+        slot.resize(TUN_OFFSET, 0);
+        slot.extend_from_slice(packet);
+        self.used += 1;
+        true
+    }
+
+    pub async fn flush(&mut self, tun: &Tun) {
+        if self.used == 0 {
+            return;
+        }
+        if let Err(e) = tun
+            .device
+            .send_multiple(&mut self.gro, &mut self.slots[..self.used], TUN_OFFSET)
+            .await
+        {
+            tracing::debug!(error = %e, "TUN write failed");
+        }
+        self.used = 0;
+    }
+}
+
+/// Buffers for draining the UDP socket.
+pub struct UdpReader {
+    bufs: Vec<Vec<u8>>,
+    meta: Vec<quinn_udp::RecvMeta>,
+}
+
+impl UdpReader {
+    pub fn new() -> Self {
+        Self {
+            bufs: (0..quinn_udp::BATCH_SIZE)
+                .map(|_| vec![0; MAX_PACKET])
+                .collect(),
+            meta: vec![quinn_udp::RecvMeta::default(); quinn_udp::BATCH_SIZE],
+        }
+    }
+}
+
+/// Everything the hot path needs, borrowed for one wake-up.
+pub struct DataPath<'a> {
+    pub engine: &'a mut Engine,
+    pub tun: &'a Tun,
+    pub udp: &'a Udp,
+    pub scratch: &'a mut [u8],
+    pub batch: &'a mut GsoBatch,
+    pub writer: &'a mut TunWriter,
+}
+
+impl DataPath<'_> {
+    /// Encrypts the packets of one TUN read (and of any reads ready right
+    /// after it) and sends them in as few GSO sends as possible.
+    pub async fn handle_tun_read(&mut self, reader: &mut TunReader, first: std::io::Result<usize>) {
+        let mut result = first;
+        for _ in 0..DRAIN_ROUNDS {
+            let n = match result {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "TUN read failed");
+                    break;
+                }
+            };
+            let now = Instant::now();
+            for i in 0..n {
+                match self
+                    .engine
+                    .handle_tun_packet(reader.packet(i), self.scratch, now)
+                {
+                    Ok(Some(send)) => {
+                        self.batch
+                            .push(self.udp, send.to, &self.scratch[..send.len])
+                            .await;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::trace!(error = %e, "dropped TUN packet"),
+                }
+            }
+            result = reader.try_read(self.tun);
+        }
+        self.batch.flush(self.udp).await;
+    }
+
+    /// Drains the UDP socket: decrypts every datagram and writes the packets
+    /// to the TUN in coalescing batches.
+    pub async fn handle_udp_readable(&mut self, reader: &mut UdpReader) {
+        for _ in 0..DRAIN_ROUNDS {
+            let received = self.udp.socket.try_io(tokio::io::Interest::READABLE, || {
+                let mut slices: Vec<IoSliceMut<'_>> =
+                    reader.bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+                self.udp
+                    .state
+                    .recv((&self.udp.socket).into(), &mut slices, &mut reader.meta)
+            });
+            let n = match received {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "UDP receive failed");
+                    break;
+                }
+            };
+            let now = Instant::now();
+            for (meta, buf) in reader.meta.iter().zip(&reader.bufs).take(n) {
+                let from = canonical(meta.addr);
+                let stride = meta.stride.max(1);
+                for datagram in buf[..meta.len].chunks(stride) {
+                    self.handle_datagram(from, datagram, now).await;
+                }
+            }
+        }
+        self.writer.flush(self.tun).await;
+    }
+
+    async fn handle_datagram(&mut self, from: SocketAddr, datagram: &[u8], now: Instant) {
+        match self
+            .engine
+            .handle_network_packet(from, datagram, self.scratch, now)
+        {
+            Ok(NetworkAction::Tunnel { len }) => {
+                if !self.writer.push(&self.scratch[..len]) {
+                    self.writer.flush(self.tun).await;
+                    self.writer.push(&self.scratch[..len]);
+                }
+            }
+            Ok(NetworkAction::Reply { to, len }) => {
+                if let Err(e) = self.udp.send(to, &self.scratch[..len], len).await {
+                    tracing::debug!(error = %e, %to, "UDP reply failed");
+                }
+            }
+            Ok(NetworkAction::Nothing) => {}
+            Err(e) => tracing::debug!(error = %e, %from, "dropped datagram"),
+        }
+    }
+}

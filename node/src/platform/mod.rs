@@ -1,0 +1,5 @@
+//! OS seams: the TUN device, the UDP socket and the socket options they need.
+
+pub mod sockopt;
+pub mod tun;
+pub mod udp;

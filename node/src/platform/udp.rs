@@ -1,0 +1,122 @@
+//! The one UDP socket all peers share, with GSO on send and GRO on receive.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+
+use anyhow::Context;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+use super::sockopt;
+
+/// Kernel buffers of 8 MiB each way: measured here to remove drops at multi-gigabit rates.
+const BUFFER_BYTES: usize = 8 << 20;
+/// One GSO send must fit in 64 KiB: 44 segments of a full 1452-byte WireGuard packet.
+pub const MAX_GSO_BYTES: usize = 65_000;
+
+pub struct Udp {
+    pub socket: UdpSocket,
+    pub state: quinn_udp::UdpSocketState,
+    dual_stack: bool,
+}
+
+impl Udp {
+    /// Binds `[::]:port` for both families, or `0.0.0.0:port` where IPv6 is off.
+    pub fn bind(port: u16) -> anyhow::Result<Self> {
+        let (socket, dual_stack) = match bind_dual_stack(port) {
+            Ok(s) => (s, true),
+            Err(e) => {
+                tracing::info!(error = %e, "no IPv6 socket; listening on IPv4 only");
+                let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+                    .context("creating UDP socket")?;
+                s.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())
+                    .with_context(|| format!("binding UDP port {port}"))?;
+                (s, false)
+            }
+        };
+        for (force, plain) in [
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        ] {
+            if sockopt::force_buffer(&socket, force, BUFFER_BYTES).is_err() {
+                let _ = sockopt::force_buffer(&socket, plain, BUFFER_BYTES);
+            }
+        }
+        socket
+            .set_nonblocking(true)
+            .context("making UDP socket non-blocking")?;
+        let std_socket: std::net::UdpSocket = socket.into();
+        let state = quinn_udp::UdpSocketState::new((&std_socket).into())
+            .context("setting up UDP offloads")?;
+        let socket = UdpSocket::from_std(std_socket).context("registering UDP socket")?;
+        Ok(Self {
+            socket,
+            state,
+            dual_stack,
+        })
+    }
+
+    pub fn local_port(&self) -> u16 {
+        self.socket.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// How many equal segments one send may carry here (1 without GSO).
+    pub fn max_segments(&self) -> usize {
+        self.state.max_gso_segments().clamp(1, 44)
+    }
+
+    /// Sends `contents` to `to`, as GSO segments of `segment` bytes when
+    /// `segment` is shorter than the contents. Waits while the socket is full.
+    pub async fn send(
+        &self,
+        to: SocketAddr,
+        contents: &[u8],
+        segment: usize,
+    ) -> std::io::Result<()> {
+        let transmit = quinn_udp::Transmit {
+            destination: self.to_socket_family(to),
+            ecn: None,
+            contents,
+            segment_size: (segment < contents.len()).then_some(segment),
+            src_ip: None,
+        };
+        loop {
+            match self.socket.try_io(Interest::WRITABLE, || {
+                self.state.try_send((&self.socket).into(), &transmit)
+            }) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.socket.writable().await?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A dual-stack socket takes IPv4 peers as v4-mapped IPv6 addresses.
+    fn to_socket_family(&self, addr: SocketAddr) -> SocketAddr {
+        match addr {
+            SocketAddr::V4(v4) if self.dual_stack => {
+                SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Undoes v4-mapping so that peers see one form of each address.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), addr.port()),
+            None => addr,
+        },
+        IpAddr::V4(_) => addr,
+    }
+}
+
+fn bind_dual_stack(port: u16) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_only_v6(false)?;
+    socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
+    Ok(socket)
+}
