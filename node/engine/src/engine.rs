@@ -291,7 +291,14 @@ impl Engine {
                     self.roam(id, from);
                     self.events
                         .push_back(Event::HandshakeCompleted { peer: key });
-                    self.flush_queued(id);
+                    // Only a response makes the new session current. A responder
+                    // that flushed here would find no session, re-queue the packet
+                    // and start a handshake of its own, abandoning the one it had
+                    // in flight: crossing initiations then storm. Its queue goes
+                    // out with the initiator's first data packet instead (below).
+                    if message_type == 2 {
+                        self.flush_queued(id);
+                    }
                 }
                 self.counters.udp_tx_datagrams += 1;
                 Ok(NetworkAction::Reply { to: from, len })
@@ -306,13 +313,16 @@ impl Engine {
                 }
                 peer.rx_bytes += datagram.len() as u64;
                 self.roam(id, from);
+                self.flush_queued(id);
                 Ok(NetworkAction::Tunnel { len })
             }
             Ok(SessionOutput::Done) => {
                 if message_type == 4 {
-                    // An authenticated keepalive.
+                    // An authenticated keepalive. As the initiator's first
+                    // message in a new session it makes that session current.
                     peer.rx_bytes += datagram.len() as u64;
                     self.roam(id, from);
+                    self.flush_queued(id);
                 }
                 Ok(NetworkAction::Nothing)
             }

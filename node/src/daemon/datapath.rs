@@ -193,7 +193,7 @@ impl DataPath<'_> {
     /// after it) and sends them in as few GSO sends as possible.
     pub async fn handle_tun_read(&mut self, reader: &mut TunReader, first: std::io::Result<usize>) {
         let mut result = first;
-        for _ in 0..DRAIN_ROUNDS {
+        for round in 1..=DRAIN_ROUNDS {
             let n = match result {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -217,6 +217,10 @@ impl DataPath<'_> {
                     Err(e) => tracing::trace!(error = %e, "dropped TUN packet"),
                 }
             }
+            if round == DRAIN_ROUNDS {
+                break;
+            }
+            // Only read what this round will handle: a read is a packet taken off the device.
             result = reader.try_read(self.tun);
         }
         self.batch.flush(self.udp).await;
