@@ -110,7 +110,12 @@ pub struct Engine {
 impl Engine {
     pub fn new(config: EngineConfig) -> Self {
         let public_key = config.private_key.public_key();
-        let limiter = RateLimiter::new(&public_key.to_x25519(), config.handshakes_per_second);
+        // Every initiation passes the limiter twice: once in `find_initiator`,
+        // before any DH is spent on it, and again inside boringtun.
+        let limiter = RateLimiter::new(
+            &public_key.to_x25519(),
+            config.handshakes_per_second.saturating_mul(2),
+        );
         Self {
             private_key: config.private_key,
             public_key,
@@ -279,7 +284,7 @@ impl Engine {
             return Err(PacketError::UnknownIndex(id.0 << 8));
         };
         let result = peer.session.decapsulate(from.ip(), datagram, out);
-        let message_type = datagram[0];
+        let message_type = datagram.first().copied().unwrap_or_default();
         match result {
             Ok(SessionOutput::Network(len)) => {
                 // A cookie reply is the rate limiter talking, not the peer: it proves nothing.

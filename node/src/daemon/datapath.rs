@@ -248,6 +248,11 @@ impl DataPath<'_> {
             let now = Instant::now();
             for (meta, buf) in reader.meta.iter().zip(&reader.bufs).take(n) {
                 let from = canonical(meta.addr);
+                if meta.len == 0 {
+                    // An empty datagram is still input, to be counted and refused.
+                    self.handle_datagram(from, &[], now).await;
+                    continue;
+                }
                 let stride = meta.stride.max(1);
                 for datagram in buf[..meta.len].chunks(stride) {
                     self.handle_datagram(from, datagram, now).await;

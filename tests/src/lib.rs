@@ -1,0 +1,54 @@
+//! warren-lab: builds network labs out of Linux network namespaces and runs
+//! the real `warren` binary (and wireguard-go, for interop) inside them.
+//!
+//! Everything a lab makes is named `wl<run><lab><role>` and removed by Drop
+//! guards, also when a test fails or panics. Every `ip`, `nft`, `sysctl` and
+//! `conntrack` call names a namespace the lab created; the host's own
+//! interfaces, routes and rulesets are never touched.
+//!
+//! # Running
+//! The suites in `tests/tests/` need root and these tools: `ip` (iproute2),
+//! `nft`, `conntrack`, `sysctl`, `kill`, `tcpdump`, `wireguard-go`, `wg`.
+//! Without root they print `skipped: ...` and pass, except with `CI` set,
+//! where they fail. Environment:
+//! - `WARREN_BIN`: the `warren` binary (default: next to the test or demo
+//!   executable, i.e. `target/debug/warren`).
+//! - `WARREN_LAB_LOG`: log filter for the daemons (default `debug`).
+//! - `WARREN_LAB_KEEP`: keep a failed lab's directory (configs, logs, pcaps).
+//!
+//! # Layout
+//! - [`lab`]: one test's world (name prefix, temp dir, logs) and [`e2e`].
+//! - [`netns`], [`link`], [`in_netns`]: namespaces, veths and addresses,
+//!   and running Rust code (sockets) inside a namespace.
+//! - [`process`]: spawned children with captured logs, ended by PID.
+//! - [`topology`], [`nat`]: two hosts on a link; the NAT lab of NATLAB.md.
+//! - [`warren`], [`status`], [`wggo`], [`keys`], [`node_spec`], [`pair`]:
+//!   overlay nodes and how to observe them.
+//! - [`ping`], [`transfer`], [`pcap`], [`wg_message`], [`prng`]: traffic
+//!   generators and checkers.
+
+pub mod command;
+pub mod error;
+pub mod in_netns;
+pub mod keys;
+pub mod lab;
+pub mod link;
+pub mod names;
+pub mod nat;
+pub mod netns;
+pub mod node_spec;
+pub mod pair;
+pub mod pcap;
+pub mod ping;
+pub mod prng;
+pub mod process;
+pub mod status;
+pub mod topology;
+pub mod transfer;
+pub mod warren;
+pub mod wg_message;
+pub mod wggo;
+
+pub use error::{LabError, Result};
+pub use lab::{e2e, is_root, Lab};
+pub use netns::Netns;
