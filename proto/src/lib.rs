@@ -2,10 +2,17 @@
 //!
 //! # Layout
 //! - [`key`]: x25519 node keys in WireGuard's base64 form.
+//! - [`id`]: node IDs (from keys) and network IDs, with the ULA addresses they derive.
+//! - [`netmap`]: the network map a controller pushes, and deltas between versions.
+//! - [`control`]: the node-controller protocol: messages, frames, key-possession proof.
 //! - [`local_api`]: the JSON the daemon's local API serves and the CLI prints.
 #![forbid(unsafe_code)]
 
+pub mod control;
+pub mod id;
 pub mod key;
 pub mod local_api;
+pub mod netmap;
 
+pub use id::{IdError, NetworkId, NodeId};
 pub use key::{KeyError, NodePrivateKey, NodePublicKey};

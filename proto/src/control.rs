@@ -1,0 +1,259 @@
+//! The control protocol between a node and a controller, carried on one QUIC
+//! bidirectional stream as length-prefixed JSON frames.
+//!
+//! ```text
+//! node                                   controller
+//!  |-- Hello { node_key, version } -------->|
+//!  |<------- Challenge { controller_key, nonce }
+//!  |-- Auth { proof } --------------------->|   proof = HMAC-SHA256(X25519(node, controller),
+//!  |<------------------------ Welcome ------|           exporter || node_key || controller_key || nonce)
+//!  |-- Join / Leave / Endpoints ----------->|
+//!  |<--- JoinResult / Netmap / NetmapDelta -|
+//! ```
+//!
+//! The exporter is 32 bytes of TLS keying material exported from the QUIC
+//! connection with [`EXPORTER_LABEL`] and the nonce as context, so a proof
+//! cannot be replayed on another connection. No bearer secret crosses the wire.
+
+use std::net::SocketAddr;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use x25519_dalek::{PublicKey, StaticSecret};
+
+use crate::netmap::{Netmap, NetmapDelta};
+use crate::{NetworkId, NodePrivateKey, NodePublicKey};
+
+/// ALPN of the control protocol.
+pub const ALPN: &[u8] = b"warren-control/1";
+/// TLS exporter label for the authentication proof.
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-warren-control-auth";
+/// Largest frame either side accepts; a netmap of 10,000 peers fits.
+pub const MAX_FRAME: usize = 16 << 20;
+
+/// Messages from a node to the controller.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NodeMessage {
+    Hello {
+        node_key: NodePublicKey,
+        /// The agent's version, shown in `member list`.
+        version: String,
+    },
+    Auth {
+        #[serde(with = "hex_bytes")]
+        proof: [u8; 32],
+    },
+    /// Join (or re-join after a reconnect) a network. The controller answers
+    /// with `JoinResult` and, if the member exists, a full `Netmap`.
+    Join {
+        network_id: NetworkId,
+        /// The name the node asks for; the controller sanitises it.
+        name: String,
+        /// A pre-auth key; without one a new member waits for approval.
+        preauth_key: Option<String>,
+    },
+    Leave {
+        network_id: NetworkId,
+    },
+    /// The node's endpoint candidates (local and reflexive addresses).
+    Endpoints {
+        endpoints: Vec<SocketAddr>,
+    },
+    /// Ask for a full map again, after a delta that did not apply.
+    Resync {
+        network_id: NetworkId,
+    },
+}
+
+/// Messages from the controller to a node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ControllerMessage {
+    Challenge {
+        controller_key: NodePublicKey,
+        #[serde(with = "hex_bytes")]
+        nonce: [u8; 32],
+    },
+    Welcome,
+    JoinResult {
+        network_id: NetworkId,
+        result: JoinOutcome,
+    },
+    Netmap(Netmap),
+    NetmapDelta(NetmapDelta),
+    /// A request was refused; the connection stays up unless `fatal`.
+    Error {
+        code: String,
+        message: String,
+        fatal: bool,
+    },
+}
+
+/// What became of a join.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinOutcome {
+    /// A member; the netmap follows.
+    Authorized,
+    /// Waiting for an admin's approval; a netmap with no peers follows.
+    Pending,
+    /// The network does not exist, the key was wrong, used or expired, or the member was revoked.
+    Refused { reason: String },
+}
+
+/// Why an authentication proof could not be made or was wrong.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("the key exchange gave an all-zero secret (low-order key)")]
+    LowOrder,
+    #[error("the proof does not match")]
+    Mismatch,
+}
+
+fn proof(
+    shared: &[u8; 32],
+    exporter: &[u8; 32],
+    node_key: &NodePublicKey,
+    controller_key: &NodePublicKey,
+    nonce: &[u8; 32],
+) -> [u8; 32] {
+    // new_from_slice accepts any key length for HMAC, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(shared).unwrap_or_else(|_| unreachable!());
+    mac.update(exporter);
+    mac.update(node_key.as_bytes());
+    mac.update(controller_key.as_bytes());
+    mac.update(nonce);
+    mac.finalize().into_bytes().into()
+}
+
+fn shared_secret(own: &StaticSecret, other: &NodePublicKey) -> Result<[u8; 32], AuthError> {
+    let shared = own.diffie_hellman(&PublicKey::from(*other.as_bytes()));
+    if !shared.was_contributory() {
+        return Err(AuthError::LowOrder);
+    }
+    Ok(shared.to_bytes())
+}
+
+/// The node's side: prove it holds the private key of `node_key`.
+pub fn make_proof(
+    node: &NodePrivateKey,
+    controller_key: &NodePublicKey,
+    exporter: &[u8; 32],
+    nonce: &[u8; 32],
+) -> Result<[u8; 32], AuthError> {
+    let shared = shared_secret(node.as_secret(), controller_key)?;
+    Ok(proof(
+        &shared,
+        exporter,
+        &node.public_key(),
+        controller_key,
+        nonce,
+    ))
+}
+
+/// The controller's side: check a node's proof in constant time.
+pub fn verify_proof(
+    controller: &NodePrivateKey,
+    node_key: &NodePublicKey,
+    exporter: &[u8; 32],
+    nonce: &[u8; 32],
+    claimed: &[u8; 32],
+) -> Result<(), AuthError> {
+    use subtle::ConstantTimeEq;
+    let shared = shared_secret(controller.as_secret(), node_key)?;
+    let expected = proof(&shared, exporter, node_key, &controller.public_key(), nonce);
+    if bool::from(expected.ct_eq(claimed)) {
+        Ok(())
+    } else {
+        Err(AuthError::Mismatch)
+    }
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {0} bytes is larger than the limit")]
+    TooLarge(usize),
+    #[error("frame is not a valid message: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Encodes a message as a frame: a 4-byte big-endian length, then JSON.
+pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
+    let body = serde_json::to_vec(message)?;
+    if body.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge(body.len()));
+    }
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// Reads the length prefix of a frame, refusing lengths over [`MAX_FRAME`].
+pub fn frame_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    Ok(len)
+}
+
+pub fn decode_frame<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, FrameError> {
+    Ok(serde_json::from_slice(body)?)
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let text = String::deserialize(d)?;
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proof_verifies_only_for_the_same_keys_exporter_and_nonce() {
+        let node = NodePrivateKey::generate();
+        let controller = NodePrivateKey::generate();
+        let exporter = [9u8; 32];
+        let nonce = [3u8; 32];
+        let p = make_proof(&node, &controller.public_key(), &exporter, &nonce).unwrap();
+        verify_proof(&controller, &node.public_key(), &exporter, &nonce, &p).unwrap();
+        let other_conn = [8u8; 32];
+        assert_eq!(
+            verify_proof(&controller, &node.public_key(), &other_conn, &nonce, &p),
+            Err(AuthError::Mismatch)
+        );
+        let impostor = NodePrivateKey::generate().public_key();
+        assert_eq!(
+            verify_proof(&controller, &impostor, &exporter, &nonce, &p),
+            Err(AuthError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn frames_round_trip_and_refuse_huge_lengths() {
+        let msg = NodeMessage::Leave {
+            network_id: "8056c2e21c000001".parse().unwrap(),
+        };
+        let frame = encode_frame(&msg).unwrap();
+        let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
+        let back: NodeMessage = decode_frame(&frame[4..4 + len]).unwrap();
+        assert_eq!(back, msg);
+        assert!(frame_len(u32::MAX.to_be_bytes()).is_err());
+        assert!(decode_frame::<NodeMessage>(b"{\"type\":\"nope\"}").is_err());
+    }
+}

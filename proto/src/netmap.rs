@@ -1,0 +1,225 @@
+//! The network map: what a controller tells a member about its network.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::{NetworkId, NodeId, NodePublicKey};
+
+/// One network as one member sees it. Versions only grow; a node ignores
+/// a map or delta older than what it has.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Netmap {
+    pub network_id: NetworkId,
+    pub network_name: String,
+    pub version: u64,
+    pub self_node: SelfNode,
+    /// Sorted by node ID. Empty unless `self_node.authorized`.
+    pub peers: Vec<NetmapPeer>,
+    pub dns: DnsConfig,
+    pub settings: NetworkSettings,
+}
+
+/// The member itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SelfNode {
+    pub node_id: NodeId,
+    pub name: String,
+    /// `name.zone`.
+    pub fqdn: String,
+    /// Its overlay addresses with the network's prefix lengths, e.g.
+    /// `10.147.0.5/16` and `fd..::xx/64`. Empty until authorized.
+    pub addresses: Vec<IpNet>,
+    pub authorized: bool,
+}
+
+/// Another member.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetmapPeer {
+    pub node_id: NodeId,
+    pub name: String,
+    pub public_key: NodePublicKey,
+    /// Host prefixes: `/32` and `/128`.
+    pub addresses: Vec<IpNet>,
+    /// Subnet routes it serves that the network approved.
+    #[serde(default)]
+    pub routes: Vec<IpNet>,
+    /// Where it may be reached: its reported candidates.
+    #[serde(default)]
+    pub endpoints: Vec<SocketAddr>,
+    pub online: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DnsConfig {
+    pub zone: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkSettings {
+    pub mtu: u16,
+}
+
+/// The change from one version of a member's netmap to the next.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetmapDelta {
+    pub network_id: NetworkId,
+    /// The version this delta applies to.
+    pub base_version: u64,
+    pub version: u64,
+    /// Present when the member itself, the name, DNS or settings changed.
+    pub self_node: Option<SelfNode>,
+    pub network_name: Option<String>,
+    pub dns: Option<DnsConfig>,
+    pub settings: Option<NetworkSettings>,
+    /// Peers added or changed, whole.
+    pub upsert_peers: Vec<NetmapPeer>,
+    pub remove_peers: Vec<NodeId>,
+}
+
+/// Why a delta could not be applied; the node then asks for a full map.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DeltaError {
+    #[error("delta for network {delta} applied to map of {map}")]
+    WrongNetwork { map: NetworkId, delta: NetworkId },
+    #[error("delta from version {base} applied to map at version {have}")]
+    VersionGap { have: u64, base: u64 },
+}
+
+impl Netmap {
+    /// The delta that turns `self` into `next`.
+    pub fn diff(&self, next: &Netmap) -> NetmapDelta {
+        let old: BTreeMap<NodeId, &NetmapPeer> =
+            self.peers.iter().map(|p| (p.node_id, p)).collect();
+        let new: BTreeMap<NodeId, &NetmapPeer> =
+            next.peers.iter().map(|p| (p.node_id, p)).collect();
+        NetmapDelta {
+            network_id: next.network_id,
+            base_version: self.version,
+            version: next.version,
+            self_node: (self.self_node != next.self_node).then(|| next.self_node.clone()),
+            network_name: (self.network_name != next.network_name)
+                .then(|| next.network_name.clone()),
+            dns: (self.dns != next.dns).then(|| next.dns.clone()),
+            settings: (self.settings != next.settings).then(|| next.settings.clone()),
+            upsert_peers: new
+                .iter()
+                .filter(|(id, p)| old.get(*id) != Some(*p))
+                .map(|(_, p)| (*p).clone())
+                .collect(),
+            remove_peers: old
+                .keys()
+                .filter(|id| !new.contains_key(*id))
+                .copied()
+                .collect(),
+        }
+    }
+
+    pub fn apply(&mut self, delta: &NetmapDelta) -> Result<(), DeltaError> {
+        if delta.network_id != self.network_id {
+            return Err(DeltaError::WrongNetwork {
+                map: self.network_id,
+                delta: delta.network_id,
+            });
+        }
+        if delta.base_version != self.version {
+            return Err(DeltaError::VersionGap {
+                have: self.version,
+                base: delta.base_version,
+            });
+        }
+        let mut peers: BTreeMap<NodeId, NetmapPeer> = std::mem::take(&mut self.peers)
+            .into_iter()
+            .map(|p| (p.node_id, p))
+            .collect();
+        for id in &delta.remove_peers {
+            peers.remove(id);
+        }
+        for peer in &delta.upsert_peers {
+            peers.insert(peer.node_id, peer.clone());
+        }
+        self.peers = peers.into_values().collect();
+        if let Some(s) = &delta.self_node {
+            self.self_node = s.clone();
+        }
+        if let Some(n) = &delta.network_name {
+            self.network_name = n.clone();
+        }
+        if let Some(d) = &delta.dns {
+            self.dns = d.clone();
+        }
+        if let Some(s) = &delta.settings {
+            self.settings = s.clone();
+        }
+        self.version = delta.version;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NodePrivateKey;
+
+    fn peer(seed: u8, online: bool) -> NetmapPeer {
+        let key = NodePrivateKey::from_bytes([seed; 32]).public_key();
+        NetmapPeer {
+            node_id: NodeId::from_key(&key),
+            name: format!("n{seed}"),
+            public_key: key,
+            addresses: vec![format!("10.147.0.{seed}/32").parse().unwrap()],
+            routes: vec![],
+            endpoints: vec![],
+            online,
+        }
+    }
+
+    fn map(version: u64, peers: Vec<NetmapPeer>) -> Netmap {
+        let me = peer(1, true);
+        Netmap {
+            network_id: "8056c2e21c000001".parse().unwrap(),
+            network_name: "prod".into(),
+            version,
+            self_node: SelfNode {
+                node_id: me.node_id,
+                name: "me".into(),
+                fqdn: "me.prod.warren.internal".into(),
+                addresses: vec!["10.147.0.1/16".parse().unwrap()],
+                authorized: true,
+            },
+            peers,
+            dns: DnsConfig {
+                zone: "prod.warren.internal".into(),
+            },
+            settings: NetworkSettings { mtu: 1420 },
+        }
+    }
+
+    #[test]
+    fn diff_then_apply_reaches_the_new_map() {
+        let old = map(1, vec![peer(2, true), peer(3, true)]);
+        let mut new = map(2, vec![peer(3, false), peer(4, true)]);
+        new.peers.sort_by_key(|p| p.node_id);
+        let delta = old.diff(&new);
+        assert_eq!(delta.remove_peers, vec![peer(2, true).node_id]);
+        assert_eq!(delta.upsert_peers.len(), 2);
+        assert!(delta.self_node.is_none());
+        let mut applied = old.clone();
+        applied.apply(&delta).unwrap();
+        assert_eq!(applied, new);
+    }
+
+    #[test]
+    fn deltas_out_of_order_are_refused() {
+        let old = map(1, vec![]);
+        let new = map(3, vec![peer(2, true)]);
+        let delta = old.diff(&new);
+        let mut stale = map(2, vec![]);
+        assert_eq!(
+            stale.apply(&delta),
+            Err(DeltaError::VersionGap { have: 2, base: 1 })
+        );
+    }
+}
