@@ -57,8 +57,10 @@ pub enum NodeMessage {
     Leave {
         network_id: NetworkId,
     },
-    /// The node's endpoint candidates (local and reflexive addresses).
+    /// The node's endpoint candidates (local and reflexive addresses) for
+    /// one network: each network has its own UDP port on the node.
     Endpoints {
+        network_id: NetworkId,
         endpoints: Vec<SocketAddr>,
     },
     /// Ask for a full map again, after a delta that did not apply.

@@ -4,26 +4,88 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::NodePublicKey;
+use crate::{NetworkId, NodeId, NodePublicKey};
 
 /// The whole state of a running agent.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Status {
     pub public_key: NodePublicKey,
-    pub interface: String,
-    pub listen_port: u16,
+    pub node_id: NodeId,
+    pub version: String,
+    /// The static network of the config file (id `static`) and every joined network.
+    pub networks: Vec<NetworkStatus>,
+    /// The peers of all networks.
+    pub peers: Vec<PeerStatus>,
+    /// The sum over all networks.
+    pub counters: Counters,
+}
+
+/// Where a network stands on this node.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkState {
+    /// Peers from the config file.
+    Static,
+    /// Joined, but no answer from the controller yet and no cached netmap.
+    Connecting,
+    /// A member waiting for an admin's approval.
+    Pending,
+    /// A member with its tunnel up.
+    Authorized,
+    /// The controller refused the join or revoked the member; see `message`.
+    Refused,
+    /// The netmap was refused locally; see `message` (e.g. overlapping pools).
+    Conflict,
+}
+
+/// One network on this node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetworkStatus {
+    /// The 16-hex-digit network ID, or `static`.
+    pub id: String,
+    pub name: Option<String>,
+    pub controller: Option<String>,
+    /// Whether the control connection is up (always false for `static`).
+    pub controller_connected: bool,
+    pub state: NetworkState,
+    /// Why the state is what it is, for `refused` and `conflict`.
+    pub message: Option<String>,
+    /// This node's name and FQDN in the network.
+    pub fqdn: Option<String>,
+    pub interface: Option<String>,
+    pub listen_port: Option<u16>,
     pub addresses: Vec<IpNet>,
     pub mtu: u16,
     /// Whether the TUN device runs with kernel offloads (TSO/GRO through a vnet header).
     pub offload: bool,
-    pub peers: Vec<PeerStatus>,
+    pub netmap_version: Option<u64>,
     pub counters: Counters,
+}
+
+/// `POST /v1/networks`: join a network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub network_id: NetworkId,
+    /// `HOST:PORT` of the controller's QUIC listener.
+    pub controller: String,
+    /// SHA-256 of the controller's certificate, hex. Without it the first
+    /// certificate seen is trusted and pinned (trust on first use).
+    pub fingerprint: Option<String>,
+    pub preauth_key: Option<String>,
+    /// The name to ask for; the host name by default.
+    pub name: Option<String>,
 }
 
 /// One peer as the agent sees it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PeerStatus {
+    /// The network it belongs to: a network ID or `static`.
+    pub network: String,
     pub public_key: NodePublicKey,
+    pub node_id: Option<NodeId>,
+    pub name: Option<String>,
+    /// What the controller last said of it; `None` for static peers.
+    pub online: Option<bool>,
     /// The peer's allowed IPs: the overlay prefixes routed to it.
     pub addresses: Vec<IpNet>,
     /// Where its packets go now: configured, or learnt from its latest authenticated packet.
@@ -56,6 +118,21 @@ pub struct Counters {
     pub dropped_unknown_peer: u64,
 }
 
+impl Counters {
+    /// Adds another network's counters to these.
+    pub fn add(&mut self, other: &Counters) {
+        self.tun_rx_packets += other.tun_rx_packets;
+        self.udp_rx_datagrams += other.udp_rx_datagrams;
+        self.udp_tx_datagrams += other.udp_tx_datagrams;
+        self.dropped_invalid += other.dropped_invalid;
+        self.dropped_replay += other.dropped_replay;
+        self.dropped_spoofed += other.dropped_spoofed;
+        self.dropped_no_route += other.dropped_no_route;
+        self.dropped_no_endpoint += other.dropped_no_endpoint;
+        self.dropped_unknown_peer += other.dropped_unknown_peer;
+    }
+}
+
 /// The error body of every local-API failure.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorBody {
@@ -75,6 +152,10 @@ mod tests {
     #[test]
     fn last_handshake_is_rfc3339_or_null() {
         let peer = PeerStatus {
+            network: "static".into(),
+            node_id: None,
+            name: None,
+            online: None,
             public_key: crate::NodePrivateKey::generate().public_key(),
             addresses: vec!["10.99.0.2/32".parse().unwrap()],
             endpoint: None,
