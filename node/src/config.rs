@@ -26,10 +26,16 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct NodeConfig {
-    /// Relative paths are taken from the config file's folder.
-    pub private_key_file: PathBuf,
+    /// Relative paths are taken from the config file's folder. Without it
+    /// the key lives in the state directory, made on first start.
+    pub private_key_file: Option<PathBuf>,
+    /// Where the node key (unless `private-key-file`), the joined networks
+    /// and their cached netmaps live.
+    pub state_dir: Option<PathBuf>,
     #[serde(default = "default_listen_port")]
     pub listen_port: u16,
+    /// Overlay addresses of the static network; needed only with `[[peer]]`s.
+    #[serde(default)]
     pub addresses: Vec<IpNet>,
     #[serde(default = "default_interface")]
     pub interface_name: String,
@@ -73,9 +79,17 @@ impl Config {
             .with_context(|| format!("reading config file {}", path.display()))?;
         let mut config: Config =
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        if config.node.private_key_file.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
-            config.node.private_key_file = base.join(&config.node.private_key_file);
+        let base = path.parent().unwrap_or(Path::new("."));
+        for file in [
+            &mut config.node.private_key_file,
+            &mut config.node.state_dir,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
         }
         config
             .validate()
@@ -85,8 +99,8 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         let node = &self.node;
-        if node.addresses.is_empty() {
-            bail!("[node] addresses: at least one overlay address is needed");
+        if node.addresses.is_empty() && !self.peers.is_empty() {
+            bail!("[node] addresses: [[peer]]s need at least one overlay address");
         }
         if node.addresses.iter().filter(|a| a.addr().is_ipv4()).count() > 1 {
             bail!("[node] addresses: at most one IPv4 address (any number of IPv6 ones)");
@@ -122,8 +136,13 @@ impl Config {
         Ok(())
     }
 
-    pub fn read_private_key(&self) -> anyhow::Result<NodePrivateKey> {
-        read_private_key(&self.node.private_key_file)
+    /// The key named by `private-key-file`, if the file names one.
+    pub fn read_private_key(&self) -> anyhow::Result<Option<NodePrivateKey>> {
+        self.node
+            .private_key_file
+            .as_deref()
+            .map(read_private_key)
+            .transpose()
     }
 }
 
@@ -196,6 +215,9 @@ persistent-keepalive = "25s"
         let path = dir.path().join("warren.toml");
         std::fs::write(&path, EXAMPLE).unwrap();
         let config = Config::load(&path).unwrap();
-        assert_eq!(config.node.private_key_file, dir.path().join("node.key"));
+        assert_eq!(
+            config.node.private_key_file,
+            Some(dir.path().join("node.key"))
+        );
     }
 }

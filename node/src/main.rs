@@ -6,12 +6,14 @@
 //! - `platform/`: OS seams: TUN device, UDP socket, socket options.
 //! - `config`: the agent's TOML configuration.
 //! - `client`: the local-API client the CLI uses.
+//! - `state`: the state directory: node key, joined networks, cached netmaps.
 
 mod cli;
 mod client;
 mod config;
 mod daemon;
 mod platform;
+mod state;
 
 use std::process::ExitCode;
 

@@ -54,11 +54,11 @@ impl Status {
     }
 
     pub fn interface(&self) -> Result<&str> {
-        self.str_at("/interface")
+        self.str_at("/networks/0/interface")
     }
 
     pub fn listen_port(&self) -> Result<u64> {
-        self.u64_at("/listen_port")
+        self.u64_at("/networks/0/listen_port")
     }
 
     pub fn public_key(&self) -> Result<&str> {

@@ -182,6 +182,31 @@ impl Engine {
         Ok(id)
     }
 
+    /// Adds a peer, or updates one in place without touching its session:
+    /// its allowed IPs are replaced, and a configured endpoint is taken only
+    /// while the peer has none (one learnt from its packets is more current).
+    pub fn upsert_peer(&mut self, config: PeerConfig, now: Instant) -> Result<PeerId, ConfigError> {
+        let Some(&id) = self.by_key.get(&config.public_key) else {
+            return self.add_peer(config, now);
+        };
+        self.routes.remove_value(&id);
+        for net in &config.allowed_ips {
+            self.routes.insert(*net, id);
+        }
+        if let Some(peer) = self.peers.get_mut(&id) {
+            if peer.endpoint.is_none() {
+                peer.endpoint = config.endpoint;
+            }
+            peer.config = config;
+        }
+        Ok(id)
+    }
+
+    /// The keys of all configured peers.
+    pub fn peer_keys(&self) -> Vec<NodePublicKey> {
+        self.by_key.keys().copied().collect()
+    }
+
     pub fn remove_peer(&mut self, key: &NodePublicKey) -> bool {
         let Some(id) = self.by_key.remove(key) else {
             return false;

@@ -6,16 +6,36 @@ use clap::Args;
 
 use super::Cli;
 use crate::config::Config;
+use crate::daemon::DaemonOptions;
+use crate::state::DEFAULT_STATE_DIR;
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
-    /// The agent's TOML configuration.
+    /// The agent's TOML configuration (optional: a node that only joins
+    /// networks needs none).
     #[arg(long, env = "WARREN_CONFIG")]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    /// Where the node key, joined networks and cached netmaps live.
+    #[arg(long, env = "WARREN_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// First UDP port; each joined network takes the next free one.
+    #[arg(long, env = "WARREN_LISTEN_PORT")]
+    listen_port: Option<u16>,
 }
 
 pub fn run(cli: &Cli, args: &DaemonArgs) -> anyhow::Result<()> {
-    let config = Config::load(&args.config)?;
-    let socket = cli.socket_or(config.node.socket.clone());
-    super::runtime()?.block_on(crate::daemon::run(config, socket))
+    let config = args.config.as_deref().map(Config::load).transpose()?;
+    let socket = cli.socket_or(config.as_ref().and_then(|c| c.node.socket.clone()));
+    let state_dir = args
+        .state_dir
+        .clone()
+        .or_else(|| config.as_ref().and_then(|c| c.node.state_dir.clone()))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    let options = DaemonOptions {
+        config,
+        state_dir,
+        socket,
+        listen_port: args.listen_port,
+    };
+    super::runtime()?.block_on(crate::daemon::run(options))
 }

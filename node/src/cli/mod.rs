@@ -2,6 +2,7 @@
 
 mod check_config;
 mod daemon;
+mod join;
 mod key;
 mod status;
 
@@ -41,7 +42,11 @@ enum Command {
     Key(key::KeyCommand),
     /// Run the agent in the foreground.
     Daemon(daemon::DaemonArgs),
-    /// Show the agent's interface, peers and counters.
+    /// Join a network run by a controller.
+    Join(join::JoinArgs),
+    /// Leave a network: its interface goes down and its peers are forgotten.
+    Leave(join::LeaveArgs),
+    /// Show the agent's networks, peers and counters.
     Status(status::StatusArgs),
     /// Check a config file and print the effective configuration.
     CheckConfig(check_config::CheckConfigArgs),
@@ -63,6 +68,8 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Key(cmd) => key::run(cmd),
         Command::Daemon(args) => daemon::run(&cli, args),
+        Command::Join(args) => join::join(&cli, args),
+        Command::Leave(args) => join::leave(&cli, args),
         Command::Status(args) => status::run(&cli, args),
         Command::CheckConfig(args) => check_config::run(args),
     };

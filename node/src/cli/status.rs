@@ -28,39 +28,91 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> anyhow::Result<()> {
 fn render(status: &Status, now: OffsetDateTime) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let addresses: Vec<String> = status.addresses.iter().map(|a| a.to_string()).collect();
     let _ = writeln!(
         out,
-        "interface {} ({}), port {}, mtu {}, offload {}",
-        status.interface,
-        addresses.join(", "),
-        status.listen_port,
-        status.mtu,
-        if status.offload { "on" } else { "off" }
+        "node {} ({}), warren {}",
+        status.node_id, status.public_key, status.version
     );
-    let _ = writeln!(out, "public key {}", status.public_key);
-    for peer in &status.peers {
-        let allowed: Vec<String> = peer.addresses.iter().map(|a| a.to_string()).collect();
-        let handshake = match peer.last_handshake {
-            Some(t) => format!("{}s ago", (now - t).whole_seconds().max(0)),
-            None => "never".to_owned(),
-        };
-        let _ = writeln!(out, "\npeer {}", peer.public_key);
+    if status.networks.is_empty() {
         let _ = writeln!(
             out,
-            "  endpoint {}",
-            peer.endpoint.as_deref().unwrap_or("(none)")
-        );
-        let _ = writeln!(out, "  allowed ips {}", allowed.join(", "));
-        let _ = writeln!(out, "  last handshake {handshake}");
-        let _ = writeln!(
-            out,
-            "  transfer {} received, {} sent",
-            bytes(peer.rx_bytes),
-            bytes(peer.tx_bytes)
+            "no networks: `warren join NETWORK-ID --controller HOST:PORT`"
         );
     }
+    for net in &status.networks {
+        let addresses: Vec<String> = net.addresses.iter().map(|a| a.to_string()).collect();
+        let state = serde_json::to_value(net.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "\nnetwork {} {}: {state}",
+            net.id,
+            net.name.as_deref().unwrap_or("")
+        );
+        if let Some(message) = &net.message {
+            let _ = writeln!(out, "  {message}");
+        }
+        if let Some(controller) = &net.controller {
+            let link = if net.controller_connected {
+                "connected"
+            } else {
+                "not connected"
+            };
+            let _ = writeln!(out, "  controller {controller} ({link})");
+        }
+        if let Some(fqdn) = &net.fqdn {
+            let _ = writeln!(out, "  name {fqdn}");
+        }
+        if let Some(interface) = &net.interface {
+            let _ = writeln!(
+                out,
+                "  interface {interface} ({}), port {}, mtu {}, offload {}",
+                addresses.join(", "),
+                net.listen_port.unwrap_or(0),
+                net.mtu,
+                if net.offload { "on" } else { "off" }
+            );
+        }
+        for peer in status.peers.iter().filter(|p| p.network == net.id) {
+            render_peer(&mut out, peer, now);
+        }
+    }
     out
+}
+
+fn render_peer(out: &mut String, peer: &warren_proto::local_api::PeerStatus, now: OffsetDateTime) {
+    use std::fmt::Write;
+    let allowed: Vec<String> = peer.addresses.iter().map(|a| a.to_string()).collect();
+    let handshake = match peer.last_handshake {
+        Some(t) => format!("{}s ago", (now - t).whole_seconds().max(0)),
+        None => "never".to_owned(),
+    };
+    let online = match peer.online {
+        Some(true) => " (online)",
+        Some(false) => " (offline)",
+        None => "",
+    };
+    let _ = writeln!(
+        out,
+        "  peer {} {}{online}",
+        peer.name.as_deref().unwrap_or(""),
+        peer.public_key
+    );
+    let _ = writeln!(
+        out,
+        "    endpoint {}",
+        peer.endpoint.as_deref().unwrap_or("(none)")
+    );
+    let _ = writeln!(out, "    allowed ips {}", allowed.join(", "));
+    let _ = writeln!(out, "    last handshake {handshake}");
+    let _ = writeln!(
+        out,
+        "    transfer {} received, {} sent",
+        bytes(peer.rx_bytes),
+        bytes(peer.tx_bytes)
+    );
 }
 
 fn bytes(n: u64) -> String {
@@ -88,13 +140,30 @@ mod tests {
         let now = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(100);
         let status = Status {
             public_key: key,
-            interface: "warren0".into(),
-            listen_port: 51820,
-            addresses: vec!["10.99.0.1/24".parse().unwrap()],
-            mtu: 1420,
-            offload: true,
+            node_id: warren_proto::NodeId::from_key(&key),
+            version: "0.1.0".into(),
+            networks: vec![warren_proto::local_api::NetworkStatus {
+                id: "static".into(),
+                name: None,
+                controller: None,
+                controller_connected: false,
+                state: warren_proto::local_api::NetworkState::Static,
+                message: None,
+                fqdn: None,
+                interface: Some("warren0".into()),
+                listen_port: Some(51820),
+                addresses: vec!["10.99.0.1/24".parse().unwrap()],
+                mtu: 1420,
+                offload: true,
+                netmap_version: None,
+                counters: Default::default(),
+            }],
             peers: vec![warren_proto::local_api::PeerStatus {
+                network: "static".into(),
                 public_key: key,
+                node_id: None,
+                name: None,
+                online: None,
                 addresses: vec!["10.99.0.2/32".parse().unwrap()],
                 endpoint: Some("192.0.2.2:51820".into()),
                 last_handshake: Some(OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(90)),

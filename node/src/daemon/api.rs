@@ -4,19 +4,22 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::Context;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::Path as UrlPath;
 use axum::extract::{Request as HttpRequest, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
-use warren_proto::local_api::{ErrorBody, ErrorDetail};
+use warren_proto::local_api::{ErrorBody, ErrorDetail, JoinRequest};
+use warren_proto::NetworkId;
 
-use super::Request;
+use super::{Refusal, Request};
 use crate::platform::sockopt::effective_uid;
 
 /// The Host header the CLI sends; anything else is a browser being rebound.
@@ -44,6 +47,8 @@ pub fn serve(
         .with_context(|| format!("setting mode of {}", path.display()))?;
     let router = Router::new()
         .route("/v1/status", get(status))
+        .route("/v1/networks", post(join))
+        .route("/v1/networks/{id}", delete(leave))
         .fallback(not_found)
         .layer(middleware::from_fn(refuse_browsers))
         .with_state(requests);
@@ -130,6 +135,57 @@ async fn status(State(requests): State<mpsc::Sender<Request>>) -> Response {
             "the agent is stopping",
         ),
     }
+}
+
+async fn join(
+    State(requests): State<mpsc::Sender<Request>>,
+    body: Result<Json<JoinRequest>, JsonRejection>,
+) -> Response {
+    let Json(join) = match body {
+        Ok(j) => j,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", &e.body_text()),
+    };
+    let (tx, rx) = oneshot::channel();
+    if requests.send(Request::Join(join, tx)).await.is_err() {
+        return stopping();
+    }
+    match rx.await {
+        Ok(Ok(status)) => Json(status).into_response(),
+        Ok(Err(refusal)) => refused(refusal),
+        Err(_) => stopping(),
+    }
+}
+
+async fn leave(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    let id: NetworkId = match id.parse() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_network_id", &e.to_string()),
+    };
+    let (tx, rx) = oneshot::channel();
+    if requests.send(Request::Leave(id, tx)).await.is_err() {
+        return stopping();
+    }
+    match rx.await {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(refusal)) => refused(refusal),
+        Err(_) => stopping(),
+    }
+}
+
+fn refused(refusal: Refusal) -> Response {
+    let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
+    error(status, refusal.code, &refusal.message)
+}
+
+fn stopping() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "stopping",
+        "the agent is stopping",
+    )
 }
 
 async fn not_found() -> Response {

@@ -1,181 +1,153 @@
-//! The agent: sets up the TUN, the socket and the engine, then runs one event loop.
+//! The agent: the static network from the config file, the networks joined
+//! through controllers, and the local API, driven by one event loop.
 
 pub mod api;
+mod control;
 pub mod datapath;
+mod managed;
+mod network;
+mod pinning;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
-use rand_core::RngCore;
-use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
-use warren_engine::{Engine, EngineConfig, Event};
-use warren_proto::local_api::{PeerStatus, Status};
+use warren_proto::local_api::{JoinRequest, NetworkStatus, Status};
+use warren_proto::{NetworkId, NodeId, NodePrivateKey};
 
 use crate::config::Config;
-use crate::platform::tun::{routes_needed, Tun};
-use crate::platform::udp::Udp;
-use datapath::{DataPath, GsoBatch, TunReader, TunWriter, UdpReader};
+use crate::state::StateDir;
+use control::{ControlEvent, ControlHandle};
+use managed::Managed;
+use network::{NetworkHandle, NetworkSpec};
+
+/// How often endpoint candidates are re-read and, if changed, reported.
+const ENDPOINT_REFRESH: Duration = Duration::from_secs(30);
+
+/// Everything `warren daemon` was told on its command line and in its file.
+pub struct DaemonOptions {
+    pub config: Option<Config>,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub listen_port: Option<u16>,
+}
+
+/// A local-API call that failed: the status code and the error body's fields.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
 
 /// A question from the local API to the event loop, which owns all state.
 pub enum Request {
     Status(oneshot::Sender<Status>),
+    Join(JoinRequest, oneshot::Sender<Result<NetworkStatus, Refusal>>),
+    Leave(NetworkId, oneshot::Sender<Result<(), Refusal>>),
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
-pub async fn run(config: Config, socket_path: PathBuf) -> anyhow::Result<()> {
-    let key = config.read_private_key()?;
-    let node = &config.node;
-    let tun = Tun::create(
-        &node.interface_name,
-        node.mtu,
-        &node.addresses,
-        node.offload,
-    )?;
-    let allowed: Vec<_> = config
-        .peers
-        .iter()
-        .flat_map(|p| p.allowed_ips.clone())
-        .collect();
-    tun.add_routes(&routes_needed(&node.addresses, &allowed))?;
-    let udp = Udp::bind(node.listen_port)?;
-    tracing::info!(
-        interface = %tun.name,
-        offload = tun.offload,
-        gso_segments = udp.max_segments(),
-        gro_segments = udp.state.gro_segments(),
-        port = udp.local_port(),
-        public_key = %key.public_key(),
-        "agent started"
-    );
-
-    let now = Instant::now();
-    let mut engine = Engine::new(EngineConfig::new(key, rand_core::OsRng.next_u32()));
-    for peer in &config.peers {
-        engine
-            .add_peer(
-                warren_engine::PeerConfig {
-                    public_key: peer.public_key,
-                    endpoint: peer.endpoint,
-                    allowed_ips: peer.allowed_ips.clone(),
-                    persistent_keepalive: peer.persistent_keepalive,
-                },
-                now,
-            )
-            .with_context(|| format!("adding peer {}", peer.public_key))?;
-    }
+pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
+    let state = StateDir::open(&options.state_dir)?;
+    let key = match options
+        .config
+        .as_ref()
+        .map(Config::read_private_key)
+        .transpose()?
+        .flatten()
+    {
+        Some(key) => key,
+        None => state.node_key()?,
+    };
+    let base_port = options
+        .listen_port
+        .or(options.config.as_ref().map(|c| c.node.listen_port))
+        .unwrap_or(crate::config::DEFAULT_LISTEN_PORT);
+    let static_net = match options
+        .config
+        .as_ref()
+        .filter(|c| !c.node.addresses.is_empty())
+    {
+        Some(config) => Some(start_static(config, base_port, &key).await?),
+        None => None,
+    };
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut managed = Managed::new(state, key.clone(), base_port, static_net, events_tx);
+    managed
+        .restore()
+        .await
+        .context("restoring joined networks")?;
 
     let (requests, mut request_rx) = mpsc::channel(16);
-    let _api = api::serve(&socket_path, requests)?;
+    let _api = api::serve(&options.socket, requests)?;
+    tracing::info!(node_id = %NodeId::from_key(&key.public_key()), public_key = %key.public_key(), "agent running");
 
-    let mut tun_reader = TunReader::new(node.mtu);
-    let mut udp_reader = UdpReader::new();
-    let mut writer = TunWriter::new();
-    let mut batch = GsoBatch::new(udp.max_segments());
-    let mut scratch = vec![0u8; 65_536 + warren_engine::DATA_OVERHEAD];
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing SIGTERM handler")?;
-    let info = StaticInfo {
-        interface: tun.name.clone(),
-        listen_port: udp.local_port(),
-        addresses: node.addresses.clone(),
-        mtu: node.mtu,
-        offload: tun.offload,
-    };
-
+    let mut refresh = tokio::time::interval(ENDPOINT_REFRESH);
     loop {
-        flush_engine(&mut engine, &udp).await;
-        let deadline = engine
-            .poll_timeout()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        let mut path = DataPath {
-            engine: &mut engine,
-            tun: &tun,
-            udp: &udp,
-            scratch: &mut scratch,
-            batch: &mut batch,
-            writer: &mut writer,
-        };
         tokio::select! {
-            read = tun_reader.read(&tun) => path.handle_tun_read(&mut tun_reader, read).await,
-            ready = udp.socket.readable() => match ready {
-                Ok(()) => path.handle_udp_readable(&mut udp_reader).await,
-                Err(e) => tracing::warn!(error = %e, "UDP socket failed"),
+            Some(request) = request_rx.recv() => match request {
+                Request::Status(reply) => { let _ = reply.send(managed.status().await); }
+                Request::Join(join, reply) => { let _ = reply.send(managed.join(join).await); }
+                Request::Leave(id, reply) => { let _ = reply.send(managed.leave(id).await); }
             },
-            () = tokio::time::sleep_until(deadline.into()) => engine.handle_timeout(Instant::now()),
-            Some(request) = request_rx.recv() => answer(&engine, &info, request),
+            Some(event) = events.recv() => managed.handle_control(event).await,
+            _ = refresh.tick() => managed.report_endpoints(false),
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }
     }
     tracing::info!("agent stopping");
-    let _ = std::fs::remove_file(&socket_path);
+    managed.shutdown().await;
+    let _ = std::fs::remove_file(&options.socket);
     Ok(())
 }
 
-/// Sends what the engine queued off the hot path and logs its state changes.
-async fn flush_engine(engine: &mut Engine, udp: &Udp) {
-    while let Some(transmit) = engine.poll_transmit() {
-        let len = transmit.payload.len();
-        if let Err(e) = udp.send(transmit.to, &transmit.payload, len).await {
-            tracing::debug!(error = %e, to = %transmit.to, "UDP send failed");
-        }
-    }
-    while let Some(event) = engine.poll_event() {
-        match event {
-            Event::HandshakeCompleted { peer } => {
-                tracing::debug!(peer = %peer.short(), "handshake completed");
-            }
-            Event::EndpointChanged { peer, endpoint } => {
-                tracing::info!(peer = %peer.short(), %endpoint, "peer endpoint changed");
-            }
-            Event::SessionExpired { peer } => {
-                tracing::info!(peer = %peer.short(), "session expired");
-            }
-        }
+async fn start_static(
+    config: &Config,
+    port: u16,
+    key: &NodePrivateKey,
+) -> anyhow::Result<NetworkHandle> {
+    let node = &config.node;
+    let spec = NetworkSpec {
+        label: "static".to_owned(),
+        interface: node.interface_name.clone(),
+        mtu: node.mtu,
+        addresses: node.addresses.clone(),
+        listen_port: port,
+        offload: node.offload,
+    };
+    let handle = NetworkHandle::start(spec, key.clone())?;
+    let peers = config
+        .peers
+        .iter()
+        .map(|p| warren_engine::PeerConfig {
+            public_key: p.public_key,
+            endpoint: p.endpoint,
+            allowed_ips: p.allowed_ips.clone(),
+            persistent_keepalive: p.persistent_keepalive,
+        })
+        .collect();
+    handle.set_peers(peers).await;
+    Ok(handle)
+}
+
+/// Which networks share a controller connection.
+type Controllers = BTreeMap<String, ControlHandle>;
+
+/// Peers of a joined network are kept alive through NATs with this keepalive.
+pub const NETMAP_KEEPALIVE: Duration = Duration::from_secs(25);
+
+pub(crate) fn refusal(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        code,
+        message: message.into(),
     }
 }
 
-/// What the status report says about the agent itself.
-struct StaticInfo {
-    interface: String,
-    listen_port: u16,
-    addresses: Vec<ipnet::IpNet>,
-    mtu: u16,
-    offload: bool,
-}
-
-fn answer(engine: &Engine, info: &StaticInfo, request: Request) {
-    match request {
-        Request::Status(reply) => {
-            let _ = reply.send(status(engine, info));
-        }
-    }
-}
-
-fn status(engine: &Engine, info: &StaticInfo) -> Status {
-    let now = OffsetDateTime::now_utc();
-    Status {
-        public_key: engine.public_key(),
-        interface: info.interface.clone(),
-        listen_port: info.listen_port,
-        addresses: info.addresses.clone(),
-        mtu: info.mtu,
-        offload: info.offload,
-        peers: engine
-            .peers()
-            .into_iter()
-            .map(|p| PeerStatus {
-                public_key: p.public_key,
-                addresses: p.allowed_ips,
-                endpoint: p.endpoint.map(|e| e.to_string()),
-                last_handshake: p.since_last_handshake.map(|d| now - d),
-                rx_bytes: p.rx_bytes,
-                tx_bytes: p.tx_bytes,
-                persistent_keepalive: p.persistent_keepalive.map(|d| d.as_secs()),
-            })
-            .collect(),
-        counters: engine.counters().clone(),
-    }
-}
+pub(crate) type ControlEvents = mpsc::UnboundedSender<ControlEvent>;

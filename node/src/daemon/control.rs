@@ -1,0 +1,387 @@
+//! The control client: one QUIC connection per controller, kept open and
+//! re-opened with backoff; it proves the node key and relays netmaps.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use quinn::crypto::rustls::QuicClientConfig;
+use rand_core::RngCore;
+use tokio::sync::mpsc;
+use warren_proto::control::{self, ControllerMessage, JoinOutcome, NodeMessage};
+use warren_proto::netmap::{Netmap, NetmapDelta};
+use warren_proto::{NetworkId, NodePrivateKey};
+
+use super::pinning::PinnedVerifier;
+
+const SERVER_NAME: &str = "warren-controller";
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What the node asks of a controller.
+#[derive(Debug, Clone)]
+pub enum ControlCommand {
+    Join {
+        network_id: NetworkId,
+        name: String,
+        preauth_key: Option<String>,
+    },
+    Leave(NetworkId),
+    Endpoints(NetworkId, Vec<SocketAddr>),
+    Resync(NetworkId),
+}
+
+/// What a controller connection reports to the daemon.
+#[derive(Debug)]
+pub enum ControlEvent {
+    Connected {
+        controller: String,
+    },
+    Disconnected {
+        controller: String,
+        error: String,
+    },
+    /// The certificate seen when none was pinned; the daemon pins it from now on.
+    Fingerprint {
+        controller: String,
+        fingerprint: String,
+    },
+    JoinResult {
+        network_id: NetworkId,
+        outcome: JoinOutcome,
+    },
+    Netmap(Netmap),
+    Delta(NetmapDelta),
+}
+
+pub struct ControlHandle {
+    commands: mpsc::UnboundedSender<ControlCommand>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ControlHandle {
+    pub fn spawn(
+        controller: String,
+        fingerprint: Option<String>,
+        key: NodePrivateKey,
+        events: mpsc::UnboundedSender<ControlEvent>,
+    ) -> Self {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(controller, fingerprint, key, events, rx));
+        Self { commands, task }
+    }
+
+    pub fn send(&self, command: ControlCommand) {
+        let _ = self.commands.send(command);
+    }
+}
+
+impl Drop for ControlHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What must be said again on every new connection.
+#[derive(Default)]
+struct Session {
+    joins: BTreeMap<NetworkId, ControlCommand>,
+    endpoints: BTreeMap<NetworkId, Vec<SocketAddr>>,
+}
+
+impl Session {
+    fn remember(&mut self, command: &ControlCommand) {
+        match command {
+            ControlCommand::Join { network_id, .. } => {
+                self.joins.insert(*network_id, command.clone());
+            }
+            ControlCommand::Leave(id) => {
+                self.joins.remove(id);
+                self.endpoints.remove(id);
+            }
+            ControlCommand::Endpoints(id, eps) => {
+                self.endpoints.insert(*id, eps.clone());
+            }
+            ControlCommand::Resync(_) => {}
+        }
+    }
+}
+
+async fn run(
+    controller: String,
+    mut fingerprint: Option<String>,
+    key: NodePrivateKey,
+    events: mpsc::UnboundedSender<ControlEvent>,
+    mut commands: mpsc::UnboundedReceiver<ControlCommand>,
+) {
+    let mut session = Session::default();
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let seen = Arc::new(Mutex::new(None));
+        let result = connect_and_serve(
+            &controller,
+            fingerprint.clone(),
+            &seen,
+            &key,
+            &events,
+            &mut commands,
+            &mut session,
+            &mut backoff,
+        )
+        .await;
+        let error = match result {
+            Ok(()) => return,
+            Err(e) => format!("{e:#}"),
+        };
+        tracing::info!(%controller, %error, retry_in = ?backoff, "controller connection lost");
+        let _ = events.send(ControlEvent::Disconnected {
+            controller: controller.clone(),
+            error,
+        });
+        if fingerprint.is_none() {
+            // Trust on first use: a certificate seen once is pinned from then on.
+            fingerprint = seen.lock().ok().and_then(|s| s.clone());
+        }
+        let jitter = Duration::from_millis(u64::from(rand_core::OsRng.next_u32() % 500));
+        let wait = tokio::time::sleep(backoff + jitter);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                () = &mut wait => break,
+                command = commands.recv() => match command {
+                    Some(c) => session.remember(&c),
+                    None => return,
+                },
+            }
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn client_config(
+    fingerprint: Option<String>,
+    seen: &Arc<Mutex<Option<String>>>,
+) -> anyhow::Result<quinn::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3 setup")?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedVerifier::new(
+            fingerprint,
+            Arc::clone(seen),
+        )))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![control::ALPN.to_vec()];
+    let crypto = QuicClientConfig::try_from(tls).context("QUIC TLS setup")?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
+        20_000,
+    ))));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connect_and_serve(
+    controller: &str,
+    fingerprint: Option<String>,
+    seen: &Arc<Mutex<Option<String>>>,
+    key: &NodePrivateKey,
+    events: &mpsc::UnboundedSender<ControlEvent>,
+    commands: &mut mpsc::UnboundedReceiver<ControlCommand>,
+    session: &mut Session,
+    backoff: &mut Duration,
+) -> anyhow::Result<()> {
+    let addr = tokio::net::lookup_host(controller)
+        .await
+        .with_context(|| format!("resolving {controller}"))?
+        .next()
+        .with_context(|| format!("{controller} has no address"))?;
+    let bind: SocketAddr = if addr.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let mut endpoint = quinn::Endpoint::client(bind).context("opening QUIC socket")?;
+    endpoint.set_default_client_config(client_config(fingerprint.clone(), seen)?);
+    let connection = endpoint
+        .connect(addr, SERVER_NAME)
+        .context("starting QUIC connection")?
+        .await
+        .with_context(|| format!("connecting to controller {controller}"))?;
+    if fingerprint.is_none() {
+        if let Some(fp) = seen.lock().ok().and_then(|s| s.clone()) {
+            tracing::warn!(%controller, fingerprint = %fp, "no fingerprint given: trusting this controller certificate on first use and pinning it");
+            let _ = events.send(ControlEvent::Fingerprint {
+                controller: controller.to_owned(),
+                fingerprint: fp,
+            });
+        }
+    }
+    let (mut send, recv) = connection
+        .open_bi()
+        .await
+        .context("opening control stream")?;
+    let mut frames = spawn_reader(recv);
+    authenticate(&connection, &mut send, &mut frames, key).await?;
+    tracing::info!(%controller, "connected to controller");
+    *backoff = Duration::from_secs(1);
+    let _ = events.send(ControlEvent::Connected {
+        controller: controller.to_owned(),
+    });
+    for join in session.joins.values() {
+        write(&mut send, &to_message(join)).await?;
+    }
+    for (id, eps) in &session.endpoints {
+        write(
+            &mut send,
+            &to_message(&ControlCommand::Endpoints(*id, eps.clone())),
+        )
+        .await?;
+    }
+    loop {
+        tokio::select! {
+            frame = frames.recv() => {
+                let message = frame.context("controller closed the control stream")??;
+                dispatch(message, events)?;
+            }
+            command = commands.recv() => {
+                let Some(command) = command else { return Ok(()) };
+                session.remember(&command);
+                write(&mut send, &to_message(&command)).await?;
+            }
+        }
+    }
+}
+
+async fn authenticate(
+    connection: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    frames: &mut mpsc::Receiver<anyhow::Result<ControllerMessage>>,
+    key: &NodePrivateKey,
+) -> anyhow::Result<()> {
+    write(
+        send,
+        &NodeMessage::Hello {
+            node_key: key.public_key(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+    )
+    .await?;
+    let challenge = tokio::time::timeout(Duration::from_secs(10), frames.recv())
+        .await
+        .context("controller did not send a challenge")?
+        .context("controller closed the control stream")??;
+    let ControllerMessage::Challenge {
+        controller_key,
+        nonce,
+    } = challenge
+    else {
+        bail!("controller sent {challenge:?} instead of a challenge");
+    };
+    let mut exporter = [0u8; 32];
+    connection
+        .export_keying_material(&mut exporter, control::EXPORTER_LABEL, &nonce)
+        .map_err(|_| anyhow::anyhow!("TLS exporter unavailable"))?;
+    let proof = control::make_proof(key, &controller_key, &exporter, &nonce)?;
+    write(send, &NodeMessage::Auth { proof }).await?;
+    match tokio::time::timeout(Duration::from_secs(10), frames.recv())
+        .await
+        .context("controller did not answer the proof")?
+        .context("controller closed the control stream")??
+    {
+        ControllerMessage::Welcome => Ok(()),
+        ControllerMessage::Error { message, .. } => bail!("controller refused us: {message}"),
+        other => bail!("controller sent {other:?} instead of welcome"),
+    }
+}
+
+fn dispatch(
+    message: ControllerMessage,
+    events: &mpsc::UnboundedSender<ControlEvent>,
+) -> anyhow::Result<()> {
+    let event = match message {
+        ControllerMessage::JoinResult { network_id, result } => ControlEvent::JoinResult {
+            network_id,
+            outcome: result,
+        },
+        ControllerMessage::Netmap(map) => ControlEvent::Netmap(map),
+        ControllerMessage::NetmapDelta(delta) => ControlEvent::Delta(delta),
+        ControllerMessage::Error {
+            code,
+            message,
+            fatal,
+        } => {
+            if fatal {
+                bail!("controller: {message} ({code})");
+            }
+            tracing::warn!(%code, %message, "controller refused a request");
+            return Ok(());
+        }
+        ControllerMessage::Challenge { .. } | ControllerMessage::Welcome => {
+            tracing::debug!("unexpected handshake message after authentication");
+            return Ok(());
+        }
+    };
+    let _ = events.send(event);
+    Ok(())
+}
+
+fn to_message(command: &ControlCommand) -> NodeMessage {
+    match command.clone() {
+        ControlCommand::Join {
+            network_id,
+            name,
+            preauth_key,
+        } => NodeMessage::Join {
+            network_id,
+            name,
+            preauth_key,
+        },
+        ControlCommand::Leave(network_id) => NodeMessage::Leave { network_id },
+        ControlCommand::Endpoints(network_id, endpoints) => NodeMessage::Endpoints {
+            network_id,
+            endpoints,
+        },
+        ControlCommand::Resync(network_id) => NodeMessage::Resync { network_id },
+    }
+}
+
+async fn write(send: &mut quinn::SendStream, message: &NodeMessage) -> anyhow::Result<()> {
+    let frame = control::encode_frame(message)?;
+    send.write_all(&frame)
+        .await
+        .context("writing to controller")?;
+    Ok(())
+}
+
+/// Reads frames on their own task: `read_exact` is not cancel-safe, so it
+/// must not sit in a `select!` beside other branches.
+fn spawn_reader(mut recv: quinn::RecvStream) -> mpsc::Receiver<anyhow::Result<ControllerMessage>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let result = read_frame(&mut recv).await;
+            let failed = result.is_err();
+            if tx.send(result).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+async fn read_frame(recv: &mut quinn::RecvStream) -> anyhow::Result<ControllerMessage> {
+    let mut prefix = [0u8; 4];
+    recv.read_exact(&mut prefix)
+        .await
+        .context("reading frame length")?;
+    let len = control::frame_len(prefix)?;
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await.context("reading frame")?;
+    Ok(control::decode_frame(&body)?)
+}

@@ -1,0 +1,592 @@
+//! The networks joined through controllers: their state, their netmaps and
+//! their data planes, kept in step with what the controllers say.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+use warren_proto::control::JoinOutcome;
+use warren_proto::local_api::{
+    Counters, JoinRequest, NetworkState, NetworkStatus, PeerStatus, Status,
+};
+use warren_proto::netmap::Netmap;
+use warren_proto::{NetworkId, NodeId, NodePrivateKey};
+
+use super::control::{ControlCommand, ControlEvent, ControlHandle};
+use super::network::{local_endpoints, NetworkHandle, NetworkReport, NetworkSpec};
+use super::pinning::normalise;
+use super::{refusal, ControlEvents, Controllers, Refusal, NETMAP_KEEPALIVE};
+use crate::state::{JoinedNetwork, StateDir};
+
+struct Joined {
+    config: JoinedNetwork,
+    state: NetworkState,
+    message: Option<String>,
+    netmap: Option<Netmap>,
+    runner: Option<NetworkHandle>,
+    reported: Vec<SocketAddr>,
+}
+
+pub struct Managed {
+    state: StateDir,
+    key: NodePrivateKey,
+    base_port: u16,
+    static_net: Option<NetworkHandle>,
+    nets: BTreeMap<NetworkId, Joined>,
+    controllers: Controllers,
+    connected: BTreeSet<String>,
+    events: ControlEvents,
+}
+
+impl Managed {
+    pub fn new(
+        state: StateDir,
+        key: NodePrivateKey,
+        base_port: u16,
+        static_net: Option<NetworkHandle>,
+        events: ControlEvents,
+    ) -> Self {
+        Self {
+            state,
+            key,
+            base_port,
+            static_net,
+            nets: BTreeMap::new(),
+            controllers: BTreeMap::new(),
+            connected: BTreeSet::new(),
+            events,
+        }
+    }
+
+    /// Brings back every joined network: from its cached netmap at once, so
+    /// that a reboot without the controller still brings the mesh up, and
+    /// from its controller as soon as it answers.
+    pub async fn restore(&mut self) -> anyhow::Result<()> {
+        for config in self.state.networks()? {
+            let id = config.network_id;
+            let cached = self.state.netmap(&id);
+            self.nets.insert(
+                id,
+                Joined {
+                    config: config.clone(),
+                    state: NetworkState::Connecting,
+                    message: None,
+                    netmap: None,
+                    runner: None,
+                    reported: Vec::new(),
+                },
+            );
+            if let Some(map) = cached {
+                tracing::info!(network = %id, version = map.version, "using cached netmap until the controller answers");
+                self.apply(map).await;
+            }
+            self.send_join(&config);
+        }
+        Ok(())
+    }
+
+    pub async fn join(&mut self, request: JoinRequest) -> Result<NetworkStatus, Refusal> {
+        let id = request.network_id;
+        if !request.controller.contains(':') {
+            return Err(refusal(
+                400,
+                "bad_controller",
+                "controller must be HOST:PORT",
+            ));
+        }
+        let fingerprint = match &request.fingerprint {
+            Some(fp) => Some(normalise(fp).ok_or_else(|| {
+                refusal(
+                    400,
+                    "bad_fingerprint",
+                    "fingerprint must be 64 hex digits (colons allowed)",
+                )
+            })?),
+            None => None,
+        };
+        if let Some(net) = self.nets.get_mut(&id) {
+            if request.preauth_key.is_some() {
+                net.config.preauth_key = request.preauth_key.clone();
+            }
+            let config = net.config.clone();
+            self.send_join(&config);
+            return Ok(self.network_status(&id).await);
+        }
+        let (interface, listen_port) = self.free_slot();
+        let config = JoinedNetwork {
+            network_id: id,
+            controller: request.controller.clone(),
+            fingerprint,
+            name: request.name.clone().unwrap_or_else(hostname),
+            preauth_key: request.preauth_key.clone(),
+            interface,
+            listen_port,
+        };
+        self.nets.insert(
+            id,
+            Joined {
+                config: config.clone(),
+                state: NetworkState::Connecting,
+                message: None,
+                netmap: None,
+                runner: None,
+                reported: Vec::new(),
+            },
+        );
+        self.save();
+        self.send_join(&config);
+        tracing::info!(network = %id, controller = %config.controller, "joining network");
+        Ok(self.network_status(&id).await)
+    }
+
+    pub async fn leave(&mut self, id: NetworkId) -> Result<(), Refusal> {
+        let Some(net) = self.nets.remove(&id) else {
+            return Err(refusal(
+                404,
+                "not_joined",
+                format!("network {id} is not joined"),
+            ));
+        };
+        if let Some(control) = self.controllers.get(&net.config.controller) {
+            control.send(ControlCommand::Leave(id));
+        }
+        if let Some(runner) = net.runner {
+            runner.stop().await;
+        }
+        self.state.forget_netmap(&id);
+        self.save();
+        let still_used = self
+            .nets
+            .values()
+            .any(|n| n.config.controller == net.config.controller);
+        if !still_used {
+            // Give the Leave a moment to go out before the connection closes.
+            let controller = net.config.controller.clone();
+            if let Some(handle) = self.controllers.remove(&controller) {
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    drop(handle);
+                });
+            }
+        }
+        tracing::info!(network = %id, "left network");
+        Ok(())
+    }
+
+    /// The lowest `warrenN` interface and port N places above the base that are free.
+    fn free_slot(&self) -> (String, u16) {
+        let mut used_names: BTreeSet<String> = self
+            .nets
+            .values()
+            .map(|n| n.config.interface.clone())
+            .collect();
+        let mut used_ports: BTreeSet<u16> =
+            self.nets.values().map(|n| n.config.listen_port).collect();
+        if let Some(s) = &self.static_net {
+            used_names.insert(s.spec.interface.clone());
+            used_ports.insert(s.spec.listen_port);
+        }
+        for n in 0u16.. {
+            let name = format!("warren{n}");
+            let port = self.base_port.saturating_add(n);
+            if !used_names.contains(&name) && !used_ports.contains(&port) {
+                return (name, port);
+            }
+        }
+        (format!("warren{}", self.nets.len()), 0)
+    }
+
+    fn save(&self) {
+        let list: Vec<JoinedNetwork> = self.nets.values().map(|n| n.config.clone()).collect();
+        if let Err(e) = self.state.save_networks(&list) {
+            tracing::error!(error = %e, "could not save joined networks");
+        }
+    }
+
+    fn send_join(&mut self, config: &JoinedNetwork) {
+        let controller = config.controller.clone();
+        let handle = self
+            .controllers
+            .entry(controller.clone())
+            .or_insert_with(|| {
+                ControlHandle::spawn(
+                    controller,
+                    config.fingerprint.clone(),
+                    self.key.clone(),
+                    self.events.clone(),
+                )
+            });
+        handle.send(ControlCommand::Join {
+            network_id: config.network_id,
+            name: config.name.clone(),
+            preauth_key: config.preauth_key.clone(),
+        });
+    }
+
+    pub async fn handle_control(&mut self, event: ControlEvent) {
+        match event {
+            ControlEvent::Connected { controller } => {
+                self.connected.insert(controller);
+                self.report_endpoints(true);
+            }
+            ControlEvent::Disconnected { controller, error } => {
+                self.connected.remove(&controller);
+                for net in self
+                    .nets
+                    .values_mut()
+                    .filter(|n| n.config.controller == controller)
+                {
+                    if net.state == NetworkState::Connecting {
+                        net.message = Some(format!("controller unreachable: {error}"));
+                    }
+                }
+            }
+            ControlEvent::Fingerprint {
+                controller,
+                fingerprint,
+            } => {
+                for net in self
+                    .nets
+                    .values_mut()
+                    .filter(|n| n.config.controller == controller)
+                {
+                    net.config
+                        .fingerprint
+                        .get_or_insert_with(|| fingerprint.clone());
+                }
+                self.save();
+            }
+            ControlEvent::JoinResult {
+                network_id,
+                outcome,
+            } => self.join_result(network_id, outcome).await,
+            ControlEvent::Netmap(map) => {
+                if self.nets.contains_key(&map.network_id) {
+                    self.apply(map).await;
+                }
+            }
+            ControlEvent::Delta(delta) => {
+                let id = delta.network_id;
+                let Some(mut map) = self.nets.get(&id).and_then(|n| n.netmap.clone()) else {
+                    self.resync(id);
+                    return;
+                };
+                match map.apply(&delta) {
+                    Ok(()) => self.apply(map).await,
+                    Err(e) => {
+                        tracing::info!(network = %id, error = %e, "netmap delta did not apply; asking for a full map");
+                        self.resync(id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn resync(&self, id: NetworkId) {
+        if let Some(net) = self.nets.get(&id) {
+            if let Some(c) = self.controllers.get(&net.config.controller) {
+                c.send(ControlCommand::Resync(id));
+            }
+        }
+    }
+
+    async fn join_result(&mut self, id: NetworkId, outcome: JoinOutcome) {
+        let Some(net) = self.nets.get_mut(&id) else {
+            return;
+        };
+        match outcome {
+            JoinOutcome::Authorized | JoinOutcome::Pending => {
+                if net.config.preauth_key.take().is_some() {
+                    self.save();
+                }
+                if let Some(net) = self.nets.get_mut(&id) {
+                    if net.state == NetworkState::Connecting {
+                        net.state = NetworkState::Pending;
+                    }
+                }
+            }
+            JoinOutcome::Refused { reason } => {
+                tracing::warn!(network = %id, %reason, "controller refused the join");
+                self.fail_closed(id, NetworkState::Refused, reason).await;
+            }
+        }
+    }
+
+    /// Takes a network's data plane down and forgets its cached netmap, so
+    /// that not even a restart brings its peers back.
+    async fn fail_closed(&mut self, id: NetworkId, state: NetworkState, message: String) {
+        self.state.forget_netmap(&id);
+        if let Some(net) = self.nets.get_mut(&id) {
+            net.state = state;
+            net.message = Some(message);
+            net.netmap = None;
+            if let Some(runner) = net.runner.take() {
+                runner.stop().await;
+            }
+        }
+    }
+
+    async fn apply(&mut self, map: Netmap) {
+        let id = map.network_id;
+        if let Err(e) = self.state.save_netmap(&map) {
+            tracing::warn!(network = %id, error = %e, "could not cache netmap");
+        }
+        let was_authorized = self
+            .nets
+            .get(&id)
+            .is_some_and(|n| n.state == NetworkState::Authorized);
+        if !map.self_node.authorized {
+            if was_authorized {
+                tracing::warn!(network = %id, "membership revoked");
+                self.fail_closed(id, NetworkState::Refused, "membership revoked".into())
+                    .await;
+            } else if let Some(net) = self.nets.get_mut(&id) {
+                net.state = NetworkState::Pending;
+                net.message = Some("waiting for an admin to authorize this node".into());
+                net.netmap = Some(map);
+            }
+            return;
+        }
+        if let Some(conflict) = self.overlap(id, &map.self_node.addresses) {
+            tracing::error!(network = %id, %conflict, "refusing netmap");
+            self.fail_closed(id, NetworkState::Conflict, conflict).await;
+            return;
+        }
+        let Some(net) = self.nets.get_mut(&id) else {
+            return;
+        };
+        let spec = NetworkSpec {
+            label: id.to_string(),
+            interface: net.config.interface.clone(),
+            mtu: map.settings.mtu,
+            addresses: map.self_node.addresses.clone(),
+            listen_port: net.config.listen_port,
+            offload: true,
+        };
+        if net.runner.as_ref().is_some_and(|r| r.spec != spec) {
+            if let Some(old) = net.runner.take() {
+                old.stop().await;
+            }
+        }
+        if net.runner.is_none() {
+            match NetworkHandle::start(spec, self.key.clone()) {
+                Ok(runner) => net.runner = Some(runner),
+                Err(e) => {
+                    net.state = NetworkState::Conflict;
+                    net.message = Some(format!("{e:#}"));
+                    net.netmap = Some(map);
+                    return;
+                }
+            }
+        }
+        let peers = map
+            .peers
+            .iter()
+            .map(|p| warren_engine::PeerConfig {
+                public_key: p.public_key,
+                endpoint: p.endpoints.first().copied(),
+                allowed_ips: p.addresses.iter().chain(&p.routes).copied().collect(),
+                persistent_keepalive: Some(NETMAP_KEEPALIVE),
+            })
+            .collect();
+        if let Some(runner) = &net.runner {
+            runner.set_peers(peers).await;
+        }
+        if !was_authorized {
+            tracing::info!(network = %id, name = %map.self_node.fqdn, addresses = ?map.self_node.addresses, "network up");
+        }
+        net.state = NetworkState::Authorized;
+        net.message = None;
+        net.netmap = Some(map);
+        self.report_endpoints(false);
+    }
+
+    /// Another network (or the static one) whose prefixes overlap `addresses`.
+    fn overlap(&self, id: NetworkId, addresses: &[IpNet]) -> Option<String> {
+        let mine: Vec<IpNet> = addresses.iter().map(IpNet::trunc).collect();
+        let clash = |theirs: &[IpNet]| {
+            theirs
+                .iter()
+                .map(IpNet::trunc)
+                .find(|t| mine.iter().any(|m| m.contains(t) || t.contains(m)))
+        };
+        if let Some(s) = &self.static_net {
+            if let Some(t) = clash(&s.spec.addresses) {
+                return Some(format!("its prefix overlaps {t} of the static network"));
+            }
+        }
+        for (other, net) in &self.nets {
+            if *other == id {
+                continue;
+            }
+            if let Some(t) = net.runner.as_ref().and_then(|r| clash(&r.spec.addresses)) {
+                return Some(format!("its prefix overlaps {t} of network {other}"));
+            }
+        }
+        None
+    }
+
+    /// Reports each network's endpoint candidates to its controller, if they
+    /// changed (or always, after a reconnect).
+    pub fn report_endpoints(&mut self, always: bool) {
+        let overlay: Vec<IpNet> = self
+            .nets
+            .values()
+            .filter_map(|n| n.runner.as_ref())
+            .chain(self.static_net.as_ref())
+            .flat_map(|r| r.spec.addresses.iter().map(IpNet::trunc))
+            .collect();
+        for (id, net) in &mut self.nets {
+            if net.runner.is_none() || !self.connected.contains(&net.config.controller) {
+                continue;
+            }
+            let endpoints = local_endpoints(net.config.listen_port, &overlay);
+            if always || endpoints != net.reported {
+                if let Some(c) = self.controllers.get(&net.config.controller) {
+                    c.send(ControlCommand::Endpoints(*id, endpoints.clone()));
+                    net.reported = endpoints;
+                }
+            }
+        }
+    }
+
+    async fn network_status(&self, id: &NetworkId) -> NetworkStatus {
+        match self.nets.get(id) {
+            Some(net) => joined_status(
+                net,
+                self.connected.contains(&net.config.controller),
+                report(net.runner.as_ref()).await,
+            ),
+            None => static_status(None),
+        }
+    }
+
+    pub async fn status(&self) -> Status {
+        let public_key = self.key.public_key();
+        let mut networks = Vec::new();
+        let mut peers = Vec::new();
+        let mut counters = Counters::default();
+        if let Some(s) = &self.static_net {
+            let r = report(Some(s)).await;
+            if let Some(r) = &r {
+                counters.add(&r.counters);
+                peers.extend(r.peers.iter().map(|p| peer_status("static", p, None)));
+            }
+            let mut status = static_status(r.as_ref());
+            status.addresses = s.spec.addresses.clone();
+            status.mtu = s.spec.mtu;
+            networks.push(status);
+        }
+        for (id, net) in &self.nets {
+            let r = report(net.runner.as_ref()).await;
+            if let Some(r) = &r {
+                counters.add(&r.counters);
+                let label = id.to_string();
+                peers.extend(
+                    r.peers
+                        .iter()
+                        .map(|p| peer_status(&label, p, net.netmap.as_ref())),
+                );
+            }
+            networks.push(joined_status(
+                net,
+                self.connected.contains(&net.config.controller),
+                r,
+            ));
+        }
+        Status {
+            public_key,
+            node_id: NodeId::from_key(&public_key),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            networks,
+            peers,
+            counters,
+        }
+    }
+
+    pub async fn shutdown(&mut self) {
+        self.controllers.clear();
+        for net in self.nets.values_mut() {
+            if let Some(r) = net.runner.take() {
+                r.stop().await;
+            }
+        }
+        if let Some(s) = self.static_net.take() {
+            s.stop().await;
+        }
+    }
+}
+
+async fn report(runner: Option<&NetworkHandle>) -> Option<NetworkReport> {
+    match runner {
+        Some(r) => r.report().await,
+        None => None,
+    }
+}
+
+fn static_status(report: Option<&NetworkReport>) -> NetworkStatus {
+    NetworkStatus {
+        id: "static".into(),
+        name: None,
+        controller: None,
+        controller_connected: false,
+        state: NetworkState::Static,
+        message: None,
+        fqdn: None,
+        interface: report.map(|r| r.interface.clone()),
+        listen_port: report.map(|r| r.listen_port),
+        addresses: Vec::new(),
+        mtu: crate::config::DEFAULT_MTU,
+        offload: report.is_some_and(|r| r.offload),
+        netmap_version: None,
+        counters: report.map(|r| r.counters.clone()).unwrap_or_default(),
+    }
+}
+
+fn joined_status(net: &Joined, connected: bool, report: Option<NetworkReport>) -> NetworkStatus {
+    let map = net.netmap.as_ref();
+    NetworkStatus {
+        id: net.config.network_id.to_string(),
+        name: map.map(|m| m.network_name.clone()),
+        controller: Some(net.config.controller.clone()),
+        controller_connected: connected,
+        state: net.state,
+        message: net.message.clone(),
+        fqdn: map.map(|m| m.self_node.fqdn.clone()),
+        interface: report.as_ref().map(|r| r.interface.clone()),
+        listen_port: Some(net.config.listen_port),
+        addresses: map
+            .map(|m| m.self_node.addresses.clone())
+            .unwrap_or_default(),
+        mtu: map.map_or(crate::config::DEFAULT_MTU, |m| m.settings.mtu),
+        offload: report.as_ref().is_some_and(|r| r.offload),
+        netmap_version: map.map(|m| m.version),
+        counters: report.map(|r| r.counters).unwrap_or_default(),
+    }
+}
+
+fn peer_status(network: &str, p: &warren_engine::PeerSnapshot, map: Option<&Netmap>) -> PeerStatus {
+    let meta = map.and_then(|m| m.peers.iter().find(|mp| mp.public_key == p.public_key));
+    let now = time::OffsetDateTime::now_utc();
+    PeerStatus {
+        network: network.to_owned(),
+        public_key: p.public_key,
+        node_id: meta.map(|m| m.node_id),
+        name: meta.map(|m| m.name.clone()),
+        online: meta.map(|m| m.online),
+        addresses: p.allowed_ips.clone(),
+        endpoint: p.endpoint.map(|e| e.to_string()),
+        last_handshake: p.since_last_handshake.map(|d| now - d),
+        rx_bytes: p.rx_bytes,
+        tx_bytes: p.tx_bytes,
+        persistent_keepalive: p.persistent_keepalive.map(|d| d.as_secs()),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_owned())
+}

@@ -1,0 +1,180 @@
+//! The state directory: the node key, the networks joined and their last netmaps.
+//!
+//! ```text
+//! STATE_DIR/node.key               x25519 private key, mode 0600, made on first start
+//! STATE_DIR/networks.json          the networks joined: controller, pinned fingerprint, port
+//! STATE_DIR/netmaps/NETID.json     the last netmap of each network
+//! ```
+//! Files are replaced atomically (write, fsync, rename), so a crash leaves
+//! the old or the new version. A netmap that cannot be read is not used:
+//! trust state that is missing or corrupt fails closed, with no peers.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use warren_proto::netmap::Netmap;
+use warren_proto::{NetworkId, NodePrivateKey};
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/warren";
+
+/// One joined network, as remembered across restarts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct JoinedNetwork {
+    pub network_id: NetworkId,
+    pub controller: String,
+    /// Pinned SHA-256 of the controller's certificate; learnt on first use if not given.
+    pub fingerprint: Option<String>,
+    pub name: String,
+    /// Kept until the controller has admitted the node, then dropped.
+    pub preauth_key: Option<String>,
+    pub interface: String,
+    pub listen_port: u16,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworksFile {
+    networks: Vec<JoinedNetwork>,
+}
+
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir.join("netmaps"))
+            .with_context(|| format!("creating state folder {}", dir.display()))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The node key, made on first start.
+    pub fn node_key(&self) -> anyhow::Result<NodePrivateKey> {
+        let path = self.dir.join("node.key");
+        if path.exists() {
+            return crate::config::read_private_key(&path);
+        }
+        let key = NodePrivateKey::generate();
+        write_atomic(&path, format!("{}\n", key.to_base64()).as_bytes(), 0o600)?;
+        tracing::info!(path = %path.display(), public_key = %key.public_key(), "made a new node key");
+        Ok(key)
+    }
+
+    pub fn networks(&self) -> anyhow::Result<Vec<JoinedNetwork>> {
+        let path = self.dir.join("networks.json");
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let file: NetworksFile = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is corrupt; move it away to start afresh",
+                path.display()
+            )
+        })?;
+        Ok(file.networks)
+    }
+
+    pub fn save_networks(&self, networks: &[JoinedNetwork]) -> anyhow::Result<()> {
+        let file = NetworksFile {
+            networks: networks.to_vec(),
+        };
+        let text = serde_json::to_vec_pretty(&file).context("encoding networks")?;
+        write_atomic(&self.dir.join("networks.json"), &text, 0o600)
+    }
+
+    fn netmap_path(&self, id: &NetworkId) -> PathBuf {
+        self.dir.join("netmaps").join(format!("{id}.json"))
+    }
+
+    /// The cached netmap, if there is one that reads back whole and is for this network.
+    pub fn netmap(&self, id: &NetworkId) -> Option<Netmap> {
+        let path = self.netmap_path(id);
+        let text = std::fs::read_to_string(&path).ok()?;
+        match serde_json::from_str::<Netmap>(&text) {
+            Ok(map) if map.network_id == *id => Some(map),
+            Ok(_) | Err(_) => {
+                tracing::error!(path = %path.display(), "cached netmap is corrupt; not using it");
+                None
+            }
+        }
+    }
+
+    pub fn save_netmap(&self, map: &Netmap) -> anyhow::Result<()> {
+        let text = serde_json::to_vec(map).context("encoding netmap")?;
+        write_atomic(&self.netmap_path(&map.network_id), &text, 0o600)
+    }
+
+    pub fn forget_netmap(&self, id: &NetworkId) {
+        let _ = std::fs::remove_file(self.netmap_path(id));
+    }
+}
+
+fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let a = state.node_key().unwrap();
+        let b = state.node_key().unwrap();
+        assert_eq!(a.public_key(), b.public_key());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("node.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn corrupt_netmap_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let id: NetworkId = "8056c2e21c000001".parse().unwrap();
+        std::fs::write(state.netmap_path(&id), b"{not json").unwrap();
+        assert!(state.netmap(&id).is_none());
+    }
+
+    #[test]
+    fn networks_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        assert!(state.networks().unwrap().is_empty());
+        let net = JoinedNetwork {
+            network_id: "8056c2e21c000001".parse().unwrap(),
+            controller: "192.0.2.10:7443".into(),
+            fingerprint: None,
+            name: "laptop".into(),
+            preauth_key: None,
+            interface: "warren1".into(),
+            listen_port: 51821,
+        };
+        state.save_networks(std::slice::from_ref(&net)).unwrap();
+        assert_eq!(state.networks().unwrap(), vec![net]);
+    }
+}
