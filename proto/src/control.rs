@@ -67,6 +67,13 @@ pub enum NodeMessage {
     Resync {
         network_id: NetworkId,
     },
+    /// Ask `peer` to probe `endpoints` now, so that both sides open their
+    /// NATs at the same moment. Forwarded only between members of the network.
+    CallMeMaybe {
+        network_id: NetworkId,
+        peer: NodePublicKey,
+        endpoints: Vec<SocketAddr>,
+    },
 }
 
 /// Messages from the controller to a node.
@@ -85,6 +92,12 @@ pub enum ControllerMessage {
     },
     Netmap(Netmap),
     NetmapDelta(NetmapDelta),
+    /// A peer asks to be probed at `endpoints` now.
+    CallMeMaybe {
+        network_id: NetworkId,
+        from: NodePublicKey,
+        endpoints: Vec<SocketAddr>,
+    },
     /// A request was refused; the connection stays up unless `fatal`.
     Error {
         code: String,

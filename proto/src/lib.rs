@@ -4,15 +4,21 @@
 //! - [`key`]: x25519 node keys in WireGuard's base64 form.
 //! - [`id`]: node IDs (from keys) and network IDs, with the ULA addresses they derive.
 //! - [`netmap`]: the network map a controller pushes, and deltas between versions.
+//! - [`disco`]: path-probe messages on the data socket, sealed with the node keys.
 //! - [`control`]: the node-controller protocol: messages, frames, key-possession proof.
+//! - [`relay`]: frames the relay carries, its replay window and per-node quota.
+//! - [`stun`]: STUN binding requests and responses (RFC 5389).
 //! - [`local_api`]: the JSON the daemon's local API serves and the CLI prints.
 #![forbid(unsafe_code)]
 
 pub mod control;
+pub mod disco;
 pub mod id;
 pub mod key;
 pub mod local_api;
 pub mod netmap;
+pub mod relay;
+pub mod stun;
 
 pub use id::{IdError, NetworkId, NodeId};
 pub use key::{KeyError, NodePrivateKey, NodePublicKey};

@@ -104,6 +104,15 @@ pub struct Counters {
     pub tun_rx_packets: u64,
     pub udp_rx_datagrams: u64,
     pub udp_tx_datagrams: u64,
+    /// Datagrams that came through the relay.
+    #[serde(default)]
+    pub relay_rx_datagrams: u64,
+    /// Datagrams sent through the relay.
+    #[serde(default)]
+    pub relay_tx_datagrams: u64,
+    /// Disco messages (path probes) received and accepted.
+    #[serde(default)]
+    pub disco_rx: u64,
     /// Datagrams that are not WireGuard messages at all, or fail authentication.
     pub dropped_invalid: u64,
     /// Data packets whose counter was seen before (replays).
@@ -124,6 +133,9 @@ impl Counters {
         self.tun_rx_packets += other.tun_rx_packets;
         self.udp_rx_datagrams += other.udp_rx_datagrams;
         self.udp_tx_datagrams += other.udp_tx_datagrams;
+        self.relay_rx_datagrams += other.relay_rx_datagrams;
+        self.relay_tx_datagrams += other.relay_tx_datagrams;
+        self.disco_rx += other.disco_rx;
         self.dropped_invalid += other.dropped_invalid;
         self.dropped_replay += other.dropped_replay;
         self.dropped_spoofed += other.dropped_spoofed;

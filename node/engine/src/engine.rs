@@ -12,8 +12,12 @@ use boringtun::noise::{Packet, Tunn, TunnResult};
 use warren_proto::local_api::Counters;
 use warren_proto::{NodePrivateKey, NodePublicKey};
 
+use rand_core::RngCore;
+use warren_proto::disco;
+
 use crate::error::{ConfigError, PacketError};
 use crate::packet;
+use crate::path::{PathKind, Paths, Via};
 use crate::peer::{Peer, PeerConfig, PeerId, PeerSnapshot};
 use crate::routing::RoutingTable;
 use crate::tunnel::{Session, SessionOutput, DATA_OVERHEAD, MIN_OUTPUT_BUFFER};
@@ -29,21 +33,26 @@ const MAX_PEER_ID: u32 = (1 << 24) - 1;
 const COOKIE_REPLY_LEN: usize = 64;
 
 /// Engine-wide settings.
-#[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub private_key: NodePrivateKey,
     /// Handshake messages accepted per second before cookies are demanded.
     pub handshakes_per_second: u64,
     /// The first peer id; inject a random one so that session indices are not guessable.
     pub first_peer_id: u32,
+    /// Randomness for disco transaction IDs and nonces: the OS in the agent,
+    /// a seeded generator in the simulated world, so that runs replay.
+    pub rng: Box<dyn RngCore + std::marker::Send>,
 }
 
 impl EngineConfig {
-    pub fn new(private_key: NodePrivateKey, first_peer_id: u32) -> Self {
+    pub fn new(private_key: NodePrivateKey, rng: Box<dyn RngCore + std::marker::Send>) -> Self {
+        let mut rng = rng;
+        let first_peer_id = rng.next_u32();
         Self {
             private_key,
             handshakes_per_second: 100,
             first_peer_id,
+            rng,
         }
     }
 }
@@ -52,7 +61,7 @@ impl EngineConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Send {
     pub peer: PeerId,
-    pub to: SocketAddr,
+    pub to: Via,
     pub len: usize,
 }
 
@@ -62,7 +71,7 @@ pub enum NetworkAction {
     /// `len` bytes of the output buffer are an IP packet for the TUN.
     Tunnel { len: usize },
     /// `len` bytes of the output buffer go back over the network to `to`.
-    Reply { to: SocketAddr, len: usize },
+    Reply { to: Via, len: usize },
     /// The message was handled and needs nothing more (a keepalive, a cookie).
     Nothing,
 }
@@ -70,8 +79,32 @@ pub enum NetworkAction {
 /// A datagram the engine wants sent, off the hot path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
-    pub to: SocketAddr,
+    pub to: Via,
     pub payload: Vec<u8>,
+}
+
+/// Where a datagram came from: a UDP address, or a peer through the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Udp(SocketAddr),
+    Relay(NodePublicKey),
+}
+
+impl Source {
+    /// The address the handshake rate limiter accounts it to.
+    fn ip(&self) -> IpAddr {
+        match self {
+            Source::Udp(a) => a.ip(),
+            Source::Relay(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        }
+    }
+
+    pub(crate) fn reply_via(&self) -> Via {
+        match self {
+            Source::Udp(a) => Via::Udp(*a),
+            Source::Relay(k) => Via::Relay(*k),
+        }
+    }
 }
 
 /// A user-visible change of state.
@@ -86,6 +119,28 @@ pub enum Event {
     },
     SessionExpired {
         peer: NodePublicKey,
+    },
+    /// The way a disco peer is reached changed.
+    PathChanged {
+        peer: NodePublicKey,
+        path: PathKind,
+        via: Option<Via>,
+    },
+    /// Ask the peer, through the controller, to probe these addresses of ours now.
+    CallMeMaybe {
+        peer: NodePublicKey,
+        endpoints: Vec<SocketAddr>,
+    },
+    /// A STUN server saw our packets come from `mapped`.
+    Reflexive {
+        server: SocketAddr,
+        mapped: SocketAddr,
+    },
+    /// The answer to [`Engine::ping`]: the first path that answered, or none.
+    PingResult {
+        peer: NodePublicKey,
+        via: Option<Via>,
+        rtt: Option<Duration>,
     },
 }
 
@@ -105,6 +160,12 @@ pub struct Engine {
     next_tick: Option<Instant>,
     next_limiter_reset: Option<Instant>,
     scratch: Vec<u8>,
+    pub(crate) rng: Box<dyn RngCore + std::marker::Send>,
+    /// Whether the relay can carry packets now.
+    pub(crate) relay: bool,
+    /// Our own endpoint candidates, for call-me-maybe.
+    pub(crate) local_endpoints: Vec<SocketAddr>,
+    stun: crate::stun::StunState,
 }
 
 impl Engine {
@@ -130,6 +191,10 @@ impl Engine {
             next_tick: None,
             next_limiter_reset: None,
             scratch: vec![0; SCRATCH_LEN],
+            rng: config.rng,
+            relay: false,
+            local_endpoints: Vec::new(),
+            stun: crate::stun::StunState::default(),
         }
     }
 
@@ -164,17 +229,31 @@ impl Engine {
         }
         self.by_key.insert(config.public_key, id);
         let starts_now = config.persistent_keepalive.is_some() && config.endpoint.is_some();
-        self.peers.insert(
-            id,
-            Peer {
-                endpoint: config.endpoint,
-                config,
-                session,
-                rx_bytes: 0,
-                tx_bytes: 0,
-                expired: false,
-            },
-        );
+        let (paths, disco_key) = if config.disco {
+            let mut paths = Paths::default();
+            paths.set_candidates(&config.candidates);
+            paths.next_probe = Some(now);
+            let key = disco::DiscoKey::derive(&self.private_key, &config.public_key).ok();
+            (Some(paths), key)
+        } else {
+            (None, None)
+        };
+        let endpoint = config
+            .endpoint
+            .or_else(|| config.candidates.first().copied());
+        let mut peer = Peer {
+            endpoint,
+            via: None,
+            config,
+            session,
+            rx_bytes: 0,
+            tx_bytes: 0,
+            expired: false,
+            paths,
+            disco_key,
+        };
+        peer.refresh_via(self.relay, now);
+        self.peers.insert(id, peer);
         if starts_now {
             self.send_keepalive(id);
         }
@@ -195,9 +274,15 @@ impl Engine {
         }
         if let Some(peer) = self.peers.get_mut(&id) {
             if peer.endpoint.is_none() {
-                peer.endpoint = config.endpoint;
+                peer.endpoint = config
+                    .endpoint
+                    .or_else(|| config.candidates.first().copied());
+            }
+            if let Some(paths) = &mut peer.paths {
+                paths.set_candidates(&config.candidates);
             }
             peer.config = config;
+            peer.refresh_via(self.relay, now);
         }
         Ok(id)
     }
@@ -229,7 +314,7 @@ impl Engine {
         Err(ConfigError::TooManyPeers)
     }
 
-    fn schedule_tick(&mut self, now: Instant) {
+    pub(crate) fn schedule_tick(&mut self, now: Instant) {
         if self.next_tick.is_none() {
             self.next_tick = Some(now + TIMER_TICK);
             self.next_limiter_reset = Some(now + RATE_LIMIT_WINDOW);
@@ -267,7 +352,7 @@ impl Engine {
             return Err(PacketError::NoRoute(destination));
         };
         match peer.session.encapsulate(packet, out) {
-            Ok(SessionOutput::Network(len)) => match peer.endpoint {
+            Ok(SessionOutput::Network(len)) => match peer.via {
                 Some(to) => {
                     peer.tx_bytes += len as u64;
                     self.counters.udp_tx_datagrams += 1;
@@ -293,22 +378,66 @@ impl Engine {
         now: Instant,
     ) -> Result<NetworkAction, PacketError> {
         self.counters.udp_rx_datagrams += 1;
+        self.handle_datagram(Source::Udp(from), datagram, out, now)
+    }
+
+    /// Handles a datagram that the relay brought from `from`.
+    pub fn handle_relay_packet(
+        &mut self,
+        from: NodePublicKey,
+        datagram: &[u8],
+        out: &mut [u8],
+        now: Instant,
+    ) -> Result<NetworkAction, PacketError> {
+        self.counters.relay_rx_datagrams += 1;
+        self.handle_datagram(Source::Relay(from), datagram, out, now)
+    }
+
+    fn handle_datagram(
+        &mut self,
+        source: Source,
+        datagram: &[u8],
+        out: &mut [u8],
+        now: Instant,
+    ) -> Result<NetworkAction, PacketError> {
+        if disco::is_disco(datagram) {
+            self.handle_disco(source, datagram, now)?;
+            return Ok(NetworkAction::Nothing);
+        }
+        if let Source::Udp(from) = source {
+            if warren_proto::stun::is_stun(datagram) {
+                self.handle_stun(from, datagram)?;
+                return Ok(NetworkAction::Nothing);
+            }
+        }
         if out.len() < MIN_OUTPUT_BUFFER {
             return Err(PacketError::BufferTooSmall {
                 have: out.len(),
                 need: MIN_OUTPUT_BUFFER,
             });
         }
-        let id = match self.find_peer(from, datagram, out)? {
+        let id = match self.find_peer(source.ip(), datagram, out)? {
             Found::Peer(id) => id,
-            Found::CookieReply(len) => return Ok(NetworkAction::Reply { to: from, len }),
+            Found::CookieReply(len) => {
+                return Ok(NetworkAction::Reply {
+                    to: source.reply_via(),
+                    len,
+                })
+            }
         };
         self.schedule_tick(now);
         let Some(peer) = self.peers.get_mut(&id) else {
             self.counters.dropped_invalid += 1;
             return Err(PacketError::UnknownIndex(id.0 << 8));
         };
-        let result = peer.session.decapsulate(from.ip(), datagram, out);
+        if let Source::Relay(key) = source {
+            if key != peer.config.public_key {
+                // The relay vouches for who sent it; a mismatch is forged.
+                self.counters.dropped_invalid += 1;
+                return Err(PacketError::Malformed);
+            }
+        }
+        let result = peer.session.decapsulate(source.ip(), datagram, out);
         let message_type = datagram.first().copied().unwrap_or_default();
         match result {
             Ok(SessionOutput::Network(len)) => {
@@ -318,7 +447,7 @@ impl Engine {
                     peer.tx_bytes += len as u64;
                     peer.expired = false;
                     let key = peer.config.public_key;
-                    self.roam(id, from);
+                    self.roam(id, source, now);
                     self.events
                         .push_back(Event::HandshakeCompleted { peer: key });
                     // Only a response makes the new session current. A responder
@@ -331,18 +460,21 @@ impl Engine {
                     }
                 }
                 self.counters.udp_tx_datagrams += 1;
-                Ok(NetworkAction::Reply { to: from, len })
+                Ok(NetworkAction::Reply {
+                    to: source.reply_via(),
+                    len,
+                })
             }
-            Ok(SessionOutput::Tunnel { len, source }) => {
-                if self.routes.lookup(source) != Some(&id) {
+            Ok(SessionOutput::Tunnel { len, source: inner }) => {
+                if self.routes.lookup(inner) != Some(&id) {
                     self.counters.dropped_spoofed += 1;
                     return Err(PacketError::Spoofed {
                         peer: peer.config.public_key,
-                        source_ip: source,
+                        source_ip: inner,
                     });
                 }
                 peer.rx_bytes += datagram.len() as u64;
-                self.roam(id, from);
+                self.roam(id, source, now);
                 self.flush_queued(id);
                 Ok(NetworkAction::Tunnel { len })
             }
@@ -351,7 +483,7 @@ impl Engine {
                     // An authenticated keepalive. As the initiator's first
                     // message in a new session it makes that session current.
                     peer.rx_bytes += datagram.len() as u64;
-                    self.roam(id, from);
+                    self.roam(id, source, now);
                     self.flush_queued(id);
                 }
                 Ok(NetworkAction::Nothing)
@@ -372,7 +504,7 @@ impl Engine {
     /// against the rate limiter (MAC1, cookies) before any DH is spent on them.
     fn find_peer(
         &mut self,
-        from: SocketAddr,
+        from: IpAddr,
         datagram: &[u8],
         out: &mut [u8],
     ) -> Result<Found, PacketError> {
@@ -397,11 +529,11 @@ impl Engine {
 
     fn find_initiator(
         &mut self,
-        from: SocketAddr,
+        from: IpAddr,
         datagram: &[u8],
         out: &mut [u8],
     ) -> Result<Found, PacketError> {
-        let init = match self.limiter.verify_packet(Some(from.ip()), datagram, out) {
+        let init = match self.limiter.verify_packet(Some(from), datagram, out) {
             Ok(Packet::HandshakeInit(init)) => init,
             Err(TunnResult::WriteToNetwork(cookie)) => {
                 self.counters.udp_tx_datagrams += 1;
@@ -431,13 +563,35 @@ impl Engine {
         }
     }
 
-    /// Follows a peer to the address its latest authenticated packet came from.
-    fn roam(&mut self, id: PeerId, from: SocketAddr) {
+    /// Follows a peer to the address its latest authenticated packet came
+    /// from. A disco peer's address becomes a live direct path; a packet
+    /// through the relay proves nothing about addresses.
+    fn roam(&mut self, id: PeerId, source: Source, now: Instant) {
+        let Source::Udp(from) = source else {
+            return;
+        };
+        let relay = self.relay;
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
+        if let Some(paths) = &mut peer.paths {
+            if paths.best == Some(from) {
+                if let Some(c) = paths.candidates.get_mut(&from) {
+                    c.last_heard = Some(now);
+                }
+                return;
+            }
+            if paths.heard(from, None, now) {
+                peer.endpoint = paths.best;
+                peer.refresh_via(relay, now);
+                let event = peer.path_event();
+                self.events.push_back(event);
+            }
+            return;
+        }
         if peer.endpoint != Some(from) {
             peer.endpoint = Some(from);
+            peer.refresh_via(relay, now);
             self.events.push_back(Event::EndpointChanged {
                 peer: peer.config.public_key,
                 endpoint: from,
@@ -451,7 +605,7 @@ impl Engine {
             return;
         };
         while let Ok(SessionOutput::Network(len)) = peer.session.next_queued(&mut self.scratch) {
-            if let Some(to) = peer.endpoint {
+            if let Some(to) = peer.via {
                 peer.tx_bytes += len as u64;
                 self.counters.udp_tx_datagrams += 1;
                 self.transmits.push_back(Transmit {
@@ -466,10 +620,9 @@ impl Engine {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
-        if let (Ok(SessionOutput::Network(len)), Some(to)) = (
-            peer.session.encapsulate(&[], &mut self.scratch),
-            peer.endpoint,
-        ) {
+        if let (Ok(SessionOutput::Network(len)), Some(to)) =
+            (peer.session.encapsulate(&[], &mut self.scratch), peer.via)
+        {
             peer.tx_bytes += len as u64;
             self.counters.udp_tx_datagrams += 1;
             self.transmits.push_back(Transmit {
@@ -492,10 +645,12 @@ impl Engine {
             return;
         }
         self.next_tick = Some(now + TIMER_TICK);
+        self.handle_disco_timers(now);
+        self.handle_stun_timers(now);
         for peer in self.peers.values_mut() {
             match peer.session.update_timers(&mut self.scratch) {
                 Ok(SessionOutput::Network(len)) => {
-                    if let Some(to) = peer.endpoint {
+                    if let Some(to) = peer.via {
                         peer.tx_bytes += len as u64;
                         self.counters.udp_tx_datagrams += 1;
                         self.transmits.push_back(Transmit {
@@ -531,10 +686,12 @@ impl Engine {
         self.events.pop_front()
     }
 
-    pub fn peers(&self) -> Vec<PeerSnapshot> {
+    pub fn peers(&self, now: Instant) -> Vec<PeerSnapshot> {
         self.peers
             .iter()
             .map(|(id, peer)| PeerSnapshot {
+                path: peer.path_kind(),
+                latency: peer.paths.as_ref().and_then(|p| p.latency(now)),
                 id: *id,
                 public_key: peer.config.public_key,
                 allowed_ips: peer.config.allowed_ips.clone(),
@@ -545,6 +702,42 @@ impl Engine {
                 persistent_keepalive: peer.config.persistent_keepalive,
             })
             .collect()
+    }
+
+    pub(crate) fn peer_id(&self, key: &NodePublicKey) -> Option<PeerId> {
+        self.by_key.get(key).copied()
+    }
+
+    pub(crate) fn peer_mut(&mut self, id: PeerId) -> Option<&mut Peer> {
+        self.peers.get_mut(&id)
+    }
+
+    pub(crate) fn peers_mut(&mut self) -> impl Iterator<Item = &mut Peer> {
+        self.peers.values_mut()
+    }
+
+    pub(crate) fn peers_iter_mut(&mut self) -> impl Iterator<Item = (PeerId, &mut Peer)> {
+        self.peers.iter_mut().map(|(id, p)| (*id, p))
+    }
+
+    pub(crate) fn stun(&self) -> &crate::stun::StunState {
+        &self.stun
+    }
+
+    pub(crate) fn stun_mut(&mut self) -> &mut crate::stun::StunState {
+        &mut self.stun
+    }
+
+    pub(crate) fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+
+    pub(crate) fn push_event(&mut self, event: Event) {
+        self.events.push_back(event);
+    }
+
+    pub(crate) fn push_transmit(&mut self, transmit: Transmit) {
+        self.transmits.push_back(transmit);
     }
 
     /// The peer that serves `destination`, if any.

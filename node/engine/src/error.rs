@@ -30,6 +30,8 @@ pub enum PacketError {
     },
     #[error("output buffer of {have} bytes is too small, need {need}")]
     BufferTooSmall { have: usize, need: usize },
+    #[error("disco: {0}")]
+    Disco(#[from] warren_proto::disco::DiscoError),
     #[error("WireGuard: {0:?}")]
     WireGuard(WireGuardError),
 }

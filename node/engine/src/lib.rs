@@ -11,19 +11,26 @@
 //! - [`engine`]: `Engine`, its `handle_*` inputs and `poll_*` outputs.
 //! - [`peer`]: peer configuration, ids and snapshots.
 //! - [`routing`]: the longest-prefix-match table.
+//! - [`path`]: per-peer path discovery state: candidates, probes, the best path.
+//! - `stun`: the STUN client that learns the data socket's reflexive address.
+//! - `disco`: the engine's disco handling: pings, pongs, call-me-maybe, `ping`.
 //! - `tunnel`: the adapter around boringtun's `Tunn`, the only code that trusts its clock.
 //! - [`packet`]: IP header fields the engine routes by.
 //! - [`error`]: why a packet or a configuration was refused.
 #![forbid(unsafe_code)]
 
+mod disco;
 pub mod engine;
 pub mod error;
 pub mod packet;
+pub mod path;
 pub mod peer;
 pub mod routing;
+mod stun;
 mod tunnel;
 
-pub use engine::{Engine, EngineConfig, Event, NetworkAction, Send, Transmit};
+pub use engine::{Engine, EngineConfig, Event, NetworkAction, Send, Source, Transmit};
 pub use error::{ConfigError, PacketError};
+pub use path::{PathKind, Via};
 pub use peer::{PeerConfig, PeerId, PeerSnapshot};
 pub use tunnel::{DATA_OVERHEAD, MIN_OUTPUT_BUFFER};

@@ -1,11 +1,14 @@
 //! A configured peer: its keys, allowed IPs, endpoint, session and counters.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
+use warren_proto::disco::DiscoKey;
 use warren_proto::NodePublicKey;
 
+use crate::engine::Event;
+use crate::path::{PathKind, Paths, Via};
 use crate::tunnel::Session;
 
 /// Identifies a peer inside one engine. It is also the upper 24 bits of every
@@ -25,9 +28,34 @@ impl PeerId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerConfig {
     pub public_key: NodePublicKey,
+    /// A fixed endpoint (static peers): followed when the peer roams.
     pub endpoint: Option<SocketAddr>,
     pub allowed_ips: Vec<IpNet>,
     pub persistent_keepalive: Option<Duration>,
+    /// Find the path with disco probes (netmap peers, which run Warren).
+    /// Static peers may be stock WireGuard, which would not answer.
+    pub disco: bool,
+    /// Addresses to probe: the peer's reported endpoints.
+    pub candidates: Vec<SocketAddr>,
+}
+
+impl PeerConfig {
+    /// A peer as in a `[[peer]]` table: fixed endpoint, no disco.
+    pub fn fixed(
+        public_key: NodePublicKey,
+        endpoint: Option<SocketAddr>,
+        allowed_ips: Vec<IpNet>,
+        persistent_keepalive: Option<Duration>,
+    ) -> Self {
+        Self {
+            public_key,
+            endpoint,
+            allowed_ips,
+            persistent_keepalive,
+            disco: false,
+            candidates: Vec::new(),
+        }
+    }
 }
 
 /// A read-only view of a peer for status reports.
@@ -42,14 +70,61 @@ pub struct PeerSnapshot {
     pub rx_bytes: u64,
     pub tx_bytes: u64,
     pub persistent_keepalive: Option<Duration>,
+    pub path: PathKind,
+    /// Round-trip time of the current path, from disco probes.
+    pub latency: Option<Duration>,
 }
 
 pub(crate) struct Peer {
     pub(crate) config: PeerConfig,
     pub(crate) session: Session,
+    /// The peer's UDP address: fixed or roamed (static), or the best direct path (disco).
     pub(crate) endpoint: Option<SocketAddr>,
+    /// Where its packets go now; derived from the above, cached for the hot path.
+    pub(crate) via: Option<Via>,
+    pub(crate) paths: Option<Paths>,
+    pub(crate) disco_key: Option<DiscoKey>,
     pub(crate) rx_bytes: u64,
     pub(crate) tx_bytes: u64,
     /// Set once the session expired, so that the event is raised once per expiry.
     pub(crate) expired: bool,
+}
+
+impl Peer {
+    /// Recomputes where packets go: the live direct path, else the relay,
+    /// else (with no relay) the first candidate on the chance it works.
+    pub(crate) fn refresh_via(&mut self, relay: bool, now: Instant) {
+        self.via = match &self.paths {
+            None => self.endpoint.map(Via::Udp),
+            Some(paths) => match paths.best.filter(|b| paths.alive(b, now)) {
+                Some(best) => Some(Via::Udp(best)),
+                None if relay => Some(Via::Relay(self.config.public_key)),
+                None => self.endpoint.map(Via::Udp),
+            },
+        };
+    }
+
+    pub(crate) fn path_kind(&self) -> PathKind {
+        match (&self.paths, self.via) {
+            (_, None) => PathKind::None,
+            (_, Some(Via::Relay(_))) => PathKind::Relay,
+            (None, Some(Via::Udp(_))) => PathKind::Direct,
+            // Sending to a candidate nobody confirmed is a hope, not a path.
+            (Some(paths), Some(Via::Udp(addr))) => {
+                if paths.best == Some(addr) {
+                    PathKind::Direct
+                } else {
+                    PathKind::None
+                }
+            }
+        }
+    }
+
+    pub(crate) fn path_event(&self) -> Event {
+        Event::PathChanged {
+            peer: self.config.public_key,
+            path: self.path_kind(),
+            via: self.via,
+        }
+    }
 }

@@ -12,9 +12,11 @@ use rand_core::RngCore;
 use tokio::sync::mpsc;
 use warren_proto::control::{self, ControllerMessage, JoinOutcome, NodeMessage};
 use warren_proto::netmap::{Netmap, NetmapDelta};
-use warren_proto::{NetworkId, NodePrivateKey};
+use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
 
+use super::datapath::{RelayOut, RelayTx};
 use super::pinning::PinnedVerifier;
+use warren_proto::relay::{self, RelayFrame};
 
 const SERVER_NAME: &str = "warren-controller";
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -30,6 +32,12 @@ pub enum ControlCommand {
     Leave(NetworkId),
     Endpoints(NetworkId, Vec<SocketAddr>),
     Resync(NetworkId),
+    /// Ask a peer to probe these endpoints of ours now.
+    CallMeMaybe {
+        network_id: NetworkId,
+        peer: NodePublicKey,
+        endpoints: Vec<SocketAddr>,
+    },
 }
 
 /// What a controller connection reports to the daemon.
@@ -53,12 +61,27 @@ pub enum ControlEvent {
     },
     Netmap(Netmap),
     Delta(NetmapDelta),
+    /// A packet from a peer, through the relay.
+    Relay {
+        network_id: NetworkId,
+        from: NodePublicKey,
+        payload: Vec<u8>,
+    },
+    CallMeMaybe {
+        network_id: NetworkId,
+        from: NodePublicKey,
+        endpoints: Vec<SocketAddr>,
+    },
 }
 
 pub struct ControlHandle {
     commands: mpsc::UnboundedSender<ControlCommand>,
+    relay: mpsc::Sender<RelayOut>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// Packets waiting for the relay; beyond this the data plane drops, as a full link would.
+const RELAY_QUEUE: usize = 1024;
 
 impl ControlHandle {
     pub fn spawn(
@@ -68,8 +91,21 @@ impl ControlHandle {
         events: mpsc::UnboundedSender<ControlEvent>,
     ) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(controller, fingerprint, key, events, rx));
-        Self { commands, task }
+        let (relay, relay_rx) = mpsc::channel(RELAY_QUEUE);
+        let task = tokio::spawn(run(controller, fingerprint, key, events, rx, relay_rx));
+        Self {
+            commands,
+            relay,
+            task,
+        }
+    }
+
+    /// A network's way into this controller's relay.
+    pub fn relay_tx(&self, network: NetworkId) -> RelayTx {
+        RelayTx {
+            network,
+            tx: self.relay.clone(),
+        }
     }
 
     pub fn send(&self, command: ControlCommand) {
@@ -103,7 +139,7 @@ impl Session {
             ControlCommand::Endpoints(id, eps) => {
                 self.endpoints.insert(*id, eps.clone());
             }
-            ControlCommand::Resync(_) => {}
+            ControlCommand::Resync(_) | ControlCommand::CallMeMaybe { .. } => {}
         }
     }
 }
@@ -114,6 +150,7 @@ async fn run(
     key: NodePrivateKey,
     events: mpsc::UnboundedSender<ControlEvent>,
     mut commands: mpsc::UnboundedReceiver<ControlCommand>,
+    mut relay: mpsc::Receiver<RelayOut>,
 ) {
     let mut session = Session::default();
     let mut backoff = Duration::from_secs(1);
@@ -126,6 +163,7 @@ async fn run(
             &key,
             &events,
             &mut commands,
+            &mut relay,
             &mut session,
             &mut backoff,
         )
@@ -153,6 +191,8 @@ async fn run(
                     Some(c) => session.remember(&c),
                     None => return,
                 },
+                // No connection, no relay: these packets are lost, as on a dead link.
+                Some(_) = relay.recv() => {}
             }
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -193,6 +233,7 @@ async fn connect_and_serve(
     key: &NodePrivateKey,
     events: &mpsc::UnboundedSender<ControlEvent>,
     commands: &mut mpsc::UnboundedReceiver<ControlCommand>,
+    relay: &mut mpsc::Receiver<RelayOut>,
     session: &mut Session,
     backoff: &mut Duration,
 ) -> anyhow::Result<()> {
@@ -230,9 +271,11 @@ async fn connect_and_serve(
     authenticate(&connection, &mut send, &mut frames, key).await?;
     tracing::info!(%controller, "connected to controller");
     *backoff = Duration::from_secs(1);
+    spawn_relay_reader(connection.clone(), events.clone());
     let _ = events.send(ControlEvent::Connected {
         controller: controller.to_owned(),
     });
+    let mut seq = 0u64;
     for join in session.joins.values() {
         write(&mut send, &to_message(join)).await?;
     }
@@ -253,6 +296,10 @@ async fn connect_and_serve(
                 let Some(command) = command else { return Ok(()) };
                 session.remember(&command);
                 write(&mut send, &to_message(&command)).await?;
+            }
+            Some(out) = relay.recv() => {
+                seq += 1;
+                send_relay(&connection, out, seq);
             }
         }
     }
@@ -311,6 +358,15 @@ fn dispatch(
         },
         ControllerMessage::Netmap(map) => ControlEvent::Netmap(map),
         ControllerMessage::NetmapDelta(delta) => ControlEvent::Delta(delta),
+        ControllerMessage::CallMeMaybe {
+            network_id,
+            from,
+            endpoints,
+        } => ControlEvent::CallMeMaybe {
+            network_id,
+            from,
+            endpoints,
+        },
         ControllerMessage::Error {
             code,
             message,
@@ -348,6 +404,15 @@ fn to_message(command: &ControlCommand) -> NodeMessage {
             endpoints,
         },
         ControlCommand::Resync(network_id) => NodeMessage::Resync { network_id },
+        ControlCommand::CallMeMaybe {
+            network_id,
+            peer,
+            endpoints,
+        } => NodeMessage::CallMeMaybe {
+            network_id,
+            peer,
+            endpoints,
+        },
     }
 }
 
@@ -384,4 +449,72 @@ async fn read_frame(recv: &mut quinn::RecvStream) -> anyhow::Result<ControllerMe
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await.context("reading frame")?;
     Ok(control::decode_frame(&body)?)
+}
+
+/// Sends one packet to the relay: as a datagram if it fits, else on a
+/// stream of its own, so that no packet is too large for the relay.
+fn send_relay(connection: &quinn::Connection, out: RelayOut, seq: u64) {
+    let frame = RelayFrame {
+        network_id: out.network,
+        peer: out.peer,
+        seq,
+        payload: out.payload,
+    }
+    .encode();
+    let fits = connection
+        .max_datagram_size()
+        .is_some_and(|max| frame.len() <= max);
+    if fits {
+        if let Err(e) = connection.send_datagram(frame.into()) {
+            tracing::debug!(error = %e, "relay datagram not sent");
+        }
+        return;
+    }
+    let connection = connection.clone();
+    tokio::spawn(async move {
+        let sent = async {
+            let mut stream = connection.open_uni().await?;
+            stream.write_all(&frame).await?;
+            stream.finish()?;
+            anyhow::Ok(())
+        };
+        if let Err(e) = sent.await {
+            tracing::debug!(error = %e, "relay stream not sent");
+        }
+    });
+}
+
+/// Takes packets from the relay off the connection: datagrams, and frames
+/// that came on streams of their own.
+fn spawn_relay_reader(connection: quinn::Connection, events: mpsc::UnboundedSender<ControlEvent>) {
+    let streams = connection.clone();
+    let stream_events = events.clone();
+    tokio::spawn(async move {
+        while let Ok(mut stream) = streams.accept_uni().await {
+            let events = stream_events.clone();
+            tokio::spawn(async move {
+                if let Ok(bytes) = stream.read_to_end(relay::MAX_FRAME).await {
+                    deliver(&bytes, &events);
+                }
+            });
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok(bytes) = connection.read_datagram().await {
+            deliver(&bytes, &events);
+        }
+    });
+}
+
+fn deliver(bytes: &[u8], events: &mpsc::UnboundedSender<ControlEvent>) {
+    match RelayFrame::decode(bytes) {
+        Ok(frame) => {
+            let _ = events.send(ControlEvent::Relay {
+                network_id: frame.network_id,
+                from: frame.peer,
+                payload: frame.payload,
+            });
+        }
+        Err(e) => tracing::debug!(error = %e, "bad relay frame from controller"),
+    }
 }

@@ -4,8 +4,10 @@ use std::io::IoSliceMut;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use tokio::sync::mpsc;
 use tun_rs::{GROTable, VIRTIO_NET_HDR_LEN};
-use warren_engine::{Engine, NetworkAction};
+use warren_engine::{Engine, NetworkAction, Source, Via};
+use warren_proto::{NetworkId, NodePublicKey};
 
 use crate::platform::tun::Tun;
 use crate::platform::udp::{canonical, Udp, MAX_GSO_BYTES};
@@ -178,11 +180,42 @@ impl UdpReader {
     }
 }
 
+/// A WireGuard or disco datagram for a peer of a network, to go through the relay.
+#[derive(Debug)]
+pub struct RelayOut {
+    pub network: NetworkId,
+    pub peer: NodePublicKey,
+    pub payload: Vec<u8>,
+}
+
+/// One network's way into its controller's relay.
+#[derive(Debug, Clone)]
+pub struct RelayTx {
+    pub network: NetworkId,
+    pub tx: mpsc::Sender<RelayOut>,
+}
+
+/// Where relay-bound packets go: the control connection, while one is up.
+pub type RelaySink = Option<RelayTx>;
+
+/// Hands a packet to the relay; a full or absent relay drops it, as a
+/// congested link would.
+pub fn relay_send(sink: &RelaySink, peer: NodePublicKey, payload: &[u8]) {
+    if let Some(sink) = sink {
+        let _ = sink.tx.try_send(RelayOut {
+            network: sink.network,
+            peer,
+            payload: payload.to_vec(),
+        });
+    }
+}
+
 /// Everything the hot path needs, borrowed for one wake-up.
 pub struct DataPath<'a> {
     pub engine: &'a mut Engine,
     pub tun: &'a Tun,
     pub udp: &'a Udp,
+    pub relay: &'a RelaySink,
     pub scratch: &'a mut [u8],
     pub batch: &'a mut GsoBatch,
     pub writer: &'a mut TunWriter,
@@ -208,11 +241,14 @@ impl DataPath<'_> {
                     .engine
                     .handle_tun_packet(reader.packet(i), self.scratch, now)
                 {
-                    Ok(Some(send)) => {
-                        self.batch
-                            .push(self.udp, send.to, &self.scratch[..send.len])
-                            .await;
-                    }
+                    Ok(Some(send)) => match send.to {
+                        Via::Udp(to) => {
+                            self.batch
+                                .push(self.udp, to, &self.scratch[..send.len])
+                                .await;
+                        }
+                        Via::Relay(peer) => relay_send(self.relay, peer, &self.scratch[..send.len]),
+                    },
                     Ok(None) => {}
                     Err(e) => tracing::trace!(error = %e, "dropped TUN packet"),
                 }
@@ -250,36 +286,59 @@ impl DataPath<'_> {
                 let from = canonical(meta.addr);
                 if meta.len == 0 {
                     // An empty datagram is still input, to be counted and refused.
-                    self.handle_datagram(from, &[], now).await;
+                    self.handle_datagram(Source::Udp(from), &[], now).await;
                     continue;
                 }
                 let stride = meta.stride.max(1);
                 for datagram in buf[..meta.len].chunks(stride) {
-                    self.handle_datagram(from, datagram, now).await;
+                    self.handle_datagram(Source::Udp(from), datagram, now).await;
                 }
             }
         }
         self.writer.flush(self.tun).await;
     }
 
-    async fn handle_datagram(&mut self, from: SocketAddr, datagram: &[u8], now: Instant) {
-        match self
-            .engine
-            .handle_network_packet(from, datagram, self.scratch, now)
-        {
+    /// Handles a datagram the relay brought, and writes what it gave to the TUN.
+    pub async fn handle_relay_packet(&mut self, from: NodePublicKey, datagram: &[u8]) {
+        self.handle_datagram(Source::Relay(from), datagram, Instant::now())
+            .await;
+        self.writer.flush(self.tun).await;
+    }
+
+    async fn handle_datagram(&mut self, source: Source, datagram: &[u8], now: Instant) {
+        let result = match source {
+            Source::Udp(from) => {
+                self.engine
+                    .handle_network_packet(from, datagram, self.scratch, now)
+            }
+            Source::Relay(from) => {
+                self.engine
+                    .handle_relay_packet(from, datagram, self.scratch, now)
+            }
+        };
+        match result {
             Ok(NetworkAction::Tunnel { len }) => {
                 if !self.writer.push(&self.scratch[..len]) {
                     self.writer.flush(self.tun).await;
                     self.writer.push(&self.scratch[..len]);
                 }
             }
-            Ok(NetworkAction::Reply { to, len }) => {
+            Ok(NetworkAction::Reply {
+                to: Via::Udp(to),
+                len,
+            }) => {
                 if let Err(e) = self.udp.send(to, &self.scratch[..len], len).await {
                     tracing::debug!(error = %e, %to, "UDP reply failed");
                 }
             }
+            Ok(NetworkAction::Reply {
+                to: Via::Relay(peer),
+                len,
+            }) => {
+                relay_send(self.relay, peer, &self.scratch[..len]);
+            }
             Ok(NetworkAction::Nothing) => {}
-            Err(e) => tracing::debug!(error = %e, %from, "dropped datagram"),
+            Err(e) => tracing::debug!(error = %e, ?source, "dropped datagram"),
         }
     }
 }

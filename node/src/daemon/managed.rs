@@ -13,7 +13,7 @@ use warren_proto::netmap::Netmap;
 use warren_proto::{NetworkId, NodeId, NodePrivateKey};
 
 use super::control::{ControlCommand, ControlEvent, ControlHandle};
-use super::network::{local_endpoints, NetworkHandle, NetworkReport, NetworkSpec};
+use super::network::{local_endpoints, NetworkEvents, NetworkHandle, NetworkReport, NetworkSpec};
 use super::pinning::normalise;
 use super::{refusal, ControlEvents, Controllers, Refusal, NETMAP_KEEPALIVE};
 use crate::state::{JoinedNetwork, StateDir};
@@ -25,6 +25,8 @@ struct Joined {
     netmap: Option<Netmap>,
     runner: Option<NetworkHandle>,
     reported: Vec<SocketAddr>,
+    /// STUN server -> where it saw this network's socket.
+    reflexive: BTreeMap<SocketAddr, SocketAddr>,
 }
 
 pub struct Managed {
@@ -36,6 +38,7 @@ pub struct Managed {
     controllers: Controllers,
     connected: BTreeSet<String>,
     events: ControlEvents,
+    net_events: NetworkEvents,
 }
 
 impl Managed {
@@ -45,6 +48,7 @@ impl Managed {
         base_port: u16,
         static_net: Option<NetworkHandle>,
         events: ControlEvents,
+        net_events: NetworkEvents,
     ) -> Self {
         Self {
             state,
@@ -55,6 +59,7 @@ impl Managed {
             controllers: BTreeMap::new(),
             connected: BTreeSet::new(),
             events,
+            net_events,
         }
     }
 
@@ -74,6 +79,7 @@ impl Managed {
                     netmap: None,
                     runner: None,
                     reported: Vec::new(),
+                    reflexive: BTreeMap::new(),
                 },
             );
             if let Some(map) = cached {
@@ -131,6 +137,7 @@ impl Managed {
                 netmap: None,
                 runner: None,
                 reported: Vec::new(),
+                reflexive: BTreeMap::new(),
             },
         );
         self.save();
@@ -226,11 +233,31 @@ impl Managed {
     pub async fn handle_control(&mut self, event: ControlEvent) {
         match event {
             ControlEvent::Connected { controller } => {
-                self.connected.insert(controller);
+                self.connected.insert(controller.clone());
+                self.set_relays(&controller, true).await;
                 self.report_endpoints(true);
+            }
+            ControlEvent::Relay {
+                network_id,
+                from,
+                payload,
+            } => {
+                if let Some(runner) = self.nets.get(&network_id).and_then(|n| n.runner.as_ref()) {
+                    runner.relay_in(from, payload);
+                }
+            }
+            ControlEvent::CallMeMaybe {
+                network_id,
+                from,
+                endpoints,
+            } => {
+                if let Some(runner) = self.nets.get(&network_id).and_then(|n| n.runner.as_ref()) {
+                    runner.call_me_maybe(from, endpoints).await;
+                }
             }
             ControlEvent::Disconnected { controller, error } => {
                 self.connected.remove(&controller);
+                self.set_relays(&controller, false).await;
                 for net in self
                     .nets
                     .values_mut()
@@ -369,7 +396,7 @@ impl Managed {
             }
         }
         if net.runner.is_none() {
-            match NetworkHandle::start(spec, self.key.clone()) {
+            match NetworkHandle::start(spec, self.key.clone(), self.net_events.clone()) {
                 Ok(runner) => net.runner = Some(runner),
                 Err(e) => {
                     net.state = NetworkState::Conflict;
@@ -379,14 +406,24 @@ impl Managed {
                 }
             }
         }
+        if let (Some(runner), true) = (&net.runner, self.connected.contains(&net.config.controller))
+        {
+            let sink = self
+                .controllers
+                .get(&net.config.controller)
+                .map(|c| c.relay_tx(id));
+            runner.set_relay(sink).await;
+        }
         let peers = map
             .peers
             .iter()
             .map(|p| warren_engine::PeerConfig {
                 public_key: p.public_key,
-                endpoint: p.endpoints.first().copied(),
+                endpoint: None,
                 allowed_ips: p.addresses.iter().chain(&p.routes).copied().collect(),
                 persistent_keepalive: Some(NETMAP_KEEPALIVE),
+                disco: true,
+                candidates: p.endpoints.clone(),
             })
             .collect();
         if let Some(runner) = &net.runner {
@@ -440,7 +477,13 @@ impl Managed {
             if net.runner.is_none() || !self.connected.contains(&net.config.controller) {
                 continue;
             }
-            let endpoints = local_endpoints(net.config.listen_port, &overlay);
+            let mut endpoints = local_endpoints(net.config.listen_port, &overlay);
+            endpoints.extend(net.reflexive.values().copied());
+            endpoints.sort();
+            endpoints.dedup();
+            if let Some(runner) = &net.runner {
+                runner.set_local_endpoints(endpoints.clone());
+            }
             if always || endpoints != net.reported {
                 if let Some(c) = self.controllers.get(&net.config.controller) {
                     c.send(ControlCommand::Endpoints(*id, endpoints.clone()));
@@ -589,4 +632,53 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "node".to_owned())
+}
+
+impl Managed {
+    /// Acts on what a data plane asks for.
+    pub fn handle_network_event(&mut self, network: &str, event: super::network::NetworkEvent) {
+        let Ok(id) = network.parse::<NetworkId>() else {
+            return;
+        };
+        let Some(net) = self.nets.get(&id) else {
+            return;
+        };
+        match event {
+            super::network::NetworkEvent::Reflexive { server, mapped } => {
+                if let Some(net) = self.nets.get_mut(&id) {
+                    net.reflexive.insert(server, mapped);
+                }
+                self.report_endpoints(false);
+            }
+            super::network::NetworkEvent::CallMeMaybe { peer, endpoints } => {
+                if let Some(c) = self.controllers.get(&net.config.controller) {
+                    c.send(ControlCommand::CallMeMaybe {
+                        network_id: id,
+                        peer,
+                        endpoints,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Managed {
+    /// Gives (or takes away) the relay to every network of a controller.
+    async fn set_relays(&self, controller: &str, up: bool) {
+        for (id, net) in &self.nets {
+            if net.config.controller != controller {
+                continue;
+            }
+            let Some(runner) = &net.runner else {
+                continue;
+            };
+            let sink = if up {
+                self.controllers.get(controller).map(|c| c.relay_tx(*id))
+            } else {
+                None
+            };
+            runner.set_relay(sink).await;
+        }
+    }
 }

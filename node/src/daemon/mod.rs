@@ -66,16 +66,24 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         .listen_port
         .or(options.config.as_ref().map(|c| c.node.listen_port))
         .unwrap_or(crate::config::DEFAULT_LISTEN_PORT);
+    let (net_events_tx, mut net_events) = mpsc::unbounded_channel();
     let static_net = match options
         .config
         .as_ref()
         .filter(|c| !c.node.addresses.is_empty())
     {
-        Some(config) => Some(start_static(config, base_port, &key).await?),
+        Some(config) => Some(start_static(config, base_port, &key, net_events_tx.clone()).await?),
         None => None,
     };
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mut managed = Managed::new(state, key.clone(), base_port, static_net, events_tx);
+    let mut managed = Managed::new(
+        state,
+        key.clone(),
+        base_port,
+        static_net,
+        events_tx,
+        net_events_tx,
+    );
     managed
         .restore()
         .await
@@ -96,6 +104,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
                 Request::Leave(id, reply) => { let _ = reply.send(managed.leave(id).await); }
             },
             Some(event) = events.recv() => managed.handle_control(event).await,
+            Some((network, event)) = net_events.recv() => managed.handle_network_event(&network, event),
             _ = refresh.tick() => managed.report_endpoints(false),
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
@@ -111,6 +120,7 @@ async fn start_static(
     config: &Config,
     port: u16,
     key: &NodePrivateKey,
+    events: network::NetworkEvents,
 ) -> anyhow::Result<NetworkHandle> {
     let node = &config.node;
     let spec = NetworkSpec {
@@ -121,15 +131,17 @@ async fn start_static(
         listen_port: port,
         offload: node.offload,
     };
-    let handle = NetworkHandle::start(spec, key.clone())?;
+    let handle = NetworkHandle::start(spec, key.clone(), events)?;
     let peers = config
         .peers
         .iter()
-        .map(|p| warren_engine::PeerConfig {
-            public_key: p.public_key,
-            endpoint: p.endpoint,
-            allowed_ips: p.allowed_ips.clone(),
-            persistent_keepalive: p.persistent_keepalive,
+        .map(|p| {
+            warren_engine::PeerConfig::fixed(
+                p.public_key,
+                p.endpoint,
+                p.allowed_ips.clone(),
+                p.persistent_keepalive,
+            )
         })
         .collect();
     handle.set_peers(peers).await;

@@ -1,18 +1,18 @@
 //! One network's data plane: its TUN, its UDP socket and its engine, on one task.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ipnet::IpNet;
-use rand_core::RngCore;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use warren_engine::{Engine, EngineConfig, Event, PeerConfig, PeerSnapshot};
+use warren_engine::{Engine, EngineConfig, Event, PeerConfig, PeerSnapshot, Via};
 use warren_proto::local_api::Counters;
-use warren_proto::NodePrivateKey;
+use warren_proto::{NodePrivateKey, NodePublicKey};
 
-use super::datapath::{DataPath, GsoBatch, TunReader, TunWriter, UdpReader};
+use super::datapath::{relay_send, DataPath, GsoBatch, RelaySink, TunReader, TunWriter, UdpReader};
 use crate::platform::tun::{routes_needed, Tun};
 use crate::platform::udp::Udp;
 
@@ -38,9 +38,43 @@ pub struct NetworkReport {
     pub counters: Counters,
 }
 
+/// What `warren ping` learns: the path that answered first and how fast.
+#[derive(Debug, Clone)]
+pub enum PingOutcome {
+    Answered { via: Via, rtt: Duration },
+    NoAnswer,
+    UnknownPeer,
+}
+
+/// What a data plane asks of the daemon.
+#[derive(Debug)]
+pub enum NetworkEvent {
+    /// Ask this peer, through the controller, to probe us now.
+    CallMeMaybe {
+        peer: NodePublicKey,
+        endpoints: Vec<SocketAddr>,
+    },
+    /// A STUN server saw our data socket at `mapped`: a candidate for peers.
+    Reflexive {
+        server: SocketAddr,
+        mapped: SocketAddr,
+    },
+}
+
+/// Where data planes send their events, tagged with their label.
+pub type NetworkEvents = mpsc::UnboundedSender<(String, NetworkEvent)>;
+
 enum Command {
     SetPeers(Vec<PeerConfig>),
     Report(oneshot::Sender<NetworkReport>),
+    /// The control connection came up (with a way to the relay) or went down.
+    SetRelay(RelaySink),
+    SetLocalEndpoints(Vec<SocketAddr>),
+    SetStunServers(Vec<SocketAddr>),
+    Netcheck(oneshot::Sender<Vec<(SocketAddr, SocketAddr)>>),
+    RelayIn(NodePublicKey, Vec<u8>),
+    CallMeMaybe(NodePublicKey, Vec<SocketAddr>),
+    Ping(NodePublicKey, oneshot::Sender<PingOutcome>),
     Stop,
 }
 
@@ -53,7 +87,11 @@ pub struct NetworkHandle {
 
 impl NetworkHandle {
     /// Creates the TUN and the socket (errors come back here) and starts the loop.
-    pub fn start(spec: NetworkSpec, key: NodePrivateKey) -> anyhow::Result<Self> {
+    pub fn start(
+        spec: NetworkSpec,
+        key: NodePrivateKey,
+        events: NetworkEvents,
+    ) -> anyhow::Result<Self> {
         let tun = Tun::create(&spec.interface, spec.mtu, &spec.addresses, spec.offload)?;
         let udp = Udp::bind(spec.listen_port).with_context(|| format!("network {}", spec.label))?;
         tracing::info!(
@@ -64,9 +102,15 @@ impl NetworkHandle {
             port = udp.local_port(),
             "data plane up"
         );
-        let engine = Engine::new(EngineConfig::new(key, rand_core::OsRng.next_u32()));
-        let (commands, rx) = mpsc::channel(16);
-        let task = tokio::spawn(run(spec.clone(), engine, tun, udp, rx));
+        let engine = Engine::new(EngineConfig::new(key, Box::new(rand_core::OsRng)));
+        let (commands, rx) = mpsc::channel(256);
+        let state = Loop {
+            label: spec.label.clone(),
+            relay: None,
+            pings: BTreeMap::new(),
+            events,
+        };
+        let task = tokio::spawn(run(spec.clone(), engine, tun, udp, rx, state));
         Ok(Self {
             spec,
             commands,
@@ -77,6 +121,48 @@ impl NetworkHandle {
     /// Makes the engine's peers exactly `peers`, keeping the sessions of those that stay.
     pub async fn set_peers(&self, peers: Vec<PeerConfig>) {
         let _ = self.commands.send(Command::SetPeers(peers)).await;
+    }
+
+    pub async fn set_relay(&self, sink: RelaySink) {
+        let _ = self.commands.send(Command::SetRelay(sink)).await;
+    }
+
+    pub fn set_local_endpoints(&self, endpoints: Vec<SocketAddr>) {
+        let _ = self
+            .commands
+            .try_send(Command::SetLocalEndpoints(endpoints));
+    }
+
+    pub async fn set_stun_servers(&self, servers: Vec<SocketAddr>) {
+        let _ = self.commands.send(Command::SetStunServers(servers)).await;
+    }
+
+    /// Each STUN server and the address it saw us at.
+    pub async fn netcheck(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Netcheck(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// A packet from the relay; dropped if the data plane is busy, like any datagram.
+    pub fn relay_in(&self, from: NodePublicKey, payload: Vec<u8>) {
+        let _ = self.commands.try_send(Command::RelayIn(from, payload));
+    }
+
+    pub async fn call_me_maybe(&self, from: NodePublicKey, endpoints: Vec<SocketAddr>) {
+        let _ = self
+            .commands
+            .send(Command::CallMeMaybe(from, endpoints))
+            .await;
+    }
+
+    /// Starts a ping; the answer arrives on the returned channel.
+    pub async fn ping(&self, peer: NodePublicKey) -> Option<oneshot::Receiver<PingOutcome>> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Ping(peer, tx)).await.ok()?;
+        Some(rx)
     }
 
     pub async fn report(&self) -> Option<NetworkReport> {
@@ -92,12 +178,21 @@ impl NetworkHandle {
     }
 }
 
+/// The loop's own state besides the engine and the devices.
+struct Loop {
+    label: String,
+    relay: RelaySink,
+    pings: BTreeMap<NodePublicKey, Vec<oneshot::Sender<PingOutcome>>>,
+    events: NetworkEvents,
+}
+
 async fn run(
     spec: NetworkSpec,
     mut engine: Engine,
     tun: Tun,
     udp: Udp,
     mut commands: mpsc::Receiver<Command>,
+    mut state: Loop,
 ) {
     let mut tun_reader = TunReader::new(spec.mtu);
     let mut udp_reader = UdpReader::new();
@@ -105,14 +200,16 @@ async fn run(
     let mut batch = GsoBatch::new(udp.max_segments());
     let mut scratch = vec![0u8; 65_536 + warren_engine::DATA_OVERHEAD];
     loop {
-        flush_engine(&mut engine, &udp, &spec.label).await;
+        flush_engine(&mut engine, &udp, &mut state).await;
         let deadline = engine
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let relay = state.relay.clone();
         let mut path = DataPath {
             engine: &mut engine,
             tun: &tun,
             udp: &udp,
+            relay: &relay,
             scratch: &mut scratch,
             batch: &mut batch,
             writer: &mut writer,
@@ -125,21 +222,54 @@ async fn run(
             },
             () = tokio::time::sleep_until(deadline.into()) => engine.handle_timeout(Instant::now()),
             command = commands.recv() => match command {
-                Some(Command::SetPeers(peers)) => set_peers(&mut engine, &tun, &spec, peers),
-                Some(Command::Report(reply)) => {
-                    let _ = reply.send(NetworkReport {
-                        interface: tun.name.clone(),
-                        listen_port: udp.local_port(),
-                        offload: tun.offload,
-                        peers: engine.peers(),
-                        counters: engine.counters().clone(),
-                    });
-                }
+                Some(Command::RelayIn(from, payload)) => path.handle_relay_packet(from, &payload).await,
                 Some(Command::Stop) | None => break,
+                Some(other) => handle_command(&mut engine, &tun, &udp, &spec, &mut state, other),
             },
         }
     }
     tracing::info!(network = %spec.label, interface = %tun.name, "data plane down");
+}
+
+fn handle_command(
+    engine: &mut Engine,
+    tun: &Tun,
+    udp: &Udp,
+    spec: &NetworkSpec,
+    state: &mut Loop,
+    command: Command,
+) {
+    let now = Instant::now();
+    match command {
+        Command::SetPeers(peers) => set_peers(engine, tun, spec, peers),
+        Command::Report(reply) => {
+            let _ = reply.send(NetworkReport {
+                interface: tun.name.clone(),
+                listen_port: udp.local_port(),
+                offload: tun.offload,
+                peers: engine.peers(now),
+                counters: engine.counters().clone(),
+            });
+        }
+        Command::SetRelay(sink) => {
+            engine.set_relay_available(sink.is_some(), now);
+            state.relay = sink;
+        }
+        Command::SetLocalEndpoints(endpoints) => engine.set_local_endpoints(endpoints),
+        Command::SetStunServers(servers) => engine.set_stun_servers(servers, now),
+        Command::Netcheck(reply) => {
+            let _ = reply.send(engine.reflexive_addresses());
+        }
+        Command::CallMeMaybe(from, endpoints) => engine.handle_call_me_maybe(from, &endpoints, now),
+        Command::Ping(peer, reply) => {
+            if engine.ping(&peer, now) {
+                state.pings.entry(peer).or_default().push(reply);
+            } else {
+                let _ = reply.send(PingOutcome::UnknownPeer);
+            }
+        }
+        Command::RelayIn(..) | Command::Stop => {}
+    }
 }
 
 fn set_peers(engine: &mut Engine, tun: &Tun, spec: &NetworkSpec, peers: Vec<PeerConfig>) {
@@ -163,14 +293,20 @@ fn set_peers(engine: &mut Engine, tun: &Tun, spec: &NetworkSpec, peers: Vec<Peer
     }
 }
 
-/// Sends what the engine queued off the hot path and logs its state changes.
-async fn flush_engine(engine: &mut Engine, udp: &Udp, label: &str) {
+/// Sends what the engine queued off the hot path and acts on its events.
+async fn flush_engine(engine: &mut Engine, udp: &Udp, state: &mut Loop) {
     while let Some(transmit) = engine.poll_transmit() {
         let len = transmit.payload.len();
-        if let Err(e) = udp.send(transmit.to, &transmit.payload, len).await {
-            tracing::debug!(error = %e, to = %transmit.to, "UDP send failed");
+        match transmit.to {
+            Via::Udp(to) => {
+                if let Err(e) = udp.send(to, &transmit.payload, len).await {
+                    tracing::debug!(error = %e, %to, "UDP send failed");
+                }
+            }
+            Via::Relay(peer) => relay_send(&state.relay, peer, &transmit.payload),
         }
     }
+    let label = state.label.as_str();
     while let Some(event) = engine.poll_event() {
         match event {
             Event::HandshakeCompleted { peer } => {
@@ -181,6 +317,30 @@ async fn flush_engine(engine: &mut Engine, udp: &Udp, label: &str) {
             }
             Event::SessionExpired { peer } => {
                 tracing::info!(network = label, peer = %peer.short(), "session expired");
+            }
+            Event::PathChanged { peer, path, via } => {
+                tracing::info!(network = label, peer = %peer.short(), ?path, ?via, "path changed");
+            }
+            Event::CallMeMaybe { peer, endpoints } => {
+                let _ = state.events.send((
+                    label.to_owned(),
+                    NetworkEvent::CallMeMaybe { peer, endpoints },
+                ));
+            }
+            Event::Reflexive { server, mapped } => {
+                tracing::info!(network = label, %server, %mapped, "reflexive address");
+                let _ = state
+                    .events
+                    .send((label.to_owned(), NetworkEvent::Reflexive { server, mapped }));
+            }
+            Event::PingResult { peer, via, rtt } => {
+                let outcome = match (via, rtt) {
+                    (Some(via), Some(rtt)) => PingOutcome::Answered { via, rtt },
+                    _ => PingOutcome::NoAnswer,
+                };
+                for reply in state.pings.remove(&peer).unwrap_or_default() {
+                    let _ = reply.send(outcome.clone());
+                }
             }
         }
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use mock_instant::MockClock;
 use warren_engine::{
-    Engine, EngineConfig, Event, NetworkAction, PacketError, PeerConfig, PeerSnapshot,
+    Engine, EngineConfig, Event, NetworkAction, PacketError, PeerConfig, PeerSnapshot, Via,
     DATA_OVERHEAD,
 };
 use warren_proto::{NodePrivateKey, NodePublicKey};
@@ -87,10 +87,9 @@ impl World {
             Rng::new(self.seed ^ (self.nodes.len() as u64 + 1).wrapping_mul(0xa076_1d64_78bd_642f));
         let mut key = [0u8; 32];
         rng.fill(&mut key);
-        let first_peer_id = rng.next_u64() as u32;
         let engine = Engine::new(EngineConfig::new(
             NodePrivateKey::from_bytes(key),
-            first_peer_id,
+            Box::new(rng.clone()),
         ));
         let host = u16::from(overlay4.octets()[3]);
         self.nodes.push(Node {
@@ -109,15 +108,15 @@ impl World {
     /// How `node` would be configured as a peer: its endpoint and both overlay addresses.
     pub fn peer_config(&self, node: NodeId) -> PeerConfig {
         let n = self.node(node);
-        PeerConfig {
-            public_key: n.engine.public_key(),
-            endpoint: Some(n.addr),
-            allowed_ips: vec![
+        PeerConfig::fixed(
+            n.engine.public_key(),
+            Some(n.addr),
+            vec![
                 IpNet::from(IpAddr::V4(n.overlay4)),
                 IpNet::from(IpAddr::V6(n.overlay6)),
             ],
-            persistent_keepalive: None,
-        }
+            None,
+        )
     }
 
     pub fn add_peer(&mut self, node: NodeId, config: PeerConfig) {
@@ -203,7 +202,7 @@ impl World {
     pub fn peer(&self, node: NodeId, of: NodeId) -> PeerSnapshot {
         let key: NodePublicKey = self.engine(of).public_key();
         self.engine(node)
-            .peers()
+            .peers(self.instant())
             .into_iter()
             .find(|p| p.public_key == key)
             .expect("the nodes are peers")
@@ -217,7 +216,9 @@ impl World {
             .handle_tun_packet(packet, &mut self.buf, now);
         if let Ok(Some(send)) = &result {
             let payload = self.buf[..send.len].to_vec();
-            self.transmit(node.0, send.to, payload);
+            if let Via::Udp(to) = send.to {
+                self.transmit(node.0, to, payload);
+            }
         }
         self.drain(node.0);
         result.map(|_| ())
@@ -386,7 +387,9 @@ impl World {
             }
             Ok(NetworkAction::Reply { to, len }) => {
                 let reply = self.buf[..*len].to_vec();
-                self.transmit(node, *to, reply);
+                if let Via::Udp(to) = to {
+                    self.transmit(node, *to, reply);
+                }
             }
             Ok(NetworkAction::Nothing) | Err(_) => {}
         }
@@ -397,7 +400,9 @@ impl World {
     /// Sends what the engine queued and keeps the events it raised.
     fn drain(&mut self, node: usize) {
         while let Some(t) = self.nodes[node].engine.poll_transmit() {
-            self.transmit(node, t.to, t.payload);
+            if let Via::Udp(to) = t.to {
+                self.transmit(node, to, t.payload);
+            }
         }
         while let Some(event) = self.nodes[node].engine.poll_event() {
             self.nodes[node].events.push((self.now, event));

@@ -1,0 +1,291 @@
+//! The engine's disco handling: answering and sending path probes, choosing
+//! paths, call-me-maybe, and `warren ping`.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use warren_proto::disco::{self, DiscoMessage, TxId};
+use warren_proto::NodePublicKey;
+
+use crate::engine::{Engine, Event, Source, Transmit};
+use crate::error::PacketError;
+use crate::path::{Probe, ProbeTarget, Via, CALL_ME_MAYBE_EVERY, PROBE_DIRECT, PROBE_SEARCHING};
+use crate::peer::PeerId;
+
+impl Engine {
+    /// Whether packets may go through the relay now (the control connection is up).
+    pub fn set_relay_available(&mut self, available: bool, now: Instant) {
+        self.relay = available;
+        let mut events = Vec::new();
+        for peer in self.peers_mut() {
+            let before = peer.via;
+            peer.refresh_via(available, now);
+            if peer.paths.is_some() && peer.via != before {
+                events.push(peer.path_event());
+            }
+        }
+        for event in events {
+            self.push_event(event);
+        }
+    }
+
+    /// Our own endpoint candidates, sent to peers in call-me-maybe requests.
+    pub fn set_local_endpoints(&mut self, endpoints: Vec<SocketAddr>) {
+        self.local_endpoints = endpoints;
+    }
+
+    /// A peer (through the controller) asks us to probe it now: it is
+    /// probing us at the same moment, which opens both NATs.
+    pub fn handle_call_me_maybe(
+        &mut self,
+        from: NodePublicKey,
+        endpoints: &[SocketAddr],
+        now: Instant,
+    ) {
+        let Some(id) = self.peer_id(&from) else {
+            return;
+        };
+        if let Some(paths) = self.peer_mut(id).and_then(|p| p.paths.as_mut()) {
+            for addr in endpoints {
+                paths.learn(*addr, now);
+            }
+        }
+        self.probe(id, false, now);
+    }
+
+    /// Probes every path to a peer; the first answer comes back as
+    /// [`Event::PingResult`]. False if the peer is unknown or not a disco peer.
+    pub fn ping(&mut self, peer: &NodePublicKey, now: Instant) -> bool {
+        let Some(id) = self.peer_id(peer) else {
+            return false;
+        };
+        if self.peer_mut(id).is_none_or(|p| p.paths.is_none()) {
+            return false;
+        }
+        self.probe(id, true, now);
+        true
+    }
+
+    pub(crate) fn handle_disco(
+        &mut self,
+        source: Source,
+        datagram: &[u8],
+        now: Instant,
+    ) -> Result<(), PacketError> {
+        let sender =
+            disco::sender(datagram).inspect_err(|_| self.counters_mut().dropped_invalid += 1)?;
+        let Some(id) = self.peer_id(&sender) else {
+            self.counters_mut().dropped_unknown_peer += 1;
+            return Err(PacketError::UnknownPeer);
+        };
+        if matches!(source, Source::Relay(k) if k != sender) {
+            self.counters_mut().dropped_invalid += 1;
+            return Err(PacketError::Malformed);
+        }
+        let message = {
+            let Some(key) = self.peer_mut(id).and_then(|p| p.disco_key.clone()) else {
+                self.counters_mut().dropped_invalid += 1;
+                return Err(PacketError::Malformed);
+            };
+            disco::decode(&key, datagram)
+                .inspect_err(|_| self.counters_mut().dropped_invalid += 1)?
+        };
+        self.counters_mut().disco_rx += 1;
+        match message {
+            DiscoMessage::Ping { tx } => self.handle_ping(id, source, tx, now),
+            DiscoMessage::Pong { tx, .. } => self.handle_pong(id, source, tx, now),
+        }
+        Ok(())
+    }
+
+    fn handle_ping(&mut self, id: PeerId, source: Source, tx: TxId, now: Instant) {
+        let observed = match source {
+            Source::Udp(addr) => addr,
+            Source::Relay(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        self.send_disco(id, source.reply_via(), DiscoMessage::Pong { tx, observed });
+        let Source::Udp(addr) = source else {
+            return;
+        };
+        // The peer's packets came from here: a new candidate, which may be
+        // the only way through a NAT that maps per destination. Probe it at
+        // once unless a direct path already works.
+        let probe_back = self
+            .peer_mut(id)
+            .and_then(|p| p.paths.as_mut())
+            .is_some_and(|paths| paths.learn(addr, now) && paths.best.is_none());
+        if probe_back {
+            self.send_ping(id, ProbeTarget::Udp(addr), false, now);
+        }
+    }
+
+    fn handle_pong(&mut self, id: PeerId, source: Source, tx: TxId, now: Instant) {
+        let relay = self.relay;
+        let Some(peer) = self.peer_mut(id) else {
+            return;
+        };
+        let key = peer.config.public_key;
+        let Some(paths) = peer.paths.as_mut() else {
+            return;
+        };
+        let Some(probe) = paths.pings.remove(&tx) else {
+            return;
+        };
+        let rtt = now.saturating_duration_since(probe.sent);
+        let answered = match (probe.to, source) {
+            (ProbeTarget::Udp(to), Source::Udp(from)) if to == from => Via::Udp(from),
+            (ProbeTarget::Relay, Source::Relay(_)) => Via::Relay(key),
+            // A pong for a ping sent elsewhere: the path it names is not proven.
+            _ => return,
+        };
+        let changed = match answered {
+            Via::Udp(addr) => paths.heard(addr, Some(rtt), now),
+            Via::Relay(_) => {
+                paths.relay_rtt = Some(rtt);
+                false
+            }
+        };
+        if changed {
+            peer.endpoint = paths.best;
+            peer.refresh_via(relay, now);
+            let event = peer.path_event();
+            self.push_event(event);
+        }
+        if probe.asked {
+            self.push_event(Event::PingResult {
+                peer: key,
+                via: Some(answered),
+                rtt: Some(rtt),
+            });
+            // One answer per `warren ping`: the later pongs are not news.
+            if let Some(paths) = self.peer_mut(id).and_then(|p| p.paths.as_mut()) {
+                paths.pings.values_mut().for_each(|p| p.asked = false);
+            }
+        }
+    }
+
+    /// Runs on every engine tick: expires pings and dead paths, and sends
+    /// the probes and call-me-maybe requests that are due.
+    pub(crate) fn handle_disco_timers(&mut self, now: Instant) {
+        let relay = self.relay;
+        let mut due = Vec::new();
+        let mut events = Vec::new();
+        let have_endpoints = !self.local_endpoints.is_empty();
+        for (id, peer) in self.peers_iter_mut() {
+            let key = peer.config.public_key;
+            let Some(paths) = peer.paths.as_mut() else {
+                continue;
+            };
+            for expired in paths.expire_pings(now) {
+                if expired.asked && !paths.pings.values().any(|p| p.asked) {
+                    events.push(Event::PingResult {
+                        peer: key,
+                        via: None,
+                        rtt: None,
+                    });
+                }
+            }
+            if paths.choose(now) {
+                peer.endpoint = paths.best.or(peer.endpoint);
+                peer.refresh_via(relay, now);
+                events.push(peer.path_event());
+            }
+            let Some(paths) = peer.paths.as_mut() else {
+                continue;
+            };
+            if paths.next_probe.is_some_and(|t| now >= t) {
+                due.push(id);
+                let searching = paths.best.is_none();
+                if searching
+                    && have_endpoints
+                    && paths
+                        .last_call_me_maybe
+                        .is_none_or(|t| now.saturating_duration_since(t) >= CALL_ME_MAYBE_EVERY)
+                {
+                    paths.last_call_me_maybe = Some(now);
+                    events.push(Event::CallMeMaybe {
+                        peer: key,
+                        endpoints: Vec::new(),
+                    });
+                }
+            }
+        }
+        for event in events {
+            let event = match event {
+                Event::CallMeMaybe { peer, .. } => Event::CallMeMaybe {
+                    peer,
+                    endpoints: self.local_endpoints.clone(),
+                },
+                other => other,
+            };
+            self.push_event(event);
+        }
+        for id in due {
+            self.probe(id, false, now);
+        }
+    }
+
+    /// Pings every candidate of a peer, and the relay path too while no
+    /// direct path works (or when a user asked).
+    fn probe(&mut self, id: PeerId, asked: bool, now: Instant) {
+        let relay = self.relay;
+        let Some(paths) = self.peer_mut(id).and_then(|p| p.paths.as_mut()) else {
+            return;
+        };
+        let searching = paths.best.is_none();
+        paths.next_probe = Some(
+            now + if searching {
+                PROBE_SEARCHING
+            } else {
+                PROBE_DIRECT
+            },
+        );
+        let targets: Vec<SocketAddr> = paths.candidates.keys().copied().collect();
+        for addr in targets {
+            self.send_ping(id, ProbeTarget::Udp(addr), asked, now);
+        }
+        if relay && (searching || asked) {
+            self.send_ping(id, ProbeTarget::Relay, asked, now);
+        }
+    }
+
+    fn send_ping(&mut self, id: PeerId, to: ProbeTarget, asked: bool, now: Instant) {
+        let mut tx = [0u8; 12];
+        self.rng.fill_bytes(&mut tx);
+        let Some(peer) = self.peer_mut(id) else {
+            return;
+        };
+        let key = peer.config.public_key;
+        if let Some(paths) = peer.paths.as_mut() {
+            paths.pings.insert(
+                tx,
+                Probe {
+                    to,
+                    sent: now,
+                    asked,
+                },
+            );
+        }
+        let via = match to {
+            ProbeTarget::Udp(addr) => Via::Udp(addr),
+            ProbeTarget::Relay => Via::Relay(key),
+        };
+        self.send_disco(id, via, DiscoMessage::Ping { tx });
+    }
+
+    fn send_disco(&mut self, id: PeerId, to: Via, message: DiscoMessage) {
+        let mut nonce = [0u8; 12];
+        self.rng.fill_bytes(&mut nonce);
+        let own = self.public_key();
+        let Some(key) = self.peer_mut(id).and_then(|p| p.disco_key.clone()) else {
+            return;
+        };
+        let payload = disco::encode(&key, &own, nonce, &message);
+        if matches!(to, Via::Relay(_)) {
+            self.counters_mut().relay_tx_datagrams += 1;
+        } else {
+            self.counters_mut().udp_tx_datagrams += 1;
+        }
+        self.push_transmit(Transmit { to, payload });
+    }
+}

@@ -1,0 +1,228 @@
+//! Path discovery for one peer: its candidate addresses, the probes in
+//! flight, and the best direct path that answered.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use warren_proto::disco::TxId;
+use warren_proto::NodePublicKey;
+
+/// While no direct path is known, probe every candidate this often.
+pub const PROBE_SEARCHING: Duration = Duration::from_secs(2);
+/// With a direct path, probe every candidate this often, to find a better
+/// one and to notice a dead one before its timeout.
+pub const PROBE_DIRECT: Duration = Duration::from_secs(10);
+/// A direct path with nothing heard on it for this long is dead.
+pub const PATH_TIMEOUT: Duration = Duration::from_secs(15);
+/// A ping with no pong after this long is forgotten.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// At most this often, ask the peer (through the controller) to probe us too.
+pub const CALL_ME_MAYBE_EVERY: Duration = Duration::from_secs(10);
+/// Candidates learnt from packets beyond this many push out the oldest.
+const MAX_CANDIDATES: usize = 16;
+/// A new path must be this much faster to replace a working one, so that
+/// jitter does not flap the path.
+const SWITCH_MARGIN: Duration = Duration::from_micros(500);
+
+/// Where a packet goes: straight to an address, or through the relay to a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Via {
+    Udp(SocketAddr),
+    Relay(NodePublicKey),
+}
+
+/// How a peer is reached now, as `warren status` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    Direct,
+    Relay,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub(crate) last_heard: Option<Instant>,
+    pub(crate) rtt: Option<Duration>,
+    /// Learnt from the peer's own packets rather than from the controller.
+    pub(crate) learned_at: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Probe {
+    pub(crate) to: ProbeTarget,
+    pub(crate) sent: Instant,
+    /// Asked for by `warren ping`: its answer becomes an event.
+    pub(crate) asked: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProbeTarget {
+    Udp(SocketAddr),
+    Relay,
+}
+
+/// The path state of one peer that takes part in disco.
+#[derive(Debug, Default)]
+pub(crate) struct Paths {
+    pub(crate) candidates: BTreeMap<SocketAddr, Candidate>,
+    pub(crate) best: Option<SocketAddr>,
+    pub(crate) pings: BTreeMap<TxId, Probe>,
+    pub(crate) next_probe: Option<Instant>,
+    pub(crate) last_call_me_maybe: Option<Instant>,
+    pub(crate) relay_rtt: Option<Duration>,
+}
+
+impl Paths {
+    /// Replaces the candidates the controller gave, keeping what was learnt.
+    pub(crate) fn set_candidates(&mut self, addrs: &[SocketAddr]) {
+        self.candidates.retain(|addr, c| {
+            c.learned_at.is_some() || addrs.contains(addr) || Some(*addr) == self.best
+        });
+        for addr in addrs {
+            self.candidates.entry(*addr).or_insert(Candidate {
+                last_heard: None,
+                rtt: None,
+                learned_at: None,
+            });
+        }
+    }
+
+    /// Remembers an address the peer's packets came from.
+    pub(crate) fn learn(&mut self, addr: SocketAddr, now: Instant) -> bool {
+        if self.candidates.contains_key(&addr) {
+            return false;
+        }
+        if self.candidates.len() >= MAX_CANDIDATES {
+            let oldest = self
+                .candidates
+                .iter()
+                .filter(|(a, _)| Some(**a) != self.best)
+                .filter_map(|(a, c)| c.learned_at.map(|t| (t, *a)))
+                .min();
+            if let Some((_, addr)) = oldest {
+                self.candidates.remove(&addr);
+            }
+        }
+        self.candidates.insert(
+            addr,
+            Candidate {
+                last_heard: None,
+                rtt: None,
+                learned_at: Some(now),
+            },
+        );
+        true
+    }
+
+    /// Records that an authenticated packet came straight from `addr`.
+    /// Returns true if that made it the best path.
+    pub(crate) fn heard(&mut self, addr: SocketAddr, rtt: Option<Duration>, now: Instant) -> bool {
+        self.learn(addr, now);
+        if let Some(c) = self.candidates.get_mut(&addr) {
+            c.last_heard = Some(now);
+            if rtt.is_some() {
+                c.rtt = rtt;
+            }
+        }
+        self.choose(now)
+    }
+
+    pub(crate) fn alive(&self, addr: &SocketAddr, now: Instant) -> bool {
+        self.candidates
+            .get(addr)
+            .and_then(|c| c.last_heard)
+            .is_some_and(|t| now.saturating_duration_since(t) < PATH_TIMEOUT)
+    }
+
+    /// Picks the fastest live path; returns true if the best path changed.
+    pub(crate) fn choose(&mut self, now: Instant) -> bool {
+        let current = self.best.filter(|b| self.alive(b, now));
+        let fastest = self
+            .candidates
+            .iter()
+            .filter(|(a, _)| self.alive(a, now))
+            .min_by_key(|(a, c)| (c.rtt.unwrap_or(Duration::MAX), **a))
+            .map(|(a, c)| (*a, c.rtt));
+        let next = match (current, fastest) {
+            (Some(cur), Some((fast, fast_rtt))) => {
+                let cur_rtt = self.candidates.get(&cur).and_then(|c| c.rtt);
+                match (cur_rtt, fast_rtt) {
+                    (Some(c), Some(f)) if f + SWITCH_MARGIN < c => Some(fast),
+                    (None, Some(_)) => Some(fast),
+                    _ => Some(cur),
+                }
+            }
+            (None, Some((fast, _))) => Some(fast),
+            (cur, None) => cur,
+        };
+        let changed = next != self.best;
+        self.best = next;
+        changed
+    }
+
+    /// Forgets pings that will not be answered; returns those a user asked for.
+    pub(crate) fn expire_pings(&mut self, now: Instant) -> Vec<Probe> {
+        let mut expired = Vec::new();
+        self.pings.retain(|_, p| {
+            let keep = now.saturating_duration_since(p.sent) < PING_TIMEOUT;
+            if !keep && p.asked {
+                expired.push(*p);
+            }
+            keep
+        });
+        expired
+    }
+
+    pub(crate) fn latency(&self, now: Instant) -> Option<Duration> {
+        match self.best.filter(|b| self.alive(b, now)) {
+            Some(best) => self.candidates.get(&best).and_then(|c| c.rtt),
+            None => self.relay_rtt,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn fastest_live_path_wins_with_hysteresis() {
+        let now = Instant::now();
+        let mut p = Paths::default();
+        p.set_candidates(&[addr("192.0.2.1:1"), addr("10.0.0.1:1")]);
+        assert!(p.heard(addr("192.0.2.1:1"), Some(Duration::from_millis(20)), now));
+        assert_eq!(p.best, Some(addr("192.0.2.1:1")));
+        // Slightly faster is not enough to switch.
+        assert!(!p.heard(addr("10.0.0.1:1"), Some(Duration::from_micros(19_800)), now));
+        assert!(p.heard(addr("10.0.0.1:1"), Some(Duration::from_millis(1)), now));
+        assert_eq!(p.best, Some(addr("10.0.0.1:1")));
+        // The best path dies: the other one takes over, then none.
+        let later = now + Duration::from_secs(10);
+        p.heard(addr("192.0.2.1:1"), None, later);
+        assert!(p.choose(now + PATH_TIMEOUT + Duration::from_secs(1)));
+        assert_eq!(p.best, Some(addr("192.0.2.1:1")));
+        assert!(p.choose(later + PATH_TIMEOUT));
+        assert_eq!(p.best, None);
+    }
+
+    #[test]
+    fn learnt_candidates_are_bounded_and_kept_across_netmaps() {
+        let now = Instant::now();
+        let mut p = Paths::default();
+        for port in 0..40u16 {
+            p.learn(
+                SocketAddr::from(([198, 51, 100, 1], port)),
+                now + Duration::from_secs(port.into()),
+            );
+        }
+        assert_eq!(p.candidates.len(), MAX_CANDIDATES);
+        assert!(p.candidates.contains_key(&addr("198.51.100.1:39")));
+        p.set_candidates(&[addr("203.0.113.1:1")]);
+        assert_eq!(p.candidates.len(), MAX_CANDIDATES + 1);
+    }
+}
