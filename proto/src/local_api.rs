@@ -96,6 +96,75 @@ pub struct PeerStatus {
     pub tx_bytes: u64,
     /// Seconds, if set.
     pub persistent_keepalive: Option<u64>,
+    /// How packets reach the peer now.
+    #[serde(default = "PathKind::none")]
+    pub path: PathKind,
+    /// Round-trip time of that path from the latest probe, in milliseconds.
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
+}
+
+/// How packets reach a peer.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PathKind {
+    /// Straight to one of its addresses, confirmed by a probe or its packets.
+    Direct,
+    /// Through the controller's relay.
+    Relay,
+    /// No working path (yet).
+    None,
+}
+
+impl PathKind {
+    fn none() -> Self {
+        PathKind::None
+    }
+}
+
+/// `POST /v1/ping`: probe every path to a peer once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PingRequest {
+    /// A name, FQDN, node ID, overlay address or public key.
+    pub peer: String,
+}
+
+/// What one `warren ping` probe found.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PingReply {
+    pub network: String,
+    pub peer: NodePublicKey,
+    pub name: Option<String>,
+    /// `direct`, `relay`, or `none` if nothing answered within 5 s.
+    pub path: PathKind,
+    /// The address that answered, for a direct path.
+    pub endpoint: Option<String>,
+    pub rtt_ms: Option<f64>,
+}
+
+/// `GET /v1/netcheck`: what the agent knows of the NATs in front of it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Netcheck {
+    pub networks: Vec<NetcheckNetwork>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetcheckNetwork {
+    pub network: String,
+    pub listen_port: Option<u16>,
+    /// Each STUN server asked and the address it saw our data socket at.
+    pub reflexive: Vec<ReflexiveAddress>,
+    /// True if servers saw different mappings (an endpoint-dependent,
+    /// "symmetric" NAT); `None` with fewer than two answers.
+    pub mapping_varies_by_destination: Option<bool>,
+    /// Whether the relay is reachable (the control connection is up).
+    pub relay: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReflexiveAddress {
+    pub server: String,
+    pub mapped: String,
 }
 
 /// Agent-wide packet counters. Every dropped packet lands in exactly one `dropped_*`.
@@ -175,6 +244,8 @@ mod tests {
             rx_bytes: 1,
             tx_bytes: 2,
             persistent_keepalive: None,
+            path: PathKind::None,
+            latency_ms: None,
         };
         let json = serde_json::to_value(&peer).unwrap();
         assert_eq!(json["last_handshake"], "1970-01-01T00:00:00Z");

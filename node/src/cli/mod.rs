@@ -4,6 +4,7 @@ mod check_config;
 mod daemon;
 mod join;
 mod key;
+mod ping;
 mod status;
 
 use std::path::PathBuf;
@@ -48,6 +49,10 @@ enum Command {
     Leave(join::LeaveArgs),
     /// Show the agent's networks, peers and counters.
     Status(status::StatusArgs),
+    /// Probe a peer: which path answers (direct or relay) and how fast.
+    Ping(ping::PingArgs),
+    /// Report reflexive addresses and whether the NAT maps per destination.
+    Netcheck(ping::NetcheckArgs),
     /// Check a config file and print the effective configuration.
     CheckConfig(check_config::CheckConfigArgs),
 }
@@ -71,6 +76,8 @@ pub fn main() -> ExitCode {
         Command::Join(args) => join::join(&cli, args),
         Command::Leave(args) => join::leave(&cli, args),
         Command::Status(args) => status::run(&cli, args),
+        Command::Ping(args) => ping::ping(&cli, args),
+        Command::Netcheck(args) => ping::netcheck(&cli, args),
         Command::CheckConfig(args) => check_config::run(args),
     };
     match result {

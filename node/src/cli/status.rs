@@ -107,6 +107,16 @@ fn render_peer(out: &mut String, peer: &warren_proto::local_api::PeerStatus, now
     );
     let _ = writeln!(out, "    allowed ips {}", allowed.join(", "));
     let _ = writeln!(out, "    last handshake {handshake}");
+    let path = match peer.path {
+        warren_proto::local_api::PathKind::Direct => "direct",
+        warren_proto::local_api::PathKind::Relay => "relay",
+        warren_proto::local_api::PathKind::None => "none",
+    };
+    let latency = peer
+        .latency_ms
+        .map(|ms| format!(", {ms:.2} ms"))
+        .unwrap_or_default();
+    let _ = writeln!(out, "    path {path}{latency}");
     let _ = writeln!(
         out,
         "    transfer {} received, {} sent",
@@ -170,6 +180,8 @@ mod tests {
                 rx_bytes: 2048,
                 tx_bytes: 10,
                 persistent_keepalive: None,
+                path: warren_proto::local_api::PathKind::Direct,
+                latency_ms: None,
             }],
             counters: Default::default(),
         };

@@ -16,11 +16,15 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
-use warren_proto::local_api::{ErrorBody, ErrorDetail, JoinRequest};
+use warren_proto::local_api::{
+    ErrorBody, ErrorDetail, JoinRequest, PathKind, PingReply, PingRequest,
+};
 use warren_proto::NetworkId;
 
+use super::network::PingOutcome;
 use super::{Refusal, Request};
 use crate::platform::sockopt::effective_uid;
+use warren_engine::Via;
 
 /// The Host header the CLI sends; anything else is a browser being rebound.
 pub const LOCAL_HOST: &str = "local.warren";
@@ -49,6 +53,8 @@ pub fn serve(
         .route("/v1/status", get(status))
         .route("/v1/networks", post(join))
         .route("/v1/networks/{id}", delete(leave))
+        .route("/v1/ping", post(ping))
+        .route("/v1/netcheck", get(netcheck))
         .fallback(not_found)
         .layer(middleware::from_fn(refuse_browsers))
         .with_state(requests);
@@ -171,6 +177,64 @@ async fn leave(
     match rx.await {
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
         Ok(Err(refusal)) => refused(refusal),
+        Err(_) => stopping(),
+    }
+}
+
+async fn ping(
+    State(requests): State<mpsc::Sender<Request>>,
+    body: Result<Json<PingRequest>, JsonRejection>,
+) -> Response {
+    let Json(request) = match body {
+        Ok(j) => j,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", &e.body_text()),
+    };
+    let (tx, rx) = oneshot::channel();
+    if requests
+        .send(Request::Ping(request.peer, tx))
+        .await
+        .is_err()
+    {
+        return stopping();
+    }
+    let target = match rx.await {
+        Ok(Ok(t)) => t,
+        Ok(Err(refusal)) => return refused(refusal),
+        Err(_) => return stopping(),
+    };
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(6), target.answer).await;
+    let (path, endpoint, rtt) = match outcome {
+        Ok(Ok(PingOutcome::Answered { via, rtt })) => match via {
+            Via::Udp(addr) => (PathKind::Direct, Some(addr.to_string()), Some(rtt)),
+            Via::Relay(_) => (PathKind::Relay, None, Some(rtt)),
+        },
+        Ok(Ok(PingOutcome::UnknownPeer)) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_peer",
+                "that peer is not in this network",
+            )
+        }
+        _ => (PathKind::None, None, None),
+    };
+    Json(PingReply {
+        network: target.network,
+        peer: target.key,
+        name: target.name,
+        path,
+        endpoint,
+        rtt_ms: rtt.map(|d| d.as_secs_f64() * 1000.0),
+    })
+    .into_response()
+}
+
+async fn netcheck(State(requests): State<mpsc::Sender<Request>>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if requests.send(Request::Netcheck(tx)).await.is_err() {
+        return stopping();
+    }
+    match rx.await {
+        Ok(report) => Json(report).into_response(),
         Err(_) => stopping(),
     }
 }

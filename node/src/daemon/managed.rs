@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 use warren_proto::control::JoinOutcome;
 use warren_proto::local_api::{
-    Counters, JoinRequest, NetworkState, NetworkStatus, PeerStatus, Status,
+    Counters, JoinRequest, Netcheck, NetcheckNetwork, NetworkState, NetworkStatus, PathKind,
+    PeerStatus, ReflexiveAddress, Status,
 };
 use warren_proto::netmap::Netmap;
 use warren_proto::{NetworkId, NodeId, NodePrivateKey};
@@ -623,6 +624,16 @@ fn peer_status(network: &str, p: &warren_engine::PeerSnapshot, map: Option<&Netm
         rx_bytes: p.rx_bytes,
         tx_bytes: p.tx_bytes,
         persistent_keepalive: p.persistent_keepalive.map(|d| d.as_secs()),
+        path: path_kind(p.path),
+        latency_ms: p.latency.map(|d| d.as_secs_f64() * 1000.0),
+    }
+}
+
+pub(crate) fn path_kind(path: warren_engine::PathKind) -> PathKind {
+    match path {
+        warren_engine::PathKind::Direct => PathKind::Direct,
+        warren_engine::PathKind::Relay => PathKind::Relay,
+        warren_engine::PathKind::None => PathKind::None,
     }
 }
 
@@ -680,5 +691,97 @@ impl Managed {
             };
             runner.set_relay(sink).await;
         }
+    }
+}
+
+/// A peer found for `warren ping`, with the way to its data plane.
+pub struct PingTarget {
+    pub network: String,
+    pub key: warren_proto::NodePublicKey,
+    pub name: Option<String>,
+    pub answer: tokio::sync::oneshot::Receiver<super::network::PingOutcome>,
+}
+
+impl Managed {
+    /// Finds a peer by name, FQDN, node ID, overlay address or key, and starts a ping.
+    pub async fn ping(&self, query: &str) -> Result<PingTarget, Refusal> {
+        let query = query.trim();
+        let ip: Option<std::net::IpAddr> = query.parse().ok();
+        let mut runners: Vec<(String, &NetworkHandle, Option<&Netmap>)> = Vec::new();
+        if let Some(s) = &self.static_net {
+            runners.push(("static".into(), s, None));
+        }
+        for (id, net) in &self.nets {
+            if let Some(r) = &net.runner {
+                runners.push((id.to_string(), r, net.netmap.as_ref()));
+            }
+        }
+        for (label, runner, map) in runners {
+            let found = map.and_then(|m| {
+                m.peers.iter().find(|p| {
+                    p.name == query
+                        || format!("{}.{}", p.name, m.dns.zone) == query.trim_end_matches('.')
+                        || p.node_id.to_string() == query
+                        || p.public_key.to_string() == query
+                        || ip.is_some_and(|ip| p.addresses.iter().any(|a| a.addr() == ip))
+                })
+            });
+            let target = match found {
+                Some(p) => Some((p.public_key, Some(p.name.clone()))),
+                None => {
+                    let peers = runner.report().await.map(|r| r.peers).unwrap_or_default();
+                    peers
+                        .into_iter()
+                        .find(|p| {
+                            p.public_key.to_string() == query
+                                || ip
+                                    .is_some_and(|ip| p.allowed_ips.iter().any(|a| a.contains(&ip)))
+                        })
+                        .map(|p| (p.public_key, None))
+                }
+            };
+            if let Some((key, name)) = target {
+                let answer = runner
+                    .ping(key)
+                    .await
+                    .ok_or_else(|| refusal(503, "stopping", "the data plane is stopping"))?;
+                return Ok(PingTarget {
+                    network: label,
+                    key,
+                    name,
+                    answer,
+                });
+            }
+        }
+        Err(refusal(
+            404,
+            "unknown_peer",
+            format!("no peer matches {query:?}"),
+        ))
+    }
+
+    pub async fn netcheck(&self) -> Netcheck {
+        let mut networks = Vec::new();
+        for (id, net) in &self.nets {
+            let Some(runner) = &net.runner else {
+                continue;
+            };
+            let seen = runner.netcheck().await;
+            let mapped: BTreeSet<SocketAddr> = seen.iter().map(|(_, m)| *m).collect();
+            networks.push(NetcheckNetwork {
+                network: id.to_string(),
+                listen_port: Some(net.config.listen_port),
+                reflexive: seen
+                    .iter()
+                    .map(|(s, m)| ReflexiveAddress {
+                        server: s.to_string(),
+                        mapped: m.to_string(),
+                    })
+                    .collect(),
+                mapping_varies_by_destination: (seen.len() >= 2).then_some(mapped.len() > 1),
+                relay: self.connected.contains(&net.config.controller),
+            });
+        }
+        Netcheck { networks }
     }
 }

@@ -4,8 +4,8 @@
 pub mod api;
 mod control;
 pub mod datapath;
-mod managed;
-mod network;
+pub(crate) mod managed;
+pub(crate) mod network;
 mod pinning;
 
 use std::collections::BTreeMap;
@@ -47,6 +47,11 @@ pub enum Request {
     Status(oneshot::Sender<Status>),
     Join(JoinRequest, oneshot::Sender<Result<NetworkStatus, Refusal>>),
     Leave(NetworkId, oneshot::Sender<Result<(), Refusal>>),
+    Ping(
+        String,
+        oneshot::Sender<Result<managed::PingTarget, Refusal>>,
+    ),
+    Netcheck(oneshot::Sender<warren_proto::local_api::Netcheck>),
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
@@ -101,7 +106,9 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
             Some(request) = request_rx.recv() => match request {
                 Request::Status(reply) => { let _ = reply.send(managed.status().await); }
                 Request::Join(join, reply) => { let _ = reply.send(managed.join(join).await); }
-                Request::Leave(id, reply) => { let _ = reply.send(managed.leave(id).await); }
+                                Request::Leave(id, reply) => { let _ = reply.send(managed.leave(id).await); }
+                Request::Ping(peer, reply) => { let _ = reply.send(managed.ping(&peer).await); }
+                Request::Netcheck(reply) => { let _ = reply.send(managed.netcheck().await); }
             },
             Some(event) = events.recv() => managed.handle_control(event).await,
             Some((network, event)) = net_events.recv() => managed.handle_network_event(&network, event),
