@@ -1,11 +1,14 @@
-//! warren-controller: the control plane. Membership, IPAM, netmaps over QUIC,
-//! relay, STUN, DNS and the HTTP API arrive with the controller issue; until
-//! then the binary only says so.
+//! `warren-controller`: serve, tokens, fingerprint, and the admin CLI.
+//!
+//! # Layout
+//! - `cli/`: one file per subcommand, the config file, the API client and
+//!   table output. Everything else lives in the library crate.
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!(
-        "warren-controller: not implemented yet; run agents with static peers (docs/config.md)"
-    );
-    std::process::exit(1);
+mod cli;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    cli::run(cli::Cli::parse())
 }

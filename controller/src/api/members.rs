@@ -1,0 +1,93 @@
+//! `/api/v1/networks/{id}/members` and one member's actions.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use warren_proto::{NetworkId, NodeId};
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath};
+use super::{ApiState, Caller};
+use crate::store::{Member, MemberState};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameMember {
+    name: String,
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    ApiPath(net): ApiPath<NetworkId>,
+) -> Result<Json<Value>, ApiError> {
+    let members = state.store().list_members(net).await?;
+    Ok(Json(json!({ "members": members })))
+}
+
+pub async fn show(
+    State(state): State<ApiState>,
+    ApiPath((net, node)): ApiPath<(NetworkId, NodeId)>,
+) -> Result<Json<Member>, ApiError> {
+    Ok(Json(state.store().get_member(net, node).await?))
+}
+
+async fn set_state(
+    state: &ApiState,
+    caller: &Caller,
+    net: NetworkId,
+    node: NodeId,
+    to: MemberState,
+) -> Result<Json<Member>, ApiError> {
+    let member = state
+        .store()
+        .set_member_state(&caller.actor(), net, node, to)
+        .await?;
+    state.hub.changed(net);
+    tracing::info!(network = %net, %node, state = ?to, "member state set");
+    Ok(Json(member))
+}
+
+pub async fn authorize(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath((net, node)): ApiPath<(NetworkId, NodeId)>,
+) -> Result<Json<Member>, ApiError> {
+    set_state(&state, &caller, net, node, MemberState::Authorized).await
+}
+
+pub async fn revoke(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath((net, node)): ApiPath<(NetworkId, NodeId)>,
+) -> Result<Json<Member>, ApiError> {
+    set_state(&state, &caller, net, node, MemberState::Revoked).await
+}
+
+pub async fn rename(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath((net, node)): ApiPath<(NetworkId, NodeId)>,
+    ApiJson(body): ApiJson<RenameMember>,
+) -> Result<Json<Member>, ApiError> {
+    let member = state
+        .store()
+        .rename_member(&caller.actor(), net, node, &body.name)
+        .await?;
+    state.hub.changed(net);
+    Ok(Json(member))
+}
+
+pub async fn delete(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath((net, node)): ApiPath<(NetworkId, NodeId)>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store()
+        .delete_member(&caller.actor(), "member.delete", net, node)
+        .await?;
+    state.hub.changed(net);
+    Ok(StatusCode::NO_CONTENT)
+}

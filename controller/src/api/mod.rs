@@ -1,0 +1,198 @@
+//! The HTTP API: `/api/v1` (bearer tokens; auditors read, admins write),
+//! `/api/v1/openapi.json`, `/healthz` and `/metrics`.
+//!
+//! Handlers are thin: validate, call the store, tell the hub what changed.
+
+pub mod audit;
+pub mod error;
+pub mod extract;
+pub mod keys;
+pub mod members;
+pub mod meta;
+pub mod networks;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, Method};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::hub::Hub;
+use crate::store::{Actor, Scope, Store, Token};
+use error::ApiError;
+
+/// Request bodies larger than this get 413.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub hub: Arc<Hub>,
+    /// Host names (besides IP literals and `localhost`) the API answers to.
+    pub allowed_hosts: Arc<Vec<String>>,
+}
+
+impl ApiState {
+    pub fn new(hub: Arc<Hub>, allowed_hosts: Vec<String>) -> Self {
+        Self {
+            hub,
+            allowed_hosts: Arc::new(allowed_hosts),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.hub.store()
+    }
+}
+
+/// The authenticated caller, put in request extensions by [`authenticate`].
+#[derive(Debug, Clone)]
+pub struct Caller(pub Token);
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        Actor::token(&self.0.name)
+    }
+}
+
+/// The whole API as one router.
+pub fn router(state: ApiState) -> Router {
+    let v1 = Router::new()
+        .route("/networks", get(networks::list).post(networks::create))
+        .route(
+            "/networks/{id}",
+            get(networks::show)
+                .patch(networks::update)
+                .delete(networks::delete),
+        )
+        .route("/networks/{id}/members", get(members::list))
+        .route(
+            "/networks/{id}/members/{node}",
+            get(members::show)
+                .patch(members::rename)
+                .delete(members::delete),
+        )
+        .route(
+            "/networks/{id}/members/{node}/authorize",
+            post(members::authorize),
+        )
+        .route(
+            "/networks/{id}/members/{node}/revoke",
+            post(members::revoke),
+        )
+        .route("/networks/{id}/keys", get(keys::list).post(keys::create))
+        .route(
+            "/networks/{id}/keys/{key}",
+            axum::routing::delete(keys::delete),
+        )
+        .route("/audit", get(audit::page))
+        .route("/audit/verify", get(audit::verify))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/api/v1/openapi.json", get(meta::openapi))
+        .route("/healthz", get(meta::healthz))
+        .route("/metrics", get(meta::metrics))
+        .fallback(meta::not_found)
+        .method_not_allowed_fallback(meta::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(state.clone(), guard_origin))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_responses,
+        ))
+        .with_state(state)
+}
+
+/// Bearer token in, [`Caller`] out; auditors may only read.
+async fn authenticate(
+    State(state): State<ApiState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let secret = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+        .ok_or(ApiError::Unauthorized)?;
+    let token = state
+        .store()
+        .find_token(secret)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    if !reads && token.scope != Scope::Admin {
+        return Err(ApiError::Forbidden(
+            "this token's scope is read-only (auditor)".into(),
+        ));
+    }
+    request.extensions_mut().insert(Caller(token));
+    Ok(next.run(request).await)
+}
+
+/// Browsers are never our clients: a request with `Origin` or `Referer`, or
+/// for a host name we do not serve, is refused, so a web page cannot reach
+/// the API through DNS rebinding or cross-site requests.
+async fn guard_origin(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let headers = request.headers();
+    if headers.contains_key(header::ORIGIN) || headers.contains_key(header::REFERER) {
+        return Err(ApiError::Forbidden(
+            "requests from web pages (Origin or Referer) are refused".into(),
+        ));
+    }
+    if let Some(host) = headers.get(header::HOST) {
+        let host = host.to_str().unwrap_or("");
+        if !host_allowed(host, &state.allowed_hosts) {
+            return Err(ApiError::Forbidden(format!(
+                "host {:?} is not served here (see api-hosts)",
+                host.chars().take(64).collect::<String>()
+            )));
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.parse::<IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+}
+
+async fn count_responses(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    state
+        .hub
+        .metrics()
+        .count_api_response(response.status().as_u16());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    #[test]
+    fn hosts_are_ip_literals_localhost_or_listed() {
+        let allowed = vec!["ctl.example.org".to_string()];
+        assert!(host_allowed("127.0.0.1:7480", &allowed));
+        assert!(host_allowed("[::1]:7480", &allowed));
+        assert!(host_allowed("localhost:7480", &allowed));
+        assert!(host_allowed("ctl.example.org", &allowed));
+        assert!(!host_allowed("evil.example:7480", &allowed));
+    }
+}

@@ -1,0 +1,128 @@
+//! `key create|list|delete`: pre-auth keys.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use hyper::Method;
+use serde_json::{json, Value};
+use warren_proto::NetworkId;
+
+use super::output::{field, items, json as print_json, table};
+use super::ApiArgs;
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(subcommand)]
+    command: KeyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Make a pre-auth key and print it (shown only now).
+    Create {
+        network: NetworkId,
+        /// Allow any number of joins (default: one).
+        #[arg(long)]
+        reusable: bool,
+        /// Lifetime, e.g. 1h, 30m, 7days (default: no expiry).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List a network's keys (never their secrets).
+    List { network: NetworkId },
+    /// Delete a key by its ID.
+    Delete { network: NetworkId, id: String },
+}
+
+fn row(k: &Value) -> Vec<String> {
+    [
+        "id",
+        "reusable",
+        "uses",
+        "usable",
+        "expires_at",
+        "created_by",
+        "created_at",
+    ]
+    .iter()
+    .map(|f| field(k, f))
+    .collect()
+}
+
+const HEADERS: [&str; 7] = [
+    "ID",
+    "REUSABLE",
+    "USES",
+    "USABLE",
+    "EXPIRES",
+    "CREATED-BY",
+    "CREATED",
+];
+
+pub async fn run(args: KeyArgs) -> anyhow::Result<ExitCode> {
+    let client = args.api.client()?;
+    match args.command {
+        KeyCommand::Create {
+            network,
+            reusable,
+            expires,
+        } => {
+            let mut body = json!({ "reusable": reusable });
+            if let Some(expires) = expires {
+                body["expires"] = json!(expires);
+            }
+            let made = client
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/networks/{network}/keys"),
+                    Some(&body),
+                )
+                .await?;
+            if args.api.json {
+                print_json(&made)?;
+            } else {
+                println!("{}", field(&made, "key"));
+                eprintln!(
+                    "pre-auth key {} created; it is shown only now",
+                    field(&made, "id")
+                );
+            }
+        }
+        KeyCommand::List { network } => {
+            let found = client
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/networks/{network}/keys"),
+                    None,
+                )
+                .await?;
+            if args.api.json {
+                print_json(&found)?;
+            } else {
+                let rows: Vec<_> = items(&found, "keys").iter().map(row).collect();
+                table(&HEADERS, &rows);
+            }
+        }
+        KeyCommand::Delete { network, id } => {
+            if id.len() != 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("a key ID is 8 hex digits, got {id:?}");
+            }
+            client
+                .call(
+                    Method::DELETE,
+                    &format!("/api/v1/networks/{network}/keys/{id}"),
+                    None,
+                )
+                .await?;
+            if args.api.json {
+                print_json(&json!({ "deleted": id }))?;
+            } else {
+                eprintln!("pre-auth key {id} deleted");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,131 @@
+//! `member list|show|authorize|revoke|rename|delete`.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use hyper::Method;
+use serde_json::{json, Value};
+use warren_proto::{NetworkId, NodeId};
+
+use super::output::{field, items, json as print_json, table};
+use super::ApiArgs;
+
+#[derive(Debug, Args)]
+pub struct MemberArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(subcommand)]
+    command: MemberCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum MemberCommand {
+    /// List a network's members.
+    List { network: NetworkId },
+    /// Show one member.
+    Show { network: NetworkId, node: NodeId },
+    /// Approve a pending (or revoked) member.
+    Authorize { network: NetworkId, node: NodeId },
+    /// Cut a member off: it leaves every peer's netmap and cannot rejoin.
+    Revoke { network: NetworkId, node: NodeId },
+    /// Give a member a new name (sanitised to a DNS label).
+    Rename {
+        network: NetworkId,
+        node: NodeId,
+        name: String,
+    },
+    /// Remove a member; it may join again later.
+    Delete { network: NetworkId, node: NodeId },
+}
+
+const HEADERS: [&str; 10] = [
+    "NAME",
+    "NODE",
+    "IPV4",
+    "IPV6",
+    "STATE",
+    "ONLINE",
+    "LAST-SEEN",
+    "ENDPOINTS",
+    "VERSION",
+    "KEY",
+];
+
+fn row(m: &Value) -> Vec<String> {
+    [
+        "name",
+        "node_id",
+        "ipv4",
+        "ipv6",
+        "state",
+        "online",
+        "last_seen",
+        "endpoints",
+        "agent_version",
+        "public_key",
+    ]
+    .iter()
+    .map(|k| field(m, k))
+    .collect()
+}
+
+pub async fn run(args: MemberArgs) -> anyhow::Result<ExitCode> {
+    let client = args.api.client()?;
+    let base = |net: &NetworkId, node: &NodeId| format!("/api/v1/networks/{net}/members/{node}");
+    let answer = match &args.command {
+        MemberCommand::List { network } => {
+            let found = client
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/networks/{network}/members"),
+                    None,
+                )
+                .await?;
+            if args.api.json {
+                print_json(&found)?;
+            } else {
+                let rows: Vec<_> = items(&found, "members").iter().map(row).collect();
+                table(&HEADERS, &rows);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        MemberCommand::Show { network, node } => {
+            client.call(Method::GET, &base(network, node), None).await?
+        }
+        MemberCommand::Authorize { network, node } => {
+            let path = format!("{}/authorize", base(network, node));
+            client.call(Method::POST, &path, None).await?
+        }
+        MemberCommand::Revoke { network, node } => {
+            let path = format!("{}/revoke", base(network, node));
+            client.call(Method::POST, &path, None).await?
+        }
+        MemberCommand::Rename {
+            network,
+            node,
+            name,
+        } => {
+            let body = json!({ "name": name });
+            client
+                .call(Method::PATCH, &base(network, node), Some(&body))
+                .await?
+        }
+        MemberCommand::Delete { network, node } => {
+            client
+                .call(Method::DELETE, &base(network, node), None)
+                .await?;
+            if args.api.json {
+                print_json(&json!({ "deleted": node }))?;
+            } else {
+                eprintln!("member {node} deleted from {network}");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    if args.api.json {
+        print_json(&answer)?;
+    } else {
+        table(&HEADERS, &[row(&answer)]);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,131 @@
+//! The command line: `serve`, `check-config`, `fingerprint`, `token`, and
+//! the admin commands that talk to the HTTP API.
+
+mod audit;
+mod client;
+mod config;
+mod fingerprint;
+mod key;
+mod member;
+mod network;
+mod output;
+mod serve;
+mod token;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Warren's controller: control plane, HTTP API and admin CLI.
+#[derive(Debug, Parser)]
+#[command(name = "warren-controller", version, propagate_version = true)]
+pub struct Cli {
+    /// Log output format (logs go to stderr).
+    #[arg(long, global = true, env = "WARREN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the controller: QUIC for nodes, HTTP for the API.
+    Serve(config::ServeArgs),
+    /// Validate the configuration and print the effective settings.
+    CheckConfig(config::ServeArgs),
+    /// Print the TLS certificate fingerprint that nodes pin.
+    Fingerprint(fingerprint::FingerprintArgs),
+    /// Manage API tokens (writes the database directly).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Networks (through the API).
+    Network(network::NetworkArgs),
+    /// Members of a network (through the API).
+    Member(member::MemberArgs),
+    /// Pre-auth keys (through the API).
+    Key(key::KeyArgs),
+    /// The audit log (through the API).
+    Audit(audit::AuditArgs),
+}
+
+/// How the admin commands reach the API.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Base URL of the controller's HTTP API.
+    #[arg(
+        long,
+        global = true,
+        env = "WARREN_API",
+        default_value = "http://127.0.0.1:7480"
+    )]
+    api: String,
+    /// API token (prefer the WARREN_TOKEN environment variable: flags show in `ps`).
+    #[arg(long, global = true, env = "WARREN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl ApiArgs {
+    fn client(&self) -> anyhow::Result<client::ApiClient> {
+        client::ApiClient::new(&self.api, self.token.clone())
+    }
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+/// Runs the parsed command; the exit code is 0 ok, 1 error (2, usage, is clap's).
+pub fn run(cli: Cli) -> ExitCode {
+    let level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::serve(args).await,
+            Command::CheckConfig(args) => serve::check_config(args),
+            Command::Fingerprint(args) => fingerprint::run(args),
+            Command::Token(command) => token::run(command).await,
+            Command::Network(args) => network::run(args).await,
+            Command::Member(args) => member::run(args).await,
+            Command::Key(args) => key::run(args).await,
+            Command::Audit(args) => audit::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

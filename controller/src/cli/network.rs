@@ -1,0 +1,128 @@
+//! `network create|list|show|delete`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use hyper::Method;
+use serde_json::{json, Value};
+use warren_proto::NetworkId;
+
+use super::output::{field, items, json as print_json, table};
+use super::ApiArgs;
+
+#[derive(Debug, Args)]
+pub struct NetworkArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(subcommand)]
+    command: NetworkCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum NetworkCommand {
+    /// Create a network and print its ID.
+    Create {
+        /// A DNS label: lowercase letters, digits and '-'.
+        name: String,
+        /// IPv4 pool, /8 to /30 [default: 10.147.0.0/16].
+        #[arg(long)]
+        pool: Option<String>,
+        /// DNS zone [default: NAME.warren.internal].
+        #[arg(long)]
+        zone: Option<String>,
+        /// MTU for members' interfaces [default: 1420].
+        #[arg(long)]
+        mtu: Option<u16>,
+    },
+    /// List networks.
+    List,
+    /// Show one network.
+    Show { id: NetworkId },
+    /// Delete a network with its members and keys.
+    Delete { id: NetworkId },
+}
+
+fn row(n: &Value) -> Vec<String> {
+    ["id", "name", "pool", "ipv6_prefix", "zone", "mtu"]
+        .iter()
+        .map(|k| field(n, k))
+        .collect()
+}
+
+const HEADERS: [&str; 6] = ["ID", "NAME", "POOL", "IPV6", "ZONE", "MTU"];
+
+pub async fn run(args: NetworkArgs) -> anyhow::Result<ExitCode> {
+    let client = args.api.client()?;
+    let as_json = args.api.json;
+    match args.command {
+        NetworkCommand::Create {
+            name,
+            pool,
+            zone,
+            mtu,
+        } => {
+            let mut body = json!({ "name": name });
+            if let Some(pool) = pool {
+                body["pool"] = json!(pool);
+            }
+            if let Some(zone) = zone {
+                body["zone"] = json!(zone);
+            }
+            if let Some(mtu) = mtu {
+                body["mtu"] = json!(mtu);
+            }
+            let made = client
+                .call(Method::POST, "/api/v1/networks", Some(&body))
+                .await
+                .context("creating the network")?;
+            if as_json {
+                print_json(&made)?;
+            } else {
+                // The ID alone on stdout, so scripts can capture it.
+                println!("{}", field(&made, "id"));
+            }
+        }
+        NetworkCommand::List => {
+            let found = client.call(Method::GET, "/api/v1/networks", None).await?;
+            if as_json {
+                print_json(&found)?;
+            } else {
+                let rows: Vec<_> = items(&found, "networks").iter().map(row).collect();
+                table(&HEADERS, &rows);
+            }
+        }
+        NetworkCommand::Show { id } => {
+            let found = client
+                .call(Method::GET, &format!("/api/v1/networks/{id}"), None)
+                .await?;
+            if as_json {
+                print_json(&found)?;
+            } else {
+                for key in [
+                    "id",
+                    "name",
+                    "pool",
+                    "ipv6_prefix",
+                    "zone",
+                    "mtu",
+                    "netmap_version",
+                    "created_at",
+                ] {
+                    println!("{key:<15} {}", field(&found, key));
+                }
+            }
+        }
+        NetworkCommand::Delete { id } => {
+            client
+                .call(Method::DELETE, &format!("/api/v1/networks/{id}"), None)
+                .await?;
+            if as_json {
+                print_json(&json!({ "deleted": id }))?;
+            } else {
+                eprintln!("network {id} deleted");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,57 @@
+//! Reading and writing length-prefixed JSON frames on quinn streams.
+
+use quinn::{ReadExactError, RecvStream, SendStream};
+use warren_proto::control::{self, ControllerMessage, FrameError, NodeMessage};
+
+/// Largest frame a node may send. Far below the protocol's 16 MiB (which is
+/// sized for netmaps going the other way), so an unauthenticated peer cannot
+/// make the controller buffer much.
+pub const MAX_NODE_FRAME: usize = 64 * 1024;
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameIoError {
+    #[error("stream closed")]
+    Closed,
+    #[error("stream closed in the middle of a frame")]
+    Truncated,
+    #[error("read failed: {0}")]
+    Read(#[from] quinn::ReadError),
+    #[error("write failed: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error("frame of {0} bytes is larger than the limit")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+}
+
+/// Reads one node message; `Closed` on a clean end of stream between frames.
+pub async fn read_node_message(recv: &mut RecvStream) -> Result<NodeMessage, FrameIoError> {
+    let mut prefix = [0u8; 4];
+    match recv.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(ReadExactError::FinishedEarly(0)) => return Err(FrameIoError::Closed),
+        Err(ReadExactError::FinishedEarly(_)) => return Err(FrameIoError::Truncated),
+        Err(ReadExactError::ReadError(e)) => return Err(e.into()),
+    }
+    let len = control::frame_len(prefix)?;
+    if len > MAX_NODE_FRAME {
+        return Err(FrameIoError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    match recv.read_exact(&mut body).await {
+        Ok(()) => {}
+        Err(ReadExactError::FinishedEarly(_)) => return Err(FrameIoError::Truncated),
+        Err(ReadExactError::ReadError(e)) => return Err(e.into()),
+    }
+    Ok(control::decode_frame(&body)?)
+}
+
+pub async fn write_message(
+    send: &mut SendStream,
+    message: &ControllerMessage,
+) -> Result<(), FrameIoError> {
+    let frame = control::encode_frame(message)?;
+    send.write_all(&frame).await?;
+    Ok(())
+}

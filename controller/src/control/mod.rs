@@ -1,0 +1,113 @@
+//! The QUIC control server: nodes connect, prove their key, join networks,
+//! and receive netmaps.
+//!
+//! [`connection`] runs the handshake, [`session`] the authenticated
+//! protocol; this module sets up TLS, binds the endpoint and accepts.
+
+pub mod connection;
+pub mod frames;
+pub mod session;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicServerConfig;
+use warren_proto::control::ALPN;
+use warren_proto::NodePrivateKey;
+
+use crate::data_dir::Identity;
+use crate::hub::Hub;
+
+/// A connection with no traffic for this long is gone (and its member offline).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The controller pings idle connections this often, so NATs keep them open.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// Why the control server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlSetupError {
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("QUIC configuration: {0}")]
+    Quic(String),
+    #[error("could not bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What every session needs.
+pub struct ControlContext {
+    pub hub: Arc<Hub>,
+    pub controller_key: NodePrivateKey,
+}
+
+/// The quinn server configuration: TLS 1.3 with the controller's certificate,
+/// our ALPN only, short idle timeout, one bidirectional stream per node.
+pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, ControlSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![identity.cert.clone()], identity.cert_key.clone_key())?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto =
+        QuicServerConfig::try_from(tls).map_err(|e| ControlSetupError::Quic(e.to_string()))?;
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(IDLE_TIMEOUT)
+                .map_err(|e| ControlSetupError::Quic(e.to_string()))?,
+        ))
+        .keep_alive_interval(Some(KEEP_ALIVE))
+        .max_concurrent_uni_streams(0u32.into())
+        .max_concurrent_bidi_streams(1u32.into());
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// Binds the QUIC endpoint. With `fallback_v4`, an IPv6 wildcard address
+/// that cannot be bound (no IPv6 on the host) is retried as 0.0.0.0.
+pub fn bind(
+    addr: SocketAddr,
+    fallback_v4: bool,
+    config: quinn::ServerConfig,
+) -> Result<quinn::Endpoint, ControlSetupError> {
+    let socket = match UdpSocket::bind(addr) {
+        Ok(s) => s,
+        Err(e) if fallback_v4 && addr.is_ipv6() && addr.ip().is_unspecified() => {
+            let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
+            tracing::info!(%addr, error = %e, "no IPv6; listening for nodes on IPv4 only");
+            UdpSocket::bind(v4).map_err(|source| ControlSetupError::Bind { addr: v4, source })?
+        }
+        Err(source) => return Err(ControlSetupError::Bind { addr, source }),
+    };
+    let bound = socket.local_addr().unwrap_or(addr);
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|source| ControlSetupError::Bind {
+        addr: bound,
+        source,
+    })
+}
+
+/// Accepts connections until the endpoint closes; each gets its own task.
+pub async fn serve(endpoint: quinn::Endpoint, context: Arc<ControlContext>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let context = context.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            match incoming.await {
+                Ok(conn) => connection::run(conn, context).await,
+                Err(e) => tracing::debug!(%remote, error = %e, "QUIC handshake failed"),
+            }
+        });
+    }
+}

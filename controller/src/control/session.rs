@@ -1,0 +1,410 @@
+//! A node's authenticated session: requests bound to its key, and netmap
+//! pushes after every change to a network it joined.
+//!
+//! Every request acts on the node that authenticated on this connection:
+//! no message names a node, so none can act for another.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use quinn::SendStream;
+use tokio::sync::{broadcast, mpsc};
+use warren_proto::control::{ControllerMessage, JoinOutcome, NodeMessage};
+use warren_proto::netmap::Netmap;
+use warren_proto::{NetworkId, NodeId, NodePublicKey};
+
+use super::frames::{write_message, FrameIoError};
+use super::ControlContext;
+use crate::hub::Inbox;
+use crate::netmaps;
+use crate::store::{Actor, JoinDecision, JoinRequest, MemberState, StoreError};
+
+/// More endpoint candidates than this is not a real node.
+pub const MAX_ENDPOINTS: usize = 32;
+
+pub(super) struct Session {
+    context: Arc<ControlContext>,
+    send: SendStream,
+    node_key: NodePublicKey,
+    node_id: NodeId,
+    version: String,
+    /// The node's last reported endpoints per network, for joins after them.
+    endpoints: BTreeMap<NetworkId, Vec<SocketAddr>>,
+    /// Networks joined on this connection, with the last map sent.
+    joined: BTreeMap<NetworkId, Netmap>,
+    /// Networks this connection counts as online in; kept apart from
+    /// `joined` so a failure between the two never leaks presence.
+    present: BTreeSet<NetworkId>,
+}
+
+impl Session {
+    pub(super) fn new(
+        context: Arc<ControlContext>,
+        send: SendStream,
+        node_key: NodePublicKey,
+        version: String,
+    ) -> Self {
+        Self {
+            context,
+            send,
+            node_key,
+            node_id: NodeId::from_key(&node_key),
+            version,
+            endpoints: BTreeMap::new(),
+            joined: BTreeMap::new(),
+            present: BTreeSet::new(),
+        }
+    }
+
+    pub(super) fn into_send(self) -> SendStream {
+        self.send
+    }
+
+    /// Handles requests and change notices until the connection ends;
+    /// returns why.
+    pub(super) async fn serve(
+        &mut self,
+        mut frames: mpsc::Receiver<Result<NodeMessage, FrameIoError>>,
+        mut changes: broadcast::Receiver<NetworkId>,
+        mut inbox: Inbox,
+    ) -> &'static str {
+        loop {
+            let step = tokio::select! {
+                frame = frames.recv() => match frame {
+                    Some(Ok(message)) => self.handle(message).await,
+                    None | Some(Err(FrameIoError::Closed)) => return "closed by node",
+                    Some(Err(FrameIoError::Read(_))) => return "connection lost",
+                    Some(Err(e)) => {
+                        tracing::debug!(node = %self.node_id, error = %e, "bad frame");
+                        return "bad frame";
+                    }
+                },
+                change = changes.recv() => match change {
+                    Ok(net) => self.push_burst(net, &mut changes).await,
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.push_all().await,
+                    Err(broadcast::error::RecvError::Closed) => return "controller stopping",
+                },
+                Some(relayed) = inbox.recv() => self.relay_in(relayed).await,
+            };
+            if step.is_err() {
+                return "connection lost";
+            }
+        }
+    }
+
+    async fn send(&mut self, message: &ControllerMessage) -> Result<(), FrameIoError> {
+        write_message(&mut self.send, message).await
+    }
+
+    async fn error(&mut self, code: &str, message: &str) -> Result<(), FrameIoError> {
+        let error = ControllerMessage::Error {
+            code: code.to_string(),
+            message: message.to_string(),
+            fatal: false,
+        };
+        self.send(&error).await
+    }
+
+    async fn internal(&mut self, error: StoreError) -> Result<(), FrameIoError> {
+        tracing::error!(node = %self.node_id, %error, "control request failed");
+        self.error("internal", "internal error").await
+    }
+
+    async fn handle(&mut self, message: NodeMessage) -> Result<(), FrameIoError> {
+        match message {
+            NodeMessage::Hello { .. } | NodeMessage::Auth { .. } => {
+                self.error("unexpected_message", "already authenticated")
+                    .await
+            }
+            NodeMessage::Join {
+                network_id,
+                name,
+                preauth_key,
+            } => self.join(network_id, name, preauth_key).await,
+            NodeMessage::Leave { network_id } => self.leave(network_id).await,
+            NodeMessage::Endpoints {
+                network_id,
+                endpoints,
+            } => self.set_endpoints(network_id, endpoints).await,
+            NodeMessage::CallMeMaybe {
+                network_id,
+                peer,
+                endpoints,
+            } => self.call_me_maybe(network_id, peer, endpoints).await,
+            NodeMessage::Resync { network_id } => {
+                if self.joined.contains_key(&network_id) {
+                    self.send_full(network_id).await
+                } else {
+                    self.error("not_joined", "join the network first").await
+                }
+            }
+        }
+    }
+
+    async fn join(
+        &mut self,
+        net: NetworkId,
+        name: String,
+        preauth_key: Option<String>,
+    ) -> Result<(), FrameIoError> {
+        let request = JoinRequest {
+            network_id: net,
+            node_key: self.node_key,
+            name,
+            preauth_key,
+            agent_version: self.version.clone(),
+            endpoints: self.endpoints.get(&net).cloned().unwrap_or_default(),
+        };
+        let hub = self.context.hub.clone();
+        let result = match hub.store().join(request).await {
+            Ok(result) => result,
+            Err(e) => return self.internal(e).await,
+        };
+        let outcome = match &result.decision {
+            JoinDecision::Authorized => JoinOutcome::Authorized,
+            JoinDecision::Pending => JoinOutcome::Pending,
+            JoinDecision::Refused(reason) => JoinOutcome::Refused {
+                reason: reason.clone(),
+            },
+        };
+        tracing::info!(node = %self.node_id, network = %net, ?outcome, "join");
+        self.send(&ControllerMessage::JoinResult {
+            network_id: net,
+            result: outcome,
+        })
+        .await?;
+        if let JoinDecision::Refused(_) = result.decision {
+            return Ok(());
+        }
+        if result.changed {
+            hub.changed(net);
+        }
+        if self.present.insert(net) {
+            if let Err(e) = hub.node_online(net, self.node_id).await {
+                tracing::error!(node = %self.node_id, error = %e, "could not record presence");
+            }
+        }
+        self.send_full(net).await
+    }
+
+    async fn leave(&mut self, net: NetworkId) -> Result<(), FrameIoError> {
+        let hub = self.context.hub.clone();
+        let actor = Actor::node(&self.node_id);
+        self.endpoints.remove(&net);
+        let left = hub
+            .store()
+            .delete_member(&actor, "member.leave", net, self.node_id)
+            .await;
+        self.forget(net).await?;
+        match left {
+            Ok(()) => {
+                tracing::info!(node = %self.node_id, network = %net, "left");
+                hub.changed(net);
+                Ok(())
+            }
+            Err(StoreError::NotFound(_)) => Ok(()),
+            Err(e) => self.internal(e).await,
+        }
+    }
+
+    async fn set_endpoints(
+        &mut self,
+        net: NetworkId,
+        endpoints: Vec<SocketAddr>,
+    ) -> Result<(), FrameIoError> {
+        if endpoints.len() > MAX_ENDPOINTS {
+            let message = format!("at most {MAX_ENDPOINTS} endpoints");
+            return self.error("bad_request", &message).await;
+        }
+        let hub = self.context.hub.clone();
+        let changed = hub
+            .store()
+            .set_endpoints(net, &self.node_key, &endpoints)
+            .await;
+        self.endpoints.insert(net, endpoints);
+        match changed {
+            Ok(true) => {
+                hub.changed(net);
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => self.internal(e).await,
+        }
+    }
+
+    /// Forwards a call-me-maybe to `peer`, only between authorized members
+    /// of a network this connection joined.
+    async fn call_me_maybe(
+        &mut self,
+        net: NetworkId,
+        peer: NodePublicKey,
+        endpoints: Vec<SocketAddr>,
+    ) -> Result<(), FrameIoError> {
+        if endpoints.len() > MAX_ENDPOINTS {
+            let message = format!("at most {MAX_ENDPOINTS} endpoints");
+            return self.error("bad_request", &message).await;
+        }
+        if !self.joined.contains_key(&net) {
+            return self.error("not_joined", "join the network first").await;
+        }
+        let snapshot = match self.context.hub.snapshot(net).await {
+            Ok(s) => s,
+            Err(e) => return self.internal(e).await,
+        };
+        let authorized = |key: &NodePublicKey| {
+            snapshot.as_ref().is_some_and(|s| {
+                s.members
+                    .iter()
+                    .any(|m| m.public_key == *key && m.state == MemberState::Authorized)
+            })
+        };
+        if peer == self.node_key || !authorized(&self.node_key) || !authorized(&peer) {
+            return self
+                .error("not_a_peer", "both nodes must be authorized members")
+                .await;
+        }
+        let message = ControllerMessage::CallMeMaybe {
+            network_id: net,
+            from: self.node_key,
+            endpoints,
+        };
+        // Best effort: an offline peer simply does not get it.
+        self.context.hub.deliver(&peer, &message);
+        Ok(())
+    }
+
+    /// A message relayed from another session: passed on only for networks
+    /// this connection joined.
+    async fn relay_in(&mut self, message: ControllerMessage) -> Result<(), FrameIoError> {
+        match &message {
+            ControllerMessage::CallMeMaybe { network_id, .. }
+                if self.joined.contains_key(network_id) =>
+            {
+                self.send(&message).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends the whole map of `net` and makes it the base for later deltas.
+    async fn send_full(&mut self, net: NetworkId) -> Result<(), FrameIoError> {
+        let snapshot = match self.context.hub.snapshot(net).await {
+            Ok(s) => s,
+            Err(e) => return self.internal(e).await,
+        };
+        match snapshot.and_then(|s| netmaps::build(&s, self.node_id)) {
+            Some(map) => {
+                self.send(&ControllerMessage::Netmap(map.clone())).await?;
+                self.count_push();
+                self.joined.insert(net, map);
+                Ok(())
+            }
+            // Deleted between the join and now; the change notice told others.
+            None => self.forget(net).await,
+        }
+    }
+
+    /// A change notice for `net`: send what changed since the last map.
+    async fn push(&mut self, net: NetworkId) -> Result<(), FrameIoError> {
+        let Some(last) = self.joined.get(&net) else {
+            return Ok(());
+        };
+        let last = last.clone();
+        let snapshot = match self.context.hub.snapshot(net).await {
+            Ok(s) => s,
+            Err(e) => return self.internal(e).await,
+        };
+        let version = snapshot
+            .as_ref()
+            .map(|s| s.network.netmap_version)
+            .unwrap_or(0);
+        let next = match snapshot.and_then(|s| netmaps::build(&s, self.node_id)) {
+            Some(next) => next,
+            None => {
+                // Deleted, or the network is gone: an empty, unauthorized map
+                // makes the node tear down, then the network is forgotten here.
+                let gone = netmaps::tombstone(&last, version);
+                self.send(&ControllerMessage::NetmapDelta(last.diff(&gone)))
+                    .await?;
+                self.count_push();
+                tracing::info!(node = %self.node_id, network = %net, "membership ended");
+                return self.forget(net).await;
+            }
+        };
+        if next.version < last.version {
+            // An older snapshot than what the node has; a newer notice follows.
+            return Ok(());
+        }
+        let delta = last.diff(&next);
+        if netmaps::is_empty(&delta) {
+            return Ok(());
+        }
+        self.send(&ControllerMessage::NetmapDelta(delta)).await?;
+        self.count_push();
+        self.joined.insert(net, next);
+        Ok(())
+    }
+
+    /// Pushes `first` and every other notice already queued, each network
+    /// once: a burst of changes (a hundred nodes coming online) becomes one
+    /// delta per network instead of one per change.
+    async fn push_burst(
+        &mut self,
+        first: NetworkId,
+        changes: &mut broadcast::Receiver<NetworkId>,
+    ) -> Result<(), FrameIoError> {
+        let mut nets = BTreeSet::from([first]);
+        loop {
+            match changes.try_recv() {
+                Ok(net) => {
+                    nets.insert(net);
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => return self.push_all().await,
+                Err(_) => break,
+            }
+        }
+        for net in nets {
+            self.push(net).await?;
+        }
+        Ok(())
+    }
+
+    /// After missed notices: bring every joined network up to date.
+    async fn push_all(&mut self) -> Result<(), FrameIoError> {
+        let nets: Vec<NetworkId> = self.joined.keys().copied().collect();
+        for net in nets {
+            self.push(net).await?;
+        }
+        Ok(())
+    }
+
+    async fn forget(&mut self, net: NetworkId) -> Result<(), FrameIoError> {
+        self.joined.remove(&net);
+        if self.present.remove(&net) {
+            if let Err(e) = self.context.hub.node_offline(net, self.node_id).await {
+                tracing::error!(node = %self.node_id, error = %e, "could not record presence");
+            }
+        }
+        Ok(())
+    }
+
+    fn count_push(&self) {
+        self.context
+            .hub
+            .metrics()
+            .netmap_pushes
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The connection ended: the node goes offline in every network it joined here.
+    pub(super) async fn disconnect(&mut self) {
+        self.joined.clear();
+        for net in std::mem::take(&mut self.present) {
+            if let Err(e) = self.context.hub.node_offline(net, self.node_id).await {
+                tracing::error!(node = %self.node_id, error = %e, "could not record presence");
+            }
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The data directory: the controller's x25519 key, its self-signed TLS
+//! certificate (whose SHA-256 fingerprint nodes pin), and the database path.
+//!
+//! ```text
+//! DIR/controller.key   x25519 private key, base64 (0600)
+//! DIR/tls-cert.pem     self-signed certificate for SNI "warren-controller"
+//! DIR/tls-key.pem      its private key (0600)
+//! DIR/controller.db    SQLite database (+ -wal, -shm)
+//! ```
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+use warren_proto::NodePrivateKey;
+
+/// The name the certificate is made for and nodes send as SNI.
+pub const SERVER_NAME: &str = "warren-controller";
+
+const KEY_FILE: &str = "controller.key";
+const CERT_FILE: &str = "tls-cert.pem";
+const CERT_KEY_FILE: &str = "tls-key.pem";
+const DB_FILE: &str = "controller.db";
+
+/// Why the data directory could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid key: {reason}")]
+    BadKey { path: PathBuf, reason: String },
+    #[error("{path}: not a valid PEM certificate or key: {reason}")]
+    BadPem { path: PathBuf, reason: String },
+    #[error(
+        "{present} exists but {missing} does not; refusing to make a new certificate \
+         that nodes would not trust (restore the file or remove both)"
+    )]
+    HalfCertificate { present: PathBuf, missing: PathBuf },
+    #[error("could not make a certificate: {0}")]
+    Certificate(#[from] rcgen::Error),
+}
+
+/// What the controller is: keys, certificate and where its database lives.
+#[derive(Debug)]
+pub struct Identity {
+    pub controller_key: NodePrivateKey,
+    pub cert: CertificateDer<'static>,
+    pub cert_key: PrivateKeyDer<'static>,
+    /// SHA-256 of the certificate's DER, lowercase hex.
+    pub fingerprint: String,
+    pub db_path: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
+    move |source| DataDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// SHA-256 of a certificate's DER encoding, lowercase hex: what nodes pin.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    hex::encode(Sha256::digest(cert.as_ref()))
+}
+
+/// Writes a file whole or not at all (temp file, fsync, rename, fsync dir),
+/// with `mode`, so a crash on first start never leaves half a key.
+fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), DataDirError> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    file.write_all(contents).map_err(io_err(&tmp))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))?;
+    }
+    Ok(())
+}
+
+fn load_or_make_key(path: &Path) -> Result<NodePrivateKey, DataDirError> {
+    match fs::read_to_string(path) {
+        Ok(text) => text.trim().parse().map_err(|e| DataDirError::BadKey {
+            path: path.to_path_buf(),
+            reason: format!("{e}"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = NodePrivateKey::generate();
+            write_atomic(path, format!("{}\n", key.to_base64()).as_bytes(), 0o600)?;
+            Ok(key)
+        }
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+fn load_or_make_cert(
+    dir: &Path,
+) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), DataDirError> {
+    let cert_path = dir.join(CERT_FILE);
+    let key_path = dir.join(CERT_KEY_FILE);
+    match (cert_path.exists(), key_path.exists()) {
+        (true, true) => {}
+        (false, false) => {
+            let made = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string()])?;
+            // Key first: a crash between the two leaves a key without a
+            // certificate, which the next start reports instead of guessing.
+            write_atomic(
+                &key_path,
+                made.signing_key.serialize_pem().as_bytes(),
+                0o600,
+            )?;
+            write_atomic(&cert_path, made.cert.pem().as_bytes(), 0o644)?;
+        }
+        (true, false) => {
+            return Err(DataDirError::HalfCertificate {
+                present: cert_path,
+                missing: key_path,
+            })
+        }
+        (false, true) => {
+            return Err(DataDirError::HalfCertificate {
+                present: key_path,
+                missing: cert_path,
+            })
+        }
+    }
+    let bad = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: rustls::pki_types::pem::Error| DataDirError::BadPem {
+            path,
+            reason: e.to_string(),
+        }
+    };
+    let cert = CertificateDer::from_pem_file(&cert_path).map_err(bad(&cert_path))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(bad(&key_path))?;
+    Ok((cert, key))
+}
+
+/// Opens the data directory, making the directory (0700), the controller
+/// key and the certificate on first use.
+pub fn open(dir: &Path) -> Result<Identity, DataDirError> {
+    if !dir.exists() {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+    }
+    let controller_key = load_or_make_key(&dir.join(KEY_FILE))?;
+    let (cert, cert_key) = load_or_make_cert(dir)?;
+    Ok(Identity {
+        controller_key,
+        fingerprint: fingerprint(&cert),
+        cert,
+        cert_key,
+        db_path: dir.join(DB_FILE),
+    })
+}
+
+/// Reads the fingerprint of an existing data directory, making nothing.
+pub fn read_fingerprint(dir: &Path) -> Result<String, DataDirError> {
+    let path = dir.join(CERT_FILE);
+    let cert = CertificateDer::from_pem_file(&path).map_err(|e| DataDirError::BadPem {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(fingerprint(&cert))
+}
+
+/// The database path in a data directory.
+pub fn db_path(dir: &Path) -> PathBuf {
+    dir.join(DB_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_open_makes_keys_and_later_opens_keep_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let first = open(&data).unwrap();
+        assert_eq!(first.fingerprint.len(), 64);
+        let mode = fs::metadata(data.join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let mode = fs::metadata(data.join(CERT_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = open(&data).unwrap();
+        assert_eq!(again.fingerprint, first.fingerprint);
+        assert_eq!(
+            again.controller_key.public_key(),
+            first.controller_key.public_key()
+        );
+        assert_eq!(read_fingerprint(&data).unwrap(), first.fingerprint);
+    }
+
+    #[test]
+    fn a_lost_certificate_key_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        open(dir.path()).unwrap();
+        fs::remove_file(dir.path().join(CERT_KEY_FILE)).unwrap();
+        assert!(matches!(
+            open(dir.path()),
+            Err(DataDirError::HalfCertificate { .. })
+        ));
+    }
+}

@@ -1,0 +1,196 @@
+//! The in-process hub between the API and the control server: it fans out
+//! "network N changed" notices, counts which nodes are online where, and
+//! caches one snapshot per network so a change costs one read, not one per
+//! connected member.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{broadcast, mpsc};
+use warren_proto::control::ControllerMessage;
+use warren_proto::{NetworkId, NodeId, NodePublicKey};
+
+use crate::metrics::Metrics;
+use crate::store::{NetworkSnapshot, Store, StoreError};
+
+/// Notices a slow session may fall behind by before it resyncs everything.
+const CHANGE_BACKLOG: usize = 4096;
+/// Messages for one session from other sessions; beyond this they are
+/// dropped (call-me-maybe is best effort and retried by nodes).
+const DIRECT_BACKLOG: usize = 64;
+
+/// A connected session's inbox for messages relayed from other nodes.
+pub type Inbox = mpsc::Receiver<ControllerMessage>;
+/// The sending ends of the inboxes of one node's sessions, by session ID.
+type Outboxes = Vec<(u64, mpsc::Sender<ControllerMessage>)>;
+
+#[derive(Default)]
+struct CacheSlot {
+    /// Bumped by every change notice; a load that started before a notice
+    /// must not fill the slot after it.
+    generation: u64,
+    snapshot: Option<Arc<NetworkSnapshot>>,
+    /// Held while loading, so a change seen by a thousand sessions costs
+    /// one database read, not a thousand.
+    loading: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Shared state of one controller process.
+pub struct Hub {
+    store: Arc<dyn Store>,
+    changes: broadcast::Sender<NetworkId>,
+    /// Connections per (network, node); held across the database write so
+    /// online/offline transitions are recorded in the order they happen.
+    presence: tokio::sync::Mutex<HashMap<(NetworkId, NodeId), usize>>,
+    cache: Mutex<HashMap<NetworkId, CacheSlot>>,
+    /// Authenticated sessions by node key, for relaying between nodes.
+    sessions: Mutex<HashMap<NodePublicKey, Outboxes>>,
+    next_session: std::sync::atomic::AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<Self> {
+        let (changes, _) = broadcast::channel(CHANGE_BACKLOG);
+        Arc::new(Self {
+            store,
+            changes,
+            presence: tokio::sync::Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            next_session: std::sync::atomic::AtomicU64::new(1),
+            metrics,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    fn cache(&self) -> MutexGuard<'_, HashMap<NetworkId, CacheSlot>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Call after a committed change to network `net`: every connected
+    /// member gets its new netmap.
+    pub fn changed(&self, net: NetworkId) {
+        {
+            let mut cache = self.cache();
+            let slot = cache.entry(net).or_default();
+            slot.generation += 1;
+            slot.snapshot = None;
+        }
+        // No receivers is fine: nobody is connected.
+        let _ = self.changes.send(net);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<NetworkId> {
+        self.changes.subscribe()
+    }
+
+    /// The network and its members as of the last change, or `None` if the
+    /// network does not exist.
+    pub async fn snapshot(
+        &self,
+        net: NetworkId,
+    ) -> Result<Option<Arc<NetworkSnapshot>>, StoreError> {
+        let loading = match self.cached(net) {
+            Ok(hit) => return Ok(Some(hit)),
+            Err(loading) => loading,
+        };
+        let _guard = loading.lock().await;
+        // Whoever held the lock before us may have filled the slot.
+        if let Ok(hit) = self.cached(net) {
+            return Ok(Some(hit));
+        }
+        let generation = self.cache().entry(net).or_default().generation;
+        let Some(loaded) = self.store.network_snapshot(net).await? else {
+            return Ok(None);
+        };
+        let loaded = Arc::new(loaded);
+        let mut cache = self.cache();
+        let slot = cache.entry(net).or_default();
+        if slot.generation == generation {
+            slot.snapshot = Some(loaded.clone());
+        }
+        Ok(Some(loaded))
+    }
+
+    /// The cached snapshot, or the lock to take for loading it.
+    fn cached(&self, net: NetworkId) -> Result<Arc<NetworkSnapshot>, Arc<tokio::sync::Mutex<()>>> {
+        let mut cache = self.cache();
+        let slot = cache.entry(net).or_default();
+        slot.snapshot.clone().ok_or_else(|| slot.loading.clone())
+    }
+
+    /// A connection joined `net` as `node`: on its first connection the
+    /// member goes online (recorded and audited).
+    pub async fn node_online(&self, net: NetworkId, node: NodeId) -> Result<(), StoreError> {
+        let mut presence = self.presence.lock().await;
+        let count = presence.entry((net, node)).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            self.metrics.members_online.fetch_add(1, Ordering::Relaxed);
+            if self.store.set_presence(net, node, true).await? {
+                self.changed(net);
+            }
+        }
+        Ok(())
+    }
+
+    /// A connection that joined `net` as `node` closed or left: when the last
+    /// one goes, the member goes offline.
+    pub async fn node_offline(&self, net: NetworkId, node: NodeId) -> Result<(), StoreError> {
+        let mut presence = self.presence.lock().await;
+        let Some(count) = presence.get_mut(&(net, node)) else {
+            return Ok(());
+        };
+        *count = count.saturating_sub(1);
+        if *count > 0 {
+            return Ok(());
+        }
+        presence.remove(&(net, node));
+        self.metrics.members_online.fetch_sub(1, Ordering::Relaxed);
+        if self.store.set_presence(net, node, false).await? {
+            self.changed(net);
+        }
+        Ok(())
+    }
+
+    /// Registers an authenticated session; returns its ID and inbox.
+    pub fn register_session(&self, key: NodePublicKey) -> (u64, Inbox) {
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(DIRECT_BACKLOG);
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.entry(key).or_default().push((id, tx));
+        (id, rx)
+    }
+
+    pub fn unregister_session(&self, key: &NodePublicKey, id: u64) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = sessions.get_mut(key) {
+            list.retain(|(i, _)| *i != id);
+            if list.is_empty() {
+                sessions.remove(key);
+            }
+        }
+    }
+
+    /// Hands a message to every session of `key`; false if none took it.
+    pub fn deliver(&self, key: &NodePublicKey, message: &ControllerMessage) -> bool {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(list) = sessions.get(key) else {
+            return false;
+        };
+        list.iter()
+            .filter(|(_, tx)| tx.try_send(message.clone()).is_ok())
+            .count()
+            > 0
+    }
+}

@@ -1,0 +1,29 @@
+//! warren-controller: Warren's control plane. It hands out network
+//! membership and overlay addresses, pushes netmaps to nodes over QUIC, keeps
+//! a hash-chained audit log, and serves the admin HTTP API.
+//!
+//! # Layout
+//! - [`data_dir`]: the controller's x25519 key, TLS certificate and fingerprint on disk.
+//! - [`store`]: the `Store` trait, its model types, and the SQLite implementation.
+//! - [`audit_chain`]: the canonical hash of an audit entry (pure).
+//! - [`ipam`]: lowest-free IPv4 allocation from a pool (pure).
+//! - [`names`]: member names as DNS labels, with collision suffixes (pure).
+//! - [`netmaps`]: builds one member's [`warren_proto::netmap::Netmap`] from a network snapshot (pure).
+//! - [`hub`]: change fan-out, presence and snapshot cache shared by the API and QUIC sides.
+//! - [`metrics`]: counters and gauges rendered as Prometheus text.
+//! - [`control`]: the QUIC control server: handshake, requests, netmap pushes.
+//! - [`api`]: the axum HTTP API under `/api/v1`.
+//! - [`server`]: wires everything together for `warren-controller serve` and tests.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod audit_chain;
+pub mod control;
+pub mod data_dir;
+pub mod hub;
+pub mod ipam;
+pub mod metrics;
+pub mod names;
+pub mod netmaps;
+pub mod server;
+pub mod store;

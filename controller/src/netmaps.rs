@@ -1,0 +1,173 @@
+//! Builds what one member sees of its network, from a snapshot (pure).
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use warren_proto::netmap::{DnsConfig, Netmap, NetmapDelta, NetmapPeer, NetworkSettings, SelfNode};
+use warren_proto::NodeId;
+
+use crate::store::{Member, MemberState, NetworkSnapshot};
+
+/// The netmap of `node` in the snapshot's network, or `None` if it is not a
+/// member. Members that are not authorized get themselves and nothing else:
+/// no addresses and no peers, so a revoked node tears its tunnels down.
+pub fn build(snapshot: &NetworkSnapshot, node: NodeId) -> Option<Netmap> {
+    let network = &snapshot.network;
+    let me = snapshot.members.iter().find(|m| m.node_id == node)?;
+    let authorized = me.state == MemberState::Authorized;
+    let addresses = if authorized {
+        vec![
+            IpNet::V4(Ipv4Net::new(me.ipv4, network.pool.prefix_len()).unwrap_or_default()),
+            IpNet::V6(Ipv6Net::new(me.ipv6, 64).unwrap_or_default()),
+        ]
+    } else {
+        Vec::new()
+    };
+    let mut peers: Vec<NetmapPeer> = if authorized {
+        snapshot
+            .members
+            .iter()
+            .filter(|m| m.node_id != node && m.state == MemberState::Authorized)
+            .map(peer)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    peers.sort_by_key(|p| p.node_id);
+    Some(Netmap {
+        network_id: network.id,
+        network_name: network.name.clone(),
+        version: network.netmap_version,
+        self_node: SelfNode {
+            node_id: me.node_id,
+            name: me.name.clone(),
+            fqdn: format!("{}.{}", me.name, network.zone),
+            addresses,
+            authorized,
+        },
+        peers,
+        dns: DnsConfig {
+            zone: network.zone.clone(),
+        },
+        settings: NetworkSettings { mtu: network.mtu },
+    })
+}
+
+fn peer(member: &Member) -> NetmapPeer {
+    NetmapPeer {
+        node_id: member.node_id,
+        name: member.name.clone(),
+        public_key: member.public_key,
+        addresses: vec![
+            IpNet::V4(Ipv4Net::from(member.ipv4)),
+            IpNet::V6(Ipv6Net::from(member.ipv6)),
+        ],
+        routes: Vec::new(),
+        endpoints: member.endpoints.clone(),
+        online: member.online,
+    }
+}
+
+/// The map for a member that is no longer in the network (deleted, or the
+/// network is gone): the last map sent, unauthorized and empty, one version on.
+pub fn tombstone(last: &Netmap, version: u64) -> Netmap {
+    let mut map = last.clone();
+    map.version = version.max(last.version.saturating_add(1));
+    map.self_node.authorized = false;
+    map.self_node.addresses.clear();
+    map.peers.clear();
+    map
+}
+
+/// True if a delta carries no change: only its version moved.
+pub fn is_empty(delta: &NetmapDelta) -> bool {
+    delta.self_node.is_none()
+        && delta.network_name.is_none()
+        && delta.dns.is_none()
+        && delta.settings.is_none()
+        && delta.upsert_peers.is_empty()
+        && delta.remove_peers.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Network;
+    use warren_proto::{NetworkId, NodePrivateKey};
+
+    fn member(seed: u8, last: u8, state: MemberState) -> Member {
+        let net: NetworkId = "8056c2e21c000001".parse().unwrap();
+        let key = NodePrivateKey::from_bytes([seed; 32]).public_key();
+        let node_id = NodeId::from_key(&key);
+        Member {
+            network_id: net,
+            node_id,
+            name: format!("n{seed}"),
+            public_key: key,
+            ipv4: std::net::Ipv4Addr::new(10, 147, 0, last),
+            ipv6: net.ula_address(&node_id),
+            authorized: state == MemberState::Authorized,
+            state,
+            online: true,
+            last_seen: None,
+            endpoints: vec!["192.0.2.1:51820".parse().unwrap()],
+            agent_version: String::new(),
+            created_at: String::new(),
+        }
+    }
+
+    fn snapshot(members: Vec<Member>) -> NetworkSnapshot {
+        let id: NetworkId = "8056c2e21c000001".parse().unwrap();
+        NetworkSnapshot {
+            network: Network {
+                id,
+                name: "prod".into(),
+                pool: "10.147.0.0/16".parse().unwrap(),
+                ipv6_prefix: id.ula_prefix(),
+                zone: "prod.warren.internal".into(),
+                mtu: 1420,
+                netmap_version: 7,
+                created_at: String::new(),
+            },
+            members,
+        }
+    }
+
+    #[test]
+    fn authorized_members_see_authorized_peers_only() {
+        let a = member(1, 1, MemberState::Authorized);
+        let b = member(2, 2, MemberState::Authorized);
+        let c = member(3, 3, MemberState::Pending);
+        let d = member(4, 4, MemberState::Revoked);
+        let snap = snapshot(vec![a.clone(), b.clone(), c.clone(), d]);
+        let map = build(&snap, a.node_id).unwrap();
+        assert_eq!(map.version, 7);
+        assert_eq!(map.self_node.fqdn, "n1.prod.warren.internal");
+        assert_eq!(map.self_node.addresses[0].to_string(), "10.147.0.1/16");
+        assert_eq!(map.self_node.addresses[1].prefix_len(), 64);
+        assert_eq!(map.peers.len(), 1);
+        assert_eq!(map.peers[0].node_id, b.node_id);
+        assert_eq!(map.peers[0].addresses[0].to_string(), "10.147.0.2/32");
+        assert_eq!(map.peers[0].addresses[1].prefix_len(), 128);
+        assert_eq!(map.settings.mtu, 1420);
+        assert_eq!(map.dns.zone, "prod.warren.internal");
+
+        let pending = build(&snap, c.node_id).unwrap();
+        assert!(!pending.self_node.authorized);
+        assert!(pending.self_node.addresses.is_empty());
+        assert!(pending.peers.is_empty());
+    }
+
+    #[test]
+    fn non_members_get_nothing_and_tombstones_empty_the_map() {
+        let a = member(1, 1, MemberState::Authorized);
+        let b = member(2, 2, MemberState::Authorized);
+        let snap = snapshot(vec![a.clone(), b]);
+        let stranger = member(9, 9, MemberState::Authorized);
+        assert!(build(&snap, stranger.node_id).is_none());
+        let map = build(&snap, a.node_id).unwrap();
+        let gone = tombstone(&map, 0);
+        assert_eq!(gone.version, 8);
+        assert!(!gone.self_node.authorized && gone.peers.is_empty());
+        assert!(!is_empty(&map.diff(&gone)));
+        assert!(is_empty(&map.diff(&map)));
+    }
+}

@@ -1,0 +1,117 @@
+//! The controller's storage: one trait, so SQLite (here) and PostgreSQL
+//! (later) can sit behind it. Every change writes its audit entry in the same
+//! transaction.
+
+mod model;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use warren_proto::{NetworkId, NodeId, NodePublicKey};
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Everything the controller keeps. Methods that change state take the
+/// [`Actor`] the audit log records.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // API tokens.
+    async fn create_token(&self, scope: Scope, name: Option<&str>) -> Result<NewToken, StoreError>;
+    async fn find_token(&self, secret: &str) -> Result<Option<Token>, StoreError>;
+
+    // Networks.
+    async fn create_network(&self, actor: &Actor, new: NewNetwork) -> Result<Network, StoreError>;
+    async fn list_networks(&self) -> Result<Vec<Network>, StoreError>;
+    async fn get_network(&self, id: NetworkId) -> Result<Network, StoreError>;
+    async fn update_network(
+        &self,
+        actor: &Actor,
+        id: NetworkId,
+        patch: NetworkPatch,
+    ) -> Result<Network, StoreError>;
+    async fn delete_network(&self, actor: &Actor, id: NetworkId) -> Result<(), StoreError>;
+    async fn network_snapshot(&self, id: NetworkId) -> Result<Option<NetworkSnapshot>, StoreError>;
+
+    // Members, as the admin sees them.
+    async fn list_members(&self, net: NetworkId) -> Result<Vec<Member>, StoreError>;
+    async fn get_member(&self, net: NetworkId, node: NodeId) -> Result<Member, StoreError>;
+    async fn set_member_state(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        node: NodeId,
+        state: MemberState,
+    ) -> Result<Member, StoreError>;
+    async fn rename_member(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        node: NodeId,
+        name: &str,
+    ) -> Result<Member, StoreError>;
+    /// Removes a membership; `action` is `member.delete` (admin) or `member.leave` (node).
+    async fn delete_member(
+        &self,
+        actor: &Actor,
+        action: &str,
+        net: NetworkId,
+        node: NodeId,
+    ) -> Result<(), StoreError>;
+
+    // Members, as their nodes act.
+    async fn join(&self, request: JoinRequest) -> Result<JoinResult, StoreError>;
+    /// Records a presence transition; true if it changed anything.
+    async fn set_presence(
+        &self,
+        net: NetworkId,
+        node: NodeId,
+        online: bool,
+    ) -> Result<bool, StoreError>;
+    /// Stores a node's endpoints for one network; true if they changed.
+    async fn set_endpoints(
+        &self,
+        net: NetworkId,
+        node_key: &NodePublicKey,
+        endpoints: &[std::net::SocketAddr],
+    ) -> Result<bool, StoreError>;
+    /// Marks every member offline (after a restart nobody is connected yet).
+    async fn reset_presence(&self) -> Result<Vec<NetworkId>, StoreError>;
+
+    // Pre-auth keys.
+    async fn create_preauth_key(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        reusable: bool,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<NewPreauthKey, StoreError>;
+    async fn list_preauth_keys(&self, net: NetworkId) -> Result<Vec<PreauthKey>, StoreError>;
+    async fn delete_preauth_key(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        key_id: &str,
+    ) -> Result<(), StoreError>;
+
+    // Audit log.
+    async fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+    async fn audit_verify(&self) -> Result<AuditVerification, StoreError>;
+}

@@ -1,0 +1,240 @@
+//! The records the store keeps, in the shapes the API serves.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+use warren_proto::{NetworkId, NodeId, NodePublicKey};
+
+/// Who made a change, as the audit log names them: `token:<name>`,
+/// `node:<node id>` or `system`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(String);
+
+impl Actor {
+    pub fn token(name: &str) -> Self {
+        Self(format!("token:{name}"))
+    }
+
+    pub fn node(node: &NodeId) -> Self {
+        Self(format!("node:{node}"))
+    }
+
+    pub fn system() -> Self {
+        Self("system".to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Read and change everything.
+    Admin,
+    /// Read everything, change nothing.
+    Auditor,
+}
+
+impl Scope {
+    pub fn as_int(self) -> i64 {
+        match self {
+            Scope::Admin => 0,
+            Scope::Auditor => 1,
+        }
+    }
+
+    pub fn from_int(value: i64) -> Option<Self> {
+        match value {
+            0 => Some(Scope::Admin),
+            1 => Some(Scope::Auditor),
+            _ => None,
+        }
+    }
+}
+
+/// An API token, without its secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct Token {
+    pub id: String,
+    pub name: String,
+    pub scope: Scope,
+    pub created_at: String,
+}
+
+/// A token just made; `secret` is shown once and never stored.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub token: Token,
+    pub secret: String,
+}
+
+/// A network as stored.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Network {
+    pub id: NetworkId,
+    pub name: String,
+    pub pool: Ipv4Net,
+    pub ipv6_prefix: Ipv6Net,
+    pub zone: String,
+    pub mtu: u16,
+    /// The version of the newest netmap this network's state gives.
+    pub netmap_version: u64,
+    pub created_at: String,
+}
+
+/// What an admin asks for when creating a network (already validated).
+#[derive(Debug, Clone)]
+pub struct NewNetwork {
+    pub name: String,
+    pub pool: Ipv4Net,
+    pub zone: String,
+    pub mtu: u16,
+}
+
+/// A change to a network's name or zone.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkPatch {
+    pub name: Option<String>,
+    pub zone: Option<String>,
+}
+
+/// Where a member stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    Pending,
+    Authorized,
+    Revoked,
+}
+
+impl MemberState {
+    pub fn as_int(self) -> i64 {
+        match self {
+            MemberState::Pending => 0,
+            MemberState::Authorized => 1,
+            MemberState::Revoked => 2,
+        }
+    }
+
+    pub fn from_int(value: i64) -> Option<Self> {
+        match value {
+            0 => Some(MemberState::Pending),
+            1 => Some(MemberState::Authorized),
+            2 => Some(MemberState::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// A node's membership in one network.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Member {
+    pub network_id: NetworkId,
+    pub node_id: NodeId,
+    pub name: String,
+    pub public_key: NodePublicKey,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Ipv6Addr,
+    pub authorized: bool,
+    pub state: MemberState,
+    pub online: bool,
+    pub last_seen: Option<String>,
+    pub endpoints: Vec<SocketAddr>,
+    pub agent_version: String,
+    pub created_at: String,
+}
+
+/// A node asking to join, as the control server saw it after authentication.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub network_id: NetworkId,
+    pub node_key: NodePublicKey,
+    pub name: String,
+    pub preauth_key: Option<String>,
+    pub agent_version: String,
+    pub endpoints: Vec<SocketAddr>,
+}
+
+/// What the store decided about a join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinDecision {
+    Authorized,
+    Pending,
+    Refused(String),
+}
+
+/// The outcome of a join and whether anything was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinResult {
+    pub decision: JoinDecision,
+    /// True if the network's netmaps changed (new member, authorization, endpoints).
+    pub changed: bool,
+}
+
+/// A pre-auth key, without its secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreauthKey {
+    pub id: String,
+    pub network_id: NetworkId,
+    pub reusable: bool,
+    pub expires_at: Option<String>,
+    pub uses: u64,
+    /// True once a single-use key was used or any key expired.
+    pub usable: bool,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+/// A pre-auth key just made; `key` is shown once and never stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewPreauthKey {
+    pub key: String,
+    #[serde(flatten)]
+    pub info: PreauthKey,
+}
+
+/// One audit-log entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub network_id: Option<String>,
+    pub target: Option<String>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// A page request over the audit log, ordered by id.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only entries at or after this unix time.
+    pub since_unix: Option<i64>,
+    pub network_id: Option<NetworkId>,
+    /// Only entries with an id greater than this (the previous page's last).
+    pub after_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// The result of recomputing the audit chain.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditVerification {
+    pub ok: bool,
+    pub entries: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_bad: Option<i64>,
+}
+
+/// A network and all its members, read in one transaction.
+#[derive(Debug, Clone)]
+pub struct NetworkSnapshot {
+    pub network: Network,
+    pub members: Vec<Member>,
+}

@@ -1,0 +1,150 @@
+//! The audit log: appended inside each change's transaction, paged, verified.
+
+use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
+use sqlx::Row;
+
+use super::now;
+use crate::audit_chain::{entry_hash, ChainVerifier, EntryFields, GENESIS};
+use crate::store::*;
+
+/// An entry to append; the writer fills in id, time and hashes.
+pub(super) struct NewEntry<'a> {
+    pub actor: &'a Actor,
+    pub action: &'a str,
+    pub network_id: Option<NetworkId>,
+    pub target: Option<String>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// Appends one entry. Must run inside a write transaction, so the chain's
+/// head cannot move between reading it and writing after it.
+pub(super) async fn append(
+    conn: &mut SqliteConnection,
+    entry: NewEntry<'_>,
+) -> Result<(), StoreError> {
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (id, prev_hash) = match head {
+        Some((id, hash)) => (id + 1, hash),
+        None => (1, GENESIS.to_string()),
+    };
+    let (at, at_unix) = now();
+    let network_id = entry.network_id.map(|n| n.to_string());
+    let before = entry.before.map(|v| v.to_string());
+    let after = entry.after.map(|v| v.to_string());
+    let fields = EntryFields {
+        id,
+        at: &at,
+        actor: entry.actor.as_str(),
+        action: entry.action,
+        network_id: network_id.as_deref(),
+        target: entry.target.as_deref(),
+        before: before.as_deref(),
+        after: after.as_deref(),
+    };
+    let hash = entry_hash(&prev_hash, &fields);
+    sqlx::query(
+        "INSERT INTO audit_log (id, at, at_unix, actor, action, network_id, target, before, \
+         after, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(&at)
+    .bind(at_unix)
+    .bind(entry.actor.as_str())
+    .bind(entry.action)
+    .bind(&network_id)
+    .bind(&entry.target)
+    .bind(&before)
+    .bind(&after)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn parse_json(text: Option<String>) -> Option<serde_json::Value> {
+    text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
+}
+
+fn entry(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        id: row.try_get("id")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        network_id: row.try_get("network_id")?,
+        target: row.try_get("target")?,
+        before: parse_json(row.try_get("before")?),
+        after: parse_json(row.try_get("after")?),
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+pub(super) async fn page(
+    pool: &SqlitePool,
+    query: &AuditQuery,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM audit_log WHERE id > ? AND at_unix >= ? \
+         AND (? IS NULL OR network_id = ?) ORDER BY id LIMIT ?",
+    )
+    .bind(query.after_id.unwrap_or(0))
+    .bind(query.since_unix.unwrap_or(i64::MIN))
+    .bind(query.network_id.map(|n| n.to_string()))
+    .bind(query.network_id.map(|n| n.to_string()))
+    .bind(i64::from(query.limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(entry).collect()
+}
+
+/// Recomputes the whole chain, a page at a time so memory stays flat.
+pub(super) async fn verify(pool: &SqlitePool) -> Result<AuditVerification, StoreError> {
+    const PAGE: i64 = 1000;
+    let mut verifier = ChainVerifier::default();
+    let mut after = 0i64;
+    loop {
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE id > ? ORDER BY id LIMIT ?")
+            .bind(after)
+            .bind(PAGE)
+            .fetch_all(pool)
+            .await?;
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let at: String = row.try_get("at")?;
+            let actor: String = row.try_get("actor")?;
+            let action: String = row.try_get("action")?;
+            let network_id: Option<String> = row.try_get("network_id")?;
+            let target: Option<String> = row.try_get("target")?;
+            let before: Option<String> = row.try_get("before")?;
+            let after_text: Option<String> = row.try_get("after")?;
+            let prev_hash: String = row.try_get("prev_hash")?;
+            let hash: String = row.try_get("hash")?;
+            let fields = EntryFields {
+                id,
+                at: &at,
+                actor: &actor,
+                action: &action,
+                network_id: network_id.as_deref(),
+                target: target.as_deref(),
+                before: before.as_deref(),
+                after: after_text.as_deref(),
+            };
+            verifier.push(&fields, &prev_hash, &hash);
+            after = id;
+        }
+        if rows.len() < PAGE as usize {
+            break;
+        }
+    }
+    Ok(AuditVerification {
+        ok: verifier.first_bad().is_none(),
+        entries: verifier.entries(),
+        first_bad: verifier.first_bad(),
+    })
+}

@@ -1,0 +1,146 @@
+//! Pre-auth keys: made by admins, consumed by joins, stored only as hashes.
+
+use sqlx::sqlite::SqliteConnection;
+use time::OffsetDateTime;
+
+use super::audit::{append, NewEntry};
+use super::networks::get as get_network;
+use super::{new_secret, new_short_id, now, rfc3339, rows, secret_hash, SqliteStore};
+use crate::store::*;
+
+pub(super) async fn create(
+    store: &SqliteStore,
+    actor: &Actor,
+    net: NetworkId,
+    reusable: bool,
+    expires_at: Option<OffsetDateTime>,
+) -> Result<NewPreauthKey, StoreError> {
+    let id = new_short_id();
+    let key = new_secret("wk_");
+    let (created_at, _) = now();
+    let info = PreauthKey {
+        id: id.clone(),
+        network_id: net,
+        reusable,
+        expires_at: expires_at.map(rfc3339),
+        uses: 0,
+        usable: true,
+        created_by: actor.as_str().to_string(),
+        created_at,
+    };
+    let mut tx = store.begin_write().await?;
+    if get_network(&mut *tx, net).await?.is_none() {
+        return Err(StoreError::NotFound("network"));
+    }
+    sqlx::query(
+        "INSERT INTO preauth_keys (id, network_id, hash, reusable, expires_at, expires_unix, \
+         uses, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+    )
+    .bind(&id)
+    .bind(net.to_string())
+    .bind(secret_hash(&key))
+    .bind(i64::from(reusable))
+    .bind(&info.expires_at)
+    .bind(expires_at.map(|t| t.unix_timestamp()))
+    .bind(&info.created_by)
+    .bind(&info.created_at)
+    .execute(&mut *tx)
+    .await?;
+    append(
+        &mut tx,
+        NewEntry {
+            actor,
+            action: "key.create",
+            network_id: Some(net),
+            target: Some(id),
+            before: None,
+            after: serde_json::to_value(&info).ok(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(NewPreauthKey { key, info })
+}
+
+pub(super) async fn list(
+    store: &SqliteStore,
+    net: NetworkId,
+) -> Result<Vec<PreauthKey>, StoreError> {
+    let mut tx = store.read.begin().await?;
+    if get_network(&mut *tx, net).await?.is_none() {
+        return Err(StoreError::NotFound("network"));
+    }
+    let sql = format!(
+        "SELECT {} FROM preauth_keys WHERE network_id = ? ORDER BY created_at, id",
+        rows::KEY_COLUMNS
+    );
+    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(net.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    found.iter().map(rows::preauth_key).collect()
+}
+
+pub(super) async fn delete(
+    store: &SqliteStore,
+    actor: &Actor,
+    net: NetworkId,
+    key_id: &str,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin_write().await?;
+    let sql = format!(
+        "SELECT {} FROM preauth_keys WHERE network_id = ? AND id = ?",
+        rows::KEY_COLUMNS
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(net.to_string())
+        .bind(key_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        return Err(StoreError::NotFound("pre-auth key"));
+    };
+    let before = rows::preauth_key(&row)?;
+    sqlx::query("DELETE FROM preauth_keys WHERE id = ?")
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await?;
+    append(
+        &mut tx,
+        NewEntry {
+            actor,
+            action: "key.delete",
+            network_id: Some(net),
+            target: Some(key_id.to_string()),
+            before: serde_json::to_value(&before).ok(),
+            after: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Uses a key for a join into `net`, inside the join's write transaction:
+/// the use and the member it authorizes commit together or not at all.
+/// Returns the key's ID, or `None` if it is unknown, for another network,
+/// used up or expired.
+pub(super) async fn consume(
+    conn: &mut SqliteConnection,
+    net: NetworkId,
+    secret: &str,
+) -> Result<Option<String>, StoreError> {
+    let (_, now_unix) = now();
+    let used: Option<(String,)> = sqlx::query_as(
+        "UPDATE preauth_keys SET uses = uses + 1 \
+         WHERE hash = ? AND network_id = ? AND (reusable = 1 OR uses = 0) \
+         AND (expires_unix IS NULL OR expires_unix > ?) RETURNING id",
+    )
+    .bind(secret_hash(secret))
+    .bind(net.to_string())
+    .bind(now_unix)
+    .fetch_optional(conn)
+    .await?;
+    Ok(used.map(|(id,)| id))
+}

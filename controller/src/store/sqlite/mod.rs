@@ -1,0 +1,257 @@
+//! The SQLite store: one file in WAL mode with synchronous=FULL, writes
+//! serialised through a one-connection pool and `BEGIN IMMEDIATE`.
+
+mod audit;
+mod join;
+mod keys;
+mod members;
+mod networks;
+mod rows;
+mod tokens;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rand_core::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use warren_proto::{NetworkId, NodeId, NodePublicKey};
+
+use super::*;
+
+/// How long a writer waits for another process (e.g. `token create`) to
+/// release the database before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_CONNECTIONS: u32 = 4;
+
+/// The SQLite implementation of [`Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// Exactly one connection: writers queue here in order instead of
+    /// spinning on SQLite's busy handler.
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and runs migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations").run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        Ok(Self { write, read })
+    }
+
+    /// Closes both pools, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        // IMMEDIATE takes the write lock up front, so a transaction that
+        // reads before it writes (IPAM, key use, the audit chain's head)
+        // never sees a snapshot that another writer has moved past.
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// The current time as stored: RFC 3339 text and unix seconds.
+fn now() -> (String, i64) {
+    let t = OffsetDateTime::now_utc();
+    (rfc3339(t), t.unix_timestamp())
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// A new secret with a kind prefix: `wt_` tokens, `wk_` pre-auth keys.
+fn new_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Short random ID for tokens and keys: 8 hex digits.
+fn new_short_id() -> String {
+    let mut bytes = [0u8; 4];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn secret_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn parse_stored<T: FromStr>(what: &str, text: &str) -> Result<T, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("bad {what}: {text:?}")))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_token(&self, scope: Scope, name: Option<&str>) -> Result<NewToken, StoreError> {
+        tokens::create(self, scope, name).await
+    }
+
+    async fn find_token(&self, secret: &str) -> Result<Option<Token>, StoreError> {
+        tokens::find(self, secret).await
+    }
+
+    async fn create_network(&self, actor: &Actor, new: NewNetwork) -> Result<Network, StoreError> {
+        networks::create(self, actor, new).await
+    }
+
+    async fn list_networks(&self) -> Result<Vec<Network>, StoreError> {
+        networks::list(self).await
+    }
+
+    async fn get_network(&self, id: NetworkId) -> Result<Network, StoreError> {
+        networks::get(&self.read, id)
+            .await?
+            .ok_or(StoreError::NotFound("network"))
+    }
+
+    async fn update_network(
+        &self,
+        actor: &Actor,
+        id: NetworkId,
+        patch: NetworkPatch,
+    ) -> Result<Network, StoreError> {
+        networks::update(self, actor, id, patch).await
+    }
+
+    async fn delete_network(&self, actor: &Actor, id: NetworkId) -> Result<(), StoreError> {
+        networks::delete(self, actor, id).await
+    }
+
+    async fn network_snapshot(&self, id: NetworkId) -> Result<Option<NetworkSnapshot>, StoreError> {
+        networks::snapshot(self, id).await
+    }
+
+    async fn list_members(&self, net: NetworkId) -> Result<Vec<Member>, StoreError> {
+        members::list(self, net).await
+    }
+
+    async fn get_member(&self, net: NetworkId, node: NodeId) -> Result<Member, StoreError> {
+        members::get(&self.read, net, node)
+            .await?
+            .ok_or(StoreError::NotFound("member"))
+    }
+
+    async fn set_member_state(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        node: NodeId,
+        state: MemberState,
+    ) -> Result<Member, StoreError> {
+        members::set_state(self, actor, net, node, state).await
+    }
+
+    async fn rename_member(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        node: NodeId,
+        name: &str,
+    ) -> Result<Member, StoreError> {
+        members::rename(self, actor, net, node, name).await
+    }
+
+    async fn delete_member(
+        &self,
+        actor: &Actor,
+        action: &str,
+        net: NetworkId,
+        node: NodeId,
+    ) -> Result<(), StoreError> {
+        members::delete(self, actor, action, net, node).await
+    }
+
+    async fn join(&self, request: JoinRequest) -> Result<JoinResult, StoreError> {
+        join::join(self, request).await
+    }
+
+    async fn set_presence(
+        &self,
+        net: NetworkId,
+        node: NodeId,
+        online: bool,
+    ) -> Result<bool, StoreError> {
+        join::set_presence(self, net, node, online).await
+    }
+
+    async fn set_endpoints(
+        &self,
+        net: NetworkId,
+        node_key: &NodePublicKey,
+        endpoints: &[SocketAddr],
+    ) -> Result<bool, StoreError> {
+        join::set_endpoints(self, net, node_key, endpoints).await
+    }
+
+    async fn reset_presence(&self) -> Result<Vec<NetworkId>, StoreError> {
+        join::reset_presence(self).await
+    }
+
+    async fn create_preauth_key(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        reusable: bool,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<NewPreauthKey, StoreError> {
+        keys::create(self, actor, net, reusable, expires_at).await
+    }
+
+    async fn list_preauth_keys(&self, net: NetworkId) -> Result<Vec<PreauthKey>, StoreError> {
+        keys::list(self, net).await
+    }
+
+    async fn delete_preauth_key(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        key_id: &str,
+    ) -> Result<(), StoreError> {
+        keys::delete(self, actor, net, key_id).await
+    }
+
+    async fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        audit::page(&self.read, query).await
+    }
+
+    async fn audit_verify(&self) -> Result<AuditVerification, StoreError> {
+        audit::verify(&self.read).await
+    }
+}

@@ -1,0 +1,195 @@
+//! Networks: create, read, rename, re-zone, delete, and consistent snapshots.
+
+use rand_core::RngCore;
+use sqlx::sqlite::{SqliteConnection, SqliteExecutor};
+
+use super::audit::{append, NewEntry};
+use super::{is_unique_violation, now, rows, SqliteStore};
+use crate::store::*;
+
+/// Bumps the network's netmap version; every change a netmap shows calls it
+/// inside its transaction, so versions only grow and never repeat.
+pub(super) async fn bump_version(
+    conn: &mut SqliteConnection,
+    id: NetworkId,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE networks SET netmap_version = netmap_version + 1 WHERE id = ?")
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn get<'e>(
+    exec: impl SqliteExecutor<'e>,
+    id: NetworkId,
+) -> Result<Option<Network>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM networks WHERE id = ?",
+        rows::NETWORK_COLUMNS
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(exec)
+        .await?;
+    row.as_ref().map(rows::network).transpose()
+}
+
+fn name_conflict(err: sqlx::Error, name: &str) -> StoreError {
+    if is_unique_violation(&err) {
+        StoreError::Conflict(format!("a network named {name:?} exists"))
+    } else {
+        err.into()
+    }
+}
+
+pub(super) async fn create(
+    store: &SqliteStore,
+    actor: &Actor,
+    new: NewNetwork,
+) -> Result<Network, StoreError> {
+    let mut bytes = [0u8; 8];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    let id = NetworkId::from_bytes(bytes);
+    let (created_at, _) = now();
+    let network = Network {
+        id,
+        name: new.name,
+        pool: new.pool,
+        ipv6_prefix: id.ula_prefix(),
+        zone: new.zone,
+        mtu: new.mtu,
+        netmap_version: 1,
+        created_at,
+    };
+    let mut tx = store.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO networks (id, name, pool, zone, mtu, netmap_version, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id.to_string())
+    .bind(&network.name)
+    .bind(network.pool.to_string())
+    .bind(&network.zone)
+    .bind(i64::from(network.mtu))
+    .bind(1i64)
+    .bind(&network.created_at)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| name_conflict(e, &network.name))?;
+    append(
+        &mut tx,
+        NewEntry {
+            actor,
+            action: "network.create",
+            network_id: Some(id),
+            target: Some(id.to_string()),
+            before: None,
+            after: serde_json::to_value(&network).ok(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(network)
+}
+
+pub(super) async fn list(store: &SqliteStore) -> Result<Vec<Network>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM networks ORDER BY name",
+        rows::NETWORK_COLUMNS
+    );
+    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&store.read)
+        .await?;
+    found.iter().map(rows::network).collect()
+}
+
+pub(super) async fn update(
+    store: &SqliteStore,
+    actor: &Actor,
+    id: NetworkId,
+    patch: NetworkPatch,
+) -> Result<Network, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let before = get(&mut *tx, id)
+        .await?
+        .ok_or(StoreError::NotFound("network"))?;
+    let mut after = before.clone();
+    if let Some(name) = patch.name {
+        after.name = name;
+    }
+    if let Some(zone) = patch.zone {
+        after.zone = zone;
+    }
+    if after == before {
+        return Ok(before);
+    }
+    sqlx::query("UPDATE networks SET name = ?, zone = ? WHERE id = ?")
+        .bind(&after.name)
+        .bind(&after.zone)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| name_conflict(e, &after.name))?;
+    bump_version(&mut tx, id).await?;
+    after.netmap_version += 1;
+    append(
+        &mut tx,
+        NewEntry {
+            actor,
+            action: "network.update",
+            network_id: Some(id),
+            target: Some(id.to_string()),
+            before: serde_json::to_value(&before).ok(),
+            after: serde_json::to_value(&after).ok(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(after)
+}
+
+pub(super) async fn delete(
+    store: &SqliteStore,
+    actor: &Actor,
+    id: NetworkId,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin_write().await?;
+    let before = get(&mut *tx, id)
+        .await?
+        .ok_or(StoreError::NotFound("network"))?;
+    // Members and keys go with it (ON DELETE CASCADE).
+    sqlx::query("DELETE FROM networks WHERE id = ?")
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    append(
+        &mut tx,
+        NewEntry {
+            actor,
+            action: "network.delete",
+            network_id: Some(id),
+            target: Some(id.to_string()),
+            before: serde_json::to_value(&before).ok(),
+            after: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn snapshot(
+    store: &SqliteStore,
+    id: NetworkId,
+) -> Result<Option<NetworkSnapshot>, StoreError> {
+    // One read transaction: the network row (with its version) and the
+    // members come from the same database state.
+    let mut tx = store.read.begin().await?;
+    let Some(network) = get(&mut *tx, id).await? else {
+        return Ok(None);
+    };
+    let members = super::members::list_in(&mut *tx, id).await?;
+    tx.commit().await?;
+    Ok(Some(NetworkSnapshot { network, members }))
+}

@@ -1,0 +1,97 @@
+//! Decoding rows into model types; anything unreadable is `StoreError::Corrupt`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use super::parse_stored;
+use crate::store::*;
+
+pub(super) const NETWORK_COLUMNS: &str = "id, name, pool, zone, mtu, netmap_version, created_at";
+pub(super) const MEMBER_COLUMNS: &str = "network_id, node_id, public_key, name, ipv4, state, \
+     online, endpoints, agent_version, last_seen, created_at";
+pub(super) const KEY_COLUMNS: &str =
+    "id, network_id, reusable, expires_at, expires_unix, uses, created_by, created_at";
+
+pub(super) fn network(row: &SqliteRow) -> Result<Network, StoreError> {
+    let id: NetworkId = parse_stored("network id", &row.try_get::<String, _>("id")?)?;
+    let mtu: i64 = row.try_get("mtu")?;
+    let version: i64 = row.try_get("netmap_version")?;
+    Ok(Network {
+        id,
+        name: row.try_get("name")?,
+        pool: parse_stored("pool", &row.try_get::<String, _>("pool")?)?,
+        ipv6_prefix: id.ula_prefix(),
+        zone: row.try_get("zone")?,
+        mtu: u16::try_from(mtu).map_err(|_| StoreError::Corrupt(format!("bad mtu {mtu}")))?,
+        netmap_version: u64::try_from(version)
+            .map_err(|_| StoreError::Corrupt(format!("bad version {version}")))?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(super) fn member(row: &SqliteRow) -> Result<Member, StoreError> {
+    let network_id: NetworkId =
+        parse_stored("network id", &row.try_get::<String, _>("network_id")?)?;
+    let node_id: NodeId = parse_stored("node id", &row.try_get::<String, _>("node_id")?)?;
+    let ipv4: i64 = row.try_get("ipv4")?;
+    let ipv4 = u32::try_from(ipv4)
+        .map(Ipv4Addr::from)
+        .map_err(|_| StoreError::Corrupt(format!("bad ipv4 {ipv4}")))?;
+    let state: i64 = row.try_get("state")?;
+    let state = MemberState::from_int(state)
+        .ok_or_else(|| StoreError::Corrupt(format!("bad member state {state}")))?;
+    let endpoints: String = row.try_get("endpoints")?;
+    let endpoints: Vec<SocketAddr> = serde_json::from_str(&endpoints)
+        .map_err(|_| StoreError::Corrupt(format!("bad endpoints {endpoints:?}")))?;
+    Ok(Member {
+        network_id,
+        node_id,
+        name: row.try_get("name")?,
+        public_key: parse_stored("public key", &row.try_get::<String, _>("public_key")?)?,
+        ipv4,
+        ipv6: network_id.ula_address(&node_id),
+        authorized: state == MemberState::Authorized,
+        state,
+        online: row.try_get::<i64, _>("online")? != 0,
+        last_seen: row.try_get("last_seen")?,
+        endpoints,
+        agent_version: row.try_get("agent_version")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(super) fn preauth_key(row: &SqliteRow) -> Result<PreauthKey, StoreError> {
+    let reusable = row.try_get::<i64, _>("reusable")? != 0;
+    let uses: i64 = row.try_get("uses")?;
+    let expires_unix: Option<i64> = row.try_get("expires_unix")?;
+    let expired = expires_unix.is_some_and(|t| t <= OffsetDateTime::now_utc().unix_timestamp());
+    Ok(PreauthKey {
+        id: row.try_get("id")?,
+        network_id: parse_stored("network id", &row.try_get::<String, _>("network_id")?)?,
+        reusable,
+        expires_at: row.try_get("expires_at")?,
+        uses: u64::try_from(uses).unwrap_or(0),
+        usable: !expired && (reusable || uses == 0),
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(super) fn token(row: &SqliteRow) -> Result<Token, StoreError> {
+    let scope: i64 = row.try_get("scope")?;
+    Ok(Token {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        scope: Scope::from_int(scope)
+            .ok_or_else(|| StoreError::Corrupt(format!("bad scope {scope}")))?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// A member's JSON for the audit log's before/after columns.
+pub(super) fn member_json(member: &Member) -> serde_json::Value {
+    serde_json::to_value(member).unwrap_or(serde_json::Value::Null)
+}

@@ -1,0 +1,174 @@
+//! Shared test helpers: an API harness over a temp-dir SQLite database, and
+//! a QUIC test node that speaks the control protocol.
+#![allow(dead_code)]
+
+pub mod node;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+use warren_controller::api::{self, ApiState};
+use warren_controller::hub::Hub;
+use warren_controller::metrics::Metrics;
+use warren_controller::store::{Scope, SqliteStore, Store};
+
+/// An API over a fresh database, with an admin and an auditor token.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub store: SqliteStore,
+    pub hub: Arc<Hub>,
+    pub router: Router,
+    pub admin: String,
+    pub auditor: String,
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("controller.db"))
+            .await
+            .unwrap();
+        let admin = store
+            .create_token(Scope::Admin, Some("admin"))
+            .await
+            .unwrap();
+        let auditor = store
+            .create_token(Scope::Auditor, Some("auditor"))
+            .await
+            .unwrap();
+        let hub = Hub::new(Arc::new(store.clone()), Arc::new(Metrics::default()));
+        let router = api::router(ApiState::new(hub.clone(), vec![]));
+        Self {
+            dir,
+            store,
+            hub,
+            router,
+            admin: admin.secret,
+            auditor: auditor.secret,
+        }
+    }
+
+    /// Sends a request with a JSON body (if any) and returns status and JSON.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(v) => {
+                builder = builder.header("content-type", "application/json");
+                Body::from(serde_json::to_vec(&v).unwrap())
+            }
+            None => Body::empty(),
+        };
+        self.send(builder.body(body).unwrap()).await
+    }
+
+    /// Sends a raw request.
+    pub async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, value)
+    }
+
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let token = self.admin.clone();
+        self.call(method, path, Some(&token), body).await
+    }
+
+    /// Creates a network through the API and returns its ID.
+    pub async fn network(&self, name: &str) -> String {
+        let (status, body) = self
+            .admin(
+                Method::POST,
+                "/api/v1/networks",
+                Some(serde_json::json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+}
+
+/// Asserts the error body shape and returns its code.
+pub fn error_code(body: &Value) -> &str {
+    let message = body["error"]["message"].as_str();
+    assert!(
+        message.is_some_and(|m| !m.is_empty()),
+        "no message in {body}"
+    );
+    body["error"]["code"].as_str().expect("error code")
+}
+
+/// An API router over an existing store, with its own admin token.
+pub struct ApiHandle {
+    router: Router,
+    admin: String,
+}
+
+impl ApiHandle {
+    pub async fn new(router: Router, store: Arc<dyn Store>) -> Self {
+        let admin = store
+            .create_token(Scope::Admin, Some("test-admin"))
+            .await
+            .unwrap()
+            .secret;
+        Self { router, admin }
+    }
+
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", self.admin));
+        let body = match body {
+            Some(v) => {
+                builder = builder.header("content-type", "application/json");
+                Body::from(serde_json::to_vec(&v).unwrap())
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .router
+            .clone()
+            .oneshot(builder.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (status, value)
+    }
+}

@@ -1,0 +1,226 @@
+//! A test node: quinn client pinned to the controller's fingerprint, with
+//! the proto handshake and helpers to wait for messages.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicClientConfig;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use warren_proto::control::{self, ControllerMessage, NodeMessage};
+use warren_proto::netmap::Netmap;
+use warren_proto::{NetworkId, NodeId, NodePrivateKey};
+
+/// Accepts exactly the certificate whose SHA-256 is `fingerprint`.
+#[derive(Debug)]
+struct Pinned {
+    fingerprint: String,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if warren_controller::data_dir::fingerprint(end_entity) == self.fingerprint {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("fingerprint mismatch".into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+pub struct TestNode {
+    pub key: NodePrivateKey,
+    pub endpoint: quinn::Endpoint,
+    pub connection: quinn::Connection,
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+}
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+impl TestNode {
+    pub fn node_id(&self) -> NodeId {
+        NodeId::from_key(&self.key.public_key())
+    }
+
+    /// Connects and opens the control stream, without authenticating.
+    pub async fn connect(addr: SocketAddr, fingerprint: &str, key: NodePrivateKey) -> Self {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned {
+                fingerprint: fingerprint.to_string(),
+                provider,
+            }))
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![control::ALPN.to_vec()];
+        let config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls).unwrap()));
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(config);
+        let connection = endpoint
+            .connect(addr, "warren-controller")
+            .unwrap()
+            .await
+            .unwrap();
+        let (send, recv) = connection.open_bi().await.unwrap();
+        Self {
+            key,
+            endpoint,
+            connection,
+            send,
+            recv,
+        }
+    }
+
+    /// Connects and completes the handshake up to `Welcome`.
+    pub async fn authenticated(addr: SocketAddr, fingerprint: &str) -> Self {
+        let mut node = Self::connect(addr, fingerprint, NodePrivateKey::generate()).await;
+        node.handshake(None).await.expect("welcome");
+        node
+    }
+
+    /// Hello, Challenge, Auth; `bad_proof` replaces the real proof.
+    pub async fn handshake(
+        &mut self,
+        bad_proof: Option<[u8; 32]>,
+    ) -> Result<(), ControllerMessage> {
+        self.write(&NodeMessage::Hello {
+            node_key: self.key.public_key(),
+            version: "test-1".into(),
+        })
+        .await;
+        let ControllerMessage::Challenge {
+            controller_key,
+            nonce,
+        } = self.next().await
+        else {
+            panic!("expected a challenge");
+        };
+        let mut exporter = [0u8; 32];
+        self.connection
+            .export_keying_material(&mut exporter, control::EXPORTER_LABEL, &nonce)
+            .unwrap();
+        let proof = match bad_proof {
+            Some(p) => p,
+            None => control::make_proof(&self.key, &controller_key, &exporter, &nonce).unwrap(),
+        };
+        self.write(&NodeMessage::Auth { proof }).await;
+        match self.next().await {
+            ControllerMessage::Welcome => Ok(()),
+            other => Err(other),
+        }
+    }
+
+    pub async fn write(&mut self, message: &NodeMessage) {
+        let frame = control::encode_frame(message).unwrap();
+        self.send.write_all(&frame).await.unwrap();
+    }
+
+    pub async fn write_raw(&mut self, bytes: &[u8]) {
+        self.send.write_all(bytes).await.unwrap();
+    }
+
+    /// The next message, or `None` if the stream ends or nothing comes in time.
+    pub async fn try_next(&mut self, wait: Duration) -> Option<ControllerMessage> {
+        let read = async {
+            let mut prefix = [0u8; 4];
+            self.recv.read_exact(&mut prefix).await.ok()?;
+            let len = control::frame_len(prefix).ok()?;
+            let mut body = vec![0u8; len];
+            self.recv.read_exact(&mut body).await.ok()?;
+            control::decode_frame(&body).ok()
+        };
+        tokio::time::timeout(wait, read).await.ok().flatten()
+    }
+
+    pub async fn next(&mut self) -> ControllerMessage {
+        self.try_next(WAIT)
+            .await
+            .expect("a message from the controller")
+    }
+
+    /// Joins and returns the join outcome and the first full netmap.
+    pub async fn join(
+        &mut self,
+        network: NetworkId,
+        name: &str,
+        key: Option<&str>,
+    ) -> (control::JoinOutcome, Option<Netmap>) {
+        self.write(&NodeMessage::Join {
+            network_id: network,
+            name: name.into(),
+            preauth_key: key.map(str::to_string),
+        })
+        .await;
+        let ControllerMessage::JoinResult { result, .. } = self.next().await else {
+            panic!("expected a join result");
+        };
+        if let control::JoinOutcome::Refused { .. } = result {
+            return (result, None);
+        }
+        let ControllerMessage::Netmap(map) = self.next().await else {
+            panic!("expected a netmap");
+        };
+        (result, Some(map))
+    }
+
+    /// Applies deltas to `map` until `done(map)` holds; panics after [`WAIT`].
+    pub async fn wait_for(&mut self, map: &mut Netmap, done: impl Fn(&Netmap) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !done(map) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.try_next(left).await {
+                Some(ControllerMessage::NetmapDelta(delta)) => map.apply(&delta).unwrap(),
+                Some(ControllerMessage::Netmap(full)) => *map = full,
+                Some(_) => {}
+                None => panic!("netmap never reached the expected state: {map:#?}"),
+            }
+        }
+    }
+}

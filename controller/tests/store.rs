@@ -1,0 +1,167 @@
+//! The store under concurrency: single-use keys, IPAM and names.
+// Helpers outside #[test] functions panic on purpose, like the tests.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use warren_controller::store::{Actor, JoinDecision, JoinRequest, NewNetwork, SqliteStore, Store};
+use warren_proto::{NetworkId, NodePrivateKey};
+
+async fn store_with_network(pool: &str) -> (tempfile::TempDir, Arc<SqliteStore>, NetworkId) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("controller.db"))
+        .await
+        .unwrap();
+    let net = store
+        .create_network(
+            &Actor::system(),
+            NewNetwork {
+                name: "prod".into(),
+                pool: pool.parse().unwrap(),
+                zone: "prod.warren.internal".into(),
+                mtu: 1420,
+            },
+        )
+        .await
+        .unwrap();
+    (dir, Arc::new(store), net.id)
+}
+
+fn request(net: NetworkId, name: &str, key: Option<&str>) -> JoinRequest {
+    JoinRequest {
+        network_id: net,
+        node_key: NodePrivateKey::generate().public_key(),
+        name: name.into(),
+        preauth_key: key.map(str::to_string),
+        agent_version: String::new(),
+        endpoints: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_single_use_key_admits_exactly_one_of_100_concurrent_joins() {
+    let (_dir, store, net) = store_with_network("10.147.0.0/16").await;
+    let key = store
+        .create_preauth_key(&Actor::system(), net, false, None)
+        .await
+        .unwrap()
+        .key;
+    let joins: Vec<_> = (0..100)
+        .map(|i| {
+            let store = store.clone();
+            let req = request(net, &format!("n{i}"), Some(&key));
+            tokio::spawn(async move { store.join(req).await.unwrap().decision })
+        })
+        .collect();
+    let mut authorized = 0;
+    for join in joins {
+        match join.await.unwrap() {
+            JoinDecision::Authorized => authorized += 1,
+            JoinDecision::Refused(_) => {}
+            JoinDecision::Pending => panic!("a keyed join must not become pending"),
+        }
+    }
+    assert_eq!(authorized, 1);
+    assert_eq!(store.list_members(net).await.unwrap().len(), 1);
+    let keys = store.list_preauth_keys(net).await.unwrap();
+    assert_eq!(keys[0].uses, 1);
+    let uses = store
+        .audit_page(&warren_controller::store::AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "key.use")
+        .count();
+    assert_eq!(uses, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_joins_get_fifty_distinct_addresses() {
+    let (_dir, store, net) = store_with_network("10.147.0.0/16").await;
+    let joins: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            // Same requested name for all: collisions get suffixes.
+            let req = request(net, "web", None);
+            tokio::spawn(async move { store.join(req).await.unwrap().decision })
+        })
+        .collect();
+    for join in joins {
+        assert_eq!(join.await.unwrap(), JoinDecision::Pending);
+    }
+    let members = store.list_members(net).await.unwrap();
+    assert_eq!(members.len(), 50);
+    let addrs: BTreeSet<_> = members.iter().map(|m| m.ipv4).collect();
+    assert_eq!(addrs.len(), 50);
+    let expected: BTreeSet<_> = (1..=50u8)
+        .map(|i| std::net::Ipv4Addr::new(10, 147, 0, i))
+        .collect();
+    assert_eq!(addrs, expected, "lowest free addresses, no gaps");
+    let names: BTreeSet<_> = members.iter().map(|m| m.name.clone()).collect();
+    assert_eq!(names.len(), 50);
+    assert!(names.contains("web") && names.contains("web-2") && names.contains("web-50"));
+    assert!(store.audit_verify().await.unwrap().ok);
+}
+
+#[tokio::test]
+async fn addresses_are_stable_reused_after_delete_and_pools_run_out() {
+    let (_dir, store, net) = store_with_network("192.168.50.0/29").await;
+    let mut keys = Vec::new();
+    for i in 0..6 {
+        let req = request(net, &format!("n{i}"), None);
+        keys.push(req.node_key);
+        assert_eq!(
+            store.join(req).await.unwrap().decision,
+            JoinDecision::Pending
+        );
+    }
+    let seventh = store.join(request(net, "n7", None)).await.unwrap();
+    assert_eq!(
+        seventh.decision,
+        JoinDecision::Refused("address pool exhausted".into())
+    );
+    let members = store.list_members(net).await.unwrap();
+    let addrs: BTreeSet<_> = members.iter().map(|m| m.ipv4.to_string()).collect();
+    assert!(!addrs.contains("192.168.50.0") && !addrs.contains("192.168.50.7"));
+
+    // Rejoining keeps the address.
+    let node2 = warren_proto::NodeId::from_key(&keys[2]);
+    let before = store.get_member(net, node2).await.unwrap().ipv4;
+    let mut again = request(net, "n2", None);
+    again.node_key = keys[2];
+    store.join(again).await.unwrap();
+    assert_eq!(store.get_member(net, node2).await.unwrap().ipv4, before);
+
+    // A deleted member's address is the lowest free one again.
+    store
+        .delete_member(&Actor::system(), "member.delete", net, node2)
+        .await
+        .unwrap();
+    store.join(request(net, "n8", None)).await.unwrap();
+    let members = store.list_members(net).await.unwrap();
+    assert!(members.iter().any(|m| m.ipv4 == before && m.name == "n8"));
+}
+
+#[tokio::test]
+async fn expired_keys_and_unknown_networks_are_refused() {
+    let (_dir, store, net) = store_with_network("10.147.0.0/16").await;
+    let past = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let key = store
+        .create_preauth_key(&Actor::system(), net, true, Some(past))
+        .await
+        .unwrap();
+    assert!(!key.info.usable || key.info.expires_at.is_some());
+    let result = store.join(request(net, "x", Some(&key.key))).await.unwrap();
+    assert!(matches!(result.decision, JoinDecision::Refused(_)));
+    assert!(store.list_members(net).await.unwrap().is_empty());
+    let unknown: NetworkId = "0000000000000001".parse().unwrap();
+    let result = store.join(request(unknown, "x", None)).await.unwrap();
+    assert_eq!(
+        result.decision,
+        JoinDecision::Refused("unknown network".into())
+    );
+}
