@@ -47,7 +47,10 @@ pub fn build(snapshot: &NetworkSnapshot, node: NodeId) -> Option<Netmap> {
         dns: DnsConfig {
             zone: network.zone.clone(),
         },
-        settings: NetworkSettings { mtu: network.mtu },
+        settings: NetworkSettings {
+            mtu: network.mtu,
+            stun_ports: Vec::new(),
+        },
     })
 }
 

@@ -60,6 +60,10 @@ pub struct DnsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NetworkSettings {
     pub mtu: u16,
+    /// UDP ports on the controller's address that answer STUN; two ports
+    /// let a node tell whether its NAT maps per destination.
+    #[serde(default)]
+    pub stun_ports: Vec<u16>,
 }
 
 /// The change from one version of a member's netmap to the next.
@@ -193,7 +197,10 @@ mod tests {
             dns: DnsConfig {
                 zone: "prod.warren.internal".into(),
             },
-            settings: NetworkSettings { mtu: 1420 },
+            settings: NetworkSettings {
+                mtu: 1420,
+                stun_ports: vec![],
+            },
         }
     }
 
