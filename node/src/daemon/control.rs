@@ -45,6 +45,8 @@ pub enum ControlCommand {
 pub enum ControlEvent {
     Connected {
         controller: String,
+        /// The controller's address as connected to: its STUN ports are there.
+        remote: SocketAddr,
     },
     Disconnected {
         controller: String,
@@ -274,6 +276,7 @@ async fn connect_and_serve(
     spawn_relay_reader(connection.clone(), events.clone());
     let _ = events.send(ControlEvent::Connected {
         controller: controller.to_owned(),
+        remote: addr,
     });
     let mut seq = 0u64;
     for join in session.joins.values() {

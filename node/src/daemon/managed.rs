@@ -38,6 +38,8 @@ pub struct Managed {
     nets: BTreeMap<NetworkId, Joined>,
     controllers: Controllers,
     connected: BTreeSet<String>,
+    /// Where each controller was reached: its STUN ports are on that address.
+    controller_ips: BTreeMap<String, std::net::IpAddr>,
     events: ControlEvents,
     net_events: NetworkEvents,
 }
@@ -59,6 +61,7 @@ impl Managed {
             nets: BTreeMap::new(),
             controllers: BTreeMap::new(),
             connected: BTreeSet::new(),
+            controller_ips: BTreeMap::new(),
             events,
             net_events,
         }
@@ -233,8 +236,10 @@ impl Managed {
 
     pub async fn handle_control(&mut self, event: ControlEvent) {
         match event {
-            ControlEvent::Connected { controller } => {
+            ControlEvent::Connected { controller, remote } => {
                 self.connected.insert(controller.clone());
+                self.controller_ips.insert(controller.clone(), remote.ip());
+                self.set_stun(&controller).await;
                 self.set_relays(&controller, true).await;
                 self.report_endpoints(true);
             }
@@ -406,6 +411,17 @@ impl Managed {
                     return;
                 }
             }
+        }
+        if let (Some(runner), Some(ip)) =
+            (&net.runner, self.controller_ips.get(&net.config.controller))
+        {
+            let servers = map
+                .settings
+                .stun_ports
+                .iter()
+                .map(|p| SocketAddr::new(*ip, *p))
+                .collect();
+            runner.set_stun_servers(servers).await;
         }
         if let (Some(runner), true) = (&net.runner, self.connected.contains(&net.config.controller))
         {
@@ -783,5 +799,29 @@ impl Managed {
             });
         }
         Netcheck { networks }
+    }
+}
+
+impl Managed {
+    /// Points each network of a controller at its STUN ports.
+    async fn set_stun(&self, controller: &str) {
+        let Some(ip) = self.controller_ips.get(controller) else {
+            return;
+        };
+        for net in self
+            .nets
+            .values()
+            .filter(|n| n.config.controller == controller)
+        {
+            if let (Some(runner), Some(map)) = (&net.runner, &net.netmap) {
+                let servers = map
+                    .settings
+                    .stun_ports
+                    .iter()
+                    .map(|p| SocketAddr::new(*ip, *p))
+                    .collect();
+                runner.set_stun_servers(servers).await;
+            }
+        }
     }
 }
