@@ -17,6 +17,11 @@ pub const PROBE_DIRECT: Duration = Duration::from_secs(10);
 pub const PATH_TIMEOUT: Duration = Duration::from_secs(15);
 /// A ping with no pong after this long is forgotten.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// A path that leaves a ping unanswered this long, with nothing heard on it
+/// since, is dead. [`PROBE_DIRECT`] plus this must stay well inside the 15 s
+/// after which WireGuard starts a new handshake with a peer that went silent,
+/// so that a NAT rebinding moves the session rather than restarting it.
+pub const PONG_WAIT: Duration = Duration::from_secs(2);
 /// At most this often, ask the peer (through the controller) to probe us too.
 pub const CALL_ME_MAYBE_EVERY: Duration = Duration::from_secs(10);
 /// Candidates learnt from packets beyond this many push out the oldest.
@@ -137,6 +142,7 @@ impl Paths {
 
     /// Picks the fastest live path; returns true if the best path changed.
     pub(crate) fn choose(&mut self, now: Instant) -> bool {
+        self.forget_unanswering(now);
         let current = self.best.filter(|b| self.alive(b, now));
         let fastest = self
             .candidates
@@ -159,6 +165,24 @@ impl Paths {
         let changed = next != self.best;
         self.best = next;
         changed
+    }
+
+    /// A path that stopped answering (a NAT rebinding, a dropped mapping) is
+    /// not alive, however recently it was heard: otherwise the hysteresis in
+    /// [`Self::choose`] keeps it over one that answers, and a dead best path
+    /// holds the session until [`PATH_TIMEOUT`], past WireGuard's patience.
+    fn forget_unanswering(&mut self, now: Instant) {
+        for probe in self.pings.values() {
+            let ProbeTarget::Udp(addr) = probe.to else {
+                continue;
+            };
+            if let Some(c) = self.candidates.get_mut(&addr) {
+                let unanswered = now.saturating_duration_since(probe.sent) >= PONG_WAIT;
+                if unanswered && c.last_heard.is_some_and(|heard| heard < probe.sent) {
+                    c.last_heard = None;
+                }
+            }
+        }
     }
 
     /// Forgets pings that will not be answered; returns those a user asked for.
@@ -208,6 +232,33 @@ mod tests {
         assert_eq!(p.best, Some(addr("192.0.2.1:1")));
         assert!(p.choose(later + PATH_TIMEOUT));
         assert_eq!(p.best, None);
+    }
+
+    #[test]
+    fn a_path_that_stops_answering_pings_gives_way() {
+        let now = Instant::now();
+        let (old, new) = (addr("192.0.2.1:1"), addr("192.0.2.1:2"));
+        let mut p = Paths::default();
+        p.set_candidates(&[old]);
+        assert!(p.heard(old, Some(Duration::from_millis(20)), now));
+        // The peer's NAT rebinds: its packets now come from `new`, as fast.
+        let later = now + Duration::from_secs(1);
+        assert!(!p.heard(new, Some(Duration::from_millis(20)), later));
+        let ping = Probe {
+            to: ProbeTarget::Udp(old),
+            sent: later,
+            asked: false,
+        };
+        p.pings.insert([1; 12], ping);
+        assert!(
+            !p.choose(later + PONG_WAIT / 2),
+            "still waiting for the pong"
+        );
+        assert!(p.choose(later + PONG_WAIT), "the old path missed its pong");
+        assert_eq!(p.best, Some(new));
+        // Heard again, the old path is a candidate like any other.
+        p.heard(old, None, later + PONG_WAIT);
+        assert!(p.alive(&old, later + PONG_WAIT));
     }
 
     #[test]

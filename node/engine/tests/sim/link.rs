@@ -32,6 +32,10 @@ pub enum Fate {
     TooBig,
     /// Nobody owned the destination address when it arrived.
     NoHost,
+    /// A NAT's inbound filter dropped it: no mapping, or not from a permitted remote.
+    Filtered,
+    /// A NAT's outbound firewall dropped it (UDP blocked except to the controller).
+    Blocked,
 }
 
 /// One datagram the links carried (or dropped).
@@ -43,37 +47,42 @@ pub struct Wire {
     pub to: SocketAddr,
     pub payload: Vec<u8>,
     pub fate: Fate,
+    /// Carried by the relay: `from` and `to` are then the nodes' own addresses.
+    pub relayed: bool,
 }
 
 impl Wire {
-    /// The WireGuard message type: 1 initiation, 2 response, 3 cookie, 4 data.
+    /// The WireGuard message type: 1 initiation, 2 response, 3 cookie, 4 data;
+    /// 0 for anything else. The three reserved zero bytes tell WireGuard from
+    /// STUN responses, which also start with a 1.
     pub fn message_type(&self) -> u8 {
-        self.payload.first().copied().unwrap_or(0)
+        match self.payload.get(..4) {
+            Some([kind @ 1..=4, 0, 0, 0]) => *kind,
+            _ => 0,
+        }
     }
 }
 
-/// A datagram on its way, ordered by arrival.
-pub struct InFlight {
+/// Something due at `at`: a datagram on its way or a message through the controller.
+pub struct Scheduled<T> {
     pub at: Duration,
-    /// Keeps datagrams due at the same instant in the order they were sent.
+    /// Keeps what is due at the same instant in the order it was sent.
     pub seq: u64,
-    pub from: SocketAddr,
-    pub to: SocketAddr,
-    pub payload: Vec<u8>,
+    pub what: T,
 }
 
-impl PartialEq for InFlight {
+impl<T> PartialEq for Scheduled<T> {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
-impl Eq for InFlight {}
-impl PartialOrd for InFlight {
+impl<T> Eq for Scheduled<T> {}
+impl<T> PartialOrd for Scheduled<T> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for InFlight {
+impl<T> Ord for Scheduled<T> {
     fn cmp(&self, other: &Self) -> Ordering {
         (self.at, self.seq).cmp(&(other.at, other.seq))
     }

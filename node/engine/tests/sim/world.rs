@@ -2,24 +2,29 @@
 //!
 //! Datagrams go to whichever node owns the destination address when they
 //! arrive, so a node that moves (roams) stops receiving at its old address and
-//! sends from its new one. Everything the links carry is recorded in
-//! [`World::wire`], so that a test can count handshakes or replay a datagram.
+//! sends from its new one. A node may sit behind a NAT ([`crate::nat`]): its
+//! packets are mapped as they leave and filtered as they arrive, and its
+//! private address is reachable only from its own LAN. Everything the links
+//! and the relay carry is recorded in [`World::wire`], so that a test can
+//! count handshakes or replay a datagram.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use mock_instant::MockClock;
 use warren_engine::{
-    Engine, EngineConfig, Event, NetworkAction, PacketError, PeerConfig, PeerSnapshot, Via,
+    Engine, EngineConfig, Event, NetworkAction, PacketError, PeerConfig, PeerSnapshot,
     DATA_OVERHEAD,
 };
 use warren_proto::{NodePrivateKey, NodePublicKey};
 
+use crate::control::{ControlMsg, Controller};
 use crate::ip;
-use crate::link::{Fate, InFlight, Link, Wire};
+use crate::link::{Link, Scheduled, Wire};
+use crate::nat::Nat;
 use crate::rng::Rng;
 
 /// boringtun's mock clock starts here rather than at zero, because boringtun
@@ -30,7 +35,27 @@ const BUFFER_LEN: usize = 65_536 + DATA_OVERHEAD;
 
 /// Index of a node in the world.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct NodeId(usize);
+pub struct NodeId(pub(crate) usize);
+
+/// Index of a NAT box in the world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NatId(pub(crate) usize);
+
+/// What the world has in flight.
+pub(crate) enum Delivery {
+    Udp {
+        from: SocketAddr,
+        to: SocketAddr,
+        payload: Vec<u8>,
+    },
+    Relay {
+        from: NodeId,
+        to: NodeId,
+        payload: Vec<u8>,
+    },
+    /// The controller tells a node something (a netmap change, a call-me-maybe).
+    Control(NodeId, ControlMsg),
+}
 
 /// A node: one engine, its underlay address and what it handed to its TUN.
 pub struct Node {
@@ -44,21 +69,33 @@ pub struct Node {
     pub events: Vec<(Duration, Event)>,
     /// Datagrams from the links that the engine refused.
     pub errors: Vec<(Duration, PacketError)>,
+    /// The NAT in front of the node, if any.
+    pub nat: Option<NatId>,
+    /// What the STUN servers saw, as the shell keeps it.
+    pub reflexive: BTreeMap<SocketAddr, SocketAddr>,
+    /// The endpoints the shell reports: its own address and the reflexive ones.
+    pub endpoints: Vec<SocketAddr>,
 }
 
 pub struct World {
     seed: u64,
     /// The engines' `now` is `t0 + now`; boringtun's is `CLOCK_OFFSET + now`.
     t0: Instant,
-    now: Duration,
-    nodes: Vec<Node>,
-    default_link: Link,
-    links: BTreeMap<(NodeId, NodeId), Link>,
-    in_flight: BinaryHeap<Reverse<InFlight>>,
+    pub(crate) now: Duration,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) default_link: Link,
+    pub(crate) links: BTreeMap<(NodeId, NodeId), Link>,
+    /// Between two nodes behind the same NAT.
+    pub lan_link: Link,
+    pub(crate) nats: Vec<Nat>,
+    queue: BinaryHeap<Reverse<Scheduled<Delivery>>>,
     next_seq: u64,
-    rng: Rng,
-    wire: Vec<Wire>,
-    buf: Vec<u8>,
+    pub(crate) rng: Rng,
+    pub(crate) wire: Vec<Wire>,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) controller: Option<Controller>,
+    /// (node, peer): `node` has `peer` as a disco peer from the controller's netmap.
+    pub(crate) disco_peers: BTreeSet<(NodeId, NodeId)>,
 }
 
 impl World {
@@ -73,11 +110,18 @@ impl World {
             nodes: Vec::new(),
             default_link: Link::default(),
             links: BTreeMap::new(),
-            in_flight: BinaryHeap::new(),
+            lan_link: Link {
+                latency: Duration::from_millis(1),
+                ..Link::default()
+            },
+            nats: Vec::new(),
+            queue: BinaryHeap::new(),
             next_seq: 0,
             rng: Rng::new(seed),
             wire: Vec::new(),
             buf: vec![0; BUFFER_LEN],
+            controller: None,
+            disco_peers: BTreeSet::new(),
         }
     }
 
@@ -101,8 +145,31 @@ impl World {
             tun: Vec::new(),
             events: Vec::new(),
             errors: Vec::new(),
+            nat: None,
+            reflexive: BTreeMap::new(),
+            endpoints: vec![addr],
         });
         NodeId(self.nodes.len() - 1)
+    }
+
+    /// Adds a NAT box; its port choices derive from the seed and its index.
+    pub fn add_nat(&mut self, public_ip: IpAddr, behaviour: crate::nat::Behaviour) -> NatId {
+        let seed = self.seed ^ (self.nats.len() as u64 + 1).wrapping_mul(0x5851_f42d_4c95_7f2d);
+        self.nats.push(Nat::new(public_ip, behaviour, seed));
+        NatId(self.nats.len() - 1)
+    }
+
+    /// Puts `node` (whose address should be private) behind `nat`.
+    pub fn place_behind(&mut self, node: NodeId, nat: NatId) {
+        self.nodes[node.0].nat = Some(nat);
+    }
+
+    pub fn nat(&self, nat: NatId) -> &Nat {
+        &self.nats[nat.0]
+    }
+
+    pub fn nat_mut(&mut self, nat: NatId) -> &mut Nat {
+        &mut self.nats[nat.0]
     }
 
     /// How `node` would be configured as a peer: its endpoint and both overlay addresses.
@@ -193,7 +260,7 @@ impl World {
         &self.wire
     }
 
-    /// Handshake initiations sent by anyone, whatever became of them.
+    /// Handshake initiations sent by anyone, directly or through the relay, whatever became of them.
     pub fn initiations(&self) -> usize {
         self.wire.iter().filter(|w| w.message_type() == 1).count()
     }
@@ -216,9 +283,7 @@ impl World {
             .handle_tun_packet(packet, &mut self.buf, now);
         if let Ok(Some(send)) = &result {
             let payload = self.buf[..send.len].to_vec();
-            if let Via::Udp(to) = send.to {
-                self.transmit(node.0, to, payload);
-            }
+            self.send_via(node.0, send.to, payload);
         }
         self.drain(node.0);
         result.map(|_| ())
@@ -265,7 +330,7 @@ impl World {
     /// Does the next thing due by `deadline`: a delivery, else the due timers.
     /// Returns false, with the clock at `deadline`, when nothing is due.
     fn step(&mut self, deadline: Duration) -> bool {
-        let next_datagram = self.in_flight.peek().map(|Reverse(d)| d.at);
+        let next_datagram = self.queue.peek().map(|Reverse(d)| d.at);
         let next_timer = self
             .nodes
             .iter()
@@ -282,8 +347,14 @@ impl World {
         }
         self.set_clock(next.max(self.now));
         if next_datagram.is_some_and(|d| d <= next) {
-            if let Some(Reverse(datagram)) = self.in_flight.pop() {
-                self.deliver(datagram);
+            if let Some(Reverse(due)) = self.queue.pop() {
+                match due.what {
+                    Delivery::Udp { from, to, payload } => self.deliver(from, to, payload),
+                    Delivery::Relay { from, to, payload } => {
+                        self.deliver_relayed(from, to, payload)
+                    }
+                    Delivery::Control(to, msg) => self.apply_control(to, msg),
+                }
             }
             return true;
         }
@@ -313,99 +384,20 @@ impl World {
         MockClock::set_time(CLOCK_OFFSET + now);
     }
 
-    fn instant(&self) -> Instant {
+    pub(crate) fn instant(&self) -> Instant {
         self.t0 + self.now
     }
 
-    fn owner(&self, addr: SocketAddr) -> Option<NodeId> {
+    pub(crate) fn owner(&self, addr: SocketAddr) -> Option<NodeId> {
         self.nodes.iter().position(|n| n.addr == addr).map(NodeId)
     }
 
-    /// Puts a datagram from node `from` on the link towards `to`.
-    fn transmit(&mut self, from: usize, to: SocketAddr, payload: Vec<u8>) {
-        let source = self.nodes[from].addr;
-        let link = self
-            .owner(to)
-            .and_then(|dst| self.links.get(&(NodeId(from), dst)))
-            .copied()
-            .unwrap_or(self.default_link);
-        let fate = if link.mtu.is_some_and(|mtu| payload.len() > mtu) {
-            Fate::TooBig
-        } else if link.loss > 0.0 && self.rng.chance(link.loss) {
-            Fate::Lost
-        } else {
-            self.in_flight.push(Reverse(InFlight {
-                at: self.now + link.latency,
-                seq: self.next_seq,
-                from: source,
-                to,
-                payload,
-            }));
-            self.next_seq += 1;
-            return;
-        };
-        self.record(source, to, payload, fate);
-    }
-
-    fn deliver(&mut self, d: InFlight) {
-        let Some(node) = self.owner(d.to) else {
-            self.record(d.from, d.to, d.payload, Fate::NoHost);
-            return;
-        };
-        // Recorded first, so that the wire lists a datagram before what it caused.
-        self.record(d.from, d.to, d.payload.clone(), Fate::Delivered);
-        if let Err(e) = self.receive(node.0, d.from, &d.payload) {
-            self.nodes[node.0].errors.push((self.now, e));
-        }
-    }
-
-    fn record(&mut self, from: SocketAddr, to: SocketAddr, payload: Vec<u8>, fate: Fate) {
-        self.wire.push(Wire {
-            at: self.now,
-            from,
-            to,
-            payload,
-            fate,
-        });
-    }
-
-    fn receive(
-        &mut self,
-        node: usize,
-        from: SocketAddr,
-        payload: &[u8],
-    ) -> Result<NetworkAction, PacketError> {
-        let now = self.instant();
-        let result =
-            self.nodes[node]
-                .engine
-                .handle_network_packet(from, payload, &mut self.buf, now);
-        match &result {
-            Ok(NetworkAction::Tunnel { len }) => {
-                let packet = self.buf[..*len].to_vec();
-                self.nodes[node].tun.push(packet);
-            }
-            Ok(NetworkAction::Reply { to, len }) => {
-                let reply = self.buf[..*len].to_vec();
-                if let Via::Udp(to) = to {
-                    self.transmit(node, *to, reply);
-                }
-            }
-            Ok(NetworkAction::Nothing) | Err(_) => {}
-        }
-        self.drain(node);
-        result
-    }
-
-    /// Sends what the engine queued and keeps the events it raised.
-    fn drain(&mut self, node: usize) {
-        while let Some(t) = self.nodes[node].engine.poll_transmit() {
-            if let Via::Udp(to) = t.to {
-                self.transmit(node, to, t.payload);
-            }
-        }
-        while let Some(event) = self.nodes[node].engine.poll_event() {
-            self.nodes[node].events.push((self.now, event));
-        }
+    pub(crate) fn schedule(&mut self, at: Duration, what: Delivery) {
+        self.queue.push(Reverse(Scheduled {
+            at,
+            seq: self.next_seq,
+            what,
+        }));
+        self.next_seq += 1;
     }
 }
