@@ -30,8 +30,30 @@ impl Engine {
     }
 
     /// Our own endpoint candidates, sent to peers in call-me-maybe requests.
-    pub fn set_local_endpoints(&mut self, endpoints: Vec<SocketAddr>) {
+    /// New candidates (a STUN answer, typically) are worth telling every
+    /// peer without a direct path about at once, and probing with.
+    pub fn set_local_endpoints(&mut self, endpoints: Vec<SocketAddr>, now: Instant) {
+        if endpoints == self.local_endpoints {
+            return;
+        }
         self.local_endpoints = endpoints;
+        if self.local_endpoints.is_empty() {
+            return;
+        }
+        let mut searching = Vec::new();
+        for (id, peer) in self.peers_iter_mut() {
+            if let Some(paths) = peer.paths.as_mut().filter(|p| p.best.is_none()) {
+                paths.last_call_me_maybe = Some(now);
+                searching.push((id, peer.config.public_key));
+            }
+        }
+        for (id, peer) in searching {
+            self.push_event(Event::CallMeMaybe {
+                peer,
+                endpoints: self.local_endpoints.clone(),
+            });
+            self.probe(id, false, now);
+        }
     }
 
     /// A peer (through the controller) asks us to probe it now: it is

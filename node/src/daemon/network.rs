@@ -255,7 +255,7 @@ fn handle_command(
             engine.set_relay_available(sink.is_some(), now);
             state.relay = sink;
         }
-        Command::SetLocalEndpoints(endpoints) => engine.set_local_endpoints(endpoints),
+        Command::SetLocalEndpoints(endpoints) => engine.set_local_endpoints(endpoints, now),
         Command::SetStunServers(servers) => engine.set_stun_servers(servers, now),
         Command::Netcheck(reply) => {
             let _ = reply.send(engine.reflexive_addresses());

@@ -62,7 +62,7 @@ impl World {
         let servers = self.controller().stun.clone();
         let endpoints = vec![self.nodes[node.0].addr];
         let engine = &mut self.nodes[node.0].engine;
-        engine.set_local_endpoints(endpoints.clone());
+        engine.set_local_endpoints(endpoints.clone(), now);
         engine.set_stun_servers(servers, now);
         engine.set_relay_available(true, now);
         self.nodes[node.0].endpoints = endpoints;
@@ -148,6 +148,7 @@ impl World {
             return;
         };
         let at = self.now() + latency * 2;
+        let now = self.instant();
         match event {
             Event::Reflexive { server, mapped } => {
                 let n = &mut self.nodes[node.0];
@@ -161,7 +162,7 @@ impl World {
                 if endpoints == n.endpoints {
                     return;
                 }
-                n.engine.set_local_endpoints(endpoints.clone());
+                n.engine.set_local_endpoints(endpoints.clone(), now);
                 n.endpoints = endpoints;
                 let config = self.disco_config(node);
                 let peers: Vec<NodeId> = self
