@@ -76,44 +76,59 @@ impl RelayFrame {
 
 /// Refuses sequence numbers seen before, or older than the window, as
 /// WireGuard's own counter check does, so a captured frame cannot be replayed
-/// through the relay.
-#[derive(Debug, Default, Clone)]
+/// through the relay. The window is wide (about 2,000 frames) because frames
+/// that travel on streams of their own may overtake one another.
+#[derive(Debug, Clone)]
 pub struct ReplayWindow {
     highest: Option<u64>,
-    /// Bit i set: `highest - i` was seen.
-    seen: u128,
+    /// A ring of bitmaps: bit `seq % 64` of block `(seq / 64) % BLOCKS`.
+    blocks: [u64; Self::BLOCKS],
+}
+
+impl Default for ReplayWindow {
+    fn default() -> Self {
+        Self {
+            highest: None,
+            blocks: [0; Self::BLOCKS],
+        }
+    }
 }
 
 impl ReplayWindow {
-    const WIDTH: u64 = 128;
+    const BLOCKS: usize = 32;
+    /// Sequence numbers this far behind the highest are refused outright.
+    pub const WIDTH: u64 = (Self::BLOCKS as u64 - 1) * 64;
+
+    fn slot(seq: u64) -> (usize, u64) {
+        ((seq / 64) as usize % Self::BLOCKS, 1u64 << (seq % 64))
+    }
 
     /// True if `seq` is new (and records it); false for a replay or a frame too old.
     pub fn accept(&mut self, seq: u64) -> bool {
-        let Some(highest) = self.highest else {
-            self.highest = Some(seq);
-            self.seen = 1;
-            return true;
-        };
-        if seq > highest {
-            let shift = seq - highest;
-            self.seen = if shift >= Self::WIDTH {
-                0
-            } else {
-                self.seen << shift
-            };
-            self.seen |= 1;
-            self.highest = Some(seq);
-            return true;
+        match self.highest {
+            None => {}
+            Some(highest) if seq > highest => {
+                let (from, to) = (highest / 64, seq / 64);
+                let clear = (to - from).min(Self::BLOCKS as u64);
+                for i in 1..=clear {
+                    self.blocks[((from + i) % Self::BLOCKS as u64) as usize] = 0;
+                }
+            }
+            Some(highest) => {
+                if highest - seq >= Self::WIDTH {
+                    return false;
+                }
+                let (block, bit) = Self::slot(seq);
+                if self.blocks[block] & bit != 0 {
+                    return false;
+                }
+                self.blocks[block] |= bit;
+                return true;
+            }
         }
-        let age = highest - seq;
-        if age >= Self::WIDTH {
-            return false;
-        }
-        let bit = 1u128 << age;
-        if self.seen & bit != 0 {
-            return false;
-        }
-        self.seen |= bit;
+        self.highest = Some(seq);
+        let (block, bit) = Self::slot(seq);
+        self.blocks[block] |= bit;
         true
     }
 }
@@ -196,10 +211,17 @@ mod tests {
         assert!(w.accept(12));
         assert!(w.accept(11));
         assert!(!w.accept(11));
-        assert!(w.accept(500));
-        assert!(!w.accept(500 - 128));
-        assert!(w.accept(500 - 127));
+                assert!(w.accept(5000));
+        assert!(!w.accept(5000 - ReplayWindow::WIDTH));
+        assert!(w.accept(5000 - ReplayWindow::WIDTH + 1));
         assert!(!w.accept(12));
+        // Every number in a long out-of-order run is taken once.
+        let mut w = ReplayWindow::default();
+        let mut order: Vec<u64> = (0..1500).collect();
+        order.reverse();
+        order.swap(3, 900);
+        assert!(order.iter().all(|s| w.accept(*s)));
+        assert!(order.iter().all(|s| !w.accept(*s)));
     }
 
     #[test]

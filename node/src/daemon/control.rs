@@ -38,6 +38,9 @@ pub enum ControlCommand {
         peer: NodePublicKey,
         endpoints: Vec<SocketAddr>,
     },
+    /// Every service this node publishes in a network (sent again by the
+    /// daemon after each reconnect, so not remembered here).
+    Services(NetworkId, Vec<warren_proto::service::ServiceSpec>),
 }
 
 /// What a controller connection reports to the daemon.
@@ -141,7 +144,9 @@ impl Session {
             ControlCommand::Endpoints(id, eps) => {
                 self.endpoints.insert(*id, eps.clone());
             }
-            ControlCommand::Resync(_) | ControlCommand::CallMeMaybe { .. } => {}
+            ControlCommand::Resync(_)
+            | ControlCommand::CallMeMaybe { .. }
+            | ControlCommand::Services(..) => {}
         }
     }
 }
@@ -219,7 +224,12 @@ fn client_config(
     let crypto = QuicClientConfig::try_from(tls).context("QUIC TLS setup")?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+        transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    // Relay traffic: full-MTU WireGuard packets do not fit a QUIC datagram
+    // and arrive on a stream each, so allow many at once.
+    transport.datagram_receive_buffer_size(Some(4 << 20));
+    transport.datagram_send_buffer_size(4 << 20);
+    transport.max_concurrent_uni_streams(1024u32.into());
     transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
         20_000,
     ))));
@@ -415,6 +425,10 @@ fn to_message(command: &ControlCommand) -> NodeMessage {
             network_id,
             peer,
             endpoints,
+        },
+        ControlCommand::Services(network_id, services) => NodeMessage::Services {
+            network_id,
+            services,
         },
     }
 }
