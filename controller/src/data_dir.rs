@@ -45,6 +45,8 @@ pub enum DataDirError {
     HalfCertificate { present: PathBuf, missing: PathBuf },
     #[error("could not make a certificate: {0}")]
     Certificate(#[from] rcgen::Error),
+    #[error("{dir} has no {missing}: not a controller's data directory (run `serve` on it first)")]
+    NotAController { dir: PathBuf, missing: &'static str },
 }
 
 /// What the controller is: keys, certificate and where its database lives.
@@ -168,6 +170,44 @@ pub fn open(dir: &Path) -> Result<Identity, DataDirError> {
     })
 }
 
+/// Opens a data directory that a controller has already made, making
+/// nothing: a relay-only instance must present the same certificate and
+/// key as its controller, never new ones.
+pub fn open_existing(dir: &Path) -> Result<Identity, DataDirError> {
+    for file in [KEY_FILE, CERT_FILE, CERT_KEY_FILE, DB_FILE] {
+        if !dir.join(file).exists() {
+            return Err(DataDirError::NotAController {
+                dir: dir.to_path_buf(),
+                missing: file,
+            });
+        }
+    }
+    let key_path = dir.join(KEY_FILE);
+    let text = fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
+    let controller_key = text.trim().parse().map_err(|e| DataDirError::BadKey {
+        path: key_path.clone(),
+        reason: format!("{e}"),
+    })?;
+    let cert_path = dir.join(CERT_FILE);
+    let cert_key_path = dir.join(CERT_KEY_FILE);
+    let bad = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: rustls::pki_types::pem::Error| DataDirError::BadPem {
+            path,
+            reason: e.to_string(),
+        }
+    };
+    let cert = CertificateDer::from_pem_file(&cert_path).map_err(bad(&cert_path))?;
+    let cert_key = PrivateKeyDer::from_pem_file(&cert_key_path).map_err(bad(&cert_key_path))?;
+    Ok(Identity {
+        controller_key,
+        fingerprint: fingerprint(&cert),
+        cert,
+        cert_key,
+        db_path: dir.join(DB_FILE),
+    })
+}
+
 /// Reads the fingerprint of an existing data directory, making nothing.
 pub fn read_fingerprint(dir: &Path) -> Result<String, DataDirError> {
     let path = dir.join(CERT_FILE);
@@ -210,6 +250,32 @@ mod tests {
             first.controller_key.public_key()
         );
         assert_eq!(read_fingerprint(&data).unwrap(), first.fingerprint);
+    }
+
+    #[test]
+    fn open_existing_makes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            open_existing(dir.path()),
+            Err(DataDirError::NotAController { .. })
+        ));
+        assert!(!dir.path().join(KEY_FILE).exists());
+        let made = open(dir.path()).unwrap();
+        // No database yet: a relay has nothing to check membership against.
+        assert!(matches!(
+            open_existing(dir.path()),
+            Err(DataDirError::NotAController {
+                missing: DB_FILE,
+                ..
+            })
+        ));
+        fs::write(dir.path().join(DB_FILE), b"").unwrap();
+        let existing = open_existing(dir.path()).unwrap();
+        assert_eq!(existing.fingerprint, made.fingerprint);
+        assert_eq!(
+            existing.controller_key.public_key(),
+            made.controller_key.public_key()
+        );
     }
 
     #[test]

@@ -25,10 +25,11 @@ pub type Inbox = mpsc::Receiver<ControllerMessage>;
 /// The sending ends of the inboxes of one node's sessions, by session ID.
 type Outboxes = Vec<(u64, mpsc::Sender<ControllerMessage>)>;
 
-#[derive(Default)]
 struct CacheSlot {
-    /// Bumped by every change notice; a load that started before a notice
-    /// must not fill the slot after it.
+    /// Set from the hub-wide counter by every change notice (and when the
+    /// slot is made); a load that started before a notice must not fill the
+    /// slot after it. Hub-wide, so a slot dropped and made again never
+    /// repeats an old value.
     generation: u64,
     snapshot: Option<Arc<NetworkSnapshot>>,
     /// Held while loading, so a change seen by a thousand sessions costs
@@ -44,6 +45,8 @@ pub struct Hub {
     /// online/offline transitions are recorded in the order they happen.
     presence: tokio::sync::Mutex<HashMap<(NetworkId, NodeId), usize>>,
     cache: Mutex<HashMap<NetworkId, CacheSlot>>,
+    /// The last generation handed to a cache slot.
+    generations: std::sync::atomic::AtomicU64,
     /// Authenticated sessions by node key, for relaying between nodes.
     sessions: Mutex<HashMap<NodePublicKey, Outboxes>>,
     next_session: std::sync::atomic::AtomicU64,
@@ -58,6 +61,7 @@ impl Hub {
             changes,
             presence: tokio::sync::Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
+            generations: std::sync::atomic::AtomicU64::new(0),
             sessions: Mutex::new(HashMap::new()),
             next_session: std::sync::atomic::AtomicU64::new(1),
             metrics,
@@ -77,17 +81,52 @@ impl Hub {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The slot of `net`, made if missing.
+    fn slot<'a>(
+        &self,
+        cache: &'a mut HashMap<NetworkId, CacheSlot>,
+        net: NetworkId,
+    ) -> &'a mut CacheSlot {
+        cache.entry(net).or_insert_with(|| CacheSlot {
+            generation: self.generations.load(Ordering::Relaxed),
+            snapshot: None,
+            loading: Arc::default(),
+        })
+    }
+
     /// Call after a committed change to network `net`: every connected
     /// member gets its new netmap.
     pub fn changed(&self, net: NetworkId) {
         {
+            let generation = self.next_generation();
             let mut cache = self.cache();
-            let slot = cache.entry(net).or_default();
-            slot.generation += 1;
+            let slot = self.slot(&mut cache, net);
+            slot.generation = generation;
             slot.snapshot = None;
         }
         // No receivers is fine: nobody is connected.
         let _ = self.changes.send(net);
+    }
+
+    /// Forgets every cached snapshot without telling sessions: the next
+    /// read goes to the database. A relay-only instance calls this
+    /// periodically, since the changes happen in another process.
+    pub fn expire_snapshots(&self) {
+        let generation = self.next_generation();
+        let mut cache = self.cache();
+        for slot in cache.values_mut() {
+            slot.generation = generation;
+            slot.snapshot = None;
+        }
+    }
+
+    /// The cached snapshot of `net`, without going to the database.
+    pub fn cached_snapshot(&self, net: NetworkId) -> Option<Arc<NetworkSnapshot>> {
+        self.cache().get(&net).and_then(|s| s.snapshot.clone())
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<NetworkId> {
@@ -109,13 +148,22 @@ impl Hub {
         if let Ok(hit) = self.cached(net) {
             return Ok(Some(hit));
         }
-        let generation = self.cache().entry(net).or_default().generation;
+        let generation = {
+            let mut cache = self.cache();
+            self.slot(&mut cache, net).generation
+        };
         let Some(loaded) = self.store.network_snapshot(net).await? else {
+            // Keep no slot for a network that does not exist: relay frames
+            // can name any ID, and must not grow the cache.
+            let mut cache = self.cache();
+            if cache.get(&net).is_some_and(|s| s.snapshot.is_none()) {
+                cache.remove(&net);
+            }
             return Ok(None);
         };
         let loaded = Arc::new(loaded);
         let mut cache = self.cache();
-        let slot = cache.entry(net).or_default();
+        let slot = self.slot(&mut cache, net);
         if slot.generation == generation {
             slot.snapshot = Some(loaded.clone());
         }
@@ -125,7 +173,7 @@ impl Hub {
     /// The cached snapshot, or the lock to take for loading it.
     fn cached(&self, net: NetworkId) -> Result<Arc<NetworkSnapshot>, Arc<tokio::sync::Mutex<()>>> {
         let mut cache = self.cache();
-        let slot = cache.entry(net).or_default();
+        let slot = self.slot(&mut cache, net);
         slot.snapshot.clone().ok_or_else(|| slot.loading.clone())
     }
 

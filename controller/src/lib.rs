@@ -1,6 +1,7 @@
 //! warren-controller: Warren's control plane. It hands out network
-//! membership and overlay addresses, pushes netmaps to nodes over QUIC, keeps
-//! a hash-chained audit log, and serves the admin HTTP API.
+//! membership and overlay addresses, pushes netmaps to nodes over QUIC,
+//! relays packets between nodes that have no direct path, answers STUN,
+//! keeps a hash-chained audit log, and serves the admin HTTP API.
 //!
 //! # Layout
 //! - [`data_dir`]: the controller's x25519 key, TLS certificate and fingerprint on disk.
@@ -9,21 +10,29 @@
 //! - [`ipam`]: lowest-free IPv4 allocation from a pool (pure).
 //! - [`names`]: member names as DNS labels, with collision suffixes (pure).
 //! - [`netmaps`]: builds one member's [`warren_proto::netmap::Netmap`] from a network snapshot (pure).
+//! - [`dns`]: the authoritative DNS server for every network's zone, and published services.
 //! - [`hub`]: change fan-out, presence and snapshot cache shared by the API and QUIC sides.
 //! - [`metrics`]: counters and gauges rendered as Prometheus text.
 //! - [`control`]: the QUIC control server: handshake, requests, netmap pushes.
+//! - [`relay`]: relay frames between nodes over their control connections: checks, quotas, forwarding.
+//! - [`stun`]: the STUN binding server on plain UDP.
+//! - [`listen`]: binding UDP listeners with the IPv4 fallback for defaults.
 //! - [`api`]: the axum HTTP API under `/api/v1`.
-//! - [`server`]: wires everything together for `warren-controller serve` and tests.
+//! - [`server`]: wires everything together for `serve`, `relay` and tests.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod audit_chain;
 pub mod control;
 pub mod data_dir;
+pub mod dns;
 pub mod hub;
 pub mod ipam;
+pub mod listen;
 pub mod metrics;
 pub mod names;
 pub mod netmaps;
+pub mod relay;
 pub mod server;
 pub mod store;
+pub mod stun;

@@ -9,7 +9,9 @@ use crate::store::{Member, MemberState, NetworkSnapshot};
 /// The netmap of `node` in the snapshot's network, or `None` if it is not a
 /// member. Members that are not authorized get themselves and nothing else:
 /// no addresses and no peers, so a revoked node tears its tunnels down.
-pub fn build(snapshot: &NetworkSnapshot, node: NodeId) -> Option<Netmap> {
+/// `stun_ports` are the controller's STUN ports (nodes pair them with the
+/// controller address they connect to).
+pub fn build(snapshot: &NetworkSnapshot, node: NodeId, stun_ports: &[u16]) -> Option<Netmap> {
     let network = &snapshot.network;
     let me = snapshot.members.iter().find(|m| m.node_id == node)?;
     let authorized = me.state == MemberState::Authorized;
@@ -46,10 +48,11 @@ pub fn build(snapshot: &NetworkSnapshot, node: NodeId) -> Option<Netmap> {
         peers,
         dns: DnsConfig {
             zone: network.zone.clone(),
+            services: crate::dns::zone::service_records(snapshot),
         },
         settings: NetworkSettings {
             mtu: network.mtu,
-            stun_ports: Vec::new(),
+            stun_ports: stun_ports.to_vec(),
         },
     })
 }
@@ -131,6 +134,7 @@ mod tests {
                 created_at: String::new(),
             },
             members,
+            services: Vec::new(),
         }
     }
 
@@ -141,8 +145,9 @@ mod tests {
         let c = member(3, 3, MemberState::Pending);
         let d = member(4, 4, MemberState::Revoked);
         let snap = snapshot(vec![a.clone(), b.clone(), c.clone(), d]);
-        let map = build(&snap, a.node_id).unwrap();
+        let map = build(&snap, a.node_id, &[3478, 3479]).unwrap();
         assert_eq!(map.version, 7);
+        assert_eq!(map.settings.stun_ports, [3478, 3479]);
         assert_eq!(map.self_node.fqdn, "n1.prod.warren.internal");
         assert_eq!(map.self_node.addresses[0].to_string(), "10.147.0.1/16");
         assert_eq!(map.self_node.addresses[1].prefix_len(), 64);
@@ -153,7 +158,7 @@ mod tests {
         assert_eq!(map.settings.mtu, 1420);
         assert_eq!(map.dns.zone, "prod.warren.internal");
 
-        let pending = build(&snap, c.node_id).unwrap();
+        let pending = build(&snap, c.node_id, &[]).unwrap();
         assert!(!pending.self_node.authorized);
         assert!(pending.self_node.addresses.is_empty());
         assert!(pending.peers.is_empty());
@@ -165,8 +170,8 @@ mod tests {
         let b = member(2, 2, MemberState::Authorized);
         let snap = snapshot(vec![a.clone(), b]);
         let stranger = member(9, 9, MemberState::Authorized);
-        assert!(build(&snap, stranger.node_id).is_none());
-        let map = build(&snap, a.node_id).unwrap();
+        assert!(build(&snap, stranger.node_id, &[]).is_none());
+        let map = build(&snap, a.node_id, &[]).unwrap();
         let gone = tombstone(&map, 0);
         assert_eq!(gone.version, 8);
         assert!(!gone.self_node.authorized && gone.peers.is_empty());

@@ -1,5 +1,6 @@
-//! Starts a whole controller: data directory, database, QUIC control
-//! server and HTTP API. `warren-controller serve` and the tests both use it.
+//! Starts a whole controller (data directory, database, QUIC control server
+//! with the relay, STUN, HTTP API) or a relay-only instance.
+//! `warren-controller serve`, `warren-controller relay` and the tests use it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,23 +11,62 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
+pub use crate::control::Role;
 use crate::control::{self, ControlContext, ControlSetupError};
 use crate::data_dir::{self, DataDirError};
 use crate::hub::Hub;
+use crate::listen::BindError;
 use crate::metrics::Metrics;
+use crate::relay::Relay;
+pub use crate::relay::RelayLimits;
 use crate::store::{SqliteStore, Store, StoreError};
+use crate::stun;
 
 /// Where and how to run.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
+    /// A whole controller, or a relay-only instance over another
+    /// controller's data directory.
+    pub role: Role,
     pub data_dir: PathBuf,
     pub listen_quic: SocketAddr,
     /// Retry an unbindable `[::]` as `0.0.0.0` (only for the default address).
     pub quic_fallback_v4: bool,
-    pub listen_api: SocketAddr,
+    /// The HTTP listener: the whole API for a controller; only `/healthz`
+    /// and `/metrics` for a relay-only instance. `None`: no HTTP at all.
+    pub listen_api: Option<SocketAddr>,
     /// Host names the API answers to besides IP literals and `localhost`.
     pub api_hosts: Vec<String>,
+    /// UDP addresses that answer STUN binding requests (may be empty).
+    pub listen_stun: Vec<SocketAddr>,
+    /// Retry unbindable `[::]` STUN addresses as `0.0.0.0` (defaults only).
+    pub stun_fallback_v4: bool,
+    /// Each node's share of the relay.
+    pub relay: RelayLimits,
 }
+
+impl ServerOptions {
+    /// A controller on loopback with OS-chosen ports (API, QUIC and one
+    /// STUN port) and default relay limits: what tests and benchmarks use.
+    pub fn loopback(data_dir: PathBuf) -> Self {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            role: Role::Controller,
+            data_dir,
+            listen_quic: any_port,
+            quic_fallback_v4: false,
+            listen_api: Some(any_port),
+            api_hosts: Vec::new(),
+            listen_stun: vec![any_port],
+            stun_fallback_v4: false,
+            relay: RelayLimits::default(),
+        }
+    }
+}
+
+/// How often a relay-only instance re-reads membership from the database
+/// (its controller's changes are not announced across processes).
+pub const RELAY_MEMBERSHIP_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why the controller could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +77,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("control server: {0}")]
     Control(#[from] ControlSetupError),
+    #[error("STUN: {0}")]
+    StunBind(#[from] BindError),
     #[error("could not listen for the API on {addr}: {source}")]
     ApiBind {
         addr: SocketAddr,
@@ -47,22 +89,54 @@ pub enum ServerError {
 /// A running controller.
 pub struct Running {
     pub quic_addr: SocketAddr,
-    pub api_addr: SocketAddr,
+    /// Where HTTP listens, if anywhere.
+    pub api_addr: Option<SocketAddr>,
+    /// The bound STUN sockets, in the configured order.
+    pub stun_addrs: Vec<SocketAddr>,
     pub fingerprint: String,
     pub hub: Arc<Hub>,
     store: SqliteStore,
     endpoint: quinn::Endpoint,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Loops that never end on their own (STUN, membership refresh).
+    background: Vec<JoinHandle<()>>,
 }
 
 pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
-    let identity = data_dir::open(&options.data_dir)?;
-    let store = SqliteStore::open(&identity.db_path).await?;
-    // Nobody is connected to a process that just started.
-    store.reset_presence().await?;
+    let (identity, store) = match options.role {
+        Role::Controller => {
+            let identity = data_dir::open(&options.data_dir)?;
+            let store = SqliteStore::open(&identity.db_path).await?;
+            // Nobody is connected to a process that just started.
+            store.reset_presence().await?;
+            (identity, store)
+        }
+        Role::RelayOnly => {
+            let identity = data_dir::open_existing(&options.data_dir)?;
+            let store = SqliteStore::open_read_only(&identity.db_path).await?;
+            (identity, store)
+        }
+    };
     let metrics = Arc::new(Metrics::default());
-    let hub = Hub::new(Arc::new(store.clone()), metrics);
+    let hub = Hub::new(Arc::new(store.clone()), metrics.clone());
+    let relay = Relay::new(options.relay, metrics.clone());
+
+    let stun_sockets = stun::bind(&options.listen_stun, options.stun_fallback_v4)?;
+    let mut stun_addrs = Vec::with_capacity(stun_sockets.len());
+    for (socket, addr) in stun_sockets.iter().zip(&options.listen_stun) {
+        let bound = socket.local_addr().map_err(|source| BindError {
+            addr: *addr,
+            source,
+        })?;
+        stun_addrs.push(bound);
+    }
+    let mut stun_ports: Vec<u16> = Vec::new();
+    for addr in &stun_addrs {
+        if !stun_ports.contains(&addr.port()) {
+            stun_ports.push(addr.port());
+        }
+    }
 
     let quic_config = control::server_config(&identity)?;
     let endpoint = control::bind(options.listen_quic, options.quic_fallback_v4, quic_config)?;
@@ -72,47 +146,76 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
             addr: options.listen_quic,
             source,
         })?;
-    let listener = TcpListener::bind(options.listen_api)
-        .await
-        .map_err(|source| ServerError::ApiBind {
-            addr: options.listen_api,
-            source,
-        })?;
-    let api_addr = listener
-        .local_addr()
-        .map_err(|source| ServerError::ApiBind {
-            addr: options.listen_api,
-            source,
-        })?;
+    let listener = match options.listen_api {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::ApiBind { addr, source })?,
+        ),
+        None => None,
+    };
+    let api_addr = match (&listener, options.listen_api) {
+        (Some(listener), Some(addr)) => Some(
+            listener
+                .local_addr()
+                .map_err(|source| ServerError::ApiBind { addr, source })?,
+        ),
+        _ => None,
+    };
 
     let (stop, stopped) = watch::channel(false);
     let context = Arc::new(ControlContext {
         hub: hub.clone(),
+        relay,
         controller_key: identity.controller_key.clone(),
+        role: options.role,
+        stun_ports,
     });
-    let control_task = tokio::spawn(control::serve(endpoint.clone(), context));
-    let router = api::router(ApiState::new(hub.clone(), options.api_hosts.clone()));
-    let mut stopped_api = stopped.clone();
-    let api_task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped_api.wait_for(|s| *s).await;
+    let mut tasks = vec![tokio::spawn(control::serve(endpoint.clone(), context))];
+    if let Some(listener) = listener {
+        let state = ApiState::new(hub.clone(), options.api_hosts.clone());
+        let router = match options.role {
+            Role::Controller => api::router(state),
+            Role::RelayOnly => api::metrics_router(state),
         };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "API server stopped");
-        }
-    });
+        let mut stopped_api = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped_api.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "API server stopped");
+            }
+        }));
+    }
+    let mut background: Vec<JoinHandle<()>> = stun_sockets
+        .into_iter()
+        .map(|socket| tokio::spawn(stun::serve(socket, metrics.clone())))
+        .collect();
+    if options.role == Role::RelayOnly {
+        let hub = hub.clone();
+        background.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RELAY_MEMBERSHIP_REFRESH);
+            loop {
+                tick.tick().await;
+                hub.expire_snapshots();
+            }
+        }));
+    }
     Ok(Running {
         quic_addr,
         api_addr,
+        stun_addrs,
         fingerprint: identity.fingerprint,
         hub,
         store,
         endpoint,
         stop,
-        tasks: vec![control_task, api_task],
+        tasks,
+        background,
     })
 }
 
@@ -120,6 +223,9 @@ impl Running {
     /// Stops accepting, closes connections and the database.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        for task in &self.background {
+            task.abort();
+        }
         self.endpoint
             .close(quinn::VarInt::from_u32(0), b"controller stopping");
         for task in self.tasks {

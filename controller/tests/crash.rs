@@ -50,6 +50,8 @@ fn start(dir: &Path) -> (Child, String) {
             "127.0.0.1:0",
             "--listen-api",
             "127.0.0.1:0",
+            "--listen-stun",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(dir)

@@ -25,15 +25,9 @@ struct Lab {
 
 async fn lab() -> Lab {
     let dir = tempfile::tempdir().unwrap();
-    let running = server::start(ServerOptions {
-        data_dir: dir.path().join("data"),
-        listen_quic: "127.0.0.1:0".parse().unwrap(),
-        quic_fallback_v4: false,
-        listen_api: "127.0.0.1:0".parse().unwrap(),
-        api_hosts: vec![],
-    })
-    .await
-    .unwrap();
+    let running = server::start(ServerOptions::loopback(dir.path().join("data")))
+        .await
+        .unwrap();
     let store = running.hub.store().clone();
     let net = store
         .create_network(

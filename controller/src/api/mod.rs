@@ -108,6 +108,18 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// Only `/healthz` and `/metrics` (for a relay-only instance, which has no
+/// API of its own), with the same Host and Origin checks.
+pub fn metrics_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(meta::healthz))
+        .route("/metrics", get(meta::metrics))
+        .fallback(meta::not_found)
+        .method_not_allowed_fallback(meta::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), guard_origin))
+        .with_state(state)
+}
+
 /// Bearer token in, [`Caller`] out; auditors may only read.
 async fn authenticate(
     State(state): State<ApiState>,

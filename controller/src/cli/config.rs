@@ -7,10 +7,17 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use serde::{Deserialize, Serialize};
+use warren_controller::relay::RelayLimits;
+use warren_proto::relay;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/warren-controller";
 pub const DEFAULT_LISTEN_QUIC: &str = "[::]:7443";
 pub const DEFAULT_LISTEN_API: &str = "127.0.0.1:7480";
+/// Two ports, so a node can tell whether its NAT maps per destination.
+pub const DEFAULT_LISTEN_STUN: [&str; 2] = ["[::]:3478", "[::]:3479"];
+/// A relay-only instance shares its controller's host (and data
+/// directory), so it cannot share its port.
+pub const DEFAULT_RELAY_LISTEN_QUIC: &str = "[::]:7444";
 
 /// Flags of `serve` and `check-config`; each also reads a `WARREN_*` variable.
 #[derive(Debug, Clone, Args)]
@@ -27,9 +34,33 @@ pub struct ServeArgs {
     /// Host names the API answers to besides IP literals and localhost (repeat or comma-separate).
     #[arg(long = "api-hosts", env = "WARREN_API_HOSTS", value_delimiter = ',')]
     pub api_hosts: Vec<String>,
+    /// UDP addresses answering STUN (repeat or comma-separate) [default: [::]:3478,[::]:3479, or 0.0.0.0 without IPv6].
+    #[arg(
+        long = "listen-stun",
+        env = "WARREN_LISTEN_STUN",
+        value_delimiter = ','
+    )]
+    pub listen_stun: Vec<SocketAddr>,
+    #[command(flatten)]
+    pub relay: RelayLimitArgs,
+    /// UDP and TCP address of the authoritative DNS server for every
+    /// network's zone [default: none, DNS off].
+    #[arg(long, env = "WARREN_LISTEN_DNS")]
+    pub listen_dns: Option<SocketAddr>,
     /// TOML file with the same keys (kebab-case).
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// Each node's share of the relay; flags of `serve` and `relay`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RelayLimitArgs {
+    /// Relay bytes per second each node may send [default: 12500000, about 100 Mbit/s].
+    #[arg(long, env = "WARREN_RELAY_RATE")]
+    pub relay_rate: Option<u64>,
+    /// Relay bytes a node may send in one burst [default: 2097152, 2 MiB].
+    #[arg(long, env = "WARREN_RELAY_BURST")]
+    pub relay_burst: Option<u64>,
 }
 
 /// The TOML file. Unknown keys are errors, so a typo never falls back silently.
@@ -40,6 +71,10 @@ struct FileConfig {
     listen_quic: Option<SocketAddr>,
     listen_api: Option<SocketAddr>,
     api_hosts: Option<Vec<String>>,
+    listen_stun: Option<Vec<SocketAddr>>,
+    relay_rate: Option<u64>,
+    relay_burst: Option<u64>,
+    listen_dns: Option<SocketAddr>,
 }
 
 /// What `serve` runs with, printed by `check-config`.
@@ -50,29 +85,97 @@ pub struct Effective {
     pub listen_quic: SocketAddr,
     pub listen_api: SocketAddr,
     pub api_hosts: Vec<String>,
+    pub listen_stun: Vec<SocketAddr>,
+    pub relay_rate: u64,
+    pub relay_burst: u64,
+    /// Where DNS answers, if anywhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_dns: Option<SocketAddr>,
     /// True when listen-quic is the default, which may fall back to IPv4.
     #[serde(skip)]
     pub quic_is_default: bool,
+    /// True when listen-stun is the default, which may fall back to IPv4.
+    #[serde(skip)]
+    pub stun_is_default: bool,
 }
 
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+impl Effective {
+    pub fn relay_limits(&self) -> RelayLimits {
+        RelayLimits {
+            rate: self.relay_rate,
+            burst: self.relay_burst,
+        }
+    }
+}
+
+/// Something with a `data-dir` key read from a TOML file.
+pub trait HasDataDir {
+    fn data_dir_mut(&mut self) -> &mut Option<PathBuf>;
+}
+
+impl HasDataDir for FileConfig {
+    fn data_dir_mut(&mut self) -> &mut Option<PathBuf> {
+        &mut self.data_dir
+    }
+}
+
+pub fn read_file<T: HasDataDir + serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
-    let mut file: FileConfig =
+    let mut file: T =
         toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
     // A relative data dir in the file is relative to the file, not the cwd.
-    if let (Some(dir), Some(base)) = (&file.data_dir, path.parent()) {
+    let base = path.parent().map(Path::to_path_buf);
+    let data_dir = file.data_dir_mut();
+    if let (Some(dir), Some(base)) = (data_dir.as_ref(), base) {
         if dir.is_relative() {
-            file.data_dir = Some(base.join(dir));
+            *data_dir = Some(base.join(dir));
         }
     }
     Ok(file)
 }
 
+/// Flag over file over default for the relay limits, checked.
+pub fn relay_limits(
+    args: &RelayLimitArgs,
+    file_rate: Option<u64>,
+    file_burst: Option<u64>,
+) -> anyhow::Result<RelayLimits> {
+    let limits = RelayLimits {
+        rate: args
+            .relay_rate
+            .or(file_rate)
+            .unwrap_or(RelayLimits::DEFAULT_RATE),
+        burst: args
+            .relay_burst
+            .or(file_burst)
+            .unwrap_or(RelayLimits::DEFAULT_BURST),
+    };
+    if limits.rate == 0 {
+        anyhow::bail!("relay-rate must be at least 1 byte per second");
+    }
+    if limits.burst < relay::MAX_FRAME as u64 {
+        anyhow::bail!(
+            "relay-burst must be at least {} bytes (the largest relay frame), got {}",
+            relay::MAX_FRAME,
+            limits.burst
+        );
+    }
+    Ok(limits)
+}
+
+/// The built-in STUN addresses.
+pub fn default_stun() -> anyhow::Result<Vec<SocketAddr>> {
+    DEFAULT_LISTEN_STUN
+        .iter()
+        .map(|a| a.parse().context("built-in default listen-stun"))
+        .collect()
+}
+
 /// Resolves flags (clap has already applied the environment) over the file
 /// over defaults.
 pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
-    let file = match &args.config {
+    let file: FileConfig = match &args.config {
         Some(path) => read_file(path)?,
         None => FileConfig::default(),
     };
@@ -88,6 +191,12 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
     } else {
         args.api_hosts.clone()
     };
+    let listen_stun = if args.listen_stun.is_empty() {
+        file.listen_stun
+    } else {
+        Some(args.listen_stun.clone())
+    };
+    let limits = relay_limits(&args.relay, file.relay_rate, file.relay_burst)?;
     Ok(Effective {
         data_dir: args
             .data_dir
@@ -102,6 +211,14 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
             .map(|h| h.trim().to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .collect(),
+        stun_is_default: listen_stun.is_none(),
+        listen_stun: match listen_stun {
+            Some(list) => list,
+            None => default_stun()?,
+        },
+        relay_rate: limits.rate,
+        relay_burst: limits.burst,
+        listen_dns: args.listen_dns.or(file.listen_dns),
     })
 }
 
@@ -115,6 +232,9 @@ mod tests {
             listen_quic: None,
             listen_api: None,
             api_hosts: vec![],
+            listen_stun: vec![],
+            relay: RelayLimitArgs::default(),
+            listen_dns: None,
             config: None,
         }
     }
@@ -141,6 +261,38 @@ mod tests {
         assert_eq!(eff.listen_quic.to_string(), "[::]:7443");
         assert!(eff.quic_is_default);
         assert_eq!(eff.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(eff.listen_stun.len(), 2);
+        assert!(eff.stun_is_default);
+        assert_eq!(eff.relay_limits(), RelayLimits::default());
+    }
+
+    #[test]
+    fn stun_and_relay_keys_resolve_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("controller.toml");
+        std::fs::write(
+            &path,
+            "listen-stun = []\nrelay-rate = 1000000\nrelay-burst = 100000\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.config = Some(path.clone());
+        let eff = resolve(&a).unwrap();
+        assert!(eff.listen_stun.is_empty());
+        assert!(!eff.stun_is_default);
+        assert_eq!((eff.relay_rate, eff.relay_burst), (1_000_000, 100_000));
+
+        a.listen_stun = vec!["127.0.0.1:3478".parse().unwrap()];
+        a.relay.relay_rate = Some(5);
+        let eff = resolve(&a).unwrap();
+        assert_eq!(eff.listen_stun.len(), 1);
+        assert_eq!(eff.relay_rate, 5);
+
+        a.relay.relay_burst = Some(1000);
+        assert!(resolve(&a).is_err(), "a burst below one frame never passes");
+        a.relay.relay_burst = None;
+        a.relay.relay_rate = Some(0);
+        assert!(resolve(&a).is_err());
     }
 
     #[test]

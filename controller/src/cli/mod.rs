@@ -1,5 +1,5 @@
-//! The command line: `serve`, `check-config`, `fingerprint`, `token`, and
-//! the admin commands that talk to the HTTP API.
+//! The command line: `serve`, `check-config`, `relay`, `fingerprint`,
+//! `token`, and the admin commands that talk to the HTTP API.
 
 mod audit;
 mod client;
@@ -9,6 +9,7 @@ mod key;
 mod member;
 mod network;
 mod output;
+mod relay;
 mod serve;
 mod token;
 
@@ -35,10 +36,12 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the controller: QUIC for nodes, HTTP for the API.
+    /// Run the controller: QUIC for nodes (control and relay), STUN, HTTP for the API.
     Serve(config::ServeArgs),
     /// Validate the configuration and print the effective settings.
     CheckConfig(config::ServeArgs),
+    /// Run a relay-only instance over a controller's data directory.
+    Relay(relay::RelayArgs),
     /// Print the TLS certificate fingerprint that nodes pin.
     Fingerprint(fingerprint::FingerprintArgs),
     /// Manage API tokens (writes the database directly).
@@ -94,7 +97,7 @@ fn init_logging(format: LogFormat, default_level: &str) {
 /// Runs the parsed command; the exit code is 0 ok, 1 error (2, usage, is clap's).
 pub fn run(cli: Cli) -> ExitCode {
     let level = match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Relay(_) => "info",
         _ => "warn",
     };
     init_logging(cli.log_format, level);
@@ -113,6 +116,7 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::serve(args).await,
             Command::CheckConfig(args) => serve::check_config(args),
+            Command::Relay(args) => relay::run(args).await,
             Command::Fingerprint(args) => fingerprint::run(args),
             Command::Token(command) => token::run(command).await,
             Command::Network(args) => network::run(args).await,

@@ -4,42 +4,71 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use warren_controller::server::{self, ServerOptions};
+use warren_controller::server::{self, Role, ServerOptions};
 
 use super::config::{resolve, ServeArgs};
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = resolve(&args)?;
     let running = server::start(ServerOptions {
+        role: Role::Controller,
         data_dir: config.data_dir.clone(),
         listen_quic: config.listen_quic,
         quic_fallback_v4: config.quic_is_default,
-        listen_api: config.listen_api,
+        listen_api: Some(config.listen_api),
         api_hosts: config.api_hosts.clone(),
+        listen_stun: config.listen_stun.clone(),
+        stun_fallback_v4: config.stun_is_default,
+        relay: config.relay_limits(),
     })
     .await
     .context("starting the controller")?;
-    // Scripts (and the crash test) read these lines to find the controller.
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "fingerprint: {}", running.fingerprint)?;
-    writeln!(out, "quic: {}", running.quic_addr)?;
-    writeln!(out, "api: http://{}", running.api_addr)?;
-    out.flush()?;
-    drop(out);
+    print_addresses(&running)?;
+    // Private DNS: every network's zone, when `listen-dns` asks for it.
+    let dns = match config.listen_dns {
+        Some(addr) => {
+            let dns = warren_controller::dns::spawn(addr, running.hub.clone())
+                .await
+                .context("starting the DNS server")?;
+            println!("dns: {}", dns.addr);
+            Some(dns)
+        }
+        None => None,
+    };
     tracing::info!(
         quic = %running.quic_addr,
-        api = %running.api_addr,
+        api = ?running.api_addr,
+        stun = ?running.stun_addrs,
         fingerprint = %running.fingerprint,
         data_dir = %config.data_dir.display(),
         "controller running"
     );
     wait_for_signal().await?;
     tracing::info!("stopping");
+    if let Some(dns) = dns {
+        dns.shutdown().await;
+    }
     running.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Scripts (and the crash test) read these lines to find the controller:
+/// `fingerprint:`, `quic:`, `api:` (if HTTP listens), one `stun:` per socket.
+pub fn print_addresses(running: &server::Running) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "fingerprint: {}", running.fingerprint)?;
+    writeln!(out, "quic: {}", running.quic_addr)?;
+    if let Some(api) = running.api_addr {
+        writeln!(out, "api: http://{api}")?;
+    }
+    for stun in &running.stun_addrs {
+        writeln!(out, "stun: {stun}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+pub async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     tokio::select! {

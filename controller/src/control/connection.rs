@@ -1,5 +1,6 @@
 //! One control connection from accept to close: the key-possession
-//! handshake under a deadline, then the [`Session`] until the node goes.
+//! handshake under a deadline, then the [`Session`] and the relay
+//! [`Intake`] until the node goes.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use warren_proto::{NodeId, NodePublicKey};
 use super::frames::{read_node_message, write_message, FrameIoError};
 use super::session::Session;
 use super::ControlContext;
+use crate::relay::intake::Intake;
 
 /// The whole handshake, from connection to `Welcome`, must fit in this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,10 +99,27 @@ pub async fn run(connection: Connection, context: Arc<ControlContext>) {
         }
     });
     let version = version.chars().take(VERSION_MAX).collect();
-    let mut session = Session::new(context.clone(), send, node_key, version);
     let changes = context.hub.subscribe();
     let (session_id, inbox) = context.hub.register_session(node_key);
-    let reason = session.serve(frames_rx, changes, inbox).await;
+    let link = context.relay.attach(node_key, connection.clone());
+    let intake = Intake::spawn(
+        connection.clone(),
+        node_key,
+        context.hub.clone(),
+        context.relay.clone(),
+    );
+    // Welcome only once the node can be reached (call-me-maybe, relay
+    // frames), so a node that has seen it is never missed.
+    let welcome = write_message(&mut send, &ControllerMessage::Welcome);
+    let welcomed = matches!(timeout_at(deadline, welcome).await, Ok(Ok(())));
+    let mut session = Session::new(context.clone(), send, node_key, version);
+    let reason = if welcomed {
+        session.serve(frames_rx, changes, inbox).await
+    } else {
+        "connection lost"
+    };
+    intake.stop();
+    context.relay.detach(&node_key, link);
     context.hub.unregister_session(&node_key, session_id);
     reader.abort();
     session.disconnect().await;
@@ -145,7 +164,7 @@ async fn authenticate(
         &nonce,
         &proof,
     )?;
-    write_message(send, &ControllerMessage::Welcome).await?;
+    // `Welcome` follows in `run`, once the node is registered.
     Ok((node_key, version))
 }
 

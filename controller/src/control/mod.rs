@@ -1,14 +1,15 @@
 //! The QUIC control server: nodes connect, prove their key, join networks,
-//! and receive netmaps.
+//! receive netmaps, and relay packets to each other.
 //!
 //! [`connection`] runs the handshake, [`session`] the authenticated
-//! protocol; this module sets up TLS, binds the endpoint and accepts.
+//! protocol, [`crate::relay`] the relay frames on the same connection; this
+//! module sets up TLS and the transport, binds the endpoint and accepts.
 
 pub mod connection;
 pub mod frames;
 pub mod session;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +19,23 @@ use warren_proto::NodePrivateKey;
 
 use crate::data_dir::Identity;
 use crate::hub::Hub;
+use crate::relay::Relay;
 
 /// A connection with no traffic for this long is gone (and its member offline).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The controller pings idle connections this often, so NATs keep them open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// Relay datagrams buffered per connection, each way.
+pub const DATAGRAM_BUFFER: usize = 4 * 1024 * 1024;
+/// Relay frames a node may be sending on streams of their own at once
+/// (frames too large for a datagram). Each may buffer up to
+/// [`warren_proto::relay::MAX_FRAME`] while it arrives.
+pub const MAX_RELAY_STREAMS: u32 = 512;
+/// Flow-control window of one relay stream: a whole frame.
+const RELAY_STREAM_WINDOW: u32 = 128 * 1024;
+/// Flow-control window of a whole connection: bounds what a node may have
+/// in flight towards us (control frames and relay frames).
+const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
 
 /// Why the control server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,14 +51,30 @@ pub enum ControlSetupError {
     },
 }
 
+/// Whether this process is a whole controller or only relays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Membership, netmaps, call-me-maybe and the relay.
+    Controller,
+    /// Authentication and the relay only; control requests get
+    /// `relay_only` errors. Membership is read from another controller's
+    /// database and nothing is written.
+    RelayOnly,
+}
+
 /// What every session needs.
 pub struct ControlContext {
     pub hub: Arc<Hub>,
+    pub relay: Arc<Relay>,
     pub controller_key: NodePrivateKey,
+    pub role: Role,
+    /// The STUN ports every netmap advertises.
+    pub stun_ports: Vec<u16>,
 }
 
 /// The quinn server configuration: TLS 1.3 with the controller's certificate,
-/// our ALPN only, short idle timeout, one bidirectional stream per node.
+/// our ALPN only, short idle timeout, one bidirectional stream per node,
+/// datagrams and unidirectional streams for relay frames.
 pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, ControlSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
@@ -62,8 +91,12 @@ pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, Control
                 .map_err(|e| ControlSetupError::Quic(e.to_string()))?,
         ))
         .keep_alive_interval(Some(KEEP_ALIVE))
-        .max_concurrent_uni_streams(0u32.into())
-        .max_concurrent_bidi_streams(1u32.into());
+        .max_concurrent_uni_streams(MAX_RELAY_STREAMS.into())
+        .max_concurrent_bidi_streams(1u32.into())
+        .stream_receive_window(RELAY_STREAM_WINDOW.into())
+        .receive_window(CONNECTION_WINDOW.into())
+        .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
+        .datagram_send_buffer_size(DATAGRAM_BUFFER);
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(transport));
     Ok(config)
@@ -76,15 +109,11 @@ pub fn bind(
     fallback_v4: bool,
     config: quinn::ServerConfig,
 ) -> Result<quinn::Endpoint, ControlSetupError> {
-    let socket = match UdpSocket::bind(addr) {
-        Ok(s) => s,
-        Err(e) if fallback_v4 && addr.is_ipv6() && addr.ip().is_unspecified() => {
-            let v4 = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port());
-            tracing::info!(%addr, error = %e, "no IPv6; listening for nodes on IPv4 only");
-            UdpSocket::bind(v4).map_err(|source| ControlSetupError::Bind { addr: v4, source })?
-        }
-        Err(source) => return Err(ControlSetupError::Bind { addr, source }),
-    };
+    let socket =
+        crate::listen::bind_udp(addr, fallback_v4).map_err(|e| ControlSetupError::Bind {
+            addr: e.addr,
+            source: e.source,
+        })?;
     let bound = socket.local_addr().unwrap_or(addr);
     quinn::Endpoint::new(
         quinn::EndpointConfig::default(),

@@ -16,7 +16,7 @@ use warren_proto::netmap::Netmap;
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
 use super::frames::{write_message, FrameIoError};
-use super::ControlContext;
+use super::{ControlContext, Role};
 use crate::hub::Inbox;
 use crate::netmaps;
 use crate::store::{Actor, JoinDecision, JoinRequest, MemberState, StoreError};
@@ -118,6 +118,13 @@ impl Session {
                 self.error("unexpected_message", "already authenticated")
                     .await
             }
+            _ if self.context.role == Role::RelayOnly => {
+                self.error(
+                    "relay_only",
+                    "this is a relay-only instance: send control requests to the controller",
+                )
+                .await
+            }
             NodeMessage::Join {
                 network_id,
                 name,
@@ -133,6 +140,18 @@ impl Session {
                 peer,
                 endpoints,
             } => self.call_me_maybe(network_id, peer, endpoints).await,
+            // DNS service directory: acts on this session's node only.
+            NodeMessage::Services {
+                network_id,
+                services,
+            } => {
+                let hub = self.context.hub.clone();
+                match crate::dns::services::publish(&hub, self.node_id, network_id, &services).await
+                {
+                    Ok(()) => Ok(()),
+                    Err(e) => self.error(e.code(), &e.public_message()).await,
+                }
+            }
             NodeMessage::Resync { network_id } => {
                 if self.joined.contains_key(&network_id) {
                     self.send_full(network_id).await
@@ -294,7 +313,8 @@ impl Session {
             Ok(s) => s,
             Err(e) => return self.internal(e).await,
         };
-        match snapshot.and_then(|s| netmaps::build(&s, self.node_id)) {
+        let stun_ports = &self.context.stun_ports;
+        match snapshot.and_then(|s| netmaps::build(&s, self.node_id, stun_ports)) {
             Some(map) => {
                 self.send(&ControllerMessage::Netmap(map.clone())).await?;
                 self.count_push();
@@ -320,7 +340,8 @@ impl Session {
             .as_ref()
             .map(|s| s.network.netmap_version)
             .unwrap_or(0);
-        let next = match snapshot.and_then(|s| netmaps::build(&s, self.node_id)) {
+        let stun_ports = &self.context.stun_ports;
+        let next = match snapshot.and_then(|s| netmaps::build(&s, self.node_id, stun_ports)) {
             Some(next) => next,
             None => {
                 // Deleted, or the network is gone: an empty, unauthorized map

@@ -94,6 +94,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Marks every member offline (after a restart nobody is connected yet).
     async fn reset_presence(&self) -> Result<Vec<NetworkId>, StoreError>;
+    /// Replaces the services a member publishes in its network's DNS zone;
+    /// true if they changed. `NotFound` if the node is not a member.
+    async fn set_services(
+        &self,
+        net: NetworkId,
+        node: NodeId,
+        services: &[warren_proto::service::ServiceSpec],
+    ) -> Result<bool, StoreError>;
 
     // Pre-auth keys.
     async fn create_preauth_key(

@@ -237,4 +237,15 @@ pub struct AuditVerification {
 pub struct NetworkSnapshot {
     pub network: Network,
     pub members: Vec<Member>,
+    /// Services members publish in the network's DNS zone (every member's;
+    /// the zone and netmaps keep only authorized members').
+    pub services: Vec<Service>,
+}
+
+/// A service one member publishes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Service {
+    pub node_id: NodeId,
+    #[serde(flatten)]
+    pub spec: warren_proto::service::ServiceSpec,
 }

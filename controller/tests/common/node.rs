@@ -10,8 +10,10 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::sync::mpsc;
 use warren_proto::control::{self, ControllerMessage, NodeMessage};
 use warren_proto::netmap::Netmap;
+use warren_proto::relay::{self, RelayFrame};
 use warren_proto::{NetworkId, NodeId, NodePrivateKey};
 
 /// Accepts exactly the certificate whose SHA-256 is `fingerprint`.
@@ -120,9 +122,64 @@ impl TestNode {
 
     /// Connects and completes the handshake up to `Welcome`.
     pub async fn authenticated(addr: SocketAddr, fingerprint: &str) -> Self {
-        let mut node = Self::connect(addr, fingerprint, NodePrivateKey::generate()).await;
+        Self::authenticated_as(addr, fingerprint, NodePrivateKey::generate()).await
+    }
+
+    /// Like [`TestNode::authenticated`], with a given key (a second
+    /// connection of the same node).
+    pub async fn authenticated_as(
+        addr: SocketAddr,
+        fingerprint: &str,
+        key: NodePrivateKey,
+    ) -> Self {
+        let mut node = Self::connect(addr, fingerprint, key).await;
         node.handshake(None).await.expect("welcome");
         node
+    }
+
+    /// Sends a relay frame as one QUIC datagram.
+    pub fn send_relay_datagram(&self, frame: &RelayFrame) {
+        let bytes = frame.encode();
+        let max = self
+            .connection
+            .max_datagram_size()
+            .expect("datagrams enabled");
+        assert!(
+            bytes.len() <= max,
+            "{} bytes do not fit a datagram",
+            bytes.len()
+        );
+        self.connection.send_datagram(bytes.into()).unwrap();
+    }
+
+    /// Sends a relay frame (or any bytes) on a unidirectional stream of its own.
+    pub async fn send_relay_stream(&self, bytes: &[u8]) {
+        let mut stream = self.connection.open_uni().await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        stream.finish().unwrap();
+    }
+
+    /// Everything the relay sends this connection, datagrams and streams.
+    pub fn relay_inbox(&self) -> RelayInbox {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let streams = self.connection.clone();
+        let stream_tx = tx.clone();
+        tokio::spawn(async move {
+            while let Ok(mut stream) = streams.accept_uni().await {
+                let tx = stream_tx.clone();
+                tokio::spawn(async move {
+                    let bytes = stream.read_to_end(relay::MAX_FRAME).await.unwrap();
+                    let _ = tx.send((Via::Stream, RelayFrame::decode(&bytes).unwrap()));
+                });
+            }
+        });
+        let datagrams = self.connection.clone();
+        tokio::spawn(async move {
+            while let Ok(bytes) = datagrams.read_datagram().await {
+                let _ = tx.send((Via::Datagram, RelayFrame::decode(&bytes).unwrap()));
+            }
+        });
+        RelayInbox { rx }
     }
 
     /// Hello, Challenge, Auth; `bad_proof` replaces the real proof.
@@ -222,5 +279,32 @@ impl TestNode {
                 None => panic!("netmap never reached the expected state: {map:#?}"),
             }
         }
+    }
+}
+
+/// How a relay frame arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Datagram,
+    Stream,
+}
+
+/// Relay frames received by one test connection.
+pub struct RelayInbox {
+    rx: mpsc::UnboundedReceiver<(Via, RelayFrame)>,
+}
+
+impl RelayInbox {
+    /// The next frame, or `None` if nothing comes within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Option<(Via, RelayFrame)> {
+        tokio::time::timeout(wait, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The next frame; panics after [`WAIT`].
+    pub async fn expect(&mut self) -> (Via, RelayFrame) {
+        self.next(WAIT).await.expect("a relayed frame")
     }
 }

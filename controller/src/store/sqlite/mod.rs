@@ -7,6 +7,7 @@ mod keys;
 mod members;
 mod networks;
 mod rows;
+mod services;
 mod tokens;
 
 use std::net::SocketAddr;
@@ -63,6 +64,29 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         Ok(Self { write, read })
+    }
+
+    /// Opens an existing database for reading only, without migrations: a
+    /// relay-only instance reading the membership its controller (another
+    /// process, same file, WAL mode) writes. Every write fails.
+    pub async fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let read = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        // Fail at start, not on the first frame, if this is not a
+        // controller database (or its schema is missing).
+        sqlx::query("SELECT 1 FROM networks LIMIT 1")
+            .fetch_optional(&read)
+            .await?;
+        Ok(Self {
+            write: read.clone(),
+            read,
+        })
     }
 
     /// Closes both pools, waiting for connections to finish.
@@ -222,6 +246,15 @@ impl Store for SqliteStore {
 
     async fn reset_presence(&self) -> Result<Vec<NetworkId>, StoreError> {
         join::reset_presence(self).await
+    }
+
+    async fn set_services(
+        &self,
+        net: NetworkId,
+        node: NodeId,
+        services: &[warren_proto::service::ServiceSpec],
+    ) -> Result<bool, StoreError> {
+        services::set(self, net, node, services).await
     }
 
     async fn create_preauth_key(

@@ -190,6 +190,11 @@ pub(super) async fn snapshot(
         return Ok(None);
     };
     let members = super::members::list_in(&mut *tx, id).await?;
+    let services = super::services::list_in(&mut *tx, id).await?;
     tx.commit().await?;
-    Ok(Some(NetworkSnapshot { network, members }))
+    Ok(Some(NetworkSnapshot {
+        network,
+        members,
+        services,
+    }))
 }

@@ -1,0 +1,203 @@
+//! Relay frames coming in on one authenticated connection: read from
+//! datagrams and from unidirectional streams (one frame per stream), then
+//! checked in order — membership, replay, quota — and forwarded.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quinn::Connection;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use warren_proto::relay::{self, Quota, RelayFrame, ReplayWindow};
+use warren_proto::{NetworkId, NodePublicKey};
+
+use super::Relay;
+use crate::hub::Hub;
+use crate::metrics::RelayRefusal;
+use crate::store::{MemberState, NetworkSnapshot};
+
+/// Frames read but not yet checked; beyond this, readers wait (and quinn
+/// drops datagrams once its own buffer is full, as a full link would).
+const QUEUE: usize = 1024;
+/// A stream must deliver its frame within this, or it is dropped.
+const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Database lookups of networks not in the cache, per connection: enough
+/// for real nodes after changes, too few to make random network IDs costly.
+const LOOKUPS_PER_SECOND: u64 = 50;
+
+/// The tasks that read and check one connection's frames.
+pub struct Intake {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Intake {
+    /// Starts reading relay frames that `node` sends on `connection`.
+    pub fn spawn(
+        connection: Connection,
+        node: NodePublicKey,
+        hub: Arc<Hub>,
+        relay: Arc<Relay>,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let datagrams = tokio::spawn(read_datagrams(connection.clone(), tx.clone()));
+        let streams = tokio::spawn(read_streams(connection, tx, relay.clone()));
+        let checks = tokio::spawn(
+            Checker {
+                node,
+                window: ReplayWindow::default(),
+                peers: HashMap::new(),
+                lookups: Quota::new(LOOKUPS_PER_SECOND, LOOKUPS_PER_SECOND),
+                hub,
+                relay,
+            }
+            .run(rx),
+        );
+        Self {
+            tasks: vec![datagrams, streams, checks],
+        }
+    }
+
+    /// Stops reading (the connection is gone anyway).
+    pub fn stop(self) {
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn read_datagrams(connection: Connection, tx: mpsc::Sender<Vec<u8>>) {
+    while let Ok(datagram) = connection.read_datagram().await {
+        if tx.send(datagram.to_vec()).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn read_streams(connection: Connection, tx: mpsc::Sender<Vec<u8>>, relay: Arc<Relay>) {
+    // How many streams may be open at once is quinn's limit
+    // (`max_concurrent_uni_streams` in the server transport).
+    while let Ok(mut stream) = connection.accept_uni().await {
+        let tx = tx.clone();
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            let read =
+                tokio::time::timeout(STREAM_READ_TIMEOUT, stream.read_to_end(relay::MAX_FRAME))
+                    .await;
+            match read {
+                Ok(Ok(frame)) => {
+                    let _ = tx.send(frame).await;
+                }
+                Ok(Err(quinn::ReadToEndError::TooLong)) => {
+                    let _ = stream.stop(quinn::VarInt::from_u32(0));
+                    relay.count_refused(RelayRefusal::Malformed);
+                }
+                // Reset, connection lost, or too slow: nothing to relay.
+                Ok(Err(_)) | Err(_) => {}
+            }
+        });
+    }
+}
+
+/// Who `node` may send to in one network, as of one snapshot.
+struct Peers {
+    snapshot: Arc<NetworkSnapshot>,
+    /// Authorized members other than the sender; empty if the sender is
+    /// not an authorized member itself.
+    allowed: HashSet<NodePublicKey>,
+}
+
+impl Peers {
+    fn of(node: &NodePublicKey, snapshot: Arc<NetworkSnapshot>) -> Self {
+        let authorized = |m: &&crate::store::Member| m.state == MemberState::Authorized;
+        let sender_ok = snapshot
+            .members
+            .iter()
+            .filter(authorized)
+            .any(|m| m.public_key == *node);
+        let allowed = if sender_ok {
+            snapshot
+                .members
+                .iter()
+                .filter(authorized)
+                .map(|m| m.public_key)
+                .filter(|k| k != node)
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        Self { snapshot, allowed }
+    }
+}
+
+/// The checks for one sender connection; owns its replay window.
+struct Checker {
+    node: NodePublicKey,
+    window: ReplayWindow,
+    /// Verdicts per network, valid while the hub's snapshot is the same.
+    peers: HashMap<NetworkId, Peers>,
+    lookups: Quota,
+    hub: Arc<Hub>,
+    relay: Arc<Relay>,
+}
+
+impl Checker {
+    async fn run(mut self, mut rx: mpsc::Receiver<Vec<u8>>) {
+        while let Some(bytes) = rx.recv().await {
+            if let Err(reason) = self.handle_frame(&bytes).await {
+                tracing::trace!(node = %self.node.short(), reason = reason.label(), "relay frame refused");
+                self.relay.count_refused(reason);
+            }
+        }
+    }
+
+    async fn handle_frame(&mut self, bytes: &[u8]) -> Result<(), RelayRefusal> {
+        let frame = RelayFrame::decode(bytes).map_err(|_| RelayRefusal::Malformed)?;
+        if !self.may_send(frame.network_id, &frame.peer).await? {
+            return Err(RelayRefusal::NotAPeer);
+        }
+        if !self.window.accept(frame.seq) {
+            return Err(RelayRefusal::Replay);
+        }
+        if !self
+            .relay
+            .take_quota(&self.node, bytes.len() as u64, Instant::now())
+        {
+            return Err(RelayRefusal::Quota);
+        }
+        self.relay
+            .forward(frame.network_id, self.node, &frame.peer, &frame.payload);
+        Ok(())
+    }
+
+    /// Whether the sender and `to` are both authorized members of `net`.
+    async fn may_send(&mut self, net: NetworkId, to: &NodePublicKey) -> Result<bool, RelayRefusal> {
+        let snapshot = match self.hub.cached_snapshot(net) {
+            Some(s) => s,
+            None => {
+                if !self.lookups.take(1, Instant::now()) {
+                    return Err(RelayRefusal::Unverified);
+                }
+                match self.hub.snapshot(net).await {
+                    Ok(Some(s)) => s,
+                    Ok(None) => {
+                        self.peers.remove(&net);
+                        return Ok(false);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "relay membership check failed");
+                        return Err(RelayRefusal::Unverified);
+                    }
+                }
+            }
+        };
+        let stale = self
+            .peers
+            .get(&net)
+            .is_none_or(|p| !Arc::ptr_eq(&p.snapshot, &snapshot));
+        if stale {
+            self.peers.insert(net, Peers::of(&self.node, snapshot));
+        }
+        Ok(self.peers.get(&net).is_some_and(|p| p.allowed.contains(to)))
+    }
+}

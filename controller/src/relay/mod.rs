@@ -1,0 +1,182 @@
+//! The relay: WireGuard packets between two nodes that have no direct path,
+//! carried as [`RelayFrame`]s over their control connections.
+//!
+//! A frame comes in on one node's connection ([`intake`] checks it) and goes
+//! out on every connection of the destination node, with `peer` rewritten
+//! to the sender's key and the relay's own sequence number for that
+//! connection. It goes as a QUIC datagram when it fits the destination
+//! connection's `max_datagram_size()`, otherwise on a unidirectional stream
+//! of its own. The payload is never looked at: it is WireGuard ciphertext.
+
+pub mod intake;
+pub mod quota;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use quinn::{Connection, SendDatagramError};
+use tokio::sync::Semaphore;
+use warren_proto::relay::RelayFrame;
+use warren_proto::{NetworkId, NodePublicKey};
+
+pub use quota::{QuotaTable, RelayLimits};
+
+use crate::metrics::{Metrics, RelayDrop, RelayRefusal};
+
+/// Stream sends to one destination connection that may be in flight; more
+/// are dropped (`congested`) rather than queued without bound.
+pub const MAX_STREAM_SENDS: usize = 256;
+/// A stream send that takes longer than this is abandoned.
+const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One authenticated connection as a destination.
+struct Link {
+    id: u64,
+    connection: Connection,
+    /// The relay's sequence numbers on this connection (the sender's are
+    /// never passed on, so destinations see one ordered series).
+    seq: AtomicU64,
+    streams: Arc<Semaphore>,
+}
+
+/// Relay state shared by all connections of one controller process.
+pub struct Relay {
+    quotas: Mutex<QuotaTable>,
+    links: Mutex<HashMap<NodePublicKey, Vec<Arc<Link>>>>,
+    next_link: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl Relay {
+    pub fn new(limits: RelayLimits, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            quotas: Mutex::new(QuotaTable::new(limits)),
+            links: Mutex::new(HashMap::new()),
+            next_link: AtomicU64::new(1),
+            metrics,
+        })
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    fn links(&self) -> MutexGuard<'_, HashMap<NodePublicKey, Vec<Arc<Link>>>> {
+        // Every update leaves the map consistent, so a poisoned lock is fine.
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes an authenticated connection of `node` a destination; returns
+    /// the ID to [`Relay::detach`] it with.
+    pub fn attach(&self, node: NodePublicKey, connection: Connection) -> u64 {
+        let id = self.next_link.fetch_add(1, Ordering::Relaxed);
+        let link = Arc::new(Link {
+            id,
+            connection,
+            seq: AtomicU64::new(0),
+            streams: Arc::new(Semaphore::new(MAX_STREAM_SENDS)),
+        });
+        self.links().entry(node).or_default().push(link);
+        id
+    }
+
+    pub fn detach(&self, node: &NodePublicKey, id: u64) {
+        let mut links = self.links();
+        if let Some(list) = links.get_mut(node) {
+            list.retain(|l| l.id != id);
+            if list.is_empty() {
+                links.remove(node);
+            }
+        }
+    }
+
+    /// Takes `bytes` from `node`'s quota; false if it is over.
+    pub fn take_quota(&self, node: &NodePublicKey, bytes: u64, now: Instant) -> bool {
+        let mut quotas = self.quotas.lock().unwrap_or_else(|p| p.into_inner());
+        quotas.take(node, bytes, now)
+    }
+
+    /// Sends `payload` from `from` to every connection of `to`.
+    pub fn forward(
+        &self,
+        network: NetworkId,
+        from: NodePublicKey,
+        to: &NodePublicKey,
+        payload: &[u8],
+    ) {
+        let targets: Vec<Arc<Link>> = self.links().get(to).cloned().unwrap_or_default();
+        if targets.is_empty() {
+            self.metrics.count_relay_dropped(RelayDrop::Offline);
+            return;
+        }
+        for link in targets {
+            let frame = RelayFrame {
+                network_id: network,
+                peer: from,
+                seq: link.seq.fetch_add(1, Ordering::Relaxed) + 1,
+                payload: payload.to_vec(),
+            };
+            self.send(&link, &frame);
+        }
+    }
+
+    fn send(&self, link: &Arc<Link>, frame: &RelayFrame) {
+        let payload_len = frame.payload.len();
+        let bytes = frame.encode();
+        let fits = link
+            .connection
+            .max_datagram_size()
+            .is_some_and(|max| bytes.len() <= max);
+        let bytes = if fits {
+            match link.connection.send_datagram(bytes.into()) {
+                Ok(()) => {
+                    count_sent(&self.metrics, payload_len, false);
+                    return;
+                }
+                // The path MTU shrank since we asked: take the stream.
+                Err(SendDatagramError::TooLarge) => frame.encode(),
+                Err(e) => {
+                    tracing::trace!(error = %e, "relay datagram not sent");
+                    self.metrics.count_relay_dropped(RelayDrop::SendFailed);
+                    return;
+                }
+            }
+        } else {
+            bytes
+        };
+        let Ok(permit) = link.streams.clone().try_acquire_owned() else {
+            self.metrics.count_relay_dropped(RelayDrop::Congested);
+            return;
+        };
+        let connection = link.connection.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let send = async {
+                let mut stream = connection.open_uni().await.ok()?;
+                stream.write_all(&bytes).await.ok()?;
+                stream.finish().ok()
+            };
+            match tokio::time::timeout(STREAM_SEND_TIMEOUT, send).await {
+                Ok(Some(())) => count_sent(&metrics, payload_len, true),
+                _ => metrics.count_relay_dropped(RelayDrop::SendFailed),
+            }
+        });
+    }
+
+    pub fn count_refused(&self, reason: RelayRefusal) {
+        self.metrics.count_relay_refused(reason);
+    }
+}
+
+fn count_sent(metrics: &Metrics, payload_len: usize, stream: bool) {
+    metrics.relay_frames.fetch_add(1, Ordering::Relaxed);
+    if stream {
+        metrics.relay_stream_frames.fetch_add(1, Ordering::Relaxed);
+    }
+    metrics
+        .relay_bytes
+        .fetch_add(payload_len as u64, Ordering::Relaxed);
+}

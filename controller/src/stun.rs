@@ -1,0 +1,112 @@
+//! The STUN server: answers RFC 5389 binding requests on plain UDP with the
+//! address each request came from, so a node learns how its NAT maps its
+//! data-plane socket. Nothing else on these ports is ever answered.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use warren_proto::stun;
+
+use crate::listen::{bind_udp, BindError};
+use crate::metrics::Metrics;
+
+/// Larger than any binding request we answer; longer datagrams arrive
+/// truncated, their STUN length no longer matches, and they are ignored.
+const RECV_BUFFER: usize = 1500;
+
+/// The answer to one datagram from `source`: a binding success response
+/// for a binding request, `None` for anything else.
+pub fn answer(datagram: &[u8], source: SocketAddr) -> Option<Vec<u8>> {
+    let tx = stun::parse_request(datagram).ok()?;
+    // A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d; the node
+    // must see the IPv4 address its NAT really uses.
+    let observed = SocketAddr::new(source.ip().to_canonical(), source.port());
+    Some(stun::binding_response(&tx, observed))
+}
+
+/// Binds every STUN address. `fallback_v4` is for the built-in defaults:
+/// an unbindable `[::]` becomes `0.0.0.0`.
+pub fn bind(addrs: &[SocketAddr], fallback_v4: bool) -> Result<Vec<UdpSocket>, BindError> {
+    addrs
+        .iter()
+        .map(|&addr| {
+            let socket = bind_udp(addr, fallback_v4)?;
+            let into_tokio = |s: std::net::UdpSocket| {
+                s.set_nonblocking(true)?;
+                UdpSocket::from_std(s)
+            };
+            into_tokio(socket).map_err(|source| BindError { addr, source })
+        })
+        .collect()
+}
+
+/// Answers binding requests on `socket` until the task is aborted.
+pub async fn serve(socket: UdpSocket, metrics: Arc<Metrics>) {
+    let mut buf = vec![0u8; RECV_BUFFER];
+    loop {
+        let (len, source) = match socket.recv_from(&mut buf).await {
+            Ok(got) => got,
+            Err(e) => {
+                // Errors on an unconnected UDP socket are transient (ICMP
+                // reports, buffer pressure); never stop serving for them.
+                tracing::debug!(error = %e, "STUN receive failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Some(response) = buf.get(..len).and_then(|d| answer(d, source)) else {
+            metrics.stun_ignored.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!(%source, len, "ignored a datagram on the STUN port");
+            continue;
+        };
+        metrics.stun_requests.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = socket.send_to(&response, source).await {
+            tracing::debug!(%source, error = %e, "STUN response not sent");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_binding_requests_with_the_source() {
+        let tx = [9u8; 12];
+        let request = stun::binding_request(&tx);
+        for source in ["198.51.100.7:40000", "[2001:db8::1]:51820"] {
+            let source: SocketAddr = source.parse().unwrap();
+            let response = answer(&request, source).unwrap();
+            assert_eq!(stun::parse_response(&response).unwrap(), (tx, source));
+        }
+    }
+
+    #[test]
+    fn reports_ipv4_clients_of_a_dual_stack_socket_as_ipv4() {
+        let tx = [1u8; 12];
+        let mapped: SocketAddr = "[::ffff:203.0.113.5]:3000".parse().unwrap();
+        let response = answer(&stun::binding_request(&tx), mapped).unwrap();
+        let (_, seen) = stun::parse_response(&response).unwrap();
+        assert_eq!(seen, "203.0.113.5:3000".parse::<SocketAddr>().unwrap());
+    }
+
+    #[test]
+    fn never_answers_anything_else() {
+        let source: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        let tx = [2u8; 12];
+        // A response (reflecting one would make us a loop), garbage, a
+        // truncated request, WireGuard's handshake type.
+        let response = stun::binding_response(&tx, source);
+        assert!(answer(&response, source).is_none());
+        let request = stun::binding_request(&tx);
+        assert!(answer(&request[..19], source).is_none());
+        assert!(answer(&[1, 0, 0, 0, 7, 7, 7, 7], source).is_none());
+        assert!(answer(&[], source).is_none());
+        let mut wrong_length = request.clone();
+        wrong_length[3] = 4;
+        assert!(answer(&wrong_length, source).is_none());
+    }
+}
