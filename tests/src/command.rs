@@ -24,6 +24,21 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs `cmd` to completion and returns its output, or an error carrying its
 /// stderr if it exits non-zero or runs longer than [`RUN_TIMEOUT`].
 pub fn run(cmd: &mut Command) -> Result<Output> {
+    let output = output(cmd)?;
+    if !output.status.success() {
+        return Err(LabError::Command {
+            command: describe(cmd),
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(output)
+}
+
+/// Runs `cmd` to completion and returns its output whatever its exit status,
+/// for callers that check a refusal; errors only if it cannot start or runs
+/// longer than [`RUN_TIMEOUT`].
+pub fn output(cmd: &mut Command) -> Result<Output> {
     let command = describe(cmd);
     let mut child = cmd
         .stdin(Stdio::null())
@@ -74,19 +89,11 @@ pub fn run(cmd: &mut Command) -> Result<Output> {
             Err(e) => return Err(LabError::io(format!("waiting for `{command}`"), e)),
         }
     };
-    let output = Output {
+    Ok(Output {
         status,
         stdout: stdout.join().unwrap_or_default(),
         stderr: stderr.join().unwrap_or_default(),
-    };
-    if !output.status.success() {
-        return Err(LabError::Command {
-            command,
-            status: output.status,
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
-    }
-    Ok(output)
+    })
 }
 
 /// Runs `cmd` and returns its stdout as text.

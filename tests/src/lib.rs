@@ -13,7 +13,11 @@
 //! where they fail. Environment:
 //! - `WARREN_BIN`: the `warren` binary (default: next to the test or demo
 //!   executable, i.e. `target/debug/warren`).
-//! - `WARREN_LAB_LOG`: log filter for the daemons (default `debug`).
+//! - `WARREN_CONTROLLER_BIN`: the `warren-controller` binary (found the
+//!   same way).
+//! - `WARREN_LAB_LOG`: log filter for the daemons (default `debug` for
+//!   static agents, `info,warren=debug,warren_engine=debug` for managed ones).
+//! - `WARREN_LAB_CONTROLLER_LOG`: log filter for the controller.
 //! - `WARREN_LAB_KEEP`: keep a failed lab's directory (configs, logs, pcaps).
 //!
 //! # Layout
@@ -21,20 +25,32 @@
 //! - [`netns`], [`link`], [`in_netns`]: namespaces, veths and addresses,
 //!   and running Rust code (sockets) inside a namespace.
 //! - [`process`]: spawned children with captured logs, ended by PID.
-//! - [`topology`], [`nat`]: two hosts on a link; the NAT lab of NATLAB.md.
+//! - [`topology`], [`nat`], [`star`]: two hosts on a link; the NAT lab of
+//!   NATLAB.md; a routed star of hosts around an "internet".
 //! - [`warren`], [`status`], [`wggo`], [`keys`], [`node_spec`], [`pair`]:
 //!   overlay nodes and how to observe them.
+//! - [`controller`], [`managed`], [`mesh`]: `warren-controller` and agents
+//!   that join its networks, on a star.
+//! - [`wait`]: bounded polling.
+//! - [`dns`]: a namespace's own resolv.conf, a test resolver, `dig`, and a
+//!   DNS load generator.
 //! - [`ping`], [`transfer`], [`pcap`], [`wg_message`], [`prng`]: traffic
 //!   generators and checkers.
 
 pub mod command;
+pub mod controller;
+pub mod dns;
 pub mod error;
 pub mod in_netns;
 pub mod keys;
 pub mod lab;
 pub mod link;
+pub mod managed;
+pub mod mesh;
 pub mod names;
 pub mod nat;
+pub mod nat_controller;
+pub mod natpair;
 pub mod netns;
 pub mod node_spec;
 pub mod pair;
@@ -42,9 +58,11 @@ pub mod pcap;
 pub mod ping;
 pub mod prng;
 pub mod process;
+pub mod star;
 pub mod status;
 pub mod topology;
 pub mod transfer;
+pub mod wait;
 pub mod warren;
 pub mod wg_message;
 pub mod wggo;

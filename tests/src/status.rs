@@ -1,6 +1,7 @@
 //! Reading `warren status --json`: typed accessors over the JSON that fail
 //! with the whole document when a field is missing or of the wrong type.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::SystemTime;
 
 use serde_json::Value;
@@ -65,6 +66,47 @@ impl Status {
         self.str_at("/public_key")
     }
 
+    /// The node ID the agent derives from its key (10 hex digits).
+    pub fn node_id(&self) -> Result<&str> {
+        self.str_at("/node_id")
+    }
+
+    /// Every entry of `networks`.
+    pub fn networks(&self) -> Vec<NetworkStatus<'_>> {
+        self.json
+            .get("networks")
+            .and_then(Value::as_array)
+            .map(|nets| nets.iter().map(NetworkStatus).collect())
+            .unwrap_or_default()
+    }
+
+    /// The entry of `networks` with this ID (a network ID or "static").
+    pub fn network(&self, id: &str) -> Result<NetworkStatus<'_>> {
+        self.find_network(id)
+            .ok_or_else(|| bad(format!("no network {id} in {}", self.json)))
+    }
+
+    pub fn find_network(&self, id: &str) -> Option<NetworkStatus<'_>> {
+        self.networks().into_iter().find(|n| n.id() == Some(id))
+    }
+
+    /// Every entry of `peers`.
+    pub fn peers(&self) -> Vec<PeerStatus<'_>> {
+        self.json
+            .get("peers")
+            .and_then(Value::as_array)
+            .map(|peers| peers.iter().map(PeerStatus).collect())
+            .unwrap_or_default()
+    }
+
+    /// The peers this agent has in `network`.
+    pub fn peers_in(&self, network: &str) -> Vec<PeerStatus<'_>> {
+        self.peers()
+            .into_iter()
+            .filter(|p| p.network() == Some(network))
+            .collect()
+    }
+
     /// The entry of `peers` with this public key.
     pub fn peer(&self, public_key: &str) -> Result<PeerStatus<'_>> {
         let peers = self
@@ -79,11 +121,103 @@ impl Status {
     }
 }
 
+/// One element of `networks`.
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkStatus<'a>(pub &'a Value);
+
+impl<'a> NetworkStatus<'a> {
+    fn opt_str(&self, key: &str) -> Option<&'a str> {
+        self.0.get(key).and_then(Value::as_str)
+    }
+
+    /// The network ID, or "static".
+    pub fn id(&self) -> Option<&'a str> {
+        self.opt_str("id")
+    }
+
+    /// "static", "connecting", "pending", "authorized", "refused" or "conflict".
+    pub fn state(&self) -> Result<&'a str> {
+        self.opt_str("state")
+            .ok_or_else(|| bad(format!("network state missing in {}", self.0)))
+    }
+
+    /// Why the network is refused or in conflict, if the agent said.
+    pub fn message(&self) -> Option<&'a str> {
+        self.opt_str("message")
+    }
+
+    pub fn controller_connected(&self) -> Result<bool> {
+        self.0
+            .get("controller_connected")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| bad(format!("controller_connected missing in {}", self.0)))
+    }
+
+    /// The TUN interface, while the network's data plane runs.
+    pub fn interface(&self) -> Option<&'a str> {
+        self.opt_str("interface")
+    }
+
+    pub fn fqdn(&self) -> Option<&'a str> {
+        self.opt_str("fqdn")
+    }
+
+    /// Overlay addresses with prefix length, e.g. "10.147.0.1/16".
+    pub fn addresses(&self) -> Vec<&'a str> {
+        self.0
+            .get("addresses")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    /// The first overlay IPv4 address.
+    pub fn ipv4(&self) -> Result<Ipv4Addr> {
+        self.first_addr(|a| a.is_ipv4())
+            .and_then(|a| match a {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            })
+            .ok_or_else(|| bad(format!("no IPv4 overlay address in {}", self.0)))
+    }
+
+    /// The first overlay IPv6 address.
+    pub fn ipv6(&self) -> Result<Ipv6Addr> {
+        self.first_addr(|a| a.is_ipv6())
+            .and_then(|a| match a {
+                IpAddr::V6(v6) => Some(v6),
+                IpAddr::V4(_) => None,
+            })
+            .ok_or_else(|| bad(format!("no IPv6 overlay address in {}", self.0)))
+    }
+
+    fn first_addr(&self, want: impl Fn(&IpAddr) -> bool) -> Option<IpAddr> {
+        self.addresses()
+            .into_iter()
+            .filter_map(|a| a.split('/').next()?.parse::<IpAddr>().ok())
+            .find(want)
+    }
+}
+
 /// One element of `peers`.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerStatus<'a>(pub &'a Value);
 
 impl PeerStatus<'_> {
+    /// The network the peer belongs to (a network ID or "static").
+    pub fn network(&self) -> Option<&str> {
+        self.0.get("network").and_then(Value::as_str)
+    }
+
+    pub fn public_key(&self) -> Option<&str> {
+        self.0.get("public_key").and_then(Value::as_str)
+    }
+
+    /// The peer's name in the netmap, for joined networks.
+    pub fn name(&self) -> Option<&str> {
+        self.0.get("name").and_then(Value::as_str)
+    }
+
     fn opt_str(&self, key: &str) -> Result<Option<String>> {
         match self.0.get(key) {
             Some(Value::Null) => Ok(None),
@@ -153,6 +287,32 @@ mod tests {
         assert_eq!(p.last_handshake()?, None);
         assert_eq!((p.rx_bytes()?, p.tx_bytes()?), (5, 7));
         assert!(s.peer("Q").is_err());
+        Ok(())
+    }
+
+    const JOINED: &str = r#"{"public_key":"K","node_id":"0a1b2c3d4e","version":"0.1.0",
+        "networks":[{"id":"8f3a01c2d4e5f607","state":"authorized","controller_connected":true,
+                     "interface":"warren0","message":null,
+                     "addresses":["10.147.0.3/16","fd8f:3a01:c2d4:e5f6::a:1b2c:3d4e/64"]}],
+        "peers":[{"network":"8f3a01c2d4e5f607","public_key":"P","name":"b"},
+                 {"network":"static","public_key":"Q"}],
+        "counters":{}}"#;
+
+    #[test]
+    fn reads_joined_networks() -> Result<()> {
+        let s = Status::parse(JOINED)?;
+        assert_eq!(s.node_id()?, "0a1b2c3d4e");
+        let n = s.network("8f3a01c2d4e5f607")?;
+        assert_eq!(n.state()?, "authorized");
+        assert!(n.controller_connected()?);
+        assert_eq!(n.interface(), Some("warren0"));
+        assert_eq!(n.message(), None);
+        assert_eq!(n.ipv4()?, Ipv4Addr::new(10, 147, 0, 3));
+        assert_eq!(n.ipv6()?.segments()[0], 0xfd8f);
+        assert!(s.network("static").is_err());
+        let peers = s.peers_in("8f3a01c2d4e5f607");
+        assert_eq!(peers.len(), 1);
+        assert_eq!(peers[0].name(), Some("b"));
         Ok(())
     }
 }

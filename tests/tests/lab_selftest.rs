@@ -10,6 +10,7 @@ use anyhow::{ensure, Context};
 use warren_lab::node_spec::overlay;
 use warren_lab::pair::{Implementation, Pair, PairOptions};
 use warren_lab::ping::{ping, wait_reachable};
+use warren_lab::star::Star;
 use warren_lab::topology::TwoHosts;
 use warren_lab::transfer::{tcp_transfer, TransferSpec};
 use warren_lab::{e2e, Lab, Netns};
@@ -156,6 +157,39 @@ fn unreachable_overlay_times_out_instead_of_hanging() {
             Duration::from_secs(2),
         )?;
         ensure!(report.received == 2, "underlay IPv6:\n{}", report.render());
+        Ok(())
+    });
+}
+
+#[test]
+fn star_routes_every_spoke_to_every_other() {
+    e2e("lab_selftest::star", |lab| {
+        let roles = ["s0", "s1", "s2", "s3", "s4", "s5"];
+        let star = Star::build(lab, &roles)?;
+        ensure!(
+            star.spokes.len() == roles.len(),
+            "{} spokes",
+            star.spokes.len()
+        );
+        for from in &star.spokes {
+            for to in star.spokes.iter().filter(|s| s.role != from.role) {
+                wait_reachable(&from.ns, to.addr.into(), Duration::from_secs(3))
+                    .with_context(|| format!("{} -> {} ({})", from.role, to.role, to.addr))?;
+            }
+        }
+        // Only documentation prefixes: nothing routes anywhere else.
+        let report = ping(
+            &star.spokes[0].ns,
+            "10.0.1.2".parse()?,
+            1,
+            Duration::ZERO,
+            Duration::from_millis(300),
+        )?;
+        ensure!(report.received == 0, "{}", report.render());
+        ensure!(
+            Star::build(lab, &["t0", "t1", "t2", "t3", "t4", "t5", "t6"]).is_err(),
+            "a seventh spoke has no prefix and must be refused"
+        );
         Ok(())
     });
 }

@@ -1,0 +1,215 @@
+//! `warren-controller serve` on the NAT lab's internet, bound to the one
+//! server address (QUIC and both STUN ports), with the admin calls the NAT
+//! suites need and the relay counters of its `/metrics`.
+//!
+//! Binding STUN to 192.0.2.10 rather than the wildcard matters here: the
+//! internet namespace has several addresses, and a wildcard UDP socket
+//! answers from the address of the route back, which no NAT would let in.
+
+use std::ffi::OsStr;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::command;
+use crate::controller::{controller_bin, http_get};
+use crate::error::{LabError, Result};
+use crate::lab::Lab;
+use crate::netns::Netns;
+use crate::process::Process;
+use crate::topology::NatLab;
+use crate::wait::{self, Poll};
+
+/// Where nodes reach the controller.
+pub const QUIC: SocketAddrV4 = SocketAddrV4::new(NatLab::SERVER, 7443);
+
+/// The two STUN ports (two, so agents can tell a symmetric NAT).
+pub const STUN_PORTS: [u16; 2] = [3478, 3479];
+
+/// The admin API, on the internet namespace's own loopback.
+pub const API: &str = "127.0.0.1:7480";
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Log filter unless `WARREN_LAB_CONTROLLER_LOG` says otherwise.
+const DEFAULT_LOG: &str = "info,warren_controller=debug";
+
+/// Relay counters from the controller's `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayCounters {
+    /// `warren_relay_frames_total`: frames forwarded.
+    pub frames: u64,
+    /// `warren_relay_bytes_total`: payload bytes forwarded.
+    pub bytes: u64,
+}
+
+/// A running controller in the internet namespace.
+#[derive(Debug)]
+pub struct NatController {
+    ns: String,
+    bin: PathBuf,
+    token: String,
+    fingerprint: String,
+    process: Process,
+}
+
+impl NatController {
+    /// Starts `serve` in `internet`, waits for `/healthz` and makes an
+    /// admin token.
+    pub fn start(lab: &Lab, internet: &Netns) -> Result<NatController> {
+        let bin = controller_bin()?;
+        let data_dir = lab.subdir("controller")?;
+        let log = std::env::var("WARREN_LAB_CONTROLLER_LOG")
+            .unwrap_or_else(|_| DEFAULT_LOG.to_owned());
+        let quic = QUIC.to_string();
+        let stun: Vec<String> = STUN_PORTS
+            .iter()
+            .map(|p| SocketAddrV4::new(NatLab::SERVER, *p).to_string())
+            .collect();
+        let mut args: Vec<&OsStr> = vec![
+            "serve".as_ref(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+            "--listen-quic".as_ref(),
+            quic.as_ref(),
+            "--listen-api".as_ref(),
+            API.as_ref(),
+        ];
+        for addr in &stun {
+            args.extend([OsStr::new("--listen-stun"), addr.as_ref()]);
+        }
+        let mut process = lab.spawn_in(
+            internet,
+            "controller",
+            &bin,
+            args,
+            &[("RUST_LOG", &log), ("WARREN_LOG", &log)],
+        )?;
+        let api: SocketAddr = API
+            .parse()
+            .map_err(|_| LabError::Invalid(format!("bad API address {API}")))?;
+        // `serve` prints its fingerprint once everything listens.
+        let fingerprint = wait::until("the controller to answer /healthz", READY_TIMEOUT, || {
+            process.ensure_running()?;
+            let printed = process.stdout();
+            let fingerprint = printed
+                .lines()
+                .find_map(|l| l.strip_prefix("fingerprint:"))
+                .map(|f| f.trim().to_owned());
+            Ok(match (fingerprint, http_get(internet, api, "/healthz")) {
+                (Some(f), Ok((200, _))) => Poll::Ready(f),
+                (f, health) => Poll::Pending(format!("fingerprint {f:?}, /healthz {health:?}")),
+            })
+        })?;
+        let mut controller = NatController {
+            ns: internet.name().to_owned(),
+            bin,
+            token: String::new(),
+            fingerprint,
+            process,
+        };
+        let mut cmd = controller.command(["token", "create", "--scope", "admin", "--data-dir"]);
+        cmd.arg(&data_dir);
+        controller.token = last_word(&command::run_stdout(&mut cmd)?, "token create")?;
+        Ok(controller)
+    }
+
+    /// `warren-controller ARGS...` in the internet namespace, with the admin
+    /// token in the environment (never on the command line).
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns])
+            .arg(&self.bin)
+            .args(args)
+            .env("WARREN_API", format!("http://{API}"))
+            .env("WARREN_TOKEN", &self.token);
+        cmd
+    }
+
+    /// Creates network `name` on `pool` and returns its ID.
+    pub fn network_create(&self, name: &str, pool: &str) -> Result<String> {
+        let out =
+            command::run_stdout(&mut self.command(["network", "create", name, "--pool", pool]))?;
+        last_word(&out, "network create")
+    }
+
+    /// A reusable pre-auth key for `network`.
+    pub fn key_create(&self, network: &str) -> Result<String> {
+        let out = command::run_stdout(&mut self.command(["key", "create", network, "--reusable"]))?;
+        last_word(&out, "key create")
+    }
+
+    /// The certificate fingerprint that agents pin.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Reads the relay counters from `/metrics`.
+    pub fn relay_counters(&self, internet: &Netns) -> Result<RelayCounters> {
+        let api: SocketAddr = API
+            .parse()
+            .map_err(|_| LabError::Invalid(format!("bad API address {API}")))?;
+        let (code, body) = http_get(internet, api, "/metrics")?;
+        if code != 200 {
+            return Err(LabError::Output {
+                what: "GET /metrics".to_owned(),
+                detail: format!("HTTP {code}: {body}"),
+            });
+        }
+        Ok(RelayCounters {
+            frames: metric(&body, "warren_relay_frames_total"),
+            bytes: metric(&body, "warren_relay_bytes_total"),
+        })
+    }
+
+    /// Errors (with the log tail) if `serve` has died.
+    pub fn ensure_running(&mut self) -> Result<()> {
+        self.process.ensure_running()
+    }
+}
+
+/// The sum of every sample of `name` (with or without labels); 0 if absent.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            let bare = key.split('{').next()?;
+            (bare == name).then(|| value.trim().parse::<f64>().ok())?
+        })
+        // Prometheus prints counters as floats; these are whole numbers.
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// The last whitespace-separated word of a command's output.
+fn last_word(out: &str, what: &str) -> Result<String> {
+    out.split_whitespace()
+        .last()
+        .map(str::to_owned)
+        .ok_or_else(|| LabError::Output {
+            what: format!("warren-controller {what}"),
+            detail: format!("empty output {out:?}"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_counters_with_and_without_labels() {
+        let text = "# TYPE warren_relay_frames_total counter\nwarren_relay_frames_total 12\n\
+                    warren_relay_bytes_total 3400\nwarren_relay_refused_total{reason=\"quota\"} 2\n\
+                    warren_relay_refused_total{reason=\"replay\"} 1\n";
+        assert_eq!(metric(text, "warren_relay_frames_total"), 12);
+        assert_eq!(metric(text, "warren_relay_bytes_total"), 3400);
+        assert_eq!(metric(text, "warren_relay_refused_total"), 3);
+        assert_eq!(metric(text, "warren_relay_stream_frames_total"), 0);
+    }
+}
