@@ -116,6 +116,9 @@ struct Report {
     connected: f64,
     lost: usize,
     resyncs: usize,
+    /// 1-minute load average at the start and the end: other work on the
+    /// machine shows in every figure.
+    load: (String, String),
 }
 
 async fn run(controller: &mut Controller, nodes: usize, rounds: usize) -> anyhow::Result<Report> {
@@ -140,6 +143,7 @@ async fn run(controller: &mut Controller, nodes: usize, rounds: usize) -> anyhow
     let idle = controller.memory()?;
     let cpu_start = controller.cpu_seconds()?;
     let sim_cpu_start = child::cpu_seconds("self")?;
+    let load_start = load_average();
 
     let (fleet, mut arrivals) = Fleet::new(nodes + rounds);
     let sockets = sim_node::endpoints(&controller.fingerprint, SOCKETS)?;
@@ -263,7 +267,15 @@ async fn run(controller: &mut Controller, nodes: usize, rounds: usize) -> anyhow
         connected: api.metric("warren_connected_nodes").await?,
         lost: fleet.lost.load(Ordering::Relaxed),
         resyncs: fleet.resyncs.load(Ordering::Relaxed),
+        load: (load_start, load_average()),
     })
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn ms(d: Duration) -> String {
@@ -339,6 +351,12 @@ impl Report {
         println!(
             "| lost connections / resyncs | {} / {} |",
             self.lost, self.resyncs
+        );
+        println!(
+            "| load average (1 min) at start / end, {} cores | {} / {} |",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            self.load.0,
+            self.load.1
         );
         println!(
             "\ncommand: NODES={n} ROUNDS={} cargo bench -p warren-controller --bench netmap_fanout",
