@@ -211,7 +211,7 @@ mod tests {
         assert!(w.accept(12));
         assert!(w.accept(11));
         assert!(!w.accept(11));
-                assert!(w.accept(5000));
+        assert!(w.accept(5000));
         assert!(!w.accept(5000 - ReplayWindow::WIDTH));
         assert!(w.accept(5000 - ReplayWindow::WIDTH + 1));
         assert!(!w.accept(12));

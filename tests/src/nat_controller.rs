@@ -60,8 +60,8 @@ impl NatController {
     pub fn start(lab: &Lab, internet: &Netns) -> Result<NatController> {
         let bin = controller_bin()?;
         let data_dir = lab.subdir("controller")?;
-        let log = std::env::var("WARREN_LAB_CONTROLLER_LOG")
-            .unwrap_or_else(|_| DEFAULT_LOG.to_owned());
+        let log =
+            std::env::var("WARREN_LAB_CONTROLLER_LOG").unwrap_or_else(|_| DEFAULT_LOG.to_owned());
         let quic = QUIC.to_string();
         let stun: Vec<String> = STUN_PORTS
             .iter()

@@ -376,7 +376,10 @@ impl NatPair {
             }
             if Instant::now() >= deadline {
                 return Err(LabError::Timeout {
-                    what: format!("both agents of {} to go {want} (a: {a}; b: {b})", self.label()),
+                    what: format!(
+                        "both agents of {} to go {want} (a: {a}; b: {b})",
+                        self.label()
+                    ),
                     after: within,
                 });
             }
@@ -497,7 +500,10 @@ impl NatPair {
                 agent.name()
             ));
         }
-        for (name, ns) in [("router-a", &self.net.router_a), ("router-b", &self.net.router_b)] {
+        for (name, ns) in [
+            ("router-a", &self.net.router_a),
+            ("router-b", &self.net.router_b),
+        ] {
             let table = ns
                 .output("conntrack", ["-L", "-p", "udp"])
                 .unwrap_or_else(|e| e.to_string());

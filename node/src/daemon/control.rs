@@ -224,7 +224,7 @@ fn client_config(
     let crypto = QuicClientConfig::try_from(tls).context("QUIC TLS setup")?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
-        transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    transport.keep_alive_interval(Some(Duration::from_secs(5)));
     // Relay traffic: full-MTU WireGuard packets do not fit a QUIC datagram
     // and arrive on a stream each, so allow many at once.
     transport.datagram_receive_buffer_size(Some(4 << 20));
