@@ -51,6 +51,8 @@ pub struct Hub {
     sessions: Mutex<HashMap<NodePublicKey, Outboxes>>,
     next_session: std::sync::atomic::AtomicU64,
     metrics: Arc<Metrics>,
+    /// Where nodes reach this controller: no approved route may capture it.
+    pub controller_addresses: crate::routes::ControllerAddresses,
 }
 
 impl Hub {
@@ -65,6 +67,7 @@ impl Hub {
             sessions: Mutex::new(HashMap::new()),
             next_session: std::sync::atomic::AtomicU64::new(1),
             metrics,
+            controller_addresses: Default::default(),
         })
     }
 

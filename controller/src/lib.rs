@@ -10,6 +10,7 @@
 //! - [`ipam`]: lowest-free IPv4 allocation from a pool (pure).
 //! - [`names`]: member names as DNS labels, with collision suffixes (pure).
 //! - [`netmaps`]: builds one member's [`warren_proto::netmap::Netmap`] from a network snapshot (pure).
+//! - [`routes`]: subnet and exit routes: approval checks, primary election, netmap routes (pure).
 //! - [`dns`]: the authoritative DNS server for every network's zone, and published services.
 //! - [`hub`]: change fan-out, presence and snapshot cache shared by the API and QUIC sides.
 //! - [`metrics`]: counters and gauges rendered as Prometheus text.
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod names;
 pub mod netmaps;
 pub mod relay;
+pub mod routes;
 pub mod server;
 pub mod store;
 pub mod stun;

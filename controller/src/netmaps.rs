@@ -34,7 +34,7 @@ pub fn build(snapshot: &NetworkSnapshot, node: NodeId, stun_ports: &[u16]) -> Op
         Vec::new()
     };
     peers.sort_by_key(|p| p.node_id);
-    Some(Netmap {
+    let mut map = Netmap {
         network_id: network.id,
         network_name: network.name.clone(),
         version: network.netmap_version,
@@ -44,6 +44,7 @@ pub fn build(snapshot: &NetworkSnapshot, node: NodeId, stun_ports: &[u16]) -> Op
             fqdn: format!("{}.{}", me.name, network.zone),
             addresses,
             authorized,
+            routes: Vec::new(),
         },
         peers,
         dns: DnsConfig {
@@ -54,7 +55,9 @@ pub fn build(snapshot: &NetworkSnapshot, node: NodeId, stun_ports: &[u16]) -> Op
             mtu: network.mtu,
             stun_ports: stun_ports.to_vec(),
         },
-    })
+    };
+    crate::routes::fill_netmap(snapshot, node, &mut map);
+    Some(map)
 }
 
 fn peer(member: &Member) -> NetmapPeer {
@@ -135,6 +138,7 @@ mod tests {
             },
             members,
             services: Vec::new(),
+            routes: Vec::new(),
         }
     }
 

@@ -36,6 +36,14 @@ pub async fn delete(socket: &Path, path: &str) -> anyhow::Result<()> {
         .map(|_| ())
 }
 
+/// DELETEs `path` with `body` as JSON.
+pub async fn delete_json<B: Serialize>(socket: &Path, path: &str, body: &B) -> anyhow::Result<()> {
+    let body = serde_json::to_vec(body).context("encoding request")?;
+    request(socket, hyper::Method::DELETE, path, Some(body))
+        .await
+        .map(|_| ())
+}
+
 async fn request(
     socket: &Path,
     method: hyper::Method,

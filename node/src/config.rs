@@ -21,6 +21,9 @@ pub struct Config {
     pub node: NodeConfig,
     #[serde(default, rename = "peer")]
     pub peers: Vec<PeerConfig>,
+    /// Private DNS: the stubs and how the system is pointed at them.
+    #[serde(default)]
+    pub dns: crate::dns::DnsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -3,7 +3,9 @@
 //! # Layout
 //! - `cli/`: one file per subcommand; clap definitions in `cli/mod.rs`.
 //! - `daemon/`: the event loop, the hot data path and the local API server.
+//! - `dns/`: the DNS stubs, split DNS (resolved or resolv.conf) and published services.
 //! - `platform/`: OS seams: TUN device, UDP socket, socket options.
+//! - `routes/`: subnet routes, exit nodes, policy routing and the stateful filter.
 //! - `config`: the agent's TOML configuration.
 //! - `client`: the local-API client the CLI uses.
 //! - `state`: the state directory: node key, joined networks, cached netmaps.
@@ -12,7 +14,9 @@ mod cli;
 mod client;
 mod config;
 mod daemon;
+mod dns;
 mod platform;
+mod routes;
 mod state;
 
 use std::process::ExitCode;

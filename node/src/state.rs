@@ -117,7 +117,7 @@ impl StateDir {
     }
 }
 
-fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::OpenOptions::new()
         .write(true)

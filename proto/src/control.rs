@@ -74,6 +74,20 @@ pub enum NodeMessage {
         peer: NodePublicKey,
         endpoints: Vec<SocketAddr>,
     },
+    /// The whole list of services the node publishes in one network's DNS
+    /// zone (replacing what it published before). Acts on the
+    /// authenticated node only.
+    Services {
+        network_id: NetworkId,
+        services: Vec<crate::service::ServiceSpec>,
+    },
+    /// The whole set of subnet routes (and exit routes, `0.0.0.0/0` and
+    /// `::/0`) the node offers in one network, replacing what it offered
+    /// before. Acts on the authenticated node only; an admin approves.
+    Routes {
+        network_id: NetworkId,
+        routes: Vec<ipnet::IpNet>,
+    },
 }
 
 /// Messages from the controller to a node.

@@ -9,6 +9,9 @@
 //! - [`relay`]: frames the relay carries, its replay window and per-node quota.
 //! - [`stun`]: STUN binding requests and responses (RFC 5389).
 //! - [`local_api`]: the JSON the daemon's local API serves and the CLI prints.
+//! - [`service`]: services members publish into their network's DNS zone.
+//! - [`local_dns`]: the local API's DNS status and service directory.
+//! - [`routes`]: subnet routes and exit nodes: prefix rules and the local API of `warren routes`.
 #![forbid(unsafe_code)]
 
 pub mod control;
@@ -16,8 +19,11 @@ pub mod disco;
 pub mod id;
 pub mod key;
 pub mod local_api;
+pub mod local_dns;
 pub mod netmap;
 pub mod relay;
+pub mod routes;
+pub mod service;
 pub mod stun;
 
 pub use id::{IdError, NetworkId, NodeId};

@@ -33,6 +33,9 @@ pub struct SelfNode {
     /// `10.147.0.5/16` and `fd..::xx/64`. Empty until authorized.
     pub addresses: Vec<IpNet>,
     pub authorized: bool,
+    /// The routes it advertised and what the network made of them.
+    #[serde(default)]
+    pub routes: Vec<crate::routes::SelfRoute>,
 }
 
 /// Another member.
@@ -55,6 +58,11 @@ pub struct NetmapPeer {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DnsConfig {
     pub zone: String,
+    /// Services that authorized members published, sorted: SRV (and TXT)
+    /// records at `_name._proto.zone`. Members' A/AAAA records come from
+    /// `self_node` and `peers`.
+    #[serde(default)]
+    pub services: Vec<crate::service::ServiceRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -192,10 +200,12 @@ mod tests {
                 fqdn: "me.prod.warren.internal".into(),
                 addresses: vec!["10.147.0.1/16".parse().unwrap()],
                 authorized: true,
+                routes: vec![],
             },
             peers,
             dns: DnsConfig {
                 zone: "prod.warren.internal".into(),
+                services: vec![],
             },
             settings: NetworkSettings {
                 mtu: 1420,

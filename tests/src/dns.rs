@@ -17,20 +17,25 @@ use crate::error::{LabError, Result};
 use crate::in_netns::NetnsThread;
 use crate::netns::Netns;
 
+const ETC_NETNS: &str = "/etc/netns";
+
 /// `/etc/netns/NAME/resolv.conf` for one lab namespace, removed on drop.
 /// Make it before starting anything in the namespace: the mount happens
 /// when `ip netns exec` starts a process.
 #[derive(Debug)]
 pub struct NetnsResolvConf {
     dir: PathBuf,
+    /// Whether `/etc/netns` itself was made here (then removed when empty).
+    made_parent: bool,
 }
 
 impl NetnsResolvConf {
     pub fn create(ns: &Netns, contents: &[u8]) -> Result<NetnsResolvConf> {
-        let dir = PathBuf::from("/etc/netns").join(ns.name());
+        let dir = PathBuf::from(ETC_NETNS).join(ns.name());
+        let made_parent = !std::path::Path::new(ETC_NETNS).exists();
         std::fs::create_dir_all(&dir)
             .map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
-        let guard = NetnsResolvConf { dir };
+        let guard = NetnsResolvConf { dir, made_parent };
         std::fs::write(guard.path(), contents)
             .map_err(|e| LabError::io(format!("writing {}", guard.path().display()), e))?;
         Ok(guard)
@@ -51,6 +56,10 @@ impl Drop for NetnsResolvConf {
         // Only the lab namespace's own folder (its name carries the run's prefix).
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             eprintln!("warren-lab: removing {}: {e}", self.dir.display());
+        }
+        if self.made_parent {
+            // Fails, as it should, while another lab's folder is inside.
+            let _ = std::fs::remove_dir(ETC_NETNS);
         }
     }
 }

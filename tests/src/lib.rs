@@ -32,6 +32,8 @@
 //! - [`controller`], [`managed`], [`mesh`]: `warren-controller` and agents
 //!   that join its networks, on a star.
 //! - [`wait`]: bounded polling.
+//! - [`routes_lab`]: NAT'd sites with masters, clusters and laptops, for the
+//!   subnet-route and exit-node suites.
 //! - [`dns`]: a namespace's own resolv.conf, a test resolver, `dig`, and a
 //!   DNS load generator.
 //! - [`ping`], [`transfer`], [`pcap`], [`wg_message`], [`prng`]: traffic
@@ -42,6 +44,7 @@ pub mod controller;
 pub mod dns;
 pub mod error;
 pub mod in_netns;
+pub mod iperf;
 pub mod keys;
 pub mod lab;
 pub mod link;
@@ -58,6 +61,7 @@ pub mod pcap;
 pub mod ping;
 pub mod prng;
 pub mod process;
+pub mod routes_lab;
 pub mod star;
 pub mod status;
 pub mod topology;

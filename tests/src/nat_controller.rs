@@ -56,8 +56,9 @@ pub struct NatController {
 
 impl NatController {
     /// Starts `serve` in `internet`, waits for `/healthz` and makes an
-    /// admin token.
-    pub fn start(lab: &Lab, internet: &Netns) -> Result<NatController> {
+    /// admin token. `relay_rate` overrides the per-node relay quota
+    /// (bytes per second; the controller's default is 12,500,000).
+    pub fn start(lab: &Lab, internet: &Netns, relay_rate: Option<u64>) -> Result<NatController> {
         let bin = controller_bin()?;
         let data_dir = lab.subdir("controller")?;
         let log =
@@ -78,6 +79,10 @@ impl NatController {
         ];
         for addr in &stun {
             args.extend([OsStr::new("--listen-stun"), addr.as_ref()]);
+        }
+        let rate = relay_rate.map(|r| r.to_string());
+        if let Some(rate) = &rate {
+            args.extend([OsStr::new("--relay-rate"), rate.as_ref()]);
         }
         let mut process = lab.spawn_in(
             internet,

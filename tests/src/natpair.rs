@@ -15,7 +15,7 @@ use std::fmt;
 use std::fs;
 use std::net::Ipv4Addr;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
@@ -24,7 +24,7 @@ use crate::error::{LabError, Result};
 use crate::lab::Lab;
 use crate::managed::ManagedAgent;
 use crate::nat::Nat;
-use crate::nat_controller::NatController;
+use crate::nat_controller::{NatController, RelayCounters};
 use crate::netns::Netns;
 use crate::ping::{self, PingReport};
 use crate::status::Status;
@@ -190,7 +190,10 @@ pub struct PeerView {
     pub path: PeerPath,
     pub endpoint: Option<String>,
     pub latency_ms: Option<f64>,
-    pub last_handshake: Option<String>,
+    /// When the current session's handshake completed. The agent derives
+    /// it from an age, so two readings of one handshake differ by a few
+    /// microseconds: compare with [`PeerView::same_handshake`].
+    pub last_handshake: Option<SystemTime>,
 }
 
 impl PeerView {
@@ -214,8 +217,27 @@ impl PeerView {
             path,
             endpoint: text("endpoint"),
             latency_ms: peer.0.get("latency_ms").and_then(Value::as_f64),
-            last_handshake: text("last_handshake"),
+            last_handshake: text("last_handshake")
+                .map(|t| {
+                    humantime::parse_rfc3339(&t).map_err(|e| LabError::Output {
+                        what: "warren status --json".to_owned(),
+                        detail: format!("last_handshake {t:?} is not RFC 3339: {e}"),
+                    })
+                })
+                .transpose()?,
         })
+    }
+
+    /// Whether `self` and `other` show the same completed handshake (both
+    /// present and within 100 ms of each other).
+    pub fn same_handshake(&self, other: &PeerView) -> bool {
+        match (self.last_handshake, other.last_handshake) {
+            (Some(x), Some(y)) => {
+                let d = x.duration_since(y).or_else(|_| y.duration_since(x));
+                d.is_ok_and(|d| d < Duration::from_millis(100))
+            }
+            _ => false,
+        }
     }
 }
 
@@ -255,8 +277,19 @@ impl NatPair {
     /// starts the controller with a network and a reusable key, and starts
     /// both daemons (not yet joined).
     pub fn build(lab: &Lab, a: NatKind, b: NatKind) -> Result<NatPair> {
+        Self::build_with_relay_rate(lab, a, b, None)
+    }
+
+    /// [`NatPair::build`] with the controller's per-node relay quota set to
+    /// `relay_rate` bytes per second (its default when `None`).
+    pub fn build_with_relay_rate(
+        lab: &Lab,
+        a: NatKind,
+        b: NatKind,
+        relay_rate: Option<u64>,
+    ) -> Result<NatPair> {
         let net = NatLab::build(lab, a.nat(), b.nat())?;
-        let controller = NatController::start(lab, &net.internet)?;
+        let controller = NatController::start(lab, &net.internet, relay_rate)?;
         let network = controller.network_create("natlab", POOL)?;
         let key = controller.key_create(&network)?;
         let agent_a = ManagedAgent::start(lab, &net.host_a, "a", Some(AGENT_PORT))?;
@@ -417,6 +450,11 @@ impl NatPair {
             Duration::from_millis(100),
             Duration::from_secs(2),
         )
+    }
+
+    /// The controller's relay counters now.
+    pub fn relay_counters(&self) -> Result<RelayCounters> {
+        self.controller.relay_counters(&self.net.internet)
     }
 
     /// `warren netcheck --json` of one agent.

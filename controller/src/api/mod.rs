@@ -10,6 +10,7 @@ pub mod keys;
 pub mod members;
 pub mod meta;
 pub mod networks;
+pub mod routes;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -91,6 +92,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/audit", get(audit::page))
         .route("/audit/verify", get(audit::verify))
+        .merge(routes::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .nest("/api/v1", v1)

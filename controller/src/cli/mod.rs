@@ -1,6 +1,7 @@
 //! The command line: `serve`, `check-config`, `relay`, `fingerprint`,
 //! `token`, and the admin commands that talk to the HTTP API.
 
+mod assets;
 mod audit;
 mod client;
 mod config;
@@ -10,6 +11,7 @@ mod member;
 mod network;
 mod output;
 mod relay;
+mod route;
 mod serve;
 mod token;
 
@@ -55,6 +57,11 @@ enum Command {
     Key(key::KeyArgs),
     /// The audit log (through the API).
     Audit(audit::AuditArgs),
+    /// Subnet and exit routes: approval and auto-approval (through the API).
+    Route(route::RouteArgs),
+    /// Write man pages, completions and the command reference (packaging).
+    #[command(hide = true)]
+    GenerateAssets(assets::AssetsArgs),
 }
 
 /// How the admin commands reach the API.
@@ -123,6 +130,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Member(args) => member::run(args).await,
             Command::Key(args) => key::run(args).await,
             Command::Audit(args) => audit::run(args).await,
+            Command::Route(args) => route::run(args).await,
+            Command::GenerateAssets(args) => assets::run(&args).map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -83,6 +83,8 @@ pub async fn run(connection: Connection, context: Arc<ControlContext>) {
     };
     let node_id = NodeId::from_key(&node_key);
     tracing::info!(%remote, node = %node_id, key = %node_key.short(), "node authenticated");
+    // Subnet routes must never capture the address nodes reach us at.
+    context.hub.controller_addresses.note(connection.local_ip());
     let metrics = context.hub.metrics().clone();
     metrics.connected_nodes.fetch_add(1, Ordering::Relaxed);
 

@@ -21,10 +21,15 @@ use crate::data_dir::Identity;
 use crate::hub::Hub;
 use crate::relay::Relay;
 
-/// A connection with no traffic for this long is gone (and its member offline).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// The controller pings idle connections this often, so NATs keep them open.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// A connection with no traffic for this long is gone (and its member
+/// offline). Short, because subnet routes fail over to a standby router
+/// when their primary goes offline: within 15 s of it going silent. QUIC
+/// restarts the idle timer on our first ping after the last packet in,
+/// so a dead node is noticed after at most `IDLE_TIMEOUT + KEEP_ALIVE`.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(8);
+/// The controller pings idle connections this often, so NATs keep them
+/// open and a live node answers (with an ACK) several times per timeout.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
 /// Relay datagrams buffered per connection, each way.
 pub const DATAGRAM_BUFFER: usize = 4 * 1024 * 1024;
 /// Relay frames a node may be sending on streams of their own at once

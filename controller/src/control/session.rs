@@ -152,6 +152,14 @@ impl Session {
                     Err(e) => self.error(e.code(), &e.public_message()).await,
                 }
             }
+            // Subnet and exit routes: acts on this session's node only.
+            NodeMessage::Routes { network_id, routes } => {
+                let hub = self.context.hub.clone();
+                match crate::routes::advertise(&hub, self.node_id, network_id, &routes).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => self.error(e.code(), &e.to_string()).await,
+                }
+            }
             NodeMessage::Resync { network_id } => {
                 if self.joined.contains_key(&network_id) {
                     self.send_full(network_id).await

@@ -170,6 +170,7 @@ mod tests {
             },
             members,
             services,
+            routes: Vec::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! transaction.
 
 mod model;
+mod routes;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -10,6 +11,7 @@ use time::OffsetDateTime;
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
 pub use model::*;
+pub use routes::*;
 pub use sqlite::SqliteStore;
 
 /// Why a store operation failed.
@@ -32,7 +34,7 @@ pub enum StoreError {
 /// Everything the controller keeps. Methods that change state take the
 /// [`Actor`] the audit log records.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: RouteStore + Send + Sync + 'static {
     // API tokens.
     async fn create_token(&self, scope: Scope, name: Option<&str>) -> Result<NewToken, StoreError>;
     async fn find_token(&self, secret: &str) -> Result<Option<Token>, StoreError>;

@@ -240,6 +240,8 @@ pub struct NetworkSnapshot {
     /// Services members publish in the network's DNS zone (every member's;
     /// the zone and netmaps keep only authorized members').
     pub services: Vec<Service>,
+    /// Every route row (advertised and/or approved) of the network.
+    pub routes: Vec<crate::store::Route>,
 }
 
 /// A service one member publishes.

@@ -21,6 +21,10 @@ pub struct DaemonArgs {
     /// First UDP port; each joined network takes the next free one.
     #[arg(long, env = "WARREN_LISTEN_PORT")]
     listen_port: Option<u16>,
+    /// How to point the system's resolver at the DNS stubs [default: the
+    /// config file's `[dns] manage`, else auto].
+    #[arg(long, value_enum, env = "WARREN_DNS_MANAGE")]
+    dns_manage: Option<crate::dns::Manage>,
 }
 
 pub fn run(cli: &Cli, args: &DaemonArgs) -> anyhow::Result<()> {
@@ -31,7 +35,12 @@ pub fn run(cli: &Cli, args: &DaemonArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| config.as_ref().and_then(|c| c.node.state_dir.clone()))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    let mut dns = config.as_ref().map(|c| c.dns.clone()).unwrap_or_default();
+    if let Some(manage) = args.dns_manage {
+        dns.manage = manage;
+    }
     let options = DaemonOptions {
+        dns,
         config,
         state_dir,
         socket,

@@ -63,6 +63,15 @@ pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&network)?);
+        if matches!(
+            network.state,
+            NetworkState::Refused | NetworkState::Conflict
+        ) {
+            anyhow::bail!(
+                "joining {id} failed: {}",
+                network.message.as_deref().unwrap_or("refused")
+            );
+        }
         return Ok(());
     }
     match network.state {

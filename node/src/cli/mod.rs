@@ -1,10 +1,14 @@
 //! Command-line definitions and dispatch: exit 0 on success, 1 on error, 2 on usage.
 
+mod assets;
 mod check_config;
 mod daemon;
+mod dns;
 mod join;
 mod key;
 mod ping;
+mod routes;
+mod service;
 mod status;
 
 use std::path::PathBuf;
@@ -55,6 +59,17 @@ enum Command {
     Netcheck(ping::NetcheckArgs),
     /// Check a config file and print the effective configuration.
     CheckConfig(check_config::CheckConfigArgs),
+    /// Private DNS: the stubs, their zones and the split-DNS setup.
+    Dns(dns::DnsArgs),
+    /// Publish services in the network's DNS zone (`_NAME._tcp.<zone>` SRV).
+    Service(service::ServiceArgs),
+    /// Subnet routes: advertise, accept, list.
+    Routes(routes::RoutesArgs),
+    /// Send default traffic through a peer that offers to be an exit node.
+    ExitNode(routes::ExitNodeArgs),
+    /// Write man pages, completions and the command reference (packaging).
+    #[command(hide = true)]
+    GenerateAssets(assets::AssetsArgs),
 }
 
 impl Cli {
@@ -79,6 +94,11 @@ pub fn main() -> ExitCode {
         Command::Ping(args) => ping::ping(&cli, args),
         Command::Netcheck(args) => ping::netcheck(&cli, args),
         Command::CheckConfig(args) => check_config::run(args),
+        Command::Dns(args) => dns::run(&cli, args),
+        Command::Service(args) => service::run(&cli, args),
+        Command::Routes(args) => routes::run(&cli, args),
+        Command::ExitNode(args) => routes::exit_node(&cli, args),
+        Command::GenerateAssets(args) => assets::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

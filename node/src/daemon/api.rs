@@ -55,6 +55,8 @@ pub fn serve(
         .route("/v1/networks/{id}", delete(leave))
         .route("/v1/ping", post(ping))
         .route("/v1/netcheck", get(netcheck))
+        .merge(crate::dns::local_api::routes())
+        .merge(crate::routes::local_api::routes())
         .fallback(not_found)
         .layer(middleware::from_fn(refuse_browsers))
         .with_state(requests);

@@ -41,6 +41,9 @@ pub enum ControlCommand {
     /// Every service this node publishes in a network (sent again by the
     /// daemon after each reconnect, so not remembered here).
     Services(NetworkId, Vec<warren_proto::service::ServiceSpec>),
+    /// Every route this node advertises in a network (sent again by the
+    /// daemon after each reconnect, so not remembered here).
+    Routes(NetworkId, Vec<ipnet::IpNet>),
 }
 
 /// What a controller connection reports to the daemon.
@@ -146,7 +149,8 @@ impl Session {
             }
             ControlCommand::Resync(_)
             | ControlCommand::CallMeMaybe { .. }
-            | ControlCommand::Services(..) => {}
+            | ControlCommand::Services(..)
+            | ControlCommand::Routes(..) => {}
         }
     }
 }
@@ -259,7 +263,15 @@ async fn connect_and_serve(
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let mut endpoint = quinn::Endpoint::client(bind).context("opening QUIC socket")?;
+    // Marked, so policy routing keeps control traffic off the tunnel (`crate::routes`).
+    let socket = crate::routes::marked_udp_socket(bind).context("opening QUIC socket")?;
+    let mut endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .context("opening QUIC endpoint")?;
     endpoint.set_default_client_config(client_config(fingerprint.clone(), seen)?);
     let connection = endpoint
         .connect(addr, SERVER_NAME)
@@ -430,6 +442,7 @@ fn to_message(command: &ControlCommand) -> NodeMessage {
             network_id,
             services,
         },
+        ControlCommand::Routes(network_id, routes) => NodeMessage::Routes { network_id, routes },
     }
 }
 

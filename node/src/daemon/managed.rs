@@ -42,6 +42,10 @@ pub struct Managed {
     controller_ips: BTreeMap<String, std::net::IpAddr>,
     events: ControlEvents,
     net_events: NetworkEvents,
+    /// DNS stubs, split DNS and published services (`crate::dns`).
+    pub(crate) dns: crate::dns::Dns,
+    /// Subnet routes, exit node, policy routing and filter (`crate::routes`).
+    pub(crate) routes: crate::routes::Routes,
 }
 
 impl Managed {
@@ -64,6 +68,8 @@ impl Managed {
             controller_ips: BTreeMap::new(),
             events,
             net_events,
+            dns: crate::dns::Dns::off(),
+            routes: crate::routes::Routes::off(),
         }
     }
 
@@ -166,6 +172,10 @@ impl Managed {
         }
         self.state.forget_netmap(&id);
         self.save();
+        self.dns.network_down(id).await;
+        self.dns.forget_services(id);
+        self.routes.network_down(id).await;
+        self.routes.forget(id);
         let still_used = self
             .nets
             .values()
@@ -242,6 +252,8 @@ impl Managed {
                 self.set_stun(&controller).await;
                 self.set_relays(&controller, true).await;
                 self.report_endpoints(true);
+                self.publish_services(Some(&controller));
+                self.publish_routes(&controller);
             }
             ControlEvent::Relay {
                 network_id,
@@ -329,11 +341,14 @@ impl Managed {
         };
         match outcome {
             JoinOutcome::Authorized | JoinOutcome::Pending => {
+                let pending = outcome == JoinOutcome::Pending;
                 if net.config.preauth_key.take().is_some() {
                     self.save();
                 }
+                // An authorized join waits for its netmap to say so; only a
+                // pending one changes what the user sees now.
                 if let Some(net) = self.nets.get_mut(&id) {
-                    if net.state == NetworkState::Connecting {
+                    if pending && net.state == NetworkState::Connecting {
                         net.state = NetworkState::Pending;
                     }
                 }
@@ -349,6 +364,8 @@ impl Managed {
     /// that not even a restart brings its peers back.
     async fn fail_closed(&mut self, id: NetworkId, state: NetworkState, message: String) {
         self.state.forget_netmap(&id);
+        self.dns.network_down(id).await;
+        self.routes.network_down(id).await;
         if let Some(net) = self.nets.get_mut(&id) {
             net.state = state;
             net.message = Some(message);
@@ -395,6 +412,7 @@ impl Managed {
             addresses: map.self_node.addresses.clone(),
             listen_port: net.config.listen_port,
             offload: true,
+            system_routes: false,
         };
         if net.runner.as_ref().is_some_and(|r| r.spec != spec) {
             if let Some(old) = net.runner.take() {
@@ -431,13 +449,26 @@ impl Managed {
                 .map(|c| c.relay_tx(id));
             runner.set_relay(sink).await;
         }
+        // Accepted subnet routes and the exit node's default routes (`crate::routes`).
+        let controller_ips = crate::routes::controller_ips(
+            &net.config.controller,
+            self.controller_ips.get(&net.config.controller),
+        );
+        let extra = self
+            .routes
+            .engine_routes(&map, &net.config.interface, &controller_ips);
         let peers = map
             .peers
             .iter()
             .map(|p| warren_engine::PeerConfig {
                 public_key: p.public_key,
                 endpoint: None,
-                allowed_ips: p.addresses.iter().chain(&p.routes).copied().collect(),
+                allowed_ips: p
+                    .addresses
+                    .iter()
+                    .chain(extra.get(&p.public_key).into_iter().flatten())
+                    .copied()
+                    .collect(),
                 persistent_keepalive: Some(NETMAP_KEEPALIVE),
                 disco: true,
                 candidates: p.endpoints.clone(),
@@ -451,6 +482,10 @@ impl Managed {
         }
         net.state = NetworkState::Authorized;
         net.message = None;
+        self.dns.network_up(&map, &net.config.interface).await;
+        self.routes
+            .network_up(&map, &net.config.interface, controller_ips)
+            .await;
         net.netmap = Some(map);
         self.report_endpoints(false);
     }
@@ -565,6 +600,8 @@ impl Managed {
     }
 
     pub async fn shutdown(&mut self) {
+        self.dns.shutdown().await;
+        self.routes.shutdown().await;
         self.controllers.clear();
         for net in self.nets.values_mut() {
             if let Some(r) = net.runner.take() {
@@ -822,6 +859,101 @@ impl Managed {
                     .collect();
                 runner.set_stun_servers(servers).await;
             }
+        }
+    }
+}
+
+/// `warren dns` and `warren service`; the work is in `crate::dns`.
+impl Managed {
+    pub fn handle_dns(&mut self, request: crate::dns::DnsRequest) {
+        let joined: Vec<NetworkId> = self.nets.keys().copied().collect();
+        if let Some((id, services)) = self.dns.handle(request, &joined) {
+            self.send_services(id, services);
+        }
+    }
+
+    /// Sends the service lists of the networks of `controller` (all, if
+    /// `None`) again: the controller keeps them, a resend is idempotent.
+    fn publish_services(&self, controller: Option<&str>) {
+        let nets: Vec<NetworkId> = self
+            .nets
+            .iter()
+            .filter(|(_, n)| controller.is_none_or(|c| n.config.controller == c))
+            .map(|(id, _)| *id)
+            .collect();
+        for (id, services) in self.dns.services_for(&nets) {
+            self.send_services(id, services);
+        }
+    }
+
+    fn send_services(&self, id: NetworkId, services: Vec<warren_proto::service::ServiceSpec>) {
+        let control = self
+            .nets
+            .get(&id)
+            .and_then(|n| self.controllers.get(&n.config.controller));
+        if let Some(control) = control {
+            control.send(ControlCommand::Services(id, services));
+        }
+    }
+}
+
+/// `warren routes` and `warren exit-node`; the work is in `crate::routes`.
+impl Managed {
+    pub async fn handle_routes(&mut self, request: crate::routes::RoutesRequest) {
+        let joined: Vec<NetworkId> = self.nets.keys().copied().collect();
+        if let crate::routes::RoutesRequest::Status(reply) = request {
+            let _ = reply.send(self.routes.status(&joined).await);
+            return;
+        }
+        let Some((reply, outcome)) = self.routes.handle(request, &joined) else {
+            return;
+        };
+        let effects = match outcome {
+            Ok(effects) => effects,
+            Err(refusal) => {
+                let _ = reply.send(Err(refusal));
+                return;
+            }
+        };
+        if let Some((id, routes)) = effects.advertise {
+            self.send_routes(id, routes);
+        }
+        for id in effects.reapply {
+            let map = self
+                .nets
+                .get(&id)
+                .filter(|n| n.state == NetworkState::Authorized)
+                .and_then(|n| n.netmap.clone());
+            if let Some(map) = map {
+                self.apply(map).await;
+            }
+        }
+        // Settings that change no engine (masquerade) still change the filter.
+        self.routes.tick().await;
+        let _ = reply.send(Ok(self.routes.status(&joined).await));
+    }
+
+    /// Sends what this node advertises in the networks of `controller`
+    /// again: the controller keeps it, a resend is idempotent.
+    fn publish_routes(&self, controller: &str) {
+        let nets: Vec<NetworkId> = self
+            .nets
+            .iter()
+            .filter(|(_, n)| n.config.controller == controller)
+            .map(|(id, _)| *id)
+            .collect();
+        for (id, routes) in self.routes.advertised_for(&nets) {
+            self.send_routes(id, routes);
+        }
+    }
+
+    fn send_routes(&self, id: NetworkId, routes: Vec<IpNet>) {
+        let control = self
+            .nets
+            .get(&id)
+            .and_then(|n| self.controllers.get(&n.config.controller));
+        if let Some(control) = control {
+            control.send(ControlCommand::Routes(id, routes));
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct DaemonOptions {
     pub state_dir: PathBuf,
     pub socket: PathBuf,
     pub listen_port: Option<u16>,
+    /// Private DNS settings (the config file's `[dns]`, flags applied).
+    pub dns: crate::dns::DnsSettings,
 }
 
 /// A local-API call that failed: the status code and the error body's fields.
@@ -52,11 +54,17 @@ pub enum Request {
         oneshot::Sender<Result<managed::PingTarget, Refusal>>,
     ),
     Netcheck(oneshot::Sender<warren_proto::local_api::Netcheck>),
+    /// `warren dns` and `warren service` (see `crate::dns`).
+    Dns(crate::dns::DnsRequest),
+    /// `warren routes` and `warren exit-node` (see `crate::routes`).
+    Routes(crate::routes::RoutesRequest),
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     let state = StateDir::open(&options.state_dir)?;
+    // Before any cached netmap comes back: repairs what a crash left in resolv.conf.
+    let dns = crate::dns::Dns::start(options.dns.clone(), &options.state_dir);
     let key = match options
         .config
         .as_ref()
@@ -89,6 +97,9 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         events_tx,
         net_events_tx,
     );
+    managed.dns = dns;
+    // Before any cached netmap comes back: removes what a crash left installed.
+    managed.routes = crate::routes::Routes::start(&options.state_dir).await;
     managed
         .restore()
         .await
@@ -109,10 +120,16 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
                                 Request::Leave(id, reply) => { let _ = reply.send(managed.leave(id).await); }
                 Request::Ping(peer, reply) => { let _ = reply.send(managed.ping(&peer).await); }
                 Request::Netcheck(reply) => { let _ = reply.send(managed.netcheck().await); }
+                Request::Dns(request) => managed.handle_dns(request),
+                Request::Routes(request) => managed.handle_routes(request).await,
             },
             Some(event) = events.recv() => managed.handle_control(event).await,
             Some((network, event)) = net_events.recv() => managed.handle_network_event(&network, event),
-            _ = refresh.tick() => managed.report_endpoints(false),
+            _ = refresh.tick() => {
+                managed.report_endpoints(false);
+                managed.dns.retry().await;
+                managed.routes.tick().await;
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }
@@ -137,6 +154,7 @@ async fn start_static(
         addresses: node.addresses.clone(),
         listen_port: port,
         offload: node.offload,
+        system_routes: true,
     };
     let handle = NetworkHandle::start(spec, key.clone(), events)?;
     let peers = config

@@ -26,6 +26,10 @@ pub struct NetworkSpec {
     pub addresses: Vec<IpNet>,
     pub listen_port: u16,
     pub offload: bool,
+    /// Point allowed IPs outside the interface's subnets at it in the main
+    /// table (the static network); joined networks leave their routes to
+    /// `crate::routes`, which keeps them in Warren's own table.
+    pub system_routes: bool,
 }
 
 /// What the data plane reports about itself.
@@ -282,8 +286,10 @@ fn set_peers(engine: &mut Engine, tun: &Tun, spec: &NetworkSpec, peers: Vec<Peer
         }
     }
     let allowed: Vec<IpNet> = peers.iter().flat_map(|p| p.allowed_ips.clone()).collect();
-    if let Err(e) = tun.add_routes(&routes_needed(&spec.addresses, &allowed)) {
-        tracing::warn!(network = %spec.label, error = %e, "could not add routes");
+    if spec.system_routes {
+        if let Err(e) = tun.add_routes(&routes_needed(&spec.addresses, &allowed)) {
+            tracing::warn!(network = %spec.label, error = %e, "could not add routes");
+        }
     }
     for peer in peers {
         let key = peer.public_key;

@@ -30,6 +30,26 @@ pub fn force_buffer(
     }
 }
 
+/// Sets `SO_MARK` (needs CAP_NET_ADMIN): policy routing rules match it.
+pub fn set_mark(socket: &impl AsRawFd, mark: u32) -> std::io::Result<()> {
+    // SAFETY: `socket` is an open descriptor for the duration of the call, and
+    // the option value points at a live u32 whose size we pass.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MARK,
+            std::ptr::addr_of!(mark).cast(),
+            std::mem::size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// The effective user id of this process.
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.

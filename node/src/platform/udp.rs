@@ -42,6 +42,8 @@ impl Udp {
                 let _ = sockopt::force_buffer(&socket, plain, BUFFER_BYTES);
             }
         }
+        // Policy routing keeps marked packets off the tunnel (`crate::routes`).
+        crate::routes::mark_socket(&socket);
         socket
             .set_nonblocking(true)
             .context("making UDP socket non-blocking")?;

@@ -6,6 +6,7 @@ mod join;
 mod keys;
 mod members;
 mod networks;
+mod routes;
 mod rows;
 mod services;
 mod tokens;

@@ -1,0 +1,211 @@
+//! Split DNS: sends only the zones to the stubs, through systemd-resolved
+//! where it resolves for the system, else through a reversible edit of
+//! resolv.conf. Restored on leave and on a clean stop; a backup left by a
+//! crash is restored when the next agent starts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use warren_proto::local_dns::SplitDnsMode;
+use warren_proto::NetworkId;
+
+use super::resolv_conf::{render, ResolvConf};
+use super::resolved;
+
+/// What the configuration asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Manage {
+    /// systemd-resolved if it resolves for the system, else resolv.conf.
+    #[default]
+    Auto,
+    Resolved,
+    ResolvConf,
+    /// Leave the system's resolver configuration alone (the stubs still run).
+    Off,
+}
+
+impl Manage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Manage::Auto => "auto",
+            Manage::Resolved => "resolved",
+            Manage::ResolvConf => "resolv-conf",
+            Manage::Off => "off",
+        }
+    }
+}
+
+/// One serving stub and the interface of its network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub network: NetworkId,
+    pub interface: String,
+    pub stub: SocketAddr,
+    pub zone: String,
+}
+
+pub struct SplitDns {
+    manage: Manage,
+    file: ResolvConf,
+    /// What is in force; `Off` until the first stub serves.
+    mode: SplitDnsMode,
+    /// resolved: interface -> (stub, zone) as configured.
+    links: BTreeMap<String, (SocketAddr, String)>,
+    /// resolv-conf: what we last wrote.
+    written: Option<String>,
+    pub error: Option<String>,
+}
+
+impl SplitDns {
+    /// Repairs what a crashed agent left (a resolv.conf backup) first.
+    pub fn start(manage: Manage, resolv_conf: PathBuf, state_dir: &Path) -> SplitDns {
+        let file = ResolvConf {
+            path: resolv_conf,
+            backup: state_dir.join("dns").join("resolv.conf.backup"),
+        };
+        let mut error = None;
+        if file.has_backup() {
+            match file.restore() {
+                Ok(true) => {
+                    tracing::warn!(path = %file.path.display(), "restored resolv.conf left edited by an agent that did not stop cleanly")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "could not restore resolv.conf from its backup");
+                    error = Some(format!("restoring resolv.conf: {e:#}"));
+                }
+            }
+        }
+        SplitDns {
+            manage,
+            file,
+            mode: SplitDnsMode::Off,
+            links: BTreeMap::new(),
+            written: None,
+            error,
+        }
+    }
+
+    pub fn manage(&self) -> Manage {
+        self.manage
+    }
+
+    pub fn mode(&self) -> SplitDnsMode {
+        self.mode
+    }
+
+    pub fn has_backup(&self) -> bool {
+        self.file.has_backup()
+    }
+
+    /// The system's resolv.conf as it was before us.
+    pub fn original_text(&self) -> String {
+        self.file.original_text()
+    }
+
+    fn choose(&self) -> SplitDnsMode {
+        match self.manage {
+            Manage::Off => SplitDnsMode::Off,
+            Manage::Resolved => SplitDnsMode::Resolved,
+            Manage::ResolvConf => SplitDnsMode::ResolvConf,
+            Manage::Auto if resolved::in_charge(&self.original_text()) => SplitDnsMode::Resolved,
+            Manage::Auto => SplitDnsMode::ResolvConf,
+        }
+    }
+
+    /// Makes the system send each route's zone to its stub; no routes
+    /// means the system as it was.
+    pub async fn apply(&mut self, routes: &[Route]) {
+        if routes.is_empty() {
+            self.restore().await;
+            return;
+        }
+        if self.mode == SplitDnsMode::Off {
+            self.mode = self.choose();
+            if self.mode != SplitDnsMode::Off {
+                tracing::info!(mode = ?self.mode, "managing split DNS");
+            }
+        }
+        let result = match self.mode {
+            SplitDnsMode::Off => Ok(()),
+            SplitDnsMode::Resolved => self.apply_resolved(routes).await,
+            SplitDnsMode::ResolvConf => self.apply_resolv_conf(routes),
+        };
+        self.error = result.err().map(|e| {
+            tracing::warn!(error = %format!("{e:#}"), "could not configure split DNS");
+            format!("{e:#}")
+        });
+    }
+
+    async fn apply_resolved(&mut self, routes: &[Route]) -> anyhow::Result<()> {
+        let stale: Vec<String> = self
+            .links
+            .keys()
+            .filter(|l| !routes.iter().any(|r| &r.interface == *l))
+            .cloned()
+            .collect();
+        for link in stale {
+            self.links.remove(&link);
+            // The interface may be gone already, and its settings with it.
+            if let Err(e) = resolved::revert(&link).await {
+                tracing::debug!(%link, error = %format!("{e:#}"), "resolvectl revert");
+            }
+        }
+        for r in routes {
+            let want = (r.stub, r.zone.clone());
+            if self.links.get(&r.interface) != Some(&want) {
+                resolved::configure(&r.interface, r.stub, &r.zone).await?;
+                tracing::info!(interface = %r.interface, stub = %r.stub, zone = %r.zone, "systemd-resolved routes the zone to the stub");
+                self.links.insert(r.interface.clone(), want);
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_resolv_conf(&mut self, routes: &[Route]) -> anyhow::Result<()> {
+        let mut routes = routes.to_vec();
+        routes.sort_by_key(|r| r.network);
+        let first = &routes[0];
+        if first.stub.port() != 53 {
+            anyhow::bail!(
+                "resolv.conf cannot name port {}: set [dns] stub-port = 53, or use systemd-resolved",
+                first.stub.port()
+            );
+        }
+        let zones: Vec<String> = routes.iter().map(|r| r.zone.clone()).collect();
+        let text = render(&self.original_text(), first.stub.ip(), &zones);
+        if self.written.as_deref() != Some(text.as_str()) {
+            self.file.write(&text)?;
+            tracing::info!(path = %self.file.path.display(), stub = %first.stub.ip(), "resolv.conf sends the zones to the stub");
+            self.written = Some(text);
+        }
+        Ok(())
+    }
+
+    /// Puts the system back as it was.
+    pub async fn restore(&mut self) {
+        for (link, _) in std::mem::take(&mut self.links) {
+            if let Err(e) = resolved::revert(&link).await {
+                tracing::debug!(%link, error = %format!("{e:#}"), "resolvectl revert");
+            }
+        }
+        if self.written.take().is_some() || self.file.has_backup() {
+            match self.file.restore() {
+                Ok(true) => {
+                    tracing::info!(path = %self.file.path.display(), "resolv.conf restored")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "could not restore resolv.conf");
+                    self.error = Some(format!("restoring resolv.conf: {e:#}"));
+                    return;
+                }
+            }
+        }
+        self.mode = SplitDnsMode::Off;
+        self.error = None;
+    }
+}

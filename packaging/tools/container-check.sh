@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# The installed packages under a real systemd, as far as this machine
+# allows: PID 1 here is not systemd, so a Debian root (debootstrap, cached)
+# boots under systemd-nspawn in a network namespace of its own, and its
+# systemd runs the units exactly as packaged, with all their hardening.
+#
+#   container (netns A, 192.0.2.1)          netns B (192.0.2.2)
+#   warren-controller.service  <--QUIC---   warren-k8s-entrypoint
+#   warren.service (joins by the            (`warren daemon` + `warren join`,
+#    quick start's commands)                 the DaemonSet's entry script)
+#
+# Checks: install starts and enables both units; the quick start's commands
+# (token, network, key, join) work against them; the agent holds only
+# CAP_NET_ADMIN and CAP_NET_BIND_SERVICE; socket and state owners and
+# modes; the `warren` group may use the CLI and others may not; split DNS
+# rewrites /etc/resolv.conf under ProtectSystem=strict and names in the
+# zone resolve; `warren ping` finds a direct path and ICMP crosses the
+# overlay; an upgrade (reinstall) restarts both units, keeps a local edit
+# of a conffile, and the node comes back into its network; purge stops
+# everything, restores resolv.conf and routing, and leaves nothing.
+#
+# Usage: container-check.sh AGENT.deb CONTROLLER.deb WARREN_BIN CACHE_DIR
+# All traffic stays inside the two namespaces this script makes.
+set -euo pipefail
+AGENT_DEB=$1
+CONTROLLER_DEB=$2
+WARREN_BIN=$3
+CACHE=$4
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+SYS_PATH=/usr/sbin:/usr/bin:/sbin:/bin
+NS_A=warren-ci-a
+NS_B=warren-ci-b
+A_ADDR=192.0.2.1
+B_ADDR=192.0.2.2
+
+fail() { echo "FAIL (container): $*" >&2; exit 1; }
+note() { echo "   container: $*"; }
+
+# ---- the Debian root, made once and kept in the cache
+ROOTFS=$CACHE/rootfs-bookworm
+if [ ! -e "$ROOTFS/.complete" ]; then
+    note "debootstrap (once; kept in $ROOTFS)"
+    rm -rf "$ROOTFS.tmp"
+    mkdir -p "$CACHE"
+    debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,iproute2,nftables,iputils-ping \
+        bookworm "$ROOTFS.tmp" http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 ||
+        { tail -n 20 "$CACHE/debootstrap.log"; fail "debootstrap"; }
+    touch "$ROOTFS.tmp/.complete"
+    rm -rf "$ROOTFS"
+    mv "$ROOTFS.tmp" "$ROOTFS"
+fi
+
+WORK=$(mktemp -d /var/tmp/warren-ci.XXXXXX)
+NSPAWN_PID=
+B_PID=
+cleanup() {
+    if [ -n "$B_PID" ] && kill -0 "$B_PID" 2>/dev/null; then
+        kill -TERM "$B_PID" 2>/dev/null || true
+        wait "$B_PID" 2>/dev/null || true
+    fi
+    if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
+        kill -TERM "$NSPAWN_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.2; done
+        kill -KILL "$NSPAWN_PID" 2>/dev/null || true
+        wait "$NSPAWN_PID" 2>/dev/null || true
+    fi
+    ip netns del "$NS_A" 2>/dev/null || true
+    ip netns del "$NS_B" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+cp -a "$ROOTFS" "$WORK/root"
+mkdir -p "$WORK/root/tmp/debs" "$WORK/b"
+cp "$AGENT_DEB" "$WORK/root/tmp/debs/warren.deb"
+cp "$CONTROLLER_DEB" "$WORK/root/tmp/debs/warren-controller.deb"
+# Nothing in the container may ask a resolver outside the machine.
+printf 'nameserver 127.0.0.1\n' >"$WORK/root/etc/resolv.conf"
+
+# ---- two namespaces joined by a veth
+ip netns del "$NS_A" 2>/dev/null || true
+ip netns del "$NS_B" 2>/dev/null || true
+ip netns add "$NS_A"
+ip netns add "$NS_B"
+ip link add wci-a type veth peer name wci-b
+ip link set wci-a netns "$NS_A"
+ip link set wci-b netns "$NS_B"
+ip -n "$NS_A" addr add "$A_ADDR/24" dev wci-a
+ip -n "$NS_B" addr add "$B_ADDR/24" dev wci-b
+for ns in "$NS_A" "$NS_B"; do
+    ip -n "$ns" link set lo up
+done
+ip -n "$NS_A" link set wci-a up
+ip -n "$NS_B" link set wci-b up
+
+# ---- boot
+systemd-nspawn -D "$WORK/root" --boot --register=no --keep-unit --machine=warren-ci \
+    --network-namespace-path="/run/netns/$NS_A" --capability=CAP_NET_ADMIN \
+    --resolv-conf=off --timezone=off --link-journal=no --console=read-only \
+    >"$WORK/console.log" 2>&1 &
+NSPAWN_PID=$!
+LEADER=
+for _ in $(seq 100); do
+    LEADER=$(ps -o pid= --ppid "$NSPAWN_PID" | tr -d ' ' | head -n 1)
+    [ -n "$LEADER" ] && break
+    sleep 0.1
+done
+[ -n "$LEADER" ] || { cat "$WORK/console.log"; fail "the container did not start"; }
+c() { nsenter --target "$LEADER" --all env -i PATH=$SYS_PATH "$@"; }
+state=$(timeout 60 nsenter --target "$LEADER" --all env -i PATH=$SYS_PATH systemctl is-system-running --wait || true)
+case $state in
+    running | degraded) note "systemd is $state" ;;
+    *) cat "$WORK/console.log"; fail "systemd in the container: '$state'" ;;
+esac
+resolv_before=$(c cat /etc/resolv.conf)
+rules_before=$(c ip rule)
+routes_before=$(c ip route show table all)
+
+# ---- install: the units start by themselves
+c dpkg -i /tmp/debs/warren-controller.deb /tmp/debs/warren.deb >/dev/null
+wait_active() {
+    for _ in $(seq 50); do
+        c systemctl is-active --quiet "$1" && return 0
+        sleep 0.2
+    done
+    c systemctl status --no-pager "$1" || true
+    fail "$1 is not active"
+}
+wait_active warren-controller.service
+wait_active warren.service
+for unit in warren warren-controller; do
+    [ "$(c systemctl is-enabled "$unit.service")" = enabled ] || fail "$unit.service not enabled"
+done
+note "dpkg -i started and enabled both units"
+
+# ---- privileges and files
+cap_of() { c grep "^$2:" "/proc/$(c systemctl show -p MainPID --value "$1")/status" | awk '{print $2}'; }
+# CAP_NET_BIND_SERVICE is bit 10, CAP_NET_ADMIN bit 12.
+for set in CapEff CapBnd CapAmb; do
+    [ "$(cap_of warren.service "$set")" = 0000000000001400 ] || fail "warren.service $set is $(cap_of warren.service "$set")"
+    [ "$(cap_of warren-controller.service "$set")" = 0000000000000400 ] ||
+        fail "warren-controller.service $set is $(cap_of warren-controller.service "$set")"
+done
+[ "$(c ps -o user= -p "$(c systemctl show -p MainPID --value warren-controller.service)")" = warren-controller ] ||
+    fail "the controller does not run as warren-controller"
+owner_mode() { c stat -c '%U:%G %a' "$1"; }
+[ "$(owner_mode /run/warren/warren.sock)" = "root:warren 660" ] || fail "socket: $(owner_mode /run/warren/warren.sock)"
+[ "$(owner_mode /run/warren)" = "root:warren 750" ] || fail "/run/warren: $(owner_mode /run/warren)"
+[ "$(owner_mode /var/lib/warren)" = "root:warren 700" ] || fail "/var/lib/warren: $(owner_mode /var/lib/warren)"
+[ "$(owner_mode /var/lib/warren/node.key)" = "root:warren 600" ] || fail "node.key: $(owner_mode /var/lib/warren/node.key)"
+[ "$(owner_mode /var/lib/warren-controller)" = "warren-controller:warren-controller 700" ] ||
+    fail "/var/lib/warren-controller: $(owner_mode /var/lib/warren-controller)"
+note "capabilities (agent: NET_ADMIN + NET_BIND_SERVICE; controller: NET_BIND_SERVICE), owners and modes"
+
+# ---- the quick start, as its page shows it (the controller's data belong to its user)
+FP=
+for _ in $(seq 50); do
+    FP=$(c warren-controller fingerprint --data-dir /var/lib/warren-controller 2>/dev/null) && break
+    sleep 0.2
+done
+[ -n "$FP" ] || fail "no fingerprint"
+TOKEN=$(c runuser -u warren-controller -- warren-controller token create --data-dir /var/lib/warren-controller \
+    --scope admin --name ci 2>/dev/null)
+admin() { c WARREN_TOKEN="$TOKEN" warren-controller "$@"; }
+NET=$(admin network create ci)
+KEY_A=$(admin key create "$NET" --expires 1h 2>/dev/null)
+KEY_B=$(admin key create "$NET" --expires 1h 2>/dev/null)
+joined=$(c warren join "$NET" --controller 127.0.0.1:7443 --fingerprint "$FP" --key "$KEY_A" --name packaged)
+echo "$joined" | grep -q "^joined $NET as packaged.ci.warren.internal" || fail "join: $joined"
+A_OVERLAY=$(echo "$joined" | sed -n 's/.*(\([0-9.]*\)\/.*/\1/p')
+note "$joined"
+
+# ---- a second agent in netns B, started by the DaemonSet's entry script
+ip netns exec "$NS_B" env -i PATH=$SYS_PATH WARREN_BIN="$WARREN_BIN" \
+    WARREN_SOCKET="$WORK/b/warren.sock" WARREN_STATE_DIR="$WORK/b/state" WARREN_DNS_MANAGE=off \
+    WARREN_NETWORK_ID="$NET" WARREN_CONTROLLER="$A_ADDR:7443" WARREN_FINGERPRINT="$FP" \
+    WARREN_PREAUTH_KEY="$KEY_B" WARREN_NODE_NAME=laptop-b \
+    "$HERE/docker/warren-k8s-entrypoint" >"$WORK/b/log" 2>&1 &
+B_PID=$!
+b() { ip netns exec "$NS_B" env -i PATH=$SYS_PATH "$WARREN_BIN" --socket "$WORK/b/warren.sock" "$@"; }
+for _ in $(seq 100); do
+    b status 2>/dev/null | grep -q "laptop-b.ci.warren.internal" && break
+    kill -0 "$B_PID" 2>/dev/null || { cat "$WORK/b/log"; fail "the entry script exited"; }
+    sleep 0.2
+done
+b status | grep -q "authorized" || { cat "$WORK/b/log"; fail "agent B did not join"; }
+members=$(admin member list "$NET" --json)
+echo "$members" | python3 -c '
+import json, sys
+names = {m["name"]: m for m in json.load(sys.stdin)["members"]}
+assert set(names) == {"packaged", "laptop-b"}, names
+assert all(m["state"] == "authorized" and m["online"] for m in names.values()), names
+' || fail "member list: $members"
+note "agent B joined through warren-k8s-entrypoint; member list shows both online"
+
+# ---- paths, overlay traffic, DNS
+ping_out=$(c warren ping laptop-b --count 10) || fail "warren ping laptop-b: $ping_out"
+echo "$ping_out" | grep -q direct || fail "no direct path: $ping_out"
+note "warren ping: $(echo "$ping_out" | tail -n 1)"
+ip netns exec "$NS_B" ping -c 3 -W 2 -q "$A_OVERLAY" >/dev/null || fail "ICMP over the overlay to $A_OVERLAY"
+note "ICMP from B to the packaged agent's $A_OVERLAY crosses the overlay"
+head -n 1 <(c cat /etc/resolv.conf) | grep -q "^# Written by warren" || fail "resolv.conf not managed: $(c cat /etc/resolv.conf)"
+c warren dns --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["mode"] == "resolv-conf" and d["error"] is None and d["backup"], d
+assert all(s["serving"] and s.get("error") is None for s in d["stubs"]) and d["stubs"], d
+' || fail "warren dns: $(c warren dns)"
+resolved=$(c getent hosts laptop-b.ci.warren.internal | awk '{print $1}' | head -n 1)
+[ -n "$resolved" ] || fail "laptop-b.ci.warren.internal does not resolve in the container"
+note "split DNS: resolv.conf rewritten under ProtectSystem=strict; laptop-b.ci.warren.internal is $resolved"
+
+# ---- the warren group may use the local API; others may not
+c useradd --no-create-home --groups warren ci-member
+c useradd --no-create-home ci-outsider
+c runuser -u ci-member -- warren status >/dev/null || fail "a member of group warren cannot run warren status"
+if c runuser -u ci-outsider -- warren status >/dev/null 2>&1; then
+    fail "a user outside group warren can use the local API"
+fi
+note "group warren may use the CLI; other users are refused"
+
+# ---- upgrade: reinstall restarts both units; a local conffile edit stays
+c sh -c 'echo "# local edit kept by upgrades" >> /etc/warren/warren.toml'
+pid_agent=$(c systemctl show -p MainPID --value warren.service)
+pid_controller=$(c systemctl show -p MainPID --value warren-controller.service)
+c dpkg -i /tmp/debs/warren-controller.deb /tmp/debs/warren.deb >/dev/null
+wait_active warren-controller.service
+wait_active warren.service
+[ "$(c systemctl show -p MainPID --value warren.service)" != "$pid_agent" ] || fail "upgrade did not restart warren"
+[ "$(c systemctl show -p MainPID --value warren-controller.service)" != "$pid_controller" ] ||
+    fail "upgrade did not restart warren-controller"
+c grep -q "local edit kept by upgrades" /etc/warren/warren.toml || fail "upgrade overwrote the edited conffile"
+for _ in $(seq 100); do
+    c warren status 2>/dev/null | grep -q "authorized" && break
+    sleep 0.2
+done
+c warren status | grep -q "authorized" || fail "after the upgrade the node is not back in its network"
+c warren ping laptop-b --count 10 >/dev/null || fail "after the upgrade laptop-b does not answer"
+note "upgrade: both units restarted, conffile edit kept, node back in its network"
+
+# ---- purge: everything stops and goes; resolv.conf and routing as before
+listed=$(c dpkg -L warren warren-controller | sort -u)
+c dpkg --purge warren warren-controller >/dev/null
+for unit in warren warren-controller; do
+    c systemctl is-active --quiet "$unit.service" && fail "$unit.service still runs after purge"
+done
+[ "$(c cat /etc/resolv.conf)" = "$resolv_before" ] || fail "resolv.conf not restored: $(c cat /etc/resolv.conf)"
+[ "$(c ip rule)" = "$rules_before" ] || fail "ip rules changed: $(c ip rule)"
+[ "$(c ip route show table all)" = "$routes_before" ] || fail "routes changed: $(c ip route show table all)"
+c ip link show warren0 >/dev/null 2>&1 && fail "warren0 still exists"
+if c nft list tables 2>/dev/null | grep -q warren; then fail "nftables table warren left"; fi
+for path in $listed; do
+    c test -d "$path" && continue # shared folders such as /usr/bin
+    c test -e "$path" && fail "$path left after purge"
+done
+for path in /etc/warren /etc/warren-controller /var/lib/warren /var/lib/warren-controller /run/warren; do
+    c test -e "$path" && fail "$path left after purge"
+done
+left=$(c find /etc/systemd /var/lib/systemd -name '*warren*' 2>/dev/null || true)
+[ -z "$left" ] || fail "systemd state left after purge: $left"
+note "purge: units stopped, files gone, resolv.conf, rules and routes as before"
+
+# ---- agent B stops cleanly on SIGTERM, as the kubelet stops it
+kill -TERM "$B_PID"
+b_status=0
+wait "$B_PID" || b_status=$?
+B_PID=
+[ "$b_status" = 0 ] || { cat "$WORK/b/log"; fail "the entry script exited with $b_status on SIGTERM"; }
+note "entry script: clean exit on SIGTERM"
+
+c systemctl poweroff >/dev/null 2>&1 || true
+for _ in $(seq 100); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.2; done

@@ -1,0 +1,447 @@
+//! Sites for the split-tunnel suites: each behind its own NAT router on an
+//! "internet" that holds the controller and a web server; a site's host
+//! runs an agent, and a master's host also fronts a "cluster" namespace
+//! whose service address answers HTTP, as kube-proxy would make it.
+//!
+//! ```text
+//!                        [internet] 192.0.2.10 controller, 192.0.2.80 + 198.51.100.80 web
+//!                            |  203.0.113.(16i+14)/28
+//!  site i:    [router] 203.0.113.(16i+1)/28, port-restricted NAT
+//!                |  10.0.(i+1).1/24
+//!             [host] 10.0.(i+1).2   (agent: master or laptop)
+//!                |  172.16.(i+1).1/24        (masters only; forwarding on)
+//!             [cluster] 172.16.(i+1).2, service address on lo, HTTP :80
+//! ```
+//! Everything is built inside namespaces the lab made; the web servers are
+//! threads whose listening sockets live in those namespaces.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::command;
+use crate::error::{LabError, Result};
+use crate::lab::Lab;
+use crate::link;
+use crate::managed::ManagedAgent;
+use crate::nat::{self, Nat, Router};
+use crate::nat_controller::{NatController, QUIC};
+use crate::netns::Netns;
+use crate::topology::NatLab;
+
+/// The overlay pool of the suites' network.
+pub const POOL: &str = "10.147.0.0/16";
+/// The agents' base UDP port.
+pub const AGENT_PORT: u16 = 41641;
+/// The internet's web server, reached through an exit node...
+pub const WEB: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 80);
+/// ...and a second one on a prefix the suites exclude from it.
+pub const WEB_EXCLUDED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 80);
+
+/// A master's cluster: the range its agent advertises and the service
+/// address inside it.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub range: String,
+    pub service: Ipv4Addr,
+}
+
+/// One site: a name and, for a master, its cluster.
+#[derive(Debug, Clone)]
+pub struct SiteSpec {
+    pub name: String,
+    pub cluster: Option<ClusterSpec>,
+}
+
+impl SiteSpec {
+    pub fn laptop(name: &str) -> SiteSpec {
+        SiteSpec {
+            name: name.to_owned(),
+            cluster: None,
+        }
+    }
+
+    /// A master whose host forwards (an exit node or a subnet router).
+    pub fn master(name: &str, cluster: Option<(&str, Ipv4Addr)>) -> SiteSpec {
+        SiteSpec {
+            name: name.to_owned(),
+            cluster: Some(ClusterSpec {
+                range: cluster.map_or_else(String::new, |(r, _)| r.to_owned()),
+                service: cluster.map_or(Ipv4Addr::UNSPECIFIED, |(_, s)| s),
+            }),
+        }
+    }
+}
+
+/// A site as built.
+#[derive(Debug)]
+pub struct Site {
+    pub name: String,
+    pub index: u8,
+    pub router: Netns,
+    pub host: Netns,
+    /// The cluster namespace and its HTTP server (masters with a range).
+    pub cluster: Option<Netns>,
+    pub spec: SiteSpec,
+    pub agent: ManagedAgent,
+    _server: Option<HttpServer>,
+}
+
+impl Site {
+    /// The router's public address: what the internet sees of the site.
+    pub fn wan(&self) -> Ipv4Addr {
+        Ipv4Addr::new(203, 0, 113, 16 * self.index + 1)
+    }
+
+    /// The host's address on the cluster link (masters), the LAN side.
+    pub fn cluster_gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::new(172, 16, self.index + 1, 1)
+    }
+
+    /// The cluster host's own address.
+    pub fn cluster_host(&self) -> Ipv4Addr {
+        Ipv4Addr::new(172, 16, self.index + 1, 2)
+    }
+
+    /// The cluster link's prefix (the master's "node subnet").
+    pub fn node_subnet(&self) -> String {
+        format!("172.16.{}.0/24", self.index + 1)
+    }
+
+    /// `warren ARGS...` on this site's agent; stdout.
+    pub fn warren<I, S>(&self, args: I) -> Result<String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        command::run_stdout(&mut self.agent.command(args))
+    }
+
+    /// `warren routes list --json`.
+    pub fn routes(&self) -> Result<Value> {
+        let text = self.warren(["routes", "list", "--json"])?;
+        serde_json::from_str(&text).map_err(|e| LabError::Output {
+            what: format!("warren routes list --json on {}", self.name),
+            detail: format!("{e}: {text}"),
+        })
+    }
+
+    /// The agent's overlay IPv4 address in `network`.
+    pub fn overlay_v4(&self, network: &str) -> Result<Ipv4Addr> {
+        self.agent.status()?.network(network)?.ipv4()
+    }
+}
+
+/// The internet, its controller and web servers, and the sites.
+#[derive(Debug)]
+pub struct RoutesLab {
+    pub sites: Vec<Site>,
+    pub controller: NatController,
+    pub network: String,
+    pub key: String,
+    _web: Vec<HttpServer>,
+    pub internet: Netns,
+}
+
+impl RoutesLab {
+    /// Builds every site, starts the controller, makes the network, and
+    /// starts (but does not join) one agent per site.
+    pub fn build(lab: &Lab, specs: &[SiteSpec]) -> Result<RoutesLab> {
+        let internet = lab.netns("in")?;
+        link::enable_forwarding(&internet)?;
+        link::add_addr(&internet, "lo", &format!("{}/32", NatLab::SERVER))?;
+        for web in [WEB, WEB_EXCLUDED] {
+            link::add_addr(&internet, "lo", &format!("{web}/32"))?;
+        }
+        let web = vec![
+            HttpServer::start(&internet, SocketAddr::new(WEB.into(), 80), "internet")?,
+            HttpServer::start(
+                &internet,
+                SocketAddr::new(WEB_EXCLUDED.into(), 80),
+                "internet",
+            )?,
+        ];
+        let mut sites = Vec::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let index = u8::try_from(i).map_err(|_| LabError::Invalid("too many sites".into()))?;
+            sites.push(build_site(lab, &internet, index, spec)?);
+        }
+        let controller = NatController::start(lab, &internet, None)?;
+        let network = controller.network_create("sites", POOL)?;
+        let key = controller.key_create(&network)?;
+        Ok(RoutesLab {
+            sites,
+            controller,
+            network,
+            key,
+            _web: web,
+            internet,
+        })
+    }
+
+    pub fn site(&self, name: &str) -> Result<&Site> {
+        self.sites
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| LabError::Invalid(format!("no site {name:?}")))
+    }
+
+    pub fn site_mut(&mut self, name: &str) -> Result<&mut Site> {
+        self.sites
+            .iter_mut()
+            .find(|s| s.name == name)
+            .ok_or_else(|| LabError::Invalid(format!("no site {name:?}")))
+    }
+
+    /// `warren join` with the lab's reusable key; waits until authorized.
+    pub fn join(&self, name: &str) -> Result<()> {
+        let site = self.site(name)?;
+        let controller = QUIC.to_string();
+        let mut cmd = site.agent.command([
+            "join",
+            &self.network,
+            "--controller",
+            &controller,
+            "--fingerprint",
+            self.controller.fingerprint(),
+            "--key",
+            &self.key,
+            "--name",
+            &site.name,
+            "--wait",
+            "15s",
+        ]);
+        let out = command::output(&mut cmd)?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || !stdout.starts_with("joined") {
+            return Err(LabError::Output {
+                what: format!("warren join on {name}"),
+                detail: format!(
+                    "{}: {} {}",
+                    out.status,
+                    stdout.trim(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// `warren-controller ARGS...` with the admin token; stdout, or the
+    /// failure with stderr.
+    pub fn admin<I, S>(&self, args: I) -> std::result::Result<String, String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = self.controller.command(args);
+        match command::output(&mut cmd) {
+            Ok(out) if out.status.success() => {
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            }
+            Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// `route approve NET NODE PREFIX` for site `name`.
+    pub fn approve(&self, name: &str, prefix: &str) -> Result<()> {
+        let node = self.site(name)?.agent.node_id().to_owned();
+        self.admin(["route", "approve", &self.network, &node, prefix])
+            .map(|_| ())
+            .map_err(|e| LabError::Output {
+                what: format!("route approve {name} {prefix}"),
+                detail: e,
+            })
+    }
+}
+
+fn build_site(lab: &Lab, internet: &Netns, i: u8, spec: &SiteSpec) -> Result<Site> {
+    let router = lab.netns(&format!("r{i}"))?;
+    let host = lab.netns(&format!("h{i}"))?;
+    let wan_if = lab.ifname(&format!("r{i}w"))?;
+    let inet_if = lab.ifname(&format!("i{i}"))?;
+    let lan_if = lab.ifname(&format!("r{i}l"))?;
+    let host_if = lab.ifname(&format!("h{i}l"))?;
+    link::veth(&router, &wan_if, internet, &inet_if)?;
+    link::veth(&router, &lan_if, &host, &host_if)?;
+    let wan = Ipv4Addr::new(203, 0, 113, 16 * i + 1);
+    let inet_side = Ipv4Addr::new(203, 0, 113, 16 * i + 14);
+    let lan_gw = Ipv4Addr::new(10, 0, i + 1, 1);
+    let lan_host = Ipv4Addr::new(10, 0, i + 1, 2);
+    link::add_addr(&router, &wan_if, &format!("{wan}/28"))?;
+    link::add_addr(internet, &inet_if, &format!("{inet_side}/28"))?;
+    link::add_addr(&router, &lan_if, &format!("{lan_gw}/24"))?;
+    link::add_addr(&host, &host_if, &format!("{lan_host}/24"))?;
+    link::add_route(&router, "default", inet_side.into())?;
+    link::add_route(&host, "default", lan_gw.into())?;
+    link::enable_forwarding(&router)?;
+    nat::apply(
+        lab,
+        &router,
+        &Router {
+            wan_if,
+            wan_addr: wan,
+            host: lan_host,
+        },
+        Nat::PortRestricted,
+    )?;
+    let mut cluster = None;
+    let mut server = None;
+    if let Some(c) = &spec.cluster {
+        link::enable_forwarding(&host)?;
+        if !c.range.is_empty() {
+            let ns = lab.netns(&format!("c{i}"))?;
+            let master_if = lab.ifname(&format!("h{i}c"))?;
+            let cluster_if = lab.ifname(&format!("c{i}l"))?;
+            link::veth(&host, &master_if, &ns, &cluster_if)?;
+            let gw = Ipv4Addr::new(172, 16, i + 1, 1);
+            let me = Ipv4Addr::new(172, 16, i + 1, 2);
+            link::add_addr(&host, &master_if, &format!("{gw}/24"))?;
+            link::add_addr(&ns, &cluster_if, &format!("{me}/24"))?;
+            link::add_addr(&ns, "lo", &format!("{}/32", c.service))?;
+            link::add_route(&ns, "default", gw.into())?;
+            link::add_route(&host, &c.range, me.into())?;
+            server = Some(HttpServer::start(
+                &ns,
+                SocketAddr::new(c.service.into(), 80),
+                &format!("cluster-{}", spec.name),
+            )?);
+            cluster = Some(ns);
+        }
+    }
+    let agent = ManagedAgent::start(lab, &host, &spec.name, Some(AGENT_PORT))?;
+    Ok(Site {
+        name: spec.name.clone(),
+        index: i,
+        router,
+        host,
+        cluster,
+        spec: spec.clone(),
+        agent,
+        _server: server,
+    })
+}
+
+/// A tiny HTTP/1.0 responder on a thread: every request gets `BODY PEER-IP`,
+/// so a client learns which server answered and where it came from.
+#[derive(Debug)]
+pub struct HttpServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Listens on `addr` inside `ns` (the socket stays in that namespace).
+    pub fn start(ns: &Netns, addr: SocketAddr, body: &str) -> Result<HttpServer> {
+        let listener = ns
+            .run(move || TcpListener::bind(addr))?
+            .map_err(|e| LabError::io(format!("listening on {addr} in {}", ns.name()), e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| LabError::io("making the listener non-blocking", e))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let body = body.to_owned();
+        let thread = thread::Builder::new()
+            .name(format!("http-{addr}"))
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, peer)) => answer(stream, peer, &body),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            thread::sleep(Duration::from_millis(10));
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            })
+            .map_err(|e| LabError::io("spawning the HTTP server", e))?;
+        Ok(HttpServer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+fn answer(mut stream: TcpStream, peer: SocketAddr, body: &str) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = format!("{body} {}\n", peer.ip());
+    let response = format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = stream.write_all(response.as_bytes());
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What one HTTP fetch got: the server's name and the address it saw us at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub server: String,
+    pub seen_from: IpAddr,
+}
+
+/// `GET /` from inside `ns`; `Ok(Err(why))` when it did not answer within
+/// `timeout` (a refusal, a timeout, a reset: the outcome, not an error).
+pub fn fetch(
+    ns: &Netns,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<std::result::Result<Fetched, String>> {
+    let connected = ns.run(move || TcpStream::connect_timeout(&addr, timeout))?;
+    let mut stream = match connected {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(format!("connect: {e}"))),
+    };
+    let deadline = Instant::now() + timeout;
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    if let Err(e) = stream.write_all(b"GET / HTTP/1.0\r\nHost: lab\r\n\r\n") {
+        return Ok(Err(format!("send: {e}")));
+    }
+    let mut response = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        if Instant::now() > deadline {
+            return Ok(Err("no complete answer in time".to_owned()));
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+            Err(e) => return Ok(Err(format!("read: {e}"))),
+        }
+    }
+    let text = String::from_utf8_lossy(&response);
+    let Some((_, body)) = text.split_once("\r\n\r\n") else {
+        return Ok(Err(format!("not HTTP: {text:?}")));
+    };
+    let mut words = body.split_whitespace();
+    let server = words.next().unwrap_or_default().to_owned();
+    match words.next().and_then(|w| w.parse().ok()) {
+        Some(seen_from) => Ok(Ok(Fetched { server, seen_from })),
+        None => Ok(Err(format!("unexpected body {body:?}"))),
+    }
+}

@@ -1,0 +1,211 @@
+//! The relay with the real binaries, behind the NAT lab's routers: when
+//! both networks let UDP out only to the controller, the peers talk through
+//! the controller's relay (status says so, and the relay's counters carry
+//! the bytes); when the block lifts, a direct path replaces the relay while
+//! a ping and a TCP stream keep running, without a new handshake.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use warren_lab::natpair::{NatKind, NatPair, PeerPath, Side};
+use warren_lab::ping::Pinger;
+use warren_lab::transfer::{tcp_transfer, Transfer, TransferSpec};
+use warren_lab::{e2e, Lab};
+
+/// How long the pair gets to settle on a path.
+const PATH_WITHIN: Duration = Duration::from_secs(20);
+
+/// How long a blocked pair must stay relayed: several probe rounds.
+const HOLD_RELAY: Duration = Duration::from_secs(8);
+
+const TRANSFER_MIB: u64 = 4;
+
+/// Joins both agents of a pair whose routers block UDP to anything but
+/// the controller, and checks that they settle on the relay and carry
+/// pings and a TCP transfer over it.
+fn blocked_pair_talks_through_the_relay(lab: &Lab, a: NatKind, b: NatKind) -> anyhow::Result<()> {
+    let mut pair = NatPair::build(lab, a, b)?;
+    pair.block_udp()?;
+    pair.join_both()?;
+    let result = (|| -> anyhow::Result<()> {
+        pair.wait_path(PeerPath::Relay, PATH_WITHIN)?;
+        pair.hold_path(PeerPath::Relay, HOLD_RELAY)
+            .context("UDP between the peers is blocked, yet the path left the relay")?;
+        for from in [Side::A, Side::B] {
+            let report = pair.ping(from, 5, Duration::from_secs(5))?;
+            ensure!(
+                report.received == report.sent,
+                "ping from {from:?} through the relay:\n{}",
+                report.render()
+            );
+        }
+        let before = pair.relay_counters()?;
+        let transfer = tcp_transfer(
+            pair.host(Side::A),
+            pair.host(Side::B),
+            pair.overlay_v4(Side::B)?.into(),
+            TransferSpec::mib(TRANSFER_MIB),
+        )
+        .context("TCP transfer a -> b through the relay")?;
+        let after = pair.relay_counters()?;
+        ensure!(
+            after.bytes - before.bytes >= TRANSFER_MIB << 20,
+            "the relay carried only {} bytes of the {TRANSFER_MIB} MiB transfer",
+            after.bytes - before.bytes
+        );
+        pair.hold_path(PeerPath::Relay, Duration::from_secs(1))?;
+        println!(
+            "{}: relayed {TRANSFER_MIB} MiB at {:.1} Mbit/s",
+            pair.label(),
+            transfer.mbit_per_s()
+        );
+        pair.ensure_running()?;
+        Ok(())
+    })();
+    result.map_err(|e| anyhow::anyhow!("{e:#}\n{}", pair.diagnostics()))
+}
+
+#[test]
+fn blocked_udp_relays_between_port_restricted_nats() {
+    e2e("relay::blocked_pr", |lab| {
+        blocked_pair_talks_through_the_relay(lab, NatKind::PortRestricted, NatKind::PortRestricted)
+    });
+}
+
+#[test]
+fn blocked_udp_relays_between_full_cone_nats() {
+    e2e("relay::blocked_fc", |lab| {
+        blocked_pair_talks_through_the_relay(lab, NatKind::FullCone, NatKind::FullCone)
+    });
+}
+
+/// What a ping every [`PING_EVERY`] saw.
+#[derive(Debug, Default)]
+struct PingLog {
+    sent: u32,
+    replies: u32,
+    /// The longest time without a reply, from the first reply on.
+    max_gap: Duration,
+}
+
+const PING_EVERY: Duration = Duration::from_millis(100);
+
+fn ping_until(pinger: &Pinger, stop: &AtomicBool) -> anyhow::Result<PingLog> {
+    let mut log = PingLog::default();
+    let mut last_reply: Option<Instant> = None;
+    let mut seq: u16 = 1;
+    while !stop.load(Ordering::SeqCst) {
+        let sent_at = Instant::now();
+        log.sent += 1;
+        if pinger.ping_once(seq, Duration::from_secs(1))?.is_some() {
+            log.replies += 1;
+            let now = Instant::now();
+            if let Some(last) = last_reply {
+                log.max_gap = log.max_gap.max(now - last);
+            }
+            last_reply = Some(now);
+        }
+        seq = seq.wrapping_add(1);
+        thread::sleep(PING_EVERY.saturating_sub(sent_at.elapsed()));
+    }
+    if let Some(last) = last_reply {
+        log.max_gap = log.max_gap.max(last.elapsed());
+    }
+    Ok(log)
+}
+
+/// Longest a ping every 100 ms may go unanswered across the switch.
+const MAX_GAP: Duration = Duration::from_secs(1);
+
+#[test]
+fn direct_path_replaces_the_relay_without_dropping_the_session() {
+    e2e("relay::upgrade", |lab| {
+        let mut pair = NatPair::build(lab, NatKind::PortRestricted, NatKind::PortRestricted)?;
+        pair.block_udp()?;
+        pair.join_both()?;
+        let result = (|| -> anyhow::Result<()> {
+            pair.wait_path(PeerPath::Relay, PATH_WITHIN)?;
+            // A handshake over the relay first, so that the session exists
+            // before the switch.
+            pair.ping(Side::A, 1, Duration::from_secs(5))?;
+            let before = pair.views()?;
+            ensure!(
+                before.0.last_handshake.is_some() && before.1.last_handshake.is_some(),
+                "no handshake over the relay: a: {:?}; b: {:?}",
+                before.0.last_handshake,
+                before.1.last_handshake
+            );
+
+            // A paced stream that spans the switch: 6 MiB at 256 KiB/s.
+            let spec = TransferSpec {
+                bytes: 6 << 20,
+                port: 5201,
+                rate: Some(256 << 10),
+                timeout: Duration::from_secs(60),
+                seed: 0x5eed,
+            };
+            let dst = pair.overlay_v4(Side::B)?;
+            let transfer =
+                Transfer::start(pair.host(Side::A), pair.host(Side::B), dst.into(), spec)?;
+            let pinger = Pinger::open(pair.host(Side::A), dst.into())?;
+            let stop = AtomicBool::new(false);
+            let (pings, switched) = thread::scope(|s| {
+                let pinger = s.spawn(|| ping_until(&pinger, &stop));
+                let switched = (|| -> anyhow::Result<Duration> {
+                    thread::sleep(Duration::from_secs(3));
+                    let relayed = transfer.received();
+                    ensure!(relayed > 0, "the stream carried nothing over the relay");
+                    pair.unblock_udp()?;
+                    let took = pair
+                        .wait_path(PeerPath::Direct, PATH_WITHIN)
+                        .context("AGENT FAILURE: no direct path after UDP was unblocked")?;
+                    // Keep pinging a while on the new path.
+                    thread::sleep(Duration::from_secs(3));
+                    Ok(took)
+                })();
+                stop.store(true, Ordering::SeqCst);
+                let pings = pinger
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("ping thread panicked"));
+                (pings, switched)
+            });
+            let switched = switched?;
+            let pings = pings??;
+            let report = transfer
+                .wait()
+                .context("the TCP stream across the relay -> direct switch")?;
+            let after = pair.views()?;
+            let same_session =
+                after.0.same_handshake(&before.0) && after.1.same_handshake(&before.1);
+            println!(
+                "relay -> direct in {:.2} s; stream {:.2} Mbit/s; pings {}/{} answered, longest gap {:?}; same handshake: {same_session}",
+                switched.as_secs_f64(),
+                report.mbit_per_s(),
+                pings.replies,
+                pings.sent,
+                pings.max_gap
+            );
+            ensure!(
+                pings.max_gap <= MAX_GAP,
+                "pings went unanswered for {:?} across the switch ({}/{} answered)",
+                pings.max_gap,
+                pings.replies,
+                pings.sent
+            );
+            ensure!(
+                same_session,
+                "the switch made a new handshake: a {:?} -> {:?}, b {:?} -> {:?}",
+                before.0.last_handshake,
+                after.0.last_handshake,
+                before.1.last_handshake,
+                after.1.last_handshake
+            );
+            pair.hold_path(PeerPath::Direct, Duration::from_secs(2))?;
+            pair.ensure_running()?;
+            Ok(())
+        })();
+        result.map_err(|e| anyhow::anyhow!("{e:#}\n{}", pair.diagnostics()))
+    });
+}

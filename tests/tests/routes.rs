@@ -1,0 +1,394 @@
+//! Subnet routes, end to end with the real binaries: a master agent in
+//! front of a "cluster" whose service address answers HTTP, laptops behind
+//! their own NATs. A laptop reaches the service only after the master
+//! advertised the range, an admin approved it and the laptop accepted
+//! routes; never before, and no longer after revocation or `accept off`.
+//! Hosts on the master's LAN cannot send into the overlay (dropped and
+//! counted). Two masters bridge their clusters (site to site). Two routers
+//! for one prefix fail over within 15 s.
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use serde_json::Value;
+use warren_lab::e2e;
+use warren_lab::routes_lab::{fetch, Fetched, RoutesLab, Site, SiteSpec};
+use warren_lab::wait::{self, Poll};
+
+const SERVICE_A: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+const SERVICE_B: Ipv4Addr = Ipv4Addr::new(10, 112, 0, 10);
+const RANGE_A: &str = "10.96.0.0/12";
+const RANGE_B: &str = "10.112.0.0/12";
+
+/// How long a change (approval, acceptance) gets to take effect.
+const SETTLE: Duration = Duration::from_secs(15);
+/// The bound on fail-over.
+const FAILOVER_WITHIN: Duration = Duration::from_secs(15);
+
+fn service(addr: Ipv4Addr) -> SocketAddr {
+    SocketAddr::new(addr.into(), 80)
+}
+
+/// Waits until `site` fetches `addr` and returns what answered.
+fn reaches(site: &Site, addr: Ipv4Addr, within: Duration) -> anyhow::Result<Fetched> {
+    let what = format!("{} to fetch http://{addr}/", site.name);
+    Ok(wait::until(what, within, || {
+        Ok(
+            match fetch(&site.host, service(addr), Duration::from_secs(1))? {
+                Ok(f) => Poll::Ready(f),
+                Err(why) => Poll::Pending(why),
+            },
+        )
+    })?)
+}
+
+/// Fetches `addr` from `site` repeatedly for `hold`; fails on any answer.
+fn never_reaches(site: &Site, addr: Ipv4Addr, hold: Duration) -> anyhow::Result<()> {
+    let until = Instant::now() + hold;
+    while Instant::now() < until {
+        if let Ok(f) = fetch(&site.host, service(addr), Duration::from_millis(700))? {
+            bail!(
+                "{} reached http://{addr}/ and should not have: {f:?}",
+                site.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Waits until `site` no longer reaches `addr`.
+fn loses(site: &Site, addr: Ipv4Addr, within: Duration) -> anyhow::Result<()> {
+    let what = format!("{} to lose http://{addr}/", site.name);
+    wait::until(what, within, || {
+        Ok(
+            match fetch(&site.host, service(addr), Duration::from_millis(700))? {
+                Ok(f) => Poll::Pending(format!("still answered by {f:?}")),
+                Err(_) => Poll::Ready(()),
+            },
+        )
+    })?;
+    never_reaches(site, addr, Duration::from_secs(2))
+}
+
+fn filter_drops(site: &Site) -> warren_lab::Result<u64> {
+    let routes = site.routes()?;
+    routes
+        .pointer("/filter/dropped_into_overlay_packets")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| warren_lab::LabError::Output {
+            what: "warren routes list --json".to_owned(),
+            detail: format!("no filter counter in {routes}"),
+        })
+}
+
+/// Warren's routing table in the site host's namespace, as `ip` prints it.
+fn warren_table(site: &Site) -> anyhow::Result<String> {
+    Ok(site
+        .host
+        .ip(["-4", "route", "show", "table", "22354"])
+        .unwrap_or_default())
+}
+
+#[test]
+fn laptops_reach_a_cluster_service_only_through_approved_accepted_routes() {
+    e2e(
+        "laptops_reach_a_cluster_service_only_through_approved_accepted_routes",
+        |lab| {
+            let world = RoutesLab::build(
+                lab,
+                &[
+                    SiteSpec::master("a", Some((RANGE_A, SERVICE_A))),
+                    SiteSpec::laptop("laptop"),
+                ],
+            )?;
+            world.join("a")?;
+            world.join("laptop")?;
+            let master = world.site("a")?;
+            let laptop = world.site("laptop")?;
+
+            // Advertised and accepted, not approved: never reachable.
+            master.warren(["routes", "advertise", RANGE_A])?;
+            let listed = laptop.warren(["routes", "accept", "on"])?;
+            println!("laptop after accept on:\n{listed}");
+            never_reaches(laptop, SERVICE_A, Duration::from_secs(4))?;
+            ensure!(
+                warren_table(laptop)?.trim().is_empty(),
+                "a route before approval"
+            );
+            let pending = master.routes()?;
+            ensure!(
+                pending.pointer("/networks/0/advertised/0/state") == Some(&Value::from("pending")),
+                "master should see its route waiting for approval: {pending}"
+            );
+
+            world.approve("a", RANGE_A)?;
+            let t0 = Instant::now();
+            let got = reaches(laptop, SERVICE_A, SETTLE)?;
+            println!(
+                "reached the cluster service {:?} after approval: {got:?}",
+                t0.elapsed()
+            );
+            ensure!(got.server == "cluster-a", "{got:?}");
+            // Masquerade: the cluster sees the master's address on its link.
+            ensure!(got.seen_from == master.cluster_gateway(), "{got:?}");
+            let table = warren_table(laptop)?;
+            ensure!(
+                table.contains(RANGE_A) && table.contains("warren0"),
+                "laptop table: {table}"
+            );
+            let state = master.routes()?;
+            ensure!(
+                state.pointer("/networks/0/advertised/0/state") == Some(&Value::from("primary")),
+                "{state}"
+            );
+            println!("laptop routes:\n{}", laptop.warren(["routes", "list"])?);
+            println!("master routes:\n{}", master.warren(["routes", "list"])?);
+
+            // `accept off` takes the route away; on again brings it back.
+            laptop.warren(["routes", "accept", "off"])?;
+            loses(laptop, SERVICE_A, SETTLE)?;
+            ensure!(
+                warren_table(laptop)?.trim().is_empty(),
+                "route left after accept off"
+            );
+            laptop.warren(["routes", "accept", "on"])?;
+            reaches(laptop, SERVICE_A, SETTLE)?;
+
+            // A host on the master's LAN (the cluster) cannot send into the
+            // overlay, with a spoofed overlay source or its own.
+            spoofing_is_dropped_and_counted(&world, master, laptop)?;
+
+            // Revocation of the approval takes it away.
+            let node = master.agent.node_id().to_owned();
+            world
+                .admin(["route", "revoke", &world.network, &node, RANGE_A])
+                .map_err(anyhow::Error::msg)?;
+            loses(laptop, SERVICE_A, SETTLE)?;
+            let audit = world
+                .admin(["audit", "--json"])
+                .map_err(anyhow::Error::msg)?;
+            for action in ["route.advertise", "route.approve", "route.unapprove"] {
+                ensure!(audit.contains(action), "audit log lacks {action}");
+            }
+            Ok(())
+        },
+    );
+}
+
+fn spoofing_is_dropped_and_counted(
+    world: &RoutesLab,
+    master: &Site,
+    laptop: &Site,
+) -> anyhow::Result<()> {
+    let cluster = master.cluster.as_ref().context("master has a cluster")?;
+    let laptop_ip = laptop.overlay_v4(&world.network)?;
+    // The cluster routes the overlay through its master, and claims
+    // overlay addresses for itself.
+    cluster.ip([
+        "route",
+        "add",
+        "10.147.0.0/16",
+        "via",
+        &master.cluster_gateway().to_string(),
+    ])?;
+    let spoofed = Ipv4Addr::new(10, 147, 0, 250);
+    let victim = Ipv4Addr::new(10, 147, 0, 251);
+    for addr in [spoofed, victim] {
+        cluster.ip(["addr", "add", &format!("{addr}/32"), "dev", "lo"])?;
+    }
+    let listener = laptop
+        .host
+        .run(|| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 7777)))??;
+    listener.set_read_timeout(Some(Duration::from_millis(300)))?;
+    let before = filter_drops(master)?;
+    let sources = [spoofed, victim, master.cluster_host()];
+    for source in sources {
+        let socket = cluster.run(move || UdpSocket::bind((source, 0)))??;
+        for _ in 0..5 {
+            socket.send_to(b"let me in", (laptop_ip, 7777))?;
+        }
+    }
+    let mut buf = [0u8; 64];
+    if let Ok((n, from)) = listener.recv_from(&mut buf) {
+        bail!("the laptop got {n} bytes from {from} through the master");
+    }
+    let after = wait::until(
+        "the master to count the drops",
+        Duration::from_secs(5),
+        || {
+            let now = filter_drops(master)?;
+            Ok(if now >= before + 15 {
+                Poll::Ready(now)
+            } else {
+                Poll::Pending(format!("{} dropped", now - before))
+            })
+        },
+    )?;
+    println!(
+        "master's filter dropped {} packets from its LAN into the overlay",
+        after - before
+    );
+    // The laptop's engine never saw them either.
+    let spoofed_at_laptop = laptop.agent.status()?.counter("dropped_spoofed")?;
+    ensure!(
+        spoofed_at_laptop == 0,
+        "laptop counted {spoofed_at_laptop} spoofed packets"
+    );
+    Ok(())
+}
+
+#[test]
+fn two_masters_bridge_their_clusters_site_to_site() {
+    e2e("two_masters_bridge_their_clusters_site_to_site", |lab| {
+        let world = RoutesLab::build(
+            lab,
+            &[
+                SiteSpec::master("a", Some((RANGE_A, SERVICE_A))),
+                SiteSpec::master("b", Some((RANGE_B, SERVICE_B))),
+            ],
+        )?;
+        world.join("a")?;
+        world.join("b")?;
+        let (a, b) = (world.site("a")?, world.site("b")?);
+        // The network approves each master's own ranges automatically.
+        for (site, range) in [(a, RANGE_A), (b, RANGE_B)] {
+            let node = site.agent.node_id().to_owned();
+            for prefix in [range.to_owned(), site.node_subnet()] {
+                world
+                    .admin([
+                        "route",
+                        "auto-approve",
+                        "add",
+                        &world.network,
+                        &prefix,
+                        "--node",
+                        &node,
+                    ])
+                    .map_err(anyhow::Error::msg)?;
+            }
+        }
+        // Each advertises its service range and node subnet, and accepts
+        // the other's.
+        for (site, range) in [(a, RANGE_A), (b, RANGE_B)] {
+            site.warren(["routes", "advertise", range, &site.node_subnet()])?;
+            site.warren(["routes", "accept", "on"])?;
+        }
+        let cluster_a = a.cluster.as_ref().context("cluster a")?;
+        let cluster_b = b.cluster.as_ref().context("cluster b")?;
+        let from_a = wait::until("cluster a to reach cluster b's service", SETTLE, || {
+            Ok(
+                match fetch(cluster_a, service(SERVICE_B), Duration::from_secs(1))? {
+                    Ok(f) => Poll::Ready(f),
+                    Err(why) => Poll::Pending(why),
+                },
+            )
+        })?;
+        ensure!(from_a.server == "cluster-b", "{from_a:?}");
+        ensure!(
+            from_a.seen_from == b.cluster_gateway(),
+            "b masquerades: {from_a:?}"
+        );
+        let from_b = wait::until("cluster b to reach cluster a's service", SETTLE, || {
+            Ok(
+                match fetch(cluster_b, service(SERVICE_A), Duration::from_secs(1))? {
+                    Ok(f) => Poll::Ready(f),
+                    Err(why) => Poll::Pending(why),
+                },
+            )
+        })?;
+        ensure!(from_b.server == "cluster-a", "{from_b:?}");
+        println!("site to site: a -> {from_a:?}, b -> {from_b:?}");
+        let listed = world
+            .admin(["route", "list", &world.network])
+            .map_err(anyhow::Error::msg)?;
+        println!("{listed}");
+        ensure!(
+            listed.matches("system").count() == 4,
+            "auto-approved by the rules:\n{listed}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_second_router_takes_over_within_15_seconds() {
+    e2e("a_second_router_takes_over_within_15_seconds", |lab| {
+        let mut world = RoutesLab::build(
+            lab,
+            &[
+                SiteSpec::master("a", Some((RANGE_A, SERVICE_A))),
+                SiteSpec::master("c", Some((RANGE_A, SERVICE_A))),
+                SiteSpec::laptop("laptop"),
+            ],
+        )?;
+        for name in ["a", "c", "laptop"] {
+            world.join(name)?;
+        }
+        for name in ["a", "c"] {
+            world.site(name)?.warren(["routes", "advertise", RANGE_A])?;
+            world.approve(name, RANGE_A)?;
+        }
+        // The same prefix twice is no conflict, an overlapping one is, and
+        // so is one that would capture the controller's address.
+        let node_a = world.site("a")?.agent.node_id().to_owned();
+        match world.admin(["route", "approve", &world.network, &node_a, "192.0.2.0/24"]) {
+            Err(e) if e.contains("controller's address 192.0.2.10") => println!("refused: {e}"),
+            other => bail!("a route over the controller was not refused: {other:?}"),
+        }
+        let node = world.site("c")?.agent.node_id().to_owned();
+        let refused = world.admin(["route", "approve", &world.network, &node, "10.96.0.0/16"]);
+        match refused {
+            Err(e) if e.contains("overlaps 10.96.0.0/12") => {
+                println!("refused as it should be: {e}")
+            }
+            other => bail!("an overlapping route was not refused: {other:?}"),
+        }
+        let laptop = world.site("laptop")?;
+        laptop.warren(["routes", "accept", "on"])?;
+        let first = reaches(laptop, SERVICE_A, SETTLE)?;
+        let primary = first
+            .server
+            .strip_prefix("cluster-")
+            .context("a cluster answered")?
+            .to_owned();
+        let standby = if primary == "a" { "c" } else { "a" };
+        println!(
+            "primary router: {primary}; listing:\n{}",
+            world
+                .admin(["route", "list", &world.network])
+                .map_err(anyhow::Error::msg)?
+        );
+
+        // The primary dies without a word (SIGKILL: no clean close).
+        let killed_at = Instant::now();
+        world
+            .site_mut(&primary)?
+            .agent
+            .process()
+            .context("primary agent runs")?
+            .signal("KILL")?;
+        let laptop = world.site("laptop")?;
+        let took = wait::until(
+            format!("the laptop to be served by {standby}"),
+            Duration::from_secs(40),
+            || {
+                Ok(
+                    match fetch(&laptop.host, service(SERVICE_A), Duration::from_millis(500))? {
+                        Ok(f) if f.server == format!("cluster-{standby}") => {
+                            Poll::Ready(killed_at.elapsed())
+                        }
+                        Ok(f) => Poll::Pending(format!("answered by {}", f.server)),
+                        Err(why) => Poll::Pending(why),
+                    },
+                )
+            },
+        )?;
+        println!("fail-over from {primary} to {standby} took {took:?}");
+        ensure!(
+            took <= FAILOVER_WITHIN,
+            "fail-over took {took:?}, more than {FAILOVER_WITHIN:?}"
+        );
+        Ok(())
+    });
+}
