@@ -49,7 +49,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, query)) = data.split_first() else {
         return;
     };
-    let protocol = if selector & 1 == 0 { Protocol::Udp } else { Protocol::Tcp };
+    let protocol = if selector & 1 == 0 {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    };
     let src = "192.0.2.50:40000".parse().expect("addr");
     let Some(answer) = RUNTIME.block_on(answer_bytes(&*HANDLER, query, src, protocol)) else {
         return;

@@ -71,11 +71,19 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, query)) = data.split_first() else {
         return;
     };
-    let protocol = if selector & 1 == 0 { Protocol::Udp } else { Protocol::Tcp };
+    let protocol = if selector & 1 == 0 {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    };
     let peer = selector & 2 == 0;
-    let src: SocketAddr = if peer { "10.147.0.9:5353" } else { "10.147.0.1:5353" }
-        .parse()
-        .expect("addr");
+    let src: SocketAddr = if peer {
+        "10.147.0.9:5353"
+    } else {
+        "10.147.0.1:5353"
+    }
+    .parse()
+    .expect("addr");
     let handler = STATE.handler(STUB.parse().expect("addr"));
     let Some(answer) = RUNTIME.block_on(answer_bytes(&handler, query, src, protocol)) else {
         return;

@@ -32,6 +32,8 @@ NS_A=warren-ci-a
 NS_B=warren-ci-b
 A_ADDR=192.0.2.1
 B_ADDR=192.0.2.2
+SERVICE_RANGE=10.96.0.0/12
+SERVICE_IP=10.96.0.10
 
 fail() { echo "FAIL (container): $*" >&2; exit 1; }
 note() { echo "   container: $*"; }
@@ -70,9 +72,9 @@ cleanup() {
 }
 trap cleanup EXIT
 cp -a "$ROOTFS" "$WORK/root"
-mkdir -p "$WORK/root/tmp/debs" "$WORK/b"
-cp "$AGENT_DEB" "$WORK/root/tmp/debs/warren.deb"
-cp "$CONTROLLER_DEB" "$WORK/root/tmp/debs/warren-controller.deb"
+mkdir -p "$WORK/root/srv/debs" "$WORK/b"
+cp "$AGENT_DEB" "$WORK/root/srv/debs/warren.deb"
+cp "$CONTROLLER_DEB" "$WORK/root/srv/debs/warren-controller.deb"
 # Nothing in the container may ask a resolver outside the machine.
 printf 'nameserver 127.0.0.1\n' >"$WORK/root/etc/resolv.conf"
 
@@ -89,6 +91,9 @@ ip -n "$NS_B" addr add "$B_ADDR/24" dev wci-b
 for ns in "$NS_A" "$NS_B"; do
     ip -n "$ns" link set lo up
 done
+# A "service" address behind agent B, inside the range B advertises, as a
+# cluster master's service range sits behind it.
+ip -n "$NS_B" addr add "$SERVICE_IP/32" dev lo
 ip -n "$NS_A" link set wci-a up
 ip -n "$NS_B" link set wci-b up
 
@@ -100,23 +105,31 @@ systemd-nspawn -D "$WORK/root" --boot --register=no --keep-unit --machine=warren
 NSPAWN_PID=$!
 LEADER=
 for _ in $(seq 100); do
-    LEADER=$(ps -o pid= --ppid "$NSPAWN_PID" | tr -d ' ' | head -n 1)
+    LEADER=$(ps -o pid= --ppid "$NSPAWN_PID" | tr -d ' ' | head -n 1 || true)
     [ -n "$LEADER" ] && break
     sleep 0.1
 done
 [ -n "$LEADER" ] || { cat "$WORK/console.log"; fail "the container did not start"; }
 c() { nsenter --target "$LEADER" --all env -i PATH=$SYS_PATH "$@"; }
-state=$(timeout 60 nsenter --target "$LEADER" --all env -i PATH=$SYS_PATH systemctl is-system-running --wait || true)
+state=offline
+for _ in $(seq 120); do
+    # "offline" until the container's systemd answers on its bus.
+    state=$(timeout 60 nsenter --target "$LEADER" --all env -i PATH=$SYS_PATH systemctl is-system-running --wait || true)
+    [ "$state" = offline ] || [ -z "$state" ] || break
+    sleep 0.5
+done
 case $state in
     running | degraded) note "systemd is $state" ;;
     *) cat "$WORK/console.log"; fail "systemd in the container: '$state'" ;;
 esac
 resolv_before=$(c cat /etc/resolv.conf)
 rules_before=$(c ip rule)
-routes_before=$(c ip route show table all)
+# Routes anyone added (the kernel's own for addresses and link-local come and go).
+routes() { c ip route show table all | grep -vE 'proto kernel|^(local|broadcast|multicast) |fe80::' || true; }
+routes_before=$(routes)
 
 # ---- install: the units start by themselves
-c dpkg -i /tmp/debs/warren-controller.deb /tmp/debs/warren.deb >/dev/null
+c dpkg -i /srv/debs/warren-controller.deb /srv/debs/warren.deb >/dev/null
 wait_active() {
     for _ in $(seq 50); do
         c systemctl is-active --quiet "$1" && return 0
@@ -140,7 +153,7 @@ for set in CapEff CapBnd CapAmb; do
     [ "$(cap_of warren-controller.service "$set")" = 0000000000000400 ] ||
         fail "warren-controller.service $set is $(cap_of warren-controller.service "$set")"
 done
-[ "$(c ps -o user= -p "$(c systemctl show -p MainPID --value warren-controller.service)")" = warren-controller ] ||
+[ "$(c stat -c %U "/proc/$(c systemctl show -p MainPID --value warren-controller.service)")" = warren-controller ] ||
     fail "the controller does not run as warren-controller"
 owner_mode() { c stat -c '%U:%G %a' "$1"; }
 [ "$(owner_mode /run/warren/warren.sock)" = "root:warren 660" ] || fail "socket: $(owner_mode /run/warren/warren.sock)"
@@ -164,6 +177,7 @@ admin() { c WARREN_TOKEN="$TOKEN" warren-controller "$@"; }
 NET=$(admin network create ci)
 KEY_A=$(admin key create "$NET" --expires 1h 2>/dev/null)
 KEY_B=$(admin key create "$NET" --expires 1h 2>/dev/null)
+admin route auto-approve add "$NET" "$SERVICE_RANGE" --any >/dev/null
 joined=$(c warren join "$NET" --controller 127.0.0.1:7443 --fingerprint "$FP" --key "$KEY_A" --name packaged)
 echo "$joined" | grep -q "^joined $NET as packaged.ci.warren.internal" || fail "join: $joined"
 A_OVERLAY=$(echo "$joined" | sed -n 's/.*(\([0-9.]*\)\/.*/\1/p')
@@ -173,7 +187,7 @@ note "$joined"
 ip netns exec "$NS_B" env -i PATH=$SYS_PATH WARREN_BIN="$WARREN_BIN" \
     WARREN_SOCKET="$WORK/b/warren.sock" WARREN_STATE_DIR="$WORK/b/state" WARREN_DNS_MANAGE=off \
     WARREN_NETWORK_ID="$NET" WARREN_CONTROLLER="$A_ADDR:7443" WARREN_FINGERPRINT="$FP" \
-    WARREN_PREAUTH_KEY="$KEY_B" WARREN_NODE_NAME=laptop-b \
+    WARREN_PREAUTH_KEY="$KEY_B" WARREN_NODE_NAME=laptop-b WARREN_ADVERTISE_ROUTES="$SERVICE_RANGE" \
     "$HERE/docker/warren-k8s-entrypoint" >"$WORK/b/log" 2>&1 &
 B_PID=$!
 b() { ip netns exec "$NS_B" env -i PATH=$SYS_PATH "$WARREN_BIN" --socket "$WORK/b/warren.sock" "$@"; }
@@ -209,6 +223,22 @@ resolved=$(c getent hosts laptop-b.ci.warren.internal | awk '{print $1}' | head 
 [ -n "$resolved" ] || fail "laptop-b.ci.warren.internal does not resolve in the container"
 note "split DNS: resolv.conf rewritten under ProtectSystem=strict; laptop-b.ci.warren.internal is $resolved"
 
+# ---- the cluster-master case: B advertises a range, A accepts it and reaches an address in it
+c warren routes accept on >/dev/null
+installed=
+for _ in $(seq 100); do
+    installed=$(c warren routes --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(" ".join(r["prefix"] for n in d["networks"] for r in n["peer_routes"] if r["installed"]))
+') || true
+    [ "$installed" = "$SERVICE_RANGE" ] && break
+    sleep 0.2
+done
+[ "$installed" = "$SERVICE_RANGE" ] || fail "route $SERVICE_RANGE not installed on A: $(c warren routes)"
+c ping -c 3 -W 2 -q "$SERVICE_IP" >/dev/null || fail "no answer from $SERVICE_IP behind B: $(c warren routes)"
+note "B advertised $SERVICE_RANGE (auto-approved); A accepted it and reaches $SERVICE_IP through B"
+
 # ---- the warren group may use the local API; others may not
 c useradd --no-create-home --groups warren ci-member
 c useradd --no-create-home ci-outsider
@@ -222,7 +252,7 @@ note "group warren may use the CLI; other users are refused"
 c sh -c 'echo "# local edit kept by upgrades" >> /etc/warren/warren.toml'
 pid_agent=$(c systemctl show -p MainPID --value warren.service)
 pid_controller=$(c systemctl show -p MainPID --value warren-controller.service)
-c dpkg -i /tmp/debs/warren-controller.deb /tmp/debs/warren.deb >/dev/null
+c dpkg -i /srv/debs/warren-controller.deb /srv/debs/warren.deb >/dev/null
 wait_active warren-controller.service
 wait_active warren.service
 [ "$(c systemctl show -p MainPID --value warren.service)" != "$pid_agent" ] || fail "upgrade did not restart warren"
@@ -245,7 +275,7 @@ for unit in warren warren-controller; do
 done
 [ "$(c cat /etc/resolv.conf)" = "$resolv_before" ] || fail "resolv.conf not restored: $(c cat /etc/resolv.conf)"
 [ "$(c ip rule)" = "$rules_before" ] || fail "ip rules changed: $(c ip rule)"
-[ "$(c ip route show table all)" = "$routes_before" ] || fail "routes changed: $(c ip route show table all)"
+[ "$(routes)" = "$routes_before" ] || fail "routes changed: before [$routes_before], after [$(routes)]"
 c ip link show warren0 >/dev/null 2>&1 && fail "warren0 still exists"
 if c nft list tables 2>/dev/null | grep -q warren; then fail "nftables table warren left"; fi
 for path in $listed; do

@@ -32,12 +32,15 @@
 //! - [`controller`], [`managed`], [`mesh`]: `warren-controller` and agents
 //!   that join its networks, on a star.
 //! - [`wait`]: bounded polling.
+//! - [`natpair`], [`nat_controller`]: two managed agents behind NAT routers
+//!   of chosen behaviours and the controller on the internet, for the NAT
+//!   matrix, relay suites and `warren-nat-bench`.
 //! - [`routes_lab`]: NAT'd sites with masters, clusters and laptops, for the
 //!   subnet-route and exit-node suites.
 //! - [`dns`]: a namespace's own resolv.conf, a test resolver, `dig`, and a
 //!   DNS load generator.
-//! - [`ping`], [`transfer`], [`pcap`], [`wg_message`], [`prng`]: traffic
-//!   generators and checkers.
+//! - [`ping`], [`transfer`], [`iperf`], [`pcap`], [`wg_message`], [`prng`]:
+//!   traffic generators and checkers.
 
 pub mod command;
 pub mod controller;

@@ -21,7 +21,9 @@ enum ServiceCommand {
     Add {
         /// The service label, e.g. `http` or `postgres`.
         name: String,
+        /// The port it listens on, on this node's overlay addresses.
         port: u16,
+        /// `tcp` or `udp`.
         #[arg(long, default_value = "tcp")]
         proto: ServiceProto,
         /// The network (needed when more than one is joined).
@@ -30,19 +32,23 @@ enum ServiceCommand {
         /// A TXT string for the service (repeatable), e.g. `path=/`.
         #[arg(long)]
         txt: Vec<String>,
+        /// Print the local API's JSON.
         #[arg(long)]
         json: bool,
     },
     /// Withdraw a service.
     Remove {
         name: String,
+        /// `tcp` or `udp`.
         #[arg(long, default_value = "tcp")]
         proto: ServiceProto,
+        /// The network (needed when more than one is joined).
         #[arg(long)]
         network: Option<NetworkId>,
     },
     /// The services this node publishes.
     List {
+        /// Print the local API's JSON.
         #[arg(long)]
         json: bool,
     },

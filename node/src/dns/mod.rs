@@ -323,8 +323,10 @@ impl Dns {
             upstreams: self
                 .forwarder
                 .as_ref()
-                .map(|(u, _)| u.iter().map(ToString::to_string).collect())
-                .unwrap_or_default(),
+                .map_or(&self.upstreams, |(u, _)| u)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             stubs: self
                 .nets
                 .iter()

@@ -335,6 +335,12 @@ async fn resolv_conf_is_edited_restored_and_repaired() {
     assert_eq!(dns.upstreams, vec!["192.0.2.53:53".parse().unwrap()]);
     dns.network_up(&map, "warren0").await;
     let status = dns.status();
+    let in_use = |e: &Option<String>| e.as_deref().is_some_and(|e| e.contains("in use"));
+    if in_use(&status.stubs[0].error) {
+        // A resolver of the host's own holds port 53 on every address.
+        eprintln!("skipped: port 53 is taken on this host: {status:?}");
+        return;
+    }
     assert!(status.stubs[0].serving, "{status:?}");
     assert_eq!(
         status.mode,
