@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Writes the docs' command reference pages from the binaries' clap
 # definitions: docs/reference/warren.md and docs/reference/warren-controller.md.
-# Run it after changing a command or flag (packaging/ci-check.sh fails while
-# the pages are stale).
+# Run it after changing a command or flag (packaging/ci-check.sh also
+# regenerates stale pages, and says so). Any build's binaries do: the help
+# text is the same in debug and release builds.
 #
 # Usage: packaging/tools/cli-reference.sh [BIN_DIR [OUT_DIR]]
 #   BIN_DIR  folder with warren and warren-controller (default: target/release,

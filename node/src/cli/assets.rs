@@ -91,8 +91,8 @@ fn markdown(mut cmd: Command) -> String {
     let mut text = format!(
         "# `{BIN}` commands\n\n\
          Generated from the command-line definitions by `{BIN} generate-assets`\n\
-         (run `packaging/tools/cli-reference.sh` after changing them); the same\n\
-         text is in `{BIN} COMMAND --help` and the man pages.\n"
+         (run `packaging/tools/cli-reference.sh` after changing them): what\n\
+         `--help` prints for each command, and what the man pages say.\n"
     );
     append_sections(&cmd, &mut text);
     text
