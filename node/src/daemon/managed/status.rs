@@ -1,0 +1,239 @@
+//! What the networks look like from outside: `warren status`, `warren ping` and `warren netcheck`.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use warren_proto::local_api::{
+    Counters, Netcheck, NetcheckNetwork, NetworkState, NetworkStatus, PathKind, PeerStatus,
+    ReflexiveAddress, Status,
+};
+use warren_proto::netmap::Netmap;
+use warren_proto::{NetworkId, NodeId};
+
+use super::super::network::{NetworkHandle, NetworkReport};
+use super::super::{refusal, Refusal};
+use super::{Joined, Managed};
+
+impl Managed {
+    pub(super) async fn network_status(&self, id: &NetworkId) -> NetworkStatus {
+        match self.nets.get(id) {
+            Some(net) => joined_status(
+                net,
+                self.connected.contains(&net.config.controller),
+                report(net.runner.as_ref()).await,
+            ),
+            None => static_status(None),
+        }
+    }
+
+    pub async fn status(&self) -> Status {
+        let public_key = self.key.public_key();
+        let mut networks = Vec::new();
+        let mut peers = Vec::new();
+        let mut counters = Counters::default();
+        if let Some(s) = &self.static_net {
+            let r = report(Some(s)).await;
+            if let Some(r) = &r {
+                counters.add(&r.counters);
+                peers.extend(r.peers.iter().map(|p| peer_status("static", p, None)));
+            }
+            let mut status = static_status(r.as_ref());
+            status.addresses = s.spec.addresses.clone();
+            status.mtu = s.spec.mtu;
+            networks.push(status);
+        }
+        for (id, net) in &self.nets {
+            let r = report(net.runner.as_ref()).await;
+            if let Some(r) = &r {
+                counters.add(&r.counters);
+                let label = id.to_string();
+                peers.extend(
+                    r.peers
+                        .iter()
+                        .map(|p| peer_status(&label, p, net.netmap.as_ref())),
+                );
+            }
+            networks.push(joined_status(
+                net,
+                self.connected.contains(&net.config.controller),
+                r,
+            ));
+        }
+        Status {
+            public_key,
+            node_id: NodeId::from_key(&public_key),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            networks,
+            peers,
+            counters,
+        }
+    }
+}
+
+async fn report(runner: Option<&NetworkHandle>) -> Option<NetworkReport> {
+    match runner {
+        Some(r) => r.report().await,
+        None => None,
+    }
+}
+
+fn static_status(report: Option<&NetworkReport>) -> NetworkStatus {
+    NetworkStatus {
+        id: "static".into(),
+        name: None,
+        controller: None,
+        controller_connected: false,
+        state: NetworkState::Static,
+        message: None,
+        fqdn: None,
+        interface: report.map(|r| r.interface.clone()),
+        listen_port: report.map(|r| r.listen_port),
+        addresses: Vec::new(),
+        mtu: crate::config::DEFAULT_MTU,
+        offload: report.is_some_and(|r| r.offload),
+        netmap_version: None,
+        counters: report.map(|r| r.counters.clone()).unwrap_or_default(),
+    }
+}
+
+fn joined_status(net: &Joined, connected: bool, report: Option<NetworkReport>) -> NetworkStatus {
+    let map = net.netmap.as_ref();
+    NetworkStatus {
+        id: net.config.network_id.to_string(),
+        name: map.map(|m| m.network_name.clone()),
+        controller: Some(net.config.controller.clone()),
+        controller_connected: connected,
+        state: net.state,
+        message: net.message.clone(),
+        fqdn: map.map(|m| m.self_node.fqdn.clone()),
+        interface: report.as_ref().map(|r| r.interface.clone()),
+        listen_port: Some(net.config.listen_port),
+        addresses: map
+            .map(|m| m.self_node.addresses.clone())
+            .unwrap_or_default(),
+        mtu: map.map_or(crate::config::DEFAULT_MTU, |m| m.settings.mtu),
+        offload: report.as_ref().is_some_and(|r| r.offload),
+        netmap_version: map.map(|m| m.version),
+        counters: report.map(|r| r.counters).unwrap_or_default(),
+    }
+}
+
+fn peer_status(network: &str, p: &warren_engine::PeerSnapshot, map: Option<&Netmap>) -> PeerStatus {
+    let meta = map.and_then(|m| m.peers.iter().find(|mp| mp.public_key == p.public_key));
+    let now = time::OffsetDateTime::now_utc();
+    PeerStatus {
+        network: network.to_owned(),
+        public_key: p.public_key,
+        node_id: meta.map(|m| m.node_id),
+        name: meta.map(|m| m.name.clone()),
+        online: meta.map(|m| m.online),
+        addresses: p.allowed_ips.clone(),
+        endpoint: p.endpoint.map(|e| e.to_string()),
+        last_handshake: p.since_last_handshake.map(|d| now - d),
+        rx_bytes: p.rx_bytes,
+        tx_bytes: p.tx_bytes,
+        persistent_keepalive: p.persistent_keepalive.map(|d| d.as_secs()),
+        path: path_kind(p.path),
+        latency_ms: p.latency.map(|d| d.as_secs_f64() * 1000.0),
+    }
+}
+
+pub(crate) fn path_kind(path: warren_engine::PathKind) -> PathKind {
+    match path {
+        warren_engine::PathKind::Direct => PathKind::Direct,
+        warren_engine::PathKind::Relay => PathKind::Relay,
+        warren_engine::PathKind::None => PathKind::None,
+    }
+}
+
+/// A peer found for `warren ping`, with the way to its data plane.
+pub struct PingTarget {
+    pub network: String,
+    pub key: warren_proto::NodePublicKey,
+    pub name: Option<String>,
+    pub answer: tokio::sync::oneshot::Receiver<super::super::network::PingOutcome>,
+}
+
+impl Managed {
+    /// Finds a peer by name, FQDN, node ID, overlay address or key, and starts a ping.
+    pub async fn ping(&self, query: &str) -> Result<PingTarget, Refusal> {
+        let query = query.trim();
+        let ip: Option<std::net::IpAddr> = query.parse().ok();
+        let mut runners: Vec<(String, &NetworkHandle, Option<&Netmap>)> = Vec::new();
+        if let Some(s) = &self.static_net {
+            runners.push(("static".into(), s, None));
+        }
+        for (id, net) in &self.nets {
+            if let Some(r) = &net.runner {
+                runners.push((id.to_string(), r, net.netmap.as_ref()));
+            }
+        }
+        for (label, runner, map) in runners {
+            let found = map.and_then(|m| {
+                m.peers.iter().find(|p| {
+                    p.name == query
+                        || format!("{}.{}", p.name, m.dns.zone) == query.trim_end_matches('.')
+                        || p.node_id.to_string() == query
+                        || p.public_key.to_string() == query
+                        || ip.is_some_and(|ip| p.addresses.iter().any(|a| a.addr() == ip))
+                })
+            });
+            let target = match found {
+                Some(p) => Some((p.public_key, Some(p.name.clone()))),
+                None => {
+                    let peers = runner.report().await.map(|r| r.peers).unwrap_or_default();
+                    peers
+                        .into_iter()
+                        .find(|p| {
+                            p.public_key.to_string() == query
+                                || ip
+                                    .is_some_and(|ip| p.allowed_ips.iter().any(|a| a.contains(&ip)))
+                        })
+                        .map(|p| (p.public_key, None))
+                }
+            };
+            if let Some((key, name)) = target {
+                let answer = runner
+                    .ping(key)
+                    .await
+                    .ok_or_else(|| refusal(503, "stopping", "the data plane is stopping"))?;
+                return Ok(PingTarget {
+                    network: label,
+                    key,
+                    name,
+                    answer,
+                });
+            }
+        }
+        Err(refusal(
+            404,
+            "unknown_peer",
+            format!("no peer matches {query:?}"),
+        ))
+    }
+
+    pub async fn netcheck(&self) -> Netcheck {
+        let mut networks = Vec::new();
+        for (id, net) in &self.nets {
+            let Some(runner) = &net.runner else {
+                continue;
+            };
+            let seen = runner.netcheck().await;
+            let mapped: BTreeSet<SocketAddr> = seen.iter().map(|(_, m)| *m).collect();
+            networks.push(NetcheckNetwork {
+                network: id.to_string(),
+                listen_port: Some(net.config.listen_port),
+                reflexive: seen
+                    .iter()
+                    .map(|(s, m)| ReflexiveAddress {
+                        server: s.to_string(),
+                        mapped: m.to_string(),
+                    })
+                    .collect(),
+                mapping_varies_by_destination: (seen.len() >= 2).then_some(mapped.len() > 1),
+                relay: self.connected.contains(&net.config.controller),
+            });
+        }
+        Netcheck { networks }
+    }
+}
