@@ -22,10 +22,9 @@ CACHE=${WARREN_CI_CACHE:-/var/cache/warren-ci}
 DEBS=$TARGET/debian
 SYS_PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
-# Pinned tool versions: mdbook-linkcheck 0.7.7 speaks mdbook 0.4's protocol.
+# Pinned tool versions. The link check is our own (packaging/tools/check-links.py).
 CARGO_DEB_VERSION=3.8.0
 MDBOOK_VERSION=0.4.52
-LINKCHECK_VERSION=0.7.7
 K8S_VALIDATE_VERSION=1.37.0
 K8S_VERSION=1.33.0
 
@@ -54,7 +53,6 @@ cargo_tool() { # CRATE VERSION: `cargo install` only when that version is missin
 }
 cargo_tool cargo-deb "$CARGO_DEB_VERSION"
 cargo_tool mdbook "$MDBOOK_VERSION"
-cargo_tool mdbook-linkcheck "$LINKCHECK_VERSION"
 export PATH="$HOME/.cargo/bin:$PATH"
 if ! python3 -c "import kubernetes_validate" 2>/dev/null ||
     [ "$(python3 -c 'import importlib.metadata as m; print(m.version("kubernetes-validate"))')" != "$K8S_VALIDATE_VERSION" ]; then
@@ -63,7 +61,7 @@ if ! python3 -c "import kubernetes_validate" 2>/dev/null ||
         python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
             "kubernetes-validate==$K8S_VALIDATE_VERSION"
 fi
-ok "tools: cargo-deb $CARGO_DEB_VERSION, mdbook $MDBOOK_VERSION, mdbook-linkcheck $LINKCHECK_VERSION, kubernetes-validate $K8S_VALIDATE_VERSION"
+ok "tools: cargo-deb $CARGO_DEB_VERSION, mdbook $MDBOOK_VERSION, kubernetes-validate $K8S_VALIDATE_VERSION"
 
 # ---------------------------------------------------------------- build
 step "release build and packages"
@@ -256,7 +254,7 @@ if grep -E "WARN|ERROR|[Ww]arning|[Ee]rror" "$book_log"; then
     fail "mdbook build printed warnings"
 fi
 rm -f "$book_log"
-python3 "$ROOT/packaging/tools/check-anchors.py" "$TARGET/book/html" || fail "dead #anchors in the docs"
+python3 "$ROOT/packaging/tools/check-links.py" "$TARGET/book" || fail "dead links or #anchors in the docs"
 ok "mdbook build with link check: no warnings, no dead links or anchors"
 
 echo "packaging checks: $PASSED passed, 0 failed ($(($(date +%s) - START)) s)"

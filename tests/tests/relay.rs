@@ -42,6 +42,10 @@ fn blocked_pair_talks_through_the_relay(lab: &Lab, a: NatKind, b: NatKind) -> an
             );
         }
         let before = pair.relay_counters()?;
+        let sent_before = pair
+            .agent(Side::A)
+            .status()?
+            .counter("relay_tx_datagrams")?;
         let transfer = tcp_transfer(
             pair.host(Side::A),
             pair.host(Side::B),
@@ -55,6 +59,25 @@ fn blocked_pair_talks_through_the_relay(lab: &Lab, a: NatKind, b: NatKind) -> an
             "the relay carried only {} bytes of the {TRANSFER_MIB} MiB transfer",
             after.bytes - before.bytes
         );
+        // The agent counts what it sent through the relay as relayed, and
+        // its status names the relay rather than a candidate that never answered.
+        let sent = pair
+            .agent(Side::A)
+            .status()?
+            .counter("relay_tx_datagrams")?
+            - sent_before;
+        ensure!(
+            sent >= (TRANSFER_MIB << 20) / 1500,
+            "agent a counted only {sent} datagrams sent through the relay for {TRANSFER_MIB} MiB"
+        );
+        let (view_a, view_b) = pair.views()?;
+        for view in [&view_a, &view_b] {
+            ensure!(
+                view.endpoint.as_deref() == Some("relay"),
+                "a relayed peer's endpoint reads {:?}, not \"relay\"",
+                view.endpoint
+            );
+        }
         pair.hold_path(PeerPath::Relay, Duration::from_secs(1))?;
         println!(
             "{}: relayed {TRANSFER_MIB} MiB at {:.1} Mbit/s",

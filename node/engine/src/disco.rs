@@ -303,11 +303,7 @@ impl Engine {
             return;
         };
         let payload = disco::encode(&key, &own, nonce, &message);
-        if matches!(to, Via::Relay(_)) {
-            self.counters_mut().relay_tx_datagrams += 1;
-        } else {
-            self.counters_mut().udp_tx_datagrams += 1;
-        }
+        to.count_tx(self.counters_mut());
         self.push_transmit(Transmit { to, payload });
     }
 }

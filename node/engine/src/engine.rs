@@ -355,7 +355,7 @@ impl Engine {
             Ok(SessionOutput::Network(len)) => match peer.via {
                 Some(to) => {
                     peer.tx_bytes += len as u64;
-                    self.counters.udp_tx_datagrams += 1;
+                    to.count_tx(&mut self.counters);
                     Ok(Some(Send { peer: id, to, len }))
                 }
                 None => {
@@ -459,7 +459,7 @@ impl Engine {
                         self.flush_queued(id);
                     }
                 }
-                self.counters.udp_tx_datagrams += 1;
+                source.reply_via().count_tx(&mut self.counters);
                 Ok(NetworkAction::Reply {
                     to: source.reply_via(),
                     len,
@@ -607,7 +607,7 @@ impl Engine {
         while let Ok(SessionOutput::Network(len)) = peer.session.next_queued(&mut self.scratch) {
             if let Some(to) = peer.via {
                 peer.tx_bytes += len as u64;
-                self.counters.udp_tx_datagrams += 1;
+                to.count_tx(&mut self.counters);
                 self.transmits.push_back(Transmit {
                     to,
                     payload: self.scratch[..len].to_vec(),
@@ -624,7 +624,7 @@ impl Engine {
             (peer.session.encapsulate(&[], &mut self.scratch), peer.via)
         {
             peer.tx_bytes += len as u64;
-            self.counters.udp_tx_datagrams += 1;
+            to.count_tx(&mut self.counters);
             self.transmits.push_back(Transmit {
                 to,
                 payload: self.scratch[..len].to_vec(),
@@ -652,7 +652,7 @@ impl Engine {
                 Ok(SessionOutput::Network(len)) => {
                     if let Some(to) = peer.via {
                         peer.tx_bytes += len as u64;
-                        self.counters.udp_tx_datagrams += 1;
+                        to.count_tx(&mut self.counters);
                         self.transmits.push_back(Transmit {
                             to,
                             payload: self.scratch[..len].to_vec(),

@@ -37,6 +37,16 @@ pub enum Via {
     Relay(NodePublicKey),
 }
 
+impl Via {
+    /// Counts one datagram sent this way: on the UDP socket or through the relay.
+    pub(crate) fn count_tx(&self, counters: &mut warren_proto::local_api::Counters) {
+        match self {
+            Via::Udp(_) => counters.udp_tx_datagrams += 1,
+            Via::Relay(_) => counters.relay_tx_datagrams += 1,
+        }
+    }
+}
+
 /// How a peer is reached now, as `warren status` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathKind {

@@ -128,8 +128,18 @@ fn peer_status(network: &str, p: &warren_engine::PeerSnapshot, map: Option<&Netm
         name: meta.map(|m| m.name.clone()),
         online: meta.map(|m| m.online),
         addresses: p.allowed_ips.clone(),
-        endpoint: p.endpoint.map(|e| e.to_string()),
-        last_handshake: p.since_last_handshake.map(|d| now - d),
+        // A relayed peer's `endpoint` is only a candidate address that does not
+        // answer; what carries its traffic is the relay.
+        endpoint: match p.path {
+            warren_engine::PathKind::Relay => Some("relay".to_owned()),
+            _ => p.endpoint.map(|e| e.to_string()),
+        },
+        // The engine knows only the age of the handshake: whole seconds keep
+        // the time steady between reads (as `wg show` does).
+        last_handshake: p.since_last_handshake.map(|d| {
+            let at = now - d;
+            at.replace_nanosecond(0).unwrap_or(at)
+        }),
         rx_bytes: p.rx_bytes,
         tx_bytes: p.tx_bytes,
         persistent_keepalive: p.persistent_keepalive.map(|d| d.as_secs()),
