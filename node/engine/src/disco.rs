@@ -129,13 +129,18 @@ impl Engine {
         let Source::Udp(addr) = source else {
             return;
         };
-        // The peer's packets came from here: a new candidate, which may be
-        // the only way through a NAT that maps per destination. Probe it at
-        // once unless a direct path already works.
+        // The peer's packets came from here: a candidate (perhaps a new one,
+        // the only way through a NAT that maps per destination). Unless a
+        // direct path already works, probe it at once: the peer's ping has
+        // just opened its own NAT's filter towards us, so ours gets through
+        // now rather than at the next probe round.
         let probe_back = self
             .peer_mut(id)
             .and_then(|p| p.paths.as_mut())
-            .is_some_and(|paths| paths.learn(addr, now) && paths.best.is_none());
+            .is_some_and(|paths| {
+                paths.learn(addr, now);
+                paths.should_probe_back(addr, now)
+            });
         if probe_back {
             self.send_ping(id, ProbeTarget::Udp(addr), false, now);
         }
@@ -191,6 +196,7 @@ impl Engine {
     pub(crate) fn handle_disco_timers(&mut self, now: Instant) {
         let relay = self.relay;
         let mut due = Vec::new();
+        let mut checks = Vec::new();
         let mut events = Vec::new();
         let have_endpoints = !self.local_endpoints.is_empty();
         for (id, peer) in self.peers_iter_mut() {
@@ -212,9 +218,13 @@ impl Engine {
                 peer.refresh_via(relay, now);
                 events.push(peer.path_event());
             }
+            let tx_bytes = peer.tx_bytes;
             let Some(paths) = peer.paths.as_mut() else {
                 continue;
             };
+            if let Some(addr) = paths.silent_best(tx_bytes, now) {
+                checks.push((id, addr));
+            }
             if paths.next_probe.is_some_and(|t| now >= t) {
                 due.push(id);
                 let searching = paths.best.is_none();
@@ -242,8 +252,13 @@ impl Engine {
             };
             self.push_event(event);
         }
-        for id in due {
+        for &id in &due {
             self.probe(id, false, now);
+        }
+        for (id, addr) in checks {
+            if !due.contains(&id) {
+                self.send_ping(id, ProbeTarget::Udp(addr), false, now);
+            }
         }
     }
 

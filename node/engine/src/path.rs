@@ -24,6 +24,17 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 pub const PONG_WAIT: Duration = Duration::from_secs(2);
 /// At most this often, ask the peer (through the controller) to probe us too.
 pub const CALL_ME_MAYBE_EVERY: Duration = Duration::from_secs(10);
+/// While no direct path is known, a ping from the peer is answered with a
+/// ping back to where it came from (its arrival proves our side's filter
+/// is open towards it, and our ping opens the peer's side), but to one
+/// address at most this often, so that two agents that both lack a path
+/// do not ping each other back and forth.
+pub const PROBE_BACK_EVERY: Duration = Duration::from_millis(250);
+/// While we send to a peer on a direct path that has been silent this long,
+/// the path is checked with a ping of its own: unanswered within
+/// [`PONG_WAIT`], it is dead and traffic falls back to the relay, without
+/// waiting for the next [`PROBE_DIRECT`] round.
+pub const TRUST_SILENT_PATH: Duration = Duration::from_secs(3);
 /// Candidates learnt from packets beyond this many push out the oldest.
 const MAX_CANDIDATES: usize = 16;
 /// A new path must be this much faster to replace a working one, so that
@@ -86,6 +97,8 @@ pub(crate) struct Paths {
     pub(crate) next_probe: Option<Instant>,
     pub(crate) last_call_me_maybe: Option<Instant>,
     pub(crate) relay_rtt: Option<Duration>,
+    /// The peer's `tx_bytes` at the last timer check: more now means we are sending.
+    pub(crate) tx_seen: u64,
 }
 
 impl Paths {
@@ -101,6 +114,31 @@ impl Paths {
                 learned_at: None,
             });
         }
+    }
+
+    /// Whether a ping from `addr` should be answered with a ping back: no
+    /// direct path yet, and no ping to `addr` in the last [`PROBE_BACK_EVERY`].
+    pub(crate) fn should_probe_back(&self, addr: SocketAddr, now: Instant) -> bool {
+        self.best.is_none()
+            && !self.pings.values().any(|p| {
+                p.to == ProbeTarget::Udp(addr)
+                    && now.saturating_duration_since(p.sent) < PROBE_BACK_EVERY
+            })
+    }
+
+    /// The best path, if we are sending on it (`tx_bytes` grew since the
+    /// last check) while it has been silent past [`TRUST_SILENT_PATH`] and
+    /// no ping to it is awaiting its answer: it wants a ping now.
+    pub(crate) fn silent_best(&mut self, tx_bytes: u64, now: Instant) -> Option<SocketAddr> {
+        let sending = tx_bytes > self.tx_seen;
+        self.tx_seen = tx_bytes;
+        let best = self.best?;
+        let heard = self.candidates.get(&best)?.last_heard?;
+        let silent = now.saturating_duration_since(heard) >= TRUST_SILENT_PATH;
+        let pinged = self.pings.values().any(|p| {
+            p.to == ProbeTarget::Udp(best) && now.saturating_duration_since(p.sent) < PONG_WAIT
+        });
+        (sending && silent && !pinged).then_some(best)
     }
 
     /// Remembers an address the peer's packets came from.
@@ -241,6 +279,57 @@ mod tests {
         assert!(p.choose(now + PATH_TIMEOUT + Duration::from_secs(1)));
         assert_eq!(p.best, Some(addr("192.0.2.1:1")));
         assert!(p.choose(later + PATH_TIMEOUT));
+        assert_eq!(p.best, None);
+    }
+
+    #[test]
+    fn pings_are_probed_back_at_a_bounded_rate_until_a_path_works() {
+        let now = Instant::now();
+        let peer = addr("192.0.2.1:1");
+        let mut p = Paths::default();
+        p.set_candidates(&[peer]);
+        assert!(p.should_probe_back(peer, now));
+        p.pings.insert(
+            [1; 12],
+            Probe {
+                to: ProbeTarget::Udp(peer),
+                sent: now,
+                asked: false,
+            },
+        );
+        // A second ping at once (the peer probing back too) is not answered
+        // with another ping: no ping-pong storm between two searching agents.
+        assert!(!p.should_probe_back(peer, now + Duration::from_millis(10)));
+        assert!(p.should_probe_back(addr("192.0.2.1:2"), now));
+        assert!(p.should_probe_back(peer, now + PROBE_BACK_EVERY));
+        // Once a direct path works, the regular probe rounds take over.
+        assert!(p.heard(peer, Some(Duration::from_millis(5)), now));
+        assert!(!p.should_probe_back(peer, now + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_silent_path_we_send_on_is_checked_at_once() {
+        let now = Instant::now();
+        let peer = addr("192.0.2.1:1");
+        let mut p = Paths::default();
+        p.set_candidates(&[peer]);
+        assert!(p.heard(peer, Some(Duration::from_millis(5)), now));
+        // Heard recently, or nothing sent: no check.
+        assert_eq!(p.silent_best(100, now + Duration::from_secs(1)), None);
+        let later = now + TRUST_SILENT_PATH;
+        assert_eq!(p.silent_best(100, later), None);
+        assert_eq!(p.silent_best(200, later), Some(peer));
+        p.pings.insert(
+            [2; 12],
+            Probe {
+                to: ProbeTarget::Udp(peer),
+                sent: later,
+                asked: false,
+            },
+        );
+        // One check at a time; unanswered, it kills the path.
+        assert_eq!(p.silent_best(300, later + Duration::from_secs(1)), None);
+        assert!(p.choose(later + PONG_WAIT));
         assert_eq!(p.best, None);
     }
 

@@ -216,3 +216,38 @@ fn peers_behind_one_nat_meet_on_their_lan_and_share_its_public_address() {
         "one public address, two ports: {p1:?} {p2:?}"
     );
 }
+
+#[test]
+fn a_direct_path_that_dies_under_traffic_falls_back_to_the_relay_within_seconds() {
+    let (mut world, a, b) = nat_pair(33, Behaviour::FullCone, Behaviour::FullCone);
+    establish(&mut world, a, b);
+    let mut seq = talk(&mut world, a, b, 1, secs(15));
+    assert!(
+        both(&world, a, b, PathKind::Direct),
+        "{:?}",
+        paths(&world, a, b)
+    );
+    // A firewall starts dropping the direct path; the controller stays reachable.
+    let cut = world.now();
+    block_udp(&mut world, a);
+    block_udp(&mut world, b);
+    while !both(&world, a, b, PathKind::Relay) && world.now() - cut < secs(30) {
+        world.send_app(a, b, seq);
+        world.send_app(b, a, seq);
+        seq += 1;
+        world.run_for(PACE);
+    }
+    let took = world.now() - cut;
+    println!("direct -> relay {took:?} after the direct path died");
+    // Silent for TRUST_SILENT_PATH while we send, then a ping unanswered for
+    // PONG_WAIT: about 5 s, not the next 10 s probe round.
+    assert!(took <= secs(6), "relay after {took:?}");
+    let resumed = talk(&mut world, a, b, seq, secs(10));
+    world.run_for(secs(1));
+    let received = world.received(b);
+    assert!(
+        (seq..resumed).all(|n| received.contains(&n)),
+        "traffic after the fallback arrives"
+    );
+    assert_eq!(world.initiations(), 1, "the session moved to the relay");
+}
