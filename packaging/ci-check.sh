@@ -10,7 +10,9 @@
 #
 # Environment: CARGO_TARGET_DIR (default: target), WARREN_CI_CACHE (default:
 # /var/cache/warren-ci: the debootstrap root, kept between runs),
-# WARREN_CI_SKIP_CONTAINER=1 skips the nspawn step (say so in a report).
+# WARREN_CI_SKIP_CONTAINER=1 skips the nspawn step (say so in a report),
+# WARREN_CLI_TRACE: the command lines a test run ran (scripts/test), to
+# check that every documented command was run by a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -244,10 +246,19 @@ for page in warren warren-controller; do
 done
 rm -rf "$reference"
 ok "command reference pages are the binaries' (regenerated where stale)"
+# With the trace of a test run (scripts/test writes it), each documented
+# command must also have been run by a test.
+coverage=()
+if [ -s "${WARREN_CLI_TRACE:-}" ]; then
+    coverage=(--trace "$WARREN_CLI_TRACE")
+else
+    echo "SKIPPED: which documented commands the tests ran (no WARREN_CLI_TRACE from scripts/test)"
+fi
 python3 "$ROOT/packaging/tools/doc-commands.py" --warren "$TARGET/release/warren" \
-    --controller "$TARGET/release/warren-controller" "$ROOT"/docs/*.md "$ROOT"/docs/reference/*.md "$ROOT/README.md" ||
-    fail "a command line in the docs does not parse"
-ok "every command line in the docs parses"
+    --controller "$TARGET/release/warren-controller" "${coverage[@]}" \
+    "$ROOT"/docs/*.md "$ROOT"/docs/reference/*.md "$ROOT/README.md" ||
+    fail "a command line in the docs does not parse, or no test runs it"
+ok "every command line in the docs parses${coverage:+, and the tests ran every documented command}"
 book_log=$(mktemp)
 mdbook build --dest-dir "$TARGET/book" "$ROOT/docs" >"$book_log" 2>&1 || { cat "$book_log"; fail "mdbook build"; }
 if grep -E "WARN|ERROR|[Ww]arning|[Ee]rror" "$book_log"; then

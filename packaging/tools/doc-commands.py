@@ -18,9 +18,11 @@ fails the check, except that an inline span naming a command without its
 required arguments (`warren join` in a sentence) passes if the command and
 every flag it shows exist (checked by parsing it with `--help` added).
 
-Parsing is what is checked: the commands' behaviour is covered by the
-end-to-end suites and by packaging/ci-check.sh, which runs the quick start
-against the installed packages.
+With `--trace FILE` it also checks that every command the docs show was
+run by the test suites. The binaries append each command line they are
+started with to the file named by `WARREN_CLI_TRACE` (`scripts/test` sets
+it to target/cli-trace.txt); a documented command (`warren routes
+advertise`, whatever its flags) that no traced line names fails the check.
 """
 
 import argparse
@@ -267,10 +269,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--warren", required=True)
     parser.add_argument("--controller", required=True)
+    parser.add_argument("--trace", type=Path,
+                        help="command lines the test suites ran (WARREN_CLI_TRACE)")
     parser.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args()
     binaries = {"warren": args.warren, "warren-controller": args.controller}
     passed, failed, seen = 0, 0, set()
+    documented = {}  # command path -> where the docs first show it
     for path in args.files:
         for number, program, argv, inline in commands_in(path):
             key = (program, tuple(argv))
@@ -284,12 +289,44 @@ def main():
                 result = check(binaries[program], argv + ["--help"])
             if result.returncode == 0:
                 passed += 1
+                documented.setdefault(command_path(result), f"{path}:{number}")
             else:
                 failed += 1
                 print(f"{path}:{number}: {program} {' '.join(argv)}", file=sys.stderr)
                 print("    " + result.stderr.strip().replace("\n", "\n    "), file=sys.stderr)
     print(f"doc commands: {passed} passed, {failed} failed")
+    if args.trace:
+        ran = traced_commands(args.trace, binaries)
+        # A group (`warren routes`) counts as run when one of its commands was.
+        missing = sorted(c for c in documented
+                         if not any(r == c or r.startswith(c + " ") for r in ran))
+        for command in missing:
+            print(f"{documented[command]}: `{command}` is documented but no test runs it",
+                  file=sys.stderr)
+        print(f"doc commands run by the tests: {len(documented) - len(missing)} of "
+              f"{len(documented)} ({len(ran)} commands in the trace)")
+        failed += len(missing)
     return 1 if failed else 0
+
+
+def command_path(result):
+    """"ok: warren routes advertise" -> "warren routes advertise"."""
+    return result.stdout.strip().splitlines()[-1].removeprefix("ok: ")
+
+
+def traced_commands(trace, binaries):
+    """The commands (as command paths) in a WARREN_CLI_TRACE file."""
+    lines = set(trace.read_text(encoding="utf-8", errors="replace").splitlines())
+    ran = set()
+    for line in lines:
+        words = line.split("\t")
+        program = words[0].rsplit("/", 1)[-1]
+        if program not in binaries or words[1:3] == ["generate-assets", "--check"]:
+            continue
+        result = check(binaries[program], words[1:])
+        if result.returncode == 0:
+            ran.add(command_path(result))
+    return ran
 
 
 if __name__ == "__main__":
