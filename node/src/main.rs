@@ -22,26 +22,6 @@ mod state;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    record_command_line();
+    warren_cli_assets::record_command_line();
     cli::main()
-}
-
-/// With `WARREN_CLI_TRACE=FILE`, appends the command line to FILE, one
-/// tab-separated line per run: how the test suites prove that every
-/// command the docs show was run (packaging/tools/doc-commands.py).
-fn record_command_line() {
-    use std::io::Write as _;
-    let Some(path) = std::env::var_os("WARREN_CLI_TRACE") else {
-        return;
-    };
-    let args: Vec<_> = std::env::args_os()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let line = args.join("\t") + "\n";
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path);
-    // A trace that cannot be written must not stop the command itself.
-    let _ = file.and_then(|mut f| f.write_all(line.as_bytes()));
 }

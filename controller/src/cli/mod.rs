@@ -1,7 +1,6 @@
 //! The command line: `serve`, `check-config`, `relay`, `fingerprint`,
 //! `token`, and the admin commands that talk to the HTTP API.
 
-mod assets;
 mod audit;
 mod client;
 mod config;
@@ -61,7 +60,7 @@ enum Command {
     Route(route::RouteArgs),
     /// Write man pages, completions and the command reference (packaging).
     #[command(hide = true)]
-    GenerateAssets(assets::AssetsArgs),
+    GenerateAssets(warren_cli_assets::AssetsArgs),
 }
 
 /// How the admin commands reach the API.
@@ -131,7 +130,10 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Key(args) => key::run(args).await,
             Command::Audit(args) => audit::run(args).await,
             Command::Route(args) => route::run(args).await,
-            Command::GenerateAssets(args) => assets::run(&args).map(|()| ExitCode::SUCCESS),
+            Command::GenerateAssets(args) => {
+                warren_cli_assets::run::<Cli>("warren-controller", env!("CARGO_PKG_VERSION"), &args)
+                    .map(|()| ExitCode::SUCCESS)
+            }
         }
     });
     match result {

@@ -1,6 +1,5 @@
 //! Command-line definitions and dispatch: exit 0 on success, 1 on error, 2 on usage.
 
-mod assets;
 mod check_config;
 mod daemon;
 mod dns;
@@ -69,7 +68,7 @@ enum Command {
     ExitNode(routes::ExitNodeArgs),
     /// Write man pages, completions and the command reference (packaging).
     #[command(hide = true)]
-    GenerateAssets(assets::AssetsArgs),
+    GenerateAssets(warren_cli_assets::AssetsArgs),
 }
 
 impl Cli {
@@ -98,7 +97,9 @@ pub fn main() -> ExitCode {
         Command::Service(args) => service::run(&cli, args),
         Command::Routes(args) => routes::run(&cli, args),
         Command::ExitNode(args) => routes::exit_node(&cli, args),
-        Command::GenerateAssets(args) => assets::run(args),
+        Command::GenerateAssets(args) => {
+            warren_cli_assets::run::<Cli>("warren", env!("CARGO_PKG_VERSION"), args)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

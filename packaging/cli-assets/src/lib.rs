@@ -1,23 +1,27 @@
-//! `warren generate-assets` (hidden): man pages, shell completions and the
-//! Markdown command reference from the clap definitions, for the packages
-//! and the docs; `--check` parses a documented command line without running it.
+//! The hidden `generate-assets` subcommand that `warren` and
+//! `warren-controller` share: man pages, shell completions and the Markdown
+//! command reference from a program's clap definitions, for the packages
+//! and the docs; `--check` parses a documented command line without running
+//! it. Also the command-line trace (`WARREN_CLI_TRACE`) by which the doc
+//! check proves that the tests ran every documented command.
+//!
+//! # Layout
+//! One file: [`AssetsArgs`] and [`run`] for the subcommand,
+//! [`record_command_line`] for the trace.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Args, Command, CommandFactory, Parser};
+use clap::{Args, Command, Parser};
 use clap_complete::Shell;
-
-use super::Cli;
-
-const BIN: &str = "warren";
 
 #[derive(Debug, Args)]
 pub struct AssetsArgs {
     /// Folder for `man/`, `completions/` and `reference.md` (made if missing).
     #[arg(long, required_unless_present = "check")]
     out: Option<PathBuf>,
-    /// Only parse the command line after `--` as `warren` would, and run nothing.
+    /// Only parse the command line after `--` as the program would, and run nothing.
     #[arg(long, requires = "command", conflicts_with = "out")]
     check: bool,
     /// The command line to check, without the program name.
@@ -25,34 +29,58 @@ pub struct AssetsArgs {
     command: Vec<String>,
 }
 
-pub fn run(args: &AssetsArgs) -> anyhow::Result<()> {
+/// Runs `generate-assets` for the program `bin` whose command line is `P`.
+pub fn run<P: Parser>(
+    bin: &'static str,
+    version: &'static str,
+    args: &AssetsArgs,
+) -> anyhow::Result<()> {
     if args.check {
-        return check(&args.command);
+        return check::<P>(bin, &args.command);
     }
     let Some(out) = &args.out else {
         anyhow::bail!("--out DIR is required");
     };
-    generate(Cli::command(), out)
+    generate(bin, version, P::command(), out)
 }
 
-/// Ok when clap accepts `args` (a request for help or the version counts).
-fn check(args: &[String]) -> anyhow::Result<()> {
-    let argv = std::iter::once(BIN.to_owned()).chain(args.iter().cloned());
-    match Cli::try_parse_from(argv) {
+/// With `WARREN_CLI_TRACE=FILE`, appends the program's command line to FILE
+/// (arguments tab-separated, one line per run). Best effort: a trace that
+/// cannot be written never stops the command.
+pub fn record_command_line() {
+    let Some(path) = std::env::var_os("WARREN_CLI_TRACE") else {
+        return;
+    };
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let line = args.join("\t") + "\n";
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path);
+    let _ = file.and_then(|mut f| f.write_all(line.as_bytes()));
+}
+
+/// Ok when clap accepts `args` (a request for help or the version counts);
+/// prints the command they name (`warren routes advertise`).
+fn check<P: Parser>(bin: &str, args: &[String]) -> anyhow::Result<()> {
+    let argv = std::iter::once(bin.to_owned()).chain(args.iter().cloned());
+    match P::try_parse_from(argv) {
         Ok(_) => {}
         Err(e)
             if matches!(
                 e.kind(),
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
             ) => {}
-        Err(e) => anyhow::bail!("`{BIN} {}` does not parse:\n{}", args.join(" "), e.render()),
+        Err(e) => anyhow::bail!("`{bin} {}` does not parse:\n{}", args.join(" "), e.render()),
     }
-    // The command it names (`warren routes advertise`), for the coverage
-    // check: the subcommands among the words, even where they ask for help.
-    let mut root = Cli::command();
+    // The subcommands among the words, even where they ask for help: what
+    // the coverage check compares with the trace.
+    let mut root = P::command();
     root.build();
     let mut at = &root;
-    let mut path = vec![BIN];
+    let mut path = vec![bin];
     for word in args {
         if let Some(sub) = at.find_subcommand(word) {
             path.push(sub.get_name());
@@ -63,30 +91,35 @@ fn check(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn generate(cmd: Command, out: &Path) -> anyhow::Result<()> {
+fn generate(
+    bin: &'static str,
+    version: &'static str,
+    cmd: Command,
+    out: &Path,
+) -> anyhow::Result<()> {
     let man = out.join("man");
     let completions = out.join("completions");
     for dir in [&man, &completions] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let mut visible = without_hidden(&cmd);
+    let mut visible = without_hidden(bin, version, &cmd);
     clap_mangen::generate_to(visible.clone(), &man)
         .with_context(|| format!("writing man pages to {}", man.display()))?;
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        clap_complete::generate_to(shell, &mut visible, BIN, &completions)
+        clap_complete::generate_to(shell, &mut visible, bin, &completions)
             .with_context(|| format!("writing {shell} completions to {}", completions.display()))?;
     }
     let reference = out.join("reference.md");
-    std::fs::write(&reference, markdown(visible))
+    std::fs::write(&reference, markdown(bin, visible))
         .with_context(|| format!("writing {}", reference.display()))?;
     Ok(())
 }
 
 /// The root command without its hidden subcommands, which clap_complete
 /// would otherwise offer.
-fn without_hidden(cmd: &Command) -> Command {
-    let mut out = Command::new(BIN)
-        .version(env!("CARGO_PKG_VERSION"))
+fn without_hidden(bin: &'static str, version: &'static str, cmd: &Command) -> Command {
+    let mut out = Command::new(bin)
+        .version(version)
         .args(cmd.get_arguments().cloned())
         .subcommands(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
         .subcommand_required(true)
@@ -98,11 +131,11 @@ fn without_hidden(cmd: &Command) -> Command {
 }
 
 /// Every command's `--help`, one section each, for the docs site.
-fn markdown(mut cmd: Command) -> String {
+fn markdown(bin: &str, mut cmd: Command) -> String {
     cmd.build();
     let mut text = format!(
-        "# `{BIN}` commands\n\n\
-         Generated from the command-line definitions by `{BIN} generate-assets`\n\
+        "# `{bin}` commands\n\n\
+         Generated from the command-line definitions by `{bin} generate-assets`\n\
          (run `packaging/tools/cli-reference.sh` after changing them): what\n\
          `--help` prints for each command, and what the man pages say.\n"
     );
