@@ -286,7 +286,7 @@ impl Engine {
         }
     }
 
-    fn send_ping(&mut self, id: PeerId, to: ProbeTarget, asked: bool, now: Instant) {
+    pub(crate) fn send_ping(&mut self, id: PeerId, to: ProbeTarget, asked: bool, now: Instant) {
         let mut tx = [0u8; 12];
         self.rng.fill_bytes(&mut tx);
         let Some(peer) = self.peer_mut(id) else {

@@ -17,7 +17,7 @@ use warren_proto::disco;
 
 use crate::error::{ConfigError, PacketError};
 use crate::packet;
-use crate::path::{PathKind, Paths, Via};
+use crate::path::{PathKind, Paths, ProbeTarget, Via};
 use crate::peer::{Peer, PeerConfig, PeerId, PeerSnapshot};
 use crate::routing::RoutingTable;
 use crate::tunnel::{Session, SessionOutput, DATA_OVERHEAD, MIN_OUTPUT_BUFFER};
@@ -563,11 +563,36 @@ impl Engine {
         }
     }
 
+    /// An authenticated packet from a peer came through the relay: if we
+    /// hold a direct path to it, the peer has given that path up. Ours is
+    /// checked at once, or dropped if it has gone silent too, so that our
+    /// answers follow the peer onto the relay instead of into a dead path.
+    fn relayed_by_peer(&mut self, id: PeerId, now: Instant) {
+        let relay = self.relay;
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some(paths) = peer.paths.as_mut() else {
+            return;
+        };
+        let check = paths.peer_relayed(now);
+        if paths.choose(now) {
+            peer.endpoint = paths.best.or(peer.endpoint);
+            peer.refresh_via(relay, now);
+            let event = peer.path_event();
+            self.events.push_back(event);
+        }
+        if let Some(addr) = check {
+            self.send_ping(id, ProbeTarget::Udp(addr), false, now);
+        }
+    }
+
     /// Follows a peer to the address its latest authenticated packet came
     /// from. A disco peer's address becomes a live direct path; a packet
     /// through the relay proves nothing about addresses.
     fn roam(&mut self, id: PeerId, source: Source, now: Instant) {
         let Source::Udp(from) = source else {
+            self.relayed_by_peer(id, now);
             return;
         };
         let relay = self.relay;

@@ -132,13 +132,41 @@ impl Paths {
     pub(crate) fn silent_best(&mut self, tx_bytes: u64, now: Instant) -> Option<SocketAddr> {
         let sending = tx_bytes > self.tx_seen;
         self.tx_seen = tx_bytes;
+        (sending && self.best_is_silent(now))
+            .then(|| self.unchecked_best(now))
+            .flatten()
+    }
+
+    /// The peer's packet came through the relay although we hold a direct
+    /// path: the peer has given that path up. If it has been silent for
+    /// [`TRUST_SILENT_PATH`] here too, it is dead now (the caller's
+    /// [`Self::choose`] moves to the relay, so our answers reach the peer);
+    /// otherwise returns it to be checked with a ping.
+    pub(crate) fn peer_relayed(&mut self, now: Instant) -> Option<SocketAddr> {
         let best = self.best?;
-        let heard = self.candidates.get(&best)?.last_heard?;
-        let silent = now.saturating_duration_since(heard) >= TRUST_SILENT_PATH;
+        if self.best_is_silent(now) {
+            if let Some(c) = self.candidates.get_mut(&best) {
+                c.last_heard = None;
+            }
+            return None;
+        }
+        self.unchecked_best(now)
+    }
+
+    fn best_is_silent(&self, now: Instant) -> bool {
+        self.best
+            .and_then(|best| self.candidates.get(&best))
+            .and_then(|c| c.last_heard)
+            .is_some_and(|heard| now.saturating_duration_since(heard) >= TRUST_SILENT_PATH)
+    }
+
+    /// The best path, unless a ping to it still awaits its answer.
+    fn unchecked_best(&self, now: Instant) -> Option<SocketAddr> {
+        let best = self.best?;
         let pinged = self.pings.values().any(|p| {
             p.to == ProbeTarget::Udp(best) && now.saturating_duration_since(p.sent) < PONG_WAIT
         });
-        (sending && silent && !pinged).then_some(best)
+        (!pinged).then_some(best)
     }
 
     /// Remembers an address the peer's packets came from.
@@ -331,6 +359,23 @@ mod tests {
         assert_eq!(p.silent_best(300, later + Duration::from_secs(1)), None);
         assert!(p.choose(later + PONG_WAIT));
         assert_eq!(p.best, None);
+    }
+
+    #[test]
+    fn a_peer_that_turns_to_the_relay_makes_us_check_or_drop_our_path() {
+        let now = Instant::now();
+        let peer = addr("192.0.2.1:1");
+        let mut p = Paths::default();
+        p.set_candidates(&[peer]);
+        assert!(p.heard(peer, Some(Duration::from_millis(5)), now));
+        // Heard a moment ago: check it.
+        assert_eq!(p.peer_relayed(now + Duration::from_secs(1)), Some(peer));
+        // Silent as long as we trust a path: dead at once.
+        let later = now + TRUST_SILENT_PATH;
+        assert_eq!(p.peer_relayed(later), None);
+        assert!(p.choose(later));
+        assert_eq!(p.best, None);
+        assert_eq!(p.peer_relayed(later), None);
     }
 
     #[test]

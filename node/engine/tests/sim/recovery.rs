@@ -8,7 +8,7 @@ use crate::link::Fate;
 use crate::nat::Behaviour;
 use crate::traversal::{both, paths};
 use crate::world::{NodeId, World};
-use crate::{add_site, establish, nat_of, nat_pair, secs, CONTROLLER};
+use crate::{add_site, establish, ms, nat_of, nat_pair, secs, CONTROLLER};
 
 const PACE: Duration = Duration::from_millis(500);
 
@@ -250,4 +250,44 @@ fn a_direct_path_that_dies_under_traffic_falls_back_to_the_relay_within_seconds(
         "traffic after the fallback arrives"
     );
     assert_eq!(world.initiations(), 1, "the session moved to the relay");
+}
+
+#[test]
+fn an_echo_across_a_dying_direct_path_resumes_through_the_relay_within_seconds() {
+    // As `ping` does: a sends, b only answers what arrives. b sends nothing
+    // while the path is dead, so it learns of the death from a's packets
+    // arriving through the relay.
+    let (mut world, a, b) = nat_pair(34, Behaviour::PortRestricted, Behaviour::FullCone);
+    establish(&mut world, a, b);
+    let mut seq = talk(&mut world, a, b, 1, secs(15));
+    assert!(both(&world, a, b, PathKind::Direct));
+    let cut = world.now();
+    block_udp(&mut world, a);
+    block_udp(&mut world, b);
+    let (mut answered_b, mut echoed) = (world.received(b).len(), None);
+    while echoed.is_none() && world.now() - cut < secs(30) {
+        let before = world.received(a).len();
+        world.send_app(a, b, seq);
+        seq += 1;
+        world.run_for(ms(100));
+        let got = world.received(b);
+        for &n in &got[answered_b..] {
+            world.send_app(b, a, n);
+        }
+        answered_b = got.len();
+        world.run_for(ms(100));
+        if world.received(a).len() > before {
+            echoed = Some(world.now() - cut);
+        }
+    }
+    println!("echo through the relay {echoed:?} after the direct path died");
+    assert!(
+        echoed.is_some_and(|t| t <= secs(6)),
+        "echo resumed after {echoed:?}"
+    );
+    assert!(
+        both(&world, a, b, PathKind::Relay),
+        "{:?}",
+        paths(&world, a, b)
+    );
 }
