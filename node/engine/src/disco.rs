@@ -264,7 +264,7 @@ impl Engine {
 
     /// Pings every candidate of a peer, and the relay path too while no
     /// direct path works (or when a user asked).
-    fn probe(&mut self, id: PeerId, asked: bool, now: Instant) {
+    pub(crate) fn probe(&mut self, id: PeerId, asked: bool, now: Instant) {
         let relay = self.relay;
         let Some(paths) = self.peer_mut(id).and_then(|p| p.paths.as_mut()) else {
             return;

@@ -272,6 +272,7 @@ impl Engine {
         for net in &config.allowed_ips {
             self.routes.insert(*net, id);
         }
+        let mut probe_now = false;
         if let Some(peer) = self.peers.get_mut(&id) {
             if peer.endpoint.is_none() {
                 peer.endpoint = config
@@ -279,10 +280,15 @@ impl Engine {
                     .or_else(|| config.candidates.first().copied());
             }
             if let Some(paths) = &mut peer.paths {
-                paths.set_candidates(&config.candidates);
+                // New addresses (the peer's STUN answer reached the controller
+                // after its first netmap) are probed now, not at the next round.
+                probe_now = paths.set_candidates(&config.candidates) && paths.best.is_none();
             }
             peer.config = config;
             peer.refresh_via(self.relay, now);
+        }
+        if probe_now {
+            self.probe(id, false, now);
         }
         Ok(id)
     }

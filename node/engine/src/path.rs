@@ -99,31 +99,49 @@ pub(crate) struct Paths {
     pub(crate) relay_rtt: Option<Duration>,
     /// The peer's `tx_bytes` at the last timer check: more now means we are sending.
     pub(crate) tx_seen: u64,
+    /// When we last pinged an address back (see [`Self::should_probe_back`]).
+    probed_back: BTreeMap<SocketAddr, Instant>,
 }
 
 impl Paths {
     /// Replaces the candidates the controller gave, keeping what was learnt.
-    pub(crate) fn set_candidates(&mut self, addrs: &[SocketAddr]) {
+    /// True if one of them is new.
+    pub(crate) fn set_candidates(&mut self, addrs: &[SocketAddr]) -> bool {
         self.candidates.retain(|addr, c| {
             c.learned_at.is_some() || addrs.contains(addr) || Some(*addr) == self.best
         });
+        let mut added = false;
         for addr in addrs {
-            self.candidates.entry(*addr).or_insert(Candidate {
-                last_heard: None,
-                rtt: None,
-                learned_at: None,
+            self.candidates.entry(*addr).or_insert_with(|| {
+                added = true;
+                Candidate {
+                    last_heard: None,
+                    rtt: None,
+                    learned_at: None,
+                }
             });
         }
+        added
     }
 
     /// Whether a ping from `addr` should be answered with a ping back: no
-    /// direct path yet, and no ping to `addr` in the last [`PROBE_BACK_EVERY`].
-    pub(crate) fn should_probe_back(&self, addr: SocketAddr, now: Instant) -> bool {
-        self.best.is_none()
-            && !self.pings.values().any(|p| {
-                p.to == ProbeTarget::Udp(addr)
-                    && now.saturating_duration_since(p.sent) < PROBE_BACK_EVERY
-            })
+    /// direct path yet, and no probe-back to `addr` in the last
+    /// [`PROBE_BACK_EVERY`].
+    /// Only probe-backs count against the rate: our own probe round may have
+    /// pinged `addr` a moment ago, into the peer's still-closed filter, and
+    /// the ping back is what gets through now that the peer's ping opened it.
+    /// Records the probe-back when it says yes.
+    pub(crate) fn should_probe_back(&mut self, addr: SocketAddr, now: Instant) -> bool {
+        if self.best.is_some() {
+            return false;
+        }
+        self.probed_back
+            .retain(|_, at| now.saturating_duration_since(*at) < PROBE_BACK_EVERY);
+        if self.probed_back.contains_key(&addr) {
+            return false;
+        }
+        self.probed_back.insert(addr, now);
+        true
     }
 
     /// The best path, if we are sending on it (`tx_bytes` grew since the
@@ -316,7 +334,8 @@ mod tests {
         let peer = addr("192.0.2.1:1");
         let mut p = Paths::default();
         p.set_candidates(&[peer]);
-        assert!(p.should_probe_back(peer, now));
+        // Our own probe round pinged the peer a moment ago (into its closed
+        // filter): its ping is still answered with a ping back.
         p.pings.insert(
             [1; 12],
             Probe {
@@ -325,11 +344,12 @@ mod tests {
                 asked: false,
             },
         );
+        assert!(p.should_probe_back(peer, now + Duration::from_millis(10)));
         // A second ping at once (the peer probing back too) is not answered
         // with another ping: no ping-pong storm between two searching agents.
-        assert!(!p.should_probe_back(peer, now + Duration::from_millis(10)));
+        assert!(!p.should_probe_back(peer, now + Duration::from_millis(20)));
         assert!(p.should_probe_back(addr("192.0.2.1:2"), now));
-        assert!(p.should_probe_back(peer, now + PROBE_BACK_EVERY));
+        assert!(p.should_probe_back(peer, now + PROBE_BACK_EVERY + Duration::from_millis(10)));
         // Once a direct path works, the regular probe rounds take over.
         assert!(p.heard(peer, Some(Duration::from_millis(5)), now));
         assert!(!p.should_probe_back(peer, now + Duration::from_secs(1)));
