@@ -75,17 +75,6 @@ fn peer(member: &Member) -> NetmapPeer {
     }
 }
 
-/// The map for a member that is no longer in the network (deleted, or the
-/// network is gone): the last map sent, unauthorized and empty, one version on.
-pub fn tombstone(last: &Netmap, version: u64) -> Netmap {
-    let mut map = last.clone();
-    map.version = version.max(last.version.saturating_add(1));
-    map.self_node.authorized = false;
-    map.self_node.addresses.clear();
-    map.peers.clear();
-    map
-}
-
 /// True if a delta carries no change: only its version moved.
 pub fn is_empty(delta: &NetmapDelta) -> bool {
     delta.self_node.is_none()
@@ -176,10 +165,12 @@ mod tests {
         let stranger = member(9, 9, MemberState::Authorized);
         assert!(build(&snap, stranger.node_id, &[]).is_none());
         let map = build(&snap, a.node_id, &[]).unwrap();
-        let gone = tombstone(&map, 0);
+        let gone = warren_proto::netmap::SentNetmap::of(&map).tombstone(0);
         assert_eq!(gone.version, 8);
-        assert!(!gone.self_node.authorized && gone.peers.is_empty());
-        assert!(!is_empty(&map.diff(&gone)));
+        assert!(!is_empty(&gone));
+        let mut applied = map.clone();
+        applied.apply(&gone).unwrap();
+        assert!(!applied.self_node.authorized && applied.peers.is_empty());
         assert!(is_empty(&map.diff(&map)));
     }
 }

@@ -1,6 +1,7 @@
 //! The network map: what a controller tells a member about its network.
 
 use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 
 use ipnet::IpNet;
@@ -39,7 +40,7 @@ pub struct SelfNode {
 }
 
 /// Another member.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct NetmapPeer {
     pub node_id: NodeId,
     pub name: String,
@@ -170,6 +171,91 @@ impl Netmap {
     }
 }
 
+/// What a sender keeps of a map it sent, to diff the next one against:
+/// all of it but the peers, which shrink to a 64-bit digest each. A
+/// controller keeps one per member and network, so its memory grows with
+/// members × peers × 16 bytes rather than with whole peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentNetmap {
+    pub network_id: NetworkId,
+    pub network_name: String,
+    pub version: u64,
+    pub self_node: SelfNode,
+    pub dns: DnsConfig,
+    pub settings: NetworkSettings,
+    peers: BTreeMap<NodeId, u64>,
+}
+
+impl SentNetmap {
+    pub fn of(map: &Netmap) -> SentNetmap {
+        SentNetmap {
+            network_id: map.network_id,
+            network_name: map.network_name.clone(),
+            version: map.version,
+            self_node: map.self_node.clone(),
+            dns: map.dns.clone(),
+            settings: map.settings.clone(),
+            peers: map.peers.iter().map(|p| (p.node_id, digest(p))).collect(),
+        }
+    }
+
+    /// The delta that turns the map this was taken of into `next`: the same
+    /// as [`Netmap::diff`] gives (a peer whose digest is unchanged is
+    /// unchanged; a collision of 64-bit digests is not a practical concern).
+    pub fn diff(&self, next: &Netmap) -> NetmapDelta {
+        NetmapDelta {
+            network_id: next.network_id,
+            base_version: self.version,
+            version: next.version,
+            self_node: (self.self_node != next.self_node).then(|| next.self_node.clone()),
+            network_name: (self.network_name != next.network_name)
+                .then(|| next.network_name.clone()),
+            dns: (self.dns != next.dns).then(|| next.dns.clone()),
+            settings: (self.settings != next.settings).then(|| next.settings.clone()),
+            upsert_peers: next
+                .peers
+                .iter()
+                .filter(|p| self.peers.get(&p.node_id) != Some(&digest(p)))
+                .cloned()
+                .collect(),
+            remove_peers: {
+                let kept: std::collections::BTreeSet<NodeId> =
+                    next.peers.iter().map(|p| p.node_id).collect();
+                self.peers
+                    .keys()
+                    .filter(|id| !kept.contains(id))
+                    .copied()
+                    .collect()
+            },
+        }
+    }
+
+    /// The delta that ends the membership: the member unauthorized, with no
+    /// addresses and no peers, at a version past this one (and `version`).
+    pub fn tombstone(&self, version: u64) -> NetmapDelta {
+        let mut self_node = self.self_node.clone();
+        self_node.authorized = false;
+        self_node.addresses.clear();
+        NetmapDelta {
+            network_id: self.network_id,
+            base_version: self.version,
+            version: version.max(self.version.saturating_add(1)),
+            self_node: Some(self_node),
+            network_name: None,
+            dns: None,
+            settings: None,
+            upsert_peers: Vec::new(),
+            remove_peers: self.peers.keys().copied().collect(),
+        }
+    }
+}
+
+fn digest(peer: &NetmapPeer) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    peer.hash(&mut hasher);
+    hasher.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +312,32 @@ mod tests {
         let mut applied = old.clone();
         applied.apply(&delta).unwrap();
         assert_eq!(applied, new);
+    }
+
+    #[test]
+    fn a_sent_map_diffs_as_the_whole_map_does() {
+        let old = map(1, vec![peer(2, true), peer(3, true), peer(5, true)]);
+        let mut renamed = peer(5, true);
+        renamed.name = "five".into();
+        let mut new = map(2, vec![peer(3, false), peer(4, true), renamed]);
+        new.peers.sort_by_key(|p| p.node_id);
+        new.self_node.name = "me2".into();
+        let sent = SentNetmap::of(&old);
+        assert_eq!(sent.diff(&new), old.diff(&new));
+        assert_eq!(sent.diff(&old), old.diff(&old));
+        assert!(sent.diff(&old).upsert_peers.is_empty());
+    }
+
+    #[test]
+    fn a_tombstone_leaves_an_unauthorized_empty_map() {
+        let old = map(4, vec![peer(2, true), peer(3, true)]);
+        let delta = SentNetmap::of(&old).tombstone(4);
+        assert_eq!(delta.version, 5);
+        let mut applied = old.clone();
+        applied.apply(&delta).unwrap();
+        assert!(applied.peers.is_empty());
+        assert!(!applied.self_node.authorized && applied.self_node.addresses.is_empty());
+        assert_eq!(SentNetmap::of(&old).tombstone(9).version, 9);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use quinn::SendStream;
 use tokio::sync::{broadcast, mpsc};
 use warren_proto::control::{ControllerMessage, JoinOutcome, NodeMessage};
-use warren_proto::netmap::Netmap;
+use warren_proto::netmap::SentNetmap;
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
 use super::frames::{write_message, FrameIoError};
@@ -32,8 +32,9 @@ pub(super) struct Session {
     version: String,
     /// The node's last reported endpoints per network, for joins after them.
     endpoints: BTreeMap<NetworkId, Vec<SocketAddr>>,
-    /// Networks joined on this connection, with the last map sent.
-    joined: BTreeMap<NetworkId, Netmap>,
+    /// Networks joined on this connection, with what is kept of the last
+    /// map sent (its peers as digests): the base for the next delta.
+    joined: BTreeMap<NetworkId, SentNetmap>,
     /// Networks this connection counts as online in; kept apart from
     /// `joined` so a failure between the two never leaks presence.
     present: BTreeSet<NetworkId>,
@@ -326,7 +327,7 @@ impl Session {
             Some(map) => {
                 self.send(&ControllerMessage::Netmap(map.clone())).await?;
                 self.count_push();
-                self.joined.insert(net, map);
+                self.joined.insert(net, SentNetmap::of(&map));
                 Ok(())
             }
             // Deleted between the join and now; the change notice told others.
@@ -336,10 +337,9 @@ impl Session {
 
     /// A change notice for `net`: send what changed since the last map.
     async fn push(&mut self, net: NetworkId) -> Result<(), FrameIoError> {
-        let Some(last) = self.joined.get(&net) else {
+        if !self.joined.contains_key(&net) {
             return Ok(());
-        };
-        let last = last.clone();
+        }
         let snapshot = match self.context.hub.snapshot(net).await {
             Ok(s) => s,
             Err(e) => return self.internal(e).await,
@@ -349,18 +349,18 @@ impl Session {
             .map(|s| s.network.netmap_version)
             .unwrap_or(0);
         let stun_ports = &self.context.stun_ports;
-        let next = match snapshot.and_then(|s| netmaps::build(&s, self.node_id, stun_ports)) {
-            Some(next) => next,
-            None => {
-                // Deleted, or the network is gone: an empty, unauthorized map
-                // makes the node tear down, then the network is forgotten here.
-                let gone = netmaps::tombstone(&last, version);
-                self.send(&ControllerMessage::NetmapDelta(last.diff(&gone)))
-                    .await?;
-                self.count_push();
-                tracing::info!(node = %self.node_id, network = %net, "membership ended");
-                return self.forget(net).await;
-            }
+        let next = snapshot.and_then(|s| netmaps::build(&s, self.node_id, stun_ports));
+        let Some(last) = self.joined.get(&net) else {
+            return Ok(());
+        };
+        let Some(next) = next else {
+            // Deleted, or the network is gone: an empty, unauthorized map
+            // makes the node tear down, then the network is forgotten here.
+            let gone = last.tombstone(version);
+            self.send(&ControllerMessage::NetmapDelta(gone)).await?;
+            self.count_push();
+            tracing::info!(node = %self.node_id, network = %net, "membership ended");
+            return self.forget(net).await;
         };
         if next.version < last.version {
             // An older snapshot than what the node has; a newer notice follows.
@@ -372,7 +372,7 @@ impl Session {
         }
         self.send(&ControllerMessage::NetmapDelta(delta)).await?;
         self.count_push();
-        self.joined.insert(net, next);
+        self.joined.insert(net, SentNetmap::of(&next));
         Ok(())
     }
 
