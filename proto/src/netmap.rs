@@ -104,30 +104,7 @@ pub enum DeltaError {
 impl Netmap {
     /// The delta that turns `self` into `next`.
     pub fn diff(&self, next: &Netmap) -> NetmapDelta {
-        let old: BTreeMap<NodeId, &NetmapPeer> =
-            self.peers.iter().map(|p| (p.node_id, p)).collect();
-        let new: BTreeMap<NodeId, &NetmapPeer> =
-            next.peers.iter().map(|p| (p.node_id, p)).collect();
-        NetmapDelta {
-            network_id: next.network_id,
-            base_version: self.version,
-            version: next.version,
-            self_node: (self.self_node != next.self_node).then(|| next.self_node.clone()),
-            network_name: (self.network_name != next.network_name)
-                .then(|| next.network_name.clone()),
-            dns: (self.dns != next.dns).then(|| next.dns.clone()),
-            settings: (self.settings != next.settings).then(|| next.settings.clone()),
-            upsert_peers: new
-                .iter()
-                .filter(|(id, p)| old.get(*id) != Some(*p))
-                .map(|(_, p)| (*p).clone())
-                .collect(),
-            remove_peers: old
-                .keys()
-                .filter(|id| !new.contains_key(*id))
-                .copied()
-                .collect(),
-        }
+        SentNetmap::of(self).diff(next)
     }
 
     pub fn apply(&mut self, delta: &NetmapDelta) -> Result<(), DeltaError> {
@@ -199,9 +176,9 @@ impl SentNetmap {
         }
     }
 
-    /// The delta that turns the map this was taken of into `next`: the same
-    /// as [`Netmap::diff`] gives (a peer whose digest is unchanged is
-    /// unchanged; a collision of 64-bit digests is not a practical concern).
+    /// The delta that turns the map this was taken of into `next`. A peer
+    /// whose digest is unchanged is unchanged (a collision of 64-bit
+    /// digests is not a practical concern).
     pub fn diff(&self, next: &Netmap) -> NetmapDelta {
         NetmapDelta {
             network_id: next.network_id,
@@ -315,17 +292,26 @@ mod tests {
     }
 
     #[test]
-    fn a_sent_map_diffs_as_the_whole_map_does() {
+    fn a_sent_map_carries_only_what_changed() {
         let old = map(1, vec![peer(2, true), peer(3, true), peer(5, true)]);
         let mut renamed = peer(5, true);
         renamed.name = "five".into();
-        let mut new = map(2, vec![peer(3, false), peer(4, true), renamed]);
+        let mut new = map(2, vec![peer(3, false), peer(4, true), renamed.clone()]);
         new.peers.sort_by_key(|p| p.node_id);
         new.self_node.name = "me2".into();
         let sent = SentNetmap::of(&old);
-        assert_eq!(sent.diff(&new), old.diff(&new));
-        assert_eq!(sent.diff(&old), old.diff(&old));
-        assert!(sent.diff(&old).upsert_peers.is_empty());
+        let delta = sent.diff(&new);
+        assert_eq!(delta.remove_peers, vec![peer(2, true).node_id]);
+        let mut upserted: Vec<_> = delta.upsert_peers.clone();
+        upserted.sort_by_key(|p| p.node_id);
+        let mut expected = vec![peer(3, false), peer(4, true), renamed];
+        expected.sort_by_key(|p| p.node_id);
+        assert_eq!(upserted, expected);
+        assert_eq!(delta.self_node, Some(new.self_node.clone()));
+        assert!(delta.dns.is_none() && delta.settings.is_none() && delta.network_name.is_none());
+        let same = sent.diff(&old);
+        assert!(same.upsert_peers.is_empty() && same.remove_peers.is_empty());
+        assert!(same.self_node.is_none());
     }
 
     #[test]
