@@ -18,7 +18,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warren_controller::api::{self, ApiState};
 use warren_controller::dns;
 use warren_controller::server::{self, ServerOptions};
-use warren_controller::store::{Actor, NewNetwork};
 use warren_proto::control::{ControllerMessage, JoinOutcome, NodeMessage};
 use warren_proto::service::{ServiceProto, ServiceSpec};
 
@@ -77,19 +76,7 @@ async fn zones_follow_members_services_renames_and_revocations() {
         .await
         .unwrap();
     let store = running.hub.store().clone();
-    let net = store
-        .create_network(
-            &Actor::system(),
-            NewNetwork {
-                name: "prod".into(),
-                pool: "10.147.0.0/16".parse().unwrap(),
-                zone: "prod.warren.internal".into(),
-                mtu: 1420,
-            },
-        )
-        .await
-        .unwrap()
-        .id;
+    let net = common::prod_network(&store).await;
     let dns = dns::spawn("127.0.0.1:0".parse().unwrap(), running.hub.clone())
         .await
         .unwrap();

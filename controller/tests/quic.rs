@@ -10,49 +10,13 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use common::node::TestNode;
 use serde_json::json;
-use warren_controller::api::{self, ApiState};
-use warren_controller::server::{self, Running, ServerOptions};
-use warren_controller::store::{Actor, NewNetwork};
 use warren_proto::control::{ControllerMessage, JoinOutcome, NodeMessage};
-use warren_proto::{NetworkId, NodePrivateKey};
+use warren_proto::NodePrivateKey;
 
-struct Lab {
-    _dir: tempfile::TempDir,
-    running: Running,
-    net: NetworkId,
-    api: common::ApiHandle,
-}
+type Lab = common::Served;
 
 async fn lab() -> Lab {
-    let dir = tempfile::tempdir().unwrap();
-    let running = server::start(ServerOptions::loopback(dir.path().join("data")))
-        .await
-        .unwrap();
-    let store = running.hub.store().clone();
-    let net = store
-        .create_network(
-            &Actor::system(),
-            NewNetwork {
-                name: "prod".into(),
-                pool: "10.147.0.0/16".parse().unwrap(),
-                zone: "prod.warren.internal".into(),
-                mtu: 1420,
-            },
-        )
-        .await
-        .unwrap()
-        .id;
-    let api = common::ApiHandle::new(
-        api::router(ApiState::new(running.hub.clone(), vec![])),
-        store,
-    )
-    .await;
-    Lab {
-        _dir: dir,
-        running,
-        net,
-        api,
-    }
+    common::served().await
 }
 
 impl Lab {

@@ -13,12 +13,10 @@ use common::node::TestNode;
 use common::{error_code, Harness};
 use ipnet::IpNet;
 use serde_json::{json, Value};
-use warren_controller::api::{self, ApiState};
-use warren_controller::server::{self, Running, ServerOptions};
-use warren_controller::store::{Actor, JoinRequest, NewNetwork, RouteChecks, RouteStore, Store};
+use warren_controller::store::{JoinRequest, RouteChecks, RouteStore, Store};
 use warren_proto::control::{ControllerMessage, NodeMessage};
 use warren_proto::netmap::Netmap;
-use warren_proto::{NetworkId, NodeId, NodePrivateKey};
+use warren_proto::{NodeId, NodePrivateKey};
 
 fn p(s: &str) -> IpNet {
     s.parse().unwrap()
@@ -306,43 +304,10 @@ async fn auto_approval_rules_approve_chosen_members_only() {
         .any(|(a, _)| a == "route.auto_approver.remove"));
 }
 
-struct Lab {
-    _dir: tempfile::TempDir,
-    running: Running,
-    net: NetworkId,
-    api: common::ApiHandle,
-}
+type Lab = common::Served;
 
 async fn lab() -> Lab {
-    let dir = tempfile::tempdir().unwrap();
-    let running = server::start(ServerOptions::loopback(dir.path().join("data")))
-        .await
-        .unwrap();
-    let store = running.hub.store().clone();
-    let net = store
-        .create_network(
-            &Actor::system(),
-            NewNetwork {
-                name: "prod".into(),
-                pool: "10.147.0.0/16".parse().unwrap(),
-                zone: "prod.warren.internal".into(),
-                mtu: 1420,
-            },
-        )
-        .await
-        .unwrap()
-        .id;
-    let api = common::ApiHandle::new(
-        api::router(ApiState::new(running.hub.clone(), vec![])),
-        store,
-    )
-    .await;
-    Lab {
-        _dir: dir,
-        running,
-        net,
-        api,
-    }
+    common::served().await
 }
 
 impl Lab {

@@ -13,7 +13,6 @@ use std::time::Duration;
 use common::node::TestNode;
 use tokio::net::UdpSocket;
 use warren_controller::server::{self, Running, ServerOptions};
-use warren_controller::store::{Actor, NewNetwork};
 use warren_proto::stun;
 
 async fn controller(dir: &tempfile::TempDir) -> Running {
@@ -98,19 +97,7 @@ async fn netmaps_carry_the_stun_ports() {
     let dir = tempfile::tempdir().unwrap();
     let running = controller(&dir).await;
     let store = running.hub.store().clone();
-    let net = store
-        .create_network(
-            &Actor::system(),
-            NewNetwork {
-                name: "prod".into(),
-                pool: "10.147.0.0/16".parse().unwrap(),
-                zone: "prod.warren.internal".into(),
-                mtu: 1420,
-            },
-        )
-        .await
-        .unwrap()
-        .id;
+    let net = common::prod_network(&store).await;
     let mut node = TestNode::authenticated(running.quic_addr, &running.fingerprint).await;
     let (_, map) = node.join(net, "n", None).await;
     let ports: Vec<u16> = running.stun_addrs.iter().map(SocketAddr::port).collect();

@@ -172,3 +172,52 @@ impl ApiHandle {
         (status, value)
     }
 }
+
+/// Creates the network "prod" (10.147.0.0/16, zone prod.warren.internal)
+/// as the system, as most control-protocol tests start.
+pub async fn prod_network(store: &Arc<dyn Store>) -> warren_proto::NetworkId {
+    store
+        .create_network(
+            &warren_controller::store::Actor::system(),
+            warren_controller::store::NewNetwork {
+                name: "prod".into(),
+                pool: "10.147.0.0/16".parse().unwrap(),
+                zone: "prod.warren.internal".into(),
+                mtu: 1420,
+            },
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+/// A whole controller served on loopback (QUIC, STUN) with the network
+/// "prod" and an API handle on its store.
+pub struct Served {
+    pub _dir: tempfile::TempDir,
+    pub running: warren_controller::server::Running,
+    pub net: warren_proto::NetworkId,
+    pub api: ApiHandle,
+}
+
+pub async fn served() -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let running = warren_controller::server::start(
+        warren_controller::server::ServerOptions::loopback(dir.path().join("data")),
+    )
+    .await
+    .unwrap();
+    let store = running.hub.store().clone();
+    let net = prod_network(&store).await;
+    let api = ApiHandle::new(
+        api::router(ApiState::new(running.hub.clone(), vec![])),
+        store,
+    )
+    .await;
+    Served {
+        _dir: dir,
+        running,
+        net,
+        api,
+    }
+}
