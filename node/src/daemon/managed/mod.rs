@@ -30,6 +30,21 @@ struct Joined {
     reflexive: BTreeMap<SocketAddr, SocketAddr>,
 }
 
+impl Joined {
+    /// A network just joined or restored: no netmap yet, its controller not reached.
+    fn connecting(config: JoinedNetwork) -> Joined {
+        Joined {
+            config,
+            state: NetworkState::Connecting,
+            message: None,
+            netmap: None,
+            runner: None,
+            reported: Vec::new(),
+            reflexive: BTreeMap::new(),
+        }
+    }
+}
+
 pub struct Managed {
     state: StateDir,
     key: NodePrivateKey,
@@ -80,18 +95,7 @@ impl Managed {
         for config in self.state.networks()? {
             let id = config.network_id;
             let cached = self.state.netmap(&id);
-            self.nets.insert(
-                id,
-                Joined {
-                    config: config.clone(),
-                    state: NetworkState::Connecting,
-                    message: None,
-                    netmap: None,
-                    runner: None,
-                    reported: Vec::new(),
-                    reflexive: BTreeMap::new(),
-                },
-            );
+            self.nets.insert(id, Joined::connecting(config.clone()));
             if let Some(map) = cached {
                 tracing::info!(network = %id, version = map.version, "using cached netmap until the controller answers");
                 self.apply(map).await;
@@ -138,18 +142,7 @@ impl Managed {
             interface,
             listen_port,
         };
-        self.nets.insert(
-            id,
-            Joined {
-                config: config.clone(),
-                state: NetworkState::Connecting,
-                message: None,
-                netmap: None,
-                runner: None,
-                reported: Vec::new(),
-                reflexive: BTreeMap::new(),
-            },
-        );
+        self.nets.insert(id, Joined::connecting(config.clone()));
         self.save();
         self.send_join(&config);
         tracing::info!(network = %id, controller = %config.controller, "joining network");
