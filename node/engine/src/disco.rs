@@ -173,9 +173,7 @@ impl Engine {
             }
         };
         if changed {
-            peer.endpoint = paths.best;
-            peer.refresh_via(relay, now);
-            let event = peer.path_event();
+            let event = peer.follow_best(relay, now);
             self.push_event(event);
         }
         if probe.asked {
@@ -214,9 +212,7 @@ impl Engine {
                 }
             }
             if paths.choose(now) {
-                peer.endpoint = paths.best.or(peer.endpoint);
-                peer.refresh_via(relay, now);
-                events.push(peer.path_event());
+                events.push(peer.follow_best(relay, now));
             }
             let tx_bytes = peer.tx_bytes;
             let Some(paths) = peer.paths.as_mut() else {

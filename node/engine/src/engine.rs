@@ -583,9 +583,7 @@ impl Engine {
         };
         let check = paths.peer_relayed(now);
         if paths.choose(now) {
-            peer.endpoint = paths.best.or(peer.endpoint);
-            peer.refresh_via(relay, now);
-            let event = peer.path_event();
+            let event = peer.follow_best(relay, now);
             self.events.push_back(event);
         }
         if let Some(addr) = check {
@@ -613,9 +611,7 @@ impl Engine {
                 return;
             }
             if paths.heard(from, None, now) {
-                peer.endpoint = paths.best;
-                peer.refresh_via(relay, now);
-                let event = peer.path_event();
+                let event = peer.follow_best(relay, now);
                 self.events.push_back(event);
             }
             return;

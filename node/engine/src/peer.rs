@@ -104,6 +104,16 @@ impl Peer {
         };
     }
 
+    /// The best direct path changed: packets follow it (or, with none, the
+    /// relay), and the returned event tells the shell.
+    pub(crate) fn follow_best(&mut self, relay: bool, now: Instant) -> Event {
+        if let Some(best) = self.paths.as_ref().and_then(|p| p.best) {
+            self.endpoint = Some(best);
+        }
+        self.refresh_via(relay, now);
+        self.path_event()
+    }
+
     pub(crate) fn path_kind(&self) -> PathKind {
         match (&self.paths, self.via) {
             (_, None) => PathKind::None,
