@@ -578,7 +578,8 @@ impl Engine {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
-        let Some(paths) = peer.paths.as_mut() else {
+        // The usual case, every packet of a relayed peer: no direct path to doubt.
+        let Some(paths) = peer.paths.as_mut().filter(|p| p.best.is_some()) else {
             return;
         };
         let check = paths.peer_relayed(now);
