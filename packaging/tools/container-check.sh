@@ -103,9 +103,21 @@ systemd-nspawn -D "$WORK/root" --boot --register=no --keep-unit --machine=warren
     --resolv-conf=off --timezone=off --link-journal=no --console=read-only \
     >"$WORK/console.log" 2>&1 &
 NSPAWN_PID=$!
+# The container's init: the child of nspawn in a PID namespace of its own.
+# nspawn's short-lived outer child shares ours, and entering it races its exit.
+find_leader() {
+    local pid
+    for pid in $(ps -o pid= --ppid "$NSPAWN_PID"); do
+        if [ "$(readlink "/proc/$pid/ns/pid" 2>/dev/null)" != "$(readlink /proc/self/ns/pid)" ] &&
+            [ -n "$(readlink "/proc/$pid/ns/pid" 2>/dev/null)" ]; then
+            echo "$pid"
+            return
+        fi
+    done
+}
 LEADER=
 for _ in $(seq 100); do
-    LEADER=$(ps -o pid= --ppid "$NSPAWN_PID" | tr -d ' ' | head -n 1 || true)
+    LEADER=$(find_leader)
     [ -n "$LEADER" ] && break
     sleep 0.1
 done
