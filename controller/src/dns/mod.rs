@@ -72,11 +72,7 @@ impl DnsServer {
 /// Binds `addr` (UDP and TCP), loads every zone, and serves them until
 /// [`DnsServer::shutdown`].
 pub async fn spawn(addr: SocketAddr, hub: Arc<Hub>) -> Result<DnsServer, DnsError> {
-    let bind_error = |source| DnsError::Bind { addr, source };
-    let udp = UdpSocket::bind(addr).await.map_err(bind_error)?;
-    let bound = udp.local_addr().map_err(bind_error)?;
-    // The same port for TCP, also when the caller asked for port 0.
-    let tcp = TcpListener::bind(bound).await.map_err(bind_error)?;
+    let (udp, tcp, bound) = bind_pair(addr).await?;
     let handler = AuthoritativeHandler::default();
     // Subscribe before the first load, so no change falls between them.
     let changes = hub.subscribe();
@@ -94,6 +90,31 @@ pub async fn spawn(addr: SocketAddr, hub: Arc<Hub>) -> Result<DnsServer, DnsErro
         server,
         zones_task,
     })
+}
+
+/// Binds UDP and TCP on one port. When `addr` asks for port 0, the port
+/// the kernel picks for UDP may already be taken for TCP by someone else,
+/// so that case tries a few fresh ports before giving up.
+async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener, SocketAddr), DnsError> {
+    const EPHEMERAL_TRIES: usize = 8;
+    let bind_error = |source| DnsError::Bind { addr, source };
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let udp = UdpSocket::bind(addr).await.map_err(bind_error)?;
+        let bound = udp.local_addr().map_err(bind_error)?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp, bound)),
+            Err(e)
+                if addr.port() == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && tries < EPHEMERAL_TRIES =>
+            {
+                tracing::debug!(%bound, "TCP port taken; trying another ephemeral port");
+            }
+            Err(e) => return Err(bind_error(e)),
+        }
+    }
 }
 
 /// Rebuilds zones as networks change.
