@@ -43,6 +43,9 @@ pub struct ServerOptions {
     pub stun_fallback_v4: bool,
     /// Each node's share of the relay.
     pub relay: RelayLimits,
+    /// A relay-only instance (`HOST:PORT`) that nodes are told to relay
+    /// through; `None`: this process relays.
+    pub advertise_relay: Option<String>,
 }
 
 impl ServerOptions {
@@ -60,6 +63,7 @@ impl ServerOptions {
             listen_stun: vec![any_port],
             stun_fallback_v4: false,
             relay: RelayLimits::default(),
+            advertise_relay: None,
         }
     }
 }
@@ -170,6 +174,10 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
         controller_key: identity.controller_key.clone(),
         role: options.role,
         stun_ports,
+        advertise_relay: match options.role {
+            Role::Controller => options.advertise_relay.clone(),
+            Role::RelayOnly => None,
+        },
     });
     let mut tasks = vec![tokio::spawn(control::serve(endpoint.clone(), context))];
     if let Some(listener) = listener {

@@ -345,6 +345,7 @@ async fn relay_only(data: &Path) -> Running {
         listen_stun: vec![],
         stun_fallback_v4: false,
         relay: RelayLimits::default(),
+        advertise_relay: None,
     })
     .await
     .unwrap()

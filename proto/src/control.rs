@@ -6,7 +6,7 @@
 //!  |-- Hello { node_key, version } -------->|
 //!  |<------- Challenge { controller_key, nonce }
 //!  |-- Auth { proof } --------------------->|   proof = HMAC-SHA256(X25519(node, controller),
-//!  |<------------------------ Welcome ------|           exporter || node_key || controller_key || nonce)
+//!  |<--------------- Welcome { relay? } ----|           exporter || node_key || controller_key || nonce)
 //!  |-- Join / Leave / Endpoints ----------->|
 //!  |<--- JoinResult / Netmap / NetmapDelta -|
 //! ```
@@ -99,7 +99,14 @@ pub enum ControllerMessage {
         #[serde(with = "hex_bytes")]
         nonce: [u8; 32],
     },
-    Welcome,
+    /// Authentication passed.
+    Welcome {
+        /// A relay-only instance (`HOST:PORT`, the same certificate) that
+        /// the node should relay through instead of this connection. Absent
+        /// from controllers that relay themselves, and from relay instances.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        relay: Option<String>,
+    },
     JoinResult {
         network_id: NetworkId,
         result: JoinOutcome,
@@ -284,5 +291,21 @@ mod tests {
         assert_eq!(back, msg);
         assert!(frame_len(u32::MAX.to_be_bytes()).is_err());
         assert!(decode_frame::<NodeMessage>(b"{\"type\":\"nope\"}").is_err());
+    }
+
+    #[test]
+    fn welcome_names_a_relay_only_when_there_is_one() {
+        let bare: ControllerMessage = decode_frame(b"{\"type\":\"welcome\"}").unwrap();
+        assert_eq!(bare, ControllerMessage::Welcome { relay: None });
+        let frame = encode_frame(&ControllerMessage::Welcome { relay: None }).unwrap();
+        assert_eq!(&frame[4..], b"{\"type\":\"welcome\"}");
+        let with = ControllerMessage::Welcome {
+            relay: Some("relay.example:7444".into()),
+        };
+        let frame = encode_frame(&with).unwrap();
+        assert_eq!(
+            decode_frame::<ControllerMessage>(&frame[4..]).unwrap(),
+            with
+        );
     }
 }

@@ -159,6 +159,11 @@ pub struct NetcheckNetwork {
     pub mapping_varies_by_destination: Option<bool>,
     /// Whether the relay is reachable (the control connection is up).
     pub relay: bool,
+    /// The relay-only instance relaying for this network, when the
+    /// controller names one and it is connected; `None`: the controller
+    /// relays itself.
+    #[serde(default)]
+    pub relay_server: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

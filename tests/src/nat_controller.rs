@@ -30,6 +30,13 @@ pub const STUN_PORTS: [u16; 2] = [3478, 3479];
 /// The admin API, on the internet namespace's own loopback.
 pub const API: &str = "127.0.0.1:7480";
 
+/// Where a relay-only instance (`warren-controller relay`) listens for
+/// nodes when the lab runs one, on the controller's own address.
+pub const RELAY_QUIC: SocketAddrV4 = SocketAddrV4::new(NatLab::SERVER, 7444);
+
+/// The relay-only instance's `/healthz` and `/metrics`.
+pub const RELAY_METRICS: &str = "127.0.0.1:7481";
+
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Log filter unless `WARREN_LAB_CONTROLLER_LOG` says otherwise.
@@ -52,6 +59,8 @@ pub struct NatController {
     token: String,
     fingerprint: String,
     process: Process,
+    /// `warren-controller relay` over the same data directory, if started.
+    relay_instance: Option<Process>,
 }
 
 impl NatController {
@@ -59,6 +68,18 @@ impl NatController {
     /// admin token. `relay_rate` overrides the per-node relay quota
     /// (bytes per second; the controller's default is 12,500,000).
     pub fn start(lab: &Lab, internet: &Netns, relay_rate: Option<u64>) -> Result<NatController> {
+        Self::start_with(lab, internet, relay_rate, false)
+    }
+
+    /// [`NatController::start`], and with `relay_instance` also a
+    /// relay-only instance at [`RELAY_QUIC`] that the controller names to
+    /// its nodes (`--advertise-relay`), so they relay through it.
+    pub fn start_with(
+        lab: &Lab,
+        internet: &Netns,
+        relay_rate: Option<u64>,
+        relay_instance: bool,
+    ) -> Result<NatController> {
         let bin = controller_bin()?;
         let data_dir = lab.subdir("controller")?;
         let log =
@@ -84,6 +105,10 @@ impl NatController {
         if let Some(rate) = &rate {
             args.extend([OsStr::new("--relay-rate"), rate.as_ref()]);
         }
+        let relay_quic = RELAY_QUIC.to_string();
+        if relay_instance {
+            args.extend([OsStr::new("--advertise-relay"), relay_quic.as_ref()]);
+        }
         let mut process = lab.spawn_in(
             internet,
             "controller",
@@ -91,9 +116,7 @@ impl NatController {
             args,
             &[("RUST_LOG", &log), ("WARREN_LOG", &log)],
         )?;
-        let api: SocketAddr = API
-            .parse()
-            .map_err(|_| LabError::Invalid(format!("bad API address {API}")))?;
+        let api = parse_addr(API)?;
         // `serve` prints its fingerprint once everything listens.
         let fingerprint = wait::until("the controller to answer /healthz", READY_TIMEOUT, || {
             process.ensure_running()?;
@@ -113,10 +136,42 @@ impl NatController {
             token: String::new(),
             fingerprint,
             process,
+            relay_instance: None,
         };
         let mut cmd = controller.command(["token", "create", "--scope", "admin", "--data-dir"]);
         cmd.arg(&data_dir);
         controller.token = last_word(&command::run_stdout(&mut cmd)?, "token create")?;
+        if relay_instance {
+            let args: Vec<&OsStr> = vec![
+                "relay".as_ref(),
+                "--data-dir".as_ref(),
+                data_dir.as_os_str(),
+                "--listen-quic".as_ref(),
+                relay_quic.as_ref(),
+                "--listen-metrics".as_ref(),
+                RELAY_METRICS.as_ref(),
+            ];
+            let mut relay = lab.spawn_in(
+                internet,
+                "relay",
+                &controller.bin,
+                args,
+                &[("RUST_LOG", &log), ("WARREN_LOG", &log)],
+            )?;
+            let metrics = parse_addr(RELAY_METRICS)?;
+            wait::until(
+                "the relay-only instance to answer /healthz",
+                READY_TIMEOUT,
+                || {
+                    relay.ensure_running()?;
+                    Ok(match http_get(internet, metrics, "/healthz") {
+                        Ok((200, _)) => Poll::Ready(()),
+                        other => Poll::Pending(format!("/healthz {other:?}")),
+                    })
+                },
+            )?;
+            controller.relay_instance = Some(relay);
+        }
         Ok(controller)
     }
 
@@ -154,28 +209,58 @@ impl NatController {
         &self.fingerprint
     }
 
-    /// Reads the relay counters from `/metrics`.
+    /// Reads the controller's relay counters from `/metrics`.
     pub fn relay_counters(&self, internet: &Netns) -> Result<RelayCounters> {
-        let api: SocketAddr = API
-            .parse()
-            .map_err(|_| LabError::Invalid(format!("bad API address {API}")))?;
-        let (code, body) = http_get(internet, api, "/metrics")?;
-        if code != 200 {
-            return Err(LabError::Output {
-                what: "GET /metrics".to_owned(),
-                detail: format!("HTTP {code}: {body}"),
-            });
-        }
-        Ok(RelayCounters {
-            frames: metric(&body, "warren_relay_frames_total"),
-            bytes: metric(&body, "warren_relay_bytes_total"),
-        })
+        counters_at(internet, parse_addr(API)?)
     }
 
-    /// Errors (with the log tail) if `serve` has died.
-    pub fn ensure_running(&mut self) -> Result<()> {
-        self.process.ensure_running()
+    /// Reads the relay-only instance's counters from its `/metrics`.
+    pub fn instance_relay_counters(&self, internet: &Netns) -> Result<RelayCounters> {
+        counters_at(internet, parse_addr(RELAY_METRICS)?)
     }
+
+    /// Errors (with the log tail) if `serve`, or the relay-only instance,
+    /// has died.
+    pub fn ensure_running(&mut self) -> Result<()> {
+        self.process.ensure_running()?;
+        match &mut self.relay_instance {
+            Some(relay) => relay.ensure_running(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl NatController {
+    /// SIGKILLs the relay-only instance, as a crash would.
+    pub fn kill_relay_instance(&mut self) -> Result<()> {
+        let relay = self
+            .relay_instance
+            .as_mut()
+            .ok_or_else(|| LabError::Invalid("this lab runs no relay-only instance".to_owned()))?;
+        relay.signal("KILL")?;
+        relay.wait_exit(Duration::from_secs(5))?;
+        self.relay_instance = None;
+        Ok(())
+    }
+}
+
+fn parse_addr(text: &str) -> Result<SocketAddr> {
+    text.parse()
+        .map_err(|_| LabError::Invalid(format!("bad address {text}")))
+}
+
+fn counters_at(internet: &Netns, api: SocketAddr) -> Result<RelayCounters> {
+    let (code, body) = http_get(internet, api, "/metrics")?;
+    if code != 200 {
+        return Err(LabError::Output {
+            what: format!("GET http://{api}/metrics"),
+            detail: format!("HTTP {code}: {body}"),
+        });
+    }
+    Ok(RelayCounters {
+        frames: metric(&body, "warren_relay_frames_total"),
+        bytes: metric(&body, "warren_relay_bytes_total"),
+    })
 }
 
 /// The sum of every sample of `name` (with or without labels); 0 if absent.

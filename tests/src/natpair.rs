@@ -288,8 +288,24 @@ impl NatPair {
         b: NatKind,
         relay_rate: Option<u64>,
     ) -> Result<NatPair> {
+        Self::build_with(lab, a, b, relay_rate, false)
+    }
+
+    /// [`NatPair::build`] with a relay-only instance beside the controller,
+    /// which the controller tells agents to relay through.
+    pub fn build_with_relay_instance(lab: &Lab, a: NatKind, b: NatKind) -> Result<NatPair> {
+        Self::build_with(lab, a, b, None, true)
+    }
+
+    fn build_with(
+        lab: &Lab,
+        a: NatKind,
+        b: NatKind,
+        relay_rate: Option<u64>,
+        relay_instance: bool,
+    ) -> Result<NatPair> {
         let net = NatLab::build(lab, a.nat(), b.nat())?;
-        let controller = NatController::start(lab, &net.internet, relay_rate)?;
+        let controller = NatController::start_with(lab, &net.internet, relay_rate, relay_instance)?;
         let network = controller.network_create("natlab", POOL)?;
         let key = controller.key_create(&network)?;
         let agent_a = ManagedAgent::start(lab, &net.host_a, "a", Some(AGENT_PORT))?;
@@ -455,6 +471,16 @@ impl NatPair {
     /// The controller's relay counters now.
     pub fn relay_counters(&self) -> Result<RelayCounters> {
         self.controller.relay_counters(&self.net.internet)
+    }
+
+    /// SIGKILLs the relay-only instance (see [`NatPair::build_with_relay_instance`]).
+    pub fn kill_relay_instance(&mut self) -> Result<()> {
+        self.controller.kill_relay_instance()
+    }
+
+    /// The relay-only instance's counters (see [`NatPair::build_with_relay_instance`]).
+    pub fn instance_relay_counters(&self) -> Result<RelayCounters> {
+        self.controller.instance_relay_counters(&self.net.internet)
     }
 
     /// `warren netcheck --json` of one agent.

@@ -1,7 +1,8 @@
 //! The relay with the real binaries, behind the NAT lab's routers: when
 //! both networks let UDP out only to the controller, the peers talk through
 //! the controller's relay (status says so, and the relay's counters carry
-//! the bytes); when the block lifts, a direct path replaces the relay while
+//! the bytes), or through the relay-only instance the controller names;
+//! when the block lifts, a direct path replaces the relay while
 //! a ping and a TCP stream keep running, without a new handshake.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
+use warren_lab::nat_controller::RELAY_QUIC;
 use warren_lab::natpair::{NatKind, NatPair, PeerPath, Side};
 use warren_lab::ping::Pinger;
 use warren_lab::transfer::{tcp_transfer, Transfer, TransferSpec};
@@ -22,11 +24,32 @@ const HOLD_RELAY: Duration = Duration::from_secs(8);
 
 const TRANSFER_MIB: u64 = 4;
 
+/// Which process relays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// The controller itself.
+    Controller,
+    /// A `warren-controller relay` beside it, named by `--advertise-relay`.
+    Instance,
+}
+
 /// Joins both agents of a pair whose routers block UDP to anything but
-/// the controller, and checks that they settle on the relay and carry
-/// pings and a TCP transfer over it.
-fn blocked_pair_talks_through_the_relay(lab: &Lab, a: NatKind, b: NatKind) -> anyhow::Result<()> {
-    let mut pair = NatPair::build(lab, a, b)?;
+/// the controller's host, and checks that they settle on the relay and
+/// carry pings and a TCP transfer over it, through the relay `via` says.
+fn blocked_pair_talks_through_the_relay(
+    lab: &Lab,
+    a: NatKind,
+    b: NatKind,
+    via: Via,
+) -> anyhow::Result<()> {
+    let mut pair = match via {
+        Via::Controller => NatPair::build(lab, a, b)?,
+        Via::Instance => NatPair::build_with_relay_instance(lab, a, b)?,
+    };
+    let relay_counters = |pair: &NatPair| match via {
+        Via::Controller => pair.relay_counters(),
+        Via::Instance => pair.instance_relay_counters(),
+    };
     pair.block_udp()?;
     pair.join_both()?;
     let result = (|| -> anyhow::Result<()> {
@@ -41,7 +64,8 @@ fn blocked_pair_talks_through_the_relay(lab: &Lab, a: NatKind, b: NatKind) -> an
                 report.render()
             );
         }
-        let before = pair.relay_counters()?;
+        let before = relay_counters(&pair)?;
+        let controller_before = pair.relay_counters()?;
         let sent_before = pair
             .agent(Side::A)
             .status()?
@@ -53,12 +77,29 @@ fn blocked_pair_talks_through_the_relay(lab: &Lab, a: NatKind, b: NatKind) -> an
             TransferSpec::mib(TRANSFER_MIB),
         )
         .context("TCP transfer a -> b through the relay")?;
-        let after = pair.relay_counters()?;
+        let after = relay_counters(&pair)?;
         ensure!(
             after.bytes - before.bytes >= TRANSFER_MIB << 20,
-            "the relay carried only {} bytes of the {TRANSFER_MIB} MiB transfer",
+            "the relay ({via:?}) carried only {} bytes of the {TRANSFER_MIB} MiB transfer",
             after.bytes - before.bytes
         );
+        if via == Via::Instance {
+            let controller_after = pair.relay_counters()?;
+            ensure!(
+                controller_after == controller_before,
+                "the controller relayed {} frames itself, though it names a relay-only instance",
+                controller_after.frames - controller_before.frames
+            );
+            for side in [Side::A, Side::B] {
+                let netcheck = pair.netcheck(side)?;
+                let server = netcheck.pointer("/networks/0/relay_server");
+                ensure!(
+                    server.and_then(|s| s.as_str()) == Some(&RELAY_QUIC.to_string()),
+                    "netcheck of {side:?} names relay server {server:?}, not {RELAY_QUIC}"
+                );
+            }
+            instance_loss_falls_back_to_the_controller(&mut pair)?;
+        }
         // The agent counts what it sent through the relay as relayed, and
         // its status names the relay rather than a candidate that never answered.
         let sent = pair
@@ -90,17 +131,82 @@ fn blocked_pair_talks_through_the_relay(lab: &Lab, a: NatKind, b: NatKind) -> an
     result.map_err(|e| anyhow::anyhow!("{e:#}\n{}", pair.diagnostics()))
 }
 
+/// How long agents get to notice a dead relay-only instance: the QUIC
+/// idle timeout (8 s) and some slack.
+const INSTANCE_LOSS_WITHIN: Duration = Duration::from_secs(20);
+
+/// Kills the relay-only instance; both agents go back to relaying through
+/// the controller, and pings pass there.
+fn instance_loss_falls_back_to_the_controller(pair: &mut NatPair) -> anyhow::Result<()> {
+    pair.kill_relay_instance()?;
+    let killed = Instant::now();
+    for side in [Side::A, Side::B] {
+        warren_lab::wait::until(
+            format!("{side:?} to stop naming the dead relay-only instance"),
+            INSTANCE_LOSS_WITHIN.saturating_sub(killed.elapsed()),
+            || {
+                let netcheck = pair.netcheck(side)?;
+                Ok(match netcheck.pointer("/networks/0/relay_server") {
+                    Some(serde_json::Value::Null) => warren_lab::wait::Poll::Ready(()),
+                    other => warren_lab::wait::Poll::Pending(format!("relay_server {other:?}")),
+                })
+            },
+        )?;
+    }
+    let before = pair.relay_counters()?;
+    for from in [Side::A, Side::B] {
+        let report = pair.ping(from, 5, Duration::from_secs(5))?;
+        ensure!(
+            report.received == report.sent,
+            "ping from {from:?} through the controller after the instance died:\n{}",
+            report.render()
+        );
+    }
+    let after = pair.relay_counters()?;
+    ensure!(
+        after.frames > before.frames,
+        "the pings did not go through the controller's relay"
+    );
+    println!(
+        "relay-only instance lost: both agents relay through the controller after {:.1} s",
+        killed.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 #[test]
 fn blocked_udp_relays_between_port_restricted_nats() {
     e2e("relay::blocked_pr", |lab| {
-        blocked_pair_talks_through_the_relay(lab, NatKind::PortRestricted, NatKind::PortRestricted)
+        blocked_pair_talks_through_the_relay(
+            lab,
+            NatKind::PortRestricted,
+            NatKind::PortRestricted,
+            Via::Controller,
+        )
     });
 }
 
 #[test]
 fn blocked_udp_relays_between_full_cone_nats() {
     e2e("relay::blocked_fc", |lab| {
-        blocked_pair_talks_through_the_relay(lab, NatKind::FullCone, NatKind::FullCone)
+        blocked_pair_talks_through_the_relay(
+            lab,
+            NatKind::FullCone,
+            NatKind::FullCone,
+            Via::Controller,
+        )
+    });
+}
+
+#[test]
+fn blocked_udp_relays_through_the_relay_only_instance_the_controller_names() {
+    e2e("relay::instance", |lab| {
+        blocked_pair_talks_through_the_relay(
+            lab,
+            NatKind::PortRestricted,
+            NatKind::Symmetric,
+            Via::Instance,
+        )
     });
 }
 

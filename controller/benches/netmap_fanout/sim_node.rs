@@ -155,7 +155,7 @@ async fn join_inner(
     let proof = control::make_proof(&key, &controller_key, &exporter, &nonce)?;
     write(&mut send, &NodeMessage::Auth { proof }).await?;
     let welcome = read(&mut recv).await?;
-    if welcome != ControllerMessage::Welcome {
+    if !matches!(welcome, ControllerMessage::Welcome { .. }) {
         bail!("expected welcome, got {welcome:?}");
     }
     let expected = match join.preauth_key {

@@ -47,6 +47,11 @@ pub struct ServeArgs {
     /// network's zone [default: none, DNS off].
     #[arg(long, env = "WARREN_LISTEN_DNS")]
     pub listen_dns: Option<SocketAddr>,
+    /// HOST:PORT of a relay-only instance (`warren-controller relay`) over
+    /// this data directory; agents relay through it instead of this
+    /// controller [default: none, this controller relays].
+    #[arg(long, env = "WARREN_ADVERTISE_RELAY")]
+    pub advertise_relay: Option<String>,
     /// TOML file with the same keys (kebab-case).
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -75,6 +80,7 @@ struct FileConfig {
     relay_rate: Option<u64>,
     relay_burst: Option<u64>,
     listen_dns: Option<SocketAddr>,
+    advertise_relay: Option<String>,
 }
 
 /// What `serve` runs with, printed by `check-config`.
@@ -91,6 +97,9 @@ pub struct Effective {
     /// Where DNS answers, if anywhere.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen_dns: Option<SocketAddr>,
+    /// The relay-only instance agents are sent to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_relay: Option<String>,
     /// True when listen-quic is the default, which may fall back to IPv4.
     #[serde(skip)]
     pub quic_is_default: bool,
@@ -219,7 +228,29 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         relay_rate: limits.rate,
         relay_burst: limits.burst,
         listen_dns: args.listen_dns.or(file.listen_dns),
+        advertise_relay: args
+            .advertise_relay
+            .clone()
+            .or(file.advertise_relay)
+            .map(|r| check_host_port(&r).map(|()| r))
+            .transpose()?,
     })
+}
+
+/// `HOST:PORT` as an agent will dial it: a host (name, IPv4 or `[IPv6]`)
+/// and a port that is not 0.
+fn check_host_port(value: &str) -> anyhow::Result<()> {
+    let bad = || anyhow::anyhow!("advertise-relay must be HOST:PORT, got {value:?}");
+    let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    if port == 0 || host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    if host.contains(':') && !bracketed {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -235,7 +266,29 @@ mod tests {
             listen_stun: vec![],
             relay: RelayLimitArgs::default(),
             listen_dns: None,
+            advertise_relay: None,
             config: None,
+        }
+    }
+
+    #[test]
+    fn advertised_relays_must_be_dialable() {
+        let mut a = args();
+        for good in ["relay.example:7444", "192.0.2.1:7444", "[2001:db8::1]:7444"] {
+            a.advertise_relay = Some(good.into());
+            assert_eq!(resolve(&a).unwrap().advertise_relay.as_deref(), Some(good));
+        }
+        for bad in [
+            "relay.example",
+            ":7444",
+            "relay:0",
+            "2001:db8::1:7444",
+            "a b:1",
+            "x:99999",
+        ] {
+            a.advertise_relay = Some(bad.into());
+            let e = resolve(&a).unwrap_err().to_string();
+            assert!(e.contains("HOST:PORT"), "{bad}: {e}");
         }
     }
 

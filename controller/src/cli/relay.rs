@@ -127,6 +127,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
             rate: config.relay_rate,
             burst: config.relay_burst,
         },
+        advertise_relay: None,
     })
     .await
     .context("starting the relay")?;

@@ -20,6 +20,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         listen_stun: config.listen_stun.clone(),
         stun_fallback_v4: config.stun_is_default,
         relay: config.relay_limits(),
+        advertise_relay: config.advertise_relay.clone(),
     })
     .await
     .context("starting the controller")?;

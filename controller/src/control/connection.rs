@@ -112,7 +112,10 @@ pub async fn run(connection: Connection, context: Arc<ControlContext>) {
     );
     // Welcome only once the node can be reached (call-me-maybe, relay
     // frames), so a node that has seen it is never missed.
-    let welcome = write_message(&mut send, &ControllerMessage::Welcome);
+    let welcome = ControllerMessage::Welcome {
+        relay: context.advertise_relay.clone(),
+    };
+    let welcome = write_message(&mut send, &welcome);
     let welcomed = matches!(timeout_at(deadline, welcome).await, Ok(Ok(())));
     let mut session = Session::new(context.clone(), send, node_key, version);
     let reason = if welcomed {

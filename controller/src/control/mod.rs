@@ -75,6 +75,8 @@ pub struct ControlContext {
     pub role: Role,
     /// The STUN ports every netmap advertises.
     pub stun_ports: Vec<u16>,
+    /// The relay named in every `Welcome`.
+    pub advertise_relay: Option<String>,
 }
 
 /// The quinn server configuration: TLS 1.3 with the controller's certificate,

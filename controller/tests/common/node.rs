@@ -209,7 +209,7 @@ impl TestNode {
         };
         self.write(&NodeMessage::Auth { proof }).await;
         match self.next().await {
-            ControllerMessage::Welcome => Ok(()),
+            ControllerMessage::Welcome { .. } => Ok(()),
             other => Err(other),
         }
     }

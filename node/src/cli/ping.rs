@@ -100,14 +100,11 @@ pub fn netcheck(cli: &Cli, args: &NetcheckArgs) -> anyhow::Result<()> {
             None => "unknown (fewer than two STUN answers)",
         };
         println!("  mapping {mapping}");
-        println!(
-            "  relay {}",
-            if net.relay {
-                "reachable"
-            } else {
-                "unreachable"
-            }
-        );
+        match (net.relay, &net.relay_server) {
+            (true, Some(server)) => println!("  relay reachable (relay-only instance {server})"),
+            (true, None) => println!("  relay reachable (the controller)"),
+            (false, _) => println!("  relay unreachable"),
+        }
     }
     Ok(())
 }

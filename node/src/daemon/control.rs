@@ -58,6 +58,12 @@ pub enum ControlEvent {
         controller: String,
         error: String,
     },
+    /// Relay frames now go through this relay-only instance (`Some`), or
+    /// through the controller connection again (`None`).
+    RelayServer {
+        controller: String,
+        relay: Option<String>,
+    },
     /// The certificate seen when none was pinned; the daemon pins it from now on.
     Fingerprint {
         controller: String,
@@ -241,23 +247,32 @@ fn client_config(
     Ok(config)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn connect_and_serve(
-    controller: &str,
+/// One authenticated QUIC connection, to a controller or a relay-only
+/// instance, with its control stream.
+struct Link {
+    /// Kept so the socket lives as long as the connection.
+    _endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+    send: quinn::SendStream,
+    frames: mpsc::Receiver<anyhow::Result<ControllerMessage>>,
+    remote: SocketAddr,
+    /// The relay-only instance the controller named in `Welcome`.
+    relay: Option<String>,
+}
+
+/// Dials `target` (`HOST:PORT`), checks its certificate against
+/// `fingerprint` (or records it in `seen`), and proves the node key.
+async fn open_link(
+    target: &str,
     fingerprint: Option<String>,
     seen: &Arc<Mutex<Option<String>>>,
     key: &NodePrivateKey,
-    events: &mpsc::UnboundedSender<ControlEvent>,
-    commands: &mut mpsc::UnboundedReceiver<ControlCommand>,
-    relay: &mut mpsc::Receiver<RelayOut>,
-    session: &mut Session,
-    backoff: &mut Duration,
-) -> anyhow::Result<()> {
-    let addr = tokio::net::lookup_host(controller)
+) -> anyhow::Result<Link> {
+    let addr = tokio::net::lookup_host(target)
         .await
-        .with_context(|| format!("resolving {controller}"))?
+        .with_context(|| format!("resolving {target}"))?
         .next()
-        .with_context(|| format!("{controller} has no address"))?;
+        .with_context(|| format!("{target} has no address"))?;
     let bind: SocketAddr = if addr.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
@@ -272,34 +287,84 @@ async fn connect_and_serve(
         Arc::new(quinn::TokioRuntime),
     )
     .context("opening QUIC endpoint")?;
-    endpoint.set_default_client_config(client_config(fingerprint.clone(), seen)?);
+    endpoint.set_default_client_config(client_config(fingerprint, seen)?);
     let connection = endpoint
         .connect(addr, SERVER_NAME)
         .context("starting QUIC connection")?
         .await
-        .with_context(|| format!("connecting to controller {controller}"))?;
-    if fingerprint.is_none() {
-        if let Some(fp) = seen.lock().ok().and_then(|s| s.clone()) {
-            tracing::warn!(%controller, fingerprint = %fp, "no fingerprint given: trusting this controller certificate on first use and pinning it");
-            let _ = events.send(ControlEvent::Fingerprint {
-                controller: controller.to_owned(),
-                fingerprint: fp,
-            });
-        }
-    }
+        .with_context(|| format!("connecting to {target}"))?;
     let (mut send, recv) = connection
         .open_bi()
         .await
         .context("opening control stream")?;
     let mut frames = spawn_reader(recv);
-    authenticate(&connection, &mut send, &mut frames, key).await?;
+    let relay = authenticate(&connection, &mut send, &mut frames, key).await?;
+    Ok(Link {
+        _endpoint: endpoint,
+        connection,
+        send,
+        frames,
+        remote: addr,
+        relay,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connect_and_serve(
+    controller: &str,
+    fingerprint: Option<String>,
+    seen: &Arc<Mutex<Option<String>>>,
+    key: &NodePrivateKey,
+    events: &mpsc::UnboundedSender<ControlEvent>,
+    commands: &mut mpsc::UnboundedReceiver<ControlCommand>,
+    relay: &mut mpsc::Receiver<RelayOut>,
+    session: &mut Session,
+    backoff: &mut Duration,
+) -> anyhow::Result<()> {
+    let Link {
+        _endpoint,
+        connection,
+        mut send,
+        mut frames,
+        remote,
+        relay: relay_server,
+    } = open_link(controller, fingerprint.clone(), seen, key)
+        .await
+        .context("controller")?;
+    let first_use = fingerprint.is_none();
+    let pinned = fingerprint.or_else(|| seen.lock().ok().and_then(|s| s.clone()));
+    if let (true, Some(fp)) = (first_use, &pinned) {
+        tracing::warn!(%controller, fingerprint = %fp, "no fingerprint given: trusting this controller certificate on first use and pinning it");
+        let _ = events.send(ControlEvent::Fingerprint {
+            controller: controller.to_owned(),
+            fingerprint: fp.clone(),
+        });
+    }
     tracing::info!(%controller, "connected to controller");
     *backoff = Duration::from_secs(1);
     spawn_relay_reader(connection.clone(), events.clone());
     let _ = events.send(ControlEvent::Connected {
         controller: controller.to_owned(),
-        remote: addr,
+        remote,
     });
+    // Relay frames go to the named relay-only instance while it is up, and
+    // through this connection otherwise.
+    let via_instance: RelaySlot = Arc::default();
+    let _instance = match (relay_server, pinned) {
+        (Some(target), Some(fp)) => Some(RelayInstance::spawn(
+            controller.to_owned(),
+            target,
+            fp,
+            key.clone(),
+            events.clone(),
+            via_instance.clone(),
+        )),
+        (Some(target), None) => {
+            tracing::warn!(%target, "no controller fingerprint to pin the relay with: relaying through the controller");
+            None
+        }
+        (None, _) => None,
+    };
     let mut seq = 0u64;
     for join in session.joins.values() {
         write(&mut send, &to_message(join)).await?;
@@ -324,7 +389,8 @@ async fn connect_and_serve(
             }
             Some(out) = relay.recv() => {
                 seq += 1;
-                send_relay(&connection, out, seq);
+                let instance = via_instance.lock().ok().and_then(|s| s.clone());
+                send_relay(instance.as_ref().unwrap_or(&connection), out, seq);
             }
         }
     }
@@ -335,7 +401,7 @@ async fn authenticate(
     send: &mut quinn::SendStream,
     frames: &mut mpsc::Receiver<anyhow::Result<ControllerMessage>>,
     key: &NodePrivateKey,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<String>> {
     write(
         send,
         &NodeMessage::Hello {
@@ -366,7 +432,7 @@ async fn authenticate(
         .context("controller did not answer the proof")?
         .context("controller closed the control stream")??
     {
-        ControllerMessage::Welcome => Ok(()),
+        ControllerMessage::Welcome { relay } => Ok(relay),
         ControllerMessage::Error { message, .. } => bail!("controller refused us: {message}"),
         other => bail!("controller sent {other:?} instead of welcome"),
     }
@@ -403,7 +469,7 @@ fn dispatch(
             tracing::warn!(%code, %message, "controller refused a request");
             return Ok(());
         }
-        ControllerMessage::Challenge { .. } | ControllerMessage::Welcome => {
+        ControllerMessage::Challenge { .. } | ControllerMessage::Welcome { .. } => {
             tracing::debug!("unexpected handshake message after authentication");
             return Ok(());
         }
@@ -479,6 +545,86 @@ async fn read_frame(recv: &mut quinn::RecvStream) -> anyhow::Result<ControllerMe
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await.context("reading frame")?;
     Ok(control::decode_frame(&body)?)
+}
+
+/// The relay-only instance's connection, while one is up.
+type RelaySlot = Arc<Mutex<Option<quinn::Connection>>>;
+
+/// A connection to the relay-only instance a controller named, kept open
+/// with backoff for as long as the controller connection lasts.
+struct RelayInstance {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RelayInstance {
+    fn spawn(
+        controller: String,
+        target: String,
+        fingerprint: String,
+        key: NodePrivateKey,
+        events: mpsc::UnboundedSender<ControlEvent>,
+        slot: RelaySlot,
+    ) -> Self {
+        let task = tokio::spawn(async move {
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                // The instance serves the controller's own certificate.
+                let seen = Arc::new(Mutex::new(None));
+                match open_link(&target, Some(fingerprint.clone()), &seen, &key).await {
+                    Ok(mut link) => {
+                        tracing::info!(%target, "relaying through the relay-only instance");
+                        backoff = Duration::from_secs(1);
+                        // The readers hold the connection too: close it
+                        // when this task ends, also when it is aborted.
+                        let _close = CloseOnDrop(link.connection.clone());
+                        spawn_relay_reader(link.connection.clone(), events.clone());
+                        set_slot(&slot, Some(link.connection.clone()));
+                        let _ = events.send(ControlEvent::RelayServer {
+                            controller: controller.clone(),
+                            relay: Some(target.clone()),
+                        });
+                        // It has nothing to say but errors; the link lasts
+                        // as long as its control stream.
+                        while let Some(Ok(message)) = link.frames.recv().await {
+                            tracing::debug!(?message, "from the relay-only instance");
+                        }
+                        set_slot(&slot, None);
+                        let _ = events.send(ControlEvent::RelayServer {
+                            controller: controller.clone(),
+                            relay: None,
+                        });
+                        tracing::info!(%target, "relay-only instance lost: relaying through the controller");
+                    }
+                    Err(e) => {
+                        tracing::info!(%target, error = %format!("{e:#}"), retry_in = ?backoff, "relay-only instance unreachable: relaying through the controller");
+                    }
+                }
+                let jitter = Duration::from_millis(u64::from(rand_core::OsRng.next_u32() % 500));
+                tokio::time::sleep(backoff + jitter).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        });
+        Self { task }
+    }
+}
+
+impl Drop for RelayInstance {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct CloseOnDrop(quinn::Connection);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close(0u32.into(), b"done");
+    }
+}
+
+fn set_slot(slot: &RelaySlot, connection: Option<quinn::Connection>) {
+    // Every write replaces the whole value, so a poisoned lock is fine.
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = connection;
 }
 
 /// Sends one packet to the relay: as a datagram if it fits, else on a

@@ -55,6 +55,8 @@ pub struct Managed {
     connected: BTreeSet<String>,
     /// Where each controller was reached: its STUN ports are on that address.
     controller_ips: BTreeMap<String, std::net::IpAddr>,
+    /// The relay-only instance each controller's relay frames go through.
+    relay_servers: BTreeMap<String, String>,
     events: ControlEvents,
     net_events: NetworkEvents,
     /// DNS stubs, split DNS and published services (`crate::dns`).
@@ -81,6 +83,7 @@ impl Managed {
             controllers: BTreeMap::new(),
             connected: BTreeSet::new(),
             controller_ips: BTreeMap::new(),
+            relay_servers: BTreeMap::new(),
             events,
             net_events,
             dns: crate::dns::Dns::off(),
@@ -266,8 +269,17 @@ impl Managed {
                     runner.call_me_maybe(from, endpoints).await;
                 }
             }
+            ControlEvent::RelayServer { controller, relay } => match relay {
+                Some(relay) => {
+                    self.relay_servers.insert(controller, relay);
+                }
+                None => {
+                    self.relay_servers.remove(&controller);
+                }
+            },
             ControlEvent::Disconnected { controller, error } => {
                 self.connected.remove(&controller);
+                self.relay_servers.remove(&controller);
                 self.set_relays(&controller, false).await;
                 for net in self
                     .nets

@@ -242,6 +242,7 @@ impl Managed {
                     .collect(),
                 mapping_varies_by_destination: (seen.len() >= 2).then_some(mapped.len() > 1),
                 relay: self.connected.contains(&net.config.controller),
+                relay_server: self.relay_servers.get(&net.config.controller).cloned(),
             });
         }
         Netcheck { networks }
