@@ -3,27 +3,23 @@
 //! only for this machine's own clients: a peer asking over the overlay gets
 //! the zone of the network it asked in, and REFUSED for anything else, so
 //! the stub is never an open resolver. ANY, zone transfers and updates are
-//! never answered; UDP answers stay under [`MAX_UDP_PAYLOAD`] bytes (TC set
-//! beyond). This module uses only hickory and std, so `fuzz/` builds it
-//! as it is.
+//! never answered ([`warren_dns::screen`]); UDP answers stay under
+//! [`MAX_UDP_PAYLOAD`] bytes (TC set beyond). This module uses only
+//! hickory, warren-dns and std, so `fuzz/` builds it as it is.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, LazyLock, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
-use hickory_server::net::runtime::{Time, TokioTime};
-use hickory_server::net::xfer::Protocol;
-use hickory_server::net::NetError;
-use hickory_server::proto::op::{
-    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
-};
-use hickory_server::proto::rr::{DNSClass, LowerName, Record, RecordType};
-use hickory_server::proto::serialize::binary::BinEncoder;
+use hickory_server::net::runtime::Time;
+use hickory_server::proto::op::ResponseCode;
+use hickory_server::proto::rr::LowerName;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::{Catalog, MessageResponse, MessageResponseBuilder, ZoneHandler};
+use hickory_server::zone_handler::{Catalog, ZoneHandler};
+use warren_dns::{refuse, SmallUdp};
 
-/// The largest UDP answer sent, whatever EDNS buffer the client offers.
-pub const MAX_UDP_PAYLOAD: u16 = 1232;
+#[cfg_attr(not(test), allow(unused_imports))] // for the tests and fuzz/
+pub use warren_dns::{answer_bytes, MAX_UDP_PAYLOAD};
 
 /// Everything the stubs answer from, swapped whole on every change.
 #[derive(Default)]
@@ -90,52 +86,43 @@ fn ancestors(name: &LowerName) -> impl Iterator<Item = LowerName> {
     })
 }
 
-/// Where a query goes after the screen.
+/// Where a query that passed the screen is looked up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Zones,
     Forward,
-    Answer(ResponseCode),
+}
+
+impl StubState {
+    /// Where `name`, asked by `client` of the stub at `stub`, is looked up;
+    /// `None`: nowhere, REFUSED. Local clients get every zone and the
+    /// forwarder; a peer gets only the zone of the stub it asked.
+    fn route(&self, stub: SocketAddr, client: IpAddr, name: &LowerName) -> Option<Route> {
+        let local = self.is_local(client);
+        let in_zone = if local {
+            self.in_any_zone(name)
+        } else {
+            self.own_zone
+                .get(&stub)
+                .is_some_and(|origin| origin.zone_of(name))
+        };
+        if in_zone {
+            Some(Route::Zones)
+        } else if local && self.forward.is_some() {
+            Some(Route::Forward)
+        } else {
+            None
+        }
+    }
 }
 
 /// Decides what becomes of `request`, sent to the stub at `stub`.
-pub fn screen(state: &StubState, stub: SocketAddr, request: &Request) -> Route {
-    let metadata = &request.metadata;
-    match (metadata.message_type, metadata.op_code) {
-        (MessageType::Query, OpCode::Query) => {}
-        (MessageType::Query, OpCode::Update) => return Route::Answer(ResponseCode::Refused),
-        (MessageType::Query, _) => return Route::Answer(ResponseCode::NotImp),
-        (MessageType::Response, _) => return Route::Answer(ResponseCode::FormErr),
-    }
-    let Ok(info) = request.request_info() else {
-        return Route::Answer(ResponseCode::FormErr);
-    };
-    let query = info.query;
-    let local = state.is_local(request.src().ip());
-    let name = query.name();
-    let in_zone = if local {
-        state.in_any_zone(name)
-    } else {
-        state
-            .own_zone
-            .get(&stub)
-            .is_some_and(|origin| origin.zone_of(name))
-    };
-    let route = if in_zone {
-        Route::Zones
-    } else if local && state.forward.is_some() {
-        Route::Forward
-    } else {
-        return Route::Answer(ResponseCode::Refused);
-    };
-    if query.query_class() != DNSClass::IN {
-        return Route::Answer(ResponseCode::Refused);
-    }
-    match query.query_type() {
-        RecordType::ANY => Route::Answer(ResponseCode::NotImp),
-        RecordType::AXFR | RecordType::IXFR => Route::Answer(ResponseCode::Refused),
-        _ => route,
-    }
+pub fn screen(
+    state: &StubState,
+    stub: SocketAddr,
+    request: &Request,
+) -> Result<Route, ResponseCode> {
+    warren_dns::screen(request, |name| state.route(stub, request.src().ip(), name))
 }
 
 /// One stub's handler; all stubs share the state.
@@ -173,134 +160,21 @@ impl RequestHandler for StubHandler {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner()).clone();
         let response_handle = SmallUdp(response_handle);
         match (screen(&state, self.stub, request), &state.forward) {
-            (Route::Zones, _) => {
+            (Ok(Route::Zones), _) => {
                 state
                     .zones
                     .handle_request::<_, T>(request, response_handle)
                     .await
             }
-            (Route::Forward, Some(forward)) => {
+            (Ok(Route::Forward), Some(forward)) => {
                 forward
                     .handle_request::<_, T>(request, response_handle)
                     .await
             }
-            (Route::Answer(code), _) => refuse(request, code, response_handle).await,
-            (Route::Forward, None) => refuse(request, ResponseCode::Refused, response_handle).await,
+            (Err(code), _) => refuse(request, code, response_handle).await,
+            (Ok(Route::Forward), None) => {
+                refuse(request, ResponseCode::Refused, response_handle).await
+            }
         }
     }
-}
-
-async fn refuse<R: ResponseHandler>(
-    request: &Request,
-    code: ResponseCode,
-    mut handle: R,
-) -> ResponseInfo {
-    let response =
-        MessageResponseBuilder::from_message_request(request).error_msg(&request.metadata, code);
-    match handle.send_response(response).await {
-        Ok(info) => info,
-        Err(_) => {
-            let mut metadata = Metadata::response_from_request(&request.metadata);
-            metadata.response_code = ResponseCode::ServFail;
-            ResponseInfo::from(Header {
-                metadata,
-                counts: HeaderCounts::default(),
-            })
-        }
-    }
-}
-
-static SMALL_EDNS: LazyLock<Edns> = LazyLock::new(|| {
-    let mut edns = Edns::new();
-    edns.set_max_payload(MAX_UDP_PAYLOAD);
-    edns
-});
-
-/// Lowers the EDNS buffer size of an answer to [`MAX_UDP_PAYLOAD`].
-#[derive(Clone)]
-struct SmallUdp<R>(R);
-
-#[async_trait::async_trait]
-impl<R: ResponseHandler> ResponseHandler for SmallUdp<R> {
-    async fn send_response<'a>(
-        &mut self,
-        mut response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        if response
-            .edns()
-            .is_some_and(|e| e.max_payload() > MAX_UDP_PAYLOAD)
-        {
-            response.set_edns(&SMALL_EDNS);
-        }
-        self.0.send_response(response).await
-    }
-}
-
-/// Keeps an answer's bytes, encoded as the server encodes them.
-#[derive(Clone)]
-#[cfg_attr(not(test), allow(dead_code))] // for the tests and fuzz/
-struct Capture {
-    protocol: Protocol,
-    answer: Arc<Mutex<Option<Vec<u8>>>>,
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let max = match self.protocol {
-            Protocol::Udp => response.edns().map_or(512, |e| e.max_payload().max(512)),
-            _ => u16::MAX,
-        };
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(max);
-        let info = response.destructive_emit(&mut encoder)?;
-        *self.answer.lock().unwrap_or_else(|p| p.into_inner()) = Some(bytes);
-        Ok(info)
-    }
-}
-
-/// Answers one raw query as the stub would, without sockets (for tests and
-/// the fuzzer). `None` where the server sends nothing of the handler's.
-#[cfg_attr(not(test), allow(dead_code))] // for the tests and fuzz/
-pub async fn answer_bytes(
-    handler: &StubHandler,
-    bytes: &[u8],
-    src: SocketAddr,
-    protocol: Protocol,
-) -> Option<Vec<u8>> {
-    let request = Request::from_bytes(bytes.to_vec(), src, protocol).ok()?;
-    if request.metadata.message_type == MessageType::Response {
-        return None;
-    }
-    let capture = Capture {
-        protocol,
-        answer: Arc::new(Mutex::new(None)),
-    };
-    handler
-        .handle_request::<_, TokioTime>(&request, capture.clone())
-        .await;
-    let answer = capture
-        .answer
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
-    answer
 }
