@@ -36,7 +36,7 @@
 //!   of chosen behaviours and the controller on the internet, for the NAT
 //!   matrix, relay suites and `warren-nat-bench`.
 //! - [`routes_lab`]: NAT'd sites with masters, clusters and laptops, for the
-//!   subnet-route and exit-node suites.
+//!   subnet-route and exit-node suites and the demo.
 //! - [`dns`]: a namespace's own resolv.conf, a test resolver, `dig`, and a
 //!   DNS load generator.
 //! - [`ping`], [`transfer`], [`iperf`], [`pcap`], [`wg_message`], [`prng`]:

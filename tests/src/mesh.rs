@@ -157,12 +157,28 @@ impl PairPing {
 /// then `count` echoes. A pair that never answers is reported, not an error,
 /// so that callers can print every result.
 pub fn ping_pairs(mesh: &Mesh, network: &str, names: &[&str], count: u16) -> Result<Vec<PairPing>> {
+    ping_every_pair(
+        names,
+        count,
+        |name| mesh.ns(name),
+        |name, ipv6| mesh.overlay_addr(name, network, ipv6),
+    )
+}
+
+/// [`ping_pairs`] for any lab: `ns` gives the namespace an agent runs in,
+/// `addr` its overlay address (IPv6 when asked).
+pub fn ping_every_pair<'a>(
+    names: &[&str],
+    count: u16,
+    ns: impl Fn(&str) -> Result<&'a Netns>,
+    addr: impl Fn(&str, bool) -> Result<IpAddr>,
+) -> Result<Vec<PairPing>> {
     let mut out = Vec::new();
     for ipv6 in [false, true] {
         for from in names {
             for to in names.iter().filter(|t| *t != from) {
-                let dst = mesh.overlay_addr(to, network, ipv6)?;
-                let ns = mesh.ns(from)?;
+                let dst = addr(to, ipv6)?;
+                let ns = ns(from)?;
                 let report = match ping::wait_reachable(ns, dst, HANDSHAKE_WITHIN) {
                     Ok(_) => ping::ping(
                         ns,

@@ -104,9 +104,15 @@ impl NatKind {
 
     /// The router ruleset for this behaviour.
     pub fn nat(self) -> Nat {
+        self.nat_for(AGENT_PORT)
+    }
+
+    /// The router ruleset for this behaviour, for a LAN agent on UDP `port`
+    /// (which cone NATs forward).
+    pub fn nat_for(self, port: u16) -> Nat {
         match self {
-            NatKind::FullCone => Nat::FullCone { port: AGENT_PORT },
-            NatKind::Restricted => Nat::RestrictedCone { port: AGENT_PORT },
+            NatKind::FullCone => Nat::FullCone { port },
+            NatKind::Restricted => Nat::RestrictedCone { port },
             NatKind::PortRestricted => Nat::PortRestricted,
             NatKind::Symmetric => Nat::Symmetric,
             NatKind::SymmetricFullyRandom => Nat::SymmetricFullyRandom,

@@ -6,7 +6,7 @@
 //! ```text
 //!                        [internet] 192.0.2.10 controller, 192.0.2.80 + 198.51.100.80 web
 //!                            |  203.0.113.(16i+14)/28
-//!  site i:    [router] 203.0.113.(16i+1)/28, port-restricted NAT
+//!  site i:    [router] 203.0.113.(16i+1)/28, NAT (port-restricted unless the spec says)
 //!                |  10.0.(i+1).1/24
 //!             [host] 10.0.(i+1).2   (agent: master or laptop)
 //!                |  172.16.(i+1).1/24        (masters only; forwarding on)
@@ -51,11 +51,12 @@ pub struct ClusterSpec {
     pub service: Ipv4Addr,
 }
 
-/// One site: a name and, for a master, its cluster.
+/// One site: a name, its router's NAT and, for a master, its cluster.
 #[derive(Debug, Clone)]
 pub struct SiteSpec {
     pub name: String,
     pub cluster: Option<ClusterSpec>,
+    pub nat: Nat,
 }
 
 impl SiteSpec {
@@ -63,7 +64,15 @@ impl SiteSpec {
         SiteSpec {
             name: name.to_owned(),
             cluster: None,
+            nat: Nat::PortRestricted,
         }
+    }
+
+    /// The same site behind a router doing `nat` (cone NATs forward
+    /// [`AGENT_PORT`]).
+    pub fn behind(mut self, nat: Nat) -> SiteSpec {
+        self.nat = nat;
+        self
     }
 
     /// A master whose host forwards (an exit node or a subnet router).
@@ -74,6 +83,7 @@ impl SiteSpec {
                 range: cluster.map_or_else(String::new, |(r, _)| r.to_owned()),
                 service: cluster.map_or(Ipv4Addr::UNSPECIFIED, |(_, s)| s),
             }),
+            nat: Nat::PortRestricted,
         }
     }
 }
@@ -198,8 +208,9 @@ impl RoutesLab {
             .ok_or_else(|| LabError::Invalid(format!("no site {name:?}")))
     }
 
-    /// `warren join` with the lab's reusable key; waits until authorized.
-    pub fn join(&self, name: &str) -> Result<()> {
+    /// `warren join` with the lab's reusable key; waits until authorized
+    /// and returns what it printed.
+    pub fn join(&self, name: &str) -> Result<String> {
         let site = self.site(name)?;
         let controller = QUIC.to_string();
         let mut cmd = site.agent.command([
@@ -229,7 +240,7 @@ impl RoutesLab {
                 ),
             });
         }
-        Ok(())
+        Ok(stdout.into_owned())
     }
 
     /// `warren-controller ARGS...` with the admin token; stdout, or the
@@ -289,7 +300,7 @@ fn build_site(lab: &Lab, internet: &Netns, i: u8, spec: &SiteSpec) -> Result<Sit
             wan_addr: wan,
             host: lan_host,
         },
-        Nat::PortRestricted,
+        spec.nat,
     )?;
     let mut cluster = None;
     let mut server = None;

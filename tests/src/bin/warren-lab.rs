@@ -1,12 +1,18 @@
 //! `warren-lab`: hands-on namespace labs for people, built from the same
 //! library as the end-to-end suites.
 //!
-//! `warren-lab demo` builds a routed star of namespaces with a controller
-//! and three agents, creates a network, joins the agents with one reusable
-//! pre-auth key, prints the member table and an agent's status, and pings
-//! every pair by overlay IPv4 and IPv6. It exits non-zero if any ping
-//! fails. `--keep` leaves the lab up until Ctrl-C. Everything is torn down
-//! on exit, also after Ctrl-C.
+//! `warren-lab demo` builds three sites, each behind its own NAT router of
+//! a different kind, around an "internet" namespace that holds the
+//! controller: a cluster master behind an endpoint-independent cloud NAT,
+//! a laptop behind a home router (port-restricted cone) and a phone behind
+//! carrier-grade NAT (symmetric). It creates a network, joins the agents
+//! with one reusable pre-auth key, prints the member table, shows which
+//! pairs went direct through their NATs and which are relayed (and checks
+//! that against NATLAB.md's outcomes), pings every pair by overlay IPv4
+//! and IPv6, and has the laptop fetch a service inside the master's
+//! cluster through an approved, accepted subnet route. It exits non-zero
+//! if anything of that fails. `--keep` leaves the lab up until Ctrl-C.
+//! Everything is torn down on exit, also after Ctrl-C.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,20 +22,44 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use warren_lab::controller::{self, controller_bin};
-use warren_lab::mesh::{ping_pairs, Mesh, CONTROLLER_ROLE};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use warren_lab::controller::controller_bin;
+use warren_lab::mesh::ping_every_pair;
+use warren_lab::nat_controller::QUIC;
+use warren_lab::natpair::{expected_path, NatKind, PeerPath};
+use warren_lab::routes_lab::{fetch, RoutesLab, SiteSpec, AGENT_PORT};
 use warren_lab::wait::{self, Poll};
 use warren_lab::warren::warren_bin;
 use warren_lab::{is_root, Lab};
 
-/// The agents of the demo, one per host.
-const AGENTS: [&str; 3] = ["a", "b", "c"];
+/// The sites of the demo: agent name and the NAT in front of it.
+const SITES: [(&str, NatKind); 3] = [
+    ("master", NatKind::FullCone),
+    ("laptop", NatKind::PortRestricted),
+    ("phone", NatKind::Symmetric),
+];
 
-/// The demo network's IPv4 pool.
-const POOL: &str = "10.147.0.0/16";
+/// What each NAT stands for in the story.
+fn story(kind: NatKind) -> &'static str {
+    match kind {
+        NatKind::FullCone => "cloud NAT gateway",
+        NatKind::Restricted => "office router",
+        NatKind::PortRestricted => "home router",
+        NatKind::Symmetric | NatKind::SymmetricFullyRandom => "carrier-grade NAT",
+    }
+}
 
-/// How long joins get to be authorized, and members to show online.
+/// The master's cluster: its service range and one service in it.
+const CLUSTER_RANGE: &str = "10.96.0.0/12";
+const CLUSTER_SERVICE: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+
+/// How long members get to show online, and a route to take effect.
 const SETTLE: Duration = Duration::from_secs(15);
+
+/// How long each pair gets to settle on its path.
+const PATH_WITHIN: Duration = Duration::from_secs(20);
 
 #[derive(Parser)]
 #[command(
@@ -44,8 +74,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// A controller and three agents on a routed star: join a network,
-    /// show the member table and status, ping every pair over the overlay.
+    /// A controller and three agents behind different NATs: join a network,
+    /// show the member table and each pair's path (direct or relayed),
+    /// ping every pair over the overlay, reach a cluster through a route.
     Demo {
         /// Keep the lab running until Ctrl-C, to explore it by hand.
         #[arg(long)]
@@ -101,61 +132,121 @@ fn section(title: &str) {
 
 fn run_demo(lab: &Lab, keep: bool, stop: &AtomicBool) -> anyhow::Result<()> {
     println!("building lab {} ...", lab.prefix());
-    let mut roles = vec![CONTROLLER_ROLE];
-    roles.extend(AGENTS);
-    let mut mesh = Mesh::build(lab, &AGENTS)?;
-    section("hosts (routed star around an \"internet\" namespace, no NAT)");
-    for role in roles {
-        let host = mesh.host(role)?;
-        let what = if role == CONTROLLER_ROLE {
-            format!("warren-controller, QUIC on :{}", controller::QUIC_PORT)
-        } else {
-            format!("warren daemon \"{role}\"")
-        };
-        println!("  {:<15} {:<15} {what}", host.ns.name(), host.addr);
+    let specs: Vec<SiteSpec> = SITES
+        .iter()
+        .map(|(name, kind)| {
+            let spec = if *name == "master" {
+                SiteSpec::master(name, Some((CLUSTER_RANGE, CLUSTER_SERVICE)))
+            } else {
+                SiteSpec::laptop(name)
+            };
+            spec.behind(kind.nat_for(AGENT_PORT))
+        })
+        .collect();
+    let world = RoutesLab::build(lab, &specs)?;
+    section("sites (each behind its own NAT router, around an \"internet\")");
+    println!(
+        "  {:<8} {:<12} {:<14} {:<16} NAT",
+        "agent", "namespace", "LAN address", "public address"
+    );
+    for ((name, kind), site) in SITES.iter().zip(&world.sites) {
+        println!(
+            "  {:<8} {:<12} {:<14} {:<16} {kind} ({})",
+            name,
+            site.host.name(),
+            format!("10.0.{}.2", site.index + 1),
+            site.wan().to_string(),
+            story(*kind)
+        );
     }
-    println!("  controller fingerprint {}", mesh.controller.fingerprint());
+    println!(
+        "  controller on the internet at {QUIC} (QUIC), STUN on :3478 and :3479, fingerprint {}",
+        world.controller.fingerprint()
+    );
+    let master = world.site("master")?;
+    if let Some(cluster) = &master.cluster {
+        println!(
+            "  cluster {} behind master: service range {CLUSTER_RANGE}, HTTP at {CLUSTER_SERVICE}:80",
+            cluster.name()
+        );
+    }
     interrupted(stop)?;
 
-    section("warren-controller network create demo");
-    let net = mesh.controller.network_create("demo", POOL)?;
+    let net = world.network.clone();
+    section("warren-controller network create sites");
     println!("{net}");
     section(&format!("warren-controller key create {net} --reusable"));
-    let key = mesh.controller.key_create(&net, true)?;
-    println!("{key}");
-
-    for name in AGENTS {
+    println!("{}", world.key);
+    for (name, _) in SITES {
         section(&format!(
-            "[{name}] warren join {net} --controller {} --key ...",
-            mesh.controller.quic_addr()
+            "[{name}] warren join {net} --controller {QUIC} --key ..."
         ));
-        let out = mesh.join_ok(name, &net, Some(&key))?;
-        print!("{}", out.stdout);
+        print!("{}", world.join(name)?);
         interrupted(stop)?;
     }
-    for name in AGENTS {
-        mesh.agent_mut(name)?
-            .wait_state(&net, "authorized", SETTLE)?;
-    }
+    let joined = Instant::now();
     // The table reads better once presence has caught up; it prints either way.
     let _ = wait::until("every member online", SETTLE, || {
-        let members = mesh.controller.members(&net)?;
-        Ok(if members.iter().all(|m| m.online) {
+        let online = admin(&world, &["member", "list", &net, "--json"])
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .map_or(0, |json| {
+                json.as_array().map_or(0, |members| {
+                    members
+                        .iter()
+                        .filter(|m| m.get("online") == Some(&serde_json::Value::Bool(true)))
+                        .count()
+                })
+            });
+        Ok(if online == SITES.len() {
             Poll::Ready(())
         } else {
-            Poll::Pending(String::new())
+            Poll::Pending(format!("{online} online"))
         })
     });
-
     section(&format!("warren-controller member list {net}"));
-    print!("{}", mesh.controller.member_table(&net)?);
-    section("[a] warren status");
-    print!("{}", mesh.agent("a")?.status_human()?);
+    print!("{}", admin(&world, &["member", "list", &net])?);
+    interrupted(stop)?;
+
+    section("paths: direct through the NATs where possible, relayed otherwise");
+    let mut problems = Vec::new();
+    for (i, (a, kind_a)) in SITES.iter().enumerate() {
+        for (b, kind_b) in &SITES[i + 1..] {
+            let want = expected_path(*kind_a, *kind_b);
+            match settle_path(&world, a, b, want) {
+                Ok(view) => println!(
+                    "  {a:<7} <-> {b:<7} {want:<7} {:>4.1} s after the joins  ({kind_a} x {kind_b}; {view})",
+                    joined.elapsed().as_secs_f64()
+                ),
+                Err(e) => {
+                    println!("  {a:<7} <-> {b:<7} NOT {want}: {e:#}");
+                    problems.push(format!("{a} <-> {b} not {want}"));
+                }
+            }
+            interrupted(stop)?;
+        }
+    }
+
+    section("[laptop] warren status");
+    print!("{}", world.site("laptop")?.agent.status_human()?);
     interrupted(stop)?;
 
     section("pings over the overlay, every pair, IPv4 then IPv6");
-    let results = ping_pairs(&mesh, &net, &AGENTS, 3)?;
-    let mut failed = Vec::new();
+    let names: Vec<&str> = SITES.iter().map(|(n, _)| *n).collect();
+    let results = ping_every_pair(
+        &names,
+        3,
+        |name| Ok(&world.site(name)?.host),
+        |name, ipv6| {
+            let status = world.site(name)?.agent.status()?;
+            let network = status.network(&net)?;
+            Ok(if ipv6 {
+                IpAddr::from(network.ipv6()?)
+            } else {
+                IpAddr::from(network.ipv4()?)
+            })
+        },
+    )?;
     for r in &results {
         println!(
             "\n[{}] ping -c {} {}   ({})",
@@ -163,35 +254,72 @@ fn run_demo(lab: &Lab, keep: bool, stop: &AtomicBool) -> anyhow::Result<()> {
         );
         print!("{}", r.report.render());
         if !r.ok() {
-            failed.push(format!("{} -> {} ({})", r.from, r.to, r.report.dst));
+            problems.push(format!("ping {} -> {} ({})", r.from, r.to, r.report.dst));
         }
     }
-    section("summary");
+    interrupted(stop)?;
+
+    section("split tunnel: the laptop reaches the master's cluster");
+    let laptop = world.site("laptop")?;
+    println!("[master] warren routes advertise {CLUSTER_RANGE}");
+    master.warren(["routes", "advertise", CLUSTER_RANGE])?;
     println!(
-        "{} of {} pairs answered every ping",
-        results.len() - failed.len(),
-        results.len()
+        "warren-controller route approve {net} {} {CLUSTER_RANGE}",
+        master.agent.node_id()
     );
-    if !failed.is_empty() {
-        bail!("pings failed: {}", failed.join(", "));
+    world.approve("master", CLUSTER_RANGE)?;
+    println!("[laptop] warren routes accept on");
+    laptop.warren(["routes", "accept", "on"])?;
+    let service = SocketAddr::new(CLUSTER_SERVICE.into(), 80);
+    let fetched = wait::until(
+        format!("the laptop to fetch http://{service}/"),
+        SETTLE,
+        || {
+            Ok(
+                match fetch(&laptop.host, service, Duration::from_secs(1))? {
+                    Ok(f) => Poll::Ready(f),
+                    Err(why) => Poll::Pending(why),
+                },
+            )
+        },
+    );
+    match fetched {
+        Ok(f) => println!(
+            "[laptop] GET http://{service}/ -> answered by {}, which saw the request come from {} (the master, masquerading)",
+            f.server, f.seen_from
+        ),
+        Err(e) => {
+            println!("[laptop] GET http://{service}/ failed: {e}");
+            problems.push("the cluster service through the route".to_owned());
+        }
     }
-    mesh.ensure_running()?;
+    print!("{}", laptop.warren(["routes", "list"])?);
+
+    section("summary");
+    let pairs_ok = results.iter().filter(|r| r.ok()).count();
+    println!(
+        "{pairs_ok} of {} pings answered in full; {} problem(s)",
+        results.len(),
+        problems.len()
+    );
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
+    }
 
     if keep {
-        let a = mesh.agent("a")?;
-        let b_addr = mesh.overlay_addr("b", &net, false)?;
+        let laptop_ns = laptop.host.name();
+        let master_v4 = master.overlay_v4(&net)?;
         println!("\nlab kept running; try for example:");
-        println!("  ip netns exec {} ping {b_addr}", a.netns_name());
+        println!("  ip netns exec {laptop_ns} ping {master_v4}");
+        println!("  ip netns exec {laptop_ns} curl http://{CLUSTER_SERVICE}/");
         println!(
-            "  ip netns exec {} {} status --socket {}",
-            a.netns_name(),
+            "  ip netns exec {laptop_ns} {} status --socket {}",
             warren_bin()?.display(),
-            a.socket().display()
+            laptop.agent.socket().display()
         );
         println!(
-            "  ip netns exec {} env WARREN_TOKEN={} {} member list {net}",
-            mesh.host(CONTROLLER_ROLE)?.ns.name(),
-            mesh.controller.token(),
+            "  ip netns exec {} {} member list {net}   # with WARREN_TOKEN from the lab",
+            world.internet.name(),
             controller_bin()?.display(),
         );
         println!("press Ctrl-C to tear it down");
@@ -200,4 +328,48 @@ fn run_demo(lab: &Lab, keep: bool, stop: &AtomicBool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `warren-controller ARGS...` with the lab's admin token.
+fn admin(world: &RoutesLab, args: &[&str]) -> anyhow::Result<String> {
+    world.admin(args).map_err(anyhow::Error::msg)
+}
+
+/// Waits until agents `a` and `b` both report `want` for each other;
+/// returns what `a` says of the path.
+fn settle_path(world: &RoutesLab, a: &str, b: &str, want: PeerPath) -> anyhow::Result<String> {
+    let site_a = world.site(a)?;
+    let site_b = world.site(b)?;
+    let view = |from: &warren_lab::routes_lab::Site, to: &warren_lab::routes_lab::Site| {
+        let status = from.agent.status()?;
+        let peer = status.peer(to.agent.public_key())?;
+        let text = |key: &str| {
+            peer.0
+                .get(key)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("-")
+                .to_owned()
+        };
+        let latency = peer
+            .0
+            .get("latency_ms")
+            .and_then(serde_json::Value::as_f64)
+            .map_or_else(String::new, |ms| format!(", {ms:.2} ms"));
+        warren_lab::Result::Ok((
+            text("path"),
+            format!("{a} sees {b} at {}{latency}", text("endpoint")),
+        ))
+    };
+    let found = wait::until(format!("{a} and {b} to go {want}"), PATH_WITHIN, || {
+        let (path_ab, said) = view(site_a, site_b)?;
+        let (path_ba, _) = view(site_b, site_a)?;
+        Ok(
+            if path_ab == want.to_string() && path_ba == want.to_string() {
+                Poll::Ready(said)
+            } else {
+                Poll::Pending(format!("{a}: {path_ab}, {b}: {path_ba}"))
+            },
+        )
+    })?;
+    Ok(found)
 }
