@@ -14,7 +14,8 @@
 # CAP_NET_ADMIN and CAP_NET_BIND_SERVICE; socket and state owners and
 # modes; the `warren` group may use the CLI and others may not; split DNS
 # rewrites /etc/resolv.conf under ProtectSystem=strict and names in the
-# zone resolve; `warren ping` finds a direct path and ICMP crosses the
+# zone resolve, and the same through systemd-resolved (per-link DNS and
+# a ~zone routing domain); `warren ping` finds a direct path and ICMP crosses the
 # overlay; an upgrade (reinstall) restarts both units, keeps a local edit
 # of a conffile, and the node comes back into its network; purge stops
 # everything, restores resolv.conf and routing, and leaves nothing.
@@ -38,15 +39,21 @@ SERVICE_IP=10.96.0.10
 fail() { echo "FAIL (container): $*" >&2; exit 1; }
 note() { echo "   container: $*"; }
 
-# ---- the Debian root, made once and kept in the cache
-ROOTFS=$CACHE/rootfs-bookworm
+# ---- the Debian root, made once and kept in the cache (named by its
+# package list, so a new list makes a new root)
+INCLUDE=systemd,systemd-sysv,systemd-resolved,dbus,iproute2,nftables,iputils-ping
+ROOTFS=$CACHE/rootfs-bookworm-$(echo "$INCLUDE" | sha256sum | cut -c1-8)
 if [ ! -e "$ROOTFS/.complete" ]; then
     note "debootstrap (once; kept in $ROOTFS)"
     rm -rf "$ROOTFS.tmp"
     mkdir -p "$CACHE"
-    debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,iproute2,nftables,iputils-ping \
+    debootstrap --variant=minbase --include="$INCLUDE" \
         bookworm "$ROOTFS.tmp" http://deb.debian.org/debian >"$CACHE/debootstrap.log" 2>&1 ||
         { tail -n 20 "$CACHE/debootstrap.log"; fail "debootstrap"; }
+    # systemd-resolved is there for its own phase below; the system starts
+    # on a plain resolv.conf, as most servers do.
+    systemctl --root="$ROOTFS.tmp" disable systemd-resolved.service >/dev/null 2>&1 ||
+        fail "disabling systemd-resolved in the root"
     touch "$ROOTFS.tmp/.complete"
     rm -rf "$ROOTFS"
     mv "$ROOTFS.tmp" "$ROOTFS"
@@ -75,7 +82,9 @@ cp -a "$ROOTFS" "$WORK/root"
 mkdir -p "$WORK/root/srv/debs" "$WORK/b"
 cp "$AGENT_DEB" "$WORK/root/srv/debs/warren.deb"
 cp "$CONTROLLER_DEB" "$WORK/root/srv/debs/warren-controller.deb"
-# Nothing in the container may ask a resolver outside the machine.
+# Nothing in the container may ask a resolver outside the machine. (The
+# systemd-resolved package made resolv.conf a link to its stub file.)
+rm -f "$WORK/root/etc/resolv.conf"
 printf 'nameserver 127.0.0.1\n' >"$WORK/root/etc/resolv.conf"
 
 # ---- two namespaces joined by a veth
@@ -234,6 +243,53 @@ assert all(s["serving"] and s.get("error") is None for s in d["stubs"]) and d["s
 resolved=$(c getent hosts laptop-b.ci.warren.internal | awk '{print $1}' | head -n 1)
 [ -n "$resolved" ] || fail "laptop-b.ci.warren.internal does not resolve in the container"
 note "split DNS: resolv.conf rewritten under ProtectSystem=strict; laptop-b.ci.warren.internal is $resolved"
+
+# ---- split DNS through systemd-resolved, where it is the system's resolver:
+# the agent restarts with resolved in charge, gives warren0 its stub and
+# ~zone as a routing-only domain, names resolve through resolved's own
+# stub, and a clean stop takes the link settings away again.
+c systemctl stop warren.service
+[ "$(c cat /etc/resolv.conf)" = "$resolv_before" ] || fail "a clean stop left resolv.conf: $(c cat /etc/resolv.conf)"
+c systemctl start systemd-resolved.service
+wait_active systemd-resolved.service
+c ln -sf ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
+c systemctl start warren.service
+wait_active warren.service
+dns_json=
+for _ in $(seq 100); do
+    dns_json=$(c warren dns --json 2>/dev/null) && echo "$dns_json" | grep -q '"resolved"' && break
+    sleep 0.2
+done
+echo "$dns_json" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["mode"] == "resolved" and d["error"] is None and not d["backup"], d
+assert all(s["serving"] and s.get("error") is None for s in d["stubs"]) and d["stubs"], d
+' || fail "warren dns with systemd-resolved: $dns_json"
+stub_ip=$(echo "$dns_json" | python3 -c 'import json, sys; print(json.load(sys.stdin)["stubs"][0]["listen"].rsplit(":", 1)[0])')
+link_dns=$(c resolvectl dns warren0)
+link_domain=$(c resolvectl domain warren0)
+echo "$link_dns" | grep -qF "$stub_ip" || fail "resolved has no stub for warren0: $link_dns"
+echo "$link_domain" | grep -qF "~ci.warren.internal" || fail "resolved has no ~zone on warren0: $link_domain"
+c resolvectl query laptop-b.ci.warren.internal >/dev/null || fail "resolvectl query laptop-b: $(c resolvectl query laptop-b.ci.warren.internal 2>&1)"
+via_resolved=$(c getent hosts laptop-b.ci.warren.internal | awk '{print $1}' | head -n 1)
+[ "$via_resolved" = "$resolved" ] || fail "through resolved laptop-b is '$via_resolved', not $resolved"
+[ "$(c readlink /etc/resolv.conf)" = ../run/systemd/resolve/stub-resolv.conf ] || fail "the agent touched resolv.conf under resolved"
+note "split DNS via systemd-resolved: warren0 -> $stub_ip for ~ci.warren.internal; laptop-b is $via_resolved"
+c systemctl stop warren.service
+c resolvectl status 2>/dev/null | grep -q "ci.warren.internal" && fail "resolved still routes the zone after a clean stop: $(c resolvectl status)"
+c systemctl stop systemd-resolved.service
+c rm -f /etc/resolv.conf
+c sh -c "printf '%s\n' '$resolv_before' > /etc/resolv.conf"
+[ "$(c cat /etc/resolv.conf)" = "$resolv_before" ] || fail "could not put resolv.conf back"
+c systemctl start warren.service
+wait_active warren.service
+for _ in $(seq 100); do
+    c warren dns --json 2>/dev/null | grep -q '"resolv-conf"' && break
+    sleep 0.2
+done
+c warren dns --json | grep -q '"resolv-conf"' || fail "back on resolv.conf: $(c warren dns)"
+note "a clean stop took resolved's link settings away; back on resolv.conf without it"
 
 # ---- the cluster-master case: B advertises a range, A accepts it and reaches an address in it
 c warren routes accept on >/dev/null
