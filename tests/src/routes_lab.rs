@@ -9,14 +9,16 @@
 //!  site i:    [router] 203.0.113.(16i+1)/28, NAT (port-restricted unless the spec says)
 //!                |  10.0.(i+1).1/24
 //!             [host] 10.0.(i+1).2   (agent: master or laptop)
-//!                |  172.16.(i+1).1/24        (masters only; forwarding on)
+//!                |  172.16.(i+1).1/24        (masters only; forwarding on; fd16:(i+1)::1/64)
 //!             [cluster] 172.16.(i+1).2, service address on lo, HTTP :80
+//!                        (dual-stack clusters: fd16:(i+1)::2/64 as well,
+//!                        with an IPv6 service address)
 //! ```
 //! Everything is built inside namespaces the lab made; the web servers are
 //! threads whose listening sockets live in those namespaces.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -44,11 +46,12 @@ pub const WEB: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 80);
 pub const WEB_EXCLUDED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 80);
 
 /// A master's cluster: the range its agent advertises and the service
-/// address inside it.
+/// address inside it, and for a dual-stack cluster the same in IPv6.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {
     pub range: String,
     pub service: Ipv4Addr,
+    pub v6: Option<(String, Ipv6Addr)>,
 }
 
 /// One site: a name, its router's NAT and, for a master, its cluster.
@@ -68,6 +71,15 @@ impl SiteSpec {
         }
     }
 
+    /// A master's cluster made dual-stack: `range6` routed to the cluster
+    /// too, and the HTTP service also at `service6`.
+    pub fn with_v6_cluster(mut self, range6: &str, service6: Ipv6Addr) -> SiteSpec {
+        if let Some(cluster) = &mut self.cluster {
+            cluster.v6 = Some((range6.to_owned(), service6));
+        }
+        self
+    }
+
     /// The same site behind a router doing `nat` (cone NATs forward
     /// [`AGENT_PORT`]).
     pub fn behind(mut self, nat: Nat) -> SiteSpec {
@@ -82,6 +94,7 @@ impl SiteSpec {
             cluster: Some(ClusterSpec {
                 range: cluster.map_or_else(String::new, |(r, _)| r.to_owned()),
                 service: cluster.map_or(Ipv4Addr::UNSPECIFIED, |(_, s)| s),
+                v6: None,
             }),
             nat: Nat::PortRestricted,
         }
@@ -99,7 +112,7 @@ pub struct Site {
     pub cluster: Option<Netns>,
     pub spec: SiteSpec,
     pub agent: ManagedAgent,
-    _server: Option<HttpServer>,
+    _servers: Vec<HttpServer>,
 }
 
 impl Site {
@@ -111,6 +124,16 @@ impl Site {
     /// The host's address on the cluster link (masters), the LAN side.
     pub fn cluster_gateway(&self) -> Ipv4Addr {
         Ipv4Addr::new(172, 16, self.index + 1, 1)
+    }
+
+    /// The host's IPv6 address on the cluster link (dual-stack clusters).
+    pub fn cluster_gateway6(&self) -> Ipv6Addr {
+        cluster_addr6(self.index, 1)
+    }
+
+    /// The cluster host's own IPv6 address (dual-stack clusters).
+    pub fn cluster_host6(&self) -> Ipv6Addr {
+        cluster_addr6(self.index, 2)
     }
 
     /// The cluster host's own address.
@@ -272,6 +295,11 @@ impl RoutesLab {
     }
 }
 
+/// Host `host` of site `index`'s cluster link, fd16:(index+1)::/64.
+fn cluster_addr6(index: u8, host: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd16, u16::from(index) + 1, 0, 0, 0, 0, 0, host)
+}
+
 fn build_site(lab: &Lab, internet: &Netns, i: u8, spec: &SiteSpec) -> Result<Site> {
     let router = lab.netns(&format!("r{i}"))?;
     let host = lab.netns(&format!("h{i}"))?;
@@ -303,7 +331,7 @@ fn build_site(lab: &Lab, internet: &Netns, i: u8, spec: &SiteSpec) -> Result<Sit
         spec.nat,
     )?;
     let mut cluster = None;
-    let mut server = None;
+    let mut servers = Vec::new();
     if let Some(c) = &spec.cluster {
         link::enable_forwarding(&host)?;
         if !c.range.is_empty() {
@@ -318,11 +346,25 @@ fn build_site(lab: &Lab, internet: &Netns, i: u8, spec: &SiteSpec) -> Result<Sit
             link::add_addr(&ns, "lo", &format!("{}/32", c.service))?;
             link::add_route(&ns, "default", gw.into())?;
             link::add_route(&host, &c.range, me.into())?;
-            server = Some(HttpServer::start(
+            let body = format!("cluster-{}", spec.name);
+            servers.push(HttpServer::start(
                 &ns,
                 SocketAddr::new(c.service.into(), 80),
-                &format!("cluster-{}", spec.name),
+                &body,
             )?);
+            if let Some((range6, service6)) = &c.v6 {
+                let (gw6, me6) = (cluster_addr6(i, 1), cluster_addr6(i, 2));
+                link::add_addr(&host, &master_if, &format!("{gw6}/64"))?;
+                link::add_addr(&ns, &cluster_if, &format!("{me6}/64"))?;
+                link::add_addr(&ns, "lo", &format!("{service6}/128"))?;
+                link::add_route(&ns, "default", gw6.into())?;
+                link::add_route(&host, range6, me6.into())?;
+                servers.push(HttpServer::start(
+                    &ns,
+                    SocketAddr::new((*service6).into(), 80),
+                    &body,
+                )?);
+            }
             cluster = Some(ns);
         }
     }
@@ -335,7 +377,7 @@ fn build_site(lab: &Lab, internet: &Netns, i: u8, spec: &SiteSpec) -> Result<Sit
         cluster,
         spec: spec.clone(),
         agent,
-        _server: server,
+        _servers: servers,
     })
 }
 

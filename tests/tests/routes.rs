@@ -5,33 +5,38 @@
 //! routes; never before, and no longer after revocation or `accept off`.
 //! Hosts on the master's LAN cannot send into the overlay (dropped and
 //! counted). Two masters bridge their clusters (site to site). Two routers
-//! for one prefix fail over within 15 s.
+//! for one prefix fail over within 15 s. An IPv6 range routes like an IPv4
+//! one, masquerade included.
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use serde_json::Value;
-use warren_lab::e2e;
 use warren_lab::routes_lab::{fetch, Fetched, RoutesLab, Site, SiteSpec};
 use warren_lab::wait::{self, Poll};
+use warren_lab::{e2e, Lab};
 
 const SERVICE_A: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const SERVICE_B: Ipv4Addr = Ipv4Addr::new(10, 112, 0, 10);
 const RANGE_A: &str = "10.96.0.0/12";
 const RANGE_B: &str = "10.112.0.0/12";
+/// A dual-stack cluster's IPv6 service range and a service in it.
+const RANGE6_A: &str = "fd00:96::/64";
+const SERVICE6_A: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, 0x10);
 
 /// How long a change (approval, acceptance) gets to take effect.
 const SETTLE: Duration = Duration::from_secs(15);
 /// The bound on fail-over.
 const FAILOVER_WITHIN: Duration = Duration::from_secs(15);
 
-fn service(addr: Ipv4Addr) -> SocketAddr {
+fn service(addr: impl Into<IpAddr>) -> SocketAddr {
     SocketAddr::new(addr.into(), 80)
 }
 
 /// Waits until `site` fetches `addr` and returns what answered.
-fn reaches(site: &Site, addr: Ipv4Addr, within: Duration) -> anyhow::Result<Fetched> {
+fn reaches(site: &Site, addr: impl Into<IpAddr>, within: Duration) -> anyhow::Result<Fetched> {
+    let addr = addr.into();
     let what = format!("{} to fetch http://{addr}/", site.name);
     Ok(wait::until(what, within, || {
         Ok(
@@ -44,7 +49,8 @@ fn reaches(site: &Site, addr: Ipv4Addr, within: Duration) -> anyhow::Result<Fetc
 }
 
 /// Fetches `addr` from `site` repeatedly for `hold`; fails on any answer.
-fn never_reaches(site: &Site, addr: Ipv4Addr, hold: Duration) -> anyhow::Result<()> {
+fn never_reaches(site: &Site, addr: impl Into<IpAddr>, hold: Duration) -> anyhow::Result<()> {
+    let addr = addr.into();
     let until = Instant::now() + hold;
     while Instant::now() < until {
         if let Ok(f) = fetch(&site.host, service(addr), Duration::from_millis(700))? {
@@ -58,7 +64,8 @@ fn never_reaches(site: &Site, addr: Ipv4Addr, hold: Duration) -> anyhow::Result<
 }
 
 /// Waits until `site` no longer reaches `addr`.
-fn loses(site: &Site, addr: Ipv4Addr, within: Duration) -> anyhow::Result<()> {
+fn loses(site: &Site, addr: impl Into<IpAddr>, within: Duration) -> anyhow::Result<()> {
+    let addr = addr.into();
     let what = format!("{} to lose http://{addr}/", site.name);
     wait::until(what, within, || {
         Ok(
@@ -90,20 +97,28 @@ fn warren_table(site: &Site) -> anyhow::Result<String> {
         .unwrap_or_default())
 }
 
+/// The IPv6 half of Warren's routing table.
+fn warren_table6(site: &Site) -> anyhow::Result<String> {
+    Ok(site
+        .host
+        .ip(["-6", "route", "show", "table", "22354"])
+        .unwrap_or_default())
+}
+
+/// A master site `a` and a site "laptop", both joined.
+fn master_and_laptop(lab: &Lab, master: SiteSpec) -> anyhow::Result<RoutesLab> {
+    let world = RoutesLab::build(lab, &[master, SiteSpec::laptop("laptop")])?;
+    world.join("a")?;
+    world.join("laptop")?;
+    Ok(world)
+}
+
 #[test]
 fn laptops_reach_a_cluster_service_only_through_approved_accepted_routes() {
     e2e(
         "laptops_reach_a_cluster_service_only_through_approved_accepted_routes",
         |lab| {
-            let world = RoutesLab::build(
-                lab,
-                &[
-                    SiteSpec::master("a", Some((RANGE_A, SERVICE_A))),
-                    SiteSpec::laptop("laptop"),
-                ],
-            )?;
-            world.join("a")?;
-            world.join("laptop")?;
+            let world = master_and_laptop(lab, SiteSpec::master("a", Some((RANGE_A, SERVICE_A))))?;
             let master = world.site("a")?;
             let laptop = world.site("laptop")?;
 
@@ -174,6 +189,56 @@ fn laptops_reach_a_cluster_service_only_through_approved_accepted_routes() {
             Ok(())
         },
     );
+}
+
+#[test]
+fn laptops_reach_an_ipv6_cluster_service_through_an_ipv6_route() {
+    e2e("laptops_reach_an_ipv6_cluster_service", |lab| {
+        let world = master_and_laptop(
+            lab,
+            SiteSpec::master("a", Some((RANGE_A, SERVICE_A))).with_v6_cluster(RANGE6_A, SERVICE6_A),
+        )?;
+        let master = world.site("a")?;
+        let laptop = world.site("laptop")?;
+
+        master.warren(["routes", "advertise", RANGE6_A])?;
+        laptop.warren(["routes", "accept", "on"])?;
+        never_reaches(laptop, SERVICE6_A, Duration::from_secs(3))?;
+        ensure!(
+            !warren_table6(laptop)?.contains("fd00:96::"),
+            "an IPv6 route before approval: {}",
+            warren_table6(laptop)?
+        );
+
+        world.approve("a", RANGE6_A)?;
+        let got = reaches(laptop, SERVICE6_A, SETTLE)?;
+        println!("reached [{SERVICE6_A}]:80 through the IPv6 route: {got:?}");
+        ensure!(got.server == "cluster-a", "{got:?}");
+        // Masquerade works for IPv6 too: the master's address on the link.
+        ensure!(
+            got.seen_from == IpAddr::from(master.cluster_gateway6()),
+            "{got:?}"
+        );
+        let table = warren_table6(laptop)?;
+        ensure!(
+            table.contains("fd00:96::/64") && table.contains("warren0"),
+            "laptop IPv6 table: {table}"
+        );
+        // Only the IPv6 range was approved: the IPv4 service stays out of reach.
+        never_reaches(laptop, SERVICE_A, Duration::from_secs(2))?;
+
+        let node = master.agent.node_id().to_owned();
+        world
+            .admin(["route", "revoke", &world.network, &node, RANGE6_A])
+            .map_err(anyhow::Error::msg)?;
+        loses(laptop, SERVICE6_A, SETTLE)?;
+        ensure!(
+            !warren_table6(laptop)?.contains("fd00:96::"),
+            "IPv6 route left after revocation: {}",
+            warren_table6(laptop)?
+        );
+        Ok(())
+    });
 }
 
 fn spoofing_is_dropped_and_counted(
