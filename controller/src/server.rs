@@ -68,9 +68,12 @@ impl ServerOptions {
     }
 }
 
-/// How often a relay-only instance re-reads membership from the database
-/// (its controller's changes are not announced across processes).
-pub const RELAY_MEMBERSHIP_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a relay-only instance forgets the membership it read from
+/// the database (its controller's changes are not announced across
+/// processes). It re-reads a network only when a frame for it arrives, so
+/// this costs at most one read per busy network per period; it bounds how
+/// long a revoked node can still relay, and how long a new member waits.
+pub const RELAY_MEMBERSHIP_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why the controller could not start.
 #[derive(Debug, thiserror::Error)]
