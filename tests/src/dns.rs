@@ -265,7 +265,7 @@ pub fn load(
             }
             let mut got = 0;
             while got < window {
-                match socket.recv(&mut buf) {
+                match crate::eintr::restart(|| socket.recv(&mut buf)) {
                     Ok(n) if n >= 12 => {
                         answered += 1;
                         got += 1;

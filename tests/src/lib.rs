@@ -31,7 +31,8 @@
 //!   overlay nodes and how to observe them.
 //! - [`controller`], [`managed`], [`mesh`]: `warren-controller` and agents
 //!   that join its networks, on a star.
-//! - [`wait`]: bounded polling.
+//! - [`wait`]: bounded polling; [`eintr`]: blocking calls restarted after
+//!   a signal.
 //! - [`natpair`], [`nat_controller`]: two managed agents behind NAT routers
 //!   of chosen behaviours and the controller on the internet, for the NAT
 //!   matrix, relay suites and `warren-nat-bench`.
@@ -45,6 +46,7 @@
 pub mod command;
 pub mod controller;
 pub mod dns;
+pub mod eintr;
 pub mod error;
 pub mod in_netns;
 pub mod iperf;

@@ -143,7 +143,7 @@ impl Pinger {
             self.sock
                 .set_read_timeout(Some(deadline - now))
                 .map_err(|e| LabError::io("setting ICMP read timeout", e))?;
-            match self.sock.recv_from(&mut buf) {
+            match crate::eintr::restart(|| self.sock.recv_from(&mut buf)) {
                 Ok((n, from)) if self.is_reply(&buf[..n], from.ip(), seq) => {
                     return Ok(Some(start.elapsed()));
                 }

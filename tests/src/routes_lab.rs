@@ -428,7 +428,7 @@ fn answer(mut stream: TcpStream, peer: SocketAddr, body: &str) {
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-        match stream.read(&mut buf) {
+        match crate::eintr::restart(|| stream.read(&mut buf)) {
             Ok(0) | Err(_) => return,
             Ok(n) => request.extend_from_slice(&buf[..n]),
         }
@@ -481,7 +481,7 @@ pub fn fetch(
         if Instant::now() > deadline {
             return Ok(Err("no complete answer in time".to_owned()));
         }
-        match stream.read(&mut buf) {
+        match crate::eintr::restart(|| stream.read(&mut buf)) {
             Ok(0) => break,
             Ok(n) => response.extend_from_slice(&buf[..n]),
             Err(e) => return Ok(Err(format!("read: {e}"))),

@@ -98,7 +98,7 @@ fn receive(
             return Err(timed_out("transfer did not finish in time"));
         }
         stream.set_read_timeout(Some(left))?;
-        let n = stream.read(&mut buf)?;
+        let n = crate::eintr::restart(|| stream.read(&mut buf))?;
         if n == 0 {
             return Ok((total, digest.finish()));
         }

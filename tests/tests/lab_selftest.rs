@@ -81,8 +81,7 @@ fn sockets_opened_in_a_namespace_stay_there() {
         sender.send_to(b"hello", b_addr)?;
         receiver.set_read_timeout(Some(Duration::from_secs(2)))?;
         let mut buf = [0u8; 16];
-        let (n, from) = receiver
-            .recv_from(&mut buf)
+        let (n, from) = warren_lab::eintr::restart(|| receiver.recv_from(&mut buf))
             .context("datagram from a to b")?;
         ensure!(&buf[..n] == b"hello", "got {:?}", &buf[..n]);
         ensure!(from.ip() == TwoHosts::A_V4, "came from {from}");

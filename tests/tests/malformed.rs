@@ -169,7 +169,7 @@ fn garbage_is_dropped_and_the_tunnel_survives() {
         // Garbage must never draw a reply.
         attacker.set_read_timeout(Some(Duration::from_millis(500)))?;
         let mut buf = [0u8; 2048];
-        match attacker.recv_from(&mut buf) {
+        match warren_lab::eintr::restart(|| attacker.recv_from(&mut buf)) {
             Ok((n, from)) => anyhow::bail!("agent answered garbage: {n} bytes from {from}"),
             Err(e)
                 if matches!(

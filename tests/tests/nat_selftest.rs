@@ -25,7 +25,7 @@ fn bind(ns: &Netns, addr: SocketAddrV4) -> anyhow::Result<UdpSocket> {
 /// The next datagram's sender, or `None` if nothing arrives in time.
 fn recv_from(sock: &UdpSocket) -> anyhow::Result<Option<SocketAddr>> {
     let mut buf = [0u8; 64];
-    match sock.recv_from(&mut buf) {
+    match warren_lab::eintr::restart(|| sock.recv_from(&mut buf)) {
         Ok((_, from)) => Ok(Some(from)),
         Err(e)
             if matches!(

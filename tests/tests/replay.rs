@@ -56,7 +56,7 @@ fn replay(pair: &Pair, payloads: &[&[u8]]) -> anyhow::Result<UdpSocket> {
 fn expect_silence(sock: &UdpSocket, within: Duration) -> anyhow::Result<()> {
     sock.set_read_timeout(Some(within))?;
     let mut buf = [0u8; 2048];
-    match sock.recv_from(&mut buf) {
+    match warren_lab::eintr::restart(|| sock.recv_from(&mut buf)) {
         Ok((n, from)) => anyhow::bail!(
             "the daemon answered a replay: {n} bytes from {from}, type {:?}",
             message_type(&buf[..n])
