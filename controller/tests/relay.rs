@@ -128,40 +128,47 @@ async fn frames_travel_as_datagrams_and_streams_named_by_their_sender() {
         (b.key.public_key(), b"pong".to_vec())
     );
 
-    // Too big for any datagram: a stream of its own, arriving whole.
+    // Too big for any datagram: records on a stream, arriving whole and in
+    // order, the relay's own stream to b carrying both.
     let big: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
     assert!(big.len() > b.connection.max_datagram_size().unwrap());
-    a.send_relay_stream(&frame(net, &b, 2, big.clone()).encode())
-        .await;
-    let (via, got) = inbox_b.expect().await;
-    assert_eq!(via, Via::Stream);
-    assert_eq!(got.payload, big);
-    assert_eq!(got.peer, a.key.public_key());
-    assert_eq!(
-        got.seq, 2,
-        "the relay numbers its own frames per connection"
-    );
+    let bigger: Vec<u8> = big.iter().rev().copied().collect();
+    a.send_relay_records(&[
+        &frame(net, &b, 2, big.clone()).encode(),
+        &frame(net, &b, 3, bigger.clone()).encode(),
+    ])
+    .await;
+    for (payload, seq) in [(&big, 2), (&bigger, 3)] {
+        let (via, got) = inbox_b.expect().await;
+        assert_eq!(via, Via::Stream);
+        assert_eq!(&got.payload, payload);
+        assert_eq!(got.peer, a.key.public_key());
+        assert_eq!(
+            got.seq, seq,
+            "the relay numbers its own frames per connection"
+        );
+    }
 
     // A small frame that came on a stream still leaves as a datagram.
-    a.send_relay_stream(&frame(net, &b, 3, vec![7; 10]).encode())
+    a.send_relay_records(&[&frame(net, &b, 4, vec![7; 10]).encode()])
         .await;
     let (via, got) = inbox_b.expect().await;
     assert_eq!((via, got.payload), (Via::Datagram, vec![7; 10]));
 
     let metrics = lab.running.hub.metrics();
-    eventually("four frames counted", || {
+    eventually("five frames counted", || {
         metrics
             .relay_frames
             .load(std::sync::atomic::Ordering::Relaxed)
-            == 4
+            == 5
     })
     .await;
     let text = metrics.render();
     assert!(
-        text.contains("warren_relay_stream_frames_total 1"),
+        text.contains("warren_relay_stream_frames_total 2"),
         "{text}"
     );
-    assert!(text.contains("warren_relay_bytes_total 4114"), "{text}");
+    assert!(text.contains("warren_relay_bytes_total 8114"), "{text}");
     lab.running.shutdown().await;
 }
 
@@ -203,17 +210,19 @@ async fn frames_outside_the_senders_networks_and_replays_are_refused() {
     let (_, first) = inbox_b.expect().await;
     assert_eq!(first.payload, b"once");
     a.send_relay_datagram(&frame(prod, &b, 10, b"twice".to_vec()));
-    a.send_relay_stream(&frame(prod, &b, 10, b"thrice".to_vec()).encode())
+    a.send_relay_records(&[&frame(prod, &b, 10, b"thrice".to_vec()).encode()])
         .await;
     eventually("two replays refused", || {
         lab.refused(RelayRefusal::Replay) == 2
     })
     .await;
-    // Not a frame at all, on both paths: refused, and the connection lives.
+    // Not a frame at all, on both paths, and a record of an impossible
+    // length: refused, and the connection lives.
     a.connection.send_datagram(vec![1, 2, 3].into()).unwrap();
-    a.send_relay_stream(&[9; 60]).await;
+    a.send_relay_records(&[&[9; 60]]).await;
+    a.send_relay_raw_stream(&u32::MAX.to_be_bytes()).await;
     eventually("garbage refused", || {
-        lab.refused(RelayRefusal::Malformed) == 2
+        lab.refused(RelayRefusal::Malformed) == 3
     })
     .await;
     a.send_relay_datagram(&frame(prod, &b, 11, b"after".to_vec()));

@@ -8,7 +8,12 @@
 //! source, which the relay fills in from the authenticated connection, so a
 //! node cannot pose as another. The payload stays end-to-end encrypted: the
 //! relay sees only ciphertext. A frame goes as one QUIC datagram when it
-//! fits, otherwise on a unidirectional stream of its own.
+//! fits. Frames that do not fit share one long-lived unidirectional stream
+//! per connection and direction, each as a record behind its length:
+//!
+//! ```text
+//! length (4, BE) = n | frame (n bytes)
+//! ```
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +23,22 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 1 + 8 + 32 + 8;
 /// The largest frame accepted on a stream: a whole IP packet plus headers.
 pub const MAX_FRAME: usize = HEADER_LEN + 65_536 + 64;
+
+/// Bytes in front of each frame on a relay stream: its length.
+pub const RECORD_PREFIX_LEN: usize = 4;
+
+/// The length of the frame that follows a record prefix read off a relay
+/// stream, checked: a frame is at least a header and at most [`MAX_FRAME`].
+pub fn record_len(prefix: [u8; RECORD_PREFIX_LEN]) -> Result<usize, RelayError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > MAX_FRAME {
+        return Err(RelayError::TooLarge);
+    }
+    if len < HEADER_LEN {
+        return Err(RelayError::Truncated);
+    }
+    Ok(len)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayFrame {
@@ -42,12 +63,26 @@ pub enum RelayError {
 impl RelayFrame {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + self.payload.len());
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// The frame as a stream record: its length, then the frame.
+    pub fn encode_record(&self) -> Vec<u8> {
+        let len = HEADER_LEN + self.payload.len();
+        let mut out = Vec::with_capacity(RECORD_PREFIX_LEN + len);
+        // A frame longer than u32 cannot be built from an IP packet.
+        out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+        self.encode_into(&mut out);
+        out
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
         out.push(VERSION);
         out.extend_from_slice(self.network_id.as_bytes());
         out.extend_from_slice(self.peer.as_bytes());
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.payload);
-        out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, RelayError> {
@@ -77,7 +112,8 @@ impl RelayFrame {
 /// Refuses sequence numbers seen before, or older than the window, as
 /// WireGuard's own counter check does, so a captured frame cannot be replayed
 /// through the relay. The window is wide (about 2,000 frames) because frames
-/// that travel on streams of their own may overtake one another.
+/// on the relay stream and datagrams (which a lost packet does not hold up)
+/// may overtake one another.
 #[derive(Debug, Clone)]
 pub struct ReplayWindow {
     highest: Option<u64>,
@@ -201,6 +237,30 @@ mod tests {
         let mut zero_key = bytes;
         zero_key[9..41].fill(0);
         assert_eq!(RelayFrame::decode(&zero_key), Err(RelayError::BadKey));
+    }
+
+    #[test]
+    fn records_carry_their_length_and_refuse_impossible_ones() {
+        let frame = RelayFrame {
+            network_id: "8056c2e21c000001".parse().unwrap(),
+            peer: crate::NodePrivateKey::generate().public_key(),
+            seq: 9,
+            payload: vec![7; 1500],
+        };
+        let record = frame.encode_record();
+        let prefix: [u8; RECORD_PREFIX_LEN] = record[..RECORD_PREFIX_LEN].try_into().unwrap();
+        let len = record_len(prefix).unwrap();
+        assert_eq!(len, record.len() - RECORD_PREFIX_LEN);
+        assert_eq!(&record[RECORD_PREFIX_LEN..], frame.encode().as_slice());
+        assert_eq!(record_len([0; 4]), Err(RelayError::Truncated));
+        let short = u32::try_from(HEADER_LEN - 1).unwrap().to_be_bytes();
+        assert_eq!(record_len(short), Err(RelayError::Truncated));
+        let huge = u32::try_from(MAX_FRAME + 1).unwrap().to_be_bytes();
+        assert_eq!(record_len(huge), Err(RelayError::TooLarge));
+        assert_eq!(
+            record_len(u32::MAX.to_be_bytes()),
+            Err(RelayError::TooLarge)
+        );
     }
 
     #[test]

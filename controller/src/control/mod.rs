@@ -32,12 +32,15 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(8);
 pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
 /// Relay datagrams buffered per connection, each way.
 pub const DATAGRAM_BUFFER: usize = 4 * 1024 * 1024;
-/// Relay frames a node may be sending on streams of their own at once
-/// (frames too large for a datagram). Each may buffer up to
-/// [`warren_proto::relay::MAX_FRAME`] while it arrives.
-pub const MAX_RELAY_STREAMS: u32 = 512;
-/// Flow-control window of one relay stream: a whole frame.
-const RELAY_STREAM_WINDOW: u32 = 128 * 1024;
+/// Relay streams a node may hold open at once. It needs one (frames too
+/// large for a datagram go on it as records); the rest is room to open a
+/// new one while a broken one is still being torn down.
+pub const MAX_RELAY_STREAMS: u32 = 16;
+/// Flow-control window of one relay stream. All of a node's large relay
+/// frames share one stream, so this bounds its relayed throughput to about
+/// window / round trip: 4 MiB is ~670 Mbit/s at 50 ms. The connection
+/// window below bounds the total.
+const RELAY_STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 /// Flow-control window of a whole connection: bounds what a node may have
 /// in flight towards us (control frames and relay frames).
 const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;

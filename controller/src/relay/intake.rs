@@ -1,6 +1,6 @@
 //! Relay frames coming in on one authenticated connection: read from
-//! datagrams and from unidirectional streams (one frame per stream), then
-//! checked in order — membership, replay, quota — and forwarded.
+//! datagrams and from the records of unidirectional streams, then checked
+//! in order — membership, replay, quota — and forwarded.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -20,7 +20,8 @@ use crate::store::{MemberState, NetworkSnapshot};
 /// Frames read but not yet checked; beyond this, readers wait (and quinn
 /// drops datagrams once its own buffer is full, as a full link would).
 const QUEUE: usize = 1024;
-/// A stream must deliver its frame within this, or it is dropped.
+/// A record must arrive whole within this once its length has, or the
+/// stream is dropped. (Between records a stream may idle.)
 const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Database lookups of networks not in the cache, per connection: enough
 /// for real nodes after changes, too few to make random network IDs costly.
@@ -77,25 +78,31 @@ async fn read_datagrams(connection: Connection, tx: mpsc::Sender<Vec<u8>>) {
 async fn read_streams(connection: Connection, tx: mpsc::Sender<Vec<u8>>, relay: Arc<Relay>) {
     // How many streams may be open at once is quinn's limit
     // (`max_concurrent_uni_streams` in the server transport).
-    while let Ok(mut stream) = connection.accept_uni().await {
-        let tx = tx.clone();
-        let relay = relay.clone();
-        tokio::spawn(async move {
-            let read =
-                tokio::time::timeout(STREAM_READ_TIMEOUT, stream.read_to_end(relay::MAX_FRAME))
-                    .await;
-            match read {
-                Ok(Ok(frame)) => {
-                    let _ = tx.send(frame).await;
+    while let Ok(stream) = connection.accept_uni().await {
+        tokio::spawn(read_records(stream, tx.clone(), relay.clone()));
+    }
+}
+
+/// Passes on every record of one stream, until it ends, breaks, stalls
+/// inside a record, or announces an impossible length.
+async fn read_records(mut stream: quinn::RecvStream, tx: mpsc::Sender<Vec<u8>>, relay: Arc<Relay>) {
+    let mut prefix = [0u8; relay::RECORD_PREFIX_LEN];
+    while stream.read_exact(&mut prefix).await.is_ok() {
+        let Ok(len) = relay::record_len(prefix) else {
+            let _ = stream.stop(quinn::VarInt::from_u32(0));
+            relay.count_refused(RelayRefusal::Malformed);
+            return;
+        };
+        let mut frame = vec![0u8; len];
+        match tokio::time::timeout(STREAM_READ_TIMEOUT, stream.read_exact(&mut frame)).await {
+            Ok(Ok(())) => {
+                if tx.send(frame).await.is_err() {
+                    return;
                 }
-                Ok(Err(quinn::ReadToEndError::TooLong)) => {
-                    let _ = stream.stop(quinn::VarInt::from_u32(0));
-                    relay.count_refused(RelayRefusal::Malformed);
-                }
-                // Reset, connection lost, or too slow: nothing to relay.
-                Ok(Err(_)) | Err(_) => {}
             }
-        });
+            // Reset, connection lost, or too slow: nothing more to relay.
+            Ok(Err(_)) | Err(_) => return,
+        }
     }
 }
 

@@ -5,8 +5,9 @@
 //! out on every connection of the destination node, with `peer` rewritten
 //! to the sender's key and the relay's own sequence number for that
 //! connection. It goes as a QUIC datagram when it fits the destination
-//! connection's `max_datagram_size()`, otherwise on a unidirectional stream
-//! of its own. The payload is never looked at: it is WireGuard ciphertext.
+//! connection's `max_datagram_size()`, otherwise as a record on the one
+//! unidirectional stream the relay keeps open to that connection. The
+//! payload is never looked at: it is WireGuard ciphertext.
 
 pub mod intake;
 pub mod quota;
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use quinn::{Connection, SendDatagramError};
-use tokio::sync::Semaphore;
+use tokio::sync::mpsc;
 use warren_proto::relay::RelayFrame;
 use warren_proto::{NetworkId, NodePublicKey};
 
@@ -25,10 +26,11 @@ pub use quota::{QuotaTable, RelayLimits};
 
 use crate::metrics::{Metrics, RelayDrop, RelayRefusal};
 
-/// Stream sends to one destination connection that may be in flight; more
-/// are dropped (`congested`) rather than queued without bound.
-pub const MAX_STREAM_SENDS: usize = 256;
-/// A stream send that takes longer than this is abandoned.
+/// Records queued for one destination connection's stream; more are
+/// dropped (`congested`) rather than queued without bound.
+pub const STREAM_QUEUE: usize = 256;
+/// A record write that takes longer than this breaks the stream; the next
+/// record opens another.
 const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One authenticated connection as a destination.
@@ -38,7 +40,8 @@ struct Link {
     /// The relay's sequence numbers on this connection (the sender's are
     /// never passed on, so destinations see one ordered series).
     seq: AtomicU64,
-    streams: Arc<Semaphore>,
+    /// Records for the stream writer ([`write_records`]).
+    records: mpsc::Sender<(Vec<u8>, usize)>,
 }
 
 /// Relay state shared by all connections of one controller process.
@@ -72,11 +75,18 @@ impl Relay {
     /// the ID to [`Relay::detach`] it with.
     pub fn attach(&self, node: NodePublicKey, connection: Connection) -> u64 {
         let id = self.next_link.fetch_add(1, Ordering::Relaxed);
+        let (records, queue) = mpsc::channel(STREAM_QUEUE);
+        // Ends when the link is detached and its last frame sent.
+        tokio::spawn(write_records(
+            connection.clone(),
+            queue,
+            self.metrics.clone(),
+        ));
         let link = Arc::new(Link {
             id,
             connection,
             seq: AtomicU64::new(0),
-            streams: Arc::new(Semaphore::new(MAX_STREAM_SENDS)),
+            records,
         });
         self.links().entry(node).or_default().push(link);
         id
@@ -124,50 +134,63 @@ impl Relay {
 
     fn send(&self, link: &Arc<Link>, frame: &RelayFrame) {
         let payload_len = frame.payload.len();
-        let bytes = frame.encode();
         let fits = link
             .connection
             .max_datagram_size()
-            .is_some_and(|max| bytes.len() <= max);
-        let bytes = if fits {
-            match link.connection.send_datagram(bytes.into()) {
+            .is_some_and(|max| warren_proto::relay::HEADER_LEN + payload_len <= max);
+        if fits {
+            match link.connection.send_datagram(frame.encode().into()) {
                 Ok(()) => {
                     count_sent(&self.metrics, payload_len, false);
                     return;
                 }
                 // The path MTU shrank since we asked: take the stream.
-                Err(SendDatagramError::TooLarge) => frame.encode(),
+                Err(SendDatagramError::TooLarge) => {}
                 Err(e) => {
                     tracing::trace!(error = %e, "relay datagram not sent");
                     self.metrics.count_relay_dropped(RelayDrop::SendFailed);
                     return;
                 }
             }
-        } else {
-            bytes
-        };
-        let Ok(permit) = link.streams.clone().try_acquire_owned() else {
+        }
+        if link
+            .records
+            .try_send((frame.encode_record(), payload_len))
+            .is_err()
+        {
             self.metrics.count_relay_dropped(RelayDrop::Congested);
-            return;
-        };
-        let connection = link.connection.clone();
-        let metrics = self.metrics.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let send = async {
-                let mut stream = connection.open_uni().await.ok()?;
-                stream.write_all(&bytes).await.ok()?;
-                stream.finish().ok()
-            };
-            match tokio::time::timeout(STREAM_SEND_TIMEOUT, send).await {
-                Ok(Some(())) => count_sent(&metrics, payload_len, true),
-                _ => metrics.count_relay_dropped(RelayDrop::SendFailed),
-            }
-        });
+        }
     }
 
     pub fn count_refused(&self, reason: RelayRefusal) {
         self.metrics.count_relay_refused(reason);
+    }
+}
+
+/// Writes one destination connection's records, in order, on one stream;
+/// a write that fails or stalls gives up that stream and the next record
+/// opens another.
+async fn write_records(
+    connection: Connection,
+    mut queue: mpsc::Receiver<(Vec<u8>, usize)>,
+    metrics: Arc<Metrics>,
+) {
+    let mut stream: Option<quinn::SendStream> = None;
+    while let Some((record, payload_len)) = queue.recv().await {
+        if stream.is_none() {
+            stream = connection.open_uni().await.ok();
+        }
+        let Some(open) = stream.as_mut() else {
+            metrics.count_relay_dropped(RelayDrop::SendFailed);
+            continue;
+        };
+        match tokio::time::timeout(STREAM_SEND_TIMEOUT, open.write_all(&record)).await {
+            Ok(Ok(())) => count_sent(&metrics, payload_len, true),
+            _ => {
+                metrics.count_relay_dropped(RelayDrop::SendFailed);
+                stream = None;
+            }
+        }
     }
 }
 

@@ -152,8 +152,19 @@ impl TestNode {
         self.connection.send_datagram(bytes.into()).unwrap();
     }
 
-    /// Sends a relay frame (or any bytes) on a unidirectional stream of its own.
-    pub async fn send_relay_stream(&self, bytes: &[u8]) {
+    /// Sends relay frames (or any bytes) as records, each behind its
+    /// length, on one new unidirectional stream.
+    pub async fn send_relay_records(&self, frames: &[&[u8]]) {
+        let mut bytes = Vec::new();
+        for frame in frames {
+            bytes.extend_from_slice(&u32::try_from(frame.len()).unwrap().to_be_bytes());
+            bytes.extend_from_slice(frame);
+        }
+        self.send_relay_raw_stream(&bytes).await;
+    }
+
+    /// Sends `bytes` as they are on one new unidirectional stream.
+    pub async fn send_relay_raw_stream(&self, bytes: &[u8]) {
         let mut stream = self.connection.open_uni().await.unwrap();
         stream.write_all(bytes).await.unwrap();
         stream.finish().unwrap();
@@ -168,8 +179,12 @@ impl TestNode {
             while let Ok(mut stream) = streams.accept_uni().await {
                 let tx = stream_tx.clone();
                 tokio::spawn(async move {
-                    let bytes = stream.read_to_end(relay::MAX_FRAME).await.unwrap();
-                    let _ = tx.send((Via::Stream, RelayFrame::decode(&bytes).unwrap()));
+                    let mut prefix = [0u8; relay::RECORD_PREFIX_LEN];
+                    while stream.read_exact(&mut prefix).await.is_ok() {
+                        let mut frame = vec![0u8; relay::record_len(prefix).unwrap()];
+                        stream.read_exact(&mut frame).await.unwrap();
+                        let _ = tx.send((Via::Stream, RelayFrame::decode(&frame).unwrap()));
+                    }
                 });
             }
         });

@@ -236,10 +236,14 @@ fn client_config(
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
     // Relay traffic: full-MTU WireGuard packets do not fit a QUIC datagram
-    // and arrive on a stream each, so allow many at once.
+    // and arrive as records on a stream the relay keeps open (it opens
+    // another only when one breaks).
     transport.datagram_receive_buffer_size(Some(4 << 20));
     transport.datagram_send_buffer_size(4 << 20);
-    transport.max_concurrent_uni_streams(1024u32.into());
+    transport.max_concurrent_uni_streams(16u32.into());
+    // All large relayed packets share that stream: its window bounds them
+    // to about window / round trip.
+    transport.stream_receive_window((4u32 << 20).into());
     transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
         20_000,
     ))));
@@ -349,6 +353,7 @@ async fn connect_and_serve(
     });
     // Relay frames go to the named relay-only instance while it is up, and
     // through this connection otherwise.
+    let via_controller = RelayPath::new(connection.clone());
     let via_instance: RelaySlot = Arc::default();
     let _instance = match (relay_server, pinned) {
         (Some(target), Some(fp)) => Some(RelayInstance::spawn(
@@ -390,7 +395,7 @@ async fn connect_and_serve(
             Some(out) = relay.recv() => {
                 seq += 1;
                 let instance = via_instance.lock().ok().and_then(|s| s.clone());
-                send_relay(instance.as_ref().unwrap_or(&connection), out, seq);
+                send_relay(instance.as_ref().unwrap_or(&via_controller), out, seq);
             }
         }
     }
@@ -547,8 +552,47 @@ async fn read_frame(recv: &mut quinn::RecvStream) -> anyhow::Result<ControllerMe
     Ok(control::decode_frame(&body)?)
 }
 
-/// The relay-only instance's connection, while one is up.
-type RelaySlot = Arc<Mutex<Option<quinn::Connection>>>;
+/// One connection as a way into a relay: QUIC datagrams for the frames that
+/// fit, and one long-lived stream, written by a task of its own, for the rest.
+#[derive(Clone)]
+struct RelayPath {
+    connection: quinn::Connection,
+    records: mpsc::Sender<Vec<u8>>,
+}
+
+/// Frames waiting for the relay stream; beyond this they are dropped, as a
+/// full link drops them.
+const RELAY_STREAM_QUEUE: usize = 256;
+
+impl RelayPath {
+    /// The writer task ends when the last clone of the path is dropped.
+    fn new(connection: quinn::Connection) -> Self {
+        let (records, mut queue) = mpsc::channel::<Vec<u8>>(RELAY_STREAM_QUEUE);
+        let writer = connection.clone();
+        tokio::spawn(async move {
+            let mut stream: Option<quinn::SendStream> = None;
+            while let Some(record) = queue.recv().await {
+                if stream.is_none() {
+                    stream = writer.open_uni().await.ok();
+                }
+                let Some(open) = stream.as_mut() else {
+                    continue; // The connection is gone; its owner will notice.
+                };
+                if let Err(e) = open.write_all(&record).await {
+                    tracing::debug!(error = %e, "relay stream write failed; opening another");
+                    stream = None;
+                }
+            }
+        });
+        Self {
+            connection,
+            records,
+        }
+    }
+}
+
+/// The relay-only instance's path, while one is up.
+type RelaySlot = Arc<Mutex<Option<RelayPath>>>;
 
 /// A connection to the relay-only instance a controller named, kept open
 /// with backoff for as long as the controller connection lasts.
@@ -578,7 +622,7 @@ impl RelayInstance {
                         // when this task ends, also when it is aborted.
                         let _close = CloseOnDrop(link.connection.clone());
                         spawn_relay_reader(link.connection.clone(), events.clone());
-                        set_slot(&slot, Some(link.connection.clone()));
+                        set_slot(&slot, Some(RelayPath::new(link.connection.clone())));
                         let _ = events.send(ControlEvent::RelayServer {
                             controller: controller.clone(),
                             relay: Some(target.clone()),
@@ -622,57 +666,44 @@ impl Drop for CloseOnDrop {
     }
 }
 
-fn set_slot(slot: &RelaySlot, connection: Option<quinn::Connection>) {
+fn set_slot(slot: &RelaySlot, path: Option<RelayPath>) {
     // Every write replaces the whole value, so a poisoned lock is fine.
-    *slot.lock().unwrap_or_else(|p| p.into_inner()) = connection;
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = path;
 }
 
-/// Sends one packet to the relay: as a datagram if it fits, else on a
-/// stream of its own, so that no packet is too large for the relay.
-fn send_relay(connection: &quinn::Connection, out: RelayOut, seq: u64) {
+/// Sends one packet to the relay: as a datagram if it fits, else as a
+/// record on the path's stream, so that no packet is too large for the relay.
+fn send_relay(path: &RelayPath, out: RelayOut, seq: u64) {
     let frame = RelayFrame {
         network_id: out.network,
         peer: out.peer,
         seq,
         payload: out.payload,
-    }
-    .encode();
-    let fits = connection
+    };
+    let len = relay::HEADER_LEN + frame.payload.len();
+    let fits = path
+        .connection
         .max_datagram_size()
-        .is_some_and(|max| frame.len() <= max);
+        .is_some_and(|max| len <= max);
     if fits {
-        if let Err(e) = connection.send_datagram(frame.into()) {
+        if let Err(e) = path.connection.send_datagram(frame.encode().into()) {
             tracing::debug!(error = %e, "relay datagram not sent");
         }
         return;
     }
-    let connection = connection.clone();
-    tokio::spawn(async move {
-        let sent = async {
-            let mut stream = connection.open_uni().await?;
-            stream.write_all(&frame).await?;
-            stream.finish()?;
-            anyhow::Ok(())
-        };
-        if let Err(e) = sent.await {
-            tracing::debug!(error = %e, "relay stream not sent");
-        }
-    });
+    if path.records.try_send(frame.encode_record()).is_err() {
+        tracing::debug!("relay stream backed up: packet dropped");
+    }
 }
 
-/// Takes packets from the relay off the connection: datagrams, and frames
-/// that came on streams of their own.
+/// Takes packets from the relay off the connection: datagrams, and the
+/// records of its streams.
 fn spawn_relay_reader(connection: quinn::Connection, events: mpsc::UnboundedSender<ControlEvent>) {
     let streams = connection.clone();
     let stream_events = events.clone();
     tokio::spawn(async move {
-        while let Ok(mut stream) = streams.accept_uni().await {
-            let events = stream_events.clone();
-            tokio::spawn(async move {
-                if let Ok(bytes) = stream.read_to_end(relay::MAX_FRAME).await {
-                    deliver(&bytes, &events);
-                }
-            });
+        while let Ok(stream) = streams.accept_uni().await {
+            tokio::spawn(read_records(stream, stream_events.clone()));
         }
     });
     tokio::spawn(async move {
@@ -680,6 +711,22 @@ fn spawn_relay_reader(connection: quinn::Connection, events: mpsc::UnboundedSend
             deliver(&bytes, &events);
         }
     });
+}
+
+/// Delivers every record of one relay stream, until it ends or breaks.
+async fn read_records(mut stream: quinn::RecvStream, events: mpsc::UnboundedSender<ControlEvent>) {
+    let mut prefix = [0u8; relay::RECORD_PREFIX_LEN];
+    while stream.read_exact(&mut prefix).await.is_ok() {
+        let Ok(len) = relay::record_len(prefix) else {
+            tracing::debug!("bad relay record length from the relay");
+            return;
+        };
+        let mut frame = vec![0u8; len];
+        if stream.read_exact(&mut frame).await.is_err() {
+            return;
+        }
+        deliver(&frame, &events);
+    }
 }
 
 fn deliver(bytes: &[u8], events: &mpsc::UnboundedSender<ControlEvent>) {
