@@ -12,6 +12,7 @@ use warren_proto::control::ControllerMessage;
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
 use crate::metrics::Metrics;
+use crate::netmaps::SharedView;
 use crate::store::{NetworkSnapshot, Store, StoreError};
 
 /// Notices a slow session may fall behind by before it resyncs everything.
@@ -32,6 +33,9 @@ struct CacheSlot {
     /// repeats an old value.
     generation: u64,
     snapshot: Option<Arc<NetworkSnapshot>>,
+    /// What all members see of `snapshot`, made by the first session that
+    /// asks after a change ([`Hub::view`]).
+    view: Option<Arc<SharedView>>,
     /// Held while loading, so a change seen by a thousand sessions costs
     /// one database read, not a thousand.
     loading: Arc<tokio::sync::Mutex<()>>,
@@ -97,6 +101,7 @@ impl Hub {
         cache.entry(net).or_insert_with(|| CacheSlot {
             generation: self.generations.load(Ordering::Relaxed),
             snapshot: None,
+            view: None,
             loading: Arc::default(),
         })
     }
@@ -110,6 +115,7 @@ impl Hub {
             let slot = self.slot(&mut cache, net);
             slot.generation = generation;
             slot.snapshot = None;
+            slot.view = None;
         }
         // No receivers is fine: nobody is connected.
         let _ = self.changes.send(net);
@@ -124,6 +130,7 @@ impl Hub {
         for slot in cache.values_mut() {
             slot.generation = generation;
             slot.snapshot = None;
+            slot.view = None;
         }
     }
 
@@ -169,8 +176,33 @@ impl Hub {
         let slot = self.slot(&mut cache, net);
         if slot.generation == generation {
             slot.snapshot = Some(loaded.clone());
+            slot.view = None;
         }
         Ok(Some(loaded))
+    }
+
+    /// What every member sees of `snapshot` (one this hub handed out),
+    /// made once and shared while it is the network's current snapshot.
+    pub fn view(&self, snapshot: &Arc<NetworkSnapshot>) -> Arc<SharedView> {
+        let net = snapshot.network.id;
+        let current = |slot: &CacheSlot| {
+            slot.snapshot
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, snapshot))
+        };
+        if let Some(slot) = self.cache().get(&net) {
+            if let (true, Some(view)) = (current(slot), &slot.view) {
+                return view.clone();
+            }
+        }
+        // Made outside the lock: the relay's membership checks take it too.
+        let view = Arc::new(SharedView::of(snapshot));
+        if let Some(slot) = self.cache().get_mut(&net) {
+            if current(slot) && slot.view.is_none() {
+                slot.view = Some(view.clone());
+            }
+        }
+        view
     }
 
     /// The cached snapshot, or the lock to take for loading it.

@@ -1,10 +1,61 @@
-//! Builds what one member sees of its network, from a snapshot (pure).
+//! Builds what one member sees of its network, from a snapshot (pure): the
+//! part all members share once per snapshot ([`SharedView`]), the rest per
+//! member.
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use warren_proto::netmap::{DnsConfig, Netmap, NetmapDelta, NetmapPeer, NetworkSettings, SelfNode};
+use warren_proto::netmap::{
+    peer_digest, DnsConfig, Netmap, NetmapDelta, NetmapPeer, NetworkSettings, SelfNode,
+};
 use warren_proto::NodeId;
 
 use crate::store::{Member, MemberState, NetworkSnapshot};
+
+/// What every member of a network sees of the others, built once per
+/// snapshot and shared by all of its members' sessions: each authorized
+/// member as a peer (with the routes it serves) and its digest, sorted by
+/// node ID, and the network's DNS data. A change then costs each session a
+/// comparison of digests, not a netmap of its own.
+#[derive(Debug)]
+pub struct SharedView {
+    pub peers: Vec<(NetmapPeer, u64)>,
+    pub dns: DnsConfig,
+}
+
+impl SharedView {
+    pub fn of(snapshot: &NetworkSnapshot) -> SharedView {
+        let mut peers: Vec<NetmapPeer> = snapshot
+            .members
+            .iter()
+            .filter(|m| m.state == MemberState::Authorized)
+            .map(peer)
+            .collect();
+        peers.sort_by_key(|p| p.node_id);
+        crate::routes::fill_peer_routes(snapshot, &mut peers);
+        SharedView {
+            peers: peers
+                .into_iter()
+                .map(|p| {
+                    let digest = peer_digest(&p);
+                    (p, digest)
+                })
+                .collect(),
+            dns: DnsConfig {
+                zone: snapshot.network.zone.clone(),
+                services: crate::dns::zone::service_records(snapshot),
+            },
+        }
+    }
+
+    /// The peers `node` sees: everyone but itself if it is authorized,
+    /// no one otherwise.
+    pub fn peers_of(&self, header: &Netmap) -> &[(NetmapPeer, u64)] {
+        if header.self_node.authorized {
+            &self.peers
+        } else {
+            &[]
+        }
+    }
+}
 
 /// The netmap of `node` in the snapshot's network, or `None` if it is not a
 /// member. Members that are not authorized get themselves and nothing else:
@@ -12,6 +63,35 @@ use crate::store::{Member, MemberState, NetworkSnapshot};
 /// `stun_ports` are the controller's STUN ports (nodes pair them with the
 /// controller address they connect to).
 pub fn build(snapshot: &NetworkSnapshot, node: NodeId, stun_ports: &[u16]) -> Option<Netmap> {
+    build_from(snapshot, &SharedView::of(snapshot), node, stun_ports)
+}
+
+/// [`build`] from a view already made of the same snapshot.
+pub fn build_from(
+    snapshot: &NetworkSnapshot,
+    view: &SharedView,
+    node: NodeId,
+    stun_ports: &[u16],
+) -> Option<Netmap> {
+    let mut map = header(snapshot, view, node, stun_ports)?;
+    map.peers = view
+        .peers_of(&map)
+        .iter()
+        .filter(|(p, _)| p.node_id != node)
+        .map(|(p, _)| p.clone())
+        .collect();
+    Some(map)
+}
+
+/// Everything of `node`'s netmap but the peers (left empty), which come
+/// from `view`: [`SentNetmap::diff_parts`](warren_proto::netmap::SentNetmap::diff_parts)
+/// compares them by digest.
+pub fn header(
+    snapshot: &NetworkSnapshot,
+    view: &SharedView,
+    node: NodeId,
+    stun_ports: &[u16],
+) -> Option<Netmap> {
     let network = &snapshot.network;
     let me = snapshot.members.iter().find(|m| m.node_id == node)?;
     let authorized = me.state == MemberState::Authorized;
@@ -23,17 +103,6 @@ pub fn build(snapshot: &NetworkSnapshot, node: NodeId, stun_ports: &[u16]) -> Op
     } else {
         Vec::new()
     };
-    let mut peers: Vec<NetmapPeer> = if authorized {
-        snapshot
-            .members
-            .iter()
-            .filter(|m| m.node_id != node && m.state == MemberState::Authorized)
-            .map(peer)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    peers.sort_by_key(|p| p.node_id);
     let mut map = Netmap {
         network_id: network.id,
         network_name: network.name.clone(),
@@ -46,17 +115,14 @@ pub fn build(snapshot: &NetworkSnapshot, node: NodeId, stun_ports: &[u16]) -> Op
             authorized,
             routes: Vec::new(),
         },
-        peers,
-        dns: DnsConfig {
-            zone: network.zone.clone(),
-            services: crate::dns::zone::service_records(snapshot),
-        },
+        peers: Vec::new(),
+        dns: view.dns.clone(),
         settings: NetworkSettings {
             mtu: network.mtu,
             stun_ports: stun_ports.to_vec(),
         },
     };
-    crate::routes::fill_netmap(snapshot, node, &mut map);
+    crate::routes::fill_self_routes(snapshot, node, &mut map);
     Some(map)
 }
 
@@ -172,5 +238,36 @@ mod tests {
         applied.apply(&gone).unwrap();
         assert!(!applied.self_node.authorized && applied.peers.is_empty());
         assert!(is_empty(&map.diff(&map)));
+    }
+
+    #[test]
+    fn deltas_from_the_shared_view_match_whole_map_diffs() {
+        let a = member(1, 1, MemberState::Authorized);
+        let b = member(2, 2, MemberState::Authorized);
+        let c = member(3, 3, MemberState::Authorized);
+        let before = snapshot(vec![a.clone(), b.clone(), c.clone()]);
+        let mut b2 = b.clone();
+        b2.online = false;
+        let d = member(4, 4, MemberState::Authorized);
+        let mut after = snapshot(vec![a.clone(), b2, d]);
+        after.network.netmap_version = 8;
+        for node in [a.node_id, b.node_id] {
+            let old = build(&before, node, &[3478]).unwrap();
+            let new = build(&after, node, &[3478]).unwrap();
+            let view = SharedView::of(&after);
+            let head = header(&after, &view, node, &[3478]).unwrap();
+            let sent = warren_proto::netmap::SentNetmap::of(&old);
+            let from_view = sent.diff_parts(&head, view.peers_of(&head), node);
+            let mut whole = sent.diff(&new);
+            whole.upsert_peers.sort_by_key(|p| p.node_id);
+            assert_eq!(from_view, whole);
+            let mut applied = old.clone();
+            applied.apply(&from_view).unwrap();
+            assert_eq!(applied, new);
+            assert!(
+                from_view.upsert_peers.iter().all(|p| p.node_id != node),
+                "a member is never its own peer"
+            );
+        }
     }
 }

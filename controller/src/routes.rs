@@ -18,7 +18,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use warren_proto::netmap::Netmap;
+use warren_proto::netmap::{Netmap, NetmapPeer};
 use warren_proto::routes::{check_prefix, is_exit, overlaps, PrefixError, SelfRoute};
 use warren_proto::{NetworkId, NodeId};
 
@@ -209,21 +209,25 @@ pub fn elect(members: &[&Member]) -> Option<NodeId> {
 
 /// Puts routes into `map` (built for `node` from `snapshot`): each peer's
 /// served routes, and the node's own advertisements with their standing.
-pub fn fill_netmap(snapshot: &NetworkSnapshot, node: NodeId, map: &mut Netmap) {
+/// Gives each peer the routes it is primary for.
+pub fn fill_peer_routes(snapshot: &NetworkSnapshot, peers: &mut [NetmapPeer]) {
     if snapshot.routes.is_empty() {
         return;
     }
     let primaries = primaries(snapshot);
-    for peer in &mut map.peers {
+    for peer in peers {
         peer.routes = primaries
             .get(&peer.node_id)
             .map(|p| p.iter().copied().collect())
             .unwrap_or_default();
     }
-    if !map.self_node.authorized {
+}
+
+/// Tells the member of `map` what became of the routes it advertises.
+pub fn fill_self_routes(snapshot: &NetworkSnapshot, node: NodeId, map: &mut Netmap) {
+    if snapshot.routes.is_empty() || !map.self_node.authorized {
         return;
     }
-    let mine = primaries.get(&node);
     let mut routes: Vec<SelfRoute> = snapshot
         .routes
         .iter()
@@ -231,9 +235,17 @@ pub fn fill_netmap(snapshot: &NetworkSnapshot, node: NodeId, map: &mut Netmap) {
         .map(|r| SelfRoute {
             prefix: r.prefix,
             approved: r.approved,
-            primary: mine.is_some_and(|p| p.contains(&r.prefix)),
+            primary: false,
         })
         .collect();
+    if routes.is_empty() {
+        return;
+    }
+    let primaries = primaries(snapshot);
+    let mine = primaries.get(&node);
+    for route in &mut routes {
+        route.primary = mine.is_some_and(|p| p.contains(&route.prefix));
+    }
     routes.sort();
     map.self_node.routes = routes;
 }
@@ -630,8 +642,7 @@ mod tests {
             route(&revoked, "192.168.0.0/16", true, true),
         ];
         let snap = snapshot(vec![a.clone(), b.clone(), revoked], routes);
-        let mut map = crate::netmaps::build(&snap, b.node_id, &[]).unwrap();
-        fill_netmap(&snap, b.node_id, &mut map);
+        let map = crate::netmaps::build(&snap, b.node_id, &[]).unwrap();
         let a_peer = map.peers.iter().find(|p| p.node_id == a.node_id).unwrap();
         assert_eq!(
             a_peer.routes,
@@ -639,8 +650,7 @@ mod tests {
         );
         // b approved but not advertised: nothing in its own map either.
         assert!(map.self_node.routes.is_empty());
-        let mut a_map = crate::netmaps::build(&snap, a.node_id, &[]).unwrap();
-        fill_netmap(&snap, a.node_id, &mut a_map);
+        let a_map = crate::netmaps::build(&snap, a.node_id, &[]).unwrap();
         assert_eq!(
             a_map.self_node.routes,
             vec![

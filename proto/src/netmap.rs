@@ -165,14 +165,21 @@ pub struct SentNetmap {
 
 impl SentNetmap {
     pub fn of(map: &Netmap) -> SentNetmap {
+        Self::of_parts(map, map.peers.iter().map(|p| (p.node_id, peer_digest(p))))
+    }
+
+    /// What is kept of `header` (whose own `peers` are ignored) sent with
+    /// peers whose IDs and digests ([`peer_digest`]) are `peers`: for a
+    /// sender that digests each peer once for all its members.
+    pub fn of_parts(header: &Netmap, peers: impl Iterator<Item = (NodeId, u64)>) -> SentNetmap {
         SentNetmap {
-            network_id: map.network_id,
-            network_name: map.network_name.clone(),
-            version: map.version,
-            self_node: map.self_node.clone(),
-            dns: map.dns.clone(),
-            settings: map.settings.clone(),
-            peers: map.peers.iter().map(|p| (p.node_id, digest(p))).collect(),
+            network_id: header.network_id,
+            network_name: header.network_name.clone(),
+            version: header.version,
+            self_node: header.self_node.clone(),
+            dns: header.dns.clone(),
+            settings: header.settings.clone(),
+            peers: peers.collect(),
         }
     }
 
@@ -180,30 +187,58 @@ impl SentNetmap {
     /// whose digest is unchanged is unchanged (a collision of 64-bit
     /// digests is not a practical concern).
     pub fn diff(&self, next: &Netmap) -> NetmapDelta {
-        NetmapDelta {
-            network_id: next.network_id,
-            base_version: self.version,
-            version: next.version,
-            self_node: (self.self_node != next.self_node).then(|| next.self_node.clone()),
-            network_name: (self.network_name != next.network_name)
-                .then(|| next.network_name.clone()),
-            dns: (self.dns != next.dns).then(|| next.dns.clone()),
-            settings: (self.settings != next.settings).then(|| next.settings.clone()),
-            upsert_peers: next
-                .peers
+        let kept: std::collections::BTreeSet<NodeId> =
+            next.peers.iter().map(|p| p.node_id).collect();
+        self.diff_with(
+            next,
+            |id| kept.contains(id),
+            next.peers.iter().map(|p| (p, peer_digest(p))),
+        )
+    }
+
+    /// [`SentNetmap::diff`] against `header` (whose own `peers` are
+    /// ignored) with `peers`, each with its digest and sorted by node ID,
+    /// leaving out `skip` (the member itself): only changed peers are
+    /// cloned, and nothing is digested again.
+    pub fn diff_parts(
+        &self,
+        header: &Netmap,
+        peers: &[(NetmapPeer, u64)],
+        skip: NodeId,
+    ) -> NetmapDelta {
+        self.diff_with(
+            header,
+            |id| *id != skip && peers.binary_search_by_key(id, |(p, _)| p.node_id).is_ok(),
+            peers
                 .iter()
-                .filter(|p| self.peers.get(&p.node_id) != Some(&digest(p)))
-                .cloned()
+                .filter(|(p, _)| p.node_id != skip)
+                .map(|(p, digest)| (p, *digest)),
+        )
+    }
+
+    /// The delta to `header` and `next_peers`; `kept` says whether a peer
+    /// sent before is still among them.
+    fn diff_with<'a>(
+        &self,
+        header: &Netmap,
+        kept: impl Fn(&NodeId) -> bool,
+        next_peers: impl Iterator<Item = (&'a NetmapPeer, u64)>,
+    ) -> NetmapDelta {
+        let remove_peers = self.peers.keys().filter(|id| !kept(id)).copied().collect();
+        NetmapDelta {
+            network_id: header.network_id,
+            base_version: self.version,
+            version: header.version,
+            self_node: (self.self_node != header.self_node).then(|| header.self_node.clone()),
+            network_name: (self.network_name != header.network_name)
+                .then(|| header.network_name.clone()),
+            dns: (self.dns != header.dns).then(|| header.dns.clone()),
+            settings: (self.settings != header.settings).then(|| header.settings.clone()),
+            upsert_peers: next_peers
+                .filter(|(p, digest)| self.peers.get(&p.node_id) != Some(digest))
+                .map(|(p, _)| p.clone())
                 .collect(),
-            remove_peers: {
-                let kept: std::collections::BTreeSet<NodeId> =
-                    next.peers.iter().map(|p| p.node_id).collect();
-                self.peers
-                    .keys()
-                    .filter(|id| !kept.contains(id))
-                    .copied()
-                    .collect()
-            },
+            remove_peers,
         }
     }
 
@@ -227,7 +262,8 @@ impl SentNetmap {
     }
 }
 
-fn digest(peer: &NetmapPeer) -> u64 {
+/// A peer's digest: what [`SentNetmap`] keeps of it.
+pub fn peer_digest(peer: &NetmapPeer) -> u64 {
     let mut hasher = DefaultHasher::new();
     peer.hash(&mut hasher);
     hasher.finish()

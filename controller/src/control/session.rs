@@ -12,7 +12,7 @@ use std::sync::Arc;
 use quinn::SendStream;
 use tokio::sync::{broadcast, mpsc};
 use warren_proto::control::{ControllerMessage, JoinOutcome, NodeMessage};
-use warren_proto::netmap::SentNetmap;
+use warren_proto::netmap::{Netmap, SentNetmap};
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
 use super::frames::{write_message, FrameIoError};
@@ -323,11 +323,17 @@ impl Session {
             Err(e) => return self.internal(e).await,
         };
         let stun_ports = &self.context.stun_ports;
-        match snapshot.and_then(|s| netmaps::build(&s, self.node_id, stun_ports)) {
-            Some(map) => {
-                self.send(&ControllerMessage::Netmap(map.clone())).await?;
+        let built = snapshot.and_then(|s| {
+            let view = self.context.hub.view(&s);
+            let map = netmaps::build_from(&s, &view, self.node_id, stun_ports)?;
+            let sent = SentNetmap::of_parts(&map, digests(&view, &map, self.node_id));
+            Some((map, sent))
+        });
+        match built {
+            Some((map, sent)) => {
+                self.send(&ControllerMessage::Netmap(map)).await?;
                 self.count_push();
-                self.joined.insert(net, SentNetmap::of(&map));
+                self.joined.insert(net, sent);
                 Ok(())
             }
             // Deleted between the join and now; the change notice told others.
@@ -349,11 +355,14 @@ impl Session {
             .map(|s| s.network.netmap_version)
             .unwrap_or(0);
         let stun_ports = &self.context.stun_ports;
-        let next = snapshot.and_then(|s| netmaps::build(&s, self.node_id, stun_ports));
+        let next = snapshot.and_then(|s| {
+            let view = self.context.hub.view(&s);
+            netmaps::header(&s, &view, self.node_id, stun_ports).map(|header| (header, view))
+        });
         let Some(last) = self.joined.get(&net) else {
             return Ok(());
         };
-        let Some(next) = next else {
+        let Some((next, view)) = next else {
             // Deleted, or the network is gone: an empty, unauthorized map
             // makes the node tear down, then the network is forgotten here.
             let gone = last.tombstone(version);
@@ -366,13 +375,14 @@ impl Session {
             // An older snapshot than what the node has; a newer notice follows.
             return Ok(());
         }
-        let delta = last.diff(&next);
+        let delta = last.diff_parts(&next, view.peers_of(&next), self.node_id);
         if netmaps::is_empty(&delta) {
             return Ok(());
         }
         self.send(&ControllerMessage::NetmapDelta(delta)).await?;
         self.count_push();
-        self.joined.insert(net, SentNetmap::of(&next));
+        let sent = SentNetmap::of_parts(&next, digests(&view, &next, self.node_id));
+        self.joined.insert(net, sent);
         Ok(())
     }
 
@@ -436,4 +446,16 @@ impl Session {
             }
         }
     }
+}
+
+/// The node IDs and digests of the peers `node` sees in `view`.
+fn digests<'a>(
+    view: &'a netmaps::SharedView,
+    header: &Netmap,
+    node: NodeId,
+) -> impl Iterator<Item = (NodeId, u64)> + 'a {
+    view.peers_of(header)
+        .iter()
+        .filter(move |(p, _)| p.node_id != node)
+        .map(|(p, digest)| (p.node_id, *digest))
 }
