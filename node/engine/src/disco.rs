@@ -9,7 +9,7 @@ use warren_proto::NodePublicKey;
 
 use crate::engine::{Engine, Event, Source, Transmit};
 use crate::error::PacketError;
-use crate::path::{Probe, ProbeTarget, Via, CALL_ME_MAYBE_EVERY, PROBE_DIRECT, PROBE_SEARCHING};
+use crate::path::{Probe, ProbeTarget, Via, CALL_ME_MAYBE_EVERY};
 use crate::peer::PeerId;
 
 impl Engine {
@@ -52,7 +52,7 @@ impl Engine {
                 peer,
                 endpoints: self.local_endpoints.clone(),
             });
-            self.probe(id, false, now);
+            self.probe_afresh(id, now);
         }
     }
 
@@ -72,7 +72,7 @@ impl Engine {
                 paths.learn(*addr, now);
             }
         }
-        self.probe(id, false, now);
+        self.probe_afresh(id, now);
     }
 
     /// Probes every path to a peer; the first answer comes back as
@@ -258,6 +258,17 @@ impl Engine {
         }
     }
 
+    /// Probes after news that may open a path (our new endpoints, the
+    /// peer's, its call-me-maybe): the search restarts with its fast
+    /// rounds, so a ping lost to a filter that the news is about to open
+    /// goes again within a quarter second.
+    pub(crate) fn probe_afresh(&mut self, id: PeerId, now: Instant) {
+        if let Some(paths) = self.peer_mut(id).and_then(|p| p.paths.as_mut()) {
+            paths.search_round = 0;
+        }
+        self.probe(id, false, now);
+    }
+
     /// Pings every candidate of a peer, and the relay path too while no
     /// direct path works (or when a user asked).
     pub(crate) fn probe(&mut self, id: PeerId, asked: bool, now: Instant) {
@@ -266,13 +277,7 @@ impl Engine {
             return;
         };
         let searching = paths.best.is_none();
-        paths.next_probe = Some(
-            now + if searching {
-                PROBE_SEARCHING
-            } else {
-                PROBE_DIRECT
-            },
-        );
+        paths.schedule_next_probe(now);
         let targets: Vec<SocketAddr> = paths.candidates.keys().copied().collect();
         for addr in targets {
             self.send_ping(id, ProbeTarget::Udp(addr), asked, now);

@@ -288,7 +288,7 @@ impl Engine {
             peer.refresh_via(self.relay, now);
         }
         if probe_now {
-            self.probe(id, false, now);
+            self.probe_afresh(id, now);
         }
         Ok(id)
     }

@@ -8,8 +8,14 @@ use std::time::{Duration, Instant};
 use warren_proto::disco::TxId;
 use warren_proto::NodePublicKey;
 
-/// While no direct path is known, probe every candidate this often.
+/// While no direct path is known, probe every candidate this often...
 pub const PROBE_SEARCHING: Duration = Duration::from_secs(2);
+/// ...after the first rounds of a search, which come faster: this long
+/// after the first, then twice as long each time up to [`PROBE_SEARCHING`]
+/// (0, 0.25, 0.75, 1.75, 3.75 s, ...). A first ping that reached the peer's
+/// filter a moment before the peer's own ping opened it is sent again
+/// within a quarter second instead of two.
+pub const PROBE_RETRY_FIRST: Duration = Duration::from_millis(250);
 /// With a direct path, probe every candidate this often, to find a better
 /// one and to notice a dead one before its timeout.
 pub const PROBE_DIRECT: Duration = Duration::from_secs(10);
@@ -95,6 +101,8 @@ pub(crate) struct Paths {
     pub(crate) best: Option<SocketAddr>,
     pub(crate) pings: BTreeMap<TxId, Probe>,
     pub(crate) next_probe: Option<Instant>,
+    /// Probe rounds since the search for a direct path began.
+    pub(crate) search_round: u32,
     pub(crate) last_call_me_maybe: Option<Instant>,
     pub(crate) relay_rtt: Option<Duration>,
     /// The peer's `tx_bytes` at the last timer check: more now means we are sending.
@@ -104,6 +112,20 @@ pub(crate) struct Paths {
 }
 
 impl Paths {
+    /// When the probe round that starts `now` should be followed by the
+    /// next, and counts the round.
+    pub(crate) fn schedule_next_probe(&mut self, now: Instant) {
+        let interval = if self.best.is_none() {
+            let backoff = PROBE_RETRY_FIRST.saturating_mul(1u32 << self.search_round.min(8));
+            self.search_round = self.search_round.saturating_add(1);
+            backoff.min(PROBE_SEARCHING)
+        } else {
+            self.search_round = 0;
+            PROBE_DIRECT
+        };
+        self.next_probe = Some(now + interval);
+    }
+
     /// Replaces the candidates the controller gave, keeping what was learnt.
     /// True if one of them is new.
     pub(crate) fn set_candidates(&mut self, addrs: &[SocketAddr]) -> bool {
@@ -303,6 +325,29 @@ impl Paths {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_search_retries_fast_then_settles_and_a_direct_path_probes_slowly() {
+        let t0 = Instant::now();
+        let mut paths = Paths::default();
+        let mut at = t0;
+        let mut gaps = Vec::new();
+        for _ in 0..6 {
+            paths.schedule_next_probe(at);
+            let next = paths.next_probe.unwrap();
+            gaps.push(next - at);
+            at = next;
+        }
+        let ms: Vec<u128> = gaps.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [250, 500, 1000, 2000, 2000, 2000]);
+        paths.best = Some("192.0.2.1:51820".parse().unwrap());
+        paths.schedule_next_probe(at);
+        assert_eq!(paths.next_probe.unwrap() - at, PROBE_DIRECT);
+        // A search after the direct path died starts fast again.
+        paths.best = None;
+        paths.schedule_next_probe(at);
+        assert_eq!(paths.next_probe.unwrap() - at, PROBE_RETRY_FIRST);
+    }
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
