@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use quinn::crypto::rustls::QuicClientConfig;
 use rand_core::RngCore;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use warren_proto::control::{self, ControllerMessage, JoinOutcome, NodeMessage};
 use warren_proto::netmap::{Netmap, NetmapDelta};
 use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
@@ -354,7 +354,8 @@ async fn connect_and_serve(
     // Relay frames go to the named relay-only instance while it is up, and
     // through this connection otherwise.
     let via_controller = RelayPath::new(connection.clone());
-    let via_instance: RelaySlot = Arc::default();
+    let (via_instance, mut instance_changes) = watch::channel(None);
+    let mut instance: Option<RelayPath> = None;
     let _instance = match (relay_server, pinned) {
         (Some(target), Some(fp)) => Some(RelayInstance::spawn(
             controller.to_owned(),
@@ -392,9 +393,11 @@ async fn connect_and_serve(
                 session.remember(&command);
                 write(&mut send, &to_message(&command)).await?;
             }
+            Ok(()) = instance_changes.changed() => {
+                instance = instance_changes.borrow_and_update().clone();
+            }
             Some(out) = relay.recv() => {
                 seq += 1;
-                let instance = via_instance.lock().ok().and_then(|s| s.clone());
                 send_relay(instance.as_ref().unwrap_or(&via_controller), out, seq);
             }
         }
@@ -591,9 +594,6 @@ impl RelayPath {
     }
 }
 
-/// The relay-only instance's path, while one is up.
-type RelaySlot = Arc<Mutex<Option<RelayPath>>>;
-
 /// A connection to the relay-only instance a controller named, kept open
 /// with backoff for as long as the controller connection lasts.
 struct RelayInstance {
@@ -607,7 +607,7 @@ impl RelayInstance {
         fingerprint: String,
         key: NodePrivateKey,
         events: mpsc::UnboundedSender<ControlEvent>,
-        slot: RelaySlot,
+        path: watch::Sender<Option<RelayPath>>,
     ) -> Self {
         let task = tokio::spawn(async move {
             let mut backoff = Duration::from_secs(1);
@@ -622,7 +622,7 @@ impl RelayInstance {
                         // when this task ends, also when it is aborted.
                         let _close = CloseOnDrop(link.connection.clone());
                         spawn_relay_reader(link.connection.clone(), events.clone());
-                        set_slot(&slot, Some(RelayPath::new(link.connection.clone())));
+                        path.send_replace(Some(RelayPath::new(link.connection.clone())));
                         let _ = events.send(ControlEvent::RelayServer {
                             controller: controller.clone(),
                             relay: Some(target.clone()),
@@ -632,7 +632,7 @@ impl RelayInstance {
                         while let Some(Ok(message)) = link.frames.recv().await {
                             tracing::debug!(?message, "from the relay-only instance");
                         }
-                        set_slot(&slot, None);
+                        path.send_replace(None);
                         let _ = events.send(ControlEvent::RelayServer {
                             controller: controller.clone(),
                             relay: None,
@@ -664,11 +664,6 @@ impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         self.0.close(0u32.into(), b"done");
     }
-}
-
-fn set_slot(slot: &RelaySlot, path: Option<RelayPath>) {
-    // Every write replaces the whole value, so a poisoned lock is fine.
-    *slot.lock().unwrap_or_else(|p| p.into_inner()) = path;
 }
 
 /// Sends one packet to the relay: as a datagram if it fits, else as a
