@@ -46,14 +46,33 @@ impl SharedView {
         }
     }
 
-    /// The peers `node` sees: everyone but itself if it is authorized,
-    /// no one otherwise.
+    /// The peers the member of `header` may see, itself included (as
+    /// [`SentNetmap::diff_parts`](warren_proto::netmap::SentNetmap::diff_parts)
+    /// takes them): everyone if it is authorized, no one otherwise.
     pub fn peers_of(&self, header: &Netmap) -> &[(NetmapPeer, u64)] {
         if header.self_node.authorized {
             &self.peers
         } else {
             &[]
         }
+    }
+
+    /// The peers the member of `header` sees: [`Self::peers_of`] without itself.
+    pub fn others_of<'a>(
+        &'a self,
+        header: &Netmap,
+    ) -> impl Iterator<Item = &'a (NetmapPeer, u64)> + 'a {
+        let me = header.self_node.node_id;
+        self.peers_of(header)
+            .iter()
+            .filter(move |(p, _)| p.node_id != me)
+    }
+
+    /// The routes `node` is primary for.
+    fn primary_routes(&self, node: NodeId) -> &[IpNet] {
+        self.peers
+            .binary_search_by_key(&node, |(p, _)| p.node_id)
+            .map_or(&[], |i| &self.peers[i].0.routes)
     }
 }
 
@@ -74,12 +93,7 @@ pub fn build_from(
     stun_ports: &[u16],
 ) -> Option<Netmap> {
     let mut map = header(snapshot, view, node, stun_ports)?;
-    map.peers = view
-        .peers_of(&map)
-        .iter()
-        .filter(|(p, _)| p.node_id != node)
-        .map(|(p, _)| p.clone())
-        .collect();
+    map.peers = view.others_of(&map).map(|(p, _)| p.clone()).collect();
     Some(map)
 }
 
@@ -122,7 +136,7 @@ pub fn header(
             stun_ports: stun_ports.to_vec(),
         },
     };
-    crate::routes::fill_self_routes(snapshot, node, &mut map);
+    crate::routes::fill_self_routes(snapshot, node, view.primary_routes(node), &mut map);
     Some(map)
 }
 

@@ -207,8 +207,6 @@ pub fn elect(members: &[&Member]) -> Option<NodeId> {
         .map(|m| m.node_id)
 }
 
-/// Puts routes into `map` (built for `node` from `snapshot`): each peer's
-/// served routes, and the node's own advertisements with their standing.
 /// Gives each peer the routes it is primary for.
 pub fn fill_peer_routes(snapshot: &NetworkSnapshot, peers: &mut [NetmapPeer]) {
     if snapshot.routes.is_empty() {
@@ -223,9 +221,16 @@ pub fn fill_peer_routes(snapshot: &NetworkSnapshot, peers: &mut [NetmapPeer]) {
     }
 }
 
-/// Tells the member of `map` what became of the routes it advertises.
-pub fn fill_self_routes(snapshot: &NetworkSnapshot, node: NodeId, map: &mut Netmap) {
-    if snapshot.routes.is_empty() || !map.self_node.authorized {
+/// Tells the member of `map` what became of the routes it advertises;
+/// `primary` are the routes it is primary for (its own entry of
+/// [`fill_peer_routes`]).
+pub fn fill_self_routes(
+    snapshot: &NetworkSnapshot,
+    node: NodeId,
+    primary: &[IpNet],
+    map: &mut Netmap,
+) {
+    if !map.self_node.authorized {
         return;
     }
     let mut routes: Vec<SelfRoute> = snapshot
@@ -235,17 +240,9 @@ pub fn fill_self_routes(snapshot: &NetworkSnapshot, node: NodeId, map: &mut Netm
         .map(|r| SelfRoute {
             prefix: r.prefix,
             approved: r.approved,
-            primary: false,
+            primary: primary.contains(&r.prefix),
         })
         .collect();
-    if routes.is_empty() {
-        return;
-    }
-    let primaries = primaries(snapshot);
-    let mine = primaries.get(&node);
-    for route in &mut routes {
-        route.primary = mine.is_some_and(|p| p.contains(&route.prefix));
-    }
     routes.sort();
     map.self_node.routes = routes;
 }

@@ -326,7 +326,7 @@ impl Session {
         let built = snapshot.and_then(|s| {
             let view = self.context.hub.view(&s);
             let map = netmaps::build_from(&s, &view, self.node_id, stun_ports)?;
-            let sent = SentNetmap::of_parts(&map, digests(&view, &map, self.node_id));
+            let sent = SentNetmap::of_parts(&map, digests(&view, &map));
             Some((map, sent))
         });
         match built {
@@ -381,7 +381,7 @@ impl Session {
         }
         self.send(&ControllerMessage::NetmapDelta(delta)).await?;
         self.count_push();
-        let sent = SentNetmap::of_parts(&next, digests(&view, &next, self.node_id));
+        let sent = SentNetmap::of_parts(&next, digests(&view, &next));
         self.joined.insert(net, sent);
         Ok(())
     }
@@ -448,14 +448,11 @@ impl Session {
     }
 }
 
-/// The node IDs and digests of the peers `node` sees in `view`.
+/// The node IDs and digests of the peers the member of `header` sees.
 fn digests<'a>(
     view: &'a netmaps::SharedView,
     header: &Netmap,
-    node: NodeId,
 ) -> impl Iterator<Item = (NodeId, u64)> + 'a {
-    view.peers_of(header)
-        .iter()
-        .filter(move |(p, _)| p.node_id != node)
+    view.others_of(header)
         .map(|(p, digest)| (p.node_id, *digest))
 }
