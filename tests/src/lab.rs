@@ -91,6 +91,8 @@ impl Lab {
         }
         let process = Process::spawn(self.dir.path(), label, cmd)?;
         self.register(process.logs().clone());
+        // On error the guard is dropped, which ends the child by its PID.
+        ns.wait_entered(process.pid())?;
         Ok(process)
     }
 

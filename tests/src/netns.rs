@@ -2,7 +2,9 @@
 //! still inside it, when dropped.
 
 use std::ffi::OsStr;
+use std::os::unix::fs::MetadataExt as _;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use crate::command;
 use crate::error::{LabError, Result};
@@ -102,6 +104,38 @@ impl Netns {
         in_netns::spawn(&self.name, f)
     }
 
+    /// Waits until `pid` has entered this namespace (or has ended).
+    ///
+    /// `ip netns exec` is a process in the host namespace until it switches
+    /// and execs the program, so a spawn returns before its child is
+    /// inside. A teardown in that window would not find the child, which
+    /// then enters the deleted namespace and runs on. Spawners wait here
+    /// so that every process they hand out is one teardown can see.
+    pub fn wait_entered(&self, pid: u32) -> Result<()> {
+        let path = format!("{NETNS_RUN_DIR}/{}", self.name);
+        let inode = std::fs::metadata(&path)
+            .map_err(|e| LabError::io(format!("reading {path}"), e))?
+            .ino();
+        let want = format!("net:[{inode}]");
+        let deadline = Instant::now() + ENTER_WAIT;
+        loop {
+            match std::fs::read_link(format!("/proc/{pid}/ns/net")) {
+                Ok(link) if link.as_os_str() == want.as_str() => return Ok(()),
+                // Gone already: nothing is left that teardown could miss.
+                Err(_) => return Ok(()),
+                Ok(_) if is_dead(pid) => return Ok(()),
+                Ok(_) => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: format!("process {pid} to enter namespace {}", self.name),
+                    after: ENTER_WAIT,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// PIDs of processes whose network namespace is this one.
     pub fn pids(&self) -> Result<Vec<u32>> {
         let out = command::run_stdout(&mut command::command("ip", ["netns", "pids", &self.name]))?;
@@ -122,9 +156,22 @@ impl Netns {
         // which may have a thread inside but lives in the host namespace.
         match self.pids() {
             Ok(pids) => {
-                for pid in pids.into_iter().filter(|&p| p != me) {
+                let pids: Vec<u32> = pids.into_iter().filter(|&p| p != me).collect();
+                for &pid in &pids {
                     // The process may exit between listing and signalling.
                     let _ = command::signal(pid, "KILL");
+                }
+                // SIGKILL is delivered when the target next runs; on a busy
+                // machine that can be a while after kill(1) returns. Wait
+                // until each is gone (or a zombie, which holds nothing) so
+                // that dropping the guard means the processes have ended.
+                for pid in pids {
+                    if !wait_dead(pid, TEARDOWN_KILL_WAIT) {
+                        eprintln!(
+                            "warren-lab: process {pid} in {} outlived SIGKILL for {TEARDOWN_KILL_WAIT:?}",
+                            self.name
+                        );
+                    }
                 }
             }
             // Still delete the name below; the error is reported.
@@ -132,6 +179,43 @@ impl Netns {
         }
         command::run(&mut command::command("ip", ["netns", "delete", &self.name])).map(|_| ())
     }
+}
+
+/// Where `ip netns add` puts its namespace files.
+const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// How long a spawner waits for `ip netns exec` to switch namespaces.
+const ENTER_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a namespace guard waits for the processes it killed to end.
+const TEARDOWN_KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// True once `pid` has exited or is a zombie; false if it still runs after
+/// `limit`.
+fn wait_dead(pid: u32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if is_dead(pid) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A process is dead for our purposes when `/proc/<pid>/stat` is gone or
+/// names state `Z` (exited, waiting for its parent to reap it).
+fn is_dead(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // The command name is in parentheses and may hold spaces or ')'; the
+    // state is the first field after the last ')'.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state == "Z" || state == "X")
 }
 
 impl Drop for Netns {
