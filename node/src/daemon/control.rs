@@ -21,6 +21,30 @@ use warren_proto::relay::{self, RelayFrame};
 const SERVER_NAME: &str = "warren-controller";
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// How often a link is pinged when idle, and how long a silent link lasts.
+#[derive(Clone, Copy, Debug)]
+struct Liveness {
+    keep_alive: Duration,
+    idle_timeout: Duration,
+}
+
+/// The controller link. The controller's own settings are shorter (8 s
+/// idle, 2 s pings); QUIC uses the smaller idle timeout of the two.
+const CONTROLLER_LIVENESS: Liveness = Liveness {
+    keep_alive: Duration::from_secs(5),
+    idle_timeout: Duration::from_secs(20),
+};
+
+/// A relay-only instance's link. While a dead instance goes unnoticed,
+/// this node's relayed packets go to it and are lost, so it is noticed
+/// after 3 s of silence (the controller link waits 8 s); pings every
+/// second keep a live one from looking silent. A false alarm costs little:
+/// relaying falls back to the controller until the link is back.
+const INSTANCE_LIVENESS: Liveness = Liveness {
+    keep_alive: Duration::from_secs(1),
+    idle_timeout: Duration::from_secs(3),
+};
+
 /// What the node asks of a controller.
 #[derive(Debug, Clone)]
 pub enum ControlCommand {
@@ -219,6 +243,7 @@ async fn run(
 fn client_config(
     fingerprint: Option<String>,
     seen: &Arc<Mutex<Option<String>>>,
+    liveness: Liveness,
 ) -> anyhow::Result<quinn::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -234,7 +259,7 @@ fn client_config(
     let crypto = QuicClientConfig::try_from(tls).context("QUIC TLS setup")?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    transport.keep_alive_interval(Some(liveness.keep_alive));
     // Relay traffic: full-MTU WireGuard packets do not fit a QUIC datagram
     // and arrive as records on a stream the relay keeps open (it opens
     // another only when one breaks).
@@ -244,9 +269,9 @@ fn client_config(
     // All large relayed packets share that stream: its window bounds them
     // to about window / round trip.
     transport.stream_receive_window((4u32 << 20).into());
-    transport.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
-        20_000,
-    ))));
+    transport.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(liveness.idle_timeout).context("QUIC idle timeout")?,
+    ));
     config.transport_config(Arc::new(transport));
     Ok(config)
 }
@@ -271,6 +296,7 @@ async fn open_link(
     fingerprint: Option<String>,
     seen: &Arc<Mutex<Option<String>>>,
     key: &NodePrivateKey,
+    liveness: Liveness,
 ) -> anyhow::Result<Link> {
     let addr = tokio::net::lookup_host(target)
         .await
@@ -291,7 +317,7 @@ async fn open_link(
         Arc::new(quinn::TokioRuntime),
     )
     .context("opening QUIC endpoint")?;
-    endpoint.set_default_client_config(client_config(fingerprint, seen)?);
+    endpoint.set_default_client_config(client_config(fingerprint, seen, liveness)?);
     let connection = endpoint
         .connect(addr, SERVER_NAME)
         .context("starting QUIC connection")?
@@ -332,9 +358,15 @@ async fn connect_and_serve(
         mut frames,
         remote,
         relay: relay_server,
-    } = open_link(controller, fingerprint.clone(), seen, key)
-        .await
-        .context("controller")?;
+    } = open_link(
+        controller,
+        fingerprint.clone(),
+        seen,
+        key,
+        CONTROLLER_LIVENESS,
+    )
+    .await
+    .context("controller")?;
     let first_use = fingerprint.is_none();
     let pinned = fingerprint.or_else(|| seen.lock().ok().and_then(|s| s.clone()));
     if let (true, Some(fp)) = (first_use, &pinned) {
@@ -614,7 +646,15 @@ impl RelayInstance {
             loop {
                 // The instance serves the controller's own certificate.
                 let seen = Arc::new(Mutex::new(None));
-                match open_link(&target, Some(fingerprint.clone()), &seen, &key).await {
+                match open_link(
+                    &target,
+                    Some(fingerprint.clone()),
+                    &seen,
+                    &key,
+                    INSTANCE_LIVENESS,
+                )
+                .await
+                {
                     Ok(mut link) => {
                         tracing::info!(%target, "relaying through the relay-only instance");
                         backoff = Duration::from_secs(1);
