@@ -102,6 +102,8 @@ expect_in_deb "$AGENT_DEB" usr/share/fish/vendor_completions.d/warren.fish -rw-r
 expect_in_deb "$CONTROLLER_DEB" usr/bin/warren-controller -rwxr-xr-x
 expect_in_deb "$CONTROLLER_DEB" etc/warren-controller/controller.toml -rw-r--r--
 expect_in_deb "$CONTROLLER_DEB" usr/lib/systemd/system/warren-controller.service -rw-r--r--
+expect_in_deb "$CONTROLLER_DEB" etc/warren-controller/relay.toml -rw-r--r--
+expect_in_deb "$CONTROLLER_DEB" usr/lib/systemd/system/warren-controller-relay.service -rw-r--r--
 expect_in_deb "$CONTROLLER_DEB" usr/lib/sysusers.d/warren-controller.conf -rw-r--r--
 expect_in_deb "$CONTROLLER_DEB" usr/lib/tmpfiles.d/warren-controller.conf -rw-r--r--
 expect_in_deb "$CONTROLLER_DEB" usr/share/bash-completion/completions/warren-controller -rw-r--r--
@@ -114,6 +116,18 @@ for deb in "$AGENT_DEB" "$CONTROLLER_DEB"; do
     dpkg-deb -e "$deb" "$control"
     grep -qx "/etc/$pkg/$([ "$pkg" = warren ] && echo warren.toml || echo controller.toml)" "$control/conffiles" ||
         fail "$pkg: config file not a conffile"
+    if [ "$pkg" = warren-controller ]; then
+        grep -qx /etc/warren-controller/relay.toml "$control/conffiles" || fail "$pkg: relay.toml not a conffile"
+        grep -q "deb-systemd-helper enable warren-controller-relay" "$control/postinst" &&
+            ! grep -q "was-enabled warren-controller-relay" "$control/postinst" &&
+            fail "$pkg: postinst enables the relay unit unasked"
+        grep -q "try-restart warren-controller-relay.service" "$control/postinst" ||
+            fail "$pkg: postinst does not restart a running relay unit on upgrade"
+        grep -q "deb-systemd-invoke stop warren-controller-relay.service" "$control/prerm" ||
+            fail "$pkg: prerm does not stop the relay unit"
+        grep -q "deb-systemd-helper purge warren-controller-relay.service" "$control/postrm" ||
+            fail "$pkg: postrm does not remove the relay unit's links on purge"
+    fi
     grep -q "systemd-sysusers" "$control/postinst" || fail "$pkg: postinst does not create its user/group"
     grep -q "deb-systemd-helper enable" "$control/postinst" || fail "$pkg: postinst does not enable the unit"
     grep -q "_dh_action=restart\|deb-systemd-invoke restart\|_dh_action=try-restart" "$control/postinst" ||
@@ -163,12 +177,16 @@ stat_is /etc/warren/warren.toml "root:root 644"
 stat_is /etc/warren-controller/controller.toml "root:root 644"
 stat_is /usr/lib/systemd/system/warren.service "root:root 644"
 stat_is /usr/lib/systemd/system/warren-controller.service "root:root 644"
+stat_is /etc/warren-controller/relay.toml "root:root 644"
+stat_is /usr/lib/systemd/system/warren-controller-relay.service "root:root 644"
 getent group warren >/dev/null || fail "postinst made no group warren"
 [ "$(getent passwd warren-controller | cut -d: -f6,7)" = "/var/lib/warren-controller:/usr/sbin/nologin" ] ||
     fail "user warren-controller: $(getent passwd warren-controller)"
 for unit in warren warren-controller; do
     [ -L "/etc/systemd/system/multi-user.target.wants/$unit.service" ] || fail "$unit.service not enabled"
 done
+[ -e /etc/systemd/system/multi-user.target.wants/warren-controller-relay.service ] &&
+    fail "warren-controller-relay.service enabled by the install (the operator enables it)"
 stat_is /usr/share/man/man1/warren-join.1.gz "root:root 644"
 man -w warren-controller-serve >/dev/null || fail "man cannot find warren-controller-serve(1)"
 # tmpfiles.d entries: what systemd would make at boot (no systemd as PID 1 here).
@@ -177,21 +195,25 @@ stat_is /var/lib/warren "root:warren 700"
 stat_is /run/warren "root:warren 750"
 stat_is /var/lib/warren-controller "warren-controller:warren-controller 700"
 ok "installed: files, owners, modes, group warren, user warren-controller, units enabled, man pages, tmpfiles"
-verify=$(systemd-analyze verify /usr/lib/systemd/system/warren.service /usr/lib/systemd/system/warren-controller.service 2>&1) ||
-    fail "systemd-analyze verify: $verify"
+UNITS=(warren warren-controller warren-controller-relay)
+unit_files=()
+for unit in "${UNITS[@]}"; do unit_files+=("/usr/lib/systemd/system/$unit.service"); done
+verify=$(systemd-analyze verify "${unit_files[@]}" 2>&1) || fail "systemd-analyze verify: $verify"
 [ -z "$verify" ] || fail "systemd-analyze verify warns: $verify"
-ok "systemd-analyze verify: both units clean"
-for unit in warren warren-controller; do
+ok "systemd-analyze verify: all ${#UNITS[@]} units clean"
+for unit in "${UNITS[@]}"; do
     line=$(systemd-analyze security --offline=yes --no-pager "/usr/lib/systemd/system/$unit.service" | tail -n 1)
     echo "   $line"
     echo "$line" | grep -qE "(PERFECT|SAFE|OK) " || fail "$unit.service exposure is worse than OK: $line"
 done
-ok "systemd-analyze security: both units in the OK band or better"
+ok "systemd-analyze security: all ${#UNITS[@]} units in the OK band or better"
 # The installed binaries run: version, and a config check of the shipped conffiles.
 warren --version | grep -q "^warren " || fail "warren --version"
 warren check-config --config /etc/warren/warren.toml >/dev/null || fail "shipped /etc/warren/warren.toml does not check"
 warren-controller check-config --config /etc/warren-controller/controller.toml >/dev/null ||
     fail "shipped controller.toml does not check"
+warren-controller relay --check-config --config /etc/warren-controller/relay.toml >/dev/null ||
+    fail "shipped relay.toml does not check"
 ok "installed binaries run; the shipped config files check"
 listed=$(dpkg -L warren warren-controller | sort -u)
 dpkg --purge warren warren-controller >/dev/null

@@ -16,7 +16,10 @@
 # rewrites /etc/resolv.conf under ProtectSystem=strict and names in the
 # zone resolve, and the same through systemd-resolved (per-link DNS and
 # a ~zone routing domain); `warren ping` finds a direct path and ICMP crosses the
-# overlay; an upgrade (reinstall) restarts both units, keeps a local edit
+# overlay; the relay-only unit, installed but not enabled, runs with no
+# capabilities once enabled, both agents connect to it when the controller
+# names it, and with direct UDP blocked ICMP crosses it; an upgrade
+# (reinstall) restarts all three units, keeps a local edit
 # of a conffile, and the node comes back into its network; purge stops
 # everything, restores resolv.conf and routing, and leaves nothing.
 #
@@ -35,6 +38,7 @@ A_ADDR=192.0.2.1
 B_ADDR=192.0.2.2
 SERVICE_RANGE=10.96.0.0/12
 SERVICE_IP=10.96.0.10
+RELAY_METRICS_PORT=7481
 
 fail() { echo "FAIL (container): $*" >&2; exit 1; }
 note() { echo "   container: $*"; }
@@ -307,6 +311,63 @@ done
 c ping -c 3 -W 2 -q "$SERVICE_IP" >/dev/null || fail "no answer from $SERVICE_IP behind B: $(c warren routes)"
 note "B advertised $SERVICE_RANGE (auto-approved); A accepted it and reaches $SERVICE_IP through B"
 
+# ---- the relay-only instance: installed but not enabled; once enabled and
+# named by the controller (advertise-relay), both agents connect to it, and
+# with direct UDP between them blocked their traffic crosses it.
+[ "$(c systemctl is-enabled warren-controller-relay.service)" = disabled ] ||
+    fail "warren-controller-relay.service is $(c systemctl is-enabled warren-controller-relay.service) after install"
+c systemctl is-active --quiet warren-controller-relay.service && fail "the relay unit started by itself"
+c sh -c "echo 'listen-metrics = \"127.0.0.1:$RELAY_METRICS_PORT\"' >> /etc/warren-controller/relay.toml"
+c sh -c "echo 'advertise-relay = \"$A_ADDR:7444\"' >> /etc/warren-controller/controller.toml"
+c systemctl enable --now warren-controller-relay.service 2>/dev/null
+wait_active warren-controller-relay.service
+for set in CapEff CapBnd CapAmb; do
+    [ "$(cap_of warren-controller-relay.service "$set")" = 0000000000000000 ] ||
+        fail "warren-controller-relay.service $set is $(cap_of warren-controller-relay.service "$set")"
+done
+[ "$(c stat -c %U "/proc/$(c systemctl show -p MainPID --value warren-controller-relay.service)")" = warren-controller ] ||
+    fail "the relay does not run as warren-controller"
+c systemctl restart warren-controller.service
+wait_active warren-controller.service
+relay_line() { "$@" netcheck 2>/dev/null | grep "relay reachable" || true; }
+want="relay reachable (relay-only instance $A_ADDR:7444)"
+for _ in $(seq 150); do
+    [ "$(relay_line c warren)" = "  $want" ] && [ "$(relay_line b)" = "  $want" ] && break
+    sleep 0.2
+done
+[ "$(relay_line c warren)" = "  $want" ] || fail "agent A: '$(relay_line c warren)', expected '$want'"
+[ "$(relay_line b)" = "  $want" ] || fail "agent B: '$(relay_line b)', expected '$want'"
+# Only QUIC to the controller and the relay may pass between A and B.
+ip netns exec "$NS_B" nft -f - <<NFT
+table inet warren_ci_block {
+    chain out { type filter hook output priority 0; ip daddr $A_ADDR udp dport != { 7443, 7444 } drop; }
+    chain in { type filter hook input priority 0; ip saddr $A_ADDR udp sport != { 7443, 7444 } drop; }
+}
+NFT
+relayed=
+deadline=$((SECONDS + 60))
+while [ "$SECONDS" -lt "$deadline" ]; do
+    relayed=$(c warren ping laptop-b --count 2 2>&1 || true)
+    echo "$relayed" | tail -n 1 | grep -q "via relay" && break
+    sleep 1
+done
+echo "$relayed" | tail -n 1 | grep -q "via relay" || fail "no relayed path with direct UDP blocked: $relayed"
+relay_metric() {
+    ip netns exec "$NS_A" python3 -c '
+import sys, urllib.request
+body = urllib.request.urlopen("http://127.0.0.1:" + sys.argv[1] + "/metrics", timeout=5).read().decode()
+print(sum(int(float(l.split()[-1])) for l in body.splitlines() if l.startswith("warren_relay_frames_total")))
+' "$RELAY_METRICS_PORT"
+}
+frames_before=$(relay_metric)
+ip netns exec "$NS_B" ping -c 5 -W 2 -q "$A_OVERLAY" >/dev/null || fail "ICMP over the relay to $A_OVERLAY"
+frames_after=$(relay_metric)
+# At least one echo and its reply, each one frame through the instance.
+[ "$frames_after" -ge $((frames_before + 2)) ] ||
+    fail "the relay-only instance forwarded $((frames_after - frames_before)) frames for 5 pings (expected at least 2)"
+ip netns exec "$NS_B" nft delete table inet warren_ci_block
+note "relay unit: enabled by hand, no capabilities; both agents use it; ICMP crossed it ($((frames_after - frames_before)) frames)"
+
 # ---- the warren group may use the local API; others may not
 c useradd --no-create-home --groups warren ci-member
 c useradd --no-create-home ci-outsider
@@ -320,12 +381,16 @@ note "group warren may use the CLI; other users are refused"
 c sh -c 'echo "# local edit kept by upgrades" >> /etc/warren/warren.toml'
 pid_agent=$(c systemctl show -p MainPID --value warren.service)
 pid_controller=$(c systemctl show -p MainPID --value warren-controller.service)
+pid_relay=$(c systemctl show -p MainPID --value warren-controller-relay.service)
 c dpkg -i /srv/debs/warren-controller.deb /srv/debs/warren.deb >/dev/null
 wait_active warren-controller.service
 wait_active warren.service
 [ "$(c systemctl show -p MainPID --value warren.service)" != "$pid_agent" ] || fail "upgrade did not restart warren"
 [ "$(c systemctl show -p MainPID --value warren-controller.service)" != "$pid_controller" ] ||
     fail "upgrade did not restart warren-controller"
+wait_active warren-controller-relay.service
+[ "$(c systemctl show -p MainPID --value warren-controller-relay.service)" != "$pid_relay" ] ||
+    fail "upgrade did not restart the running warren-controller-relay"
 c grep -q "local edit kept by upgrades" /etc/warren/warren.toml || fail "upgrade overwrote the edited conffile"
 for _ in $(seq 100); do
     c warren status 2>/dev/null | grep -q "authorized" && break
@@ -333,12 +398,12 @@ for _ in $(seq 100); do
 done
 c warren status | grep -q "authorized" || fail "after the upgrade the node is not back in its network"
 c warren ping laptop-b --count 10 >/dev/null || fail "after the upgrade laptop-b does not answer"
-note "upgrade: both units restarted, conffile edit kept, node back in its network"
+note "upgrade: all three units restarted, conffile edit kept, node back in its network"
 
 # ---- purge: everything stops and goes; resolv.conf and routing as before
 listed=$(c dpkg -L warren warren-controller | sort -u)
 c dpkg --purge warren warren-controller >/dev/null
-for unit in warren warren-controller; do
+for unit in warren warren-controller warren-controller-relay; do
     c systemctl is-active --quiet "$unit.service" && fail "$unit.service still runs after purge"
 done
 [ "$(c cat /etc/resolv.conf)" = "$resolv_before" ] || fail "resolv.conf not restored: $(c cat /etc/resolv.conf)"
