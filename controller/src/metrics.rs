@@ -24,6 +24,8 @@ pub struct Metrics {
     pub relay_bytes: AtomicU64,
     /// Of the forwarded frames, those that went on a stream of their own.
     pub relay_stream_frames: AtomicU64,
+    /// Absence notices sent to senders (relay-only instances only).
+    pub relay_absence_notices: AtomicU64,
     /// Relay frames refused, by [`RelayRefusal`].
     pub relay_refused: [AtomicU64; RelayRefusal::ALL.len()],
     /// Relay frames accepted but not delivered, by [`RelayDrop`].
@@ -33,7 +35,8 @@ pub struct Metrics {
 /// Why the relay refused a frame from a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayRefusal {
-    /// Not a relay frame (bad version, truncated, too large, bad key).
+    /// Not a relay frame (bad version, truncated, too large, bad key), or
+    /// an empty one (only relays send those).
     Malformed,
     /// Sender or destination is not an authorized member of the network,
     /// or both are the same node.
@@ -203,6 +206,12 @@ impl Metrics {
             "warren_relay_stream_frames_total",
             "Relay frames forwarded on a stream because they did not fit a datagram.",
             &self.relay_stream_frames,
+        );
+        counter(
+            &mut out,
+            "warren_relay_absence_notices_total",
+            "Notices to senders that a destination has no connection here (relay-only instances).",
+            &self.relay_absence_notices,
         );
         let _ = writeln!(
             out,

@@ -17,8 +17,8 @@ use crate::data_dir::{self, DataDirError};
 use crate::hub::Hub;
 use crate::listen::BindError;
 use crate::metrics::Metrics;
-use crate::relay::Relay;
 pub use crate::relay::RelayLimits;
+use crate::relay::{AbsenceNotices, Relay};
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::stun;
 
@@ -127,7 +127,12 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
     };
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(Arc::new(store.clone()), metrics.clone());
-    let relay = Relay::new(options.relay, metrics.clone());
+    // Only a relay-only instance can miss a destination that is online.
+    let notices = match options.role {
+        Role::Controller => AbsenceNotices::Never,
+        Role::RelayOnly => AbsenceNotices::Send,
+    };
+    let relay = Relay::new(options.relay, metrics.clone(), notices);
 
     let stun_sockets = stun::bind(&options.listen_stun, options.stun_fallback_v4)?;
     let mut stun_addrs = Vec::with_capacity(stun_sockets.len());

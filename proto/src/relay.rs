@@ -14,6 +14,14 @@
 //! ```text
 //! length (4, BE) = n | frame (n bytes)
 //! ```
+//!
+//! A frame from a relay with no payload is an absence notice: `peer` has no
+//! connection to that relay, so frames for it sent there are lost. Only
+//! relay-only instances send them (every online node is connected to its
+//! controller, which therefore reaches every peer); a node that gets one
+//! sends its frames for that peer through the controller for a while.
+//! WireGuard and disco packets are never empty, so relays refuse empty
+//! frames from nodes.
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +69,22 @@ pub enum RelayError {
 }
 
 impl RelayFrame {
+    /// A relay's notice that `peer` has no connection to it (see the
+    /// module docs).
+    pub fn absence_notice(network_id: NetworkId, peer: NodePublicKey, seq: u64) -> Self {
+        Self {
+            network_id,
+            peer,
+            seq,
+            payload: Vec::new(),
+        }
+    }
+
+    /// Whether this frame, from a relay, is an absence notice.
+    pub fn is_absence_notice(&self) -> bool {
+        self.payload.is_empty()
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + self.payload.len());
         self.encode_into(&mut out);
@@ -237,6 +261,20 @@ mod tests {
         let mut zero_key = bytes;
         zero_key[9..41].fill(0);
         assert_eq!(RelayFrame::decode(&zero_key), Err(RelayError::BadKey));
+    }
+
+    #[test]
+    fn absence_notices_are_the_empty_frames() {
+        let peer = crate::NodePrivateKey::generate().public_key();
+        let notice = RelayFrame::absence_notice("8056c2e21c000001".parse().unwrap(), peer, 3);
+        let decoded = RelayFrame::decode(&notice.encode()).unwrap();
+        assert!(decoded.is_absence_notice());
+        assert_eq!(decoded.peer, peer);
+        let packet = RelayFrame {
+            payload: vec![1],
+            ..decoded
+        };
+        assert!(!packet.is_absence_notice());
     }
 
     #[test]

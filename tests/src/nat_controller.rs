@@ -49,6 +49,11 @@ pub struct RelayCounters {
     pub frames: u64,
     /// `warren_relay_bytes_total`: payload bytes forwarded.
     pub bytes: u64,
+    /// `warren_relay_dropped_total{reason="offline"}`: frames for a
+    /// destination with no connection here.
+    pub offline: u64,
+    /// `warren_relay_absence_notices_total`: senders told so.
+    pub absence_notices: u64,
 }
 
 /// A running controller in the internet namespace.
@@ -260,17 +265,24 @@ fn counters_at(internet: &Netns, api: SocketAddr) -> Result<RelayCounters> {
     Ok(RelayCounters {
         frames: metric(&body, "warren_relay_frames_total"),
         bytes: metric(&body, "warren_relay_bytes_total"),
+        offline: metric(&body, "warren_relay_dropped_total{reason=\"offline\"}"),
+        absence_notices: metric(&body, "warren_relay_absence_notices_total"),
     })
 }
 
-/// The sum of every sample of `name` (with or without labels); 0 if absent.
+/// The sum of every sample of `name` (with any labels), or the one sample
+/// whose name and labels are `name` when it has labels; 0 if absent.
 fn metric(text: &str, name: &str) -> u64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let (key, value) = l.rsplit_once(' ')?;
-            let bare = key.split('{').next()?;
-            (bare == name).then(|| value.trim().parse::<f64>().ok())?
+            let matches = if name.contains('{') {
+                key == name
+            } else {
+                key.split('{').next()? == name
+            };
+            matches.then(|| value.trim().parse::<f64>().ok())?
         })
         // Prometheus prints counters as floats; these are whole numbers.
         .map(|v| v as u64)
@@ -301,5 +313,9 @@ mod tests {
         assert_eq!(metric(text, "warren_relay_bytes_total"), 3400);
         assert_eq!(metric(text, "warren_relay_refused_total"), 3);
         assert_eq!(metric(text, "warren_relay_stream_frames_total"), 0);
+        assert_eq!(
+            metric(text, "warren_relay_refused_total{reason=\"quota\"}"),
+            2
+        );
     }
 }

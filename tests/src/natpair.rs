@@ -24,7 +24,7 @@ use crate::error::{LabError, Result};
 use crate::lab::Lab;
 use crate::managed::ManagedAgent;
 use crate::nat::Nat;
-use crate::nat_controller::{NatController, RelayCounters};
+use crate::nat_controller::{NatController, RelayCounters, RELAY_QUIC};
 use crate::netns::Netns;
 use crate::ping::{self, PingReport};
 use crate::status::Status;
@@ -539,6 +539,30 @@ impl NatPair {
                 .map_err(|e| LabError::io(format!("writing {}", path.display()), e))?;
             ns.exec("nft", [std::ffi::OsStr::new("-f"), path.as_os_str()])?;
         }
+        Ok(())
+    }
+
+    /// Makes `side`'s router drop UDP to the relay-only instance (and
+    /// only that): the agent there keeps its controller, and relays
+    /// through it, while the other agent uses the instance.
+    pub fn block_relay_instance(&self, side: Side) -> Result<()> {
+        let (ns, router) = match side {
+            Side::A => (&self.net.router_a, &self.net.router_a_cfg),
+            Side::B => (&self.net.router_b, &self.net.router_b_cfg),
+        };
+        let text = format!(
+            "table ip {table}ri {{\n    chain block {{\n        type filter hook forward priority -20; policy accept;\n        oifname \"{wan}\" ip daddr {ip} udp dport {port} drop\n    }}\n}}\n",
+            table = self.block_table,
+            wan = router.wan_if,
+            ip = RELAY_QUIC.ip(),
+            port = RELAY_QUIC.port(),
+        );
+        let path = self
+            .nft_dir
+            .join(format!("{}-block-instance.nft", ns.name()));
+        fs::write(&path, text)
+            .map_err(|e| LabError::io(format!("writing {}", path.display()), e))?;
+        ns.exec("nft", [std::ffi::OsStr::new("-f"), path.as_os_str()])?;
         Ok(())
     }
 

@@ -213,6 +213,81 @@ fn blocked_udp_relays_through_the_relay_only_instance_the_controller_names() {
     });
 }
 
+/// The relay server `side`'s netcheck names (JSON null for the controller).
+fn relay_server(pair: &NatPair, side: Side) -> warren_lab::Result<serde_json::Value> {
+    let netcheck = pair.netcheck(side)?;
+    Ok(netcheck
+        .pointer("/networks/0/relay_server")
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// One agent cannot reach the relay-only instance, the other can: the
+/// instance tells the sender that the peer is not there, and the sender
+/// relays its frames for that peer through the controller, which every
+/// online agent is connected to. Without the notice every packet from the
+/// agent on the instance would be lost.
+#[test]
+fn agents_on_different_relays_still_reach_each_other() {
+    e2e("relay::split", |lab| {
+        let mut pair = NatPair::build_with_relay_instance(
+            lab,
+            NatKind::PortRestricted,
+            NatKind::PortRestricted,
+        )?;
+        pair.block_udp()?;
+        pair.block_relay_instance(Side::B)?;
+        pair.join_both()?;
+        let result = (|| -> anyhow::Result<()> {
+            warren_lab::wait::until("agent a on the relay-only instance", PATH_WITHIN, || {
+                Ok(match relay_server(&pair, Side::A)? {
+                    serde_json::Value::String(s) if s == RELAY_QUIC.to_string() => {
+                        warren_lab::wait::Poll::Ready(())
+                    }
+                    other => warren_lab::wait::Poll::Pending(format!("relay_server {other}")),
+                })
+            })?;
+            pair.wait_path(PeerPath::Relay, PATH_WITHIN)?;
+            let b_server = relay_server(&pair, Side::B)?;
+            ensure!(
+                b_server.is_null(),
+                "agent b names relay server {b_server} though the instance is blocked for it"
+            );
+            let controller_before = pair.relay_counters()?;
+            for from in [Side::A, Side::B] {
+                let report = pair.ping(from, 10, Duration::from_secs(5))?;
+                ensure!(
+                    report.received == report.sent,
+                    "ping from {from:?} with the agents on different relays:\n{}",
+                    report.render()
+                );
+            }
+            // Since it started: the handshake's first packets hit the
+            // instance, and its notices sent the rest to the controller.
+            let instance = pair.instance_relay_counters()?;
+            let controller = pair.relay_counters()?;
+            let notices = instance.absence_notices;
+            ensure!(
+                instance.offline > 0 && notices > 0,
+                "the instance dropped {} frames for the absent agent b and sent agent a {notices} notices",
+                instance.offline
+            );
+            ensure!(
+                controller.frames - controller_before.frames >= 20,
+                "the controller relayed {} frames for 20 pings and their replies",
+                controller.frames - controller_before.frames
+            );
+            println!(
+                "agents on different relays: 10 + 10 pings answered; the instance dropped {} frames for b and sent a {notices} notices; the controller relayed {} frames",
+                instance.offline,
+                controller.frames - controller_before.frames
+            );
+            Ok(())
+        })();
+        result.map_err(|e| anyhow::anyhow!("{e:#}\n{}", pair.diagnostics()))
+    });
+}
+
 /// What a ping every [`PING_EVERY`] saw.
 #[derive(Debug, Default)]
 struct PingLog {

@@ -160,6 +160,10 @@ impl Checker {
 
     async fn handle_frame(&mut self, bytes: &[u8]) -> Result<(), RelayRefusal> {
         let frame = RelayFrame::decode(bytes).map_err(|_| RelayRefusal::Malformed)?;
+        // Empty frames are relays' absence notices; nodes never send them.
+        if frame.is_absence_notice() {
+            return Err(RelayRefusal::Malformed);
+        }
         if !self.may_send(frame.network_id, &frame.peer).await? {
             return Err(RelayRefusal::NotAPeer);
         }

@@ -8,6 +8,10 @@
 //! connection's `max_datagram_size()`, otherwise as a record on the one
 //! unidirectional stream the relay keeps open to that connection. The
 //! payload is never looked at: it is WireGuard ciphertext.
+//!
+//! A relay-only instance also tells a sender when a destination has no
+//! connection to it (an absence notice, see [`warren_proto::relay`]), so the
+//! sender can relay that peer's frames through the controller instead.
 
 pub mod intake;
 pub mod quota;
@@ -32,6 +36,12 @@ pub const STREAM_QUEUE: usize = 256;
 /// A record write that takes longer than this breaks the stream; the next
 /// record opens another.
 const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most one absence notice per sender and destination this often: the
+/// sender needs one, not one per dropped frame.
+const NOTICE_INTERVAL: Duration = Duration::from_millis(200);
+/// Sender and destination pairs remembered for [`NOTICE_INTERVAL`]; when
+/// full of recent ones, further notices wait (bounded memory under floods).
+const MAX_NOTICE_PAIRS: usize = 4096;
 
 /// One authenticated connection as a destination.
 struct Link {
@@ -50,11 +60,22 @@ pub struct Relay {
     links: Mutex<HashMap<NodePublicKey, Vec<Arc<Link>>>>,
     next_link: AtomicU64,
     metrics: Arc<Metrics>,
+    /// When each (sender, destination) pair last got an absence notice;
+    /// `None` where notices are not sent (the controller reaches everyone).
+    notices: Option<Mutex<HashMap<(NodePublicKey, NodePublicKey), Instant>>>,
+}
+
+/// Whether a relay tells senders about absent destinations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbsenceNotices {
+    Send,
+    Never,
 }
 
 impl Relay {
-    pub fn new(limits: RelayLimits, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(limits: RelayLimits, metrics: Arc<Metrics>, notices: AbsenceNotices) -> Arc<Self> {
         Arc::new(Self {
+            notices: (notices == AbsenceNotices::Send).then(|| Mutex::new(HashMap::new())),
             quotas: Mutex::new(QuotaTable::new(limits)),
             links: Mutex::new(HashMap::new()),
             next_link: AtomicU64::new(1),
@@ -119,6 +140,7 @@ impl Relay {
         let targets: Vec<Arc<Link>> = self.links().get(to).cloned().unwrap_or_default();
         if targets.is_empty() {
             self.metrics.count_relay_dropped(RelayDrop::Offline);
+            self.notify_absent(network, &from, to, Instant::now());
             return;
         }
         for link in targets {
@@ -129,6 +151,51 @@ impl Relay {
                 payload: payload.to_vec(),
             };
             self.send(&link, &frame);
+        }
+    }
+
+    /// Tells every connection of `from` that `to` has no connection here,
+    /// at most once per [`NOTICE_INTERVAL`] per pair.
+    fn notify_absent(
+        &self,
+        network: NetworkId,
+        from: &NodePublicKey,
+        to: &NodePublicKey,
+        now: Instant,
+    ) {
+        let Some(notices) = &self.notices else {
+            return;
+        };
+        {
+            // Every update leaves the map consistent, so a poisoned lock is fine.
+            let mut last = notices.lock().unwrap_or_else(|p| p.into_inner());
+            let recent = |at: &Instant| now.saturating_duration_since(*at) < NOTICE_INTERVAL;
+            if last.get(&(*from, *to)).is_some_and(recent) {
+                return;
+            }
+            if last.len() >= MAX_NOTICE_PAIRS {
+                last.retain(|_, at| recent(at));
+                if last.len() >= MAX_NOTICE_PAIRS {
+                    return;
+                }
+            }
+            last.insert((*from, *to), now);
+        }
+        let senders: Vec<Arc<Link>> = self.links().get(from).cloned().unwrap_or_default();
+        for link in senders {
+            let seq = link.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            let notice = RelayFrame::absence_notice(network, *to, seq);
+            // 49 bytes: always a datagram. A lost one is sent again with
+            // the next dropped frame after the interval.
+            if link
+                .connection
+                .send_datagram(notice.encode().into())
+                .is_ok()
+            {
+                self.metrics
+                    .relay_absence_notices
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 

@@ -1,10 +1,10 @@
 //! The control client: one QUIC connection per controller, kept open and
 //! re-opened with backoff; it proves the node key and relays netmaps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use quinn::crypto::rustls::QuicClientConfig;
@@ -120,6 +120,17 @@ pub struct ControlHandle {
 
 /// Packets waiting for the relay; beyond this the data plane drops, as a full link would.
 const RELAY_QUEUE: usize = 1024;
+
+/// After an absence notice from the relay-only instance, frames for that
+/// peer go through the controller. Every this often one of them also goes
+/// to the instance as a probe: another notice keeps the bypass; none within
+/// the next hold means the peer is there now. (A probe that arrives is a
+/// duplicate the peer's WireGuard drops.)
+const ABSENT_HOLD: Duration = Duration::from_secs(2);
+
+/// Absence notices waiting for the control loop; more are dropped (the
+/// instance sends another with the next lost frame).
+const ABSENCE_QUEUE: usize = 64;
 
 impl ControlHandle {
     pub fn spawn(
@@ -378,7 +389,7 @@ async fn connect_and_serve(
     }
     tracing::info!(%controller, "connected to controller");
     *backoff = Duration::from_secs(1);
-    spawn_relay_reader(connection.clone(), events.clone());
+    spawn_relay_reader(connection.clone(), events.clone(), None);
     let _ = events.send(ControlEvent::Connected {
         controller: controller.to_owned(),
         remote,
@@ -388,6 +399,9 @@ async fn connect_and_serve(
     let via_controller = RelayPath::new(connection.clone());
     let (via_instance, mut instance_changes) = watch::channel(None);
     let mut instance: Option<RelayPath> = None;
+    // Peers the instance said it cannot reach, until when to bypass it.
+    let (absent_tx, mut absent_rx) = mpsc::channel(ABSENCE_QUEUE);
+    let mut absent = Absent::default();
     let _instance = match (relay_server, pinned) {
         (Some(target), Some(fp)) => Some(RelayInstance::spawn(
             controller.to_owned(),
@@ -396,6 +410,7 @@ async fn connect_and_serve(
             key.clone(),
             events.clone(),
             via_instance.clone(),
+            absent_tx,
         )),
         (Some(target), None) => {
             tracing::warn!(%target, "no controller fingerprint to pin the relay with: relaying through the controller");
@@ -427,10 +442,25 @@ async fn connect_and_serve(
             }
             Ok(()) = instance_changes.changed() => {
                 instance = instance_changes.borrow_and_update().clone();
+                absent = Absent::default();
+            }
+            Some(peer) = absent_rx.recv() => {
+                absent.notice(peer, Instant::now());
             }
             Some(out) = relay.recv() => {
                 seq += 1;
-                send_relay(instance.as_ref().unwrap_or(&via_controller), out, seq);
+                let Some(via_instance) = &instance else {
+                    send_relay(&via_controller, out, seq);
+                    continue;
+                };
+                match absent.route(&out.peer) {
+                    Route::Instance => send_relay(via_instance, out, seq),
+                    Route::Controller => send_relay(&via_controller, out, seq),
+                    Route::Both => {
+                        send_relay(via_instance, out.clone(), seq);
+                        send_relay(&via_controller, out, seq);
+                    }
+                }
             }
         }
     }
@@ -626,6 +656,62 @@ impl RelayPath {
     }
 }
 
+/// Peers the relay-only instance said it has no connection to.
+#[derive(Default)]
+struct Absent(HashMap<NodePublicKey, Bypass>);
+
+struct Bypass {
+    /// Until then frames go through the controller alone.
+    until: Instant,
+    /// A probe went to the instance when `until` last passed.
+    probing: bool,
+}
+
+/// Which relay a frame for a peer goes through.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Instance,
+    Controller,
+    /// Through the controller, and to the instance as a probe.
+    Both,
+}
+
+impl Absent {
+    fn notice(&mut self, peer: NodePublicKey, now: Instant) {
+        self.0.insert(
+            peer,
+            Bypass {
+                until: now + ABSENT_HOLD,
+                probing: false,
+            },
+        );
+    }
+
+    fn route(&mut self, peer: &NodePublicKey) -> Route {
+        if self.0.is_empty() {
+            return Route::Instance;
+        }
+        self.route_at(peer, Instant::now())
+    }
+
+    fn route_at(&mut self, peer: &NodePublicKey, now: Instant) -> Route {
+        let Some(bypass) = self.0.get_mut(peer) else {
+            return Route::Instance;
+        };
+        if now < bypass.until {
+            Route::Controller
+        } else if bypass.probing {
+            // The last probe drew no notice: the peer is there now.
+            self.0.remove(peer);
+            Route::Instance
+        } else {
+            bypass.probing = true;
+            bypass.until = now + ABSENT_HOLD;
+            Route::Both
+        }
+    }
+}
+
 /// A connection to the relay-only instance a controller named, kept open
 /// with backoff for as long as the controller connection lasts.
 struct RelayInstance {
@@ -640,6 +726,7 @@ impl RelayInstance {
         key: NodePrivateKey,
         events: mpsc::UnboundedSender<ControlEvent>,
         path: watch::Sender<Option<RelayPath>>,
+        absent: mpsc::Sender<NodePublicKey>,
     ) -> Self {
         let task = tokio::spawn(async move {
             let mut backoff = Duration::from_secs(1);
@@ -661,7 +748,11 @@ impl RelayInstance {
                         // The readers hold the connection too: close it
                         // when this task ends, also when it is aborted.
                         let _close = CloseOnDrop(link.connection.clone());
-                        spawn_relay_reader(link.connection.clone(), events.clone());
+                        spawn_relay_reader(
+                            link.connection.clone(),
+                            events.clone(),
+                            Some(absent.clone()),
+                        );
                         path.send_replace(Some(RelayPath::new(link.connection.clone())));
                         let _ = events.send(ControlEvent::RelayServer {
                             controller: controller.clone(),
@@ -731,25 +822,38 @@ fn send_relay(path: &RelayPath, out: RelayOut, seq: u64) {
     }
 }
 
+/// Where a relay connection's frames go: packets to the node as events,
+/// absence notices (only a relay-only instance's count) to the control loop.
+#[derive(Clone)]
+struct RelayInbox {
+    events: mpsc::UnboundedSender<ControlEvent>,
+    absent: Option<mpsc::Sender<NodePublicKey>>,
+}
+
 /// Takes packets from the relay off the connection: datagrams, and the
 /// records of its streams.
-fn spawn_relay_reader(connection: quinn::Connection, events: mpsc::UnboundedSender<ControlEvent>) {
+fn spawn_relay_reader(
+    connection: quinn::Connection,
+    events: mpsc::UnboundedSender<ControlEvent>,
+    absent: Option<mpsc::Sender<NodePublicKey>>,
+) {
+    let inbox = RelayInbox { events, absent };
     let streams = connection.clone();
-    let stream_events = events.clone();
+    let stream_inbox = inbox.clone();
     tokio::spawn(async move {
         while let Ok(stream) = streams.accept_uni().await {
-            tokio::spawn(read_records(stream, stream_events.clone()));
+            tokio::spawn(read_records(stream, stream_inbox.clone()));
         }
     });
     tokio::spawn(async move {
         while let Ok(bytes) = connection.read_datagram().await {
-            deliver(&bytes, &events);
+            inbox.deliver(&bytes);
         }
     });
 }
 
 /// Delivers every record of one relay stream, until it ends or breaks.
-async fn read_records(mut stream: quinn::RecvStream, events: mpsc::UnboundedSender<ControlEvent>) {
+async fn read_records(mut stream: quinn::RecvStream, inbox: RelayInbox) {
     let mut prefix = [0u8; relay::RECORD_PREFIX_LEN];
     while stream.read_exact(&mut prefix).await.is_ok() {
         let Ok(len) = relay::record_len(prefix) else {
@@ -760,19 +864,59 @@ async fn read_records(mut stream: quinn::RecvStream, events: mpsc::UnboundedSend
         if stream.read_exact(&mut frame).await.is_err() {
             return;
         }
-        deliver(&frame, &events);
+        inbox.deliver(&frame);
     }
 }
 
-fn deliver(bytes: &[u8], events: &mpsc::UnboundedSender<ControlEvent>) {
-    match RelayFrame::decode(bytes) {
-        Ok(frame) => {
-            let _ = events.send(ControlEvent::Relay {
-                network_id: frame.network_id,
-                from: frame.peer,
-                payload: frame.payload,
-            });
+impl RelayInbox {
+    fn deliver(&self, bytes: &[u8]) {
+        match RelayFrame::decode(bytes) {
+            Ok(frame) if frame.is_absence_notice() => match &self.absent {
+                Some(absent) => {
+                    tracing::debug!(peer = %frame.peer.short(), "relay-only instance cannot reach peer: relaying it through the controller");
+                    let _ = absent.try_send(frame.peer);
+                }
+                None => tracing::debug!("absence notice from the controller ignored"),
+            },
+            Ok(frame) => {
+                let _ = self.events.send(ControlEvent::Relay {
+                    network_id: frame.network_id,
+                    from: frame.peer,
+                    payload: frame.payload,
+                });
+            }
+            Err(e) => tracing::debug!(error = %e, "bad relay frame from controller"),
         }
-        Err(e) => tracing::debug!(error = %e, "bad relay frame from controller"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_absent_peer_goes_through_the_controller_and_the_instance_is_probed() {
+        let peer = NodePrivateKey::generate().public_key();
+        let other = NodePrivateKey::generate().public_key();
+        let mut absent = Absent::default();
+        assert_eq!(absent.route(&peer), Route::Instance);
+        let t0 = Instant::now();
+        absent.notice(peer, t0);
+        assert_eq!(
+            absent.route_at(&peer, t0 + ABSENT_HOLD / 2),
+            Route::Controller
+        );
+        assert_eq!(absent.route_at(&other, t0), Route::Instance);
+        // The hold is over: one frame probes the instance, the rest wait.
+        let t1 = t0 + ABSENT_HOLD;
+        assert_eq!(absent.route_at(&peer, t1), Route::Both);
+        assert_eq!(absent.route_at(&peer, t1), Route::Controller);
+        // The probe drew a notice: still absent, and probed again later.
+        absent.notice(peer, t1);
+        let t2 = t1 + ABSENT_HOLD;
+        assert_eq!(absent.route_at(&peer, t2), Route::Both);
+        // This probe drew none: the peer is there.
+        assert_eq!(absent.route_at(&peer, t2 + ABSENT_HOLD), Route::Instance);
+        assert!(absent.0.is_empty());
     }
 }

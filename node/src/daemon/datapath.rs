@@ -181,7 +181,7 @@ impl UdpReader {
 }
 
 /// A WireGuard or disco datagram for a peer of a network, to go through the relay.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RelayOut {
     pub network: NetworkId,
     pub peer: NodePublicKey,
