@@ -319,14 +319,25 @@ note "B advertised $SERVICE_RANGE (auto-approved); A accepted it and reaches $SE
 c systemctl is-active --quiet warren-controller-relay.service && fail "the relay unit started by itself"
 c sh -c "echo 'listen-metrics = \"127.0.0.1:$RELAY_METRICS_PORT\"' >> /etc/warren-controller/relay.toml"
 c sh -c "echo 'advertise-relay = \"$A_ADDR:7444\"' >> /etc/warren-controller/controller.toml"
+relay_log() { c systemctl status --no-pager warren-controller-relay.service || true; c journalctl --no-pager -n 30 -u warren-controller-relay.service || true; }
 c systemctl enable --now warren-controller-relay.service 2>/dev/null
 wait_active warren-controller-relay.service
+# Active comes at fork; the capabilities are dropped only at exec. Its
+# /healthz answering means the program itself runs.
+relay_healthy() {
+    ip netns exec "$NS_A" python3 -c '
+import sys, urllib.request
+urllib.request.urlopen("http://127.0.0.1:" + sys.argv[1] + "/healthz", timeout=2).read()
+' "$RELAY_METRICS_PORT" 2>/dev/null
+}
+for _ in $(seq 50); do relay_healthy && break; sleep 0.2; done
+relay_healthy || { relay_log; fail "the relay-only instance's /healthz does not answer"; }
+relay_pid=$(c systemctl show -p MainPID --value warren-controller-relay.service)
 for set in CapEff CapBnd CapAmb; do
-    [ "$(cap_of warren-controller-relay.service "$set")" = 0000000000000000 ] ||
-        fail "warren-controller-relay.service $set is $(cap_of warren-controller-relay.service "$set")"
+    got=$(c grep "^$set:" "/proc/$relay_pid/status" | awk '{print $2}') || true
+    [ "$got" = 0000000000000000 ] || { relay_log; fail "warren-controller-relay.service (PID $relay_pid) $set is '$got'"; }
 done
-[ "$(c stat -c %U "/proc/$(c systemctl show -p MainPID --value warren-controller-relay.service)")" = warren-controller ] ||
-    fail "the relay does not run as warren-controller"
+[ "$(c stat -c %U "/proc/$relay_pid")" = warren-controller ] || { relay_log; fail "the relay does not run as warren-controller"; }
 c systemctl restart warren-controller.service
 wait_active warren-controller.service
 relay_line() { "$@" netcheck 2>/dev/null | grep "relay reachable" || true; }
