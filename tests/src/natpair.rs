@@ -474,6 +474,22 @@ impl NatPair {
         )
     }
 
+    /// Pings `count` times from each side once the other answers (within
+    /// 5 s), and errors with the report, named by `what`, unless every
+    /// ping was answered.
+    pub fn ping_both_ways(&self, count: u16, what: &str) -> Result<()> {
+        for from in [Side::A, Side::B] {
+            let report = self.ping(from, count, Duration::from_secs(5))?;
+            if report.received != report.sent {
+                return Err(LabError::Output {
+                    what: format!("ping from {from:?} {what}"),
+                    detail: report.render(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The controller's relay counters now.
     pub fn relay_counters(&self) -> Result<RelayCounters> {
         self.controller.relay_counters(&self.net.internet)

@@ -94,14 +94,7 @@ fn check_pair(pair: &mut NatPair, expected: PeerPath, join: Duration) -> anyhow:
         }
     })?;
 
-    for from in [Side::A, Side::B] {
-        let report = pair.ping(from, 5, Duration::from_secs(5))?;
-        ensure!(
-            report.received == report.sent,
-            "ping from {from:?} over the overlay:\n{}",
-            report.render()
-        );
-    }
+    pair.ping_both_ways(5, "over the overlay")?;
     let relay_before = pair.relay_counters()?;
     let dst = pair.overlay_v4(Side::B)?;
     let transfer = tcp_transfer(

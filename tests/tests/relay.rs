@@ -56,14 +56,7 @@ fn blocked_pair_talks_through_the_relay(
         pair.wait_path(PeerPath::Relay, PATH_WITHIN)?;
         pair.hold_path(PeerPath::Relay, HOLD_RELAY)
             .context("UDP between the peers is blocked, yet the path left the relay")?;
-        for from in [Side::A, Side::B] {
-            let report = pair.ping(from, 5, Duration::from_secs(5))?;
-            ensure!(
-                report.received == report.sent,
-                "ping from {from:?} through the relay:\n{}",
-                report.render()
-            );
-        }
+        pair.ping_both_ways(5, "through the relay")?;
         let before = relay_counters(&pair)?;
         let controller_before = pair.relay_counters()?;
         let sent_before = pair
@@ -156,14 +149,7 @@ fn instance_loss_falls_back_to_the_controller(pair: &mut NatPair) -> anyhow::Res
     }
     let noticed = killed.elapsed();
     let before = pair.relay_counters()?;
-    for from in [Side::A, Side::B] {
-        let report = pair.ping(from, 5, Duration::from_secs(5))?;
-        ensure!(
-            report.received == report.sent,
-            "ping from {from:?} through the controller after the instance died:\n{}",
-            report.render()
-        );
-    }
+    pair.ping_both_ways(5, "through the controller after the instance died")?;
     let after = pair.relay_counters()?;
     ensure!(
         after.frames > before.frames,
@@ -254,14 +240,7 @@ fn agents_on_different_relays_still_reach_each_other() {
                 "agent b names relay server {b_server} though the instance is blocked for it"
             );
             let controller_before = pair.relay_counters()?;
-            for from in [Side::A, Side::B] {
-                let report = pair.ping(from, 10, Duration::from_secs(5))?;
-                ensure!(
-                    report.received == report.sent,
-                    "ping from {from:?} with the agents on different relays:\n{}",
-                    report.render()
-                );
-            }
+            pair.ping_both_ways(10, "with the agents on different relays")?;
             // Since it started: the handshake's first packets hit the
             // instance, and its notices sent the rest to the controller.
             let instance = pair.instance_relay_counters()?;
