@@ -79,6 +79,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         .listen_port
         .or(options.config.as_ref().map(|c| c.node.listen_port))
         .unwrap_or(crate::config::DEFAULT_LISTEN_PORT);
+    crate::routes::reserve_listen_ports(base_port);
     let (net_events_tx, mut net_events) = mpsc::unbounded_channel();
     let static_net = match options
         .config

@@ -96,11 +96,46 @@ pub fn mark_socket(socket: &impl std::os::fd::AsRawFd) {
     }
 }
 
-/// A UDP socket bound to `bind` and marked (for the QUIC control connection).
+/// Ports above the base port that joined networks may listen on.
+pub const LISTEN_SLOTS: u16 = 16;
+
+static LISTEN_BASE: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+
+/// Tells [`marked_udp_socket`] which ports the networks listen on. The
+/// kernel's ephemeral range (32768-60999) includes the default 51820, so a
+/// control connection's socket could take a port that a network joined
+/// later then cannot bind.
+pub fn reserve_listen_ports(base: u16) {
+    let _ = LISTEN_BASE.set(base);
+}
+
+fn in_listen_slots(base: u16, port: u16) -> bool {
+    port >= base && u32::from(port) < u32::from(base) + u32::from(LISTEN_SLOTS)
+}
+
+/// A UDP socket bound to `bind` and marked (for the QUIC control
+/// connections). Bound to port 0, it never gets a reserved listen port.
 pub fn marked_udp_socket(bind: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-    let socket = std::net::UdpSocket::bind(bind)?;
-    mark_socket(&socket);
-    Ok(socket)
+    // Sockets that drew a reserved port stay open until one does not, so
+    // the kernel cannot hand the same port out again.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let socket = std::net::UdpSocket::bind(bind)?;
+        let port = socket.local_addr()?.port();
+        let reserved = bind.port() == 0
+            && LISTEN_BASE
+                .get()
+                .is_some_and(|&base| in_listen_slots(base, port));
+        if !reserved {
+            mark_socket(&socket);
+            return Ok(socket);
+        }
+        held.push(socket);
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "every ephemeral port drawn was a network's listen port",
+    ))
 }
 
 impl Routes {
@@ -387,5 +422,20 @@ impl Routes {
             forwarding: system::forwarding(),
             error: self.error.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listen_slots_start_at_the_base_port() {
+        assert!(in_listen_slots(51820, 51820));
+        assert!(in_listen_slots(51820, 51820 + LISTEN_SLOTS - 1));
+        assert!(!in_listen_slots(51820, 51820 + LISTEN_SLOTS));
+        assert!(!in_listen_slots(51820, 51819));
+        // No overflow at the top of the port range.
+        assert!(in_listen_slots(65530, 65535));
     }
 }
