@@ -4,6 +4,7 @@
 //! - [`key`]: x25519 node keys in WireGuard's base64 form.
 //! - [`id`]: node IDs (from keys) and network IDs, with the ULA addresses they derive.
 //! - [`netmap`]: the network map a controller pushes, and deltas between versions.
+//! - [`filter`]: the access policy compiled per member, as its engine enforces it.
 //! - [`disco`]: path-probe messages on the data socket, sealed with the node keys.
 //! - [`control`]: the node-controller protocol: messages, frames, key-possession proof.
 //! - [`relay`]: frames the relay carries, its replay window and per-node quota.
@@ -16,6 +17,7 @@
 
 pub mod control;
 pub mod disco;
+pub mod filter;
 pub mod id;
 pub mod key;
 pub mod local_api;
