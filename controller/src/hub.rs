@@ -214,13 +214,14 @@ impl Hub {
 
     /// A connection joined `net` as `node`: on its first connection the
     /// member goes online (recorded and audited).
-    pub async fn node_online(&self, net: NetworkId, node: NodeId) -> Result<(), StoreError> {
+    pub async fn node_online(&self, net: NetworkId, key: &NodePublicKey) -> Result<(), StoreError> {
+        let node = NodeId::from_key(key);
         let mut presence = self.presence.lock().await;
         let count = presence.entry((net, node)).or_insert(0);
         *count += 1;
         if *count == 1 {
             self.metrics.members_online.fetch_add(1, Ordering::Relaxed);
-            if self.store.set_presence(net, node, true).await? {
+            if self.store.set_presence(net, key, true).await? {
                 self.changed(net);
             }
         }
@@ -229,7 +230,12 @@ impl Hub {
 
     /// A connection that joined `net` as `node` closed or left: when the last
     /// one goes, the member goes offline.
-    pub async fn node_offline(&self, net: NetworkId, node: NodeId) -> Result<(), StoreError> {
+    pub async fn node_offline(
+        &self,
+        net: NetworkId,
+        key: &NodePublicKey,
+    ) -> Result<(), StoreError> {
+        let node = NodeId::from_key(key);
         let mut presence = self.presence.lock().await;
         let Some(count) = presence.get_mut(&(net, node)) else {
             return Ok(());
@@ -240,7 +246,7 @@ impl Hub {
         }
         presence.remove(&(net, node));
         self.metrics.members_online.fetch_sub(1, Ordering::Relaxed);
-        if self.store.set_presence(net, node, false).await? {
+        if self.store.set_presence(net, key, false).await? {
             self.changed(net);
         }
         Ok(())

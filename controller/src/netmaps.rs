@@ -27,7 +27,7 @@ impl SharedView {
             .members
             .iter()
             .filter(|m| m.state == MemberState::Authorized)
-            .map(peer)
+            .filter_map(peer)
             .collect();
         peers.sort_by_key(|p| p.node_id);
         crate::routes::fill_peer_routes(snapshot, &mut peers);
@@ -108,14 +108,31 @@ pub fn header(
 ) -> Option<Netmap> {
     let network = &snapshot.network;
     let me = snapshot.members.iter().find(|m| m.node_id == node)?;
-    let authorized = me.state == MemberState::Authorized;
-    let addresses = if authorized {
-        vec![
-            IpNet::V4(Ipv4Net::new(me.ipv4, network.pool.prefix_len()).unwrap_or_default()),
-            IpNet::V6(Ipv6Net::new(me.ipv6, 64).unwrap_or_default()),
-        ]
-    } else {
-        Vec::new()
+    let assigned = me
+        .assigned()
+        .filter(|_| me.state == MemberState::Authorized);
+    let authorized = assigned.is_some();
+    // A member that is not authorized sees itself and nothing else: no
+    // addresses, no peers, no services and so no other member's name.
+    let (name, fqdn, addresses, dns) = match assigned {
+        Some((name, v4, v6)) => (
+            name.to_string(),
+            format!("{name}.{}", network.zone),
+            vec![
+                IpNet::V4(Ipv4Net::new(v4, network.pool.prefix_len()).unwrap_or_default()),
+                IpNet::V6(Ipv6Net::new(v6, 64).unwrap_or_default()),
+            ],
+            view.dns.clone(),
+        ),
+        None => (
+            me.requested_name.clone(),
+            String::new(),
+            Vec::new(),
+            DnsConfig {
+                zone: network.zone.clone(),
+                services: Vec::new(),
+            },
+        ),
     };
     let mut map = Netmap {
         network_id: network.id,
@@ -123,14 +140,14 @@ pub fn header(
         version: network.netmap_version,
         self_node: SelfNode {
             node_id: me.node_id,
-            name: me.name.clone(),
-            fqdn: format!("{}.{}", me.name, network.zone),
+            name,
+            fqdn,
             addresses,
             authorized,
             routes: Vec::new(),
         },
         peers: Vec::new(),
-        dns: view.dns.clone(),
+        dns,
         settings: NetworkSettings {
             mtu: network.mtu,
             stun_ports: stun_ports.to_vec(),
@@ -140,19 +157,19 @@ pub fn header(
     Some(map)
 }
 
-fn peer(member: &Member) -> NetmapPeer {
-    NetmapPeer {
+/// The peer a member is to the others; `None` for one without a name and
+/// addresses (never authorized).
+fn peer(member: &Member) -> Option<NetmapPeer> {
+    let (name, v4, v6) = member.assigned()?;
+    Some(NetmapPeer {
         node_id: member.node_id,
-        name: member.name.clone(),
+        name: name.to_string(),
         public_key: member.public_key,
-        addresses: vec![
-            IpNet::V4(Ipv4Net::from(member.ipv4)),
-            IpNet::V6(Ipv6Net::from(member.ipv6)),
-        ],
+        addresses: vec![IpNet::V4(Ipv4Net::from(v4)), IpNet::V6(Ipv6Net::from(v6))],
         routes: Vec::new(),
         endpoints: member.endpoints.clone(),
         online: member.online,
-    }
+    })
 }
 
 /// True if a delta carries no change: only its version moved.
@@ -178,10 +195,11 @@ mod tests {
         Member {
             network_id: net,
             node_id,
-            name: format!("n{seed}"),
+            name: Some(format!("n{seed}")),
+            requested_name: String::new(),
             public_key: key,
-            ipv4: std::net::Ipv4Addr::new(10, 147, 0, last),
-            ipv6: net.ula_address(&node_id),
+            ipv4: Some(std::net::Ipv4Addr::new(10, 147, 0, last)),
+            ipv6: Some(net.ula_address(&node_id)),
             authorized: state == MemberState::Authorized,
             state,
             online: true,

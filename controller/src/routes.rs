@@ -98,7 +98,7 @@ pub fn check_approval(
         members
             .iter()
             .find(|m| m.node_id == *id)
-            .map(|m| m.name.clone())
+            .map(|m| m.display_name().to_string())
             .unwrap_or_default()
     };
     for other in routes.iter().filter(|r| r.approved && !is_exit(&r.prefix)) {
@@ -128,7 +128,7 @@ pub fn check_approval(
                 prefix: *prefix,
                 endpoint: *endpoint,
                 node: member.node_id,
-                name: member.name.clone(),
+                name: member.display_name().to_string(),
             });
         }
     }
@@ -269,7 +269,9 @@ pub fn views(snapshot: &NetworkSnapshot) -> Vec<RouteView> {
             let member = snapshot.members.iter().find(|m| m.node_id == r.node_id);
             RouteView {
                 route: r.clone(),
-                name: member.map(|m| m.name.clone()).unwrap_or_default(),
+                name: member
+                    .map(|m| m.display_name().to_string())
+                    .unwrap_or_default(),
                 online: member.is_some_and(|m| m.online),
                 exit: is_exit(&r.prefix),
                 primary: primaries
@@ -328,6 +330,8 @@ pub enum AdvertiseError {
     Invalid(String),
     #[error("not a member of network {0}")]
     NotMember(NetworkId),
+    #[error("{0}")]
+    NotAuthorized(&'static str),
     #[error("internal error")]
     Internal,
 }
@@ -337,6 +341,7 @@ impl AdvertiseError {
         match self {
             AdvertiseError::Invalid(_) => "bad_route",
             AdvertiseError::NotMember(_) => "not_joined",
+            AdvertiseError::NotAuthorized(_) => "not_authorized",
             AdvertiseError::Internal => "internal",
         }
     }
@@ -346,15 +351,16 @@ impl AdvertiseError {
 /// and tells every member when netmaps change.
 pub async fn advertise(
     hub: &crate::hub::Hub,
-    node: NodeId,
+    node_key: &warren_proto::NodePublicKey,
     net: NetworkId,
     prefixes: &[IpNet],
 ) -> Result<(), AdvertiseError> {
     use crate::store::StoreError;
+    let node = NodeId::from_key(node_key);
     let checks = hub.controller_addresses.checks();
     match hub
         .store()
-        .set_advertised_routes(net, node, prefixes, &checks)
+        .set_advertised_routes(net, node_key, prefixes, &checks)
         .await
     {
         Ok(done) => {
@@ -369,6 +375,7 @@ pub async fn advertise(
         }
         Err(StoreError::Invalid(m)) => Err(AdvertiseError::Invalid(m)),
         Err(StoreError::NotFound(_)) => Err(AdvertiseError::NotMember(net)),
+        Err(StoreError::NotAuthorized(why)) => Err(AdvertiseError::NotAuthorized(why)),
         Err(e) => {
             tracing::error!(%node, network = %net, error = %e, "storing advertised routes failed");
             Err(AdvertiseError::Internal)
@@ -407,10 +414,11 @@ mod tests {
         Member {
             network_id: net(),
             node_id,
-            name: format!("n{seed}"),
+            name: Some(format!("n{seed}")),
+            requested_name: String::new(),
             public_key: key,
-            ipv4: std::net::Ipv4Addr::new(10, 147, 0, seed),
-            ipv6: net().ula_address(&node_id),
+            ipv4: Some(std::net::Ipv4Addr::new(10, 147, 0, seed)),
+            ipv6: Some(net().ula_address(&node_id)),
             authorized: true,
             state: MemberState::Authorized,
             online,

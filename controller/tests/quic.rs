@@ -174,11 +174,13 @@ async fn pending_members_get_an_empty_map_until_authorized_and_presence_is_audit
         if actions.contains(&"member.offline".to_string()) {
             assert_eq!(
                 actions,
+                // A pending node writes no presence: it comes online
+                // once authorized.
                 [
                     "network.create",
                     "member.join",
-                    "member.online",
                     "member.authorize",
+                    "member.online",
                     "member.offline"
                 ]
             );

@@ -49,10 +49,20 @@ async fn member(h: &Harness, net: &str, name: &str, endpoint: &str) -> NodeId {
 
 async fn advertise(h: &Harness, net: &str, node: NodeId, routes: &[&str]) {
     let routes: Vec<IpNet> = routes.iter().map(|r| p(r)).collect();
+    let key = key_of(h, net, node).await;
     h.store
-        .set_advertised_routes(net.parse().unwrap(), node, &routes, &RouteChecks::default())
+        .set_advertised_routes(net.parse().unwrap(), &key, &routes, &RouteChecks::default())
         .await
         .unwrap();
+}
+
+/// Self-writes name a member by its full key, as its session does.
+async fn key_of(h: &Harness, net: &str, node: NodeId) -> warren_proto::NodePublicKey {
+    h.store
+        .get_member(net.parse().unwrap(), node)
+        .await
+        .unwrap()
+        .public_key
 }
 
 async fn routes(h: &Harness, net: &str) -> Vec<Value> {
@@ -116,8 +126,9 @@ async fn approve_refuse_unapprove_and_audit_through_the_api() {
 
     // a comes online first, then b: a is the primary of what both serve.
     for node in [a, b] {
+        let key = key_of(&h, &net, node).await;
         h.store
-            .set_presence(net.parse().unwrap(), node, true)
+            .set_presence(net.parse().unwrap(), &key, true)
             .await
             .unwrap();
     }

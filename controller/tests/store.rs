@@ -28,6 +28,14 @@ async fn store_with_network(pool: &str) -> (tempfile::TempDir, Arc<SqliteStore>,
     (dir, Arc::new(store), net.id)
 }
 
+async fn reusable_key(store: &SqliteStore, net: NetworkId) -> String {
+    store
+        .create_preauth_key(&Actor::system(), net, true, None)
+        .await
+        .unwrap()
+        .key
+}
+
 fn request(net: NetworkId, name: &str, key: Option<&str>) -> JoinRequest {
     JoinRequest {
         network_id: net,
@@ -82,26 +90,27 @@ async fn one_single_use_key_admits_exactly_one_of_100_concurrent_joins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_joins_get_fifty_distinct_addresses() {
     let (_dir, store, net) = store_with_network("10.147.0.0/16").await;
+    let key = reusable_key(&store, net).await;
     let joins: Vec<_> = (0..50)
         .map(|_| {
             let store = store.clone();
             // Same requested name for all: collisions get suffixes.
-            let req = request(net, "web", None);
+            let req = request(net, "web", Some(&key));
             tokio::spawn(async move { store.join(req).await.unwrap().decision })
         })
         .collect();
     for join in joins {
-        assert_eq!(join.await.unwrap(), JoinDecision::Pending);
+        assert_eq!(join.await.unwrap(), JoinDecision::Authorized);
     }
     let members = store.list_members(net).await.unwrap();
     assert_eq!(members.len(), 50);
-    let addrs: BTreeSet<_> = members.iter().map(|m| m.ipv4).collect();
+    let addrs: BTreeSet<_> = members.iter().map(|m| m.ipv4.unwrap()).collect();
     assert_eq!(addrs.len(), 50);
     let expected: BTreeSet<_> = (1..=50u8)
         .map(|i| std::net::Ipv4Addr::new(10, 147, 0, i))
         .collect();
     assert_eq!(addrs, expected, "lowest free addresses, no gaps");
-    let names: BTreeSet<_> = members.iter().map(|m| m.name.clone()).collect();
+    let names: BTreeSet<_> = members.iter().map(|m| m.name.clone().unwrap()).collect();
     assert_eq!(names.len(), 50);
     assert!(names.contains("web") && names.contains("web-2") && names.contains("web-50"));
     assert!(store.audit_verify().await.unwrap().ok);
@@ -110,22 +119,26 @@ async fn fifty_concurrent_joins_get_fifty_distinct_addresses() {
 #[tokio::test]
 async fn addresses_are_stable_reused_after_delete_and_pools_run_out() {
     let (_dir, store, net) = store_with_network("192.168.50.0/29").await;
+    let key = reusable_key(&store, net).await;
     let mut keys = Vec::new();
     for i in 0..6 {
-        let req = request(net, &format!("n{i}"), None);
+        let req = request(net, &format!("n{i}"), Some(&key));
         keys.push(req.node_key);
         assert_eq!(
             store.join(req).await.unwrap().decision,
-            JoinDecision::Pending
+            JoinDecision::Authorized
         );
     }
-    let seventh = store.join(request(net, "n7", None)).await.unwrap();
+    let seventh = store.join(request(net, "n7", Some(&key))).await.unwrap();
     assert_eq!(
         seventh.decision,
         JoinDecision::Refused("address pool exhausted".into())
     );
     let members = store.list_members(net).await.unwrap();
-    let addrs: BTreeSet<_> = members.iter().map(|m| m.ipv4.to_string()).collect();
+    let addrs: BTreeSet<_> = members
+        .iter()
+        .map(|m| m.ipv4.unwrap().to_string())
+        .collect();
     assert!(!addrs.contains("192.168.50.0") && !addrs.contains("192.168.50.7"));
 
     // Rejoining keeps the address.
@@ -141,9 +154,11 @@ async fn addresses_are_stable_reused_after_delete_and_pools_run_out() {
         .delete_member(&Actor::system(), "member.delete", net, node2)
         .await
         .unwrap();
-    store.join(request(net, "n8", None)).await.unwrap();
+    store.join(request(net, "n8", Some(&key))).await.unwrap();
     let members = store.list_members(net).await.unwrap();
-    assert!(members.iter().any(|m| m.ipv4 == before && m.name == "n8"));
+    assert!(members
+        .iter()
+        .any(|m| m.ipv4 == before && m.name.as_deref() == Some("n8")));
 }
 
 #[tokio::test]

@@ -52,8 +52,12 @@ const HEADERS: [&str; 10] = [
 ];
 
 fn row(m: &Value) -> Vec<String> {
-    [
-        "name",
+    // A pending member holds no name yet: show the one it asked for.
+    let name = match m.get("name").and_then(Value::as_str) {
+        Some(name) => name.to_string(),
+        None => format!("({})", field(m, "requested_name")),
+    };
+    let rest = [
         "node_id",
         "ipv4",
         "ipv6",
@@ -65,8 +69,8 @@ fn row(m: &Value) -> Vec<String> {
         "public_key",
     ]
     .iter()
-    .map(|k| field(m, k))
-    .collect()
+    .map(|k| field(m, k));
+    std::iter::once(name).chain(rest).collect()
 }
 
 pub async fn run(args: MemberArgs) -> anyhow::Result<ExitCode> {

@@ -2,8 +2,15 @@
 
 use serde_json::Value;
 
-/// Prints rows under headers, columns padded to their widest cell.
+/// Prints rows under headers, columns padded to their widest cell. Cells
+/// come from what nodes sent (names, versions): control characters print
+/// as `?`, so no cell can move the cursor or rewrite the terminal.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| printable(cell)).collect())
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -28,6 +35,12 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
+}
+
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// The field as display text: strings bare, null as `-`, the rest as JSON.

@@ -19,7 +19,7 @@ use super::frames::{write_message, FrameIoError};
 use super::{ControlContext, Role};
 use crate::hub::Inbox;
 use crate::netmaps;
-use crate::store::{Actor, JoinDecision, JoinRequest, MemberState, StoreError};
+use crate::store::{JoinDecision, JoinRequest, MemberState, StoreError};
 
 /// More endpoint candidates than this is not a real node.
 pub const MAX_ENDPOINTS: usize = 32;
@@ -147,7 +147,8 @@ impl Session {
                 services,
             } => {
                 let hub = self.context.hub.clone();
-                match crate::dns::services::publish(&hub, self.node_id, network_id, &services).await
+                match crate::dns::services::publish(&hub, &self.node_key, network_id, &services)
+                    .await
                 {
                     Ok(()) => Ok(()),
                     Err(e) => self.error(e.code(), &e.public_message()).await,
@@ -156,7 +157,7 @@ impl Session {
             // Subnet and exit routes: acts on this session's node only.
             NodeMessage::Routes { network_id, routes } => {
                 let hub = self.context.hub.clone();
-                match crate::routes::advertise(&hub, self.node_id, network_id, &routes).await {
+                match crate::routes::advertise(&hub, &self.node_key, network_id, &routes).await {
                     Ok(()) => Ok(()),
                     Err(e) => self.error(e.code(), &e.to_string()).await,
                 }
@@ -209,22 +210,30 @@ impl Session {
         if result.changed {
             hub.changed(net);
         }
-        if self.present.insert(net) {
-            if let Err(e) = hub.node_online(net, self.node_id).await {
-                tracing::error!(node = %self.node_id, error = %e, "could not record presence");
-            }
-        }
         self.send_full(net).await
+    }
+
+    /// Counts this connection as present in `net` while the member is
+    /// authorized there, and no longer once it is not: a pending node
+    /// writes no presence, and one approved while connected comes online.
+    async fn follow_presence(&mut self, net: NetworkId, authorized: bool) {
+        let hub = self.context.hub.clone();
+        let result = if authorized && self.present.insert(net) {
+            hub.node_online(net, &self.node_key).await
+        } else if !authorized && self.present.remove(&net) {
+            hub.node_offline(net, &self.node_key).await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            tracing::error!(node = %self.node_id, error = %e, "could not record presence");
+        }
     }
 
     async fn leave(&mut self, net: NetworkId) -> Result<(), FrameIoError> {
         let hub = self.context.hub.clone();
-        let actor = Actor::node(&self.node_id);
         self.endpoints.remove(&net);
-        let left = hub
-            .store()
-            .delete_member(&actor, "member.leave", net, self.node_id)
-            .await;
+        let left = hub.store().leave(net, &self.node_key).await;
         self.forget(net).await?;
         match left {
             Ok(()) => {
@@ -233,6 +242,10 @@ impl Session {
                 Ok(())
             }
             Err(StoreError::NotFound(_)) => Ok(()),
+            Err(StoreError::Conflict(why)) => {
+                tracing::info!(node = %self.node_id, network = %net, "revoked member tried to leave");
+                self.error("revoked", &why).await
+            }
             Err(e) => self.internal(e).await,
         }
     }
@@ -331,6 +344,9 @@ impl Session {
         });
         match built {
             Some((map, sent)) => {
+                // Presence first: once a node sees itself authorized, the
+                // others see it online.
+                self.follow_presence(net, map.self_node.authorized).await;
                 self.send(&ControllerMessage::Netmap(map)).await?;
                 self.count_push();
                 self.joined.insert(net, sent);
@@ -379,6 +395,7 @@ impl Session {
         if netmaps::is_empty(&delta) {
             return Ok(());
         }
+        self.follow_presence(net, next.self_node.authorized).await;
         self.send(&ControllerMessage::NetmapDelta(delta)).await?;
         self.count_push();
         let sent = SentNetmap::of_parts(&next, digests(&view, &next));
@@ -422,7 +439,7 @@ impl Session {
     async fn forget(&mut self, net: NetworkId) -> Result<(), FrameIoError> {
         self.joined.remove(&net);
         if self.present.remove(&net) {
-            if let Err(e) = self.context.hub.node_offline(net, self.node_id).await {
+            if let Err(e) = self.context.hub.node_offline(net, &self.node_key).await {
                 tracing::error!(node = %self.node_id, error = %e, "could not record presence");
             }
         }
@@ -441,7 +458,7 @@ impl Session {
     pub(super) async fn disconnect(&mut self) {
         self.joined.clear();
         for net in std::mem::take(&mut self.present) {
-            if let Err(e) = self.context.hub.node_offline(net, self.node_id).await {
+            if let Err(e) = self.context.hub.node_offline(net, &self.node_key).await {
                 tracing::error!(node = %self.node_id, error = %e, "could not record presence");
             }
         }

@@ -2,7 +2,7 @@
 //! that authenticated: a request can only ever change its own services.
 
 use warren_proto::service::{validate_list, ServiceError, ServiceSpec};
-use warren_proto::{NetworkId, NodeId};
+use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
 use crate::hub::Hub;
 use crate::store::StoreError;
@@ -14,6 +14,8 @@ pub enum PublishError {
     Invalid(#[from] ServiceError),
     #[error("not a member of network {0}")]
     NotAMember(NetworkId),
+    #[error("{0}")]
+    NotAuthorized(&'static str),
     #[error("storing services: {0}")]
     Store(StoreError),
 }
@@ -24,6 +26,7 @@ impl PublishError {
         match self {
             PublishError::Invalid(_) => "bad_request",
             PublishError::NotAMember(_) => "not_a_member",
+            PublishError::NotAuthorized(_) => "not_authorized",
             PublishError::Store(_) => "internal",
         }
     }
@@ -41,12 +44,13 @@ impl PublishError {
 /// tells every session and the DNS server.
 pub async fn publish(
     hub: &Hub,
-    node: NodeId,
+    node_key: &NodePublicKey,
     net: NetworkId,
     services: &[ServiceSpec],
 ) -> Result<(), PublishError> {
     validate_list(services)?;
-    match hub.store().set_services(net, node, services).await {
+    let node = NodeId::from_key(node_key);
+    match hub.store().set_services(net, node_key, services).await {
         Ok(true) => {
             tracing::info!(%node, network = %net, count = services.len(), "services published");
             hub.changed(net);
@@ -54,6 +58,7 @@ pub async fn publish(
         }
         Ok(false) => Ok(()),
         Err(StoreError::NotFound(_)) => Err(PublishError::NotAMember(net)),
+        Err(StoreError::NotAuthorized(why)) => Err(PublishError::NotAuthorized(why)),
         Err(e) => {
             tracing::error!(%node, network = %net, error = %e, "could not store services");
             Err(PublishError::Store(e))

@@ -7,7 +7,7 @@ use hickory_server::proto::rr::rdata::{A, AAAA, SOA, SRV, TXT};
 use hickory_server::proto::rr::{Name, RData, Record};
 use warren_proto::service::ServiceRecord;
 
-use crate::store::{MemberState, NetworkSnapshot};
+use crate::store::{Member, MemberState, NetworkSnapshot};
 
 /// TTL of every record: short, so a rename or revocation reaches caches fast.
 pub const TTL: u32 = 10;
@@ -39,7 +39,7 @@ pub fn service_records(snapshot: &NetworkSnapshot) -> Vec<ServiceRecord> {
                 .iter()
                 .find(|m| m.node_id == s.node_id && m.state == MemberState::Authorized)?;
             Some(ServiceRecord {
-                member: member.name.clone(),
+                member: member.name.clone()?,
                 node_id: member.node_id,
                 service: s.spec.clone(),
             })
@@ -59,12 +59,8 @@ pub fn build(snapshot: &NetworkSnapshot) -> Result<ZoneRecords, ZoneError> {
         .members
         .iter()
         .filter(|m| m.state == MemberState::Authorized)
-        .flat_map(|m| {
-            [
-                (m.name.as_str(), IpAddr::V4(m.ipv4)),
-                (m.name.as_str(), IpAddr::V6(m.ipv6)),
-            ]
-        });
+        .filter_map(Member::assigned)
+        .flat_map(|(name, v4, v6)| [(name, IpAddr::V4(v4)), (name, IpAddr::V6(v6))]);
     records(&network.zone, serial, hosts, &service_records(snapshot))
 }
 
@@ -141,10 +137,11 @@ mod tests {
         Member {
             network_id: net,
             node_id,
-            name: name.into(),
+            name: Some(name.into()),
+            requested_name: String::new(),
             public_key: key,
-            ipv4: std::net::Ipv4Addr::new(10, 147, 0, seed),
-            ipv6: net.ula_address(&node_id),
+            ipv4: Some(std::net::Ipv4Addr::new(10, 147, 0, seed)),
+            ipv6: Some(net.ula_address(&node_id)),
             authorized: state == MemberState::Authorized,
             state,
             online: false,
@@ -204,9 +201,9 @@ mod tests {
         assert_eq!(zone.origin.to_ascii(), "prod.warren.internal.");
         assert_eq!(zone.serial, 42);
         let a = find(&zone, "web.prod.warren.internal.", RecordType::A);
-        assert_eq!(a, vec![&RData::A(A(web.ipv4))]);
+        assert_eq!(a, vec![&RData::A(A(web.ipv4.unwrap()))]);
         let aaaa = find(&zone, "web.prod.warren.internal.", RecordType::AAAA);
-        assert_eq!(aaaa, vec![&RData::AAAA(AAAA(web.ipv6))]);
+        assert_eq!(aaaa, vec![&RData::AAAA(AAAA(web.ipv6.unwrap()))]);
         assert_eq!(
             find(&zone, "db.prod.warren.internal.", RecordType::A).len(),
             1

@@ -23,6 +23,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// A write a node makes for itself, refused because its membership is
+    /// not (or no longer) authorized.
+    #[error("{0}")]
+    NotAuthorized(&'static str),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
@@ -69,7 +73,7 @@ pub trait Store: RouteStore + Send + Sync + 'static {
         node: NodeId,
         name: &str,
     ) -> Result<Member, StoreError>;
-    /// Removes a membership; `action` is `member.delete` (admin) or `member.leave` (node).
+    /// An admin removes a membership, whatever its state.
     async fn delete_member(
         &self,
         actor: &Actor,
@@ -77,14 +81,18 @@ pub trait Store: RouteStore + Send + Sync + 'static {
         net: NetworkId,
         node: NodeId,
     ) -> Result<(), StoreError>;
+    /// A node leaves: found by its full key. A revoked membership stays
+    /// (`Conflict`), so leaving and joining again cannot undo a revocation.
+    async fn leave(&self, net: NetworkId, node_key: &NodePublicKey) -> Result<(), StoreError>;
 
     // Members, as their nodes act.
     async fn join(&self, request: JoinRequest) -> Result<JoinResult, StoreError>;
-    /// Records a presence transition; true if it changed anything.
+    /// Records a presence transition of the member with this full key;
+    /// true if it changed anything. Only an authorized member goes online.
     async fn set_presence(
         &self,
         net: NetworkId,
-        node: NodeId,
+        node_key: &NodePublicKey,
         online: bool,
     ) -> Result<bool, StoreError>;
     /// Stores a node's endpoints for one network; true if they changed.
@@ -97,11 +105,12 @@ pub trait Store: RouteStore + Send + Sync + 'static {
     /// Marks every member offline (after a restart nobody is connected yet).
     async fn reset_presence(&self) -> Result<Vec<NetworkId>, StoreError>;
     /// Replaces the services a member publishes in its network's DNS zone;
-    /// true if they changed. `NotFound` if the node is not a member.
+    /// true if they changed. `NotFound` if the key is not a member's,
+    /// `NotAuthorized` if the member is not authorized.
     async fn set_services(
         &self,
         net: NetworkId,
-        node: NodeId,
+        node_key: &NodePublicKey,
         services: &[warren_proto::service::ServiceSpec],
     ) -> Result<bool, StoreError>;
 

@@ -130,15 +130,22 @@ impl MemberState {
     }
 }
 
-/// A node's membership in one network.
+/// A node's membership in one network. A pending member holds no name and
+/// no addresses (anyone who knows a network ID can join as pending); it
+/// gets them when it is authorized, and keeps them if later revoked.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Member {
     pub network_id: NetworkId,
     pub node_id: NodeId,
-    pub name: String,
+    /// Its name in the network's zone; `None` until authorized.
+    pub name: Option<String>,
+    /// The name its node asked for, sanitised (not unique, never in DNS).
+    pub requested_name: String,
     pub public_key: NodePublicKey,
-    pub ipv4: Ipv4Addr,
-    pub ipv6: Ipv6Addr,
+    /// `None` until authorized.
+    pub ipv4: Option<Ipv4Addr>,
+    /// `None` until authorized.
+    pub ipv6: Option<Ipv6Addr>,
     pub authorized: bool,
     pub state: MemberState,
     pub online: bool,
@@ -146,6 +153,19 @@ pub struct Member {
     pub endpoints: Vec<SocketAddr>,
     pub agent_version: String,
     pub created_at: String,
+}
+
+impl Member {
+    /// The name to show people: the assigned one, else what it asked for.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.requested_name)
+    }
+
+    /// Name and addresses, for a member that holds them (authorized, or
+    /// revoked after being authorized).
+    pub fn assigned(&self) -> Option<(&str, Ipv4Addr, Ipv6Addr)> {
+        Some((self.name.as_deref()?, self.ipv4?, self.ipv6?))
+    }
 }
 
 /// A node asking to join, as the control server saw it after authentication.

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use ipnet::IpNet;
 use serde::{Serialize, Serializer};
-use warren_proto::{NetworkId, NodeId};
+use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
 use super::{Actor, StoreError};
 
@@ -122,7 +122,7 @@ pub trait RouteStore: Send + Sync {
     async fn set_advertised_routes(
         &self,
         net: NetworkId,
-        node: NodeId,
+        node_key: &NodePublicKey,
         prefixes: &[IpNet],
         checks: &RouteChecks,
     ) -> Result<Advertised, StoreError>;

@@ -4,18 +4,34 @@ use std::net::SocketAddr;
 
 use sqlx::sqlite::SqliteConnection;
 
+use super::assign::assign;
 use super::audit::{append, NewEntry};
-use super::keys::consume;
-use super::members::{get as get_member, taken_names};
+use super::keys::{consume, usable};
+use super::members::get as get_member;
 use super::networks::{bump_version, get as get_network};
 use super::{now, rows, SqliteStore};
+use crate::names;
 use crate::store::*;
-use crate::{ipam, names};
 
 const AGENT_VERSION_MAX: usize = 64;
 
+/// Members a network keeps waiting for approval at once. Anyone who knows
+/// a network ID can join as pending; past this, new nodes are refused
+/// until an admin approves or deletes some.
+pub const MAX_PENDING: i64 = 256;
+
 fn endpoints_json(endpoints: &[SocketAddr]) -> String {
     serde_json::to_string(endpoints).unwrap_or_else(|_| "[]".to_string())
+}
+
+/// The agent version as shown in member lists: printable characters only,
+/// so a node cannot put terminal escapes into an admin's table.
+fn clean_version(version: &str) -> String {
+    version
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(AGENT_VERSION_MAX)
+        .collect()
 }
 
 fn refused(reason: &str) -> JoinResult {
@@ -25,11 +41,28 @@ fn refused(reason: &str) -> JoinResult {
     }
 }
 
+fn unchanged(decision: JoinDecision) -> JoinResult {
+    JoinResult {
+        decision,
+        changed: false,
+    }
+}
+
+const KEY_REFUSED: &str = "pre-auth key is invalid, used up or expired";
+const TOO_MANY_PENDING: &str =
+    "too many members are waiting for approval in this network; ask an admin";
+
 pub(super) async fn join(store: &SqliteStore, req: JoinRequest) -> Result<JoinResult, StoreError> {
     let node = NodeId::from_key(&req.node_key);
     let actor = Actor::node(&node);
-    let version: String = req.agent_version.chars().take(AGENT_VERSION_MAX).collect();
+    let version = clean_version(&req.agent_version);
     let net = req.network_id;
+    // Most joins are reconnects that change nothing, and a join that will
+    // be refused must not queue for the one write connection: decide those
+    // from the read pool, and take the writer only to write.
+    if let Some(result) = decide_without_writing(store, &req, &version).await? {
+        return Ok(result);
+    }
     // One write transaction from the first read to the last write: the key's
     // use, the address, the name and the audit entries commit together.
     let mut tx = store.begin_write().await?;
@@ -37,13 +70,8 @@ pub(super) async fn join(store: &SqliteStore, req: JoinRequest) -> Result<JoinRe
         return Ok(refused("unknown network"));
     };
     let result = match get_member(&mut *tx, net, node).await? {
-        Some(member) => rejoin(&mut tx, &actor, member, &req, &version).await?,
-        None => {
-            let Some(result) = first_join(&mut tx, &actor, &network, &req, &version).await? else {
-                return Ok(refused("pre-auth key is invalid, used up or expired"));
-            };
-            result
-        }
+        Some(member) => rejoin(&mut tx, &actor, &network, member, &req, &version).await?,
+        None => first_join(&mut tx, &actor, &network, &req, &version).await?,
     };
     if let JoinDecision::Refused(_) = result.decision {
         // Roll back: a refused join leaves no trace, not even a key's use.
@@ -56,9 +84,65 @@ pub(super) async fn join(store: &SqliteStore, req: JoinRequest) -> Result<JoinRe
     Ok(result)
 }
 
+/// The answer to a join that needs no write, read without the writer;
+/// `None` if it needs one. The write path decides again under the lock.
+async fn decide_without_writing(
+    store: &SqliteStore,
+    req: &JoinRequest,
+    version: &str,
+) -> Result<Option<JoinResult>, StoreError> {
+    let net = req.network_id;
+    let node = NodeId::from_key(&req.node_key);
+    if get_network(&store.read, net).await?.is_none() {
+        return Ok(Some(refused("unknown network")));
+    }
+    let Some(member) = get_member(&store.read, net, node).await? else {
+        return Ok(match &req.preauth_key {
+            Some(secret) if !usable(&store.read, net, secret).await? => Some(refused(KEY_REFUSED)),
+            Some(_) => None,
+            None if pending_count(&store.read, net).await? >= MAX_PENDING => {
+                Some(refused(TOO_MANY_PENDING))
+            }
+            None => None,
+        });
+    };
+    if member.public_key != req.node_key {
+        return Ok(Some(refused("node ID collision with another key")));
+    }
+    let same_version = member.agent_version == version;
+    Ok(match member.state {
+        MemberState::Revoked => Some(refused("revoked")),
+        MemberState::Authorized
+            if same_version && (req.endpoints.is_empty() || req.endpoints == member.endpoints) =>
+        {
+            Some(unchanged(JoinDecision::Authorized))
+        }
+        MemberState::Authorized => None,
+        MemberState::Pending => match &req.preauth_key {
+            Some(secret) if usable(&store.read, net, secret).await? => None,
+            _ if same_version => Some(unchanged(JoinDecision::Pending)),
+            _ => None,
+        },
+    })
+}
+
+async fn pending_count<'e>(
+    exec: impl sqlx::sqlite::SqliteExecutor<'e>,
+    net: NetworkId,
+) -> Result<i64, StoreError> {
+    let (count,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM members WHERE network_id = ? AND state = ?")
+            .bind(net.to_string())
+            .bind(MemberState::Pending.as_int())
+            .fetch_one(exec)
+            .await?;
+    Ok(count)
+}
+
 async fn rejoin(
     conn: &mut SqliteConnection,
     actor: &Actor,
+    network: &Network,
     member: Member,
     req: &JoinRequest,
     version: &str,
@@ -80,37 +164,41 @@ async fn rejoin(
             .execute(&mut *conn)
             .await?;
     }
-    let mut changed = false;
-    if !req.endpoints.is_empty() && req.endpoints != member.endpoints {
-        update_endpoints(conn, actor, &member, &req.endpoints).await?;
-        changed = true;
-    }
     if member.state == MemberState::Authorized {
+        let mut changed = false;
+        if !req.endpoints.is_empty() && req.endpoints != member.endpoints {
+            update_endpoints(conn, actor, &member, &req.endpoints).await?;
+            changed = true;
+        }
         return Ok(JoinResult {
             decision: JoinDecision::Authorized,
             changed,
         });
     }
-    // Pending: a valid key given now authorizes it.
+    // Pending: a valid key given now authorizes it. Until then it writes
+    // nothing but its version (no endpoints: it has no peers to tell).
     let key_id = match &req.preauth_key {
         Some(secret) => consume(conn, net, secret).await?,
         None => None,
     };
     let Some(key_id) = key_id else {
-        return Ok(JoinResult {
-            decision: JoinDecision::Pending,
-            changed,
-        });
+        return Ok(unchanged(JoinDecision::Pending));
     };
-    sqlx::query("UPDATE members SET state = ? WHERE network_id = ? AND node_id = ?")
+    let mut after = match assign(conn, network, &member).await {
+        Ok(m) => m,
+        Err(StoreError::Conflict(reason)) => return Ok(refused(&reason)),
+        Err(e) => return Err(e),
+    };
+    sqlx::query("UPDATE members SET state = ?, endpoints = ? WHERE network_id = ? AND node_id = ?")
         .bind(MemberState::Authorized.as_int())
+        .bind(endpoints_json(&req.endpoints))
         .bind(net.to_string())
         .bind(node.to_string())
         .execute(&mut *conn)
         .await?;
-    let mut after = member.clone();
     after.state = MemberState::Authorized;
     after.authorized = true;
+    after.endpoints = req.endpoints.clone();
     audit_key_use(conn, actor, net, &key_id, node).await?;
     append(
         conn,
@@ -130,65 +218,58 @@ async fn rejoin(
     })
 }
 
-/// Creates the member. `None` if a key was given and is not valid: a wrong
-/// key creates nothing, so a spray of joins with a used key leaves no trace
-/// but the refusals.
+/// Creates the member. A wrong key creates nothing, so a spray of joins
+/// with a used key leaves no trace but the refusals. A member without a
+/// key waits for approval holding no name and no address.
 async fn first_join(
     conn: &mut SqliteConnection,
     actor: &Actor,
     network: &Network,
     req: &JoinRequest,
     version: &str,
-) -> Result<Option<JoinResult>, StoreError> {
+) -> Result<JoinResult, StoreError> {
     let net = network.id;
     let node = NodeId::from_key(&req.node_key);
     let key_id = match &req.preauth_key {
         Some(secret) => match consume(conn, net, secret).await? {
             Some(id) => Some(id),
-            None => return Ok(None),
+            None => return Ok(refused(KEY_REFUSED)),
         },
+        None if pending_count(&mut *conn, net).await? >= MAX_PENDING => {
+            return Ok(refused(TOO_MANY_PENDING))
+        }
         None => None,
     };
-    let used: Vec<(i64,)> =
-        sqlx::query_as("SELECT ipv4 FROM members WHERE network_id = ? ORDER BY ipv4")
-            .bind(net.to_string())
-            .fetch_all(&mut *conn)
-            .await?;
-    let used: Vec<u32> = used
-        .into_iter()
-        .filter_map(|(a,)| u32::try_from(a).ok())
-        .collect();
-    let Some(ipv4) = ipam::lowest_free(network.pool, &used) else {
-        return Ok(Some(refused("address pool exhausted")));
-    };
-    let base = names::sanitize_label(&req.name, &node);
-    let name = names::unique_label(&base, &taken_names(&mut *conn, net).await?);
-    let state = if key_id.is_some() {
-        MemberState::Authorized
-    } else {
-        MemberState::Pending
+    let requested = names::sanitize_label(&req.name, &node);
+    let (state, endpoints) = match key_id {
+        Some(_) => (MemberState::Authorized, endpoints_json(&req.endpoints)),
+        None => (MemberState::Pending, endpoints_json(&[])),
     };
     let (created_at, _) = now();
     sqlx::query(
-        "INSERT INTO members (network_id, node_id, public_key, name, ipv4, state, online, \
-         endpoints, agent_version, last_seen, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, NULL, ?)",
+        "INSERT INTO members (network_id, node_id, public_key, name, requested_name, ipv4, \
+         state, online, endpoints, agent_version, last_seen, created_at) \
+         VALUES (?, ?, ?, NULL, ?, NULL, ?, 0, ?, ?, NULL, ?)",
     )
     .bind(net.to_string())
     .bind(node.to_string())
     .bind(req.node_key.to_base64())
-    .bind(&name)
-    .bind(i64::from(u32::from(ipv4)))
+    .bind(&requested)
     .bind(state.as_int())
-    .bind(endpoints_json(&req.endpoints))
+    .bind(endpoints)
     .bind(version)
     .bind(&created_at)
     .execute(&mut *conn)
     .await?;
-    let member = get_member(&mut *conn, net, node)
+    let mut member = get_member(&mut *conn, net, node)
         .await?
         .ok_or(StoreError::NotFound("member"))?;
     if let Some(key_id) = &key_id {
+        member = match assign(conn, network, &member).await {
+            Ok(m) => m,
+            Err(StoreError::Conflict(reason)) => return Ok(refused(&reason)),
+            Err(e) => return Err(e),
+        };
         audit_key_use(conn, actor, net, key_id, node).await?;
     }
     append(
@@ -208,10 +289,10 @@ async fn first_join(
     } else {
         JoinDecision::Pending
     };
-    Ok(Some(JoinResult {
+    Ok(JoinResult {
         decision,
         changed: true,
-    }))
+    })
 }
 
 async fn audit_key_use(
@@ -264,10 +345,23 @@ async fn update_endpoints(
 pub(super) async fn set_presence(
     store: &SqliteStore,
     net: NetworkId,
-    node: NodeId,
+    key: &NodePublicKey,
     online: bool,
 ) -> Result<bool, StoreError> {
+    let node = NodeId::from_key(key);
     let actor = Actor::node(&node);
+    // Going online is a write only an authorized member makes; going
+    // offline is allowed whatever the state (a member revoked while online).
+    let member = match get_member(&store.read, net, node).await? {
+        Some(m) if m.public_key == *key => m,
+        _ => return Err(StoreError::NotFound("member")),
+    };
+    if online && member.state != MemberState::Authorized {
+        return Ok(false);
+    }
+    if member.online == online {
+        return Ok(false);
+    }
     let mut tx = store.begin_write().await?;
     let changed = write_presence(&mut tx, &actor, net, node, online).await?;
     tx.commit().await?;
@@ -327,7 +421,10 @@ pub(super) async fn set_endpoints(
     let Some(member) = get_member(&mut *tx, net, node).await? else {
         return Ok(false);
     };
-    if member.public_key != *node_key || member.endpoints == endpoints {
+    if member.public_key != *node_key
+        || member.state != MemberState::Authorized
+        || member.endpoints == endpoints
+    {
         return Ok(false);
     }
     update_endpoints(&mut tx, &Actor::node(&node), &member, endpoints).await?;

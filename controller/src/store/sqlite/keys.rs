@@ -144,3 +144,24 @@ pub(super) async fn consume(
     .await?;
     Ok(used.map(|(id,)| id))
 }
+
+/// Whether `secret` would be accepted by [`consume`] now, read without the
+/// writer: a join with a wrong key is refused before it queues for the
+/// single write connection. [`consume`] decides again under the lock.
+pub(super) async fn usable<'e>(
+    exec: impl sqlx::sqlite::SqliteExecutor<'e>,
+    net: NetworkId,
+    secret: &str,
+) -> Result<bool, StoreError> {
+    let (_, now_unix) = now();
+    let found: Option<(i64,)> = sqlx::query_as(
+        "SELECT 1 FROM preauth_keys WHERE hash = ? AND network_id = ? \
+         AND (reusable = 1 OR uses = 0) AND (expires_unix IS NULL OR expires_unix > ?)",
+    )
+    .bind(secret_hash(secret))
+    .bind(net.to_string())
+    .bind(now_unix)
+    .fetch_optional(exec)
+    .await?;
+    Ok(found.is_some())
+}

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use sqlx::sqlite::SqliteExecutor;
 
+use super::assign::assign;
 use super::audit::{append, NewEntry};
 use super::networks::{bump_version, get as get_network};
 use super::{is_unique_violation, rows, SqliteStore};
@@ -57,10 +58,11 @@ pub(super) async fn taken_names<'e>(
     exec: impl SqliteExecutor<'e>,
     net: NetworkId,
 ) -> Result<BTreeSet<String>, StoreError> {
-    let names: Vec<(String,)> = sqlx::query_as("SELECT name FROM members WHERE network_id = ?")
-        .bind(net.to_string())
-        .fetch_all(exec)
-        .await?;
+    let names: Vec<(String,)> =
+        sqlx::query_as("SELECT name FROM members WHERE network_id = ? AND name IS NOT NULL")
+            .bind(net.to_string())
+            .fetch_all(exec)
+            .await?;
     Ok(names.into_iter().map(|(n,)| n).collect())
 }
 
@@ -78,6 +80,15 @@ pub(super) async fn set_state(
     if before.state == state {
         return Ok(before);
     }
+    // Authorization is when a member gets its name and address.
+    let mut after = if state == MemberState::Authorized {
+        let network = get_network(&mut *tx, net)
+            .await?
+            .ok_or(StoreError::NotFound("network"))?;
+        assign(&mut tx, &network, &before).await?
+    } else {
+        before.clone()
+    };
     sqlx::query("UPDATE members SET state = ? WHERE network_id = ? AND node_id = ?")
         .bind(state.as_int())
         .bind(net.to_string())
@@ -85,7 +96,6 @@ pub(super) async fn set_state(
         .execute(&mut *tx)
         .await?;
     bump_version(&mut tx, net).await?;
-    let mut after = before.clone();
     after.state = state;
     after.authorized = state == MemberState::Authorized;
     let action = match state {
@@ -121,7 +131,7 @@ pub(super) async fn rename(
     let before = get(&mut *tx, net, node)
         .await?
         .ok_or(StoreError::NotFound("member"))?;
-    if before.name == name {
+    if before.name.as_deref() == Some(name.as_str()) {
         return Ok(before);
     }
     sqlx::query("UPDATE members SET name = ? WHERE network_id = ? AND node_id = ?")
@@ -139,7 +149,7 @@ pub(super) async fn rename(
         })?;
     bump_version(&mut tx, net).await?;
     let mut after = before.clone();
-    after.name = name;
+    after.name = Some(name);
     append(
         &mut tx,
         NewEntry {
@@ -167,24 +177,77 @@ pub(super) async fn delete(
     let before = get(&mut *tx, net, node)
         .await?
         .ok_or(StoreError::NotFound("member"))?;
+    remove(&mut tx, actor, action, &before).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn remove(
+    conn: &mut sqlx::SqliteConnection,
+    actor: &Actor,
+    action: &str,
+    before: &Member,
+) -> Result<(), StoreError> {
+    let net = before.network_id;
     sqlx::query("DELETE FROM members WHERE network_id = ? AND node_id = ?")
         .bind(net.to_string())
-        .bind(node.to_string())
-        .execute(&mut *tx)
+        .bind(before.node_id.to_string())
+        .execute(&mut *conn)
         .await?;
-    bump_version(&mut tx, net).await?;
+    bump_version(conn, net).await?;
     append(
-        &mut tx,
+        conn,
         NewEntry {
             actor,
             action,
             network_id: Some(net),
-            target: Some(node.to_string()),
-            before: Some(rows::member_json(&before)),
+            target: Some(before.node_id.to_string()),
+            before: Some(rows::member_json(before)),
             after: None,
         },
     )
-    .await?;
+    .await
+}
+
+/// The member whose node writes for itself: found by its full key, not by
+/// the 40-bit ID alone, and authorized. A pending or revoked member writes
+/// nothing (`NotAuthorized`).
+pub(super) async fn get_self<'e>(
+    exec: impl SqliteExecutor<'e>,
+    net: NetworkId,
+    key: &NodePublicKey,
+) -> Result<Member, StoreError> {
+    let member = get(exec, net, NodeId::from_key(key))
+        .await?
+        .filter(|m| m.public_key == *key)
+        .ok_or(StoreError::NotFound("member"))?;
+    if member.state != MemberState::Authorized {
+        return Err(StoreError::NotAuthorized(
+            "only an authorized member can do this",
+        ));
+    }
+    Ok(member)
+}
+
+/// A node leaves `net`. Its row goes, unless it is revoked: a revocation
+/// stays until an admin deletes the member.
+pub(super) async fn leave(
+    store: &SqliteStore,
+    net: NetworkId,
+    key: &NodePublicKey,
+) -> Result<(), StoreError> {
+    let node = NodeId::from_key(key);
+    let mut tx = store.begin_write().await?;
+    let member = get(&mut *tx, net, node)
+        .await?
+        .filter(|m| m.public_key == *key)
+        .ok_or(StoreError::NotFound("member"))?;
+    if member.state == MemberState::Revoked {
+        return Err(StoreError::Conflict(
+            "this membership is revoked; only an admin can remove it".into(),
+        ));
+    }
+    remove(&mut tx, &Actor::node(&node), "member.leave", &member).await?;
     tx.commit().await?;
     Ok(())
 }

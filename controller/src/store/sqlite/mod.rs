@@ -1,6 +1,7 @@
 //! The SQLite store: one file in WAL mode with synchronous=FULL, writes
 //! serialised through a one-connection pool and `BEGIN IMMEDIATE`.
 
+mod assign;
 mod audit;
 mod join;
 mod keys;
@@ -223,6 +224,10 @@ impl Store for SqliteStore {
         members::delete(self, actor, action, net, node).await
     }
 
+    async fn leave(&self, net: NetworkId, node_key: &NodePublicKey) -> Result<(), StoreError> {
+        members::leave(self, net, node_key).await
+    }
+
     async fn join(&self, request: JoinRequest) -> Result<JoinResult, StoreError> {
         join::join(self, request).await
     }
@@ -230,10 +235,10 @@ impl Store for SqliteStore {
     async fn set_presence(
         &self,
         net: NetworkId,
-        node: NodeId,
+        node_key: &NodePublicKey,
         online: bool,
     ) -> Result<bool, StoreError> {
-        join::set_presence(self, net, node, online).await
+        join::set_presence(self, net, node_key, online).await
     }
 
     async fn set_endpoints(
@@ -252,10 +257,10 @@ impl Store for SqliteStore {
     async fn set_services(
         &self,
         net: NetworkId,
-        node: NodeId,
+        node_key: &NodePublicKey,
         services: &[warren_proto::service::ServiceSpec],
     ) -> Result<bool, StoreError> {
-        services::set(self, net, node, services).await
+        services::set(self, net, node_key, services).await
     }
 
     async fn create_preauth_key(

@@ -213,10 +213,11 @@ impl RouteStore for SqliteStore {
     async fn set_advertised_routes(
         &self,
         net: NetworkId,
-        node: NodeId,
+        node_key: &NodePublicKey,
         prefixes: &[IpNet],
         checks: &RouteChecks,
     ) -> Result<Advertised, StoreError> {
+        let node = NodeId::from_key(node_key);
         let mut wanted: Vec<IpNet> = prefixes.to_vec();
         wanted.sort();
         wanted.dedup();
@@ -232,9 +233,9 @@ impl RouteStore for SqliteStore {
         let network = get_network(&mut *tx, net)
             .await?
             .ok_or(StoreError::NotFound("network"))?;
-        if members::get(&mut *tx, net, node).await?.is_none() {
-            return Err(StoreError::NotFound("member"));
-        }
+        // By its full key, and only once authorized: a pending node
+        // advertises nothing an admin would see in the queue.
+        members::get_self(&mut *tx, net, node_key).await?;
         for p in &wanted {
             check_advertised(p, &network).map_err(|e| StoreError::Invalid(e.to_string()))?;
         }

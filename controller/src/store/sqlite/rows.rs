@@ -10,8 +10,8 @@ use super::parse_stored;
 use crate::store::*;
 
 pub(super) const NETWORK_COLUMNS: &str = "id, name, pool, zone, mtu, netmap_version, created_at";
-pub(super) const MEMBER_COLUMNS: &str = "network_id, node_id, public_key, name, ipv4, state, \
-     online, endpoints, agent_version, last_seen, created_at";
+pub(super) const MEMBER_COLUMNS: &str = "network_id, node_id, public_key, name, \
+     requested_name, ipv4, state, online, endpoints, agent_version, last_seen, created_at";
 pub(super) const KEY_COLUMNS: &str =
     "id, network_id, reusable, expires_at, expires_unix, uses, created_by, created_at";
 
@@ -36,10 +36,14 @@ pub(super) fn member(row: &SqliteRow) -> Result<Member, StoreError> {
     let network_id: NetworkId =
         parse_stored("network id", &row.try_get::<String, _>("network_id")?)?;
     let node_id: NodeId = parse_stored("node id", &row.try_get::<String, _>("node_id")?)?;
-    let ipv4: i64 = row.try_get("ipv4")?;
-    let ipv4 = u32::try_from(ipv4)
-        .map(Ipv4Addr::from)
-        .map_err(|_| StoreError::Corrupt(format!("bad ipv4 {ipv4}")))?;
+    let ipv4: Option<i64> = row.try_get("ipv4")?;
+    let ipv4 = ipv4
+        .map(|a| {
+            u32::try_from(a)
+                .map(Ipv4Addr::from)
+                .map_err(|_| StoreError::Corrupt(format!("bad ipv4 {a}")))
+        })
+        .transpose()?;
     let state: i64 = row.try_get("state")?;
     let state = MemberState::from_int(state)
         .ok_or_else(|| StoreError::Corrupt(format!("bad member state {state}")))?;
@@ -50,9 +54,12 @@ pub(super) fn member(row: &SqliteRow) -> Result<Member, StoreError> {
         network_id,
         node_id,
         name: row.try_get("name")?,
+        requested_name: row.try_get("requested_name")?,
         public_key: parse_stored("public key", &row.try_get::<String, _>("public_key")?)?,
         ipv4,
-        ipv6: network_id.ula_address(&node_id),
+        // Derived from the ID, so it costs nothing to hold; shown only
+        // alongside the IPv4 address, once the member has one.
+        ipv6: ipv4.map(|_| network_id.ula_address(&node_id)),
         authorized: state == MemberState::Authorized,
         state,
         online: row.try_get::<i64, _>("online")? != 0,

@@ -56,20 +56,20 @@ fn of_node(all: Vec<Service>, node: NodeId) -> Vec<ServiceSpec> {
 pub(super) async fn set(
     store: &SqliteStore,
     net: NetworkId,
-    node: NodeId,
+    key: &NodePublicKey,
     services: &[ServiceSpec],
 ) -> Result<bool, StoreError> {
+    let node = NodeId::from_key(key);
     let mut wanted = services.to_vec();
     wanted.sort();
-    if of_node(list_in(&store.read, net).await?, node) == wanted
-        && members::get(&store.read, net, node).await?.is_some()
-    {
+    // Checked on the read pool first: a pending node's list never queues
+    // for the writer.
+    members::get_self(&store.read, net, key).await?;
+    if of_node(list_in(&store.read, net).await?, node) == wanted {
         return Ok(false);
     }
     let mut tx = store.begin_write().await?;
-    if members::get(&mut *tx, net, node).await?.is_none() {
-        return Err(StoreError::NotFound("member"));
-    }
+    members::get_self(&mut *tx, net, key).await?;
     let before = of_node(list_in(&mut *tx, net).await?, node);
     if before == wanted {
         return Ok(false);
