@@ -18,6 +18,9 @@ pub struct Metrics {
     pub stun_requests: AtomicU64,
     /// Datagrams on a STUN port that were not binding requests (unanswered).
     pub stun_ignored: AtomicU64,
+    /// Control connections and joins refused by the per-source and
+    /// per-key limits.
+    pub admission_refused: AtomicU64,
     /// Relay frames forwarded, one per destination connection.
     pub relay_frames: AtomicU64,
     /// Payload bytes of those frames.
@@ -98,6 +101,10 @@ impl RelayDrop {
 }
 
 impl Metrics {
+    pub fn count_admission_refusal(&self) {
+        self.admission_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn count_api_response(&self, status: u16) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         if let Some(counter) = self.api_requests.get(class) {
@@ -188,6 +195,12 @@ impl Metrics {
             "warren_stun_ignored_total",
             "Datagrams on STUN ports that were not binding requests.",
             &self.stun_ignored,
+        );
+        counter(
+            &mut out,
+            "warren_control_admission_refused_total",
+            "Control connections and joins refused by per-source and per-key limits.",
+            &self.admission_refused,
         );
         counter(
             &mut out,

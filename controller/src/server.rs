@@ -186,6 +186,7 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
             Role::Controller => options.advertise_relay.clone(),
             Role::RelayOnly => None,
         },
+        admission: control::admission::Admission::default(),
     });
     let mut tasks = vec![tokio::spawn(control::serve(endpoint.clone(), context))];
     if let Some(listener) = listener {

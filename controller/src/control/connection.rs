@@ -117,7 +117,7 @@ pub async fn run(connection: Connection, context: Arc<ControlContext>) {
     };
     let welcome = write_message(&mut send, &welcome);
     let welcomed = matches!(timeout_at(deadline, welcome).await, Ok(Ok(())));
-    let mut session = Session::new(context.clone(), send, node_key, version);
+    let mut session = Session::new(context.clone(), send, node_key, version, remote);
     let reason = if welcomed {
         session.serve(frames_rx, changes, inbox).await
     } else {

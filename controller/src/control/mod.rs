@@ -5,6 +5,7 @@
 //! protocol, [`crate::relay`] the relay frames on the same connection; this
 //! module sets up TLS and the transport, binds the endpoint and accepts.
 
+pub mod admission;
 pub mod connection;
 pub mod frames;
 pub mod session;
@@ -80,6 +81,8 @@ pub struct ControlContext {
     pub stun_ports: Vec<u16>,
     /// The relay named in every `Welcome`.
     pub advertise_relay: Option<String>,
+    /// Connections and joins per source address and per key.
+    pub admission: admission::Admission,
 }
 
 /// The quinn server configuration: TLS 1.3 with the controller's certificate,
@@ -140,13 +143,27 @@ pub fn bind(
 /// Accepts connections until the endpoint closes; each gets its own task.
 pub async fn serve(endpoint: quinn::Endpoint, context: Arc<ControlContext>) {
     while let Some(incoming) = endpoint.accept().await {
+        let remote = incoming.remote_address();
+        // Counted before the handshake: a refused source costs one packet.
+        let open = match context
+            .admission
+            .connect(remote.ip(), std::time::Instant::now())
+        {
+            Ok(open) => open,
+            Err(refusal) => {
+                tracing::debug!(%remote, %refusal, "connection refused");
+                context.hub.metrics().count_admission_refusal();
+                incoming.refuse();
+                continue;
+            }
+        };
         let context = context.clone();
         tokio::spawn(async move {
-            let remote = incoming.remote_address();
             match incoming.await {
                 Ok(conn) => connection::run(conn, context).await,
                 Err(e) => tracing::debug!(%remote, error = %e, "QUIC handshake failed"),
             }
+            drop(open);
         });
     }
 }

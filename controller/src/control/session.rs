@@ -30,6 +30,8 @@ pub(super) struct Session {
     node_key: NodePublicKey,
     node_id: NodeId,
     version: String,
+    /// Where the connection comes from, for the per-source join limit.
+    remote: SocketAddr,
     /// The node's last reported endpoints per network, for joins after them.
     endpoints: BTreeMap<NetworkId, Vec<SocketAddr>>,
     /// Networks joined on this connection, with what is kept of the last
@@ -46,6 +48,7 @@ impl Session {
         send: SendStream,
         node_key: NodePublicKey,
         version: String,
+        remote: SocketAddr,
     ) -> Self {
         Self {
             context,
@@ -53,6 +56,7 @@ impl Session {
             node_key,
             node_id: NodeId::from_key(&node_key),
             version,
+            remote,
             endpoints: BTreeMap::new(),
             joined: BTreeMap::new(),
             present: BTreeSet::new(),
@@ -178,6 +182,16 @@ impl Session {
         name: String,
         preauth_key: Option<String>,
     ) -> Result<(), FrameIoError> {
+        let admitted = self.context.admission.join(
+            self.remote.ip(),
+            self.node_key.as_bytes(),
+            std::time::Instant::now(),
+        );
+        if let Err(refusal) = admitted {
+            tracing::debug!(node = %self.node_id, remote = %self.remote, %refusal, "join refused");
+            self.context.hub.metrics().count_admission_refusal();
+            return self.error("rate_limited", &refusal.to_string()).await;
+        }
         let request = JoinRequest {
             network_id: net,
             node_key: self.node_key,

@@ -12,7 +12,7 @@ use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
 pub use model::*;
 pub use routes::*;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, MAX_PENDING};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

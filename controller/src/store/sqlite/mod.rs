@@ -4,6 +4,7 @@
 mod assign;
 mod audit;
 mod join;
+pub use join::MAX_PENDING;
 mod keys;
 mod members;
 mod networks;
