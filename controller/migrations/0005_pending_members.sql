@@ -49,6 +49,20 @@ ALTER TABLE members_new RENAME TO members;
 CREATE INDEX members_by_key ON members(public_key);
 CREATE INDEX members_by_state ON members(network_id, state);
 
+-- What each node may still add to the audit log of its own events
+-- (presence, endpoints, services, advertised routes): a token bucket per
+-- node, action and network, and how many entries were folded into the
+-- next one while it was empty. A node that flaps cannot flood the log.
+CREATE TABLE audit_node_budget (
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    network_id  TEXT NOT NULL,
+    tokens      REAL NOT NULL,
+    at_unix     INTEGER NOT NULL,
+    coalesced   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (actor, action, network_id)
+);
+
 COMMIT;
 
 PRAGMA foreign_keys = ON;

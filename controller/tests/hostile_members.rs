@@ -382,3 +382,90 @@ async fn a_node_that_joins_in_a_loop_is_slowed_down() {
     );
     lab.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_node_cannot_flood_the_audit_log() {
+    let lab = common::served().await;
+    let store = lab.running.hub.store().clone();
+    let key = lab.reusable_key().await;
+    let node = NodePrivateKey::generate().public_key();
+    store
+        .join(JoinRequest {
+            network_id: lab.net,
+            node_key: node,
+            name: "flapper".into(),
+            preauth_key: Some(key),
+            agent_version: String::new(),
+            endpoints: vec![],
+        })
+        .await
+        .unwrap();
+    for i in 0..200u16 {
+        let endpoint = format!("192.0.2.1:{}", 1000 + i).parse().unwrap();
+        assert!(store
+            .set_endpoints(lab.net, &node, &[endpoint])
+            .await
+            .unwrap());
+        store
+            .set_presence(lab.net, &node, i % 2 == 0)
+            .await
+            .unwrap();
+    }
+    // The state is current even where the log folded entries.
+    let member = store
+        .get_member(lab.net, NodeId::from_key(&node))
+        .await
+        .unwrap();
+    assert_eq!(member.endpoints[0].port(), 1199);
+    let (_, audit) = lab
+        .api
+        .admin(
+            Method::GET,
+            &format!("/api/v1/audit?network={}&limit=1000", lab.net),
+            None,
+        )
+        .await;
+    let entries = audit["entries"].as_array().unwrap();
+    let of = |action: &str| entries.iter().filter(|e| e["action"] == action).count();
+    assert!(of("member.endpoints") <= 21, "{}", of("member.endpoints"));
+    assert!(of("member.online") + of("member.offline") <= 42);
+    assert!(of("member.endpoints") >= 20);
+    let (_, report) = lab
+        .api
+        .admin(Method::GET, "/api/v1/audit/verify", None)
+        .await;
+    assert_eq!(report["ok"], true);
+
+    // Once the budget refills, the next entry says how many it stands for.
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        lab._dir.path().join("data/controller.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE audit_node_budget SET at_unix = at_unix - 3600")
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    let endpoint = "192.0.2.1:9".parse().unwrap();
+    store
+        .set_endpoints(lab.net, &node, &[endpoint])
+        .await
+        .unwrap();
+    let (_, audit) = lab
+        .api
+        .admin(
+            Method::GET,
+            &format!("/api/v1/audit?network={}&limit=1000", lab.net),
+            None,
+        )
+        .await;
+    let last = audit["entries"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "member.endpoints");
+    // 200 changes, 20 written: 180 folded (a second boundary crossed
+    // during the loop may have refilled a token or two).
+    let folded = last["after"]["coalesced"].as_i64().unwrap_or(0);
+    assert!((175..=180).contains(&folded), "{last}");
+    lab.running.shutdown().await;
+}

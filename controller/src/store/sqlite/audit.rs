@@ -7,6 +7,49 @@ use super::now;
 use crate::audit_chain::{entry_hash, ChainVerifier, EntryFields, GENESIS};
 use crate::store::*;
 
+/// Takes one entry from the node's budget for this action: `Some(n)` to
+/// write it, standing for `n` entries folded since the last one, or `None`
+/// to fold it into the next.
+async fn spend_node_budget(
+    conn: &mut SqliteConnection,
+    entry: &NewEntry<'_>,
+) -> Result<Option<i64>, StoreError> {
+    let (_, now_unix) = now();
+    let network = entry.network_id.map(|n| n.to_string()).unwrap_or_default();
+    let row: Option<(f64, i64, i64)> = sqlx::query_as(
+        "SELECT tokens, at_unix, coalesced FROM audit_node_budget \
+         WHERE actor = ? AND action = ? AND network_id = ?",
+    )
+    .bind(entry.actor.as_str())
+    .bind(entry.action)
+    .bind(&network)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (tokens, at, folded) = row.unwrap_or((NODE_EVENT_BURST, now_unix, 0));
+    let elapsed = now_unix.saturating_sub(at).max(0) as f64;
+    let tokens = (tokens + elapsed / NODE_EVENT_PERIOD).min(NODE_EVENT_BURST);
+    let (tokens, kept, answer) = if tokens >= 1.0 {
+        (tokens - 1.0, 0, Some(folded))
+    } else {
+        (tokens, folded + 1, None)
+    };
+    sqlx::query(
+        "INSERT INTO audit_node_budget (actor, action, network_id, tokens, at_unix, coalesced) \
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (actor, action, network_id) \
+         DO UPDATE SET tokens = excluded.tokens, at_unix = excluded.at_unix, \
+         coalesced = excluded.coalesced",
+    )
+    .bind(entry.actor.as_str())
+    .bind(entry.action)
+    .bind(&network)
+    .bind(tokens)
+    .bind(now_unix)
+    .bind(kept)
+    .execute(&mut *conn)
+    .await?;
+    Ok(answer)
+}
+
 /// An entry to append; the writer fills in id, time and hashes.
 pub(super) struct NewEntry<'a> {
     pub actor: &'a Actor,
@@ -17,12 +60,42 @@ pub(super) struct NewEntry<'a> {
     pub after: Option<serde_json::Value>,
 }
 
+/// Events a node causes by itself, as often as it likes: each node has a
+/// budget of entries per action and network ([`NODE_EVENT_BURST`], then one
+/// per [`NODE_EVENT_PERIOD`] seconds). Past it, entries are folded into the
+/// next one written, which says how many it stands for (`coalesced`) and
+/// carries the state as it is then.
+const NODE_EVENTS: [&str; 5] = [
+    "member.online",
+    "member.offline",
+    "member.endpoints",
+    "member.services",
+    "route.advertise",
+];
+pub const NODE_EVENT_BURST: f64 = 20.0;
+pub const NODE_EVENT_PERIOD: f64 = 60.0;
+
 /// Appends one entry. Must run inside a write transaction, so the chain's
 /// head cannot move between reading it and writing after it.
 pub(super) async fn append(
     conn: &mut SqliteConnection,
-    entry: NewEntry<'_>,
+    mut entry: NewEntry<'_>,
 ) -> Result<(), StoreError> {
+    if entry.actor.as_str().starts_with("node:") && NODE_EVENTS.contains(&entry.action) {
+        match spend_node_budget(conn, &entry).await? {
+            None => return Ok(()),
+            Some(0) => {}
+            Some(folded) => {
+                let mut after = entry.after.take().unwrap_or(serde_json::Value::Null);
+                if let serde_json::Value::Object(map) = &mut after {
+                    map.insert("coalesced".into(), folded.into());
+                } else {
+                    after = serde_json::json!({ "value": after, "coalesced": folded });
+                }
+                entry.after = Some(after);
+            }
+        }
+    }
     let head: Option<(i64, String)> =
         sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
             .fetch_optional(&mut *conn)
