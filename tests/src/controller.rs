@@ -90,7 +90,10 @@ impl Member {
         };
         Ok(Member {
             node_id: text("node_id").ok_or_else(|| missing("node_id"))?,
-            name: text("name").unwrap_or_default(),
+            // A pending member has no name yet, only the one it asked for.
+            name: text("name")
+                .or_else(|| text("requested_name"))
+                .unwrap_or_default(),
             state: text("state").ok_or_else(|| missing("state"))?,
             authorized: json
                 .get("authorized")

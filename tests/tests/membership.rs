@@ -396,3 +396,85 @@ fn single_use_key_admits_only_one_node() {
         Ok(())
     });
 }
+
+/// A pending member holds no name and no address, and a revoked one cannot
+/// undo its revocation by leaving and joining again, even with a reusable
+/// key: the agent says it is refused, `member list` still shows it
+/// revoked, and no peer lets it in.
+#[test]
+fn pending_holds_nothing_and_revocation_sticks() {
+    e2e("membership::revocation_sticks", |lab| {
+        let mut mesh = Mesh::build(lab, &["a", "m", "p"])?;
+        let net = mesh.controller.network_create("sticky", POOL)?;
+        let key = mesh.controller.key_create(&net, true)?;
+        for name in ["a", "m"] {
+            mesh.join_ok(name, &net, Some(&key))?;
+            mesh.agent_mut(name)?
+                .wait_state(&net, "authorized", SETTLE)?;
+        }
+        assert_pings_ok(&mesh, &net, &["a", "m"])?;
+
+        // P waits for approval holding nothing: no address, no name in
+        // the zone, no presence.
+        mesh.join_ok("p", &net, None)?;
+        mesh.agent_mut("p")?.wait_state(&net, "pending", SETTLE)?;
+        let p_node = mesh.agent("p")?.node_id().to_owned();
+        let pending = mesh.controller.member(&net, &p_node)?;
+        println!("pending member: {}", pending.json);
+        ensure!(
+            pending.addresses.is_empty() && pending.json["name"].is_null() && !pending.online,
+            "a pending member holds an address, a name or presence: {}",
+            pending.json
+        );
+        ensure!(
+            pending.name == "p",
+            "member list should show the name p asked for: {}",
+            pending.json
+        );
+
+        let m_node = mesh.agent("m")?.node_id().to_owned();
+        let m4 = mesh.overlay_addr("m", &net, false)?;
+        let a4 = mesh.overlay_addr("a", &net, false)?;
+        mesh.controller.revoke(&net, &m_node)?;
+        mesh.agent_mut("m")?.wait_state(&net, "refused", SETTLE)?;
+
+        // M leaves and joins again with the reusable key.
+        let left = mesh.agent("m")?.leave(&net);
+        println!("m leaves: {left:?}");
+        let again = mesh.join("m", &net, Some(&key))?;
+        println!("m joins again: {}", again.render());
+        let status = mesh.agent_mut("m")?.wait_state(&net, "refused", SETTLE)?;
+        println!(
+            "m after leaving and joining again: {:?}",
+            status.network(&net)?.message()
+        );
+        // Holds for a while: nothing turns it back into a member.
+        std::thread::sleep(Duration::from_secs(2));
+        let member = mesh.controller.member(&net, &m_node)?;
+        ensure!(
+            member.state == "revoked" && !member.authorized,
+            "m is {} after leave and join: {}",
+            member.state,
+            member.json
+        );
+        let status = mesh.agent("m")?.status()?;
+        ensure!(
+            status.find_network(&net).map(|n| n.state()).transpose()? != Some("authorized"),
+            "m is authorized again: {}",
+            status.json
+        );
+        ensure!(
+            !any_reachable((mesh.ns("m")?, m4), &[(mesh.ns("a")?, a4)], 1)?,
+            "revoked m reaches a after leaving and joining again"
+        );
+        let entries = mesh.controller.audit(Some(&net))?;
+        ensure!(
+            !entries
+                .iter()
+                .any(|e| e.action == "member.leave" && e.target.as_deref() == Some(m_node.as_str())),
+            "the audit log records m leaving: its row was deleted"
+        );
+        mesh.ensure_running()?;
+        Ok(())
+    });
+}
