@@ -469,3 +469,91 @@ async fn a_flapping_node_cannot_flood_the_audit_log() {
     assert!((175..=180).contains(&folded), "{last}");
     lab.running.shutdown().await;
 }
+
+/// Every candidate a peer could be made to probe that it should not.
+fn hostile_endpoints() -> Vec<std::net::SocketAddr> {
+    [
+        "127.0.0.1:22",
+        "[::1]:22",
+        "0.0.0.0:53",
+        "192.0.2.1:0",
+        "169.254.169.254:80",
+        "[fe80::1]:51820",
+        "224.0.0.251:5353",
+        "255.255.255.255:67",
+        "10.147.0.1:51820",
+    ]
+    .iter()
+    .map(|e| e.parse().unwrap())
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_and_call_me_maybe_carry_only_probeable_addresses_at_a_bounded_rate() {
+    let lab = common::served().await;
+    let key = lab.reusable_key().await;
+    let mut a = lab.node().await;
+    a.join(lab.net, "a", Some(&key)).await;
+    let mut b = lab.node().await;
+    b.join(lab.net, "b", Some(&key)).await;
+    let good: std::net::SocketAddr = "192.0.2.7:51820".parse().unwrap();
+
+    let mut reported = hostile_endpoints();
+    reported.push(good);
+    a.write(&NodeMessage::Endpoints {
+        network_id: lab.net,
+        endpoints: reported.clone(),
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, member) = lab.member(a.node_id()).await;
+        if member["endpoints"] == json!([good.to_string()]) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stored endpoints: {}",
+            member["endpoints"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Call-me-maybe: only the probeable candidate reaches b, and a
+    // request with none at all reaches it not at all.
+    let b_key = b.key.public_key();
+    let call = |endpoints: Vec<std::net::SocketAddr>| NodeMessage::CallMeMaybe {
+        network_id: lab.net,
+        peer: b_key,
+        endpoints,
+    };
+    a.write(&call(hostile_endpoints())).await;
+    a.write(&call(reported)).await;
+    let mut delivered = Vec::new();
+    while let Some(message) = b.try_next(Duration::from_millis(500)).await {
+        if let ControllerMessage::CallMeMaybe { endpoints, .. } = message {
+            delivered.push(endpoints);
+        }
+    }
+    assert_eq!(delivered, vec![vec![good]]);
+
+    // A flood: b hears a few, a hears that it must slow down.
+    for _ in 0..50 {
+        a.write(&call(vec![good])).await;
+    }
+    let mut heard = 0;
+    while let Some(message) = b.try_next(Duration::from_millis(500)).await {
+        if let ControllerMessage::CallMeMaybe { .. } = message {
+            heard += 1;
+        }
+    }
+    assert!(heard <= 5, "b was asked to probe {heard} times");
+    let mut slowed = false;
+    while let Some(message) = a.try_next(Duration::from_millis(200)).await {
+        if let ControllerMessage::Error { code, .. } = message {
+            slowed |= code == "rate_limited";
+        }
+    }
+    assert!(slowed, "a was never told to slow down");
+    lab.running.shutdown().await;
+}

@@ -5,6 +5,7 @@
 //! - [`id`]: node IDs (from keys) and network IDs, with the ULA addresses they derive.
 //! - [`netmap`]: the network map a controller pushes, and deltas between versions.
 //! - [`filter`]: the access policy compiled per member, as its engine enforces it.
+//! - [`endpoint`]: which addresses may be a peer's endpoint candidate.
 //! - [`disco`]: path-probe messages on the data socket, sealed with the node keys.
 //! - [`control`]: the node-controller protocol: messages, frames, key-possession proof.
 //! - [`relay`]: frames the relay carries, its replay window and per-node quota.
@@ -17,6 +18,7 @@
 
 pub mod control;
 pub mod disco;
+pub mod endpoint;
 pub mod filter;
 pub mod id;
 pub mod key;

@@ -59,14 +59,14 @@ fn is_loopback(ip: IpAddr) -> bool {
 
 /// A token bucket per key.
 #[derive(Debug)]
-struct Buckets<K> {
+pub(crate) struct Buckets<K> {
     burst: f64,
     rate: f64,
     buckets: HashMap<K, (f64, Instant)>,
 }
 
 impl<K: Eq + Hash + Copy> Buckets<K> {
-    fn new(burst: f64, rate: f64) -> Self {
+    pub(crate) fn new(burst: f64, rate: f64) -> Self {
         Self {
             burst,
             rate,
@@ -74,7 +74,8 @@ impl<K: Eq + Hash + Copy> Buckets<K> {
         }
     }
 
-    fn take(&mut self, key: K, now: Instant) -> bool {
+    /// Takes a token for `key`; false if its bucket is empty.
+    pub(crate) fn take(&mut self, key: K, now: Instant) -> bool {
         if self.buckets.len() >= MAX_TRACKED && !self.buckets.contains_key(&key) {
             let (burst, rate) = (self.burst, self.rate);
             self.buckets

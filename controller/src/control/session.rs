@@ -15,6 +15,7 @@ use warren_proto::control::{ControllerMessage, JoinOutcome, NodeMessage};
 use warren_proto::netmap::{Netmap, SentNetmap};
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
+use super::admission::Buckets;
 use super::frames::{write_message, FrameIoError};
 use super::{ControlContext, Role};
 use crate::hub::Inbox;
@@ -23,6 +24,12 @@ use crate::store::{JoinDecision, JoinRequest, MemberState, StoreError};
 
 /// More endpoint candidates than this is not a real node.
 pub const MAX_ENDPOINTS: usize = 32;
+
+/// Call-me-maybe requests one connection may send: to one peer (a burst,
+/// then one per 2 s) and to all peers together (a burst, then 20 a second).
+/// Each one makes a peer send probes, so no member may drive them.
+const CALL_ME_PER_PEER: (f64, f64) = (5.0, 0.5);
+const CALL_ME_TOTAL: (f64, f64) = (256.0, 20.0);
 
 pub(super) struct Session {
     context: Arc<ControlContext>,
@@ -40,6 +47,8 @@ pub(super) struct Session {
     /// Networks this connection counts as online in; kept apart from
     /// `joined` so a failure between the two never leaks presence.
     present: BTreeSet<NetworkId>,
+    call_me_per_peer: Buckets<[u8; 32]>,
+    call_me_total: Buckets<()>,
 }
 
 impl Session {
@@ -60,6 +69,8 @@ impl Session {
             endpoints: BTreeMap::new(),
             joined: BTreeMap::new(),
             present: BTreeSet::new(),
+            call_me_per_peer: Buckets::new(CALL_ME_PER_PEER.0, CALL_ME_PER_PEER.1),
+            call_me_total: Buckets::new(CALL_ME_TOTAL.0, CALL_ME_TOTAL.1),
         }
     }
 
@@ -273,6 +284,10 @@ impl Session {
             let message = format!("at most {MAX_ENDPOINTS} endpoints");
             return self.error("bad_request", &message).await;
         }
+        let endpoints = match self.valid_endpoints(net, endpoints).await {
+            Ok(e) => e,
+            Err(e) => return self.internal(e).await,
+        };
         let hub = self.context.hub.clone();
         let changed = hub
             .store()
@@ -320,6 +335,20 @@ impl Session {
                 .error("not_a_peer", "both nodes must be authorized members")
                 .await;
         }
+        let now = std::time::Instant::now();
+        if !self.call_me_per_peer.take(*peer.as_bytes(), now) || !self.call_me_total.take((), now) {
+            tracing::debug!(node = %self.node_id, peer = %peer.short(), "call-me-maybe over its rate");
+            return self
+                .error("rate_limited", "too many call-me-maybe requests; slow down")
+                .await;
+        }
+        let endpoints = match &snapshot {
+            Some(s) => endpoint_rules(endpoints, &s.network),
+            None => Vec::new(),
+        };
+        if endpoints.is_empty() {
+            return Ok(());
+        }
         let message = ControllerMessage::CallMeMaybe {
             network_id: net,
             from: self.node_key,
@@ -328,6 +357,21 @@ impl Session {
         // Best effort: an offline peer simply does not get it.
         self.context.hub.deliver(&peer, &message);
         Ok(())
+    }
+
+    /// The candidates of `endpoints` that peers may be asked to probe in
+    /// `net`; the rest are dropped (and logged), so one bad candidate (a
+    /// link-local address a node picked up) does not cost the others.
+    async fn valid_endpoints(
+        &self,
+        net: NetworkId,
+        endpoints: Vec<SocketAddr>,
+    ) -> Result<Vec<SocketAddr>, StoreError> {
+        let snapshot = self.context.hub.snapshot(net).await?;
+        Ok(match snapshot {
+            Some(s) => endpoint_rules(endpoints, &s.network),
+            None => endpoints,
+        })
     }
 
     /// A message relayed from another session: passed on only for networks
@@ -486,4 +530,19 @@ fn digests<'a>(
 ) -> impl Iterator<Item = (NodeId, u64)> + 'a {
     view.others_of(header)
         .map(|(p, digest)| (p.node_id, *digest))
+}
+
+/// Keeps the endpoints [`warren_proto::endpoint::check_in`] allows in
+/// `network`.
+fn endpoint_rules(endpoints: Vec<SocketAddr>, network: &crate::store::Network) -> Vec<SocketAddr> {
+    endpoints
+        .into_iter()
+        .filter(|e| {
+            let verdict = warren_proto::endpoint::check_in(e, &network.pool, &network.ipv6_prefix);
+            if let Err(why) = verdict {
+                tracing::debug!(endpoint = %e, %why, "endpoint candidate dropped");
+            }
+            verdict.is_ok()
+        })
+        .collect()
 }
