@@ -1,9 +1,12 @@
-//! The HTTP API: `/api/v1` (bearer tokens; auditors read, admins write),
-//! `/api/v1/openapi.json`, `/healthz` and `/metrics`.
+//! The HTTP API: `/api/v1` (bearer tokens; auditors read, admins write,
+//! network-scoped tokens reach one network), `/api/v1/openapi.json`,
+//! `/healthz` and `/metrics`.
 //!
 //! Handlers are thin: validate, call the store, tell the hub what changed.
+//! `auth` decides who calls.
 
 pub mod audit;
+mod auth;
 pub mod error;
 pub mod extract;
 pub mod keys;
@@ -11,19 +14,21 @@ pub mod members;
 pub mod meta;
 pub mod networks;
 pub mod routes;
+pub mod tokens;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, Method};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::hub::Hub;
-use crate::store::{Actor, Scope, Store, Token};
+use crate::store::{Actor, Store, Token};
 use error::ApiError;
 
 /// Request bodies larger than this get 413.
@@ -35,6 +40,8 @@ pub struct ApiState {
     pub hub: Arc<Hub>,
     /// Host names (besides IP literals and `localhost`) the API answers to.
     pub allowed_hosts: Arc<Vec<String>>,
+    /// Token ID -> unix time this process last queued a last-use write.
+    touched: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 impl ApiState {
@@ -42,6 +49,7 @@ impl ApiState {
         Self {
             hub,
             allowed_hosts: Arc::new(allowed_hosts),
+            touched: Arc::default(),
         }
     }
 
@@ -92,8 +100,13 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/audit", get(audit::page))
         .route("/audit/verify", get(audit::verify))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", delete(tokens::revoke))
         .merge(routes::router())
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
     Router::new()
         .nest("/api/v1", v1)
         .route("/api/v1/openapi.json", get(meta::openapi))
@@ -120,35 +133,6 @@ pub fn metrics_router(state: ApiState) -> Router {
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), guard_origin))
         .with_state(state)
-}
-
-/// Bearer token in, [`Caller`] out; auditors may only read.
-async fn authenticate(
-    State(state): State<ApiState>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let secret = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|s| !s.is_empty() && s.len() <= 256)
-        .ok_or(ApiError::Unauthorized)?;
-    let token = state
-        .store()
-        .find_token(secret)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
-    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
-    if !reads && token.scope != Scope::Admin {
-        return Err(ApiError::Forbidden(
-            "this token's scope is read-only (auditor)".into(),
-        ));
-    }
-    request.extensions_mut().insert(Caller(token));
-    Ok(next.run(request).await)
 }
 
 /// Browsers are never our clients: a request with `Origin` or `Referer`, or

@@ -80,14 +80,30 @@ pub(super) fn preauth_key(row: &SqliteRow) -> Result<PreauthKey, StoreError> {
     })
 }
 
-pub(super) fn token(row: &SqliteRow) -> Result<Token, StoreError> {
+pub(super) const TOKEN_COLUMNS: &str = "id, name, scope, network_id, created_by, created_at, \
+     expires_at, expires_unix, last_used_at, last_used_unix, revoked_at";
+
+/// A token with its state as of `now_unix`.
+pub(super) fn token(row: &SqliteRow, now_unix: i64) -> Result<Token, StoreError> {
     let scope: i64 = row.try_get("scope")?;
+    let network_id: Option<String> = row.try_get("network_id")?;
+    let revoked_at: Option<String> = row.try_get("revoked_at")?;
+    let expires_unix: Option<i64> = row.try_get("expires_unix")?;
     Ok(Token {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         scope: Scope::from_int(scope)
             .ok_or_else(|| StoreError::Corrupt(format!("bad scope {scope}")))?,
+        network_id: network_id
+            .map(|n| parse_stored("token network id", &n))
+            .transpose()?,
+        state: TokenState::at(revoked_at.is_some(), expires_unix, now_unix),
+        created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        revoked_at,
+        last_used_unix: row.try_get("last_used_unix")?,
     })
 }
 
