@@ -78,7 +78,8 @@ async fn tokens_are_created_listed_and_revoked_through_the_api_and_audited() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{made}");
-    let _ = headers;
+    // The one answer that carries the secret is never cached.
+    assert_eq!(headers["cache-control"], "no-store");
     let secret = made["token"].as_str().unwrap().to_string();
     let id = made["id"].as_str().unwrap().to_string();
     assert!(secret.starts_with("wt_"), "{made}");

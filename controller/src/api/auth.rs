@@ -1,7 +1,11 @@
 //! Who is calling: the bearer token, its state (expired, revoked), its
-//! scope (admin, auditor, one network), and when it was last used.
+//! scope (admin, auditor, one network), failed attempts per source, and
+//! when it was last used.
 
-use axum::extract::{Request, State};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -16,13 +20,30 @@ use crate::store::{Scope, Token, TokenState};
 const MAX_SECRET_LEN: usize = 256;
 
 /// Bearer token in, [`Caller`] out. Auditors may only read; a token scoped
-/// to a network reaches only that network.
+/// to a network reaches only that network; a source with too many failures
+/// is refused before any lookup.
 pub(super) async fn authenticate(
     State(state): State<ApiState>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = identify(&state, request.headers()).await?;
+    let source = source_of(&request);
+    let started = Instant::now();
+    if let Some(wait) = state.auth_failures.blocked(source, started) {
+        return Err(ApiError::TooManyRequests {
+            retry_after: wait.as_secs().max(1),
+        });
+    }
+    let token = match identify(&state, request.headers()).await {
+        Ok(token) => token,
+        Err(e) => {
+            if matches!(e, ApiError::Unauthorized(_)) {
+                state.auth_failures.record(source, started);
+                tracing::debug!(?source, reason = %e, "API authentication failed");
+            }
+            return Err(e);
+        }
+    };
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
     if !reads && token.scope != Scope::Admin {
         return Err(ApiError::Forbidden(
@@ -129,6 +150,15 @@ fn record_use(state: &ApiState, token: &Token) {
             tracing::warn!(token = %id, error = %e, "could not record a token's last use");
         }
     });
+}
+
+/// The peer's address, which the server puts in every request; none in
+/// tests that call the router directly.
+fn source_of(request: &Request) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 #[cfg(test)]

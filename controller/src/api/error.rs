@@ -29,6 +29,15 @@ pub enum ApiError {
     /// axum's choice (400, 413, 415, 422).
     #[error("{message}")]
     Rejected { status: StatusCode, message: String },
+    /// Too many failed authentications from this source.
+    #[error("too many failed authentications; try again in {retry_after} s")]
+    TooManyRequests { retry_after: u64 },
+    /// Too many requests in flight.
+    #[error("the controller is busy; try again")]
+    Overloaded,
+    /// The request took longer than the request timeout.
+    #[error("the request took too long")]
+    Timeout,
     #[error("internal error")]
     Internal(String),
 }
@@ -57,6 +66,11 @@ impl ApiError {
                 };
                 (status, code)
             }
+            ApiError::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
+            }
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -85,10 +99,18 @@ impl IntoResponse for ApiError {
         }
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
         let mut response = (status, Json(body)).into_response();
-        if let ApiError::Unauthorized(_) = self {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooManyRequests { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            ApiError::Overloaded => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         response
     }

@@ -3,13 +3,17 @@
 //! `/healthz` and `/metrics`.
 //!
 //! Handlers are thin: validate, call the store, tell the hub what changed.
-//! `auth` decides who calls.
+//! `auth` decides who calls, `hygiene` what every exchange gets, `listener`
+//! serves it all over TCP with a header-read timeout.
 
 pub mod audit;
 mod auth;
+pub mod auth_limit;
 pub mod error;
 pub mod extract;
+pub mod hygiene;
 pub mod keys;
+pub mod listener;
 pub mod members;
 pub mod meta;
 pub mod networks;
@@ -26,10 +30,13 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
+use tokio::sync::Semaphore;
 
 use crate::hub::Hub;
 use crate::store::{Actor, Store, Token};
+use auth_limit::AuthFailures;
 use error::ApiError;
+pub use hygiene::ApiLimits;
 
 /// Request bodies larger than this get 413.
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -40,16 +47,41 @@ pub struct ApiState {
     pub hub: Arc<Hub>,
     /// Host names (besides IP literals and `localhost`) the API answers to.
     pub allowed_hosts: Arc<Vec<String>>,
+    pub limits: ApiLimits,
+    in_flight: Arc<Semaphore>,
+    auth_failures: Arc<AuthFailures>,
     /// Token ID -> unix time this process last queued a last-use write.
     touched: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 impl ApiState {
     pub fn new(hub: Arc<Hub>, allowed_hosts: Vec<String>) -> Self {
+        let limits = ApiLimits::default();
         Self {
             hub,
             allowed_hosts: Arc::new(allowed_hosts),
+            limits,
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            auth_failures: Arc::new(AuthFailures::new(
+                limits.auth_failures,
+                limits.auth_window,
+                limits.auth_sources,
+            )),
             touched: Arc::default(),
+        }
+    }
+
+    /// The same state with other limits (tests shorten them).
+    pub fn with_limits(self, limits: ApiLimits) -> Self {
+        Self {
+            limits,
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            auth_failures: Arc::new(AuthFailures::new(
+                limits.auth_failures,
+                limits.auth_window,
+                limits.auth_sources,
+            )),
+            ..self
         }
     }
 
@@ -118,8 +150,13 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), guard_origin))
         .layer(middleware::from_fn_with_state(
             state.clone(),
+            hygiene::limit_requests,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
             count_responses,
         ))
+        .layer(middleware::from_fn(hygiene::security_headers))
         .with_state(state)
 }
 
@@ -132,6 +169,11 @@ pub fn metrics_router(state: ApiState) -> Router {
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), guard_origin))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            hygiene::limit_requests,
+        ))
+        .layer(middleware::from_fn(hygiene::security_headers))
         .with_state(state)
 }
 
