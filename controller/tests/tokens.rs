@@ -189,9 +189,8 @@ async fn an_expired_token_is_refused_saying_so() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
-    let soon = (OffsetDateTime::now_utc() + time::Duration::seconds(1))
-        .format(&Rfc3339)
-        .unwrap();
+    let expiry = OffsetDateTime::now_utc() + time::Duration::milliseconds(1500);
+    let soon = expiry.format(&Rfc3339).unwrap();
     let (status, made) = h
         .admin(
             Method::POST,
@@ -205,7 +204,9 @@ async fn an_expired_token_is_refused_saying_so() {
         .call(Method::GET, "/api/v1/networks", Some(secret), None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Expiry is exact, not rounded to a second either way.
+    let left = expiry - OffsetDateTime::now_utc();
+    tokio::time::sleep(Duration::try_from(left).unwrap_or_default()).await;
     let (status, body) = h
         .call(Method::GET, "/api/v1/networks", Some(secret), None)
         .await;

@@ -98,11 +98,16 @@ pub enum TokenState {
 }
 
 impl TokenState {
-    /// Revocation wins over expiry; expiry is due at `expires_unix` itself.
-    pub fn at(revoked: bool, expires_unix: Option<i64>, now_unix: i64) -> Self {
+    /// Revocation wins over expiry; expiry is due at `expires_at` itself
+    /// (to the nanosecond stored, not rounded to a second either way).
+    pub fn at(
+        revoked: bool,
+        expires_at: Option<time::OffsetDateTime>,
+        now: time::OffsetDateTime,
+    ) -> Self {
         if revoked {
             TokenState::Revoked
-        } else if expires_unix.is_some_and(|e| now_unix >= e) {
+        } else if expires_at.is_some_and(|e| now >= e) {
             TokenState::Expired
         } else {
             TokenState::Active
@@ -319,4 +324,29 @@ pub struct Service {
     pub node_id: NodeId,
     #[serde(flatten)]
     pub spec: warren_proto::service::ServiceSpec,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenState;
+    use time::{Duration, OffsetDateTime};
+
+    #[test]
+    fn a_token_expires_at_its_instant_not_at_a_rounded_second() {
+        let expires = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_900_000_000).unwrap();
+        let before = expires - Duration::milliseconds(500);
+        assert_eq!(
+            TokenState::at(false, Some(expires), before),
+            TokenState::Active
+        );
+        assert_eq!(
+            TokenState::at(false, Some(expires), expires),
+            TokenState::Expired
+        );
+        assert_eq!(
+            TokenState::at(true, Some(expires), before),
+            TokenState::Revoked
+        );
+        assert_eq!(TokenState::at(false, None, expires), TokenState::Active);
+    }
 }

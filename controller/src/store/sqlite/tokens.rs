@@ -22,9 +22,9 @@ pub(super) async fn create(
         Some(n) => n.to_string(),
         None => format!("token-{id}"),
     };
-    let (created_at, now_unix) = now();
+    let (created_at, _) = now();
     if let Some(expires) = spec.expires_at {
-        if expires.unix_timestamp() <= now_unix {
+        if expires <= OffsetDateTime::now_utc() {
             return Err(StoreError::Invalid(
                 "a token's expiry must be in the future".into(),
             ));
@@ -108,7 +108,7 @@ pub(super) async fn find(store: &SqliteStore, secret: &str) -> Result<Option<Tok
     if !bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
         return Ok(None);
     }
-    rows::token(&row, now().1).map(Some)
+    rows::token(&row, OffsetDateTime::now_utc()).map(Some)
 }
 
 pub(super) async fn list(store: &SqliteStore) -> Result<Vec<Token>, StoreError> {
@@ -116,8 +116,8 @@ pub(super) async fn list(store: &SqliteStore) -> Result<Vec<Token>, StoreError> 
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .fetch_all(&store.read)
         .await?;
-    let now_unix = now().1;
-    rows.iter().map(|row| rows::token(row, now_unix)).collect()
+    let now = OffsetDateTime::now_utc();
+    rows.iter().map(|row| rows::token(row, now)).collect()
 }
 
 pub(super) async fn revoke(
@@ -125,7 +125,7 @@ pub(super) async fn revoke(
     actor: &Actor,
     id: &str,
 ) -> Result<Token, StoreError> {
-    let (at, now_unix) = now();
+    let (at, _) = now();
     let mut tx = store.begin_write().await?;
     let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -133,7 +133,7 @@ pub(super) async fn revoke(
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound("token"))?;
-    let before = rows::token(&row, now_unix)?;
+    let before = rows::token(&row, OffsetDateTime::now_utc())?;
     if before.revoked_at.is_some() {
         return Ok(before);
     }
