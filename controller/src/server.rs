@@ -191,6 +191,7 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
     let mut tasks = vec![tokio::spawn(control::serve(endpoint.clone(), context))];
     if let Some(listener) = listener {
         let state = ApiState::new(hub.clone(), options.api_hosts.clone());
+        let limits = state.limits;
         let router = match options.role {
             Role::Controller => api::router(state),
             Role::RelayOnly => api::metrics_router(state),
@@ -200,12 +201,7 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
             let shutdown = async move {
                 let _ = stopped_api.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "API server stopped");
-            }
+            api::listener::serve(listener, router, limits, shutdown).await;
         }));
     }
     let mut background: Vec<JoinHandle<()>> = stun_sockets

@@ -2,8 +2,8 @@
 //! against a controller and two agents and checked by what they change:
 //! networks, pre-auth keys, members and route rules listed, shown and
 //! deleted; `warren ping`, `routes withdraw`/`masquerade`, the service
-//! list; `check-config` and `generate-assets` of both programs; and a
-//! relay-only instance answering its health check. `packaging/ci-check.sh`
+//! list; `check-config` and `generate-assets` of both programs; token
+//! list and revoke; and a relay-only instance answering its health check. `packaging/ci-check.sh`
 //! proves from the test run's command trace that every documented command
 //! ran somewhere (`WARREN_CLI_TRACE`).
 
@@ -283,6 +283,67 @@ fn offline_commands(mesh: &Mesh, dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `token create|list|revoke` on the data directory: a network-scoped
+/// token sees only its network, and once revoked the running controller
+/// refuses it.
+fn token_commands(mesh: &Mesh, net: &str) -> anyhow::Result<()> {
+    let ctl = &mesh.controller;
+    let dir = ctl.data_dir().to_str().context("path")?;
+    let made = ctl.admin(&[
+        "token",
+        "create",
+        "--data-dir",
+        dir,
+        "--scope",
+        "auditor",
+        "--name",
+        "ci",
+        "--network",
+        net,
+        "--expires",
+        "90d",
+        "--json",
+    ])?;
+    let made: Value = serde_json::from_str(&made).with_context(|| made.clone())?;
+    let (Some(id), Some(secret)) = (made["id"].as_str(), made["token"].as_str()) else {
+        bail!("token create --json: {made}");
+    };
+    let as_ci = |args: &[&str]| -> anyhow::Result<Output> {
+        let mut cmd = ctl.command(args);
+        cmd.env("WARREN_TOKEN", secret);
+        Ok(command::output(&mut cmd)?)
+    };
+    let spare = ctl.network_create("unseen", "10.154.0.0/16")?;
+    let out = as_ci(&["network", "list", "--json"])?;
+    let seen = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && seen.contains(net) && !seen.contains(&spare),
+        "a token scoped to {net} lists: {}",
+        text(&out)
+    );
+    let tokens = ctl.admin_json(&["token", "list", "--data-dir", dir])?;
+    let listed = list(&tokens);
+    ensure!(
+        listed
+            .iter()
+            .any(|t| t["id"] == id && t["network_id"] == net && t["expires_at"].is_string()),
+        "token list: {tokens}"
+    );
+    ensure!(
+        !tokens.to_string().contains(secret),
+        "token list prints secrets"
+    );
+    ctl.admin(&["token", "revoke", "--data-dir", dir, id])?;
+    let out = as_ci(&["network", "list"])?;
+    ensure!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("revoked"),
+        "a revoked token still works: {}",
+        text(&out)
+    );
+    ctl.admin(&["network", "delete", &spare])?;
+    Ok(())
+}
+
 /// A relay-only instance over the controller's data directory serves its
 /// health check.
 fn relay_only(lab: &Lab, mesh: &Mesh) -> anyhow::Result<()> {
@@ -329,6 +390,7 @@ fn documented_commands_do_what_the_docs_say() {
         offline_commands(&mesh, dir.path())?;
         agent_commands(&mesh, &net)?;
         relay_only(lab, &mesh)?;
+        token_commands(&mesh, &net)?;
         controller_admin(&mut mesh, &net, &key)?;
         mesh.ensure_running()?;
         Ok(())

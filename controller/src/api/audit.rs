@@ -1,7 +1,7 @@
 //! `/api/v1/audit`: the audit log, paged by id, and chain verification.
 
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -10,7 +10,7 @@ use warren_proto::NetworkId;
 
 use super::error::ApiError;
 use super::extract::ApiQuery;
-use super::ApiState;
+use super::{ApiState, Caller};
 use crate::store::{AuditQuery, AuditVerification};
 
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -27,6 +27,7 @@ pub struct AuditParams {
 
 pub async fn page(
     State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(params): ApiQuery<AuditParams>,
 ) -> Result<Json<Value>, ApiError> {
     let since_unix = params
@@ -44,6 +45,14 @@ pub async fn page(
         .map(|n| n.parse::<NetworkId>())
         .transpose()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // A token scoped to one network reads only that network's entries.
+    let network_id = match (caller.0.network_id, network_id) {
+        (Some(own), Some(asked)) if asked != own => {
+            return Err(ApiError::NotFound("network".into()))
+        }
+        (Some(own), _) => Some(own),
+        (None, asked) => asked,
+    };
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::BadRequest(format!(

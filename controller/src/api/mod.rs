@@ -1,30 +1,42 @@
-//! The HTTP API: `/api/v1` (bearer tokens; auditors read, admins write),
-//! `/api/v1/openapi.json`, `/healthz` and `/metrics`.
+//! The HTTP API: `/api/v1` (bearer tokens; auditors read, admins write,
+//! network-scoped tokens reach one network), `/api/v1/openapi.json`,
+//! `/healthz` and `/metrics`.
 //!
 //! Handlers are thin: validate, call the store, tell the hub what changed.
+//! `auth` decides who calls, `hygiene` what every exchange gets, `listener`
+//! serves it all over TCP with a header-read timeout.
 
 pub mod audit;
+mod auth;
+pub mod auth_limit;
 pub mod error;
 pub mod extract;
+pub mod hygiene;
 pub mod keys;
+pub mod listener;
 pub mod members;
 pub mod meta;
 pub mod networks;
 pub mod routes;
+pub mod tokens;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, Method};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
+use tokio::sync::Semaphore;
 
 use crate::hub::Hub;
-use crate::store::{Actor, Scope, Store, Token};
+use crate::store::{Actor, Store, Token};
+use auth_limit::AuthFailures;
 use error::ApiError;
+pub use hygiene::ApiLimits;
 
 /// Request bodies larger than this get 413.
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -35,13 +47,41 @@ pub struct ApiState {
     pub hub: Arc<Hub>,
     /// Host names (besides IP literals and `localhost`) the API answers to.
     pub allowed_hosts: Arc<Vec<String>>,
+    pub limits: ApiLimits,
+    in_flight: Arc<Semaphore>,
+    auth_failures: Arc<AuthFailures>,
+    /// Token ID -> unix time this process last queued a last-use write.
+    touched: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 impl ApiState {
     pub fn new(hub: Arc<Hub>, allowed_hosts: Vec<String>) -> Self {
+        let limits = ApiLimits::default();
         Self {
             hub,
             allowed_hosts: Arc::new(allowed_hosts),
+            limits,
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            auth_failures: Arc::new(AuthFailures::new(
+                limits.auth_failures,
+                limits.auth_window,
+                limits.auth_sources,
+            )),
+            touched: Arc::default(),
+        }
+    }
+
+    /// The same state with other limits (tests shorten them).
+    pub fn with_limits(self, limits: ApiLimits) -> Self {
+        Self {
+            limits,
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            auth_failures: Arc::new(AuthFailures::new(
+                limits.auth_failures,
+                limits.auth_window,
+                limits.auth_sources,
+            )),
+            ..self
         }
     }
 
@@ -92,8 +132,13 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/audit", get(audit::page))
         .route("/audit/verify", get(audit::verify))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", delete(tokens::revoke))
         .merge(routes::router())
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
     Router::new()
         .nest("/api/v1", v1)
         .route("/api/v1/openapi.json", get(meta::openapi))
@@ -105,8 +150,13 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), guard_origin))
         .layer(middleware::from_fn_with_state(
             state.clone(),
+            hygiene::limit_requests,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
             count_responses,
         ))
+        .layer(middleware::from_fn(hygiene::security_headers))
         .with_state(state)
 }
 
@@ -119,36 +169,12 @@ pub fn metrics_router(state: ApiState) -> Router {
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), guard_origin))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            hygiene::limit_requests,
+        ))
+        .layer(middleware::from_fn(hygiene::security_headers))
         .with_state(state)
-}
-
-/// Bearer token in, [`Caller`] out; auditors may only read.
-async fn authenticate(
-    State(state): State<ApiState>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let secret = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|s| !s.is_empty() && s.len() <= 256)
-        .ok_or(ApiError::Unauthorized)?;
-    let token = state
-        .store()
-        .find_token(secret)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
-    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
-    if !reads && token.scope != Scope::Admin {
-        return Err(ApiError::Forbidden(
-            "this token's scope is read-only (auditor)".into(),
-        ));
-    }
-    request.extensions_mut().insert(Caller(token));
-    Ok(next.run(request).await)
 }
 
 /// Browsers are never our clients: a request with `Origin` or `Referer`, or

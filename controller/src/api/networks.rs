@@ -86,8 +86,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(network)))
 }
 
-pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let networks = state.store().list_networks().await?;
+pub async fn list(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    let mut networks = state.store().list_networks().await?;
+    // A token scoped to one network sees only that one.
+    networks.retain(|n| caller.0.network_id.is_none_or(|own| own == n.id));
     Ok(Json(json!({ "networks": networks })))
 }
 

@@ -39,9 +39,17 @@ pub enum StoreError {
 /// [`Actor`] the audit log records.
 #[async_trait]
 pub trait Store: RouteStore + Send + Sync + 'static {
-    // API tokens.
-    async fn create_token(&self, scope: Scope, name: Option<&str>) -> Result<NewToken, StoreError>;
+    // API tokens. Lookups are never cached, so a revocation holds at once
+    // on every replica that shares the database.
+    async fn create_token(&self, actor: &Actor, spec: TokenSpec) -> Result<NewToken, StoreError>;
+    /// The token with this secret, whatever its state (the caller decides).
     async fn find_token(&self, secret: &str) -> Result<Option<Token>, StoreError>;
+    async fn list_tokens(&self) -> Result<Vec<Token>, StoreError>;
+    /// Revokes a token; revoking a revoked token changes nothing.
+    async fn revoke_token(&self, actor: &Actor, id: &str) -> Result<Token, StoreError>;
+    /// Records a use at `at` unless one was recorded in the last
+    /// [`TOKEN_TOUCH_INTERVAL`]; true if it wrote. Not audited.
+    async fn touch_token(&self, id: &str, at: OffsetDateTime) -> Result<bool, StoreError>;
 
     // Networks.
     async fn create_network(&self, actor: &Actor, new: NewNetwork) -> Result<Network, StoreError>;

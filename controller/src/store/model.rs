@@ -62,14 +62,88 @@ pub struct Token {
     pub id: String,
     pub name: String,
     pub scope: Scope,
+    /// Set: the token sees and changes only this network.
+    pub network_id: Option<NetworkId>,
+    /// Whether it is usable, as of when it was read.
+    pub state: TokenState,
+    pub created_by: String,
     pub created_at: String,
+    pub expires_at: Option<String>,
+    /// Updated at most once per [`TOKEN_TOUCH_INTERVAL`].
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+    #[serde(skip)]
+    pub last_used_unix: Option<i64>,
+}
+
+/// A token's last use is written at most this often (seconds), so a busy
+/// client does not take the single writer on every request.
+pub const TOKEN_TOUCH_INTERVAL: i64 = 60;
+
+impl Token {
+    /// Whether a use at `now_unix` should be written down.
+    pub fn touch_due(&self, now_unix: i64) -> bool {
+        self.last_used_unix
+            .is_none_or(|last| now_unix - last >= TOKEN_TOUCH_INTERVAL)
+    }
+}
+
+/// Whether a token may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl TokenState {
+    /// Revocation wins over expiry; expiry is due at `expires_at` itself
+    /// (to the nanosecond stored, not rounded to a second either way).
+    pub fn at(
+        revoked: bool,
+        expires_at: Option<time::OffsetDateTime>,
+        now: time::OffsetDateTime,
+    ) -> Self {
+        if revoked {
+            TokenState::Revoked
+        } else if expires_at.is_some_and(|e| now >= e) {
+            TokenState::Expired
+        } else {
+            TokenState::Active
+        }
+    }
+}
+
+/// What to make a token with.
+#[derive(Debug, Clone)]
+pub struct TokenSpec {
+    pub scope: Scope,
+    /// Unique; default `token-<id>`.
+    pub name: Option<String>,
+    pub network_id: Option<NetworkId>,
+    pub expires_at: Option<time::OffsetDateTime>,
+}
+
+impl TokenSpec {
+    /// A token for every network that never expires.
+    pub fn new(scope: Scope, name: Option<&str>) -> Self {
+        Self {
+            scope,
+            name: name.map(str::to_owned),
+            network_id: None,
+            expires_at: None,
+        }
+    }
 }
 
 /// A token just made; `secret` is shown once and never stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct NewToken {
-    pub token: Token,
+    #[serde(rename = "token")]
     pub secret: String,
+    #[serde(flatten)]
+    pub token: Token,
 }
 
 /// A network as stored.
@@ -270,4 +344,29 @@ pub struct Service {
     pub node_id: NodeId,
     #[serde(flatten)]
     pub spec: warren_proto::service::ServiceSpec,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenState;
+    use time::{Duration, OffsetDateTime};
+
+    #[test]
+    fn a_token_expires_at_its_instant_not_at_a_rounded_second() {
+        let expires = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_900_000_000).unwrap();
+        let before = expires - Duration::milliseconds(500);
+        assert_eq!(
+            TokenState::at(false, Some(expires), before),
+            TokenState::Active
+        );
+        assert_eq!(
+            TokenState::at(false, Some(expires), expires),
+            TokenState::Expired
+        );
+        assert_eq!(
+            TokenState::at(true, Some(expires), before),
+            TokenState::Revoked
+        );
+        assert_eq!(TokenState::at(false, None, expires), TokenState::Active);
+    }
 }

@@ -15,7 +15,7 @@ use tower::ServiceExt;
 use warren_controller::api::{self, ApiState};
 use warren_controller::hub::Hub;
 use warren_controller::metrics::Metrics;
-use warren_controller::store::{Scope, SqliteStore, Store};
+use warren_controller::store::{Actor, Scope, SqliteStore, Store, TokenSpec};
 
 /// An API over a fresh database, with an admin and an auditor token.
 pub struct Harness {
@@ -34,11 +34,17 @@ impl Harness {
             .await
             .unwrap();
         let admin = store
-            .create_token(Scope::Admin, Some("admin"))
+            .create_token(
+                &Actor::system(),
+                TokenSpec::new(Scope::Admin, Some("admin")),
+            )
             .await
             .unwrap();
         let auditor = store
-            .create_token(Scope::Auditor, Some("auditor"))
+            .create_token(
+                &Actor::system(),
+                TokenSpec::new(Scope::Auditor, Some("auditor")),
+            )
             .await
             .unwrap();
         let hub = Hub::new(Arc::new(store.clone()), Arc::new(Metrics::default()));
@@ -132,7 +138,10 @@ pub struct ApiHandle {
 impl ApiHandle {
     pub async fn new(router: Router, store: Arc<dyn Store>) -> Self {
         let admin = store
-            .create_token(Scope::Admin, Some("test-admin"))
+            .create_token(
+                &Actor::system(),
+                TokenSpec::new(Scope::Admin, Some("test-admin")),
+            )
             .await
             .unwrap()
             .secret;

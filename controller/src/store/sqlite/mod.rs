@@ -146,12 +146,24 @@ fn parse_stored<T: FromStr>(what: &str, text: &str) -> Result<T, StoreError> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_token(&self, scope: Scope, name: Option<&str>) -> Result<NewToken, StoreError> {
-        tokens::create(self, scope, name).await
+    async fn create_token(&self, actor: &Actor, spec: TokenSpec) -> Result<NewToken, StoreError> {
+        tokens::create(self, actor, spec).await
     }
 
     async fn find_token(&self, secret: &str) -> Result<Option<Token>, StoreError> {
         tokens::find(self, secret).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<Token>, StoreError> {
+        tokens::list(self).await
+    }
+
+    async fn revoke_token(&self, actor: &Actor, id: &str) -> Result<Token, StoreError> {
+        tokens::revoke(self, actor, id).await
+    }
+
+    async fn touch_token(&self, id: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
+        tokens::touch(self, id, at).await
     }
 
     async fn create_network(&self, actor: &Actor, new: NewNetwork) -> Result<Network, StoreError> {

@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
+use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::parse_stored;
@@ -87,14 +88,37 @@ pub(super) fn preauth_key(row: &SqliteRow) -> Result<PreauthKey, StoreError> {
     })
 }
 
-pub(super) fn token(row: &SqliteRow) -> Result<Token, StoreError> {
+pub(super) const TOKEN_COLUMNS: &str = "id, name, scope, network_id, created_by, created_at, \
+     expires_at, last_used_at, last_used_unix, revoked_at";
+
+/// A token with its state as of `now`.
+pub(super) fn token(row: &SqliteRow, now: OffsetDateTime) -> Result<Token, StoreError> {
     let scope: i64 = row.try_get("scope")?;
+    let network_id: Option<String> = row.try_get("network_id")?;
+    let revoked_at: Option<String> = row.try_get("revoked_at")?;
+    let expires_at: Option<String> = row.try_get("expires_at")?;
+    let expires = expires_at
+        .as_deref()
+        .map(|text| {
+            OffsetDateTime::parse(text, &Rfc3339)
+                .map_err(|_| StoreError::Corrupt(format!("bad token expiry {text:?}")))
+        })
+        .transpose()?;
     Ok(Token {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         scope: Scope::from_int(scope)
             .ok_or_else(|| StoreError::Corrupt(format!("bad scope {scope}")))?,
+        network_id: network_id
+            .map(|n| parse_stored("token network id", &n))
+            .transpose()?,
+        state: TokenState::at(revoked_at.is_some(), expires, now),
+        created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
+        expires_at,
+        last_used_at: row.try_get("last_used_at")?,
+        revoked_at,
+        last_used_unix: row.try_get("last_used_unix")?,
     })
 }
 
