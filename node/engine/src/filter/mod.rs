@@ -36,6 +36,8 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::Instant;
 
+use rand_core::RngCore;
+
 use warren_proto::filter::{
     Direction, DropReason, Explanation, FilterStats, PacketFilter, Protocol, Verdict,
 };
@@ -43,6 +45,8 @@ use warren_proto::filter::{
 pub use conntrack::{FLOW_LIMIT, ICMP_IDLE, TCP_ESTABLISHED_IDLE, TCP_TRANSITORY_IDLE, UDP_IDLE};
 pub use rules::CompiledFilter;
 pub use stats::RECENT_DROPS;
+
+use crate::error::PacketError;
 
 use conntrack::{SeededHasher, State, Table};
 use flow::{Parsed, Transport, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
@@ -241,6 +245,39 @@ impl Filter {
         }
         Ok(())
     }
+}
+
+/// The engine's side of [`Filter::replace`]: the first policy creates the
+/// filter, with hash keys from the engine's randomness.
+pub(crate) fn set(
+    slot: &mut Option<Filter>,
+    filter: Option<PacketFilter>,
+    rng: &mut dyn RngCore,
+    now: Instant,
+) {
+    if filter.is_none() && slot.is_none() {
+        return;
+    }
+    slot.get_or_insert_with(|| Filter::new(FLOW_LIMIT, (rng.next_u64(), rng.next_u64())))
+        .replace(filter, now);
+}
+
+/// The engine's side of the checks: a packet going `direction` passes if
+/// there is no filter or the filter lets it.
+pub(crate) fn check(
+    filter: &mut Option<Filter>,
+    direction: Direction,
+    packet: &[u8],
+    now: Instant,
+) -> Result<(), PacketError> {
+    let Some(filter) = filter else {
+        return Ok(());
+    };
+    match direction {
+        Direction::Inbound => filter.handle_inbound(packet, now),
+        Direction::Outbound => filter.handle_outbound(packet, now),
+    }
+    .map_err(|reason| PacketError::Filtered { direction, reason })
 }
 
 /// The state of a flow that this admitted packet starts; `None` for
