@@ -13,8 +13,8 @@ use warren_proto::filter::Direction;
 
 use super::flow::{FlowKey, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
-/// The most flows tracked at once, per network. At about 150 bytes each
-/// (see `docs/benchmarks.md`) a full table costs about 10 MB.
+/// The most flows tracked at once, per network. At about 200 bytes each
+/// (see `docs/benchmarks.md`) a full table costs about 13 MB.
 pub const FLOW_LIMIT: usize = 65_536;
 
 /// How long a flow may stay idle, by class.
@@ -154,6 +154,15 @@ impl Table {
         self.limit
     }
 
+    /// Bytes the table holds now: slab, hash map (buckets and control
+    /// bytes) and free list, by their capacities.
+    pub fn memory(&self) -> usize {
+        use std::mem::size_of;
+        self.slots.capacity() * size_of::<Option<Flow>>()
+            + self.map.capacity() * (size_of::<(FlowKey, u32)>() + 1) * 8 / 7
+            + self.free.capacity() * size_of::<u32>()
+    }
+
     fn tick(&mut self, now: Instant) -> Instant {
         let now = self.clock.map_or(now, |c| c.max(now));
         self.clock = Some(now);
@@ -197,6 +206,14 @@ impl Table {
         }
         let class = flow.state.class();
         let state = update(flow.state, flow.initiator_low == src_low);
+        if state.class() == class && self.lists[class].tail == slot {
+            // The busiest flow is already last: no list to touch.
+            if let Some(flow) = self.flow_mut(slot) {
+                flow.state = state;
+                flow.last_seen = now;
+            }
+            return true;
+        }
         self.unlink(slot, class);
         if let Some(flow) = self.flow_mut(slot) {
             flow.state = state;

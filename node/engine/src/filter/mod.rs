@@ -172,6 +172,12 @@ impl Filter {
         }
     }
 
+    /// Roughly the bytes the flow table holds (by capacity, so it counts
+    /// what was reserved, not only what is used).
+    pub fn memory(&self) -> usize {
+        self.table.memory()
+    }
+
     pub fn stats(&self, now: Instant) -> FilterStats {
         FilterStats {
             policy_version: self.rules.as_ref().map(CompiledFilter::policy_version),

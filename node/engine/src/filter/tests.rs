@@ -342,3 +342,46 @@ fn recent_drops_are_a_bounded_ring_newest_first() {
     assert_eq!(recent[1].direction, Direction::Inbound);
     assert_eq!(f.stats(t0).dropped_inbound.malformed, 1);
 }
+
+#[test]
+fn no_bytes_from_a_peer_or_the_tun_can_panic_the_filter() {
+    let t0 = Instant::now();
+    let mut f = filter(t0);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let samples = [
+        tcp(PEER_WEB, OWN_WEB, TCP_SYN, b"abc"),
+        tcp("[fd00::2]:1", "[fd00::1]:3000", TCP_ACK, b"abc"),
+        udp("10.99.0.2:5353", "10.99.0.1:53"),
+        echo("fd00::2", "fd00::1", 1, true),
+    ];
+    let mut error = Filter::new(4, (1, 2));
+    error.replace(Some(PacketFilter::default()), t0);
+    let _ = error.handle_outbound(&samples[0], t0);
+    let _ = error.handle_outbound(&samples[1], t0);
+    let errors: Vec<Vec<u8>> = std::iter::from_fn(|| error.poll_tun_packet()).collect();
+    for round in 0..20_000u64 {
+        let base = if round % 3 == 0 {
+            &errors[(round as usize / 3) % errors.len()]
+        } else {
+            &samples[round as usize % samples.len()]
+        };
+        let mut p = base.clone();
+        for _ in 0..(next() % 4) {
+            let at = (next() as usize) % p.len();
+            p[at] = next() as u8;
+        }
+        p.truncate((next() as usize) % (p.len() + 1));
+        let now = t0 + Duration::from_millis(round);
+        let _ = f.handle_inbound(&p, now);
+        let _ = f.handle_outbound(&p, now);
+        while f.poll_tun_packet().is_some() {}
+    }
+    let stats = f.stats(t0);
+    assert!(stats.dropped_inbound.malformed > 0 && stats.dropped_outbound.malformed > 0);
+}
