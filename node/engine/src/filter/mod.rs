@@ -21,16 +21,20 @@
 //!
 //! # Layout
 //! - `flow`: reading packets, flow keys.
-//! - [`rules`]: the compiled, indexed rules and `explain`.
-//! - `conntrack`: the bounded table of tracked flows and their timeouts.
+//! - [`rules`]: the compiled rules, first match, `explain` and hit counters.
+//! - `index`: the rules that could admit a packet, by prefix, protocol and port.
+//! - `conntrack`: the bounded table of tracked flows.
+//! - `timeouts`: TCP states and how long each kind of flow may stay idle.
 //! - `reject`: ICMP administratively prohibited and TCP resets.
 //! - `stats`: drop counters and the ring of recent drops.
 
 mod conntrack;
 mod flow;
+mod index;
 mod reject;
 pub mod rules;
 mod stats;
+mod timeouts;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -42,14 +46,16 @@ use warren_proto::filter::{
     Direction, DropReason, Explanation, FilterStats, PacketFilter, Protocol, Verdict,
 };
 
-pub use conntrack::{FLOW_LIMIT, ICMP_IDLE, TCP_ESTABLISHED_IDLE, TCP_TRANSITORY_IDLE, UDP_IDLE};
+pub use conntrack::FLOW_LIMIT;
 pub use rules::CompiledFilter;
 pub use stats::RECENT_DROPS;
+pub use timeouts::{ICMP_IDLE, TCP_ESTABLISHED_IDLE, TCP_TRANSITORY_IDLE, UDP_IDLE};
 
 use crate::error::PacketError;
 
-use conntrack::{SeededHasher, State, Table};
+use conntrack::{SeededHasher, Table};
 use flow::{Parsed, Transport, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use timeouts::State;
 
 /// Rejects waiting for the shell to write them to the TUN; beyond this
 /// they are not made (the denied packets are still dropped and counted).
