@@ -42,17 +42,24 @@ struct List {
 
 /// A keyed SipHash: the keys come from the engine's injected randomness,
 /// so that peers cannot aim their ports at one bucket and runs replay.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SeededHasher(pub u64, pub u64);
+/// The keys are absorbed once; each hash starts from a copy of that state.
+#[derive(Debug, Clone)]
+pub(crate) struct SeededHasher(DefaultHasher);
+
+impl SeededHasher {
+    pub fn new(k0: u64, k1: u64) -> Self {
+        let mut h = DefaultHasher::new();
+        h.write_u64(k0);
+        h.write_u64(k1);
+        SeededHasher(h)
+    }
+}
 
 impl BuildHasher for SeededHasher {
     type Hasher = DefaultHasher;
 
     fn build_hasher(&self) -> DefaultHasher {
-        let mut h = DefaultHasher::new();
-        h.write_u64(self.0);
-        h.write_u64(self.1);
-        h
+        self.0.clone()
     }
 }
 
@@ -335,7 +342,7 @@ mod tests {
     }
 
     fn table(limit: usize) -> Table {
-        Table::new(limit, SeededHasher(1, 2))
+        Table::new(limit, SeededHasher::new(1, 2))
     }
 
     #[test]

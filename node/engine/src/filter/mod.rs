@@ -77,7 +77,7 @@ impl Filter {
     pub fn new(flow_limit: usize, hash_keys: (u64, u64)) -> Self {
         Filter {
             rules: None,
-            table: Table::new(flow_limit, SeededHasher(hash_keys.0, hash_keys.1)),
+            table: Table::new(flow_limit, SeededHasher::new(hash_keys.0, hash_keys.1)),
             counters: stats::Counters::default(),
             to_tun: VecDeque::new(),
         }
