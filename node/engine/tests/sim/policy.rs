@@ -1,6 +1,6 @@
 //! The access-policy filter between two engines: a rule admits a flow and its replies, anything else is refused where it starts, and a withdrawn rule cuts an open connection.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use warren_engine::PacketError;
 use warren_proto::filter::{Direction, DropReason, FilterRule, PacketFilter};
@@ -23,6 +23,17 @@ fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u
     p.extend_from_slice(&100u32.to_be_bytes());
     p.extend_from_slice(&500u32.to_be_bytes());
     p.extend_from_slice(&[5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    p
+}
+
+/// An IPv6 TCP SYN (no checksum).
+fn tcp6(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16) -> Vec<u8> {
+    let mut p = vec![0x60, 0, 0, 0, 0, 20, TCP, 64];
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 5 << 4, SYN, 0xff, 0xff, 0, 0, 0, 0]);
     p
 }
 
@@ -143,11 +154,21 @@ fn a_rule_admits_its_port_and_the_replies_and_anything_else_is_refused_at_the_se
         Some((3, 13)),
         "ICMP admin prohibited on a's TUN"
     );
+    // IPv6 likewise: no rule names b's IPv6 address.
+    let (a6, b6) = (world.node(a).overlay6, world.node(b).overlay6);
+    assert!(world.send_ip(a, &tcp6(a6, 40003, b6, 3000)).is_err());
+    let icmp6 = world.tun(a).last().expect("an ICMPv6 error on a's TUN");
+    assert_eq!(
+        (icmp6[6], icmp6[40], icmp6[41]),
+        (58, 1, 1),
+        "ICMPv6 admin prohibited"
+    );
+    assert_eq!(&icmp6[24..40], &a6.octets(), "addressed to the sender");
     world.run_for(secs(1));
     assert_eq!(
         world.wire().len(),
         wire_before,
-        "nothing went out for the refused packet"
+        "nothing went out for the refused packets"
     );
     assert_eq!(world.tun(b).len(), 1);
 
