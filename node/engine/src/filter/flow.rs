@@ -34,7 +34,7 @@ pub(crate) enum Transport {
         src_port: u16,
         dst_port: u16,
     },
-    /// An ICMP or ICMPv6 echo; its identifier stands in for both ports.
+    /// An ICMP or ICMPv6 echo; its identifier stands in for the asker's port.
     Echo {
         id: u16,
         request: bool,
@@ -150,7 +150,10 @@ impl Parsed {
                 src_port, dst_port, ..
             }
             | Transport::Udp { src_port, dst_port } => (src_port, dst_port),
-            Transport::Echo { id, .. } => (id, id),
+            // The identifier sits on the asker's side: a reply matches its
+            // request, but an echo request the other way is a flow of its own.
+            Transport::Echo { id, request: true } => (id, 0),
+            Transport::Echo { id, request: false } => (0, id),
             Transport::Other => (0, 0),
             Transport::IcmpError { .. } | Transport::IcmpOther | Transport::LaterFragment => {
                 return None

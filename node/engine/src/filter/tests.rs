@@ -148,6 +148,11 @@ fn udp_and_echo_replies_pass_by_tracking_and_unsolicited_ones_do_not() {
         f.handle_outbound(&echo("10.99.0.1", "10.99.0.2", 7, false), t0),
         Ok(())
     );
+    // The peer may ping us; that does not let us ping it with the same identifier.
+    assert_eq!(
+        f.handle_outbound(&echo("10.99.0.1", "10.99.0.2", 7, true), t0),
+        Err(DropReason::NoRule)
+    );
     assert!(f
         .handle_outbound(&echo("10.99.0.1", "10.99.0.2", 8, false), t0)
         .is_err());
