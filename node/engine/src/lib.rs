@@ -3,9 +3,9 @@
 //! The engine owns the peers, the longest-prefix routing table (destination
 //! to peer on the way out, source check on the way in), one boringtun session
 //! per peer behind a single adapter, one shared handshake rate limiter, the
-//! timers, roaming and the counters. It never reads a clock, touches a socket
-//! or spawns a task: the shell in `warren-node` feeds it packets and time and
-//! drains what it produces.
+//! access-policy filter, the timers, roaming and the counters. It never
+//! reads a clock, touches a socket or spawns a task: the shell in
+//! `warren-node` feeds it packets and time and drains what it produces.
 //!
 //! # Layout
 //! - [`engine`]: `Engine`, its `handle_*` inputs and `poll_*` outputs.
