@@ -7,6 +7,7 @@
 //! denied.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use ipnet::IpNet;
@@ -160,6 +161,166 @@ impl<'de> Deserialize<'de> for PortRange {
     }
 }
 
+/// Which way a packet or a flow goes, seen from the member that filters.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From a peer, after decryption, to this member or a route it serves.
+    Inbound,
+    /// From this member's TUN towards a peer, before encryption.
+    Outbound,
+}
+
+/// Whether a filter lets a new flow through.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Allow,
+    Deny,
+}
+
+/// The answer to "would this new flow pass, and why": the verdict and the
+/// rule that decides it (none when no rule admits it, or when the member
+/// has no filter and everything passes).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Explanation {
+    pub verdict: Verdict,
+    pub rule: Option<String>,
+}
+
+impl PacketFilter {
+    /// The rules for one direction.
+    pub fn rules(&self, direction: Direction) -> &[FilterRule] {
+        match direction {
+            Direction::Inbound => &self.inbound,
+            Direction::Outbound => &self.outbound,
+        }
+    }
+
+    /// The reference matcher: the first rule, in order, that admits a new
+    /// flow from `src` to `dst` of `protocol` to `port` (ignored for ICMP).
+    /// The engine's indexed matcher must agree with it.
+    pub fn decide(
+        &self,
+        direction: Direction,
+        src: IpAddr,
+        dst: IpAddr,
+        protocol: Protocol,
+        port: u16,
+    ) -> Option<&FilterRule> {
+        self.rules(direction)
+            .iter()
+            .find(|r| r.admits(src, dst, protocol, port))
+    }
+
+    /// [`PacketFilter::decide`] as an [`Explanation`].
+    pub fn explain(
+        &self,
+        direction: Direction,
+        src: IpAddr,
+        dst: IpAddr,
+        protocol: Protocol,
+        port: u16,
+    ) -> Explanation {
+        match self.decide(direction, src, dst, protocol, port) {
+            Some(rule) => Explanation {
+                verdict: Verdict::Allow,
+                rule: Some(rule.rule.clone()),
+            },
+            None => Explanation {
+                verdict: Verdict::Deny,
+                rule: None,
+            },
+        }
+    }
+}
+
+impl FilterRule {
+    /// True if this rule admits a new flow from `src` to `dst` of `protocol` to `port`.
+    pub fn admits(&self, src: IpAddr, dst: IpAddr, protocol: Protocol, port: u16) -> bool {
+        self.ports.iter().any(|p| p.admits(protocol, port))
+            && self.src.iter().any(|n| n.contains(&src))
+            && self.dst.iter().any(|n| n.contains(&dst))
+    }
+}
+
+/// Why the engine's filter dropped a packet.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// The packet starts a flow (or belongs to none that is tracked) and no
+    /// rule admits it.
+    NoRule,
+    /// The packet is too short for the headers it claims, or not IP.
+    Malformed,
+}
+
+/// Packets one direction of the filter dropped, by reason.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DropCounts {
+    pub no_rule: u64,
+    pub malformed: u64,
+}
+
+impl DropCounts {
+    pub fn count(&mut self, reason: DropReason) {
+        match reason {
+            DropReason::NoRule => self.no_rule += 1,
+            DropReason::Malformed => self.malformed += 1,
+        }
+    }
+}
+
+/// How often one rule admitted a new flow, by its name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuleHits {
+    pub rule: String,
+    pub direction: Direction,
+    /// New flows admitted since the agent started (kept across policy
+    /// changes while the rule keeps its name).
+    pub flows: u64,
+}
+
+/// One recently dropped packet, for `warren explain`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecentDrop {
+    /// Milliseconds between the drop and the moment the stats were taken.
+    pub age_ms: u64,
+    pub direction: Direction,
+    pub reason: DropReason,
+    /// The IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, ...).
+    pub ip_protocol: u8,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// The destination port (TCP, UDP); 0 otherwise.
+    pub port: u16,
+}
+
+/// What the engine's filter has done, for `warren status --json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FilterStats {
+    /// The policy version enforced; `None` when the member has no filter
+    /// and every packet passes.
+    pub policy_version: Option<u64>,
+    pub tracked_flows: u64,
+    /// The most flows tracked at once; a new flow beyond it evicts one.
+    pub flow_limit: u64,
+    /// Flows removed to make room for new ones.
+    pub flows_evicted: u64,
+    /// Flows that timed out.
+    pub flows_expired: u64,
+    /// Open flows that a policy change no longer allowed.
+    pub flows_cut: u64,
+    pub rule_hits: Vec<RuleHits>,
+    pub dropped_inbound: DropCounts,
+    pub dropped_outbound: DropCounts,
+    /// Packets written back to the TUN for denied outbound packets (ICMP
+    /// administratively prohibited, TCP resets).
+    pub rejects_sent: u64,
+    /// The latest drops, newest first.
+    pub recent_drops: Vec<RecentDrop>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +385,44 @@ mod tests {
         let json = serde_json::to_string(&filter).unwrap();
         assert!(json.contains("\"tcp:6379\""), "{json}");
         assert_eq!(serde_json::from_str::<PacketFilter>(&json).unwrap(), filter);
+    }
+
+    #[test]
+    fn the_reference_matcher_takes_the_first_rule_that_admits_all_three() {
+        let rule = |name: &str, src: &str, ports: &str| FilterRule {
+            rule: name.into(),
+            src: vec![src.parse().unwrap()],
+            dst: vec!["10.96.0.0/12".parse().unwrap()],
+            ports: vec![ports.parse().unwrap()],
+        };
+        let filter = PacketFilter {
+            policy_version: 1,
+            inbound: vec![
+                rule("a", "10.0.0.1/32", "tcp:80"),
+                rule("b", "10.0.0.0/24", "*"),
+            ],
+            outbound: vec![],
+        };
+        let (ops, other) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let redis: IpAddr = "10.96.0.10".parse().unwrap();
+        let explain = |src, dst, protocol, port| {
+            filter
+                .explain(Direction::Inbound, src, dst, protocol, port)
+                .rule
+        };
+        assert_eq!(explain(ops, redis, Protocol::Tcp, 80).as_deref(), Some("a"));
+        assert_eq!(
+            explain(other, redis, Protocol::Tcp, 80).as_deref(),
+            Some("b")
+        );
+        assert_eq!(explain(ops, other, Protocol::Tcp, 80), None);
+        assert_eq!(
+            filter
+                .explain(Direction::Outbound, ops, redis, Protocol::Tcp, 80)
+                .verdict,
+            Verdict::Deny
+        );
+        let json = serde_json::to_string(&FilterStats::default()).unwrap();
+        assert!(json.contains("\"policy_version\":null"), "{json}");
     }
 }

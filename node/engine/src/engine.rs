@@ -9,6 +9,7 @@ use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
+use warren_proto::filter::{Direction, PacketFilter};
 use warren_proto::local_api::Counters;
 use warren_proto::{NodePrivateKey, NodePublicKey};
 
@@ -16,6 +17,7 @@ use rand_core::RngCore;
 use warren_proto::disco;
 
 use crate::error::{ConfigError, PacketError};
+use crate::filter::Filter;
 use crate::packet;
 use crate::path::{PathKind, Paths, ProbeTarget, Via};
 use crate::peer::{Peer, PeerConfig, PeerId, PeerSnapshot};
@@ -166,6 +168,8 @@ pub struct Engine {
     /// Our own endpoint candidates, for call-me-maybe.
     pub(crate) local_endpoints: Vec<SocketAddr>,
     stun: crate::stun::StunState,
+    /// The access policy; `None` until the first one, when everything passes.
+    filter: Option<Filter>,
 }
 
 impl Engine {
@@ -195,6 +199,7 @@ impl Engine {
             relay: false,
             local_endpoints: Vec::new(),
             stun: crate::stun::StunState::default(),
+            filter: None,
         }
     }
 
@@ -204,6 +209,23 @@ impl Engine {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Enforces a new access policy (`None`: let everything pass). Open
+    /// flows it no longer allows are cut at once.
+    pub fn set_filter(&mut self, filter: Option<PacketFilter>, now: Instant) {
+        crate::filter::set(&mut self.filter, filter, &mut *self.rng, now);
+    }
+
+    /// The access-policy filter, for its stats and `explain`, once it has had a policy.
+    pub fn filter(&self) -> Option<&Filter> {
+        self.filter.as_ref()
+    }
+
+    /// A packet for the TUN: ICMP administratively prohibited, or a TCP
+    /// reset, for an outbound packet the policy denied.
+    pub fn poll_tun_packet(&mut self) -> Option<Vec<u8>> {
+        self.filter.as_mut()?.poll_tun_packet()
     }
 
     /// Adds a peer. A prefix already routed to another peer moves to this one,
@@ -352,6 +374,7 @@ impl Engine {
                 need,
             });
         }
+        crate::filter::check(&mut self.filter, Direction::Outbound, packet, now)?;
         self.schedule_tick(now);
         let Some(peer) = self.peers.get_mut(&id) else {
             self.counters.dropped_no_route += 1;
@@ -482,6 +505,8 @@ impl Engine {
                 peer.rx_bytes += datagram.len() as u64;
                 self.roam(id, source, now);
                 self.flush_queued(id);
+                // After roaming: the packet proves the peer's path whatever the policy says.
+                crate::filter::check(&mut self.filter, Direction::Inbound, &out[..len], now)?;
                 Ok(NetworkAction::Tunnel { len })
             }
             Ok(SessionOutput::Done) => {
@@ -662,6 +687,9 @@ impl Engine {
 
     /// Runs the timers that are due: handshake retries, rekeys, keepalives, expiry.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(filter) = &mut self.filter {
+            filter.handle_timeout(now);
+        }
         if self.next_limiter_reset.is_some_and(|t| now >= t) {
             self.limiter.reset_count();
             self.next_limiter_reset = Some(now + RATE_LIMIT_WINDOW);
@@ -700,10 +728,11 @@ impl Engine {
 
     /// When the engine next wants `handle_timeout`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.next_tick, self.next_limiter_reset) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let filter = self.filter.as_ref().and_then(Filter::poll_timeout);
+        [self.next_tick, self.next_limiter_reset, filter]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {

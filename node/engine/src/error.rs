@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use boringtun::noise::errors::WireGuardError;
+use warren_proto::filter::{Direction, DropReason};
 use warren_proto::NodePublicKey;
 
 /// A packet the engine dropped. The shell counts these (the engine already
@@ -34,6 +35,12 @@ pub enum PacketError {
     Disco(#[from] warren_proto::disco::DiscoError),
     #[error("WireGuard: {0:?}")]
     WireGuard(WireGuardError),
+    /// The access policy refused it; the filter counted it in its stats.
+    #[error("{direction:?} packet refused by the access policy: {reason:?}")]
+    Filtered {
+        direction: Direction,
+        reason: DropReason,
+    },
 }
 
 /// A peer configuration the engine cannot take.

@@ -3,9 +3,9 @@
 //! The engine owns the peers, the longest-prefix routing table (destination
 //! to peer on the way out, source check on the way in), one boringtun session
 //! per peer behind a single adapter, one shared handshake rate limiter, the
-//! timers, roaming and the counters. It never reads a clock, touches a socket
-//! or spawns a task: the shell in `warren-node` feeds it packets and time and
-//! drains what it produces.
+//! access-policy filter, the timers, roaming and the counters. It never
+//! reads a clock, touches a socket or spawns a task: the shell in
+//! `warren-node` feeds it packets and time and drains what it produces.
 //!
 //! # Layout
 //! - [`engine`]: `Engine`, its `handle_*` inputs and `poll_*` outputs.
@@ -15,6 +15,7 @@
 //! - `stun`: the STUN client that learns the data socket's reflexive address.
 //! - `disco`: the engine's disco handling: pings, pongs, call-me-maybe, `ping`.
 //! - `tunnel`: the adapter around boringtun's `Tunn`, the only code that trusts its clock.
+//! - [`filter`]: the access-policy filter: rules, connection tracking, rejects, counters.
 //! - [`packet`]: IP header fields the engine routes by.
 //! - [`error`]: why a packet or a configuration was refused.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@
 mod disco;
 pub mod engine;
 pub mod error;
+pub mod filter;
 pub mod packet;
 pub mod path;
 pub mod peer;
@@ -31,6 +33,7 @@ mod tunnel;
 
 pub use engine::{Engine, EngineConfig, Event, NetworkAction, Send, Source, Transmit};
 pub use error::{ConfigError, PacketError};
+pub use filter::Filter;
 pub use path::{PathKind, Via};
 pub use peer::{PeerConfig, PeerId, PeerSnapshot};
 pub use tunnel::{DATA_OVERHEAD, MIN_OUTPUT_BUFFER};

@@ -15,6 +15,7 @@
 //! - `paths`: roaming, loss, MTU.
 //! - `hostile`: replays, spoofed sources, garbage, unknown keys.
 //! - `traversal`: every pair of NAT behaviours, direct or relayed as `NATLAB.md` expects.
+//! - `policy`: the access-policy filter between two engines: admitted flows, rejects, cut flows.
 //! - `recovery`: relay to direct, NAT rebinding, blocked UDP, peers on one LAN.
 #![cfg(feature = "mock-time")]
 
@@ -30,6 +31,8 @@ mod link;
 mod nat;
 #[path = "sim/paths.rs"]
 mod paths;
+#[path = "sim/policy.rs"]
+mod policy;
 #[path = "sim/recovery.rs"]
 mod recovery;
 #[path = "sim/rng.rs"]

@@ -166,11 +166,15 @@ impl World {
         self.drain(node);
     }
 
-    /// Sends what the engine queued and keeps the events it raised; the
-    /// shell's share of them goes to the controller.
+    /// Sends what the engine queued, writes the rejects it made to the TUN
+    /// and keeps the events it raised; the shell's share of them goes to
+    /// the controller.
     pub(crate) fn drain(&mut self, node: usize) {
         while let Some(t) = self.nodes[node].engine.poll_transmit() {
             self.send_via(node, t.to, t.payload);
+        }
+        while let Some(packet) = self.nodes[node].engine.poll_tun_packet() {
+            self.nodes[node].tun.push(packet);
         }
         while let Some(event) = self.nodes[node].engine.poll_event() {
             self.on_event(NodeId(node), &event);
