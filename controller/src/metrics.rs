@@ -21,6 +21,8 @@ pub struct Metrics {
     /// Control connections and joins refused by the per-source and
     /// per-key limits.
     pub admission_refused: AtomicU64,
+    /// QUIC Retry packets sent to make a client prove its address.
+    pub quic_retries: AtomicU64,
     /// Relay frames forwarded, one per destination connection.
     pub relay_frames: AtomicU64,
     /// Payload bytes of those frames.
@@ -101,6 +103,10 @@ impl RelayDrop {
 }
 
 impl Metrics {
+    pub fn count_retry(&self) {
+        self.quic_retries.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn count_admission_refusal(&self) {
         self.admission_refused.fetch_add(1, Ordering::Relaxed);
     }
@@ -201,6 +207,12 @@ impl Metrics {
             "warren_control_admission_refused_total",
             "Control connections and joins refused by per-source and per-key limits.",
             &self.admission_refused,
+        );
+        counter(
+            &mut out,
+            "warren_control_quic_retries_total",
+            "QUIC Retry packets sent under handshake load.",
+            &self.quic_retries,
         );
         counter(
             &mut out,

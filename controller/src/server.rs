@@ -46,6 +46,9 @@ pub struct ServerOptions {
     /// A relay-only instance (`HOST:PORT`) that nodes are told to relay
     /// through; `None`: this process relays.
     pub advertise_relay: Option<String>,
+    /// With more QUIC handshakes than this in flight, new ones must first
+    /// prove their address with a Retry round trip.
+    pub retry_above_handshakes: usize,
 }
 
 impl ServerOptions {
@@ -64,6 +67,7 @@ impl ServerOptions {
             stun_fallback_v4: false,
             relay: RelayLimits::default(),
             advertise_relay: None,
+            retry_above_handshakes: crate::control::admission::RETRY_ABOVE_HANDSHAKES,
         }
     }
 }
@@ -186,7 +190,7 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
             Role::Controller => options.advertise_relay.clone(),
             Role::RelayOnly => None,
         },
-        admission: control::admission::Admission::default(),
+        admission: control::admission::Admission::new(options.retry_above_handshakes),
     });
     let mut tasks = vec![tokio::spawn(control::serve(endpoint.clone(), context))];
     if let Some(listener) = listener {

@@ -557,3 +557,25 @@ async fn endpoints_and_call_me_maybe_carry_only_probeable_addresses_at_a_bounded
     assert!(slowed, "a was never told to slow down");
     lab.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_handshake_load_clients_prove_their_address_with_a_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = warren_controller::server::start(warren_controller::server::ServerOptions {
+        // Every handshake counts as "under load".
+        retry_above_handshakes: 0,
+        ..warren_controller::server::ServerOptions::loopback(dir.path().join("data"))
+    })
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        let node = TestNode::authenticated(running.quic_addr, &running.fingerprint).await;
+        node.connection.close(0u32.into(), b"bye");
+    }
+    let metrics = running.hub.metrics().render();
+    assert!(
+        metrics.contains("warren_control_quic_retries_total 3"),
+        "{metrics}"
+    );
+    running.shutdown().await;
+}

@@ -355,6 +355,7 @@ async fn relay_only(data: &Path) -> Running {
         stun_fallback_v4: false,
         relay: RelayLimits::default(),
         advertise_relay: None,
+        retry_above_handshakes: warren_controller::control::admission::RETRY_ABOVE_HANDSHAKES,
     })
     .await
     .unwrap()

@@ -128,6 +128,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
             burst: config.relay_burst,
         },
         advertise_relay: None,
+        retry_above_handshakes: warren_controller::control::admission::RETRY_ABOVE_HANDSHAKES,
     })
     .await
     .context("starting the relay")?;

@@ -21,6 +21,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         stun_fallback_v4: config.stun_is_default,
         relay: config.relay_limits(),
         advertise_relay: config.advertise_relay.clone(),
+        retry_above_handshakes: warren_controller::control::admission::RETRY_ABOVE_HANDSHAKES,
     })
     .await
     .context("starting the controller")?;

@@ -25,6 +25,12 @@ const JOIN_BURST_PER_SOURCE: f64 = 64.0;
 const JOIN_RATE_PER_SOURCE: f64 = 2.0;
 const JOIN_BURST_PER_KEY: f64 = 16.0;
 const JOIN_RATE_PER_KEY: f64 = 0.5;
+/// QUIC handshakes in flight above which a new one must first prove its
+/// source address (a Retry round trip), so spoofed Initials cannot make
+/// the server hold state for addresses that never answer.
+pub const RETRY_ABOVE_HANDSHAKES: usize = 64;
+/// Handshakes one source may have in flight at once.
+pub const HANDSHAKES_PER_SOURCE: u32 = 8;
 /// Past this many tracked sources or keys, full buckets are forgotten.
 const MAX_TRACKED: usize = 65_536;
 
@@ -101,6 +107,8 @@ fn refilled(tokens: f64, at: Instant, now: Instant, burst: f64, rate: f64) -> f6
 pub enum Refusal {
     #[error("too many connections from this address")]
     Connections,
+    #[error("too many handshakes from this address at once")]
+    Handshakes,
     #[error("too many new connections from this address; slow down")]
     ConnectRate,
     #[error("too many joins from this address; slow down")]
@@ -111,6 +119,9 @@ pub enum Refusal {
 
 #[derive(Debug)]
 struct State {
+    retry_above: usize,
+    handshaking: usize,
+    handshaking_per_source: HashMap<Source, u32>,
     open: HashMap<Source, u32>,
     connects: Buckets<Source>,
     source_joins: Buckets<Source>,
@@ -123,16 +134,57 @@ pub struct Admission(Arc<Mutex<State>>);
 
 impl Default for Admission {
     fn default() -> Self {
+        Self::new(RETRY_ABOVE_HANDSHAKES)
+    }
+}
+
+/// What to do with a QUIC Initial.
+#[derive(Debug)]
+pub enum Handshake {
+    /// Go on with the handshake; the guard counts it in flight.
+    Accept(InFlight),
+    /// Ask the client to prove its address first.
+    Retry,
+    Refuse(Refusal),
+}
+
+impl Admission {
+    pub fn new(retry_above: usize) -> Self {
         Self(Arc::new(Mutex::new(State {
+            retry_above,
+            handshaking: 0,
+            handshaking_per_source: HashMap::new(),
             open: HashMap::new(),
             connects: Buckets::new(CONNECT_BURST, CONNECT_RATE),
             source_joins: Buckets::new(JOIN_BURST_PER_SOURCE, JOIN_RATE_PER_SOURCE),
             key_joins: Buckets::new(JOIN_BURST_PER_KEY, JOIN_RATE_PER_KEY),
         })))
     }
-}
 
-impl Admission {
+    /// A QUIC Initial from `ip`, whose address is `validated` (it answered
+    /// a Retry) or not.
+    pub fn handshake(&self, ip: IpAddr, validated: bool) -> Handshake {
+        let source = Source::of(ip);
+        let mut state = self.state();
+        if !validated && state.handshaking >= state.retry_above {
+            return Handshake::Retry;
+        }
+        let mine = state
+            .handshaking_per_source
+            .get(&source)
+            .copied()
+            .unwrap_or(0);
+        if !is_loopback(ip) && mine >= HANDSHAKES_PER_SOURCE {
+            return Handshake::Refuse(Refusal::Handshakes);
+        }
+        state.handshaking += 1;
+        *state.handshaking_per_source.entry(source).or_insert(0) += 1;
+        Handshake::Accept(InFlight {
+            admission: self.clone(),
+            source,
+        })
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding it; a poisoned lock still holds
         // consistent counters.
@@ -169,6 +221,26 @@ impl Admission {
             return Err(Refusal::SourceJoins);
         }
         Ok(())
+    }
+}
+
+/// A handshake in flight; dropping it (done or failed) frees its place.
+#[derive(Debug)]
+pub struct InFlight {
+    admission: Admission,
+    source: Source,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut state = self.admission.state();
+        state.handshaking = state.handshaking.saturating_sub(1);
+        if let Some(count) = state.handshaking_per_source.get_mut(&self.source) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                state.handshaking_per_source.remove(&self.source);
+            }
+        }
     }
 }
 
@@ -260,6 +332,35 @@ mod tests {
             }
         }
         assert_eq!(refused, Some(Refusal::SourceJoins));
+    }
+
+    #[test]
+    fn handshakes_past_the_threshold_must_prove_their_address() {
+        let admission = Admission::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = admission.handshake(a, false);
+        let second = admission.handshake(b, false);
+        assert!(matches!(first, Handshake::Accept(_)));
+        assert!(matches!(second, Handshake::Accept(_)));
+        assert!(matches!(admission.handshake(a, false), Handshake::Retry));
+        assert!(matches!(admission.handshake(a, true), Handshake::Accept(_)));
+        drop((first, second));
+        assert!(matches!(
+            admission.handshake(a, false),
+            Handshake::Accept(_)
+        ));
+
+        let many = Admission::new(usize::MAX);
+        let held: Vec<_> = (0..HANDSHAKES_PER_SOURCE)
+            .map(|_| many.handshake(a, true))
+            .collect();
+        assert!(held.iter().all(|h| matches!(h, Handshake::Accept(_))));
+        assert!(matches!(
+            many.handshake(a, true),
+            Handshake::Refuse(Refusal::Handshakes)
+        ));
+        assert!(matches!(many.handshake(b, true), Handshake::Accept(_)));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use warren_proto::NodePrivateKey;
 use crate::data_dir::Identity;
 use crate::hub::Hub;
 use crate::relay::Relay;
+use admission::Handshake;
 
 /// A connection with no traffic for this long is gone (and its member
 /// offline). Short, because subnet routes fail over to a standby router
@@ -145,10 +146,26 @@ pub async fn serve(endpoint: quinn::Endpoint, context: Arc<ControlContext>) {
     while let Some(incoming) = endpoint.accept().await {
         let remote = incoming.remote_address();
         // Counted before the handshake: a refused source costs one packet.
-        let open = match context
-            .admission
-            .connect(remote.ip(), std::time::Instant::now())
-        {
+        let validated = incoming.remote_address_validated();
+        let in_flight = match context.admission.handshake(remote.ip(), validated) {
+            Handshake::Accept(guard) => guard,
+            Handshake::Retry => {
+                context.hub.metrics().count_retry();
+                if let Err(e) = incoming.retry() {
+                    // Only an already validated Initial cannot be retried.
+                    e.into_incoming().refuse();
+                }
+                continue;
+            }
+            Handshake::Refuse(refusal) => {
+                tracing::debug!(%remote, %refusal, "handshake refused");
+                context.hub.metrics().count_admission_refusal();
+                incoming.refuse();
+                continue;
+            }
+        };
+        let now = std::time::Instant::now();
+        let open = match context.admission.connect(remote.ip(), now) {
             Ok(open) => open,
             Err(refusal) => {
                 tracing::debug!(%remote, %refusal, "connection refused");
@@ -159,7 +176,9 @@ pub async fn serve(endpoint: quinn::Endpoint, context: Arc<ControlContext>) {
         };
         let context = context.clone();
         tokio::spawn(async move {
-            match incoming.await {
+            let handshake = incoming.await;
+            drop(in_flight);
+            match handshake {
                 Ok(conn) => connection::run(conn, context).await,
                 Err(e) => tracing::debug!(%remote, error = %e, "QUIC handshake failed"),
             }
