@@ -18,6 +18,8 @@ pub struct Metrics {
     pub stun_requests: AtomicU64,
     /// Datagrams on a STUN port that were not binding requests (unanswered).
     pub stun_ignored: AtomicU64,
+    /// Binding requests not answered because their source prefix was over its rate.
+    pub stun_limited: AtomicU64,
     /// Control connections and joins refused by the per-source and
     /// per-key limits.
     pub admission_refused: AtomicU64,
@@ -201,6 +203,12 @@ impl Metrics {
             "warren_stun_ignored_total",
             "Datagrams on STUN ports that were not binding requests.",
             &self.stun_ignored,
+        );
+        counter(
+            &mut out,
+            "warren_stun_limited_total",
+            "Binding requests not answered: their source prefix was over its rate.",
+            &self.stun_limited,
         );
         counter(
             &mut out,

@@ -1,21 +1,54 @@
 //! The STUN server: answers RFC 5389 binding requests on plain UDP with the
 //! address each request came from, so a node learns how its NAT maps its
-//! data-plane socket. Nothing else on these ports is ever answered.
+//! data-plane socket. Nothing else on these ports is ever answered, and
+//! answers are rate-limited per source prefix: a spoofed flood cannot turn
+//! the server into a reflector aimed at someone else's network.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 use tokio::net::UdpSocket;
 use warren_proto::stun;
 
+use crate::control::admission::Buckets;
 use crate::listen::{bind_udp, BindError};
 use crate::metrics::Metrics;
 
 /// Larger than any binding request we answer; longer datagrams arrive
 /// truncated, their STUN length no longer matches, and they are ignored.
 const RECV_BUFFER: usize = 1500;
+
+/// Answers per source prefix (IPv4 /24, IPv6 /48) and port: a burst, then
+/// this many a second. A node sends a few requests every half minute; a
+/// whole office behind one /24 stays well inside.
+const ANSWER_BURST: f64 = 256.0;
+const ANSWER_RATE: f64 = 64.0;
+
+/// The prefix a source's answers count against.
+fn source_prefix(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 80) - 1)).into()),
+    }
+}
+
+/// Whether a request from `source` may be answered now.
+pub struct AnswerLimit(Buckets<IpAddr>);
+
+impl Default for AnswerLimit {
+    fn default() -> Self {
+        Self(Buckets::new(ANSWER_BURST, ANSWER_RATE))
+    }
+}
+
+impl AnswerLimit {
+    pub fn allow(&mut self, source: SocketAddr, now: Instant) -> bool {
+        self.0.take(source_prefix(source.ip()), now)
+    }
+}
 
 /// The answer to one datagram from `source`: a binding success response
 /// for a binding request, `None` for anything else.
@@ -46,6 +79,7 @@ pub fn bind(addrs: &[SocketAddr], fallback_v4: bool) -> Result<Vec<UdpSocket>, B
 /// Answers binding requests on `socket` until the task is aborted.
 pub async fn serve(socket: UdpSocket, metrics: Arc<Metrics>) {
     let mut buf = vec![0u8; RECV_BUFFER];
+    let mut limit = AnswerLimit::default();
     loop {
         let (len, source) = match socket.recv_from(&mut buf).await {
             Ok(got) => got,
@@ -62,6 +96,11 @@ pub async fn serve(socket: UdpSocket, metrics: Arc<Metrics>) {
             tracing::trace!(%source, len, "ignored a datagram on the STUN port");
             continue;
         };
+        if !limit.allow(source, Instant::now()) {
+            metrics.stun_limited.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!(%source, "STUN answer over its prefix's rate");
+            continue;
+        }
         metrics.stun_requests.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = socket.send_to(&response, source).await {
             tracing::debug!(%source, error = %e, "STUN response not sent");
@@ -91,6 +130,24 @@ mod tests {
         let response = answer(&stun::binding_request(&tx), mapped).unwrap();
         let (_, seen) = stun::parse_response(&response).unwrap();
         assert_eq!(seen, "203.0.113.5:3000".parse::<SocketAddr>().unwrap());
+    }
+
+    #[test]
+    fn answers_are_limited_per_source_prefix() {
+        let mut limit = AnswerLimit::default();
+        let now = Instant::now();
+        let mut answered = 0;
+        for port in 1..=1000u16 {
+            // Many hosts of one /24, as a spoofed flood would use.
+            let host = (port % 250) as u8 + 1;
+            let source = SocketAddr::from(([198, 51, 100, host], port));
+            answered += u32::from(limit.allow(source, now));
+        }
+        assert_eq!(answered, ANSWER_BURST as u32);
+        assert!(limit.allow("198.51.101.1:1".parse().unwrap(), now));
+        assert!(limit.allow("[2001:db8:1::1]:1".parse().unwrap(), now));
+        let later = now + std::time::Duration::from_secs(1);
+        assert!(limit.allow("198.51.100.9:9".parse().unwrap(), later));
     }
 
     #[test]

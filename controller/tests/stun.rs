@@ -104,3 +104,31 @@ async fn netmaps_carry_the_stun_ports() {
     assert_eq!(map.unwrap().settings.stun_ports, ports);
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_prefix_gets_a_bounded_number_of_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = controller(&dir).await;
+    let port = running.stun_addrs[0];
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let request = stun::binding_request(&[7u8; 12]);
+    for _ in 0..1000 {
+        socket.send_to(&request, port).await.unwrap();
+    }
+    let mut answers = 0u32;
+    let mut buf = vec![0u8; 1500];
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(300), socket.recv_from(&mut buf)).await
+    {
+        answers += 1;
+    }
+    let metrics = running.hub.metrics();
+    let limited = metrics.stun_limited.load(Ordering::Relaxed);
+    println!("answered {answers}, limited {limited}");
+    // The burst, plus what the rate refills while the flood is read (it
+    // takes well under a second here).
+    // (Some of the 1,000 may be lost to socket buffers on the way in.)
+    assert!(answers <= 400, "{answers} answers");
+    assert!(limited > 0, "no request was limited");
+    running.shutdown().await;
+}
