@@ -16,7 +16,9 @@ use super::pinning::normalise;
 use super::{refusal, ControlEvents, Controllers, Refusal, NETMAP_KEEPALIVE};
 use crate::state::{JoinedNetwork, StateDir};
 
+mod source;
 mod status;
+use source::{Source, SourceCheck};
 pub use status::PingTarget;
 
 struct Joined {
@@ -57,6 +59,8 @@ pub struct Managed {
     controller_ips: BTreeMap<String, std::net::IpAddr>,
     /// The relay-only instance each controller's relay frames go through.
     relay_servers: BTreeMap<String, String>,
+    /// Drops events about a network from any controller but its own.
+    sources: SourceCheck,
     events: ControlEvents,
     net_events: NetworkEvents,
     /// DNS stubs, split DNS and published services (`crate::dns`).
@@ -84,6 +88,7 @@ impl Managed {
             connected: BTreeSet::new(),
             controller_ips: BTreeMap::new(),
             relay_servers: BTreeMap::new(),
+            sources: SourceCheck::default(),
             events,
             net_events,
             dns: crate::dns::Dns::off(),
@@ -241,6 +246,13 @@ impl Managed {
     }
 
     pub async fn handle_control(&mut self, event: ControlEvent) {
+        if let Some((from, id)) = event.network_source() {
+            let owner = self.nets.get(&id).map(|n| n.config.controller.as_str());
+            match self.sources.check(id, from, owner) {
+                Source::Owner => {}
+                Source::Foreign | Source::NotJoined => return,
+            }
+        }
         match event {
             ControlEvent::Connected { controller, remote } => {
                 self.connected.insert(controller.clone());
@@ -255,6 +267,7 @@ impl Managed {
                 network_id,
                 from,
                 payload,
+                ..
             } => {
                 if let Some(runner) = self.nets.get(&network_id).and_then(|n| n.runner.as_ref()) {
                     runner.relay_in(from, payload);
@@ -264,6 +277,7 @@ impl Managed {
                 network_id,
                 from,
                 endpoints,
+                ..
             } => {
                 if let Some(runner) = self.nets.get(&network_id).and_then(|n| n.runner.as_ref()) {
                     runner.call_me_maybe(from, endpoints).await;
@@ -309,13 +323,10 @@ impl Managed {
             ControlEvent::JoinResult {
                 network_id,
                 outcome,
+                ..
             } => self.join_result(network_id, outcome).await,
-            ControlEvent::Netmap(map) => {
-                if self.nets.contains_key(&map.network_id) {
-                    self.apply(map).await;
-                }
-            }
-            ControlEvent::Delta(delta) => {
+            ControlEvent::Netmap { map, .. } => self.apply(map).await,
+            ControlEvent::Delta { delta, .. } => {
                 let id = delta.network_id;
                 let Some(mut map) = self.nets.get(&id).and_then(|n| n.netmap.clone()) else {
                     self.resync(id);
