@@ -33,6 +33,9 @@ pub struct JoinedNetwork {
     pub preauth_key: Option<String>,
     pub interface: String,
     pub listen_port: u16,
+    /// Zones the user allowed the controller to name (`warren join --allow-zone`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_zones: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -173,6 +176,7 @@ mod tests {
             preauth_key: None,
             interface: "warren1".into(),
             listen_port: 51821,
+            allow_zones: vec!["corp.example.com".into()],
         };
         state.save_networks(std::slice::from_ref(&net)).unwrap();
         assert_eq!(state.networks().unwrap(), vec![net]);

@@ -74,6 +74,11 @@ pub struct JoinRequest {
     pub preauth_key: Option<String>,
     /// The name to ask for; the host name by default.
     pub name: Option<String>,
+    /// DNS zones (with the names under them) the user allows this network's
+    /// controller to name, beyond `*.warren.internal`, `*.internal` and
+    /// `*.home.arpa`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_zones: Vec<String>,
 }
 
 /// One peer as the agent sees it.

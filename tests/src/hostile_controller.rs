@@ -49,13 +49,34 @@ pub enum Attack {
         from: NodePublicKey,
         endpoints: Vec<SocketAddr>,
     },
+    /// A full netmap for its own network: the node named `name`, under
+    /// `zone`, with `mtu`.
+    OwnNetmap {
+        version: u64,
+        name: String,
+        zone: String,
+        mtu: u16,
+    },
     /// Any message, as is.
     Raw(Box<ControllerMessage>),
 }
 
 impl Attack {
-    fn message(&self, node: &NodePublicKey) -> ControllerMessage {
+    fn message(&self, node: &NodePublicKey, own: NetworkId) -> ControllerMessage {
         match self {
+            Attack::OwnNetmap {
+                version,
+                name,
+                zone,
+                mtu,
+            } => {
+                let mut map = own_netmap(own, node, name);
+                map.version = *version;
+                map.self_node.fqdn = format!("{name}.{zone}");
+                map.dns.zone.clone_from(zone);
+                map.settings.mtu = *mtu;
+                ControllerMessage::Netmap(map)
+            }
             Attack::Netmap { network, version } => ControllerMessage::Netmap(Netmap {
                 network_id: *network,
                 network_name: "hijacked".into(),
@@ -372,7 +393,7 @@ async fn session(
                 Some(Err(_)) | None => return Ok(()),
             },
             attack = attacks.recv() => match attack {
-                Ok(attack) => write(&mut send, &attack.message(&node_key)).await?,
+                Ok(attack) => write(&mut send, &attack.message(&node_key, network)).await?,
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },

@@ -162,3 +162,93 @@ fn a_second_controller_cannot_speak_for_a_network_it_does_not_own() {
         Ok(())
     });
 }
+
+/// What a's `warren status` says of the hostile controller's network.
+fn own_network_seen(mesh: &Mesh, net: &str) -> anyhow::Result<(String, Option<u64>, String)> {
+    let status = mesh.agent("a")?.status()?;
+    let n = status.network(net)?;
+    Ok((
+        n.fqdn().unwrap_or("").to_owned(),
+        n.netmap_version(),
+        n.message().unwrap_or("").to_owned(),
+    ))
+}
+
+#[test]
+fn a_controller_cannot_name_a_public_zone_or_roll_its_netmap_back() {
+    e2e("hostile_controller::own_network", |lab| {
+        let mut mesh = Mesh::build(lab, &["a"])?;
+        let ctl_addr = mesh.host(CONTROLLER_ROLE)?.addr;
+        let evil = HostileController::start(
+            mesh.ns(CONTROLLER_ROLE)?,
+            SocketAddr::new(ctl_addr.into(), QUIC_PORT + 1),
+        )?;
+        let net = evil.network().to_string();
+        let out = mesh
+            .agent("a")?
+            .join_at(evil.addr(), evil.fingerprint(), &net, None, &[])?;
+        println!("{}", out.render());
+        evil.wait_joined(SETTLE)?;
+        mesh.agent_mut("a")?
+            .wait_state(&net, "authorized", SETTLE)?;
+        let own = |version: u64, name: &str, zone: &str, mtu: u16| Attack::OwnNetmap {
+            version,
+            name: name.into(),
+            zone: zone.into(),
+            mtu,
+        };
+
+        // A newer map under the expected suffix is applied...
+        evil.push(own(3, "a3", OWN_ZONE, 1420))?;
+        let want = format!("a3.{OWN_ZONE}");
+        mesh.agent_mut("a")?
+            .wait_status("netmap version 3", SETTLE, |s| {
+                let n = s.network(&net)?;
+                Ok(match n.fqdn() {
+                    Some(f) if f == want => warren_lab::wait::Poll::Ready(()),
+                    other => warren_lab::wait::Poll::Pending(format!("{other:?}")),
+                })
+            })?;
+        // ... an older one is not (a replay or a rollback) ...
+        evil.push(own(2, "a2", OWN_ZONE, 1420))?;
+        std::thread::sleep(ATTACK_LANDS);
+        let seen = own_network_seen(&mesh, &net)?;
+        println!("after an older map: {seen:?}");
+        ensure!(
+            seen.0 == want && seen.1 == Some(3),
+            "an older full netmap was applied: {seen:?}"
+        );
+        // ... and neither is a map that names a public domain's zone or a
+        // silly MTU: the old map stays and status says why.
+        for (what, attack) in [
+            (
+                "a zone under example.com",
+                own(5, "bank", "bank.example.com", 1420),
+            ),
+            ("a public suffix", own(6, "x", "co.uk", 1420)),
+            ("an MTU of 100", own(7, "tiny", OWN_ZONE, 100)),
+        ] {
+            evil.push(attack)?;
+            std::thread::sleep(ATTACK_LANDS);
+            mesh.ensure_running()?;
+            let seen = own_network_seen(&mesh, &net)?;
+            println!("after {what}: {seen:?}");
+            ensure!(
+                seen.0 == want && seen.1 == Some(3),
+                "a netmap with {what} was applied: {seen:?}"
+            );
+            ensure!(
+                seen.2.contains("refused"),
+                "status does not say the netmap with {what} was refused: {seen:?}"
+            );
+        }
+        let state = mesh
+            .agent("a")?
+            .status()?
+            .network(&net)?
+            .state()?
+            .to_owned();
+        ensure!(state == "authorized", "B is {state} after refused maps");
+        Ok(())
+    });
+}

@@ -18,8 +18,10 @@ use crate::state::{JoinedNetwork, StateDir};
 
 mod source;
 mod status;
+mod validate;
 use source::{Source, SourceCheck};
 pub use status::PingTarget;
+use validate::Verdict;
 
 struct Joined {
     config: JoinedNetwork,
@@ -106,7 +108,7 @@ impl Managed {
             self.nets.insert(id, Joined::connecting(config.clone()));
             if let Some(map) = cached {
                 tracing::info!(network = %id, version = map.version, "using cached netmap until the controller answers");
-                self.apply(map).await;
+                self.accept(map, true).await;
             }
             self.send_join(&config);
         }
@@ -132,11 +134,37 @@ impl Managed {
             })?),
             None => None,
         };
+        if let Some(bad) = request
+            .allow_zones
+            .iter()
+            .find(|z| !validate::zone_syntax_ok(z))
+        {
+            return Err(refusal(
+                400,
+                "bad_zone",
+                format!("{bad:?} is not a DNS zone name"),
+            ));
+        }
+        let allow_zones: Vec<String> = request
+            .allow_zones
+            .iter()
+            .map(|z| validate::normalise_zone(z))
+            .collect();
         if let Some(net) = self.nets.get_mut(&id) {
             if request.preauth_key.is_some() {
                 net.config.preauth_key = request.preauth_key.clone();
             }
+            let mut added = false;
+            for zone in allow_zones {
+                if !net.config.allow_zones.contains(&zone) {
+                    net.config.allow_zones.push(zone);
+                    added = true;
+                }
+            }
             let config = net.config.clone();
+            if added {
+                self.save();
+            }
             self.send_join(&config);
             return Ok(self.network_status(&id).await);
         }
@@ -149,6 +177,7 @@ impl Managed {
             preauth_key: request.preauth_key.clone(),
             interface,
             listen_port,
+            allow_zones,
         };
         self.nets.insert(id, Joined::connecting(config.clone()));
         self.save();
@@ -325,7 +354,7 @@ impl Managed {
                 outcome,
                 ..
             } => self.join_result(network_id, outcome).await,
-            ControlEvent::Netmap { map, .. } => self.apply(map).await,
+            ControlEvent::Netmap { map, .. } => self.accept(map, true).await,
             ControlEvent::Delta { delta, .. } => {
                 let id = delta.network_id;
                 let Some(mut map) = self.nets.get(&id).and_then(|n| n.netmap.clone()) else {
@@ -333,7 +362,7 @@ impl Managed {
                     return;
                 };
                 match map.apply(&delta) {
-                    Ok(()) => self.apply(map).await,
+                    Ok(()) => self.accept(map, false).await,
                     Err(e) => {
                         tracing::info!(network = %id, error = %e, "netmap delta did not apply; asking for a full map");
                         self.resync(id);
@@ -390,6 +419,33 @@ impl Managed {
                 runner.stop().await;
             }
         }
+    }
+
+    /// Applies a map from the network's own controller if it passes the
+    /// checks: a full map older than the one held is ignored, and one that
+    /// breaks the rules of [`validate`] is refused while the old one stays.
+    async fn accept(&mut self, map: Netmap, full: bool) {
+        let id = map.network_id;
+        let Some(net) = self.nets.get_mut(&id) else {
+            return;
+        };
+        let held = net.netmap.as_ref().map(|m| m.version);
+        match validate::judge(&map, full, held, &net.config.allow_zones) {
+            Verdict::Apply => {}
+            Verdict::IgnoreOlder { held } => {
+                tracing::info!(network = %id, version = map.version, held, "ignoring a netmap older than the one held");
+                return;
+            }
+            Verdict::Refuse(refusal) => {
+                tracing::warn!(network = %id, version = map.version, %refusal, "refusing the controller's netmap");
+                if held.is_none() {
+                    net.state = NetworkState::Conflict;
+                }
+                net.message = Some(format!("netmap version {} refused: {refusal}", map.version));
+                return;
+            }
+        }
+        self.apply(map).await;
     }
 
     async fn apply(&mut self, map: Netmap) {
