@@ -92,7 +92,7 @@ pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
         NetworkState::Pending => {
             println!("joined {id}: waiting for an admin to authorize this node")
         }
-        NetworkState::Connecting => {
+        NetworkState::Connecting | NetworkState::Stale => {
             println!("joining {id}: the controller has not answered yet; see `warren status`")
         }
         NetworkState::Refused | NetworkState::Conflict => anyhow::bail!(

@@ -16,8 +16,11 @@ use super::pinning::normalise;
 use super::{refusal, ControlEvents, Controllers, Refusal, NETMAP_KEEPALIVE};
 use crate::state::{JoinedNetwork, StateDir};
 
+mod freshness;
 mod source;
 mod status;
+use freshness::Freshness;
+pub use freshness::DEFAULT_MAX_AGE as DEFAULT_NETMAP_MAX_AGE;
 mod validate;
 use source::{Source, SourceCheck};
 pub use status::PingTarget;
@@ -32,6 +35,11 @@ struct Joined {
     reported: Vec<SocketAddr>,
     /// STUN server -> where it saw this network's socket.
     reflexive: BTreeMap<SocketAddr, SocketAddr>,
+    /// When the controller last confirmed the netmap held (`freshness`).
+    confirmed: Option<std::time::SystemTime>,
+    /// Whether the controller connection up now brought the netmap held:
+    /// while it lasts, the map is confirmed.
+    live: bool,
 }
 
 impl Joined {
@@ -45,6 +53,8 @@ impl Joined {
             runner: None,
             reported: Vec::new(),
             reflexive: BTreeMap::new(),
+            confirmed: None,
+            live: false,
         }
     }
 }
@@ -63,6 +73,8 @@ pub struct Managed {
     relay_servers: BTreeMap<String, String>,
     /// Drops events about a network from any controller but its own.
     sources: SourceCheck,
+    /// How long a netmap is trusted without its controller.
+    freshness: Freshness,
     events: ControlEvents,
     net_events: NetworkEvents,
     /// DNS stubs, split DNS and published services (`crate::dns`).
@@ -91,6 +103,7 @@ impl Managed {
             controller_ips: BTreeMap::new(),
             relay_servers: BTreeMap::new(),
             sources: SourceCheck::default(),
+            freshness: Freshness::default(),
             events,
             net_events,
             dns: crate::dns::Dns::off(),
@@ -105,10 +118,18 @@ impl Managed {
         for config in self.state.networks()? {
             let id = config.network_id;
             let cached = self.state.netmap(&id);
-            self.nets.insert(id, Joined::connecting(config.clone()));
-            if let Some(map) = cached {
-                tracing::info!(network = %id, version = map.version, "using cached netmap until the controller answers");
-                self.accept(map, true).await;
+            let mut net = Joined::connecting(config.clone());
+            net.confirmed = self.state.netmap_confirmed(&id);
+            self.nets.insert(id, net);
+            match cached {
+                Some(map) if self.too_old_to_restore(&map) => {
+                    tracing::warn!(network = %id, version = map.version, "cached netmap is past netmap-max-age: no peers until the controller answers");
+                }
+                Some(map) => {
+                    tracing::info!(network = %id, version = map.version, "using cached netmap until the controller answers");
+                    self.accept(map, true, false).await;
+                }
+                None => {}
             }
             self.send_join(&config);
         }
@@ -329,6 +350,8 @@ impl Managed {
                     .values_mut()
                     .filter(|n| n.config.controller == controller)
                 {
+                    // The map held ages from now on (`freshness`).
+                    net.live = false;
                     if net.state == NetworkState::Connecting {
                         net.message = Some(format!("controller unreachable: {error}"));
                     }
@@ -354,7 +377,7 @@ impl Managed {
                 outcome,
                 ..
             } => self.join_result(network_id, outcome).await,
-            ControlEvent::Netmap { map, .. } => self.accept(map, true).await,
+            ControlEvent::Netmap { map, .. } => self.accept(map, true, true).await,
             ControlEvent::Delta { delta, .. } => {
                 let id = delta.network_id;
                 let Some(mut map) = self.nets.get(&id).and_then(|n| n.netmap.clone()) else {
@@ -362,7 +385,7 @@ impl Managed {
                     return;
                 };
                 match map.apply(&delta) {
-                    Ok(()) => self.accept(map, false).await,
+                    Ok(()) => self.accept(map, false, true).await,
                     Err(e) => {
                         tracing::info!(network = %id, error = %e, "netmap delta did not apply; asking for a full map");
                         self.resync(id);
@@ -421,10 +444,12 @@ impl Managed {
         }
     }
 
-    /// Applies a map from the network's own controller if it passes the
-    /// checks: a full map older than the one held is ignored, and one that
-    /// breaks the rules of [`validate`] is refused while the old one stays.
-    async fn accept(&mut self, map: Netmap, full: bool) {
+    /// Applies a map from the network's own controller (or, with
+    /// `from_controller` false, from the cache) if it passes the checks: a
+    /// full map older than the one held is ignored, and one that breaks the
+    /// rules of [`validate`] is refused while the old one stays. A map from
+    /// the controller that is applied is confirmed (`freshness`).
+    async fn accept(&mut self, map: Netmap, full: bool, from_controller: bool) {
         let id = map.network_id;
         let Some(net) = self.nets.get_mut(&id) else {
             return;
@@ -444,6 +469,9 @@ impl Managed {
                 net.message = Some(format!("netmap version {} refused: {refusal}", map.version));
                 return;
             }
+        }
+        if from_controller {
+            self.confirm(id);
         }
         self.apply(map).await;
     }
