@@ -152,6 +152,21 @@ fn a_second_controller_cannot_speak_for_a_network_it_does_not_own() {
             mesh.ensure_running()?;
             assert_a_intact(&mesh, &net, what)?;
         }
+        // Dropped and said so, once for the network and controller, not once
+        // per message (the hostile controller cannot flood the log).
+        let log = mesh
+            .agent_mut("a")?
+            .process()
+            .map(|p| p.stderr())
+            .unwrap_or_default();
+        let warned = log
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("joined through another controller"))
+            .collect::<Vec<_>>();
+        ensure!(
+            warned.len() == 1 && warned[0].contains(&net),
+            "a should warn exactly once about the foreign controller's messages on {net}, warned: {warned:#?}"
+        );
         // B itself is still a's: the hostile controller may speak for its own network.
         let status = mesh.agent("a")?.status()?;
         ensure!(
