@@ -49,6 +49,10 @@ pub struct NodeConfig {
     /// by itself where the kernel refuses; `false` forces the plain path.
     #[serde(default = "default_true")]
     pub offload: bool,
+    /// How long a joined network's netmap stays trusted without its
+    /// controller confirming it; past that the network has no peers.
+    #[serde(default = "default_netmap_max_age", with = "humantime_serde")]
+    pub netmap_max_age: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -73,6 +77,9 @@ fn default_mtu() -> u16 {
 }
 fn default_true() -> bool {
     true
+}
+fn default_netmap_max_age() -> Duration {
+    crate::daemon::NETMAP_MAX_AGE
 }
 
 impl Config {
@@ -113,6 +120,9 @@ impl Config {
                 "[node] interface-name {:?}: must be 1 to 15 characters",
                 node.interface_name
             );
+        }
+        if node.netmap_max_age < Duration::from_secs(1) {
+            bail!("[node] netmap-max-age must be at least 1s");
         }
         if !(1280..=9000).contains(&node.mtu) {
             bail!("[node] mtu {}: must be between 1280 and 9000", node.mtu);
@@ -191,6 +201,22 @@ persistent-keepalive = "25s"
             config.peers[0].endpoint,
             Some("192.0.2.2:51820".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn netmap_max_age_defaults_to_a_week_and_takes_units() {
+        let config: Config = toml::from_str(EXAMPLE).unwrap();
+        assert_eq!(
+            config.node.netmap_max_age,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        let text = EXAMPLE.replace("mtu = 1420", "mtu = 1420\nnetmap-max-age = \"12h\"");
+        let config: Config = toml::from_str(&text).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.node.netmap_max_age, Duration::from_secs(12 * 3600));
+        let text = EXAMPLE.replace("mtu = 1420", "mtu = 1420\nnetmap-max-age = \"0s\"");
+        let config: Config = toml::from_str(&text).unwrap();
+        assert!(config.validate().is_err());
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! STATE_DIR/node.key               x25519 private key, mode 0600, made on first start
 //! STATE_DIR/networks.json          the networks joined: controller, pinned fingerprint, port
 //! STATE_DIR/netmaps/NETID.json     the last netmap of each network
+//! STATE_DIR/netmaps/NETID.confirmed.json
+//!                                  when its controller last confirmed it (Unix seconds)
 //! ```
 //! Files are replaced atomically (write, fsync, rename), so a crash leaves
 //! the old or the new version. A netmap that cannot be read is not used:
@@ -12,6 +14,7 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -33,6 +36,9 @@ pub struct JoinedNetwork {
     pub preauth_key: Option<String>,
     pub interface: String,
     pub listen_port: u16,
+    /// Zones the user allowed the controller to name (`warren join --allow-zone`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_zones: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -114,6 +120,36 @@ impl StateDir {
 
     pub fn forget_netmap(&self, id: &NetworkId) {
         let _ = std::fs::remove_file(self.netmap_path(id));
+        let _ = std::fs::remove_file(self.confirmed_path(id));
+    }
+
+    fn confirmed_path(&self, id: &NetworkId) -> PathBuf {
+        self.dir
+            .join("netmaps")
+            .join(format!("{id}.confirmed.json"))
+    }
+
+    /// When the cached netmap was last confirmed by its controller: the
+    /// recorded time, else (a cache from before it was recorded) when the
+    /// map was written, else never.
+    pub fn netmap_confirmed(&self, id: &NetworkId) -> Option<SystemTime> {
+        let recorded = std::fs::read_to_string(self.confirmed_path(id))
+            .ok()
+            .and_then(|t| serde_json::from_str::<u64>(&t).ok())
+            .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        recorded.or_else(|| {
+            std::fs::metadata(self.netmap_path(id))
+                .and_then(|m| m.modified())
+                .ok()
+        })
+    }
+
+    pub fn save_netmap_confirmed(&self, id: &NetworkId, at: SystemTime) -> anyhow::Result<()> {
+        let secs = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        write_atomic(&self.confirmed_path(id), secs.to_string().as_bytes(), 0o600)
     }
 }
 
@@ -161,6 +197,19 @@ mod tests {
     }
 
     #[test]
+    fn the_confirmation_time_is_kept_and_forgotten_with_the_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let id: NetworkId = "8056c2e21c000001".parse().unwrap();
+        assert_eq!(state.netmap_confirmed(&id), None);
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        state.save_netmap_confirmed(&id, at).unwrap();
+        assert_eq!(state.netmap_confirmed(&id), Some(at));
+        state.forget_netmap(&id);
+        assert_eq!(state.netmap_confirmed(&id), None);
+    }
+
+    #[test]
     fn networks_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::open(dir.path()).unwrap();
@@ -173,6 +222,7 @@ mod tests {
             preauth_key: None,
             interface: "warren1".into(),
             listen_port: 51821,
+            allow_zones: vec!["corp.example.com".into()],
         };
         state.save_networks(std::slice::from_ref(&net)).unwrap();
         assert_eq!(state.networks().unwrap(), vec![net]);

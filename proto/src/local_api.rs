@@ -36,6 +36,9 @@ pub enum NetworkState {
     Refused,
     /// The netmap was refused locally; see `message` (e.g. overlapping pools).
     Conflict,
+    /// The controller has not confirmed the netmap for longer than
+    /// `netmap-max-age`: no peers until it does; see `message`.
+    Stale,
 }
 
 /// One network on this node.
@@ -48,7 +51,8 @@ pub struct NetworkStatus {
     /// Whether the control connection is up (always false for `static`).
     pub controller_connected: bool,
     pub state: NetworkState,
-    /// Why the state is what it is, for `refused` and `conflict`.
+    /// Why the state is what it is, for `refused`, `conflict` and `stale`
+    /// (and a netmap refused while an older one still runs).
     pub message: Option<String>,
     /// This node's name and FQDN in the network.
     pub fqdn: Option<String>,
@@ -74,6 +78,11 @@ pub struct JoinRequest {
     pub preauth_key: Option<String>,
     /// The name to ask for; the host name by default.
     pub name: Option<String>,
+    /// DNS zones (with the names under them) the user allows this network's
+    /// controller to name, beyond `*.warren.internal`, `*.internal` and
+    /// `*.home.arpa`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_zones: Vec<String>,
 }
 
 /// One peer as the agent sees it.

@@ -38,6 +38,8 @@
 //!   matrix, relay suites and `warren-nat-bench`.
 //! - [`routes_lab`]: NAT'd sites with masters, clusters and laptops, for the
 //!   subnet-route and exit-node suites and the demo.
+//! - [`hostile_controller`]: a controller built on `warren-proto` that
+//!   speaks for networks it does not own, for the security suites.
 //! - [`dns`]: a namespace's own resolv.conf, a test resolver, `dig`, and a
 //!   DNS load generator.
 //! - [`ping`], [`transfer`], [`iperf`], [`pcap`], [`wg_message`], [`prng`]:
@@ -48,6 +50,7 @@ pub mod controller;
 pub mod dns;
 pub mod eintr;
 pub mod error;
+pub mod hostile_controller;
 pub mod in_netns;
 pub mod iperf;
 pub mod keys;

@@ -186,14 +186,33 @@ impl ManagedAgent {
         network: &str,
         key: Option<&str>,
     ) -> Result<JoinOutput> {
-        let addr = controller.quic_addr().to_string();
+        self.join_at(
+            controller.quic_addr(),
+            controller.fingerprint(),
+            network,
+            key,
+            &[],
+        )
+    }
+
+    /// `warren join NETID` against the controller at `addr` with certificate
+    /// `fingerprint`, with more `join` flags in `extra`.
+    pub fn join_at(
+        &self,
+        addr: std::net::SocketAddr,
+        fingerprint: &str,
+        network: &str,
+        key: Option<&str>,
+        extra: &[&str],
+    ) -> Result<JoinOutput> {
+        let addr = addr.to_string();
         let mut args = vec![
             "join",
             network,
             "--controller",
             &addr,
             "--fingerprint",
-            controller.fingerprint(),
+            fingerprint,
             "--name",
             &self.name,
             "--wait",
@@ -202,6 +221,7 @@ impl ManagedAgent {
         if let Some(key) = key {
             args.extend(["--key", key]);
         }
+        args.extend_from_slice(extra);
         let mut cmd = self.command(args);
         let out = command::output(&mut cmd)?;
         Ok(JoinOutput {

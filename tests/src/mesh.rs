@@ -33,6 +33,11 @@ impl Mesh {
     /// Builds the star, starts the controller and one agent per name.
     /// Names are short roles ("a", "b", ...): they become interface names.
     pub fn build(lab: &Lab, agents: &[&str]) -> Result<Mesh> {
+        Self::build_with(lab, agents, &[])
+    }
+
+    /// [`Mesh::build`] with more `warren daemon` flags for every agent.
+    pub fn build_with(lab: &Lab, agents: &[&str], daemon_args: &[&str]) -> Result<Mesh> {
         let mut roles = vec![CONTROLLER_ROLE];
         roles.extend_from_slice(agents);
         let star = Star::build(lab, &roles)?;
@@ -44,7 +49,9 @@ impl Mesh {
         )?;
         let agents = agents
             .iter()
-            .map(|name| ManagedAgent::start(lab, &star.spoke(name)?.ns, name, None))
+            .map(|name| {
+                ManagedAgent::start_with(lab, &star.spoke(name)?.ns, name, None, daemon_args)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Mesh {
             agents,

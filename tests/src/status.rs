@@ -146,6 +146,18 @@ impl<'a> NetworkStatus<'a> {
         self.opt_str("message")
     }
 
+    /// The version of the netmap the network runs on, if it has one.
+    pub fn netmap_version(&self) -> Option<u64> {
+        self.0.get("netmap_version").and_then(Value::as_u64)
+    }
+
+    /// The DNS zone the network's netmap names, if it has one.
+    pub fn fqdn_zone(&self) -> Option<&'a str> {
+        self.fqdn()
+            .and_then(|f| f.split_once('.'))
+            .map(|(_, zone)| zone)
+    }
+
     pub fn controller_connected(&self) -> Result<bool> {
         self.0
             .get("controller_connected")

@@ -1,6 +1,7 @@
 //! `warren daemon`: run the agent in the foreground.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -25,6 +26,19 @@ pub struct DaemonArgs {
     /// config file's `[dns] manage`, else auto].
     #[arg(long, value_enum, env = "WARREN_DNS_MANAGE")]
     dns_manage: Option<crate::dns::Manage>,
+    /// How long a joined network's cached netmap is trusted without its
+    /// controller confirming it, e.g. `12h` [default: the config file's
+    /// `[node] netmap-max-age`, else 7d].
+    #[arg(long, env = "WARREN_NETMAP_MAX_AGE", value_parser = parse_max_age)]
+    netmap_max_age: Option<Duration>,
+}
+
+fn parse_max_age(text: &str) -> Result<Duration, String> {
+    let age = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if age < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(age)
 }
 
 pub fn run(cli: &Cli, args: &DaemonArgs) -> anyhow::Result<()> {
@@ -39,8 +53,13 @@ pub fn run(cli: &Cli, args: &DaemonArgs) -> anyhow::Result<()> {
     if let Some(manage) = args.dns_manage {
         dns.manage = manage;
     }
+    let netmap_max_age = args
+        .netmap_max_age
+        .or(config.as_ref().map(|c| c.node.netmap_max_age))
+        .unwrap_or(crate::daemon::NETMAP_MAX_AGE);
     let options = DaemonOptions {
         dns,
+        netmap_max_age,
         config,
         state_dir,
         socket,

@@ -30,6 +30,11 @@ pub struct JoinArgs {
     /// Print the network's status as JSON.
     #[arg(long)]
     json: bool,
+    /// Let the controller name this DNS zone (and names under it) for the
+    /// network; without it only zones under warren.internal, internal and
+    /// home.arpa are accepted. Repeat for more zones.
+    #[arg(long = "allow-zone", value_name = "ZONE")]
+    allow_zones: Vec<String>,
     /// How long to wait for the controller's answer.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     wait: Duration,
@@ -48,6 +53,7 @@ pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
         fingerprint: args.fingerprint.clone(),
         preauth_key: args.key.clone(),
         name: args.name.clone(),
+        allow_zones: args.allow_zones.clone(),
     };
     let runtime = super::runtime()?;
     let mut network: NetworkStatus =
@@ -86,7 +92,7 @@ pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
         NetworkState::Pending => {
             println!("joined {id}: waiting for an admin to authorize this node")
         }
-        NetworkState::Connecting => {
+        NetworkState::Connecting | NetworkState::Stale => {
             println!("joining {id}: the controller has not answered yet; see `warren status`")
         }
         NetworkState::Refused | NetworkState::Conflict => anyhow::bail!(

@@ -34,7 +34,12 @@ pub struct DaemonOptions {
     pub listen_port: Option<u16>,
     /// Private DNS settings (the config file's `[dns]`, flags applied).
     pub dns: crate::dns::DnsSettings,
+    /// How long a cached netmap is trusted without its controller.
+    pub netmap_max_age: Duration,
 }
+
+/// The default `netmap-max-age`.
+pub const NETMAP_MAX_AGE: Duration = managed::DEFAULT_NETMAP_MAX_AGE;
 
 /// A local-API call that failed: the status code and the error body's fields.
 #[derive(Debug)]
@@ -99,6 +104,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         net_events_tx,
     );
     managed.dns = dns;
+    managed.set_netmap_max_age(options.netmap_max_age);
     // Before any cached netmap comes back: removes what a crash left installed.
     managed.routes = crate::routes::Routes::start(&options.state_dir).await;
     managed
@@ -113,6 +119,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing SIGTERM handler")?;
     let mut refresh = tokio::time::interval(ENDPOINT_REFRESH);
+    let mut freshness = tokio::time::interval(managed.freshness_interval());
     loop {
         tokio::select! {
             Some(request) = request_rx.recv() => match request {
@@ -131,6 +138,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
                 managed.dns.retry().await;
                 managed.routes.tick().await;
             }
+            _ = freshness.tick() => managed.check_freshness().await,
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }

@@ -85,23 +85,65 @@ pub enum ControlEvent {
         controller: String,
         fingerprint: String,
     },
+    // Every event about a network names the controller (`HOST:PORT` as
+    // joined) whose connection it came in on: only the controller a
+    // network was joined through may speak for it.
     JoinResult {
+        controller: String,
         network_id: NetworkId,
         outcome: JoinOutcome,
     },
-    Netmap(Netmap),
-    Delta(NetmapDelta),
+    Netmap {
+        controller: String,
+        map: Netmap,
+    },
+    Delta {
+        controller: String,
+        delta: NetmapDelta,
+    },
     /// A packet from a peer, through the relay.
     Relay {
+        controller: String,
         network_id: NetworkId,
         from: NodePublicKey,
         payload: Vec<u8>,
     },
     CallMeMaybe {
+        controller: String,
         network_id: NetworkId,
         from: NodePublicKey,
         endpoints: Vec<SocketAddr>,
     },
+}
+
+impl ControlEvent {
+    /// The controller an event came from and the network it is about, for
+    /// the events that are about one network.
+    pub fn network_source(&self) -> Option<(&str, NetworkId)> {
+        match self {
+            ControlEvent::JoinResult {
+                controller,
+                network_id,
+                ..
+            }
+            | ControlEvent::Relay {
+                controller,
+                network_id,
+                ..
+            }
+            | ControlEvent::CallMeMaybe {
+                controller,
+                network_id,
+                ..
+            } => Some((controller, *network_id)),
+            ControlEvent::Netmap { controller, map } => Some((controller, map.network_id)),
+            ControlEvent::Delta { controller, delta } => Some((controller, delta.network_id)),
+            ControlEvent::Connected { .. }
+            | ControlEvent::Disconnected { .. }
+            | ControlEvent::RelayServer { .. }
+            | ControlEvent::Fingerprint { .. } => None,
+        }
+    }
 }
 
 pub struct ControlHandle {
@@ -370,7 +412,7 @@ async fn connect_and_serve(
     }
     tracing::info!(%controller, "connected to controller");
     *backoff = Duration::from_secs(1);
-    spawn_relay_reader(connection.clone(), events.clone(), None);
+    spawn_relay_reader(connection.clone(), controller, events.clone(), None);
     let _ = events.send(ControlEvent::Connected {
         controller: controller.to_owned(),
         remote,
@@ -410,7 +452,7 @@ async fn connect_and_serve(
         tokio::select! {
             frame = frames.recv() => {
                 let message = frame.context("controller closed the control stream")??;
-                dispatch(message, events)?;
+                dispatch(controller, message, events)?;
             }
             command = commands.recv() => {
                 let Some(command) = command else { return Ok(()) };
@@ -469,21 +511,25 @@ async fn authenticate(
 }
 
 fn dispatch(
+    controller: &str,
     message: ControllerMessage,
     events: &mpsc::UnboundedSender<ControlEvent>,
 ) -> anyhow::Result<()> {
+    let controller = controller.to_owned();
     let event = match message {
         ControllerMessage::JoinResult { network_id, result } => ControlEvent::JoinResult {
+            controller,
             network_id,
             outcome: result,
         },
-        ControllerMessage::Netmap(map) => ControlEvent::Netmap(map),
-        ControllerMessage::NetmapDelta(delta) => ControlEvent::Delta(delta),
+        ControllerMessage::Netmap(map) => ControlEvent::Netmap { controller, map },
+        ControllerMessage::NetmapDelta(delta) => ControlEvent::Delta { controller, delta },
         ControllerMessage::CallMeMaybe {
             network_id,
             from,
             endpoints,
         } => ControlEvent::CallMeMaybe {
+            controller,
             network_id,
             from,
             endpoints,

@@ -219,6 +219,7 @@ impl RelayInstance {
                         let _close = CloseOnDrop(link.connection.clone());
                         spawn_relay_reader(
                             link.connection.clone(),
+                            &controller,
                             events.clone(),
                             Some(absent.clone()),
                         );
@@ -295,6 +296,8 @@ fn send_relay(path: &RelayPath, out: RelayOut, seq: u64) {
 /// absence notices (only a relay-only instance's count) to the control loop.
 #[derive(Clone)]
 struct RelayInbox {
+    /// The controller whose relay (its own or its relay-only instance) this is.
+    controller: String,
     events: mpsc::UnboundedSender<ControlEvent>,
     absent: Option<mpsc::Sender<NodePublicKey>>,
 }
@@ -303,10 +306,15 @@ struct RelayInbox {
 /// records of its streams.
 pub(super) fn spawn_relay_reader(
     connection: quinn::Connection,
+    controller: &str,
     events: mpsc::UnboundedSender<ControlEvent>,
     absent: Option<mpsc::Sender<NodePublicKey>>,
 ) {
-    let inbox = RelayInbox { events, absent };
+    let inbox = RelayInbox {
+        controller: controller.to_owned(),
+        events,
+        absent,
+    };
     let streams = connection.clone();
     let stream_inbox = inbox.clone();
     tokio::spawn(async move {
@@ -349,6 +357,7 @@ impl RelayInbox {
             },
             Ok(frame) => {
                 let _ = self.events.send(ControlEvent::Relay {
+                    controller: self.controller.clone(),
                     network_id: frame.network_id,
                     from: frame.peer,
                     payload: frame.payload,

@@ -16,8 +16,16 @@ use super::pinning::normalise;
 use super::{refusal, ControlEvents, Controllers, Refusal, NETMAP_KEEPALIVE};
 use crate::state::{JoinedNetwork, StateDir};
 
+mod freshness;
+mod requests;
+mod source;
 mod status;
+use freshness::Freshness;
+pub use freshness::DEFAULT_MAX_AGE as DEFAULT_NETMAP_MAX_AGE;
+mod validate;
+use source::{Source, SourceCheck};
 pub use status::PingTarget;
+use validate::Verdict;
 
 struct Joined {
     config: JoinedNetwork,
@@ -28,6 +36,11 @@ struct Joined {
     reported: Vec<SocketAddr>,
     /// STUN server -> where it saw this network's socket.
     reflexive: BTreeMap<SocketAddr, SocketAddr>,
+    /// When the controller last confirmed the netmap held (`freshness`).
+    confirmed: Option<std::time::SystemTime>,
+    /// Whether the controller connection up now brought the netmap held:
+    /// while it lasts, the map is confirmed.
+    live: bool,
 }
 
 impl Joined {
@@ -41,6 +54,8 @@ impl Joined {
             runner: None,
             reported: Vec::new(),
             reflexive: BTreeMap::new(),
+            confirmed: None,
+            live: false,
         }
     }
 }
@@ -57,6 +72,10 @@ pub struct Managed {
     controller_ips: BTreeMap<String, std::net::IpAddr>,
     /// The relay-only instance each controller's relay frames go through.
     relay_servers: BTreeMap<String, String>,
+    /// Drops events about a network from any controller but its own.
+    sources: SourceCheck,
+    /// How long a netmap is trusted without its controller.
+    freshness: Freshness,
     events: ControlEvents,
     net_events: NetworkEvents,
     /// DNS stubs, split DNS and published services (`crate::dns`).
@@ -84,6 +103,8 @@ impl Managed {
             connected: BTreeSet::new(),
             controller_ips: BTreeMap::new(),
             relay_servers: BTreeMap::new(),
+            sources: SourceCheck::default(),
+            freshness: Freshness::default(),
             events,
             net_events,
             dns: crate::dns::Dns::off(),
@@ -98,10 +119,18 @@ impl Managed {
         for config in self.state.networks()? {
             let id = config.network_id;
             let cached = self.state.netmap(&id);
-            self.nets.insert(id, Joined::connecting(config.clone()));
-            if let Some(map) = cached {
-                tracing::info!(network = %id, version = map.version, "using cached netmap until the controller answers");
-                self.apply(map).await;
+            let mut net = Joined::connecting(config.clone());
+            net.confirmed = self.state.netmap_confirmed(&id);
+            self.nets.insert(id, net);
+            match cached {
+                Some(map) if self.too_old_to_restore(&map) => {
+                    tracing::warn!(network = %id, version = map.version, "cached netmap is past netmap-max-age: no peers until the controller answers");
+                }
+                Some(map) => {
+                    tracing::info!(network = %id, version = map.version, "using cached netmap until the controller answers");
+                    self.accept(map, true, false).await;
+                }
+                None => {}
             }
             self.send_join(&config);
         }
@@ -127,11 +156,37 @@ impl Managed {
             })?),
             None => None,
         };
+        if let Some(bad) = request
+            .allow_zones
+            .iter()
+            .find(|z| !validate::zone_syntax_ok(z))
+        {
+            return Err(refusal(
+                400,
+                "bad_zone",
+                format!("{bad:?} is not a DNS zone name"),
+            ));
+        }
+        let allow_zones: Vec<String> = request
+            .allow_zones
+            .iter()
+            .map(|z| validate::normalise_zone(z))
+            .collect();
         if let Some(net) = self.nets.get_mut(&id) {
             if request.preauth_key.is_some() {
                 net.config.preauth_key = request.preauth_key.clone();
             }
+            let mut added = false;
+            for zone in allow_zones {
+                if !net.config.allow_zones.contains(&zone) {
+                    net.config.allow_zones.push(zone);
+                    added = true;
+                }
+            }
             let config = net.config.clone();
+            if added {
+                self.save();
+            }
             self.send_join(&config);
             return Ok(self.network_status(&id).await);
         }
@@ -144,6 +199,7 @@ impl Managed {
             preauth_key: request.preauth_key.clone(),
             interface,
             listen_port,
+            allow_zones,
         };
         self.nets.insert(id, Joined::connecting(config.clone()));
         self.save();
@@ -241,6 +297,13 @@ impl Managed {
     }
 
     pub async fn handle_control(&mut self, event: ControlEvent) {
+        if let Some((from, id)) = event.network_source() {
+            let owner = self.nets.get(&id).map(|n| n.config.controller.as_str());
+            match self.sources.check(id, from, owner) {
+                Source::Owner => {}
+                Source::Foreign | Source::NotJoined => return,
+            }
+        }
         match event {
             ControlEvent::Connected { controller, remote } => {
                 self.connected.insert(controller.clone());
@@ -255,6 +318,7 @@ impl Managed {
                 network_id,
                 from,
                 payload,
+                ..
             } => {
                 if let Some(runner) = self.nets.get(&network_id).and_then(|n| n.runner.as_ref()) {
                     runner.relay_in(from, payload);
@@ -264,6 +328,7 @@ impl Managed {
                 network_id,
                 from,
                 endpoints,
+                ..
             } => {
                 if let Some(runner) = self.nets.get(&network_id).and_then(|n| n.runner.as_ref()) {
                     runner.call_me_maybe(from, endpoints).await;
@@ -286,6 +351,8 @@ impl Managed {
                     .values_mut()
                     .filter(|n| n.config.controller == controller)
                 {
+                    // The map held ages from now on (`freshness`).
+                    net.live = false;
                     if net.state == NetworkState::Connecting {
                         net.message = Some(format!("controller unreachable: {error}"));
                     }
@@ -309,20 +376,17 @@ impl Managed {
             ControlEvent::JoinResult {
                 network_id,
                 outcome,
+                ..
             } => self.join_result(network_id, outcome).await,
-            ControlEvent::Netmap(map) => {
-                if self.nets.contains_key(&map.network_id) {
-                    self.apply(map).await;
-                }
-            }
-            ControlEvent::Delta(delta) => {
+            ControlEvent::Netmap { map, .. } => self.accept(map, true, true).await,
+            ControlEvent::Delta { delta, .. } => {
                 let id = delta.network_id;
                 let Some(mut map) = self.nets.get(&id).and_then(|n| n.netmap.clone()) else {
                     self.resync(id);
                     return;
                 };
                 match map.apply(&delta) {
-                    Ok(()) => self.apply(map).await,
+                    Ok(()) => self.accept(map, false, true).await,
                     Err(e) => {
                         tracing::info!(network = %id, error = %e, "netmap delta did not apply; asking for a full map");
                         self.resync(id);
@@ -379,6 +443,38 @@ impl Managed {
                 runner.stop().await;
             }
         }
+    }
+
+    /// Applies a map from the network's own controller (or, with
+    /// `from_controller` false, from the cache) if it passes the checks: a
+    /// full map older than the one held is ignored, and one that breaks the
+    /// rules of [`validate`] is refused while the old one stays. A map from
+    /// the controller that is applied is confirmed (`freshness`).
+    async fn accept(&mut self, map: Netmap, full: bool, from_controller: bool) {
+        let id = map.network_id;
+        let Some(net) = self.nets.get_mut(&id) else {
+            return;
+        };
+        let held = net.netmap.as_ref().map(|m| m.version);
+        match validate::judge(&map, full, held, &net.config.allow_zones) {
+            Verdict::Apply => {}
+            Verdict::IgnoreOlder { held } => {
+                tracing::info!(network = %id, version = map.version, held, "ignoring a netmap older than the one held");
+                return;
+            }
+            Verdict::Refuse(refusal) => {
+                tracing::warn!(network = %id, version = map.version, %refusal, "refusing the controller's netmap");
+                if held.is_none() {
+                    net.state = NetworkState::Conflict;
+                }
+                net.message = Some(format!("netmap version {} refused: {refusal}", map.version));
+                return;
+            }
+        }
+        if from_controller {
+            self.confirm(id);
+        }
+        self.apply(map).await;
     }
 
     async fn apply(&mut self, map: Netmap) {
@@ -642,101 +738,6 @@ impl Managed {
                     .collect();
                 runner.set_stun_servers(servers).await;
             }
-        }
-    }
-}
-
-/// `warren dns` and `warren service`; the work is in `crate::dns`.
-impl Managed {
-    pub fn handle_dns(&mut self, request: crate::dns::DnsRequest) {
-        let joined: Vec<NetworkId> = self.nets.keys().copied().collect();
-        if let Some((id, services)) = self.dns.handle(request, &joined) {
-            self.send_services(id, services);
-        }
-    }
-
-    /// Sends the service lists of the networks of `controller` (all, if
-    /// `None`) again: the controller keeps them, a resend is idempotent.
-    fn publish_services(&self, controller: Option<&str>) {
-        let nets: Vec<NetworkId> = self
-            .nets
-            .iter()
-            .filter(|(_, n)| controller.is_none_or(|c| n.config.controller == c))
-            .map(|(id, _)| *id)
-            .collect();
-        for (id, services) in self.dns.services_for(&nets) {
-            self.send_services(id, services);
-        }
-    }
-
-    fn send_services(&self, id: NetworkId, services: Vec<warren_proto::service::ServiceSpec>) {
-        let control = self
-            .nets
-            .get(&id)
-            .and_then(|n| self.controllers.get(&n.config.controller));
-        if let Some(control) = control {
-            control.send(ControlCommand::Services(id, services));
-        }
-    }
-}
-
-/// `warren routes` and `warren exit-node`; the work is in `crate::routes`.
-impl Managed {
-    pub async fn handle_routes(&mut self, request: crate::routes::RoutesRequest) {
-        let joined: Vec<NetworkId> = self.nets.keys().copied().collect();
-        if let crate::routes::RoutesRequest::Status(reply) = request {
-            let _ = reply.send(self.routes.status(&joined).await);
-            return;
-        }
-        let Some((reply, outcome)) = self.routes.handle(request, &joined) else {
-            return;
-        };
-        let effects = match outcome {
-            Ok(effects) => effects,
-            Err(refusal) => {
-                let _ = reply.send(Err(refusal));
-                return;
-            }
-        };
-        if let Some((id, routes)) = effects.advertise {
-            self.send_routes(id, routes);
-        }
-        for id in effects.reapply {
-            let map = self
-                .nets
-                .get(&id)
-                .filter(|n| n.state == NetworkState::Authorized)
-                .and_then(|n| n.netmap.clone());
-            if let Some(map) = map {
-                self.apply(map).await;
-            }
-        }
-        // Settings that change no engine (masquerade) still change the filter.
-        self.routes.tick().await;
-        let _ = reply.send(Ok(self.routes.status(&joined).await));
-    }
-
-    /// Sends what this node advertises in the networks of `controller`
-    /// again: the controller keeps it, a resend is idempotent.
-    fn publish_routes(&self, controller: &str) {
-        let nets: Vec<NetworkId> = self
-            .nets
-            .iter()
-            .filter(|(_, n)| n.config.controller == controller)
-            .map(|(id, _)| *id)
-            .collect();
-        for (id, routes) in self.routes.advertised_for(&nets) {
-            self.send_routes(id, routes);
-        }
-    }
-
-    fn send_routes(&self, id: NetworkId, routes: Vec<IpNet>) {
-        let control = self
-            .nets
-            .get(&id)
-            .and_then(|n| self.controllers.get(&n.config.controller));
-        if let Some(control) = control {
-            control.send(ControlCommand::Routes(id, routes));
         }
     }
 }
