@@ -11,6 +11,7 @@
 //! - [`names`]: member names as DNS labels, with collision suffixes (pure).
 //! - [`netmaps`]: builds one member's [`warren_proto::netmap::Netmap`] from a network snapshot (pure).
 //! - [`routes`]: subnet and exit routes: approval checks, primary election, netmap routes (pure).
+//! - [`policy`]: access policy: document, compiler to per-member filters, explain, tests (pure).
 //! - [`dns`]: the authoritative DNS server for every network's zone, and published services.
 //! - [`hub`]: change fan-out, presence and snapshot cache shared by the API and QUIC sides.
 //! - [`metrics`]: counters and gauges rendered as Prometheus text.
@@ -33,6 +34,7 @@ pub mod listen;
 pub mod metrics;
 pub mod names;
 pub mod netmaps;
+pub mod policy;
 pub mod relay;
 pub mod routes;
 pub mod server;
