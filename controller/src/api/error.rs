@@ -27,6 +27,9 @@ pub enum ApiError {
     /// axum's choice (400, 413, 415, 422).
     #[error("{message}")]
     Rejected { status: StatusCode, message: String },
+    /// A policy document was refused; the code says why.
+    #[error("{0}")]
+    Policy(crate::policy::PolicyError),
     #[error("internal error")]
     Internal(String),
 }
@@ -55,6 +58,10 @@ impl ApiError {
                 };
                 (status, code)
             }
+            ApiError::Policy(e @ crate::policy::PolicyError::TooLarge { .. }) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, e.code())
+            }
+            ApiError::Policy(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.code()),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -70,6 +77,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::NotFound(what.to_string()),
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::Invalid(m) => ApiError::BadRequest(m),
+            StoreError::Policy(e) => ApiError::Policy(e),
             other => ApiError::Internal(other.to_string()),
         }
     }

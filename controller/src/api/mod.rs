@@ -10,6 +10,7 @@ pub mod keys;
 pub mod members;
 pub mod meta;
 pub mod networks;
+pub mod policy;
 pub mod routes;
 
 use std::net::IpAddr;
@@ -93,6 +94,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/audit", get(audit::page))
         .route("/audit/verify", get(audit::verify))
         .merge(routes::router())
+        .merge(policy::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .nest("/api/v1", v1)

@@ -3,6 +3,7 @@
 //! transaction.
 
 mod model;
+mod policy;
 mod routes;
 pub mod sqlite;
 
@@ -11,6 +12,7 @@ use time::OffsetDateTime;
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
 pub use model::*;
+pub use policy::*;
 pub use routes::*;
 pub use sqlite::SqliteStore;
 
@@ -29,12 +31,15 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A policy document was refused (syntax, names, or its own tests).
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 /// Everything the controller keeps. Methods that change state take the
 /// [`Actor`] the audit log records.
 #[async_trait]
-pub trait Store: RouteStore + Send + Sync + 'static {
+pub trait Store: RouteStore + PolicyStore + Send + Sync + 'static {
     // API tokens.
     async fn create_token(&self, scope: Scope, name: Option<&str>) -> Result<NewToken, StoreError>;
     async fn find_token(&self, secret: &str) -> Result<Option<Token>, StoreError>;

@@ -6,6 +6,7 @@ mod join;
 mod keys;
 mod members;
 mod networks;
+mod policy;
 mod routes;
 mod rows;
 mod services;
@@ -153,7 +154,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_network(&self, actor: &Actor, new: NewNetwork) -> Result<Network, StoreError> {
-        networks::create(self, actor, new).await
+        networks::create(self, actor, new, crate::policy::DEFAULT_POLICY).await
     }
 
     async fn list_networks(&self) -> Result<Vec<Network>, StoreError> {
