@@ -1,5 +1,6 @@
 //! The command line: `serve`, `check-config`, `relay`, `fingerprint`,
-//! `token`, and the admin commands that talk to the HTTP API.
+//! `token`, and the admin commands that talk to the HTTP API (`network`,
+//! `member`, `key`, `audit`, `route`, `policy`).
 
 mod audit;
 mod client;
@@ -9,6 +10,7 @@ mod key;
 mod member;
 mod network;
 mod output;
+mod policy;
 mod relay;
 mod route;
 mod serve;
@@ -58,6 +60,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Subnet and exit routes: approval and auto-approval (through the API).
     Route(route::RouteArgs),
+    /// Access policy: get, set, test, explain, history (through the API).
+    Policy(policy::PolicyArgs),
     /// Write man pages, completions and the command reference (packaging).
     #[command(hide = true)]
     GenerateAssets(warren_cli_assets::AssetsArgs),
@@ -130,6 +134,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Key(args) => key::run(args).await,
             Command::Audit(args) => audit::run(args).await,
             Command::Route(args) => route::run(args).await,
+            Command::Policy(args) => policy::run(args).await,
             Command::GenerateAssets(args) => {
                 warren_cli_assets::run::<Cli>("warren-controller", env!("CARGO_PKG_VERSION"), &args)
                     .map(|()| ExitCode::SUCCESS)
