@@ -1,5 +1,5 @@
 -- Access policy (issue 12): every version of each network's policy
--- document, and the tags admins put on members. A network without rows
+-- document, the tags admins put on members, and grants. A network without rows
 -- (made before this migration) has the built-in default as version 1.
 
 CREATE TABLE policies (
@@ -21,3 +21,22 @@ CREATE TABLE member_tags (
     PRIMARY KEY (network_id, node_id, tag),
     FOREIGN KEY (network_id, node_id) REFERENCES members(network_id, node_id) ON DELETE CASCADE
 );
+
+-- Grants: a rule with an end time (temporary access). A grant is active
+-- while ends_unix is in the future and it is not revoked; ended and
+-- revoked grants stay for the record.
+CREATE TABLE grants (
+    id          TEXT PRIMARY KEY,          -- 8 hex digits; the rule is named grant:<id>
+    network_id  TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+    source      TEXT NOT NULL,             -- a member name, group:NAME, tag:NAME or *
+    target      TEXT NOT NULL,             -- as a rule's `to`: member, group, tag, CIDR, service, *
+    ports       TEXT NOT NULL,             -- JSON array of port specs, e.g. ["tcp:6379"]
+    reason      TEXT NOT NULL,
+    created_by  TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    ends_at     TEXT NOT NULL,
+    ends_unix   INTEGER NOT NULL,
+    revoked_by  TEXT,
+    revoked_at  TEXT
+);
+CREATE INDEX grants_by_network ON grants(network_id, ends_unix);

@@ -1,6 +1,6 @@
 //! Access policy through the API: the default of a new network, setting a
 //! policy (checked, versioned, audited with a diff), dry runs, explain,
-//! history, member tags, read-only auditors, and hostile documents.
+//! history, member tags, grants, read-only auditors, and hostile documents.
 // Helpers outside #[test] functions panic on purpose, like the tests.
 #![allow(clippy::unwrap_used)]
 
@@ -508,6 +508,9 @@ async fn the_openapi_document_describes_the_policy_api() {
         ("/api/v1/networks/{id}/members/{node}/tags", "get"),
         ("/api/v1/networks/{id}/members/{node}/tags", "post"),
         ("/api/v1/networks/{id}/members/{node}/tags/{tag}", "delete"),
+        ("/api/v1/networks/{id}/grants", "get"),
+        ("/api/v1/networks/{id}/grants", "post"),
+        ("/api/v1/networks/{id}/grants/{grant}", "delete"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),
@@ -520,6 +523,8 @@ async fn the_openapi_document_describes_the_policy_api() {
         "PolicySet",
         "PolicyExplanation",
         "NewTag",
+        "NewGrant",
+        "Grant",
     ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
@@ -529,235 +534,239 @@ async fn the_openapi_document_describes_the_policy_api() {
     assert!(doc["components"]["schemas"]["CreateNetwork"]["properties"]["policy"].is_object());
 }
 
-/// The real binary: `serve` on loopback ports, and the admin CLI against it.
-mod cli {
-    use std::io::{BufRead, BufReader};
-    use std::path::Path;
-    use std::process::{Child, Command, Output, Stdio};
-    use std::time::Duration;
+async fn add_grant(h: &Harness, net: &str, body: Value) -> (StatusCode, Value) {
+    h.admin(
+        Method::POST,
+        &format!("/api/v1/networks/{net}/grants"),
+        Some(body),
+    )
+    .await
+}
 
-    use serde_json::Value;
-    use warren_controller::store::{JoinRequest, SqliteStore, Store};
-    use warren_proto::{NodeId, NodePrivateKey};
-
-    const BIN: &str = env!("CARGO_BIN_EXE_warren-controller");
-
-    struct Served {
-        child: Child,
-        api: String,
-        token: String,
-    }
-
-    impl Drop for Served {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    impl Served {
-        fn start(dir: &Path) -> Served {
-            let out = Command::new(BIN)
-                .args([
-                    "token",
-                    "create",
-                    "--scope",
-                    "admin",
-                    "--name",
-                    "cli",
-                    "--data-dir",
-                ])
-                .arg(dir)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-            let mut child = Command::new(BIN)
-                .args([
-                    "serve",
-                    "--listen-quic",
-                    "127.0.0.1:0",
-                    "--listen-api",
-                    "127.0.0.1:0",
-                    "--listen-stun",
-                    "127.0.0.1:0",
-                    "--data-dir",
-                ])
-                .arg(dir)
-                .env("RUST_LOG", "error")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let stdout = child.stdout.take().unwrap();
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { return };
-                    if let Some(addr) = line.strip_prefix("api: ") {
-                        let _ = tx.send(addr.to_string());
-                    }
-                }
-            });
-            let api = rx
-                .recv_timeout(Duration::from_secs(15))
-                .expect("controller started");
-            Served { child, api, token }
-        }
-
-        fn run(&self, args: &[&str]) -> Output {
-            Command::new(BIN)
-                .args(args)
-                .env("WARREN_API", &self.api)
-                .env("WARREN_TOKEN", &self.token)
-                .output()
-                .unwrap()
-        }
-
-        fn ok(&self, args: &[&str]) -> String {
-            let out = self.run(args);
-            assert!(
-                out.status.success(),
-                "{args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8(out.stdout).unwrap()
-        }
-
-        fn json(&self, args: &[&str]) -> Value {
-            let mut args = args.to_vec();
-            args.push("--json");
-            serde_json::from_str(&self.ok(&args)).unwrap()
-        }
-    }
-
-    async fn join(dir: &Path, net: &str, key: &str, name: &str) -> NodeId {
-        let store = SqliteStore::open(&dir.join("controller.db")).await.unwrap();
-        let node_key = NodePrivateKey::generate().public_key();
-        store
-            .join(JoinRequest {
-                network_id: net.parse().unwrap(),
-                node_key,
-                name: name.into(),
-                preauth_key: Some(key.into()),
-                agent_version: "0.1.0".into(),
-                endpoints: vec![],
-            })
-            .await
-            .unwrap();
-        store.close().await;
-        NodeId::from_key(&node_key)
-    }
-
-    #[tokio::test]
-    async fn the_policy_and_tag_commands_work_against_a_real_controller() {
-        let dir = tempfile::tempdir().unwrap();
-        let ctl = Served::start(dir.path());
-        let first = dir.path().join("first.toml");
-        std::fs::write(
-            &first,
-            "tags = [\"tag:db\"]\n[[allow]]\nfrom = [\"*\"]\nto = [\"tag:db\"]\nports = [\"tcp:5432\"]\n",
+async fn grants(h: &Harness, net: &str, all: bool) -> Vec<Value> {
+    let (status, body) = h
+        .admin(
+            Method::GET,
+            &format!("/api/v1/networks/{net}/grants?all={all}"),
+            None,
         )
-        .unwrap();
-        let first_arg = first.to_str().unwrap();
-        let net = ctl
-            .ok(&["network", "create", "lab", "--policy", first_arg])
-            .trim()
-            .to_string();
-        let got = ctl.ok(&["policy", "get", &net]);
-        assert_eq!(got, std::fs::read_to_string(&first).unwrap());
-        assert_eq!(ctl.json(&["policy", "get", &net])["version"], 1);
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["grants"].as_array().unwrap().clone()
+}
 
-        let key = ctl.json(&["key", "create", &net, "--reusable"])["key"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let db = join(dir.path(), &net, &key, "db-1").await;
-        join(dir.path(), &net, &key, "laptop-ana").await;
-        let db = db.to_string();
-        assert_eq!(
-            ctl.ok(&["member", "tag", &net, &db, "tag:db"]).trim(),
-            "tag:db"
-        );
-        ctl.ok(&["member", "tag", &net, &db, "tag:backup"]);
-        let tags = ctl.json(&["member", "tags", &net, &db]);
-        assert_eq!(tags["tags"], serde_json::json!(["tag:backup", "tag:db"]));
-        assert_eq!(
-            ctl.ok(&["member", "untag", &net, &db, "tag:backup"]).trim(),
-            "tag:db"
-        );
-        assert_eq!(ctl.ok(&["member", "tags", &net, &db]).trim(), "tag:db");
+#[tokio::test]
+async fn a_grant_admits_what_it_names_until_it_is_revoked() {
+    let h = Harness::new().await;
+    let net = cluster(&h).await;
+    let (status, _) = set_policy(&h, &net, ISSUE_EXAMPLE).await;
+    assert_eq!(status, StatusCode::OK);
+    let ssh = || explain(&h, &net, "laptop-bo", "master", "tcp:22");
+    assert_eq!(ssh().await["allowed"], false);
 
-        let allow = ctl.ok(&[
-            "policy",
-            "explain",
-            &net,
-            "--from",
-            "laptop-ana",
-            "--to",
-            "db-1",
-            "--port",
-            "tcp:5432",
-        ]);
-        assert!(allow.starts_with("allow (allow[0])"), "{allow}");
-        let deny = ctl.json(&[
-            "policy",
-            "explain",
-            &net,
-            "--from",
-            "laptop-ana",
-            "--to",
-            "db-1",
-            "--port",
-            "tcp:22",
-        ]);
-        assert_eq!(deny["allowed"], false);
+    let (status, grant) = add_grant(
+        &h,
+        &net,
+        json!({ "from": "laptop-bo", "to": "master", "ports": ["tcp:22"], "for": "2h", "reason": "incident 42" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{grant}");
+    let id = grant["id"].as_str().unwrap().to_string();
+    assert_eq!(grant["active"], true);
+    let d = ssh().await;
+    assert_eq!(d["allowed"], true, "{d}");
+    assert_eq!(d["rule"], format!("grant:{id}"));
+    assert_eq!(
+        explain(&h, &net, "laptop-bo", "master", "tcp:23").await["allowed"],
+        false
+    );
 
-        let second = dir.path().join("second.toml");
-        std::fs::write(
-            &second,
-            "[[allow]]\nfrom = [\"laptop-ana\"]\nto = [\"tag:db\"]\nports = [\"tcp:5432\", \"icmp\"]\n\n\
-             [[test]]\nfrom = \"db-1\"\nto = \"laptop-ana\"\nport = \"tcp:22\"\nexpect = \"deny\"\n",
+    // A grant between members that had nothing to do with each other
+    // makes them peers while it lasts.
+    let (status, _) = add_grant(
+        &h,
+        &net,
+        json!({ "from": "laptop-bo", "to": "laptop-ana", "for": "2h", "reason": "pairing" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, compiled) = h
+        .admin(
+            Method::GET,
+            &format!("/api/v1/networks/{net}/policy/compiled"),
+            None,
         )
+        .await;
+    let ana = compiled["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "laptop-ana")
         .unwrap();
-        let second_arg = second.to_str().unwrap();
-        let tested = ctl.json(&["policy", "test", &net, second_arg]);
-        assert_eq!(tested["would_be_version"], 2);
-        ctl.ok(&["policy", "test", &net, second_arg]);
-        assert_eq!(
-            ctl.json(&["policy", "get", &net])["version"],
-            1,
-            "a dry run stores nothing"
-        );
-        ctl.ok(&["policy", "set", &net, second_arg]);
+    assert_eq!(
+        ana["peers"].as_array().unwrap().len(),
+        2,
+        "master and laptop-bo: {ana}"
+    );
+    assert_eq!(grants(&h, &net, false).await.len(), 2);
 
-        let failing = dir.path().join("failing.toml");
-        std::fs::write(
-            &failing,
-            std::fs::read_to_string(&second)
-                .unwrap()
-                .replace("\"deny\"", "\"allow\""),
+    // The document's own tests judge the document, not the grants.
+    let (status, body) = set_policy(&h, &net, &format!(
+        "{ISSUE_EXAMPLE}\n[[test]]\nfrom = \"laptop-bo\"\nto = \"master\"\nport = \"tcp:22\"\nexpect = \"deny\"\n"
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, revoked) = h
+        .admin(
+            Method::DELETE,
+            &format!("/api/v1/networks/{net}/grants/{id}"),
+            None,
         )
-        .unwrap();
-        for command in ["test", "set"] {
-            let out = ctl.run(&["policy", command, &net, failing.to_str().unwrap()]);
-            assert_eq!(out.status.code(), Some(1));
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(stderr.contains("test[0]"), "{stderr}");
-        }
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert_eq!(revoked["active"], false);
+    assert_eq!(revoked["revoked_by"], "token:admin");
+    assert_eq!(ssh().await["allowed"], false);
+    let (status, _) = h
+        .admin(
+            Method::DELETE,
+            &format!("/api/v1/networks/{net}/grants/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(grants(&h, &net, false).await.len(), 1);
+    assert_eq!(grants(&h, &net, true).await.len(), 2);
 
-        let history = ctl.ok(&["policy", "history", &net]);
-        let lines: Vec<&str> = history.lines().collect();
-        assert_eq!(lines.len(), 3, "{history}");
-        assert!(
-            lines[1].starts_with('2') && lines[2].starts_with('1'),
-            "{history}"
-        );
-        let versions = ctl.json(&["policy", "history", &net]);
-        assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
+    let added = audit(&h, "grant.add").await;
+    assert_eq!(added.len(), 2);
+    assert_eq!(added[0]["after"]["reason"], "incident 42");
+    assert_eq!(added[0]["actor"], "token:admin");
+    let revokes = audit(&h, "grant.revoke").await;
+    assert_eq!(revokes.len(), 1);
+    assert_eq!(revokes[0]["target"], format!("grant:{id}"));
+}
+
+#[tokio::test]
+async fn a_grant_ends_by_itself() {
+    let h = Harness::new().await;
+    let net = cluster(&h).await;
+    let (status, _) = set_policy(&h, &net, ISSUE_EXAMPLE).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, grant) = add_grant(
+        &h,
+        &net,
+        json!({ "from": "laptop-bo", "to": "10.96.0.10", "ports": ["tcp:6379"], "for": "1s", "reason": "short" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{grant}");
+    assert_eq!(
+        explain(&h, &net, "laptop-bo", "10.96.0.10", "tcp:6379").await["allowed"],
+        true
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let d = explain(&h, &net, "laptop-bo", "10.96.0.10", "tcp:6379").await;
+    assert_eq!(d["allowed"], false, "the grant ended: {d}");
+    assert!(grants(&h, &net, false).await.is_empty());
+    assert_eq!(grants(&h, &net, true).await[0]["active"], false);
+    let (status, _) = h
+        .admin(
+            Method::DELETE,
+            &format!(
+                "/api/v1/networks/{net}/grants/{}",
+                grant["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "an ended grant cannot be revoked"
+    );
+}
+
+#[tokio::test]
+async fn bad_grants_are_refused_and_auditors_cannot_grant() {
+    let h = Harness::new().await;
+    let net = cluster(&h).await;
+    let (status, _) = set_policy(&h, &net, ISSUE_EXAMPLE).await;
+    assert_eq!(status, StatusCode::OK);
+    let good = json!({ "from": "group:dev", "to": "tag:ci", "ports": ["tcp:22"], "for": "2h", "reason": "why" });
+    for (field, value, status, code) in [
+        (
+            "from",
+            json!("laptop-zed"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "policy_unknown_name",
+        ),
+        (
+            "from",
+            json!("group:nope"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "policy_unknown_name",
+        ),
+        (
+            "to",
+            json!("service:redis"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "policy_unknown_name",
+        ),
+        (
+            "from",
+            json!("10.0.0.0/8"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "policy_invalid",
+        ),
+        (
+            "ports",
+            json!(["tcp:0"]),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        ("ports", json!([]), StatusCode::BAD_REQUEST, "bad_request"),
+        ("for", json!("0s"), StatusCode::BAD_REQUEST, "bad_request"),
+        (
+            "for",
+            json!("31days"),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        ("for", json!("soon"), StatusCode::BAD_REQUEST, "bad_request"),
+        (
+            "reason",
+            json!("  "),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+    ] {
+        let mut body = good.clone();
+        body[field] = value.clone();
+        let (got, answer) = add_grant(&h, &net, body).await;
+        assert_eq!(got, status, "{field} = {value}: {answer}");
+        assert_eq!(error_code(&answer), code, "{field} = {value}");
     }
+    let auditor = h.auditor.clone();
+    let (status, _) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/networks/{net}/grants"),
+            Some(&auditor),
+            Some(good.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/networks/{net}/grants"),
+            Some(&auditor),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(grants(&h, &net, true).await.is_empty());
+    let (status, made) = add_grant(&h, &net, good).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
 }

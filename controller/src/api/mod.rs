@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod error;
 pub mod extract;
+pub mod grants;
 pub mod keys;
 pub mod members;
 pub mod meta;
@@ -95,6 +96,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/audit/verify", get(audit::verify))
         .merge(routes::router())
         .merge(policy::router())
+        .merge(grants::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .nest("/api/v1", v1)

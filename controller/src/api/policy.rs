@@ -1,5 +1,7 @@
 //! `/api/v1/networks/{id}/policy...` (the access policy: get, set, dry
 //! run, explain, history, compiled form) and `/members/{node}/tags`.
+//! Explain and the compiled form include active grants; a document's own
+//! tests (set, dry run) judge the document alone.
 
 use std::net::IpAddr;
 
@@ -137,7 +139,12 @@ pub async fn explain(
             current.current.version
         ))
     })?;
-    let compiled = policy::compile(&policy, &[], &current.view, current.current.version);
+    let compiled = policy::compile(
+        &policy,
+        &current.grant_rules(),
+        &current.view,
+        current.current.version,
+    );
     let decision = policy::explain(&compiled, &current.view, &query.from, &to, port)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     Ok(Json(json!({
@@ -171,7 +178,12 @@ pub async fn compiled(
             current.current.version
         ))
     })?;
-    let compiled = policy::compile(&policy, &[], &current.view, current.current.version);
+    let compiled = policy::compile(
+        &policy,
+        &current.grant_rules(),
+        &current.view,
+        current.current.version,
+    );
     let members: Vec<Value> = current
         .view
         .members

@@ -1,11 +1,12 @@
 //! The command line: `serve`, `check-config`, `relay`, `fingerprint`,
 //! `token`, and the admin commands that talk to the HTTP API (`network`,
-//! `member`, `key`, `audit`, `route`, `policy`).
+//! `member`, `key`, `audit`, `route`, `policy`, `grant`).
 
 mod audit;
 mod client;
 mod config;
 mod fingerprint;
+mod grant;
 mod key;
 mod member;
 mod network;
@@ -62,6 +63,8 @@ enum Command {
     Route(route::RouteArgs),
     /// Access policy: get, set, test, explain, history (through the API).
     Policy(policy::PolicyArgs),
+    /// Temporary access: grants that end by themselves (through the API).
+    Grant(grant::GrantArgs),
     /// Write man pages, completions and the command reference (packaging).
     #[command(hide = true)]
     GenerateAssets(warren_cli_assets::AssetsArgs),
@@ -135,6 +138,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Audit(args) => audit::run(args).await,
             Command::Route(args) => route::run(args).await,
             Command::Policy(args) => policy::run(args).await,
+            Command::Grant(args) => grant::run(args).await,
             Command::GenerateAssets(args) => {
                 warren_cli_assets::run::<Cli>("warren-controller", env!("CARGO_PKG_VERSION"), &args)
                     .map(|()| ExitCode::SUCCESS)

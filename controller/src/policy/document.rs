@@ -137,6 +137,33 @@ pub struct Rule {
     pub ports: Vec<PortRange>,
 }
 
+impl Rule {
+    /// A rule of one source and one target, as a grant is written; names
+    /// are checked for syntax only.
+    pub fn from_selectors(
+        name: String,
+        from: &str,
+        to: &str,
+        ports: Vec<PortRange>,
+    ) -> Result<Rule, PolicyError> {
+        let nowhere = Location { line: 0, column: 0 };
+        let strip = |e: PolicyError| match e {
+            PolicyError::BadName { name, why, .. } => PolicyError::BadName {
+                at: None,
+                name,
+                why,
+            },
+            other => other,
+        };
+        Ok(Rule {
+            name,
+            from: vec![(source(from, nowhere).map_err(strip)?, nowhere)],
+            to: vec![(target(to, nowhere).map_err(strip)?, nowhere)],
+            ports,
+        })
+    }
+}
+
 /// Where a test sends its packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TestTarget {
@@ -380,7 +407,7 @@ fn target(text: &str, at: Location) -> Result<Target, PolicyError> {
     Ok(Target::Member(text.to_string()))
 }
 
-fn check_groups_defined(
+pub(super) fn check_groups_defined(
     rule: &Rule,
     groups: &BTreeMap<String, Vec<(GroupEntry, Location)>>,
 ) -> Result<(), PolicyError> {

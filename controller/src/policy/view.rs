@@ -79,6 +79,27 @@ impl NetworkView {
         self.members.iter().find(|m| m.name == name)
     }
 
+    /// Refuses an extra rule (a grant) that names a group `policy` lacks,
+    /// or a member, tag or service this network lacks.
+    pub fn check_rule(&self, policy: &Policy, rule: &super::Rule) -> Result<(), PolicyError> {
+        let strip = |e: PolicyError| match e {
+            PolicyError::Unknown { what, name, .. } => PolicyError::Unknown {
+                at: None,
+                what,
+                name,
+            },
+            other => other,
+        };
+        super::document::check_groups_defined(rule, &policy.groups).map_err(strip)?;
+        let alone = Policy {
+            groups: BTreeMap::new(),
+            declared_tags: policy.declared_tags.clone(),
+            rules: vec![rule.clone()],
+            tests: Vec::new(),
+        };
+        self.check_names(&alone).map_err(strip)
+    }
+
     /// Refuses a document that names a member, tag or service this network
     /// does not have. A tag is known if a member holds it or the document
     /// declares it under `tags`.

@@ -4,10 +4,12 @@
 
 use async_trait::async_trait;
 use serde::Serialize;
+use time::OffsetDateTime;
+use warren_proto::filter::PortRange;
 use warren_proto::{NetworkId, NodeId};
 
 use super::{Actor, Network, NewNetwork, StoreError};
-use crate::policy::{NetworkView, TestOutcome};
+use crate::policy::{NetworkView, PolicyError, Rule, TestOutcome};
 
 /// The most tags one member may hold.
 pub const MAX_TAGS_PER_MEMBER: usize = 32;
@@ -27,6 +29,56 @@ pub struct PolicyVersion {
 pub struct PolicyState {
     pub current: PolicyVersion,
     pub view: NetworkView,
+    /// Grants active at the time of the read.
+    pub grants: Vec<Grant>,
+}
+
+impl PolicyState {
+    /// The active grants as extra rules for the compiler; a grant whose
+    /// stored names no longer parse admits nothing.
+    pub fn grant_rules(&self) -> Vec<Rule> {
+        self.grants.iter().filter_map(|g| g.rule().ok()).collect()
+    }
+}
+
+/// Temporary access: a rule with an end time.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Grant {
+    pub id: String,
+    pub network_id: NetworkId,
+    pub from: String,
+    pub to: String,
+    pub ports: Vec<PortRange>,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub ends_at: String,
+    pub revoked_by: Option<String>,
+    pub revoked_at: Option<String>,
+    /// Not revoked and not ended when it was read.
+    pub active: bool,
+}
+
+impl Grant {
+    /// The rule the compiler adds while the grant is active: `grant:<id>`.
+    pub fn rule(&self) -> Result<Rule, PolicyError> {
+        Rule::from_selectors(
+            format!("grant:{}", self.id),
+            &self.from,
+            &self.to,
+            self.ports.clone(),
+        )
+    }
+}
+
+/// A grant to make (validated for syntax; the store checks names).
+#[derive(Debug, Clone)]
+pub struct NewGrant {
+    pub from: String,
+    pub to: String,
+    pub ports: Vec<PortRange>,
+    pub reason: String,
+    pub ends_at: OffsetDateTime,
 }
 
 /// What setting a policy did.
@@ -102,4 +154,24 @@ pub trait PolicyStore: Send + Sync {
         node: NodeId,
         tag: &str,
     ) -> Result<Vec<String>, StoreError>;
+
+    /// Adds a grant; `Policy` if it names a group the current policy
+    /// lacks, or a member, tag or service the network lacks.
+    async fn add_grant(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        new: NewGrant,
+    ) -> Result<Grant, StoreError>;
+
+    /// The network's grants, newest first: the active ones, or all.
+    async fn list_grants(&self, net: NetworkId, all: bool) -> Result<Vec<Grant>, StoreError>;
+
+    /// Ends an active grant now; `NotFound` if there is no active grant `id`.
+    async fn revoke_grant(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        id: &str,
+    ) -> Result<Grant, StoreError>;
 }

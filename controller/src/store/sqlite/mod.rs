@@ -2,6 +2,7 @@
 //! serialised through a one-connection pool and `BEGIN IMMEDIATE`.
 
 mod audit;
+mod grants;
 mod join;
 mod keys;
 mod members;

@@ -85,7 +85,7 @@ fn implicit_default(network: &Network) -> PolicyVersion {
     }
 }
 
-async fn current_in(
+pub(super) async fn current_in(
     conn: &mut SqliteConnection,
     network: &Network,
 ) -> Result<PolicyVersion, StoreError> {
@@ -118,7 +118,7 @@ async fn tags_in(
     Ok(tags)
 }
 
-async fn view_in(
+pub(super) async fn view_in(
     conn: &mut SqliteConnection,
     network: &Network,
 ) -> Result<NetworkView, StoreError> {
@@ -132,7 +132,10 @@ async fn view_in(
     Ok(NetworkView::from_snapshot(&snapshot, &tags))
 }
 
-async fn network_in(conn: &mut SqliteConnection, net: NetworkId) -> Result<Network, StoreError> {
+pub(super) async fn network_in(
+    conn: &mut SqliteConnection,
+    net: NetworkId,
+) -> Result<Network, StoreError> {
     super::networks::get(conn, net)
         .await?
         .ok_or(StoreError::NotFound("network"))
@@ -329,8 +332,13 @@ impl PolicyStore for SqliteStore {
         let network = network_in(&mut tx, net).await?;
         let current = current_in(&mut tx, &network).await?;
         let view = view_in(&mut tx, &network).await?;
+        let grants = super::grants::active_in(&mut tx, net).await?;
         tx.commit().await?;
-        Ok(PolicyState { current, view })
+        Ok(PolicyState {
+            current,
+            view,
+            grants,
+        })
     }
 
     async fn policy_history(&self, net: NetworkId) -> Result<Vec<PolicyVersion>, StoreError> {
@@ -369,5 +377,27 @@ impl PolicyStore for SqliteStore {
         tag: &str,
     ) -> Result<Vec<String>, StoreError> {
         change_tag(self, actor, net, node, tag, false).await
+    }
+
+    async fn add_grant(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        new: NewGrant,
+    ) -> Result<Grant, StoreError> {
+        super::grants::add(self, actor, net, new).await
+    }
+
+    async fn list_grants(&self, net: NetworkId, all: bool) -> Result<Vec<Grant>, StoreError> {
+        super::grants::list(self, net, all).await
+    }
+
+    async fn revoke_grant(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        id: &str,
+    ) -> Result<Grant, StoreError> {
+        super::grants::revoke(self, actor, net, id).await
     }
 }
