@@ -83,13 +83,17 @@ pub struct Location {
 }
 
 impl Location {
-    fn of(text: &str, offset: usize) -> Self {
-        let before = &text[..offset.min(text.len())];
+    /// The line and column (in characters) of a byte offset into `text`.
+    pub(super) fn of(text: &str, offset: usize) -> Self {
+        let mut end = offset.min(text.len());
+        // Spans fall on character boundaries; never trust that to slice.
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let before = &text[..end];
         let line = before.matches('\n').count() + 1;
-        let column = before
-            .rfind('\n')
-            .map_or(before.len(), |nl| before.len() - nl - 1)
-            + 1;
+        let line_start = before.rfind('\n').map_or(0, |nl| nl + 1);
+        let column = before[line_start..].chars().count() + 1;
         Location { line, column }
     }
 }

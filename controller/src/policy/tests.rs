@@ -372,6 +372,16 @@ fn syntax_errors_say_where_and_what() {
 }
 
 #[test]
+fn locations_count_characters_not_bytes_and_never_split_one() {
+    // The bad group name is reported at its first entry, after "é" = [.
+    let text = "# é ü\n[groups]\n\"é\" = [\"ö\"]\n";
+    let err = Policy::parse(text).unwrap_err();
+    assert!(err.to_string().starts_with("line 3, column 8"), "{err}");
+    assert_eq!(Location::of("é", 1), Location { line: 1, column: 1 });
+    assert_eq!(Location::of("aé\nb", 99), Location { line: 2, column: 2 });
+}
+
+#[test]
 fn hostile_documents_are_refused_without_panicking() {
     let huge = format!("# {}\n", "x".repeat(MAX_POLICY_BYTES));
     assert!(matches!(
