@@ -24,7 +24,8 @@ CREATE TABLE member_tags (
 
 -- Grants: a rule with an end time (temporary access). A grant is active
 -- while ends_unix is in the future and it is not revoked; ended and
--- revoked grants stay for the record.
+-- revoked grants stay for the record. ended_at is set when the controller
+-- has recorded the end (audit entry, netmap version bump).
 CREATE TABLE grants (
     id          TEXT PRIMARY KEY,          -- 8 hex digits; the rule is named grant:<id>
     network_id  TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
@@ -37,6 +38,8 @@ CREATE TABLE grants (
     ends_at     TEXT NOT NULL,
     ends_unix   INTEGER NOT NULL,
     revoked_by  TEXT,
-    revoked_at  TEXT
+    revoked_at  TEXT,
+    ended_at    TEXT
 );
 CREATE INDEX grants_by_network ON grants(network_id, ends_unix);
+CREATE INDEX grants_due ON grants(ends_unix) WHERE revoked_at IS NULL AND ended_at IS NULL;

@@ -770,3 +770,57 @@ async fn bad_grants_are_refused_and_auditors_cannot_grant() {
     let (status, made) = add_grant(&h, &net, good).await;
     assert_eq!(status, StatusCode::CREATED, "{made}");
 }
+
+#[tokio::test]
+async fn the_controller_records_a_grants_end_within_5_s() {
+    let served = common::served().await;
+    let net = served.net;
+    let store = served.running.hub.store().clone();
+    let version_before = store.get_network(net).await.unwrap().netmap_version;
+    let (status, grant) = served
+        .api
+        .admin(
+            Method::POST,
+            &format!("/api/v1/networks/{net}/grants"),
+            Some(json!({ "from": "*", "to": "10.96.0.0/12", "ports": ["tcp:6379"], "for": "1s", "reason": "short" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{grant}");
+    let target = format!("grant:{}", grant["id"].as_str().unwrap());
+    // The grant ends within a second; its end must be recorded 5 s after.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(6);
+    let ended = loop {
+        let (_, page) = served
+            .api
+            .admin(Method::GET, "/api/v1/audit?limit=1000", None)
+            .await;
+        let found = page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == "grant.end")
+            .cloned();
+        if let Some(entry) = found {
+            break entry;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no grant.end within 5 s of the grant's end"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(ended["actor"], "system");
+    assert_eq!(ended["target"], target);
+    let version_after = store.get_network(net).await.unwrap().netmap_version;
+    assert_eq!(
+        version_after,
+        version_before + 2,
+        "one bump when made, one when ended"
+    );
+    assert_eq!(
+        store.end_due_grants().await.unwrap(),
+        vec![],
+        "recorded once"
+    );
+    served.running.shutdown().await;
+}

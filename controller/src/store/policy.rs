@@ -167,6 +167,11 @@ pub trait PolicyStore: Send + Sync {
     /// The network's grants, newest first: the active ones, or all.
     async fn list_grants(&self, net: NetworkId, all: bool) -> Result<Vec<Grant>, StoreError>;
 
+    /// Records the end of every grant whose time is up and whose end is
+    /// not recorded yet: audited as `grant.end`, the network's netmap
+    /// version bumped. Returns them (none: nothing was written).
+    async fn end_due_grants(&self) -> Result<Vec<Grant>, StoreError>;
+
     /// Ends an active grant now; `NotFound` if there is no active grant `id`.
     async fn revoke_grant(
         &self,

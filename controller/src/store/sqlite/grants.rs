@@ -199,3 +199,57 @@ pub(super) async fn revoke(
     tx.commit().await?;
     Ok(after)
 }
+
+/// Ends what is due. A cheap read first: the write lock is taken only
+/// when a grant's time is up.
+pub(super) async fn end_due(store: &SqliteStore) -> Result<Vec<Grant>, StoreError> {
+    const DUE: &str =
+        "FROM grants WHERE revoked_at IS NULL AND ended_at IS NULL AND ends_unix <= ?";
+    let (_, now_unix) = now();
+    let any: Option<(String,)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT id {DUE} LIMIT 1")))
+            .bind(now_unix)
+            .fetch_optional(&store.read)
+            .await?;
+    if any.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut tx = store.begin_write().await?;
+    let (ended_at, now_unix) = now();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {GRANT_COLUMNS} {DUE} ORDER BY ends_unix, id"
+    )))
+    .bind(now_unix)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut ended = Vec::new();
+    let mut bumped = std::collections::BTreeSet::new();
+    for row in &rows {
+        let net: NetworkId =
+            super::parse_stored("network id", &row.try_get::<String, _>("network_id")?)?;
+        let grant = grant_row(net, row, now_unix)?;
+        sqlx::query("UPDATE grants SET ended_at = ? WHERE id = ?")
+            .bind(&ended_at)
+            .bind(&grant.id)
+            .execute(&mut *tx)
+            .await?;
+        if bumped.insert(net) {
+            bump_version(&mut tx, net).await?;
+        }
+        append(
+            &mut tx,
+            NewEntry {
+                actor: &Actor::system(),
+                action: "grant.end",
+                network_id: Some(net),
+                target: Some(format!("grant:{}", grant.id)),
+                before: None,
+                after: serde_json::to_value(&grant).ok(),
+            },
+        )
+        .await?;
+        ended.push(grant);
+    }
+    tx.commit().await?;
+    Ok(ended)
+}

@@ -388,6 +388,10 @@ impl PolicyStore for SqliteStore {
         super::grants::add(self, actor, net, new).await
     }
 
+    async fn end_due_grants(&self) -> Result<Vec<Grant>, StoreError> {
+        super::grants::end_due(self).await
+    }
+
     async fn list_grants(&self, net: NetworkId, all: bool) -> Result<Vec<Grant>, StoreError> {
         super::grants::list(self, net, all).await
     }
