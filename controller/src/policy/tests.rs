@@ -193,6 +193,10 @@ fn issue_example_splits_the_service_range_by_port_and_group() {
             .allowed
     );
     assert!(!lab.explain(c, "laptop-ana", "laptop-bo", "icmp").allowed);
+    let bo_v6 = lab.view.member_named("laptop-bo").unwrap().ipv6.to_string();
+    assert!(!lab.explain(c, "laptop-ana", &bo_v6, "icmp").allowed);
+    let master_v6 = lab.view.member_named("master").unwrap().ipv6.to_string();
+    assert!(lab.explain(c, "laptop-bo", &master_v6, "tcp:3000").allowed);
     assert!(!lab.explain(c, "master", "laptop-ana", "tcp:6379").allowed);
 }
 
@@ -215,6 +219,16 @@ fn the_default_lets_everyone_reach_everyone_and_every_route() {
     let d = lab.explain(c, "laptop-ana", "10.96.0.10", "tcp:443");
     assert_eq!(d.rule.as_deref(), Some("allow[0]"));
     assert!(lab.explain(c, "laptop-bo", "laptop-ana", "udp:53").allowed);
+    let ana_v6 = lab
+        .view
+        .member_named("laptop-ana")
+        .unwrap()
+        .ipv6
+        .to_string();
+    assert!(
+        lab.explain(c, "laptop-bo", &ana_v6, "tcp:22").allowed,
+        "IPv6 too"
+    );
     let pending = lab.explain(c, "laptop-ana", "waiting", "tcp:22");
     assert!(!pending.allowed);
     assert!(
