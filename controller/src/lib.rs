@@ -11,7 +11,9 @@
 //! - [`names`]: member names as DNS labels, with collision suffixes (pure).
 //! - [`netmaps`]: builds one member's [`warren_proto::netmap::Netmap`] from a network snapshot (pure).
 //! - [`routes`]: subnet and exit routes: approval checks, primary election, netmap routes (pure).
+//! - [`policy`]: access policy: document, compiler to per-member filters, explain, tests (pure).
 //! - [`dns`]: the authoritative DNS server for every network's zone, and published services.
+//! - [`grant_clock`]: ends grants when their time comes and tells the hub.
 //! - [`hub`]: change fan-out, presence and snapshot cache shared by the API and QUIC sides.
 //! - [`metrics`]: counters and gauges rendered as Prometheus text.
 //! - [`control`]: the QUIC control server: handshake, requests, netmap pushes.
@@ -27,12 +29,14 @@ pub mod audit_chain;
 pub mod control;
 pub mod data_dir;
 pub mod dns;
+pub mod grant_clock;
 pub mod hub;
 pub mod ipam;
 pub mod listen;
 pub mod metrics;
 pub mod names;
 pub mod netmaps;
+pub mod policy;
 pub mod relay;
 pub mod routes;
 pub mod server;

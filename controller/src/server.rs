@@ -212,6 +212,9 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
         .into_iter()
         .map(|socket| tokio::spawn(stun::serve(socket, metrics.clone())))
         .collect();
+    if options.role == Role::Controller {
+        background.push(tokio::spawn(crate::grant_clock::run(hub.clone())));
+    }
     if options.role == Role::RelayOnly {
         let hub = hub.clone();
         background.push(tokio::spawn(async move {

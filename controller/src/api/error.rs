@@ -38,6 +38,9 @@ pub enum ApiError {
     /// The request took longer than the request timeout.
     #[error("the request took too long")]
     Timeout,
+    /// A policy document was refused; the code says why.
+    #[error("{0}")]
+    Policy(crate::policy::PolicyError),
     #[error("internal error")]
     Internal(String),
 }
@@ -71,6 +74,10 @@ impl ApiError {
             }
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::Policy(e @ crate::policy::PolicyError::TooLarge { .. }) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, e.code())
+            }
+            ApiError::Policy(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.code()),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -86,6 +93,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::NotFound(what.to_string()),
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::Invalid(m) => ApiError::BadRequest(m),
+            StoreError::Policy(e) => ApiError::Policy(e),
             other => ApiError::Internal(other.to_string()),
         }
     }

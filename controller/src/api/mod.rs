@@ -12,11 +12,13 @@ pub mod auth_limit;
 pub mod error;
 pub mod extract;
 pub mod hygiene;
+pub mod grants;
 pub mod keys;
 pub mod listener;
 pub mod members;
 pub mod meta;
 pub mod networks;
+pub mod policy;
 pub mod routes;
 pub mod tokens;
 
@@ -135,6 +137,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
         .merge(routes::router())
+        .merge(policy::router())
+        .merge(grants::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -24,6 +24,8 @@ pub struct CreateNetwork {
     pool: Option<String>,
     zone: Option<String>,
     mtu: Option<u16>,
+    /// The first access policy (TOML) instead of the default.
+    policy: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,7 +83,15 @@ pub async fn create(
         zone,
         mtu,
     };
-    let network = state.store().create_network(&caller.actor(), new).await?;
+    let network = match &body.policy {
+        Some(text) => {
+            state
+                .store()
+                .create_network_with_policy(&caller.actor(), new, text)
+                .await?
+        }
+        None => state.store().create_network(&caller.actor(), new).await?,
+    };
     tracing::info!(network = %network.id, name = %network.name, "network created");
     Ok((StatusCode::CREATED, Json(network)))
 }

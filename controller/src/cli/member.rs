@@ -1,4 +1,4 @@
-//! `member list|show|authorize|revoke|rename|delete`.
+//! `member list|show|authorize|revoke|rename|delete|tags|tag|untag`.
 
 use std::process::ExitCode;
 
@@ -36,6 +36,20 @@ enum MemberCommand {
     },
     /// Remove a member; it may join again later.
     Delete { network: NetworkId, node: NodeId },
+    /// List a member's tags.
+    Tags { network: NetworkId, node: NodeId },
+    /// Put a tag (tag:NAME) on a member, for policies to name.
+    Tag {
+        network: NetworkId,
+        node: NodeId,
+        tag: String,
+    },
+    /// Take a tag off a member.
+    Untag {
+        network: NetworkId,
+        node: NodeId,
+        tag: String,
+    },
 }
 
 const HEADERS: [&str; 10] = [
@@ -114,6 +128,25 @@ pub async fn run(args: MemberArgs) -> anyhow::Result<ExitCode> {
                 .call(Method::PATCH, &base(network, node), Some(&body))
                 .await?
         }
+        MemberCommand::Tags { network, node } => {
+            let path = format!("{}/tags", base(network, node));
+            return print_tags(&client.call(Method::GET, &path, None).await?, args.api.json);
+        }
+        MemberCommand::Tag { network, node, tag } => {
+            let path = format!("{}/tags", base(network, node));
+            let body = json!({ "tag": tag });
+            return print_tags(
+                &client.call(Method::POST, &path, Some(&body)).await?,
+                args.api.json,
+            );
+        }
+        MemberCommand::Untag { network, node, tag } => {
+            let path = format!("{}/tags/{tag}", base(network, node));
+            return print_tags(
+                &client.call(Method::DELETE, &path, None).await?,
+                args.api.json,
+            );
+        }
         MemberCommand::Delete { network, node } => {
             client
                 .call(Method::DELETE, &base(network, node), None)
@@ -130,6 +163,17 @@ pub async fn run(args: MemberArgs) -> anyhow::Result<ExitCode> {
         print_json(&answer)?;
     } else {
         table(&HEADERS, &[row(&answer)]);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_tags(answer: &Value, as_json: bool) -> anyhow::Result<ExitCode> {
+    if as_json {
+        print_json(answer)?;
+    } else {
+        for tag in items(answer, "tags") {
+            println!("{}", tag.as_str().unwrap_or("-"));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,14 +1,17 @@
 //! The command line: `serve`, `check-config`, `relay`, `fingerprint`,
-//! `token`, and the admin commands that talk to the HTTP API.
+//! `token`, and the admin commands that talk to the HTTP API (`network`,
+//! `member`, `key`, `audit`, `route`, `policy`, `grant`).
 
 mod audit;
 mod client;
 mod config;
 mod fingerprint;
+mod grant;
 mod key;
 mod member;
 mod network;
 mod output;
+mod policy;
 mod relay;
 mod route;
 mod serve;
@@ -58,6 +61,10 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Subnet and exit routes: approval and auto-approval (through the API).
     Route(route::RouteArgs),
+    /// Access policy: get, set, test, explain, history (through the API).
+    Policy(policy::PolicyArgs),
+    /// Temporary access: grants that end by themselves (through the API).
+    Grant(grant::GrantArgs),
     /// Write man pages, completions and the command reference (packaging).
     #[command(hide = true)]
     GenerateAssets(warren_cli_assets::AssetsArgs),
@@ -130,6 +137,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Key(args) => key::run(args).await,
             Command::Audit(args) => audit::run(args).await,
             Command::Route(args) => route::run(args).await,
+            Command::Policy(args) => policy::run(args).await,
+            Command::Grant(args) => grant::run(args).await,
             Command::GenerateAssets(args) => {
                 warren_cli_assets::run::<Cli>("warren-controller", env!("CARGO_PKG_VERSION"), &args)
                     .map(|()| ExitCode::SUCCESS)

@@ -34,6 +34,9 @@ enum NetworkCommand {
         /// MTU for members' interfaces [default: 1420].
         #[arg(long)]
         mtu: Option<u16>,
+        /// The first access policy (a TOML file, '-' for stdin) instead of the default.
+        #[arg(long)]
+        policy: Option<std::path::PathBuf>,
     },
     /// List networks.
     List,
@@ -61,8 +64,12 @@ pub async fn run(args: NetworkArgs) -> anyhow::Result<ExitCode> {
             pool,
             zone,
             mtu,
+            policy,
         } => {
             let mut body = json!({ "name": name });
+            if let Some(file) = policy {
+                body["policy"] = json!(super::policy::read_policy_file(&file)?);
+            }
             if let Some(pool) = pool {
                 body["pool"] = json!(pool);
             }

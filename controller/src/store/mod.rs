@@ -3,6 +3,7 @@
 //! transaction.
 
 mod model;
+mod policy;
 mod routes;
 pub mod sqlite;
 
@@ -11,6 +12,7 @@ use time::OffsetDateTime;
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
 pub use model::*;
+pub use policy::*;
 pub use routes::*;
 pub use sqlite::{SqliteStore, MAX_PENDING};
 
@@ -33,12 +35,15 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A policy document was refused (syntax, names, or its own tests).
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 /// Everything the controller keeps. Methods that change state take the
 /// [`Actor`] the audit log records.
 #[async_trait]
-pub trait Store: RouteStore + Send + Sync + 'static {
+pub trait Store: RouteStore + PolicyStore + Send + Sync + 'static {
     // API tokens. Lookups are never cached, so a revocation holds at once
     // on every replica that shares the database.
     async fn create_token(&self, actor: &Actor, spec: TokenSpec) -> Result<NewToken, StoreError>;

@@ -3,11 +3,13 @@
 
 mod assign;
 mod audit;
+mod grants;
 mod join;
 pub use join::MAX_PENDING;
 mod keys;
 mod members;
 mod networks;
+mod policy;
 mod routes;
 mod rows;
 mod services;
@@ -167,7 +169,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_network(&self, actor: &Actor, new: NewNetwork) -> Result<Network, StoreError> {
-        networks::create(self, actor, new).await
+        networks::create(self, actor, new, crate::policy::DEFAULT_POLICY).await
     }
 
     async fn list_networks(&self) -> Result<Vec<Network>, StoreError> {

@@ -43,10 +43,12 @@ fn name_conflict(err: sqlx::Error, name: &str) -> StoreError {
     }
 }
 
+/// Creates a network whose policy version 1 is `policy` (checked by the caller).
 pub(super) async fn create(
     store: &SqliteStore,
     actor: &Actor,
     new: NewNetwork,
+    policy: &str,
 ) -> Result<Network, StoreError> {
     let mut bytes = [0u8; 8];
     rand_core::OsRng.fill_bytes(&mut bytes);
@@ -89,6 +91,7 @@ pub(super) async fn create(
         },
     )
     .await?;
+    super::policy::insert_first(&mut tx, id, actor, policy).await?;
     tx.commit().await?;
     Ok(network)
 }

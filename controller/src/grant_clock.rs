@@ -1,0 +1,34 @@
+//! Ends grants when their time comes: records each end (audit, netmap
+//! version) and tells the hub, so what a grant allowed is withdrawn like
+//! any other change. Runs on a controller, never on a relay-only instance.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::hub::Hub;
+
+/// How often due grants are looked for: a grant's end reaches the hub
+/// within this (plus a cheap indexed read each time).
+pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs until the task is aborted.
+pub async fn run(hub: Arc<Hub>) {
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match hub.store().end_due_grants().await {
+            Ok(ended) => {
+                let networks: BTreeSet<_> = ended.iter().map(|g| g.network_id).collect();
+                for grant in &ended {
+                    tracing::info!(network = %grant.network_id, grant = %grant.id, "grant ended");
+                }
+                for net in networks {
+                    hub.changed(net);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "ending due grants failed; retrying"),
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The compiler: a policy and a network's facts in, per authorized member
+//! the packet filter it enforces and the peers it may exchange packets with.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::IpNet;
+use warren_proto::filter::{FilterRule, PacketFilter, PortRange};
+use warren_proto::service::ServiceProto;
+use warren_proto::NodeId;
+
+use super::document::{GroupEntry, Policy, Rule, Source, Target};
+use super::view::{NetworkView, PolicyMember};
+
+/// What one member receives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberPolicy {
+    pub filter: PacketFilter,
+    /// Members it may exchange packets with, in either direction. Any other
+    /// member stays out of its netmap.
+    pub peers: BTreeSet<NodeId>,
+}
+
+/// The compiled policy of a network: an entry for every authorized member.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compiled {
+    pub version: u64,
+    pub members: BTreeMap<NodeId, MemberPolicy>,
+}
+
+impl Compiled {
+    /// What `node` enforces; a member that is not authorized gets nothing.
+    pub fn member(&self, node: &NodeId) -> MemberPolicy {
+        self.members
+            .get(node)
+            .cloned()
+            .unwrap_or_else(|| MemberPolicy {
+                filter: PacketFilter {
+                    policy_version: self.version,
+                    ..PacketFilter::default()
+                },
+                peers: BTreeSet::new(),
+            })
+    }
+}
+
+/// Compiles the document's rules, then `extra` (active grants), for the
+/// network's authorized members. Names that match nothing (a member that
+/// left, a tag nobody holds any more) admit nothing: a stored policy always
+/// compiles, whatever membership did since.
+pub fn compile(policy: &Policy, extra: &[Rule], view: &NetworkView, version: u64) -> Compiled {
+    let authorized: BTreeMap<NodeId, &PolicyMember> = view
+        .members
+        .iter()
+        .filter(|m| m.authorized)
+        .map(|m| (m.node_id, m))
+        .collect();
+    let mut out = Compiled {
+        version,
+        members: authorized
+            .keys()
+            .map(|node| {
+                let filter = PacketFilter {
+                    policy_version: version,
+                    ..PacketFilter::default()
+                };
+                (
+                    *node,
+                    MemberPolicy {
+                        filter,
+                        peers: BTreeSet::new(),
+                    },
+                )
+            })
+            .collect(),
+    };
+    let resolver = Resolver {
+        policy,
+        view,
+        authorized: &authorized,
+    };
+    for rule in policy.rules.iter().chain(extra) {
+        let sources = resolver.sources(rule);
+        if sources.is_empty() {
+            continue;
+        }
+        let destinations = resolver.destinations(rule);
+        let mut outbound: BTreeMap<(NodeId, Vec<PortRange>), BTreeSet<IpNet>> = BTreeMap::new();
+        for ((node, ports), nets) in &destinations {
+            let src: Vec<IpNet> = sources
+                .iter()
+                .filter(|s| *s != node)
+                .filter_map(|s| authorized.get(s))
+                .flat_map(|m| m.addresses())
+                .collect();
+            if src.is_empty() {
+                continue;
+            }
+            if let Some(receiver) = out.members.get_mut(node) {
+                receiver.filter.inbound.push(FilterRule {
+                    rule: rule.name.clone(),
+                    src,
+                    dst: nets.iter().copied().collect(),
+                    ports: ports.clone(),
+                });
+            }
+            for source in sources.iter().filter(|s| *s != node) {
+                outbound
+                    .entry((*source, ports.clone()))
+                    .or_default()
+                    .extend(nets.iter().copied());
+                if let Some(m) = out.members.get_mut(source) {
+                    m.peers.insert(*node);
+                }
+                if let Some(m) = out.members.get_mut(node) {
+                    m.peers.insert(*source);
+                }
+            }
+        }
+        for ((source, ports), nets) in outbound {
+            if let Some(m) = out.members.get_mut(&source) {
+                m.filter.outbound.push(FilterRule {
+                    rule: rule.name.clone(),
+                    src: authorized
+                        .get(&source)
+                        .map(|m| m.addresses().to_vec())
+                        .unwrap_or_default(),
+                    dst: nets.into_iter().collect(),
+                    ports,
+                });
+            }
+        }
+    }
+    out
+}
+
+struct Resolver<'a> {
+    policy: &'a Policy,
+    view: &'a NetworkView,
+    authorized: &'a BTreeMap<NodeId, &'a PolicyMember>,
+}
+
+impl Resolver<'_> {
+    fn named(&self, name: &str) -> impl Iterator<Item = NodeId> + '_ {
+        let name = name.to_string();
+        self.authorized
+            .values()
+            .filter(move |m| m.name == name)
+            .map(|m| m.node_id)
+    }
+
+    fn tagged(&self, tag: &str) -> impl Iterator<Item = NodeId> + '_ {
+        let tag = tag.to_string();
+        self.authorized
+            .values()
+            .filter(move |m| m.tags.contains(&tag))
+            .map(|m| m.node_id)
+    }
+
+    fn group(&self, group: &str) -> BTreeSet<NodeId> {
+        let mut found = BTreeSet::new();
+        for (entry, _) in self.policy.groups.get(group).into_iter().flatten() {
+            match entry {
+                GroupEntry::Member(m) => found.extend(self.named(m)),
+                GroupEntry::Tag(t) => found.extend(self.tagged(t)),
+            }
+        }
+        found
+    }
+
+    fn sources(&self, rule: &Rule) -> BTreeSet<NodeId> {
+        let mut found = BTreeSet::new();
+        for (source, _) in &rule.from {
+            match source {
+                Source::Any => found.extend(self.authorized.keys().copied()),
+                Source::Member(m) => found.extend(self.named(m)),
+                Source::Group(g) => found.extend(self.group(g)),
+                Source::Tag(t) => found.extend(self.tagged(t)),
+            }
+        }
+        found
+    }
+
+    /// Who receives what the rule admits: (receiving member, ports) ->
+    /// destination prefixes (its own addresses, or routes it serves).
+    fn destinations(&self, rule: &Rule) -> BTreeMap<(NodeId, Vec<PortRange>), BTreeSet<IpNet>> {
+        let mut found: BTreeMap<(NodeId, Vec<PortRange>), BTreeSet<IpNet>> = BTreeMap::new();
+        let mut add = |node: NodeId, ports: Vec<PortRange>, nets: &[IpNet]| {
+            found
+                .entry((node, ports))
+                .or_default()
+                .extend(nets.iter().copied());
+        };
+        let own = |node: NodeId| {
+            self.authorized
+                .get(&node)
+                .map(|m| m.addresses().to_vec())
+                .unwrap_or_default()
+        };
+        for (target, _) in &rule.to {
+            let members: BTreeSet<NodeId> = match target {
+                Target::Any => {
+                    for (node, routes) in self.served_routes() {
+                        add(
+                            node,
+                            rule.ports.clone(),
+                            &routes.iter().copied().collect::<Vec<_>>(),
+                        );
+                    }
+                    self.authorized.keys().copied().collect()
+                }
+                Target::Member(m) => self.named(m).collect(),
+                Target::Group(g) => self.group(g),
+                Target::Tag(t) => self.tagged(t).collect(),
+                Target::Cidr(cidr) => {
+                    for (node, routes) in self.served_routes() {
+                        for route in routes {
+                            if route.contains(cidr) {
+                                add(node, rule.ports.clone(), &[*cidr]);
+                            } else if cidr.contains(route) {
+                                add(node, rule.ports.clone(), &[*route]);
+                            }
+                        }
+                    }
+                    for m in self.authorized.values() {
+                        let inside: Vec<IpNet> = m
+                            .addresses()
+                            .into_iter()
+                            .filter(|a| cidr.contains(a))
+                            .collect();
+                        if !inside.is_empty() {
+                            add(m.node_id, rule.ports.clone(), &inside);
+                        }
+                    }
+                    BTreeSet::new()
+                }
+                Target::Service(name) => {
+                    for (node, spec) in self.view.services.iter().filter(|(_, s)| &s.name == name) {
+                        let protocol = match spec.proto {
+                            ServiceProto::Tcp => warren_proto::filter::Protocol::Tcp,
+                            ServiceProto::Udp => warren_proto::filter::Protocol::Udp,
+                        };
+                        if spec.port == 0
+                            || !rule.ports.iter().any(|p| p.admits(protocol, spec.port))
+                        {
+                            continue;
+                        }
+                        let port = PortRange {
+                            protocol,
+                            first: spec.port,
+                            last: spec.port,
+                        };
+                        add(*node, vec![port], &own(*node));
+                    }
+                    BTreeSet::new()
+                }
+            };
+            for node in members {
+                add(node, rule.ports.clone(), &own(node));
+            }
+        }
+        // A service of a member that is not authorized, or nothing at all.
+        found.retain(|(node, _), nets| self.authorized.contains_key(node) && !nets.is_empty());
+        found
+    }
+
+    fn served_routes(&self) -> impl Iterator<Item = (NodeId, &BTreeSet<IpNet>)> + '_ {
+        self.view
+            .routes
+            .iter()
+            .filter(|(node, _)| self.authorized.contains_key(node))
+            .map(|(node, routes)| (*node, routes))
+    }
+}

@@ -1,0 +1,180 @@
+//! What the compiler knows of a network: members with their names, tags and
+//! addresses, the routes each serves, the services each publishes; and the
+//! check that a document names only what exists there.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+use warren_proto::service::ServiceSpec;
+use warren_proto::NodeId;
+
+use super::document::{GroupEntry, Location, Policy, Source, Target, TestTarget};
+use super::PolicyError;
+use crate::store::NetworkSnapshot;
+
+/// One member as policy sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyMember {
+    pub node_id: NodeId,
+    pub name: String,
+    pub tags: BTreeSet<String>,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Ipv6Addr,
+    /// Only authorized members are sources, destinations or peers.
+    pub authorized: bool,
+}
+
+impl PolicyMember {
+    /// The member's own overlay addresses as host prefixes.
+    pub fn addresses(&self) -> [IpNet; 2] {
+        [
+            IpNet::from(IpAddr::V4(self.ipv4)),
+            IpNet::from(IpAddr::V6(self.ipv6)),
+        ]
+    }
+}
+
+/// A network's facts at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkView {
+    pub members: Vec<PolicyMember>,
+    /// The approved routes each member serves now (the primary for each prefix).
+    pub routes: BTreeMap<NodeId, BTreeSet<IpNet>>,
+    /// Services members publish.
+    pub services: Vec<(NodeId, ServiceSpec)>,
+}
+
+impl NetworkView {
+    /// The view of a stored network; `tags` are its members' tags.
+    pub fn from_snapshot(
+        snapshot: &NetworkSnapshot,
+        tags: &BTreeMap<NodeId, BTreeSet<String>>,
+    ) -> NetworkView {
+        // A member that was never authorized holds no name and no address:
+        // nothing a policy can name or reach.
+        let mut members: Vec<PolicyMember> = snapshot
+            .members
+            .iter()
+            .filter_map(|m| {
+                let (name, ipv4, ipv6) = m.assigned()?;
+                Some(PolicyMember {
+                    node_id: m.node_id,
+                    name: name.to_string(),
+                    tags: tags.get(&m.node_id).cloned().unwrap_or_default(),
+                    ipv4,
+                    ipv6,
+                    authorized: m.authorized,
+                })
+            })
+            .collect();
+        members.sort_by_key(|m| m.node_id);
+        NetworkView {
+            members,
+            routes: crate::routes::primaries(snapshot),
+            services: snapshot
+                .services
+                .iter()
+                .map(|s| (s.node_id, s.spec.clone()))
+                .collect(),
+        }
+    }
+
+    pub fn member_named(&self, name: &str) -> Option<&PolicyMember> {
+        self.members.iter().find(|m| m.name == name)
+    }
+
+    /// Refuses an extra rule (a grant) that names a group `policy` lacks,
+    /// or a member, tag or service this network lacks.
+    pub fn check_rule(&self, policy: &Policy, rule: &super::Rule) -> Result<(), PolicyError> {
+        let strip = |e: PolicyError| match e {
+            PolicyError::Unknown { what, name, .. } => PolicyError::Unknown {
+                at: None,
+                what,
+                name,
+            },
+            other => other,
+        };
+        super::document::check_groups_defined(rule, &policy.groups).map_err(strip)?;
+        let alone = Policy {
+            groups: BTreeMap::new(),
+            declared_tags: policy.declared_tags.clone(),
+            rules: vec![rule.clone()],
+            tests: Vec::new(),
+        };
+        self.check_names(&alone).map_err(strip)
+    }
+
+    /// Refuses a document that names a member, tag or service this network
+    /// does not have. A tag is known if a member holds it or the document
+    /// declares it under `tags`.
+    pub fn check_names(&self, policy: &Policy) -> Result<(), PolicyError> {
+        let known_tags: BTreeSet<&str> = self
+            .members
+            .iter()
+            .flat_map(|m| m.tags.iter().map(String::as_str))
+            .chain(policy.declared_tags.iter().map(String::as_str))
+            .collect();
+        let member = |name: &str, at: Location| -> Result<(), PolicyError> {
+            match self.member_named(name) {
+                Some(_) => Ok(()),
+                None => Err(PolicyError::Unknown {
+                    at: Some(at),
+                    what: "member",
+                    name: name.to_string(),
+                }),
+            }
+        };
+        let tag = |name: &str, at: Location| -> Result<(), PolicyError> {
+            if known_tags.contains(name) {
+                Ok(())
+            } else {
+                Err(PolicyError::Unknown {
+                    at: Some(at),
+                    what: "tag (no member holds it and `tags` does not declare it)",
+                    name: format!("tag:{name}"),
+                })
+            }
+        };
+        for entries in policy.groups.values() {
+            for (entry, at) in entries {
+                match entry {
+                    GroupEntry::Member(m) => member(m, *at)?,
+                    GroupEntry::Tag(t) => tag(t, *at)?,
+                }
+            }
+        }
+        for rule in &policy.rules {
+            for (source, at) in &rule.from {
+                match source {
+                    Source::Member(m) => member(m, *at)?,
+                    Source::Tag(t) => tag(t, *at)?,
+                    Source::Any | Source::Group(_) => {}
+                }
+            }
+            for (target, at) in &rule.to {
+                match target {
+                    Target::Member(m) => member(m, *at)?,
+                    Target::Tag(t) => tag(t, *at)?,
+                    Target::Service(s)
+                        if !self.services.iter().any(|(_, spec)| &spec.name == s) =>
+                    {
+                        return Err(PolicyError::Unknown {
+                            at: Some(*at),
+                            what: "service (no member publishes it)",
+                            name: format!("service:{s}"),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for test in &policy.tests {
+            member(&test.from, test.at)?;
+            if let TestTarget::Member(m) = &test.to {
+                member(m, test.at)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! Policy versions and member tags as stored, and the part of the
+//! [`super::Store`] that keeps them. Setting a policy checks it (syntax,
+//! names, compilation, its own tests) inside the transaction that stores it.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use time::OffsetDateTime;
+use warren_proto::filter::PortRange;
+use warren_proto::{NetworkId, NodeId};
+
+use super::{Actor, Network, NewNetwork, StoreError};
+use crate::policy::{NetworkView, PolicyError, Rule, TestOutcome};
+
+/// The most tags one member may hold.
+pub const MAX_TAGS_PER_MEMBER: usize = 32;
+
+/// One version of a network's policy document.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PolicyVersion {
+    pub network_id: NetworkId,
+    pub version: u64,
+    pub text: String,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+/// The current policy and the network it applies to, read together.
+#[derive(Debug, Clone)]
+pub struct PolicyState {
+    pub current: PolicyVersion,
+    pub view: NetworkView,
+    /// Grants active at the time of the read.
+    pub grants: Vec<Grant>,
+}
+
+impl PolicyState {
+    /// The active grants as extra rules for the compiler; a grant whose
+    /// stored names no longer parse admits nothing.
+    pub fn grant_rules(&self) -> Vec<Rule> {
+        self.grants.iter().filter_map(|g| g.rule().ok()).collect()
+    }
+}
+
+/// Temporary access: a rule with an end time.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Grant {
+    pub id: String,
+    pub network_id: NetworkId,
+    pub from: String,
+    pub to: String,
+    pub ports: Vec<PortRange>,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub ends_at: String,
+    pub revoked_by: Option<String>,
+    pub revoked_at: Option<String>,
+    /// Not revoked and not ended when it was read.
+    pub active: bool,
+}
+
+impl Grant {
+    /// The rule the compiler adds while the grant is active: `grant:<id>`.
+    pub fn rule(&self) -> Result<Rule, PolicyError> {
+        Rule::from_selectors(
+            format!("grant:{}", self.id),
+            &self.from,
+            &self.to,
+            self.ports.clone(),
+        )
+    }
+}
+
+/// A grant to make (validated for syntax; the store checks names).
+#[derive(Debug, Clone)]
+pub struct NewGrant {
+    pub from: String,
+    pub to: String,
+    pub ports: Vec<PortRange>,
+    pub reason: String,
+    pub ends_at: OffsetDateTime,
+}
+
+/// What setting a policy did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicySet {
+    #[serde(flatten)]
+    pub policy: PolicyVersion,
+    /// False if the text was the current one (no new version).
+    pub changed: bool,
+    /// The document's tests, all passed.
+    pub tests: Vec<TestOutcome>,
+}
+
+/// `tag:NAME` to NAME, if NAME is a DNS label.
+pub fn tag_name(text: &str) -> Result<&str, StoreError> {
+    text.strip_prefix("tag:")
+        .filter(|name| crate::names::is_label(name))
+        .ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "{:?} is not a tag: write tag:NAME, NAME a DNS label (lowercase letters, digits, '-')",
+                text.chars().take(80).collect::<String>()
+            ))
+        })
+}
+
+/// Storage of policy documents and member tags; every change is audited
+/// and bumps the network's netmap version in its transaction.
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    /// Creates a network whose first policy is `text` instead of the
+    /// default; `Policy` if the text does not pass on an empty network.
+    async fn create_network_with_policy(
+        &self,
+        actor: &Actor,
+        new: NewNetwork,
+        text: &str,
+    ) -> Result<Network, StoreError>;
+
+    /// The current policy with the members, tags, routes and services it
+    /// compiles against, from one read. `NotFound` without the network.
+    async fn policy_state(&self, net: NetworkId) -> Result<PolicyState, StoreError>;
+
+    /// Every version, newest first.
+    async fn policy_history(&self, net: NetworkId) -> Result<Vec<PolicyVersion>, StoreError>;
+
+    /// Stores `text` as the next version if it parses, names only what the
+    /// network has, compiles and passes its own tests; otherwise `Policy`
+    /// and the current version stays.
+    async fn set_policy(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        text: &str,
+    ) -> Result<PolicySet, StoreError>;
+
+    /// A member's tags as `tag:NAME`, sorted.
+    async fn member_tags(&self, net: NetworkId, node: NodeId) -> Result<Vec<String>, StoreError>;
+
+    /// Adds a tag (`tag:NAME`); returns the member's tags.
+    async fn tag_member(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        node: NodeId,
+        tag: &str,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Removes a tag; `NotFound` if the member does not hold it.
+    async fn untag_member(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        node: NodeId,
+        tag: &str,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Adds a grant; `Policy` if it names a group the current policy
+    /// lacks, or a member, tag or service the network lacks.
+    async fn add_grant(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        new: NewGrant,
+    ) -> Result<Grant, StoreError>;
+
+    /// The network's grants, newest first: the active ones, or all.
+    async fn list_grants(&self, net: NetworkId, all: bool) -> Result<Vec<Grant>, StoreError>;
+
+    /// Records the end of every grant whose time is up and whose end is
+    /// not recorded yet: audited as `grant.end`, the network's netmap
+    /// version bumped. Returns them (none: nothing was written).
+    async fn end_due_grants(&self) -> Result<Vec<Grant>, StoreError>;
+
+    /// Ends an active grant now; `NotFound` if there is no active grant `id`.
+    async fn revoke_grant(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        id: &str,
+    ) -> Result<Grant, StoreError>;
+}
