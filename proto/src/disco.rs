@@ -8,6 +8,11 @@
 //! 1 to 4, so one byte tells them apart. The AEAD key comes from an x25519
 //! DH between the two node keys, so only the peer the netmap names can make
 //! a message that opens, and the header is authenticated as associated data.
+//!
+//! A ping carries its sender's clock in milliseconds (wall-clock based and
+//! never going back within a run), so a receiver can refuse a replayed one:
+//! a ping copied off the wire and sent again, from anywhere, would make the
+//! receiver answer and probe an address of the copier's choosing.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -33,8 +38,8 @@ pub type TxId = [u8; 12];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiscoMessage {
-    /// "Can you hear me on this path?"
-    Ping { tx: TxId },
+    /// "Can you hear me on this path?" `sent_at`: the sender's clock (ms).
+    Ping { tx: TxId, sent_at: u64 },
     /// "Yes; and your packet came from `observed`" (a free reflexive address).
     Pong { tx: TxId, observed: SocketAddr },
 }
@@ -96,9 +101,10 @@ pub fn encode(
 ) -> Vec<u8> {
     let mut plain = Vec::with_capacity(32);
     match message {
-        DiscoMessage::Ping { tx } => {
+        DiscoMessage::Ping { tx, sent_at } => {
             plain.push(1);
             plain.extend_from_slice(tx);
+            plain.extend_from_slice(&sent_at.to_be_bytes());
         }
         DiscoMessage::Pong { tx, observed } => {
             plain.push(2);
@@ -154,7 +160,15 @@ pub fn decode(key: &DiscoKey, datagram: &[u8]) -> Result<DiscoMessage, DiscoErro
             .ok_or(DiscoError::Malformed)
     };
     match plain.first() {
-        Some(1) if plain.len() == 13 => Ok(DiscoMessage::Ping { tx: tx(&plain)? }),
+        Some(1) if plain.len() == 21 => {
+            let sent_at: [u8; 8] = plain[13..21]
+                .try_into()
+                .map_err(|_| DiscoError::Malformed)?;
+            Ok(DiscoMessage::Ping {
+                tx: tx(&plain)?,
+                sent_at: u64::from_be_bytes(sent_at),
+            })
+        }
         Some(2) if plain.len() == 31 => {
             let octets: [u8; 16] = plain[13..29]
                 .try_into()
@@ -181,7 +195,10 @@ mod tests {
         let ab = DiscoKey::derive(&a, &b.public_key()).unwrap();
         let ba = DiscoKey::derive(&b, &a.public_key()).unwrap();
         for message in [
-            DiscoMessage::Ping { tx: [7; 12] },
+            DiscoMessage::Ping {
+                tx: [7; 12],
+                sent_at: 1_764_000_000_000,
+            },
             DiscoMessage::Pong {
                 tx: [8; 12],
                 observed: "203.0.113.1:40000".parse().unwrap(),
@@ -202,7 +219,10 @@ mod tests {
             &ab,
             &a.public_key(),
             [1; 12],
-            &DiscoMessage::Ping { tx: [0; 12] },
+            &DiscoMessage::Ping {
+                tx: [0; 12],
+                sent_at: 1,
+            },
         );
         assert_eq!(decode(&cb, &wire), Err(DiscoError::Auth));
     }
@@ -217,7 +237,10 @@ mod tests {
             &ab,
             &a.public_key(),
             [1; 12],
-            &DiscoMessage::Ping { tx: [7; 12] },
+            &DiscoMessage::Ping {
+                tx: [7; 12],
+                sent_at: 1_764_000_000_000,
+            },
         );
         for cut in 0..wire.len() {
             assert!(decode(&ba, &wire[..cut]).is_err());

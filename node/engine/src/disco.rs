@@ -112,9 +112,20 @@ impl Engine {
             disco::decode(&key, datagram)
                 .inspect_err(|_| self.counters_mut().dropped_invalid += 1)?
         };
+        if let DiscoMessage::Ping { tx, sent_at } = message {
+            // A copy of a ping, sent again from anywhere, would make us
+            // answer and probe where the copier likes.
+            let fresh = self
+                .peer_mut(id)
+                .is_some_and(|p| p.ping_replay.accept(sent_at, tx));
+            if !fresh {
+                self.counters_mut().dropped_replay += 1;
+                return Err(PacketError::Replay);
+            }
+        }
         self.counters_mut().disco_rx += 1;
         match message {
-            DiscoMessage::Ping { tx } => self.handle_ping(id, source, tx, now),
+            DiscoMessage::Ping { tx, .. } => self.handle_ping(id, source, tx, now),
             DiscoMessage::Pong { tx, .. } => self.handle_pong(id, source, tx, now),
         }
         Ok(())
@@ -308,7 +319,8 @@ impl Engine {
             ProbeTarget::Udp(addr) => Via::Udp(addr),
             ProbeTarget::Relay => Via::Relay(key),
         };
-        self.send_disco(id, via, DiscoMessage::Ping { tx });
+        let sent_at = self.ping_clock.stamp(now);
+        self.send_disco(id, via, DiscoMessage::Ping { tx, sent_at });
     }
 
     fn send_disco(&mut self, id: PeerId, to: Via, message: DiscoMessage) {

@@ -44,6 +44,10 @@ pub struct EngineConfig {
     /// Randomness for disco transaction IDs and nonces: the OS in the agent,
     /// a seeded generator in the simulated world, so that runs replay.
     pub rng: Box<dyn RngCore + std::marker::Send>,
+    /// The wall clock (ms since the Unix epoch) when the engine starts, as
+    /// the shell reads it: disco pings carry it, moved on by `now`, so
+    /// peers can refuse replayed pings. 0 in the simulated world.
+    pub clock_ms: u64,
 }
 
 impl EngineConfig {
@@ -55,6 +59,7 @@ impl EngineConfig {
             handshakes_per_second: 100,
             first_peer_id,
             rng,
+            clock_ms: 0,
         }
     }
 }
@@ -170,6 +175,7 @@ pub struct Engine {
     stun: crate::stun::StunState,
     /// The access policy; `None` until the first one, when everything passes.
     filter: Option<Filter>,
+    pub(crate) ping_clock: crate::disco_replay::PingClock,
 }
 
 impl Engine {
@@ -200,6 +206,7 @@ impl Engine {
             local_endpoints: Vec::new(),
             stun: crate::stun::StunState::default(),
             filter: None,
+            ping_clock: crate::disco_replay::PingClock::new(config.clock_ms),
         }
     }
 
@@ -273,6 +280,7 @@ impl Engine {
             expired: false,
             paths,
             disco_key,
+            ping_replay: Default::default(),
         };
         peer.refresh_via(self.relay, now);
         self.peers.insert(id, peer);

@@ -22,7 +22,7 @@ pub enum PacketError {
     UnknownIndex(u32),
     #[error("handshake from a key that is not a peer")]
     UnknownPeer,
-    #[error("replayed or too old data packet")]
+    #[error("replayed or too old packet (data or disco ping)")]
     Replay,
     #[error("peer {peer:?} sent a packet from {source_ip}, outside its allowed IPs")]
     Spoofed {

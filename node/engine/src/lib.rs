@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod disco;
+mod disco_replay;
 pub mod engine;
 pub mod error;
 pub mod filter;

@@ -84,6 +84,8 @@ pub(crate) struct Peer {
     pub(crate) via: Option<Via>,
     pub(crate) paths: Option<Paths>,
     pub(crate) disco_key: Option<DiscoKey>,
+    /// The disco pings it sent lately, to refuse replayed ones.
+    pub(crate) ping_replay: crate::disco_replay::PingReplay,
     pub(crate) rx_bytes: u64,
     pub(crate) tx_bytes: u64,
     /// Set once the session expired, so that the event is raised once per expiry.

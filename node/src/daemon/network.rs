@@ -106,7 +106,13 @@ impl NetworkHandle {
             port = udp.local_port(),
             "data plane up"
         );
-        let engine = Engine::new(EngineConfig::new(key, Box::new(rand_core::OsRng)));
+        let mut config = EngineConfig::new(key, Box::new(rand_core::OsRng));
+        // The engine reads no clock: its disco pings carry this one, moved
+        // on by the monotonic clock, so peers can refuse replays.
+        config.clock_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let engine = Engine::new(config);
         let (commands, rx) = mpsc::channel(256);
         let state = Loop {
             label: spec.label.clone(),

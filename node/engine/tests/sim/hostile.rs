@@ -274,3 +274,46 @@ fn handshakes_from_unknown_keys_are_refused() {
     establish(&mut world, a, b);
     assert_eq!(world.received(b), [0], "b still serves its real peers");
 }
+
+/// A disco ping copied off the wire and sent again, from its own source or
+/// from an attacker's, is refused: no pong and no probe go anywhere.
+#[test]
+fn replayed_disco_pings_are_refused() {
+    use crate::nat::Behaviour;
+    let (mut world, a, b) = crate::nat_pair(23, Behaviour::Public, Behaviour::Public);
+    world.run_for(secs(3));
+    let (a_addr, b_addr) = (world.node(a).addr, world.node(b).addr);
+    let ping = world
+        .wire()
+        .iter()
+        .rfind(|w| {
+            // A ping: header 50, type + tx + clock 21, tag 16 (a pong is longer).
+            w.from == a_addr
+                && w.to == b_addr
+                && w.fate == Fate::Delivered
+                && warren_proto::disco::is_disco(&w.payload)
+                && w.payload.len() == 87
+        })
+        .map(|w| w.payload.clone());
+    let ping = ping.expect("a pinged b");
+    let sent_before = world.wire().len();
+    let replays_before = world.engine(b).counters().dropped_replay;
+    let attacker = addr("203.0.113.66:4444");
+    for from in [a_addr, attacker] {
+        let replay = world.inject(from, b_addr, &ping);
+        assert!(matches!(replay, Err(PacketError::Replay)), "{replay:?}");
+    }
+    assert_eq!(
+        world.engine(b).counters().dropped_replay,
+        replays_before + 2
+    );
+    world.run_for(ms(10));
+    assert!(
+        world.wire()[sent_before..].iter().all(|w| w.to != attacker),
+        "b sent something to the attacker"
+    );
+    // Fresh pings still work: the direct path stays up.
+    world.run_for(secs(30));
+    assert_eq!(world.peer(a, b).path, warren_engine::PathKind::Direct);
+    assert_eq!(world.peer(b, a).path, warren_engine::PathKind::Direct);
+}
