@@ -40,6 +40,8 @@
 //!   subnet-route and exit-node suites and the demo.
 //! - [`hostile_controller`]: a controller built on `warren-proto` that
 //!   speaks for networks it does not own, for the security suites.
+//! - [`hostile_node`]: a node built on `warren-proto` that floods joins and
+//!   reports endpoints no peer should probe.
 //! - [`dns`]: a namespace's own resolv.conf, a test resolver, `dig`, and a
 //!   DNS load generator.
 //! - [`ping`], [`transfer`], [`iperf`], [`pcap`], [`wg_message`], [`prng`]:
@@ -51,6 +53,7 @@ pub mod dns;
 pub mod eintr;
 pub mod error;
 pub mod hostile_controller;
+pub mod hostile_node;
 pub mod in_netns;
 pub mod iperf;
 pub mod keys;
