@@ -46,18 +46,52 @@ impl Lab {
             .await
     }
 
-    async fn actions(&self) -> Vec<String> {
+    /// A member authorized by a reusable key, joined straight through the store.
+    async fn keyed_member(&self, name: &str) -> warren_proto::NodePublicKey {
+        let key = self.reusable_key().await;
+        let node = NodePrivateKey::generate().public_key();
+        let joined = self
+            .running
+            .hub
+            .store()
+            .join(JoinRequest {
+                network_id: self.net,
+                node_key: node,
+                name: name.into(),
+                preauth_key: Some(key),
+                agent_version: String::new(),
+                endpoints: vec![],
+            })
+            .await
+            .unwrap();
+        assert_eq!(joined.decision, JoinDecision::Authorized);
+        node
+    }
+
+    /// The controller's database, opened beside it, for what only a
+    /// broken or attacked store would hold.
+    async fn database(&self) -> sqlx::SqlitePool {
+        let path = self._dir.path().join("data/controller.db");
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap()
+    }
+
+    async fn audit_entries(&self) -> Vec<Value> {
         let (_, audit) = self
             .api
             .admin(
                 Method::GET,
-                &format!("/api/v1/audit?network={}", self.net),
+                &format!("/api/v1/audit?network={}&limit=1000", self.net),
                 None,
             )
             .await;
-        audit["entries"]
-            .as_array()
-            .unwrap()
+        audit["entries"].as_array().unwrap().clone()
+    }
+
+    async fn actions(&self) -> Vec<String> {
+        self.audit_entries()
+            .await
             .iter()
             .map(|e| e["action"].as_str().unwrap().to_string())
             .collect()
@@ -301,28 +335,11 @@ async fn pending_joins_are_capped_per_network() {
 async fn self_writes_by_a_colliding_node_id_are_refused() {
     let lab = common::served().await;
     let store = lab.running.hub.store().clone();
-    let key = lab.reusable_key().await;
-    let victim = NodePrivateKey::generate().public_key();
-    store
-        .join(JoinRequest {
-            network_id: lab.net,
-            node_key: victim,
-            name: "victim".into(),
-            preauth_key: Some(key),
-            agent_version: String::new(),
-            endpoints: vec![],
-        })
-        .await
-        .unwrap();
+    let victim = lab.keyed_member("victim").await;
     // A 40-bit collision costs about 2^40 key generations; the database
     // stands in for one: the victim's row now sits under the attacker's ID.
     let attacker = NodePrivateKey::generate().public_key();
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        lab._dir.path().join("data/controller.db").display()
-    ))
-    .await
-    .unwrap();
+    let db = lab.database().await;
     sqlx::query("UPDATE members SET node_id = ? WHERE node_id = ?")
         .bind(NodeId::from_key(&attacker).to_string())
         .bind(NodeId::from_key(&victim).to_string())
@@ -387,19 +404,7 @@ async fn a_node_that_joins_in_a_loop_is_slowed_down() {
 async fn a_flapping_node_cannot_flood_the_audit_log() {
     let lab = common::served().await;
     let store = lab.running.hub.store().clone();
-    let key = lab.reusable_key().await;
-    let node = NodePrivateKey::generate().public_key();
-    store
-        .join(JoinRequest {
-            network_id: lab.net,
-            node_key: node,
-            name: "flapper".into(),
-            preauth_key: Some(key),
-            agent_version: String::new(),
-            endpoints: vec![],
-        })
-        .await
-        .unwrap();
+    let node = lab.keyed_member("flapper").await;
     for i in 0..200u16 {
         let endpoint = format!("192.0.2.1:{}", 1000 + i).parse().unwrap();
         assert!(store
@@ -417,15 +422,7 @@ async fn a_flapping_node_cannot_flood_the_audit_log() {
         .await
         .unwrap();
     assert_eq!(member.endpoints[0].port(), 1199);
-    let (_, audit) = lab
-        .api
-        .admin(
-            Method::GET,
-            &format!("/api/v1/audit?network={}&limit=1000", lab.net),
-            None,
-        )
-        .await;
-    let entries = audit["entries"].as_array().unwrap();
+    let entries = lab.audit_entries().await;
     let of = |action: &str| entries.iter().filter(|e| e["action"] == action).count();
     assert!(of("member.endpoints") <= 21, "{}", of("member.endpoints"));
     assert!(of("member.online") + of("member.offline") <= 42);
@@ -437,12 +434,7 @@ async fn a_flapping_node_cannot_flood_the_audit_log() {
     assert_eq!(report["ok"], true);
 
     // Once the budget refills, the next entry says how many it stands for.
-    let db = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        lab._dir.path().join("data/controller.db").display()
-    ))
-    .await
-    .unwrap();
+    let db = lab.database().await;
     sqlx::query("UPDATE audit_node_budget SET at_unix = at_unix - 3600")
         .execute(&db)
         .await
@@ -453,15 +445,7 @@ async fn a_flapping_node_cannot_flood_the_audit_log() {
         .set_endpoints(lab.net, &node, &[endpoint])
         .await
         .unwrap();
-    let (_, audit) = lab
-        .api
-        .admin(
-            Method::GET,
-            &format!("/api/v1/audit?network={}&limit=1000", lab.net),
-            None,
-        )
-        .await;
-    let last = audit["entries"].as_array().unwrap().last().unwrap().clone();
+    let last = lab.audit_entries().await.last().unwrap().clone();
     assert_eq!(last["action"], "member.endpoints");
     // 200 changes, 20 written: 180 folded (a second boundary crossed
     // during the loop may have refilled a token or two).
