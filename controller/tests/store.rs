@@ -113,7 +113,7 @@ async fn fifty_concurrent_joins_get_fifty_distinct_addresses() {
     let names: BTreeSet<_> = members.iter().map(|m| m.name.clone().unwrap()).collect();
     assert_eq!(names.len(), 50);
     assert!(names.contains("web") && names.contains("web-2") && names.contains("web-50"));
-    assert!(store.audit_verify().await.unwrap().ok);
+    assert!(store.audit_verify(None).await.unwrap().ok);
 }
 
 #[tokio::test]

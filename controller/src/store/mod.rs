@@ -140,5 +140,12 @@ pub trait Store: RouteStore + Send + Sync + 'static {
 
     // Audit log.
     async fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
-    async fn audit_verify(&self) -> Result<AuditVerification, StoreError>;
+    /// The newest entry's id and hash ([`AuditHead::empty`] for none).
+    async fn audit_head(&self) -> Result<AuditHead, StoreError>;
+    /// Recomputes the whole chain and, given an anchor, checks that its
+    /// entry is in the chain with its hash.
+    async fn audit_verify(
+        &self,
+        anchor: Option<&AuditHead>,
+    ) -> Result<AuditVerification, StoreError>;
 }

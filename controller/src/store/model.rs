@@ -317,13 +317,55 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// The newest entry of the audit chain: what an anchor pins.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditHead {
+    pub id: i64,
+    pub hash: String,
+}
+
+impl AuditHead {
+    /// The head of an empty log.
+    pub fn empty() -> Self {
+        Self {
+            id: 0,
+            hash: crate::audit_chain::GENESIS.to_string(),
+        }
+    }
+}
+
+/// How the current chain stands against an anchor (a head kept earlier).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AnchorStatus {
+    /// The anchored entry is in the chain with the anchored hash.
+    Matches,
+    /// The chain ends before the anchored entry: its tail was cut.
+    Missing,
+    /// The anchored entry has another hash: history was rewritten.
+    Differs,
+}
+
+/// An anchor and what the chain says about it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AnchorCheck {
+    pub id: i64,
+    pub hash: String,
+    pub status: AnchorStatus,
+}
+
 /// The result of recomputing the audit chain.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AuditVerification {
+    /// The chain verifies and, if an anchor was given, it matches.
     pub ok: bool,
     pub entries: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_bad: Option<i64>,
+    /// The last entry walked.
+    pub head: AuditHead,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<AnchorCheck>,
 }
 
 /// A network and all its members, read in one transaction.

@@ -303,7 +303,14 @@ impl Store for SqliteStore {
         audit::page(&self.read, query).await
     }
 
-    async fn audit_verify(&self) -> Result<AuditVerification, StoreError> {
-        audit::verify(&self.read).await
+    async fn audit_head(&self) -> Result<AuditHead, StoreError> {
+        audit::head(&self.read).await
+    }
+
+    async fn audit_verify(
+        &self,
+        anchor: Option<&AuditHead>,
+    ) -> Result<AuditVerification, StoreError> {
+        audit::verify(&self.read, anchor).await
     }
 }
