@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::node::{TestNode, Via};
 use warren_controller::metrics::{RelayDrop, RelayRefusal};
 use warren_controller::server::{self, RelayLimits, Role, Running, ServerOptions};
-use warren_controller::store::{Actor, AuditQuery, MemberState, NewNetwork, Store};
+use warren_controller::store::{Actor, AuditQuery, MemberState, NewNetwork, PreauthKeySpec, Store};
 use warren_proto::control::{ControllerMessage, JoinOutcome, NodeMessage};
 use warren_proto::relay::RelayFrame;
 use warren_proto::{NetworkId, NodeId};
@@ -57,7 +57,7 @@ impl Lab {
 
     async fn key(&self, net: NetworkId) -> String {
         self.store()
-            .create_preauth_key(&Actor::system(), net, true, None)
+            .create_preauth_key(&Actor::system(), net, PreauthKeySpec::reusable())
             .await
             .unwrap()
             .key

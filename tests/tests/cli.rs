@@ -123,6 +123,32 @@ fn controller_admin(mesh: &mut Mesh, net: &str, key: &str) -> anyhow::Result<()>
     ctl.admin(&["key", "delete", net, id])?;
     let left = list(&ctl.admin_json(&["key", "list", net])?);
     ensure!(left.len() == keys.len() - 1, "key delete left {left:?}");
+    // A capped key that never expires is asked for in so many words; a
+    // default one expires.
+    let capped = ctl.admin_json(&[
+        "key",
+        "create",
+        net,
+        "--max-uses",
+        "2",
+        "--expires",
+        "never",
+    ])?;
+    ensure!(
+        capped["max_uses"] == 2 && capped["reusable"] == true && capped["expires_at"].is_null(),
+        "key create --max-uses 2 --expires never: {capped}"
+    );
+    ensure!(
+        made["max_uses"] == 1 && made["expires_at"].is_string(),
+        "a default key: {made}"
+    );
+    refused(
+        ctl,
+        &["key", "create", net, "--max-uses", "0"],
+        "--max-uses",
+    )?;
+    let capped_id = capped["id"].as_str().context("key id")?;
+    ctl.admin(&["key", "delete", net, capped_id])?;
     // A deleted key authorizes nobody: z is refused or left pending.
     let joined = mesh.join("z", net, Some(extra))?;
     println!("join with a deleted key: {}", joined.render());

@@ -127,8 +127,7 @@ pub trait Store: RouteStore + Send + Sync + 'static {
         &self,
         actor: &Actor,
         net: NetworkId,
-        reusable: bool,
-        expires_at: Option<OffsetDateTime>,
+        spec: PreauthKeySpec,
     ) -> Result<NewPreauthKey, StoreError>;
     async fn list_preauth_keys(&self, net: NetworkId) -> Result<Vec<PreauthKey>, StoreError>;
     async fn delete_preauth_key(

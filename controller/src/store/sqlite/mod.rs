@@ -280,10 +280,9 @@ impl Store for SqliteStore {
         &self,
         actor: &Actor,
         net: NetworkId,
-        reusable: bool,
-        expires_at: Option<OffsetDateTime>,
+        spec: PreauthKeySpec,
     ) -> Result<NewPreauthKey, StoreError> {
-        keys::create(self, actor, net, reusable, expires_at).await
+        keys::create(self, actor, net, spec).await
     }
 
     async fn list_preauth_keys(&self, net: NetworkId) -> Result<Vec<PreauthKey>, StoreError> {
