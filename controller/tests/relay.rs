@@ -343,6 +343,14 @@ async fn a_key_holds_at_most_four_connections_and_a_fifth_closes_the_oldest() {
             .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
+    // Its session ends with it: a and b's four newer connections remain.
+    eventually("the closed connection's session ends", || {
+        metrics
+            .connected_nodes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1 + LINKS_PER_KEY as i64
+    })
+    .await;
     // One frame to b reaches its four newer connections, once each.
     a.send_relay_datagram(&frame(net, &b, 1, vec![0xab; 100]));
     for (_, inbox) in extra.iter_mut() {
