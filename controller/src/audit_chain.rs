@@ -95,6 +95,11 @@ impl ChainVerifier {
     pub fn first_bad(&self) -> Option<i64> {
         self.first_bad
     }
+
+    /// The id and hash of the last entry pushed (0 and [`GENESIS`] before any).
+    pub fn head(&self) -> (i64, &str) {
+        (self.prev_id, &self.prev_hash)
+    }
 }
 
 #[cfg(test)]

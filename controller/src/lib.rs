@@ -7,6 +7,7 @@
 //! - [`data_dir`]: the controller's x25519 key, TLS certificate and fingerprint on disk.
 //! - [`store`]: the `Store` trait, its model types, and the SQLite implementation.
 //! - [`audit_chain`]: the canonical hash of an audit entry (pure).
+//! - [`audit_anchor`]: the audit head signed with the certificate's key, and its check.
 //! - [`ipam`]: lowest-free IPv4 allocation from a pool (pure).
 //! - [`names`]: member names as DNS labels, with collision suffixes (pure).
 //! - [`netmaps`]: builds one member's [`warren_proto::netmap::Netmap`] from a network snapshot (pure).
@@ -25,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit_anchor;
 pub mod audit_chain;
 pub mod control;
 pub mod data_dir;

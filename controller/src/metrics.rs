@@ -33,6 +33,9 @@ pub struct Metrics {
     pub relay_stream_frames: AtomicU64,
     /// Absence notices sent to senders (relay-only instances only).
     pub relay_absence_notices: AtomicU64,
+    /// Connections closed because their key opened more than
+    /// [`crate::relay::LINKS_PER_KEY`].
+    pub relay_links_superseded: AtomicU64,
     /// Relay frames refused, by [`RelayRefusal`].
     pub relay_refused: [AtomicU64; RelayRefusal::ALL.len()],
     /// Relay frames accepted but not delivered, by [`RelayDrop`].
@@ -245,6 +248,12 @@ impl Metrics {
             "warren_relay_absence_notices_total",
             "Notices to senders that a destination has no connection here (relay-only instances).",
             &self.relay_absence_notices,
+        );
+        counter(
+            &mut out,
+            "warren_relay_connections_superseded_total",
+            "Connections closed because their node key opened more than the limit per key.",
+            &self.relay_links_superseded,
         );
         let _ = writeln!(
             out,

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
+use crate::audit_anchor::HeadSigner;
 pub use crate::control::Role;
 use crate::control::{self, ControlContext, ControlSetupError};
 use crate::data_dir::{self, DataDirError};
@@ -95,6 +96,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("the certificate's key cannot sign the audit head: {0}")]
+    AuditSigner(String),
 }
 
 /// A running controller.
@@ -194,7 +197,10 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
     });
     let mut tasks = vec![tokio::spawn(control::serve(endpoint.clone(), context))];
     if let Some(listener) = listener {
-        let state = ApiState::new(hub.clone(), options.api_hosts.clone());
+        let signer = HeadSigner::new(&identity.cert, &identity.cert_key)
+            .map_err(|e| ServerError::AuditSigner(e.to_string()))?;
+        let state = ApiState::new(hub.clone(), options.api_hosts.clone())
+            .with_audit_signer(Arc::new(signer));
         let limits = state.limits;
         let router = match options.role {
             Role::Controller => api::router(state),

@@ -187,7 +187,7 @@ async fn sigkill_during_writes_loses_nothing_acknowledged() {
     for id in &acked.keys {
         assert!(keys.contains(id), "acknowledged key {id} lost");
     }
-    let report = store.audit_verify().await.unwrap();
+    let report = store.audit_verify(None).await.unwrap();
     assert!(report.ok, "{report:?}");
     pool.close().await;
     store.close().await;

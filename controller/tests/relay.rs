@@ -10,10 +10,11 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::node::{TestNode, Via};
+use common::node::{RelayInbox, TestNode, Via};
 use warren_controller::metrics::{RelayDrop, RelayRefusal};
+use warren_controller::relay::{CLOSE_SUPERSEDED, LINKS_PER_KEY};
 use warren_controller::server::{self, RelayLimits, Role, Running, ServerOptions};
-use warren_controller::store::{Actor, AuditQuery, MemberState, NewNetwork, Store};
+use warren_controller::store::{Actor, AuditQuery, MemberState, NewNetwork, PreauthKeySpec, Store};
 use warren_proto::control::{ControllerMessage, JoinOutcome, NodeMessage};
 use warren_proto::relay::RelayFrame;
 use warren_proto::{NetworkId, NodeId};
@@ -57,7 +58,7 @@ impl Lab {
 
     async fn key(&self, net: NetworkId) -> String {
         self.store()
-            .create_preauth_key(&Actor::system(), net, true, None)
+            .create_preauth_key(&Actor::system(), net, PreauthKeySpec::reusable())
             .await
             .unwrap()
             .key
@@ -298,6 +299,100 @@ async fn a_node_over_its_quota_is_cut_off_while_others_still_flow() {
     }
     assert_eq!((from_a, from_c), (9, 5));
     assert!(inbox_b.next(QUIET).await.is_none());
+    lab.running.shutdown().await;
+}
+
+/// `n` more connections of `node`'s key, each with its relay inbox.
+async fn more_connections(lab: &Lab, node: &TestNode, n: usize) -> Vec<(TestNode, RelayInbox)> {
+    let mut more = Vec::new();
+    for _ in 0..n {
+        let extra = TestNode::authenticated_as(
+            lab.running.quic_addr,
+            &lab.running.fingerprint,
+            node.key.clone(),
+        )
+        .await;
+        let inbox = extra.relay_inbox();
+        more.push((extra, inbox));
+    }
+    more
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_holds_at_most_four_connections_and_a_fifth_closes_the_oldest() {
+    let lab = lab(RelayLimits::default()).await;
+    let net = lab.network("prod").await;
+    let key = lab.key(net).await;
+    let a = lab.member(net, "a", Some(&key)).await;
+    let b = lab.member(net, "b", Some(&key)).await;
+    let mut extra = more_connections(&lab, &b, LINKS_PER_KEY).await;
+    // b's first connection was the oldest of five: closed, and said why.
+    let closed = tokio::time::timeout(Duration::from_secs(5), b.connection.closed())
+        .await
+        .expect("the oldest connection is closed");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(CLOSE_SUPERSEDED));
+        }
+        other => panic!("closed otherwise: {other}"),
+    }
+    let metrics = lab.running.hub.metrics().clone();
+    assert_eq!(
+        metrics
+            .relay_links_superseded
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // Its session ends with it: a and b's four newer connections remain.
+    eventually("the closed connection's session ends", || {
+        metrics
+            .connected_nodes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1 + LINKS_PER_KEY as i64
+    })
+    .await;
+    // One frame to b reaches its four newer connections, once each.
+    a.send_relay_datagram(&frame(net, &b, 1, vec![0xab; 100]));
+    for (_, inbox) in extra.iter_mut() {
+        let (_, got) = inbox.expect().await;
+        assert_eq!(got.peer, a.key.public_key());
+        assert!(inbox.next(QUIET).await.is_none());
+    }
+    lab.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sender_pays_for_every_copy() {
+    // b holds four connections, so a 1049-byte frame costs a 4196 bytes:
+    // two frames fit its 10 000-byte burst, not nine.
+    let lab = lab(RelayLimits {
+        rate: 1,
+        burst: 10_000,
+    })
+    .await;
+    let net = lab.network("prod").await;
+    let key = lab.key(net).await;
+    let a = lab.member(net, "a", Some(&key)).await;
+    let b = lab.member(net, "b", Some(&key)).await;
+    let mut inboxes = vec![b.relay_inbox()];
+    let extra = more_connections(&lab, &b, LINKS_PER_KEY - 1).await;
+    let (extra_nodes, extra_inboxes): (Vec<_>, Vec<_>) = extra.into_iter().unzip();
+    inboxes.extend(extra_inboxes);
+    for seq in 1..=5 {
+        a.send_relay_datagram(&frame(net, &b, seq, vec![0xaa; 1000]));
+    }
+    eventually("a's frames past two refused", || {
+        lab.refused(RelayRefusal::Quota) == 3
+    })
+    .await;
+    for inbox in inboxes.iter_mut() {
+        let mut seen = 0;
+        while inbox.next(QUIET).await.is_some() {
+            seen += 1;
+        }
+        assert_eq!(seen, 2, "copies per connection");
+    }
+    drop(extra_nodes);
     lab.running.shutdown().await;
 }
 

@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use warren_controller::store::{Actor, JoinDecision, JoinRequest, NewNetwork, SqliteStore, Store};
+use warren_controller::store::{
+    Actor, JoinDecision, JoinRequest, KeyExpiry, NewNetwork, PreauthKeySpec, SqliteStore, Store,
+};
 use warren_proto::{NetworkId, NodePrivateKey};
 
 async fn store_with_network(pool: &str) -> (tempfile::TempDir, Arc<SqliteStore>, NetworkId) {
@@ -30,7 +32,7 @@ async fn store_with_network(pool: &str) -> (tempfile::TempDir, Arc<SqliteStore>,
 
 async fn reusable_key(store: &SqliteStore, net: NetworkId) -> String {
     store
-        .create_preauth_key(&Actor::system(), net, true, None)
+        .create_preauth_key(&Actor::system(), net, PreauthKeySpec::reusable())
         .await
         .unwrap()
         .key
@@ -51,7 +53,7 @@ fn request(net: NetworkId, name: &str, key: Option<&str>) -> JoinRequest {
 async fn one_single_use_key_admits_exactly_one_of_100_concurrent_joins() {
     let (_dir, store, net) = store_with_network("10.147.0.0/16").await;
     let key = store
-        .create_preauth_key(&Actor::system(), net, false, None)
+        .create_preauth_key(&Actor::system(), net, PreauthKeySpec::single_use())
         .await
         .unwrap()
         .key;
@@ -88,6 +90,45 @@ async fn one_single_use_key_admits_exactly_one_of_100_concurrent_joins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_capped_at_three_admits_exactly_three_of_60_concurrent_joins() {
+    let (_dir, store, net) = store_with_network("10.147.0.0/16").await;
+    let spec = PreauthKeySpec {
+        max_uses: Some(3),
+        ..PreauthKeySpec::reusable()
+    };
+    let key = store
+        .create_preauth_key(&Actor::system(), net, spec)
+        .await
+        .unwrap()
+        .key;
+    let joins: Vec<_> = (0..60)
+        .map(|i| {
+            let store = store.clone();
+            let req = request(net, &format!("n{i}"), Some(&key));
+            tokio::spawn(async move { store.join(req).await.unwrap().decision })
+        })
+        .collect();
+    let mut authorized = 0;
+    for join in joins {
+        match join.await.unwrap() {
+            JoinDecision::Authorized => authorized += 1,
+            JoinDecision::Refused(_) => {}
+            JoinDecision::Pending => panic!("a keyed join must not become pending"),
+        }
+    }
+    assert_eq!(authorized, 3);
+    assert_eq!(store.list_members(net).await.unwrap().len(), 3);
+    let keys = store.list_preauth_keys(net).await.unwrap();
+    assert_eq!(
+        (keys[0].uses, keys[0].max_uses, keys[0].usable),
+        (3, Some(3), false)
+    );
+    // The next join, after the rush, is refused too.
+    let late = store.join(request(net, "late", Some(&key))).await.unwrap();
+    assert!(matches!(late.decision, JoinDecision::Refused(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_joins_get_fifty_distinct_addresses() {
     let (_dir, store, net) = store_with_network("10.147.0.0/16").await;
     let key = reusable_key(&store, net).await;
@@ -113,7 +154,7 @@ async fn fifty_concurrent_joins_get_fifty_distinct_addresses() {
     let names: BTreeSet<_> = members.iter().map(|m| m.name.clone().unwrap()).collect();
     assert_eq!(names.len(), 50);
     assert!(names.contains("web") && names.contains("web-2") && names.contains("web-50"));
-    assert!(store.audit_verify().await.unwrap().ok);
+    assert!(store.audit_verify(None).await.unwrap().ok);
 }
 
 #[tokio::test]
@@ -166,7 +207,11 @@ async fn expired_keys_and_unknown_networks_are_refused() {
     let (_dir, store, net) = store_with_network("10.147.0.0/16").await;
     let past = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
     let key = store
-        .create_preauth_key(&Actor::system(), net, true, Some(past))
+        .create_preauth_key(
+            &Actor::system(),
+            net,
+            PreauthKeySpec::reusable().expires(KeyExpiry::At(past)),
+        )
         .await
         .unwrap();
     assert!(!key.info.usable || key.info.expires_at.is_some());

@@ -3,7 +3,8 @@
 //! networks, pre-auth keys, members and route rules listed, shown and
 //! deleted; `warren ping`, `routes withdraw`/`masquerade`, the service
 //! list; `check-config` and `generate-assets` of both programs; token
-//! list and revoke; and a relay-only instance answering its health check. `packaging/ci-check.sh`
+//! list and revoke; audit export and verification against the export; and
+//! a relay-only instance answering its health check. `packaging/ci-check.sh`
 //! proves from the test run's command trace that every documented command
 //! ran somewhere (`WARREN_CLI_TRACE`).
 
@@ -122,6 +123,32 @@ fn controller_admin(mesh: &mut Mesh, net: &str, key: &str) -> anyhow::Result<()>
     ctl.admin(&["key", "delete", net, id])?;
     let left = list(&ctl.admin_json(&["key", "list", net])?);
     ensure!(left.len() == keys.len() - 1, "key delete left {left:?}");
+    // A capped key that never expires is asked for in so many words; a
+    // default one expires.
+    let capped = ctl.admin_json(&[
+        "key",
+        "create",
+        net,
+        "--max-uses",
+        "2",
+        "--expires",
+        "never",
+    ])?;
+    ensure!(
+        capped["max_uses"] == 2 && capped["reusable"] == true && capped["expires_at"].is_null(),
+        "key create --max-uses 2 --expires never: {capped}"
+    );
+    ensure!(
+        made["max_uses"] == 1 && made["expires_at"].is_string(),
+        "a default key: {made}"
+    );
+    refused(
+        ctl,
+        &["key", "create", net, "--max-uses", "0"],
+        "--max-uses",
+    )?;
+    let capped_id = capped["id"].as_str().context("key id")?;
+    ctl.admin(&["key", "delete", net, capped_id])?;
     // A deleted key authorizes nobody: z is refused or left pending.
     let joined = mesh.join("z", net, Some(extra))?;
     println!("join with a deleted key: {}", joined.render());
@@ -344,6 +371,67 @@ fn token_commands(mesh: &Mesh, net: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `audit export` and `audit verify --against`: the export verifies
+/// against the running controller and its pinned fingerprint, and an export
+/// whose head was altered, or checked against another fingerprint, fails.
+fn audit_commands(mesh: &Mesh, dir: &std::path::Path) -> anyhow::Result<()> {
+    let ctl = &mesh.controller;
+    let file = dir.join("audit-export.json");
+    let path = file.to_str().context("path")?;
+    let said = ctl.admin(&["audit", "export", "--out", path])?;
+    ensure!(said.contains("exported"), "audit export: {said}");
+    let export: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+    let head = &export["head"];
+    let last = export["entries"].as_array().and_then(|e| e.last().cloned());
+    ensure!(
+        head["id"].as_i64().is_some_and(|id| id > 0)
+            && last.is_some_and(|l| l["hash"] == head["hash"])
+            && head["fingerprint"] == ctl.fingerprint(),
+        "audit export wrote {head}"
+    );
+    // Later entries do not disturb the anchor.
+    let spare = ctl.network_create("anchored", "10.154.0.0/16")?;
+    ctl.admin(&["network", "delete", &spare])?;
+    let ok = ctl.admin(&["audit", "verify", "--against", path])?;
+    ensure!(ok.contains("is in it"), "audit verify --against: {ok}");
+    ctl.admin(&[
+        "audit",
+        "verify",
+        "--against",
+        path,
+        "--fingerprint",
+        ctl.fingerprint(),
+    ])?;
+    let other = "ab".repeat(32);
+    let out = ctl.admin_output(&[
+        "audit",
+        "verify",
+        "--against",
+        path,
+        "--fingerprint",
+        &other,
+    ])?;
+    ensure!(
+        out.status.code() == Some(1) && String::from_utf8_lossy(&out.stdout).contains("BROKEN"),
+        "an export checked against another fingerprint: {}",
+        text(&out)
+    );
+    // A head moved forward by hand no longer carries a valid signature.
+    let mut forged = export.clone();
+    forged["head"]["id"] = Value::from(head["id"].as_i64().unwrap_or(0) + 1);
+    let forged_file = dir.join("audit-forged.json");
+    std::fs::write(&forged_file, serde_json::to_vec(&forged)?)?;
+    let forged_path = forged_file.to_str().context("path")?;
+    let out = ctl.admin_output(&["audit", "verify", "--against", forged_path])?;
+    ensure!(
+        out.status.code() == Some(1)
+            && String::from_utf8_lossy(&out.stdout).contains("does not verify"),
+        "a forged export: {}",
+        text(&out)
+    );
+    Ok(())
+}
+
 /// A relay-only instance over the controller's data directory serves its
 /// health check.
 fn relay_only(lab: &Lab, mesh: &Mesh) -> anyhow::Result<()> {
@@ -388,6 +476,7 @@ fn documented_commands_do_what_the_docs_say() {
         }
         let dir = tempfile::tempdir()?;
         offline_commands(&mesh, dir.path())?;
+        audit_commands(&mesh, dir.path())?;
         agent_commands(&mesh, &net)?;
         relay_only(lab, &mesh)?;
         token_commands(&mesh, &net)?;

@@ -1,4 +1,5 @@
-//! `/api/v1/audit`: the audit log, paged by id, and chain verification.
+//! `/api/v1/audit`: the audit log, paged by id, chain verification against
+//! an optional anchor, and the signed head that every answer carries.
 
 use axum::extract::State;
 use axum::{Extension, Json};
@@ -11,7 +12,7 @@ use warren_proto::NetworkId;
 use super::error::ApiError;
 use super::extract::ApiQuery;
 use super::{ApiState, Caller};
-use crate::store::{AuditQuery, AuditVerification};
+use crate::store::{AuditHead, AuditQuery, AuditVerification};
 
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
@@ -66,15 +67,59 @@ pub async fn page(
         limit,
     };
     let entries = state.store().audit_page(&query).await?;
+    let head = signed_head(&state, &state.store().audit_head().await?)?;
     // A full page may have more after it; the client passes this as `after`.
     let next_after = (entries.len() == limit as usize)
         .then(|| entries.last().map(|e| e.id))
         .flatten();
     Ok(Json(
-        json!({ "entries": entries, "next_after": next_after }),
+        json!({ "entries": entries, "next_after": next_after, "head": head }),
     ))
 }
 
-pub async fn verify(State(state): State<ApiState>) -> Result<Json<AuditVerification>, ApiError> {
-    Ok(Json(state.store().audit_verify().await?))
+/// The head as the API shows it: signed when the state has a signer.
+fn signed_head(state: &ApiState, head: &AuditHead) -> Result<Value, ApiError> {
+    match &state.audit_signer {
+        Some(signer) => {
+            let signed = signer
+                .sign(head)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok(json!(signed))
+        }
+        None => Ok(json!(head)),
+    }
+}
+
+pub async fn head(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let head = state.store().audit_head().await?;
+    Ok(Json(signed_head(&state, &head)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyParams {
+    anchor_id: Option<i64>,
+    anchor_hash: Option<String>,
+}
+
+/// Recomputes the chain; with `anchor_id` and `anchor_hash` (a head kept
+/// earlier) also checks that entry is still there with that hash.
+pub async fn verify(
+    State(state): State<ApiState>,
+    ApiQuery(params): ApiQuery<VerifyParams>,
+) -> Result<Json<Value>, ApiError> {
+    let anchor = match (params.anchor_id, params.anchor_hash) {
+        (None, None) => None,
+        (Some(id), Some(hash)) if id >= 0 => Some(AuditHead { id, hash }),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "anchor_id (>= 0) and anchor_hash go together".into(),
+            ))
+        }
+    };
+    let report: AuditVerification = state.store().audit_verify(anchor.as_ref()).await?;
+    let head = signed_head(&state, &report.head)?;
+    let mut body = json!(report);
+    body["head"] = head;
+    Ok(Json(body))
 }

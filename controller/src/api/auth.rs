@@ -99,7 +99,7 @@ fn bearer(value: &str) -> Option<&str> {
 /// What a token scoped to `own` may reach: that network's resources, the
 /// network list (filtered by the handler) and the audit log (filtered by
 /// the handler). Other networks look as if they did not exist; everything
-/// global (network create, tokens, audit verify) is 403. `path` is one the
+/// global (network create, tokens, audit verify and head) is 403. `path` is one the
 /// router matched, so only its shape matters here.
 fn scoped_access(own: NetworkId, method: &Method, path: &str) -> Result<(), ApiError> {
     let path = path.strip_prefix("/api/v1").unwrap_or(path);
@@ -195,6 +195,7 @@ mod tests {
             (Method::POST, "/api/v1/tokens"),
             (Method::DELETE, "/api/v1/tokens/0123abcd"),
             (Method::GET, "/api/v1/audit/verify"),
+            (Method::GET, "/api/v1/audit/head"),
         ] {
             assert!(
                 matches!(

@@ -34,6 +34,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::sync::Semaphore;
 
+use crate::audit_anchor::HeadSigner;
 use crate::hub::Hub;
 use crate::store::{Actor, Store, Token};
 use auth_limit::AuthFailures;
@@ -54,6 +55,9 @@ pub struct ApiState {
     auth_failures: Arc<AuthFailures>,
     /// Token ID -> unix time this process last queued a last-use write.
     touched: Arc<Mutex<HashMap<String, i64>>>,
+    /// Signs the audit head handed out with pages and verifications; a
+    /// state without one hands out the head unsigned.
+    audit_signer: Option<Arc<HeadSigner>>,
 }
 
 impl ApiState {
@@ -70,6 +74,15 @@ impl ApiState {
                 limits.auth_sources,
             )),
             touched: Arc::default(),
+            audit_signer: None,
+        }
+    }
+
+    /// The same state, signing audit heads with `signer`.
+    pub fn with_audit_signer(self, signer: Arc<HeadSigner>) -> Self {
+        Self {
+            audit_signer: Some(signer),
+            ..self
         }
     }
 
@@ -133,6 +146,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::delete(keys::delete),
         )
         .route("/audit", get(audit::page))
+        .route("/audit/head", get(audit::head))
         .route("/audit/verify", get(audit::verify))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))

@@ -24,10 +24,14 @@ enum KeyCommand {
     /// Make a pre-auth key and print it (shown only now).
     Create {
         network: NetworkId,
-        /// Allow any number of joins (default: one).
+        /// Allow more than one join (default: one).
         #[arg(long)]
         reusable: bool,
-        /// Lifetime, e.g. 1h, 30m, 7days (default: no expiry).
+        /// At most N joins (N above 1 makes the key reusable).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_uses: Option<u32>,
+        /// Lifetime, e.g. 1h, 30m, 7days, or `never` (default: 24h for a
+        /// single-use key, 90days for any other).
         #[arg(long)]
         expires: Option<String>,
     },
@@ -42,6 +46,7 @@ fn row(k: &Value) -> Vec<String> {
         "id",
         "reusable",
         "uses",
+        "max_uses",
         "usable",
         "expires_at",
         "created_by",
@@ -52,10 +57,11 @@ fn row(k: &Value) -> Vec<String> {
     .collect()
 }
 
-const HEADERS: [&str; 7] = [
+const HEADERS: [&str; 8] = [
     "ID",
     "REUSABLE",
     "USES",
+    "MAX-USES",
     "USABLE",
     "EXPIRES",
     "CREATED-BY",
@@ -68,9 +74,16 @@ pub async fn run(args: KeyArgs) -> anyhow::Result<ExitCode> {
         KeyCommand::Create {
             network,
             reusable,
+            max_uses,
             expires,
         } => {
-            let mut body = json!({ "reusable": reusable });
+            let mut body = json!({});
+            if reusable {
+                body["reusable"] = json!(true);
+            }
+            if let Some(n) = max_uses {
+                body["max_uses"] = json!(n);
+            }
             if let Some(expires) = expires {
                 body["expires"] = json!(expires);
             }

@@ -1,6 +1,7 @@
 //! Relay frames coming in on one authenticated connection: read from
 //! datagrams and from the records of unidirectional streams, then checked
-//! in order — membership, replay, quota — and forwarded.
+//! in order — membership, replay — and forwarded, the quota charged per
+//! copy.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -170,15 +171,15 @@ impl Checker {
         if !self.window.accept(frame.seq) {
             return Err(RelayRefusal::Replay);
         }
-        if !self
-            .relay
-            .take_quota(&self.node, bytes.len() as u64, Instant::now())
-        {
-            return Err(RelayRefusal::Quota);
-        }
-        self.relay
-            .forward(frame.network_id, self.node, &frame.peer, &frame.payload);
-        Ok(())
+        // The quota is charged per copy delivered, inside `forward`.
+        self.relay.forward(
+            frame.network_id,
+            self.node,
+            &frame.peer,
+            &frame.payload,
+            bytes.len(),
+            Instant::now(),
+        )
     }
 
     /// Whether the sender and `to` are both authorized members of `net`.

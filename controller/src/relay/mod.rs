@@ -4,7 +4,9 @@
 //! A frame comes in on one node's connection ([`intake`] checks it) and goes
 //! out on every connection of the destination node, with `peer` rewritten
 //! to the sender's key and the relay's own sequence number for that
-//! connection. It goes as a QUIC datagram when it fits the destination
+//! connection. The sender's quota pays for every copy, and a key holds at
+//! most [`LINKS_PER_KEY`] connections (a new one closes the oldest), so one
+//! frame costs the relay at most that many sends and the sender pays them. It goes as a QUIC datagram when it fits the destination
 //! connection's `max_datagram_size()`, otherwise as a record on the one
 //! unidirectional stream the relay keeps open to that connection. The
 //! payload is never looked at: it is WireGuard ciphertext.
@@ -29,6 +31,13 @@ use warren_proto::{NetworkId, NodePublicKey};
 pub use quota::{QuotaTable, RelayLimits};
 
 use crate::metrics::{Metrics, RelayDrop, RelayRefusal};
+
+/// Connections one node key may hold here at once. A node has one per
+/// controller; the spare ones cover a reconnect while the old connection
+/// has not yet timed out. A connection past this closes the oldest.
+pub const LINKS_PER_KEY: usize = 4;
+/// The QUIC close code for a connection closed by a newer one of its key.
+pub const CLOSE_SUPERSEDED: u32 = 2;
 
 /// Records queued for one destination connection's stream; more are
 /// dropped (`congested`) rather than queued without bound.
@@ -93,7 +102,10 @@ impl Relay {
     }
 
     /// Makes an authenticated connection of `node` a destination; returns
-    /// the ID to [`Relay::detach`] it with.
+    /// the ID to [`Relay::detach`] it with. If `node` already holds
+    /// [`LINKS_PER_KEY`] connections, the oldest is closed: a node that
+    /// reconnects keeps working, and a key cannot multiply what a frame
+    /// sent to it costs.
     pub fn attach(&self, node: NodePublicKey, connection: Connection) -> u64 {
         let id = self.next_link.fetch_add(1, Ordering::Relaxed);
         let (records, queue) = mpsc::channel(STREAM_QUEUE);
@@ -109,8 +121,32 @@ impl Relay {
             seq: AtomicU64::new(0),
             records,
         });
-        self.links().entry(node).or_default().push(link);
+        let oldest = {
+            let mut links = self.links();
+            let list = links.entry(node).or_default();
+            list.push(link);
+            (list.len() > LINKS_PER_KEY).then(|| list.remove(0))
+        };
+        if let Some(oldest) = oldest {
+            tracing::info!(
+                key = %node.short(),
+                limit = LINKS_PER_KEY,
+                "closing a node's oldest connection: too many for one key"
+            );
+            self.metrics
+                .relay_links_superseded
+                .fetch_add(1, Ordering::Relaxed);
+            oldest.connection.close(
+                quinn::VarInt::from_u32(CLOSE_SUPERSEDED),
+                b"superseded: too many connections for this key",
+            );
+        }
         id
+    }
+
+    /// Connections `node` holds here (for tests and metrics).
+    pub fn links_of(&self, node: &NodePublicKey) -> usize {
+        self.links().get(node).map_or(0, Vec::len)
     }
 
     pub fn detach(&self, node: &NodePublicKey, id: u64) {
@@ -124,24 +160,32 @@ impl Relay {
     }
 
     /// Takes `bytes` from `node`'s quota; false if it is over.
-    pub fn take_quota(&self, node: &NodePublicKey, bytes: u64, now: Instant) -> bool {
+    fn take_quota(&self, node: &NodePublicKey, bytes: u64, now: Instant) -> bool {
         let mut quotas = self.quotas.lock().unwrap_or_else(|p| p.into_inner());
         quotas.take(node, bytes, now)
     }
 
-    /// Sends `payload` from `from` to every connection of `to`.
+    /// Sends `payload` from `from` to every connection of `to`, charging
+    /// `from` `frame_len` bytes per copy (one copy when `to` has none:
+    /// asking costs too). Over quota, nothing is sent.
     pub fn forward(
         &self,
         network: NetworkId,
         from: NodePublicKey,
         to: &NodePublicKey,
         payload: &[u8],
-    ) {
+        frame_len: usize,
+        now: Instant,
+    ) -> Result<(), RelayRefusal> {
         let targets: Vec<Arc<Link>> = self.links().get(to).cloned().unwrap_or_default();
+        let copies = targets.len().max(1) as u64;
+        if !self.take_quota(&from, (frame_len as u64).saturating_mul(copies), now) {
+            return Err(RelayRefusal::Quota);
+        }
         if targets.is_empty() {
             self.metrics.count_relay_dropped(RelayDrop::Offline);
-            self.notify_absent(network, &from, to, Instant::now());
-            return;
+            self.notify_absent(network, &from, to, now);
+            return Ok(());
         }
         for link in targets {
             let frame = RelayFrame {
@@ -152,6 +196,7 @@ impl Relay {
             };
             self.send(&link, &frame);
         }
+        Ok(())
     }
 
     /// Tells every connection of `from` that `to` has no connection here,

@@ -132,8 +132,7 @@ pub trait Store: RouteStore + PolicyStore + Send + Sync + 'static {
         &self,
         actor: &Actor,
         net: NetworkId,
-        reusable: bool,
-        expires_at: Option<OffsetDateTime>,
+        spec: PreauthKeySpec,
     ) -> Result<NewPreauthKey, StoreError>;
     async fn list_preauth_keys(&self, net: NetworkId) -> Result<Vec<PreauthKey>, StoreError>;
     async fn delete_preauth_key(
@@ -145,5 +144,12 @@ pub trait Store: RouteStore + PolicyStore + Send + Sync + 'static {
 
     // Audit log.
     async fn audit_page(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
-    async fn audit_verify(&self) -> Result<AuditVerification, StoreError>;
+    /// The newest entry's id and hash ([`AuditHead::empty`] for none).
+    async fn audit_head(&self) -> Result<AuditHead, StoreError>;
+    /// Recomputes the whole chain and, given an anchor, checks that its
+    /// entry is in the chain with its hash.
+    async fn audit_verify(
+        &self,
+        anchor: Option<&AuditHead>,
+    ) -> Result<AuditVerification, StoreError>;
 }

@@ -269,6 +269,66 @@ pub struct JoinResult {
     pub changed: bool,
 }
 
+/// How long a new pre-auth key lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyExpiry {
+    /// [`SINGLE_USE_KEY_LIFETIME`] for a single-use key,
+    /// [`REUSABLE_KEY_LIFETIME`] for any other.
+    Default,
+    /// Never: only when asked for in so many words.
+    Never,
+    At(time::OffsetDateTime),
+}
+
+/// A single-use key lives a day unless asked otherwise.
+pub const SINGLE_USE_KEY_LIFETIME: time::Duration = time::Duration::hours(24);
+/// A key for several joins lives 90 days unless asked otherwise.
+pub const REUSABLE_KEY_LIFETIME: time::Duration = time::Duration::days(90);
+
+/// What a new pre-auth key allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreauthKeySpec {
+    /// More than one join (capped by `max_uses` if set).
+    pub reusable: bool,
+    /// At most this many joins; `Some(1)` for a single-use key.
+    pub max_uses: Option<u32>,
+    pub expires: KeyExpiry,
+}
+
+impl PreauthKeySpec {
+    /// One join, within a day.
+    pub fn single_use() -> Self {
+        Self {
+            reusable: false,
+            max_uses: Some(1),
+            expires: KeyExpiry::Default,
+        }
+    }
+
+    /// Any number of joins, within 90 days.
+    pub fn reusable() -> Self {
+        Self {
+            reusable: true,
+            max_uses: None,
+            expires: KeyExpiry::Default,
+        }
+    }
+
+    pub fn expires(self, expires: KeyExpiry) -> Self {
+        Self { expires, ..self }
+    }
+
+    /// When a key made at `now` stops working (`None`: never).
+    pub fn expires_at(&self, now: time::OffsetDateTime) -> Option<time::OffsetDateTime> {
+        match self.expires {
+            KeyExpiry::Never => None,
+            KeyExpiry::At(at) => Some(at),
+            KeyExpiry::Default if self.max_uses == Some(1) => Some(now + SINGLE_USE_KEY_LIFETIME),
+            KeyExpiry::Default => Some(now + REUSABLE_KEY_LIFETIME),
+        }
+    }
+}
+
 /// A pre-auth key, without its secret.
 #[derive(Debug, Clone, Serialize)]
 pub struct PreauthKey {
@@ -277,7 +337,9 @@ pub struct PreauthKey {
     pub reusable: bool,
     pub expires_at: Option<String>,
     pub uses: u64,
-    /// True once a single-use key was used or any key expired.
+    /// At most this many joins (1 for a single-use key; absent: no cap).
+    pub max_uses: Option<u64>,
+    /// False once a key's uses reached its cap or it expired.
     pub usable: bool,
     pub created_by: String,
     pub created_at: String,
@@ -317,13 +379,55 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// The newest entry of the audit chain: what an anchor pins.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditHead {
+    pub id: i64,
+    pub hash: String,
+}
+
+impl AuditHead {
+    /// The head of an empty log.
+    pub fn empty() -> Self {
+        Self {
+            id: 0,
+            hash: crate::audit_chain::GENESIS.to_string(),
+        }
+    }
+}
+
+/// How the current chain stands against an anchor (a head kept earlier).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AnchorStatus {
+    /// The anchored entry is in the chain with the anchored hash.
+    Matches,
+    /// The chain ends before the anchored entry: its tail was cut.
+    Missing,
+    /// The anchored entry has another hash: history was rewritten.
+    Differs,
+}
+
+/// An anchor and what the chain says about it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AnchorCheck {
+    pub id: i64,
+    pub hash: String,
+    pub status: AnchorStatus,
+}
+
 /// The result of recomputing the audit chain.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct AuditVerification {
+    /// The chain verifies and, if an anchor was given, it matches.
     pub ok: bool,
     pub entries: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_bad: Option<i64>,
+    /// The last entry walked.
+    pub head: AuditHead,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<AnchorCheck>,
 }
 
 /// A network and all its members, read in one transaction.

@@ -10,9 +10,11 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::Value;
 use tower::ServiceExt;
 use warren_controller::api::{self, ApiState};
+use warren_controller::audit_anchor::HeadSigner;
 use warren_controller::hub::Hub;
 use warren_controller::metrics::Metrics;
 use warren_controller::store::{Actor, Scope, SqliteStore, Store, TokenSpec};
@@ -25,6 +27,8 @@ pub struct Harness {
     pub router: Router,
     pub admin: String,
     pub auditor: String,
+    /// The fingerprint of the certificate that signs audit heads.
+    pub fingerprint: String,
 }
 
 impl Harness {
@@ -48,7 +52,12 @@ impl Harness {
             .await
             .unwrap();
         let hub = Hub::new(Arc::new(store.clone()), Arc::new(Metrics::default()));
-        let router = api::router(ApiState::new(hub.clone(), vec![]));
+        let made = rcgen::generate_simple_self_signed(vec!["warren-controller".into()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.signing_key.serialize_der()));
+        let signer = HeadSigner::new(made.cert.der(), &key).unwrap();
+        let fingerprint = warren_controller::data_dir::fingerprint(made.cert.der());
+        let router =
+            api::router(ApiState::new(hub.clone(), vec![]).with_audit_signer(Arc::new(signer)));
         Self {
             dir,
             store,
@@ -56,6 +65,7 @@ impl Harness {
             router,
             admin: admin.secret,
             auditor: auditor.secret,
+            fingerprint,
         }
     }
 

@@ -176,10 +176,26 @@ pub(super) async fn page(
     rows.iter().map(entry).collect()
 }
 
-/// Recomputes the whole chain, a page at a time so memory stays flat.
-pub(super) async fn verify(pool: &SqlitePool) -> Result<AuditVerification, StoreError> {
+pub(super) async fn head(pool: &SqlitePool) -> Result<AuditHead, StoreError> {
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+            .fetch_optional(pool)
+            .await?;
+    Ok(head
+        .map(|(id, hash)| AuditHead { id, hash })
+        .unwrap_or_else(AuditHead::empty))
+}
+
+/// Recomputes the whole chain, a page at a time so memory stays flat, and
+/// notes the hash stored at the anchor's id on the way.
+pub(super) async fn verify(
+    pool: &SqlitePool,
+    anchor: Option<&AuditHead>,
+) -> Result<AuditVerification, StoreError> {
     const PAGE: i64 = 1000;
     let mut verifier = ChainVerifier::default();
+    // An anchor on an empty log (id 0) is the genesis hash itself.
+    let mut at_anchor: Option<String> = anchor.filter(|a| a.id == 0).map(|_| GENESIS.to_string());
     let mut after = 0i64;
     loop {
         let rows = sqlx::query("SELECT * FROM audit_log WHERE id > ? ORDER BY id LIMIT ?")
@@ -209,15 +225,36 @@ pub(super) async fn verify(pool: &SqlitePool) -> Result<AuditVerification, Store
                 after: after_text.as_deref(),
             };
             verifier.push(&fields, &prev_hash, &hash);
+            if anchor.is_some_and(|a| a.id == id) {
+                at_anchor = Some(hash.clone());
+            }
             after = id;
         }
         if rows.len() < PAGE as usize {
             break;
         }
     }
+    let anchor = anchor.map(|a| AnchorCheck {
+        id: a.id,
+        hash: a.hash.clone(),
+        status: match &at_anchor {
+            None => AnchorStatus::Missing,
+            Some(hash) if *hash == a.hash => AnchorStatus::Matches,
+            Some(_) => AnchorStatus::Differs,
+        },
+    });
+    let (head_id, head_hash) = verifier.head();
     Ok(AuditVerification {
-        ok: verifier.first_bad().is_none(),
+        ok: verifier.first_bad().is_none()
+            && anchor
+                .as_ref()
+                .is_none_or(|a| a.status == AnchorStatus::Matches),
         entries: verifier.entries(),
         first_bad: verifier.first_bad(),
+        head: AuditHead {
+            id: head_id,
+            hash: head_hash.to_string(),
+        },
+        anchor,
     })
 }

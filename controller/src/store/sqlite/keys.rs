@@ -8,22 +8,32 @@ use super::networks::get as get_network;
 use super::{new_secret, new_short_id, now, rfc3339, rows, secret_hash, SqliteStore};
 use crate::store::*;
 
+/// Stored keys: the cap is `max_uses` when set; single-use keys made before
+/// caps have none stored and `reusable = 0`. Both [`consume`] and
+/// [`usable`] use this one condition.
+const USABLE: &str = "(max_uses IS NULL OR uses < max_uses) AND (reusable = 1 OR uses = 0) \
+     AND (expires_unix IS NULL OR expires_unix > ?)";
+
 pub(super) async fn create(
     store: &SqliteStore,
     actor: &Actor,
     net: NetworkId,
-    reusable: bool,
-    expires_at: Option<OffsetDateTime>,
+    spec: PreauthKeySpec,
 ) -> Result<NewPreauthKey, StoreError> {
     let id = new_short_id();
     let key = new_secret("wk_");
     let (created_at, _) = now();
+    let expires_at = spec.expires_at(OffsetDateTime::now_utc());
+    // A cap of one is a single-use key, whatever `reusable` says.
+    let reusable = spec.reusable && spec.max_uses != Some(1);
+    let max_uses = if reusable { spec.max_uses } else { Some(1) };
     let info = PreauthKey {
         id: id.clone(),
         network_id: net,
         reusable,
         expires_at: expires_at.map(rfc3339),
         uses: 0,
+        max_uses: max_uses.map(u64::from),
         usable: true,
         created_by: actor.as_str().to_string(),
         created_at,
@@ -34,7 +44,7 @@ pub(super) async fn create(
     }
     sqlx::query(
         "INSERT INTO preauth_keys (id, network_id, hash, reusable, expires_at, expires_unix, \
-         uses, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+         uses, max_uses, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
     )
     .bind(&id)
     .bind(net.to_string())
@@ -42,6 +52,7 @@ pub(super) async fn create(
     .bind(i64::from(reusable))
     .bind(&info.expires_at)
     .bind(expires_at.map(|t| t.unix_timestamp()))
+    .bind(max_uses.map(i64::from))
     .bind(&info.created_by)
     .bind(&info.created_at)
     .execute(&mut *tx)
@@ -125,23 +136,25 @@ pub(super) async fn delete(
 /// Uses a key for a join into `net`, inside the join's write transaction:
 /// the use and the member it authorizes commit together or not at all.
 /// Returns the key's ID, or `None` if it is unknown, for another network,
-/// used up or expired.
+/// used up (its cap reached) or expired. The check and the increment are
+/// one statement in the writer's transaction, so concurrent joins cannot
+/// both take a key's last use.
 pub(super) async fn consume(
     conn: &mut SqliteConnection,
     net: NetworkId,
     secret: &str,
 ) -> Result<Option<String>, StoreError> {
     let (_, now_unix) = now();
-    let used: Option<(String,)> = sqlx::query_as(
+    let sql = format!(
         "UPDATE preauth_keys SET uses = uses + 1 \
-         WHERE hash = ? AND network_id = ? AND (reusable = 1 OR uses = 0) \
-         AND (expires_unix IS NULL OR expires_unix > ?) RETURNING id",
-    )
-    .bind(secret_hash(secret))
-    .bind(net.to_string())
-    .bind(now_unix)
-    .fetch_optional(conn)
-    .await?;
+         WHERE hash = ? AND network_id = ? AND {USABLE} RETURNING id"
+    );
+    let used: Option<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(secret_hash(secret))
+        .bind(net.to_string())
+        .bind(now_unix)
+        .fetch_optional(conn)
+        .await?;
     Ok(used.map(|(id,)| id))
 }
 
@@ -154,14 +167,12 @@ pub(super) async fn usable<'e>(
     secret: &str,
 ) -> Result<bool, StoreError> {
     let (_, now_unix) = now();
-    let found: Option<(i64,)> = sqlx::query_as(
-        "SELECT 1 FROM preauth_keys WHERE hash = ? AND network_id = ? \
-         AND (reusable = 1 OR uses = 0) AND (expires_unix IS NULL OR expires_unix > ?)",
-    )
-    .bind(secret_hash(secret))
-    .bind(net.to_string())
-    .bind(now_unix)
-    .fetch_optional(exec)
-    .await?;
+    let sql = format!("SELECT 1 FROM preauth_keys WHERE hash = ? AND network_id = ? AND {USABLE}");
+    let found: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(secret_hash(secret))
+        .bind(net.to_string())
+        .bind(now_unix)
+        .fetch_optional(exec)
+        .await?;
     Ok(found.is_some())
 }

@@ -282,10 +282,9 @@ impl Store for SqliteStore {
         &self,
         actor: &Actor,
         net: NetworkId,
-        reusable: bool,
-        expires_at: Option<OffsetDateTime>,
+        spec: PreauthKeySpec,
     ) -> Result<NewPreauthKey, StoreError> {
-        keys::create(self, actor, net, reusable, expires_at).await
+        keys::create(self, actor, net, spec).await
     }
 
     async fn list_preauth_keys(&self, net: NetworkId) -> Result<Vec<PreauthKey>, StoreError> {
@@ -305,7 +304,14 @@ impl Store for SqliteStore {
         audit::page(&self.read, query).await
     }
 
-    async fn audit_verify(&self) -> Result<AuditVerification, StoreError> {
-        audit::verify(&self.read).await
+    async fn audit_head(&self) -> Result<AuditHead, StoreError> {
+        audit::head(&self.read).await
+    }
+
+    async fn audit_verify(
+        &self,
+        anchor: Option<&AuditHead>,
+    ) -> Result<AuditVerification, StoreError> {
+        audit::verify(&self.read, anchor).await
     }
 }

@@ -14,7 +14,7 @@ pub(super) const NETWORK_COLUMNS: &str = "id, name, pool, zone, mtu, netmap_vers
 pub(super) const MEMBER_COLUMNS: &str = "network_id, node_id, public_key, name, \
      requested_name, ipv4, state, online, endpoints, agent_version, last_seen, created_at";
 pub(super) const KEY_COLUMNS: &str =
-    "id, network_id, reusable, expires_at, expires_unix, uses, created_by, created_at";
+    "id, network_id, reusable, expires_at, expires_unix, uses, max_uses, created_by, created_at";
 
 pub(super) fn network(row: &SqliteRow) -> Result<Network, StoreError> {
     let id: NetworkId = parse_stored("network id", &row.try_get::<String, _>("id")?)?;
@@ -75,14 +75,18 @@ pub(super) fn preauth_key(row: &SqliteRow) -> Result<PreauthKey, StoreError> {
     let reusable = row.try_get::<i64, _>("reusable")? != 0;
     let uses: i64 = row.try_get("uses")?;
     let expires_unix: Option<i64> = row.try_get("expires_unix")?;
+    let max_uses: Option<i64> = row.try_get("max_uses")?;
     let expired = expires_unix.is_some_and(|t| t <= OffsetDateTime::now_utc().unix_timestamp());
+    // Keys made before caps: single-use ones have none stored.
+    let cap = max_uses.or((!reusable).then_some(1));
     Ok(PreauthKey {
         id: row.try_get("id")?,
         network_id: parse_stored("network id", &row.try_get::<String, _>("network_id")?)?,
         reusable,
         expires_at: row.try_get("expires_at")?,
         uses: u64::try_from(uses).unwrap_or(0),
-        usable: !expired && (reusable || uses == 0),
+        max_uses: cap.and_then(|c| u64::try_from(c).ok()),
+        usable: !expired && cap.is_none_or(|c| uses < c),
         created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
     })
