@@ -13,6 +13,7 @@
 //! - [`local_api`]: the JSON the daemon's local API serves and the CLI prints.
 //! - [`service`]: services members publish into their network's DNS zone.
 //! - [`local_dns`]: the local API's DNS status and service directory.
+//! - [`text`]: node-supplied text made safe for a terminal.
 //! - [`routes`]: subnet routes and exit nodes: prefix rules and the local API of `warren routes`.
 #![forbid(unsafe_code)]
 
@@ -29,6 +30,7 @@ pub mod relay;
 pub mod routes;
 pub mod service;
 pub mod stun;
+pub mod text;
 
 pub use id::{IdError, NetworkId, NodeId};
 pub use key::{KeyError, NodePrivateKey, NodePublicKey};

@@ -8,7 +8,11 @@ use serde_json::Value;
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     let rows: Vec<Vec<String>> = rows
         .iter()
-        .map(|row| row.iter().map(|cell| printable(cell)).collect())
+        .map(|row| {
+            row.iter()
+                .map(|cell| warren_proto::text::printable(cell).replace(['\n', '\t'], " "))
+                .collect()
+        })
         .collect();
     let rows = rows.as_slice();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
@@ -35,12 +39,6 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
     for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
-}
-
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 /// The field as display text: strings bare, null as `-`, the rest as JSON.

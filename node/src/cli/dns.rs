@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 use warren_proto::local_dns::{DnsStatus, SplitDnsMode};
+use warren_proto::text::printable;
 
 use super::Cli;
 use crate::client;
@@ -28,7 +29,7 @@ pub fn run(cli: &Cli, args: &DnsArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        print!("{}", render(&status));
+        print!("{}", printable(&render(&status)));
     }
     Ok(())
 }

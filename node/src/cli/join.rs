@@ -1,6 +1,7 @@
 //! `warren join` and `warren leave`: membership of networks run by a controller.
 
 use std::time::{Duration, Instant};
+use warren_proto::text::printable;
 
 use clap::Args;
 use warren_proto::local_api::{JoinRequest, NetworkState, NetworkStatus, Status};
@@ -83,9 +84,10 @@ pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
     match network.state {
         NetworkState::Authorized => {
             let addresses: Vec<String> = network.addresses.iter().map(|a| a.to_string()).collect();
+            let fqdn = network.fqdn.as_deref().unwrap_or("?");
             println!(
                 "joined {id} as {} ({})",
-                network.fqdn.as_deref().unwrap_or("?"),
+                printable(fqdn),
                 addresses.join(", ")
             );
         }

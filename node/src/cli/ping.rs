@@ -1,6 +1,7 @@
 //! `warren ping` and `warren netcheck`: which path a peer answers on, and what the NAT looks like.
 
 use std::time::Duration;
+use warren_proto::text::printable;
 
 use clap::Args;
 use warren_proto::local_api::{Netcheck, PathKind, PingReply, PingRequest};
@@ -41,7 +42,7 @@ pub fn ping(cli: &Cli, args: &PingArgs) -> anyhow::Result<()> {
         if args.json {
             println!("{}", serde_json::to_string(&reply)?);
         } else {
-            println!("{}", render(&reply));
+            println!("{}", printable(&render(&reply)));
         }
         if reply.path == PathKind::Direct && !args.until_count {
             break;

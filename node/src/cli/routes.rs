@@ -7,6 +7,7 @@ use warren_proto::routes::{
     AcceptRequest, AdvertiseMode, AdvertiseRequest, AdvertisedState, ExitNodeRequest,
     MasqueradeRequest, RoutesStatus,
 };
+use warren_proto::text::printable;
 use warren_proto::NetworkId;
 
 use super::Cli;
@@ -178,7 +179,7 @@ fn print(status: &RoutesStatus, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(status)?);
     } else {
-        print!("{}", render(status));
+        print!("{}", printable(&render(status)));
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 use clap::Args;
 use time::OffsetDateTime;
 use warren_proto::local_api::Status;
+use warren_proto::text::printable;
 
 use super::Cli;
 use crate::client;
@@ -20,7 +21,7 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        print!("{}", render(&status, OffsetDateTime::now_utc()));
+        print!("{}", printable(&render(&status, OffsetDateTime::now_utc())));
     }
     Ok(())
 }
