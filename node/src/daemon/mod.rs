@@ -7,6 +7,7 @@ pub mod datapath;
 pub(crate) mod managed;
 pub(crate) mod network;
 mod pinning;
+pub(crate) mod relay_in;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

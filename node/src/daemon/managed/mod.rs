@@ -218,6 +218,7 @@ impl Managed {
         };
         if let Some(control) = self.controllers.get(&net.config.controller) {
             control.send(ControlCommand::Leave(id));
+            control.route_relay_in(id, None);
         }
         if let Some(runner) = net.runner {
             runner.stop().await;
@@ -313,16 +314,6 @@ impl Managed {
                 self.report_endpoints(true);
                 self.publish_services(Some(&controller));
                 self.publish_routes(&controller);
-            }
-            ControlEvent::Relay {
-                network_id,
-                from,
-                payload,
-                ..
-            } => {
-                if let Some(runner) = self.nets.get(&network_id).and_then(|n| n.runner.as_ref()) {
-                    runner.relay_in(from, payload);
-                }
             }
             ControlEvent::CallMeMaybe {
                 network_id,
@@ -547,7 +538,7 @@ impl Managed {
             let sink = self
                 .controllers
                 .get(&net.config.controller)
-                .map(|c| c.relay_tx(id));
+                .map(|c| relay_link(c, id, runner));
             runner.set_relay(sink).await;
         }
         // Accepted subnet routes and the exit node's default routes (`crate::routes`).
@@ -698,6 +689,17 @@ impl Managed {
     }
 }
 
+/// Connects a network's data plane to its controller's relay both ways:
+/// relayed packets for it go straight into its queue, and it gets the way out.
+fn relay_link(
+    control: &ControlHandle,
+    id: NetworkId,
+    runner: &NetworkHandle,
+) -> super::datapath::RelayTx {
+    control.route_relay_in(id, Some(runner.relay_in()));
+    control.relay_tx(id)
+}
+
 impl Managed {
     /// Gives (or takes away) the relay to every network of a controller.
     async fn set_relays(&self, controller: &str, up: bool) {
@@ -709,7 +711,9 @@ impl Managed {
                 continue;
             };
             let sink = if up {
-                self.controllers.get(controller).map(|c| c.relay_tx(*id))
+                self.controllers
+                    .get(controller)
+                    .map(|c| relay_link(c, *id, runner))
             } else {
                 None
             };
