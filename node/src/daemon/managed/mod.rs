@@ -16,6 +16,7 @@ use super::pinning::normalise;
 use super::{refusal, ControlEvents, Controllers, Refusal, NETMAP_KEEPALIVE};
 use crate::state::{JoinedNetwork, StateDir};
 
+mod endpoints;
 mod freshness;
 mod requests;
 mod source;
@@ -76,6 +77,8 @@ pub struct Managed {
     sources: SourceCheck,
     /// How long a netmap is trusted without its controller.
     freshness: Freshness,
+    /// How often each peer may make the node probe (`endpoints`).
+    call_me_maybe: endpoints::CallMeMaybeLimit,
     events: ControlEvents,
     net_events: NetworkEvents,
     /// DNS stubs, split DNS and published services (`crate::dns`).
@@ -105,6 +108,7 @@ impl Managed {
             relay_servers: BTreeMap::new(),
             sources: SourceCheck::default(),
             freshness: Freshness::default(),
+            call_me_maybe: endpoints::CallMeMaybeLimit::default(),
             events,
             net_events,
             dns: crate::dns::Dns::off(),
@@ -224,6 +228,7 @@ impl Managed {
             runner.stop().await;
         }
         self.state.forget_netmap(&id);
+        self.call_me_maybe.forget_network(id);
         self.save();
         self.dns.network_down(id).await;
         self.dns.forget_services(id);
@@ -321,9 +326,8 @@ impl Managed {
                 endpoints,
                 ..
             } => {
-                if let Some(runner) = self.nets.get(&network_id).and_then(|n| n.runner.as_ref()) {
-                    runner.call_me_maybe(from, endpoints).await;
-                }
+                self.handle_call_me_maybe(network_id, from, &endpoints)
+                    .await
             }
             ControlEvent::RelayServer { controller, relay } => match relay {
                 Some(relay) => {
@@ -549,6 +553,7 @@ impl Managed {
         let extra = self
             .routes
             .engine_routes(&map, &net.config.interface, &controller_ips);
+        let overlay = endpoints::Overlay::of(&map);
         let peers = map
             .peers
             .iter()
@@ -563,7 +568,7 @@ impl Managed {
                     .collect(),
                 persistent_keepalive: Some(NETMAP_KEEPALIVE),
                 disco: true,
-                candidates: p.endpoints.clone(),
+                candidates: endpoints::keep_valid(id, &p.public_key, &p.endpoints, &overlay),
             })
             .collect();
         if let Some(runner) = &net.runner {
