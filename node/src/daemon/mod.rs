@@ -145,7 +145,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
             _ = refresh.tick() => {
                 managed.report_endpoints(false);
                 managed.dns.retry().await;
-                managed.routes.tick().await;
+                managed.tick_routes().await;
             }
             _ = freshness.tick() => managed.check_freshness().await,
             _ = tokio::signal::ctrl_c() => break,

@@ -580,11 +580,13 @@ impl Managed {
         net.state = NetworkState::Authorized;
         net.message = None;
         self.dns.network_up(&map, &net.config.interface).await;
+        let withheld = self.routes.withheld().is_some();
         self.routes
             .network_up(&map, &net.config.interface, controller_ips)
             .await;
         net.netmap = Some(map);
         self.report_endpoints(false);
+        self.republish_if_withheld_changed(withheld);
     }
 
     /// Another network (or the static one) whose prefixes overlap `addresses`.
