@@ -53,6 +53,9 @@ pub struct NodeConfig {
     /// controller confirming it; past that the network has no peers.
     #[serde(default = "default_netmap_max_age", with = "humantime_serde")]
     pub netmap_max_age: Duration,
+    /// A group (name or number) whose members may change things through
+    /// the local API; without it only root (and the agent's own user) can.
+    pub admin_group: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -55,6 +55,7 @@ impl StateDir {
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir.join("netmaps"))
             .with_context(|| format!("creating state folder {}", dir.display()))?;
+        private_dir(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
         })
@@ -153,6 +154,23 @@ impl StateDir {
     }
 }
 
+/// The state folder holds the node key, pre-auth keys and netmaps: it is
+/// 0700, and made so on start if it was looser.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("reading the mode of {}", dir.display()))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private (0700)", dir.display()))?;
+        tracing::warn!(path = %dir.display(), mode = %format!("{mode:04o}"), "state folder was open to others: made it 0700");
+    }
+    Ok(())
+}
+
 pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::OpenOptions::new()
@@ -171,6 +189,23 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_folder_open_to_others_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+        StateDir::open(&state).unwrap();
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // A folder made by the agent is private from the start.
+        let fresh = dir.path().join("fresh");
+        StateDir::open(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0);
+    }
 
     #[test]
     fn key_is_made_once_and_kept() {

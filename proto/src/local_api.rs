@@ -208,6 +208,12 @@ pub struct Counters {
     pub dropped_no_endpoint: u64,
     /// Handshakes from keys that are not configured peers.
     pub dropped_unknown_peer: u64,
+    /// Relayed datagrams dropped because the data plane's queue was full.
+    #[serde(default)]
+    pub dropped_relay_queue_full: u64,
+    /// Relayed datagrams larger than any WireGuard packet can be.
+    #[serde(default)]
+    pub dropped_oversized: u64,
 }
 
 impl Counters {
@@ -225,6 +231,8 @@ impl Counters {
         self.dropped_no_route += other.dropped_no_route;
         self.dropped_no_endpoint += other.dropped_no_endpoint;
         self.dropped_unknown_peer += other.dropped_unknown_peer;
+        self.dropped_relay_queue_full += other.dropped_relay_queue_full;
+        self.dropped_oversized += other.dropped_oversized;
     }
 }
 

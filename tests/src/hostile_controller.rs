@@ -59,6 +59,15 @@ pub enum Attack {
     },
     /// Any message, as is.
     Raw(Box<ControllerMessage>),
+    /// `count` relay frames "from `from`" with `payload_len` bytes of
+    /// garbage each, for `network` (its own if `None`), as records on a
+    /// stream of the connection (a datagram could not carry large ones).
+    Relay {
+        network: Option<NetworkId>,
+        from: NodePublicKey,
+        payload_len: usize,
+        count: u32,
+    },
 }
 
 impl Attack {
@@ -127,6 +136,8 @@ impl Attack {
                 endpoints: endpoints.clone(),
             },
             Attack::Raw(message) => (**message).clone(),
+            // Sent on a stream of its own by `session`; this is never used.
+            Attack::Relay { .. } => ControllerMessage::Welcome { relay: None },
         }
     }
 }
@@ -393,12 +404,40 @@ async fn session(
                 Some(Err(_)) | None => return Ok(()),
             },
             attack = attacks.recv() => match attack {
+                Ok(Attack::Relay { network: target, from, payload_len, count }) => {
+                    send_relay(&connection, target.unwrap_or(network), from, payload_len, count).await?;
+                }
                 Ok(attack) => write(&mut send, &attack.message(&node_key, network)).await?,
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },
         }
     }
+}
+
+/// Relay frames as records on one new stream, as a relay sends large ones.
+async fn send_relay(
+    connection: &quinn::Connection,
+    network: NetworkId,
+    from: NodePublicKey,
+    payload_len: usize,
+    count: u32,
+) -> anyhow::Result<()> {
+    let mut stream = connection.open_uni().await.context("relay stream")?;
+    for seq in 0..count {
+        let frame = warren_proto::relay::RelayFrame {
+            network_id: network,
+            peer: from,
+            seq: u64::from(seq) + 1,
+            payload: vec![0x04; payload_len],
+        };
+        stream
+            .write_all(&frame.encode_record())
+            .await
+            .context("writing a relay record")?;
+    }
+    stream.finish().context("finishing the relay stream")?;
+    Ok(())
 }
 
 async fn write(send: &mut quinn::SendStream, message: &ControllerMessage) -> anyhow::Result<()> {

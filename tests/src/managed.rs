@@ -66,6 +66,9 @@ pub struct ManagedAgent {
     process: Option<Process>,
     /// More `daemon` flags (e.g. `--dns-manage resolv-conf`), kept across restarts.
     extra_args: Vec<String>,
+    /// More environment for the daemon (e.g. a `PATH` with a fake `nft`),
+    /// from the next (re)start on.
+    extra_env: Vec<(String, String)>,
 }
 
 impl ManagedAgent {
@@ -105,6 +108,7 @@ impl ManagedAgent {
             node_id: String::new(),
             process: None,
             extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
+            extra_env: Vec::new(),
         };
         agent.spawn(lab, ns)?;
         let status = agent.status()?;
@@ -132,7 +136,8 @@ impl ManagedAgent {
             args.extend([OsStr::new("--listen-port"), OsStr::new(port)]);
         }
         args.extend(self.extra_args.iter().map(OsStr::new));
-        let envs = [("WARREN_LOG", log.as_str()), ("WARREN_DNS_MANAGE", "off")];
+        let mut envs = vec![("WARREN_LOG", log.as_str()), ("WARREN_DNS_MANAGE", "off")];
+        envs.extend(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let process = lab.spawn_in(ns, &label, &self.bin, args, &envs)?;
         self.process = Some(process);
         wait::until(
@@ -155,6 +160,15 @@ impl ManagedAgent {
         let exited = self.stop()?;
         self.spawn(lab, ns)?;
         Ok(exited)
+    }
+
+    /// Sets the daemon's environment variable `key` (replacing what an
+    /// earlier call set, `None` removing it) for its next (re)start.
+    pub fn set_daemon_env(&mut self, key: &str, value: Option<&str>) {
+        self.extra_env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.extra_env.push((key.to_owned(), value.to_owned()));
+        }
     }
 
     /// Stops the daemon (SIGTERM, then SIGKILL) and returns how it exited.

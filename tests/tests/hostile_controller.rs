@@ -4,7 +4,10 @@
 //! controller then pushes, about A, a call-me-maybe, a revoking delta, a
 //! refused join and a full netmap with a higher version. None of it may
 //! count: a and b keep pinging each other over A, and a's `warren status`
-//! still shows A's netmap from the real controller.
+//! still shows A's netmap from the real controller. Through its relay, for
+//! its own network B, it sends frames larger than any WireGuard datagram
+//! (refused and counted before the engine) and a flood (the bounded queue
+//! drops what it cannot take; the agent keeps answering).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -264,6 +267,79 @@ fn a_controller_cannot_name_a_public_zone_or_roll_its_netmap_back() {
             .state()?
             .to_owned();
         ensure!(state == "authorized", "B is {state} after refused maps");
+        Ok(())
+    });
+}
+
+/// Global counter `name` of agent a.
+fn counter(mesh: &Mesh, name: &str) -> anyhow::Result<u64> {
+    Ok(mesh.agent("a")?.status()?.counter(name)?)
+}
+
+#[test]
+fn a_relay_cannot_hand_the_data_plane_oversized_or_endless_datagrams() {
+    e2e("hostile_controller::relay", |lab| {
+        let mut mesh = Mesh::build(lab, &["a"])?;
+        let ctl_addr = mesh.host(CONTROLLER_ROLE)?.addr;
+        let evil = HostileController::start(
+            mesh.ns(CONTROLLER_ROLE)?,
+            SocketAddr::new(ctl_addr.into(), QUIC_PORT + 1),
+        )?;
+        let net = evil.network().to_string();
+        mesh.agent("a")?
+            .join_at(evil.addr(), evil.fingerprint(), &net, None, &[])?;
+        evil.wait_joined(SETTLE)?;
+        mesh.agent_mut("a")?
+            .wait_state(&net, "authorized", SETTLE)?;
+        let from = warren_proto::NodePrivateKey::generate().public_key();
+        let relay = |payload_len: usize, count: u32| Attack::Relay {
+            network: None,
+            from,
+            payload_len,
+            count,
+        };
+        let oversized_before = counter(&mesh, "dropped_oversized")?;
+        let relayed_before = counter(&mesh, "relay_rx_datagrams")?;
+
+        // The largest frame a relay record may carry: more than any
+        // WireGuard datagram, so never for the engine. Then ordinary ones.
+        let largest = warren_proto::relay::MAX_FRAME - warren_proto::relay::HEADER_LEN;
+        evil.push(relay(largest, 20))?;
+        evil.push(relay(200, 20))?;
+        mesh.agent_mut("a")?
+            .wait_status("the relayed frames to be counted", SETTLE, |s| {
+                let oversized = s.counter("dropped_oversized")? - oversized_before;
+                let relayed = s.counter("relay_rx_datagrams")? - relayed_before;
+                Ok(if oversized >= 20 && relayed >= 20 {
+                    warren_lab::wait::Poll::Ready(())
+                } else {
+                    warren_lab::wait::Poll::Pending(format!(
+                        "oversized {oversized}, relayed {relayed}"
+                    ))
+                })
+            })?;
+        let oversized = counter(&mesh, "dropped_oversized")? - oversized_before;
+        let relayed = counter(&mesh, "relay_rx_datagrams")? - relayed_before;
+        println!("oversized refused: {oversized}, relayed to the engine: {relayed}");
+        ensure!(
+            oversized == 20 && relayed == 20,
+            "only the 20 ordinary frames may reach the engine: {oversized} oversized refused, {relayed} relayed"
+        );
+
+        // A flood: the agent keeps answering, and what its queue cannot
+        // take is dropped, never buffered without end.
+        evil.push(relay(200, 50_000))?;
+        std::thread::sleep(ATTACK_LANDS);
+        mesh.ensure_running()?;
+        let full = counter(&mesh, "dropped_relay_queue_full")?;
+        println!("after a flood of 50000 frames: {full} dropped at a full queue");
+        let state = mesh
+            .agent("a")?
+            .status()?
+            .network(&net)?
+            .state()?
+            .to_owned();
+        ensure!(state == "authorized", "B is {state} after the relay attack");
         Ok(())
     });
 }

@@ -31,6 +31,12 @@ pub struct DaemonArgs {
     /// `[node] netmap-max-age`, else 7d].
     #[arg(long, env = "WARREN_NETMAP_MAX_AGE", value_parser = parse_max_age)]
     netmap_max_age: Option<Duration>,
+    /// A group (name or number) whose members may change things through
+    /// the local API: join, leave, routes, services, DNS. Members of the
+    /// socket's group may only read [default: the config file's `[node]
+    /// admin-group`, else none: root only].
+    #[arg(long, env = "WARREN_ADMIN_GROUP")]
+    admin_group: Option<String>,
 }
 
 fn parse_max_age(text: &str) -> Result<Duration, String> {
@@ -57,7 +63,12 @@ pub fn run(cli: &Cli, args: &DaemonArgs) -> anyhow::Result<()> {
         .netmap_max_age
         .or(config.as_ref().map(|c| c.node.netmap_max_age))
         .unwrap_or(crate::daemon::NETMAP_MAX_AGE);
+    let admin_group = args
+        .admin_group
+        .clone()
+        .or_else(|| config.as_ref().and_then(|c| c.node.admin_group.clone()));
     let options = DaemonOptions {
+        admin_group,
         dns,
         netmap_max_age,
         config,

@@ -1,7 +1,10 @@
 //! `warren join` and `warren leave`: membership of networks run by a controller.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use warren_proto::text::printable;
+
+use anyhow::{bail, Context};
 
 use clap::Args;
 use warren_proto::local_api::{JoinRequest, NetworkState, NetworkStatus, Status};
@@ -22,9 +25,15 @@ pub struct JoinArgs {
     /// seen is trusted and pinned.
     #[arg(long)]
     fingerprint: Option<String>,
-    /// A pre-auth key: join without waiting for approval.
-    #[arg(long)]
+    /// A pre-auth key: join without waiting for approval. Other local
+    /// users can read a command line (`ps`): prefer --key-file, or the
+    /// WARREN_PREAUTH_KEY environment variable, read when neither flag is given.
+    #[arg(long, conflicts_with = "key_file")]
     key: Option<String>,
+    /// Read the pre-auth key from FILE (its first line). The file must not
+    /// be readable by group or others (chmod 600).
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
     /// The name to ask for (default: the host name).
     #[arg(long)]
     name: Option<String>,
@@ -48,11 +57,16 @@ pub struct LeaveArgs {
 
 pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
     let socket = cli.socket_or(None);
+    let preauth_key = preauth_key(
+        args.key.as_deref(),
+        args.key_file.as_deref(),
+        std::env::var("WARREN_PREAUTH_KEY").ok(),
+    )?;
     let request = JoinRequest {
         network_id: args.network_id,
         controller: args.controller.clone(),
         fingerprint: args.fingerprint.clone(),
-        preauth_key: args.key.clone(),
+        preauth_key,
         name: args.name.clone(),
         allow_zones: args.allow_zones.clone(),
     };
@@ -112,4 +126,96 @@ pub fn leave(cli: &Cli, args: &LeaveArgs) -> anyhow::Result<()> {
     super::runtime()?.block_on(client::delete(&socket, &path))?;
     println!("left {}", args.network_id);
     Ok(())
+}
+
+/// The pre-auth key: `--key`, else `--key-file`, else `WARREN_PREAUTH_KEY`
+/// (empty means none), else none.
+fn preauth_key(
+    flag: Option<&str>,
+    file: Option<&Path>,
+    env: Option<String>,
+) -> anyhow::Result<Option<String>> {
+    if let Some(key) = flag {
+        return Ok(Some(key.to_owned()));
+    }
+    if let Some(file) = file {
+        return read_key_file(file).map(Some);
+    }
+    Ok(env.map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()))
+}
+
+/// A key file's first line; a file that others could read is refused, as
+/// its key may have leaked already.
+fn read_key_file(path: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("reading key file {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "key file {} is readable by group or others (mode {mode:04o}): chmod 600 it, and consider the key leaked",
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading key file {}", path.display()))?;
+    let key = text.lines().next().unwrap_or("").trim();
+    if key.is_empty() {
+        bail!("key file {} is empty", path.display());
+    }
+    Ok(key.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn key_file(dir: &Path, mode: u32, text: &str) -> PathBuf {
+        let path = dir.join(format!("key-{mode:o}"));
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_key_file_others_can_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = key_file(dir.path(), 0o600, "wpk_secret\n");
+        assert_eq!(read_key_file(&private).unwrap(), "wpk_secret");
+        for mode in [0o640, 0o604, 0o644] {
+            let open = key_file(dir.path(), mode, "wpk_secret\n");
+            let error = read_key_file(&open).unwrap_err().to_string();
+            assert!(
+                error.contains("readable by group or others"),
+                "{mode:o}: {error}"
+            );
+        }
+        let empty = key_file(dir.path(), 0o400, "\n");
+        assert!(read_key_file(&empty).is_err());
+        assert!(read_key_file(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn the_key_comes_from_the_flag_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = key_file(dir.path(), 0o600, "from-file\n");
+        let env = || Some("from-env".to_owned());
+        assert_eq!(
+            preauth_key(Some("from-flag"), None, env())
+                .unwrap()
+                .as_deref(),
+            Some("from-flag")
+        );
+        assert_eq!(
+            preauth_key(None, Some(&file), env()).unwrap().as_deref(),
+            Some("from-file")
+        );
+        assert_eq!(
+            preauth_key(None, None, env()).unwrap().as_deref(),
+            Some("from-env")
+        );
+        assert_eq!(preauth_key(None, None, Some(" ".into())).unwrap(), None);
+        assert_eq!(preauth_key(None, None, None).unwrap(), None);
+    }
 }

@@ -11,7 +11,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::UnixListener;
@@ -21,6 +21,7 @@ use warren_proto::local_api::{
 };
 use warren_proto::NetworkId;
 
+use super::caller::{self, Access, Caller, Policy};
 use super::network::PingOutcome;
 use super::{Refusal, Request};
 use crate::platform::sockopt::effective_uid;
@@ -30,9 +31,11 @@ use warren_engine::Via;
 pub const LOCAL_HOST: &str = "local.warren";
 
 /// Binds the socket (mode 0660) and serves it on the current runtime.
+/// Members of `admin_gid` may change things; of the socket's group, read.
 pub fn serve(
     path: &Path,
     requests: mpsc::Sender<Request>,
+    admin_gid: Option<u32>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
@@ -58,12 +61,13 @@ pub fn serve(
         .merge(crate::dns::local_api::routes())
         .merge(crate::routes::local_api::routes())
         .fallback(not_found)
+        .layer(middleware::from_fn(check_access))
         .layer(middleware::from_fn(refuse_browsers))
         .with_state(requests);
-    Ok(tokio::spawn(accept_loop(listener, router)))
+    Ok(tokio::spawn(accept_loop(listener, router, admin_gid)))
 }
 
-async fn accept_loop(listener: UnixListener, router: Router) {
+async fn accept_loop(listener: UnixListener, router: Router, admin_gid: Option<u32>) {
     let own_uid = effective_uid();
     loop {
         let stream = match listener.accept().await {
@@ -73,21 +77,25 @@ async fn accept_loop(listener: UnixListener, router: Router) {
                 continue;
             }
         };
-        // The socket's mode lets only root and its group connect; the peer
-        // check keeps that true even if the mode is loosened by hand.
-        match stream.peer_cred() {
-            Ok(cred)
-                if cred.uid() == 0 || cred.uid() == own_uid || group_may_connect(&listener) => {}
-            Ok(cred) => {
-                tracing::warn!(uid = cred.uid(), "local API connection refused");
-                continue;
-            }
+        // The socket's mode lets only root and its group connect; the
+        // caller's own groups are checked too, so a loosened mode or a
+        // descriptor passed on does not let anyone else in.
+        let policy = Policy {
+            own_uid,
+            socket_gid: socket_group(&listener),
+            admin_gid,
+        };
+        let access = match stream.peer_cred() {
+            Ok(cred) => caller_access(&policy, cred.uid(), cred.pid()),
             Err(e) => {
                 tracing::warn!(error = %e, "local API peer credentials unavailable");
                 continue;
             }
-        }
-        let service = TowerToHyperService::new(router.clone());
+        };
+        let Some(access) = access else {
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone().layer(Extension(access)));
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
@@ -99,14 +107,58 @@ async fn accept_loop(listener: UnixListener, router: Router) {
 }
 
 /// A socket owned by a non-root group (the `warren` group of the packages)
-/// admits that group's members, who passed the file's permission check.
-fn group_may_connect(listener: &UnixListener) -> bool {
+/// with mode g+rw admits that group's members, to read.
+fn socket_group(listener: &UnixListener) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
     listener
         .local_addr()
         .ok()
         .and_then(|a| a.as_pathname().and_then(|p| std::fs::metadata(p).ok()))
-        .is_some_and(|m| m.gid() != 0 && m.mode() & 0o060 == 0o060)
+        .filter(|m| m.gid() != 0 && m.mode() & 0o060 == 0o060)
+        .map(|m| m.gid())
+}
+
+/// What the process at the other end may do, or `None` (logged) if nothing.
+fn caller_access(policy: &Policy, uid: u32, pid: Option<i32>) -> Option<Access> {
+    let caller = match pid.map(|pid| caller::from_proc(uid, pid)) {
+        Some(Ok(caller)) => caller,
+        // Root and the agent's own user need no groups.
+        _ if uid == 0 || uid == policy.own_uid => Caller {
+            uid,
+            groups: Default::default(),
+        },
+        Some(Err(e)) => {
+            tracing::warn!(uid, error = %e, "local API connection refused: caller's groups unreadable");
+            return None;
+        }
+        None => {
+            tracing::warn!(
+                uid,
+                "local API connection refused: caller's process unknown"
+            );
+            return None;
+        }
+    };
+    let access = policy.access(&caller);
+    if access.is_none() {
+        tracing::warn!(uid, groups = ?caller.groups, "local API connection refused: not in the socket's group");
+    }
+    access
+}
+
+/// Changes need root, the agent's user or `admin-group`; the socket's group may only read.
+async fn check_access(request: HttpRequest, next: Next) -> Response {
+    let have = request.extensions().get::<Access>().copied();
+    let need = caller::needed(request.method(), request.uri().path());
+    if have.is_some_and(|have| have >= need) {
+        return next.run(request).await;
+    }
+    tracing::warn!(method = %request.method(), path = request.uri().path(), "local API change refused: caller is not an admin");
+    error(
+        StatusCode::FORBIDDEN,
+        "not_admin",
+        "permission denied: changes need root or a member of the agent's admin-group; members of the socket's group may only read",
+    )
 }
 
 async fn refuse_browsers(request: HttpRequest, next: Next) -> Response {

@@ -210,6 +210,12 @@ pub fn relay_send(sink: &RelaySink, peer: NodePublicKey, payload: &[u8]) {
     }
 }
 
+/// Whether a datagram of `len` bytes can be decrypted into a buffer of
+/// `scratch` bytes: boringtun wants room for the whole ciphertext.
+pub fn fits_scratch(len: usize, scratch: usize) -> bool {
+    len <= crate::daemon::relay_in::MAX_WIREGUARD_DATAGRAM && len <= scratch
+}
+
 /// Everything the hot path needs, borrowed for one wake-up.
 pub struct DataPath<'a> {
     pub engine: &'a mut Engine,
@@ -300,6 +306,14 @@ impl DataPath<'_> {
 
     /// Handles a datagram the relay brought, and writes what it gave to the TUN.
     pub async fn handle_relay_packet(&mut self, from: NodePublicKey, datagram: &[u8]) {
+        if !fits_scratch(datagram.len(), self.scratch.len()) {
+            // The relay queue refuses these already; never let one reach boringtun.
+            tracing::debug!(
+                len = datagram.len(),
+                "relayed datagram larger than the decrypt buffer"
+            );
+            return;
+        }
         self.handle_datagram(Source::Relay(from), datagram, Instant::now())
             .await;
         self.writer.flush(self.tun).await;

@@ -2,11 +2,13 @@
 //! through controllers, and the local API, driven by one event loop.
 
 pub mod api;
+mod caller;
 mod control;
 pub mod datapath;
 pub(crate) mod managed;
 pub(crate) mod network;
 mod pinning;
+pub(crate) mod relay_in;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,6 +38,8 @@ pub struct DaemonOptions {
     pub dns: crate::dns::DnsSettings,
     /// How long a cached netmap is trusted without its controller.
     pub netmap_max_age: Duration,
+    /// `admin-group`: its members may change things through the local API.
+    pub admin_group: Option<String>,
 }
 
 /// The default `netmap-max-age`.
@@ -113,7 +117,12 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         .context("restoring joined networks")?;
 
     let (requests, mut request_rx) = mpsc::channel(16);
-    let _api = api::serve(&options.socket, requests)?;
+    let admin_gid = options
+        .admin_group
+        .as_deref()
+        .map(caller::resolve_group)
+        .transpose()?;
+    let _api = api::serve(&options.socket, requests, admin_gid)?;
     tracing::info!(node_id = %NodeId::from_key(&key.public_key()), public_key = %key.public_key(), "agent running");
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -136,7 +145,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
             _ = refresh.tick() => {
                 managed.report_endpoints(false);
                 managed.dns.retry().await;
-                managed.routes.tick().await;
+                managed.tick_routes().await;
             }
             _ = freshness.tick() => managed.check_freshness().await,
             _ = tokio::signal::ctrl_c() => break,

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -13,6 +14,7 @@ use warren_proto::local_api::Counters;
 use warren_proto::{NodePrivateKey, NodePublicKey};
 
 use super::datapath::{relay_send, DataPath, GsoBatch, RelaySink, TunReader, TunWriter, UdpReader};
+use super::relay_in::{relay_in_queue, RelayInDrops, RelayInRx, RelayInTx, RELAY_IN_QUEUE};
 use crate::platform::tun::{routes_needed, Tun};
 use crate::platform::udp::Udp;
 
@@ -76,7 +78,6 @@ enum Command {
     SetLocalEndpoints(Vec<SocketAddr>),
     SetStunServers(Vec<SocketAddr>),
     Netcheck(oneshot::Sender<Vec<(SocketAddr, SocketAddr)>>),
-    RelayIn(NodePublicKey, Vec<u8>),
     CallMeMaybe(NodePublicKey, Vec<SocketAddr>),
     Ping(NodePublicKey, oneshot::Sender<PingOutcome>),
     Stop,
@@ -86,6 +87,8 @@ enum Command {
 pub struct NetworkHandle {
     pub spec: NetworkSpec,
     commands: mpsc::Sender<Command>,
+    /// Where the relay reader puts this network's packets.
+    relay_in: RelayInTx,
     task: JoinHandle<()>,
 }
 
@@ -114,16 +117,19 @@ impl NetworkHandle {
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let engine = Engine::new(config);
         let (commands, rx) = mpsc::channel(256);
+        let (relay_in, relay_rx) = relay_in_queue(RELAY_IN_QUEUE);
         let state = Loop {
             label: spec.label.clone(),
             relay: None,
+            relay_drops: Arc::clone(&relay_rx.drops),
             pings: BTreeMap::new(),
             events,
         };
-        let task = tokio::spawn(run(spec.clone(), engine, tun, udp, rx, state));
+        let task = tokio::spawn(run(spec.clone(), engine, tun, udp, rx, relay_rx, state));
         Ok(Self {
             spec,
             commands,
+            relay_in,
             task,
         })
     }
@@ -156,9 +162,9 @@ impl NetworkHandle {
         rx.await.unwrap_or_default()
     }
 
-    /// A packet from the relay; dropped if the data plane is busy, like any datagram.
-    pub fn relay_in(&self, from: NodePublicKey, payload: Vec<u8>) {
-        let _ = self.commands.try_send(Command::RelayIn(from, payload));
+    /// The queue relayed packets for this network go into (`relay_in`).
+    pub fn relay_in(&self) -> RelayInTx {
+        self.relay_in.clone()
     }
 
     pub async fn call_me_maybe(&self, from: NodePublicKey, endpoints: Vec<SocketAddr>) {
@@ -192,6 +198,7 @@ impl NetworkHandle {
 struct Loop {
     label: String,
     relay: RelaySink,
+    relay_drops: Arc<RelayInDrops>,
     pings: BTreeMap<NodePublicKey, Vec<oneshot::Sender<PingOutcome>>>,
     events: NetworkEvents,
 }
@@ -202,13 +209,16 @@ async fn run(
     tun: Tun,
     udp: Udp,
     mut commands: mpsc::Receiver<Command>,
+    mut relay_in: RelayInRx,
     mut state: Loop,
 ) {
     let mut tun_reader = TunReader::new(spec.mtu);
     let mut udp_reader = UdpReader::new();
     let mut writer = TunWriter::new();
     let mut batch = GsoBatch::new(udp.max_segments());
+    // Room for any WireGuard datagram (`relay_in` refuses longer ones).
     let mut scratch = vec![0u8; 65_536 + warren_engine::DATA_OVERHEAD];
+    debug_assert!(scratch.len() >= super::relay_in::MAX_WIREGUARD_DATAGRAM);
     loop {
         flush_engine(&mut engine, &udp, &mut state).await;
         let deadline = engine
@@ -231,8 +241,8 @@ async fn run(
                 Err(e) => tracing::warn!(error = %e, "UDP socket failed"),
             },
             () = tokio::time::sleep_until(deadline.into()) => engine.handle_timeout(Instant::now()),
+            Some(packet) = relay_in.rx.recv() => path.handle_relay_packet(packet.from, &packet.payload).await,
             command = commands.recv() => match command {
-                Some(Command::RelayIn(from, payload)) => path.handle_relay_packet(from, &payload).await,
                 Some(Command::Stop) | None => break,
                 Some(other) => handle_command(&mut engine, &tun, &udp, &spec, &mut state, other),
             },
@@ -258,7 +268,11 @@ fn handle_command(
                 listen_port: udp.local_port(),
                 offload: tun.offload,
                 peers: engine.peers(now),
-                counters: engine.counters().clone(),
+                counters: Counters {
+                    dropped_relay_queue_full: state.relay_drops.queue_full(),
+                    dropped_oversized: state.relay_drops.oversized(),
+                    ..engine.counters().clone()
+                },
             });
         }
         Command::SetRelay(sink) => {
@@ -278,7 +292,7 @@ fn handle_command(
                 let _ = reply.send(PingOutcome::UnknownPeer);
             }
         }
-        Command::RelayIn(..) | Command::Stop => {}
+        Command::Stop => {}
     }
 }
 

@@ -67,6 +67,9 @@ pub struct Routes {
     /// The plan in force, and the filter script applied with it.
     applied: Option<(Plan, Option<String>)>,
     error: Option<String>,
+    /// Why the filter could not be installed: until it can, no route is
+    /// installed or advertised (fail closed).
+    filter_failed: Option<String>,
 }
 
 /// The addresses a controller (`HOST:PORT`) is reached at: the literal, or
@@ -147,7 +150,15 @@ impl Routes {
             views: BTreeMap::new(),
             applied: None,
             error: None,
+            filter_failed: None,
         }
+    }
+
+    /// Why routes are withheld, if they are: the filter failed.
+    pub fn withheld(&self) -> Option<String> {
+        self.filter_failed
+            .as_ref()
+            .map(|e| format!("no route installed or advertised: the nftables filter failed ({e})"))
     }
 
     /// Loads the settings and removes what a crashed run left installed.
@@ -207,6 +218,9 @@ impl Routes {
         interface: &str,
         controller_ips: &[IpAddr],
     ) -> BTreeMap<NodePublicKey, Vec<IpNet>> {
+        if self.filter_failed.is_some() {
+            return BTreeMap::new();
+        }
         let inputs = self.inputs(Some((map, interface, controller_ips)));
         plan::plan(&inputs, &self.settings)
             .allowed
@@ -243,10 +257,15 @@ impl Routes {
 
     /// What this node advertises in each of `nets`, to send (again) to
     /// their controllers.
+    /// Nothing while the filter is down: a subnet router or exit node
+    /// without it would forward for anyone.
     pub fn advertised_for(&self, nets: &[NetworkId]) -> Vec<(NetworkId, Vec<IpNet>)> {
         nets.iter()
             .filter(|id| self.settings.networks.contains_key(id))
-            .map(|id| (*id, self.settings.advertised(id)))
+            .map(|id| match self.filter_failed {
+                Some(_) => (*id, Vec::new()),
+                None => (*id, self.settings.advertised(id)),
+            })
             .collect()
     }
 
@@ -325,25 +344,43 @@ impl Routes {
             }
         }
         let mut errors = Vec::new();
-        if let Err(e) = system::sync_table(&plan.table).await {
-            errors.push(format!("{e:#}"));
-        }
-        if let Err(e) = system::sync_rules(&plan.rules).await {
-            errors.push(format!("{e:#}"));
-        }
+        // The filter first, and routes only once it holds: without it a
+        // subnet router or exit node forwards for anyone (fail closed).
         let last_script = self.applied.as_ref().and_then(|(_, s)| s.clone());
-        match &script {
-            Some(text) if force || last_script.as_ref() != Some(text) => {
-                if let Err(e) = nft::apply(text).await {
-                    errors.push(format!("{e:#}"));
-                }
-            }
-            Some(_) => {}
+        let filter = match &script {
+            Some(text) if force || last_script.as_ref() != Some(text) => nft::apply(text).await,
+            Some(_) => Ok(()),
             None => {
                 if let Err(e) = nft::delete().await {
                     errors.push(format!("{e:#}"));
                 }
+                Ok(())
             }
+        };
+        let (table, rules) = match filter {
+            Ok(()) => {
+                if self.filter_failed.take().is_some() {
+                    tracing::info!(
+                        "nftables filter installed: routes are installed and advertised again"
+                    );
+                }
+                (plan.table.clone(), plan.rules.clone())
+            }
+            Err(e) => {
+                let e = format!("{e:#}");
+                if self.filter_failed.is_none() {
+                    tracing::error!(error = %e, "nftables filter failed: installing and advertising no route until it works");
+                }
+                self.filter_failed = Some(e.clone());
+                errors.push(e);
+                Default::default()
+            }
+        };
+        if let Err(e) = system::sync_table(&table).await {
+            errors.push(format!("{e:#}"));
+        }
+        if let Err(e) = system::sync_rules(&rules).await {
+            errors.push(format!("{e:#}"));
         }
         if plan.firewall.as_ref().is_some_and(|f| f.exit_client) {
             system::use_marks_for_reverse_path();
@@ -357,6 +394,9 @@ impl Routes {
         }
         if empty && self.error.is_none() {
             let _ = std::fs::remove_file(&marker);
+            self.applied = None;
+        } else if self.filter_failed.is_some() {
+            // Not in force: the next change or tick tries the filter again.
             self.applied = None;
         } else {
             self.applied = Some((plan, script));
@@ -420,7 +460,7 @@ impl Routes {
                 dropped_from_overlay_bytes: from_bytes,
             },
             forwarding: system::forwarding(),
-            error: self.error.clone(),
+            error: self.withheld().or_else(|| self.error.clone()),
         }
     }
 }

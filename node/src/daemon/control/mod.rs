@@ -16,6 +16,7 @@ use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
 
 use super::datapath::{RelayOut, RelayTx};
 use super::pinning::PinnedVerifier;
+use super::relay_in::{RelayInTx, RelayRoutes};
 use relay::{spawn_relay_reader, RelayInstance, RelayPath, Relays};
 
 mod relay;
@@ -101,13 +102,6 @@ pub enum ControlEvent {
         controller: String,
         delta: NetmapDelta,
     },
-    /// A packet from a peer, through the relay.
-    Relay {
-        controller: String,
-        network_id: NetworkId,
-        from: NodePublicKey,
-        payload: Vec<u8>,
-    },
     CallMeMaybe {
         controller: String,
         network_id: NetworkId,
@@ -122,11 +116,6 @@ impl ControlEvent {
     pub fn network_source(&self) -> Option<(&str, NetworkId)> {
         match self {
             ControlEvent::JoinResult {
-                controller,
-                network_id,
-                ..
-            }
-            | ControlEvent::Relay {
                 controller,
                 network_id,
                 ..
@@ -149,6 +138,8 @@ impl ControlEvent {
 pub struct ControlHandle {
     commands: mpsc::UnboundedSender<ControlCommand>,
     relay: mpsc::Sender<RelayOut>,
+    /// The data planes this controller's relayed packets may go to.
+    relay_in: RelayRoutes,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -164,12 +155,28 @@ impl ControlHandle {
     ) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
         let (relay, relay_rx) = mpsc::channel(RELAY_QUEUE);
-        let task = tokio::spawn(run(controller, fingerprint, key, events, rx, relay_rx));
+        let relay_in = RelayRoutes::default();
+        let task = tokio::spawn(run(
+            controller,
+            fingerprint,
+            key,
+            events,
+            relay_in.clone(),
+            rx,
+            relay_rx,
+        ));
         Self {
             commands,
             relay,
+            relay_in,
             task,
         }
+    }
+
+    /// Relayed packets for `network` go to `queue` (its data plane), or
+    /// with `None` nowhere.
+    pub fn route_relay_in(&self, network: NetworkId, queue: Option<RelayInTx>) {
+        self.relay_in.set(network, queue);
     }
 
     /// A network's way into this controller's relay.
@@ -224,6 +231,7 @@ async fn run(
     mut fingerprint: Option<String>,
     key: NodePrivateKey,
     events: mpsc::UnboundedSender<ControlEvent>,
+    relay_in: RelayRoutes,
     mut commands: mpsc::UnboundedReceiver<ControlCommand>,
     mut relay: mpsc::Receiver<RelayOut>,
 ) {
@@ -237,6 +245,7 @@ async fn run(
             &seen,
             &key,
             &events,
+            &relay_in,
             &mut commands,
             &mut relay,
             &mut session,
@@ -380,6 +389,7 @@ async fn connect_and_serve(
     seen: &Arc<Mutex<Option<String>>>,
     key: &NodePrivateKey,
     events: &mpsc::UnboundedSender<ControlEvent>,
+    relay_in: &RelayRoutes,
     commands: &mut mpsc::UnboundedReceiver<ControlCommand>,
     relay: &mut mpsc::Receiver<RelayOut>,
     session: &mut Session,
@@ -412,7 +422,7 @@ async fn connect_and_serve(
     }
     tracing::info!(%controller, "connected to controller");
     *backoff = Duration::from_secs(1);
-    spawn_relay_reader(connection.clone(), controller, events.clone(), None);
+    spawn_relay_reader(connection.clone(), controller, relay_in.clone(), None);
     let _ = events.send(ControlEvent::Connected {
         controller: controller.to_owned(),
         remote,
@@ -429,6 +439,7 @@ async fn connect_and_serve(
             fp,
             key.clone(),
             events.clone(),
+            relay_in.clone(),
             via_instance.clone(),
             absent_tx,
         )),

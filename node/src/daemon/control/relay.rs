@@ -15,6 +15,7 @@ use warren_proto::{NodePrivateKey, NodePublicKey};
 
 use super::{open_link, ControlEvent, Liveness, MAX_BACKOFF};
 use crate::daemon::datapath::RelayOut;
+use crate::daemon::relay_in::{RelayInDrop, RelayRoutes, MAX_WIREGUARD_DATAGRAM};
 
 /// A relay-only instance's link. While a dead instance goes unnoticed,
 /// this node's relayed packets go to it and are lost, so it is noticed
@@ -188,12 +189,14 @@ pub(super) struct RelayInstance {
 }
 
 impl RelayInstance {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn spawn(
         controller: String,
         target: String,
         fingerprint: String,
         key: NodePrivateKey,
         events: mpsc::UnboundedSender<ControlEvent>,
+        routes: RelayRoutes,
         path: watch::Sender<Option<RelayPath>>,
         absent: mpsc::Sender<NodePublicKey>,
     ) -> Self {
@@ -220,7 +223,7 @@ impl RelayInstance {
                         spawn_relay_reader(
                             link.connection.clone(),
                             &controller,
-                            events.clone(),
+                            routes.clone(),
                             Some(absent.clone()),
                         );
                         path.send_replace(Some(RelayPath::new(link.connection.clone())));
@@ -270,6 +273,13 @@ impl Drop for CloseOnDrop {
 /// Sends one packet to the relay: as a datagram if it fits, else as a
 /// record on the path's stream, so that no packet is too large for the relay.
 fn send_relay(path: &RelayPath, out: RelayOut, seq: u64) {
+    if out.payload.len() > MAX_WIREGUARD_DATAGRAM {
+        tracing::debug!(
+            len = out.payload.len(),
+            "larger than any WireGuard packet: not relayed"
+        );
+        return;
+    }
     let frame = RelayFrame {
         network_id: out.network,
         peer: out.peer,
@@ -292,13 +302,15 @@ fn send_relay(path: &RelayPath, out: RelayOut, seq: u64) {
     }
 }
 
-/// Where a relay connection's frames go: packets to the node as events,
-/// absence notices (only a relay-only instance's count) to the control loop.
+/// Where a relay connection's frames go: packets straight to the data
+/// plane of the network they are for, if it was joined through this
+/// controller; absence notices (only a relay-only instance's count) to the
+/// control loop.
 #[derive(Clone)]
 struct RelayInbox {
     /// The controller whose relay (its own or its relay-only instance) this is.
     controller: String,
-    events: mpsc::UnboundedSender<ControlEvent>,
+    routes: RelayRoutes,
     absent: Option<mpsc::Sender<NodePublicKey>>,
 }
 
@@ -307,12 +319,12 @@ struct RelayInbox {
 pub(super) fn spawn_relay_reader(
     connection: quinn::Connection,
     controller: &str,
-    events: mpsc::UnboundedSender<ControlEvent>,
+    routes: RelayRoutes,
     absent: Option<mpsc::Sender<NodePublicKey>>,
 ) {
     let inbox = RelayInbox {
         controller: controller.to_owned(),
-        events,
+        routes,
         absent,
     };
     let streams = connection.clone();
@@ -356,12 +368,17 @@ impl RelayInbox {
                 None => tracing::debug!("absence notice from the controller ignored"),
             },
             Ok(frame) => {
-                let _ = self.events.send(ControlEvent::Relay {
-                    controller: self.controller.clone(),
-                    network_id: frame.network_id,
-                    from: frame.peer,
-                    payload: frame.payload,
-                });
+                let network = frame.network_id;
+                match self.routes.deliver(network, frame.peer, frame.payload) {
+                    Ok(()) => {}
+                    // Counted by the network's data plane, shown in `status`.
+                    Err(e @ (RelayInDrop::QueueFull | RelayInDrop::Oversized(_))) => {
+                        tracing::trace!(%network, error = %e, "relayed packet dropped");
+                    }
+                    Err(e @ RelayInDrop::NotRouted) => {
+                        tracing::debug!(%network, controller = %self.controller, error = %e, "relayed packet dropped");
+                    }
+                }
             }
             Err(e) => tracing::debug!(error = %e, "bad relay frame from controller"),
         }

@@ -16,6 +16,7 @@ use super::pinning::normalise;
 use super::{refusal, ControlEvents, Controllers, Refusal, NETMAP_KEEPALIVE};
 use crate::state::{JoinedNetwork, StateDir};
 
+mod endpoints;
 mod freshness;
 mod requests;
 mod source;
@@ -76,6 +77,8 @@ pub struct Managed {
     sources: SourceCheck,
     /// How long a netmap is trusted without its controller.
     freshness: Freshness,
+    /// How often each peer may make the node probe (`endpoints`).
+    call_me_maybe: endpoints::CallMeMaybeLimit,
     events: ControlEvents,
     net_events: NetworkEvents,
     /// DNS stubs, split DNS and published services (`crate::dns`).
@@ -105,6 +108,7 @@ impl Managed {
             relay_servers: BTreeMap::new(),
             sources: SourceCheck::default(),
             freshness: Freshness::default(),
+            call_me_maybe: endpoints::CallMeMaybeLimit::default(),
             events,
             net_events,
             dns: crate::dns::Dns::off(),
@@ -218,11 +222,13 @@ impl Managed {
         };
         if let Some(control) = self.controllers.get(&net.config.controller) {
             control.send(ControlCommand::Leave(id));
+            control.route_relay_in(id, None);
         }
         if let Some(runner) = net.runner {
             runner.stop().await;
         }
         self.state.forget_netmap(&id);
+        self.call_me_maybe.forget_network(id);
         self.save();
         self.dns.network_down(id).await;
         self.dns.forget_services(id);
@@ -314,25 +320,14 @@ impl Managed {
                 self.publish_services(Some(&controller));
                 self.publish_routes(&controller);
             }
-            ControlEvent::Relay {
-                network_id,
-                from,
-                payload,
-                ..
-            } => {
-                if let Some(runner) = self.nets.get(&network_id).and_then(|n| n.runner.as_ref()) {
-                    runner.relay_in(from, payload);
-                }
-            }
             ControlEvent::CallMeMaybe {
                 network_id,
                 from,
                 endpoints,
                 ..
             } => {
-                if let Some(runner) = self.nets.get(&network_id).and_then(|n| n.runner.as_ref()) {
-                    runner.call_me_maybe(from, endpoints).await;
-                }
+                self.handle_call_me_maybe(network_id, from, &endpoints)
+                    .await
             }
             ControlEvent::RelayServer { controller, relay } => match relay {
                 Some(relay) => {
@@ -547,7 +542,7 @@ impl Managed {
             let sink = self
                 .controllers
                 .get(&net.config.controller)
-                .map(|c| c.relay_tx(id));
+                .map(|c| relay_link(c, id, runner));
             runner.set_relay(sink).await;
         }
         // Accepted subnet routes and the exit node's default routes (`crate::routes`).
@@ -558,6 +553,7 @@ impl Managed {
         let extra = self
             .routes
             .engine_routes(&map, &net.config.interface, &controller_ips);
+        let overlay = endpoints::Overlay::of(&map);
         let peers = map
             .peers
             .iter()
@@ -572,7 +568,7 @@ impl Managed {
                     .collect(),
                 persistent_keepalive: Some(NETMAP_KEEPALIVE),
                 disco: true,
-                candidates: p.endpoints.clone(),
+                candidates: endpoints::keep_valid(id, &p.public_key, &p.endpoints, &overlay),
             })
             .collect();
         if let Some(runner) = &net.runner {
@@ -584,11 +580,13 @@ impl Managed {
         net.state = NetworkState::Authorized;
         net.message = None;
         self.dns.network_up(&map, &net.config.interface).await;
+        let withheld = self.routes.withheld().is_some();
         self.routes
             .network_up(&map, &net.config.interface, controller_ips)
             .await;
         net.netmap = Some(map);
         self.report_endpoints(false);
+        self.republish_if_withheld_changed(withheld);
     }
 
     /// Another network (or the static one) whose prefixes overlap `addresses`.
@@ -698,6 +696,17 @@ impl Managed {
     }
 }
 
+/// Connects a network's data plane to its controller's relay both ways:
+/// relayed packets for it go straight into its queue, and it gets the way out.
+fn relay_link(
+    control: &ControlHandle,
+    id: NetworkId,
+    runner: &NetworkHandle,
+) -> super::datapath::RelayTx {
+    control.route_relay_in(id, Some(runner.relay_in()));
+    control.relay_tx(id)
+}
+
 impl Managed {
     /// Gives (or takes away) the relay to every network of a controller.
     async fn set_relays(&self, controller: &str, up: bool) {
@@ -709,7 +718,9 @@ impl Managed {
                 continue;
             };
             let sink = if up {
-                self.controllers.get(controller).map(|c| c.relay_tx(*id))
+                self.controllers
+                    .get(controller)
+                    .map(|c| relay_link(c, *id, runner))
             } else {
                 None
             };

@@ -61,9 +61,7 @@ impl Managed {
                 return;
             }
         };
-        if let Some((id, routes)) = effects.advertise {
-            self.send_routes(id, routes);
-        }
+        let withheld = self.routes.withheld().is_some();
         for id in effects.reapply {
             let map = self
                 .nets
@@ -76,7 +74,39 @@ impl Managed {
         }
         // Settings that change no engine (masquerade) still change the filter.
         self.routes.tick().await;
+        // Only now is it known whether the filter holds (else nothing is advertised).
+        if let Some((id, routes)) = effects.advertise {
+            let routes = match self.routes.withheld() {
+                Some(_) => Vec::new(),
+                None => routes,
+            };
+            self.send_routes(id, routes);
+        }
+        self.republish_if_withheld_changed(withheld);
         let _ = reply.send(Ok(self.routes.status(&joined).await));
+    }
+
+    /// Periodic: puts back what someone removed, and retries a failed filter.
+    pub async fn tick_routes(&mut self) {
+        let withheld = self.routes.withheld().is_some();
+        self.routes.tick().await;
+        self.republish_if_withheld_changed(withheld);
+    }
+
+    /// The filter failed or came back since `withheld` was read: every
+    /// controller hears what this node advertises now (nothing, or all).
+    pub(super) fn republish_if_withheld_changed(&self, withheld: bool) {
+        if self.routes.withheld().is_some() == withheld {
+            return;
+        }
+        let controllers: std::collections::BTreeSet<&str> = self
+            .nets
+            .values()
+            .map(|n| n.config.controller.as_str())
+            .collect();
+        for controller in controllers {
+            self.publish_routes(controller);
+        }
     }
 
     /// Sends what this node advertises in the networks of `controller`

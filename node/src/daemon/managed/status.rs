@@ -21,6 +21,7 @@ impl Managed {
                 net,
                 self.connected.contains(&net.config.controller),
                 report(net.runner.as_ref()).await,
+                self.routes.withheld(),
             ),
             None => static_status(None),
         }
@@ -57,6 +58,7 @@ impl Managed {
                 net,
                 self.connected.contains(&net.config.controller),
                 r,
+                self.routes.withheld(),
             ));
         }
         Status {
@@ -96,15 +98,26 @@ fn static_status(report: Option<&NetworkReport>) -> NetworkStatus {
     }
 }
 
-fn joined_status(net: &Joined, connected: bool, report: Option<NetworkReport>) -> NetworkStatus {
+/// `routes_withheld`: why no route is installed or advertised, said on
+/// authorized networks that have nothing else to say.
+fn joined_status(
+    net: &Joined,
+    connected: bool,
+    report: Option<NetworkReport>,
+    routes_withheld: Option<String>,
+) -> NetworkStatus {
     let map = net.netmap.as_ref();
+    let message = match (&net.message, net.state) {
+        (None, NetworkState::Authorized) => routes_withheld,
+        (message, _) => message.clone(),
+    };
     NetworkStatus {
         id: net.config.network_id.to_string(),
         name: map.map(|m| m.network_name.clone()),
         controller: Some(net.config.controller.clone()),
         controller_connected: connected,
         state: net.state,
-        message: net.message.clone(),
+        message,
         fqdn: map.map(|m| m.self_node.fqdn.clone()),
         interface: report.as_ref().map(|r| r.interface.clone()),
         listen_port: Some(net.config.listen_port),

@@ -175,4 +175,4 @@ fn usable_unicast(ip: IpAddr) -> bool {
 
 #[cfg(test)]
 #[path = "validate_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -8,7 +8,8 @@ fn net(s: &str) -> IpNet {
         .unwrap_or_else(|_| unreachable!("test prefix {s}"))
 }
 
-fn map(zone: &str) -> Netmap {
+/// A netmap that passes every check, with `zone` (also for sibling modules' tests).
+pub(in crate::daemon::managed) fn map(zone: &str) -> Netmap {
     let key = NodePrivateKey::generate().public_key();
     Netmap {
         network_id: NetworkId::from_bytes([1; 8]),
