@@ -146,7 +146,8 @@ snapshot() {
         \( -path /var/lib/dpkg -o -path /var/lib/apt -o -path /var/cache -o -path /var/log \
         -o -path /var/tmp -o -path /run/netns -o -path /run/user -o -path /var/lib/man-db \
         -o -path "$TARGET" -o -path "$ROOT" \) -prune -o -print 2>/dev/null |
-        grep -vxE '/etc/(group|gshadow|passwd|shadow|subuid|subgid)-?' | sort
+        grep -vxE '/etc/(group|gshadow|passwd|shadow|subuid|subgid)-?' |
+        grep -vx /run/systemd/systemd-units-load | sort
 }
 for pkg in warren warren-controller; do
     if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q installed; then

@@ -59,36 +59,12 @@ pub fn needed(method: &axum::http::Method, path: &str) -> Access {
     Access::Admin
 }
 
-/// Reads the caller's groups from `/proc/PID/status`: the groups the
-/// process really holds, not those its user could have.
-pub fn from_proc(uid: u32, pid: i32) -> std::io::Result<Caller> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    parse_status(uid, &status).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("no Gid or Groups line in /proc/{pid}/status"),
-        )
-    })
-}
-
-fn parse_status(uid: u32, status: &str) -> Option<Caller> {
-    let mut groups = BTreeSet::new();
-    let mut seen_gid = false;
-    let mut seen_groups = false;
-    for line in status.lines() {
-        if let Some(rest) = line.strip_prefix("Gid:") {
-            // real, effective, saved, filesystem: the effective one counts.
-            let effective = rest.split_whitespace().nth(1)?.parse().ok()?;
-            groups.insert(effective);
-            seen_gid = true;
-        } else if let Some(rest) = line.strip_prefix("Groups:") {
-            for g in rest.split_whitespace() {
-                groups.insert(g.parse().ok()?);
-            }
-            seen_groups = true;
-        }
-    }
-    (seen_gid && seen_groups).then_some(Caller { uid, groups })
+/// The caller as the kernel saw it connect: its uid, its effective gid
+/// and the supplementary groups it held (`SO_PEERCRED`, `SO_PEERGROUPS`).
+pub fn from_socket(uid: u32, gid: u32, supplementary: &[u32]) -> Caller {
+    let mut groups: BTreeSet<u32> = supplementary.iter().copied().collect();
+    groups.insert(gid);
+    Caller { uid, groups }
 }
 
 /// `admin-group` as a number or a group name.
@@ -174,18 +150,29 @@ mod tests {
     }
 
     #[test]
-    fn groups_come_from_the_process_status() {
-        let status = "Name:\twarren\nUid:\t1000\t1000\t1000\t1000\nGid:\t100\t500\t500\t500\nGroups:\t27 600 \n";
+    fn the_effective_group_counts_with_the_supplementary_ones() {
         assert_eq!(
-            parse_status(1000, status),
-            Some(caller(1000, &[500, 27, 600]))
+            from_socket(1000, 500, &[27, 600]),
+            caller(1000, &[500, 27, 600])
         );
-        // No supplementary groups at all.
-        let bare = "Gid:\t7\t7\t7\t7\nGroups:\n";
-        assert_eq!(parse_status(1, bare), Some(caller(1, &[7])));
-        assert_eq!(parse_status(1, "Name:\tx\n"), None);
-        assert_eq!(parse_status(1, "Gid:\t7\nGroups:\n"), None);
-        assert_eq!(parse_status(1, "Gid:\t1\t2\nGroups:\tx\n"), None);
+        assert_eq!(from_socket(1, 7, &[]), caller(1, &[7]));
+    }
+
+    #[test]
+    fn a_socket_peer_s_groups_are_this_process_s_own() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut got = crate::platform::sockopt::peer_groups(&a).unwrap();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let mut own: Vec<u32> = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Groups:"))
+            .unwrap()
+            .split_whitespace()
+            .map(|g| g.parse().unwrap())
+            .collect();
+        got.sort_unstable();
+        own.sort_unstable();
+        assert_eq!(got, own);
     }
 
     #[test]

@@ -55,3 +55,37 @@ pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
+
+/// The supplementary groups the process at the other end of a Unix socket
+/// held when it connected (`SO_PEERGROUPS`). Unlike `/proc/PID/status` this
+/// needs no view of the caller's process, so it works under systemd's
+/// `ProtectProc=invisible`.
+pub fn peer_groups(socket: &impl AsRawFd) -> std::io::Result<Vec<u32>> {
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: `socket` is open for the call; the buffer is `len` bytes of
+        // live, writable gid_t slots, and the kernel writes at most `len`.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let count = len as usize / std::mem::size_of::<libc::gid_t>();
+        if rc == 0 {
+            groups.truncate(count);
+            return Ok(groups);
+        }
+        let error = std::io::Error::last_os_error();
+        // ERANGE: the kernel put the size it needs in `len`. Linux caps
+        // supplementary groups at 65,536, so this grows at most once.
+        if error.raw_os_error() != Some(libc::ERANGE) || count <= groups.len() || count > 65_536 {
+            return Err(error);
+        }
+        groups.resize(count, 0);
+    }
+}
