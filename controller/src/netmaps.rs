@@ -8,17 +8,20 @@ use warren_proto::netmap::{
 };
 use warren_proto::NodeId;
 
+use crate::policy::Compiled;
 use crate::store::{Member, MemberState, NetworkSnapshot};
 
-/// What every member of a network sees of the others, built once per
+/// What the members of a network see of the others, built once per
 /// snapshot and shared by all of its members' sessions: each authorized
 /// member as a peer (with the routes it serves) and its digest, sorted by
-/// node ID, and the network's DNS data. A change then costs each session a
-/// comparison of digests, not a netmap of its own.
+/// node ID; the network's DNS data; and the access policy compiled for
+/// every member, which says which of those peers each one sees. A change
+/// then costs each session a comparison of digests, not a netmap of its own.
 #[derive(Debug)]
 pub struct SharedView {
     pub peers: Vec<(NetmapPeer, u64)>,
     pub dns: DnsConfig,
+    pub policy: Compiled,
 }
 
 impl SharedView {
@@ -43,29 +46,32 @@ impl SharedView {
                 zone: snapshot.network.zone.clone(),
                 services: crate::dns::zone::service_records(snapshot),
             },
+            policy: crate::policy::in_force(snapshot),
         }
     }
 
-    /// The peers the member of `header` may see, itself included (as
-    /// [`SentNetmap::diff_parts`](warren_proto::netmap::SentNetmap::diff_parts)
-    /// takes them): everyone if it is authorized, no one otherwise.
-    pub fn peers_of(&self, header: &Netmap) -> &[(NetmapPeer, u64)] {
-        if header.self_node.authorized {
-            &self.peers
-        } else {
-            &[]
-        }
+    /// Whether the member of `header` sees `peer`: never itself, nothing
+    /// unless it is authorized, and only the peers its policy lets it
+    /// exchange packets with.
+    pub fn sees(&self, header: &Netmap, peer: &NodeId) -> bool {
+        let me = header.self_node.node_id;
+        header.self_node.authorized
+            && *peer != me
+            && self
+                .policy
+                .members
+                .get(&me)
+                .is_some_and(|m| m.peers.contains(peer))
     }
 
-    /// The peers the member of `header` sees: [`Self::peers_of`] without itself.
+    /// The peers the member of `header` sees.
     pub fn others_of<'a>(
         &'a self,
-        header: &Netmap,
+        header: &'a Netmap,
     ) -> impl Iterator<Item = &'a (NetmapPeer, u64)> + 'a {
-        let me = header.self_node.node_id;
-        self.peers_of(header)
+        self.peers
             .iter()
-            .filter(move |(p, _)| p.node_id != me)
+            .filter(move |(p, _)| self.sees(header, &p.node_id))
     }
 
     /// The routes `node` is primary for.
@@ -99,7 +105,8 @@ pub fn build_from(
 
 /// Everything of `node`'s netmap but the peers (left empty), which come
 /// from `view`: [`SentNetmap::diff_parts`](warren_proto::netmap::SentNetmap::diff_parts)
-/// compares them by digest.
+/// compares them by digest. An authorized member's map carries the filter
+/// its policy compiles to; any other member's denies everything.
 pub fn header(
     snapshot: &NetworkSnapshot,
     view: &SharedView,
@@ -152,6 +159,7 @@ pub fn header(
             mtu: network.mtu,
             stun_ports: stun_ports.to_vec(),
         },
+        filter: Some(view.policy.member(&node).filter),
     };
     crate::routes::fill_self_routes(snapshot, node, view.primary_routes(node), &mut map);
     Some(map)
@@ -178,6 +186,7 @@ pub fn is_empty(delta: &NetmapDelta) -> bool {
         && delta.network_name.is_none()
         && delta.dns.is_none()
         && delta.settings.is_none()
+        && delta.filter.is_none()
         && delta.upsert_peers.is_empty()
         && delta.remove_peers.is_empty()
 }
@@ -226,6 +235,7 @@ mod tests {
             members,
             services: Vec::new(),
             routes: Vec::new(),
+            policy: Default::default(),
         }
     }
 
@@ -289,7 +299,7 @@ mod tests {
             let view = SharedView::of(&after);
             let head = header(&after, &view, node, &[3478]).unwrap();
             let sent = warren_proto::netmap::SentNetmap::of(&old);
-            let from_view = sent.diff_parts(&head, view.peers_of(&head), node);
+            let from_view = sent.diff_parts(&head, &view.peers, |p| view.sees(&head, p));
             let mut whole = sent.diff(&new);
             whole.upsert_peers.sort_by_key(|p| p.node_id);
             assert_eq!(from_view, whole);
@@ -301,5 +311,57 @@ mod tests {
                 "a member is never its own peer"
             );
         }
+    }
+
+    #[test]
+    fn policy_decides_which_peers_a_member_sees_and_ships_its_filter() {
+        let a = member(1, 1, MemberState::Authorized);
+        let b = member(2, 2, MemberState::Authorized);
+        let c = member(3, 3, MemberState::Authorized);
+        let mut snap = snapshot(vec![a.clone(), b.clone(), c.clone()]);
+        // The default document: everyone sees everyone, and may send anything.
+        let map = build(&snap, a.node_id, &[]).unwrap();
+        assert_eq!(map.peers.len(), 2);
+        let filter = map.filter.clone().expect("a filter");
+        assert_eq!(filter.policy_version, 1);
+        assert_eq!(filter.inbound.len(), 1);
+        // n1 may reach n2 on tcp 22; n3 has nothing to do with either.
+        snap.policy.current = Some(crate::store::PolicyVersion {
+            network_id: snap.network.id,
+            version: 2,
+            text: "[[allow]]\nfrom = [\"n1\"]\nto = [\"n2\"]\nports = [\"tcp:22\"]\n".into(),
+            created_by: String::new(),
+            created_at: String::new(),
+        });
+        let seen = |node: NodeId| -> Vec<NodeId> {
+            build(&snap, node, &[])
+                .unwrap()
+                .peers
+                .iter()
+                .map(|p| p.node_id)
+                .collect()
+        };
+        assert_eq!(seen(a.node_id), [b.node_id]);
+        assert_eq!(seen(b.node_id), [a.node_id]);
+        assert!(seen(c.node_id).is_empty());
+        let b_map = build(&snap, b.node_id, &[]).unwrap();
+        let b_filter = b_map.filter.clone().unwrap();
+        assert_eq!(b_filter.policy_version, 2);
+        assert_eq!(b_filter.inbound.len(), 1);
+        assert!(b_filter.outbound.is_empty());
+        // The change reaches b as a delta that carries the new filter.
+        let old = build(
+            &snapshot(vec![a.clone(), b.clone(), c.clone()]),
+            b.node_id,
+            &[],
+        )
+        .unwrap();
+        let delta = old.diff(&b_map);
+        assert_eq!(delta.filter.as_ref(), Some(&b_filter));
+        assert_eq!(delta.remove_peers, [c.node_id]);
+        let mut applied = old.clone();
+        applied.apply(&delta).unwrap();
+        assert_eq!(applied, b_map);
+        assert!(b_map.diff(&b_map).filter.is_none());
     }
 }

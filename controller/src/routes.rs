@@ -461,6 +461,7 @@ mod tests {
             members,
             services: Vec::new(),
             routes,
+            policy: Default::default(),
         }
     }
 

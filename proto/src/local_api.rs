@@ -64,6 +64,31 @@ pub struct NetworkStatus {
     pub offload: bool,
     pub netmap_version: Option<u64>,
     pub counters: Counters,
+    /// The access-policy filter: the version it enforces, rule hits, drops
+    /// by reason, tracked flows and the latest drops.
+    #[serde(default)]
+    pub filter: crate::filter::FilterStats,
+}
+
+/// `GET /v1/explain?to=ADDRESS&port=PORT`: would a new flow from this node
+/// to `dst` on `port` leave it, and by which rule?
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExplainReply {
+    /// The network whose peer routes `dst`.
+    pub network: String,
+    /// The peer the flow would go to: its name, else its key.
+    pub peer: String,
+    pub src: std::net::IpAddr,
+    pub dst: std::net::IpAddr,
+    /// `tcp:6379`, `udp:53`, `icmp`.
+    pub port: String,
+    pub verdict: crate::filter::Verdict,
+    /// The rule that allows it; `None` when nothing does, or when the
+    /// network has no policy.
+    pub rule: Option<String>,
+    pub policy_version: Option<u64>,
+    /// The network's latest drops, newest first.
+    pub recent_drops: Vec<crate::filter::RecentDrop>,
 }
 
 /// `POST /v1/networks`: join a network.

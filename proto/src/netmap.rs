@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::filter::PacketFilter;
 use crate::{NetworkId, NodeId, NodePublicKey};
 
 /// One network as one member sees it. Versions only grow; a node ignores
@@ -21,6 +22,10 @@ pub struct Netmap {
     pub peers: Vec<NetmapPeer>,
     pub dns: DnsConfig,
     pub settings: NetworkSettings,
+    /// The access policy compiled for this member: what its engine lets in
+    /// and out. `None` (a controller without policy) lets everything pass.
+    #[serde(default)]
+    pub filter: Option<PacketFilter>,
 }
 
 /// The member itself.
@@ -87,6 +92,9 @@ pub struct NetmapDelta {
     pub network_name: Option<String>,
     pub dns: Option<DnsConfig>,
     pub settings: Option<NetworkSettings>,
+    /// Present when the member's compiled filter changed, whole.
+    #[serde(default)]
+    pub filter: Option<PacketFilter>,
     /// Peers added or changed, whole.
     pub upsert_peers: Vec<NetmapPeer>,
     pub remove_peers: Vec<NodeId>,
@@ -143,6 +151,9 @@ impl Netmap {
         if let Some(s) = &delta.settings {
             self.settings = s.clone();
         }
+        if let Some(f) = &delta.filter {
+            self.filter = Some(f.clone());
+        }
         self.version = delta.version;
         Ok(())
     }
@@ -160,6 +171,8 @@ pub struct SentNetmap {
     pub self_node: SelfNode,
     pub dns: DnsConfig,
     pub settings: NetworkSettings,
+    /// The digest of the filter sent ([`filter_digest`]).
+    filter: u64,
     peers: BTreeMap<NodeId, u64>,
 }
 
@@ -179,6 +192,7 @@ impl SentNetmap {
             self_node: header.self_node.clone(),
             dns: header.dns.clone(),
             settings: header.settings.clone(),
+            filter: filter_digest(header.filter.as_ref()),
             peers: peers.collect(),
         }
     }
@@ -197,21 +211,22 @@ impl SentNetmap {
     }
 
     /// [`SentNetmap::diff`] against `header` (whose own `peers` are
-    /// ignored) with `peers`, each with its digest and sorted by node ID,
-    /// leaving out `skip` (the member itself): only changed peers are
-    /// cloned, and nothing is digested again.
+    /// ignored) with those of `peers` that `visible` admits; `peers` come
+    /// each with its digest and sorted by node ID, and `visible` leaves out
+    /// the member itself and whoever policy hides from it. Only changed
+    /// peers are cloned, and nothing is digested again.
     pub fn diff_parts(
         &self,
         header: &Netmap,
         peers: &[(NetmapPeer, u64)],
-        skip: NodeId,
+        visible: impl Fn(&NodeId) -> bool,
     ) -> NetmapDelta {
         self.diff_with(
             header,
-            |id| *id != skip && peers.binary_search_by_key(id, |(p, _)| p.node_id).is_ok(),
+            |id| visible(id) && peers.binary_search_by_key(id, |(p, _)| p.node_id).is_ok(),
             peers
                 .iter()
-                .filter(|(p, _)| p.node_id != skip)
+                .filter(|(p, _)| visible(&p.node_id))
                 .map(|(p, digest)| (p, *digest)),
         )
     }
@@ -234,6 +249,11 @@ impl SentNetmap {
                 .then(|| header.network_name.clone()),
             dns: (self.dns != header.dns).then(|| header.dns.clone()),
             settings: (self.settings != header.settings).then(|| header.settings.clone()),
+            filter: header
+                .filter
+                .as_ref()
+                .filter(|f| filter_digest(Some(f)) != self.filter)
+                .cloned(),
             upsert_peers: next_peers
                 .filter(|(p, digest)| self.peers.get(&p.node_id) != Some(digest))
                 .map(|(p, _)| p.clone())
@@ -256,10 +276,18 @@ impl SentNetmap {
             network_name: None,
             dns: None,
             settings: None,
+            filter: None,
             upsert_peers: Vec::new(),
             remove_peers: self.peers.keys().copied().collect(),
         }
     }
+}
+
+/// A filter's digest: what [`SentNetmap`] keeps of it.
+pub fn filter_digest(filter: Option<&PacketFilter>) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    filter.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A peer's digest: what [`SentNetmap`] keeps of it.
@@ -310,6 +338,7 @@ mod tests {
                 mtu: 1420,
                 stun_ports: vec![],
             },
+            filter: None,
         }
     }
 

@@ -100,6 +100,7 @@ impl Attack {
                     mtu: 1280,
                     stun_ports: Vec::new(),
                 },
+                filter: None,
             }),
             Attack::RevokeDelta {
                 network,
@@ -116,6 +117,7 @@ impl Attack {
                     network_name: None,
                     dns: None,
                     settings: None,
+                    filter: None,
                     upsert_peers: Vec::new(),
                     remove_peers: Vec::new(),
                 })
@@ -169,6 +171,7 @@ fn own_netmap(network: NetworkId, node: &NodePublicKey, name: &str) -> Netmap {
             mtu: 1420,
             stun_ports: Vec::new(),
         },
+        filter: None,
     }
 }
 

@@ -498,3 +498,38 @@ pub fn fetch(
         None => Ok(Err(format!("unexpected body {body:?}"))),
     }
 }
+
+/// Waits until `ns` fetches `http://addr/` and returns what answered.
+pub fn reaches(ns: &Netns, addr: SocketAddr, within: Duration) -> Result<Fetched> {
+    crate::wait::until(
+        format!("{} to fetch http://{addr}/", ns.name()),
+        within,
+        || {
+            Ok(match fetch(ns, addr, Duration::from_secs(1))? {
+                Ok(f) => crate::wait::Poll::Ready(f),
+                Err(why) => crate::wait::Poll::Pending(why),
+            })
+        },
+    )
+}
+
+/// Fetches `http://addr/` from `ns` once, and expects the attempt to fail
+/// within `fast`: an access policy answers a denied connection at once
+/// (ICMP administratively prohibited), it does not let it hang. Returns
+/// what the failure was.
+pub fn refused_fast(ns: &Netns, addr: SocketAddr, fast: Duration) -> Result<String> {
+    let started = Instant::now();
+    let outcome = fetch(ns, addr, fast + Duration::from_secs(2))?;
+    let took = started.elapsed();
+    match outcome {
+        Ok(f) => Err(LabError::Invalid(format!(
+            "{} fetched http://{addr}/ and should have been refused: {f:?}",
+            ns.name()
+        ))),
+        Err(why) if took <= fast => Ok(why),
+        Err(why) => Err(LabError::Invalid(format!(
+            "{} to http://{addr}/ failed only after {took:?} ({why}); a refusal should take at most {fast:?}",
+            ns.name()
+        ))),
+    }
+}

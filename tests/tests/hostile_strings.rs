@@ -63,6 +63,7 @@ fn a_peer_named_with_escape_sequences_prints_harmlessly() {
                 mtu: 1420,
                 stun_ports: Vec::new(),
             },
+            filter: None,
         };
         evil.push(Attack::Raw(Box::new(ControllerMessage::Netmap(map))))?;
         let key = peer.to_base64();

@@ -449,7 +449,7 @@ impl Session {
             // An older snapshot than what the node has; a newer notice follows.
             return Ok(());
         }
-        let delta = last.diff_parts(&next, view.peers_of(&next), self.node_id);
+        let delta = last.diff_parts(&next, &view.peers, |p| view.sees(&next, p));
         if netmaps::is_empty(&delta) {
             return Ok(());
         }
@@ -526,7 +526,7 @@ impl Session {
 /// The node IDs and digests of the peers the member of `header` sees.
 fn digests<'a>(
     view: &'a netmaps::SharedView,
-    header: &Netmap,
+    header: &'a Netmap,
 ) -> impl Iterator<Item = (NodeId, u64)> + 'a {
     view.others_of(header)
         .map(|(p, digest)| (p.node_id, *digest))

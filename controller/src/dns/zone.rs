@@ -168,6 +168,7 @@ mod tests {
             members,
             services,
             routes: Vec::new(),
+            policy: Default::default(),
         }
     }
 

@@ -224,6 +224,16 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// A document with no rules: it allows nothing.
+    pub fn empty() -> Policy {
+        Policy {
+            groups: BTreeMap::new(),
+            declared_tags: BTreeSet::new(),
+            rules: Vec::new(),
+            tests: Vec::new(),
+        }
+    }
+
     /// Reads a document: size, TOML syntax, unknown keys, port syntax,
     /// name syntax, and groups that rules name but the document lacks.
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {

@@ -73,6 +73,23 @@ impl PolicyError {
     }
 }
 
+/// The policy in force in a snapshot, compiled for its members. A stored
+/// document passed every check when it was set, so it parses; if it ever
+/// does not (a database edited by hand), nothing is allowed: the network
+/// fails closed, and says so in the log.
+pub fn in_force(snapshot: &crate::store::NetworkSnapshot) -> Compiled {
+    let (text, version) = snapshot.policy.text_and_version();
+    let view = NetworkView::from_snapshot(snapshot, &snapshot.policy.tags);
+    match Policy::parse(text) {
+        Ok(policy) => compile(&policy, &snapshot.policy.grant_rules(), &view, version),
+        Err(e) => {
+            tracing::error!(network = %snapshot.network.id, version, error = %e,
+                "the stored policy does not parse; denying everything");
+            compile(&Policy::empty(), &[], &view, version)
+        }
+    }
+}
+
 /// A document that passed every check, with what it compiles to.
 #[derive(Debug, Clone)]
 pub struct Checked {

@@ -440,6 +440,8 @@ pub struct NetworkSnapshot {
     pub services: Vec<Service>,
     /// Every route row (advertised and/or approved) of the network.
     pub routes: Vec<crate::store::Route>,
+    /// The access policy in force, read with the rest.
+    pub policy: crate::store::PolicyInForce,
 }
 
 /// A service one member publishes.

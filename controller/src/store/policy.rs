@@ -2,6 +2,8 @@
 //! [`super::Store`] that keeps them. Setting a policy checks it (syntax,
 //! names, compilation, its own tests) inside the transaction that stores it.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use async_trait::async_trait;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -34,11 +36,41 @@ pub struct PolicyState {
 }
 
 impl PolicyState {
-    /// The active grants as extra rules for the compiler; a grant whose
-    /// stored names no longer parse admits nothing.
+    /// The active grants as extra rules for the compiler.
     pub fn grant_rules(&self) -> Vec<Rule> {
-        self.grants.iter().filter_map(|g| g.rule().ok()).collect()
+        grant_rules(&self.grants)
     }
+}
+
+/// What a network's packets are judged by, as a snapshot carries it: the
+/// current document, its members' tags and the grants active when read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyInForce {
+    /// The current version; `None`: the default document, never replaced.
+    pub current: Option<PolicyVersion>,
+    pub tags: BTreeMap<NodeId, BTreeSet<String>>,
+    pub grants: Vec<Grant>,
+}
+
+impl PolicyInForce {
+    /// The document's text and version (the default one is version 1).
+    pub fn text_and_version(&self) -> (&str, u64) {
+        match &self.current {
+            Some(v) => (v.text.as_str(), v.version),
+            None => (crate::policy::DEFAULT_POLICY, 1),
+        }
+    }
+
+    /// The active grants as extra rules for the compiler.
+    pub fn grant_rules(&self) -> Vec<Rule> {
+        grant_rules(&self.grants)
+    }
+}
+
+/// Grants as extra rules for the compiler; a grant whose stored names no
+/// longer parse admits nothing.
+fn grant_rules(grants: &[Grant]) -> Vec<Rule> {
+    grants.iter().filter_map(|g| g.rule().ok()).collect()
 }
 
 /// Temporary access: a rule with an end time.

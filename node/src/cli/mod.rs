@@ -3,6 +3,7 @@
 mod check_config;
 mod daemon;
 mod dns;
+mod explain;
 mod join;
 mod key;
 mod ping;
@@ -54,6 +55,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Probe a peer: which path answers (direct or relay) and how fast.
     Ping(ping::PingArgs),
+    /// Would the access policy let a new flow out to DEST, and by which rule?
+    Explain(explain::ExplainArgs),
     /// Report reflexive addresses and whether the NAT maps per destination.
     Netcheck(ping::NetcheckArgs),
     /// Check a config file and print the effective configuration.
@@ -91,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Leave(args) => join::leave(&cli, args),
         Command::Status(args) => status::run(&cli, args),
         Command::Ping(args) => ping::ping(&cli, args),
+        Command::Explain(args) => explain::run(&cli, args),
         Command::Netcheck(args) => ping::netcheck(&cli, args),
         Command::CheckConfig(args) => check_config::run(args),
         Command::Dns(args) => dns::run(&cli, args),

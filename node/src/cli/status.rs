@@ -168,6 +168,7 @@ mod tests {
                 offload: true,
                 netmap_version: None,
                 counters: Default::default(),
+                filter: Default::default(),
             }],
             peers: vec![warren_proto::local_api::PeerStatus {
                 network: "static".into(),

@@ -24,7 +24,7 @@ use warren_proto::NetworkId;
 use super::caller::{self, Access, Caller, Policy};
 use super::network::PingOutcome;
 use super::{Refusal, Request};
-use crate::platform::sockopt::effective_uid;
+use crate::platform::sockopt::{effective_uid, peer_groups};
 use warren_engine::Via;
 
 /// The Host header the CLI sends; anything else is a browser being rebound.
@@ -58,6 +58,7 @@ pub fn serve(
         .route("/v1/networks/{id}", delete(leave))
         .route("/v1/ping", post(ping))
         .route("/v1/netcheck", get(netcheck))
+        .route("/v1/explain", get(explain))
         .merge(crate::dns::local_api::routes())
         .merge(crate::routes::local_api::routes())
         .fallback(not_found)
@@ -85,9 +86,12 @@ async fn accept_loop(listener: UnixListener, router: Router, admin_gid: Option<u
             socket_gid: socket_group(&listener),
             admin_gid,
         };
-        let access = match stream.peer_cred() {
-            Ok(cred) => caller_access(&policy, cred.uid(), cred.pid()),
-            Err(e) => {
+        let access = match (stream.peer_cred(), peer_groups(&stream)) {
+            (Ok(cred), Ok(groups)) => caller_access(
+                &policy,
+                caller::from_socket(cred.uid(), cred.gid(), &groups),
+            ),
+            (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %e, "local API peer credentials unavailable");
                 continue;
             }
@@ -119,29 +123,10 @@ fn socket_group(listener: &UnixListener) -> Option<u32> {
 }
 
 /// What the process at the other end may do, or `None` (logged) if nothing.
-fn caller_access(policy: &Policy, uid: u32, pid: Option<i32>) -> Option<Access> {
-    let caller = match pid.map(|pid| caller::from_proc(uid, pid)) {
-        Some(Ok(caller)) => caller,
-        // Root and the agent's own user need no groups.
-        _ if uid == 0 || uid == policy.own_uid => Caller {
-            uid,
-            groups: Default::default(),
-        },
-        Some(Err(e)) => {
-            tracing::warn!(uid, error = %e, "local API connection refused: caller's groups unreadable");
-            return None;
-        }
-        None => {
-            tracing::warn!(
-                uid,
-                "local API connection refused: caller's process unknown"
-            );
-            return None;
-        }
-    };
+fn caller_access(policy: &Policy, caller: Caller) -> Option<Access> {
     let access = policy.access(&caller);
     if access.is_none() {
-        tracing::warn!(uid, groups = ?caller.groups, "local API connection refused: not in the socket's group");
+        tracing::warn!(uid = caller.uid, groups = ?caller.groups, "local API connection refused: not in the socket's group");
     }
     access
 }
@@ -291,6 +276,40 @@ async fn netcheck(State(requests): State<mpsc::Sender<Request>>) -> Response {
         Ok(report) => Json(report).into_response(),
         Err(_) => stopping(),
     }
+}
+
+/// `GET /v1/explain?to=DEST&port=PROTO:PORT` (`port` defaults to `icmp`).
+async fn explain(
+    State(requests): State<mpsc::Sender<Request>>,
+    query: Result<axum::extract::Query<ExplainQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let axum::extract::Query(query) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", &e.body_text()),
+    };
+    let port = match query.port.as_deref().unwrap_or("icmp").parse() {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_port", &format!("{e}")),
+    };
+    let (tx, rx) = oneshot::channel();
+    if requests
+        .send(Request::Explain(query.to, port, tx))
+        .await
+        .is_err()
+    {
+        return stopping();
+    }
+    match rx.await {
+        Ok(Ok(reply)) => Json(reply).into_response(),
+        Ok(Err(refusal)) => refused(refusal),
+        Err(_) => stopping(),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ExplainQuery {
+    to: String,
+    port: Option<String>,
 }
 
 fn refused(refusal: Refusal) -> Response {

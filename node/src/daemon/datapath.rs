@@ -266,6 +266,18 @@ impl DataPath<'_> {
             result = reader.try_read(self.tun);
         }
         self.batch.flush(self.udp).await;
+        // What the policy denied is answered at once, so applications fail fast.
+        let mut rejected = false;
+        while let Some(reject) = self.engine.poll_tun_packet() {
+            if !self.writer.push(&reject) {
+                self.writer.flush(self.tun).await;
+                self.writer.push(&reject);
+            }
+            rejected = true;
+        }
+        if rejected {
+            self.writer.flush(self.tun).await;
+        }
     }
 
     /// Drains the UDP socket: decrypts every datagram and writes the packets

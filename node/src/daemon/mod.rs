@@ -63,6 +63,12 @@ pub enum Request {
         oneshot::Sender<Result<managed::PingTarget, Refusal>>,
     ),
     Netcheck(oneshot::Sender<warren_proto::local_api::Netcheck>),
+    /// `warren explain`: a destination and one port.
+    Explain(
+        String,
+        warren_proto::filter::PortRange,
+        oneshot::Sender<Result<warren_proto::local_api::ExplainReply, Refusal>>,
+    ),
     /// `warren dns` and `warren service` (see `crate::dns`).
     Dns(crate::dns::DnsRequest),
     /// `warren routes` and `warren exit-node` (see `crate::routes`).
@@ -134,9 +140,10 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
             Some(request) = request_rx.recv() => match request {
                 Request::Status(reply) => { let _ = reply.send(managed.status().await); }
                 Request::Join(join, reply) => { let _ = reply.send(managed.join(join).await); }
-                                Request::Leave(id, reply) => { let _ = reply.send(managed.leave(id).await); }
+                Request::Leave(id, reply) => { let _ = reply.send(managed.leave(id).await); }
                 Request::Ping(peer, reply) => { let _ = reply.send(managed.ping(&peer).await); }
                 Request::Netcheck(reply) => { let _ = reply.send(managed.netcheck().await); }
+                Request::Explain(to, port, reply) => { let _ = reply.send(managed.explain(&to, port).await); }
                 Request::Dns(request) => managed.handle_dns(request),
                 Request::Routes(request) => managed.handle_routes(request).await,
             },

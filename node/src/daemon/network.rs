@@ -1,7 +1,7 @@
 //! One network's data plane: its TUN, its UDP socket and its engine, on one task.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use warren_engine::{Engine, EngineConfig, Event, PeerConfig, PeerSnapshot, Via};
+use warren_proto::filter::{Direction, Explanation, FilterStats, PacketFilter, Protocol, Verdict};
 use warren_proto::local_api::Counters;
 use warren_proto::{NodePrivateKey, NodePublicKey};
 
@@ -42,6 +43,19 @@ pub struct NetworkReport {
     pub offload: bool,
     pub peers: Vec<PeerSnapshot>,
     pub counters: Counters,
+    /// The access-policy filter's counters.
+    pub filter: FilterStats,
+}
+
+/// What the engine says of a new flow from this node to `dst`.
+#[derive(Debug, Clone)]
+pub struct FlowExplanation {
+    /// This node's own address in the network, of `dst`'s family.
+    pub src: IpAddr,
+    /// The peer the flow would go to.
+    pub peer: NodePublicKey,
+    pub explanation: Explanation,
+    pub stats: FilterStats,
 }
 
 /// What `warren ping` learns: the path that answered first and how fast.
@@ -80,6 +94,13 @@ enum Command {
     Netcheck(oneshot::Sender<Vec<(SocketAddr, SocketAddr)>>),
     CallMeMaybe(NodePublicKey, Vec<SocketAddr>),
     Ping(NodePublicKey, oneshot::Sender<PingOutcome>),
+    SetFilter(Option<PacketFilter>),
+    /// Would a new flow to (address, protocol, port) leave? `None`: no peer
+    /// of this network routes the address.
+    Explain(
+        (IpAddr, Protocol, u16),
+        oneshot::Sender<Option<FlowExplanation>>,
+    ),
     Stop,
 }
 
@@ -181,6 +202,26 @@ impl NetworkHandle {
         Some(rx)
     }
 
+    /// The access policy the engine enforces from now on (`None`: none).
+    pub async fn set_filter(&self, filter: Option<PacketFilter>) {
+        let _ = self.commands.send(Command::SetFilter(filter)).await;
+    }
+
+    /// See [`FlowExplanation`]; `None` if no peer routes `dst`.
+    pub async fn explain(
+        &self,
+        dst: IpAddr,
+        protocol: Protocol,
+        port: u16,
+    ) -> Option<FlowExplanation> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Explain((dst, protocol, port), tx))
+            .await
+            .ok()?;
+        rx.await.ok().flatten()
+    }
+
     pub async fn report(&self) -> Option<NetworkReport> {
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::Report(tx)).await.ok()?;
@@ -273,7 +314,12 @@ fn handle_command(
                     dropped_oversized: state.relay_drops.oversized(),
                     ..engine.counters().clone()
                 },
+                filter: filter_stats(engine, now),
             });
+        }
+        Command::SetFilter(filter) => engine.set_filter(filter, now),
+        Command::Explain((dst, protocol, port), reply) => {
+            let _ = reply.send(explain(engine, spec, (dst, protocol, port), now));
         }
         Command::SetRelay(sink) => {
             engine.set_relay_available(sink.is_some(), now);
@@ -294,6 +340,37 @@ fn handle_command(
         }
         Command::Stop => {}
     }
+}
+
+fn filter_stats(engine: &Engine, now: Instant) -> FilterStats {
+    engine.filter().map(|f| f.stats(now)).unwrap_or_default()
+}
+
+fn explain(
+    engine: &Engine,
+    spec: &NetworkSpec,
+    (dst, protocol, port): (IpAddr, Protocol, u16),
+    now: Instant,
+) -> Option<FlowExplanation> {
+    let peer = engine.route(dst)?;
+    let src = spec
+        .addresses
+        .iter()
+        .map(IpNet::addr)
+        .find(|a| a.is_ipv4() == dst.is_ipv4())?;
+    let explanation = match engine.filter() {
+        Some(f) => f.explain(Direction::Outbound, src, dst, protocol, port),
+        None => Explanation {
+            verdict: Verdict::Allow,
+            rule: None,
+        },
+    };
+    Some(FlowExplanation {
+        src,
+        peer,
+        explanation,
+        stats: filter_stats(engine, now),
+    })
 }
 
 fn set_peers(engine: &mut Engine, tun: &Tun, spec: &NetworkSpec, peers: Vec<PeerConfig>) {

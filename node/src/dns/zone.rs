@@ -174,6 +174,7 @@ pub(crate) mod tests {
                 mtu: 1420,
                 stun_ports: vec![],
             },
+            filter: None,
         }
     }
 

@@ -368,6 +368,7 @@ mod tests {
                 mtu: 1420,
                 stun_ports: vec![],
             },
+            filter: None,
         }
     }
 

@@ -195,11 +195,13 @@ pub(super) async fn snapshot(
     let members = super::members::list_in(&mut *tx, id).await?;
     let services = super::services::list_in(&mut *tx, id).await?;
     let routes = super::routes::list_in(&mut *tx, id).await?;
+    let policy = super::policy::in_force(&mut tx, &network).await?;
     tx.commit().await?;
     Ok(Some(NetworkSnapshot {
         network,
         members,
         services,
         routes,
+        policy,
     }))
 }

@@ -118,6 +118,20 @@ async fn tags_in(
     Ok(tags)
 }
 
+/// The policy in force in `network`: its stored document (if any), tags
+/// and active grants.
+pub(super) async fn in_force(
+    conn: &mut SqliteConnection,
+    network: &Network,
+) -> Result<PolicyInForce, StoreError> {
+    let stored = current_in(&mut *conn, network).await?;
+    Ok(PolicyInForce {
+        current: Some(stored),
+        tags: tags_in(&mut *conn, network.id).await?,
+        grants: super::grants::active_in(conn, network.id).await?,
+    })
+}
+
 pub(super) async fn view_in(
     conn: &mut SqliteConnection,
     network: &Network,
@@ -127,6 +141,7 @@ pub(super) async fn view_in(
         members: members::list_in(&mut *conn, network.id).await?,
         services: super::services::list_in(&mut *conn, network.id).await?,
         routes: super::routes::list_in(&mut *conn, network.id).await?,
+        policy: PolicyInForce::default(),
     };
     let tags = tags_in(conn, network.id).await?;
     Ok(NetworkView::from_snapshot(&snapshot, &tags))

@@ -17,6 +17,7 @@ use super::{refusal, ControlEvents, Controllers, Refusal, NETMAP_KEEPALIVE};
 use crate::state::{JoinedNetwork, StateDir};
 
 mod endpoints;
+mod explain;
 mod freshness;
 mod requests;
 mod source;
@@ -572,6 +573,8 @@ impl Managed {
             })
             .collect();
         if let Some(runner) = &net.runner {
+            // The filter first: a peer the new policy adds meets it at once.
+            runner.set_filter(map.filter.clone()).await;
             runner.set_peers(peers).await;
         }
         if !was_authorized {

@@ -95,6 +95,7 @@ fn static_status(report: Option<&NetworkReport>) -> NetworkStatus {
         offload: report.is_some_and(|r| r.offload),
         netmap_version: None,
         counters: report.map(|r| r.counters.clone()).unwrap_or_default(),
+        filter: report.map(|r| r.filter.clone()).unwrap_or_default(),
     }
 }
 
@@ -127,6 +128,10 @@ fn joined_status(
         mtu: map.map_or(crate::config::DEFAULT_MTU, |m| m.settings.mtu),
         offload: report.as_ref().is_some_and(|r| r.offload),
         netmap_version: map.map(|m| m.version),
+        filter: report
+            .as_ref()
+            .map(|r| r.filter.clone())
+            .unwrap_or_default(),
         counters: report.map(|r| r.counters).unwrap_or_default(),
     }
 }

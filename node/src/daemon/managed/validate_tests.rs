@@ -40,6 +40,7 @@ pub(in crate::daemon::managed) fn map(zone: &str) -> Netmap {
             mtu: 1420,
             stun_ports: vec![3478],
         },
+        filter: None,
     }
 }
 
