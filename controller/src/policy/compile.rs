@@ -89,8 +89,7 @@ pub fn compile(policy: &Policy, extra: &[Rule], view: &NetworkView, version: u64
             let src: Vec<IpNet> = sources
                 .iter()
                 .filter(|s| *s != node)
-                .filter_map(|s| authorized.get(s))
-                .flat_map(|m| m.addresses())
+                .flat_map(|s| resolver.source_nets(*s))
                 .collect();
             if src.is_empty() {
                 continue;
@@ -120,10 +119,7 @@ pub fn compile(policy: &Policy, extra: &[Rule], view: &NetworkView, version: u64
             if let Some(m) = out.members.get_mut(&source) {
                 m.filter.outbound.push(FilterRule {
                     rule: rule.name.clone(),
-                    src: authorized
-                        .get(&source)
-                        .map(|m| m.addresses().to_vec())
-                        .unwrap_or_default(),
+                    src: resolver.source_nets(source),
                     dst: nets.into_iter().collect(),
                     ports,
                 });
@@ -261,6 +257,20 @@ impl Resolver<'_> {
         // A service of a member that is not authorized, or nothing at all.
         found.retain(|(node, _), nets| self.authorized.contains_key(node) && !nets.is_empty());
         found
+    }
+
+    /// What a member may send from: its own addresses and the routes it
+    /// serves (a subnet router forwards its LAN's packets, site to site).
+    fn source_nets(&self, node: NodeId) -> Vec<IpNet> {
+        let Some(member) = self.authorized.get(&node) else {
+            return Vec::new();
+        };
+        let mut nets = member.addresses().to_vec();
+        if let Some(routes) = self.view.routes.get(&node) {
+            // An exit node's default routes are where it sends, not what it sends from.
+            nets.extend(routes.iter().filter(|r| r.prefix_len() > 0).copied());
+        }
+        nets
     }
 
     fn served_routes(&self) -> impl Iterator<Item = (NodeId, &BTreeSet<IpNet>)> + '_ {
