@@ -11,11 +11,12 @@ use quinn::Connection;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use warren_proto::relay::{self, Quota, RelayFrame, ReplayWindow};
-use warren_proto::{NetworkId, NodePublicKey};
+use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
 use super::Relay;
 use crate::hub::Hub;
 use crate::metrics::RelayRefusal;
+use crate::netmaps::SharedView;
 use crate::store::{MemberState, NetworkSnapshot};
 
 /// Frames read but not yet checked; beyond this, readers wait (and quinn
@@ -116,23 +117,29 @@ struct Peers {
 }
 
 impl Peers {
-    fn of(node: &NodePublicKey, snapshot: Arc<NetworkSnapshot>) -> Self {
+    /// The members `node` may send to: authorized, and among the peers its
+    /// compiled policy gives it (`view`, made of the same snapshot).
+    fn of(node: &NodePublicKey, snapshot: Arc<NetworkSnapshot>, view: &SharedView) -> Self {
         let authorized = |m: &&crate::store::Member| m.state == MemberState::Authorized;
         let sender_ok = snapshot
             .members
             .iter()
             .filter(authorized)
             .any(|m| m.public_key == *node);
-        let allowed = if sender_ok {
-            snapshot
+        let visible = view
+            .policy
+            .members
+            .get(&NodeId::from_key(node))
+            .map(|m| &m.peers);
+        let allowed = match (sender_ok, visible) {
+            (true, Some(visible)) => snapshot
                 .members
                 .iter()
                 .filter(authorized)
+                .filter(|m| m.public_key != *node && visible.contains(&m.node_id))
                 .map(|m| m.public_key)
-                .filter(|k| k != node)
-                .collect()
-        } else {
-            HashSet::new()
+                .collect(),
+            _ => HashSet::new(),
         };
         Self { snapshot, allowed }
     }
@@ -182,7 +189,8 @@ impl Checker {
         )
     }
 
-    /// Whether the sender and `to` are both authorized members of `net`.
+    /// Whether the sender and `to` are both authorized members of `net`
+    /// and its policy lets them exchange packets.
     async fn may_send(&mut self, net: NetworkId, to: &NodePublicKey) -> Result<bool, RelayRefusal> {
         let snapshot = match self.hub.cached_snapshot(net) {
             Some(s) => s,
@@ -208,7 +216,9 @@ impl Checker {
             .get(&net)
             .is_none_or(|p| !Arc::ptr_eq(&p.snapshot, &snapshot));
         if stale {
-            self.peers.insert(net, Peers::of(&self.node, snapshot));
+            let view = self.hub.view(&snapshot);
+            self.peers
+                .insert(net, Peers::of(&self.node, snapshot, &view));
         }
         Ok(self.peers.get(&net).is_some_and(|p| p.allowed.contains(to)))
     }
