@@ -305,6 +305,9 @@ pub struct FilterStats {
     pub tracked_flows: u64,
     /// The most flows tracked at once; a new flow beyond it evicts one.
     pub flow_limit: u64,
+    /// Roughly the bytes the flow table holds now (by capacity).
+    #[serde(default)]
+    pub flow_table_bytes: u64,
     /// Flows removed to make room for new ones.
     pub flows_evicted: u64,
     /// Flows that timed out.

@@ -189,6 +189,7 @@ impl Filter {
             policy_version: self.rules.as_ref().map(CompiledFilter::policy_version),
             tracked_flows: self.table.len() as u64,
             flow_limit: self.table.limit() as u64,
+            flow_table_bytes: self.table.memory() as u64,
             flows_evicted: self.table.removed.evicted,
             flows_expired: self.table.removed.expired,
             flows_cut: self.counters.flows_cut,
