@@ -45,21 +45,52 @@ pub fn run<P: Parser>(
 }
 
 /// With `WARREN_CLI_TRACE=FILE`, appends the program's command line to FILE
-/// (arguments tab-separated, one line per run). Best effort: a trace that
-/// cannot be written never stops the command.
+/// (arguments tab-separated, one line per run), for the documentation
+/// checks of the test suites. Only debug builds do it: a release build (a
+/// package) never writes its command line anywhere, whatever the
+/// environment says. The values of secret flags are replaced by `-`.
+/// Best effort: a trace that cannot be written never stops the command.
 pub fn record_command_line() {
+    if !cfg!(debug_assertions) {
+        return;
+    }
     let Some(path) = std::env::var_os("WARREN_CLI_TRACE") else {
         return;
     };
     let args: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let line = args.join("\t") + "\n";
+    let line = redact(&args).join("\t") + "\n";
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path);
     let _ = file.and_then(|mut f| f.write_all(line.as_bytes()));
+}
+
+/// Flags whose values are secrets: pre-auth keys and API tokens.
+const SECRET_FLAGS: [&str; 2] = ["--key", "--token"];
+
+/// `args` with the value of every secret flag (`--key VALUE`,
+/// `--key=VALUE`) replaced by `-`, which still parses.
+fn redact(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut hide_next = false;
+    for arg in args {
+        if hide_next {
+            out.push("-".to_owned());
+            hide_next = false;
+            continue;
+        }
+        match arg.split_once('=') {
+            Some((flag, _)) if SECRET_FLAGS.contains(&flag) => out.push(format!("{flag}=-")),
+            _ => {
+                hide_next = SECRET_FLAGS.contains(&arg.as_str());
+                out.push(arg.clone());
+            }
+        }
+    }
+    out
 }
 
 /// Ok when clap accepts `args` (a request for help or the version counts);
@@ -154,5 +185,40 @@ fn append_sections(cmd: &Command, text: &mut String) {
         if !sub.is_hide_set() && sub.get_name() != "help" {
             append_sections(sub, text);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_flag_values_never_reach_the_trace() {
+        let args: Vec<String> = [
+            "warren",
+            "join",
+            "abc",
+            "--key",
+            "wk-secret",
+            "--token=t0k",
+            "--name",
+            "n",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            redact(&args),
+            [
+                "warren",
+                "join",
+                "abc",
+                "--key",
+                "-",
+                "--token=-",
+                "--name",
+                "n"
+            ]
+        );
     }
 }
