@@ -183,6 +183,36 @@ fn a_member_of_one_network_cannot_use_the_other_through_a_shared_node() {
                 "r's B filter counted {} drops for m's attempts (expected at least 4)",
                 after - before
             );
+            // Behind the engine, the forwarding filter keeps them apart too:
+            // A's route is A's interface's, and B's member B's.
+            let status = mesh.agent("r")?.status()?;
+            let (if_a, if_b) = (
+                status
+                    .network(&net_a)?
+                    .interface()
+                    .context("A's interface")?
+                    .to_owned(),
+                status
+                    .network(&net_b)?
+                    .interface()
+                    .context("B's interface")?
+                    .to_owned(),
+            );
+            let own = mesh
+                .ns("r")?
+                .output("nft", ["list", "set", "inet", "warren", "net_own4"])?;
+            ensure!(
+                own.contains(&format!("\"{if_a}\" . 10.96.0.0/12")) && !own.contains(&if_b),
+                "A's route belongs to A's interface only: {own}"
+            );
+            let members = mesh
+                .ns("r")?
+                .output("nft", ["list", "set", "inet", "warren", "net_members4"])?;
+            ensure!(
+                members.contains(&format!("\"{if_b}\" . {m_b}"))
+                    && !members.contains(&format!("\"{if_a}\" . {m_b}")),
+                "m is a member on B's interface only: {members}"
+            );
             // And what B allows still works over the same tunnel.
             reaches(m_ns, SocketAddr::new(r_b, 8000), SETTLE)?;
             Ok(())

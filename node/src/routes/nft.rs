@@ -16,29 +16,34 @@
 //!   the mark back before routing (as wg-quick does), so strict reverse-path
 //!   filtering sees them come in where the main table says.
 //!
+//! - Every set pairs an overlay interface with a prefix: a node in several
+//!   networks forwards a packet only as the network it came from (or goes
+//!   to) allows, never by what another network allows.
+//!
 //! The script only ever adds and flushes, so named counters survive updates.
 
 use std::fmt::Write as _;
 use std::process::Stdio;
 
 use anyhow::{bail, Context};
-use ipnet::IpNet;
 use tokio::io::AsyncWriteExt;
 
-use super::plan::{Firewall, FWMARK};
+use super::plan::{Firewall, OnTun, FWMARK};
 
 pub const TABLE: &str = "warren";
 pub const INTO_OVERLAY: &str = "into_overlay_dropped";
 pub const FROM_OVERLAY: &str = "from_overlay_dropped";
 
-/// The sets the rules use, with their element type.
+/// The sets the rules use, with their element type: each element pairs
+/// an overlay interface (one network) with a prefix, so that a rule only
+/// matches what a packet's own network allows.
 const SETS: [(&str, &str); 6] = [
-    ("members4", "ipv4_addr"),
-    ("members6", "ipv6_addr"),
-    ("own4", "ipv4_addr"),
-    ("own6", "ipv6_addr"),
-    ("remote4", "ipv4_addr"),
-    ("remote6", "ipv6_addr"),
+    ("net_members4", "ifname . ipv4_addr"),
+    ("net_members6", "ifname . ipv6_addr"),
+    ("net_own4", "ifname . ipv4_addr"),
+    ("net_own6", "ifname . ipv6_addr"),
+    ("net_remote4", "ifname . ipv4_addr"),
+    ("net_remote6", "ifname . ipv6_addr"),
 ];
 
 /// Base chains: name, hook spec.
@@ -66,10 +71,10 @@ fn quoted_set(names: &[String]) -> String {
     format!("{{ {} }}", inner.join(", "))
 }
 
-fn family(list: &[IpNet], v6: bool) -> Vec<String> {
+fn family(list: &[OnTun], v6: bool) -> Vec<String> {
     list.iter()
-        .filter(|p| p.addr().is_ipv6() == v6)
-        .map(IpNet::to_string)
+        .filter(|(_, p)| p.addr().is_ipv6() == v6)
+        .map(|(tun, p)| format!("\"{tun}\" . {p}"))
         .collect()
 }
 
@@ -93,10 +98,7 @@ pub fn script(fw: &Firewall) -> String {
         family(&fw.remote, true),
     ];
     for ((name, kind), items) in SETS.iter().zip(&elements) {
-        let _ = writeln!(
-            s,
-            "add set {t} {name} {{ type {kind}; flags interval; auto-merge; }}"
-        );
+        let _ = writeln!(s, "add set {t} {name} {{ type {kind}; flags interval; }}");
         let _ = writeln!(s, "flush set {t} {name}");
         if !items.is_empty() {
             let _ = writeln!(s, "add element {t} {name} {{ {} }}", items.join(", "));
@@ -114,12 +116,16 @@ pub fn script(fw: &Firewall) -> String {
     rule(
         &mut s,
         "forward",
-        &format!("oifname {tuns} ip saddr @own4 ip daddr @remote4 accept"),
+        &format!(
+            "oifname {tuns} oifname . ip saddr @net_own4 oifname . ip daddr @net_remote4 accept"
+        ),
     );
     rule(
         &mut s,
         "forward",
-        &format!("oifname {tuns} ip6 saddr @own6 ip6 daddr @remote6 accept"),
+        &format!(
+            "oifname {tuns} oifname . ip6 saddr @net_own6 oifname . ip6 daddr @net_remote6 accept"
+        ),
     );
     rule(
         &mut s,
@@ -129,25 +135,31 @@ pub fn script(fw: &Firewall) -> String {
     rule(
         &mut s,
         "forward",
-        &format!("iifname {tuns} ip saddr @members4 ip daddr @own4 accept"),
+        &format!(
+            "iifname {tuns} iifname . ip saddr @net_members4 iifname . ip daddr @net_own4 accept"
+        ),
     );
     rule(
         &mut s,
         "forward",
-        &format!("iifname {tuns} ip6 saddr @members6 ip6 daddr @own6 accept"),
+        &format!(
+            "iifname {tuns} iifname . ip6 saddr @net_members6 iifname . ip6 daddr @net_own6 accept"
+        ),
     );
-    if fw.exit_v4 {
+    if !fw.exit_v4.is_empty() {
+        let exits = quoted_set(&fw.exit_v4);
         rule(
             &mut s,
             "forward",
-            &format!("iifname {tuns} ip saddr @members4 accept"),
+            &format!("iifname {exits} iifname . ip saddr @net_members4 accept"),
         );
     }
-    if fw.exit_v6 {
+    if !fw.exit_v6.is_empty() {
+        let exits = quoted_set(&fw.exit_v6);
         rule(
             &mut s,
             "forward",
-            &format!("iifname {tuns} ip6 saddr @members6 accept"),
+            &format!("iifname {exits} iifname . ip6 saddr @net_members6 accept"),
         );
     }
     rule(
@@ -237,18 +249,22 @@ fn parse_counter(json: &str) -> Option<(u64, u64)> {
 mod tests {
     use super::*;
 
-    fn net(s: &str) -> IpNet {
+    fn net(s: &str) -> ipnet::IpNet {
         s.parse().unwrap()
+    }
+
+    fn on(tun: &str, s: &str) -> OnTun {
+        (tun.to_string(), net(s))
     }
 
     fn router() -> Firewall {
         Firewall {
             tuns: vec!["warren0".into()],
-            members: vec![net("10.147.0.2/32"), net("fd00::2/128")],
-            own: vec![net("10.96.0.0/12")],
-            remote: vec![net("10.112.0.0/12")],
-            exit_v4: false,
-            exit_v6: false,
+            members: vec![on("warren0", "10.147.0.2/32"), on("warren0", "fd00::2/128")],
+            own: vec![on("warren0", "10.96.0.0/12")],
+            remote: vec![on("warren0", "10.112.0.0/12")],
+            exit_v4: vec![],
+            exit_v6: vec![],
             masquerade: true,
             exit_client: false,
         }
@@ -265,40 +281,59 @@ mod tests {
         // site, the rest dropped and counted; then out of it only from
         // members to our routes.
         let replies = pos("add rule inet warren forward ct state established,related accept");
-        let site = pos("oifname { \"warren0\" } ip saddr @own4 ip daddr @remote4 accept");
+        let site = pos("oifname { \"warren0\" } oifname . ip saddr @net_own4 oifname . ip daddr @net_remote4 accept");
         let into = pos("oifname { \"warren0\" } counter name into_overlay_dropped drop");
-        let out = pos("iifname { \"warren0\" } ip saddr @members4 ip daddr @own4 accept");
+        let out = pos("iifname { \"warren0\" } iifname . ip saddr @net_members4 iifname . ip daddr @net_own4 accept");
         let from = pos("iifname { \"warren0\" } counter name from_overlay_dropped drop");
         assert!(replies < site && site < into && into < out && out < from);
-        assert!(s.contains("add element inet warren members4 { 10.147.0.2/32 }"));
-        assert!(s.contains("add element inet warren members6 { fd00::2/128 }"));
-        assert!(s.contains("add element inet warren own4 { 10.96.0.0/12 }"));
+        assert!(s.contains("add element inet warren net_members4 { \"warren0\" . 10.147.0.2/32 }"));
+        assert!(s.contains("add element inet warren net_members6 { \"warren0\" . fd00::2/128 }"));
+        assert!(s.contains("add element inet warren net_own4 { \"warren0\" . 10.96.0.0/12 }"));
         assert!(
-            !s.contains("add element inet warren own6"),
+            !s.contains("add element inet warren net_own6"),
             "empty sets get no elements"
         );
         assert!(s.contains("iifname { \"warren0\" } oifname != { \"warren0\" } masquerade"));
         // No blanket forwarding without an approved exit route.
-        assert!(!s.contains("ip saddr @members4 accept\n"));
+        assert!(!s.contains("ip saddr @net_members4 accept\n"));
         assert!(!s.contains("ct mark"));
         // Only adds and flushes: counters survive updates.
         assert!(!s.contains("delete"));
-        assert!(s.contains("flush set inet warren members4"));
+        assert!(s.contains("flush set inet warren net_members4"));
         assert!(s.contains("flush chain inet warren forward"));
     }
 
     #[test]
     fn exit_nodes_forward_anywhere_and_clients_restore_marks() {
         let mut fw = router();
-        fw.exit_v4 = true;
+        fw.exit_v4 = vec!["warren0".into()];
         fw.masquerade = false;
         fw.exit_client = true;
         let s = script(&fw);
-        assert!(s.contains("iifname { \"warren0\" } ip saddr @members4 accept\n"));
-        assert!(!s.contains("ip6 saddr @members6 accept\n"));
+        assert!(s.contains("iifname { \"warren0\" } iifname . ip saddr @net_members4 accept\n"));
+        assert!(!s.contains("ip6 saddr @net_members6 accept\n"));
         assert!(!s.contains("masquerade"));
         assert!(s.contains("add rule inet warren mark_in meta l4proto udp meta mark set ct mark"));
         assert!(s.contains("meta mark 0x5752 ct mark set meta mark"));
+    }
+
+    #[test]
+    fn two_networks_keep_their_prefixes_and_exit_nodes_apart() {
+        let mut fw = router();
+        fw.tuns.push("warren1".into());
+        fw.members.push(on("warren1", "10.148.0.2/32"));
+        fw.exit_v4 = vec!["warren0".into()];
+        let s = script(&fw);
+        // B's member is a member on B's interface only; A's route is A's.
+        assert!(s.contains(
+            "add element inet warren net_members4 { \"warren0\" . 10.147.0.2/32, \"warren1\" . 10.148.0.2/32 }"
+        ));
+        assert!(s.contains("add element inet warren net_own4 { \"warren0\" . 10.96.0.0/12 }"));
+        // Only A's interface may use the exit.
+        assert!(s.contains("iifname { \"warren0\" } iifname . ip saddr @net_members4 accept\n"));
+        assert!(!s.contains(
+            "iifname { \"warren0\", \"warren1\" } iifname . ip saddr @net_members4 accept\n"
+        ));
     }
 
     #[test]

@@ -104,27 +104,48 @@ impl Rule {
     }
 }
 
+/// An address prefix as one overlay interface (one network) sees it.
+pub type OnTun = (String, IpNet);
+
 /// The stateful filter of a node that forwards between the overlay and
-/// elsewhere (see `nft.rs`).
+/// elsewhere (see `nft.rs`). Every prefix belongs to the interface of the
+/// network it came from, so that a node in several networks keeps them
+/// apart: what network A allows never admits a packet of network B.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Firewall {
     /// The overlay interfaces.
     pub tuns: Vec<String>,
     /// Sources peers may send from: their addresses and the subnet routes
     /// this node accepted from them (what the engines let in).
-    pub members: Vec<IpNet>,
+    pub members: Vec<OnTun>,
     /// This node's approved subnet routes: where overlay traffic may go.
-    pub own: Vec<IpNet>,
+    pub own: Vec<OnTun>,
     /// Accepted subnet routes of peers: where the LAN may start
-    /// connections to (site to site), from `own` only.
-    pub remote: Vec<IpNet>,
-    /// An approved exit node for IPv4 / IPv6: overlay traffic may go anywhere.
-    pub exit_v4: bool,
-    pub exit_v6: bool,
+    /// connections to (site to site), from `own` of the same network only.
+    pub remote: Vec<OnTun>,
+    /// Interfaces of networks where this node is an approved exit node for
+    /// IPv4 / IPv6: their members' traffic may go anywhere.
+    pub exit_v4: Vec<String>,
+    pub exit_v6: Vec<String>,
     pub masquerade: bool,
     /// This node sends its default traffic to an exit node: replies to its
     /// own marked sockets get their mark back for reverse-path checks.
     pub exit_client: bool,
+}
+
+/// Per interface, the smallest list of prefixes that covers `list`.
+fn aggregate_per_tun(list: &mut Vec<OnTun>) {
+    let mut by_tun: BTreeMap<String, Vec<IpNet>> = BTreeMap::new();
+    for (tun, prefix) in list.drain(..) {
+        by_tun.entry(tun).or_default().push(prefix);
+    }
+    for (tun, prefixes) in by_tun {
+        list.extend(
+            IpNet::aggregate(&prefixes)
+                .into_iter()
+                .map(|p| (tun.clone(), p)),
+        );
+    }
 }
 
 /// Everything the system should hold, and what to report about it.
@@ -193,20 +214,24 @@ pub fn plan(inputs: &[NetInput<'_>], settings: &Settings) -> Plan {
         let mut mine = settings.advertised(&id);
         mine.extend(map.self_node.routes.iter().map(|r| r.prefix));
         mine.retain(|p| !is_exit(p));
-        firewall.tuns.push(input.interface.to_owned());
+        let tun = input.interface.to_owned();
+        firewall.tuns.push(tun.clone());
         for r in map.self_node.routes.iter().filter(|r| r.approved) {
             match (is_exit(&r.prefix), r.prefix) {
-                (true, IpNet::V4(_)) => firewall.exit_v4 = true,
-                (true, IpNet::V6(_)) => firewall.exit_v6 = true,
-                (false, p) => firewall.own.push(p),
+                (true, IpNet::V4(_)) => firewall.exit_v4.push(tun.clone()),
+                (true, IpNet::V6(_)) => firewall.exit_v6.push(tun.clone()),
+                (false, p) => firewall.own.push((tun.clone(), p)),
             }
         }
         let mut statuses = Vec::new();
         let mut offers = Vec::new();
         for peer in &map.peers {
-            firewall
-                .members
-                .extend(peer.addresses.iter().filter(|a| !is_exit(a)).copied());
+            firewall.members.extend(
+                peer.addresses
+                    .iter()
+                    .filter(|a| !is_exit(a))
+                    .map(|a| (tun.clone(), *a)),
+            );
             let exits: Vec<IpNet> = peer.routes.iter().filter(|r| is_exit(r)).copied().collect();
             if !exits.is_empty() {
                 offers.push(ExitNodeOffer {
@@ -237,8 +262,8 @@ pub fn plan(inputs: &[NetInput<'_>], settings: &Settings) -> Plan {
                             .or_default()
                             .push(*prefix);
                         out.table.insert(*prefix, input.interface.to_owned());
-                        firewall.members.push(*prefix);
-                        firewall.remote.push(*prefix);
+                        firewall.members.push((tun.clone(), *prefix));
+                        firewall.remote.push((tun.clone(), *prefix));
                     }
                 }
                 statuses.push(status);
@@ -303,7 +328,7 @@ pub fn plan(inputs: &[NetInput<'_>], settings: &Settings) -> Plan {
             &mut firewall.own,
             &mut firewall.remote,
         ] {
-            *list = IpNet::aggregate(list);
+            aggregate_per_tun(list);
         }
         out.firewall = Some(firewall);
     }
@@ -407,8 +432,11 @@ mod tests {
         // The filter is there all the same, with the peer as a member.
         let fw = p.firewall.unwrap();
         assert_eq!(fw.tuns, vec!["warren0"]);
-        assert_eq!(fw.members, vec![net("10.147.0.2/32")]);
-        assert!(fw.own.is_empty() && !fw.exit_v4 && fw.masquerade);
+        assert_eq!(
+            fw.members,
+            vec![("warren0".to_string(), net("10.147.0.2/32"))]
+        );
+        assert!(fw.own.is_empty() && fw.exit_v4.is_empty() && fw.masquerade);
     }
 
     #[test]
@@ -443,8 +471,13 @@ mod tests {
             "no IPv6 routes, no IPv6 rules"
         );
         let fw = p.firewall.unwrap();
-        assert_eq!(fw.remote, vec![net("10.96.0.0/12")]);
-        assert!(fw.members.contains(&net("10.96.0.0/12")));
+        assert_eq!(
+            fw.remote,
+            vec![("warren0".to_string(), net("10.96.0.0/12"))]
+        );
+        assert!(fw
+            .members
+            .contains(&("warren0".to_string(), net("10.96.0.0/12"))));
     }
 
     #[test]
@@ -538,7 +571,7 @@ mod tests {
             ],
         );
         let fw = plan(&[input(&m)], &Settings::default()).firewall.unwrap();
-        assert_eq!(fw.own, vec![net("10.96.0.0/12")]);
-        assert!(fw.exit_v4 && !fw.exit_v6);
+        assert_eq!(fw.own, vec![("warren0".to_string(), net("10.96.0.0/12"))]);
+        assert!(fw.exit_v4 == ["warren0"] && fw.exit_v6.is_empty());
     }
 }
