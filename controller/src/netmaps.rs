@@ -55,13 +55,7 @@ impl SharedView {
     /// exchange packets with.
     pub fn sees(&self, header: &Netmap, peer: &NodeId) -> bool {
         let me = header.self_node.node_id;
-        header.self_node.authorized
-            && *peer != me
-            && self
-                .policy
-                .members
-                .get(&me)
-                .is_some_and(|m| m.peers.contains(peer))
+        header.self_node.authorized && self.policy.sees(&me, peer)
     }
 
     /// The peers the member of `header` sees.

@@ -247,6 +247,40 @@ async fn frames_outside_the_senders_networks_and_replays_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_carries_only_what_the_policy_lets_two_members_exchange() {
+    let lab = lab(RelayLimits::default()).await;
+    let net = lab.network("prod").await;
+    let key = lab.key(net).await;
+    let a = lab.member(net, "a", Some(&key)).await;
+    let b = lab.member(net, "b", Some(&key)).await;
+    let c = lab.member(net, "c", Some(&key)).await;
+    let policy = "[[allow]]\nfrom = [\"a\"]\nto = [\"b\"]\nports = [\"tcp:22\"]\n";
+    lab.store()
+        .set_policy(&Actor::system(), net, policy)
+        .await
+        .unwrap();
+    lab.running.hub.changed(net);
+    let mut inbox_a = a.relay_inbox();
+    let mut inbox_b = b.relay_inbox();
+    // a and b may exchange packets (either way: replies); c may not reach
+    // either, nor they c.
+    a.send_relay_datagram(&frame(net, &b, 1, b"a to b".to_vec()));
+    assert_eq!(inbox_b.expect().await.1.payload, b"a to b");
+    b.send_relay_datagram(&frame(net, &a, 1, b"b to a".to_vec()));
+    assert_eq!(inbox_a.expect().await.1.payload, b"b to a");
+    c.send_relay_datagram(&frame(net, &a, 1, b"c to a".to_vec()));
+    c.send_relay_datagram(&frame(net, &b, 2, b"c to b".to_vec()));
+    a.send_relay_datagram(&frame(net, &c, 2, b"a to c".to_vec()));
+    eventually("three frames refused as not a peer", || {
+        lab.refused(RelayRefusal::NotAPeer) == 3
+    })
+    .await;
+    assert!(inbox_a.next(QUIET).await.is_none());
+    assert!(inbox_b.next(QUIET).await.is_none());
+    lab.running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_over_its_quota_is_cut_off_while_others_still_flow() {
     // Nine 1049-byte frames fit the burst; refill is negligible.
     let lab = lab(RelayLimits {

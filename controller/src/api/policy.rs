@@ -105,7 +105,7 @@ pub async fn dry_run(
             json!({
                 "name": m.name,
                 "node_id": m.node_id,
-                "peers": compiled.peers.len(),
+                "peers": checked.compiled.peers_of(&m.node_id).len(),
                 "inbound_rules": compiled.filter.inbound.len(),
                 "outbound_rules": compiled.filter.outbound.len(),
             })
@@ -191,7 +191,7 @@ pub async fn compiled(
         .filter(|m| m.authorized)
         .map(|m| {
             let c = compiled.member(&m.node_id);
-            json!({ "name": m.name, "node_id": m.node_id, "peers": c.peers, "filter": c.filter })
+            json!({ "name": m.name, "node_id": m.node_id, "peers": compiled.peers_of(&m.node_id), "filter": c.filter })
         })
         .collect();
     Ok(Json(

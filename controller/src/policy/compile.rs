@@ -25,6 +25,10 @@ pub struct MemberPolicy {
 pub struct Compiled {
     pub version: u64,
     pub members: BTreeMap<NodeId, MemberPolicy>,
+    /// Some rule lets every member reach every member (the default
+    /// policy): then every authorized member sees every other, and the
+    /// per-member peer sets, which would hold everyone, stay empty.
+    pub all_peers: bool,
 }
 
 impl Compiled {
@@ -41,12 +45,37 @@ impl Compiled {
                 peers: BTreeSet::new(),
             })
     }
+
+    /// Whether `a` may exchange packets with `b`: both authorized, not the
+    /// same, and some rule between them.
+    pub fn sees(&self, a: &NodeId, b: &NodeId) -> bool {
+        a != b
+            && self.members.contains_key(b)
+            && self
+                .members
+                .get(a)
+                .is_some_and(|m| self.all_peers || m.peers.contains(b))
+    }
+
+    /// The members `node` sees, in order.
+    pub fn peers_of(&self, node: &NodeId) -> Vec<NodeId> {
+        self.members
+            .keys()
+            .filter(|other| self.sees(node, other))
+            .copied()
+            .collect()
+    }
 }
 
 /// Compiles the document's rules, then `extra` (active grants), for the
 /// network's authorized members. Names that match nothing (a member that
 /// left, a tag nobody holds any more) admit nothing: a stored policy always
 /// compiles, whatever membership did since.
+///
+/// A rule from `*` admits the network's pools (and the routes members
+/// serve) rather than each member's addresses, and a rule to `*` the same
+/// on the way out: the default policy then compiles to a few prefixes per
+/// member, not to the whole membership per member.
 pub fn compile(policy: &Policy, extra: &[Rule], view: &NetworkView, version: u64) -> Compiled {
     let authorized: BTreeMap<NodeId, &PolicyMember> = view
         .members
@@ -56,6 +85,7 @@ pub fn compile(policy: &Policy, extra: &[Rule], view: &NetworkView, version: u64
         .collect();
     let mut out = Compiled {
         version,
+        all_peers: false,
         members: authorized
             .keys()
             .map(|node| {
@@ -79,34 +109,53 @@ pub fn compile(policy: &Policy, extra: &[Rule], view: &NetworkView, version: u64
         authorized: &authorized,
     };
     for rule in policy.rules.iter().chain(extra) {
-        let sources = resolver.sources(rule);
-        if sources.is_empty() {
+        compile_rule(&resolver, rule, &mut out);
+    }
+    out
+}
+
+fn compile_rule(resolver: &Resolver<'_>, rule: &Rule, out: &mut Compiled) {
+    let sources = resolver.sources(rule);
+    if sources.is_empty() {
+        return;
+    }
+    let pools = &resolver.view.pools;
+    let any_source = !pools.is_empty() && rule.from.iter().any(|(s, _)| matches!(s, Source::Any));
+    let any_target = !pools.is_empty() && rule.to.iter().any(|(t, _)| matches!(t, Target::Any));
+    let destinations = resolver.destinations(rule);
+    // What the sources send from, once for the rule.
+    let src: Vec<IpNet> = if any_source {
+        resolver.every_member_nets()
+    } else {
+        sources
+            .iter()
+            .flat_map(|s| resolver.source_nets(*s))
+            .collect()
+    };
+    let mut outbound: BTreeMap<Vec<PortRange>, BTreeSet<IpNet>> = BTreeMap::new();
+    for ((node, ports), nets) in &destinations {
+        // A member is not its own source.
+        if sources.len() == 1 && sources.contains(node) {
             continue;
         }
-        let destinations = resolver.destinations(rule);
-        let mut outbound: BTreeMap<(NodeId, Vec<PortRange>), BTreeSet<IpNet>> = BTreeMap::new();
-        for ((node, ports), nets) in &destinations {
-            let src: Vec<IpNet> = sources
-                .iter()
-                .filter(|s| *s != node)
-                .flat_map(|s| resolver.source_nets(*s))
-                .collect();
-            if src.is_empty() {
-                continue;
-            }
-            if let Some(receiver) = out.members.get_mut(node) {
-                receiver.filter.inbound.push(FilterRule {
-                    rule: rule.name.clone(),
-                    src,
-                    dst: nets.iter().copied().collect(),
-                    ports: ports.clone(),
-                });
-            }
+        if let Some(receiver) = out.members.get_mut(node) {
+            receiver.filter.inbound.push(FilterRule {
+                rule: rule.name.clone(),
+                src: src.clone(),
+                dst: nets.iter().copied().collect(),
+                ports: ports.clone(),
+            });
+        }
+        outbound
+            .entry(ports.clone())
+            .or_default()
+            .extend(nets.iter().copied());
+    }
+    if any_source && any_target {
+        out.all_peers = true;
+    } else if !out.all_peers {
+        for (node, _) in destinations.keys() {
             for source in sources.iter().filter(|s| *s != node) {
-                outbound
-                    .entry((*source, ports.clone()))
-                    .or_default()
-                    .extend(nets.iter().copied());
                 if let Some(m) = out.members.get_mut(source) {
                     m.peers.insert(*node);
                 }
@@ -115,18 +164,27 @@ pub fn compile(policy: &Policy, extra: &[Rule], view: &NetworkView, version: u64
                 }
             }
         }
-        for ((source, ports), nets) in outbound {
-            if let Some(m) = out.members.get_mut(&source) {
-                m.filter.outbound.push(FilterRule {
-                    rule: rule.name.clone(),
-                    src: resolver.source_nets(source),
-                    dst: nets.into_iter().collect(),
-                    ports,
-                });
-            }
+    }
+    if any_target {
+        for nets in outbound.values_mut() {
+            nets.retain(|n| !pools.iter().any(|p| p.contains(n)));
+            nets.extend(pools.iter().copied());
         }
     }
-    out
+    for source in &sources {
+        let own = resolver.source_nets(*source);
+        let Some(m) = out.members.get_mut(source) else {
+            continue;
+        };
+        for (ports, nets) in &outbound {
+            m.filter.outbound.push(FilterRule {
+                rule: rule.name.clone(),
+                src: own.clone(),
+                dst: nets.iter().copied().collect(),
+                ports: ports.clone(),
+            });
+        }
+    }
 }
 
 struct Resolver<'a> {
@@ -257,6 +315,16 @@ impl Resolver<'_> {
         // A service of a member that is not authorized, or nothing at all.
         found.retain(|(node, _), nets| self.authorized.contains_key(node) && !nets.is_empty());
         found
+    }
+
+    /// What every member may send from: the network's pools and the routes
+    /// members serve (see [`Self::source_nets`]).
+    fn every_member_nets(&self) -> Vec<IpNet> {
+        let mut nets: BTreeSet<IpNet> = self.view.pools.iter().copied().collect();
+        for (_, routes) in self.served_routes() {
+            nets.extend(routes.iter().filter(|r| r.prefix_len() > 0).copied());
+        }
+        nets.into_iter().collect()
     }
 
     /// What a member may send from: its own addresses and the routes it

@@ -463,3 +463,46 @@ fn compilation_is_deterministic() {
     let b = check(ISSUE_EXAMPLE, &shuffled, 2, &[]).unwrap().compiled;
     assert_eq!(a, b);
 }
+
+#[test]
+fn every_member_to_every_member_compiles_to_the_pools_not_the_membership() {
+    let mut lab = cluster().pending("waiting");
+    lab.view.pools = vec![p("10.147.0.0/16"), p("fd00::/64")];
+    let c = check(DEFAULT_POLICY, &lab.view, 1, &[]).unwrap().compiled;
+    assert!(c.all_peers);
+    let ana = lab.node("laptop-ana");
+    let master = lab.node("master");
+    assert!(c.sees(&ana, &master) && c.sees(&master, &ana));
+    assert!(!c.sees(&ana, &ana), "never its own peer");
+    assert!(
+        !c.sees(&ana, &lab.node("waiting")),
+        "a pending member is nobody's peer"
+    );
+    let peers = c.peers_of(&ana);
+    assert_eq!(
+        peers.len(),
+        lab.view.members.iter().filter(|m| m.authorized).count() - 1
+    );
+    // The master's inbound rule: from the pools and the routes members serve,
+    // to its own addresses and its route; a few prefixes, whatever the size.
+    let inbound = &c.member(&master).filter.inbound;
+    assert_eq!(inbound.len(), 1);
+    assert_eq!(
+        inbound[0].src,
+        vec![p("10.96.0.0/12"), p("10.147.0.0/16"), p("fd00::/64")]
+    );
+    assert!(inbound[0].dst.contains(&p("10.96.0.0/12")));
+    // Ana's way out: to the pools and the route.
+    let outbound = &c.member(&ana).filter.outbound;
+    assert_eq!(outbound.len(), 1);
+    assert_eq!(
+        outbound[0].dst,
+        vec![p("10.96.0.0/12"), p("10.147.0.0/16"), p("fd00::/64")]
+    );
+    // And explain still reads it the same.
+    assert!(lab.explain(&c, "laptop-ana", "master", "tcp:22").allowed);
+    assert!(
+        lab.explain(&c, "laptop-ana", "10.96.0.10", "udp:53")
+            .allowed
+    );
+}

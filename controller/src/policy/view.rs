@@ -43,6 +43,10 @@ pub struct NetworkView {
     pub routes: BTreeMap<NodeId, BTreeSet<IpNet>>,
     /// Services members publish.
     pub services: Vec<(NodeId, ServiceSpec)>,
+    /// The network's address pools (IPv4 pool, IPv6 /64): every member's
+    /// overlay address lies in them, so a rule about every member can name
+    /// them instead of listing each member.
+    pub pools: Vec<IpNet>,
 }
 
 impl NetworkView {
@@ -70,6 +74,10 @@ impl NetworkView {
             .collect();
         members.sort_by_key(|m| m.node_id);
         NetworkView {
+            pools: vec![
+                IpNet::V4(snapshot.network.pool),
+                IpNet::V6(snapshot.network.ipv6_prefix),
+            ],
             members,
             routes: crate::routes::primaries(snapshot),
             services: snapshot

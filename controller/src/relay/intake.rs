@@ -126,20 +126,17 @@ impl Peers {
             .iter()
             .filter(authorized)
             .any(|m| m.public_key == *node);
-        let visible = view
-            .policy
-            .members
-            .get(&NodeId::from_key(node))
-            .map(|m| &m.peers);
-        let allowed = match (sender_ok, visible) {
-            (true, Some(visible)) => snapshot
+        let me = NodeId::from_key(node);
+        let allowed = if sender_ok {
+            snapshot
                 .members
                 .iter()
                 .filter(authorized)
-                .filter(|m| m.public_key != *node && visible.contains(&m.node_id))
+                .filter(|m| m.public_key != *node && view.policy.sees(&me, &m.node_id))
                 .map(|m| m.public_key)
-                .collect(),
-            _ => HashSet::new(),
+                .collect()
+        } else {
+            HashSet::new()
         };
         Self { snapshot, allowed }
     }
