@@ -563,3 +563,73 @@ async fn under_handshake_load_clients_prove_their_address_with_a_retry() {
     );
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_can_report_only_the_uses_of_its_own_grants_and_each_once() {
+    let lab = common::served().await;
+    let key = lab.reusable_key().await;
+    let mut ana = lab.node().await;
+    let mut bo = lab.node().await;
+    let mut cy = lab.node().await;
+    for (node, name) in [(&mut ana, "ana"), (&mut bo, "bo"), (&mut cy, "cy")] {
+        let (outcome, _) = node.join(lab.net, name, Some(&key)).await;
+        assert_eq!(outcome, JoinOutcome::Authorized);
+    }
+    let (status, grant) = lab
+        .api
+        .admin(
+            Method::POST,
+            &format!("/api/v1/networks/{}/grants", lab.net),
+            Some(json!({ "from": "ana", "to": "bo", "ports": ["tcp:22"], "for": "1h", "reason": "test" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{grant}");
+    let id = grant["id"].as_str().unwrap().to_string();
+    let used = |grant: &str| NodeMessage::GrantUsed {
+        network_id: lab.net,
+        grant: grant.to_string(),
+    };
+    // cy is not party to the grant; "zz" and a long string are no grant ids.
+    for (message, what) in [
+        (used(&id), "not cy's grant"),
+        (used("zz"), "not an id"),
+        (used(&"a".repeat(4096)), "far too long"),
+        (used("00000000"), "no such grant"),
+    ] {
+        cy.write(&message).await;
+        match next_answer(&mut cy).await {
+            Some(ControllerMessage::Error { .. }) => {}
+            other => panic!("{what}: expected an error, got {other:?}"),
+        }
+    }
+    // ana and bo: once each, however often they say it.
+    for node in [&mut ana, &mut bo] {
+        for _ in 0..3 {
+            node.write(&used(&id)).await;
+        }
+    }
+    let mut uses = 0;
+    for _ in 0..50 {
+        uses = lab
+            .actions()
+            .await
+            .iter()
+            .filter(|a| *a == "grant.use")
+            .count();
+        if uses == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(uses, 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let entries = lab.audit_entries().await;
+    let users: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["action"] == "grant.use")
+        .map(|e| e["after"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(users.len(), 2, "{entries:?}");
+    assert!(users.contains(&"ana") && users.contains(&"bo"), "{users:?}");
+    lab.running.shutdown().await;
+}

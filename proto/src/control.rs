@@ -88,6 +88,13 @@ pub enum NodeMessage {
         network_id: NetworkId,
         routes: Vec<ipnet::IpNet>,
     },
+    /// A grant (temporary access, rule `grant:<id>` of the node's filter)
+    /// admitted a flow at this node for the first time, for the audit log.
+    /// Acts on the authenticated node only.
+    GrantUsed {
+        network_id: NetworkId,
+        grant: String,
+    },
 }
 
 /// Messages from the controller to a node.

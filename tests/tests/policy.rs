@@ -458,6 +458,21 @@ fn flows_follow_policy_changes_and_grants_end_on_time() {
             println!("grant: {grant}");
             reaches(&a.host, granted, SETTLE)?;
             let ends = added + Duration::from_secs(20);
+            // Its first use at each end is in the audit log, once each.
+            let grant_uses = || -> warren_lab::Result<usize> {
+                let audit = world
+                    .admin(["audit", "--network", &net, "--json"])
+                    .map_err(warren_lab::LabError::Invalid)?;
+                Ok(audit.matches("\"grant.use\"").count())
+            };
+            wait::until("grant.use by a and b in the audit log", SETTLE, || {
+                let uses = grant_uses()?;
+                Ok(if uses >= 2 {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(format!("{uses} grant.use entries"))
+                })
+            })?;
             // Still open a little before its end.
             std::thread::sleep(Duration::from_secs(14).saturating_sub(added.elapsed()));
             reaches(&a.host, granted, Duration::from_secs(3))?;
@@ -486,6 +501,11 @@ fn flows_follow_policy_changes_and_grants_end_on_time() {
             ensure!(
                 listed.contains("\"active\": false") || listed.contains("\"active\":false"),
                 "the grant is listed as ended: {listed}"
+            );
+            let uses = grant_uses()?;
+            ensure!(
+                uses == 2,
+                "one grant.use per member that used the grant, not {uses}"
             );
             Ok(())
         },

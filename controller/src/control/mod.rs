@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod connection;
 pub mod frames;
+mod grant_use;
 pub mod session;
 
 use std::net::SocketAddr;

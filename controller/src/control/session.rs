@@ -114,7 +114,19 @@ impl Session {
         write_message(&mut self.send, message).await
     }
 
-    async fn error(&mut self, code: &str, message: &str) -> Result<(), FrameIoError> {
+    pub(super) fn context(&self) -> &Arc<ControlContext> {
+        &self.context
+    }
+
+    pub(super) fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    pub(super) fn node_key(&self) -> NodePublicKey {
+        self.node_key
+    }
+
+    pub(super) async fn error(&mut self, code: &str, message: &str) -> Result<(), FrameIoError> {
         let error = ControllerMessage::Error {
             code: code.to_string(),
             message: message.to_string(),
@@ -123,7 +135,7 @@ impl Session {
         self.send(&error).await
     }
 
-    async fn internal(&mut self, error: StoreError) -> Result<(), FrameIoError> {
+    pub(super) async fn internal(&mut self, error: StoreError) -> Result<(), FrameIoError> {
         tracing::error!(node = %self.node_id, %error, "control request failed");
         self.error("internal", "internal error").await
     }
@@ -176,6 +188,9 @@ impl Session {
                     Ok(()) => Ok(()),
                     Err(e) => self.error(e.code(), &e.to_string()).await,
                 }
+            }
+            NodeMessage::GrantUsed { network_id, grant } => {
+                self.grant_used(network_id, grant).await
             }
             NodeMessage::Resync { network_id } => {
                 if self.joined.contains_key(&network_id) {

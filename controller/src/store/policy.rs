@@ -204,6 +204,18 @@ pub trait PolicyStore: Send + Sync {
     /// version bumped. Returns them (none: nothing was written).
     async fn end_due_grants(&self) -> Result<Vec<Grant>, StoreError>;
 
+    /// A member (by its full key) reports that grant `id` admitted a flow
+    /// at it. The first report per grant and member is recorded and
+    /// audited (`grant.use`, returns true); later ones change nothing.
+    /// `NotFound` unless the node is an authorized member and the grant an
+    /// active one of `net`.
+    async fn record_grant_use(
+        &self,
+        net: NetworkId,
+        node_key: &warren_proto::NodePublicKey,
+        id: &str,
+    ) -> Result<bool, StoreError>;
+
     /// Ends an active grant now; `NotFound` if there is no active grant `id`.
     async fn revoke_grant(
         &self,

@@ -135,6 +135,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         .context("installing SIGTERM handler")?;
     let mut refresh = tokio::time::interval(ENDPOINT_REFRESH);
     let mut freshness = tokio::time::interval(managed.freshness_interval());
+    let mut grant_check = tokio::time::interval(managed::GRANT_CHECK);
     loop {
         tokio::select! {
             Some(request) = request_rx.recv() => match request {
@@ -155,6 +156,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
                 managed.tick_routes().await;
             }
             _ = freshness.tick() => managed.check_freshness().await,
+            _ = grant_check.tick() => managed.report_grant_uses().await,
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }

@@ -200,6 +200,76 @@ pub(super) async fn revoke(
     Ok(after)
 }
 
+pub(super) async fn record_use(
+    store: &SqliteStore,
+    net: NetworkId,
+    node_key: &warren_proto::NodePublicKey,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let node = NodeId::from_key(node_key);
+    let seen = |conn| async move {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM grant_uses WHERE grant_id = ? AND node_id = ?")
+                .bind(id)
+                .bind(node.to_string())
+                .fetch_optional(conn)
+                .await?;
+        Ok::<bool, StoreError>(row.is_some())
+    };
+    // Repeats are answered on the read pool, never queueing for the writer.
+    if seen(&store.read).await? {
+        return Ok(false);
+    }
+    let mut tx = store.begin_write().await?;
+    let member = super::members::get_self(&mut *tx, net, node_key).await?;
+    let (used_at, now_unix) = now();
+    let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE network_id = ? AND id = ?");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(net.to_string())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let grant = match row {
+        Some(row) => grant_row(net, &row, now_unix)?,
+        None => return Err(StoreError::NotFound("grant")),
+    };
+    if !grant.active {
+        return Err(StoreError::NotFound("active grant"));
+    }
+    let inserted = sqlx::query(
+        "INSERT OR IGNORE INTO grant_uses (grant_id, network_id, node_id, first_used_at) \
+         VALUES (?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(net.to_string())
+    .bind(node.to_string())
+    .bind(&used_at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(false);
+    }
+    append(
+        &mut tx,
+        NewEntry {
+            actor: &Actor::node(&node),
+            action: "grant.use",
+            network_id: Some(net),
+            target: Some(format!("grant:{id}")),
+            before: None,
+            after: Some(serde_json::json!({
+                "grant": id,
+                "node_id": node.to_string(),
+                "name": member.name,
+            })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// Ends what is due. A cheap read first: the write lock is taken only
 /// when a grant's time is up.
 pub(super) async fn end_due(store: &SqliteStore) -> Result<Vec<Grant>, StoreError> {

@@ -411,6 +411,15 @@ impl PolicyStore for SqliteStore {
         super::grants::list(self, net, all).await
     }
 
+    async fn record_grant_use(
+        &self,
+        net: NetworkId,
+        node_key: &warren_proto::NodePublicKey,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        super::grants::record_use(self, net, node_key, id).await
+    }
+
     async fn revoke_grant(
         &self,
         actor: &Actor,

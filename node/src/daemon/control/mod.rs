@@ -61,6 +61,8 @@ pub enum ControlCommand {
     /// Every route this node advertises in a network (sent again by the
     /// daemon after each reconnect, so not remembered here).
     Routes(NetworkId, Vec<ipnet::IpNet>),
+    /// A grant admitted a flow here for the first time (for the audit log).
+    GrantUsed(NetworkId, String),
 }
 
 /// What a controller connection reports to the daemon.
@@ -221,7 +223,8 @@ impl Session {
             ControlCommand::Resync(_)
             | ControlCommand::CallMeMaybe { .. }
             | ControlCommand::Services(..)
-            | ControlCommand::Routes(..) => {}
+            | ControlCommand::Routes(..)
+            | ControlCommand::GrantUsed(..) => {}
         }
     }
 }
@@ -596,6 +599,9 @@ fn to_message(command: &ControlCommand) -> NodeMessage {
             services,
         },
         ControlCommand::Routes(network_id, routes) => NodeMessage::Routes { network_id, routes },
+        ControlCommand::GrantUsed(network_id, grant) => {
+            NodeMessage::GrantUsed { network_id, grant }
+        }
     }
 }
 

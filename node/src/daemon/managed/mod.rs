@@ -18,6 +18,8 @@ use crate::state::{JoinedNetwork, StateDir};
 
 mod endpoints;
 mod explain;
+mod grants;
+pub use grants::GRANT_CHECK;
 mod freshness;
 mod requests;
 mod source;
@@ -86,6 +88,8 @@ pub struct Managed {
     pub(crate) dns: crate::dns::Dns,
     /// Subnet routes, exit node, policy routing and filter (`crate::routes`).
     pub(crate) routes: crate::routes::Routes,
+    /// Grants whose first use was reported (`grants`).
+    grants_reported: BTreeSet<(NetworkId, String)>,
 }
 
 impl Managed {
@@ -114,6 +118,7 @@ impl Managed {
             net_events,
             dns: crate::dns::Dns::off(),
             routes: crate::routes::Routes::off(),
+            grants_reported: BTreeSet::new(),
         }
     }
 
