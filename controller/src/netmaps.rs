@@ -50,12 +50,28 @@ impl SharedView {
         }
     }
 
-    /// Whether the member of `header` sees `peer`: never itself, nothing
-    /// unless it is authorized, and only the peers its policy lets it
-    /// exchange packets with.
-    pub fn sees(&self, header: &Netmap, peer: &NodeId) -> bool {
+    /// Which of the view's peers the member of `header` sees: never itself,
+    /// nothing unless it is authorized, and only the peers its policy lets
+    /// it exchange packets with. Looked up once per member, then asked per
+    /// peer: a change costs each session no more than a comparison.
+    pub fn visibility(&self, header: &Netmap) -> Visibility<'_> {
         let me = header.self_node.node_id;
-        header.self_node.authorized && self.policy.sees(&me, peer)
+        if !header.self_node.authorized {
+            return Visibility::Nobody;
+        }
+        if self.policy.all_peers {
+            // Every peer of the view is an authorized member.
+            return Visibility::Everyone { me };
+        }
+        match self.policy.members.get(&me) {
+            Some(m) => Visibility::These(&m.peers),
+            None => Visibility::Nobody,
+        }
+    }
+
+    /// Whether the member of `header` sees `peer` (see [`Self::visibility`]).
+    pub fn sees(&self, header: &Netmap, peer: &NodeId) -> bool {
+        self.visibility(header).sees(peer)
     }
 
     /// The peers the member of `header` sees.
@@ -63,9 +79,10 @@ impl SharedView {
         &'a self,
         header: &'a Netmap,
     ) -> impl Iterator<Item = &'a (NetmapPeer, u64)> + 'a {
+        let visible = self.visibility(header);
         self.peers
             .iter()
-            .filter(move |(p, _)| self.sees(header, &p.node_id))
+            .filter(move |(p, _)| visible.sees(&p.node_id))
     }
 
     /// The routes `node` is primary for.
@@ -73,6 +90,27 @@ impl SharedView {
         self.peers
             .binary_search_by_key(&node, |(p, _)| p.node_id)
             .map_or(&[], |i| &self.peers[i].0.routes)
+    }
+}
+
+/// Which peers one member sees ([`SharedView::visibility`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Visibility<'a> {
+    Nobody,
+    /// Every peer but itself.
+    Everyone {
+        me: NodeId,
+    },
+    These(&'a std::collections::BTreeSet<NodeId>),
+}
+
+impl Visibility<'_> {
+    pub fn sees(&self, peer: &NodeId) -> bool {
+        match self {
+            Visibility::Nobody => false,
+            Visibility::Everyone { me } => peer != me,
+            Visibility::These(set) => set.contains(peer),
+        }
     }
 }
 
@@ -153,7 +191,7 @@ pub fn header(
             mtu: network.mtu,
             stun_ports: stun_ports.to_vec(),
         },
-        filter: Some(view.policy.member(&node).filter),
+        filter: Some(view.policy.filter_of(&node)),
     };
     crate::routes::fill_self_routes(snapshot, node, view.primary_routes(node), &mut map);
     Some(map)
@@ -293,7 +331,8 @@ mod tests {
             let view = SharedView::of(&after);
             let head = header(&after, &view, node, &[3478]).unwrap();
             let sent = warren_proto::netmap::SentNetmap::of(&old);
-            let from_view = sent.diff_parts(&head, &view.peers, |p| view.sees(&head, p));
+            let visible = view.visibility(&head);
+            let from_view = sent.diff_parts(&head, &view.peers, |p| visible.sees(p));
             let mut whole = sent.diff(&new);
             whole.upsert_peers.sort_by_key(|p| p.node_id);
             assert_eq!(from_view, whole);

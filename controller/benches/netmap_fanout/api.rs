@@ -1,5 +1,7 @@
 //! The controller's admin HTTP API, over one kept-open HTTP/1 connection so
-//! that a timed request pays for no TCP handshake.
+//! that a timed request pays for no TCP handshake. The API closes a
+//! connection that stays idle (its header-read timeout); the next request
+//! then opens a new one.
 
 use std::net::SocketAddr;
 
@@ -20,20 +22,20 @@ pub struct Api {
 
 impl Api {
     pub async fn connect(addr: SocketAddr, token: &str) -> anyhow::Result<Self> {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to the API at {addr}"))?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .context("HTTP handshake with the API")?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
         Ok(Self {
             addr,
             token: token.to_owned(),
-            sender,
+            sender: open(addr).await?,
         })
+    }
+
+    /// The connection, opened again if the API closed it.
+    async fn ready(&mut self) -> anyhow::Result<()> {
+        if self.sender.ready().await.is_err() {
+            self.sender = open(self.addr).await?;
+            self.sender.ready().await.context("API connection")?;
+        }
+        Ok(())
     }
 
     /// Sends one request; a non-2xx answer is an error with the body.
@@ -55,7 +57,7 @@ impl Api {
             }
             None => Bytes::new(),
         };
-        self.sender.ready().await.context("API connection")?;
+        self.ready().await?;
         let response = self
             .sender
             .send_request(request.body(Full::new(payload))?)
@@ -74,7 +76,7 @@ impl Api {
 
     /// One counter or gauge from `/metrics`.
     pub async fn metric(&mut self, name: &str) -> anyhow::Result<f64> {
-        self.sender.ready().await.context("API connection")?;
+        self.ready().await?;
         let request = Request::builder()
             .uri("/metrics")
             .header(HOST, self.addr.to_string())
@@ -89,4 +91,17 @@ impl Api {
         let value = line.split_whitespace().nth(1).context("no value")?;
         Ok(value.parse()?)
     }
+}
+
+async fn open(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to the API at {addr}"))?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("HTTP handshake with the API")?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
 }

@@ -464,7 +464,8 @@ impl Session {
             // An older snapshot than what the node has; a newer notice follows.
             return Ok(());
         }
-        let delta = last.diff_parts(&next, &view.peers, |p| view.sees(&next, p));
+        let visible = view.visibility(&next);
+        let delta = last.diff_parts(&next, &view.peers, |p| visible.sees(p));
         if netmaps::is_empty(&delta) {
             return Ok(());
         }

@@ -46,6 +46,18 @@ impl Compiled {
             })
     }
 
+    /// The filter `node` enforces (one that denies everything for a member
+    /// that is not authorized).
+    pub fn filter_of(&self, node: &NodeId) -> PacketFilter {
+        match self.members.get(node) {
+            Some(m) => m.filter.clone(),
+            None => PacketFilter {
+                policy_version: self.version,
+                ..PacketFilter::default()
+            },
+        }
+    }
+
     /// Whether `a` may exchange packets with `b`: both authorized, not the
     /// same, and some rule between them.
     pub fn sees(&self, a: &NodeId, b: &NodeId) -> bool {
