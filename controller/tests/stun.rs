@@ -112,8 +112,15 @@ async fn a_flood_from_one_prefix_gets_a_bounded_number_of_answers() {
     let port = running.stun_addrs[0];
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let request = stun::binding_request(&[7u8; 12]);
-    for _ in 0..1000 {
+    // In bursts of 50 with a pause between: all 1,000 in one go can overflow
+    // the controller's socket buffer on a loaded machine, and then the
+    // kernel, not the limiter, drops the excess (seen in CI: 256 answered,
+    // none limited). The pauses let the rate refill about 13 answers.
+    for i in 0..1000 {
         socket.send_to(&request, port).await.unwrap();
+        if i % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     let mut answers = 0u32;
     let mut buf = vec![0u8; 1500];
@@ -125,9 +132,8 @@ async fn a_flood_from_one_prefix_gets_a_bounded_number_of_answers() {
     let metrics = running.hub.metrics();
     let limited = metrics.stun_limited.load(Ordering::Relaxed);
     println!("answered {answers}, limited {limited}");
-    // The burst, plus what the rate refills while the flood is read (it
-    // takes well under a second here).
-    // (Some of the 1,000 may be lost to socket buffers on the way in.)
+    // The burst, plus what the rate refills while the flood is sent and
+    // read (well under a second here).
     assert!(answers <= 400, "{answers} answers");
     assert!(limited > 0, "no request was limited");
     running.shutdown().await;

@@ -149,6 +149,29 @@ pub(super) async fn list(
     Ok(grants.into_iter().filter(|g| all || g.active).collect())
 }
 
+/// Grant `id` of `net`, if it is active at `now_unix`; else `NotFound`.
+async fn active_one_in(
+    conn: &mut SqliteConnection,
+    net: NetworkId,
+    id: &str,
+    now_unix: i64,
+) -> Result<Grant, StoreError> {
+    let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE network_id = ? AND id = ?");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(net.to_string())
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    let grant = match row {
+        Some(row) => grant_row(net, &row, now_unix)?,
+        None => return Err(StoreError::NotFound("grant")),
+    };
+    if !grant.active {
+        return Err(StoreError::NotFound("active grant"));
+    }
+    Ok(grant)
+}
+
 pub(super) async fn revoke(
     store: &SqliteStore,
     actor: &Actor,
@@ -157,19 +180,7 @@ pub(super) async fn revoke(
 ) -> Result<Grant, StoreError> {
     let mut tx = store.begin_write().await?;
     let (revoked_at, now_unix) = now();
-    let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE network_id = ? AND id = ?");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(net.to_string())
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let before = match row {
-        Some(row) => grant_row(net, &row, now_unix)?,
-        None => return Err(StoreError::NotFound("grant")),
-    };
-    if !before.active {
-        return Err(StoreError::NotFound("active grant"));
-    }
+    let before = active_one_in(&mut tx, net, id, now_unix).await?;
     sqlx::query("UPDATE grants SET revoked_by = ?, revoked_at = ? WHERE network_id = ? AND id = ?")
         .bind(actor.as_str())
         .bind(&revoked_at)
@@ -223,19 +234,7 @@ pub(super) async fn record_use(
     let mut tx = store.begin_write().await?;
     let member = super::members::get_self(&mut *tx, net, node_key).await?;
     let (used_at, now_unix) = now();
-    let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE network_id = ? AND id = ?");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(net.to_string())
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let grant = match row {
-        Some(row) => grant_row(net, &row, now_unix)?,
-        None => return Err(StoreError::NotFound("grant")),
-    };
-    if !grant.active {
-        return Err(StoreError::NotFound("active grant"));
-    }
+    active_one_in(&mut tx, net, id, now_unix).await?;
     let inserted = sqlx::query(
         "INSERT OR IGNORE INTO grant_uses (grant_id, network_id, node_id, first_used_at) \
          VALUES (?, ?, ?, ?)",
