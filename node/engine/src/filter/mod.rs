@@ -64,6 +64,9 @@ pub const REJECT_QUEUE: usize = 64;
 /// The filter of one network on this node.
 #[derive(Debug)]
 pub struct Filter {
+    /// What `rules` were compiled from: a netmap that brings the same
+    /// filter again (every peer change does) costs nothing.
+    source: Option<PacketFilter>,
     rules: Option<CompiledFilter>,
     table: Table,
     counters: stats::Counters,
@@ -76,6 +79,7 @@ impl Filter {
     /// fixed in tests.
     pub fn new(flow_limit: usize, hash_keys: (u64, u64)) -> Self {
         Filter {
+            source: None,
             rules: None,
             table: Table::new(flow_limit, SeededHasher::new(hash_keys.0, hash_keys.1)),
             counters: stats::Counters::default(),
@@ -87,6 +91,10 @@ impl Filter {
     /// flows that the new rules would not admit are removed at once, so
     /// that their next packet is denied; the others keep going.
     pub fn replace(&mut self, filter: Option<PacketFilter>, now: Instant) {
+        if self.source == filter {
+            return;
+        }
+        self.source = filter.clone();
         let Some(filter) = filter else {
             self.rules = None;
             self.table.clear();
