@@ -153,6 +153,23 @@ pub enum Event {
     },
 }
 
+/// Counts `payload` as sent to `peer` over `to`, and queues it for
+/// [`Engine::poll_transmit`].
+fn queue_transmit(
+    peer: &mut Peer,
+    to: Via,
+    payload: &[u8],
+    counters: &mut Counters,
+    transmits: &mut VecDeque<Transmit>,
+) {
+    peer.tx_bytes += payload.len() as u64;
+    to.count_tx(counters);
+    transmits.push_back(Transmit {
+        to,
+        payload: payload.to_vec(),
+    });
+}
+
 /// Warren's sans-IO data plane. Feed it TUN packets, datagrams and time;
 /// it returns what to send and what to deliver.
 pub struct Engine {
@@ -429,12 +446,8 @@ impl Engine {
             match peer.session.update_timers(&mut self.scratch) {
                 Ok(SessionOutput::Network(len)) => {
                     if let Some(to) = peer.via {
-                        peer.tx_bytes += len as u64;
-                        to.count_tx(&mut self.counters);
-                        self.transmits.push_back(Transmit {
-                            to,
-                            payload: self.scratch[..len].to_vec(),
-                        });
+                        let payload = &self.scratch[..len];
+                        queue_transmit(peer, to, payload, &mut self.counters, &mut self.transmits);
                     }
                 }
                 Err(WireGuardError::ConnectionExpired) if !peer.expired => {

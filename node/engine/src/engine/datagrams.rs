@@ -267,12 +267,8 @@ impl Engine {
         };
         while let Ok(SessionOutput::Network(len)) = peer.session.next_queued(&mut self.scratch) {
             if let Some(to) = peer.via {
-                peer.tx_bytes += len as u64;
-                to.count_tx(&mut self.counters);
-                self.transmits.push_back(Transmit {
-                    to,
-                    payload: self.scratch[..len].to_vec(),
-                });
+                let payload = &self.scratch[..len];
+                queue_transmit(peer, to, payload, &mut self.counters, &mut self.transmits);
             }
         }
     }
@@ -284,12 +280,8 @@ impl Engine {
         if let (Ok(SessionOutput::Network(len)), Some(to)) =
             (peer.session.encapsulate(&[], &mut self.scratch), peer.via)
         {
-            peer.tx_bytes += len as u64;
-            to.count_tx(&mut self.counters);
-            self.transmits.push_back(Transmit {
-                to,
-                payload: self.scratch[..len].to_vec(),
-            });
+            let payload = &self.scratch[..len];
+            queue_transmit(peer, to, payload, &mut self.counters, &mut self.transmits);
         }
     }
 }
