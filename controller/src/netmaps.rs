@@ -69,11 +69,6 @@ impl SharedView {
         }
     }
 
-    /// Whether the member of `header` sees `peer` (see [`Self::visibility`]).
-    pub fn sees(&self, header: &Netmap, peer: &NodeId) -> bool {
-        self.visibility(header).sees(peer)
-    }
-
     /// The peers the member of `header` sees.
     pub fn others_of<'a>(
         &'a self,

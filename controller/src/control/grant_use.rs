@@ -11,6 +11,8 @@ use crate::store::StoreError;
 /// Grant IDs are 8 hex digits; anything longer is not one.
 const MAX_GRANT_ID: usize = 16;
 
+const NOT_YOURS: &str = "no active grant of yours by that id";
+
 impl Session {
     pub(super) async fn grant_used(
         &mut self,
@@ -45,9 +47,7 @@ impl Session {
                     .any(|r| r.rule == rule)
             });
         if !holds {
-            return self
-                .error("not_found", "no active grant of yours by that id")
-                .await;
+            return self.error("not_found", NOT_YOURS).await;
         }
         match hub
             .store()
@@ -55,10 +55,7 @@ impl Session {
             .await
         {
             Ok(_) => Ok(()),
-            Err(StoreError::NotFound(_)) => {
-                self.error("not_found", "no active grant of yours by that id")
-                    .await
-            }
+            Err(StoreError::NotFound(_)) => self.error("not_found", NOT_YOURS).await,
             Err(e) => self.internal(e).await,
         }
     }

@@ -199,6 +199,12 @@ fn compile_rule(resolver: &Resolver<'_>, rule: &Rule, out: &mut Compiled) {
     }
 }
 
+/// The routes a member serves that its packets may come from: an exit
+/// node's default routes are where it sends, not what it sends from.
+fn sent_from(routes: &BTreeSet<IpNet>) -> impl Iterator<Item = IpNet> + '_ {
+    routes.iter().filter(|r| r.prefix_len() > 0).copied()
+}
+
 struct Resolver<'a> {
     policy: &'a Policy,
     view: &'a NetworkView,
@@ -334,7 +340,7 @@ impl Resolver<'_> {
     fn every_member_nets(&self) -> Vec<IpNet> {
         let mut nets: BTreeSet<IpNet> = self.view.pools.iter().copied().collect();
         for (_, routes) in self.served_routes() {
-            nets.extend(routes.iter().filter(|r| r.prefix_len() > 0).copied());
+            nets.extend(sent_from(routes));
         }
         nets.into_iter().collect()
     }
@@ -347,8 +353,7 @@ impl Resolver<'_> {
         };
         let mut nets = member.addresses().to_vec();
         if let Some(routes) = self.view.routes.get(&node) {
-            // An exit node's default routes are where it sends, not what it sends from.
-            nets.extend(routes.iter().filter(|r| r.prefix_len() > 0).copied());
+            nets.extend(sent_from(routes));
         }
         nets
     }
