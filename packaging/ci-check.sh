@@ -156,11 +156,14 @@ for pkg in warren warren-controller; do
 done
 getent group warren >/dev/null && fail "group warren exists before the install"
 getent passwd warren-controller >/dev/null && fail "user warren-controller exists before the install"
+getent passwd warren-controller-relay >/dev/null && fail "user warren-controller-relay exists before the install"
 before=$(mktemp)
 after=$(mktemp)
 snapshot >"$before"
 host_cleanup() { # whatever happens: leave the machine as it was
     dpkg --purge warren warren-controller >/dev/null 2>&1 || true
+    getent passwd warren-controller-relay >/dev/null && userdel warren-controller-relay 2>/dev/null || true
+    getent group warren-controller-relay >/dev/null && groupdel warren-controller-relay 2>/dev/null || true
     getent passwd warren-controller >/dev/null && userdel warren-controller 2>/dev/null || true
     getent group warren-controller >/dev/null && groupdel warren-controller 2>/dev/null || true
     getent group warren >/dev/null && groupdel warren 2>/dev/null || true
@@ -183,6 +186,12 @@ stat_is /usr/lib/systemd/system/warren-controller-relay.service "root:root 644"
 getent group warren >/dev/null || fail "postinst made no group warren"
 [ "$(getent passwd warren-controller | cut -d: -f6,7)" = "/var/lib/warren-controller:/usr/sbin/nologin" ] ||
     fail "user warren-controller: $(getent passwd warren-controller)"
+[ "$(getent passwd warren-controller-relay | cut -d: -f6,7)" = "/var/lib/warren-controller-relay:/usr/sbin/nologin" ] ||
+    fail "user warren-controller-relay: $(getent passwd warren-controller-relay)"
+# The relay's user reads the controller's database through its group, and
+# is in no other group of the controller's.
+[ "$(id -nG warren-controller-relay | tr ' ' '\n' | sort | tr '\n' ' ')" = "warren-controller warren-controller-relay " ] ||
+    fail "user warren-controller-relay is in groups '$(id -nG warren-controller-relay)'"
 for unit in warren warren-controller; do
     [ -L "/etc/systemd/system/multi-user.target.wants/$unit.service" ] || fail "$unit.service not enabled"
 done
@@ -194,8 +203,9 @@ man -w warren-controller-serve >/dev/null || fail "man cannot find warren-contro
 systemd-tmpfiles --create warren.conf warren-controller.conf
 stat_is /var/lib/warren "root:warren 700"
 stat_is /run/warren "root:warren 750"
-stat_is /var/lib/warren-controller "warren-controller:warren-controller 700"
-ok "installed: files, owners, modes, group warren, user warren-controller, units enabled, man pages, tmpfiles"
+stat_is /var/lib/warren-controller "warren-controller:warren-controller 750"
+stat_is /var/lib/warren-controller-relay "warren-controller-relay:warren-controller-relay 700"
+ok "installed: files, owners, modes, group warren, users warren-controller and warren-controller-relay, units enabled, man pages, tmpfiles"
 UNITS=(warren warren-controller warren-controller-relay)
 unit_files=()
 for unit in "${UNITS[@]}"; do unit_files+=("/usr/lib/systemd/system/$unit.service"); done
@@ -222,7 +232,7 @@ for path in $listed; do
     [ -d "$path" ] && continue
     [ -e "$path" ] && fail "$path is still there after purge"
 done
-for path in /etc/warren /etc/warren-controller /var/lib/warren /var/lib/warren-controller /run/warren; do
+for path in /etc/warren /etc/warren-controller /var/lib/warren /var/lib/warren-controller /var/lib/warren-controller-relay /run/warren; do
     [ -e "$path" ] && fail "$path is still there after purge"
 done
 ls /etc/systemd/system/*/warren*.service >/dev/null 2>&1 && fail "unit symlinks left after purge"

@@ -5,7 +5,16 @@
 //! DIR/controller.key   x25519 private key, base64 (0600)
 //! DIR/tls-cert.pem     self-signed certificate for SNI "warren-controller"
 //! DIR/tls-key.pem      its private key (0600)
-//! DIR/controller.db    SQLite database (+ -wal, -shm)
+//! DIR/controller.db    SQLite database (+ -wal, -shm), made 0640
+//! ```
+//!
+//! A relay-only instance has a state directory of its own, with its own
+//! key and certificate, and reads only the controller's database:
+//!
+//! ```text
+//! STATE/relay.key      x25519 private key, base64 (0600)
+//! STATE/tls-cert.pem   its own self-signed certificate
+//! STATE/tls-key.pem    its private key (0600)
 //! ```
 
 use std::fs::{self, OpenOptions};
@@ -22,6 +31,7 @@ use warren_proto::NodePrivateKey;
 pub const SERVER_NAME: &str = "warren-controller";
 
 const KEY_FILE: &str = "controller.key";
+const RELAY_KEY_FILE: &str = "relay.key";
 const CERT_FILE: &str = "tls-cert.pem";
 const CERT_KEY_FILE: &str = "tls-key.pem";
 const DB_FILE: &str = "controller.db";
@@ -47,11 +57,19 @@ pub enum DataDirError {
     Certificate(#[from] rcgen::Error),
     #[error("{dir} has no {missing}: not a controller's data directory (run `serve` on it first)")]
     NotAController { dir: PathBuf, missing: &'static str },
+    #[error(
+        "{dir} holds {found}: it is a controller's data directory, and a relay-only \
+         instance keeps its own key and certificate in a state directory of its own"
+    )]
+    ControllersOwn { dir: PathBuf, found: &'static str },
 }
 
-/// What the controller is: keys, certificate and where its database lives.
+/// What a controller or a relay-only instance is: keys, certificate and
+/// where the database lives.
 #[derive(Debug)]
 pub struct Identity {
+    /// The x25519 key the node's proof is made against: the controller's,
+    /// or the relay-only instance's own.
     pub controller_key: NodePrivateKey,
     pub cert: CertificateDer<'static>,
     pub cert_key: PrivateKeyDer<'static>,
@@ -152,59 +170,89 @@ fn load_or_make_cert(
     Ok((cert, key))
 }
 
-/// Opens the data directory, making the directory (0700), the controller
-/// key and the certificate on first use.
-pub fn open(dir: &Path) -> Result<Identity, DataDirError> {
+fn make_private_dir(dir: &Path) -> Result<(), DataDirError> {
     if !dir.exists() {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
     }
+    Ok(())
+}
+
+/// Makes an empty database file if there is none, and gives it mode 0640
+/// (whatever the umask): SQLite gives its `-wal` and `-shm` files the
+/// database's mode, so a relay-only instance running as another user in
+/// the controller's group can read all three, while the keys stay 0600.
+/// The directory, 0700 unless the operator opens it to that group, keeps
+/// everyone else out.
+fn make_database_file(path: &Path) -> Result<(), DataDirError> {
+    match OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err(path)(e)),
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(0o640)).map_err(io_err(path))?;
+    // Left by an older controller (0600), they would keep the relay's
+    // user out until SQLite made them anew.
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = PathBuf::from(side);
+        match fs::set_permissions(&side, fs::Permissions::from_mode(0o640)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&side)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Opens the data directory, making the directory (0700), the controller
+/// key, the certificate and an empty database file on first use.
+pub fn open(dir: &Path) -> Result<Identity, DataDirError> {
+    make_private_dir(dir)?;
     let controller_key = load_or_make_key(&dir.join(KEY_FILE))?;
     let (cert, cert_key) = load_or_make_cert(dir)?;
+    let db_path = dir.join(DB_FILE);
+    make_database_file(&db_path)?;
     Ok(Identity {
         controller_key,
         fingerprint: fingerprint(&cert),
         cert,
         cert_key,
-        db_path: dir.join(DB_FILE),
+        db_path,
     })
 }
 
-/// Opens a data directory that a controller has already made, making
-/// nothing: a relay-only instance must present the same certificate and
-/// key as its controller, never new ones.
-pub fn open_existing(dir: &Path) -> Result<Identity, DataDirError> {
-    for file in [KEY_FILE, CERT_FILE, CERT_KEY_FILE, DB_FILE] {
-        if !dir.join(file).exists() {
-            return Err(DataDirError::NotAController {
-                dir: dir.to_path_buf(),
-                missing: file,
+/// Opens a relay-only instance: its own key and certificate in
+/// `state_dir` (made on first use, like a controller's), and the database
+/// of the controller whose data directory is `controller_dir`, which must
+/// exist. It reads nothing else there: not the controller's key, not its
+/// certificate's key.
+pub fn open_relay(state_dir: &Path, controller_dir: &Path) -> Result<Identity, DataDirError> {
+    let db_path = controller_dir.join(DB_FILE);
+    if !db_path.exists() {
+        return Err(DataDirError::NotAController {
+            dir: controller_dir.to_path_buf(),
+            missing: DB_FILE,
+        });
+    }
+    for found in [KEY_FILE, DB_FILE] {
+        if state_dir.join(found).exists() {
+            return Err(DataDirError::ControllersOwn {
+                dir: state_dir.to_path_buf(),
+                found,
             });
         }
     }
-    let key_path = dir.join(KEY_FILE);
-    let text = fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
-    let controller_key = text.trim().parse().map_err(|e| DataDirError::BadKey {
-        path: key_path.clone(),
-        reason: format!("{e}"),
-    })?;
-    let cert_path = dir.join(CERT_FILE);
-    let cert_key_path = dir.join(CERT_KEY_FILE);
-    let bad = |path: &Path| {
-        let path = path.to_path_buf();
-        move |e: rustls::pki_types::pem::Error| DataDirError::BadPem {
-            path,
-            reason: e.to_string(),
-        }
-    };
-    let cert = CertificateDer::from_pem_file(&cert_path).map_err(bad(&cert_path))?;
-    let cert_key = PrivateKeyDer::from_pem_file(&cert_key_path).map_err(bad(&cert_key_path))?;
+    make_private_dir(state_dir)?;
+    let relay_key = load_or_make_key(&state_dir.join(RELAY_KEY_FILE))?;
+    let (cert, cert_key) = load_or_make_cert(state_dir)?;
     Ok(Identity {
-        controller_key,
+        controller_key: relay_key,
         fingerprint: fingerprint(&cert),
         cert,
         cert_key,
-        db_path: dir.join(DB_FILE),
+        db_path,
     })
 }
 
@@ -253,29 +301,59 @@ mod tests {
     }
 
     #[test]
-    fn open_existing_makes_nothing() {
+    fn the_database_is_made_group_readable_and_the_keys_are_not() {
         let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        open(&data).unwrap();
+        let mode = |file: &str| fs::metadata(data.join(file)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(DB_FILE), 0o640);
+        assert_eq!(mode(KEY_FILE), 0o600);
+        assert_eq!(mode(CERT_KEY_FILE), 0o600);
+        // An older controller's 0600 side files are opened to the group.
+        for side in ["controller.db-wal", "controller.db-shm"] {
+            fs::write(data.join(side), b"").unwrap();
+            fs::set_permissions(data.join(side), fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        open(&data).unwrap();
+        assert_eq!(mode("controller.db-wal"), 0o640);
+        assert_eq!(mode("controller.db-shm"), 0o640);
+    }
+
+    #[test]
+    fn a_relay_has_its_own_key_and_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let state = dir.path().join("relay");
+        // Nothing to relay for without a controller's database.
         assert!(matches!(
-            open_existing(dir.path()),
-            Err(DataDirError::NotAController { .. })
-        ));
-        assert!(!dir.path().join(KEY_FILE).exists());
-        let made = open(dir.path()).unwrap();
-        // No database yet: a relay has nothing to check membership against.
-        assert!(matches!(
-            open_existing(dir.path()),
+            open_relay(&state, &data),
             Err(DataDirError::NotAController {
                 missing: DB_FILE,
                 ..
             })
         ));
-        fs::write(dir.path().join(DB_FILE), b"").unwrap();
-        let existing = open_existing(dir.path()).unwrap();
-        assert_eq!(existing.fingerprint, made.fingerprint);
-        assert_eq!(
-            existing.controller_key.public_key(),
-            made.controller_key.public_key()
+        assert!(!state.exists(), "made nothing");
+        let controller = open(&data).unwrap();
+        let relay = open_relay(&state, &data).unwrap();
+        assert_ne!(relay.fingerprint, controller.fingerprint);
+        assert_ne!(
+            relay.controller_key.public_key(),
+            controller.controller_key.public_key()
         );
+        assert_eq!(relay.db_path, controller.db_path);
+        let mode = fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let again = open_relay(&state, &data).unwrap();
+        assert_eq!(again.fingerprint, relay.fingerprint);
+        assert_eq!(read_fingerprint(&state).unwrap(), relay.fingerprint);
+        // The controller's own directory is never a relay's.
+        assert!(matches!(
+            open_relay(&data, &data),
+            Err(DataDirError::ControllersOwn {
+                found: KEY_FILE,
+                ..
+            })
+        ));
     }
 
     #[test]

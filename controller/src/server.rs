@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, ApiState};
 use crate::audit_anchor::HeadSigner;
+pub use crate::control::AdvertisedRelay;
 pub use crate::control::Role;
 use crate::control::{self, ControlContext, ControlSetupError};
 use crate::data_dir::{self, DataDirError};
@@ -26,10 +27,15 @@ use crate::stun;
 /// Where and how to run.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
-    /// A whole controller, or a relay-only instance over another
-    /// controller's data directory.
+    /// A whole controller, or a relay-only instance that reads another
+    /// controller's database.
     pub role: Role,
+    /// The controller's data directory: its keys, certificate and
+    /// database; of a relay-only instance, only the database is read.
     pub data_dir: PathBuf,
+    /// A relay-only instance's own key and certificate (made on first
+    /// use); required for that role, unused by a controller.
+    pub state_dir: Option<PathBuf>,
     pub listen_quic: SocketAddr,
     /// Retry an unbindable `[::]` as `0.0.0.0` (only for the default address).
     pub quic_fallback_v4: bool,
@@ -44,9 +50,9 @@ pub struct ServerOptions {
     pub stun_fallback_v4: bool,
     /// Each node's share of the relay.
     pub relay: RelayLimits,
-    /// A relay-only instance (`HOST:PORT`) that nodes are told to relay
-    /// through; `None`: this process relays.
-    pub advertise_relay: Option<String>,
+    /// A relay-only instance that nodes are told to relay through;
+    /// `None`: this process relays.
+    pub advertise_relay: Option<AdvertisedRelay>,
     /// With more QUIC handshakes than this in flight, new ones must first
     /// prove their address with a Retry round trip.
     pub retry_above_handshakes: usize,
@@ -60,6 +66,7 @@ impl ServerOptions {
         Self {
             role: Role::Controller,
             data_dir,
+            state_dir: None,
             listen_quic: any_port,
             quic_fallback_v4: false,
             listen_api: Some(any_port),
@@ -98,6 +105,15 @@ pub enum ServerError {
     },
     #[error("the certificate's key cannot sign the audit head: {0}")]
     AuditSigner(String),
+    #[error(
+        "a relay-only instance needs a state directory of its own for its key and certificate"
+    )]
+    NoStateDir,
+    #[error(
+        "the advertised relay's fingerprint is this controller's own certificate: a relay-only \
+         instance has a certificate of its own (in its state directory)"
+    )]
+    RelayFingerprintIsOurs,
 }
 
 /// A running controller.
@@ -127,11 +143,17 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
             (identity, store)
         }
         Role::RelayOnly => {
-            let identity = data_dir::open_existing(&options.data_dir)?;
+            let state_dir = options.state_dir.as_ref().ok_or(ServerError::NoStateDir)?;
+            let identity = data_dir::open_relay(state_dir, &options.data_dir)?;
             let store = SqliteStore::open_read_only(&identity.db_path).await?;
             (identity, store)
         }
     };
+    if let Some(relay) = &options.advertise_relay {
+        if relay.fingerprint == identity.fingerprint {
+            return Err(ServerError::RelayFingerprintIsOurs);
+        }
+    }
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(Arc::new(store.clone()), metrics.clone());
     // Only a relay-only instance can miss a destination that is online.

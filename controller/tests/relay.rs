@@ -470,12 +470,14 @@ fn all_entries() -> AuditQuery {
     }
 }
 
-/// A relay-only instance over `data`, which a controller made.
-async fn relay_only(data: &Path) -> Running {
+/// A relay-only instance with its own state in `state`, reading the
+/// database in `data`, which a controller made.
+async fn relay_only(data: &Path, state: &Path) -> Running {
     let any_port = "127.0.0.1:0".parse().unwrap();
     server::start(ServerOptions {
         role: Role::RelayOnly,
         data_dir: data.to_path_buf(),
+        state_dir: Some(state.to_path_buf()),
         listen_quic: any_port,
         quic_fallback_v4: false,
         listen_api: Some(any_port),
@@ -498,20 +500,42 @@ async fn a_relay_only_instance_relays_for_its_controllers_members_and_writes_not
     let a = lab.member(net, "a", Some(&key)).await;
     let b = lab.member(net, "b", Some(&key)).await;
 
-    // Nothing to serve without a controller's data directory.
+    // Nothing to serve without a controller's database, and never with
+    // the controller's own key and certificate.
     let empty = tempfile::tempdir().unwrap();
+    let data = lab.dir.path().join("data");
+    let state = lab.dir.path().join("relay-state");
     let missing = ServerOptions {
         role: Role::RelayOnly,
+        state_dir: Some(state.clone()),
         ..ServerOptions::loopback(empty.path().join("none"))
     };
     assert!(server::start(missing).await.is_err());
     assert!(!empty.path().join("none").exists(), "made nothing");
-
-    let relay = relay_only(&lab.dir.path().join("data")).await;
-    assert_eq!(
-        relay.fingerprint, lab.running.fingerprint,
-        "same certificate"
+    assert!(!state.exists(), "made nothing");
+    let in_the_controllers_dir = ServerOptions {
+        role: Role::RelayOnly,
+        state_dir: Some(data.clone()),
+        ..ServerOptions::loopback(data.clone())
+    };
+    let refused = server::start(in_the_controllers_dir).await.err().unwrap();
+    assert!(
+        refused.to_string().contains("controller's data directory"),
+        "{refused}"
     );
+
+    let relay = relay_only(&data, &state).await;
+    assert_ne!(
+        relay.fingerprint, lab.running.fingerprint,
+        "a certificate of its own"
+    );
+    // Its state holds its own key and certificate, nothing of the controller's.
+    let mut files: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["relay.key", "tls-cert.pem", "tls-key.pem"]);
     assert!(relay.stun_addrs.is_empty());
     let audit_before = lab.store().audit_page(&all_entries()).await.unwrap().len();
 

@@ -311,14 +311,15 @@ done
 c ping -c 3 -W 2 -q "$SERVICE_IP" >/dev/null || fail "no answer from $SERVICE_IP behind B: $(c warren routes)"
 note "B advertised $SERVICE_RANGE (auto-approved); A accepted it and reaches $SERVICE_IP through B"
 
-# ---- the relay-only instance: installed but not enabled; once enabled and
-# named by the controller (advertise-relay), both agents connect to it, and
-# with direct UDP between them blocked their traffic crosses it.
+# ---- the relay-only instance: installed but not enabled; once enabled it
+# runs as a user of its own with its own certificate, cannot read the
+# controller's keys, and once named by the controller (advertise-relay and
+# its fingerprint), both agents connect to it, and with direct UDP between
+# them blocked their traffic crosses it.
 [ "$(c systemctl is-enabled warren-controller-relay.service)" = disabled ] ||
     fail "warren-controller-relay.service is $(c systemctl is-enabled warren-controller-relay.service) after install"
 c systemctl is-active --quiet warren-controller-relay.service && fail "the relay unit started by itself"
 c sh -c "echo 'listen-metrics = \"127.0.0.1:$RELAY_METRICS_PORT\"' >> /etc/warren-controller/relay.toml"
-c sh -c "echo 'advertise-relay = \"$A_ADDR:7444\"' >> /etc/warren-controller/controller.toml"
 relay_log() { c systemctl status --no-pager warren-controller-relay.service || true; c journalctl --no-pager -n 30 -u warren-controller-relay.service || true; }
 c systemctl enable --now warren-controller-relay.service 2>/dev/null
 wait_active warren-controller-relay.service
@@ -337,7 +338,21 @@ for set in CapEff CapBnd CapAmb; do
     got=$(c grep "^$set:" "/proc/$relay_pid/status" | awk '{print $2}') || true
     [ "$got" = 0000000000000000 ] || { relay_log; fail "warren-controller-relay.service (PID $relay_pid) $set is '$got'"; }
 done
-[ "$(c stat -c %U "/proc/$relay_pid")" = warren-controller ] || { relay_log; fail "the relay does not run as warren-controller"; }
+[ "$(c stat -c %U "/proc/$relay_pid")" = warren-controller-relay ] ||
+    { relay_log; fail "the relay runs as $(c stat -c %U "/proc/$relay_pid"), not warren-controller-relay"; }
+# Its own certificate, not the controller's; the controller's keys are out
+# of its user's reach, the database is not.
+relay_fp=$(c warren-controller fingerprint --data-dir /var/lib/warren-controller-relay) ||
+    { relay_log; fail "no certificate in the relay's state directory"; }
+controller_fp=$(c warren-controller fingerprint --data-dir /var/lib/warren-controller)
+[ "$relay_fp" != "$controller_fp" ] || fail "the relay serves the controller's certificate"
+for secret in controller.key tls-key.pem; do
+    c runuser -u warren-controller-relay -- cat "/var/lib/warren-controller/$secret" >/dev/null 2>&1 &&
+        fail "the relay's user can read the controller's $secret"
+done
+c runuser -u warren-controller-relay -- test -r /var/lib/warren-controller/controller.db ||
+    fail "the relay's user cannot read controller.db"
+c sh -c "printf 'advertise-relay = \"%s\"\nadvertise-relay-fingerprint = \"%s\"\n' '$A_ADDR:7444' '$relay_fp' >> /etc/warren-controller/controller.toml"
 c systemctl restart warren-controller.service
 wait_active warren-controller.service
 relay_line() { "$@" netcheck 2>/dev/null | grep "relay reachable" || true; }
@@ -377,7 +392,7 @@ frames_after=$(relay_metric)
 [ "$frames_after" -ge $((frames_before + 2)) ] ||
     fail "the relay-only instance forwarded $((frames_after - frames_before)) frames for 5 pings (expected at least 2)"
 ip netns exec "$NS_B" nft delete table inet warren_ci_block
-note "relay unit: enabled by hand, no capabilities; both agents use it; ICMP crossed it ($((frames_after - frames_before)) frames)"
+note "relay unit: enabled by hand, own user and certificate, no capabilities, controller keys out of reach; both agents use it; ICMP crossed it ($((frames_after - frames_before)) frames)"
 
 # ---- the warren group may use the local API; others may not
 c useradd --no-create-home --groups warren ci-member
@@ -426,7 +441,7 @@ for path in $listed; do
     c test -d "$path" && continue # shared folders such as /usr/bin
     c test -e "$path" && fail "$path left after purge"
 done
-for path in /etc/warren /etc/warren-controller /var/lib/warren /var/lib/warren-controller /run/warren; do
+for path in /etc/warren /etc/warren-controller /var/lib/warren /var/lib/warren-controller /var/lib/warren-controller-relay /run/warren; do
     c test -e "$path" && fail "$path left after purge"
 done
 left=$(c find /etc/systemd /var/lib/systemd -name '*warren*' 2>/dev/null || true)

@@ -6,7 +6,7 @@
 //!  |-- Hello { node_key, version } -------->|
 //!  |<------- Challenge { controller_key, nonce }
 //!  |-- Auth { proof } --------------------->|   proof = HMAC-SHA256(X25519(node, controller),
-//!  |<--------------- Welcome { relay? } ----|           exporter || node_key || controller_key || nonce)
+//!  |<---- Welcome { relay?, relay_fp? } ----|           exporter || node_key || controller_key || nonce)
 //!  |-- Join / Leave / Endpoints ----------->|
 //!  |<--- JoinResult / Netmap / NetmapDelta -|
 //! ```
@@ -31,6 +31,19 @@ pub const ALPN: &[u8] = b"warren-control/1";
 pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-warren-control-auth";
 /// Largest frame either side accepts; a netmap of 10,000 peers fits.
 pub const MAX_FRAME: usize = 16 << 20;
+
+/// A certificate fingerprint (SHA-256) as people paste it: hex in any
+/// case, colons allowed, surrounding space ignored. The lowercase hex of
+/// 64 digits, or `None`.
+pub fn normalise_fingerprint(text: &str) -> Option<String> {
+    let hex: String = text
+        .trim()
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
+}
 
 /// Messages from a node to the controller.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -108,11 +121,17 @@ pub enum ControllerMessage {
     },
     /// Authentication passed.
     Welcome {
-        /// A relay-only instance (`HOST:PORT`, the same certificate) that
-        /// the node should relay through instead of this connection. Absent
-        /// from controllers that relay themselves, and from relay instances.
+        /// A relay-only instance (`HOST:PORT`) that the node should relay
+        /// through instead of this connection. Absent from controllers that
+        /// relay themselves, and from relay instances.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         relay: Option<String>,
+        /// The SHA-256 fingerprint of that instance's own certificate
+        /// (lowercase hex), which the node pins when it dials it. Absent
+        /// from controllers older than relays with credentials of their
+        /// own, whose relay served the controller's certificate.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        relay_fingerprint: Option<String>,
     },
     JoinResult {
         network_id: NetworkId,
@@ -268,6 +287,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fingerprints_are_normalised() {
+        let hex = "AB".repeat(32);
+        assert_eq!(normalise_fingerprint(&hex), Some("ab".repeat(32)));
+        let colons = vec!["ab"; 32].join(":");
+        assert_eq!(normalise_fingerprint(&colons), Some("ab".repeat(32)));
+        assert_eq!(
+            normalise_fingerprint(&format!(" {hex}\n")),
+            Some("ab".repeat(32))
+        );
+        assert_eq!(normalise_fingerprint("abc"), None);
+        assert_eq!(normalise_fingerprint(&"zz".repeat(32)), None);
+        assert_eq!(normalise_fingerprint(&"ab".repeat(33)), None);
+    }
+
+    #[test]
     fn proof_verifies_only_for_the_same_keys_exporter_and_nonce() {
         let node = NodePrivateKey::generate();
         let controller = NodePrivateKey::generate();
@@ -302,12 +336,17 @@ mod tests {
 
     #[test]
     fn welcome_names_a_relay_only_when_there_is_one() {
+        let none = ControllerMessage::Welcome {
+            relay: None,
+            relay_fingerprint: None,
+        };
         let bare: ControllerMessage = decode_frame(b"{\"type\":\"welcome\"}").unwrap();
-        assert_eq!(bare, ControllerMessage::Welcome { relay: None });
-        let frame = encode_frame(&ControllerMessage::Welcome { relay: None }).unwrap();
+        assert_eq!(bare, none);
+        let frame = encode_frame(&none).unwrap();
         assert_eq!(&frame[4..], b"{\"type\":\"welcome\"}");
         let with = ControllerMessage::Welcome {
             relay: Some("relay.example:7444".into()),
+            relay_fingerprint: Some("ab".repeat(32)),
         };
         let frame = encode_frame(&with).unwrap();
         assert_eq!(

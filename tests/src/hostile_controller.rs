@@ -139,7 +139,10 @@ impl Attack {
             },
             Attack::Raw(message) => (**message).clone(),
             // Sent on a stream of its own by `session`; this is never used.
-            Attack::Relay { .. } => ControllerMessage::Welcome { relay: None },
+            Attack::Relay { .. } => ControllerMessage::Welcome {
+                relay: None,
+                relay_fingerprint: None,
+            },
         }
     }
 }
@@ -379,7 +382,14 @@ async fn session(
     let NodeMessage::Auth { .. } = read_frame(&mut recv).await? else {
         bail!("no Auth");
     };
-    write(&mut send, &ControllerMessage::Welcome { relay: None }).await?;
+    write(
+        &mut send,
+        &ControllerMessage::Welcome {
+            relay: None,
+            relay_fingerprint: None,
+        },
+    )
+    .await?;
     let (frames_tx, mut frames) = mpsc::channel(16);
     tokio::spawn(async move {
         loop {

@@ -8,7 +8,7 @@
 
 use std::ffi::OsStr;
 use std::net::{SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -56,6 +56,81 @@ pub struct RelayCounters {
     pub absence_notices: u64,
 }
 
+/// `warren-controller ARGS...` in namespace `ns`, with `token` in the
+/// environment (never on the command line).
+fn controller_command<I, S>(ns: &str, bin: &Path, token: &str, args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns])
+        .arg(bin)
+        .args(args)
+        .env("WARREN_API", format!("http://{API}"))
+        .env("WARREN_TOKEN", token);
+    cmd
+}
+
+/// The `fingerprint:` line that `serve` and `relay` print once they listen.
+fn printed_fingerprint(process: &Process) -> Option<String> {
+    process
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("fingerprint:"))
+        .map(|f| f.trim().to_owned())
+}
+
+/// Starts `warren-controller relay` at [`RELAY_QUIC`], with a state
+/// directory of its own, reading the database in `data_dir`; returns it
+/// with the fingerprint of its own certificate once `/healthz` answers.
+fn start_relay_instance(
+    lab: &Lab,
+    internet: &Netns,
+    bin: &Path,
+    data_dir: &Path,
+    log: &str,
+) -> Result<(Process, String)> {
+    let state_dir = lab.subdir("relay-state")?;
+    let relay_quic = RELAY_QUIC.to_string();
+    let args: Vec<&OsStr> = vec![
+        "relay".as_ref(),
+        "--data-dir".as_ref(),
+        data_dir.as_os_str(),
+        "--state-dir".as_ref(),
+        state_dir.as_os_str(),
+        "--listen-quic".as_ref(),
+        relay_quic.as_ref(),
+        "--listen-metrics".as_ref(),
+        RELAY_METRICS.as_ref(),
+    ];
+    let mut relay = lab.spawn_in(
+        internet,
+        "relay",
+        bin,
+        args,
+        &[("RUST_LOG", log), ("WARREN_LOG", log)],
+    )?;
+    let metrics = parse_addr(RELAY_METRICS)?;
+    let fingerprint = wait::until(
+        "the relay-only instance to answer /healthz",
+        READY_TIMEOUT,
+        || {
+            relay.ensure_running()?;
+            Ok(
+                match (
+                    printed_fingerprint(&relay),
+                    http_get(internet, metrics, "/healthz"),
+                ) {
+                    (Some(f), Ok((200, _))) => Poll::Ready(f),
+                    (f, health) => Poll::Pending(format!("fingerprint {f:?}, /healthz {health:?}")),
+                },
+            )
+        },
+    )?;
+    Ok((relay, fingerprint))
+}
+
 /// A running controller in the internet namespace.
 #[derive(Debug)]
 pub struct NatController {
@@ -64,7 +139,7 @@ pub struct NatController {
     token: String,
     fingerprint: String,
     process: Process,
-    /// `warren-controller relay` over the same data directory, if started.
+    /// `warren-controller relay` reading the same database, if started.
     relay_instance: Option<Process>,
 }
 
@@ -89,6 +164,17 @@ impl NatController {
         let data_dir = lab.subdir("controller")?;
         let log =
             std::env::var("WARREN_LAB_CONTROLLER_LOG").unwrap_or_else(|_| DEFAULT_LOG.to_owned());
+        // An admin token, made offline as an operator would. It also makes
+        // the data directory and the database a relay-only instance reads.
+        let mut cmd = controller_command(internet.name(), &bin, "", ["token", "create"]);
+        cmd.args(["--scope", "admin", "--data-dir"]).arg(&data_dir);
+        let token = last_word(&command::run_stdout(&mut cmd)?, "token create")?;
+        // The instance first: the controller names it with its fingerprint.
+        let relay = if relay_instance {
+            Some(start_relay_instance(lab, internet, &bin, &data_dir, &log)?)
+        } else {
+            None
+        };
         let quic = QUIC.to_string();
         let stun: Vec<String> = STUN_PORTS
             .iter()
@@ -111,8 +197,13 @@ impl NatController {
             args.extend([OsStr::new("--relay-rate"), rate.as_ref()]);
         }
         let relay_quic = RELAY_QUIC.to_string();
-        if relay_instance {
-            args.extend([OsStr::new("--advertise-relay"), relay_quic.as_ref()]);
+        if let Some((_, relay_fingerprint)) = &relay {
+            args.extend([
+                OsStr::new("--advertise-relay"),
+                relay_quic.as_ref(),
+                OsStr::new("--advertise-relay-fingerprint"),
+                relay_fingerprint.as_ref(),
+            ]);
         }
         let mut process = lab.spawn_in(
             internet,
@@ -125,59 +216,32 @@ impl NatController {
         // `serve` prints its fingerprint once everything listens.
         let fingerprint = wait::until("the controller to answer /healthz", READY_TIMEOUT, || {
             process.ensure_running()?;
-            let printed = process.stdout();
-            let fingerprint = printed
-                .lines()
-                .find_map(|l| l.strip_prefix("fingerprint:"))
-                .map(|f| f.trim().to_owned());
-            Ok(match (fingerprint, http_get(internet, api, "/healthz")) {
-                (Some(f), Ok((200, _))) => Poll::Ready(f),
-                (f, health) => Poll::Pending(format!("fingerprint {f:?}, /healthz {health:?}")),
-            })
+            Ok(
+                match (
+                    printed_fingerprint(&process),
+                    http_get(internet, api, "/healthz"),
+                ) {
+                    (Some(f), Ok((200, _))) => Poll::Ready(f),
+                    (f, health) => Poll::Pending(format!("fingerprint {f:?}, /healthz {health:?}")),
+                },
+            )
         })?;
-        let mut controller = NatController {
+        if let Some((_, relay_fingerprint)) = &relay {
+            if *relay_fingerprint == fingerprint {
+                return Err(LabError::Output {
+                    what: "warren-controller relay".into(),
+                    detail: "it serves the controller's own certificate".into(),
+                });
+            }
+        }
+        Ok(NatController {
             ns: internet.name().to_owned(),
             bin,
-            token: String::new(),
+            token,
             fingerprint,
             process,
-            relay_instance: None,
-        };
-        let mut cmd = controller.command(["token", "create", "--scope", "admin", "--data-dir"]);
-        cmd.arg(&data_dir);
-        controller.token = last_word(&command::run_stdout(&mut cmd)?, "token create")?;
-        if relay_instance {
-            let args: Vec<&OsStr> = vec![
-                "relay".as_ref(),
-                "--data-dir".as_ref(),
-                data_dir.as_os_str(),
-                "--listen-quic".as_ref(),
-                relay_quic.as_ref(),
-                "--listen-metrics".as_ref(),
-                RELAY_METRICS.as_ref(),
-            ];
-            let mut relay = lab.spawn_in(
-                internet,
-                "relay",
-                &controller.bin,
-                args,
-                &[("RUST_LOG", &log), ("WARREN_LOG", &log)],
-            )?;
-            let metrics = parse_addr(RELAY_METRICS)?;
-            wait::until(
-                "the relay-only instance to answer /healthz",
-                READY_TIMEOUT,
-                || {
-                    relay.ensure_running()?;
-                    Ok(match http_get(internet, metrics, "/healthz") {
-                        Ok((200, _)) => Poll::Ready(()),
-                        other => Poll::Pending(format!("/healthz {other:?}")),
-                    })
-                },
-            )?;
-            controller.relay_instance = Some(relay);
-        }
-        Ok(controller)
+            relay_instance: relay.map(|(process, _)| process),
+        })
     }
 
     /// `warren-controller ARGS...` in the internet namespace, with the admin
@@ -187,13 +251,7 @@ impl NatController {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns])
-            .arg(&self.bin)
-            .args(args)
-            .env("WARREN_API", format!("http://{API}"))
-            .env("WARREN_TOKEN", &self.token);
-        cmd
+        controller_command(&self.ns, &self.bin, &self.token, args)
     }
 
     /// Creates network `name` on `pool` and returns its ID.

@@ -432,16 +432,19 @@ fn audit_commands(mesh: &Mesh, dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A relay-only instance over the controller's data directory serves its
-/// health check.
+/// A relay-only instance reading the controller's database serves its
+/// health check, with a certificate of its own in its state directory.
 fn relay_only(lab: &Lab, mesh: &Mesh) -> anyhow::Result<()> {
     let ctl = &mesh.controller;
     let ns = mesh.ns(warren_lab::mesh::CONTROLLER_ROLE)?;
     let metrics: SocketAddr = "127.0.0.1:7499".parse()?;
+    let state = lab.dir().join("relay-state");
     let cmd = ctl.command([
         "relay",
         "--data-dir",
         ctl.data_dir().to_str().context("path")?,
+        "--state-dir",
+        state.to_str().context("path")?,
         "--listen-quic",
         "127.0.0.1:7498",
         "--listen-metrics",
@@ -460,6 +463,13 @@ fn relay_only(lab: &Lab, mesh: &Mesh) -> anyhow::Result<()> {
     if body.trim().is_empty() {
         bail!("empty /healthz answer");
     }
+    let own = ctl.admin_output(&["fingerprint", "--data-dir", state.to_str().context("path")?])?;
+    let own = String::from_utf8_lossy(&own.stdout).trim().to_owned();
+    ensure!(
+        own.len() == 64 && own != ctl.fingerprint(),
+        "the relay's fingerprint {own:?} is not its own (the controller's: {})",
+        ctl.fingerprint()
+    );
     Ok(())
 }
 

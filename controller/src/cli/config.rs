@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use warren_controller::relay::RelayLimits;
+use warren_proto::control::normalise_fingerprint;
 use warren_proto::relay;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/warren-controller";
@@ -15,9 +16,11 @@ pub const DEFAULT_LISTEN_QUIC: &str = "[::]:7443";
 pub const DEFAULT_LISTEN_API: &str = "127.0.0.1:7480";
 /// Two ports, so a node can tell whether its NAT maps per destination.
 pub const DEFAULT_LISTEN_STUN: [&str; 2] = ["[::]:3478", "[::]:3479"];
-/// A relay-only instance shares its controller's host (and data
-/// directory), so it cannot share its port.
+/// A relay-only instance shares its controller's host (it reads its
+/// database), so it cannot share its port.
 pub const DEFAULT_RELAY_LISTEN_QUIC: &str = "[::]:7444";
+/// A relay-only instance's own key and certificate.
+pub const DEFAULT_RELAY_STATE_DIR: &str = "/var/lib/warren-controller-relay";
 
 /// Flags of `serve` and `check-config`; each also reads a `WARREN_*` variable.
 #[derive(Debug, Clone, Args)]
@@ -47,11 +50,16 @@ pub struct ServeArgs {
     /// network's zone [default: none, DNS off].
     #[arg(long, env = "WARREN_LISTEN_DNS")]
     pub listen_dns: Option<SocketAddr>,
-    /// HOST:PORT of a relay-only instance (`warren-controller relay`) over
-    /// this data directory; agents relay through it instead of this
-    /// controller [default: none, this controller relays].
+    /// HOST:PORT of a relay-only instance (`warren-controller relay`) that
+    /// reads this controller's database; agents relay through it instead
+    /// of this controller [default: none, this controller relays].
     #[arg(long, env = "WARREN_ADVERTISE_RELAY")]
     pub advertise_relay: Option<String>,
+    /// The SHA-256 fingerprint of that instance's own certificate
+    /// (`warren-controller fingerprint --data-dir RELAY_STATE_DIR`), which
+    /// agents pin; required with --advertise-relay.
+    #[arg(long, env = "WARREN_ADVERTISE_RELAY_FINGERPRINT")]
+    pub advertise_relay_fingerprint: Option<String>,
     /// TOML file with the same keys (kebab-case).
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -81,6 +89,7 @@ struct FileConfig {
     relay_burst: Option<u64>,
     listen_dns: Option<SocketAddr>,
     advertise_relay: Option<String>,
+    advertise_relay_fingerprint: Option<String>,
 }
 
 /// What `serve` runs with, printed by `check-config`.
@@ -100,6 +109,9 @@ pub struct Effective {
     /// The relay-only instance agents are sent to, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise_relay: Option<String>,
+    /// Its certificate's fingerprint, normalised (lowercase hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_relay_fingerprint: Option<String>,
     /// True when listen-quic is the default, which may fall back to IPv4.
     #[serde(skip)]
     pub quic_is_default: bool,
@@ -117,28 +129,28 @@ impl Effective {
     }
 }
 
-/// Something with a `data-dir` key read from a TOML file.
-pub trait HasDataDir {
-    fn data_dir_mut(&mut self) -> &mut Option<PathBuf>;
+/// Something with directory keys (`data-dir`, …) read from a TOML file.
+pub trait HasDirs {
+    fn dirs_mut(&mut self) -> Vec<&mut Option<PathBuf>>;
 }
 
-impl HasDataDir for FileConfig {
-    fn data_dir_mut(&mut self) -> &mut Option<PathBuf> {
-        &mut self.data_dir
+impl HasDirs for FileConfig {
+    fn dirs_mut(&mut self) -> Vec<&mut Option<PathBuf>> {
+        vec![&mut self.data_dir]
     }
 }
 
-pub fn read_file<T: HasDataDir + serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+pub fn read_file<T: HasDirs + serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
     let mut file: T =
         toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
-    // A relative data dir in the file is relative to the file, not the cwd.
-    let base = path.parent().map(Path::to_path_buf);
-    let data_dir = file.data_dir_mut();
-    if let (Some(dir), Some(base)) = (data_dir.as_ref(), base) {
-        if dir.is_relative() {
-            *data_dir = Some(base.join(dir));
+    // A relative directory in the file is relative to the file, not the cwd.
+    if let Some(base) = path.parent() {
+        for dir in file.dirs_mut() {
+            if let Some(relative) = dir.as_ref().filter(|d| d.is_relative()) {
+                *dir = Some(base.join(relative));
+            }
         }
     }
     Ok(file)
@@ -194,6 +206,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
     let default_api: SocketAddr = DEFAULT_LISTEN_API
         .parse()
         .context("built-in default listen-api")?;
+    let (advertise_relay, advertise_relay_fingerprint) = advertised_relay(args, &file)?;
     let listen_quic = args.listen_quic.or(file.listen_quic);
     let api_hosts = if args.api_hosts.is_empty() {
         file.api_hosts.unwrap_or_default()
@@ -228,13 +241,43 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         relay_rate: limits.rate,
         relay_burst: limits.burst,
         listen_dns: args.listen_dns.or(file.listen_dns),
-        advertise_relay: args
-            .advertise_relay
-            .clone()
-            .or(file.advertise_relay)
-            .map(|r| check_host_port(&r).map(|()| r))
-            .transpose()?,
+        advertise_relay,
+        advertise_relay_fingerprint,
     })
+}
+
+/// `advertise-relay` and its fingerprint: both or neither.
+fn advertised_relay(
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> anyhow::Result<(Option<String>, Option<String>)> {
+    let relay = args
+        .advertise_relay
+        .clone()
+        .or_else(|| file.advertise_relay.clone());
+    let fingerprint = args
+        .advertise_relay_fingerprint
+        .clone()
+        .or_else(|| file.advertise_relay_fingerprint.clone());
+    match (relay, fingerprint) {
+        (None, None) => Ok((None, None)),
+        (Some(relay), Some(fingerprint)) => {
+            check_host_port(&relay)?;
+            let fingerprint = normalise_fingerprint(&fingerprint).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "advertise-relay-fingerprint must be 64 hex digits (colons allowed), got {fingerprint:?}"
+                )
+            })?;
+            Ok((Some(relay), Some(fingerprint)))
+        }
+        (Some(_), None) => anyhow::bail!(
+            "advertise-relay needs advertise-relay-fingerprint: the relay-only instance's own \
+             certificate, as `warren-controller fingerprint --data-dir RELAY_STATE_DIR` prints it"
+        ),
+        (None, Some(_)) => {
+            anyhow::bail!("advertise-relay-fingerprint is set without advertise-relay")
+        }
+    }
 }
 
 /// `HOST:PORT` as an agent will dial it: a host (name, IPv4 or `[IPv6]`)
@@ -267,6 +310,7 @@ mod tests {
             relay: RelayLimitArgs::default(),
             listen_dns: None,
             advertise_relay: None,
+            advertise_relay_fingerprint: None,
             config: None,
         }
     }
@@ -274,6 +318,7 @@ mod tests {
     #[test]
     fn advertised_relays_must_be_dialable() {
         let mut a = args();
+        a.advertise_relay_fingerprint = Some("AB:".repeat(32));
         for good in ["relay.example:7444", "192.0.2.1:7444", "[2001:db8::1]:7444"] {
             a.advertise_relay = Some(good.into());
             assert_eq!(resolve(&a).unwrap().advertise_relay.as_deref(), Some(good));
@@ -290,6 +335,28 @@ mod tests {
             let e = resolve(&a).unwrap_err().to_string();
             assert!(e.contains("HOST:PORT"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn an_advertised_relay_comes_with_its_own_fingerprint() {
+        let mut a = args();
+        a.advertise_relay = Some("relay.example:7444".into());
+        let e = resolve(&a).unwrap_err().to_string();
+        assert!(e.contains("needs advertise-relay-fingerprint"), "{e}");
+        for bad in ["ab", &"zz".repeat(32), &"ab".repeat(33)] {
+            a.advertise_relay_fingerprint = Some(bad.to_string());
+            let e = resolve(&a).unwrap_err().to_string();
+            assert!(e.contains("64 hex digits"), "{bad}: {e}");
+        }
+        a.advertise_relay_fingerprint = Some("AB:".repeat(32));
+        let effective = resolve(&a).unwrap();
+        assert_eq!(
+            effective.advertise_relay_fingerprint.as_deref(),
+            Some("ab".repeat(32).as_str())
+        );
+        a.advertise_relay = None;
+        let e = resolve(&a).unwrap_err().to_string();
+        assert!(e.contains("without advertise-relay"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `relay`: a relay-only instance over a controller's data directory.
+//! `relay`: a relay-only instance with its own key and certificate, reading
+//! a controller's database.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,17 +11,20 @@ use serde::{Deserialize, Serialize};
 use warren_controller::server::{self, Role, ServerOptions};
 
 use super::config::{
-    read_file, relay_limits, HasDataDir, RelayLimitArgs, DEFAULT_DATA_DIR,
-    DEFAULT_RELAY_LISTEN_QUIC,
+    read_file, relay_limits, HasDirs, RelayLimitArgs, DEFAULT_DATA_DIR, DEFAULT_RELAY_LISTEN_QUIC,
+    DEFAULT_RELAY_STATE_DIR,
 };
 use super::serve::{print_addresses, wait_for_signal};
 
 /// Flags of `relay`; each also reads a `WARREN_*` variable.
 #[derive(Debug, Clone, Args)]
 pub struct RelayArgs {
-    /// The controller's data directory (read only: certificate, key, database).
+    /// The controller's data directory: only its database is read.
     #[arg(long, env = "WARREN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// This instance's own key and certificate, made on first use [default: /var/lib/warren-controller-relay].
+    #[arg(long, env = "WARREN_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
     /// UDP address for nodes' QUIC connections [default: [::]:7444, or 0.0.0.0:7444 without IPv6].
     #[arg(long, env = "WARREN_LISTEN_QUIC")]
     pub listen_quic: Option<SocketAddr>,
@@ -48,6 +52,7 @@ pub struct RelayArgs {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RelayFile {
     data_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
     listen_quic: Option<SocketAddr>,
     listen_stun: Option<Vec<SocketAddr>>,
     listen_metrics: Option<SocketAddr>,
@@ -55,9 +60,9 @@ struct RelayFile {
     relay_burst: Option<u64>,
 }
 
-impl HasDataDir for RelayFile {
-    fn data_dir_mut(&mut self) -> &mut Option<PathBuf> {
-        &mut self.data_dir
+impl HasDirs for RelayFile {
+    fn dirs_mut(&mut self) -> Vec<&mut Option<PathBuf>> {
+        vec![&mut self.data_dir, &mut self.state_dir]
     }
 }
 
@@ -66,6 +71,7 @@ impl HasDataDir for RelayFile {
 #[serde(rename_all = "kebab-case")]
 struct RelayConfig {
     data_dir: PathBuf,
+    state_dir: PathBuf,
     listen_quic: SocketAddr,
     listen_stun: Vec<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,6 +98,11 @@ fn resolve(args: &RelayArgs) -> anyhow::Result<RelayConfig> {
             .clone()
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        state_dir: args
+            .state_dir
+            .clone()
+            .or(file.state_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_RELAY_STATE_DIR)),
         quic_is_default: listen_quic.is_none(),
         listen_quic: listen_quic.unwrap_or(default_quic),
         listen_stun: if args.listen_stun.is_empty() {
@@ -117,6 +128,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
     let running = server::start(ServerOptions {
         role: Role::RelayOnly,
         data_dir: config.data_dir.clone(),
+        state_dir: Some(config.state_dir.clone()),
         listen_quic: config.listen_quic,
         quic_fallback_v4: config.quic_is_default,
         listen_api: config.listen_metrics,
@@ -139,6 +151,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         stun = ?running.stun_addrs,
         fingerprint = %running.fingerprint,
         data_dir = %config.data_dir.display(),
+        state_dir = %config.state_dir.display(),
         "relay running"
     );
     wait_for_signal().await?;
@@ -155,6 +168,7 @@ mod tests {
     fn defaults_differ_from_the_controller_where_they_must() {
         let args = RelayArgs {
             data_dir: None,
+            state_dir: None,
             listen_quic: None,
             listen_stun: vec![],
             listen_metrics: None,
@@ -166,6 +180,7 @@ mod tests {
         assert_eq!(config.listen_quic.to_string(), "[::]:7444");
         assert!(config.listen_stun.is_empty());
         assert!(config.listen_metrics.is_none());
+        assert_eq!(config.state_dir, PathBuf::from(DEFAULT_RELAY_STATE_DIR));
     }
 
     #[test]
@@ -175,6 +190,7 @@ mod tests {
         std::fs::write(&path, "listen-api = \"127.0.0.1:7480\"\n").unwrap();
         let args = RelayArgs {
             data_dir: None,
+            state_dir: None,
             listen_quic: None,
             listen_stun: vec![],
             listen_metrics: None,

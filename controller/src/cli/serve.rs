@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use warren_controller::server::{self, Role, ServerOptions};
+use warren_controller::server::{self, AdvertisedRelay, Role, ServerOptions};
 
 use super::config::{resolve, ServeArgs};
 
@@ -20,7 +20,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         listen_stun: config.listen_stun.clone(),
         stun_fallback_v4: config.stun_is_default,
         relay: config.relay_limits(),
-        advertise_relay: config.advertise_relay.clone(),
+        advertise_relay: config
+            .advertise_relay
+            .clone()
+            .zip(config.advertise_relay_fingerprint.clone())
+            .map(|(address, fingerprint)| AdvertisedRelay {
+                address,
+                fingerprint,
+            }),
+        state_dir: None,
         retry_above_handshakes: warren_controller::control::admission::RETRY_ABOVE_HANDSHAKES,
     })
     .await

@@ -113,7 +113,11 @@ pub async fn run(connection: Connection, context: Arc<ControlContext>) {
     // Welcome only once the node can be reached (call-me-maybe, relay
     // frames), so a node that has seen it is never missed.
     let welcome = ControllerMessage::Welcome {
-        relay: context.advertise_relay.clone(),
+        relay: context.advertise_relay.as_ref().map(|r| r.address.clone()),
+        relay_fingerprint: context
+            .advertise_relay
+            .as_ref()
+            .map(|r| r.fingerprint.clone()),
     };
     let welcome = write_message(&mut send, &welcome);
     let welcomed = matches!(timeout_at(deadline, welcome).await, Ok(Ok(())));

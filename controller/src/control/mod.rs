@@ -73,6 +73,16 @@ pub enum Role {
     RelayOnly,
 }
 
+/// A relay-only instance that a controller names in every `Welcome`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvertisedRelay {
+    /// `HOST:PORT`, as nodes dial it.
+    pub address: String,
+    /// SHA-256 of the instance's own certificate (lowercase hex), which
+    /// nodes pin when they dial it.
+    pub fingerprint: String,
+}
+
 /// What every session needs.
 pub struct ControlContext {
     pub hub: Arc<Hub>,
@@ -82,7 +92,7 @@ pub struct ControlContext {
     /// The STUN ports every netmap advertises.
     pub stun_ports: Vec<u16>,
     /// The relay named in every `Welcome`.
-    pub advertise_relay: Option<String>,
+    pub advertise_relay: Option<AdvertisedRelay>,
     /// Connections and joins per source address and per key.
     pub admission: admission::Admission,
 }

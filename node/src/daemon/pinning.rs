@@ -9,16 +9,6 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 
-/// Normalises a fingerprint as users may paste it: hex, any case, colons allowed.
-pub fn normalise(fingerprint: &str) -> Option<String> {
-    let hex: String = fingerprint
-        .chars()
-        .filter(|c| *c != ':')
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
-}
-
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     hex::encode(Sha256::digest(cert.as_ref()))
 }
@@ -96,20 +86,5 @@ impl ServerCertVerifier for PinnedVerifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprints_are_normalised() {
-        let hex = "AB".repeat(32);
-        assert_eq!(normalise(&hex), Some("ab".repeat(32)));
-        let colons: Vec<String> = (0..32).map(|_| "ab".to_owned()).collect();
-        assert_eq!(normalise(&colons.join(":")), Some("ab".repeat(32)));
-        assert_eq!(normalise("abc"), None);
-        assert_eq!(normalise(&"zz".repeat(32)), None);
     }
 }

@@ -10,7 +10,9 @@ use anyhow::{bail, Context};
 use quinn::crypto::rustls::QuicClientConfig;
 use rand_core::RngCore;
 use tokio::sync::{mpsc, watch};
-use warren_proto::control::{self, ControllerMessage, JoinOutcome, NodeMessage};
+use warren_proto::control::{
+    self, normalise_fingerprint, ControllerMessage, JoinOutcome, NodeMessage,
+};
 use warren_proto::netmap::{Netmap, NetmapDelta};
 use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
 
@@ -332,7 +334,40 @@ struct Link {
     frames: mpsc::Receiver<anyhow::Result<ControllerMessage>>,
     remote: SocketAddr,
     /// The relay-only instance the controller named in `Welcome`.
-    relay: Option<String>,
+    relay: Option<NamedRelay>,
+}
+
+/// A relay-only instance as a controller's `Welcome` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NamedRelay {
+    /// `HOST:PORT`.
+    target: String,
+    /// The fingerprint of its own certificate, normalised; `None` from
+    /// controllers whose relay served their own certificate.
+    fingerprint: Option<String>,
+}
+
+impl NamedRelay {
+    /// What `Welcome` says, checked: a fingerprint that is not 64 hex
+    /// digits names no relay the node could pin, so the node keeps
+    /// relaying through the controller.
+    fn from_welcome(relay: Option<String>, fingerprint: Option<String>) -> Option<Self> {
+        let target = relay?;
+        let fingerprint = match fingerprint {
+            None => None,
+            Some(text) => match normalise_fingerprint(&text) {
+                Some(fp) => Some(fp),
+                None => {
+                    tracing::warn!(%target, "the controller named a relay-only instance with a malformed fingerprint: relaying through the controller");
+                    return None;
+                }
+            },
+        };
+        Some(Self {
+            target,
+            fingerprint,
+        })
+    }
 }
 
 /// Dials `target` (`HOST:PORT`), checks its certificate against
@@ -435,8 +470,14 @@ async fn connect_and_serve(
     let mut relays = Relays::new(RelayPath::new(connection.clone()));
     let (via_instance, mut instance_changes) = watch::channel(None);
     let (absent_tx, mut absent_rx) = mpsc::channel(relay::ABSENCE_QUEUE);
-    let _instance = match (relay_server, pinned) {
-        (Some(target), Some(fp)) => Some(RelayInstance::spawn(
+    // An instance with credentials of its own has its fingerprint named
+    // with it; one from an older controller serves the controller's.
+    let relay_server = relay_server.map(|named| {
+        let fingerprint = named.fingerprint.or_else(|| pinned.clone());
+        (named.target, fingerprint)
+    });
+    let _instance = match relay_server {
+        Some((target, Some(fp))) => Some(RelayInstance::spawn(
             controller.to_owned(),
             target,
             fp,
@@ -446,11 +487,11 @@ async fn connect_and_serve(
             via_instance.clone(),
             absent_tx,
         )),
-        (Some(target), None) => {
-            tracing::warn!(%target, "no controller fingerprint to pin the relay with: relaying through the controller");
+        Some((target, None)) => {
+            tracing::warn!(%target, "no fingerprint to pin the relay with: relaying through the controller");
             None
         }
-        (None, _) => None,
+        None => None,
     };
     for join in session.joins.values() {
         write(&mut send, &to_message(join)).await?;
@@ -487,7 +528,7 @@ async fn authenticate(
     send: &mut quinn::SendStream,
     frames: &mut mpsc::Receiver<anyhow::Result<ControllerMessage>>,
     key: &NodePrivateKey,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<NamedRelay>> {
     write(
         send,
         &NodeMessage::Hello {
@@ -518,7 +559,10 @@ async fn authenticate(
         .context("controller did not answer the proof")?
         .context("controller closed the control stream")??
     {
-        ControllerMessage::Welcome { relay } => Ok(relay),
+        ControllerMessage::Welcome {
+            relay,
+            relay_fingerprint,
+        } => Ok(NamedRelay::from_welcome(relay, relay_fingerprint)),
         ControllerMessage::Error { message, .. } => bail!("controller refused us: {message}"),
         other => bail!("controller sent {other:?} instead of welcome"),
     }
@@ -638,4 +682,33 @@ async fn read_frame(recv: &mut quinn::RecvStream) -> anyhow::Result<ControllerMe
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await.context("reading frame")?;
     Ok(control::decode_frame(&body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_relay_is_pinned_to_its_own_fingerprint_when_it_has_one() {
+        assert_eq!(NamedRelay::from_welcome(None, Some("ab".repeat(32))), None);
+        let own = NamedRelay::from_welcome(Some("r:7444".into()), Some("AB:".repeat(32)));
+        assert_eq!(
+            own,
+            Some(NamedRelay {
+                target: "r:7444".into(),
+                fingerprint: Some("ab".repeat(32)),
+            })
+        );
+        // An older controller names none: its relay served its certificate.
+        let old = NamedRelay::from_welcome(Some("r:7444".into()), None).unwrap();
+        assert_eq!(old.fingerprint, None);
+        // Nothing the node could pin: no relay at all, not an unpinned one.
+        for bad in ["", "a", "zz"] {
+            assert_eq!(
+                NamedRelay::from_welcome(Some("r:7444".into()), Some(bad.repeat(32))),
+                None,
+                "{bad}"
+            );
+        }
+    }
 }

@@ -203,7 +203,7 @@ impl RelayInstance {
         let task = tokio::spawn(async move {
             let mut backoff = Duration::from_secs(1);
             loop {
-                // The instance serves the controller's own certificate.
+                // Pinned to the fingerprint the controller named.
                 let seen = Arc::new(Mutex::new(None));
                 match open_link(
                     &target,

@@ -5,14 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use ipnet::IpNet;
-use warren_proto::control::JoinOutcome;
+use warren_proto::control::{normalise_fingerprint, JoinOutcome};
 use warren_proto::local_api::{JoinRequest, NetworkState, NetworkStatus};
 use warren_proto::netmap::Netmap;
 use warren_proto::{NetworkId, NodePrivateKey};
 
 use super::control::{ControlCommand, ControlEvent, ControlHandle};
 use super::network::{local_endpoints, NetworkEvents, NetworkHandle, NetworkSpec};
-use super::pinning::normalise;
 use super::{refusal, ControlEvents, Controllers, Refusal, NETMAP_KEEPALIVE};
 use crate::state::{JoinedNetwork, StateDir};
 
@@ -157,7 +156,7 @@ impl Managed {
             ));
         }
         let fingerprint = match &request.fingerprint {
-            Some(fp) => Some(normalise(fp).ok_or_else(|| {
+            Some(fp) => Some(normalise_fingerprint(fp).ok_or_else(|| {
                 refusal(
                     400,
                     "bad_fingerprint",
