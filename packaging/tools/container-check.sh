@@ -185,8 +185,14 @@ owner_mode() { c stat -c '%U:%G %a' "$1"; }
 [ "$(owner_mode /run/warren)" = "root:warren 750" ] || fail "/run/warren: $(owner_mode /run/warren)"
 [ "$(owner_mode /var/lib/warren)" = "root:warren 700" ] || fail "/var/lib/warren: $(owner_mode /var/lib/warren)"
 [ "$(owner_mode /var/lib/warren/node.key)" = "root:warren 600" ] || fail "node.key: $(owner_mode /var/lib/warren/node.key)"
-[ "$(owner_mode /var/lib/warren-controller)" = "warren-controller:warren-controller 700" ] ||
+[ "$(owner_mode /var/lib/warren-controller)" = "warren-controller:warren-controller 750" ] ||
     fail "/var/lib/warren-controller: $(owner_mode /var/lib/warren-controller)"
+for secret in controller.key tls-key.pem; do
+    [ "$(owner_mode "/var/lib/warren-controller/$secret")" = "warren-controller:warren-controller 600" ] ||
+        fail "$secret: $(owner_mode "/var/lib/warren-controller/$secret")"
+done
+[ "$(owner_mode /var/lib/warren-controller/controller.db)" = "warren-controller:warren-controller 640" ] ||
+    fail "controller.db: $(owner_mode /var/lib/warren-controller/controller.db)"
 note "capabilities (agent: NET_ADMIN + NET_BIND_SERVICE; controller: NET_BIND_SERVICE), owners and modes"
 
 # ---- the quick start, as its page shows it (the controller's data belong to its user)
