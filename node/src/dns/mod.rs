@@ -9,6 +9,7 @@
 //! - [`stub`]: the UDP and TCP listeners of one stub.
 //! - [`system`], [`resolv_conf`], [`resolved`]: split DNS, with backup and crash repair.
 //! - [`services`]: published services, kept in the state directory.
+//! - [`settings`]: the `[dns]` section of the config file.
 //! - [`requests`], [`local_api`]: `warren dns` and `warren service` on the local API.
 //!
 //! The daemon calls [`Dns::network_up`] when a netmap is applied,
@@ -21,20 +22,20 @@ pub mod requests;
 pub mod resolv_conf;
 pub mod resolved;
 pub mod services;
+pub mod settings;
 pub mod stub;
 pub mod system;
 pub mod zone;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_server::resolver::config::{NameServerConfig, ResolverOpts};
 use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
 use hickory_server::zone_handler::ZoneHandler;
-use serde::{Deserialize, Serialize};
 use warren_proto::local_dns::{DnsStatus, StubStatus};
 use warren_proto::netmap::Netmap;
 use warren_proto::NetworkId;
@@ -42,54 +43,10 @@ use warren_proto::NetworkId;
 use handler::{SharedState, StubState};
 pub use requests::DnsRequest;
 use services::ServiceBook;
+pub use settings::{DnsSettings, Manage};
 use stub::StubServer;
-pub use system::Manage;
 use system::{Route, SplitDns};
 use zone::{LoadedZone, ZoneView};
-
-pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
-
-/// The `[dns]` section of the agent's config file.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct DnsSettings {
-    /// How the system is pointed at the stubs: auto, resolved, resolv-conf or off.
-    #[serde(default)]
-    pub manage: Manage,
-    /// Run the stubs at all (`false` also turns management off).
-    #[serde(default = "yes")]
-    pub stub: bool,
-    #[serde(default = "default_stub_port")]
-    pub stub_port: u16,
-    /// Where names outside the zones go; default: the system's resolvers
-    /// from before the agent (never a public resolver).
-    #[serde(default)]
-    pub upstream: Vec<SocketAddr>,
-    #[serde(default = "default_resolv_conf")]
-    pub resolv_conf: PathBuf,
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_stub_port() -> u16 {
-    53
-}
-fn default_resolv_conf() -> PathBuf {
-    PathBuf::from(DEFAULT_RESOLV_CONF)
-}
-
-impl Default for DnsSettings {
-    fn default() -> Self {
-        DnsSettings {
-            manage: Manage::Auto,
-            stub: true,
-            stub_port: default_stub_port(),
-            upstream: Vec::new(),
-            resolv_conf: default_resolv_conf(),
-        }
-    }
-}
 
 /// One joined network's DNS.
 struct NetDns {

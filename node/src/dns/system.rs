@@ -7,36 +7,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use warren_proto::local_dns::SplitDnsMode;
 use warren_proto::NetworkId;
 
 use super::resolv_conf::{render, ResolvConf};
 use super::resolved;
-
-/// What the configuration asks for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Manage {
-    /// systemd-resolved if it resolves for the system, else resolv.conf.
-    #[default]
-    Auto,
-    Resolved,
-    ResolvConf,
-    /// Leave the system's resolver configuration alone (the stubs still run).
-    Off,
-}
-
-impl Manage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Manage::Auto => "auto",
-            Manage::Resolved => "resolved",
-            Manage::ResolvConf => "resolv-conf",
-            Manage::Off => "off",
-        }
-    }
-}
+pub use super::settings::Manage;
 
 /// One serving stub and the interface of its network.
 #[derive(Debug, Clone, PartialEq, Eq)]
