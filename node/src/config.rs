@@ -253,3 +253,8 @@ persistent-keepalive = "25s"
         );
     }
 }
+
+/// The config file's fuzz target, replayed over its committed inputs.
+#[cfg(test)]
+#[path = "../../fuzz/checks/config.rs"]
+mod fuzz_inputs;

@@ -338,3 +338,8 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
     };
     (status, Json(body)).into_response()
 }
+
+/// The local API's fuzz target, replayed over its committed inputs.
+#[cfg(test)]
+#[path = "../../../fuzz/checks/local_api.rs"]
+mod fuzz_inputs;

@@ -410,3 +410,8 @@ mod tests {
         assert!(!rc.has_backup());
     }
 }
+
+/// The resolv.conf fuzz target, replayed over its committed inputs.
+#[cfg(test)]
+#[path = "../../../fuzz/checks/resolv_conf.rs"]
+mod fuzz_inputs;

@@ -759,3 +759,8 @@ impl Managed {
         }
     }
 }
+
+/// The netmap fuzz target, replayed over its committed inputs.
+#[cfg(test)]
+#[path = "../../../../fuzz/checks/netmap.rs"]
+mod fuzz_inputs;
