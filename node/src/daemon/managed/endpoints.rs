@@ -144,30 +144,6 @@ impl CallMeMaybeLimit {
     }
 }
 
-impl super::Managed {
-    /// A peer's call-me-maybe: its valid candidates probed at once, if the
-    /// peer has not asked too often.
-    pub(super) async fn handle_call_me_maybe(
-        &mut self,
-        network: NetworkId,
-        from: NodePublicKey,
-        candidates: &[SocketAddr],
-    ) {
-        let Some(net) = self.nets.get(&network) else {
-            return;
-        };
-        let (Some(runner), Some(map)) = (&net.runner, &net.netmap) else {
-            return;
-        };
-        if !self.call_me_maybe.allow(network, from, Instant::now()) {
-            tracing::debug!(%network, peer = %from.short(), "call-me-maybe ignored: peer asks too often");
-            return;
-        }
-        let valid = keep_valid(network, &from, candidates, &Overlay::of(map));
-        runner.call_me_maybe(from, valid).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

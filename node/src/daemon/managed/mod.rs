@@ -3,12 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use ipnet::IpNet;
 use warren_proto::control::{normalise_fingerprint, JoinOutcome};
 use warren_proto::local_api::{JoinRequest, NetworkState, NetworkStatus};
 use warren_proto::netmap::Netmap;
-use warren_proto::{NetworkId, NodePrivateKey};
+use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
 
 use super::control::{ControlCommand, ControlEvent, ControlHandle};
 use super::network::{local_endpoints, NetworkEvents, NetworkHandle, NetworkSpec};
@@ -394,6 +395,28 @@ impl Managed {
                 }
             }
         }
+    }
+
+    /// A peer's call-me-maybe: its valid candidates probed at once, if the
+    /// peer has not asked too often.
+    async fn handle_call_me_maybe(
+        &mut self,
+        network: NetworkId,
+        from: NodePublicKey,
+        candidates: &[SocketAddr],
+    ) {
+        let Some(net) = self.nets.get(&network) else {
+            return;
+        };
+        let (Some(runner), Some(map)) = (&net.runner, &net.netmap) else {
+            return;
+        };
+        if !self.call_me_maybe.allow(network, from, Instant::now()) {
+            tracing::debug!(%network, peer = %from.short(), "call-me-maybe ignored: peer asks too often");
+            return;
+        }
+        let valid = endpoints::keep_valid(network, &from, candidates, &endpoints::Overlay::of(map));
+        runner.call_me_maybe(from, valid).await;
     }
 
     fn resync(&self, id: NetworkId) {
