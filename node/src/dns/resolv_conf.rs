@@ -73,7 +73,10 @@ pub fn render(original: &str, stub: IpAddr, zones: &[String]) -> String {
     if !search.is_empty() {
         out.push_str(&format!("search {}\n", search.join(" ")));
     }
-    for line in original.lines() {
+    // A last line that ends in a bare CR keeps it through `lines()`; copied
+    // as it is, it would end in CR LF, which reads back one CR shorter, so
+    // a second edit of our own file would change it.
+    for line in original.lines().map(|l| l.strip_suffix('\r').unwrap_or(l)) {
         let first = line.split_whitespace().next();
         match first {
             Some("nameserver") | Some("search") | Some("domain") => {}
@@ -280,6 +283,16 @@ mod tests {
     use super::*;
 
     const ORIGINAL: &str = "# from DHCP\ndomain corp.example\nsearch lan\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\nnameserver 198.51.100.53\noptions rotate edns0\n";
+
+    /// Found by the `resolv_conf` fuzz target (fuzz/regressions/resolv_conf).
+    #[test]
+    fn a_last_line_ending_in_a_carriage_return_is_written_once() {
+        let stub = "10.147.0.5".parse().unwrap();
+        let zones = ["prod.warren.internal".to_string()];
+        let ours = render("[\r", stub, &zones);
+        assert!(ours.ends_with("\n[\n"), "{ours:?}");
+        assert_eq!(render(&ours, stub, &zones), ours);
+    }
 
     #[test]
     fn the_stub_goes_first_and_the_rest_is_kept() {
