@@ -73,10 +73,10 @@ pub fn render(original: &str, stub: IpAddr, zones: &[String]) -> String {
     if !search.is_empty() {
         out.push_str(&format!("search {}\n", search.join(" ")));
     }
-    // A last line that ends in a bare CR keeps it through `lines()`; copied
-    // as it is, it would end in CR LF, which reads back one CR shorter, so
-    // a second edit of our own file would change it.
-    for line in original.lines().map(|l| l.strip_suffix('\r').unwrap_or(l)) {
+    // CRs at the end of a line (`lines()` takes off one before LF, none at
+    // the end of the file) would read back one shorter after our LF, so a
+    // second edit of our own file would change it: they go.
+    for line in original.lines().map(|l| l.trim_end_matches('\r')) {
         let first = line.split_whitespace().next();
         match first {
             Some("nameserver") | Some("search") | Some("domain") => {}
@@ -286,12 +286,14 @@ mod tests {
 
     /// Found by the `resolv_conf` fuzz target (fuzz/regressions/resolv_conf).
     #[test]
-    fn a_last_line_ending_in_a_carriage_return_is_written_once() {
+    fn lines_ending_in_carriage_returns_are_written_once() {
         let stub = "10.147.0.5".parse().unwrap();
         let zones = ["prod.warren.internal".to_string()];
-        let ours = render("[\r", stub, &zones);
-        assert!(ours.ends_with("\n[\n"), "{ours:?}");
-        assert_eq!(render(&ours, stub, &zones), ours);
+        for (original, end) in [("[\r", "\n[\n"), ("x\r\r\r\nkind\r\n", "\nx\nkind\n")] {
+            let ours = render(original, stub, &zones);
+            assert!(ours.ends_with(end), "{ours:?}");
+            assert_eq!(render(&ours, stub, &zones), ours);
+        }
     }
 
     #[test]
