@@ -70,21 +70,12 @@ fn node_message(message: &NodeMessage) {
 }
 
 #[cfg(test)]
+#[macro_use]
 #[path = "inputs.rs"]
 mod inputs;
 
-/// The corpus and the crashes found, with cuts and flips of each.
-#[test]
-fn committed_inputs_hold() {
-    assert!(inputs::replay(env!("CARGO_MANIFEST_DIR"), "control", 64, run) > 0);
-}
-
-/// Writes the seeds: `cargo test -p warren-controller write_seeds -- --ignored`.
-#[test]
-#[ignore = "writes fuzz/corpus"]
-fn write_seeds() {
-    inputs::write_seeds(env!("CARGO_MANIFEST_DIR"), "control", seeds());
-}
+#[cfg(test)]
+replay_tests!("control", 64);
 
 #[cfg(test)]
 #[path = "samples.rs"]

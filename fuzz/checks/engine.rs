@@ -397,21 +397,12 @@ fn source(packet: &[u8]) -> Option<IpAddr> {
 }
 
 #[cfg(test)]
+#[macro_use]
 #[path = "inputs.rs"]
 mod inputs;
 
-/// The corpus and the crashes found, with cuts and flips of each.
-#[test]
-fn committed_inputs_hold() {
-    assert!(inputs::replay(env!("CARGO_MANIFEST_DIR"), "engine", 16, run) > 0);
-}
-
-/// Writes the seeds: `cargo test -p warren-engine write_seeds -- --ignored`.
-#[test]
-#[ignore = "writes fuzz/corpus"]
-fn write_seeds() {
-    inputs::write_seeds(env!("CARGO_MANIFEST_DIR"), "engine", seeds());
-}
+#[cfg(test)]
+replay_tests!("engine", 16);
 
 #[cfg(test)]
 fn seeds() -> Vec<(&'static str, Vec<u8>)> {

@@ -72,3 +72,22 @@ pub fn write_seeds(manifest_dir: &str, target: &str, seeds: Vec<(&str, Vec<u8>)>
         std::fs::write(dir.join(format!("seed-{name}")), bytes).expect("a seed written");
     }
 }
+
+/// The two tests of a check file: `committed_inputs_hold` replays the
+/// committed inputs of `$target` (and `$mutations` cuts and flips of each)
+/// through `run`; `write_seeds`, ignored, writes `seeds()` into its corpus
+/// (`cargo test -p CRATE write_seeds -- --ignored`).
+macro_rules! replay_tests {
+    ($target:literal, $mutations:literal) => {
+        #[test]
+        fn committed_inputs_hold() {
+            assert!(inputs::replay(env!("CARGO_MANIFEST_DIR"), $target, $mutations, run) > 0);
+        }
+
+        #[test]
+        #[ignore = "writes fuzz/corpus"]
+        fn write_seeds() {
+            inputs::write_seeds(env!("CARGO_MANIFEST_DIR"), $target, seeds());
+        }
+    };
+}

@@ -206,21 +206,12 @@ fn diff_reaches(old: &Netmap, new: &Netmap) {
 }
 
 #[cfg(test)]
+#[macro_use]
 #[path = "inputs.rs"]
 mod inputs;
 
-/// The corpus and the crashes found, with cuts and flips of each.
-#[test]
-fn committed_inputs_hold() {
-    assert!(inputs::replay(env!("CARGO_MANIFEST_DIR"), "netmap", 32, run) > 0);
-}
-
-/// Writes the seeds: `cargo test -p warren-node write_seeds -- --ignored`.
-#[test]
-#[ignore = "writes fuzz/corpus"]
-fn write_seeds() {
-    inputs::write_seeds(env!("CARGO_MANIFEST_DIR"), "netmap", seeds());
-}
+#[cfg(test)]
+replay_tests!("netmap", 32);
 
 #[cfg(test)]
 #[path = "samples.rs"]

@@ -51,21 +51,12 @@ fn backup(bytes: &[u8]) {
 }
 
 #[cfg(test)]
+#[macro_use]
 #[path = "inputs.rs"]
 mod inputs;
 
-/// The corpus and the crashes found, with cuts and flips of each.
-#[test]
-fn committed_inputs_hold() {
-    assert!(inputs::replay(env!("CARGO_MANIFEST_DIR"), "resolv_conf", 64, run) > 0);
-}
-
-/// Writes the seeds: `cargo test -p warren-node write_seeds -- --ignored`.
-#[test]
-#[ignore = "writes fuzz/corpus"]
-fn write_seeds() {
-    inputs::write_seeds(env!("CARGO_MANIFEST_DIR"), "resolv_conf", seeds());
-}
+#[cfg(test)]
+replay_tests!("resolv_conf", 64);
 
 #[cfg(test)]
 fn seeds() -> Vec<(&'static str, Vec<u8>)> {

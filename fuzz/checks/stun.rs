@@ -61,21 +61,12 @@ fn source(mode: u8, bytes: &[u8]) -> SocketAddr {
 }
 
 #[cfg(test)]
+#[macro_use]
 #[path = "inputs.rs"]
 mod inputs;
 
-/// The corpus and the crashes found, with cuts and flips of each.
-#[test]
-fn committed_inputs_hold() {
-    assert!(inputs::replay(env!("CARGO_MANIFEST_DIR"), "stun", 64, run) > 0);
-}
-
-/// Writes the seeds: `cargo test -p warren-controller write_seeds -- --ignored`.
-#[test]
-#[ignore = "writes fuzz/corpus"]
-fn write_seeds() {
-    inputs::write_seeds(env!("CARGO_MANIFEST_DIR"), "stun", seeds());
-}
+#[cfg(test)]
+replay_tests!("stun", 64);
 
 #[cfg(test)]
 fn seeds() -> Vec<(&'static str, Vec<u8>)> {

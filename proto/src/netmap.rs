@@ -95,6 +95,11 @@ pub struct NetmapDelta {
     /// Present when the member's compiled filter changed, whole.
     #[serde(default)]
     pub filter: Option<PacketFilter>,
+    /// The map went from a filter to none (everything passes), which an
+    /// absent `filter` cannot say. Left out when false, so nodes that
+    /// predate it read deltas as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub filter_removed: bool,
     /// Peers added or changed, whole.
     pub upsert_peers: Vec<NetmapPeer>,
     pub remove_peers: Vec<NodeId>,
@@ -153,6 +158,8 @@ impl Netmap {
         }
         if let Some(f) = &delta.filter {
             self.filter = Some(f.clone());
+        } else if delta.filter_removed {
+            self.filter = None;
         }
         self.version = delta.version;
         Ok(())
@@ -254,6 +261,7 @@ impl SentNetmap {
                 .as_ref()
                 .filter(|f| filter_digest(Some(f)) != self.filter)
                 .cloned(),
+            filter_removed: header.filter.is_none() && self.filter != filter_digest(None),
             upsert_peers: next_peers
                 .filter(|(p, digest)| self.peers.get(&p.node_id) != Some(digest))
                 .map(|(p, _)| p.clone())
@@ -277,6 +285,7 @@ impl SentNetmap {
             dns: None,
             settings: None,
             filter: None,
+            filter_removed: false,
             upsert_peers: Vec::new(),
             remove_peers: self.peers.keys().copied().collect(),
         }
@@ -389,6 +398,25 @@ mod tests {
         assert!(applied.peers.is_empty());
         assert!(!applied.self_node.authorized && applied.self_node.addresses.is_empty());
         assert_eq!(SentNetmap::of(&old).tombstone(9).version, 9);
+    }
+
+    /// Found by the `netmap` fuzz target (fuzz/regressions/netmap): a map
+    /// that dropped its filter came out of the delta with the old one.
+    #[test]
+    fn a_delta_can_drop_the_filter() {
+        let mut old = map(1, vec![peer(2, true)]);
+        old.filter = Some(PacketFilter::default());
+        let new = map(2, vec![peer(2, true)]);
+        for delta in [old.diff(&new), SentNetmap::of(&old).diff(&new)] {
+            assert!(delta.filter_removed);
+            let mut applied = old.clone();
+            applied.apply(&delta).unwrap();
+            assert_eq!(applied, new);
+        }
+        let kept = old.diff(&old);
+        assert!(!kept.filter_removed && kept.filter.is_none());
+        let json = serde_json::to_string(&kept).unwrap();
+        assert!(!json.contains("filter_removed"), "{json}");
     }
 
     #[test]

@@ -118,6 +118,7 @@ impl Attack {
                     dns: None,
                     settings: None,
                     filter: None,
+                    filter_removed: false,
                     upsert_peers: Vec::new(),
                     remove_peers: Vec::new(),
                 })
