@@ -69,7 +69,9 @@ fn node_message(message: &NodeMessage) {
     }
 }
 
+// Each check of a crate brings its own copy of the replay helpers.
 #[cfg(test)]
+#[allow(clippy::duplicate_mod)]
 #[macro_use]
 #[path = "inputs.rs"]
 mod inputs;

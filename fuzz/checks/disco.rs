@@ -93,7 +93,9 @@ fn built(fields: &[u8]) {
     assert_eq!(opened, expected);
 }
 
+// Each check of a crate brings its own copy of the replay helpers.
 #[cfg(test)]
+#[allow(clippy::duplicate_mod)]
 #[macro_use]
 #[path = "inputs.rs"]
 mod inputs;

@@ -149,7 +149,7 @@ impl World {
             0 => {
                 let from = [A_ADDR, STRANGER, STUN_SERVER][usize::from(input.byte() % 3)];
                 let datagram = input.chunk();
-                self.to_b(Via::Udp(from), &datagram);
+                self.deliver_to_b(Via::Udp(from), &datagram);
             }
             1 => {
                 let from = if input.byte() & 1 == 0 {
@@ -158,7 +158,7 @@ impl World {
                     self.stranger_key
                 };
                 let datagram = input.chunk();
-                self.to_b(Via::Relay(from), &datagram);
+                self.deliver_to_b(Via::Relay(from), &datagram);
             }
             2 => {
                 let source = if input.byte() & 1 == 0 {
@@ -173,7 +173,7 @@ impl World {
                 {
                     self.last = out[..len].to_vec();
                     let datagram = self.last.clone();
-                    self.to_b(from_a(to, self.a_key), &datagram);
+                    self.deliver_to_b(seen_from_a(to, self.a_key), &datagram);
                 }
             }
             3 => {
@@ -189,7 +189,7 @@ impl World {
                 if let Some(b) = datagram.get_mut(at) {
                     *b ^= xor;
                 }
-                self.to_b(Via::Udp(A_ADDR), &datagram);
+                self.deliver_to_b(Via::Udp(A_ADDR), &datagram);
             }
             5 => {
                 let from = if input.byte() & 1 == 0 {
@@ -198,7 +198,7 @@ impl World {
                     input.addr()
                 };
                 let datagram = self.last.clone();
-                self.to_b(Via::Udp(from), &datagram);
+                self.deliver_to_b(Via::Udp(from), &datagram);
             }
             6 => {
                 let kind = input.byte();
@@ -227,7 +227,7 @@ impl World {
                     _ => Via::Udp(input.addr()),
                 };
                 self.last = datagram.clone();
-                self.to_b(via, &datagram);
+                self.deliver_to_b(via, &datagram);
             }
             7 => {
                 let from = if input.byte() & 1 == 0 {
@@ -237,7 +237,7 @@ impl World {
                 };
                 let mapped = input.addr();
                 if let Some(tx) = self.stun_tx {
-                    self.to_b(Via::Udp(from), &stun::binding_response(&tx, mapped));
+                    self.deliver_to_b(Via::Udp(from), &stun::binding_response(&tx, mapped));
                 }
             }
             8 => {
@@ -254,7 +254,7 @@ impl World {
                 {
                     assert!(len <= out.len());
                     let datagram = out[..len].to_vec();
-                    self.to_a(Via::Udp(B_ADDR), &datagram, 0);
+                    self.deliver_to_a(Via::Udp(B_ADDR), &datagram, 0);
                 }
             }
         }
@@ -262,11 +262,11 @@ impl World {
     }
 
     /// B handles a datagram; what it answers goes to A.
-    fn to_b(&mut self, via: Via, datagram: &[u8]) {
-        self.to_b_at(via, datagram, 0);
+    fn deliver_to_b(&mut self, via: Via, datagram: &[u8]) {
+        self.deliver_to_b_at(via, datagram, 0);
     }
 
-    fn to_b_at(&mut self, via: Via, datagram: &[u8], depth: usize) {
+    fn deliver_to_b_at(&mut self, via: Via, datagram: &[u8], depth: usize) {
         let result = match via {
             Via::Udp(from) => self
                 .b
@@ -293,8 +293,8 @@ impl World {
                 assert!(len <= self.out.len());
                 let reply = self.out[..len].to_vec();
                 if depth < EXCHANGES && to == via {
-                    let from_b = self.from_b(to);
-                    self.to_a(from_b, &reply, depth + 1);
+                    let from_b = self.seen_from_b(to);
+                    self.deliver_to_a(from_b, &reply, depth + 1);
                 }
             }
             Ok(NetworkAction::Nothing) | Err(_) => {}
@@ -302,7 +302,7 @@ impl World {
     }
 
     /// A handles a datagram from B; what it answers goes back to B.
-    fn to_a(&mut self, via: Via, datagram: &[u8], depth: usize) {
+    fn deliver_to_a(&mut self, via: Via, datagram: &[u8], depth: usize) {
         let mut out = vec![0; SCRATCH];
         let result = match via {
             Via::Udp(from) => self
@@ -316,7 +316,7 @@ impl World {
             if depth < EXCHANGES {
                 self.last = out[..len].to_vec();
                 let reply = self.last.clone();
-                self.to_b_at(from_a(to, self.a_key), &reply, depth + 1);
+                self.deliver_to_b_at(seen_from_a(to, self.a_key), &reply, depth + 1);
             }
         }
     }
@@ -333,8 +333,8 @@ impl World {
                         self.stun_tx = stun::parse_request(&t.payload).ok().or(self.stun_tx);
                     }
                     Via::Udp(A_ADDR) | Via::Relay(_) => {
-                        let from_b = self.from_b(t.to);
-                        self.to_a(from_b, &t.payload, EXCHANGES)
+                        let from_b = self.seen_from_b(t.to);
+                        self.deliver_to_a(from_b, &t.payload, EXCHANGES)
                     }
                     Via::Udp(_) => {}
                 }
@@ -342,7 +342,7 @@ impl World {
             while let Some(t) = self.a.poll_transmit() {
                 moved = true;
                 self.last = t.payload.clone();
-                self.to_b_at(from_a(t.to, self.a_key), &t.payload, EXCHANGES);
+                self.deliver_to_b_at(seen_from_a(t.to, self.a_key), &t.payload, EXCHANGES);
             }
             while self.b.poll_event().is_some() {}
             while self.a.poll_event().is_some() {}
@@ -355,7 +355,7 @@ impl World {
 
 impl World {
     /// Where a datagram B sends `to` arrives from, as A sees it.
-    fn from_b(&self, to: Via) -> Via {
+    fn seen_from_b(&self, to: Via) -> Via {
         match to {
             Via::Udp(_) => Via::Udp(B_ADDR),
             Via::Relay(_) => Via::Relay(self.b.public_key()),
@@ -364,7 +364,7 @@ impl World {
 }
 
 /// Where a datagram A sends `to` arrives from, as B sees it.
-fn from_a(to: Via, a_key: NodePublicKey) -> Via {
+fn seen_from_a(to: Via, a_key: NodePublicKey) -> Via {
     match to {
         Via::Udp(_) => Via::Udp(A_ADDR),
         Via::Relay(_) => Via::Relay(a_key),
@@ -396,7 +396,9 @@ fn source(packet: &[u8]) -> Option<IpAddr> {
     }
 }
 
+// Each check of a crate brings its own copy of the replay helpers.
 #[cfg(test)]
+#[allow(clippy::duplicate_mod)]
 #[macro_use]
 #[path = "inputs.rs"]
 mod inputs;

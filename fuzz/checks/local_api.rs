@@ -97,7 +97,9 @@ where
     assert_eq!(&again, value);
 }
 
+// Each check of a crate brings its own copy of the replay helpers.
 #[cfg(test)]
+#[allow(clippy::duplicate_mod)]
 #[macro_use]
 #[path = "inputs.rs"]
 mod inputs;

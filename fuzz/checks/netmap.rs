@@ -205,7 +205,9 @@ fn diff_reaches(old: &Netmap, new: &Netmap) {
     }
 }
 
+// Each check of a crate brings its own copy of the replay helpers.
 #[cfg(test)]
+#[allow(clippy::duplicate_mod)]
 #[macro_use]
 #[path = "inputs.rs"]
 mod inputs;

@@ -50,7 +50,9 @@ fn backup(bytes: &[u8]) {
     }
 }
 
+// Each check of a crate brings its own copy of the replay helpers.
 #[cfg(test)]
+#[allow(clippy::duplicate_mod)]
 #[macro_use]
 #[path = "inputs.rs"]
 mod inputs;

@@ -60,7 +60,9 @@ fn source(mode: u8, bytes: &[u8]) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
+// Each check of a crate brings its own copy of the replay helpers.
 #[cfg(test)]
+#[allow(clippy::duplicate_mod)]
 #[macro_use]
 #[path = "inputs.rs"]
 mod inputs;
