@@ -404,7 +404,7 @@ fn source(packet: &[u8]) -> Option<IpAddr> {
 mod inputs;
 
 #[cfg(test)]
-replay_tests!("engine", 16);
+replay_tests!("engine", 0);
 
 #[cfg(test)]
 fn seeds() -> Vec<(&'static str, Vec<u8>)> {

@@ -213,7 +213,7 @@ fn diff_reaches(old: &Netmap, new: &Netmap) {
 mod inputs;
 
 #[cfg(test)]
-replay_tests!("netmap", 32);
+replay_tests!("netmap", 4);
 
 #[cfg(test)]
 #[path = "samples.rs"]
