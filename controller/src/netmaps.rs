@@ -44,7 +44,7 @@ impl SharedView {
                 .collect(),
             dns: DnsConfig {
                 zone: snapshot.network.zone.clone(),
-                services: crate::dns::zone::service_records(snapshot),
+                services: crate::dns::snapshot::service_records(snapshot),
             },
             policy: crate::policy::in_force(snapshot),
         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
-use warren_proto::stun;
+use warren_proto::stun::answer;
 
 use crate::control::admission::Buckets;
 use crate::listen::{bind_udp, BindError};
@@ -48,16 +48,6 @@ impl AnswerLimit {
     pub fn allow(&mut self, source: SocketAddr, now: Instant) -> bool {
         self.0.take(source_prefix(source.ip()), now)
     }
-}
-
-/// The answer to one datagram from `source`: a binding success response
-/// for a binding request, `None` for anything else.
-pub fn answer(datagram: &[u8], source: SocketAddr) -> Option<Vec<u8>> {
-    let tx = stun::parse_request(datagram).ok()?;
-    // A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d; the node
-    // must see the IPv4 address its NAT really uses.
-    let observed = SocketAddr::new(source.ip().to_canonical(), source.port());
-    Some(stun::binding_response(&tx, observed))
 }
 
 /// Binds every STUN address. `fallback_v4` is for the built-in defaults:
@@ -111,6 +101,7 @@ pub async fn serve(socket: UdpSocket, metrics: Arc<Metrics>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warren_proto::stun;
 
     #[test]
     fn answers_binding_requests_with_the_source() {

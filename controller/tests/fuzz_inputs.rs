@@ -4,5 +4,7 @@
 
 #[path = "../../fuzz/checks/control.rs"]
 mod control;
+// What the control check names as `crate::names`.
+use warren_controller::names;
 #[path = "../../fuzz/checks/stun.rs"]
 mod stun;

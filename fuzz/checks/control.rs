@@ -10,9 +10,11 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use warren_controller::control::frames::MAX_NODE_FRAME;
-use warren_controller::names;
-use warren_proto::control::{self, ControllerMessage, NodeMessage};
+use warren_proto::control::{self, ControllerMessage, NodeMessage, MAX_NODE_FRAME};
+
+// The controller's name rules: its `names` module, which the fuzz target
+// builds as it is and the controller's tests import.
+use crate::names;
 use warren_proto::NodeId;
 
 pub fn run(data: &[u8]) {
@@ -174,6 +176,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                     }),
                     controller(ControllerMessage::Welcome {
                         relay: Some("relay.example:7444".into()),
+                        relay_fingerprint: Some("ab".repeat(32)),
                     }),
                     controller(ControllerMessage::JoinResult {
                         network_id,
@@ -194,7 +197,10 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             frames(
                 1,
                 vec![
-                    controller(ControllerMessage::Welcome { relay: None }),
+                    controller(ControllerMessage::Welcome {
+                        relay: None,
+                        relay_fingerprint: None,
+                    }),
                     controller(ControllerMessage::JoinResult {
                         network_id,
                         result: JoinOutcome::Pending,

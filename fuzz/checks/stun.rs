@@ -9,8 +9,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use warren_controller::stun::answer;
-use warren_proto::stun;
+use warren_proto::stun::{self, answer};
 
 /// The server's receive buffer: longer datagrams arrive truncated.
 const RECV_BUFFER: usize = 1500;

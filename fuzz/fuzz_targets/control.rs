@@ -4,5 +4,8 @@
 
 #[path = "../checks/control.rs"]
 mod check;
+#[allow(dead_code)]
+#[path = "../../controller/src/names.rs"]
+mod names;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| check::run(data));

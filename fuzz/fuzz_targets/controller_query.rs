@@ -1,6 +1,7 @@
 //! Raw bytes as a DNS query to the controller's authoritative handler, the
 //! way the server hands it one (UDP or TCP, by the first byte). An answer
 //! must stay within the UDP limit and never carry data outside the zone.
+//! The handler and the zone come from controller/src/dns/{handler,zone}.rs.
 #![no_main]
 
 use std::net::IpAddr;
@@ -10,9 +11,19 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::Message;
 use hickory_server::proto::rr::Name;
 use libfuzzer_sys::fuzz_target;
-use warren_controller::dns::handler::{answer_bytes, AuthoritativeHandler, Zones, MAX_UDP_PAYLOAD};
-use warren_controller::dns::{load, zone};
 use warren_proto::service::{ServiceProto, ServiceRecord, ServiceSpec};
+
+// The controller's handler and zone builder, built as they are (they need
+// hickory and warren-dns, not the rest of the controller).
+#[allow(dead_code)]
+#[path = "../../controller/src/dns/handler.rs"]
+mod handler;
+#[allow(dead_code)]
+#[path = "../../controller/src/dns/zone.rs"]
+mod zone;
+
+use handler::{answer_bytes, AuthoritativeHandler, Zones, MAX_UDP_PAYLOAD};
+use zone::load;
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_current_thread()

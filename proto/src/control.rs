@@ -31,6 +31,10 @@ pub const ALPN: &[u8] = b"warren-control/1";
 pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-warren-control-auth";
 /// Largest frame either side accepts; a netmap of 10,000 peers fits.
 pub const MAX_FRAME: usize = 16 << 20;
+/// Largest frame a controller accepts from a node. Far below
+/// [`MAX_FRAME`] (which is sized for netmaps going the other way), so an
+/// unauthenticated peer cannot make the controller buffer much.
+pub const MAX_NODE_FRAME: usize = 64 * 1024;
 
 /// A certificate fingerprint (SHA-256) as people paste it: hex in any
 /// case, colons allowed, surrounding space ignored. The lowercase hex of

@@ -51,6 +51,16 @@ pub fn parse_request(datagram: &[u8]) -> Result<StunTxId, StunError> {
     datagram[8..20].try_into().map_err(|_| StunError::Malformed)
 }
 
+/// A server's answer to one datagram from `source`: a binding success
+/// response for a binding request, `None` for anything else.
+pub fn answer(datagram: &[u8], source: SocketAddr) -> Option<Vec<u8>> {
+    let tx = parse_request(datagram).ok()?;
+    // A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d; the node
+    // must see the IPv4 address its NAT really uses.
+    let observed = SocketAddr::new(source.ip().to_canonical(), source.port());
+    Some(binding_response(&tx, observed))
+}
+
 /// A success response telling the requester where its packet came from.
 pub fn binding_response(tx: &StunTxId, observed: SocketAddr) -> Vec<u8> {
     let mut attr = Vec::with_capacity(24);

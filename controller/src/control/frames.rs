@@ -1,12 +1,8 @@
 //! Reading and writing length-prefixed JSON frames on quinn streams.
 
 use quinn::{ReadExactError, RecvStream, SendStream};
+pub use warren_proto::control::MAX_NODE_FRAME;
 use warren_proto::control::{self, ControllerMessage, FrameError, NodeMessage};
-
-/// Largest frame a node may send. Far below the protocol's 16 MiB (which is
-/// sized for netmaps going the other way), so an unauthenticated peer cannot
-/// make the controller buffer much.
-pub const MAX_NODE_FRAME: usize = 64 * 1024;
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]

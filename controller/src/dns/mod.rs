@@ -9,6 +9,7 @@
 
 pub mod handler;
 pub mod services;
+pub mod snapshot;
 pub mod zone;
 
 #[cfg(test)]
@@ -20,8 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_server::proto::rr::LowerName;
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, ZoneHandler, ZoneType};
+use hickory_server::zone_handler::ZoneHandler;
 use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::broadcast;
@@ -30,7 +30,7 @@ use warren_proto::NetworkId;
 
 use crate::hub::Hub;
 use handler::{AuthoritativeHandler, Zones};
-use zone::ZoneRecords;
+pub use zone::load;
 
 /// A TCP client that sends nothing for this long is dropped.
 const TCP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -179,7 +179,7 @@ impl ZoneSet {
                 return;
             }
         };
-        match zone::build(&snapshot) {
+        match snapshot::build(&snapshot) {
             Ok(records) => {
                 tracing::debug!(network = %net, zone = %records.origin, records = records.records.len(), "zone built");
                 self.zones.insert(net, load(records));
@@ -204,19 +204,4 @@ impl ZoneSet {
         }
         zones
     }
-}
-
-/// Turns built records into an in-memory primary zone that refuses transfers.
-pub fn load(zone: ZoneRecords) -> (LowerName, Arc<dyn ZoneHandler>) {
-    let origin = LowerName::new(&zone.origin);
-    let mut handler =
-        InMemoryZoneHandler::<hickory_server::net::runtime::TokioRuntimeProvider>::empty(
-            zone.origin,
-            ZoneType::Primary,
-            AxfrPolicy::Deny,
-        );
-    for record in zone.records {
-        handler.upsert_mut(record, zone.serial);
-    }
-    (origin, Arc::new(handler))
 }
