@@ -2,9 +2,11 @@
 //! speaks the control protocol from inside a lab namespace with keys of its
 //! own making (any certificate will do for it), and does what no agent
 //! would: join with fresh keys over and over, report endpoints no peer
-//! should probe, and ask peers to probe them.
+//! should probe, ask peers to probe them, and hold many connections with
+//! one key so that the relay copies its frames to each.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use warren_proto::control::{self, ControllerMessage, JoinOutcome, NodeMessage};
+use warren_proto::relay::RelayFrame;
 use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
 
 use crate::error::{LabError, Result};
@@ -89,7 +92,7 @@ fn client_config() -> anyhow::Result<quinn::ClientConfig> {
 /// One authenticated control connection of the hostile node.
 struct Session {
     key: NodePrivateKey,
-    _connection: quinn::Connection,
+    connection: quinn::Connection,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
 }
@@ -104,7 +107,7 @@ impl Session {
         let (send, recv) = connection.open_bi().await?;
         let mut session = Session {
             key,
-            _connection: connection.clone(),
+            connection: connection.clone(),
             send,
             recv,
         };
@@ -277,5 +280,97 @@ pub fn bad_endpoints(
             .map_err(|e| LabError::Invalid(format!("hostile member: {e:#}")))?;
         endpoint.close(0u32.into(), b"done");
         Ok(public)
+    })?
+}
+
+/// What became of a member's relay frames to a key of its own that held
+/// more connections than one key may.
+#[derive(Debug)]
+pub struct Amplification {
+    /// Per destination connection, in the order they were opened: how the
+    /// controller closed it (`code N: reason`), or `None` if it is open.
+    pub closed: Vec<Option<String>>,
+    /// Per destination connection, the relayed frames it received.
+    pub received: Vec<usize>,
+}
+
+/// A member with two keys from `preauth_key`: the destination opens
+/// `connections` connections with its key, then the sender relays
+/// `frames` frames of `payload` bytes to it, one every 2 ms, as datagrams.
+/// Counts what each destination connection received within 1 s after.
+pub fn relay_amplification(
+    ns: &Netns,
+    controller: SocketAddr,
+    network: NetworkId,
+    preauth_key: &str,
+    connections: usize,
+    frames: u64,
+    payload: usize,
+) -> Result<Amplification> {
+    in_netns::run(ns.name(), || -> Result<Amplification> {
+        let runtime = runtime()?;
+        let endpoint = bind(&runtime).map_err(|e| LabError::Invalid(format!("{e:#}")))?;
+        let outcome = runtime
+            .block_on(async {
+                let mut sender =
+                    Session::open(&endpoint, controller, NodePrivateKey::generate()).await?;
+                let destination = NodePrivateKey::generate();
+                let mut first = Session::open(&endpoint, controller, destination.clone()).await?;
+                for session in [&mut sender, &mut first] {
+                    let joined = session.join(network, Some(preauth_key)).await?;
+                    if joined != "authorized" {
+                        bail!("a hostile key was not authorized: {joined}");
+                    }
+                }
+                let mut sessions = vec![first];
+                for _ in 1..connections {
+                    sessions.push(Session::open(&endpoint, controller, destination.clone()).await?);
+                }
+                let counts: Vec<Arc<AtomicUsize>> = sessions
+                    .iter()
+                    .map(|session| {
+                        let count = Arc::new(AtomicUsize::new(0));
+                        let connection = session.connection.clone();
+                        let counted = count.clone();
+                        tokio::spawn(async move {
+                            while let Ok(bytes) = connection.read_datagram().await {
+                                if RelayFrame::decode(&bytes).is_ok() {
+                                    counted.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        });
+                        count
+                    })
+                    .collect();
+                for seq in 1..=frames {
+                    let frame = RelayFrame {
+                        network_id: network,
+                        peer: destination.public_key(),
+                        seq,
+                        payload: vec![0x5a; payload],
+                    };
+                    sender.connection.send_datagram(frame.encode().into())?;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let closed = sessions
+                    .iter()
+                    .map(|session| {
+                        session.connection.close_reason().map(|e| match e {
+                            quinn::ConnectionError::ApplicationClosed(close) => format!(
+                                "code {}: {}",
+                                close.error_code,
+                                String::from_utf8_lossy(&close.reason)
+                            ),
+                            other => other.to_string(),
+                        })
+                    })
+                    .collect();
+                let received = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+                anyhow::Ok(Amplification { closed, received })
+            })
+            .map_err(|e| LabError::Invalid(format!("hostile member: {e:#}")))?;
+        endpoint.close(0u32.into(), b"done");
+        Ok(outcome)
     })?
 }

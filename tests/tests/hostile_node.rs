@@ -1,15 +1,20 @@
 //! Hostile nodes against a real controller and real agents, from an address
-//! of their own in the lab: a flood of joins with fresh keys, and a member
+//! of their own in the lab: a flood of joins with fresh keys, a member
 //! that reports endpoints no peer should probe and asks peers to probe
-//! them. The attacker is built on `warren-proto` (`warren_lab::hostile_node`).
+//! them, and a member that holds many connections with one key so that the
+//! relay would copy its frames to each. The attacker is built on
+//! `warren-proto` (`warren_lab::hostile_node`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::ensure;
+use warren_lab::controller::{self, Controller};
 use warren_lab::e2e;
 use warren_lab::hostile_node;
-use warren_lab::mesh::{ping_pairs, Mesh};
+use warren_lab::mesh::{ping_pairs, Mesh, CONTROLLER_ROLE};
+use warren_lab::star::Star;
+use warren_proto::relay::HEADER_LEN;
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
 const POOL: &str = "10.147.0.0/16";
@@ -139,6 +144,75 @@ fn a_member_cannot_make_peers_probe_addresses_of_its_choosing() {
             }
         }
         mesh.ensure_running()?;
+        Ok(())
+    });
+}
+
+/// The relay's limits in this lab: a burst of 70,000 bytes (room for one
+/// frame of the largest size) and next to no refill, so what a sender may
+/// relay is the burst alone.
+const AMPLIFY_BURST: usize = 70_000;
+/// Connections one key may hold at the controller (`LINKS_PER_KEY`).
+const LINKS_PER_KEY: usize = 4;
+
+#[test]
+fn a_member_cannot_multiply_relay_traffic_with_many_connections_of_one_key() {
+    e2e("hostile_node::amplification", |lab| {
+        let star = Star::build(lab, &[CONTROLLER_ROLE, "x"])?;
+        let ctl = star.spoke(CONTROLLER_ROLE)?;
+        let burst = AMPLIFY_BURST.to_string();
+        let mut controller = Controller::start_with(
+            lab,
+            &ctl.ns,
+            SocketAddr::new(ctl.addr.into(), controller::QUIC_PORT),
+            &["--relay-rate", "1", "--relay-burst", &burst],
+        )?;
+        let net = controller.network_create("amplified", POOL)?;
+        let net_id: NetworkId = net.parse()?;
+        let key = controller.key_create(&net, true)?;
+        let (connections, frames, payload) = (6, 40, 1000);
+        let got = hostile_node::relay_amplification(
+            &star.spoke("x")?.ns,
+            controller.quic_addr(),
+            net_id,
+            &key,
+            connections,
+            frames,
+            payload,
+        )?;
+        println!("{connections} connections of one key, {frames} frames relayed to it: {got:?}");
+
+        // The two oldest were closed by the newer ones, saying why; four stay.
+        let superseded = connections - LINKS_PER_KEY;
+        for (i, closed) in got.closed.iter().enumerate() {
+            if i < superseded {
+                let reason = closed.as_deref().unwrap_or("open");
+                ensure!(
+                    reason.starts_with("code 2: superseded"),
+                    "connection {i} of the key: {reason}"
+                );
+            } else {
+                ensure!(closed.is_none(), "connection {i} of the key: {closed:?}");
+            }
+        }
+        // Each frame went to the four open connections and cost its sender
+        // four times its length: the burst pays for 16 of them, not the
+        // 66 it would if a frame cost its length once.
+        let per_copy = HEADER_LEN + payload;
+        let paid_for = AMPLIFY_BURST / (LINKS_PER_KEY * per_copy);
+        for (i, &received) in got.received.iter().enumerate().skip(superseded) {
+            ensure!(
+                (1..=paid_for).contains(&received),
+                "connection {i} received {received} frames; the sender paid for {paid_for} copies each"
+            );
+        }
+        let delivered: usize = got.received.iter().sum();
+        ensure!(
+            delivered <= paid_for * LINKS_PER_KEY,
+            "{delivered} copies delivered in all; the burst pays for {}",
+            paid_for * LINKS_PER_KEY
+        );
+        controller.ensure_running()?;
         Ok(())
     });
 }
