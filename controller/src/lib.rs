@@ -33,6 +33,7 @@ pub mod data_dir;
 pub mod dns;
 pub mod grant_clock;
 pub mod hub;
+pub mod identity;
 pub mod ipam;
 pub mod listen;
 pub mod metrics;

@@ -179,6 +179,7 @@ pub fn header(
             addresses,
             authorized,
             routes: Vec::new(),
+            owner: me.owner.clone(),
         },
         peers: Vec::new(),
         dns,
@@ -243,6 +244,7 @@ mod tests {
             endpoints: vec!["192.0.2.1:51820".parse().unwrap()],
             agent_version: String::new(),
             created_at: String::new(),
+            owner: None,
         }
     }
 

@@ -426,6 +426,7 @@ mod tests {
             endpoints: vec![format!("198.51.100.{seed}:41641").parse().unwrap()],
             agent_version: String::new(),
             created_at: String::new(),
+            owner: None,
         }
     }
 

@@ -56,6 +56,14 @@ pub struct ServerOptions {
     /// With more QUIC handshakes than this in flight, new ones must first
     /// prove their address with a Retry round trip.
     pub retry_above_handshakes: usize,
+    /// The HTTPS listener for people's pages (sign-in). `None`: none.
+    pub listen_https: Option<SocketAddr>,
+    /// The certificate chain and key (PEM files) the HTTPS listener
+    /// serves; `None`: the controller's own certificate.
+    pub https_certificate: Option<(PathBuf, PathBuf)>,
+    /// People sign devices in through this OpenID provider; needs
+    /// `listen_https`.
+    pub sign_in: Option<crate::identity::SignInSettings>,
 }
 
 impl ServerOptions {
@@ -76,6 +84,9 @@ impl ServerOptions {
             relay: RelayLimits::default(),
             advertise_relay: None,
             retry_above_handshakes: crate::control::admission::RETRY_ABOVE_HANDSHAKES,
+            listen_https: None,
+            https_certificate: None,
+            sign_in: None,
         }
     }
 }
@@ -103,6 +114,17 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("could not listen for HTTPS on {addr}: {source}")]
+    HttpsBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTPS certificate: {0}")]
+    HttpsCertificate(String),
+    #[error("sign-in: {0}")]
+    SignIn(#[from] crate::identity::OidcError),
+    #[error("sign-in needs the HTTPS listener (listen-https) for its pages")]
+    SignInWithoutHttps,
     #[error("the certificate's key cannot sign the audit head: {0}")]
     AuditSigner(String),
     #[error(
@@ -121,6 +143,8 @@ pub struct Running {
     pub quic_addr: SocketAddr,
     /// Where HTTP listens, if anywhere.
     pub api_addr: Option<SocketAddr>,
+    /// Where HTTPS (people's pages) listens, if anywhere.
+    pub https_addr: Option<SocketAddr>,
     /// The bound STUN sockets, in the configured order.
     pub stun_addrs: Vec<SocketAddr>,
     pub fingerprint: String,
@@ -204,6 +228,30 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
         _ => None,
     };
 
+    let sign_in = match (&options.sign_in, options.role) {
+        (Some(settings), Role::Controller) => {
+            if options.listen_https.is_none() {
+                return Err(ServerError::SignInWithoutHttps);
+            }
+            Some(Arc::new(crate::identity::SignIn::new(settings.clone())?))
+        }
+        _ => None,
+    };
+    let https = match (options.listen_https, options.role) {
+        (Some(addr), Role::Controller) => {
+            let tls = https_config(&options, &identity)?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::HttpsBind { addr, source })?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| ServerError::HttpsBind { addr, source })?;
+            Some((listener, bound, tls))
+        }
+        _ => None,
+    };
+    let https_addr = https.as_ref().map(|(_, bound, _)| *bound);
+
     let (stop, stopped) = watch::channel(false);
     let context = Arc::new(ControlContext {
         hub: hub.clone(),
@@ -216,6 +264,7 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
             Role::RelayOnly => None,
         },
         admission: control::admission::Admission::new(options.retry_above_handshakes),
+        sign_in: sign_in.clone(),
     });
     let mut tasks = vec![tokio::spawn(control::serve(endpoint.clone(), context))];
     if let Some(listener) = listener {
@@ -234,6 +283,23 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
                 let _ = stopped_api.wait_for(|s| *s).await;
             };
             api::listener::serve(listener, router, limits, shutdown).await;
+        }));
+    }
+    if let Some((listener, _, tls)) = https {
+        let pages = match &sign_in {
+            Some(sign_in) => crate::identity::pages::router(crate::identity::pages::PagesState {
+                hub: hub.clone(),
+                sign_in: sign_in.clone(),
+            }),
+            None => axum::Router::new().fallback(|| async { axum::http::StatusCode::NOT_FOUND }),
+        };
+        let limits = api::ApiLimits::default();
+        let mut stopped_https = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped_https.wait_for(|s| *s).await;
+            };
+            api::listener::serve_tls(listener, tls, pages, limits, shutdown).await;
         }));
     }
     let mut background: Vec<JoinHandle<()>> = stun_sockets
@@ -256,6 +322,7 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
     Ok(Running {
         quic_addr,
         api_addr,
+        https_addr,
         stun_addrs,
         fingerprint: identity.fingerprint,
         hub,
@@ -282,4 +349,40 @@ impl Running {
         self.endpoint.wait_idle().await;
         self.store.close().await;
     }
+}
+
+/// The HTTPS listener's TLS: the operator's certificate and key if given,
+/// else the controller's own (the one nodes pin).
+fn https_config(
+    options: &ServerOptions,
+    identity: &data_dir::Identity,
+) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &std::path::Path, e: &dyn std::fmt::Display| {
+        ServerError::HttpsCertificate(format!("{}: {e}", what.display()))
+    };
+    let (chain, key) = match &options.https_certificate {
+        Some((cert_path, key_path)) => {
+            let chain = CertificateDer::pem_file_iter(cert_path)
+                .map_err(|e| bad(cert_path, &e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(cert_path, &e))?;
+            if chain.is_empty() {
+                return Err(bad(cert_path, &"no certificate in the file"));
+            }
+            let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| bad(key_path, &e))?;
+            (chain, key)
+        }
+        None => (vec![identity.cert.clone()], identity.cert_key.clone_key()),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::HttpsCertificate(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| ServerError::HttpsCertificate(e.to_string()))?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(tls))
 }

@@ -487,6 +487,9 @@ async fn relay_only(data: &Path, state: &Path) -> Running {
         relay: RelayLimits::default(),
         advertise_relay: None,
         retry_above_handshakes: warren_controller::control::admission::RETRY_ABOVE_HANDSHAKES,
+        listen_https: None,
+        https_certificate: None,
+        sign_in: None,
     })
     .await
     .unwrap()

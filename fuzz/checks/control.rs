@@ -180,6 +180,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                     }),
                     controller(ControllerMessage::JoinResult {
                         network_id,
+                        sign_in_url: None,
                         result: JoinOutcome::Authorized,
                     }),
                     controller(ControllerMessage::Netmap(old.clone())),
@@ -203,10 +204,12 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                     }),
                     controller(ControllerMessage::JoinResult {
                         network_id,
+                        sign_in_url: None,
                         result: JoinOutcome::Pending,
                     }),
                     controller(ControllerMessage::JoinResult {
                         network_id,
+                        sign_in_url: None,
                         result: JoinOutcome::Refused {
                             reason: "revoked".into(),
                         },

@@ -49,6 +49,7 @@ pub fn netmap(version: u64, peers: &[u8]) -> Netmap {
                 "fd80:56c2:e21c:1::1/64".parse().expect("v6"),
             ],
             authorized: true,
+            owner: None,
             routes: vec![SelfRoute {
                 prefix: "10.10.0.0/16".parse().expect("route"),
                 approved: true,

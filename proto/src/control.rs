@@ -140,6 +140,10 @@ pub enum ControllerMessage {
     JoinResult {
         network_id: NetworkId,
         result: JoinOutcome,
+        /// For a pending join to a network where people sign devices in:
+        /// the page where the device's owner signs in and confirms it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sign_in_url: Option<String>,
     },
     Netmap(Netmap),
     NetmapDelta(NetmapDelta),

@@ -68,6 +68,13 @@ pub struct NetworkStatus {
     /// by reason, tracked flows and the latest drops.
     #[serde(default)]
     pub filter: crate::filter::FilterStats,
+    /// While pending on a network where people sign devices in: the page
+    /// to open to sign in and confirm this device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_in_url: Option<String>,
+    /// Who signed this device in (an e-mail address), if anyone did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// `GET /v1/explain?to=ADDRESS&port=PORT`: would a new flow from this node

@@ -42,6 +42,10 @@ pub struct SelfNode {
     /// The routes it advertised and what the network made of them.
     #[serde(default)]
     pub routes: Vec<crate::routes::SelfRoute>,
+    /// The person who signed the device in (their e-mail address); none
+    /// for a device that joined with a pre-auth key or an admin's approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// Another member.
@@ -336,6 +340,7 @@ mod tests {
                 fqdn: "me.prod.warren.internal".into(),
                 addresses: vec!["10.147.0.1/16".parse().unwrap()],
                 authorized: true,
+                owner: None,
                 routes: vec![],
             },
             peers,

@@ -125,6 +125,7 @@ impl Attack {
             }
             Attack::Refuse { network } => ControllerMessage::JoinResult {
                 network_id: *network,
+                sign_in_url: None,
                 result: JoinOutcome::Refused {
                     reason: "hijacked".into(),
                 },
@@ -155,6 +156,7 @@ fn self_node(node: &NodePublicKey, name: &str, address: &str) -> SelfNode {
         fqdn: format!("{name}.{OWN_ZONE}"),
         addresses: address.parse::<IpNet>().into_iter().collect(),
         authorized: true,
+        owner: None,
         routes: Vec::new(),
     }
 }
@@ -407,6 +409,7 @@ async fn session(
                 Some(Ok(NodeMessage::Join { network_id, name, .. })) if network_id == network => {
                     write(&mut send, &ControllerMessage::JoinResult {
                         network_id,
+                        sign_in_url: None,
                         result: JoinOutcome::Authorized,
                     }).await?;
                     write(&mut send, &ControllerMessage::Netmap(own_netmap(network, &node_key, &name))).await?;

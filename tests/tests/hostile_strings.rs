@@ -44,6 +44,7 @@ fn a_peer_named_with_escape_sequences_prints_harmlessly() {
                 fqdn: format!("a.{OWN_ZONE}"),
                 addresses: vec!["10.201.0.2/24".parse()?],
                 authorized: true,
+                owner: None,
                 routes: Vec::new(),
             },
             peers: vec![NetmapPeer {

@@ -1,6 +1,7 @@
-//! Serves a router over TCP with HTTP/1.1: a header-read timeout (which
-//! axum's `serve` cannot set), a cap on open connections, each request
-//! tagged with its peer's address, and a graceful stop.
+//! Serves a router over TCP with HTTP/1.1, in the clear (the API) or over
+//! TLS (people's pages): a header-read timeout (which axum's `serve`
+//! cannot set), a cap on open connections, each request tagged with its
+//! peer's address, and a graceful stop.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,9 +12,11 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 use super::ApiLimits;
@@ -22,6 +25,35 @@ use super::ApiLimits;
 /// their current request and returns once they are closed.
 pub async fn serve(
     listener: TcpListener,
+    router: Router,
+    limits: ApiLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    accept_loop(listener, None, router, limits, shutdown).await;
+}
+
+/// [`serve`] over TLS with `tls`. A handshake that does not finish within
+/// the header-read timeout is dropped.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    limits: ApiLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    accept_loop(
+        listener,
+        Some(TlsAcceptor::from(tls)),
+        router,
+        limits,
+        shutdown,
+    )
+    .await;
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     router: Router,
     limits: ApiLimits,
     shutdown: impl Future<Output = ()>,
@@ -54,8 +86,22 @@ pub async fn serve(
         while connections.try_join_next().is_some() {}
         let router = router.clone();
         let close = close.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
-            serve_connection(stream, peer, router, limits, close).await;
+            match tls {
+                None => serve_connection(stream, peer, router, limits, close).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, router, limits, close).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -64,7 +110,7 @@ pub async fn serve(
 }
 
 async fn serve_connection(
-    stream: TcpStream,
+    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
     peer: SocketAddr,
     router: Router,
     limits: ApiLimits,

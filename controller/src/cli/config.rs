@@ -60,6 +60,12 @@ pub struct ServeArgs {
     /// agents pin; required with --advertise-relay.
     #[arg(long, env = "WARREN_ADVERTISE_RELAY_FINGERPRINT")]
     pub advertise_relay_fingerprint: Option<String>,
+    /// TCP address of the HTTPS listener for people's pages (sign-in) [default: none].
+    #[arg(long, env = "WARREN_LISTEN_HTTPS")]
+    pub listen_https: Option<SocketAddr>,
+    /// The https:// address browsers reach the HTTPS listener at (sign-in links and the provider's redirect).
+    #[arg(long, env = "WARREN_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// TOML file with the same keys (kebab-case).
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -90,6 +96,11 @@ struct FileConfig {
     listen_dns: Option<SocketAddr>,
     advertise_relay: Option<String>,
     advertise_relay_fingerprint: Option<String>,
+    listen_https: Option<SocketAddr>,
+    public_url: Option<String>,
+    https_cert: Option<PathBuf>,
+    https_key: Option<PathBuf>,
+    oidc: Option<super::sign_in::OidcFile>,
 }
 
 /// What `serve` runs with, printed by `check-config`.
@@ -112,6 +123,16 @@ pub struct Effective {
     /// Its certificate's fingerprint, normalised (lowercase hex).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise_relay_fingerprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_https: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<super::sign_in::EffectiveOidc>,
     /// True when listen-quic is the default, which may fall back to IPv4.
     #[serde(skip)]
     pub quic_is_default: bool,
@@ -136,7 +157,15 @@ pub trait HasDirs {
 
 impl HasDirs for FileConfig {
     fn dirs_mut(&mut self) -> Vec<&mut Option<PathBuf>> {
-        vec![&mut self.data_dir]
+        let mut paths = vec![
+            &mut self.data_dir,
+            &mut self.https_cert,
+            &mut self.https_key,
+        ];
+        if let Some(oidc) = &mut self.oidc {
+            paths.push(&mut oidc.client_secret_file);
+        }
+        paths
     }
 }
 
@@ -219,6 +248,21 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         Some(args.listen_stun.clone())
     };
     let limits = relay_limits(&args.relay, file.relay_rate, file.relay_burst)?;
+    let listen_https = args.listen_https.or(file.listen_https);
+    let public_url = args
+        .public_url
+        .clone()
+        .or(file.public_url)
+        .map(|u| super::sign_in::check_public_url(&u))
+        .transpose()?;
+    if file.https_cert.is_some() != file.https_key.is_some() {
+        anyhow::bail!(
+            "https-cert and https-key go together (a certificate chain and its key, PEM)"
+        );
+    }
+    let oidc = file.oidc.map(super::sign_in::resolve_oidc).transpose()?;
+    // Checked here so that check-config says so too.
+    super::sign_in::settings(public_url.as_deref(), listen_https, oidc.as_ref())?;
     Ok(Effective {
         data_dir: args
             .data_dir
@@ -243,6 +287,11 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         listen_dns: args.listen_dns.or(file.listen_dns),
         advertise_relay,
         advertise_relay_fingerprint,
+        listen_https,
+        public_url,
+        https_cert: file.https_cert,
+        https_key: file.https_key,
+        oidc,
     })
 }
 
@@ -311,6 +360,8 @@ mod tests {
             listen_dns: None,
             advertise_relay: None,
             advertise_relay_fingerprint: None,
+            listen_https: None,
+            public_url: None,
             config: None,
         }
     }

@@ -15,6 +15,7 @@ mod policy;
 mod relay;
 mod route;
 mod serve;
+mod sign_in;
 mod token;
 
 use std::process::ExitCode;

@@ -141,6 +141,9 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         },
         advertise_relay: None,
         retry_above_handshakes: warren_controller::control::admission::RETRY_ABOVE_HANDSHAKES,
+        listen_https: None,
+        https_certificate: None,
+        sign_in: None,
     })
     .await
     .context("starting the relay")?;

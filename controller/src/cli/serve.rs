@@ -29,6 +29,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 fingerprint,
             }),
         state_dir: None,
+        listen_https: config.listen_https,
+        https_certificate: config.https_cert.clone().zip(config.https_key.clone()),
+        sign_in: super::sign_in::settings(
+            config.public_url.as_deref(),
+            config.listen_https,
+            config.oidc.as_ref(),
+        )?,
         retry_above_handshakes: warren_controller::control::admission::RETRY_ABOVE_HANDSHAKES,
     })
     .await
@@ -70,6 +77,9 @@ pub fn print_addresses(running: &server::Running) -> anyhow::Result<()> {
     writeln!(out, "quic: {}", running.quic_addr)?;
     if let Some(api) = running.api_addr {
         writeln!(out, "api: http://{api}")?;
+    }
+    if let Some(https) = running.https_addr {
+        writeln!(out, "https: https://{https}")?;
     }
     for stun in &running.stun_addrs {
         writeln!(out, "stun: {stun}")?;

@@ -95,6 +95,8 @@ pub struct ControlContext {
     pub advertise_relay: Option<AdvertisedRelay>,
     /// Connections and joins per source address and per key.
     pub admission: admission::Admission,
+    /// People signing devices in, where configured.
+    pub sign_in: Option<Arc<crate::identity::SignIn>>,
 }
 
 /// The quinn server configuration: TLS 1.3 with the controller's certificate,

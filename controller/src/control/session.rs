@@ -218,6 +218,7 @@ impl Session {
             self.context.hub.metrics().count_admission_refusal();
             return self.error("rate_limited", &refusal.to_string()).await;
         }
+        let asked: String = name.chars().take(63).collect();
         let request = JoinRequest {
             network_id: net,
             node_key: self.node_key,
@@ -238,10 +239,17 @@ impl Session {
                 reason: reason.clone(),
             },
         };
-        tracing::info!(node = %self.node_id, network = %net, ?outcome, "join");
+        // A network where people sign devices in: the pending node gets
+        // its owner's page.
+        let sign_in_url = match (&outcome, &self.context.sign_in) {
+            (JoinOutcome::Pending, Some(sign_in)) => sign_in.device_page(net, self.node_id, &asked),
+            _ => None,
+        };
+        tracing::info!(node = %self.node_id, network = %net, ?outcome, sign_in = sign_in_url.is_some(), "join");
         self.send(&ControllerMessage::JoinResult {
             network_id: net,
             result: outcome,
+            sign_in_url,
         })
         .await?;
         if let JoinDecision::Refused(_) = result.decision {

@@ -74,6 +74,7 @@ mod tests {
             endpoints: vec![],
             agent_version: String::new(),
             created_at: String::new(),
+            owner: None,
         }
     }
 

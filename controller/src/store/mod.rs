@@ -6,6 +6,7 @@ mod model;
 mod policy;
 mod routes;
 pub mod sqlite;
+mod users;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -15,6 +16,7 @@ pub use model::*;
 pub use policy::*;
 pub use routes::*;
 pub use sqlite::{SqliteStore, MAX_PENDING};
+pub use users::*;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +45,7 @@ pub enum StoreError {
 /// Everything the controller keeps. Methods that change state take the
 /// [`Actor`] the audit log records.
 #[async_trait]
-pub trait Store: RouteStore + PolicyStore + Send + Sync + 'static {
+pub trait Store: RouteStore + PolicyStore + UserStore + Send + Sync + 'static {
     // API tokens. Lookups are never cached, so a revocation holds at once
     // on every replica that shares the database.
     async fn create_token(&self, actor: &Actor, spec: TokenSpec) -> Result<NewToken, StoreError>;

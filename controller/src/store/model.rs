@@ -24,6 +24,11 @@ impl Actor {
         Self("system".to_string())
     }
 
+    /// A person signed in through the OpenID provider, by e-mail address.
+    pub fn user(email: &str) -> Self {
+        Self(format!("user:{email}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -227,6 +232,8 @@ pub struct Member {
     pub endpoints: Vec<SocketAddr>,
     pub agent_version: String,
     pub created_at: String,
+    /// The e-mail address of the person who signed it in, if one did.
+    pub owner: Option<String>,
 }
 
 impl Member {

@@ -48,6 +48,10 @@ pub struct JoinArgs {
     /// How long to wait for the controller's answer.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     wait: Duration,
+    /// On a network where people sign devices in (no pre-auth key given):
+    /// how long to wait for the sign-in in a browser.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    sign_in_wait: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -75,11 +79,36 @@ pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
         runtime.block_on(client::post(&socket, "/v1/networks", &request))?;
     let deadline = Instant::now() + args.wait;
     let id = args.network_id.to_string();
-    while network.state == NetworkState::Connecting && Instant::now() < deadline {
+    let refresh = |network: &mut NetworkStatus| -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(200));
         let status: Status = runtime.block_on(client::get(&socket, "/v1/status"))?;
         if let Some(n) = status.networks.into_iter().find(|n| n.id == id) {
-            network = n;
+            *network = n;
+        }
+        Ok(())
+    };
+    while network.state == NetworkState::Connecting && Instant::now() < deadline {
+        refresh(&mut network)?;
+    }
+    // A network where people sign devices in: show the page, wait for it.
+    if let (NetworkState::Pending, Some(url)) = (network.state, network.sign_in_url.clone()) {
+        eprintln!(
+            "To connect this device, open this page and sign in:\n\n    {}\n",
+            printable(&url)
+        );
+        eprintln!(
+            "waiting for the sign-in (up to {})...",
+            humantime::format_duration(args.sign_in_wait)
+        );
+        let deadline = Instant::now() + args.sign_in_wait;
+        while network.state == NetworkState::Pending && Instant::now() < deadline {
+            refresh(&mut network)?;
+        }
+        if network.state == NetworkState::Pending {
+            bail!(
+                "joining {id}: nobody signed this device in within {}; the page stays open until it expires, and `warren join` again shows a new one",
+                humantime::format_duration(args.sign_in_wait)
+            );
         }
     }
     if args.json {
@@ -99,8 +128,13 @@ pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
         NetworkState::Authorized => {
             let addresses: Vec<String> = network.addresses.iter().map(|a| a.to_string()).collect();
             let fqdn = network.fqdn.as_deref().unwrap_or("?");
+            let owner = network
+                .owner
+                .as_deref()
+                .map(|o| format!(", owned by {}", printable(o)))
+                .unwrap_or_default();
             println!(
-                "joined {id} as {} ({})",
+                "joined {id} as {} ({}){owner}",
                 printable(fqdn),
                 addresses.join(", ")
             );

@@ -63,8 +63,14 @@ fn render(status: &Status, now: OffsetDateTime) -> String {
             };
             let _ = writeln!(out, "  controller {controller} ({link})");
         }
+        if let Some(url) = &net.sign_in_url {
+            let _ = writeln!(out, "  sign in to connect this device: {url}");
+        }
         if let Some(fqdn) = &net.fqdn {
             let _ = writeln!(out, "  name {fqdn}");
+        }
+        if let Some(owner) = &net.owner {
+            let _ = writeln!(out, "  owner {owner}");
         }
         if let Some(interface) = &net.interface {
             let _ = writeln!(
@@ -169,6 +175,8 @@ mod tests {
                 netmap_version: None,
                 counters: Default::default(),
                 filter: Default::default(),
+                sign_in_url: None,
+                owner: None,
             }],
             peers: vec![warren_proto::local_api::PeerStatus {
                 network: "static".into(),

@@ -140,6 +140,7 @@ pub(crate) mod tests {
                     format!("fd00::{}/64", me.1).parse().unwrap(),
                 ],
                 authorized: true,
+                owner: None,
                 routes: vec![],
             },
             peers: peers

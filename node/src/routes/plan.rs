@@ -375,6 +375,7 @@ mod tests {
                 fqdn: "me.prod.warren.internal".into(),
                 addresses: vec![net("10.147.0.1/16")],
                 authorized: true,
+                owner: None,
                 routes: own
                     .iter()
                     .map(|(p, approved)| SelfRoute {

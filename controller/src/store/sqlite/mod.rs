@@ -14,6 +14,7 @@ mod routes;
 mod rows;
 mod services;
 mod tokens;
+mod users;
 
 use std::net::SocketAddr;
 use std::path::Path;

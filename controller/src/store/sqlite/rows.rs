@@ -12,7 +12,8 @@ use crate::store::*;
 
 pub(super) const NETWORK_COLUMNS: &str = "id, name, pool, zone, mtu, netmap_version, created_at";
 pub(super) const MEMBER_COLUMNS: &str = "network_id, node_id, public_key, name, \
-     requested_name, ipv4, state, online, endpoints, agent_version, last_seen, created_at";
+     requested_name, ipv4, state, online, endpoints, agent_version, last_seen, created_at, \
+     (SELECT email FROM users WHERE users.id = members.owner_user_id) AS owner";
 pub(super) const KEY_COLUMNS: &str =
     "id, network_id, reusable, expires_at, expires_unix, uses, max_uses, created_by, created_at";
 
@@ -68,6 +69,7 @@ pub(super) fn member(row: &SqliteRow) -> Result<Member, StoreError> {
         endpoints,
         agent_version: row.try_get("agent_version")?,
         created_at: row.try_get("created_at")?,
+        owner: row.try_get("owner")?,
     })
 }
 

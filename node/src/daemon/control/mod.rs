@@ -97,6 +97,7 @@ pub enum ControlEvent {
         controller: String,
         network_id: NetworkId,
         outcome: JoinOutcome,
+        sign_in_url: Option<String>,
     },
     Netmap {
         controller: String,
@@ -575,10 +576,15 @@ fn dispatch(
 ) -> anyhow::Result<()> {
     let controller = controller.to_owned();
     let event = match message {
-        ControllerMessage::JoinResult { network_id, result } => ControlEvent::JoinResult {
+        ControllerMessage::JoinResult {
+            network_id,
+            result,
+            sign_in_url,
+        } => ControlEvent::JoinResult {
             controller,
             network_id,
             outcome: result,
+            sign_in_url,
         },
         ControllerMessage::Netmap(map) => ControlEvent::Netmap { controller, map },
         ControllerMessage::NetmapDelta(delta) => ControlEvent::Delta { controller, delta },

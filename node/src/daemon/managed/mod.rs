@@ -45,6 +45,9 @@ struct Joined {
     /// Whether the controller connection up now brought the netmap held:
     /// while it lasts, the map is confirmed.
     live: bool,
+    /// Where the device's owner signs it in, while pending on a network
+    /// where people do.
+    sign_in_url: Option<String>,
 }
 
 impl Joined {
@@ -56,6 +59,7 @@ impl Joined {
             message: None,
             netmap: None,
             runner: None,
+            sign_in_url: None,
             reported: Vec::new(),
             reflexive: BTreeMap::new(),
             confirmed: None,
@@ -377,8 +381,9 @@ impl Managed {
             ControlEvent::JoinResult {
                 network_id,
                 outcome,
+                sign_in_url,
                 ..
-            } => self.join_result(network_id, outcome).await,
+            } => self.join_result(network_id, outcome, sign_in_url).await,
             ControlEvent::Netmap { map, .. } => self.accept(map, true, true).await,
             ControlEvent::Delta { delta, .. } => {
                 let id = delta.network_id;
@@ -427,10 +432,17 @@ impl Managed {
         }
     }
 
-    async fn join_result(&mut self, id: NetworkId, outcome: JoinOutcome) {
+    async fn join_result(
+        &mut self,
+        id: NetworkId,
+        outcome: JoinOutcome,
+        sign_in_url: Option<String>,
+    ) {
         let Some(net) = self.nets.get_mut(&id) else {
             return;
         };
+        // Only a pending join carries one; any other answer ends it.
+        net.sign_in_url = sign_in_url.filter(|_| outcome == JoinOutcome::Pending);
         match outcome {
             JoinOutcome::Authorized | JoinOutcome::Pending => {
                 let pending = outcome == JoinOutcome::Pending;

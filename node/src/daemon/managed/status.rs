@@ -96,6 +96,8 @@ fn static_status(report: Option<&NetworkReport>) -> NetworkStatus {
         netmap_version: None,
         counters: report.map(|r| r.counters.clone()).unwrap_or_default(),
         filter: report.map(|r| r.filter.clone()).unwrap_or_default(),
+        sign_in_url: None,
+        owner: None,
     }
 }
 
@@ -133,6 +135,11 @@ fn joined_status(
             .map(|r| r.filter.clone())
             .unwrap_or_default(),
         counters: report.map(|r| r.counters).unwrap_or_default(),
+        sign_in_url: net
+            .sign_in_url
+            .clone()
+            .filter(|_| net.state == NetworkState::Pending),
+        owner: map.and_then(|m| m.self_node.owner.clone()),
     }
 }
 

@@ -21,6 +21,7 @@ pub(in crate::daemon::managed) fn map(zone: &str) -> Netmap {
             fqdn: format!("a.{zone}"),
             addresses: vec![net("10.147.0.5/16"), net("fd01:0101:0101:0101::5/64")],
             authorized: true,
+            owner: None,
             routes: Vec::new(),
         },
         peers: vec![NetmapPeer {

@@ -1,0 +1,195 @@
+//! Users and the devices they sign in, each change audited in its own
+//! transaction.
+
+use async_trait::async_trait;
+use rand_core::RngCore;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::assign::assign;
+use super::audit::{append, NewEntry};
+use super::members::get as get_member;
+use super::networks::{bump_version, get as get_network};
+use super::{now, rows, SqliteStore};
+use crate::store::*;
+
+const USER_COLUMNS: &str =
+    "id, issuer, subject, email, name, groups, disabled, created_at, last_sign_in";
+
+fn user(row: &SqliteRow) -> Result<User, StoreError> {
+    let groups: String = row.try_get("groups")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        issuer: row.try_get("issuer")?,
+        subject: row.try_get("subject")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        groups: serde_json::from_str(&groups)
+            .map_err(|_| StoreError::Corrupt(format!("bad groups {groups:?}")))?,
+        disabled: row.try_get::<i64, _>("disabled")? != 0,
+        created_at: row.try_get("created_at")?,
+        last_sign_in: row.try_get("last_sign_in")?,
+    })
+}
+
+fn user_json(user: &User) -> serde_json::Value {
+    serde_json::json!({
+        "id": user.id,
+        "issuer": user.issuer,
+        "email": user.email,
+        "name": user.name,
+        "groups": user.groups,
+        "disabled": user.disabled,
+    })
+}
+
+fn new_user_id() -> String {
+    let mut bytes = [0u8; 8];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn sign_in_user(&self, person: &Person) -> Result<User, StoreError> {
+        let (at, _) = now();
+        let groups = serde_json::to_string(&person.groups)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut tx = self.begin_write().await?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE issuer = ? AND subject = ?");
+        let before = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&person.issuer)
+            .bind(&person.subject)
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(user)
+            .transpose()?;
+        if let Some(found) = &before {
+            if found.disabled {
+                return Ok(found.clone());
+            }
+        }
+        let id = before
+            .as_ref()
+            .map_or_else(new_user_id, |found| found.id.clone());
+        sqlx::query(
+            "INSERT INTO users (id, issuer, subject, email, name, groups, created_at, last_sign_in)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (issuer, subject) DO UPDATE SET
+               email = excluded.email, name = excluded.name, groups = excluded.groups,
+               last_sign_in = excluded.last_sign_in",
+        )
+        .bind(&id)
+        .bind(&person.issuer)
+        .bind(&person.subject)
+        .bind(&person.email)
+        .bind(&person.name)
+        .bind(&groups)
+        .bind(&at)
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
+        let after = user(
+            &sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&id)
+                .fetch_one(&mut *tx)
+                .await?,
+        )?;
+        append(
+            &mut tx,
+            NewEntry {
+                actor: &Actor::user(&after.email),
+                action: "user.sign_in",
+                network_id: None,
+                target: Some(after.id.clone()),
+                before: before.as_ref().map(user_json),
+                after: Some(user_json(&after)),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    async fn sign_in_failed(
+        &self,
+        email: Option<&str>,
+        network: Option<NetworkId>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let actor = email.map_or_else(Actor::system, Actor::user);
+        let mut tx = self.begin_write().await?;
+        append(
+            &mut tx,
+            NewEntry {
+                actor: &actor,
+                action: "user.sign_in_failed",
+                network_id: network,
+                target: None,
+                before: None,
+                after: Some(serde_json::json!({ "reason": reason })),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn confirm_device(
+        &self,
+        user: &User,
+        net: NetworkId,
+        node: NodeId,
+    ) -> Result<Member, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let before = get_member(&mut *tx, net, node)
+            .await?
+            .ok_or(StoreError::NotFound("member"))?;
+        if before.state != MemberState::Pending {
+            return Err(StoreError::Conflict(
+                "the device is not waiting for a sign-in (already connected, or revoked)".into(),
+            ));
+        }
+        let network = get_network(&mut *tx, net)
+            .await?
+            .ok_or(StoreError::NotFound("network"))?;
+        let mut after = assign(&mut tx, &network, &before).await?;
+        sqlx::query(
+            "UPDATE members SET state = ?, owner_user_id = ? WHERE network_id = ? AND node_id = ?",
+        )
+        .bind(MemberState::Authorized.as_int())
+        .bind(&user.id)
+        .bind(net.to_string())
+        .bind(node.to_string())
+        .execute(&mut *tx)
+        .await?;
+        bump_version(&mut tx, net).await?;
+        after.state = MemberState::Authorized;
+        after.authorized = true;
+        after.owner = Some(user.email.clone());
+        append(
+            &mut tx,
+            NewEntry {
+                actor: &Actor::user(&user.email),
+                action: "member.sign_in",
+                network_id: Some(net),
+                target: Some(node.to_string()),
+                before: Some(rows::member_json(&before)),
+                after: Some(rows::member_json(&after)),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY email, id");
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.read)
+            .await?;
+        found.iter().map(user).collect()
+    }
+}

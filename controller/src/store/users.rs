@@ -1,0 +1,63 @@
+//! People: users who sign devices in through the OpenID provider.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use warren_proto::{NetworkId, NodeId};
+
+use super::{Member, StoreError};
+
+/// Who the provider said signed in: its (issuer, subject) is the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub issuer: String,
+    pub subject: String,
+    pub email: String,
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+/// A user as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: String,
+    pub issuer: String,
+    pub subject: String,
+    pub email: String,
+    pub name: String,
+    pub groups: Vec<String>,
+    pub disabled: bool,
+    pub created_at: String,
+    pub last_sign_in: String,
+}
+
+/// Storage of users. Every change writes its audit entry in the same
+/// transaction, naming the user (`user:EMAIL`) as the actor.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Records a sign-in: the user is made on the first, and its e-mail
+    /// address, name and groups follow the provider on every later one.
+    /// Audited as `user.sign_in`. A disabled user is returned as it is
+    /// (and not updated): the caller refuses it.
+    async fn sign_in_user(&self, person: &Person) -> Result<User, StoreError>;
+
+    /// Audits a sign-in that failed (`user.sign_in_failed`): at the
+    /// provider, at our checks, or for a disabled user.
+    async fn sign_in_failed(
+        &self,
+        email: Option<&str>,
+        network: Option<NetworkId>,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Authorizes the pending member `node` of `net` as `user`'s device:
+    /// it gets its name and address, and `user` as its owner. Audited as
+    /// `member.sign_in`. `Conflict` unless the member is pending.
+    async fn confirm_device(
+        &self,
+        user: &User,
+        net: NetworkId,
+        node: NodeId,
+    ) -> Result<Member, StoreError>;
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+}

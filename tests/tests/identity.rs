@@ -1,0 +1,286 @@
+//! People sign devices in: a real OpenID provider (`oidc-provider`, in a
+//! namespace of its own), a real browser (headless Chromium over
+//! WebDriver, in the device's namespace), the real controller with its
+//! HTTPS pages, and `warren join` without a key.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context};
+use warren_lab::browser::Browser;
+use warren_lab::controller::{self, Controller};
+use warren_lab::managed::ManagedAgent;
+use warren_lab::mesh::{ping_pairs, Mesh, CONTROLLER_ROLE};
+use warren_lab::oidc::{self, OidcClient, OidcProvider, OidcUser};
+use warren_lab::process::Process;
+use warren_lab::star::Star;
+use warren_lab::wait::{self, Poll};
+use warren_lab::{e2e, Lab};
+
+const POOL: &str = "10.147.0.0/16";
+const SETTLE: Duration = Duration::from_secs(15);
+const IDP_PORT: u16 = 9000;
+const HTTPS_PORT: u16 = 7482;
+const CLIENT_ID: &str = "warren-lab";
+const CLIENT_SECRET: &str = "lab-client-secret";
+
+struct IdentityLab {
+    mesh: Mesh,
+    _provider: OidcProvider,
+    public_url: String,
+}
+
+fn build(lab: &Lab) -> anyhow::Result<IdentityLab> {
+    let star = Star::build(lab, &[CONTROLLER_ROLE, "idp", "a", "b"])?;
+    let idp = star.spoke("idp")?;
+    let ctl = star.spoke(CONTROLLER_ROLE)?;
+    let https = SocketAddr::new(ctl.addr.into(), HTTPS_PORT);
+    let public_url = format!("https://{https}");
+    let provider = OidcProvider::start(
+        lab,
+        &idp.ns,
+        SocketAddr::new(idp.addr.into(), IDP_PORT),
+        &[OidcClient {
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            redirect_uris: vec![format!("{public_url}/oidc/callback")],
+        }],
+        &[
+            OidcUser {
+                login: "ana".into(),
+                email: "ana@example.com".into(),
+                name: "Ana".into(),
+                groups: vec!["ops".into()],
+            },
+            OidcUser {
+                login: "eve".into(),
+                email: "eve@elsewhere.test".into(),
+                name: "Eve".into(),
+                groups: vec![],
+            },
+        ],
+    )?;
+    let dir = lab.subdir("controller-config")?;
+    let secret = dir.join("client-secret");
+    std::fs::write(&secret, format!("{CLIENT_SECRET}\n"))?;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
+    let config = dir.join("controller.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen-https = \"{https}\"\npublic-url = \"{public_url}\"\n\n[oidc]\n\
+             issuer = \"{issuer}\"\nclient-id = \"{CLIENT_ID}\"\nclient-secret-file = \"{secret}\"\n\
+             allowed-domains = [\"example.com\"]\n",
+            issuer = provider.issuer(),
+            secret = secret.display(),
+        ),
+    )?;
+    let config = config.to_str().context("config path")?.to_owned();
+    let controller = Controller::start_with(
+        lab,
+        &ctl.ns,
+        SocketAddr::new(ctl.addr.into(), controller::QUIC_PORT),
+        &["--config", &config],
+    )?;
+    let agents = ["a", "b"]
+        .iter()
+        .map(|name| ManagedAgent::start(lab, &star.spoke(name)?.ns, name, None))
+        .collect::<warren_lab::Result<Vec<_>>>()?;
+    Ok(IdentityLab {
+        mesh: Mesh {
+            agents,
+            controller,
+            star,
+        },
+        _provider: provider,
+        public_url,
+    })
+}
+
+/// `warren join NETID` on `name` without a key, in the background.
+fn join_without_key(lab: &Lab, mesh: &Mesh, name: &str, net: &str) -> anyhow::Result<Process> {
+    let agent = mesh.agent(name)?;
+    let quic = mesh.controller.quic_addr().to_string();
+    let cmd = agent.command([
+        "join",
+        net,
+        "--controller",
+        &quic,
+        "--fingerprint",
+        mesh.controller.fingerprint(),
+        "--name",
+        name,
+        "--sign-in-wait",
+        "60s",
+    ]);
+    Ok(Process::spawn(lab.dir(), &format!("join-{name}"), cmd)?)
+}
+
+/// The sign-in page `warren join` printed, once it has.
+fn printed_sign_in_url(join: &mut Process, public_url: &str) -> anyhow::Result<String> {
+    Ok(wait::until(
+        "warren join to print a sign-in page",
+        SETTLE,
+        || {
+            let err = join.stderr();
+            if let Some(url) = err
+                .split_whitespace()
+                .find(|w| w.starts_with(&format!("{public_url}/signin/")))
+            {
+                return Ok(Poll::Ready(url.to_owned()));
+            }
+            if let Some(status) = join.exit_status()? {
+                return Err(warren_lab::LabError::Invalid(format!(
+                    "warren join exited ({status}) before showing a page: {err}"
+                )));
+            }
+            Ok(Poll::Pending(err))
+        },
+    )?)
+}
+
+#[test]
+fn a_person_signs_a_device_in_and_it_is_theirs() {
+    e2e("identity::sign_in", |lab| {
+        let IdentityLab {
+            mut mesh,
+            public_url,
+            ..
+        } = build(lab)?;
+        let net = mesh.controller.network_create("corp", POOL)?;
+        let key = mesh.controller.key_create(&net, true)?;
+        mesh.join_ok("b", &net, Some(&key))?;
+        mesh.agent_mut("b")?
+            .wait_state(&net, "authorized", SETTLE)?;
+
+        let started = Instant::now();
+        let mut join = join_without_key(lab, &mesh, "a", &net)?;
+        let url = printed_sign_in_url(&mut join, &public_url)?;
+        println!("warren join showed {url}");
+        // The status says the same while it waits.
+        let status = mesh.agent("a")?.status()?;
+        let shown = status
+            .find_network(&net)
+            .context("a's network")?
+            .0
+            .get("sign_in_url")
+            .and_then(|u| u.as_str())
+            .map(str::to_owned);
+        ensure!(
+            shown.as_deref() == Some(url.as_str()),
+            "status shows {shown:?}"
+        );
+
+        let browser = Browser::start(lab, mesh.ns("a")?)?;
+        browser.goto(&url)?;
+        ensure!(
+            browser.text("#device")? == "a",
+            "the page names device {:?}",
+            browser.text("#device")?
+        );
+        browser.click("#sign-in")?;
+        oidc::sign_in(&browser, "ana", "any password")?;
+        browser.wait_for_text("Connect this device?", SETTLE)?;
+        ensure!(
+            browser.text("#user")? == "ana@example.com",
+            "signed in as {:?}",
+            browser.text("#user")?
+        );
+        let here = browser.current_url()?;
+        ensure!(
+            !here.contains("code=") && !here.contains("state="),
+            "the provider's code stays in the address bar: {here}"
+        );
+        browser.click("#confirm")?;
+        browser.wait_for_text("is connected to", SETTLE)?;
+
+        let exit = join.wait_exit(SETTLE)?;
+        let out = join.stdout();
+        ensure!(
+            exit.success(),
+            "warren join: {exit}: {out} {}",
+            join.stderr()
+        );
+        ensure!(
+            out.contains("owned by ana@example.com"),
+            "warren join printed {out:?}"
+        );
+        println!(
+            "signed in and connected in {:?}: {}",
+            started.elapsed(),
+            out.trim()
+        );
+
+        // The controller knows whose device it is, and says who did it.
+        let a_id = mesh.agent("a")?.node_id().to_owned();
+        let member = mesh.controller.member(&net, &a_id)?;
+        ensure!(
+            member.state == "authorized" && member.json["owner"] == "ana@example.com",
+            "member a: {}",
+            member.json
+        );
+        let audit = mesh.controller.audit(None)?;
+        for (action, actor) in [
+            ("user.sign_in", "user:ana@example.com"),
+            ("member.sign_in", "user:ana@example.com"),
+        ] {
+            ensure!(
+                audit
+                    .iter()
+                    .any(|e| e.action == action && e.actor.as_deref() == Some(actor)),
+                "no {action} by {actor} in the audit log"
+            );
+        }
+        let status = mesh.agent("a")?.status_human()?;
+        ensure!(status.contains("owner ana@example.com"), "status: {status}");
+        for r in ping_pairs(&mesh, &net, &["a", "b"], 3)? {
+            ensure!(r.ok(), "{} -> {}: {}", r.from, r.to, r.report.render());
+        }
+        browser.close()?;
+        mesh.ensure_running()?;
+        Ok(())
+    });
+}
+
+#[test]
+fn a_person_outside_the_allowed_domains_is_refused_and_the_device_stays_pending() {
+    e2e("identity::refused", |lab| {
+        let IdentityLab {
+            mut mesh,
+            public_url,
+            ..
+        } = build(lab)?;
+        let net = mesh.controller.network_create("corp", POOL)?;
+        let mut join = join_without_key(lab, &mesh, "a", &net)?;
+        let url = printed_sign_in_url(&mut join, &public_url)?;
+        let browser = Browser::start(lab, mesh.ns("a")?)?;
+        browser.goto(&url)?;
+        browser.click("#sign-in")?;
+        oidc::sign_in(&browser, "eve", "any password")?;
+        browser.wait_for_text("Sign-in failed", SETTLE)?;
+        let reason = browser.text("#reason")?;
+        ensure!(
+            reason.contains("eve@elsewhere.test may not sign in here"),
+            "the page says {reason:?}"
+        );
+        // A made-up or replayed round trip is refused too.
+        browser.goto(&format!(
+            "{public_url}/oidc/callback?state=forged&code=forged"
+        ))?;
+        browser.wait_for_text("Sign-in failed", SETTLE)?;
+        let a_id = mesh.agent("a")?.node_id().to_owned();
+        let member = mesh.controller.member(&net, &a_id)?;
+        ensure!(member.state == "pending", "member a: {}", member.json);
+        let audit = mesh.controller.audit(None)?;
+        ensure!(
+            audit.iter().any(|e| e.action == "user.sign_in_failed"
+                && e.json.to_string().contains("may not sign in here")),
+            "no user.sign_in_failed entry"
+        );
+        join.stop()?;
+        browser.close()?;
+        mesh.ensure_running()?;
+        Ok(())
+    });
+}
