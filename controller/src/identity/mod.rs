@@ -323,6 +323,110 @@ mod tests {
         }
     }
 
+    fn sign_in(networks: SignInNetworks) -> SignIn {
+        SignIn::new(SignInSettings {
+            public_url: "https://warren.test:7482".into(),
+            oidc: OidcSettings {
+                issuer: "http://idp.test".into(),
+                client_id: "warren".into(),
+                client_secret: None,
+                groups_claim: "groups".into(),
+                allowed_domains: Vec::new(),
+            },
+            networks,
+        })
+        .unwrap()
+    }
+
+    fn user() -> crate::store::User {
+        crate::store::User {
+            id: "0011223344556677".into(),
+            issuer: "http://idp.test".into(),
+            subject: "ana".into(),
+            email: "ana@example.com".into(),
+            name: "Ana".into(),
+            groups: vec![],
+            disabled: false,
+            created_at: String::new(),
+            last_sign_in: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_device_keeps_its_page_and_only_listed_networks_get_one() {
+        let net: NetworkId = "8056c2e21c000001".parse().unwrap();
+        let other: NetworkId = "8056c2e21c000002".parse().unwrap();
+        let node: NodeId = "0123456789".parse().unwrap();
+        let s = sign_in(SignInNetworks::Only(vec![net]));
+        assert_eq!(s.device_page(other, node, "laptop"), None);
+        let page = s.device_page(net, node, "laptop").unwrap();
+        assert!(
+            page.starts_with("https://warren.test:7482/signin/"),
+            "{page}"
+        );
+        assert_eq!(s.device_page(net, node, "laptop").unwrap(), page);
+        let code = page.rsplit('/').next().unwrap();
+        assert_eq!(s.device(code).unwrap().name, "laptop");
+        s.finish_device(code);
+        assert!(s.device(code).is_none());
+        assert_ne!(s.device_page(net, node, "laptop").unwrap(), page);
+    }
+
+    #[test]
+    fn a_round_trip_is_finished_once_and_only_by_its_browser() {
+        let s = sign_in(SignInNetworks::All);
+        s.start_flow("state-1", "CODE-0001", "nonce", "verifier", "browser-a");
+        assert!(
+            s.take_flow("state-1", "browser-b").is_none(),
+            "another browser"
+        );
+        assert!(
+            s.take_flow("state-1", "browser-a").is_none(),
+            "gone after a wrong try"
+        );
+        s.start_flow("state-2", "CODE-0001", "nonce", "verifier", "browser-a");
+        let flow = s.take_flow("state-2", "browser-a").unwrap();
+        assert_eq!(
+            (flow.nonce.as_str(), flow.verifier.as_str()),
+            ("nonce", "verifier")
+        );
+        assert!(s.take_flow("state-2", "browser-a").is_none(), "used once");
+        assert!(s.take_flow("never-made", "browser-a").is_none());
+    }
+
+    #[test]
+    fn a_confirmation_needs_its_browser_and_its_latest_token_once() {
+        let s = sign_in(SignInNetworks::All);
+        let first = s.offer_confirmation("CODE-0001", user(), "browser-a");
+        assert!(s.confirmation("CODE-0001", "browser-b").is_none());
+        assert!(s.confirmation("CODE-0001", "browser-a").is_some());
+        let latest = s.renew_token("CODE-0001", "browser-a").unwrap();
+        assert!(
+            s.take_confirmation("CODE-0001", "browser-a", &first)
+                .is_none(),
+            "stale token"
+        );
+        assert!(
+            s.take_confirmation("CODE-0001", "browser-b", &latest)
+                .is_none(),
+            "other browser"
+        );
+        assert!(
+            s.take_confirmation("CODE-0002", "browser-a", &latest)
+                .is_none(),
+            "other device"
+        );
+        let taken = s
+            .take_confirmation("CODE-0001", "browser-a", &latest)
+            .unwrap();
+        assert_eq!(taken.user.email, "ana@example.com");
+        assert!(
+            s.take_confirmation("CODE-0001", "browser-a", &latest)
+                .is_none(),
+            "once"
+        );
+    }
+
     #[test]
     fn prune_keeps_the_map_under_its_cap() {
         let now = Instant::now();
