@@ -66,6 +66,29 @@ pub(super) async fn taken_names<'e>(
     Ok(names.into_iter().map(|(n,)| n).collect())
 }
 
+/// Audits a change to one member (its rows before and after), in the
+/// change's transaction.
+pub(super) async fn audit_change(
+    conn: &mut sqlx::SqliteConnection,
+    actor: &Actor,
+    action: &str,
+    before: &Member,
+    after: &Member,
+) -> Result<(), StoreError> {
+    append(
+        conn,
+        NewEntry {
+            actor,
+            action,
+            network_id: Some(before.network_id),
+            target: Some(before.node_id.to_string()),
+            before: Some(rows::member_json(before)),
+            after: Some(rows::member_json(after)),
+        },
+    )
+    .await
+}
+
 pub(super) async fn set_state(
     store: &SqliteStore,
     actor: &Actor,
@@ -103,18 +126,7 @@ pub(super) async fn set_state(
         MemberState::Revoked => "member.revoke",
         MemberState::Pending => "member.pending",
     };
-    append(
-        &mut tx,
-        NewEntry {
-            actor,
-            action,
-            network_id: Some(net),
-            target: Some(node.to_string()),
-            before: Some(rows::member_json(&before)),
-            after: Some(rows::member_json(&after)),
-        },
-    )
-    .await?;
+    audit_change(&mut tx, actor, action, &before, &after).await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -150,18 +162,7 @@ pub(super) async fn rename(
     bump_version(&mut tx, net).await?;
     let mut after = before.clone();
     after.name = Some(name);
-    append(
-        &mut tx,
-        NewEntry {
-            actor,
-            action: "member.rename",
-            network_id: Some(net),
-            target: Some(node.to_string()),
-            before: Some(rows::member_json(&before)),
-            after: Some(rows::member_json(&after)),
-        },
-    )
-    .await?;
+    audit_change(&mut tx, actor, "member.rename", &before, &after).await?;
     tx.commit().await?;
     Ok(after)
 }

@@ -8,9 +8,9 @@ use sqlx::Row;
 
 use super::assign::assign;
 use super::audit::{append, NewEntry};
-use super::members::get as get_member;
+use super::members::{audit_change, get as get_member};
 use super::networks::{bump_version, get as get_network};
-use super::{now, rows, SqliteStore};
+use super::{now, SqliteStore};
 use crate::store::*;
 
 const USER_COLUMNS: &str =
@@ -169,16 +169,12 @@ impl UserStore for SqliteStore {
         after.state = MemberState::Authorized;
         after.authorized = true;
         after.owner = Some(user.email.clone());
-        append(
+        audit_change(
             &mut tx,
-            NewEntry {
-                actor: &Actor::user(&user.email),
-                action: "member.sign_in",
-                network_id: Some(net),
-                target: Some(node.to_string()),
-                before: Some(rows::member_json(&before)),
-                after: Some(rows::member_json(&after)),
-            },
+            &Actor::user(&user.email),
+            "member.sign_in",
+            &before,
+            &after,
         )
         .await?;
         tx.commit().await?;
