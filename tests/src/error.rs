@@ -48,6 +48,19 @@ pub enum LabError {
     #[error("cannot enter network namespace {netns}: {source}")]
     Setns { netns: String, source: io::Error },
 
+    /// A WebDriver command was answered with an error.
+    #[error("WebDriver {command} failed: {error}: {message}")]
+    WebDriver {
+        command: String,
+        error: String,
+        message: String,
+    },
+
+    /// The OpenID provider's login page refused a sign-in; `message` is
+    /// what the page said.
+    #[error("signing in as {login:?} was refused: {message}")]
+    SignInRefused { login: String, message: String },
+
     /// A thread running inside a network namespace panicked.
     #[error("thread inside network namespace {netns} panicked: {message}")]
     ThreadPanicked { netns: String, message: String },

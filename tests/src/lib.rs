@@ -8,7 +8,9 @@
 //!
 //! # Running
 //! The suites in `tests/tests/` need root and these tools: `ip` (iproute2),
-//! `nft`, `conntrack`, `sysctl`, `kill`, `tcpdump`, `wireguard-go`, `wg`.
+//! `nft`, `conntrack`, `sysctl`, `kill`, `tcpdump`, `wireguard-go`, `wg`;
+//! the sign-in suites also need Node.js >= 20 with `npm ci --prefix
+//! tests/oidc` done, and Debian's `chromium` and `chromium-driver`.
 //! Without root they print `skipped: ...` and pass, except with `CI` set,
 //! where they fail. Environment:
 //! - `WARREN_BIN`: the `warren` binary (default: next to the test or demo
@@ -44,9 +46,13 @@
 //!   reports endpoints no peer should probe.
 //! - [`dns`]: a namespace's own resolv.conf, a test resolver, `dig`, and a
 //!   DNS load generator.
+//! - [`oidc`], [`browser`], [`http1`]: a real OpenID provider
+//!   (`tests/oidc`, Node.js), headless Chromium driven over WebDriver, and
+//!   signing in through one in the other; a minimal HTTP/1.1 client.
 //! - [`ping`], [`transfer`], [`iperf`], [`pcap`], [`wg_message`], [`prng`]:
 //!   traffic generators and checkers.
 
+pub mod browser;
 pub mod command;
 pub mod controller;
 pub mod dns;
@@ -54,6 +60,7 @@ pub mod eintr;
 pub mod error;
 pub mod hostile_controller;
 pub mod hostile_node;
+pub mod http1;
 pub mod in_netns;
 pub mod iperf;
 pub mod keys;
@@ -67,6 +74,7 @@ pub mod nat_controller;
 pub mod natpair;
 pub mod netns;
 pub mod node_spec;
+pub mod oidc;
 pub mod pair;
 pub mod pcap;
 pub mod ping;
