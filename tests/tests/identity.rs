@@ -27,6 +27,8 @@ const CLIENT_SECRET: &str = "lab-client-secret";
 
 struct IdentityLab {
     mesh: Mesh,
+    /// A network where people sign devices in (every network is).
+    net: String,
     _provider: OidcProvider,
     public_url: String,
 }
@@ -87,7 +89,9 @@ fn build(lab: &Lab) -> anyhow::Result<IdentityLab> {
         .iter()
         .map(|name| ManagedAgent::start(lab, &star.spoke(name)?.ns, name, None))
         .collect::<warren_lab::Result<Vec<_>>>()?;
+    let net = controller.network_create("corp", POOL)?;
     Ok(IdentityLab {
+        net,
         mesh: Mesh {
             agents,
             controller,
@@ -143,12 +147,13 @@ fn printed_sign_in_url(join: &mut Process, public_url: &str) -> anyhow::Result<S
 #[test]
 fn a_person_signs_a_device_in_and_it_is_theirs() {
     e2e("identity::sign_in", |lab| {
+        // The provider runs while `_idp` lives: to the end of the test.
         let IdentityLab {
             mut mesh,
+            net,
             public_url,
-            ..
+            _provider: _idp,
         } = build(lab)?;
-        let net = mesh.controller.network_create("corp", POOL)?;
         let key = mesh.controller.key_create(&net, true)?;
         mesh.join_ok("b", &net, Some(&key))?;
         mesh.agent_mut("b")?
@@ -172,7 +177,7 @@ fn a_person_signs_a_device_in_and_it_is_theirs() {
             "status shows {shown:?}"
         );
 
-        let browser = Browser::start(lab, mesh.ns("a")?)?;
+        let mut browser = Browser::start(lab, mesh.ns("a")?)?;
         browser.goto(&url)?;
         ensure!(
             browser.text("#device")? == "a",
@@ -246,15 +251,16 @@ fn a_person_signs_a_device_in_and_it_is_theirs() {
 #[test]
 fn a_person_outside_the_allowed_domains_is_refused_and_the_device_stays_pending() {
     e2e("identity::refused", |lab| {
+        // The provider runs while `_idp` lives: to the end of the test.
         let IdentityLab {
             mut mesh,
+            net,
             public_url,
-            ..
+            _provider: _idp,
         } = build(lab)?;
-        let net = mesh.controller.network_create("corp", POOL)?;
         let mut join = join_without_key(lab, &mesh, "a", &net)?;
         let url = printed_sign_in_url(&mut join, &public_url)?;
-        let browser = Browser::start(lab, mesh.ns("a")?)?;
+        let mut browser = Browser::start(lab, mesh.ns("a")?)?;
         browser.goto(&url)?;
         browser.click("#sign-in")?;
         oidc::sign_in(&browser, "eve", "any password")?;
