@@ -20,6 +20,8 @@ mod endpoints;
 mod explain;
 mod grants;
 pub use grants::GRANT_CHECK;
+mod links;
+use links::relay_link;
 mod freshness;
 mod requests;
 mod source;
@@ -707,92 +709,6 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "node".to_owned())
-}
-
-impl Managed {
-    /// Acts on what a data plane asks for.
-    pub fn handle_network_event(&mut self, network: &str, event: super::network::NetworkEvent) {
-        let Ok(id) = network.parse::<NetworkId>() else {
-            return;
-        };
-        let Some(net) = self.nets.get(&id) else {
-            return;
-        };
-        match event {
-            super::network::NetworkEvent::Reflexive { server, mapped } => {
-                if let Some(net) = self.nets.get_mut(&id) {
-                    net.reflexive.insert(server, mapped);
-                }
-                self.report_endpoints(false);
-            }
-            super::network::NetworkEvent::CallMeMaybe { peer, endpoints } => {
-                if let Some(c) = self.controllers.get(&net.config.controller) {
-                    c.send(ControlCommand::CallMeMaybe {
-                        network_id: id,
-                        peer,
-                        endpoints,
-                    });
-                }
-            }
-        }
-    }
-}
-
-/// Connects a network's data plane to its controller's relay both ways:
-/// relayed packets for it go straight into its queue, and it gets the way out.
-fn relay_link(
-    control: &ControlHandle,
-    id: NetworkId,
-    runner: &NetworkHandle,
-) -> super::datapath::RelayTx {
-    control.route_relay_in(id, Some(runner.relay_in()));
-    control.relay_tx(id)
-}
-
-impl Managed {
-    /// Gives (or takes away) the relay to every network of a controller.
-    async fn set_relays(&self, controller: &str, up: bool) {
-        for (id, net) in &self.nets {
-            if net.config.controller != controller {
-                continue;
-            }
-            let Some(runner) = &net.runner else {
-                continue;
-            };
-            let sink = if up {
-                self.controllers
-                    .get(controller)
-                    .map(|c| relay_link(c, *id, runner))
-            } else {
-                None
-            };
-            runner.set_relay(sink).await;
-        }
-    }
-}
-
-impl Managed {
-    /// Points each network of a controller at its STUN ports.
-    async fn set_stun(&self, controller: &str) {
-        let Some(ip) = self.controller_ips.get(controller) else {
-            return;
-        };
-        for net in self
-            .nets
-            .values()
-            .filter(|n| n.config.controller == controller)
-        {
-            if let (Some(runner), Some(map)) = (&net.runner, &net.netmap) {
-                let servers = map
-                    .settings
-                    .stun_ports
-                    .iter()
-                    .map(|p| SocketAddr::new(*ip, *p))
-                    .collect();
-                runner.set_stun_servers(servers).await;
-            }
-        }
-    }
 }
 
 /// The netmap fuzz target, replayed over its committed inputs.
