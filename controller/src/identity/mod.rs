@@ -81,14 +81,13 @@ pub struct Flow {
     expires: Instant,
 }
 
-/// A signed-in person looking at a device's confirmation form.
+/// A signed-in person looking at a device's confirmation form, kept under
+/// (browser cookie hash, device code).
 #[derive(Debug, Clone)]
 pub struct Confirmation {
-    pub code: String,
     pub user: crate::store::User,
     /// SHA-256 of the form's anti-forgery token.
     token: [u8; 32],
-    browser: [u8; 32],
     expires: Instant,
 }
 
@@ -256,35 +255,26 @@ impl SignIn {
         in_flight.confirmations.insert(
             (digest(browser), code.to_owned()),
             Confirmation {
-                code: code.to_owned(),
                 user,
                 token: digest(&token),
-                browser: digest(browser),
                 expires: now + STEP_TTL,
             },
         );
         token
     }
 
-    /// The confirmation this browser holds for device `code`, if any.
-    pub fn confirmation(&self, code: &str, browser: &str) -> Option<Confirmation> {
+    /// The confirmation this browser holds for device `code`, if any, with
+    /// a new form token: only the latest form shown can be submitted.
+    pub fn show_confirmation(&self, code: &str, browser: &str) -> Option<(Confirmation, String)> {
         let now = Instant::now();
-        self.in_flight()
-            .confirmations
-            .get(&(digest(browser), code.to_owned()))
-            .filter(|c| c.expires > now)
-            .cloned()
-    }
-
-    /// A new form token for a confirmation shown again.
-    pub fn renew_token(&self, code: &str, browser: &str) -> Option<String> {
         let token = random_secret();
         let mut in_flight = self.in_flight();
         let c = in_flight
             .confirmations
-            .get_mut(&(digest(browser), code.to_owned()))?;
+            .get_mut(&(digest(browser), code.to_owned()))
+            .filter(|c| c.expires > now)?;
         c.token = digest(&token);
-        Some(token)
+        Some((c.clone(), token))
     }
 
     /// Takes the confirmation if `token` is its form's: once.
@@ -299,7 +289,7 @@ impl SignIn {
         let mut in_flight = self.in_flight();
         let found = in_flight.confirmations.get(&key)?;
         let matches: bool = found.token.ct_eq(&digest(token)).into();
-        if !matches || found.browser != digest(browser) || found.expires <= Instant::now() {
+        if !matches || found.expires <= Instant::now() {
             return None;
         }
         in_flight.confirmations.remove(&key)
@@ -398,9 +388,8 @@ mod tests {
     fn a_confirmation_needs_its_browser_and_its_latest_token_once() {
         let s = sign_in(SignInNetworks::All);
         let first = s.offer_confirmation("CODE-0001", user(), "browser-a");
-        assert!(s.confirmation("CODE-0001", "browser-b").is_none());
-        assert!(s.confirmation("CODE-0001", "browser-a").is_some());
-        let latest = s.renew_token("CODE-0001", "browser-a").unwrap();
+        assert!(s.show_confirmation("CODE-0001", "browser-b").is_none());
+        let (_, latest) = s.show_confirmation("CODE-0001", "browser-a").unwrap();
         assert!(
             s.take_confirmation("CODE-0001", "browser-a", &first)
                 .is_none(),

@@ -316,10 +316,7 @@ async fn confirm_page(
         return unknown_device();
     };
     let browser = browser_cookie(&headers).unwrap_or_default();
-    let (Some(confirmation), Some(token)) = (
-        state.sign_in.confirmation(&code, &browser),
-        state.sign_in.renew_token(&code, &browser),
-    ) else {
+    let Some((confirmation, token)) = state.sign_in.show_confirmation(&code, &browser) else {
         return Redirect::to(&format!("/signin/{code}")).into_response();
     };
     let network = network_name(&state, device.network).await;
