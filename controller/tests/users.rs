@@ -101,4 +101,40 @@ async fn a_signed_in_device_is_its_persons_and_everything_is_audited() {
     );
     assert_eq!(by("user.sign_in_failed"), vec!["system".to_string()]);
     assert!(store.audit_verify(None).await.unwrap().ok);
+
+    // Disabled, the device reads as revoked and the network's netmaps
+    // change; enabled, it is back as it was. Nobody else is touched.
+    let version = store.get_network(net).await.unwrap().netmap_version;
+    let admin = Actor::token("ops");
+    let (user, changed) = store
+        .set_user_disabled(&admin, "ana@example.com", true)
+        .await
+        .unwrap();
+    assert!(user.disabled);
+    assert_eq!(changed, vec![net]);
+    assert_eq!(
+        store.get_member(net, node).await.unwrap().state,
+        MemberState::Revoked
+    );
+    assert!(store.get_network(net).await.unwrap().netmap_version > version);
+    // A disabled person signing in again is returned as disabled, unchanged.
+    assert!(store.sign_in_user(&ana(&[])).await.unwrap().disabled);
+    let (_, changed) = store
+        .set_user_disabled(&admin, "ana@example.com", true)
+        .await
+        .unwrap();
+    assert!(changed.is_empty(), "disabling twice changes nothing");
+    store
+        .set_user_disabled(&admin, &user.id, false)
+        .await
+        .unwrap();
+    let back = store.get_member(net, node).await.unwrap();
+    assert_eq!(back.state, MemberState::Authorized);
+    assert_eq!(back.ipv4, member.ipv4);
+    assert!(matches!(
+        store
+            .set_user_disabled(&admin, "nobody@example.com", true)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
 }

@@ -20,6 +20,8 @@ use warren_lab::{e2e, Lab};
 
 const POOL: &str = "10.147.0.0/16";
 const SETTLE: Duration = Duration::from_secs(15);
+/// How soon a disabled user's devices must be gone from every peer.
+const CUT_OFF: Duration = Duration::from_secs(10);
 const IDP_PORT: u16 = 9000;
 const HTTPS_PORT: u16 = 7482;
 const CLIENT_ID: &str = "warren-lab";
@@ -243,6 +245,58 @@ fn a_person_signs_a_device_in_and_it_is_theirs() {
             ensure!(r.ok(), "{} -> {}: {}", r.from, r.to, r.report.render());
         }
         browser.close()?;
+
+        // Whoever leaves loses their devices at every peer within 10 s;
+        // enabled again, they are back.
+        let users = mesh.controller.admin(&["user", "list"])?;
+        ensure!(
+            users.contains("ana@example.com") && users.contains("ops"),
+            "user list: {users}"
+        );
+        let a_key = mesh.agent("a")?.public_key().to_owned();
+        let disabled = Instant::now();
+        mesh.controller
+            .admin(&["user", "disable", "ana@example.com"])?;
+        mesh.agent_mut("b")?
+            .wait_status("a to leave b's netmap", CUT_OFF, |s| {
+                let there = s
+                    .peers_in(&net)
+                    .iter()
+                    .any(|p| p.public_key() == Some(&a_key));
+                Ok(if there {
+                    Poll::Pending("a is still a peer".into())
+                } else {
+                    Poll::Ready(())
+                })
+            })?;
+        println!(
+            "a left b's netmap {:?} after its owner was disabled",
+            disabled.elapsed()
+        );
+        ensure!(
+            mesh.controller.member(&net, &a_id)?.state == "revoked",
+            "a disabled owner's device is not shown as revoked"
+        );
+        mesh.controller
+            .admin(&["user", "enable", "ana@example.com"])?;
+        mesh.agent_mut("a")?
+            .wait_state(&net, "authorized", SETTLE)?;
+        for r in ping_pairs(&mesh, &net, &["a", "b"], 3)? {
+            ensure!(
+                r.ok(),
+                "after enable: {} -> {}: {}",
+                r.from,
+                r.to,
+                r.report.render()
+            );
+        }
+        let audit = mesh.controller.audit(None)?;
+        for action in ["user.disable", "user.enable"] {
+            ensure!(
+                audit.iter().any(|e| e.action == action),
+                "no {action} in the audit log"
+            );
+        }
         mesh.ensure_running()?;
         Ok(())
     });

@@ -21,6 +21,7 @@ pub mod networks;
 pub mod policy;
 pub mod routes;
 pub mod tokens;
+pub mod users;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -150,6 +151,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/audit/verify", get(audit::verify))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
+        .route("/users", get(users::list))
+        .route("/users/{user}/disable", post(users::disable))
+        .route("/users/{user}/enable", post(users::enable))
         .merge(routes::router())
         .merge(policy::router())
         .merge(grants::router())

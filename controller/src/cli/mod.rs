@@ -17,6 +17,7 @@ mod route;
 mod serve;
 mod sign_in;
 mod token;
+mod user;
 
 use std::process::ExitCode;
 
@@ -66,6 +67,8 @@ enum Command {
     Policy(policy::PolicyArgs),
     /// Temporary access: grants that end by themselves (through the API).
     Grant(grant::GrantArgs),
+    /// People who signed devices in: list, disable, enable (through the API).
+    User(user::UserArgs),
     /// Write man pages, completions and the command reference (packaging).
     #[command(hide = true)]
     GenerateAssets(warren_cli_assets::AssetsArgs),
@@ -138,6 +141,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Key(args) => key::run(args).await,
             Command::Audit(args) => audit::run(args).await,
             Command::Route(args) => route::run(args).await,
+            Command::User(args) => user::run(args).await,
             Command::Policy(args) => policy::run(args).await,
             Command::Grant(args) => grant::run(args).await,
             Command::GenerateAssets(args) => {

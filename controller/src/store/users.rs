@@ -60,4 +60,16 @@ pub trait UserStore: Send + Sync {
     ) -> Result<Member, StoreError>;
 
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+
+    /// Disables (or enables again) the user with this ID or e-mail
+    /// address. A disabled user's devices read as revoked everywhere, so
+    /// they leave every peer's netmap; enabling them again brings them
+    /// back. Audited as `user.disable` or `user.enable`. Returns the user
+    /// and the networks whose netmaps changed.
+    async fn set_user_disabled(
+        &self,
+        actor: &super::Actor,
+        user: &str,
+        disabled: bool,
+    ) -> Result<(User, Vec<NetworkId>), StoreError>;
 }

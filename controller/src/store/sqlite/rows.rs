@@ -11,8 +11,14 @@ use super::parse_stored;
 use crate::store::*;
 
 pub(super) const NETWORK_COLUMNS: &str = "id, name, pool, zone, mtu, netmap_version, created_at";
+/// A member whose owner is disabled reads as revoked (2): everything that
+/// reads members (netmaps, policy, the relay, DNS) leaves it out, and it
+/// comes back as it was when the owner is enabled again.
 pub(super) const MEMBER_COLUMNS: &str = "network_id, node_id, public_key, name, \
-     requested_name, ipv4, state, online, endpoints, agent_version, last_seen, created_at, \
+     requested_name, ipv4, \
+     CASE WHEN EXISTS (SELECT 1 FROM users WHERE users.id = members.owner_user_id \
+     AND users.disabled = 1) THEN 2 ELSE state END AS state, \
+     online, endpoints, agent_version, last_seen, created_at, \
      (SELECT email FROM users WHERE users.id = members.owner_user_id) AS owner";
 pub(super) const KEY_COLUMNS: &str =
     "id, network_id, reusable, expires_at, expires_unix, uses, max_uses, created_by, created_at";

@@ -181,6 +181,73 @@ impl UserStore for SqliteStore {
         Ok(after)
     }
 
+    async fn set_user_disabled(
+        &self,
+        actor: &Actor,
+        who: &str,
+        disabled: bool,
+    ) -> Result<(User, Vec<NetworkId>), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ? OR email = ?");
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(who)
+            .bind(who)
+            .fetch_all(&mut *tx)
+            .await?;
+        let before = match found.as_slice() {
+            [one] => user(one)?,
+            [] => return Err(StoreError::NotFound("user")),
+            _ => {
+                return Err(StoreError::Conflict(format!(
+                    "more than one user has the address {who}: name one by its ID"
+                )))
+            }
+        };
+        if before.disabled == disabled {
+            return Ok((before, Vec::new()));
+        }
+        sqlx::query("UPDATE users SET disabled = ? WHERE id = ?")
+            .bind(i64::from(disabled))
+            .bind(&before.id)
+            .execute(&mut *tx)
+            .await?;
+        let networks: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT network_id FROM members WHERE owner_user_id = ? ORDER BY network_id",
+        )
+        .bind(&before.id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let networks = networks
+            .iter()
+            .map(|(id,)| super::parse_stored("network id", id))
+            .collect::<Result<Vec<NetworkId>, _>>()?;
+        for net in &networks {
+            bump_version(&mut tx, *net).await?;
+        }
+        let after = User {
+            disabled,
+            ..before.clone()
+        };
+        append(
+            &mut tx,
+            NewEntry {
+                actor,
+                action: if disabled {
+                    "user.disable"
+                } else {
+                    "user.enable"
+                },
+                network_id: None,
+                target: Some(after.id.clone()),
+                before: Some(user_json(&before)),
+                after: Some(user_json(&after)),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((after, networks))
+    }
+
     async fn list_users(&self) -> Result<Vec<User>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY email, id");
         let found = sqlx::query(sqlx::AssertSqlSafe(sql))
