@@ -71,3 +71,17 @@ pub fn items<'a>(value: &'a Value, key: &str) -> &'a [Value] {
         .map(Vec::as_slice)
         .unwrap_or(&[])
 }
+
+/// Percent-encodes a path segment or query value: letters, digits,
+/// `-._~` and the bytes in `also` stay as they are.
+pub fn percent_encode(text: &str, also: &[u8]) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || also.contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

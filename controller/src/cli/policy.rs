@@ -61,14 +61,7 @@ pub fn read_policy_file(path: &Path) -> anyhow::Result<String> {
 
 /// Percent-encodes a query value (names and addresses are mostly safe already).
 fn query_value(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    super::output::percent_encode(text, b":")
 }
 
 fn print_tests(answer: &Value) {

@@ -85,16 +85,9 @@ pub async fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A path segment: unreserved characters as they are, the rest %-encoded.
+/// A path segment: an e-mail address keeps its `@`.
 fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'@' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    super::output::percent_encode(text, b"@")
 }
 
 #[cfg(test)]
