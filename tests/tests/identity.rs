@@ -3,7 +3,7 @@
 //! WebDriver, in the device's namespace), the real controller with its
 //! HTTPS pages, and `warren join` without a key.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
@@ -12,11 +12,12 @@ use warren_lab::browser::Browser;
 use warren_lab::controller::{self, Controller};
 use warren_lab::managed::ManagedAgent;
 use warren_lab::mesh::{ping_pairs, Mesh, CONTROLLER_ROLE};
+use warren_lab::netns::Netns;
 use warren_lab::oidc::{self, OidcClient, OidcProvider, OidcUser};
 use warren_lab::process::Process;
 use warren_lab::star::Star;
 use warren_lab::wait::{self, Poll};
-use warren_lab::{e2e, Lab};
+use warren_lab::{e2e, ping, Lab};
 
 const POOL: &str = "10.147.0.0/16";
 const SETTLE: Duration = Duration::from_secs(15);
@@ -297,9 +298,66 @@ fn a_person_signs_a_device_in_and_it_is_theirs() {
                 "no {action} in the audit log"
             );
         }
+        rules_name_people_and_their_groups(lab, &mesh, &net)?;
         mesh.ensure_running()?;
         Ok(())
     });
+}
+
+/// The access policy by person and by the provider's groups: ana (in the
+/// provider's group ops) owns a, b carries a key and no owner.
+fn rules_name_people_and_their_groups(lab: &Lab, mesh: &Mesh, net: &str) -> anyhow::Result<()> {
+    let set = |name: &str, text: &str| -> anyhow::Result<()> {
+        let file = lab.dir().join(format!("{name}.toml"));
+        std::fs::write(&file, text)?;
+        let path = file.to_str().context("policy path")?;
+        mesh.controller.admin(&["policy", "set", net, path])?;
+        Ok(())
+    };
+    let (a4, b4) = (
+        mesh.overlay_addr("a", net, false)?,
+        mesh.overlay_addr("b", net, false)?,
+    );
+    set(
+        "policy-ops",
+        "provider-groups = [\"ops\"]\n\n[[allow]]\nfrom = [\"group:ops\"]\nto = [\"b\"]\nports = [\"icmp\"]\n",
+    )?;
+    // b may no longer start a flow to a (the default let it) ...
+    let gone = unreachable_within(mesh.ns("b")?, a4, SETTLE)?;
+    println!("group:ops policy: b -> a refused after {gone:?}");
+    // ... while a, in the provider's group ops, reaches b.
+    ping::wait_reachable(mesh.ns("a")?, b4, SETTLE)?;
+    set(
+        "policy-eve",
+        "[[allow]]\nfrom = [\"user:eve@elsewhere.test\"]\nto = [\"b\"]\nports = [\"icmp\"]\n",
+    )?;
+    let gone = unreachable_within(mesh.ns("a")?, b4, SETTLE)?;
+    println!("user:eve policy: ana's a -> b refused after {gone:?}");
+    set(
+        "policy-ana",
+        "[[allow]]\nfrom = [\"user:ana@example.com\"]\nto = [\"b\"]\nports = [\"icmp\"]\n",
+    )?;
+    ping::wait_reachable(mesh.ns("a")?, b4, SETTLE)?;
+    Ok(())
+}
+
+/// How long until three echoes in a row from `ns` to `dst` go unanswered.
+fn unreachable_within(ns: &Netns, dst: IpAddr, within: Duration) -> anyhow::Result<Duration> {
+    let pinger = ping::Pinger::open(ns, dst)?;
+    let start = Instant::now();
+    let (mut seq, mut lost) = (1u16, 0);
+    while start.elapsed() < within {
+        if pinger.ping_once(seq, Duration::from_millis(300))?.is_some() {
+            lost = 0;
+        } else {
+            lost += 1;
+            if lost == 3 {
+                return Ok(start.elapsed());
+            }
+        }
+        seq = seq.wrapping_add(1);
+    }
+    anyhow::bail!("{dst} still answered from {} after {within:?}", ns.name())
 }
 
 #[test]

@@ -75,6 +75,7 @@ mod tests {
             agent_version: String::new(),
             created_at: String::new(),
             owner: None,
+            owner_groups: Vec::new(),
         }
     }
 

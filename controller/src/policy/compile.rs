@@ -131,10 +131,59 @@ fn compile_rule(resolver: &Resolver<'_>, rule: &Rule, out: &mut Compiled) {
     if sources.is_empty() {
         return;
     }
+    if rule.to.iter().any(|(t, _)| matches!(t, Target::OwnDevices)) {
+        compile_own_devices(resolver, rule, &sources, out);
+    }
     let pools = &resolver.view.pools;
     let any_source = !pools.is_empty() && rule.from.iter().any(|(s, _)| matches!(s, Source::Any));
     let any_target = !pools.is_empty() && rule.to.iter().any(|(t, _)| matches!(t, Target::Any));
     let destinations = resolver.destinations(rule);
+    compile_flows(
+        resolver,
+        rule,
+        (&sources, any_source),
+        (&destinations, any_target),
+        out,
+    );
+}
+
+/// `autogroup:self`: each person's devices among the sources reach that
+/// person's devices, once per person.
+fn compile_own_devices(
+    resolver: &Resolver<'_>,
+    rule: &Rule,
+    sources: &BTreeSet<NodeId>,
+    out: &mut Compiled,
+) {
+    let mut by_owner: BTreeMap<&str, BTreeSet<NodeId>> = BTreeMap::new();
+    for node in sources {
+        if let Some(owner) = resolver.authorized.get(node).and_then(|m| m.owner.as_deref()) {
+            by_owner.entry(owner).or_default().insert(*node);
+        }
+    }
+    for (owner, own) in by_owner {
+        let theirs = Rule {
+            to: vec![(Target::User(owner.to_string()), rule.to[0].1)],
+            ..rule.clone()
+        };
+        let destinations = resolver.destinations(&theirs);
+        compile_flows(resolver, rule, (&own, false), (&destinations, false), out);
+    }
+}
+
+type Destinations = BTreeMap<(NodeId, Vec<PortRange>), BTreeSet<IpNet>>;
+
+/// Fills the receivers' inbound rules, the senders' outbound rules and
+/// both sides' peers for one rule between `sources` and `destinations`
+/// (each with whether the rule named `*` there).
+fn compile_flows(
+    resolver: &Resolver<'_>,
+    rule: &Rule,
+    (sources, any_source): (&BTreeSet<NodeId>, bool),
+    (destinations, any_target): (&Destinations, bool),
+    out: &mut Compiled,
+) {
+    let pools = &resolver.view.pools;
     // What the sources send from, once for the rule.
     let src: Vec<IpNet> = if any_source {
         resolver.every_member_nets()
@@ -145,7 +194,7 @@ fn compile_rule(resolver: &Resolver<'_>, rule: &Rule, out: &mut Compiled) {
             .collect()
     };
     let mut outbound: BTreeMap<Vec<PortRange>, BTreeSet<IpNet>> = BTreeMap::new();
-    for ((node, ports), nets) in &destinations {
+    for ((node, ports), nets) in destinations {
         // A member is not its own source.
         if sources.len() == 1 && sources.contains(node) {
             continue;
@@ -183,7 +232,7 @@ fn compile_rule(resolver: &Resolver<'_>, rule: &Rule, out: &mut Compiled) {
             nets.extend(pools.iter().copied());
         }
     }
-    for source in &sources {
+    for source in sources {
         let own = resolver.source_nets(*source);
         let Some(m) = out.members.get_mut(source) else {
             continue;
@@ -228,8 +277,24 @@ impl Resolver<'_> {
             .map(|m| m.node_id)
     }
 
+    fn owned_by(&self, email: &str) -> impl Iterator<Item = NodeId> + '_ {
+        let email = email.to_string();
+        self.authorized
+            .values()
+            .filter(move |m| m.owner.as_deref() == Some(email.as_str()))
+            .map(|m| m.node_id)
+    }
+
     fn group(&self, group: &str) -> BTreeSet<NodeId> {
         let mut found = BTreeSet::new();
+        if self.policy.provider_groups.contains(group) {
+            found.extend(
+                self.authorized
+                    .values()
+                    .filter(|m| m.owner_groups.contains(group))
+                    .map(|m| m.node_id),
+            );
+        }
         for (entry, _) in self.policy.groups.get(group).into_iter().flatten() {
             match entry {
                 GroupEntry::Member(m) => found.extend(self.named(m)),
@@ -247,6 +312,7 @@ impl Resolver<'_> {
                 Source::Member(m) => found.extend(self.named(m)),
                 Source::Group(g) => found.extend(self.group(g)),
                 Source::Tag(t) => found.extend(self.tagged(t)),
+                Source::User(u) => found.extend(self.owned_by(u)),
             }
         }
         found
@@ -254,8 +320,8 @@ impl Resolver<'_> {
 
     /// Who receives what the rule admits: (receiving member, ports) ->
     /// destination prefixes (its own addresses, or routes it serves).
-    fn destinations(&self, rule: &Rule) -> BTreeMap<(NodeId, Vec<PortRange>), BTreeSet<IpNet>> {
-        let mut found: BTreeMap<(NodeId, Vec<PortRange>), BTreeSet<IpNet>> = BTreeMap::new();
+    fn destinations(&self, rule: &Rule) -> Destinations {
+        let mut found = Destinations::new();
         let mut add = |node: NodeId, ports: Vec<PortRange>, nets: &[IpNet]| {
             found
                 .entry((node, ports))
@@ -283,6 +349,9 @@ impl Resolver<'_> {
                 Target::Member(m) => self.named(m).collect(),
                 Target::Group(g) => self.group(g),
                 Target::Tag(t) => self.tagged(t).collect(),
+                Target::User(u) => self.owned_by(u).collect(),
+                // Per source: see compile_own_devices.
+                Target::OwnDevices => BTreeSet::new(),
                 Target::Cidr(cidr) => {
                     for (node, routes) in self.served_routes() {
                         for route in routes {

@@ -44,6 +44,10 @@ struct RawDocument {
     groups: BTreeMap<String, Vec<Spanned<String>>>,
     #[serde(default)]
     tags: Vec<Spanned<String>>,
+    /// Groups that come from the OpenID provider: `group:NAME` then also
+    /// holds the devices of the people the provider puts in NAME.
+    #[serde(default, rename = "provider-groups")]
+    provider_groups: Vec<Spanned<String>>,
     #[serde(default)]
     allow: Vec<RawAllow>,
     #[serde(default)]
@@ -111,6 +115,8 @@ pub enum Source {
     Member(String),
     Group(String),
     Tag(String),
+    /// `user:EMAIL`: the devices that person signed in.
+    User(String),
 }
 
 /// What a rule admits traffic to.
@@ -120,6 +126,11 @@ pub enum Target {
     Member(String),
     Group(String),
     Tag(String),
+    /// `user:EMAIL`: the devices that person signed in.
+    User(String),
+    /// `autogroup:self`: for each source a person signed in, the other
+    /// devices of that person ("people reach their own devices").
+    OwnDevices,
     Cidr(IpNet),
     Service(String),
 }
@@ -219,6 +230,9 @@ pub struct Policy {
     pub groups: BTreeMap<String, Vec<(GroupEntry, Location)>>,
     /// Tags declared ahead of any member holding them.
     pub declared_tags: BTreeSet<String>,
+    /// Groups the OpenID provider fills (`provider-groups`); each is also
+    /// in `groups`, with the members and tags the document adds, if any.
+    pub provider_groups: BTreeSet<String>,
     pub rules: Vec<Rule>,
     pub tests: Vec<PolicyTest>,
 }
@@ -229,6 +243,7 @@ impl Policy {
         Policy {
             groups: BTreeMap::new(),
             declared_tags: BTreeSet::new(),
+            provider_groups: BTreeSet::new(),
             rules: Vec::new(),
             tests: Vec::new(),
         }
@@ -263,6 +278,22 @@ impl Policy {
                 parsed.push((group_entry(entry.get_ref(), location)?, location));
             }
             groups.insert(name.clone(), parsed);
+        }
+        let mut provider_groups = BTreeSet::new();
+        for group in &raw.provider_groups {
+            let name = group
+                .get_ref()
+                .strip_prefix("group:")
+                .unwrap_or(group.get_ref());
+            if !names::is_label(name) {
+                return Err(PolicyError::BadName {
+                    at: Some(at(group.span().start)),
+                    name: format!("group:{name}"),
+                    why: "a group name is a DNS label (lowercase letters, digits, '-')",
+                });
+            }
+            groups.entry(name.to_string()).or_insert_with(Vec::new);
+            provider_groups.insert(name.to_string());
         }
         let mut declared_tags = BTreeSet::new();
         for tag in &raw.tags {
@@ -325,6 +356,7 @@ impl Policy {
         Ok(Policy {
             groups,
             declared_tags,
+            provider_groups,
             rules,
             tests,
         })
@@ -368,11 +400,12 @@ fn source(text: &str, at: Location) -> Result<Source, PolicyError> {
         Target::Member(m) => Source::Member(m),
         Target::Group(g) => Source::Group(g),
         Target::Tag(t) => Source::Tag(t),
-        Target::Cidr(_) | Target::Service(_) => {
+        Target::User(u) => Source::User(u),
+        Target::Cidr(_) | Target::Service(_) | Target::OwnDevices => {
             return Err(PolicyError::BadName {
                 at: Some(at),
                 name: text.to_string(),
-                why: "`from` names members, group:NAME, tag:NAME or *",
+                why: "`from` names members, group:NAME, tag:NAME, user:EMAIL or *",
             })
         }
     })
@@ -395,6 +428,29 @@ fn target(text: &str, at: Location) -> Result<Target, PolicyError> {
     if let Some(tag) = text.strip_prefix("tag:") {
         check_label(tag, "tag", at)?;
         return Ok(Target::Tag(tag.to_string()));
+    }
+    if text == "autogroup:self" {
+        return Ok(Target::OwnDevices);
+    }
+    if text.starts_with("autogroup:") {
+        return Err(PolicyError::BadName {
+            at: Some(at),
+            name: text.to_string(),
+            why: "the only autogroup is autogroup:self (a person's own devices)",
+        });
+    }
+    if let Some(user) = text.strip_prefix("user:") {
+        let ok = user.len() <= 254
+            && user.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
+            && !user.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
+            return Err(PolicyError::BadName {
+                at: Some(at),
+                name: text.to_string(),
+                why: "a user is user: and the e-mail address they sign in with",
+            });
+        }
+        return Ok(Target::User(user.to_ascii_lowercase()));
     }
     if let Some(service) = text.strip_prefix("service:") {
         if !names::is_label(service) {

@@ -53,7 +53,19 @@ impl Lab {
             ipv4: Ipv4Addr::new(10, 147, 0, n),
             ipv6: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, u16::from(n)),
             authorized: true,
+            owner: None,
+            owner_groups: BTreeSet::new(),
         });
+        self
+    }
+
+    /// A member `owner` signed in, who is in `groups` at the provider.
+    fn owned(mut self, name: &str, owner: &str, groups: &[&str]) -> Self {
+        self = self.member(name, &[]);
+        if let Some(m) = self.view.members.last_mut() {
+            m.owner = Some(owner.into());
+            m.owner_groups = groups.iter().map(|g| g.to_string()).collect();
+        }
         self
     }
 
@@ -505,4 +517,103 @@ fn every_member_to_every_member_compiles_to_the_pools_not_the_membership() {
         lab.explain(&c, "laptop-ana", "10.96.0.10", "udp:53")
             .allowed
     );
+}
+
+fn people() -> Lab {
+    Lab::new()
+        .owned("ana-laptop", "ana@example.com", &["ops"])
+        .owned("ana-phone", "ana@example.com", &["ops"])
+        .owned("bo-laptop", "bo@example.com", &["data-team"])
+        .member("master", &["k8s"])
+        .member("redis", &[])
+}
+
+#[test]
+fn users_and_provider_groups_name_the_devices_people_signed_in() {
+    let lab = people();
+    let doc = r#"
+provider-groups = ["ops", "group:data-team"]
+[groups]
+data-team = ["tag:k8s"]
+
+[[allow]]
+from = ["group:ops"]
+to = ["master"]
+ports = ["tcp:6443"]
+
+[[allow]]
+from = ["user:Bo@Example.com"]
+to = ["redis"]
+ports = ["tcp:6379"]
+
+[[allow]]
+from = ["group:data-team"]
+to = ["user:ana@example.com"]
+ports = ["tcp:22"]
+"#;
+    let c = check(doc, &lab.view, 3, &[]).unwrap().compiled;
+    assert!(lab.explain(&c, "ana-laptop", "master", "tcp:6443").allowed);
+    assert!(lab.explain(&c, "ana-phone", "master", "tcp:6443").allowed);
+    assert!(!lab.explain(&c, "bo-laptop", "master", "tcp:6443").allowed);
+    assert!(lab.explain(&c, "bo-laptop", "redis", "tcp:6379").allowed);
+    assert!(!lab.explain(&c, "ana-laptop", "redis", "tcp:6379").allowed);
+    // group:data-team holds bo's devices (provider) and tag:k8s (document).
+    assert!(lab.explain(&c, "bo-laptop", "ana-phone", "tcp:22").allowed);
+    assert!(lab.explain(&c, "master", "ana-laptop", "tcp:22").allowed);
+    assert!(!lab.explain(&c, "redis", "ana-laptop", "tcp:22").allowed);
+    assert_eq!(
+        lab.names(&c.member(&lab.node("bo-laptop")).peers),
+        vec!["ana-laptop", "ana-phone", "redis"]
+    );
+}
+
+#[test]
+fn a_group_the_provider_fills_is_not_the_document_s_unless_declared() {
+    let lab = people();
+    let doc = "[[allow]]\nfrom = [\"group:ops\"]\nto = [\"master\"]\nports = [\"icmp\"]\n";
+    let err = check(doc, &lab.view, 3, &[]).unwrap_err();
+    assert!(err.to_string().contains("group:ops"), "{err}");
+    for bad in ["user:ana", "user:@example.com", "user:a b@example.com", "autogroup:owner"] {
+        let doc = format!("[[allow]]\nfrom = [\"*\"]\nto = [\"{bad}\"]\nports = [\"icmp\"]\n");
+        assert!(Policy::parse(&doc).is_err(), "{bad}");
+    }
+    let doc = "[[allow]]\nfrom = [\"autogroup:self\"]\nto = [\"*\"]\nports = [\"icmp\"]\n";
+    assert!(Policy::parse(doc).is_err());
+    let doc = "provider-groups = [\"Ops!\"]\n";
+    assert!(Policy::parse(doc).is_err());
+}
+
+#[test]
+fn autogroup_self_lets_people_reach_only_their_own_devices() {
+    let lab = people();
+    let doc = "[[allow]]\nfrom = [\"*\"]\nto = [\"autogroup:self\"]\nports = [\"tcp:22\"]\n";
+    let c = check(doc, &lab.view, 3, &[]).unwrap().compiled;
+    assert!(lab.explain(&c, "ana-laptop", "ana-phone", "tcp:22").allowed);
+    assert!(lab.explain(&c, "ana-phone", "ana-laptop", "tcp:22").allowed);
+    assert!(!lab.explain(&c, "ana-phone", "ana-laptop", "tcp:80").allowed);
+    assert!(!lab.explain(&c, "bo-laptop", "ana-laptop", "tcp:22").allowed);
+    assert!(!lab.explain(&c, "ana-laptop", "bo-laptop", "tcp:22").allowed);
+    assert!(!lab.explain(&c, "master", "redis", "tcp:22").allowed);
+    assert_eq!(
+        lab.names(&c.member(&lab.node("ana-laptop")).peers),
+        vec!["ana-phone"]
+    );
+    assert!(c.member(&lab.node("bo-laptop")).peers.is_empty());
+}
+
+#[test]
+fn a_grant_may_name_a_person() {
+    let lab = people();
+    let policy = Policy::parse("").unwrap();
+    let grant = Rule::from_selectors(
+        "grant:g1".into(),
+        "user:ana@example.com",
+        "redis",
+        vec!["tcp:6379".parse().unwrap()],
+    )
+    .unwrap();
+    let c = compile(&policy, &[grant], &lab.view, 4);
+    let d = lab.explain(&c, "ana-phone", "redis", "tcp:6379");
+    assert_eq!(d.rule.as_deref(), Some("grant:g1"));
+    assert!(!lab.explain(&c, "bo-laptop", "redis", "tcp:6379").allowed);
 }

@@ -23,6 +23,10 @@ pub struct PolicyMember {
     pub ipv6: Ipv6Addr,
     /// Only authorized members are sources, destinations or peers.
     pub authorized: bool,
+    /// The e-mail address (lowercase) of the person who signed it in.
+    pub owner: Option<String>,
+    /// That person's groups at the provider.
+    pub owner_groups: BTreeSet<String>,
 }
 
 impl PolicyMember {
@@ -69,6 +73,8 @@ impl NetworkView {
                     ipv4,
                     ipv6,
                     authorized: m.authorized,
+                    owner: m.owner.as_ref().map(|o| o.to_ascii_lowercase()),
+                    owner_groups: m.owner_groups.iter().cloned().collect(),
                 })
             })
             .collect();
@@ -107,6 +113,7 @@ impl NetworkView {
         let alone = Policy {
             groups: BTreeMap::new(),
             declared_tags: policy.declared_tags.clone(),
+            provider_groups: policy.provider_groups.clone(),
             rules: vec![rule.clone()],
             tests: Vec::new(),
         };
@@ -157,7 +164,8 @@ impl NetworkView {
                 match source {
                     Source::Member(m) => member(m, *at)?,
                     Source::Tag(t) => tag(t, *at)?,
-                    Source::Any | Source::Group(_) => {}
+                    // A person or provider group may have no device yet.
+                    Source::Any | Source::Group(_) | Source::User(_) => {}
                 }
             }
             for (target, at) in &rule.to {

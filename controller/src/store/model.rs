@@ -234,6 +234,9 @@ pub struct Member {
     pub created_at: String,
     /// The e-mail address of the person who signed it in, if one did.
     pub owner: Option<String>,
+    /// That person's groups at the provider, for the access policy.
+    #[serde(skip)]
+    pub owner_groups: Vec<String>,
 }
 
 impl Member {

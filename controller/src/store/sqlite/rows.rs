@@ -19,7 +19,8 @@ pub(super) const MEMBER_COLUMNS: &str = "network_id, node_id, public_key, name, 
      CASE WHEN EXISTS (SELECT 1 FROM users WHERE users.id = members.owner_user_id \
      AND users.disabled = 1) THEN 2 ELSE state END AS state, \
      online, endpoints, agent_version, last_seen, created_at, \
-     (SELECT email FROM users WHERE users.id = members.owner_user_id) AS owner";
+     (SELECT email FROM users WHERE users.id = members.owner_user_id) AS owner, \
+     (SELECT groups FROM users WHERE users.id = members.owner_user_id) AS owner_groups";
 pub(super) const KEY_COLUMNS: &str =
     "id, network_id, reusable, expires_at, expires_unix, uses, max_uses, created_by, created_at";
 
@@ -76,6 +77,11 @@ pub(super) fn member(row: &SqliteRow) -> Result<Member, StoreError> {
         agent_version: row.try_get("agent_version")?,
         created_at: row.try_get("created_at")?,
         owner: row.try_get("owner")?,
+        owner_groups: match row.try_get::<Option<String>, _>("owner_groups")? {
+            Some(groups) => serde_json::from_str(&groups)
+                .map_err(|_| StoreError::Corrupt(format!("bad groups {groups:?}")))?,
+            None => Vec::new(),
+        },
     })
 }
 
