@@ -1,6 +1,7 @@
-//! Ends grants when their time comes: records each end (audit, netmap
-//! version) and tells the hub, so what a grant allowed is withdrawn like
-//! any other change. Runs on a controller, never on a relay-only instance.
+//! Ends grants when their time comes, and notes devices whose sign-in ran
+//! out: records each (audit, netmap version) and tells the hub, so what a
+//! grant allowed, or an expired device, is withdrawn like any other change.
+//! Runs on a controller, never on a relay-only instance.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use crate::hub::Hub;
 
-/// How often due grants are looked for: a grant's end reaches the hub
+/// How often due grants and expiries are looked for: each reaches the hub
 /// within this (plus a cheap indexed read each time).
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -29,6 +30,19 @@ pub async fn run(hub: Arc<Hub>) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "ending due grants failed; retrying"),
+        }
+        match hub.store().expire_due_devices().await {
+            Ok(expired) => {
+                let networks: BTreeSet<_> = expired.iter().map(|m| m.network_id).collect();
+                for member in &expired {
+                    tracing::info!(network = %member.network_id, node = %member.node_id,
+                        owner = member.owner.as_deref().unwrap_or(""), "device sign-in expired");
+                }
+                for net in networks {
+                    hub.changed(net);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "noting expired devices failed; retrying"),
         }
     }
 }

@@ -246,6 +246,8 @@ mod tests {
             created_at: String::new(),
             owner: None,
             owner_groups: Vec::new(),
+            expires_at: None,
+            expired: false,
         }
     }
 
@@ -260,6 +262,7 @@ mod tests {
                 zone: "prod.warren.internal".into(),
                 mtu: 1420,
                 netmap_version: 7,
+                device_expiry_secs: 0,
                 created_at: String::new(),
             },
             members,

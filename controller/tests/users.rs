@@ -7,20 +7,9 @@ use warren_controller::store::{
     Actor, AuditQuery, JoinDecision, JoinRequest, MemberState, NewNetwork, Person, SqliteStore,
     Store, StoreError, UserStore,
 };
-use warren_proto::{NodeId, NodePrivateKey};
+use warren_proto::{NetworkId, NodeId, NodePrivateKey};
 
-fn ana(groups: &[&str]) -> Person {
-    Person {
-        issuer: "http://idp.test".into(),
-        subject: "ana-subject".into(),
-        email: "ana@example.com".into(),
-        name: "Ana".into(),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signed_in_device_is_its_persons_and_everything_is_audited() {
+async fn store_with_network() -> (tempfile::TempDir, SqliteStore, NetworkId) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("controller.db"))
         .await
@@ -38,6 +27,40 @@ async fn a_signed_in_device_is_its_persons_and_everything_is_audited() {
         .await
         .unwrap()
         .id;
+    (dir, store, net)
+}
+
+/// Joins a new node to `net` without a key: pending.
+async fn join_pending(store: &SqliteStore, net: NetworkId, name: &str) -> NodeId {
+    let key = NodePrivateKey::generate().public_key();
+    let joined = store
+        .join(JoinRequest {
+            network_id: net,
+            node_key: key,
+            name: name.into(),
+            preauth_key: None,
+            agent_version: String::new(),
+            endpoints: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(joined.decision, JoinDecision::Pending);
+    NodeId::from_key(&key)
+}
+
+fn ana(groups: &[&str]) -> Person {
+    Person {
+        issuer: "http://idp.test".into(),
+        subject: "ana-subject".into(),
+        email: "ana@example.com".into(),
+        name: "Ana".into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_device_is_its_persons_and_everything_is_audited() {
+    let (_dir, store, net) = store_with_network().await;
 
     // One user per (issuer, subject); later sign-ins update it.
     let first = store.sign_in_user(&ana(&["ops"])).await.unwrap();
@@ -49,20 +72,7 @@ async fn a_signed_in_device_is_its_persons_and_everything_is_audited() {
     assert_eq!(again.groups, vec!["data-team", "ops"]);
     assert_eq!(store.list_users().await.unwrap().len(), 1);
 
-    let key = NodePrivateKey::generate().public_key();
-    let joined = store
-        .join(JoinRequest {
-            network_id: net,
-            node_key: key,
-            name: "laptop".into(),
-            preauth_key: None,
-            agent_version: String::new(),
-            endpoints: vec![],
-        })
-        .await
-        .unwrap();
-    assert_eq!(joined.decision, JoinDecision::Pending);
-    let node = NodeId::from_key(&key);
+    let node = join_pending(&store, net, "laptop").await;
     let member = store.confirm_device(&again, net, node).await.unwrap();
     assert_eq!(member.state, MemberState::Authorized);
     assert_eq!(member.owner.as_deref(), Some("ana@example.com"));
@@ -70,9 +80,17 @@ async fn a_signed_in_device_is_its_persons_and_everything_is_audited() {
     let stored = store.get_member(net, node).await.unwrap();
     assert_eq!(stored.owner.as_deref(), Some("ana@example.com"));
 
-    // Only a pending device can be signed in.
+    // Someone else cannot sign ana's device in.
+    let bo = store
+        .sign_in_user(&Person {
+            subject: "bo-subject".into(),
+            email: "bo@example.com".into(),
+            ..ana(&[])
+        })
+        .await
+        .unwrap();
     assert!(matches!(
-        store.confirm_device(&again, net, node).await,
+        store.confirm_device(&bo, net, node).await,
         Err(StoreError::Conflict(_))
     ));
     store
@@ -94,7 +112,7 @@ async fn a_signed_in_device_is_its_persons_and_everything_is_audited() {
             .map(|e| e.actor.clone())
             .collect::<Vec<_>>()
     };
-    assert_eq!(by("user.sign_in").len(), 2);
+    assert_eq!(by("user.sign_in").len(), 3);
     assert_eq!(
         by("member.sign_in"),
         vec!["user:ana@example.com".to_string()]
@@ -137,4 +155,103 @@ async fn a_signed_in_device_is_its_persons_and_everything_is_audited() {
             .await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_device_expires_and_its_owner_brings_it_back() {
+    let (_dir, store, net) = store_with_network().await;
+    let admin = Actor::token("ops");
+    let network = store.get_network(net).await.unwrap();
+    assert_eq!(network.device_expiry_secs, 180 * 24 * 3600);
+    let ana = store.sign_in_user(&ana(&[])).await.unwrap();
+    let node = join_pending(&store, net, "laptop").await;
+    let member = store.confirm_device(&ana, net, node).await.unwrap();
+    let expires = member.expires_at.clone().unwrap();
+    let in_180_days = time::OffsetDateTime::now_utc() + time::Duration::days(180);
+    let at = time::OffsetDateTime::parse(&expires, &time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert!(
+        (at - in_180_days).abs() < time::Duration::minutes(1),
+        "{expires}"
+    );
+    assert!(!member.expired);
+    // Nothing is due yet.
+    assert!(store.expire_due_devices().await.unwrap().is_empty());
+
+    // An admin ends the sign-in: the device reads as pending and expired,
+    // keeps its name and address, and netmaps change.
+    let version = store.get_network(net).await.unwrap().netmap_version;
+    let expired = store.expire_device(&admin, net, node).await.unwrap();
+    assert_eq!(expired.state, MemberState::Pending);
+    assert!(expired.expired && !expired.authorized);
+    assert_eq!(expired.ipv4, member.ipv4);
+    assert!(store.get_network(net).await.unwrap().netmap_version > version);
+    assert!(matches!(
+        store.expire_device(&admin, net, node).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // A join without a key stays pending (it will be offered a sign-in).
+    let rejoin = store.get_member(net, node).await.unwrap();
+    assert_eq!(rejoin.state, MemberState::Pending);
+
+    // The owner signs in again: on, with a fresh period, same address.
+    let back = store.confirm_device(&ana, net, node).await.unwrap();
+    assert_eq!(back.state, MemberState::Authorized);
+    assert!(!back.expired && back.ipv4 == member.ipv4);
+    let stored = store.get_member(net, node).await.unwrap();
+    assert!(stored.authorized && !stored.expired);
+
+    // The clock notes a sign-in that ran out by itself, once.
+    store
+        .update_network(
+            &admin,
+            net,
+            warren_controller::store::NetworkPatch {
+                device_expiry_secs: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    store.confirm_device(&ana, net, node).await.unwrap();
+    let due = store.expire_due_devices().await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert!(due[0].expired && due[0].state == MemberState::Pending);
+    assert!(store.expire_due_devices().await.unwrap().is_empty());
+
+    // An admin who authorizes an expired device lifts its expiry.
+    let approved = store
+        .set_member_state(&admin, net, node, MemberState::Authorized)
+        .await
+        .unwrap();
+    assert!(approved.authorized && approved.expires_at.is_none());
+    assert!(store.get_member(net, node).await.unwrap().authorized);
+
+    // Devices without an owner have no sign-in to end.
+    let other = join_pending(&store, net, "server").await;
+    store
+        .set_member_state(&admin, net, other, MemberState::Authorized)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.expire_device(&admin, net, other).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let audit = store
+        .audit_page(&AuditQuery {
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let expiries: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "member.expire")
+        .map(|e| e.actor.clone())
+        .collect();
+    assert_eq!(expiries.len(), 2, "{expiries:?}");
+    assert!(
+        expiries.contains(&"token:ops".to_string()) && expiries.contains(&"system".to_string())
+    );
+    assert!(store.audit_verify(None).await.unwrap().ok);
 }

@@ -65,6 +65,22 @@ pub async fn revoke(
     set_state(&state, &caller, net, node, MemberState::Revoked).await
 }
 
+/// Ends a signed-in device's sign-in now: it stops working at every peer
+/// until its owner signs it in again.
+pub async fn expire(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath((net, node)): ApiPath<(NetworkId, NodeId)>,
+) -> Result<Json<Member>, ApiError> {
+    let member = state
+        .store()
+        .expire_device(&caller.actor(), net, node)
+        .await?;
+    state.hub.changed(net);
+    tracing::info!(network = %net, %node, "member sign-in ended by an admin");
+    Ok(Json(member))
+}
+
 pub async fn rename(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,

@@ -141,6 +141,10 @@ pub fn router(state: ApiState) -> Router {
             "/networks/{id}/members/{node}/revoke",
             post(members::revoke),
         )
+        .route(
+            "/networks/{id}/members/{node}/expire",
+            post(members::expire),
+        )
         .route("/networks/{id}/keys", get(keys::list).post(keys::create))
         .route(
             "/networks/{id}/keys/{key}",

@@ -33,7 +33,12 @@ pub struct CreateNetwork {
 pub struct UpdateNetwork {
     name: Option<String>,
     zone: Option<String>,
+    /// Seconds a signed-in device stays on before its owner signs in again.
+    device_expiry_secs: Option<u64>,
 }
+
+/// A sign-in lasts at least an hour and at most ten years.
+const DEVICE_EXPIRY_RANGE: std::ops::RangeInclusive<u64> = 3600..=10 * 366 * 24 * 3600;
 
 fn check_name(name: &str) -> Result<(), ApiError> {
     if names::is_label(name) {
@@ -125,9 +130,19 @@ pub async fn update(
     if let Some(zone) = &body.zone {
         check_zone(zone)?;
     }
+    if let Some(secs) = body.device_expiry_secs {
+        if !DEVICE_EXPIRY_RANGE.contains(&secs) {
+            return Err(ApiError::BadRequest(format!(
+                "device_expiry_secs must be from {} (an hour) to {} (ten years)",
+                DEVICE_EXPIRY_RANGE.start(),
+                DEVICE_EXPIRY_RANGE.end()
+            )));
+        }
+    }
     let patch = NetworkPatch {
         name: body.name,
         zone: body.zone,
+        device_expiry_secs: body.device_expiry_secs,
     };
     let network = state
         .store()

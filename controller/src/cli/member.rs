@@ -1,4 +1,4 @@
-//! `member list|show|authorize|revoke|rename|delete|tags|tag|untag`.
+//! `member list|show|authorize|revoke|expire|rename|delete|tags|tag|untag`.
 
 use std::process::ExitCode;
 
@@ -28,6 +28,9 @@ enum MemberCommand {
     Authorize { network: NetworkId, node: NodeId },
     /// Cut a member off: it leaves every peer's netmap and cannot rejoin.
     Revoke { network: NetworkId, node: NodeId },
+    /// End a signed-in device's sign-in now: it stops working until its
+    /// owner signs it in again (`warren login` on the device).
+    Expire { network: NetworkId, node: NodeId },
     /// Give a member a new name (sanitised to a DNS label).
     Rename {
         network: NetworkId,
@@ -52,7 +55,7 @@ enum MemberCommand {
     },
 }
 
-const HEADERS: [&str; 10] = [
+const HEADERS: [&str; 12] = [
     "NAME",
     "NODE",
     "IPV4",
@@ -63,6 +66,8 @@ const HEADERS: [&str; 10] = [
     "ENDPOINTS",
     "VERSION",
     "KEY",
+    "OWNER",
+    "EXPIRES",
 ];
 
 fn row(m: &Value) -> Vec<String> {
@@ -81,6 +86,8 @@ fn row(m: &Value) -> Vec<String> {
         "endpoints",
         "agent_version",
         "public_key",
+        "owner",
+        "expires_at",
     ]
     .iter()
     .map(|k| field(m, k));
@@ -116,6 +123,10 @@ pub async fn run(args: MemberArgs) -> anyhow::Result<ExitCode> {
         }
         MemberCommand::Revoke { network, node } => {
             let path = format!("{}/revoke", base(network, node));
+            client.call(Method::POST, &path, None).await?
+        }
+        MemberCommand::Expire { network, node } => {
+            let path = format!("{}/expire", base(network, node));
             client.call(Method::POST, &path, None).await?
         }
         MemberCommand::Rename {

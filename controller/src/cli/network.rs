@@ -42,6 +42,21 @@ enum NetworkCommand {
     List,
     /// Show one network.
     Show { id: NetworkId },
+    /// Change a network's name, zone or device expiry.
+    Set {
+        id: NetworkId,
+        /// A new name (a DNS label).
+        #[arg(long)]
+        name: Option<String>,
+        /// A new DNS zone.
+        #[arg(long)]
+        zone: Option<String>,
+        /// How long a device a person signed in stays on before its owner
+        /// signs in again, e.g. 90d or 720h (from 1h to 10 years) [default
+        /// for new networks: 180d].
+        #[arg(long, value_parser = humantime::parse_duration)]
+        device_expiry: Option<std::time::Duration>,
+    },
     /// Delete a network with its members and keys.
     Delete { id: NetworkId },
 }
@@ -115,9 +130,43 @@ pub async fn run(args: NetworkArgs) -> anyhow::Result<ExitCode> {
                     "mtu",
                     "netmap_version",
                     "created_at",
+                    "device_expiry_secs",
                 ] {
                     println!("{key:<15} {}", field(&found, key));
                 }
+            }
+        }
+        NetworkCommand::Set {
+            id,
+            name,
+            zone,
+            device_expiry,
+        } => {
+            let mut body = json!({});
+            if let Some(name) = name {
+                body["name"] = json!(name);
+            }
+            if let Some(zone) = zone {
+                body["zone"] = json!(zone);
+            }
+            if let Some(expiry) = device_expiry {
+                body["device_expiry_secs"] = json!(expiry.as_secs());
+            }
+            if body.as_object().is_some_and(|o| o.is_empty()) {
+                anyhow::bail!("network set: give --name, --zone or --device-expiry");
+            }
+            let changed = client
+                .call(
+                    Method::PATCH,
+                    &format!("/api/v1/networks/{id}"),
+                    Some(&body),
+                )
+                .await
+                .context("changing the network")?;
+            if as_json {
+                print_json(&changed)?;
+            } else {
+                eprintln!("network {id} changed");
             }
         }
         NetworkCommand::Delete { id } => {

@@ -76,6 +76,8 @@ mod tests {
             created_at: String::new(),
             owner: None,
             owner_groups: Vec::new(),
+            expires_at: None,
+            expired: false,
         }
     }
 
@@ -90,6 +92,7 @@ mod tests {
                 zone: "prod.warren.internal".into(),
                 mtu: 1420,
                 netmap_version: 42,
+                device_expiry_secs: 0,
                 created_at: String::new(),
             },
             members,

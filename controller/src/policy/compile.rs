@@ -157,7 +157,11 @@ fn compile_own_devices(
 ) {
     let mut by_owner: BTreeMap<&str, BTreeSet<NodeId>> = BTreeMap::new();
     for node in sources {
-        if let Some(owner) = resolver.authorized.get(node).and_then(|m| m.owner.as_deref()) {
+        if let Some(owner) = resolver
+            .authorized
+            .get(node)
+            .and_then(|m| m.owner.as_deref())
+        {
             by_owner.entry(owner).or_default().insert(*node);
         }
     }

@@ -573,7 +573,12 @@ fn a_group_the_provider_fills_is_not_the_document_s_unless_declared() {
     let doc = "[[allow]]\nfrom = [\"group:ops\"]\nto = [\"master\"]\nports = [\"icmp\"]\n";
     let err = check(doc, &lab.view, 3, &[]).unwrap_err();
     assert!(err.to_string().contains("group:ops"), "{err}");
-    for bad in ["user:ana", "user:@example.com", "user:a b@example.com", "autogroup:owner"] {
+    for bad in [
+        "user:ana",
+        "user:@example.com",
+        "user:a b@example.com",
+        "autogroup:owner",
+    ] {
         let doc = format!("[[allow]]\nfrom = [\"*\"]\nto = [\"{bad}\"]\nports = [\"icmp\"]\n");
         assert!(Policy::parse(&doc).is_err(), "{bad}");
     }

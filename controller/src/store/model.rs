@@ -163,7 +163,13 @@ pub struct Network {
     /// The version of the newest netmap this network's state gives.
     pub netmap_version: u64,
     pub created_at: String,
+    /// How long a device a person signed in stays on before its owner must
+    /// sign in again (180 days unless changed).
+    pub device_expiry_secs: u64,
 }
+
+/// How long a signed-in device stays on by default: 180 days.
+pub const DEFAULT_DEVICE_EXPIRY_SECS: u64 = 180 * 24 * 3600;
 
 /// What an admin asks for when creating a network (already validated).
 #[derive(Debug, Clone)]
@@ -179,6 +185,7 @@ pub struct NewNetwork {
 pub struct NetworkPatch {
     pub name: Option<String>,
     pub zone: Option<String>,
+    pub device_expiry_secs: Option<u64>,
 }
 
 /// Where a member stands.
@@ -237,6 +244,12 @@ pub struct Member {
     /// That person's groups at the provider, for the access policy.
     #[serde(skip)]
     pub owner_groups: Vec<String>,
+    /// When the sign-in that authorized it runs out (RFC 3339); `None` for
+    /// members without an owner, which do not expire.
+    pub expires_at: Option<String>,
+    /// Its sign-in ran out: it reads as pending until its owner signs it
+    /// in again.
+    pub expired: bool,
 }
 
 impl Member {

@@ -50,8 +50,11 @@ pub trait UserStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Authorizes the pending member `node` of `net` as `user`'s device:
-    /// it gets its name and address, and `user` as its owner. Audited as
-    /// `member.sign_in`. `Conflict` unless the member is pending.
+    /// it gets its name and address, `user` as its owner, and a sign-in
+    /// that runs out after the network's device expiry. Its owner may sign
+    /// it in again, expired or not, which starts the period anew. Audited
+    /// as `member.sign_in`. `Conflict` for a device someone else owns, one
+    /// joined with a key, or a revoked one.
     async fn confirm_device(
         &self,
         user: &User,
@@ -60,6 +63,20 @@ pub trait UserStore: Send + Sync {
     ) -> Result<Member, StoreError>;
 
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+
+    /// Notes every device whose sign-in ran out (audited `member.expire`,
+    /// by `system`): from then on it reads as pending, and expired, until
+    /// its owner signs it in again. Returns those members.
+    async fn expire_due_devices(&self) -> Result<Vec<Member>, StoreError>;
+
+    /// Ends a device's sign-in now (audited `member.expire`, by `actor`).
+    /// `Conflict` for a member without an owner, or one not authorized.
+    async fn expire_device(
+        &self,
+        actor: &super::Actor,
+        net: NetworkId,
+        node: NodeId,
+    ) -> Result<Member, StoreError>;
 
     /// Disables (or enables again) the user with this ID or e-mail
     /// address. A disabled user's devices read as revoked everywhere, so

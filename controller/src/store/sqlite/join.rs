@@ -189,13 +189,18 @@ async fn rejoin(
         Err(StoreError::Conflict(reason)) => return Ok(refused(&reason)),
         Err(e) => return Err(e),
     };
-    sqlx::query("UPDATE members SET state = ?, endpoints = ? WHERE network_id = ? AND node_id = ?")
-        .bind(MemberState::Authorized.as_int())
-        .bind(endpoints_json(&req.endpoints))
-        .bind(net.to_string())
-        .bind(node.to_string())
-        .execute(&mut *conn)
-        .await?;
+    // A key lifts an expired sign-in: the device now stays on like any
+    // device joined with a key.
+    sqlx::query(
+        "UPDATE members SET state = ?, endpoints = ?, expires_unix = NULL, expiry_noted = 0 \
+         WHERE network_id = ? AND node_id = ?",
+    )
+    .bind(MemberState::Authorized.as_int())
+    .bind(endpoints_json(&req.endpoints))
+    .bind(net.to_string())
+    .bind(node.to_string())
+    .execute(&mut *conn)
+    .await?;
     after.state = MemberState::Authorized;
     after.authorized = true;
     after.endpoints = req.endpoints.clone();

@@ -112,15 +112,28 @@ pub(super) async fn set_state(
     } else {
         before.clone()
     };
-    sqlx::query("UPDATE members SET state = ? WHERE network_id = ? AND node_id = ?")
-        .bind(state.as_int())
-        .bind(net.to_string())
-        .bind(node.to_string())
-        .execute(&mut *tx)
-        .await?;
+    // An admin who authorizes an expired device lifts its expiry: it stays
+    // on until revoked, like a device joined with a key.
+    let lift = if state == MemberState::Authorized {
+        ", expires_unix = NULL, expiry_noted = 0"
+    } else {
+        ""
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE members SET state = ?{lift} WHERE network_id = ? AND node_id = ?"
+    )))
+    .bind(state.as_int())
+    .bind(net.to_string())
+    .bind(node.to_string())
+    .execute(&mut *tx)
+    .await?;
     bump_version(&mut tx, net).await?;
     after.state = state;
     after.authorized = state == MemberState::Authorized;
+    if after.authorized {
+        after.expires_at = None;
+        after.expired = false;
+    }
     let action = match state {
         MemberState::Authorized => "member.authorize",
         MemberState::Revoked => "member.revoke",

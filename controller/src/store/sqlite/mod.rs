@@ -3,6 +3,7 @@
 
 mod assign;
 mod audit;
+mod expiry;
 mod grants;
 mod join;
 pub use join::MAX_PENDING;

@@ -63,6 +63,7 @@ pub(super) async fn create(
         mtu: new.mtu,
         netmap_version: 1,
         created_at,
+        device_expiry_secs: DEFAULT_DEVICE_EXPIRY_SECS,
     };
     let mut tx = store.begin_write().await?;
     sqlx::query(
@@ -124,12 +125,18 @@ pub(super) async fn update(
     if let Some(zone) = patch.zone {
         after.zone = zone;
     }
+    if let Some(secs) = patch.device_expiry_secs {
+        after.device_expiry_secs = secs;
+    }
     if after == before {
         return Ok(before);
     }
-    sqlx::query("UPDATE networks SET name = ?, zone = ? WHERE id = ?")
+    let expiry = i64::try_from(after.device_expiry_secs)
+        .map_err(|_| StoreError::Conflict("device expiry out of range".into()))?;
+    sqlx::query("UPDATE networks SET name = ?, zone = ?, device_expiry_secs = ? WHERE id = ?")
         .bind(&after.name)
         .bind(&after.zone)
+        .bind(expiry)
         .bind(id.to_string())
         .execute(&mut *tx)
         .await

@@ -10,14 +10,18 @@ use time::OffsetDateTime;
 use super::parse_stored;
 use crate::store::*;
 
-pub(super) const NETWORK_COLUMNS: &str = "id, name, pool, zone, mtu, netmap_version, created_at";
-/// A member whose owner is disabled reads as revoked (2): everything that
-/// reads members (netmaps, policy, the relay, DNS) leaves it out, and it
-/// comes back as it was when the owner is enabled again.
+pub(super) const NETWORK_COLUMNS: &str =
+    "id, name, pool, zone, mtu, netmap_version, created_at, device_expiry_secs";
+/// A member whose owner is disabled reads as revoked (2), and one whose
+/// sign-in ran out (noted by the expiry clock) as pending (0): everything
+/// that reads members (netmaps, policy, the relay, DNS) leaves it out, and
+/// it comes back as it was when the owner is enabled again or signs in.
 pub(super) const MEMBER_COLUMNS: &str = "network_id, node_id, public_key, name, \
      requested_name, ipv4, \
      CASE WHEN EXISTS (SELECT 1 FROM users WHERE users.id = members.owner_user_id \
-     AND users.disabled = 1) THEN 2 ELSE state END AS state, \
+     AND users.disabled = 1) THEN 2 \
+     WHEN state = 1 AND expiry_noted = 1 THEN 0 ELSE state END AS state, \
+     expires_unix, (state = 1 AND expiry_noted = 1) AS expired, \
      online, endpoints, agent_version, last_seen, created_at, \
      (SELECT email FROM users WHERE users.id = members.owner_user_id) AS owner, \
      (SELECT groups FROM users WHERE users.id = members.owner_user_id) AS owner_groups";
@@ -38,7 +42,17 @@ pub(super) fn network(row: &SqliteRow) -> Result<Network, StoreError> {
         netmap_version: u64::try_from(version)
             .map_err(|_| StoreError::Corrupt(format!("bad version {version}")))?,
         created_at: row.try_get("created_at")?,
+        device_expiry_secs: u64::try_from(row.try_get::<i64, _>("device_expiry_secs")?)
+            .map_err(|_| StoreError::Corrupt("bad device expiry".into()))?,
     })
+}
+
+/// Unix seconds as RFC 3339 (UTC).
+pub(super) fn unix_rfc3339(unix: i64) -> Result<String, StoreError> {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("bad time {unix}")))
 }
 
 pub(super) fn member(row: &SqliteRow) -> Result<Member, StoreError> {
@@ -82,6 +96,11 @@ pub(super) fn member(row: &SqliteRow) -> Result<Member, StoreError> {
                 .map_err(|_| StoreError::Corrupt(format!("bad groups {groups:?}")))?,
             None => Vec::new(),
         },
+        expires_at: row
+            .try_get::<Option<i64>, _>("expires_unix")?
+            .map(unix_rfc3339)
+            .transpose()?,
+        expired: row.try_get::<i64, _>("expired")? != 0,
     })
 }
 

@@ -147,20 +147,39 @@ impl UserStore for SqliteStore {
         let before = get_member(&mut *tx, net, node)
             .await?
             .ok_or(StoreError::NotFound("member"))?;
-        if before.state != MemberState::Pending {
-            return Err(StoreError::Conflict(
-                "the device is not waiting for a sign-in (already connected, or revoked)".into(),
-            ));
+        match (before.state, &before.owner) {
+            (MemberState::Pending, None) => {}
+            // Signing in again: an expired device, or one whose sign-in
+            // the owner renews before it runs out.
+            (MemberState::Pending | MemberState::Authorized, Some(owner))
+                if owner.eq_ignore_ascii_case(&user.email) => {}
+            (MemberState::Pending | MemberState::Authorized, Some(owner)) => {
+                return Err(StoreError::Conflict(format!(
+                    "the device belongs to {owner}: only they can sign it in again"
+                )))
+            }
+            (MemberState::Authorized, None) => return Err(StoreError::Conflict(
+                "the device joined with a key and carries tags, not an owner: it needs no sign-in"
+                    .into(),
+            )),
+            (MemberState::Revoked, _) => {
+                return Err(StoreError::Conflict("the device is revoked".into()))
+            }
         }
         let network = get_network(&mut *tx, net)
             .await?
             .ok_or(StoreError::NotFound("network"))?;
         let mut after = assign(&mut tx, &network, &before).await?;
+        let (_, now_unix) = now();
+        let expires =
+            now_unix.saturating_add(i64::try_from(network.device_expiry_secs).unwrap_or(i64::MAX));
         sqlx::query(
-            "UPDATE members SET state = ?, owner_user_id = ? WHERE network_id = ? AND node_id = ?",
+            "UPDATE members SET state = ?, owner_user_id = ?, expires_unix = ?, expiry_noted = 0 \
+             WHERE network_id = ? AND node_id = ?",
         )
         .bind(MemberState::Authorized.as_int())
         .bind(&user.id)
+        .bind(expires)
         .bind(net.to_string())
         .bind(node.to_string())
         .execute(&mut *tx)
@@ -169,6 +188,8 @@ impl UserStore for SqliteStore {
         after.state = MemberState::Authorized;
         after.authorized = true;
         after.owner = Some(user.email.clone());
+        after.expires_at = Some(super::rows::unix_rfc3339(expires)?);
+        after.expired = false;
         audit_change(
             &mut tx,
             &Actor::user(&user.email),
@@ -246,6 +267,19 @@ impl UserStore for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok((after, networks))
+    }
+
+    async fn expire_due_devices(&self) -> Result<Vec<Member>, StoreError> {
+        super::expiry::note_due(self).await
+    }
+
+    async fn expire_device(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        node: NodeId,
+    ) -> Result<Member, StoreError> {
+        super::expiry::expire_now(self, actor, net, node).await
     }
 
     async fn list_users(&self) -> Result<Vec<User>, StoreError> {
