@@ -180,6 +180,8 @@ pub fn header(
             authorized,
             routes: Vec::new(),
             owner: me.owner.clone(),
+            expires_at: me.expires_at.clone(),
+            expired: me.expired,
         },
         peers: Vec::new(),
         dns,

@@ -50,6 +50,8 @@ pub fn netmap(version: u64, peers: &[u8]) -> Netmap {
             ],
             authorized: true,
             owner: None,
+            expires_at: None,
+            expired: false,
             routes: vec![SelfRoute {
                 prefix: "10.10.0.0/16".parse().expect("route"),
                 approved: true,

@@ -74,6 +74,12 @@ pub enum NodeMessage {
     Leave {
         network_id: NetworkId,
     },
+    /// Ask for a page where the device's owner signs it in again (`warren
+    /// login`): before its sign-in runs out, or after. The controller
+    /// answers with `JoinResult` carrying the page, or `Error`.
+    SignIn {
+        network_id: NetworkId,
+    },
     /// The node's endpoint candidates (local and reflexive addresses) for
     /// one network: each network has its own UDP port on the node.
     Endpoints {

@@ -34,6 +34,8 @@ pub enum NetworkState {
     Authorized,
     /// The controller refused the join or revoked the member; see `message`.
     Refused,
+    /// The owner's sign-in ran out: no peers until `warren login`.
+    Expired,
     /// The netmap was refused locally; see `message` (e.g. overlapping pools).
     Conflict,
     /// The controller has not confirmed the netmap for longer than
@@ -75,6 +77,9 @@ pub struct NetworkStatus {
     /// Who signed this device in (an e-mail address), if anyone did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// When that sign-in runs out (RFC 3339), for a device with an owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 /// `GET /v1/explain?to=ADDRESS&port=PORT`: would a new flow from this node

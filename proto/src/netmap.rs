@@ -46,6 +46,13 @@ pub struct SelfNode {
     /// for a device that joined with a pre-auth key or an admin's approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// When the owner's sign-in runs out (RFC 3339); none for devices
+    /// without an owner, which do not expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// The sign-in ran out: no peers until the owner signs in again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
 }
 
 /// Another member.
@@ -341,6 +348,8 @@ mod tests {
                 addresses: vec!["10.147.0.1/16".parse().unwrap()],
                 authorized: true,
                 owner: None,
+                expires_at: None,
+                expired: false,
                 routes: vec![],
             },
             peers,

@@ -157,6 +157,8 @@ fn self_node(node: &NodePublicKey, name: &str, address: &str) -> SelfNode {
         addresses: address.parse::<IpNet>().into_iter().collect(),
         authorized: true,
         owner: None,
+        expires_at: None,
+        expired: false,
         routes: Vec::new(),
     }
 }

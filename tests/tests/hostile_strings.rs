@@ -45,6 +45,8 @@ fn a_peer_named_with_escape_sequences_prints_harmlessly() {
                 addresses: vec!["10.201.0.2/24".parse()?],
                 authorized: true,
                 owner: None,
+                expires_at: None,
+                expired: false,
                 routes: Vec::new(),
             },
             peers: vec![NetmapPeer {

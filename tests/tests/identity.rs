@@ -299,6 +299,7 @@ fn a_person_signs_a_device_in_and_it_is_theirs() {
             );
         }
         rules_name_people_and_their_groups(lab, &mesh, &net)?;
+        a_device_expires_and_its_owner_signs_it_in_again(lab, &mesh, &net, &public_url)?;
         mesh.ensure_running()?;
         Ok(())
     });
@@ -338,6 +339,116 @@ fn rules_name_people_and_their_groups(lab: &Lab, mesh: &Mesh, net: &str) -> anyh
         "[[allow]]\nfrom = [\"user:ana@example.com\"]\nto = [\"b\"]\nports = [\"icmp\"]\n",
     )?;
     ping::wait_reachable(mesh.ns("a")?, b4, SETTLE)?;
+    Ok(())
+}
+
+/// An admin ends a's sign-in: a leaves b's netmap and says it expired;
+/// `warren login` on a and its owner in a browser bring it back, with the
+/// network's (shorter) period and a warning that it ends within a week.
+fn a_device_expires_and_its_owner_signs_it_in_again(
+    lab: &Lab,
+    mesh: &Mesh,
+    net: &str,
+    public_url: &str,
+) -> anyhow::Result<()> {
+    let a_id = mesh.agent("a")?.node_id().to_owned();
+    let a_key = mesh.agent("a")?.public_key().to_owned();
+    let b4 = mesh.overlay_addr("b", net, false)?;
+    let expired = Instant::now();
+    mesh.controller.admin(&["member", "expire", net, &a_id])?;
+    let b_status = |what: &str, gone: bool| -> anyhow::Result<()> {
+        wait::until(what, CUT_OFF, || {
+            let s = mesh.agent("b")?.status()?;
+            let there = s
+                .peers_in(net)
+                .iter()
+                .any(|p| p.public_key() == Some(&a_key));
+            Ok(if there != gone {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("a in b's netmap: {there}"))
+            })
+        })?;
+        Ok(())
+    };
+    b_status("a to leave b's netmap after its sign-in ended", true)?;
+    println!(
+        "a left b's netmap {:?} after its sign-in ended",
+        expired.elapsed()
+    );
+    ensure!(
+        mesh.controller.member(net, &a_id)?.json["expired"] == true,
+        "the controller does not show a as expired"
+    );
+    let shown = wait::until("a to say its sign-in ran out", SETTLE, || {
+        let status = mesh.agent("a")?.status_human()?;
+        Ok(
+            if status.contains(": expired") && status.contains("warren login") {
+                Poll::Ready(status)
+            } else {
+                Poll::Pending(status)
+            },
+        )
+    })?;
+    println!("a's status once expired:\n{shown}");
+    ensure!(
+        ping::ping(
+            mesh.ns("a")?,
+            b4,
+            2,
+            Duration::from_millis(200),
+            Duration::from_secs(1)
+        )?
+        .received
+            == 0,
+        "an expired device still reaches b"
+    );
+
+    // A shorter period from now on: the renewed sign-in ends within a week.
+    mesh.controller
+        .admin(&["network", "set", net, "--device-expiry", "5d"])?;
+    let agent = mesh.agent("a")?;
+    let mut login = Process::spawn(
+        lab.dir(),
+        "login-a",
+        agent.command(["login", net, "--sign-in-wait", "60s"]),
+    )?;
+    let url = printed_sign_in_url(&mut login, public_url)?;
+    let mut browser = Browser::start(lab, mesh.ns("a")?)?;
+    browser.goto(&url)?;
+    browser.click("#sign-in")?;
+    oidc::sign_in(&browser, "ana", "any password")?;
+    browser.wait_for_text("Connect this device?", SETTLE)?;
+    browser.click("#confirm")?;
+    browser.wait_for_text("is connected to", SETTLE)?;
+    let exit = login.wait_exit(SETTLE)?;
+    let out = login.stdout();
+    ensure!(
+        exit.success() && out.contains("signed in again") && out.contains("ana@example.com"),
+        "warren login: {exit}: {out} {}",
+        login.stderr()
+    );
+    browser.close()?;
+    b_status("a to be back in b's netmap", false)?;
+    ping::wait_reachable(mesh.ns("a")?, b4, SETTLE)?;
+    let status = mesh.agent("a")?.status_human()?;
+    ensure!(
+        status.contains("warning: the sign-in expires in 4days"),
+        "no warning a week before: {status}"
+    );
+    let audit = mesh.controller.audit(None)?;
+    ensure!(
+        audit
+            .iter()
+            .filter(|e| e.action == "member.sign_in")
+            .count()
+            >= 2,
+        "the second sign-in is not in the audit log"
+    );
+    ensure!(
+        audit.iter().any(|e| e.action == "member.expire"),
+        "no member.expire in the audit log"
+    );
     Ok(())
 }
 

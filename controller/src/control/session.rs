@@ -159,6 +159,7 @@ impl Session {
                 preauth_key,
             } => self.join(network_id, name, preauth_key).await,
             NodeMessage::Leave { network_id } => self.leave(network_id).await,
+            NodeMessage::SignIn { network_id } => self.sign_in_again(network_id).await,
             NodeMessage::Endpoints {
                 network_id,
                 endpoints,
@@ -200,6 +201,56 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// `warren login`: a page where the device's owner signs it in again,
+    /// before its sign-in runs out or after.
+    async fn sign_in_again(&mut self, net: NetworkId) -> Result<(), FrameIoError> {
+        let Some(sign_in) = self.context.sign_in.clone() else {
+            return self
+                .error(
+                    "sign_in_off",
+                    "people do not sign devices in on this controller",
+                )
+                .await;
+        };
+        let member = match self.context.hub.store().get_member(net, self.node_id).await {
+            Ok(m) => m,
+            Err(crate::store::StoreError::NotFound(_)) => {
+                return self.error("not_joined", "join the network first").await
+            }
+            Err(e) => return self.internal(e).await,
+        };
+        let result = match (member.state, &member.owner) {
+            (MemberState::Authorized, None) => {
+                return self
+                    .error(
+                        "no_owner",
+                        "this device joined with a key: it carries tags, not an owner, and does not expire",
+                    )
+                    .await
+            }
+            (MemberState::Revoked, _) => {
+                return self.error("revoked", "this device is revoked").await
+            }
+            (MemberState::Authorized, Some(_)) => JoinOutcome::Authorized,
+            (MemberState::Pending, _) => JoinOutcome::Pending,
+        };
+        let Some(url) = sign_in.device_page(net, self.node_id, member.display_name()) else {
+            return self
+                .error(
+                    "sign_in_off",
+                    "people do not sign devices in on this network",
+                )
+                .await;
+        };
+        tracing::info!(node = %self.node_id, network = %net, "sign-in page for warren login");
+        self.send(&ControllerMessage::JoinResult {
+            network_id: net,
+            result,
+            sign_in_url: Some(url),
+        })
+        .await
     }
 
     async fn join(

@@ -145,6 +145,10 @@ pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
         NetworkState::Connecting | NetworkState::Stale => {
             println!("joining {id}: the controller has not answered yet; see `warren status`")
         }
+        NetworkState::Expired => anyhow::bail!(
+            "joined {id}, but {}",
+            network.message.as_deref().unwrap_or("its sign-in ran out")
+        ),
         NetworkState::Refused | NetworkState::Conflict => anyhow::bail!(
             "joining {id} failed: {}",
             network.message.as_deref().unwrap_or("refused")

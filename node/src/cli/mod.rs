@@ -6,6 +6,7 @@ mod dns;
 mod explain;
 mod join;
 mod key;
+mod login;
 mod ping;
 mod routes;
 mod service;
@@ -51,6 +52,9 @@ enum Command {
     Join(join::JoinArgs),
     /// Leave a network: its interface goes down and its peers are forgotten.
     Leave(join::LeaveArgs),
+    /// Sign this device in again (its owner, in a browser), before or after
+    /// its sign-in runs out.
+    Login(login::LoginArgs),
     /// Show the agent's networks, peers and counters.
     Status(status::StatusArgs),
     /// Probe a peer: which path answers (direct or relay) and how fast.
@@ -92,6 +96,7 @@ pub fn main() -> ExitCode {
         Command::Daemon(args) => daemon::run(&cli, args),
         Command::Join(args) => join::join(&cli, args),
         Command::Leave(args) => join::leave(&cli, args),
+        Command::Login(args) => login::login(&cli, args),
         Command::Status(args) => status::run(&cli, args),
         Command::Ping(args) => ping::ping(&cli, args),
         Command::Explain(args) => explain::run(&cli, args),

@@ -66,11 +66,18 @@ fn render(status: &Status, now: OffsetDateTime) -> String {
         if let Some(url) = &net.sign_in_url {
             let _ = writeln!(out, "  sign in to connect this device: {url}");
         }
-        if let Some(fqdn) = &net.fqdn {
+        if let Some(fqdn) = net.fqdn.as_ref().filter(|f| !f.is_empty()) {
             let _ = writeln!(out, "  name {fqdn}");
         }
         if let Some(owner) = &net.owner {
             let _ = writeln!(out, "  owner {owner}");
+        }
+        if let Some(line) = net
+            .expires_at
+            .as_deref()
+            .and_then(|e| expiry_line(e, &net.id, now))
+        {
+            let _ = writeln!(out, "  {line}");
         }
         if let Some(interface) = &net.interface {
             let _ = writeln!(
@@ -87,6 +94,28 @@ fn render(status: &Status, now: OffsetDateTime) -> String {
         }
     }
     out
+}
+
+/// Warn this long before a device's sign-in runs out.
+const EXPIRY_WARNING: time::Duration = time::Duration::days(7);
+
+/// When the owner's sign-in runs out, with a warning in its last week.
+fn expiry_line(expires_at: &str, network: &str, now: OffsetDateTime) -> Option<String> {
+    let at =
+        OffsetDateTime::parse(expires_at, &time::format_description::well_known::Rfc3339).ok()?;
+    let left = at - now;
+    Some(if left <= time::Duration::ZERO {
+        format!("sign-in expired {expires_at}: run `warren login {network}`")
+    } else if left <= EXPIRY_WARNING {
+        format!(
+            "warning: the sign-in expires in {} ({expires_at}): run `warren login {network}` to renew it",
+            humantime::format_duration(std::time::Duration::from_secs(
+                left.whole_minutes().max(1).unsigned_abs() * 60
+            ))
+        )
+    } else {
+        format!("sign-in expires {expires_at}")
+    })
 }
 
 fn render_peer(out: &mut String, peer: &warren_proto::local_api::PeerStatus, now: OffsetDateTime) {
@@ -152,6 +181,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_sign_in_expiry_is_shown_and_warned_about_in_its_last_week() {
+        let now = OffsetDateTime::parse(
+            "2026-12-05T12:00:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let net = "8056c2e21c000001";
+        let far = expiry_line("2027-06-01T12:00:00Z", net, now).unwrap();
+        assert_eq!(far, "sign-in expires 2027-06-01T12:00:00Z");
+        let soon = expiry_line("2026-12-08T12:00:00Z", net, now).unwrap();
+        assert!(
+            soon.starts_with("warning: the sign-in expires in 3days"),
+            "{soon}"
+        );
+        assert!(soon.contains("warren login 8056c2e21c000001"), "{soon}");
+        let gone = expiry_line("2026-12-05T11:00:00Z", net, now).unwrap();
+        assert!(gone.starts_with("sign-in expired"), "{gone}");
+        assert_eq!(expiry_line("not a time", net, now), None);
+    }
+
+    #[test]
     fn human_output_names_peers_and_handshake_age() {
         let key = warren_proto::NodePrivateKey::generate().public_key();
         let now = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(100);
@@ -177,6 +227,7 @@ mod tests {
                 filter: Default::default(),
                 sign_in_url: None,
                 owner: None,
+                expires_at: None,
             }],
             peers: vec![warren_proto::local_api::PeerStatus {
                 network: "static".into(),

@@ -56,6 +56,7 @@ pub fn serve(
         .route("/v1/status", get(status))
         .route("/v1/networks", post(join))
         .route("/v1/networks/{id}", delete(leave))
+        .route("/v1/networks/{id}/login", post(login))
         .route("/v1/ping", post(ping))
         .route("/v1/netcheck", get(netcheck))
         .route("/v1/explain", get(explain))
@@ -215,6 +216,27 @@ async fn leave(
     }
     match rx.await {
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(refusal)) => refused(refusal),
+        Err(_) => stopping(),
+    }
+}
+
+/// `warren login`: the network's status once the controller was asked for
+/// a sign-in page (it arrives in `sign_in_url` moments later).
+async fn login(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    let id: NetworkId = match id.parse() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_network_id", &e.to_string()),
+    };
+    let (tx, rx) = oneshot::channel();
+    if requests.send(Request::Login(id, tx)).await.is_err() {
+        return stopping();
+    }
+    match rx.await {
+        Ok(Ok(status)) => Json(status).into_response(),
         Ok(Err(refusal)) => refused(refusal),
         Err(_) => stopping(),
     }

@@ -58,6 +58,8 @@ pub enum Request {
     Status(oneshot::Sender<Status>),
     Join(JoinRequest, oneshot::Sender<Result<NetworkStatus, Refusal>>),
     Leave(NetworkId, oneshot::Sender<Result<(), Refusal>>),
+    /// `warren login`: ask the controller for a page to sign in again.
+    Login(NetworkId, oneshot::Sender<Result<NetworkStatus, Refusal>>),
     Ping(
         String,
         oneshot::Sender<Result<managed::PingTarget, Refusal>>,
@@ -142,6 +144,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
                 Request::Status(reply) => { let _ = reply.send(managed.status().await); }
                 Request::Join(join, reply) => { let _ = reply.send(managed.join(join).await); }
                 Request::Leave(id, reply) => { let _ = reply.send(managed.leave(id).await); }
+                Request::Login(id, reply) => { let _ = reply.send(managed.login(id).await); }
                 Request::Ping(peer, reply) => { let _ = reply.send(managed.ping(&peer).await); }
                 Request::Netcheck(reply) => { let _ = reply.send(managed.netcheck().await); }
                 Request::Explain(to, port, reply) => { let _ = reply.send(managed.explain(&to, port).await); }

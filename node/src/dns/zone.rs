@@ -141,6 +141,8 @@ pub(crate) mod tests {
                 ],
                 authorized: true,
                 owner: None,
+                expires_at: None,
+                expired: false,
                 routes: vec![],
             },
             peers: peers

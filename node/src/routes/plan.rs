@@ -376,6 +376,8 @@ mod tests {
                 addresses: vec![net("10.147.0.1/16")],
                 authorized: true,
                 owner: None,
+                expires_at: None,
+                expired: false,
                 routes: own
                     .iter()
                     .map(|(p, approved)| SelfRoute {

@@ -65,6 +65,8 @@ pub enum ControlCommand {
     Routes(NetworkId, Vec<ipnet::IpNet>),
     /// A grant admitted a flow here for the first time (for the audit log).
     GrantUsed(NetworkId, String),
+    /// Ask for a page where the owner signs this device in again.
+    SignIn(NetworkId),
 }
 
 /// What a controller connection reports to the daemon.
@@ -227,7 +229,8 @@ impl Session {
             | ControlCommand::CallMeMaybe { .. }
             | ControlCommand::Services(..)
             | ControlCommand::Routes(..)
-            | ControlCommand::GrantUsed(..) => {}
+            | ControlCommand::GrantUsed(..)
+            | ControlCommand::SignIn(_) => {}
         }
     }
 }
@@ -652,6 +655,7 @@ fn to_message(command: &ControlCommand) -> NodeMessage {
         ControlCommand::GrantUsed(network_id, grant) => {
             NodeMessage::GrantUsed { network_id, grant }
         }
+        ControlCommand::SignIn(network_id) => NodeMessage::SignIn { network_id },
     }
 }
 

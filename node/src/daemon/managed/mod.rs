@@ -21,6 +21,7 @@ mod explain;
 mod grants;
 pub use grants::GRANT_CHECK;
 mod links;
+mod login;
 use links::relay_link;
 mod freshness;
 mod requests;
@@ -48,8 +49,11 @@ struct Joined {
     /// while it lasts, the map is confirmed.
     live: bool,
     /// Where the device's owner signs it in, while pending on a network
-    /// where people do.
+    /// where people do, or after `warren login` asked for a page.
     sign_in_url: Option<String>,
+    /// `warren login` asked for a page while the sign-in ran out at this
+    /// time (`None` inside: it had none); done when a netmap says otherwise.
+    login: Option<Option<String>>,
 }
 
 impl Joined {
@@ -62,6 +66,7 @@ impl Joined {
             netmap: None,
             runner: None,
             sign_in_url: None,
+            login: None,
             reported: Vec::new(),
             reflexive: BTreeMap::new(),
             confirmed: None,
@@ -443,8 +448,10 @@ impl Managed {
         let Some(net) = self.nets.get_mut(&id) else {
             return;
         };
-        // Only a pending join carries one; any other answer ends it.
-        net.sign_in_url = sign_in_url.filter(|_| outcome == JoinOutcome::Pending);
+        // A pending join carries one, and so does the answer to `warren
+        // login`; any other answer ends it.
+        net.sign_in_url =
+            sign_in_url.filter(|_| outcome == JoinOutcome::Pending || net.login.is_some());
         match outcome {
             JoinOutcome::Authorized | JoinOutcome::Pending => {
                 let pending = outcome == JoinOutcome::Pending;
@@ -523,8 +530,11 @@ impl Managed {
             .nets
             .get(&id)
             .is_some_and(|n| n.state == NetworkState::Authorized);
+        login::settle(self.nets.get_mut(&id), &map.self_node);
         if !map.self_node.authorized {
-            if was_authorized {
+            if map.self_node.expired {
+                self.expired(map).await;
+            } else if was_authorized {
                 tracing::warn!(network = %id, "membership revoked");
                 self.fail_closed(id, NetworkState::Refused, "membership revoked".into())
                     .await;

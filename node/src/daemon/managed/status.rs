@@ -98,6 +98,7 @@ fn static_status(report: Option<&NetworkReport>) -> NetworkStatus {
         filter: report.map(|r| r.filter.clone()).unwrap_or_default(),
         sign_in_url: None,
         owner: None,
+        expires_at: None,
     }
 }
 
@@ -135,11 +136,12 @@ fn joined_status(
             .map(|r| r.filter.clone())
             .unwrap_or_default(),
         counters: report.map(|r| r.counters).unwrap_or_default(),
-        sign_in_url: net
-            .sign_in_url
-            .clone()
-            .filter(|_| net.state == NetworkState::Pending),
+        sign_in_url: net.sign_in_url.clone().filter(|_| {
+            net.login.is_some()
+                || matches!(net.state, NetworkState::Pending | NetworkState::Expired)
+        }),
         owner: map.and_then(|m| m.self_node.owner.clone()),
+        expires_at: map.and_then(|m| m.self_node.expires_at.clone()),
     }
 }
 

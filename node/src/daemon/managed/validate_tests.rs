@@ -22,6 +22,8 @@ pub(in crate::daemon::managed) fn map(zone: &str) -> Netmap {
             addresses: vec![net("10.147.0.5/16"), net("fd01:0101:0101:0101::5/64")],
             authorized: true,
             owner: None,
+            expires_at: None,
+            expired: false,
             routes: Vec::new(),
         },
         peers: vec![NetmapPeer {
