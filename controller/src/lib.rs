@@ -41,6 +41,7 @@ pub mod names;
 pub mod netmaps;
 pub mod policy;
 pub mod relay;
+pub mod roles;
 pub mod routes;
 pub mod server;
 pub mod store;

@@ -64,6 +64,9 @@ pub struct ServerOptions {
     /// People sign devices in through this OpenID provider; needs
     /// `listen_https`.
     pub sign_in: Option<crate::identity::SignInSettings>,
+    /// Admin and auditor roles for people (`[roles]`): with sign-in, their
+    /// sessions are accepted by the API served on the HTTPS listener.
+    pub roles: crate::roles::Roles,
 }
 
 impl ServerOptions {
@@ -87,8 +90,16 @@ impl ServerOptions {
             listen_https: None,
             https_certificate: None,
             sign_in: None,
+            roles: crate::roles::Roles::default(),
         }
     }
+}
+
+/// `https://HOST[:PORT]` of the public URL, as browsers send it in
+/// `Origin` (no default port, no path).
+fn page_origin(public_url: &str) -> Option<String> {
+    let url = reqwest::Url::parse(public_url).ok()?;
+    Some(url.origin().ascii_serialization()).filter(|o| o.starts_with("https://"))
 }
 
 /// How often a relay-only instance forgets the membership it read from
@@ -267,11 +278,14 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
         sign_in: sign_in.clone(),
     });
     let mut tasks = vec![tokio::spawn(control::serve(endpoint.clone(), context))];
+    // The API's state, for the HTTPS listener to serve the API too.
+    let mut https_api = None;
     if let Some(listener) = listener {
         let signer = HeadSigner::new(&identity.cert, &identity.cert_key)
             .map_err(|e| ServerError::AuditSigner(e.to_string()))?;
         let state = ApiState::new(hub.clone(), options.api_hosts.clone())
             .with_audit_signer(Arc::new(signer));
+        https_api = Some(state.clone());
         let limits = state.limits;
         let router = match options.role {
             Role::Controller => api::router(state),
@@ -287,10 +301,23 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
     }
     if let Some((listener, _, tls)) = https {
         let pages = match &sign_in {
-            Some(sign_in) => crate::identity::pages::router(crate::identity::pages::PagesState {
-                hub: hub.clone(),
-                sign_in: sign_in.clone(),
-            }),
+            Some(sign_in) => {
+                let pages = crate::identity::pages::router(crate::identity::pages::PagesState {
+                    hub: hub.clone(),
+                    sign_in: sign_in.clone(),
+                });
+                // People's sessions are accepted where a token is: the API
+                // is served here too, for the pages' own origin.
+                match (https_api, page_origin(&sign_in.settings.public_url)) {
+                    (Some(state), Some(origin)) => {
+                        pages.merge(api::router(state.with_sessions(api::Sessions {
+                            roles: Arc::new(options.roles.clone()),
+                            origin,
+                        })))
+                    }
+                    _ => pages,
+                }
+            }
             None => axum::Router::new().fallback(|| async { axum::http::StatusCode::NOT_FOUND }),
         };
         let limits = api::ApiLimits::default();

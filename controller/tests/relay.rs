@@ -490,6 +490,7 @@ async fn relay_only(data: &Path, state: &Path) -> Running {
         listen_https: None,
         https_certificate: None,
         sign_in: None,
+        roles: Default::default(),
     })
     .await
     .unwrap()

@@ -47,7 +47,7 @@ pub async fn page(
         .transpose()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     // A token scoped to one network reads only that network's entries.
-    let network_id = match (caller.0.network_id, network_id) {
+    let network_id = match (caller.network_id, network_id) {
         (Some(own), Some(asked)) if asked != own => {
             return Err(ApiError::NotFound("network".into()))
         }

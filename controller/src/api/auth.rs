@@ -1,6 +1,7 @@
 //! Who is calling: the bearer token, its state (expired, revoked), its
 //! scope (admin, auditor, one network), failed attempts per source, and
-//! when it was last used.
+//! when it was last used; or, on the HTTPS pages' listener, a person's
+//! session cookie and the role `[roles]` gives them.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -34,8 +35,9 @@ pub(super) async fn authenticate(
             retry_after: wait.as_secs().max(1),
         });
     }
-    let token = match identify(&state, request.headers()).await {
-        Ok(token) => token,
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    let caller = match identify(&state, request.headers(), reads).await {
+        Ok(caller) => caller,
         Err(e) => {
             if matches!(e, ApiError::Unauthorized(_)) {
                 state.auth_failures.record(source, started);
@@ -44,21 +46,81 @@ pub(super) async fn authenticate(
             return Err(e);
         }
     };
-    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
-    if !reads && token.scope != Scope::Admin {
+    if !reads && caller.scope != Scope::Admin {
         return Err(ApiError::Forbidden(
-            "this token's scope is read-only (auditor)".into(),
+            "this caller's scope is read-only (auditor)".into(),
         ));
     }
-    if let Some(own) = token.network_id {
+    if let Some(own) = caller.network_id {
         scoped_access(own, request.method(), request.uri().path())?;
     }
-    record_use(&state, &token);
-    request.extensions_mut().insert(Caller(token));
+    request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
 }
 
-async fn identify(state: &ApiState, headers: &HeaderMap) -> Result<Token, ApiError> {
+/// A bearer token if one is given, else a session cookie where sessions
+/// are accepted.
+async fn identify(state: &ApiState, headers: &HeaderMap, reads: bool) -> Result<Caller, ApiError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        let token = identify_token(state, headers).await?;
+        record_use(state, &token);
+        return Ok(Caller::token(&token));
+    }
+    if let (Some(sessions), Some(secret)) = (&state.sessions, session_cookie(headers)) {
+        return identify_person(state, sessions, headers, secret, reads).await;
+    }
+    Err(ApiError::Unauthorized(
+        "a valid bearer token is required".into(),
+    ))
+}
+
+/// A person's session: live, its user enabled and holding a role. A
+/// request that changes something must come from the pages' own origin
+/// (the cookie is SameSite=Strict too: two locks on cross-site forgery).
+async fn identify_person(
+    state: &ApiState,
+    sessions: &super::Sessions,
+    headers: &HeaderMap,
+    secret: &str,
+    reads: bool,
+) -> Result<Caller, ApiError> {
+    let user = state
+        .store()
+        .session_user(secret)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the session ended: sign in again".into()))?;
+    let scope = sessions.roles.scope_of(&user).ok_or_else(|| {
+        ApiError::Forbidden(format!(
+            "{} holds no admin or auditor role on this controller",
+            user.email
+        ))
+    })?;
+    if !reads {
+        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        if origin != Some(sessions.origin.as_str()) {
+            return Err(ApiError::Forbidden(
+                "a change made with a session must come from the controller's own pages (Origin)"
+                    .into(),
+            ));
+        }
+    }
+    Ok(Caller::person(&user.email, scope))
+}
+
+/// The secret in `Cookie: __Host-warren-session=...`, if any.
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == super::SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|v| !v.is_empty() && v.len() <= MAX_SECRET_LEN)
+}
+
+async fn identify_token(state: &ApiState, headers: &HeaderMap) -> Result<Token, ApiError> {
     let secret = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -37,7 +37,7 @@ use tokio::sync::Semaphore;
 
 use crate::audit_anchor::HeadSigner;
 use crate::hub::Hub;
-use crate::store::{Actor, Store, Token};
+use crate::store::{Actor, Scope, Store, Token};
 use auth_limit::AuthFailures;
 use error::ApiError;
 pub use hygiene::ApiLimits;
@@ -59,6 +59,8 @@ pub struct ApiState {
     /// Signs the audit head handed out with pages and verifications; a
     /// state without one hands out the head unsigned.
     audit_signer: Option<Arc<HeadSigner>>,
+    /// Set where the API is served on the HTTPS pages' listener.
+    sessions: Option<Sessions>,
 }
 
 impl ApiState {
@@ -76,6 +78,25 @@ impl ApiState {
             )),
             touched: Arc::default(),
             audit_signer: None,
+            sessions: None,
+        }
+    }
+
+    /// The same state, accepting people's sessions too, and answering to
+    /// the pages' host name.
+    pub fn with_sessions(self, sessions: Sessions) -> Self {
+        let mut hosts = (*self.allowed_hosts).clone();
+        if let Some(host) = sessions
+            .origin
+            .strip_prefix("https://")
+            .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host))
+        {
+            hosts.push(host.trim_matches(['[', ']']).to_ascii_lowercase());
+        }
+        Self {
+            sessions: Some(sessions),
+            allowed_hosts: Arc::new(hosts),
+            ..self
         }
     }
 
@@ -106,15 +127,51 @@ impl ApiState {
     }
 }
 
-/// The authenticated caller, put in request extensions by [`authenticate`].
+/// The authenticated caller, put in request extensions by [`authenticate`]:
+/// a token, or a person's session on the controller's HTTPS pages.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Token);
+pub struct Caller {
+    /// Who the audit log names: `token:NAME` or `user:EMAIL`.
+    actor: Actor,
+    pub scope: Scope,
+    /// Set: the caller sees and changes only this network.
+    pub network_id: Option<warren_proto::NetworkId>,
+}
 
 impl Caller {
+    pub fn token(token: &Token) -> Self {
+        Caller {
+            actor: Actor::token(&token.name),
+            scope: token.scope,
+            network_id: token.network_id,
+        }
+    }
+
+    pub fn person(email: &str, scope: Scope) -> Self {
+        Caller {
+            actor: Actor::user(email),
+            scope,
+            network_id: None,
+        }
+    }
+
     pub fn actor(&self) -> Actor {
-        Actor::token(&self.0.name)
+        self.actor.clone()
     }
 }
+
+/// Sessions of people signed in on the HTTPS pages, accepted where a token
+/// is: the roles they may hold, and the pages' origin (the only one whose
+/// requests may change things with a session cookie).
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    pub roles: Arc<crate::roles::Roles>,
+    /// `https://HOST[:PORT]`, as browsers send it in `Origin`.
+    pub origin: String,
+}
+
+/// The cookie that holds a session's secret.
+pub const SESSION_COOKIE: &str = "__Host-warren-session";
 
 /// The whole API as one router.
 pub fn router(state: ApiState) -> Router {
@@ -203,16 +260,30 @@ pub fn metrics_router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Browsers are never our clients: a request with `Origin` or `Referer`, or
-/// for a host name we do not serve, is refused, so a web page cannot reach
-/// the API through DNS rebinding or cross-site requests.
+/// Browsers are not clients of the token API: a request with `Origin` or
+/// `Referer`, or for a host name we do not serve, is refused, so a web page
+/// cannot reach the API through DNS rebinding or cross-site requests. On
+/// the HTTPS pages' listener the pages' own origin is the one exception.
 async fn guard_origin(
     State(state): State<ApiState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let headers = request.headers();
-    if headers.contains_key(header::ORIGIN) || headers.contains_key(header::REFERER) {
+    let own = |value: Option<&header::HeaderValue>, page: bool| {
+        let Some(value) = value else {
+            return true;
+        };
+        let (Some(sessions), Ok(value)) = (&state.sessions, value.to_str()) else {
+            return false;
+        };
+        value == sessions.origin
+            || (page
+                && value
+                    .strip_prefix(sessions.origin.as_str())
+                    .is_some_and(|rest| rest.starts_with('/')))
+    };
+    if !own(headers.get(header::ORIGIN), false) || !own(headers.get(header::REFERER), true) {
         return Err(ApiError::Forbidden(
             "requests from web pages (Origin or Referer) are refused".into(),
         ));

@@ -107,7 +107,7 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let mut networks = state.store().list_networks().await?;
     // A token scoped to one network sees only that one.
-    networks.retain(|n| caller.0.network_id.is_none_or(|own| own == n.id));
+    networks.retain(|n| caller.network_id.is_none_or(|own| own == n.id));
     Ok(Json(json!({ "networks": networks })))
 }
 

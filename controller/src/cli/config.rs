@@ -101,6 +101,18 @@ struct FileConfig {
     https_cert: Option<PathBuf>,
     https_key: Option<PathBuf>,
     oidc: Option<super::sign_in::OidcFile>,
+    roles: Option<RolesFile>,
+}
+
+/// `[roles]`: people who may use the API (and the console) with their
+/// session instead of a token.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolesFile {
+    #[serde(default)]
+    admins: Vec<String>,
+    #[serde(default)]
+    auditors: Vec<String>,
 }
 
 /// What `serve` runs with, printed by `check-config`.
@@ -133,6 +145,8 @@ pub struct Effective {
     pub https_key: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oidc: Option<super::sign_in::EffectiveOidc>,
+    #[serde(skip_serializing_if = "warren_controller::roles::Roles::is_empty")]
+    pub roles: warren_controller::roles::Roles,
     /// True when listen-quic is the default, which may fall back to IPv4.
     #[serde(skip)]
     pub quic_is_default: bool,
@@ -261,6 +275,12 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         );
     }
     let oidc = file.oidc.map(super::sign_in::resolve_oidc).transpose()?;
+    let roles = file.roles.unwrap_or_default();
+    let roles = warren_controller::roles::Roles::parse(&roles.admins, &roles.auditors)
+        .map_err(|e| anyhow::anyhow!("[roles]: {e}"))?;
+    if !roles.is_empty() && oidc.is_none() {
+        anyhow::bail!("[roles] gives roles to people who sign in: it needs sign-in configured");
+    }
     // Checked here so that check-config says so too.
     super::sign_in::settings(public_url.as_deref(), listen_https, oidc.as_ref())?;
     Ok(Effective {
@@ -292,6 +312,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         https_cert: file.https_cert,
         https_key: file.https_key,
         oidc,
+        roles,
     })
 }
 

@@ -144,6 +144,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         listen_https: None,
         https_certificate: None,
         sign_in: None,
+        roles: warren_controller::roles::Roles::default(),
     })
     .await
     .context("starting the relay")?;

@@ -37,6 +37,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             config.oidc.as_ref(),
         )?,
         retry_above_handshakes: warren_controller::control::admission::RETRY_ABOVE_HANDSHAKES,
+        roles: config.roles.clone(),
     })
     .await
     .context("starting the controller")?;

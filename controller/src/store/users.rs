@@ -64,6 +64,18 @@ pub trait UserStore: Send + Sync {
 
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
 
+    /// Starts a session for `user` on the controller's pages, ending in
+    /// `ttl_secs`; returns its secret (kept by the browser in a cookie;
+    /// only its hash is stored). Audited as `user.session_start`.
+    async fn start_session(&self, user: &User, ttl_secs: i64) -> Result<String, StoreError>;
+
+    /// The user of a live session; `None` for an unknown or ended
+    /// session, or a disabled user's.
+    async fn session_user(&self, secret: &str) -> Result<Option<User>, StoreError>;
+
+    /// Ends a session (signing out); unknown secrets are ignored.
+    async fn end_session(&self, secret: &str) -> Result<(), StoreError>;
+
     /// Notes every device whose sign-in ran out (audited `member.expire`,
     /// by `system`): from then on it reads as pending, and expired, until
     /// its owner signs it in again. Returns those members.

@@ -14,6 +14,7 @@ mod policy;
 mod routes;
 mod rows;
 mod services;
+mod sessions;
 mod tokens;
 mod users;
 

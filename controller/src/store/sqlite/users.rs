@@ -32,6 +32,19 @@ fn user(row: &SqliteRow) -> Result<User, StoreError> {
     })
 }
 
+/// The user with this ID, if there is one.
+pub(super) async fn by_id<'e>(
+    exec: impl sqlx::sqlite::SqliteExecutor<'e>,
+    id: &str,
+) -> Result<Option<User>, StoreError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(exec)
+        .await?;
+    row.as_ref().map(user).transpose()
+}
+
 fn user_json(user: &User) -> serde_json::Value {
     serde_json::json!({
         "id": user.id,
@@ -267,6 +280,18 @@ impl UserStore for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok((after, networks))
+    }
+
+    async fn start_session(&self, user: &User, ttl_secs: i64) -> Result<String, StoreError> {
+        super::sessions::start(self, user, ttl_secs).await
+    }
+
+    async fn session_user(&self, secret: &str) -> Result<Option<User>, StoreError> {
+        super::sessions::find(self, secret).await
+    }
+
+    async fn end_session(&self, secret: &str) -> Result<(), StoreError> {
+        super::sessions::end(self, secret).await
     }
 
     async fn expire_due_devices(&self) -> Result<Vec<Member>, StoreError> {
