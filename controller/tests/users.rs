@@ -255,3 +255,48 @@ async fn a_signed_in_device_expires_and_its_owner_brings_it_back() {
     );
     assert!(store.audit_verify(None).await.unwrap().ok);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_person_takes_their_devices_and_sessions_along() {
+    let (_dir, store, net) = store_with_network().await;
+    let admin = Actor::token("ops");
+    let first = store.sign_in_user(&ana(&["ops"])).await.unwrap();
+    let laptop = join_pending(&store, net, "laptop").await;
+    store.confirm_device(&first, net, laptop).await.unwrap();
+    let server = join_pending(&store, net, "server").await;
+    store
+        .set_member_state(&admin, net, server, MemberState::Authorized)
+        .await
+        .unwrap();
+    let session = store.start_session(&first, 3600).await.unwrap();
+    let version = store.get_network(net).await.unwrap().netmap_version;
+
+    let (gone, changed) = store.delete_user(&admin, "ana@example.com").await.unwrap();
+    assert_eq!(gone.id, first.id);
+    assert_eq!(changed, vec![net]);
+    assert!(matches!(
+        store.get_member(net, laptop).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.get_member(net, server).await.unwrap().authorized);
+    assert!(store.get_network(net).await.unwrap().netmap_version > version);
+    assert!(store.session_user(&session).await.unwrap().is_none());
+    assert!(store.list_users().await.unwrap().is_empty());
+    assert!(matches!(
+        store.delete_user(&admin, "ana@example.com").await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Signing in again makes a new person, with no devices.
+    let again = store.sign_in_user(&ana(&[])).await.unwrap();
+    assert_ne!(again.id, first.id);
+    let audit = store
+        .audit_page(&AuditQuery {
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let deleted = audit.iter().find(|e| e.action == "user.delete").unwrap();
+    assert_eq!(deleted.actor, "token:ops");
+    assert!(store.audit_verify(None).await.unwrap().ok);
+}

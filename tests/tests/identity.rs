@@ -300,6 +300,28 @@ fn a_person_signs_a_device_in_and_it_is_theirs() {
         }
         rules_name_people_and_their_groups(lab, &mesh, &net)?;
         a_device_expires_and_its_owner_signs_it_in_again(lab, &mesh, &net, &public_url)?;
+        // Deleted, a person takes their devices along.
+        let deleted = Instant::now();
+        mesh.controller
+            .admin(&["user", "delete", "ana@example.com"])?;
+        mesh.agent_mut("b")?
+            .wait_status("a to leave b's netmap", CUT_OFF, |s| {
+                let there = s
+                    .peers_in(&net)
+                    .iter()
+                    .any(|p| p.public_key() == Some(&a_key));
+                Ok(if there {
+                    Poll::Pending("a is still a peer".into())
+                } else {
+                    Poll::Ready(())
+                })
+            })?;
+        println!(
+            "a left b's netmap {:?} after its owner was deleted",
+            deleted.elapsed()
+        );
+        let users = mesh.controller.admin(&["user", "list"])?;
+        ensure!(!users.contains("ana@example.com"), "user list: {users}");
         mesh.ensure_running()?;
         Ok(())
     });

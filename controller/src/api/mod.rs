@@ -213,6 +213,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
         .route("/users", get(users::list))
+        .route("/users/{user}", delete(users::delete))
         .route("/users/{user}/disable", post(users::disable))
         .route("/users/{user}/enable", post(users::enable))
         .merge(routes::router())

@@ -1,5 +1,5 @@
-//! `/api/v1/users`: the people who signed devices in; admins disable and
-//! enable them. Global: tokens scoped to a network may not reach it.
+//! `/api/v1/users`: the people who signed devices in; admins disable,
+//! enable and delete them. Global: tokens scoped to a network may not reach it.
 
 use axum::extract::State;
 use axum::{Extension, Json};
@@ -29,6 +29,19 @@ pub async fn enable(
     ApiPath(user): ApiPath<String>,
 ) -> Result<Json<User>, ApiError> {
     set_disabled(&state, &caller, &user, false).await
+}
+
+/// Deletes a person with every device they signed in.
+pub async fn delete(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    ApiPath(user): ApiPath<String>,
+) -> Result<Json<User>, ApiError> {
+    let (user, networks) = state.store().delete_user(&caller.actor(), &user).await?;
+    for net in networks {
+        state.hub.changed(net);
+    }
+    Ok(Json(user))
 }
 
 async fn set_disabled(

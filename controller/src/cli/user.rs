@@ -25,6 +25,8 @@ enum UserCommand {
     Disable { user: String },
     /// Let a disabled user's devices back in.
     Enable { user: String },
+    /// Delete a user and every device they signed in (from every network).
+    Delete { user: String },
 }
 
 const HEADERS: [&str; 6] = ["EMAIL", "NAME", "GROUPS", "STATE", "LAST-SIGN-IN", "ID"];
@@ -75,6 +77,10 @@ pub async fn run(args: UserArgs) -> anyhow::Result<ExitCode> {
         UserCommand::Enable { user } => {
             let path = format!("/api/v1/users/{}/enable", encode(user));
             client.call(Method::POST, &path, None).await?
+        }
+        UserCommand::Delete { user } => {
+            let path = format!("/api/v1/users/{}", encode(user));
+            client.call(Method::DELETE, &path, None).await?
         }
     };
     if args.api.json {

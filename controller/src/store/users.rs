@@ -64,6 +64,17 @@ pub trait UserStore: Send + Sync {
 
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
 
+    /// Deletes the user with this ID or e-mail address, with every device
+    /// they signed in (gone from every network: peers drop them at once)
+    /// and their sessions. Audited as `user.delete`, listing the devices.
+    /// Signing in again later makes a new user, with no devices. Returns
+    /// the user as it was and the networks whose netmaps changed.
+    async fn delete_user(
+        &self,
+        actor: &super::Actor,
+        user: &str,
+    ) -> Result<(User, Vec<NetworkId>), StoreError>;
+
     /// Starts a session for `user` on the controller's pages, ending in
     /// `ttl_secs`; returns its secret (kept by the browser in a cookie;
     /// only its hash is stored). Audited as `user.session_start`.

@@ -32,6 +32,23 @@ fn user(row: &SqliteRow) -> Result<User, StoreError> {
     })
 }
 
+/// The one user with this ID or e-mail address.
+async fn named(conn: &mut sqlx::SqliteConnection, who: &str) -> Result<User, StoreError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ? OR email = ?");
+    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(who)
+        .bind(who)
+        .fetch_all(&mut *conn)
+        .await?;
+    match found.as_slice() {
+        [one] => user(one),
+        [] => Err(StoreError::NotFound("user")),
+        _ => Err(StoreError::Conflict(format!(
+            "more than one user has the address {who}: name one by its ID"
+        ))),
+    }
+}
+
 /// The user with this ID, if there is one.
 pub(super) async fn by_id<'e>(
     exec: impl sqlx::sqlite::SqliteExecutor<'e>,
@@ -222,21 +239,7 @@ impl UserStore for SqliteStore {
         disabled: bool,
     ) -> Result<(User, Vec<NetworkId>), StoreError> {
         let mut tx = self.begin_write().await?;
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ? OR email = ?");
-        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(who)
-            .bind(who)
-            .fetch_all(&mut *tx)
-            .await?;
-        let before = match found.as_slice() {
-            [one] => user(one)?,
-            [] => return Err(StoreError::NotFound("user")),
-            _ => {
-                return Err(StoreError::Conflict(format!(
-                    "more than one user has the address {who}: name one by its ID"
-                )))
-            }
-        };
+        let before = named(&mut tx, who).await?;
         if before.disabled == disabled {
             return Ok((before, Vec::new()));
         }
@@ -280,6 +283,57 @@ impl UserStore for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok((after, networks))
+    }
+
+    async fn delete_user(
+        &self,
+        actor: &Actor,
+        who: &str,
+    ) -> Result<(User, Vec<NetworkId>), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let before = named(&mut tx, who).await?;
+        let devices: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT network_id, node_id, name FROM members WHERE owner_user_id = ? \
+             ORDER BY network_id, node_id",
+        )
+        .bind(&before.id)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM members WHERE owner_user_id = ?")
+            .bind(&before.id)
+            .execute(&mut *tx)
+            .await?;
+        // Sessions go with the user (ON DELETE CASCADE).
+        sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(&before.id)
+            .execute(&mut *tx)
+            .await?;
+        let mut networks = Vec::new();
+        for (net, _, _) in &devices {
+            let net: NetworkId = super::parse_stored("network id", net)?;
+            if !networks.contains(&net) {
+                bump_version(&mut tx, net).await?;
+                networks.push(net);
+            }
+        }
+        let gone: Vec<serde_json::Value> = devices
+            .iter()
+            .map(|(net, node, name)| serde_json::json!({ "network_id": net, "node_id": node, "name": name }))
+            .collect();
+        append(
+            &mut tx,
+            NewEntry {
+                actor,
+                action: "user.delete",
+                network_id: None,
+                target: Some(before.id.clone()),
+                before: Some(user_json(&before)),
+                after: Some(serde_json::json!({ "devices_deleted": gone })),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((before, networks))
     }
 
     async fn start_session(&self, user: &User, ttl_secs: i64) -> Result<String, StoreError> {
