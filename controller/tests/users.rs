@@ -300,3 +300,74 @@ async fn a_deleted_person_takes_their_devices_and_sessions_along() {
     assert_eq!(deleted.actor, "token:ops");
     assert!(store.audit_verify(None).await.unwrap().ok);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_is_asked_again_and_a_person_it_dropped_is_disabled() {
+    let (_dir, store, net) = store_with_network().await;
+    let first = store.sign_in_user(&ana(&["ops"])).await.unwrap();
+    let laptop = join_pending(&store, net, "laptop").await;
+    store.confirm_device(&first, net, laptop).await.unwrap();
+    // Nothing kept, nothing to ask.
+    assert!(store.users_to_recheck(i64::MAX).await.unwrap().is_empty());
+    store
+        .keep_provider_token(&first.id, Some("refresh-1"))
+        .await
+        .unwrap();
+    // Just asked: not due before its time.
+    assert!(store.users_to_recheck(0).await.unwrap().is_empty());
+    let due = store.users_to_recheck(i64::MAX).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].1, "refresh-1");
+
+    // Same answer: nothing changes but the token.
+    let same = store
+        .recheck_passed(&first, &ana(&["ops"]), Some("refresh-2"))
+        .await
+        .unwrap();
+    assert!(same.is_empty());
+    assert_eq!(
+        store.users_to_recheck(i64::MAX).await.unwrap()[0].1,
+        "refresh-2"
+    );
+    // New groups: the user follows, the network's netmaps change.
+    let version = store.get_network(net).await.unwrap().netmap_version;
+    let moved = store
+        .recheck_passed(&first, &ana(&["data-team"]), None)
+        .await
+        .unwrap();
+    assert_eq!(moved, vec![net]);
+    assert!(store.get_network(net).await.unwrap().netmap_version > version);
+    let member = store.get_member(net, laptop).await.unwrap();
+    assert_eq!(member.owner_groups, vec!["data-team"]);
+
+    // Dropped by the provider: disabled, devices revoked, said why.
+    let now_user = store.list_users().await.unwrap().remove(0);
+    let cut = store
+        .removed_at_provider(&now_user, "refresh refused: invalid_grant")
+        .await
+        .unwrap();
+    assert_eq!(cut, vec![net]);
+    assert_eq!(
+        store.get_member(net, laptop).await.unwrap().state,
+        MemberState::Revoked
+    );
+    assert!(store.users_to_recheck(i64::MAX).await.unwrap().is_empty());
+    assert!(store
+        .removed_at_provider(&now_user, "again")
+        .await
+        .unwrap()
+        .is_empty());
+    let audit = store
+        .audit_page(&AuditQuery {
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let removed = audit
+        .iter()
+        .find(|e| e.action == "user.removed_at_provider")
+        .unwrap();
+    assert_eq!(removed.actor, "system");
+    assert!(audit.iter().any(|e| e.action == "user.update"));
+}

@@ -75,6 +75,41 @@ pub trait UserStore: Send + Sync {
         user: &str,
     ) -> Result<(User, Vec<NetworkId>), StoreError>;
 
+    /// Keeps what the provider gave to ask about this person again (a
+    /// refresh token, or GitHub's access token); `None` forgets it.
+    async fn keep_provider_token(
+        &self,
+        user_id: &str,
+        token: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Enabled users with a kept token, last asked about at or before
+    /// `checked_before_unix` (or never), with that token.
+    async fn users_to_recheck(
+        &self,
+        checked_before_unix: i64,
+    ) -> Result<Vec<(User, String)>, StoreError>;
+
+    /// The provider still knows `user` as `person`: their e-mail address,
+    /// name and groups follow it (audited as `user.update` when they
+    /// change), a rotated token replaces the kept one. Returns the networks
+    /// whose netmaps changed (groups decide access).
+    async fn recheck_passed(
+        &self,
+        user: &User,
+        person: &Person,
+        token: Option<&str>,
+    ) -> Result<Vec<NetworkId>, StoreError>;
+
+    /// The provider no longer knows `user`: disabled, their devices cut off
+    /// everywhere, audited as `user.removed_at_provider` with the reason.
+    /// Returns the networks whose netmaps changed.
+    async fn removed_at_provider(
+        &self,
+        user: &User,
+        reason: &str,
+    ) -> Result<Vec<NetworkId>, StoreError>;
+
     /// Starts a session for `user` on the controller's pages, ending in
     /// `ttl_secs`; returns its secret (kept by the browser in a cookie;
     /// only its hash is stored). Audited as `user.session_start`.

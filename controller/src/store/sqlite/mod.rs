@@ -11,6 +11,7 @@ mod keys;
 mod members;
 mod networks;
 mod policy;
+mod recheck;
 mod routes;
 mod rows;
 mod services;

@@ -336,6 +336,38 @@ impl UserStore for SqliteStore {
         Ok((before, networks))
     }
 
+    async fn keep_provider_token(
+        &self,
+        user_id: &str,
+        token: Option<&str>,
+    ) -> Result<(), StoreError> {
+        super::recheck::keep_token(self, user_id, token).await
+    }
+
+    async fn users_to_recheck(
+        &self,
+        checked_before_unix: i64,
+    ) -> Result<Vec<(User, String)>, StoreError> {
+        super::recheck::due(self, checked_before_unix).await
+    }
+
+    async fn recheck_passed(
+        &self,
+        user: &User,
+        person: &Person,
+        token: Option<&str>,
+    ) -> Result<Vec<NetworkId>, StoreError> {
+        super::recheck::passed(self, user, person, token).await
+    }
+
+    async fn removed_at_provider(
+        &self,
+        user: &User,
+        reason: &str,
+    ) -> Result<Vec<NetworkId>, StoreError> {
+        super::recheck::removed(self, user, reason).await
+    }
+
     async fn start_session(&self, user: &User, ttl_secs: i64) -> Result<String, StoreError> {
         super::sessions::start(self, user, ttl_secs).await
     }
