@@ -206,19 +206,10 @@ async fn leave(
     State(requests): State<mpsc::Sender<Request>>,
     UrlPath(id): UrlPath<String>,
 ) -> Response {
-    let id: NetworkId = match id.parse() {
-        Ok(id) => id,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_network_id", &e.to_string()),
-    };
-    let (tx, rx) = oneshot::channel();
-    if requests.send(Request::Leave(id, tx)).await.is_err() {
-        return stopping();
-    }
-    match rx.await {
-        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
-        Ok(Err(refusal)) => refused(refusal),
-        Err(_) => stopping(),
-    }
+    for_network(&requests, &id, Request::Leave, |()| {
+        StatusCode::NO_CONTENT.into_response()
+    })
+    .await
 }
 
 /// `warren login`: the network's status once the controller was asked for
@@ -227,16 +218,30 @@ async fn login(
     State(requests): State<mpsc::Sender<Request>>,
     UrlPath(id): UrlPath<String>,
 ) -> Response {
+    for_network(&requests, &id, Request::Login, |status| {
+        Json(status).into_response()
+    })
+    .await
+}
+
+/// Asks the event loop something about network `id` (from the path) and
+/// answers with `ok` of what it says, or its refusal.
+async fn for_network<T>(
+    requests: &mpsc::Sender<Request>,
+    id: &str,
+    request: impl FnOnce(NetworkId, oneshot::Sender<Result<T, Refusal>>) -> Request,
+    ok: impl FnOnce(T) -> Response,
+) -> Response {
     let id: NetworkId = match id.parse() {
         Ok(id) => id,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_network_id", &e.to_string()),
     };
     let (tx, rx) = oneshot::channel();
-    if requests.send(Request::Login(id, tx)).await.is_err() {
+    if requests.send(request(id, tx)).await.is_err() {
         return stopping();
     }
     match rx.await {
-        Ok(Ok(status)) => Json(status).into_response(),
+        Ok(Ok(answer)) => ok(answer),
         Ok(Err(refusal)) => refused(refusal),
         Err(_) => stopping(),
     }
