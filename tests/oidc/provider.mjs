@@ -17,14 +17,38 @@
 //                             token_endpoint_auth_method? (client_secret_basic) }]
 //   users                  [{ login, email, name, groups: [...] }]
 //   id_token_ttl_seconds   optional, default 3600
+//   admin                  optional { "host": "127.0.0.1", "port": 0 }: the admin
+//                          endpoint below; port 0 picks a free port
 //
 // Pages (what a browser, and the harness's `sign_in`, sees):
 //   /interaction/UID       form#login with input[name=login], input[name=password]
 //                          and button[type=submit]; any password is accepted for a
 //                          configured login; an unknown login re-renders the form
 //                          with p#error ("unknown login") and never reaches a code.
+//
+// Admin endpoint (only with `admin`; plain HTTP + JSON). The harness binds it
+// to loopback in the provider's own namespace, so only code running in that
+// namespace (the harness, through `in_netns`) reaches it, never the browser
+// or the controller. Printed as `admin http://HOST:PORT` before `ready`.
+//   POST /id-token-rewrites  {"set": {CLAIM: VALUE, ...}}
+//                          arms a one-shot rewrite: the next successful
+//                          authorization_code grant answers with its ID token's
+//                          claims in `set` replaced and the token signed again
+//                          with the provider's own key (RS256, same kid, same
+//                          header), so only those claims are wrong. An empty
+//                          `set` only signs again. 204; 409 if one is armed.
+//   DELETE /users/LOGIN    removes a user while the provider runs: findAccount
+//                          no longer finds it (refresh grants fail with
+//                          invalid_grant) and the login page refuses it. 204; 404.
+//   GET /log               {"token_grants": [{grant_type, status, error}],
+//                           "id_token_rewrites": [{set, claims}],
+//                           "authorization_redirects": [URL]} in order: every
+//                          answer of the token endpoint, every rewritten ID
+//                          token's final claims, and every authorization response
+//                          sent to a client's redirect URI (the code's URL, as
+//                          the browser followed it).
 
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import process from 'node:process';
@@ -51,11 +75,29 @@ for (const key of ['issuer', 'listen', 'clients', 'users']) {
 }
 
 const users = new Map(config.users.map((u) => [u.login, u]));
+const redirectUris = new Set(config.clients.flatMap((c) => c.redirect_uris));
 
 // A fresh signing key per run: the library's built-in development key is
 // the same everywhere, and a test must not accept tokens from another run.
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), alg: 'RS256', use: 'sig', kid: 'lab' };
+
+// What the admin endpoint arms and records (see the header).
+let armedRewrite = null;
+const log = { token_grants: [], id_token_rewrites: [], authorization_redirects: [] };
+
+const base64url = (buf) => Buffer.from(buf).toString('base64url');
+
+// The ID token `jwt` with `rewrite` applied, signed again with our key. The
+// header is kept as the library wrote it (alg RS256, kid), and RS256 is
+// RSASSA-PKCS1-v1_5 with SHA-256, node:crypto's default for an RSA key.
+function rewriteIdToken(jwt, rewrite) {
+  const [header, payload] = jwt.split('.');
+  const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
+  Object.assign(claims, rewrite.set);
+  const input = `${header}.${base64url(JSON.stringify(claims))}`;
+  return { jwt: `${input}.${base64url(sign('sha256', Buffer.from(input), privateKey))}`, claims };
+}
 
 const escapeHtml = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -77,15 +119,19 @@ ${err}<form id="login" autocomplete="off" action="/interaction/${escapeHtml(uid)
 </form>`);
 }
 
-async function readForm(req) {
+async function readBody(req) {
   const chunks = [];
   let size = 0;
   for await (const chunk of req) {
     size += chunk.length;
-    if (size > 64 * 1024) throw new Error('form too large');
+    if (size > 64 * 1024) throw new Error('body too large');
     chunks.push(chunk);
   }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function readForm(req) {
+  return new URLSearchParams(await readBody(req));
 }
 
 const provider = new Provider(config.issuer, {
@@ -165,6 +211,38 @@ provider.use(async (ctx, next) => {
   await next();
 });
 
+// The token endpoint, watched: every answer is logged, and an armed rewrite
+// changes the ID token of the next successful authorization_code grant.
+provider.use(async (ctx, next) => {
+  if (ctx.method !== 'POST' || ctx.path !== '/token') {
+    await next();
+    return;
+  }
+  try {
+    await next();
+  } finally {
+    const grantType = ctx.oidc?.params?.grant_type ?? null;
+    const body = ctx.body && typeof ctx.body === 'object' ? ctx.body : {};
+    if (armedRewrite && ctx.status === 200 && grantType === 'authorization_code'
+        && typeof body.id_token === 'string') {
+      const { jwt, claims } = rewriteIdToken(body.id_token, armedRewrite);
+      ctx.body = { ...body, id_token: jwt };
+      log.id_token_rewrites.push({ set: armedRewrite.set, claims });
+      armedRewrite = null;
+    }
+    log.token_grants.push({ grant_type: grantType, status: ctx.status, error: body.error ?? null });
+  }
+});
+
+// Authorization responses to a client, logged with their code and state.
+provider.use(async (ctx, next) => {
+  await next();
+  const location = ctx.response.get('location');
+  if (location && redirectUris.has(location.split('?')[0])) {
+    log.authorization_redirects.push(location);
+  }
+});
+
 // The interaction pages: our own login form, and consent given at once.
 provider.use(async (ctx, next) => {
   const match = /^\/interaction\/([A-Za-z0-9_-]+)(\/login)?$/.exec(ctx.path);
@@ -221,13 +299,58 @@ provider.use(async (ctx, next) => {
   ctx.throw(400, `unexpected ${ctx.method} for prompt ${prompt.name}`);
 });
 
+function answer(res, status, value) {
+  const body = value === undefined ? '' : JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+async function handleAdmin(req, res) {
+  const url = new URL(req.url, 'http://admin');
+  const user = /^\/users\/([^/]+)$/.exec(url.pathname);
+  if (req.method === 'POST' && url.pathname === '/id-token-rewrites') {
+    const rewrite = JSON.parse((await readBody(req)) || '{}');
+    if (armedRewrite) {
+      answer(res, 409, { error: 'a rewrite is already armed' });
+      return;
+    }
+    if (typeof rewrite.set !== 'object' || rewrite.set === null || Array.isArray(rewrite.set)) {
+      answer(res, 400, { error: 'expected {"set": {CLAIM: VALUE, ...}}' });
+      return;
+    }
+    armedRewrite = { set: rewrite.set };
+    answer(res, 204);
+  } else if (req.method === 'DELETE' && user) {
+    answer(res, users.delete(decodeURIComponent(user[1])) ? 204 : 404);
+  } else if (req.method === 'GET' && url.pathname === '/log') {
+    answer(res, 200, log);
+  } else {
+    answer(res, 404, { error: `no ${req.method} ${url.pathname}` });
+  }
+}
+
+const admin = config.admin ? createServer((req, res) => {
+  handleAdmin(req, res).catch((e) => answer(res, 400, { error: e.message }));
+}) : null;
+
 const server = createServer(provider.callback());
 server.on('error', (e) => fail(`listening on ${config.listen.host}:${config.listen.port}: ${e.message}`));
-server.listen(config.listen.port, config.listen.host, () => {
+const listening = [new Promise((resolve) => { server.listen(config.listen.port, config.listen.host, resolve); })];
+if (admin) {
+  admin.on('error', (e) => fail(`admin listening on ${config.admin.host}:${config.admin.port}: ${e.message}`));
+  listening.push(new Promise((resolve) => { admin.listen(config.admin.port, config.admin.host, resolve); }));
+}
+Promise.all(listening).then(() => {
+  if (admin) {
+    const { address, port } = admin.address();
+    process.stdout.write(`admin http://${address}:${port}\n`);
+  }
   process.stdout.write(`ready ${config.issuer}\n`);
 });
 
 function shutdown() {
+  admin?.close();
+  admin?.closeAllConnections();
   server.close(() => process.exit(0));
   server.closeAllConnections();
 }

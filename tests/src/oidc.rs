@@ -5,18 +5,21 @@
 //!
 //! The provider knows only the users it is given; its login page takes any
 //! password for a known login, refuses an unknown one on the page, and
-//! consent is given automatically.
+//! consent is given automatically. Its admin endpoint, on loopback in its
+//! own namespace, lets a test remove a user, make the next ID token wrong
+//! in one claim (still properly signed), and read what the provider
+//! answered.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use rand_core::{OsRng, RngCore as _};
-use serde::Serialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use crate::browser::Browser;
@@ -73,6 +76,69 @@ pub struct OidcOptions {
     pub id_token_ttl: Option<Duration>,
 }
 
+/// A one-shot change to the ID token of the provider's next successful code
+/// exchange: the claims in `set` are replaced and the token is signed again
+/// with the provider's own key, so only those claims are wrong.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdTokenRewrite {
+    pub set: Map<String, Value>,
+}
+
+impl IdTokenRewrite {
+    /// Nothing changed, only signed again: the control that proves the
+    /// harness's signature is one the client accepts.
+    pub fn unchanged() -> IdTokenRewrite {
+        IdTokenRewrite { set: Map::new() }
+    }
+
+    /// `claim` set to `value`.
+    pub fn claim(claim: &str, value: Value) -> IdTokenRewrite {
+        IdTokenRewrite::unchanged().and(claim, value)
+    }
+
+    /// Also `claim` set to `value`.
+    pub fn and(mut self, claim: &str, value: Value) -> IdTokenRewrite {
+        self.set.insert(claim.to_owned(), value);
+        self
+    }
+
+    /// A token that expired `ago` before now, issued an hour before that.
+    pub fn expired(ago: Duration) -> IdTokenRewrite {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let exp = now.saturating_sub(ago.as_secs());
+        IdTokenRewrite::claim("exp", json!(exp))
+            .and("iat", json!(exp.saturating_sub(3600)))
+            .and("auth_time", json!(exp.saturating_sub(3600)))
+    }
+}
+
+/// One answer of the provider's token endpoint.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct TokenGrant {
+    pub grant_type: Option<String>,
+    pub status: u16,
+    pub error: Option<String>,
+}
+
+/// A rewritten ID token: what was asked and the claims it went out with.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RewrittenIdToken {
+    pub set: Map<String, Value>,
+    pub claims: Value,
+}
+
+/// What the provider answered since it started, in order.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProviderLog {
+    pub token_grants: Vec<TokenGrant>,
+    pub id_token_rewrites: Vec<RewrittenIdToken>,
+    /// Authorization responses sent to a client's redirect URI, as the
+    /// browser followed them (`REDIRECT_URI?code=...&state=...&iss=...`).
+    pub authorization_redirects: Vec<String>,
+}
+
 /// `tests/oidc`, found from this crate's directory.
 pub fn oidc_dir() -> PathBuf {
     let tests_crate = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -90,6 +156,8 @@ pub struct OidcProvider {
     addr: SocketAddr,
     issuer: String,
     token_path: String,
+    /// The admin endpoint, on loopback in `netns`.
+    admin: SocketAddr,
     process: Option<Process>,
 }
 
@@ -123,6 +191,8 @@ impl OidcProvider {
                 dir.join("node_modules/oidc-provider").display()
             )));
         }
+        // The admin endpoint listens on the namespace's loopback.
+        ns.ip(["link", "set", "lo", "up"])?;
         let n = NEXT_PROVIDER.fetch_add(1, Ordering::Relaxed);
         let label = format!("oidc-provider-{n}");
         let issuer = format!("http://{addr}");
@@ -132,6 +202,7 @@ impl OidcProvider {
             "clients": clients,
             "users": users,
             "id_token_ttl_seconds": options.id_token_ttl.map(|t| t.as_secs()),
+            "admin": { "host": Ipv4Addr::LOCALHOST.to_string(), "port": 0 },
         });
         let config_path = lab.subdir(&label)?.join("provider.json");
         std::fs::write(&config_path, config.to_string())
@@ -148,28 +219,37 @@ impl OidcProvider {
             addr,
             issuer,
             token_path: String::new(),
+            admin: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             process: Some(process),
         };
         provider.wait_ready()?;
         Ok(provider)
     }
 
-    /// Waits for `ready ISSUER` on stdout, then for discovery to name the
-    /// issuer; remembers the token endpoint.
+    /// Waits for `ready ISSUER` on stdout (after `admin http://ADDR`), then
+    /// for discovery to name the issuer; remembers the admin address and
+    /// the token endpoint.
     fn wait_ready(&mut self) -> Result<()> {
         let want = format!("ready {}", self.issuer);
-        wait::until(
+        self.admin = wait::until(
             "the OpenID provider to print `ready`",
             READY_TIMEOUT,
             || {
                 let process = self.process_mut()?;
                 process.ensure_running()?;
                 let out = process.stdout();
-                Ok(if out.lines().any(|l| l == want) {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending(format!("stdout {out:?}"))
-                })
+                if !out.lines().any(|l| l == want) {
+                    return Ok(Poll::Pending(format!("stdout {out:?}")));
+                }
+                let admin = out
+                    .lines()
+                    .find_map(|l| l.strip_prefix("admin http://"))
+                    .and_then(|a| a.parse().ok())
+                    .ok_or_else(|| LabError::Output {
+                        what: "the OpenID provider's stdout".into(),
+                        detail: format!("no `admin http://ADDR` line before `ready`: {out:?}"),
+                    })?;
+                Ok(Poll::Ready(admin))
             },
         )?;
         let doc = wait::until(
@@ -251,6 +331,50 @@ impl OidcProvider {
         let reply = http1::send(from.name(), self.addr, &req)?;
         let json = reply.json("the OpenID token endpoint")?;
         Ok((reply.status, json))
+    }
+
+    /// Makes the provider's next successful code exchange answer with an
+    /// ID token changed by `rewrite` (once). Errors if one is armed already.
+    pub fn rewrite_next_id_token(&self, rewrite: &IdTokenRewrite) -> Result<()> {
+        let body = serde_json::to_value(rewrite).map_err(|e| LabError::Output {
+            what: "an ID token rewrite".into(),
+            detail: e.to_string(),
+        })?;
+        let req = Request::new("POST", "/id-token-rewrites", REQUEST_TIMEOUT).json(&body);
+        self.admin_call(&req, 204)
+    }
+
+    /// Removes `login` while the provider runs: it can no longer sign in,
+    /// and its refresh tokens are refused (`invalid_grant`), as at a
+    /// provider where the person was deleted.
+    pub fn remove_user(&self, login: &str) -> Result<()> {
+        let path = format!("/users/{}", http1::percent_encode(login));
+        self.admin_call(&Request::new("DELETE", &path, REQUEST_TIMEOUT), 204)
+    }
+
+    /// What the provider answered so far (see [`ProviderLog`]).
+    pub fn log(&self) -> Result<ProviderLog> {
+        let reply = http1::send(
+            &self.netns,
+            self.admin,
+            &Request::new("GET", "/log", REQUEST_TIMEOUT),
+        )?;
+        let value = reply.json("the OpenID provider's log")?;
+        serde_json::from_value(value).map_err(|e| LabError::Output {
+            what: "the OpenID provider's log".into(),
+            detail: e.to_string(),
+        })
+    }
+
+    fn admin_call(&self, req: &Request<'_>, want: u16) -> Result<()> {
+        let reply = http1::send(&self.netns, self.admin, req)?;
+        if reply.status != want {
+            return Err(LabError::Output {
+                what: format!("the OpenID provider's admin {} {}", req.method, req.path),
+                detail: format!("HTTP {} instead of {want}: {}", reply.status, reply.text()),
+            });
+        }
+        Ok(())
     }
 
     /// Errors with the log tail if the provider has exited.

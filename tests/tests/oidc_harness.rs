@@ -8,7 +8,8 @@
 //! the user's email and groups. A used code is refused. With
 //! `offline_access` the provider's session signs the user in without the
 //! form and a refresh token is issued and works. An unknown login is
-//! refused on the page and never reaches the client.
+//! refused on the page and never reaches the client. A user removed at the
+//! provider while it runs can neither refresh nor sign in again.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader, ErrorKind, Write as _};
@@ -24,7 +25,7 @@ use warren_lab::browser::Browser;
 use warren_lab::http1::{form_encode, query_pairs};
 use warren_lab::in_netns::NetnsThread;
 use warren_lab::oidc::{
-    jwt_claims, random_token, sign_in, OidcClient, OidcProvider, OidcUser, Pkce,
+    jwt_claims, random_token, sign_in, OidcClient, OidcProvider, OidcUser, Pkce, TokenGrant,
 };
 use warren_lab::star::Star;
 use warren_lab::{e2e, LabError, Netns};
@@ -391,6 +392,101 @@ fn browser_signs_in_through_a_real_provider() {
              {full_sign_in:?}, code exchange {exchange:?}, signed-in session to redirect \
              {sso_sign_in:?}, browser close {browser_close:?}"
         );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_user_removed_at_the_provider_can_neither_refresh_nor_sign_in() {
+    e2e("oidc_harness::remove_user", |lab| {
+        let star = Star::build(lab, &["idp", "client"])?;
+        let idp = star.spoke("idp")?;
+        let rp = star.spoke("client")?;
+        let callback = SocketAddr::new(rp.addr.into(), CALLBACK_PORT);
+        let client = OidcClient {
+            client_id: "warren-lab".into(),
+            client_secret: random_token(24),
+            redirect_uris: vec![format!("http://{callback}{CALLBACK_PATH}")],
+        };
+        let bob = OidcUser {
+            login: "bob".into(),
+            email: "bob@example.org".into(),
+            name: "Bob".into(),
+            groups: vec![],
+        };
+        let provider = OidcProvider::start(
+            lab,
+            &idp.ns,
+            SocketAddr::new(idp.addr.into(), IDP_PORT),
+            std::slice::from_ref(&client),
+            std::slice::from_ref(&bob),
+        )?;
+        let issuer = provider.issuer().to_owned();
+        let receiver = RedirectReceiver::start(&rp.ns, callback)?;
+        let mut browser = Browser::start(lab, &rp.ns)?;
+
+        let auth = AuthRequest::new(&issuer, &client, "openid email offline_access", &[]);
+        browser.goto(&auth.url)?;
+        sign_in(&browser, &bob.login, "any password")?;
+        let code = auth.code_in(&receiver.next(CALLBACK_WAIT)?, &issuer)?;
+        let (status, tokens) = auth.exchange(&provider, &rp.ns, &client, &code)?;
+        ensure!(status == 200, "token endpoint answered {status}: {tokens}");
+        let refresh_token = tokens["refresh_token"]
+            .as_str()
+            .with_context(|| format!("no refresh token with offline_access: {tokens}"))?;
+        let refresh = || {
+            provider.token_request(
+                &rp.ns,
+                &client,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh_token),
+                ],
+            )
+        };
+        let (status, refreshed) = refresh()?;
+        ensure!(status == 200, "refresh answered {status}: {refreshed}");
+
+        provider.remove_user(&bob.login)?;
+        let (status, refused) = refresh()?;
+        ensure!(
+            status == 400 && refused["error"] == json!("invalid_grant"),
+            "a removed user's refresh was answered {status}: {refused}"
+        );
+        ensure!(
+            provider.remove_user(&bob.login).is_err(),
+            "removing a user twice was not an error"
+        );
+        let grant = |grant_type: &str, status: u16, error: Option<&str>| TokenGrant {
+            grant_type: Some(grant_type.into()),
+            status,
+            error: error.map(str::to_owned),
+        };
+        let log = provider.log()?;
+        ensure!(
+            log.token_grants
+                == [
+                    grant("authorization_code", 200, None),
+                    grant("refresh_token", 200, None),
+                    grant("refresh_token", 400, Some("invalid_grant")),
+                ],
+            "the provider's log of token answers: {:?}",
+            log.token_grants
+        );
+
+        // Nor can they sign in again.
+        let again = AuthRequest::new(&issuer, &client, "openid email", &[("prompt", "login")]);
+        browser.goto(&again.url)?;
+        match sign_in(&browser, &bob.login, "any password") {
+            Err(LabError::SignInRefused { message, .. }) => ensure!(
+                message.contains("unknown login"),
+                "the refusal says {message:?}"
+            ),
+            Err(e) => return Err(e.into()),
+            Ok(()) => bail!("a removed user was let in: {}", browser.whereabouts()),
+        }
+        receiver.none_within(QUIET_WAIT)?;
+        browser.close()?;
         Ok(())
     });
 }
