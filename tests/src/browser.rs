@@ -332,10 +332,19 @@ impl Browser {
     }
 
     /// The rendered text of the element matching `css`.
+    /// An element is found again if the page replaced it in between (a
+    /// navigation that was still finishing).
     pub fn text(&self, css: &str) -> Result<String> {
-        let ElementId(id) = self.find(css)?;
-        let v = self.session_call("GET", &format!("/element/{id}/text"), None)?;
-        string_value(v, "element text")
+        wait::until(format!("the text of {css:?}"), FIND_TIMEOUT, || {
+            let ElementId(id) = self.find(css)?;
+            match self.session_call("GET", &format!("/element/{id}/text"), None) {
+                Ok(v) => Ok(Poll::Ready(string_value(v, "element text")?)),
+                Err(LabError::WebDriver { error, .. }) if error.contains("stale element") => {
+                    Ok(Poll::Pending(format!("{css:?} was replaced: {error}")))
+                }
+                Err(e) => Err(e),
+            }
+        })
     }
 
     /// Waits until the current URL satisfies `accept`; returns it.

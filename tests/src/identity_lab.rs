@@ -1,8 +1,7 @@
 //! The sign-in lab: a controller with its HTTPS pages and an OpenID client
 //! registered at a real provider ([`OidcProvider`], spoke "idp"), managed
 //! agents on a [`Star`], and `warren join` without a key as a person runs
-//! it. `tests/tests/identity.rs` has its own copy of this set-up (it
-//! predates this module); new sign-in suites build here.
+//! it.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -130,39 +129,58 @@ impl IdentityLab {
     /// `warren join NET` on agent `name` without a key, in the background,
     /// waiting up to `sign_in_wait` (a `--sign-in-wait` value) for a person.
     pub fn join_without_key(&self, lab: &Lab, name: &str, sign_in_wait: &str) -> Result<Process> {
-        let agent = self.mesh.agent(name)?;
-        let quic = self.mesh.controller.quic_addr().to_string();
-        let cmd = agent.command([
-            "join",
-            &self.net,
-            "--controller",
-            &quic,
-            "--fingerprint",
-            self.mesh.controller.fingerprint(),
-            "--name",
-            name,
-            "--sign-in-wait",
-            sign_in_wait,
-        ]);
-        Process::spawn(lab.dir(), &format!("join-{name}"), cmd)
+        join_without_key(lab, &self.mesh, &self.net, name, sign_in_wait)
     }
 
     /// The sign-in page `warren join` printed, once it has.
     pub fn printed_sign_in_url(&self, join: &mut Process) -> Result<String> {
-        let prefix = format!("{}/signin/", self.public_url);
-        wait::until("warren join to print a sign-in page", PAGE_WAIT, || {
-            let err = join.stderr();
-            if let Some(url) = err.split_whitespace().find(|w| w.starts_with(&prefix)) {
-                return Ok(Poll::Ready(url.to_owned()));
-            }
-            if let Some(status) = join.exit_status()? {
-                return Err(LabError::Invalid(format!(
-                    "warren join exited ({status}) before showing a page: {err}"
-                )));
-            }
-            Ok(Poll::Pending(err))
-        })
+        printed_sign_in_url(join, &self.public_url)
     }
+}
+
+/// `warren join NET` on agent `name` of `mesh` without a key, in the
+/// background, waiting up to `sign_in_wait` for a person.
+pub fn join_without_key(
+    lab: &Lab,
+    mesh: &Mesh,
+    net: &str,
+    name: &str,
+    sign_in_wait: &str,
+) -> Result<Process> {
+    let agent = mesh.agent(name)?;
+    let quic = mesh.controller.quic_addr().to_string();
+    let cmd = agent.command([
+        "join",
+        net,
+        "--controller",
+        &quic,
+        "--fingerprint",
+        mesh.controller.fingerprint(),
+        "--name",
+        name,
+        "--sign-in-wait",
+        sign_in_wait,
+    ]);
+    Process::spawn(lab.dir(), &format!("join-{name}"), cmd)
+}
+
+/// The sign-in page under `public_url` that `process` (`warren join` or
+/// `warren login`) printed, once it has.
+pub fn printed_sign_in_url(process: &mut Process, public_url: &str) -> Result<String> {
+    let prefix = format!("{public_url}/signin/");
+    wait::until("a sign-in page to be printed", PAGE_WAIT, || {
+        let err = process.stderr();
+        if let Some(url) = err.split_whitespace().find(|w| w.starts_with(&prefix)) {
+            return Ok(Poll::Ready(url.to_owned()));
+        }
+        if let Some(status) = process.exit_status()? {
+            return Err(LabError::Invalid(format!(
+                "{} exited ({status}) before showing a page: {err}",
+                process.command_line()
+            )));
+        }
+        Ok(Poll::Pending(err))
+    })
 }
 
 /// Opens a device's sign-in page in `browser`, follows "Sign in with" to

@@ -3,148 +3,48 @@
 //! WebDriver, in the device's namespace), the real controller with its
 //! HTTPS pages, and `warren join` without a key.
 
-use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use warren_lab::browser::Browser;
-use warren_lab::controller::{self, Controller};
-use warren_lab::managed::ManagedAgent;
-use warren_lab::mesh::{ping_pairs, Mesh, CONTROLLER_ROLE};
+use warren_lab::identity_lab::{join_without_key, printed_sign_in_url, IdentityLab};
+use warren_lab::mesh::{ping_pairs, Mesh};
 use warren_lab::netns::Netns;
-use warren_lab::oidc::{self, OidcClient, OidcProvider, OidcUser};
+use warren_lab::oidc;
 use warren_lab::process::Process;
-use warren_lab::star::Star;
 use warren_lab::wait::{self, Poll};
 use warren_lab::{e2e, ping, Lab};
 
-const POOL: &str = "10.147.0.0/16";
 const SETTLE: Duration = Duration::from_secs(15);
 /// How soon a disabled user's devices must be gone from every peer.
 const CUT_OFF: Duration = Duration::from_secs(10);
-const IDP_PORT: u16 = 9000;
-const HTTPS_PORT: u16 = 7482;
-const CLIENT_ID: &str = "warren-lab";
-const CLIENT_SECRET: &str = "lab-client-secret";
 
-struct IdentityLab {
-    mesh: Mesh,
-    /// A network where people sign devices in (every network is).
-    net: String,
-    _provider: OidcProvider,
-    public_url: String,
-}
-
-fn build(lab: &Lab) -> anyhow::Result<IdentityLab> {
-    let star = Star::build(lab, &[CONTROLLER_ROLE, "idp", "a", "b"])?;
-    let idp = star.spoke("idp")?;
-    let ctl = star.spoke(CONTROLLER_ROLE)?;
-    let https = SocketAddr::new(ctl.addr.into(), HTTPS_PORT);
-    let public_url = format!("https://{https}");
-    let provider = OidcProvider::start(
-        lab,
-        &idp.ns,
-        SocketAddr::new(idp.addr.into(), IDP_PORT),
-        &[OidcClient {
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-            redirect_uris: vec![format!("{public_url}/oidc/callback")],
-        }],
-        &[
-            OidcUser {
-                login: "ana".into(),
-                email: "ana@example.com".into(),
-                name: "Ana".into(),
-                groups: vec!["ops".into()],
-            },
-            OidcUser {
-                login: "eve".into(),
-                email: "eve@elsewhere.test".into(),
-                name: "Eve".into(),
-                groups: vec![],
-            },
-        ],
-    )?;
-    let dir = lab.subdir("controller-config")?;
-    let secret = dir.join("client-secret");
-    std::fs::write(&secret, format!("{CLIENT_SECRET}\n"))?;
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
-    let config = dir.join("controller.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen-https = \"{https}\"\npublic-url = \"{public_url}\"\n\n[oidc]\n\
-             issuer = \"{issuer}\"\nclient-id = \"{CLIENT_ID}\"\nclient-secret-file = \"{secret}\"\n\
-             allowed-domains = [\"example.com\"]\n",
-            issuer = provider.issuer(),
-            secret = secret.display(),
-        ),
-    )?;
-    let config = config.to_str().context("config path")?.to_owned();
-    let controller = Controller::start_with(
-        lab,
-        &ctl.ns,
-        SocketAddr::new(ctl.addr.into(), controller::QUIC_PORT),
-        &["--config", &config],
-    )?;
-    let agents = ["a", "b"]
-        .iter()
-        .map(|name| ManagedAgent::start(lab, &star.spoke(name)?.ns, name, None))
-        .collect::<warren_lab::Result<Vec<_>>>()?;
-    let net = controller.network_create("corp", POOL)?;
-    Ok(IdentityLab {
-        net,
-        mesh: Mesh {
-            agents,
-            controller,
-            star,
-        },
-        _provider: provider,
-        public_url,
-    })
-}
-
-/// `warren join NETID` on `name` without a key, in the background.
-fn join_without_key(lab: &Lab, mesh: &Mesh, name: &str, net: &str) -> anyhow::Result<Process> {
-    let agent = mesh.agent(name)?;
-    let quic = mesh.controller.quic_addr().to_string();
-    let cmd = agent.command([
-        "join",
-        net,
-        "--controller",
-        &quic,
-        "--fingerprint",
-        mesh.controller.fingerprint(),
-        "--name",
-        name,
-        "--sign-in-wait",
-        "60s",
-    ]);
-    Ok(Process::spawn(lab.dir(), &format!("join-{name}"), cmd)?)
-}
-
-/// The sign-in page `warren join` printed, once it has.
-fn printed_sign_in_url(join: &mut Process, public_url: &str) -> anyhow::Result<String> {
-    Ok(wait::until(
-        "warren join to print a sign-in page",
-        SETTLE,
-        || {
-            let err = join.stderr();
-            if let Some(url) = err
-                .split_whitespace()
-                .find(|w| w.starts_with(&format!("{public_url}/signin/")))
-            {
-                return Ok(Poll::Ready(url.to_owned()));
-            }
-            if let Some(status) = join.exit_status()? {
-                return Err(warren_lab::LabError::Invalid(format!(
-                    "warren join exited ({status}) before showing a page: {err}"
-                )));
-            }
-            Ok(Poll::Pending(err))
-        },
-    )?)
+/// Waits until agent `of` is (`present`) or is not in `at`'s netmap of
+/// `net`, for at most [`CUT_OFF`]; how long it took.
+fn wait_in_netmap(
+    mesh: &Mesh,
+    net: &str,
+    of: &str,
+    at: &str,
+    present: bool,
+) -> anyhow::Result<Duration> {
+    let key = mesh.agent(of)?.public_key().to_owned();
+    let started = Instant::now();
+    wait::until(format!("{of} in {at}'s netmap: {present}"), CUT_OFF, || {
+        let there = mesh
+            .agent(at)?
+            .status()?
+            .peers_in(net)
+            .iter()
+            .any(|p| p.public_key() == Some(&key));
+        Ok(if there == present {
+            Poll::Ready(())
+        } else {
+            Poll::Pending(format!("{of} in {at}'s netmap: {there}"))
+        })
+    })?;
+    Ok(started.elapsed())
 }
 
 #[test]
@@ -155,15 +55,15 @@ fn a_person_signs_a_device_in_and_it_is_theirs() {
             mut mesh,
             net,
             public_url,
-            _provider: _idp,
-        } = build(lab)?;
+            provider: _idp,
+        } = IdentityLab::build(lab, &["a", "b"])?;
         let key = mesh.controller.key_create(&net, true)?;
         mesh.join_ok("b", &net, Some(&key))?;
         mesh.agent_mut("b")?
             .wait_state(&net, "authorized", SETTLE)?;
 
         let started = Instant::now();
-        let mut join = join_without_key(lab, &mesh, "a", &net)?;
+        let mut join = join_without_key(lab, &mesh, &net, "a", "60s")?;
         let url = printed_sign_in_url(&mut join, &public_url)?;
         println!("warren join showed {url}");
         // The status says the same while it waits.
@@ -254,26 +154,10 @@ fn a_person_signs_a_device_in_and_it_is_theirs() {
             users.contains("ana@example.com") && users.contains("ops"),
             "user list: {users}"
         );
-        let a_key = mesh.agent("a")?.public_key().to_owned();
-        let disabled = Instant::now();
         mesh.controller
             .admin(&["user", "disable", "ana@example.com"])?;
-        mesh.agent_mut("b")?
-            .wait_status("a to leave b's netmap", CUT_OFF, |s| {
-                let there = s
-                    .peers_in(&net)
-                    .iter()
-                    .any(|p| p.public_key() == Some(&a_key));
-                Ok(if there {
-                    Poll::Pending("a is still a peer".into())
-                } else {
-                    Poll::Ready(())
-                })
-            })?;
-        println!(
-            "a left b's netmap {:?} after its owner was disabled",
-            disabled.elapsed()
-        );
+        let took = wait_in_netmap(&mesh, &net, "a", "b", false)?;
+        println!("a left b's netmap {took:?} after its owner was disabled");
         ensure!(
             mesh.controller.member(&net, &a_id)?.state == "revoked",
             "a disabled owner's device is not shown as revoked"
@@ -301,25 +185,10 @@ fn a_person_signs_a_device_in_and_it_is_theirs() {
         rules_name_people_and_their_groups(lab, &mesh, &net)?;
         a_device_expires_and_its_owner_signs_it_in_again(lab, &mesh, &net, &public_url)?;
         // Deleted, a person takes their devices along.
-        let deleted = Instant::now();
         mesh.controller
             .admin(&["user", "delete", "ana@example.com"])?;
-        mesh.agent_mut("b")?
-            .wait_status("a to leave b's netmap", CUT_OFF, |s| {
-                let there = s
-                    .peers_in(&net)
-                    .iter()
-                    .any(|p| p.public_key() == Some(&a_key));
-                Ok(if there {
-                    Poll::Pending("a is still a peer".into())
-                } else {
-                    Poll::Ready(())
-                })
-            })?;
-        println!(
-            "a left b's netmap {:?} after its owner was deleted",
-            deleted.elapsed()
-        );
+        let took = wait_in_netmap(&mesh, &net, "a", "b", false)?;
+        println!("a left b's netmap {took:?} after its owner was deleted");
         let users = mesh.controller.admin(&["user", "list"])?;
         ensure!(!users.contains("ana@example.com"), "user list: {users}");
         mesh.ensure_running()?;
@@ -374,30 +243,10 @@ fn a_device_expires_and_its_owner_signs_it_in_again(
     public_url: &str,
 ) -> anyhow::Result<()> {
     let a_id = mesh.agent("a")?.node_id().to_owned();
-    let a_key = mesh.agent("a")?.public_key().to_owned();
     let b4 = mesh.overlay_addr("b", net, false)?;
-    let expired = Instant::now();
     mesh.controller.admin(&["member", "expire", net, &a_id])?;
-    let b_status = |what: &str, gone: bool| -> anyhow::Result<()> {
-        wait::until(what, CUT_OFF, || {
-            let s = mesh.agent("b")?.status()?;
-            let there = s
-                .peers_in(net)
-                .iter()
-                .any(|p| p.public_key() == Some(&a_key));
-            Ok(if there != gone {
-                Poll::Ready(())
-            } else {
-                Poll::Pending(format!("a in b's netmap: {there}"))
-            })
-        })?;
-        Ok(())
-    };
-    b_status("a to leave b's netmap after its sign-in ended", true)?;
-    println!(
-        "a left b's netmap {:?} after its sign-in ended",
-        expired.elapsed()
-    );
+    let took = wait_in_netmap(mesh, net, "a", "b", false)?;
+    println!("a left b's netmap {took:?} after its sign-in ended");
     ensure!(
         mesh.controller.member(net, &a_id)?.json["expired"] == true,
         "the controller does not show a as expired"
@@ -451,7 +300,7 @@ fn a_device_expires_and_its_owner_signs_it_in_again(
         login.stderr()
     );
     browser.close()?;
-    b_status("a to be back in b's netmap", false)?;
+    wait_in_netmap(mesh, net, "a", "b", true)?;
     ping::wait_reachable(mesh.ns("a")?, b4, SETTLE)?;
     let status = mesh.agent("a")?.status_human()?;
     ensure!(
@@ -501,9 +350,9 @@ fn a_person_outside_the_allowed_domains_is_refused_and_the_device_stays_pending(
             mut mesh,
             net,
             public_url,
-            _provider: _idp,
-        } = build(lab)?;
-        let mut join = join_without_key(lab, &mesh, "a", &net)?;
+            provider: _idp,
+        } = IdentityLab::build(lab, &["a", "b"])?;
+        let mut join = join_without_key(lab, &mesh, &net, "a", "60s")?;
         let url = printed_sign_in_url(&mut join, &public_url)?;
         let mut browser = Browser::start(lab, mesh.ns("a")?)?;
         browser.goto(&url)?;
