@@ -339,7 +339,10 @@ impl Browser {
             let ElementId(id) = self.find(css)?;
             match self.session_call("GET", &format!("/element/{id}/text"), None) {
                 Ok(v) => Ok(Poll::Ready(string_value(v, "element text")?)),
-                Err(LabError::WebDriver { error, .. }) if error.contains("stale element") => {
+                Err(LabError::WebDriver { error, .. })
+                    if error.contains("stale element")
+                        || error.contains("does not belong to the document") =>
+                {
                     Ok(Poll::Pending(format!("{css:?} was replaced: {error}")))
                 }
                 Err(e) => Err(e),
