@@ -475,3 +475,240 @@ async fn an_unreachable_github_is_an_outage() {
     let e = p.finish("code", "", &begin.verifier).await.unwrap_err();
     assert!(matches!(e, ProviderError::Exchange(_)), "{e}");
 }
+
+/// The whole sign-in through the controller's pages, as a browser goes
+/// through it, with the stand-in as GitHub.
+mod pages {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{header, Request};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    use warren_controller::hub::Hub;
+    use warren_controller::identity::pages::{router, PagesState};
+    use warren_controller::identity::{SignIn, SignInNetworks, SignInSettings};
+    use warren_controller::metrics::Metrics;
+    use warren_controller::store::{
+        Actor, AuditQuery, JoinRequest, MemberState, NewNetwork, SqliteStore, Store, UserStore,
+    };
+    use warren_proto::{NetworkId, NodeId, NodePrivateKey};
+
+    struct Browser {
+        router: Router,
+        cookie: Option<String>,
+    }
+
+    impl Browser {
+        /// Status, `Location`, and body of one request.
+        async fn go(
+            &mut self,
+            method: &str,
+            uri: &str,
+            form: Option<String>,
+        ) -> (u16, String, String) {
+            let mut request = Request::builder().method(method).uri(uri);
+            if let Some(cookie) = &self.cookie {
+                request = request.header(header::COOKIE, cookie.as_str());
+            }
+            let body = match form {
+                Some(form) => {
+                    request =
+                        request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                    Body::from(form)
+                }
+                None => Body::empty(),
+            };
+            let response = self
+                .router
+                .clone()
+                .oneshot(request.body(body).unwrap())
+                .await
+                .unwrap();
+            if let Some(set) = response.headers().get(header::SET_COOKIE) {
+                let set = set.to_str().unwrap();
+                self.cookie = Some(set.split(';').next().unwrap().to_owned());
+            }
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .map(|l| l.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let status = response.status().as_u16();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                location,
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )
+        }
+    }
+
+    /// A controller with GitHub sign-in and one pending device: the
+    /// browser, the store, the network, the device and its page's path.
+    async fn controller(
+        addr: SocketAddr,
+        dir: &std::path::Path,
+    ) -> (Browser, SqliteStore, NetworkId, NodeId, String) {
+        let store = SqliteStore::open(&dir.join("controller.db")).await.unwrap();
+        let net = store
+            .create_network(
+                &Actor::system(),
+                NewNetwork {
+                    name: "corp".into(),
+                    pool: "10.147.0.0/16".parse().unwrap(),
+                    zone: "corp.warren.internal".into(),
+                    mtu: 1420,
+                },
+            )
+            .await
+            .unwrap()
+            .id;
+        let key = NodePrivateKey::generate().public_key();
+        store
+            .join(JoinRequest {
+                network_id: net,
+                node_key: key,
+                name: "laptop".into(),
+                preauth_key: None,
+                agent_version: String::new(),
+                endpoints: vec![],
+            })
+            .await
+            .unwrap();
+        let node = NodeId::from_key(&key);
+        let sign_in = SignIn::new(SignInSettings {
+            public_url: PUBLIC_URL.into(),
+            provider: ProviderSettings::Github(GithubSettings {
+                url: format!("http://{addr}"),
+                api_url: format!("http://{addr}"),
+                client_id: CLIENT_ID.into(),
+                client_secret: CLIENT_SECRET.into(),
+                allowed_organizations: vec!["acme".into()],
+                timeout: Duration::from_secs(5),
+            }),
+            networks: SignInNetworks::All,
+        })
+        .unwrap();
+        let page = sign_in.device_page(net, node, "laptop").unwrap();
+        let path = page.strip_prefix(PUBLIC_URL).unwrap().to_owned();
+        let hub = Hub::new(Arc::new(store.clone()), Arc::new(Metrics::default()));
+        let router = router(PagesState {
+            hub,
+            sign_in: Arc::new(sign_in),
+        });
+        let browser = Browser {
+            router,
+            cookie: None,
+        };
+        (browser, store, net, node, path)
+    }
+
+    /// The device page, on to GitHub, back with the code: where the
+    /// callback sends the browser, and its page.
+    async fn through_github(
+        browser: &mut Browser,
+        github: &GitHub,
+        path: &str,
+        account: &Account,
+    ) -> (u16, String, String) {
+        let (status, _, body) = browser.go("GET", path, None).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("Sign in with GitHub (127.0.0.1)"), "{body}");
+        let (status, to_github, _) = browser.go("GET", &format!("{path}/start"), None).await;
+        assert_eq!(status, 303);
+        assert!(
+            browser.cookie.is_some(),
+            "the round trip is tied to this browser"
+        );
+        let state = reqwest::Url::parse(&to_github)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned();
+        let code = github.approve(&to_github, account);
+        browser
+            .go(
+                "GET",
+                &format!("/github/callback?code={code}&state={state}"),
+                None,
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_person_connects_their_device_with_github() {
+        let (addr, github) = stand_in().await;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut browser, store, net, node, path) = controller(addr, dir.path()).await;
+        let (status, confirm, _) = through_github(&mut browser, &github, &path, &ana()).await;
+        assert_eq!(status, 303);
+        assert_eq!(
+            confirm,
+            format!("{path}/confirm"),
+            "the code leaves the address bar"
+        );
+        let (status, _, form) = browser.go("GET", &confirm, None).await;
+        assert_eq!(status, 200);
+        assert!(
+            form.contains("Signed in as <strong id=\"user\">ana@example.com"),
+            "{form}"
+        );
+        let token = form
+            .split("name=\"token\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned();
+        let (status, _, done) = browser
+            .go("POST", &confirm, Some(format!("token={token}")))
+            .await;
+        assert_eq!(status, 200, "{done}");
+        assert!(
+            done.contains("is connected to <strong>corp</strong>"),
+            "{done}"
+        );
+        let member = store.get_member(net, node).await.unwrap();
+        assert_eq!(member.state, MemberState::Authorized);
+        assert_eq!(member.owner.as_deref(), Some("ana@example.com"));
+        let users = store.list_users().await.unwrap();
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0].issuer, format!("http://{addr}"));
+        assert_eq!(users[0].subject, "583231");
+        assert_eq!(users[0].groups, vec!["acme", "data-team", "ops"]);
+    }
+
+    #[tokio::test]
+    async fn someone_outside_the_organizations_sees_why_and_it_is_audited() {
+        let (addr, github) = stand_in().await;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut browser, store, net, node, path) = controller(addr, dir.path()).await;
+        let mut eve = ana();
+        eve.login = "eve";
+        eve.orgs = vec![("Elsewhere", "active")];
+        let (status, _, page) = through_github(&mut browser, &github, &path, &eve).await;
+        assert_eq!(status, 403);
+        assert!(page.contains("Sign-in failed"), "{page}");
+        assert!(
+            page.contains("eve is not an active member of an allowed GitHub organization (acme)"),
+            "{page}"
+        );
+        assert_eq!(
+            store.get_member(net, node).await.unwrap().state,
+            MemberState::Pending
+        );
+        assert!(store.list_users().await.unwrap().is_empty());
+        let audit = store
+            .audit_page(&AuditQuery {
+                limit: 100,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        assert!(
+            audit.iter().any(|e| e.action == "user.sign_in_failed"),
+            "the refusal is audited"
+        );
+    }
+}

@@ -255,7 +255,7 @@ impl GithubProvider {
     /// Who `token` belongs to, if they may sign in here.
     async fn person(&self, token: &str) -> Result<Person, ProviderError> {
         let user: UserAnswer = self.get(token, "/user").await?;
-        let emails: Vec<EmailAnswer> = self.get(token, "/user/emails").await?;
+        let emails: Vec<EmailAnswer> = self.get_pages(token, "/user/emails").await?;
         let primary = emails
             .iter()
             .find(|e| e.primary)
