@@ -133,7 +133,7 @@ pub enum ServerError {
     #[error("HTTPS certificate: {0}")]
     HttpsCertificate(String),
     #[error("sign-in: {0}")]
-    SignIn(#[from] crate::identity::OidcError),
+    SignIn(#[from] crate::identity::ProviderError),
     #[error("sign-in needs the HTTPS listener (listen-https) for its pages")]
     SignInWithoutHttps,
     #[error("the certificate's key cannot sign the audit head: {0}")]

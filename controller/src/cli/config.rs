@@ -101,6 +101,7 @@ struct FileConfig {
     https_cert: Option<PathBuf>,
     https_key: Option<PathBuf>,
     oidc: Option<super::sign_in::OidcFile>,
+    github: Option<super::sign_in::GithubFile>,
     roles: Option<RolesFile>,
 }
 
@@ -147,6 +148,8 @@ pub struct Effective {
     pub oidc: Option<super::sign_in::EffectiveOidc>,
     #[serde(skip_serializing_if = "warren_controller::roles::Roles::is_empty")]
     pub roles: warren_controller::roles::Roles,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub github: Option<super::sign_in::EffectiveGithub>,
     /// True when listen-quic is the default, which may fall back to IPv4.
     #[serde(skip)]
     pub quic_is_default: bool,
@@ -178,6 +181,9 @@ impl HasDirs for FileConfig {
         ];
         if let Some(oidc) = &mut self.oidc {
             paths.push(&mut oidc.client_secret_file);
+        }
+        if let Some(github) = &mut self.github {
+            paths.push(&mut github.client_secret_file);
         }
         paths
     }
@@ -275,14 +281,23 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         );
     }
     let oidc = file.oidc.map(super::sign_in::resolve_oidc).transpose()?;
+    let github = file
+        .github
+        .map(super::sign_in::resolve_github)
+        .transpose()?;
     let roles = file.roles.unwrap_or_default();
     let roles = warren_controller::roles::Roles::parse(&roles.admins, &roles.auditors)
         .map_err(|e| anyhow::anyhow!("[roles]: {e}"))?;
-    if !roles.is_empty() && oidc.is_none() {
+    if !roles.is_empty() && oidc.is_none() && github.is_none() {
         anyhow::bail!("[roles] gives roles to people who sign in: it needs sign-in configured");
     }
     // Checked here so that check-config says so too.
-    super::sign_in::settings(public_url.as_deref(), listen_https, oidc.as_ref())?;
+    super::sign_in::settings(
+        public_url.as_deref(),
+        listen_https,
+        oidc.as_ref(),
+        github.as_ref(),
+    )?;
     Ok(Effective {
         data_dir: args
             .data_dir
@@ -313,6 +328,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         https_key: file.https_key,
         oidc,
         roles,
+        github,
     })
 }
 

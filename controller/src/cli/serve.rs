@@ -10,6 +10,9 @@ use super::config::{resolve, ServeArgs};
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = resolve(&args)?;
+    for note in super::sign_in::notes(config.github.as_ref()) {
+        tracing::warn!("{note}");
+    }
     let running = server::start(ServerOptions {
         role: Role::Controller,
         data_dir: config.data_dir.clone(),
@@ -35,6 +38,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             config.public_url.as_deref(),
             config.listen_https,
             config.oidc.as_ref(),
+            config.github.as_ref(),
         )?,
         retry_above_handshakes: warren_controller::control::admission::RETRY_ABOVE_HANDSHAKES,
         roles: config.roles.clone(),
@@ -101,6 +105,9 @@ pub async fn wait_for_signal() -> anyhow::Result<()> {
 
 pub fn check_config(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = resolve(&args)?;
+    for note in super::sign_in::notes(config.github.as_ref()) {
+        eprintln!("note: {note}");
+    }
     print!(
         "{}",
         toml::to_string(&config).context("printing the configuration")?

@@ -1,12 +1,16 @@
 //! The configuration of people's sign-in: `listen-https`, `public-url`,
-//! `https-cert`/`https-key` and the `[oidc]` table of `controller.toml`.
+//! `https-cert`/`https-key` and the `[oidc]` or `[github]` table of
+//! `controller.toml` (one provider: never both).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
-use warren_controller::identity::{OidcSettings, SignInNetworks, SignInSettings};
+use warren_controller::identity::github::{DEFAULT_API_URL, DEFAULT_TIMEOUT, DEFAULT_URL};
+use warren_controller::identity::{
+    GithubSettings, OidcSettings, ProviderSettings, SignInNetworks, SignInSettings,
+};
 use warren_proto::NetworkId;
 
 /// `[oidc]` as written.
@@ -40,6 +44,103 @@ pub struct EffectiveOidc {
 /// The default groups claim, as Keycloak, Dex and Authentik name it.
 pub const DEFAULT_GROUPS_CLAIM: &str = "groups";
 
+const OIDC: &str = "[oidc]";
+const GITHUB: &str = "[github]";
+
+/// `[github]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GithubFile {
+    url: Option<String>,
+    api_url: Option<String>,
+    client_id: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    allowed_organizations: Option<Vec<String>>,
+    networks: Option<Vec<String>>,
+}
+
+/// `[github]` as `serve` runs with it (printed by `check-config`, without
+/// the secret).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct EffectiveGithub {
+    pub url: String,
+    pub api_url: String,
+    pub client_id: String,
+    pub client_secret_file: PathBuf,
+    pub allowed_organizations: Vec<String>,
+    pub networks: Vec<String>,
+    #[serde(skip)]
+    client_secret: String,
+}
+
+/// `url` and `api-url`: http(s), no trailing slash, nothing after the path.
+fn github_url(key: &str, url: Option<String>, default: &str) -> anyhow::Result<String> {
+    let url = url.unwrap_or_else(|| default.to_owned());
+    let trimmed = url.trim().trim_end_matches('/');
+    let parsed = reqwest::Url::parse(trimmed)
+        .with_context(|| format!("{GITHUB} {key} {url:?} is not a URL"))?;
+    if !matches!(parsed.scheme(), "https" | "http")
+        || parsed.host().is_none()
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || !parsed.username().is_empty()
+    {
+        bail!("{GITHUB} {key} must be an http(s) URL with no query, got {url:?}");
+    }
+    Ok(trimmed.to_owned())
+}
+
+pub fn resolve_github(file: GithubFile) -> anyhow::Result<EffectiveGithub> {
+    let url = github_url("url", file.url, DEFAULT_URL)?;
+    let api_url = github_url("api-url", file.api_url, DEFAULT_API_URL)?;
+    let client_id = file
+        .client_id
+        .filter(|c| !c.trim().is_empty())
+        .context("[github] needs client-id: the OAuth app's client ID")?;
+    let client_secret_file = file
+        .client_secret_file
+        .context("[github] needs client-secret-file: a file with the OAuth app's client secret")?;
+    let client_secret = read_secret(GITHUB, &client_secret_file)?;
+    let mut allowed_organizations: Vec<String> = file
+        .allowed_organizations
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| o.trim().to_ascii_lowercase())
+        .collect();
+    if let Some(bad) = allowed_organizations
+        .iter()
+        .find(|o| o.is_empty() || !o.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        bail!("[github] allowed-organizations: {bad:?} is not an organization login");
+    }
+    allowed_organizations.sort();
+    allowed_organizations.dedup();
+    let networks = file.networks.unwrap_or_else(|| vec!["*".into()]);
+    parse_networks(GITHUB, &networks)?;
+    Ok(EffectiveGithub {
+        url,
+        api_url,
+        client_id,
+        client_secret_file,
+        allowed_organizations,
+        networks,
+        client_secret,
+    })
+}
+
+/// What `check-config` says about the sign-in settings besides printing
+/// them.
+pub fn notes(github: Option<&EffectiveGithub>) -> Vec<String> {
+    match github {
+        Some(g) if g.allowed_organizations.is_empty() => vec![format!(
+            "[github] allowed-organizations is empty: any account at {} may sign devices in",
+            g.url
+        )],
+        _ => Vec::new(),
+    }
+}
+
 pub fn resolve_oidc(file: OidcFile) -> anyhow::Result<EffectiveOidc> {
     let issuer = file
         .issuer
@@ -53,7 +154,7 @@ pub fn resolve_oidc(file: OidcFile) -> anyhow::Result<EffectiveOidc> {
         .filter(|c| !c.trim().is_empty())
         .context("[oidc] needs client-id: the client registered at the provider")?;
     let client_secret = match &file.client_secret_file {
-        Some(path) => Some(read_secret(path)?),
+        Some(path) => Some(read_secret(OIDC, path)?),
         None => None,
     };
     let allowed_domains: Vec<String> = file
@@ -69,7 +170,7 @@ pub fn resolve_oidc(file: OidcFile) -> anyhow::Result<EffectiveOidc> {
         bail!("[oidc] allowed-domains: {bad:?} is not a domain");
     }
     let networks = file.networks.unwrap_or_else(|| vec!["*".into()]);
-    parse_networks(&networks)?;
+    parse_networks(OIDC, &networks)?;
     Ok(EffectiveOidc {
         issuer,
         client_id,
@@ -83,11 +184,11 @@ pub fn resolve_oidc(file: OidcFile) -> anyhow::Result<EffectiveOidc> {
     })
 }
 
-/// `["*"]`, or network IDs.
-fn parse_networks(list: &[String]) -> anyhow::Result<SignInNetworks> {
+/// `["*"]`, or network IDs; `table` names the table for errors.
+fn parse_networks(table: &str, list: &[String]) -> anyhow::Result<SignInNetworks> {
     if list.iter().any(|n| n == "*") {
         if list.len() > 1 {
-            bail!("[oidc] networks: \"*\" (every network) stands alone");
+            bail!("{table} networks: \"*\" (every network) stands alone");
         }
         return Ok(SignInNetworks::All);
     }
@@ -95,28 +196,28 @@ fn parse_networks(list: &[String]) -> anyhow::Result<SignInNetworks> {
         .iter()
         .map(|n| {
             n.parse::<NetworkId>()
-                .map_err(|_| anyhow::anyhow!("[oidc] networks: {n:?} is not a network ID"))
+                .map_err(|_| anyhow::anyhow!("{table} networks: {n:?} is not a network ID"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(SignInNetworks::Only(ids))
 }
 
 /// The client secret: the file's first line. Refused if others may read it.
-fn read_secret(path: &Path) -> anyhow::Result<String> {
+fn read_secret(table: &str, path: &Path) -> anyhow::Result<String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path)
-        .with_context(|| format!("[oidc] client-secret-file {}", path.display()))?;
+        .with_context(|| format!("{table} client-secret-file {}", path.display()))?;
     if meta.permissions().mode() & 0o007 != 0 {
         bail!(
-            "[oidc] client-secret-file {} may be read by others: chmod o-rwx it",
+            "{table} client-secret-file {} may be read by others: chmod o-rwx it",
             path.display()
         );
     }
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("[oidc] client-secret-file {}", path.display()))?;
+        .with_context(|| format!("{table} client-secret-file {}", path.display()))?;
     let secret = text.lines().next().unwrap_or("").trim().to_owned();
     if secret.is_empty() {
-        bail!("[oidc] client-secret-file {} is empty", path.display());
+        bail!("{table} client-secret-file {} is empty", path.display());
     }
     Ok(secret)
 }
@@ -134,31 +235,55 @@ pub fn check_public_url(url: &str) -> anyhow::Result<String> {
     Ok(trimmed.to_owned())
 }
 
-/// What `serve` gives the server, from the resolved settings.
+/// What `serve` gives the server, from the resolved settings: sign-in
+/// with the one provider configured, if any.
 pub fn settings(
     public_url: Option<&str>,
     listen_https: Option<SocketAddr>,
     oidc: Option<&EffectiveOidc>,
+    github: Option<&EffectiveGithub>,
 ) -> anyhow::Result<Option<SignInSettings>> {
-    let Some(oidc) = oidc else {
-        return Ok(None);
+    let (table, provider, networks) = match (oidc, github) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => bail!(
+            "[oidc] and [github] are both set: people sign in with one provider, remove one table"
+        ),
+        (Some(oidc), None) => (
+            OIDC,
+            ProviderSettings::Oidc(OidcSettings {
+                issuer: oidc.issuer.clone(),
+                client_id: oidc.client_id.clone(),
+                client_secret: oidc.client_secret.clone(),
+                groups_claim: oidc.groups_claim.clone(),
+                allowed_domains: oidc.allowed_domains.clone(),
+            }),
+            &oidc.networks,
+        ),
+        (None, Some(github)) => (
+            GITHUB,
+            ProviderSettings::Github(GithubSettings {
+                url: github.url.clone(),
+                api_url: github.api_url.clone(),
+                client_id: github.client_id.clone(),
+                client_secret: github.client_secret.clone(),
+                allowed_organizations: github.allowed_organizations.clone(),
+                timeout: DEFAULT_TIMEOUT,
+            }),
+            &github.networks,
+        ),
     };
     if listen_https.is_none() {
-        bail!("[oidc] needs listen-https: people sign in on the controller's HTTPS pages");
+        bail!("{table} needs listen-https: people sign in on the controller's HTTPS pages");
     }
-    let public_url = public_url.context(
-        "[oidc] needs public-url: the https:// address people's browsers reach listen-https at",
-    )?;
+    let public_url = public_url.with_context(|| {
+        format!(
+            "{table} needs public-url: the https:// address people's browsers reach listen-https at"
+        )
+    })?;
     Ok(Some(SignInSettings {
         public_url: public_url.to_owned(),
-        oidc: OidcSettings {
-            issuer: oidc.issuer.clone(),
-            client_id: oidc.client_id.clone(),
-            client_secret: oidc.client_secret.clone(),
-            groups_claim: oidc.groups_claim.clone(),
-            allowed_domains: oidc.allowed_domains.clone(),
-        },
-        networks: parse_networks(&oidc.networks)?,
+        provider,
+        networks: parse_networks(table, networks)?,
     }))
 }
 
@@ -185,14 +310,18 @@ mod tests {
 
     #[test]
     fn networks_are_all_or_ids() {
-        assert_eq!(parse_networks(&["*".into()]).unwrap(), SignInNetworks::All);
+        assert_eq!(
+            parse_networks(OIDC, &["*".into()]).unwrap(),
+            SignInNetworks::All
+        );
         let id = "8056c2e21c000001";
         assert_eq!(
-            parse_networks(&[id.into()]).unwrap(),
+            parse_networks(OIDC, &[id.into()]).unwrap(),
             SignInNetworks::Only(vec![id.parse().unwrap()])
         );
-        assert!(parse_networks(&["*".into(), id.into()]).is_err());
-        assert!(parse_networks(&["prod".into()]).is_err());
+        assert!(parse_networks(OIDC, &["*".into(), id.into()]).is_err());
+        let e = parse_networks(GITHUB, &["prod".into()]).unwrap_err();
+        assert!(e.to_string().starts_with("[github] networks"), "{e}");
     }
 
     #[test]
@@ -221,5 +350,138 @@ mod tests {
         assert_eq!(ok.groups_claim, "groups");
         let printed = toml::to_string(&ok).unwrap();
         assert!(!printed.contains("s3cret"), "{printed}");
+    }
+    fn private_secret(dir: &Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let secret = dir.join("github-secret");
+        std::fs::write(&secret, "gh-s3cret\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+        secret
+    }
+
+    #[test]
+    fn a_github_table_parses_with_defaults_and_never_prints_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "client-id = \"Ov23liwarren\"\nclient-secret-file = {:?}\n\
+             allowed-organizations = [\"Acme\", \"acme\", \"widgets-inc\"]\n",
+            private_secret(dir.path())
+        );
+        let file: GithubFile = toml::from_str(&text).unwrap();
+        let ok = resolve_github(file).unwrap();
+        assert_eq!(ok.url, "https://github.com");
+        assert_eq!(ok.api_url, "https://api.github.com");
+        assert_eq!(ok.allowed_organizations, vec!["acme", "widgets-inc"]);
+        assert_eq!(ok.networks, vec!["*"]);
+        assert_eq!(ok.client_secret, "gh-s3cret");
+        assert!(notes(Some(&ok)).is_empty());
+        let printed = toml::to_string(&ok).unwrap();
+        assert!(!printed.contains("gh-s3cret"), "{printed}");
+        assert!(printed.contains("allowed-organizations"), "{printed}");
+        let typo: Result<GithubFile, _> = toml::from_str("allowed-orgs = [\"acme\"]\n");
+        assert!(typo.is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn a_github_table_for_an_enterprise_server_and_without_organizations() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = GithubFile {
+            url: Some("https://ghe.example.org/".into()),
+            api_url: Some("https://ghe.example.org/api/v3/".into()),
+            client_id: Some("warren".into()),
+            client_secret_file: Some(private_secret(dir.path())),
+            ..GithubFile::default()
+        };
+        let ok = resolve_github(file).unwrap();
+        assert_eq!(ok.url, "https://ghe.example.org");
+        assert_eq!(ok.api_url, "https://ghe.example.org/api/v3");
+        assert!(ok.allowed_organizations.is_empty());
+        let notes = notes(Some(&ok));
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("any account"), "{notes:?}");
+    }
+
+    #[test]
+    fn a_github_table_refuses_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = private_secret(dir.path());
+        let file = || GithubFile {
+            client_id: Some("warren".into()),
+            client_secret_file: Some(secret.clone()),
+            ..GithubFile::default()
+        };
+        let error = |f: GithubFile| resolve_github(f).unwrap_err().to_string();
+        let e = error(GithubFile {
+            client_id: None,
+            ..file()
+        });
+        assert!(e.contains("client-id"), "{e}");
+        let e = error(GithubFile {
+            client_secret_file: None,
+            ..file()
+        });
+        assert!(e.contains("client-secret-file"), "{e}");
+        let e = error(GithubFile {
+            url: Some("ftp://github.com".into()),
+            ..file()
+        });
+        assert!(e.contains("[github] url"), "{e}");
+        let e = error(GithubFile {
+            api_url: Some("https://api.github.com?x=1".into()),
+            ..file()
+        });
+        assert!(e.contains("[github] api-url"), "{e}");
+        let e = error(GithubFile {
+            allowed_organizations: Some(vec!["acme corp".into()]),
+            ..file()
+        });
+        assert!(e.contains("not an organization login"), "{e}");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o604)).unwrap();
+        let e = error(file());
+        assert!(e.contains("[github] client-secret-file"), "{e}");
+        assert!(e.contains("read by others"), "{e}");
+    }
+
+    #[test]
+    fn one_provider_and_it_needs_the_https_listener() {
+        let dir = tempfile::tempdir().unwrap();
+        let github = resolve_github(GithubFile {
+            client_id: Some("warren".into()),
+            client_secret_file: Some(private_secret(dir.path())),
+            networks: Some(vec!["8056c2e21c000001".into()]),
+            ..GithubFile::default()
+        })
+        .unwrap();
+        let oidc = resolve_oidc(OidcFile {
+            issuer: Some("https://idp.example".into()),
+            client_id: Some("warren".into()),
+            ..OidcFile::default()
+        })
+        .unwrap();
+        let https: SocketAddr = "[::]:7482".parse().unwrap();
+        let url = Some("https://warren.example.org:7482");
+        assert!(settings(url, Some(https), None, None).unwrap().is_none());
+        let e = settings(url, Some(https), Some(&oidc), Some(&github)).unwrap_err();
+        assert!(e.to_string().contains("both"), "{e}");
+        let e = settings(url, None, None, Some(&github)).unwrap_err();
+        assert!(e.to_string().contains("[github] needs listen-https"), "{e}");
+        let e = settings(None, Some(https), None, Some(&github)).unwrap_err();
+        assert!(e.to_string().contains("[github] needs public-url"), "{e}");
+        let ok = settings(url, Some(https), None, Some(&github))
+            .unwrap()
+            .unwrap();
+        let ProviderSettings::Github(g) = &ok.provider else {
+            panic!("not GitHub: {:?}", ok.provider);
+        };
+        assert_eq!(g.client_secret, "gh-s3cret");
+        assert_eq!(
+            ok.networks,
+            SignInNetworks::Only(vec!["8056c2e21c000001".parse().unwrap()])
+        );
+        let ok = settings(url, Some(https), Some(&oidc), None)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(ok.provider, ProviderSettings::Oidc(_)));
     }
 }

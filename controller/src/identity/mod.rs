@@ -1,16 +1,23 @@
 //! People signing devices in. A node that joins a network where sign-in
 //! is on, without a pre-auth key, is pending with a sign-in page of its
 //! own (`/signin/CODE` on the controller's HTTPS listener). Its owner opens
-//! it, signs in at the OpenID provider, and confirms the device; the member
-//! is then authorized as that user's device.
+//! it, signs in at the identity provider (an OpenID provider or GitHub),
+//! and confirms the device; the member is then authorized as that user's
+//! device.
 //!
 //! What a sign-in is in the middle of (device codes, provider round trips,
 //! confirmations) lives in this process only, bounded and short-lived: a
 //! restart sends the node a new page when it joins again. Users and
 //! ownership are in the store.
+//!
+//! Layout: [`provider`] is the provider the pages call, whichever it is;
+//! [`oidc`] and [`github`] are the two kinds; [`pages`] are the HTTPS
+//! pages.
 
+pub mod github;
 pub mod oidc;
 pub mod pages;
+pub mod provider;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,7 +27,9 @@ use rand_core::RngCore;
 use sha2::{Digest, Sha256};
 use warren_proto::{NetworkId, NodeId};
 
-pub use oidc::{OidcError, OidcSettings, Provider};
+pub use github::GithubSettings;
+pub use oidc::OidcSettings;
+pub use provider::{Begin, Provider, ProviderError, ProviderSettings, Recheck, SignedIn};
 
 /// How long a device's sign-in page stays valid.
 pub const DEVICE_TTL: Duration = Duration::from_secs(15 * 60);
@@ -55,7 +64,7 @@ pub struct SignInSettings {
     /// `https://HOST[:PORT]` as people's browsers reach the HTTPS listener,
     /// without a trailing slash.
     pub public_url: String,
-    pub oidc: OidcSettings,
+    pub provider: ProviderSettings,
     pub networks: SignInNetworks,
 }
 
@@ -149,8 +158,8 @@ fn prune<K: Clone + Eq + std::hash::Hash, V>(
 }
 
 impl SignIn {
-    pub fn new(settings: SignInSettings) -> Result<Self, OidcError> {
-        let provider = Provider::new(&settings.oidc, &settings.public_url)?;
+    pub fn new(settings: SignInSettings) -> Result<Self, ProviderError> {
+        let provider = Provider::new(&settings.provider, &settings.public_url)?;
         Ok(Self {
             settings,
             provider,
@@ -316,13 +325,13 @@ mod tests {
     fn sign_in(networks: SignInNetworks) -> SignIn {
         SignIn::new(SignInSettings {
             public_url: "https://warren.test:7482".into(),
-            oidc: OidcSettings {
+            provider: ProviderSettings::Oidc(OidcSettings {
                 issuer: "http://idp.test".into(),
                 client_id: "warren".into(),
                 client_secret: None,
                 groups_claim: "groups".into(),
                 allowed_domains: Vec::new(),
-            },
+            }),
             networks,
         })
         .unwrap()

@@ -3,8 +3,9 @@
 //! - `GET /signin/CODE`: which device, which network, a link to sign in;
 //! - `GET /signin/CODE/start`: to the provider (state, nonce, PKCE), with
 //!   a cookie that binds the round trip to this browser;
-//! - `GET /oidc/callback`: the provider's answer, checked, then straight
-//!   on to the confirmation, so the code does not stay in the address bar;
+//! - `GET /oidc/callback` (or `/github/callback`): the provider's answer,
+//!   checked, then straight on to the confirmation, so the code does not
+//!   stay in the address bar;
 //! - `GET /signin/CODE/confirm`, `POST` likewise: "connect this device as
 //!   me?", with an anti-forgery token; the member is then authorized as
 //!   the person's device.
@@ -21,7 +22,6 @@ use axum::routing::get;
 use axum::{Form, Router};
 use serde::Deserialize;
 
-use super::oidc::CALLBACK_PATH;
 use super::{random_secret, SignIn};
 use crate::hub::Hub;
 use crate::store::StoreError;
@@ -37,11 +37,12 @@ pub struct PagesState {
 }
 
 pub fn router(state: PagesState) -> Router {
+    let callback_path = state.sign_in.provider.callback_path();
     Router::new()
         .route("/", get(home))
         .route("/signin/{code}", get(device_page))
         .route("/signin/{code}/start", get(start))
-        .route(CALLBACK_PATH, get(callback))
+        .route(callback_path, get(callback))
         .route("/signin/{code}/confirm", get(confirm_page).post(confirm))
         .layer(axum::middleware::map_response(page_headers))
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
@@ -156,12 +157,12 @@ async fn device_page(State(state): State<PagesState>, Path(code): Path<String>) 
              <strong id=\"device\">{name}</strong> (node <code>{node}</code>).</p>\
              <p>Sign in to connect it as your device. Only do this for a device you just ran \
              <code>warren join</code> on.</p>\
-             <p><a class=\"button\" id=\"sign-in\" href=\"/signin/{code}/start\">Sign in with {issuer}</a></p>",
+             <p><a class=\"button\" id=\"sign-in\" href=\"/signin/{code}/start\">Sign in with {provider}</a></p>",
             network = escape(&network),
             name = escape(&device.name),
             node = device.node,
             code = escape(&code),
-            issuer = escape(state.sign_in.provider.issuer()),
+            provider = escape(&state.sign_in.provider.display_name()),
         ),
     )
 }
@@ -272,7 +273,8 @@ async fn callback(
         .finish(&code, &flow.nonce, &flow.verifier)
         .await
     {
-        Ok(person) => person,
+        // kept token: stored by the re-check (issue 13)
+        Ok(signed_in) => signed_in.person,
         Err(e) => {
             tracing::info!(error = %e, "sign-in refused");
             let _ = store.sign_in_failed(None, network, &e.to_string()).await;
