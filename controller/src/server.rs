@@ -305,6 +305,7 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
                 let pages = crate::identity::pages::router(crate::identity::pages::PagesState {
                     hub: hub.clone(),
                     sign_in: sign_in.clone(),
+                    roles: Arc::new(options.roles.clone()),
                 });
                 // People's sessions are accepted where a token is: the API
                 // is served here too, for the pages' own origin.
@@ -335,6 +336,12 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
         .collect();
     if options.role == Role::Controller {
         background.push(tokio::spawn(crate::grant_clock::run(hub.clone())));
+        if let Some(sign_in) = &sign_in {
+            background.push(tokio::spawn(crate::identity::recheck::run(
+                hub.clone(),
+                sign_in.clone(),
+            )));
+        }
     }
     if options.role == Role::RelayOnly {
         let hub = hub.clone();

@@ -587,6 +587,7 @@ mod pages {
                 timeout: Duration::from_secs(5),
             }),
             networks: SignInNetworks::All,
+            recheck_every: warren_controller::identity::DEFAULT_RECHECK,
         })
         .unwrap();
         let page = sign_in.device_page(net, node, "laptop").unwrap();
@@ -595,6 +596,7 @@ mod pages {
         let router = router(PagesState {
             hub,
             sign_in: Arc::new(sign_in),
+            roles: Arc::default(),
         });
         let browser = Browser {
             router,

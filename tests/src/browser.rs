@@ -259,6 +259,16 @@ impl Browser {
             .map(|_| ())
     }
 
+    /// The value of the cookie `name` the browser holds for the current
+    /// page, if any (HttpOnly ones too: WebDriver sees them all).
+    pub fn cookie(&self, name: &str) -> Result<Option<String>> {
+        match self.session_call("GET", &format!("/cookie/{name}"), None) {
+            Ok(v) => Ok(v["value"].as_str().map(str::to_owned)),
+            Err(LabError::WebDriver { error, .. }) if error.contains("no such cookie") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn current_url(&self) -> Result<String> {
         let v = self.session_call("GET", "/url", None)?;
         string_value(v, "current URL")

@@ -42,7 +42,7 @@ pub struct IdentityLab {
     pub public_url: String,
 }
 
-/// ana (ops, in the allowed domain) and eve (outside it).
+/// ana (ops) and bo (data-team), in the allowed domain, and eve (outside it).
 pub fn lab_users() -> Vec<OidcUser> {
     vec![
         OidcUser {
@@ -50,6 +50,12 @@ pub fn lab_users() -> Vec<OidcUser> {
             email: format!("ana@{ALLOWED_DOMAIN}"),
             name: "Ana".into(),
             groups: vec!["ops".into()],
+        },
+        OidcUser {
+            login: "bo".into(),
+            email: format!("bo@{ALLOWED_DOMAIN}"),
+            name: "Bo".into(),
+            groups: vec!["data-team".into()],
         },
         OidcUser {
             login: "eve".into(),
@@ -65,6 +71,13 @@ impl IdentityLab {
     /// [`lab_users`], the controller signing in through it, one managed
     /// agent per name, and network "corp".
     pub fn build(lab: &Lab, agents: &[&str]) -> Result<IdentityLab> {
+        Self::build_with(lab, agents, "")
+    }
+
+    /// [`IdentityLab::build`] with `more` at the end of the controller's
+    /// TOML: keys there land in `[oidc]` (e.g. `recheck-every`), or start
+    /// tables of their own (`[roles]`).
+    pub fn build_with(lab: &Lab, agents: &[&str], more: &str) -> Result<IdentityLab> {
         let mut roles = vec![CONTROLLER_ROLE, IDP_ROLE];
         roles.extend_from_slice(agents);
         let star = Star::build(lab, &roles)?;
@@ -94,7 +107,7 @@ impl IdentityLab {
             &format!(
                 "listen-https = \"{https}\"\npublic-url = \"{public_url}\"\n\n[oidc]\n\
                  issuer = \"{issuer}\"\nclient-id = \"{CLIENT_ID}\"\n\
-                 client-secret-file = \"{secret}\"\nallowed-domains = [\"{ALLOWED_DOMAIN}\"]\n",
+                 client-secret-file = \"{secret}\"\nallowed-domains = [\"{ALLOWED_DOMAIN}\"]\n{more}",
                 issuer = provider.issuer(),
                 secret = secret.display(),
             ),

@@ -66,8 +66,9 @@ async fn identify(state: &ApiState, headers: &HeaderMap, reads: bool) -> Result<
         record_use(state, &token);
         return Ok(Caller::token(&token));
     }
-    if let (Some(sessions), Some(secret)) = (&state.sessions, session_cookie(headers)) {
-        return identify_person(state, sessions, headers, secret, reads).await;
+    let cookie = crate::identity::pages::cookie(headers, super::SESSION_COOKIE);
+    if let (Some(sessions), Some(secret)) = (&state.sessions, cookie) {
+        return identify_person(state, sessions, headers, &secret, reads).await;
     }
     Err(ApiError::Unauthorized(
         "a valid bearer token is required".into(),
@@ -105,19 +106,6 @@ async fn identify_person(
         }
     }
     Ok(Caller::person(&user.email, scope))
-}
-
-/// The secret in `Cookie: __Host-warren-session=...`, if any.
-fn session_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == super::SESSION_COOKIE)
-        .map(|(_, value)| value.trim())
-        .filter(|v| !v.is_empty() && v.len() <= MAX_SECRET_LEN)
 }
 
 async fn identify_token(state: &ApiState, headers: &HeaderMap) -> Result<Token, ApiError> {

@@ -23,6 +23,7 @@ pub struct OidcFile {
     groups_claim: Option<String>,
     allowed_domains: Option<Vec<String>>,
     networks: Option<Vec<String>>,
+    recheck_every: Option<String>,
 }
 
 /// `[oidc]` as `serve` runs with it (printed by `check-config`, without
@@ -37,6 +38,8 @@ pub struct EffectiveOidc {
     pub groups_claim: String,
     pub allowed_domains: Vec<String>,
     pub networks: Vec<String>,
+    /// How often people are checked at the provider, e.g. `1h`.
+    pub recheck_every: String,
     #[serde(skip)]
     client_secret: Option<String>,
 }
@@ -57,6 +60,7 @@ pub struct GithubFile {
     pub client_secret_file: Option<PathBuf>,
     allowed_organizations: Option<Vec<String>>,
     networks: Option<Vec<String>>,
+    recheck_every: Option<String>,
 }
 
 /// `[github]` as `serve` runs with it (printed by `check-config`, without
@@ -70,8 +74,27 @@ pub struct EffectiveGithub {
     pub client_secret_file: PathBuf,
     pub allowed_organizations: Vec<String>,
     pub networks: Vec<String>,
+    /// How often people are checked at GitHub, e.g. `1h`.
+    pub recheck_every: String,
     #[serde(skip)]
     client_secret: String,
+}
+
+/// `recheck-every`: a duration from a second to 30 days (default an hour),
+/// written back in humantime's form.
+fn recheck_every(table: &str, value: Option<String>) -> anyhow::Result<String> {
+    let every = match value {
+        Some(text) => humantime::parse_duration(text.trim()).with_context(|| {
+            format!("{table} recheck-every {text:?} is not a duration such as 1h")
+        })?,
+        None => warren_controller::identity::DEFAULT_RECHECK,
+    };
+    if every < std::time::Duration::from_secs(1)
+        || every > std::time::Duration::from_secs(30 * 86_400)
+    {
+        bail!("{table} recheck-every must be from 1s to 30d");
+    }
+    Ok(humantime::format_duration(every).to_string())
 }
 
 /// `url` and `api-url`: http(s), no trailing slash, nothing after the path.
@@ -125,6 +148,7 @@ pub fn resolve_github(file: GithubFile) -> anyhow::Result<EffectiveGithub> {
         client_secret_file,
         allowed_organizations,
         networks,
+        recheck_every: recheck_every(GITHUB, file.recheck_every)?,
         client_secret,
     })
 }
@@ -180,6 +204,7 @@ pub fn resolve_oidc(file: OidcFile) -> anyhow::Result<EffectiveOidc> {
             .unwrap_or_else(|| DEFAULT_GROUPS_CLAIM.into()),
         allowed_domains,
         networks,
+        recheck_every: recheck_every(OIDC, file.recheck_every)?,
         client_secret,
     })
 }
@@ -243,7 +268,7 @@ pub fn settings(
     oidc: Option<&EffectiveOidc>,
     github: Option<&EffectiveGithub>,
 ) -> anyhow::Result<Option<SignInSettings>> {
-    let (table, provider, networks) = match (oidc, github) {
+    let (table, provider, networks, every) = match (oidc, github) {
         (None, None) => return Ok(None),
         (Some(_), Some(_)) => bail!(
             "[oidc] and [github] are both set: people sign in with one provider, remove one table"
@@ -258,6 +283,7 @@ pub fn settings(
                 allowed_domains: oidc.allowed_domains.clone(),
             }),
             &oidc.networks,
+            &oidc.recheck_every,
         ),
         (None, Some(github)) => (
             GITHUB,
@@ -270,6 +296,7 @@ pub fn settings(
                 timeout: DEFAULT_TIMEOUT,
             }),
             &github.networks,
+            &github.recheck_every,
         ),
     };
     if listen_https.is_none() {
@@ -284,6 +311,8 @@ pub fn settings(
         public_url: public_url.to_owned(),
         provider,
         networks: parse_networks(table, networks)?,
+        recheck_every: humantime::parse_duration(every)
+            .with_context(|| format!("{table} recheck-every {every:?}"))?,
     }))
 }
 

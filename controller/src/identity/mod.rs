@@ -18,6 +18,8 @@ pub mod github;
 pub mod oidc;
 pub mod pages;
 pub mod provider;
+pub mod recheck;
+pub mod session_pages;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -66,7 +68,12 @@ pub struct SignInSettings {
     pub public_url: String,
     pub provider: ProviderSettings,
     pub networks: SignInNetworks,
+    /// How often people are asked about again at the provider.
+    pub recheck_every: Duration,
 }
+
+/// People are checked at the provider hourly unless configured otherwise.
+pub const DEFAULT_RECHECK: Duration = Duration::from_secs(3600);
 
 /// A device waiting for its owner.
 #[derive(Debug, Clone)]
@@ -333,6 +340,7 @@ mod tests {
                 allowed_domains: Vec::new(),
             }),
             networks,
+            recheck_every: DEFAULT_RECHECK,
         })
         .unwrap()
     }

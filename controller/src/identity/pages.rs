@@ -22,6 +22,7 @@ use axum::routing::get;
 use axum::{Form, Router};
 use serde::Deserialize;
 
+use super::session_pages::{self, SESSION_FLOW};
 use super::{random_secret, SignIn};
 use crate::hub::Hub;
 use crate::store::StoreError;
@@ -34,6 +35,8 @@ const BROWSER_COOKIE: &str = "__Host-warren-browser";
 pub struct PagesState {
     pub hub: Arc<Hub>,
     pub sign_in: Arc<SignIn>,
+    /// Who may sign in on the controller itself (admins, auditors).
+    pub roles: Arc<crate::roles::Roles>,
 }
 
 pub fn router(state: PagesState) -> Router {
@@ -44,6 +47,11 @@ pub fn router(state: PagesState) -> Router {
         .route("/signin/{code}/start", get(start))
         .route(callback_path, get(callback))
         .route("/signin/{code}/confirm", get(confirm_page).post(confirm))
+        .route("/login", get(session_pages::login))
+        .route("/login/start", get(session_pages::start))
+        .route("/login/done", get(session_pages::done))
+        .route("/me", get(session_pages::me))
+        .route("/logout", axum::routing::post(session_pages::logout))
         .layer(axum::middleware::map_response(page_headers))
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .with_state(state)
@@ -88,7 +96,7 @@ pub fn escape(text: &str) -> String {
 }
 
 /// A whole page around `body` (already escaped).
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(super) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -107,7 +115,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         .into_response()
 }
 
-fn failure(status: StatusCode, title: &str, reason: &str) -> Response {
+pub(super) fn failure(status: StatusCode, title: &str, reason: &str) -> Response {
     page(
         status,
         title,
@@ -124,16 +132,37 @@ fn unknown_device() -> Response {
 }
 
 /// The value of our cookie in the request, if any.
-fn browser_cookie(headers: &HeaderMap) -> Option<String> {
+pub(super) fn browser_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, BROWSER_COOKIE)
+}
+
+/// The value of cookie `name` in the request, if any (at most 128 bytes).
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == BROWSER_COOKIE)
-        .map(|(_, value)| value.to_owned())
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim().to_owned())
         .filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+/// This browser's cookie, and a `Set-Cookie` for a fresh one if it had
+/// none.
+pub(super) fn set_browser_cookie(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    match browser_cookie(headers) {
+        Some(existing) => (existing, None),
+        None => {
+            let fresh = random_secret();
+            let cookie = format!(
+                "{BROWSER_COOKIE}={fresh}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+                super::DEVICE_TTL.as_secs()
+            );
+            (fresh, HeaderValue::from_str(&cookie).ok())
+        }
+    }
 }
 
 async fn home() -> Response {
@@ -193,22 +222,12 @@ async fn start(
             );
         }
     };
-    let (browser, set_cookie) = match browser_cookie(&headers) {
-        Some(existing) => (existing, None),
-        None => {
-            let fresh = random_secret();
-            let cookie = format!(
-                "{BROWSER_COOKIE}={fresh}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
-                super::DEVICE_TTL.as_secs()
-            );
-            (fresh, Some(cookie))
-        }
-    };
+    let (browser, set_cookie) = set_browser_cookie(&headers);
     state
         .sign_in
         .start_flow(&begin.state, &code, &begin.nonce, &begin.verifier, &browser);
     let mut response = Redirect::to(&begin.url).into_response();
-    if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+    if let Some(cookie) = set_cookie {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response
@@ -243,6 +262,7 @@ async fn callback(
             "This sign-in is unknown, expired, already used, or was started in another browser. Open the device's sign-in page again.",
         );
     };
+    let session = flow.code == SESSION_FLOW;
     let device = state.sign_in.device(&flow.code);
     let network = device.as_ref().map(|d| d.network);
     if let Some(error) = query.error {
@@ -264,27 +284,37 @@ async fn callback(
             "The identity provider sent no code.",
         );
     };
-    if device.is_none() {
+    if device.is_none() && !session {
         return unknown_device();
     }
-    let person = match state
+    let signed_in = match state
         .sign_in
         .provider
         .finish(&code, &flow.nonce, &flow.verifier)
         .await
     {
-        // kept token: stored by the re-check (issue 13)
-        Ok(signed_in) => signed_in.person,
+        Ok(signed_in) if session => return session_pages::finish(&state, signed_in).await,
+        Ok(signed_in) => signed_in,
         Err(e) => {
             tracing::info!(error = %e, "sign-in refused");
             let _ = store.sign_in_failed(None, network, &e.to_string()).await;
             return failure(StatusCode::FORBIDDEN, "Sign-in failed", &e.to_string());
         }
     };
-    let user = match store.sign_in_user(&person).await {
+    let user = match store.sign_in_user(&signed_in.person).await {
         Ok(user) => user,
         Err(e) => return internal(e),
     };
+    // What asks the provider about this person again (recheck.rs); a
+    // sign-in that gave none stops the checks until the next one does.
+    if !user.disabled {
+        if let Err(e) = store
+            .keep_provider_token(&user.id, signed_in.kept.as_deref())
+            .await
+        {
+            return internal(e);
+        }
+    }
     if user.disabled {
         let _ = store
             .sign_in_failed(Some(&user.email), network, "the user is disabled")
@@ -300,7 +330,7 @@ async fn callback(
     Redirect::to(&format!("/signin/{}/confirm", flow.code)).into_response()
 }
 
-fn internal(e: StoreError) -> Response {
+pub(super) fn internal(e: StoreError) -> Response {
     tracing::error!(error = %e, "sign-in: store error");
     failure(
         StatusCode::INTERNAL_SERVER_ERROR,
