@@ -181,6 +181,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                     controller(ControllerMessage::JoinResult {
                         network_id,
                         sign_in_url: None,
+                        sign_in_refused: None,
                         result: JoinOutcome::Authorized,
                     }),
                     controller(ControllerMessage::Netmap(old.clone())),
@@ -205,11 +206,13 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                     controller(ControllerMessage::JoinResult {
                         network_id,
                         sign_in_url: None,
+                        sign_in_refused: None,
                         result: JoinOutcome::Pending,
                     }),
                     controller(ControllerMessage::JoinResult {
                         network_id,
                         sign_in_url: None,
+                        sign_in_refused: None,
                         result: JoinOutcome::Refused {
                             reason: "revoked".into(),
                         },

@@ -150,6 +150,11 @@ pub enum ControllerMessage {
         /// the page where the device's owner signs in and confirms it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sign_in_url: Option<String>,
+        /// A sign-in for this device was refused on its page (the person
+        /// may not sign in, or it is someone else's device): why, so that
+        /// `warren join` and `warren login` stop waiting and say so.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sign_in_refused: Option<String>,
     },
     Netmap(Netmap),
     NetmapDelta(NetmapDelta),

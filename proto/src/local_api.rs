@@ -80,6 +80,9 @@ pub struct NetworkStatus {
     /// When that sign-in runs out (RFC 3339), for a device with an owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// Why the latest sign-in on this device's page was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_in_refused: Option<String>,
 }
 
 /// `GET /v1/explain?to=ADDRESS&port=PORT`: would a new flow from this node

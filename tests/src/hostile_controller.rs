@@ -126,6 +126,7 @@ impl Attack {
             Attack::Refuse { network } => ControllerMessage::JoinResult {
                 network_id: *network,
                 sign_in_url: None,
+                sign_in_refused: None,
                 result: JoinOutcome::Refused {
                     reason: "hijacked".into(),
                 },
@@ -412,6 +413,7 @@ async fn session(
                     write(&mut send, &ControllerMessage::JoinResult {
                         network_id,
                         sign_in_url: None,
+                        sign_in_refused: None,
                         result: JoinOutcome::Authorized,
                     }).await?;
                     write(&mut send, &ControllerMessage::Netmap(own_netmap(network, &node_key, &name))).await?;

@@ -364,6 +364,15 @@ fn a_person_outside_the_allowed_domains_is_refused_and_the_device_stays_pending(
             reason.contains("eve@elsewhere.test may not sign in here"),
             "the page says {reason:?}"
         );
+        // warren join stops waiting and says why.
+        let exit = join.wait_exit(SETTLE)?;
+        let said = join.stderr();
+        ensure!(
+            !exit.success()
+                && said.contains("the sign-in was refused")
+                && said.contains("may not sign in here"),
+            "warren join after a refusal: {exit}: {said}"
+        );
         // A made-up or replayed round trip is refused too.
         browser.goto(&format!(
             "{public_url}/oidc/callback?state=forged&code=forged"
@@ -378,7 +387,6 @@ fn a_person_outside_the_allowed_domains_is_refused_and_the_device_stays_pending(
                 && e.json.to_string().contains("may not sign in here")),
             "no user.sign_in_failed entry"
         );
-        join.stop()?;
         browser.close()?;
         mesh.ensure_running()?;
         Ok(())

@@ -249,6 +249,7 @@ impl Session {
             network_id: net,
             result,
             sign_in_url: Some(url),
+            sign_in_refused: None,
         })
         .await
     }
@@ -301,6 +302,7 @@ impl Session {
             network_id: net,
             result: outcome,
             sign_in_url,
+            sign_in_refused: None,
         })
         .await?;
         if let JoinDecision::Refused(_) = result.decision {
@@ -448,8 +450,9 @@ impl Session {
         })
     }
 
-    /// A message relayed from another session: passed on only for networks
-    /// this connection joined.
+    /// A message for this node from elsewhere in the controller (a peer's
+    /// call-me-maybe, a refused sign-in on its page): passed on only for
+    /// networks this connection joined.
     async fn relay_in(&mut self, message: ControllerMessage) -> Result<(), FrameIoError> {
         match &message {
             ControllerMessage::CallMeMaybe { network_id, .. }
@@ -457,6 +460,12 @@ impl Session {
             {
                 self.send(&message).await
             }
+            // A refused sign-in on this node's page (identity::pages).
+            ControllerMessage::JoinResult {
+                network_id,
+                sign_in_refused: Some(_),
+                ..
+            } if self.joined.contains_key(network_id) => self.send(&message).await,
             _ => Ok(()),
         }
     }

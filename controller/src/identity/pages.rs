@@ -23,9 +23,10 @@ use axum::{Form, Router};
 use serde::Deserialize;
 
 use super::session_pages::{self, SESSION_FLOW};
-use super::{random_secret, SignIn};
+use super::{random_secret, DeviceRequest, SignIn};
 use crate::hub::Hub;
 use crate::store::StoreError;
+use warren_proto::control::{ControllerMessage, JoinOutcome};
 
 /// The cookie that ties a sign-in to one browser. `__Host-`: only over
 /// HTTPS, for this host, path `/`.
@@ -264,7 +265,6 @@ async fn callback(
     };
     let session = flow.code == SESSION_FLOW;
     let device = state.sign_in.device(&flow.code);
-    let network = device.as_ref().map(|d| d.network);
     if let Some(error) = query.error {
         let reason = format!(
             "the identity provider said {}{}",
@@ -274,8 +274,7 @@ async fn callback(
                 .map(|d| format!(": {d}"))
                 .unwrap_or_default()
         );
-        let _ = store.sign_in_failed(None, network, &reason).await;
-        return failure(StatusCode::FORBIDDEN, "Sign-in failed", &reason);
+        return refuse(&state, device.as_ref(), None, &reason).await;
     }
     let Some(code) = query.code else {
         return failure(
@@ -297,8 +296,7 @@ async fn callback(
         Ok(signed_in) => signed_in,
         Err(e) => {
             tracing::info!(error = %e, "sign-in refused");
-            let _ = store.sign_in_failed(None, network, &e.to_string()).await;
-            return failure(StatusCode::FORBIDDEN, "Sign-in failed", &e.to_string());
+            return refuse(&state, device.as_ref(), None, &e.to_string()).await;
         }
     };
     let user = match store.sign_in_user(&signed_in.person).await {
@@ -316,18 +314,59 @@ async fn callback(
         }
     }
     if user.disabled {
-        let _ = store
-            .sign_in_failed(Some(&user.email), network, "the user is disabled")
-            .await;
-        return failure(
-            StatusCode::FORBIDDEN,
-            "Sign-in failed",
-            &format!("{} is disabled on this controller.", user.email),
-        );
+        let reason = format!("{} is disabled on this controller", user.email);
+        return refuse(&state, device.as_ref(), Some(&user.email), &reason).await;
     }
     state.sign_in.offer_confirmation(&flow.code, user, &browser);
     // On to the form: the code leaves the address bar and the history.
     Redirect::to(&format!("/signin/{}/confirm", flow.code)).into_response()
+}
+
+/// A refused sign-in: audited (`user.sign_in_failed`), told to the device
+/// waiting on the page (its `warren join` or `warren login` stops waiting
+/// and says why), and shown.
+async fn refuse(
+    state: &PagesState,
+    device: Option<&DeviceRequest>,
+    email: Option<&str>,
+    reason: &str,
+) -> Response {
+    let network = device.map(|d| d.network);
+    let _ = state
+        .hub
+        .store()
+        .sign_in_failed(email, network, reason)
+        .await;
+    if let Some(device) = device {
+        tell_device(state, device, reason).await;
+    }
+    failure(StatusCode::FORBIDDEN, "Sign-in failed", reason)
+}
+
+/// Tells the device behind a page that a sign-in on it was refused.
+async fn tell_device(state: &PagesState, device: &DeviceRequest, reason: &str) {
+    let Ok(member) = state
+        .hub
+        .store()
+        .get_member(device.network, device.node)
+        .await
+    else {
+        return;
+    };
+    let result = match member.state {
+        crate::store::MemberState::Authorized => JoinOutcome::Authorized,
+        crate::store::MemberState::Pending => JoinOutcome::Pending,
+        crate::store::MemberState::Revoked => return,
+    };
+    state.hub.deliver(
+        &member.public_key,
+        &ControllerMessage::JoinResult {
+            network_id: device.network,
+            result,
+            sign_in_url: None,
+            sign_in_refused: Some(reason.to_owned()),
+        },
+    );
 }
 
 pub(super) fn internal(e: StoreError) -> Response {
@@ -419,6 +458,11 @@ async fn confirm(
         }
         Err(StoreError::Conflict(reason)) => {
             state.sign_in.finish_device(&code);
+            let email = confirmation.user.email.clone();
+            let _ = store
+                .sign_in_failed(Some(&email), Some(device.network), &reason)
+                .await;
+            tell_device(&state, &device, &reason).await;
             failure(StatusCode::CONFLICT, "Not connected", &reason)
         }
         Err(StoreError::NotFound(_)) => {

@@ -101,8 +101,17 @@ pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
             humantime::format_duration(args.sign_in_wait)
         );
         let deadline = Instant::now() + args.sign_in_wait;
-        while network.state == NetworkState::Pending && Instant::now() < deadline {
+        while network.state == NetworkState::Pending
+            && network.sign_in_refused.is_none()
+            && Instant::now() < deadline
+        {
             refresh(&mut network)?;
+        }
+        if let Some(reason) = &network.sign_in_refused {
+            bail!(
+                "joining {id}: the sign-in was refused: {}; `warren join` again shows a new page",
+                printable(reason)
+            );
         }
         if network.state == NetworkState::Pending {
             bail!(

@@ -65,8 +65,14 @@ pub fn login(cli: &Cli, args: &LoginArgs) -> anyhow::Result<()> {
     );
     let renewed = |n: &NetworkStatus| n.state == NetworkState::Authorized && n.expires_at != before;
     let deadline = Instant::now() + args.sign_in_wait;
-    while !renewed(&network) && Instant::now() < deadline {
+    while !renewed(&network) && network.sign_in_refused.is_none() && Instant::now() < deadline {
         network = current()?;
+    }
+    if let Some(reason) = &network.sign_in_refused {
+        bail!(
+            "the sign-in was refused: {}; `warren login {id}` again shows a new page",
+            printable(reason)
+        );
     }
     if !renewed(&network) {
         bail!(

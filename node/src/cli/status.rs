@@ -66,6 +66,13 @@ fn render(status: &Status, now: OffsetDateTime) -> String {
         if let Some(url) = &net.sign_in_url {
             let _ = writeln!(out, "  sign in to connect this device: {url}");
         }
+        if let Some(reason) = &net.sign_in_refused {
+            let _ = writeln!(
+                out,
+                "  the latest sign-in was refused: {}",
+                printable(reason)
+            );
+        }
         if let Some(fqdn) = net.fqdn.as_ref().filter(|f| !f.is_empty()) {
             let _ = writeln!(out, "  name {fqdn}");
         }
@@ -228,6 +235,7 @@ mod tests {
                 sign_in_url: None,
                 owner: None,
                 expires_at: None,
+                sign_in_refused: None,
             }],
             peers: vec![warren_proto::local_api::PeerStatus {
                 network: "static".into(),

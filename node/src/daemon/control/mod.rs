@@ -100,6 +100,7 @@ pub enum ControlEvent {
         network_id: NetworkId,
         outcome: JoinOutcome,
         sign_in_url: Option<String>,
+        sign_in_refused: Option<String>,
     },
     Netmap {
         controller: String,
@@ -583,11 +584,13 @@ fn dispatch(
             network_id,
             result,
             sign_in_url,
+            sign_in_refused,
         } => ControlEvent::JoinResult {
             controller,
             network_id,
             outcome: result,
             sign_in_url,
+            sign_in_refused,
         },
         ControllerMessage::Netmap(map) => ControlEvent::Netmap { controller, map },
         ControllerMessage::NetmapDelta(delta) => ControlEvent::Delta { controller, delta },

@@ -31,6 +31,7 @@ impl Managed {
         }
         net.login = Some(me.and_then(|me| me.expires_at.clone()));
         net.sign_in_url = None;
+        net.sign_in_refused = None;
         let Some(control) = self.controllers.get(&net.config.controller) else {
             return Err(refusal(
                 503,
@@ -55,6 +56,21 @@ impl Managed {
             net.netmap = Some(map);
         }
     }
+}
+
+/// The longest refusal kept from a controller (it is shown to people).
+const MAX_REASON: usize = 300;
+
+/// A sign-in on the device's page was refused: `warren join` and `warren
+/// login` stop waiting and say why.
+pub(super) fn refused(net: Option<&mut Joined>, reason: &str) {
+    let Some(net) = net else {
+        return;
+    };
+    let reason: String = reason.chars().take(MAX_REASON).collect();
+    tracing::warn!(network = %net.config.network_id, %reason, "a sign-in for this device was refused");
+    net.sign_in_url = None;
+    net.sign_in_refused = Some(reason);
 }
 
 /// A `warren login` is done once a netmap shows the sign-in renewed; a

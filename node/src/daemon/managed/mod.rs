@@ -54,6 +54,9 @@ struct Joined {
     /// `warren login` asked for a page while the sign-in ran out at this
     /// time (`None` inside: it had none); done when a netmap says otherwise.
     login: Option<Option<String>>,
+    /// Why the latest sign-in on the device's page was refused, until a
+    /// new page is shown.
+    sign_in_refused: Option<String>,
 }
 
 impl Joined {
@@ -67,6 +70,7 @@ impl Joined {
             runner: None,
             sign_in_url: None,
             login: None,
+            sign_in_refused: None,
             reported: Vec::new(),
             reflexive: BTreeMap::new(),
             confirmed: None,
@@ -389,8 +393,15 @@ impl Managed {
                 network_id,
                 outcome,
                 sign_in_url,
+                sign_in_refused,
                 ..
-            } => self.join_result(network_id, outcome, sign_in_url).await,
+            } => {
+                if let Some(reason) = sign_in_refused {
+                    login::refused(self.nets.get_mut(&network_id), &reason);
+                    return;
+                }
+                self.join_result(network_id, outcome, sign_in_url).await
+            }
             ControlEvent::Netmap { map, .. } => self.accept(map, true, true).await,
             ControlEvent::Delta { delta, .. } => {
                 let id = delta.network_id;
@@ -452,6 +463,9 @@ impl Managed {
         // login`; any other answer ends it.
         net.sign_in_url =
             sign_in_url.filter(|_| outcome == JoinOutcome::Pending || net.login.is_some());
+        if net.sign_in_url.is_some() {
+            net.sign_in_refused = None;
+        }
         match outcome {
             JoinOutcome::Authorized | JoinOutcome::Pending => {
                 let pending = outcome == JoinOutcome::Pending;

@@ -99,6 +99,7 @@ fn static_status(report: Option<&NetworkReport>) -> NetworkStatus {
         sign_in_url: None,
         owner: None,
         expires_at: None,
+        sign_in_refused: None,
     }
 }
 
@@ -142,6 +143,7 @@ fn joined_status(
         }),
         owner: map.and_then(|m| m.self_node.owner.clone()),
         expires_at: map.and_then(|m| m.self_node.expires_at.clone()),
+        sign_in_refused: net.sign_in_refused.clone(),
     }
 }
 
