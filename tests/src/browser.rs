@@ -389,8 +389,17 @@ impl Browser {
         wait::until(format!("the page to show {text:?}"), timeout, || {
             let shown = match self.find_now("body")? {
                 Some(ElementId(id)) => {
-                    let v = self.session_call("GET", &format!("/element/{id}/text"), None)?;
-                    string_value(v, "body text")?
+                    match self.session_call("GET", &format!("/element/{id}/text"), None) {
+                        Ok(v) => string_value(v, "body text")?,
+                        // A click or form submission was still navigating:
+                        // the body found belonged to the page it left.
+                        Err(LabError::WebDriver { error, .. })
+                            if error.ends_with("stale element reference") =>
+                        {
+                            String::new()
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 None => String::new(),
             };
