@@ -131,3 +131,71 @@ async fn a_capped_key_admits_that_many_joins_then_none() {
     );
     assert!(about(lifetime(&one), Duration::hours(24)), "{one}");
 }
+
+#[tokio::test]
+async fn a_tagged_key_puts_its_tags_on_the_members_it_authorizes() {
+    let h = Harness::new().await;
+    let net = h.network("prod").await;
+    let path = format!("/api/v1/networks/{net}/keys");
+    let (status, made) = h
+        .admin(
+            Method::POST,
+            &path,
+            Some(json!({ "reusable": true, "tags": ["tag:server", "tag:k8s", "tag:server"] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(made["tags"], json!(["tag:server", "tag:k8s"]));
+    let secret = made["key"].as_str().unwrap().to_string();
+    let node = NodePrivateKey::generate().public_key();
+    let joined = h
+        .store
+        .join(JoinRequest {
+            network_id: net.parse().unwrap(),
+            node_key: node,
+            name: "master".into(),
+            preauth_key: Some(secret),
+            agent_version: "0.1.0".into(),
+            endpoints: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(joined.decision, JoinDecision::Authorized);
+    let id = warren_proto::NodeId::from_key(&node);
+    let (_, tags) = h
+        .admin(
+            Method::GET,
+            &format!("/api/v1/networks/{net}/members/{id}/tags"),
+            None,
+        )
+        .await;
+    let mut tags: Vec<&str> = tags["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    tags.sort_unstable();
+    assert_eq!(tags, vec!["tag:k8s", "tag:server"]);
+    let (_, member) = h
+        .admin(
+            Method::GET,
+            &format!("/api/v1/networks/{net}/members/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(member["owner"], Value::Null);
+    assert_eq!(member["expires_at"], Value::Null);
+    let (_, list) = h.admin(Method::GET, &path, None).await;
+    assert_eq!(list["keys"][0]["tags"], json!(["tag:server", "tag:k8s"]));
+
+    for bad in [
+        json!({ "tags": ["server"] }),
+        json!({ "tags": ["tag:Bad!"] }),
+        json!({ "tags": "tag:x" }),
+    ] {
+        let (status, body) = h.admin(Method::POST, &path, Some(bad.clone())).await;
+        assert!(status.is_client_error(), "{bad}: {status} {body}");
+        assert!(!error_code(&body).is_empty());
+    }
+}

@@ -57,7 +57,12 @@ fn a_person_signs_a_device_in_and_it_is_theirs() {
             public_url,
             provider: _idp,
         } = IdentityLab::build(lab, &["a", "b"])?;
-        let key = mesh.controller.key_create(&net, true)?;
+        // b is a server: its key gives it a tag, not an owner.
+        let key = mesh
+            .controller
+            .admin(&["key", "create", &net, "--reusable", "--tag", "tag:server"])?
+            .trim()
+            .to_owned();
         mesh.join_ok("b", &net, Some(&key))?;
         mesh.agent_mut("b")?
             .wait_state(&net, "authorized", SETTLE)?;
@@ -197,7 +202,8 @@ fn a_person_signs_a_device_in_and_it_is_theirs() {
 }
 
 /// The access policy by person and by the provider's groups: ana (in the
-/// provider's group ops) owns a, b carries a key and no owner.
+/// provider's group ops) owns a; b joined with a key that tagged it
+/// tag:server, and has no owner.
 fn rules_name_people_and_their_groups(lab: &Lab, mesh: &Mesh, net: &str) -> anyhow::Result<()> {
     let set = |name: &str, text: &str| -> anyhow::Result<()> {
         let file = lab.dir().join(format!("{name}.toml"));
@@ -212,7 +218,7 @@ fn rules_name_people_and_their_groups(lab: &Lab, mesh: &Mesh, net: &str) -> anyh
     );
     set(
         "policy-ops",
-        "provider-groups = [\"ops\"]\n\n[[allow]]\nfrom = [\"group:ops\"]\nto = [\"b\"]\nports = [\"icmp\"]\n",
+        "provider-groups = [\"ops\"]\n\n[[allow]]\nfrom = [\"group:ops\"]\nto = [\"tag:server\"]\nports = [\"icmp\"]\n",
     )?;
     // b may no longer start a flow to a (the default let it) ...
     let gone = unreachable_within(mesh.ns("b")?, a4, SETTLE)?;

@@ -28,6 +28,10 @@ pub struct CreateKey {
     /// A humantime duration, e.g. "1h" or "7days", or "never". Absent: 24 h
     /// for a single-use key, 90 days for any other.
     expires: Option<String>,
+    /// `tag:NAME`s the members it authorizes carry (servers, cluster
+    /// masters: tags instead of an owner).
+    #[serde(default)]
+    tags: Vec<String>,
 }
 
 /// The key a request asks for, or why it cannot have it.
@@ -68,7 +72,20 @@ fn spec(body: &CreateKey) -> Result<PreauthKeySpec, ApiError> {
             KeyExpiry::At(OffsetDateTime::now_utc() + lifetime)
         }
     };
-    Ok(base.expires(expires))
+    if body.tags.len() > crate::store::MAX_TAGS_PER_MEMBER {
+        return Err(ApiError::BadRequest(format!(
+            "a key carries at most {} tags",
+            crate::store::MAX_TAGS_PER_MEMBER
+        )));
+    }
+    let mut tags = Vec::new();
+    for tag in &body.tags {
+        let name = crate::store::tag_name(tag).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        if !tags.iter().any(|t| t == name) {
+            tags.push(name.to_owned());
+        }
+    }
+    Ok(base.expires(expires).tagged(tags))
 }
 
 pub async fn create(

@@ -34,6 +34,11 @@ enum KeyCommand {
         /// single-use key, 90days for any other).
         #[arg(long)]
         expires: Option<String>,
+        /// A tag (tag:NAME) every member the key authorizes carries:
+        /// servers and cluster masters carry tags instead of an owner, and
+        /// never expire. Repeat for more.
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
     },
     /// List a network's keys (never their secrets).
     List { network: NetworkId },
@@ -54,10 +59,30 @@ fn row(k: &Value) -> Vec<String> {
     ]
     .iter()
     .map(|f| field(k, f))
+    .chain(std::iter::once(tags(k)))
     .collect()
 }
 
-const HEADERS: [&str; 8] = [
+/// A key's tags as `tag:A,tag:B`, or `-`.
+fn tags(k: &Value) -> String {
+    let tags: Vec<String> = k
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|t| {
+            t.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if tags.is_empty() {
+        "-".into()
+    } else {
+        tags.join(",")
+    }
+}
+
+const HEADERS: [&str; 9] = [
     "ID",
     "REUSABLE",
     "USES",
@@ -66,6 +91,7 @@ const HEADERS: [&str; 8] = [
     "EXPIRES",
     "CREATED-BY",
     "CREATED",
+    "TAGS",
 ];
 
 pub async fn run(args: KeyArgs) -> anyhow::Result<ExitCode> {
@@ -76,8 +102,12 @@ pub async fn run(args: KeyArgs) -> anyhow::Result<ExitCode> {
             reusable,
             max_uses,
             expires,
+            tags,
         } => {
             let mut body = json!({});
+            if !tags.is_empty() {
+                body["tags"] = json!(tags);
+            }
             if reusable {
                 body["reusable"] = json!(true);
             }

@@ -309,13 +309,16 @@ pub const SINGLE_USE_KEY_LIFETIME: time::Duration = time::Duration::hours(24);
 pub const REUSABLE_KEY_LIFETIME: time::Duration = time::Duration::days(90);
 
 /// What a new pre-auth key allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreauthKeySpec {
     /// More than one join (capped by `max_uses` if set).
     pub reusable: bool,
     /// At most this many joins; `Some(1)` for a single-use key.
     pub max_uses: Option<u32>,
     pub expires: KeyExpiry,
+    /// Tags (labels without `tag:`, already checked) for the members it
+    /// authorizes.
+    pub tags: Vec<String>,
 }
 
 impl PreauthKeySpec {
@@ -325,6 +328,7 @@ impl PreauthKeySpec {
             reusable: false,
             max_uses: Some(1),
             expires: KeyExpiry::Default,
+            tags: Vec::new(),
         }
     }
 
@@ -334,11 +338,16 @@ impl PreauthKeySpec {
             reusable: true,
             max_uses: None,
             expires: KeyExpiry::Default,
+            tags: Vec::new(),
         }
     }
 
     pub fn expires(self, expires: KeyExpiry) -> Self {
         Self { expires, ..self }
+    }
+
+    pub fn tagged(self, tags: Vec<String>) -> Self {
+        Self { tags, ..self }
     }
 
     /// When a key made at `now` stops working (`None`: never).
@@ -366,6 +375,9 @@ pub struct PreauthKey {
     pub usable: bool,
     pub created_by: String,
     pub created_at: String,
+    /// Tags (`tag:NAME`) the key puts on the members it authorizes: such
+    /// members carry tags instead of an owner.
+    pub tags: Vec<String>,
 }
 
 /// A pre-auth key just made; `key` is shown once and never stored.

@@ -205,6 +205,7 @@ async fn rejoin(
     after.authorized = true;
     after.endpoints = req.endpoints.clone();
     audit_key_use(conn, actor, net, &key_id, node).await?;
+    super::keys::apply_tags(conn, net, &key_id, node).await?;
     append(
         conn,
         NewEntry {
@@ -276,6 +277,7 @@ async fn first_join(
             Err(e) => return Err(e),
         };
         audit_key_use(conn, actor, net, key_id, node).await?;
+        super::keys::apply_tags(conn, net, key_id, node).await?;
     }
     append(
         conn,

@@ -37,14 +37,16 @@ pub(super) async fn create(
         usable: true,
         created_by: actor.as_str().to_string(),
         created_at,
+        tags: spec.tags.iter().map(|t| format!("tag:{t}")).collect(),
     };
+    let tags = serde_json::to_string(&spec.tags).map_err(|e| StoreError::Invalid(e.to_string()))?;
     let mut tx = store.begin_write().await?;
     if get_network(&mut *tx, net).await?.is_none() {
         return Err(StoreError::NotFound("network"));
     }
     sqlx::query(
         "INSERT INTO preauth_keys (id, network_id, hash, reusable, expires_at, expires_unix, \
-         uses, max_uses, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+         uses, max_uses, created_by, created_at, tags) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
     )
     .bind(&id)
     .bind(net.to_string())
@@ -55,6 +57,7 @@ pub(super) async fn create(
     .bind(max_uses.map(i64::from))
     .bind(&info.created_by)
     .bind(&info.created_at)
+    .bind(&tags)
     .execute(&mut *tx)
     .await?;
     append(
@@ -175,4 +178,36 @@ pub(super) async fn usable<'e>(
         .fetch_optional(exec)
         .await?;
     Ok(found.is_some())
+}
+
+/// Puts the tags key `key_id` carries on `node`, which it just authorized.
+pub(super) async fn apply_tags(
+    conn: &mut sqlx::SqliteConnection,
+    net: NetworkId,
+    key_id: &str,
+    node: warren_proto::NodeId,
+) -> Result<(), StoreError> {
+    let (tags,): (String,) =
+        sqlx::query_as("SELECT tags FROM preauth_keys WHERE id = ? AND network_id = ?")
+            .bind(key_id)
+            .bind(net.to_string())
+            .fetch_one(&mut *conn)
+            .await?;
+    let tags: Vec<String> = serde_json::from_str(&tags)
+        .map_err(|_| StoreError::Corrupt(format!("bad key tags {tags:?}")))?;
+    let (at, _) = now();
+    for tag in tags {
+        sqlx::query(
+            "INSERT OR IGNORE INTO member_tags (network_id, node_id, tag, created_by, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(net.to_string())
+        .bind(node.to_string())
+        .bind(&tag)
+        .bind(format!("key:{key_id}"))
+        .bind(&at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }

@@ -26,7 +26,7 @@ pub(super) const MEMBER_COLUMNS: &str = "network_id, node_id, public_key, name, 
      (SELECT email FROM users WHERE users.id = members.owner_user_id) AS owner, \
      (SELECT groups FROM users WHERE users.id = members.owner_user_id) AS owner_groups";
 pub(super) const KEY_COLUMNS: &str =
-    "id, network_id, reusable, expires_at, expires_unix, uses, max_uses, created_by, created_at";
+    "id, network_id, reusable, expires_at, expires_unix, uses, max_uses, created_by, created_at, tags";
 
 pub(super) fn network(row: &SqliteRow) -> Result<Network, StoreError> {
     let id: NetworkId = parse_stored("network id", &row.try_get::<String, _>("id")?)?;
@@ -122,6 +122,14 @@ pub(super) fn preauth_key(row: &SqliteRow) -> Result<PreauthKey, StoreError> {
         usable: !expired && cap.is_none_or(|c| uses < c),
         created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
+        tags: {
+            let tags: String = row.try_get("tags")?;
+            serde_json::from_str::<Vec<String>>(&tags)
+                .map_err(|_| StoreError::Corrupt(format!("bad key tags {tags:?}")))?
+                .into_iter()
+                .map(|t| format!("tag:{t}"))
+                .collect()
+        },
     })
 }
 
