@@ -212,6 +212,16 @@ async fn start(
     if state.sign_in.device(&code).is_none() {
         return unknown_device();
     }
+    to_provider(&state, &headers, &code).await
+}
+
+/// Sends the browser to the provider on a fresh round trip for `flow_code`
+/// (a device's code, or [`SESSION_FLOW`]), bound to this browser.
+pub(super) async fn to_provider(
+    state: &PagesState,
+    headers: &HeaderMap,
+    flow_code: &str,
+) -> Response {
     let begin = match state.sign_in.provider.begin().await {
         Ok(begin) => begin,
         Err(e) => {
@@ -223,10 +233,14 @@ async fn start(
             );
         }
     };
-    let (browser, set_cookie) = set_browser_cookie(&headers);
-    state
-        .sign_in
-        .start_flow(&begin.state, &code, &begin.nonce, &begin.verifier, &browser);
+    let (browser, set_cookie) = set_browser_cookie(headers);
+    state.sign_in.start_flow(
+        &begin.state,
+        flow_code,
+        &begin.nonce,
+        &begin.verifier,
+        &browser,
+    );
     let mut response = Redirect::to(&begin.url).into_response();
     if let Some(cookie) = set_cookie {
         response.headers_mut().insert(header::SET_COOKIE, cookie);

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::pages::{escape, failure, page, set_browser_cookie, PagesState};
+use super::pages::{escape, failure, page, PagesState};
 use super::SignedIn;
 use crate::api::SESSION_COOKIE;
 use crate::store::Scope;
@@ -39,30 +39,7 @@ pub async fn login(State(state): State<PagesState>) -> Response {
 }
 
 pub async fn start(State(state): State<PagesState>, headers: HeaderMap) -> Response {
-    let begin = match state.sign_in.provider.begin().await {
-        Ok(begin) => begin,
-        Err(e) => {
-            tracing::warn!(error = %e, "sign-in: the provider could not be used");
-            return failure(
-                StatusCode::BAD_GATEWAY,
-                "Sign-in is not available",
-                &e.to_string(),
-            );
-        }
-    };
-    let (browser, set_cookie) = set_browser_cookie(&headers);
-    state.sign_in.start_flow(
-        &begin.state,
-        SESSION_FLOW,
-        &begin.nonce,
-        &begin.verifier,
-        &browser,
-    );
-    let mut response = Redirect::to(&begin.url).into_response();
-    if let Some(cookie) = set_cookie {
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
-    }
-    response
+    super::pages::to_provider(&state, &headers, SESSION_FLOW).await
 }
 
 /// The provider's answer for a session round trip, already checked: a
