@@ -64,17 +64,17 @@ fn an_expired_id_token_is_refused() {
 }
 
 /// Each rewrite in turn: the sign-in is refused on the page with `why` in
-/// its reason, audited as `user.sign_in_failed`, and the device stays
-/// pending with `warren join` still waiting. Then a token through the
+/// its reason, audited as `user.sign_in_failed`, the device stays pending
+/// and `warren join` stops waiting, saying why. Then a token through the
 /// same rewrite path with nothing changed signs the device in.
 fn refused_then_accepted(lab: &Lab, refusals: &[(IdTokenRewrite, &str)]) -> anyhow::Result<()> {
     let mut world = IdentityLab::build(lab, &["a"])?;
-    let mut join = world.join_without_key(lab, "a", "60s")?;
-    let page = world.printed_sign_in_url(&mut join)?;
     let mut browser = Browser::start(lab, world.mesh.ns("a")?)?;
     let a_id = world.mesh.agent("a")?.node_id().to_owned();
 
     for (n, (rewrite, why)) in refusals.iter().enumerate() {
+        let mut join = world.join_without_key(lab, "a", "60s")?;
+        let page = world.printed_sign_in_url(&mut join)?;
         world.provider.rewrite_next_id_token(rewrite)?;
         sign_in_from_device_page(&browser, &page, &world.public_url, "ana")?;
         browser.wait_for_text(REFUSED, PAGE_WAIT)?;
@@ -108,10 +108,11 @@ fn refused_then_accepted(lab: &Lab, refusals: &[(IdTokenRewrite, &str)]) -> anyh
 
         let member = world.mesh.controller.member(&world.net, &a_id)?;
         ensure!(member.state == "pending", "member a: {}", member.json);
+        let exit = join.wait_exit(PAGE_WAIT)?;
+        let said = join.stderr();
         ensure!(
-            join.exit_status()?.is_none(),
-            "warren join ended after a refused sign-in: {}",
-            join.stderr()
+            !exit.success() && said.contains("the sign-in was refused") && said.contains(why),
+            "warren join after a refused sign-in: {exit}: {said}"
         );
         let audit = world.mesh.controller.audit(None)?;
         let failed = actions(&audit, "user.sign_in_failed");
@@ -129,6 +130,8 @@ fn refused_then_accepted(lab: &Lab, refusals: &[(IdTokenRewrite, &str)]) -> anyh
     }
 
     // The control: the same rewrite path, nothing changed, is accepted.
+    let mut join = world.join_without_key(lab, "a", "60s")?;
+    let page = world.printed_sign_in_url(&mut join)?;
     world
         .provider
         .rewrite_next_id_token(&IdTokenRewrite::unchanged())?;

@@ -208,6 +208,14 @@ impl Managed {
                     added = true;
                 }
             }
+            // Joining a pending network again asks the controller again
+            // (a new sign-in page after a refused one): until it answers,
+            // the join is in flight, as the first was.
+            if net.state == NetworkState::Pending {
+                net.state = NetworkState::Connecting;
+                net.sign_in_url = None;
+                net.sign_in_refused = None;
+            }
             let config = net.config.clone();
             if added {
                 self.save();
