@@ -10,7 +10,7 @@
 //! The suites in `tests/tests/` need root and these tools: `ip` (iproute2),
 //! `nft`, `conntrack`, `sysctl`, `kill`, `tcpdump`, `wireguard-go`, `wg`;
 //! the sign-in suites also need Node.js >= 20 with `npm ci --prefix
-//! tests/oidc` done, and Debian's `chromium` and `chromium-driver`.
+//! tests/oidc` done, Debian's `chromium` and `chromium-driver`, and `curl`.
 //! Without root they print `skipped: ...` and pass, except with `CI` set,
 //! where they fail. Environment:
 //! - `WARREN_BIN`: the `warren` binary (default: next to the test or demo
@@ -49,6 +49,9 @@
 //! - [`oidc`], [`browser`], [`http1`]: a real OpenID provider
 //!   (`tests/oidc`, Node.js), headless Chromium driven over WebDriver, and
 //!   signing in through one in the other; a minimal HTTP/1.1 client.
+//! - [`identity_lab`]: the sign-in lab: the provider in its own namespace,
+//!   the controller signing people in through it on its HTTPS pages,
+//!   managed agents, and `warren join` without a key.
 //! - [`ping`], [`transfer`], [`iperf`], [`pcap`], [`wg_message`], [`prng`]:
 //!   traffic generators and checkers.
 
