@@ -50,6 +50,17 @@ pub fn unique_label(base: &str, taken: &BTreeSet<String>) -> String {
         .unwrap_or_else(|| base.to_string())
 }
 
+/// True for what can name a person in rules and roles (`user:EMAIL`): an
+/// address with a local part and a domain, at most 254 characters, no
+/// spaces or control characters. Providers vouch for the rest.
+pub fn is_email(text: &str) -> bool {
+    text.len() <= 254
+        && text
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// True for a lowercase LDH label: 1-63 characters, no leading or trailing `-`.
 pub fn is_label(text: &str) -> bool {
     !text.is_empty()

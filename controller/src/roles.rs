@@ -29,12 +29,7 @@ impl From<Principal> for String {
 impl Principal {
     pub fn parse(text: &str) -> Result<Self, String> {
         if let Some(email) = text.strip_prefix("user:") {
-            let ok = email
-                .split_once('@')
-                .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
-                && email.len() <= 254
-                && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-            return if ok {
+            return if crate::names::is_email(email) {
                 Ok(Principal::User(email.to_ascii_lowercase()))
             } else {
                 Err(format!("{text:?}: user: takes an e-mail address"))

@@ -302,20 +302,18 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
     if let Some((listener, _, tls)) = https {
         let pages = match &sign_in {
             Some(sign_in) => {
+                let roles = Arc::new(options.roles.clone());
                 let pages = crate::identity::pages::router(crate::identity::pages::PagesState {
                     hub: hub.clone(),
                     sign_in: sign_in.clone(),
-                    roles: Arc::new(options.roles.clone()),
+                    roles: roles.clone(),
                 });
                 // People's sessions are accepted where a token is: the API
                 // is served here too, for the pages' own origin.
                 match (https_api, page_origin(&sign_in.settings.public_url)) {
-                    (Some(state), Some(origin)) => {
-                        pages.merge(api::router(state.with_sessions(api::Sessions {
-                            roles: Arc::new(options.roles.clone()),
-                            origin,
-                        })))
-                    }
+                    (Some(state), Some(origin)) => pages.merge(api::router(
+                        state.with_sessions(api::Sessions { roles, origin }),
+                    )),
                     _ => pages,
                 }
             }

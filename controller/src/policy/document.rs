@@ -440,12 +440,7 @@ fn target(text: &str, at: Location) -> Result<Target, PolicyError> {
         });
     }
     if let Some(user) = text.strip_prefix("user:") {
-        let ok = user.len() <= 254
-            && user
-                .split_once('@')
-                .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty())
-            && !user.chars().any(|c| c.is_whitespace() || c.is_control());
-        if !ok {
+        if !names::is_email(user) {
             return Err(PolicyError::BadName {
                 at: Some(at),
                 name: text.to_string(),

@@ -16,8 +16,9 @@ pub(super) async fn list_in<'e>(
     net: NetworkId,
 ) -> Result<Vec<Member>, StoreError> {
     let sql = format!(
-        "SELECT {} FROM members WHERE network_id = ? ORDER BY node_id",
-        rows::MEMBER_COLUMNS
+        "SELECT {} FROM {} WHERE members.network_id = ? ORDER BY members.node_id",
+        rows::MEMBER_COLUMNS,
+        rows::MEMBERS_WITH_OWNERS
     );
     let found = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(net.to_string())
@@ -42,8 +43,9 @@ pub(super) async fn get<'e>(
     node: NodeId,
 ) -> Result<Option<Member>, StoreError> {
     let sql = format!(
-        "SELECT {} FROM members WHERE network_id = ? AND node_id = ?",
-        rows::MEMBER_COLUMNS
+        "SELECT {} FROM {} WHERE members.network_id = ? AND members.node_id = ?",
+        rows::MEMBER_COLUMNS,
+        rows::MEMBERS_WITH_OWNERS
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(net.to_string())

@@ -6,7 +6,7 @@ use sqlx::Row;
 use warren_proto::NetworkId;
 
 use super::audit::{append, NewEntry};
-use super::networks::bump_version;
+use super::users::bump_owned_networks;
 use super::{now, SqliteStore};
 use crate::store::*;
 
@@ -49,22 +49,6 @@ pub(super) async fn due(
     Ok(out)
 }
 
-/// The networks where `user_id` owns devices.
-async fn owned_networks(
-    conn: &mut sqlx::SqliteConnection,
-    user_id: &str,
-) -> Result<Vec<NetworkId>, StoreError> {
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT DISTINCT network_id FROM members WHERE owner_user_id = ? ORDER BY network_id",
-    )
-    .bind(user_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|(id,)| super::parse_stored("network id", id))
-        .collect()
-}
-
 pub(super) async fn passed(
     store: &SqliteStore,
     user: &User,
@@ -92,10 +76,7 @@ pub(super) async fn passed(
             .bind(&user.id)
             .execute(&mut *tx)
             .await?;
-        networks = owned_networks(&mut tx, &user.id).await?;
-        for net in &networks {
-            bump_version(&mut tx, *net).await?;
-        }
+        networks = bump_owned_networks(&mut tx, &user.id).await?;
         append(
             &mut tx,
             NewEntry {
@@ -128,10 +109,7 @@ pub(super) async fn removed(
     if done.rows_affected() == 0 {
         return Ok(Vec::new());
     }
-    let networks = owned_networks(&mut tx, &user.id).await?;
-    for net in &networks {
-        bump_version(&mut tx, *net).await?;
-    }
+    let networks = bump_owned_networks(&mut tx, &user.id).await?;
     append(
         &mut tx,
         NewEntry {

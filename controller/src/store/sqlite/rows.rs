@@ -16,15 +16,17 @@ pub(super) const NETWORK_COLUMNS: &str =
 /// sign-in ran out (noted by the expiry clock) as pending (0): everything
 /// that reads members (netmaps, policy, the relay, DNS) leaves it out, and
 /// it comes back as it was when the owner is enabled again or signs in.
-pub(super) const MEMBER_COLUMNS: &str = "network_id, node_id, public_key, name, \
-     requested_name, ipv4, \
-     CASE WHEN EXISTS (SELECT 1 FROM users WHERE users.id = members.owner_user_id \
-     AND users.disabled = 1) THEN 2 \
-     WHEN state = 1 AND expiry_noted = 1 THEN 0 ELSE state END AS state, \
-     expires_unix, (state = 1 AND expiry_noted = 1) AS expired, \
-     online, endpoints, agent_version, last_seen, created_at, \
-     (SELECT email FROM users WHERE users.id = members.owner_user_id) AS owner, \
-     (SELECT groups FROM users WHERE users.id = members.owner_user_id) AS owner_groups";
+/// Read from [`MEMBERS_WITH_OWNERS`].
+pub(super) const MEMBER_COLUMNS: &str = "members.network_id, members.node_id, \
+     members.public_key, members.name, members.requested_name, members.ipv4, \
+     CASE WHEN users.disabled = 1 THEN 2 \
+     WHEN members.state = 1 AND members.expiry_noted = 1 THEN 0 ELSE members.state END AS state, \
+     members.expires_unix, (members.state = 1 AND members.expiry_noted = 1) AS expired, \
+     members.online, members.endpoints, members.agent_version, members.last_seen, \
+     members.created_at, users.email AS owner, users.groups AS owner_groups";
+/// Members with their owners, one join for every member read.
+pub(super) const MEMBERS_WITH_OWNERS: &str =
+    "members LEFT JOIN users ON users.id = members.owner_user_id";
 pub(super) const KEY_COLUMNS: &str =
     "id, network_id, reusable, expires_at, expires_unix, uses, max_uses, created_by, created_at, tags";
 

@@ -49,6 +49,28 @@ async fn named(conn: &mut sqlx::SqliteConnection, who: &str) -> Result<User, Sto
     }
 }
 
+/// A change to `user_id` changes every network where they own devices:
+/// bumps each one's netmap version and returns them.
+pub(super) async fn bump_owned_networks(
+    conn: &mut sqlx::SqliteConnection,
+    user_id: &str,
+) -> Result<Vec<NetworkId>, StoreError> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT DISTINCT network_id FROM members WHERE owner_user_id = ? ORDER BY network_id",
+    )
+    .bind(user_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let networks = rows
+        .iter()
+        .map(|(id,)| super::parse_stored("network id", id))
+        .collect::<Result<Vec<NetworkId>, _>>()?;
+    for net in &networks {
+        bump_version(&mut *conn, *net).await?;
+    }
+    Ok(networks)
+}
+
 /// The user with this ID, if there is one.
 pub(super) async fn by_id<'e>(
     exec: impl sqlx::sqlite::SqliteExecutor<'e>,
@@ -248,19 +270,7 @@ impl UserStore for SqliteStore {
             .bind(&before.id)
             .execute(&mut *tx)
             .await?;
-        let networks: Vec<(String,)> = sqlx::query_as(
-            "SELECT DISTINCT network_id FROM members WHERE owner_user_id = ? ORDER BY network_id",
-        )
-        .bind(&before.id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let networks = networks
-            .iter()
-            .map(|(id,)| super::parse_stored("network id", id))
-            .collect::<Result<Vec<NetworkId>, _>>()?;
-        for net in &networks {
-            bump_version(&mut tx, *net).await?;
-        }
+        let networks = bump_owned_networks(&mut tx, &before.id).await?;
         let after = User {
             disabled,
             ..before.clone()
@@ -299,6 +309,7 @@ impl UserStore for SqliteStore {
         .bind(&before.id)
         .fetch_all(&mut *tx)
         .await?;
+        let networks = bump_owned_networks(&mut tx, &before.id).await?;
         sqlx::query("DELETE FROM members WHERE owner_user_id = ?")
             .bind(&before.id)
             .execute(&mut *tx)
@@ -308,14 +319,6 @@ impl UserStore for SqliteStore {
             .bind(&before.id)
             .execute(&mut *tx)
             .await?;
-        let mut networks = Vec::new();
-        for (net, _, _) in &devices {
-            let net: NetworkId = super::parse_stored("network id", net)?;
-            if !networks.contains(&net) {
-                bump_version(&mut tx, net).await?;
-                networks.push(net);
-            }
-        }
         let gone: Vec<serde_json::Value> = devices
             .iter()
             .map(|(net, node, name)| serde_json::json!({ "network_id": net, "node_id": node, "name": name }))

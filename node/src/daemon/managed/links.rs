@@ -76,6 +76,19 @@ impl Managed {
     }
 }
 
+/// The controller's STUN servers for a network: its address at the ports
+/// the network's map names.
+pub(super) fn stun_servers(
+    map: &warren_proto::netmap::Netmap,
+    ip: std::net::IpAddr,
+) -> Vec<SocketAddr> {
+    map.settings
+        .stun_ports
+        .iter()
+        .map(|p| SocketAddr::new(ip, *p))
+        .collect()
+}
+
 impl Managed {
     /// Points each network of a controller at its STUN ports.
     pub(super) async fn set_stun(&self, controller: &str) {
@@ -88,13 +101,7 @@ impl Managed {
             .filter(|n| n.config.controller == controller)
         {
             if let (Some(runner), Some(map)) = (&net.runner, &net.netmap) {
-                let servers = map
-                    .settings
-                    .stun_ports
-                    .iter()
-                    .map(|p| SocketAddr::new(*ip, *p))
-                    .collect();
-                runner.set_stun_servers(servers).await;
+                runner.set_stun_servers(stun_servers(map, *ip)).await;
             }
         }
     }

@@ -603,13 +603,9 @@ impl Managed {
         if let (Some(runner), Some(ip)) =
             (&net.runner, self.controller_ips.get(&net.config.controller))
         {
-            let servers = map
-                .settings
-                .stun_ports
-                .iter()
-                .map(|p| SocketAddr::new(*ip, *p))
-                .collect();
-            runner.set_stun_servers(servers).await;
+            runner
+                .set_stun_servers(links::stun_servers(&map, *ip))
+                .await;
         }
         if let (Some(runner), true) = (&net.runner, self.connected.contains(&net.config.controller))
         {
