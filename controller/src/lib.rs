@@ -28,6 +28,7 @@
 pub mod api;
 pub mod audit_anchor;
 pub mod audit_chain;
+pub mod console;
 pub mod control;
 pub mod data_dir;
 pub mod dns;
@@ -44,5 +45,6 @@ pub mod relay;
 pub mod roles;
 pub mod routes;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod stun;

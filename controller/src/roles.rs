@@ -7,6 +7,11 @@ use serde::Serialize;
 
 use crate::store::{Scope, User};
 
+/// The issuer of the one user a break-glass code signs in
+/// (`warren-controller console login-code`): an admin on a controller
+/// with or without an identity provider. No provider issues it.
+pub const BREAK_GLASS_ISSUER: &str = "warren:break-glass";
+
 /// Who holds a role.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(into = "String")]
@@ -80,7 +85,7 @@ impl Roles {
     pub fn scope_of(&self, user: &User) -> Option<Scope> {
         if user.disabled {
             None
-        } else if self.admins.iter().any(|p| p.holds(user)) {
+        } else if user.issuer == BREAK_GLASS_ISSUER || self.admins.iter().any(|p| p.holds(user)) {
             Some(Scope::Admin)
         } else if self.auditors.iter().any(|p| p.holds(user)) {
             Some(Scope::Auditor)

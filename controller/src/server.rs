@@ -67,6 +67,10 @@ pub struct ServerOptions {
     /// Admin and auditor roles for people (`[roles]`): with sign-in, their
     /// sessions are accepted by the API served on the HTTPS listener.
     pub roles: crate::roles::Roles,
+    /// `https://HOST[:PORT]` people's browsers reach the HTTPS listener
+    /// at: the console's origin. Without it (and without sign-in, which
+    /// carries its own) the HTTPS listener serves no console.
+    pub public_url: Option<String>,
 }
 
 impl ServerOptions {
@@ -91,6 +95,7 @@ impl ServerOptions {
             https_certificate: None,
             sign_in: None,
             roles: crate::roles::Roles::default(),
+            public_url: None,
         }
     }
 }
@@ -300,25 +305,43 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
         }));
     }
     if let Some((listener, _, tls)) = https {
-        let pages = match &sign_in {
-            Some(sign_in) => {
-                let roles = Arc::new(options.roles.clone());
-                let pages = crate::identity::pages::router(crate::identity::pages::PagesState {
+        let roles = Arc::new(options.roles.clone());
+        let public_url = sign_in
+            .as_ref()
+            .map(|s| s.settings.public_url.clone())
+            .or_else(|| options.public_url.clone());
+        let origin = public_url.as_deref().and_then(page_origin);
+        let mut pages = axum::Router::new();
+        if let Some(sign_in) = &sign_in {
+            pages = pages.merge(crate::identity::pages::router(
+                crate::identity::pages::PagesState {
                     hub: hub.clone(),
                     sign_in: sign_in.clone(),
                     roles: roles.clone(),
-                });
+                },
+            ));
+        }
+        match origin {
+            Some(origin) => {
+                pages = pages.merge(crate::console::router(crate::console::ConsoleState::new(
+                    hub.clone(),
+                    roles.clone(),
+                    origin.clone(),
+                    sign_in.clone(),
+                )));
                 // People's sessions are accepted where a token is: the API
                 // is served here too, for the pages' own origin.
-                match (https_api, page_origin(&sign_in.settings.public_url)) {
-                    (Some(state), Some(origin)) => pages.merge(api::router(
+                if let Some(state) = https_api {
+                    pages = pages.merge(api::router(
                         state.with_sessions(api::Sessions { roles, origin }),
-                    )),
-                    _ => pages,
+                    ));
                 }
             }
-            None => axum::Router::new().fallback(|| async { axum::http::StatusCode::NOT_FOUND }),
-        };
+            None => {
+                tracing::warn!("listen-https without public-url: no console on the HTTPS listener");
+                pages = pages.fallback(|| async { axum::http::StatusCode::NOT_FOUND });
+            }
+        }
         let limits = api::ApiLimits::default();
         let mut stopped_https = stopped.clone();
         tasks.push(tokio::spawn(async move {

@@ -491,6 +491,7 @@ async fn relay_only(data: &Path, state: &Path) -> Running {
         https_certificate: None,
         sign_in: None,
         roles: Default::default(),
+        public_url: None,
     })
     .await
     .unwrap()

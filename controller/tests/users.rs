@@ -282,7 +282,7 @@ async fn a_deleted_person_takes_their_devices_and_sessions_along() {
     ));
     assert!(store.get_member(net, server).await.unwrap().authorized);
     assert!(store.get_network(net).await.unwrap().netmap_version > version);
-    assert!(store.session_user(&session).await.unwrap().is_none());
+    assert!(store.session_user(&session, 3600).await.unwrap().is_none());
     assert!(store.list_users().await.unwrap().is_empty());
     assert!(matches!(
         store.delete_user(&admin, "ana@example.com").await,

@@ -69,6 +69,8 @@ const CHROMIUM_ARGS: &[&str] = &[
     "--disable-client-side-phishing-detection",
     "--password-store=basic",
     "--use-mock-keychain",
+    // Links to a member's http:// service go there, not to https:// first.
+    "--disable-features=HttpsUpgrades",
 ];
 
 /// Numbers the browsers of one test process, for labels and directories.
@@ -358,6 +360,46 @@ impl Browser {
                 Err(e) => Err(e),
             }
         })
+    }
+
+    /// The rendered text of element `id`, found earlier: an error if the
+    /// page it belonged to is gone (a reload or a navigation), which is
+    /// how a test tells an update in place from a new page.
+    pub fn element_text(&self, id: &ElementId) -> Result<String> {
+        let v = self.session_call("GET", &format!("/element/{}/text", id.0), None)?;
+        string_value(v, "element text")
+    }
+
+    /// A DOM property (`value` of an input) of the element matching `css`.
+    pub fn property(&self, css: &str, name: &str) -> Result<String> {
+        let ElementId(id) = self.find(css)?;
+        let v = self.session_call("GET", &format!("/element/{id}/property/{name}"), None)?;
+        string_value(v, "element property")
+    }
+
+    /// Saves a PNG of the viewport to `path`.
+    pub fn screenshot(&self, path: &Path) -> Result<()> {
+        use base64::Engine as _;
+        let v = self.session_call("GET", "/screenshot", None)?;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(string_value(v, "screenshot")?)
+            .map_err(|e| LabError::Output {
+                what: "WebDriver screenshot".into(),
+                detail: e.to_string(),
+            })?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
+        }
+        std::fs::write(path, png)
+            .map_err(|e| LabError::io(format!("writing {}", path.display()), e))
+    }
+
+    /// Resizes the window (a phone is 390 by 844).
+    pub fn set_window_size(&self, width: u32, height: u32) -> Result<()> {
+        let rect = json!({ "width": width, "height": height });
+        self.session_call("POST", "/window/rect", Some(&rect))
+            .map(|_| ())
     }
 
     /// Waits until the current URL satisfies `accept`; returns it.

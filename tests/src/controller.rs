@@ -352,6 +352,12 @@ impl Controller {
         command::run_stdout(&mut cmd)
     }
 
+    /// `console login-code`: a one-time break-glass code for the console.
+    pub fn console_login_code(&self) -> Result<String> {
+        self.offline(&["console", "login-code"])
+            .map(|out| out.trim().to_owned())
+    }
+
     /// An admin command's output, whatever its exit status.
     pub fn admin_output(&self, args: &[&str]) -> Result<Output> {
         command::output(&mut self.command(args))

@@ -1,26 +1,20 @@
 //! `/api/v1/networks/{id}/grants`: temporary access, a rule that ends by
 //! itself (the compiler adds active grants as rules named `grant:<id>`).
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use time::OffsetDateTime;
-use warren_proto::filter::PortRange;
 use warren_proto::NetworkId;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{ApiState, Caller};
-use crate::store::{Grant, NewGrant};
+use crate::store::Grant;
 
-/// The longest a grant may last.
-pub const MAX_GRANT: Duration = Duration::from_secs(30 * 24 * 3600);
-const MAX_REASON_CHARS: usize = 500;
+pub use crate::service::MAX_GRANT;
 
 /// The routes of this resource, merged into `/api/v1`.
 pub fn router() -> Router<ApiState> {
@@ -57,44 +51,15 @@ pub async fn add(
     ApiPath(net): ApiPath<NetworkId>,
     ApiJson(body): ApiJson<AddGrant>,
 ) -> Result<(StatusCode, Json<Grant>), ApiError> {
-    let duration = humantime::parse_duration(&body.duration).map_err(|e| {
-        ApiError::BadRequest(format!("for: {e} (write a duration such as 2h or 20s)"))
-    })?;
-    if duration.is_zero() || duration > MAX_GRANT {
-        return Err(ApiError::BadRequest(
-            "for: a grant lasts from 1s to 30 days".into(),
-        ));
-    }
-    let reason = body.reason.trim().to_string();
-    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
-        return Err(ApiError::BadRequest(format!(
-            "reason: say why, in 1 to {MAX_REASON_CHARS} characters"
-        )));
-    }
-    let ports = match body.ports {
-        None => vec![PortRange::ANY],
-        Some(texts) if texts.is_empty() => {
-            return Err(ApiError::BadRequest("ports: name at least one".into()))
-        }
-        Some(texts) => texts
-            .iter()
-            .map(|t| t.parse::<PortRange>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| ApiError::BadRequest(format!("ports: {e}")))?,
-    };
-    let ends_at = OffsetDateTime::now_utc()
-        + time::Duration::try_from(duration)
-            .map_err(|_| ApiError::BadRequest("for: too long".into()))?;
-    let new = NewGrant {
-        from: body.from,
-        to: body.to,
-        ports,
-        reason,
-        ends_at,
-    };
-    let grant = state.store().add_grant(&caller.actor(), net, new).await?;
-    state.hub.changed(net);
-    tracing::info!(network = %net, grant = %grant.id, ends_at = %grant.ends_at, "grant added");
+    let new = crate::service::new_grant(
+        body.from,
+        body.to,
+        body.ports.as_deref(),
+        &body.duration,
+        &body.reason,
+    )
+    .map_err(ApiError::BadRequest)?;
+    let grant = crate::service::add_grant(&state.hub, &caller.actor(), net, new).await?;
     Ok((StatusCode::CREATED, Json(grant)))
 }
 
@@ -112,11 +77,6 @@ pub async fn revoke(
     Extension(caller): Extension<Caller>,
     ApiPath((net, id)): ApiPath<(NetworkId, String)>,
 ) -> Result<Json<Grant>, ApiError> {
-    let grant = state
-        .store()
-        .revoke_grant(&caller.actor(), net, &id)
-        .await?;
-    state.hub.changed(net);
-    tracing::info!(network = %net, grant = %grant.id, "grant revoked");
+    let grant = crate::service::revoke_grant(&state.hub, &caller.actor(), net, &id).await?;
     Ok(Json(grant))
 }

@@ -10,6 +10,7 @@ use warren_proto::{NetworkId, NodeId};
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath};
 use super::{ApiState, Caller};
+use crate::service;
 use crate::store::{Member, MemberState};
 
 #[derive(Debug, Deserialize)]
@@ -40,12 +41,7 @@ async fn set_state(
     node: NodeId,
     to: MemberState,
 ) -> Result<Json<Member>, ApiError> {
-    let member = state
-        .store()
-        .set_member_state(&caller.actor(), net, node, to)
-        .await?;
-    state.hub.changed(net);
-    tracing::info!(network = %net, %node, state = ?to, "member state set");
+    let member = service::set_member_state(&state.hub, &caller.actor(), net, node, to).await?;
     Ok(Json(member))
 }
 
@@ -72,12 +68,7 @@ pub async fn expire(
     Extension(caller): Extension<Caller>,
     ApiPath((net, node)): ApiPath<(NetworkId, NodeId)>,
 ) -> Result<Json<Member>, ApiError> {
-    let member = state
-        .store()
-        .expire_device(&caller.actor(), net, node)
-        .await?;
-    state.hub.changed(net);
-    tracing::info!(network = %net, %node, "member sign-in ended by an admin");
+    let member = service::expire_member(&state.hub, &caller.actor(), net, node).await?;
     Ok(Json(member))
 }
 
@@ -87,11 +78,7 @@ pub async fn rename(
     ApiPath((net, node)): ApiPath<(NetworkId, NodeId)>,
     ApiJson(body): ApiJson<RenameMember>,
 ) -> Result<Json<Member>, ApiError> {
-    let member = state
-        .store()
-        .rename_member(&caller.actor(), net, node, &body.name)
-        .await?;
-    state.hub.changed(net);
+    let member = service::rename_member(&state.hub, &caller.actor(), net, node, &body.name).await?;
     Ok(Json(member))
 }
 
@@ -100,10 +87,6 @@ pub async fn delete(
     Extension(caller): Extension<Caller>,
     ApiPath((net, node)): ApiPath<(NetworkId, NodeId)>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .store()
-        .delete_member(&caller.actor(), "member.delete", net, node)
-        .await?;
-    state.hub.changed(net);
+    service::delete_member(&state.hub, &caller.actor(), net, node).await?;
     Ok(StatusCode::NO_CONTENT)
 }

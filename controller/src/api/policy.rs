@@ -74,14 +74,7 @@ pub async fn set(
     ApiPath(net): ApiPath<NetworkId>,
     ApiJson(body): ApiJson<PolicyText>,
 ) -> Result<Json<PolicySet>, ApiError> {
-    let set = state
-        .store()
-        .set_policy(&caller.actor(), net, &body.text)
-        .await?;
-    if set.changed {
-        state.hub.changed(net);
-        tracing::info!(network = %net, version = set.policy.version, "policy set");
-    }
+    let set = crate::service::set_policy(&state.hub, &caller.actor(), net, &body.text).await?;
     Ok(Json(set))
 }
 
@@ -213,11 +206,8 @@ pub async fn add_tag(
     ApiPath((net, node)): ApiPath<(NetworkId, NodeId)>,
     ApiJson(body): ApiJson<NewTag>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let tags = state
-        .store()
-        .tag_member(&caller.actor(), net, node, &body.tag)
-        .await?;
-    state.hub.changed(net);
+    let tags =
+        crate::service::set_tag(&state.hub, &caller.actor(), net, node, &body.tag, true).await?;
     Ok((
         StatusCode::OK,
         Json(json!({ "node_id": node, "tags": tags })),
@@ -229,10 +219,6 @@ pub async fn remove_tag(
     Extension(caller): Extension<Caller>,
     ApiPath((net, node, tag)): ApiPath<(NetworkId, NodeId, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let tags = state
-        .store()
-        .untag_member(&caller.actor(), net, node, &tag)
-        .await?;
-    state.hub.changed(net);
+    let tags = crate::service::set_tag(&state.hub, &caller.actor(), net, node, &tag, false).await?;
     Ok(Json(json!({ "node_id": node, "tags": tags })))
 }

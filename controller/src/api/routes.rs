@@ -81,13 +81,7 @@ pub async fn approve(
     ApiPath(net): ApiPath<NetworkId>,
     ApiJson(body): ApiJson<Approve>,
 ) -> Result<Json<RouteView>, ApiError> {
-    let checks = state.hub.controller_addresses.checks();
-    state
-        .store()
-        .approve_route(&caller.actor(), net, body.node, body.prefix, &checks)
-        .await?;
-    state.hub.changed(net);
-    tracing::info!(network = %net, node = %body.node, prefix = %body.prefix, "route approved");
+    crate::service::approve_route(&state.hub, &caller.actor(), net, body.node, body.prefix).await?;
     view(&state, net)
         .await?
         .into_iter()
@@ -102,12 +96,8 @@ pub async fn unapprove(
     ApiPath(net): ApiPath<NetworkId>,
     ApiQuery(query): ApiQuery<Unapprove>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .store()
-        .unapprove_route(&caller.actor(), net, query.node, query.prefix)
+    crate::service::unapprove_route(&state.hub, &caller.actor(), net, query.node, query.prefix)
         .await?;
-    state.hub.changed(net);
-    tracing::info!(network = %net, node = %query.node, prefix = %query.prefix, "route approval withdrawn");
     Ok(StatusCode::NO_CONTENT)
 }
 

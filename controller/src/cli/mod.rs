@@ -5,6 +5,7 @@
 mod audit;
 mod client;
 mod config;
+mod console;
 mod fingerprint;
 mod grant;
 mod key;
@@ -53,6 +54,9 @@ enum Command {
     /// Manage API tokens (writes the database directly).
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// The web console: break-glass sign-in codes (writes the database directly).
+    #[command(subcommand)]
+    Console(console::ConsoleCommand),
     /// Networks (through the API).
     Network(network::NetworkArgs),
     /// Members of a network (through the API).
@@ -136,6 +140,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Relay(args) => relay::run(args).await,
             Command::Fingerprint(args) => fingerprint::run(args),
             Command::Token(command) => token::run(command).await,
+            Command::Console(command) => console::run(command).await,
             Command::Network(args) => network::run(args).await,
             Command::Member(args) => member::run(args).await,
             Command::Key(args) => key::run(args).await,

@@ -145,6 +145,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         https_certificate: None,
         sign_in: None,
         roles: warren_controller::roles::Roles::default(),
+        public_url: None,
     })
     .await
     .context("starting the relay")?;

@@ -42,6 +42,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         )?,
         retry_above_handshakes: warren_controller::control::admission::RETRY_ABOVE_HANDSHAKES,
         roles: config.roles.clone(),
+        public_url: config.public_url.clone(),
     })
     .await
     .context("starting the controller")?;

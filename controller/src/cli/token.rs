@@ -38,6 +38,12 @@ pub struct DataDirArg {
     data_dir: PathBuf,
 }
 
+impl DataDirArg {
+    pub fn path(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     #[command(flatten)]
@@ -89,7 +95,7 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn open(dir: &Path) -> anyhow::Result<SqliteStore> {
+pub(super) async fn open(dir: &Path) -> anyhow::Result<SqliteStore> {
     // Opening makes the directory (0700), keys and certificate if this
     // runs before the first `serve`, exactly as `serve` would.
     let identity =

@@ -10,8 +10,8 @@
 //!   me?", with an anti-forgery token; the member is then authorized as
 //!   the person's device.
 //!
-//! Every page is `no-store`, never framed, sends no referrer, and runs no
-//! script.
+//! Every page is `no-store`, never framed, sends a referrer only to the
+//! controller itself, and runs no script.
 
 use std::sync::Arc;
 
@@ -43,16 +43,13 @@ pub struct PagesState {
 pub fn router(state: PagesState) -> Router {
     let callback_path = state.sign_in.provider.callback_path();
     Router::new()
-        .route("/", get(home))
         .route("/signin/{code}", get(device_page))
         .route("/signin/{code}/start", get(start))
         .route(callback_path, get(callback))
         .route("/signin/{code}/confirm", get(confirm_page).post(confirm))
-        .route("/login", get(session_pages::login))
         .route("/login/start", get(session_pages::start))
         .route("/login/done", get(session_pages::done))
         .route("/me", get(session_pages::me))
-        .route("/logout", axum::routing::post(session_pages::logout))
         .layer(axum::middleware::map_response(page_headers))
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .with_state(state)
@@ -64,7 +61,10 @@ async fn page_headers(mut response: Response) -> Response {
         (header::CACHE_CONTROL, "no-store"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // A referrer only to our own pages: the provider never sees a
+        // device's page address, and our forms carry our Origin (with
+        // `no-referrer` browsers send `Origin: null`).
+        (header::REFERRER_POLICY, "same-origin"),
         (
             header::CONTENT_SECURITY_POLICY,
             "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -164,14 +164,6 @@ pub(super) fn set_browser_cookie(headers: &HeaderMap) -> (String, Option<HeaderV
             (fresh, HeaderValue::from_str(&cookie).ok())
         }
     }
-}
-
-async fn home() -> Response {
-    page(
-        StatusCode::OK,
-        "Warren",
-        "<p>This is a Warren controller. To connect a device, run <code>warren join</code> on it and open the page it shows.</p>",
-    )
 }
 
 async fn device_page(State(state): State<PagesState>, Path(code): Path<String>) -> Response {

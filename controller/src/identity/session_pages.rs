@@ -1,14 +1,15 @@
-//! Signing in on the controller itself (admins and auditors), for the API
-//! and the console: a session cookie accepted where a token is.
+//! Signing in on the controller itself, for the console (everyone) and
+//! the API (admins and auditors): a session cookie.
 //!
-//! - `GET /login`: a link to sign in with the provider;
+//! - `GET /login` ([`crate::console`]): a link to sign in with the provider;
 //! - `GET /login/start`: to the provider (the same round trip as a
 //!   device's, with no device);
 //! - the provider's callback ([`super::pages`]) hands a round trip with no
-//!   device to [`finish`]: a person holding a role gets a session;
-//! - `GET /login/done`: on to `/me` from our own page, so the `SameSite=
-//!   Strict` cookie goes along;
-//! - `GET /me`: who is signed in, and as what; `POST /logout` ends it.
+//!   device to [`finish`]: an enabled person gets a session;
+//! - `GET /login/done`: on to the console from our own page, so the
+//!   `SameSite=Strict` cookie goes along;
+//! - `GET /me`: who is signed in, and as what; `POST /logout`
+//!   ([`crate::console`]) ends it.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -17,26 +18,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::pages::{escape, failure, page, PagesState};
 use super::SignedIn;
 use crate::api::SESSION_COOKIE;
-use crate::store::Scope;
-
-/// How long a session lasts.
-pub const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+use crate::console::session::{session_cookie, Role, SESSION_IDLE, SESSION_TTL};
 
 /// Marks a round trip that signs a person in on the controller itself
 /// (device codes are never empty).
 pub const SESSION_FLOW: &str = "";
-
-pub async fn login(State(state): State<PagesState>) -> Response {
-    page(
-        StatusCode::OK,
-        "Sign in to Warren",
-        &format!(
-            "<p>Admins and auditors sign in here to use the controller's API and console.</p>\
-             <p><a class=\"button\" id=\"sign-in\" href=\"/login/start\">Sign in with {}</a></p>",
-            escape(&state.sign_in.provider.display_name())
-        ),
-    )
-}
 
 pub async fn start(State(state): State<PagesState>, headers: HeaderMap) -> Response {
     super::pages::to_provider(&state, &headers, SESSION_FLOW).await
@@ -50,17 +36,10 @@ pub async fn finish(state: &PagesState, signed_in: SignedIn) -> Response {
         Ok(user) => user,
         Err(e) => return super::pages::internal(e),
     };
-    let refused = if user.disabled {
-        Some(format!("{} is disabled on this controller.", user.email))
-    } else if state.roles.scope_of(&user).is_none() {
-        Some(format!(
-            "{} holds no admin or auditor role on this controller.",
-            user.email
-        ))
-    } else {
-        None
-    };
-    if let Some(reason) = refused {
+    // Everyone enabled may sign in: the console shows people without a
+    // role the services they may reach and their own devices.
+    if user.disabled {
+        let reason = format!("{} is disabled on this controller.", user.email);
         let _ = store.sign_in_failed(Some(&user.email), None, &reason).await;
         return failure(StatusCode::FORBIDDEN, "Sign-in failed", &reason);
     }
@@ -75,112 +54,60 @@ pub async fn finish(state: &PagesState, signed_in: SignedIn) -> Response {
         Ok(secret) => secret,
         Err(e) => return super::pages::internal(e),
     };
-    let cookie = format!(
-        "{SESSION_COOKIE}={secret}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={ttl}"
-    );
     // On, so the code leaves the address bar.
     let mut response = Redirect::to("/login/done").into_response();
-    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+    if let Some(cookie) = session_cookie(Some(&secret)) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response
 }
 
 /// Reached through the provider's redirects, which a `SameSite=Strict`
-/// cookie does not follow: our own page sends the browser on to `/me`.
+/// cookie does not follow: our own page sends the browser on to the
+/// console.
 pub async fn done() -> Response {
     let mut response = page(
         StatusCode::OK,
         "Signed in",
-        "<p><a class=\"button\" id=\"continue\" href=\"/me\">Continue</a></p>",
+        "<p><a class=\"button\" id=\"continue\" href=\"/console\">Continue</a></p>",
     );
     response
         .headers_mut()
-        .insert(header::REFRESH, HeaderValue::from_static("0; url=/me"));
+        .insert(header::REFRESH, HeaderValue::from_static("0; url=/console"));
     response
 }
 
 /// The session's secret, if the browser sent one.
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
+fn session_secret(headers: &HeaderMap) -> Option<String> {
     super::pages::cookie(headers, SESSION_COOKIE)
 }
 
 pub async fn me(State(state): State<PagesState>, headers: HeaderMap) -> Response {
-    let Some(secret) = session_cookie(&headers) else {
+    let Some(secret) = session_secret(&headers) else {
         return Redirect::to("/login").into_response();
     };
-    let user = match state.hub.store().session_user(&secret).await {
+    let idle = i64::try_from(SESSION_IDLE.as_secs()).unwrap_or(i64::MAX);
+    let user = match state.hub.store().session_user(&secret, idle).await {
         Ok(user) => user,
         Err(e) => return super::pages::internal(e),
     };
     let Some(user) = user else {
         return Redirect::to("/login").into_response();
     };
-    let role = match state.roles.scope_of(&user) {
-        Some(Scope::Admin) => "admin",
-        Some(Scope::Auditor) => "auditor",
-        None => "no role",
-    };
+    let role = Role::of(state.roles.scope_of(&user)).name();
     page(
         StatusCode::OK,
         "Signed in",
         &format!(
             "<p>Signed in as <strong id=\"user\">{email}</strong>, \
-             <strong id=\"role\">{role}</strong>. The API (<code>/api/v1</code>) accepts this \
-             session where it accepts a token.</p>\
+             <strong id=\"role\">{role}</strong>. <a href=\"/console\">The console</a>; \
+             for admins and auditors the API (<code>/api/v1</code>) accepts this session \
+             where it accepts a token.</p>\
              <form method=\"post\" action=\"/logout\">\
-             <input type=\"hidden\" name=\"token\" value=\"{token}\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
              <button class=\"button\" id=\"sign-out\" type=\"submit\">Sign out</button></form>",
             email = escape(&user.email),
-            token = form_token(&secret),
+            token = crate::console::session::form_token(&secret),
         ),
     )
-}
-
-/// The sign-out form's anti-forgery token: derived from the session's
-/// secret, which only this browser holds (the cookie is HttpOnly), so a
-/// form on another site cannot carry it.
-fn form_token(secret: &str) -> String {
-    hex::encode(&super::digest(&format!("sign-out:{secret}"))[..16])
-}
-
-#[derive(serde::Deserialize)]
-pub struct LogoutForm {
-    token: String,
-}
-
-/// Ends the session: only with the form's token (a form elsewhere cannot
-/// sign people out).
-pub async fn logout(
-    State(state): State<PagesState>,
-    headers: HeaderMap,
-    axum::Form(form): axum::Form<LogoutForm>,
-) -> Response {
-    let Some(secret) = session_cookie(&headers) else {
-        return Redirect::to("/login").into_response();
-    };
-    let expected = form_token(&secret);
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(
-        form.token.as_bytes(),
-        expected.as_bytes(),
-    )) {
-        return failure(
-            StatusCode::FORBIDDEN,
-            "Not signed out",
-            "Sign out from the controller's own page.",
-        );
-    }
-    if let Err(e) = state.hub.store().end_session(&secret).await {
-        return super::pages::internal(e);
-    }
-    let mut response = page(
-        StatusCode::OK,
-        "Signed out",
-        "<p id=\"done\">You are signed out.</p>",
-    );
-    let gone = format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
-    if let Ok(gone) = HeaderValue::from_str(&gone) {
-        response.headers_mut().insert(header::SET_COOKIE, gone);
-    }
-    response
 }

@@ -115,9 +115,17 @@ pub trait UserStore: Send + Sync {
     /// only its hash is stored). Audited as `user.session_start`.
     async fn start_session(&self, user: &User, ttl_secs: i64) -> Result<String, StoreError>;
 
-    /// The user of a live session; `None` for an unknown or ended
-    /// session, or a disabled user's.
-    async fn session_user(&self, secret: &str) -> Result<Option<User>, StoreError>;
+    /// The user of a live session: before its end and used within the
+    /// last `idle_secs`. `None` for an unknown or ended session, or a
+    /// disabled user's.
+    async fn session_user(&self, secret: &str, idle_secs: i64) -> Result<Option<User>, StoreError>;
+
+    /// A one-time break-glass sign-in code for the console, valid for
+    /// `ttl_secs` (audited as `console.login_code`).
+    async fn new_login_code(&self, ttl_secs: i64) -> Result<String, StoreError>;
+
+    /// Uses up a break-glass code: true once for a live one.
+    async fn take_login_code(&self, code: &str) -> Result<bool, StoreError>;
 
     /// Ends a session (signing out); unknown secrets are ignored.
     async fn end_session(&self, secret: &str) -> Result<(), StoreError>;

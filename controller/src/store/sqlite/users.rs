@@ -375,8 +375,16 @@ impl UserStore for SqliteStore {
         super::sessions::start(self, user, ttl_secs).await
     }
 
-    async fn session_user(&self, secret: &str) -> Result<Option<User>, StoreError> {
-        super::sessions::find(self, secret).await
+    async fn session_user(&self, secret: &str, idle_secs: i64) -> Result<Option<User>, StoreError> {
+        super::sessions::find(self, secret, idle_secs).await
+    }
+
+    async fn new_login_code(&self, ttl_secs: i64) -> Result<String, StoreError> {
+        super::sessions::new_login_code(self, ttl_secs).await
+    }
+
+    async fn take_login_code(&self, code: &str) -> Result<bool, StoreError> {
+        super::sessions::take_login_code(self, code).await
     }
 
     async fn end_session(&self, secret: &str) -> Result<(), StoreError> {

@@ -1,0 +1,183 @@
+//! A network's members: who, whose, where from, online or when last seen,
+//! how they reach their peers; approve, revoke, rename, tag.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use warren_proto::{NetworkId, NodeId};
+
+use super::networks::{require_staff, snapshot};
+use super::session::{Change, Viewer};
+use super::views::{self, Nav};
+use super::ConsoleState;
+use crate::store::{Actor, Member, MemberState, NetworkSnapshot};
+
+pub struct PathRow {
+    pub peer: String,
+    pub kind: String,
+}
+
+pub struct MemberRow {
+    pub node_id: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub tags: Vec<String>,
+    pub ipv4: Option<String>,
+    pub ipv6: Option<String>,
+    /// authorized, pending, revoked or expired.
+    pub state: &'static str,
+    pub online: bool,
+    pub last_seen: Option<String>,
+    /// The address the member connects from (its first endpoint).
+    pub endpoint: String,
+    pub paths: Vec<PathRow>,
+    pub version: String,
+    pub expiry: String,
+}
+
+pub fn state_name(m: &Member) -> &'static str {
+    if m.expired {
+        return "expired";
+    }
+    match m.state {
+        MemberState::Authorized => "authorized",
+        MemberState::Pending => "pending",
+        MemberState::Revoked => "revoked",
+    }
+}
+
+/// The rows of the members page, from a snapshot (no store reads: a
+/// network of a thousand members is one pass).
+pub fn rows(snapshot: &NetworkSnapshot) -> Vec<MemberRow> {
+    let mut rows: Vec<MemberRow> = snapshot
+        .members
+        .iter()
+        .map(|m| MemberRow {
+            node_id: m.node_id.to_string(),
+            name: m.display_name().to_string(),
+            owner: m.owner.clone(),
+            tags: snapshot
+                .policy
+                .tags
+                .get(&m.node_id)
+                .map(|tags| tags.iter().map(|t| format!("tag:{t}")).collect())
+                .unwrap_or_default(),
+            ipv4: m.ipv4.map(|a| a.to_string()),
+            ipv6: m.ipv6.map(|a| a.to_string()),
+            state: state_name(m),
+            online: m.online,
+            last_seen: m.last_seen.clone(),
+            endpoint: m
+                .endpoints
+                .first()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+            paths: Vec::new(),
+            version: m.agent_version.clone(),
+            expiry: m.expires_at.clone().unwrap_or_else(|| "never".into()),
+        })
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
+}
+
+#[derive(Template)]
+#[template(path = "console/members.html")]
+pub struct Members {
+    pub title: String,
+    pub nav: Nav,
+    pub net: String,
+    pub tab: &'static str,
+    pub admin: bool,
+    pub members: Vec<MemberRow>,
+}
+
+impl Members {
+    pub fn of(snapshot: &NetworkSnapshot, nav: Nav, admin: bool) -> Members {
+        Members {
+            title: format!("{}: members", snapshot.network.name),
+            nav,
+            net: snapshot.network.id.to_string(),
+            tab: "members",
+            admin,
+            members: rows(snapshot),
+        }
+    }
+}
+
+/// `/console/networks/ID`.
+pub async fn page(
+    State(state): State<ConsoleState>,
+    Path(net): Path<NetworkId>,
+    viewer: Viewer,
+) -> Response {
+    if let Err(page) = require_staff(&viewer) {
+        return page;
+    }
+    match snapshot(&state, net).await {
+        Ok(snapshot) => views::ok(&Members::of(
+            &snapshot,
+            Nav::new(&viewer, "networks").live(),
+            viewer.is_admin(),
+        )),
+        Err(page) => page,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MemberForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    tag: String,
+    /// `add` or `remove`, for tags.
+    #[serde(default)]
+    op: String,
+}
+
+/// `POST /console/networks/ID/members/NODE/ACTION`: authorize, revoke,
+/// rename, tag (admins).
+pub async fn act(
+    State(state): State<ConsoleState>,
+    Path((net, node, action)): Path<(NetworkId, NodeId, String)>,
+    change: Change<MemberForm>,
+) -> Response {
+    if let Err(page) = change.viewer.require_admin() {
+        return page;
+    }
+    let actor = Actor::user(&change.viewer.user.email);
+    let hub = &state.hub;
+    let form = &change.form;
+    let done = match action.as_str() {
+        "authorize" | "revoke" => {
+            let to = if action == "authorize" {
+                MemberState::Authorized
+            } else {
+                MemberState::Revoked
+            };
+            crate::service::set_member_state(hub, &actor, net, node, to)
+                .await
+                .map(|_| ())
+        }
+        "rename" => crate::service::rename_member(hub, &actor, net, node, form.name.trim())
+            .await
+            .map(|_| ()),
+        "tag" => {
+            let add = match form.op.as_str() {
+                "add" => true,
+                "remove" => false,
+                _ => return views::message(StatusCode::BAD_REQUEST, "Not done", "Add or remove?"),
+            };
+            crate::service::set_tag(hub, &actor, net, node, form.tag.trim(), add)
+                .await
+                .map(|_| ())
+        }
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    match done {
+        Ok(()) => Redirect::to(&format!("/console/networks/{net}")).into_response(),
+        Err(e) => views::store_error(e),
+    }
+}
