@@ -9,21 +9,3 @@ CREATE TABLE console_codes (
     expires_unix  INTEGER NOT NULL
 );
 
--- People ask for temporary access in the console; an admin approves (a
--- grant is made then, for the asked duration from that moment) or denies.
-CREATE TABLE grant_requests (
-    id             TEXT PRIMARY KEY,          -- 8 hex digits
-    network_id     TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
-    requested_by   TEXT NOT NULL,             -- the person's e-mail address
-    source         TEXT NOT NULL,             -- as a grant's: user:EMAIL
-    target         TEXT NOT NULL,
-    ports          TEXT NOT NULL,             -- JSON array of port specs
-    duration_secs  INTEGER NOT NULL,
-    reason         TEXT NOT NULL,
-    created_at     TEXT NOT NULL,
-    state          TEXT NOT NULL DEFAULT 'pending',   -- pending, approved, denied
-    decided_by     TEXT,
-    decided_at     TEXT,
-    grant_id       TEXT
-);
-CREATE INDEX grant_requests_pending ON grant_requests(state, created_at);

@@ -87,7 +87,7 @@ async fn identify_person(
 ) -> Result<Caller, ApiError> {
     let user = state
         .store()
-        .session_user(secret, idle_secs())
+        .session_user(secret, crate::console::session::SESSION_IDLE_SECS)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the session ended: sign in again".into()))?;
     let scope = sessions.roles.scope_of(&user).ok_or_else(|| {
@@ -106,11 +106,6 @@ async fn identify_person(
         }
     }
     Ok(Caller::person(&user.email, scope))
-}
-
-/// A session's idle lifetime, as the console has it.
-fn idle_secs() -> i64 {
-    i64::try_from(crate::console::session::SESSION_IDLE.as_secs()).unwrap_or(i64::MAX)
 }
 
 async fn identify_token(state: &ApiState, headers: &HeaderMap) -> Result<Token, ApiError> {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use warren_controller::console::session::LOGIN_CODE_TTL;
+use warren_controller::console::session::LOGIN_CODE_TTL_SECS;
 use warren_controller::store::UserStore;
 
 use super::token::DataDirArg;
@@ -26,14 +26,13 @@ pub async fn run(command: ConsoleCommand) -> anyhow::Result<ExitCode> {
     match command {
         ConsoleCommand::LoginCode(args) => {
             let store = super::token::open(args.dir.path()).await?;
-            let ttl = i64::try_from(LOGIN_CODE_TTL.as_secs()).unwrap_or(i64::MAX);
-            let code = store.new_login_code(ttl).await;
+            let code = store.new_login_code(LOGIN_CODE_TTL_SECS).await;
             store.close().await;
             let code = code.context("making the code")?;
             println!("{code}");
             eprintln!(
                 "enter it at the console's /login within {} minutes; it works once",
-                LOGIN_CODE_TTL.as_secs() / 60
+                LOGIN_CODE_TTL_SECS / 60
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -12,8 +12,7 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::networks::require_staff;
-use super::session::Viewer;
+use super::session::Staff;
 use super::views::{self, Nav};
 use super::ConsoleState;
 use crate::store::{AuditEntry, AuditQuery};
@@ -191,11 +190,8 @@ fn pretty(v: &Option<serde_json::Value>) -> Option<String> {
 pub async fn page(
     State(state): State<ConsoleState>,
     Query(q): Query<Filters>,
-    viewer: Viewer,
+    Staff(viewer): Staff,
 ) -> Response {
-    if let Err(page) = require_staff(&viewer) {
-        return page;
-    }
     let (entries, truncated) = match matching(&state, &q, MAX_SHOWN).await {
         Ok(found) => found,
         Err(page) => return page,
@@ -257,11 +253,8 @@ fn cell(text: &str) -> String {
 pub async fn export(
     State(state): State<ConsoleState>,
     Query(q): Query<Filters>,
-    viewer: Viewer,
+    _staff: Staff,
 ) -> Response {
-    if let Err(page) = require_staff(&viewer) {
-        return page;
-    }
     let (entries, _) = match matching(&state, &q, MAX_SCAN).await {
         Ok(found) => found,
         Err(page) => return page,

@@ -4,12 +4,12 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use warren_proto::NetworkId;
 
-use super::networks::{require_staff, snapshot};
-use super::session::{Change, Empty, Viewer};
+use super::networks::snapshot;
+use super::session::{Change, Empty, Staff};
 use super::views::{self, Nav};
 use super::ConsoleState;
 use crate::store::Actor;
@@ -40,11 +40,8 @@ struct Grants {
 pub async fn page(
     State(state): State<ConsoleState>,
     Path(net): Path<NetworkId>,
-    viewer: Viewer,
+    Staff(viewer): Staff,
 ) -> Response {
-    if let Err(page) = require_staff(&viewer) {
-        return page;
-    }
     let network = match snapshot(&state, net).await {
         Ok(s) => s.network.name.clone(),
         Err(page) => return page,
@@ -119,10 +116,8 @@ pub async fn add(
         Err(reason) => return views::message(StatusCode::BAD_REQUEST, "Not granted", &reason),
     };
     let actor = Actor::user(&change.viewer.user.email);
-    match crate::service::add_grant(&state.hub, &actor, net, new).await {
-        Ok(_) => Redirect::to(&format!("/console/networks/{net}/grants")).into_response(),
-        Err(e) => views::store_error(e),
-    }
+    let done = crate::service::add_grant(&state.hub, &actor, net, new).await;
+    views::done_or_refused(done, &format!("/console/networks/{net}/grants"))
 }
 
 /// `POST /console/networks/ID/grants/GRANT/revoke` (admins).
@@ -135,8 +130,6 @@ pub async fn revoke(
         return page;
     }
     let actor = Actor::user(&change.viewer.user.email);
-    match crate::service::revoke_grant(&state.hub, &actor, net, &grant).await {
-        Ok(_) => Redirect::to(&format!("/console/networks/{net}/grants")).into_response(),
-        Err(e) => views::store_error(e),
-    }
+    let done = crate::service::revoke_grant(&state.hub, &actor, net, &grant).await;
+    views::done_or_refused(done, &format!("/console/networks/{net}/grants"))
 }

@@ -4,12 +4,12 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use warren_proto::{NetworkId, NodeId};
 
-use super::networks::{require_staff, snapshot};
-use super::session::{Change, Viewer};
+use super::networks::snapshot;
+use super::session::{Change, Staff};
 use super::views::{self, Nav};
 use super::ConsoleState;
 use crate::store::{Actor, Member, MemberState, NetworkSnapshot};
@@ -111,11 +111,8 @@ impl Members {
 pub async fn page(
     State(state): State<ConsoleState>,
     Path(net): Path<NetworkId>,
-    viewer: Viewer,
+    Staff(viewer): Staff,
 ) -> Response {
-    if let Err(page) = require_staff(&viewer) {
-        return page;
-    }
     match snapshot(&state, net).await {
         Ok(snapshot) => views::ok(&Members::of(
             &snapshot,
@@ -176,8 +173,5 @@ pub async fn act(
         }
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
-    match done {
-        Ok(()) => Redirect::to(&format!("/console/networks/{net}")).into_response(),
-        Err(e) => views::store_error(e),
-    }
+    views::done_or_refused(done, &format!("/console/networks/{net}"))
 }

@@ -11,22 +11,10 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use warren_proto::{NetworkId, NodeId};
 
-use super::session::{Change, Viewer};
+use super::session::{Change, Staff, Viewer};
 use super::views::{self, Nav};
 use super::ConsoleState;
 use crate::store::{MemberState, NetworkSnapshot};
-
-/// Staff only: admins and auditors.
-pub fn require_staff(viewer: &Viewer) -> Result<(), Response> {
-    if viewer.role.sees_all() {
-        Ok(())
-    } else {
-        Err(super::session::refusal(
-            StatusCode::FORBIDDEN,
-            "Only admins and auditors see this page.",
-        ))
-    }
-}
 
 /// A network's snapshot, as the hub caches it; 404 page if none.
 pub async fn snapshot(
@@ -149,10 +137,7 @@ struct Queue {
 }
 
 /// `/console/queue`: pending members and routes waiting, across networks.
-pub async fn queue(State(state): State<ConsoleState>, viewer: Viewer) -> Response {
-    if let Err(page) = require_staff(&viewer) {
-        return page;
-    }
+pub async fn queue(State(state): State<ConsoleState>, Staff(viewer): Staff) -> Response {
     let snapshots = match all_snapshots(&state).await {
         Ok(s) => s,
         Err(page) => return page,
@@ -225,11 +210,8 @@ struct Routes {
 pub async fn routes(
     State(state): State<ConsoleState>,
     Path(net): Path<NetworkId>,
-    viewer: Viewer,
+    Staff(viewer): Staff,
 ) -> Response {
-    if let Err(page) = require_staff(&viewer) {
-        return page;
-    }
     let snapshot = match snapshot(&state, net).await {
         Ok(s) => s,
         Err(page) => return page,
@@ -289,8 +271,5 @@ pub async fn route_act(
         "unapprove" => crate::service::unapprove_route(&state.hub, &actor, net, node, prefix).await,
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
-    match done {
-        Ok(()) => Redirect::to(&format!("/console/networks/{net}/routes")).into_response(),
-        Err(e) => views::store_error(e),
-    }
+    views::done_or_refused(done, &format!("/console/networks/{net}/routes"))
 }

@@ -10,8 +10,7 @@ use serde::Deserialize;
 use warren_proto::filter::PortRange;
 use warren_proto::NetworkId;
 
-use super::networks::require_staff;
-use super::session::{Change, Viewer};
+use super::session::{Change, Staff, Viewer};
 use super::views::{self, Nav};
 use super::ConsoleState;
 use crate::policy::{self, Policy, TestTarget};
@@ -138,11 +137,8 @@ pub async fn page(
     State(state): State<ConsoleState>,
     Path(net): Path<NetworkId>,
     Query(q): Query<ExplainQuery>,
-    viewer: Viewer,
+    Staff(viewer): Staff,
 ) -> Response {
-    if let Err(page) = require_staff(&viewer) {
-        return page;
-    }
     match current(&state, net).await {
         Ok(current) => views::ok(&page_of(net, &current, &viewer, None, None, &q)),
         Err(page) => page,

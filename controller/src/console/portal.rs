@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use warren_proto::filter::PortRange;
 use warren_proto::service::{ServiceRecord, ServiceSpec};
@@ -262,10 +262,7 @@ pub async fn device_act(
         "remove" => crate::service::delete_member(hub, &actor, net, node).await,
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
-    match done {
-        Ok(()) => Redirect::to("/console/devices").into_response(),
-        Err(e) => views::store_error(e),
-    }
+    views::done_or_refused(done, "/console/devices")
 }
 
 #[cfg(test)]

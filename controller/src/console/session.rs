@@ -11,8 +11,6 @@
 //! Break-glass: `warren-controller console login-code` prints a one-time
 //! code; `POST /login/code` trades it for an admin session.
 
-use std::time::Duration;
-
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -25,12 +23,12 @@ use crate::api::SESSION_COOKIE;
 use crate::roles::BREAK_GLASS_ISSUER;
 use crate::store::{Person, Scope, User};
 
-/// A session ends this long after sign-in, whatever happens.
-pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// ... and this long after its last use.
-pub const SESSION_IDLE: Duration = Duration::from_secs(3600);
-/// How long a break-glass code may wait to be used.
-pub const LOGIN_CODE_TTL: Duration = Duration::from_secs(10 * 60);
+/// A session ends this many seconds after sign-in, whatever happens.
+pub const SESSION_TTL_SECS: i64 = 12 * 3600;
+/// ... and this many after its last use.
+pub const SESSION_IDLE_SECS: i64 = 3600;
+/// How long (seconds) a break-glass code may wait to be used.
+pub const LOGIN_CODE_TTL_SECS: i64 = 10 * 60;
 
 /// What a signed-in person may do in the console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,8 +136,12 @@ impl FromRequestParts<ConsoleState> for Viewer {
         let Some(secret) = session_secret(&parts.headers) else {
             return Err(signed_out());
         };
-        let idle = i64::try_from(SESSION_IDLE.as_secs()).unwrap_or(i64::MAX);
-        let user = match state.hub.store().session_user(&secret, idle).await {
+        let user = match state
+            .hub
+            .store()
+            .session_user(&secret, SESSION_IDLE_SECS)
+            .await
+        {
             Ok(Some(user)) => user,
             Ok(None) => return Err(signed_out()),
             Err(e) => return Err(super::views::internal(e)),
@@ -150,6 +152,28 @@ impl FromRequestParts<ConsoleState> for Viewer {
             user,
             secret,
         })
+    }
+}
+
+/// A viewer who sees every network: an admin or an auditor. Anyone else
+/// gets `403` before the handler runs.
+pub struct Staff(pub Viewer);
+
+impl FromRequestParts<ConsoleState> for Staff {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ConsoleState,
+    ) -> Result<Self, Self::Rejection> {
+        let viewer = Viewer::from_request_parts(parts, state).await?;
+        if !viewer.role.sees_all() {
+            return Err(refusal(
+                StatusCode::FORBIDDEN,
+                "Only admins and auditors see this page.",
+            ));
+        }
+        Ok(Staff(viewer))
     }
 }
 
@@ -235,8 +259,7 @@ pub struct Empty {}
 pub fn session_cookie(secret: Option<&str>) -> Option<HeaderValue> {
     let text = match secret {
         Some(secret) => format!(
-            "{SESSION_COOKIE}={secret}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
-            SESSION_TTL.as_secs()
+            "{SESSION_COOKIE}={secret}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={SESSION_TTL_SECS}"
         ),
         None => format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"),
     };
@@ -289,10 +312,9 @@ pub async fn redeem_code(
         }
         Err(e) => return super::views::internal(e),
     }
-    let ttl = i64::try_from(SESSION_TTL.as_secs()).unwrap_or(i64::MAX);
     let started = async {
         let user = store.sign_in_user(&break_glass_person()).await?;
-        store.start_session(&user, ttl).await
+        store.start_session(&user, SESSION_TTL_SECS).await
     };
     match started.await {
         Ok(secret) => signed_in(&secret),

@@ -97,6 +97,15 @@ pub fn store_error(e: StoreError) -> Response {
     message(status, "Not done", &e.to_string())
 }
 
+/// After a change: back to `to` (the page it was made on) if it was done,
+/// else the refusal.
+pub fn done_or_refused<T>(done: Result<T, StoreError>, to: &str) -> Response {
+    match done {
+        Ok(_) => axum::response::Redirect::to(to).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
 pub fn internal(e: StoreError) -> Response {
     tracing::error!(error = %e, "console: store error");
     message(

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::pages::{escape, failure, page, PagesState};
 use super::SignedIn;
 use crate::api::SESSION_COOKIE;
-use crate::console::session::{session_cookie, Role, SESSION_IDLE, SESSION_TTL};
+use crate::console::session::{session_cookie, Role, SESSION_IDLE_SECS, SESSION_TTL_SECS};
 
 /// Marks a round trip that signs a person in on the controller itself
 /// (device codes are never empty).
@@ -49,8 +49,7 @@ pub async fn finish(state: &PagesState, signed_in: SignedIn) -> Response {
     {
         return super::pages::internal(e);
     }
-    let ttl = i64::try_from(SESSION_TTL.as_secs()).unwrap_or(i64::MAX);
-    let secret = match store.start_session(&user, ttl).await {
+    let secret = match store.start_session(&user, SESSION_TTL_SECS).await {
         Ok(secret) => secret,
         Err(e) => return super::pages::internal(e),
     };
@@ -86,8 +85,12 @@ pub async fn me(State(state): State<PagesState>, headers: HeaderMap) -> Response
     let Some(secret) = session_secret(&headers) else {
         return Redirect::to("/login").into_response();
     };
-    let idle = i64::try_from(SESSION_IDLE.as_secs()).unwrap_or(i64::MAX);
-    let user = match state.hub.store().session_user(&secret, idle).await {
+    let user = match state
+        .hub
+        .store()
+        .session_user(&secret, SESSION_IDLE_SECS)
+        .await
+    {
         Ok(user) => user,
         Err(e) => return super::pages::internal(e),
     };

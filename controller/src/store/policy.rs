@@ -113,39 +113,6 @@ pub struct NewGrant {
     pub ends_at: OffsetDateTime,
 }
 
-/// A person's request for temporary access, waiting for an admin or
-/// decided.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct GrantRequest {
-    pub id: String,
-    pub network_id: NetworkId,
-    /// The person's e-mail address.
-    pub requested_by: String,
-    pub from: String,
-    pub to: String,
-    pub ports: Vec<PortRange>,
-    pub duration_secs: u64,
-    pub reason: String,
-    pub created_at: String,
-    /// `pending`, `approved` or `denied`.
-    pub state: String,
-    pub decided_by: Option<String>,
-    pub decided_at: Option<String>,
-    /// The grant an approval made.
-    pub grant_id: Option<String>,
-}
-
-/// A request to make: the grant's parts, and how long it should last
-/// once approved.
-#[derive(Debug, Clone)]
-pub struct NewGrantRequest {
-    pub from: String,
-    pub to: String,
-    pub ports: Vec<PortRange>,
-    pub duration_secs: u64,
-    pub reason: String,
-}
-
 /// What setting a policy did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicySet {
@@ -248,33 +215,6 @@ pub trait PolicyStore: Send + Sync {
         node_key: &warren_proto::NodePublicKey,
         id: &str,
     ) -> Result<bool, StoreError>;
-
-    /// A person asks for a grant: checked as a grant would be (syntax, the
-    /// names the network has), stored pending, audited as `grant.request`.
-    async fn request_grant(
-        &self,
-        actor: &Actor,
-        net: NetworkId,
-        new: NewGrantRequest,
-    ) -> Result<GrantRequest, StoreError>;
-
-    /// Requests in every network, newest first: the pending ones, or all.
-    async fn list_grant_requests(
-        &self,
-        pending_only: bool,
-    ) -> Result<Vec<GrantRequest>, StoreError>;
-
-    /// Approves a pending request (a grant from now for the asked
-    /// duration, `grant.add`, in the same transaction) or denies it;
-    /// audited as `grant.request_approve` or `grant.request_deny`.
-    /// `NotFound` unless `id` is pending in `net`.
-    async fn decide_grant_request(
-        &self,
-        actor: &Actor,
-        net: NetworkId,
-        id: &str,
-        approve: bool,
-    ) -> Result<GrantRequest, StoreError>;
 
     /// Ends an active grant now; `NotFound` if there is no active grant `id`.
     async fn revoke_grant(

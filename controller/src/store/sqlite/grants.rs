@@ -59,48 +59,24 @@ pub(super) async fn add(
     net: NetworkId,
     new: NewGrant,
 ) -> Result<Grant, StoreError> {
-    let mut tx = store.begin_write().await?;
-    let grant = add_in(&mut tx, actor, net, new).await?;
-    tx.commit().await?;
-    Ok(grant)
-}
-
-/// Checks a grant's rule against the network's policy and members
-/// (`Policy` if it names what is not there).
-pub(super) async fn check_in(
-    conn: &mut SqliteConnection,
-    net: NetworkId,
-    rule: &Rule,
-) -> Result<(), StoreError> {
-    let network = network_in(&mut *conn, net).await?;
-    let current = current_in(&mut *conn, &network).await?;
-    let policy = Policy::parse(&current.text).map_err(|e| {
-        StoreError::Corrupt(format!(
-            "stored policy v{} does not parse: {e}",
-            current.version
-        ))
-    })?;
-    view_in(&mut *conn, &network)
-        .await?
-        .check_rule(&policy, rule)?;
-    Ok(())
-}
-
-/// Adds a grant inside a write transaction: checked, stored, the netmap
-/// version bumped, audited as `grant.add`.
-pub(super) async fn add_in(
-    tx: &mut SqliteConnection,
-    actor: &Actor,
-    net: NetworkId,
-    new: NewGrant,
-) -> Result<Grant, StoreError> {
     let (created_at, now_unix) = now();
     if new.ends_at.unix_timestamp() <= now_unix {
         return Err(StoreError::Invalid("a grant must end in the future".into()));
     }
     let id = new_short_id();
     let rule = Rule::from_selectors(format!("grant:{id}"), &new.from, &new.to, new.ports.clone())?;
-    check_in(&mut *tx, net, &rule).await?;
+    let mut tx = store.begin_write().await?;
+    let network = network_in(&mut tx, net).await?;
+    let current = current_in(&mut tx, &network).await?;
+    let policy = Policy::parse(&current.text).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "stored policy v{} does not parse: {e}",
+            current.version
+        ))
+    })?;
+    view_in(&mut tx, &network)
+        .await?
+        .check_rule(&policy, &rule)?;
     let ports = serde_json::to_string(&new.ports)
         .map_err(|e| StoreError::Invalid(format!("ports: {e}")))?;
     let grant = Grant {
@@ -133,9 +109,9 @@ pub(super) async fn add_in(
     .bind(new.ends_at.unix_timestamp())
     .execute(&mut *tx)
     .await?;
-    bump_version(&mut *tx, net).await?;
+    bump_version(&mut tx, net).await?;
     append(
-        &mut *tx,
+        &mut tx,
         NewEntry {
             actor,
             action: "grant.add",
@@ -146,6 +122,7 @@ pub(super) async fn add_in(
         },
     )
     .await?;
+    tx.commit().await?;
     Ok(grant)
 }
 

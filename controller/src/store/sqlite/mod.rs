@@ -4,7 +4,6 @@
 mod assign;
 mod audit;
 mod expiry;
-mod grant_requests;
 mod grants;
 mod join;
 pub use join::MAX_PENDING;

@@ -428,30 +428,4 @@ impl PolicyStore for SqliteStore {
     ) -> Result<Grant, StoreError> {
         super::grants::revoke(self, actor, net, id).await
     }
-
-    async fn request_grant(
-        &self,
-        actor: &Actor,
-        net: NetworkId,
-        new: NewGrantRequest,
-    ) -> Result<GrantRequest, StoreError> {
-        super::grant_requests::request(self, actor, net, new).await
-    }
-
-    async fn list_grant_requests(
-        &self,
-        pending_only: bool,
-    ) -> Result<Vec<GrantRequest>, StoreError> {
-        super::grant_requests::list(self, pending_only).await
-    }
-
-    async fn decide_grant_request(
-        &self,
-        actor: &Actor,
-        net: NetworkId,
-        id: &str,
-        approve: bool,
-    ) -> Result<GrantRequest, StoreError> {
-        super::grant_requests::decide(self, actor, net, id, approve).await
-    }
 }
