@@ -567,6 +567,7 @@ async fn authenticate(
         ControllerMessage::Welcome {
             relay,
             relay_fingerprint,
+            ..
         } => Ok(NamedRelay::from_welcome(relay, relay_fingerprint)),
         ControllerMessage::Error { message, .. } => bail!("controller refused us: {message}"),
         other => bail!("controller sent {other:?} instead of welcome"),
