@@ -1,7 +1,7 @@
 //! The in-process hub between the API and the control server: it fans out
-//! "network N changed" notices, counts which nodes are online where, and
-//! caches one snapshot per network so a change costs one read, not one per
-//! connected member.
+//! "network N changed" notices, counts which nodes are online where, keeps
+//! the paths agents report, and caches one snapshot per network so a change
+//! costs one read, not one per connected member.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -13,6 +13,7 @@ use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
 use crate::metrics::Metrics;
 use crate::netmaps::SharedView;
+use crate::paths::{PathReports, ReportedPath};
 use crate::store::{NetworkSnapshot, Store, StoreError};
 
 /// Notices a slow session may fall behind by before it resyncs everything.
@@ -45,6 +46,10 @@ struct CacheSlot {
 pub struct Hub {
     store: Arc<dyn Store>,
     changes: broadcast::Sender<NetworkId>,
+    /// Networks whose live state (reported paths) changed; see [`Hub::subscribe_live`].
+    live: broadcast::Sender<NetworkId>,
+    /// The paths agents report, in memory only.
+    paths: PathReports,
     /// Connections per (network, node); held across the database write so
     /// online/offline transitions are recorded in the order they happen.
     presence: tokio::sync::Mutex<HashMap<(NetworkId, NodeId), usize>>,
@@ -62,9 +67,12 @@ pub struct Hub {
 impl Hub {
     pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<Self> {
         let (changes, _) = broadcast::channel(CHANGE_BACKLOG);
+        let (live, _) = broadcast::channel(CHANGE_BACKLOG);
         Arc::new(Self {
             store,
             changes,
+            live,
+            paths: PathReports::default(),
             presence: tokio::sync::Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
             generations: std::sync::atomic::AtomicU64::new(0),
@@ -139,8 +147,54 @@ impl Hub {
         self.cache().get(&net).and_then(|s| s.snapshot.clone())
     }
 
+    /// Networks whose stored state changed ([`Hub::changed`]): members,
+    /// presence, endpoints, policy, the network itself.
     pub fn subscribe(&self) -> broadcast::Receiver<NetworkId> {
         self.changes.subscribe()
+    }
+
+    /// Networks whose live state changed: a member's reported paths
+    /// ([`Hub::paths_of`]) came, went, or changed kind, endpoint or peer
+    /// name (not a mere handshake age). Kept apart from [`Hub::subscribe`]
+    /// because such a change touches nothing in the database or in any
+    /// netmap: it must not make every session rebuild and diff its map. A
+    /// watcher showing members subscribes to both. A receiver that lags
+    /// gets `Lagged` and should read everything again.
+    pub fn subscribe_live(&self) -> broadcast::Receiver<NetworkId> {
+        self.live.subscribe()
+    }
+
+    /// `node`'s current paths in `net` as its agent last reported them,
+    /// sorted by peer node ID; empty if it sent none (an older agent, no
+    /// working path, or not connected).
+    pub fn paths_of(&self, net: NetworkId, node: NodeId) -> Vec<ReportedPath> {
+        self.paths.of(net, node, std::time::Instant::now())
+    }
+
+    /// Keeps what `node` reports of its paths in `net` through session
+    /// `session` (already admitted: [`crate::paths::admit`]).
+    pub fn record_paths(
+        &self,
+        net: NetworkId,
+        node: NodeId,
+        session: u64,
+        paths: Vec<ReportedPath>,
+    ) {
+        if self
+            .paths
+            .record(net, node, session, paths, std::time::Instant::now())
+        {
+            // No receivers is fine: nobody is watching.
+            let _ = self.live.send(net);
+        }
+    }
+
+    /// Forgets `node`'s reported paths in `net`, if session `session`
+    /// reported them: it left, lost its membership there, or ended.
+    pub fn forget_paths(&self, net: NetworkId, node: NodeId, session: u64) {
+        if self.paths.forget(net, node, session) {
+            let _ = self.live.send(net);
+        }
     }
 
     /// The network and its members as of the last change, or `None` if the

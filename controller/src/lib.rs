@@ -16,6 +16,7 @@
 //! - [`dns`]: the authoritative DNS server for every network's zone, and published services.
 //! - [`grant_clock`]: ends grants when their time comes and tells the hub.
 //! - [`hub`]: change fan-out, presence and snapshot cache shared by the API and QUIC sides.
+//! - [`paths`]: the paths agents report to their peers (direct or relayed), in memory only.
 //! - [`metrics`]: counters and gauges rendered as Prometheus text.
 //! - [`control`]: the QUIC control server: handshake, requests, netmap pushes.
 //! - [`relay`]: relay frames between nodes over their control connections: checks, quotas, forwarding.
@@ -40,6 +41,7 @@ pub mod listen;
 pub mod metrics;
 pub mod names;
 pub mod netmaps;
+pub mod paths;
 pub mod policy;
 pub mod relay;
 pub mod roles;

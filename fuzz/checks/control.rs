@@ -87,7 +87,7 @@ mod samples;
 
 #[cfg(test)]
 fn seeds() -> Vec<(&'static str, Vec<u8>)> {
-    use warren_proto::control::JoinOutcome;
+    use warren_proto::control::{JoinOutcome, PeerPath, PeerPathKind};
     use warren_proto::service::{ServiceProto, ServiceSpec};
     use warren_proto::NodePrivateKey;
 
@@ -99,6 +99,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     ];
     let frames = |mode: u8, frames: Vec<Vec<u8>>| [vec![mode], frames.concat()].concat();
     let node = |m: NodeMessage| control::encode_frame(&m).expect("a frame");
+    let raw = |body: &[u8]| [(body.len() as u32).to_be_bytes().to_vec(), body.to_vec()].concat();
     let controller = |m: ControllerMessage| control::encode_frame(&m).expect("a frame");
     let old = samples::netmap(1, &[2, 3]);
     let new = samples::netmap(2, &[3, 4]);
@@ -166,6 +167,34 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         (
+            "node-paths",
+            [
+                frames(
+                    0,
+                    vec![node(NodeMessage::Paths {
+                        network_id,
+                        paths: vec![
+                            PeerPath {
+                                peer: key,
+                                kind: PeerPathKind::Direct,
+                                endpoint: Some(endpoints[0]),
+                                last_handshake_secs_ago: Some(12),
+                            },
+                            PeerPath {
+                                peer: key,
+                                kind: PeerPathKind::Relayed,
+                                endpoint: None,
+                                last_handshake_secs_ago: None,
+                            },
+                        ],
+                    })],
+                ),
+                // A message type from a newer node, which decodes as `Unknown`.
+                raw(br#"{"type":"from_the_future","x":[1]}"#),
+            ]
+            .concat(),
+        ),
+        (
             "controller-session",
             frames(
                 1,
@@ -177,6 +206,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                     controller(ControllerMessage::Welcome {
                         relay: Some("relay.example:7444".into()),
                         relay_fingerprint: Some("ab".repeat(32)),
+                        accepts_paths: true,
                     }),
                     controller(ControllerMessage::JoinResult {
                         network_id,
@@ -202,6 +232,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                     controller(ControllerMessage::Welcome {
                         relay: None,
                         relay_fingerprint: None,
+                        accepts_paths: false,
                     }),
                     controller(ControllerMessage::JoinResult {
                         network_id,

@@ -9,6 +9,7 @@
 //!  |<---- Welcome { relay?, relay_fp? } ----|           exporter || node_key || controller_key || nonce)
 //!  |-- Join / Leave / Endpoints ----------->|
 //!  |<--- JoinResult / Netmap / NetmapDelta -|
+//!  |-- Paths (if Welcome accepts them) ---->|
 //! ```
 //!
 //! The exporter is 32 bytes of TLS keying material exported from the QUIC
@@ -35,6 +36,11 @@ pub const MAX_FRAME: usize = 16 << 20;
 /// [`MAX_FRAME`] (which is sized for netmaps going the other way), so an
 /// unauthenticated peer cannot make the controller buffer much.
 pub const MAX_NODE_FRAME: usize = 64 * 1024;
+/// Most entries one [`NodeMessage::Paths`] carries. Sized so that a full
+/// report of the longest entries still fits [`MAX_NODE_FRAME`] (a larger
+/// frame would end the node's session); a node with more live paths sends
+/// those with the latest handshakes, and a controller keeps no more.
+pub const MAX_PEER_PATHS: usize = 256;
 
 /// A certificate fingerprint (SHA-256) as people paste it: hex in any
 /// case, colons allowed, surrounding space ignored. The lowercase hex of
@@ -118,6 +124,50 @@ pub enum NodeMessage {
         network_id: NetworkId,
         grant: String,
     },
+    /// The node's current paths to its peers in one network (each peer it
+    /// reaches, direct or relayed), replacing what it reported before; a
+    /// peer it does not list has no working path. At most
+    /// [`MAX_PEER_PATHS`] entries. Acts on the authenticated node only.
+    ///
+    /// Sent only to controllers whose `Welcome` says `accepts_paths`:
+    /// controllers older than this message read an unknown `type` as a
+    /// malformed frame and close the connection, so a node never sends it
+    /// to them.
+    Paths {
+        network_id: NetworkId,
+        paths: Vec<PeerPath>,
+    },
+    /// Any message type this build does not know (one from a newer node).
+    /// A controller answers it with a non-fatal `Error` instead of closing
+    /// the connection, so later messages need no gate like `accepts_paths`.
+    /// Never sent.
+    #[serde(other)]
+    Unknown,
+}
+
+/// How a node reaches one peer, as its `warren status` shows it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerPathKind {
+    /// Straight to one of the peer's addresses, confirmed by a probe or
+    /// its packets.
+    Direct,
+    /// Through the controller's relay (or the relay-only instance it names).
+    Relayed,
+}
+
+/// One entry of [`NodeMessage::Paths`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerPath {
+    pub peer: NodePublicKey,
+    pub kind: PeerPathKind,
+    /// The peer's address in use, for a direct path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<SocketAddr>,
+    /// Whole seconds since the latest WireGuard handshake with the peer,
+    /// as the node counted when it sent the report; `None` before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handshake_secs_ago: Option<u64>,
 }
 
 /// Messages from the controller to a node.
@@ -142,6 +192,11 @@ pub enum ControllerMessage {
         /// own, whose relay served the controller's certificate.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         relay_fingerprint: Option<String>,
+        /// The controller takes [`NodeMessage::Paths`]. Absent (false) from
+        /// older controllers, which would close the connection on it, and
+        /// from relay-only instances, which take no control requests.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        accepts_paths: bool,
     },
     JoinResult {
         network_id: NetworkId,
@@ -350,7 +405,129 @@ mod tests {
         let back: NodeMessage = decode_frame(&frame[4..4 + len]).unwrap();
         assert_eq!(back, msg);
         assert!(frame_len(u32::MAX.to_be_bytes()).is_err());
-        assert!(decode_frame::<NodeMessage>(b"{\"type\":\"nope\"}").is_err());
+        assert!(decode_frame::<NodeMessage>(b"{\"type\":7}").is_err());
+        // A known type with the wrong shape is still malformed.
+        assert!(decode_frame::<NodeMessage>(b"{\"type\":\"leave\"}").is_err());
+    }
+
+    #[test]
+    fn unknown_node_messages_decode_as_unknown_whatever_they_carry() {
+        for body in [
+            &b"{\"type\":\"nope\"}"[..],
+            b"{\"type\":\"from_the_future\",\"network_id\":\"8056c2e21c000001\",\"x\":[1,{}]}",
+            b"{\"x\":null,\"type\":\"later\"}",
+        ] {
+            let message: NodeMessage = decode_frame(body).unwrap();
+            assert_eq!(
+                message,
+                NodeMessage::Unknown,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    fn paths_sample() -> NodeMessage {
+        NodeMessage::Paths {
+            network_id: "8056c2e21c000001".parse().unwrap(),
+            paths: vec![
+                PeerPath {
+                    peer: NodePrivateKey::from_bytes([2; 32]).public_key(),
+                    kind: PeerPathKind::Direct,
+                    endpoint: Some("203.0.113.7:41641".parse().unwrap()),
+                    last_handshake_secs_ago: Some(12),
+                },
+                PeerPath {
+                    peer: NodePrivateKey::from_bytes([3; 32]).public_key(),
+                    kind: PeerPathKind::Relayed,
+                    endpoint: None,
+                    last_handshake_secs_ago: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn paths_round_trip_with_optional_fields_left_out() {
+        let message = paths_sample();
+        let frame = encode_frame(&message).unwrap();
+        let text = std::str::from_utf8(&frame[4..]).unwrap();
+        assert!(text.starts_with("{\"type\":\"paths\""), "{text}");
+        assert!(text.contains("\"kind\":\"direct\""), "{text}");
+        assert!(text.contains("\"kind\":\"relayed\""), "{text}");
+        // The relayed entry carries neither an endpoint nor a handshake age.
+        assert_eq!(text.matches("endpoint").count(), 1, "{text}");
+        assert_eq!(text.matches("last_handshake_secs_ago").count(), 1, "{text}");
+        assert_eq!(decode_frame::<NodeMessage>(&frame[4..]).unwrap(), message);
+    }
+
+    /// What a controller that predates `Paths` does with one: its enum has
+    /// no such variant (nor `Unknown`), so the frame does not decode and
+    /// it would close the connection as a bad frame. Hence the gate.
+    #[test]
+    fn an_older_controller_cannot_read_paths_so_only_welcomes_that_accept_them_get_them() {
+        #[derive(Debug, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        #[allow(dead_code)]
+        enum OldNodeMessage {
+            Leave { network_id: NetworkId },
+        }
+        let frame = encode_frame(&paths_sample()).unwrap();
+        assert!(decode_frame::<OldNodeMessage>(&frame[4..]).is_err());
+
+        // An older controller's Welcome says nothing: no paths.
+        let old: ControllerMessage = decode_frame(b"{\"type\":\"welcome\"}").unwrap();
+        assert!(matches!(
+            old,
+            ControllerMessage::Welcome {
+                accepts_paths: false,
+                ..
+            }
+        ));
+        // And an older node ignores the new field (serde ignores unknown
+        // fields of a variant; this enum sets no `deny_unknown_fields`).
+        #[derive(Debug, Deserialize, PartialEq)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        enum OldControllerMessage {
+            Welcome { relay: Option<String> },
+        }
+        let new = ControllerMessage::Welcome {
+            relay: None,
+            relay_fingerprint: None,
+            accepts_paths: true,
+        };
+        let frame = encode_frame(&new).unwrap();
+        assert_eq!(
+            &frame[4..],
+            b"{\"type\":\"welcome\",\"accepts_paths\":true}"
+        );
+        assert_eq!(
+            decode_frame::<OldControllerMessage>(&frame[4..]).unwrap(),
+            OldControllerMessage::Welcome { relay: None }
+        );
+    }
+
+    #[test]
+    fn a_full_report_of_the_longest_entries_fits_a_node_frame() {
+        let endpoint: SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"
+            .parse()
+            .unwrap();
+        let entry = PeerPath {
+            peer: NodePrivateKey::from_bytes([0xff; 32]).public_key(),
+            kind: PeerPathKind::Relayed,
+            endpoint: Some(endpoint),
+            last_handshake_secs_ago: Some(u64::MAX),
+        };
+        let message = NodeMessage::Paths {
+            network_id: "ffffffffffffffff".parse().unwrap(),
+            paths: vec![entry; MAX_PEER_PATHS],
+        };
+        let frame = encode_frame(&message).unwrap();
+        assert!(
+            frame.len() - 4 <= MAX_NODE_FRAME,
+            "{} bytes",
+            frame.len() - 4
+        );
     }
 
     #[test]
@@ -358,6 +535,7 @@ mod tests {
         let none = ControllerMessage::Welcome {
             relay: None,
             relay_fingerprint: None,
+            accepts_paths: false,
         };
         let bare: ControllerMessage = decode_frame(b"{\"type\":\"welcome\"}").unwrap();
         assert_eq!(bare, none);
@@ -366,6 +544,7 @@ mod tests {
         let with = ControllerMessage::Welcome {
             relay: Some("relay.example:7444".into()),
             relay_fingerprint: Some("ab".repeat(32)),
+            accepts_paths: true,
         };
         let frame = encode_frame(&with).unwrap();
         assert_eq!(

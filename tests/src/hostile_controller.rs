@@ -145,6 +145,7 @@ impl Attack {
             Attack::Relay { .. } => ControllerMessage::Welcome {
                 relay: None,
                 relay_fingerprint: None,
+                accepts_paths: false,
             },
         }
     }
@@ -393,6 +394,7 @@ async fn session(
         &ControllerMessage::Welcome {
             relay: None,
             relay_fingerprint: None,
+            accepts_paths: false,
         },
     )
     .await?;

@@ -442,6 +442,63 @@ impl NatPair {
         }
     }
 
+    /// The `paths` of `side`'s member in the controller's members API (as
+    /// `warren-controller member list --json` prints it): what its agent
+    /// last reported.
+    pub fn reported_paths(&self, side: Side) -> Result<Vec<Value>> {
+        let what = "warren-controller member list --json";
+        let mut cmd = self
+            .controller
+            .command(["member", "list", &self.network, "--json"]);
+        let out = command::run_stdout(&mut cmd)?;
+        let json: Value = serde_json::from_str(&out).map_err(|e| LabError::Output {
+            what: what.into(),
+            detail: format!("{e}: {out}"),
+        })?;
+        let name = self.agent(side).name();
+        let member = json["members"]
+            .as_array()
+            .and_then(|ms| ms.iter().find(|m| m["name"] == name))
+            .ok_or_else(|| LabError::Output {
+                what: what.into(),
+                detail: format!("no member named {name} in {json}"),
+            })?;
+        Ok(member["paths"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Waits until the controller's API shows each agent with one path, to
+    /// the other, of `kind` (`direct`, with its endpoint, or `relayed`,
+    /// without): what the agents report. Returns how long it took.
+    pub fn wait_reported_paths(&self, kind: &str, within: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        wait::until(
+            format!("the controller to show both agents' paths as {kind}"),
+            within,
+            || {
+                let mut seen = Vec::new();
+                let mut all = true;
+                for side in [Side::A, Side::B] {
+                    let paths = self.reported_paths(side)?;
+                    let other = self.agent(side.other()).name();
+                    all &= matches!(paths.as_slice(), [p]
+                        if p["peer_name"] == other
+                            && p["kind"] == kind
+                            && p["endpoint"].is_null() == (kind == "relayed"));
+                    seen.push(format!(
+                        "{}: {}",
+                        self.agent(side).name(),
+                        Value::Array(paths)
+                    ));
+                }
+                Ok(if all {
+                    Poll::Ready(start.elapsed())
+                } else {
+                    Poll::Pending(seen.join("; "))
+                })
+            },
+        )
+    }
+
     /// Checks for `hold` that both agents keep reporting `want`.
     pub fn hold_path(&mut self, want: PeerPath, hold: Duration) -> Result<()> {
         let deadline = Instant::now() + hold;

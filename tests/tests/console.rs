@@ -285,6 +285,12 @@ fn run(lab: &Lab) -> anyhow::Result<()> {
         .cookie("__Host-warren-session")?
         .context("ana's session cookie")?;
     browser.goto(&format!("{public}/console/networks/{net}"))?;
+    // The paths a's agent reports show on its row (it reached srv).
+    wait_for(
+        &browser,
+        "a's reported path to srv",
+        "tr.member[data-name='a'] .paths .path",
+    )?;
     let csrf = browser.property("input[name='csrf']", "value")?;
     let c = member_id(&world, "c")?;
     let revoke = format!("/console/networks/{net}/members/{c}/revoke");

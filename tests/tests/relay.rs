@@ -3,7 +3,9 @@
 //! the controller's relay (status says so, and the relay's counters carry
 //! the bytes), or through the relay-only instance the controller names;
 //! when the block lifts, a direct path replaces the relay while
-//! a ping and a TCP stream keep running, without a new handshake.
+//! a ping and a TCP stream keep running, without a new handshake, and the
+//! controller's members API shows the paths the agents report, relayed
+//! then direct.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -21,6 +23,10 @@ const PATH_WITHIN: Duration = Duration::from_secs(20);
 
 /// How long a blocked pair must stay relayed: several probe rounds.
 const HOLD_RELAY: Duration = Duration::from_secs(8);
+
+/// How long the controller may take to show a path the agents settled on:
+/// agents report at most every 5 s, and a loaded machine adds slack.
+const REPORT_WITHIN: Duration = Duration::from_secs(15);
 
 const TRANSFER_MIB: u64 = 4;
 
@@ -323,6 +329,13 @@ fn direct_path_replaces_the_relay_without_dropping_the_session() {
                 before.0.last_handshake,
                 before.1.last_handshake
             );
+            let shown = pair
+                .wait_reported_paths("relayed", REPORT_WITHIN)
+                .context("the members API and the agents disagree on the relayed path")?;
+            println!(
+                "the controller showed both paths relayed after {:.1} s",
+                shown.as_secs_f64()
+            );
 
             // A paced stream that spans the switch: 6 MiB at 256 KiB/s.
             let spec = TransferSpec {
@@ -389,6 +402,13 @@ fn direct_path_replaces_the_relay_without_dropping_the_session() {
                 after.1.last_handshake
             );
             pair.hold_path(PeerPath::Direct, Duration::from_secs(2))?;
+            let shown = pair
+                .wait_reported_paths("direct", REPORT_WITHIN)
+                .context("the members API and the agents disagree on the direct path")?;
+            println!(
+                "the controller showed both paths direct {:.1} s later",
+                shown.as_secs_f64()
+            );
             pair.ensure_running()?;
             Ok(())
         })();

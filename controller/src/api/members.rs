@@ -3,13 +3,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use warren_proto::{NetworkId, NodeId};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath};
 use super::{ApiState, Caller};
+use crate::paths::ReportedPath;
 use crate::service;
 use crate::store::{Member, MemberState};
 
@@ -19,19 +20,42 @@ pub struct RenameMember {
     name: String,
 }
 
+/// A member as `GET` shows it: what the database holds, and the paths its
+/// agent reports now (live, from the hub; empty when it reports none).
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    #[serde(flatten)]
+    member: Member,
+    paths: Vec<ReportedPath>,
+}
+
+impl MemberView {
+    fn of(state: &ApiState, member: Member) -> Self {
+        let paths = state.hub.paths_of(member.network_id, member.node_id);
+        Self { member, paths }
+    }
+}
+
 pub async fn list(
     State(state): State<ApiState>,
     ApiPath(net): ApiPath<NetworkId>,
 ) -> Result<Json<Value>, ApiError> {
-    let members = state.store().list_members(net).await?;
+    let members: Vec<MemberView> = state
+        .store()
+        .list_members(net)
+        .await?
+        .into_iter()
+        .map(|m| MemberView::of(&state, m))
+        .collect();
     Ok(Json(json!({ "members": members })))
 }
 
 pub async fn show(
     State(state): State<ApiState>,
     ApiPath((net, node)): ApiPath<(NetworkId, NodeId)>,
-) -> Result<Json<Member>, ApiError> {
-    Ok(Json(state.store().get_member(net, node).await?))
+) -> Result<Json<MemberView>, ApiError> {
+    let member = state.store().get_member(net, node).await?;
+    Ok(Json(MemberView::of(&state, member)))
 }
 
 async fn set_state(

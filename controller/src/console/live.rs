@@ -1,6 +1,6 @@
 //! `/console/events`: one server-sent event (`change`) each time a network
-//! changes (members, presence, routes, policy, grants), so pages refresh
-//! themselves. The event names no network: a page fetches itself again
+//! changes (members, presence, routes, policy, grants) or a member's
+//! reported paths change, so pages refresh themselves. The event names no network: a page fetches itself again
 //! and sees only what its viewer may. A stream ends after a while and the
 //! browser opens a new one, which checks the session again.
 
@@ -26,7 +26,7 @@ pub async fn events(State(state): State<ConsoleState>, _viewer: Viewer) -> Respo
     let Ok(permit) = state.live.clone().try_acquire_owned() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many live pages").into_response();
     };
-    let changes = state.hub.subscribe();
+    let changes = (state.hub.subscribe(), state.hub.subscribe_live());
     let until = Instant::now() + STREAM_FOR;
     // The first event says the stream is up (tests wait for it).
     let first = Event::default().event("ready").data("ready");
@@ -36,7 +36,13 @@ pub async fn events(State(state): State<ConsoleState>, _viewer: Viewer) -> Respo
             if let Some(first) = first {
                 return Some((Ok::<_, Infallible>(first), (None, changes, permit)));
             }
-            match tokio::time::timeout_at(until, changes.recv()).await {
+            let next = async {
+                tokio::select! {
+                    r = changes.0.recv() => r,
+                    r = changes.1.recv() => r,
+                }
+            };
+            match tokio::time::timeout_at(until, next).await {
                 Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {
                     let event = Event::default().event("change").data("change");
                     Some((Ok(event), (None, changes, permit)))

@@ -12,11 +12,13 @@ use super::networks::snapshot;
 use super::session::{Change, Staff};
 use super::views::{self, Nav};
 use super::ConsoleState;
+use crate::hub::Hub;
 use crate::store::{Actor, Member, MemberState, NetworkSnapshot};
+use warren_proto::control::PeerPathKind;
 
 pub struct PathRow {
     pub peer: String,
-    pub kind: String,
+    pub kind: &'static str,
 }
 
 pub struct MemberRow {
@@ -48,9 +50,10 @@ pub fn state_name(m: &Member) -> &'static str {
     }
 }
 
-/// The rows of the members page, from a snapshot (no store reads: a
-/// network of a thousand members is one pass).
-pub fn rows(snapshot: &NetworkSnapshot) -> Vec<MemberRow> {
+/// The rows of the members page, from a snapshot and the paths agents
+/// reported (no store reads: a network of a thousand members is one
+/// pass).
+pub fn rows(hub: &Hub, snapshot: &NetworkSnapshot) -> Vec<MemberRow> {
     let mut rows: Vec<MemberRow> = snapshot
         .members
         .iter()
@@ -74,7 +77,17 @@ pub fn rows(snapshot: &NetworkSnapshot) -> Vec<MemberRow> {
                 .first()
                 .map(|e| e.to_string())
                 .unwrap_or_default(),
-            paths: Vec::new(),
+            paths: hub
+                .paths_of(snapshot.network.id, m.node_id)
+                .into_iter()
+                .map(|p| PathRow {
+                    peer: p.peer_name,
+                    kind: match p.kind {
+                        PeerPathKind::Direct => "direct",
+                        PeerPathKind::Relayed => "relayed",
+                    },
+                })
+                .collect(),
             version: m.agent_version.clone(),
             expiry: m.expires_at.clone().unwrap_or_else(|| "never".into()),
         })
@@ -95,14 +108,14 @@ pub struct Members {
 }
 
 impl Members {
-    pub fn of(snapshot: &NetworkSnapshot, nav: Nav, admin: bool) -> Members {
+    pub fn of(hub: &Hub, snapshot: &NetworkSnapshot, nav: Nav, admin: bool) -> Members {
         Members {
             title: format!("{}: members", snapshot.network.name),
             nav,
             net: snapshot.network.id.to_string(),
             tab: "members",
             admin,
-            members: rows(snapshot),
+            members: rows(hub, snapshot),
         }
     }
 }
@@ -115,6 +128,7 @@ pub async fn page(
 ) -> Response {
     match snapshot(&state, net).await {
         Ok(snapshot) => views::ok(&Members::of(
+            &state.hub,
             &snapshot,
             Nav::new(&viewer, "networks").live(),
             viewer.is_admin(),

@@ -118,10 +118,12 @@ pub async fn run(connection: Connection, context: Arc<ControlContext>) {
             .advertise_relay
             .as_ref()
             .map(|r| r.fingerprint.clone()),
+        // A relay-only instance takes no control requests.
+        accepts_paths: context.role == super::Role::Controller,
     };
     let welcome = write_message(&mut send, &welcome);
     let welcomed = matches!(timeout_at(deadline, welcome).await, Ok(Ok(())));
-    let mut session = Session::new(context.clone(), send, node_key, version, remote);
+    let mut session = Session::new(context.clone(), send, node_key, session_id, version, remote);
     let reason = if welcomed {
         session.serve(frames_rx, changes, inbox).await
     } else {

@@ -9,6 +9,7 @@ pub mod admission;
 pub mod connection;
 pub mod frames;
 mod grant_use;
+mod path_report;
 pub mod session;
 
 use std::net::SocketAddr;

@@ -30,12 +30,19 @@ pub const MAX_ENDPOINTS: usize = 32;
 /// Each one makes a peer send probes, so no member may drive them.
 const CALL_ME_PER_PEER: (f64, f64) = (5.0, 0.5);
 const CALL_ME_TOTAL: (f64, f64) = (256.0, 20.0);
+/// Path reports one connection may send per network: a burst, then one
+/// per 2 s. Agents send at most one per 5 s; each report may wake every
+/// live watcher of the network.
+const PATHS_PER_NETWORK: (f64, f64) = (5.0, 0.5);
 
 pub(super) struct Session {
     context: Arc<ControlContext>,
     send: SendStream,
     node_key: NodePublicKey,
     node_id: NodeId,
+    /// The hub's ID of this session: what it records (reported paths) only
+    /// it removes.
+    id: u64,
     version: String,
     /// Where the connection comes from, for the per-source join limit.
     remote: SocketAddr,
@@ -49,6 +56,7 @@ pub(super) struct Session {
     present: BTreeSet<NetworkId>,
     call_me_per_peer: Buckets<[u8; 32]>,
     call_me_total: Buckets<()>,
+    paths_limit: Buckets<NetworkId>,
 }
 
 impl Session {
@@ -56,6 +64,7 @@ impl Session {
         context: Arc<ControlContext>,
         send: SendStream,
         node_key: NodePublicKey,
+        id: u64,
         version: String,
         remote: SocketAddr,
     ) -> Self {
@@ -64,6 +73,7 @@ impl Session {
             send,
             node_key,
             node_id: NodeId::from_key(&node_key),
+            id,
             version,
             remote,
             endpoints: BTreeMap::new(),
@@ -71,6 +81,7 @@ impl Session {
             present: BTreeSet::new(),
             call_me_per_peer: Buckets::new(CALL_ME_PER_PEER.0, CALL_ME_PER_PEER.1),
             call_me_total: Buckets::new(CALL_ME_TOTAL.0, CALL_ME_TOTAL.1),
+            paths_limit: Buckets::new(PATHS_PER_NETWORK.0, PATHS_PER_NETWORK.1),
         }
     }
 
@@ -124,6 +135,20 @@ impl Session {
 
     pub(super) fn node_key(&self) -> NodePublicKey {
         self.node_key
+    }
+
+    pub(super) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether this connection counts as an authorized member of `net`.
+    pub(super) fn is_present(&self, net: NetworkId) -> bool {
+        self.present.contains(&net)
+    }
+
+    /// Takes a token for one path report about `net`; false if over the rate.
+    pub(super) fn take_paths_token(&mut self, net: NetworkId) -> bool {
+        self.paths_limit.take(net, std::time::Instant::now())
     }
 
     pub(super) async fn error(&mut self, code: &str, message: &str) -> Result<(), FrameIoError> {
@@ -192,6 +217,15 @@ impl Session {
             }
             NodeMessage::GrantUsed { network_id, grant } => {
                 self.grant_used(network_id, grant).await
+            }
+            NodeMessage::Paths { network_id, paths } => self.report_paths(network_id, paths).await,
+            // A newer agent's message: refused, but the session goes on.
+            NodeMessage::Unknown => {
+                self.error(
+                    "unknown_message",
+                    "this controller does not know that message type",
+                )
+                .await
             }
             NodeMessage::Resync { network_id } => {
                 if self.joined.contains_key(&network_id) {
@@ -322,6 +356,7 @@ impl Session {
         let result = if authorized && self.present.insert(net) {
             hub.node_online(net, &self.node_key).await
         } else if !authorized && self.present.remove(&net) {
+            hub.forget_paths(net, self.node_id, self.id);
             hub.node_offline(net, &self.node_key).await
         } else {
             Ok(())
@@ -580,6 +615,7 @@ impl Session {
 
     async fn forget(&mut self, net: NetworkId) -> Result<(), FrameIoError> {
         self.joined.remove(&net);
+        self.context.hub.forget_paths(net, self.node_id, self.id);
         if self.present.remove(&net) {
             if let Err(e) = self.context.hub.node_offline(net, &self.node_key).await {
                 tracing::error!(node = %self.node_id, error = %e, "could not record presence");
@@ -598,7 +634,9 @@ impl Session {
 
     /// The connection ended: the node goes offline in every network it joined here.
     pub(super) async fn disconnect(&mut self) {
-        self.joined.clear();
+        for net in std::mem::take(&mut self.joined).into_keys() {
+            self.context.hub.forget_paths(net, self.node_id, self.id);
+        }
         for net in std::mem::take(&mut self.present) {
             if let Err(e) = self.context.hub.node_offline(net, &self.node_key).await {
                 tracing::error!(node = %self.node_id, error = %e, "could not record presence");

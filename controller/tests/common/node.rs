@@ -80,6 +80,8 @@ pub struct TestNode {
     pub connection: quinn::Connection,
     pub send: quinn::SendStream,
     pub recv: quinn::RecvStream,
+    /// The controller's `Welcome`, once the handshake passed.
+    pub welcome: Option<ControllerMessage>,
 }
 
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -117,6 +119,7 @@ impl TestNode {
             connection,
             send,
             recv,
+            welcome: None,
         }
     }
 
@@ -224,7 +227,10 @@ impl TestNode {
         };
         self.write(&NodeMessage::Auth { proof }).await;
         match self.next().await {
-            ControllerMessage::Welcome { .. } => Ok(()),
+            welcome @ ControllerMessage::Welcome { .. } => {
+                self.welcome = Some(welcome);
+                Ok(())
+            }
             other => Err(other),
         }
     }

@@ -138,6 +138,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     let mut refresh = tokio::time::interval(ENDPOINT_REFRESH);
     let mut freshness = tokio::time::interval(managed.freshness_interval());
     let mut grant_check = tokio::time::interval(managed::GRANT_CHECK);
+    let mut paths_check = tokio::time::interval(managed::PATHS_CHECK);
     loop {
         tokio::select! {
             Some(request) = request_rx.recv() => match request {
@@ -160,6 +161,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
             }
             _ = freshness.tick() => managed.check_freshness().await,
             _ = grant_check.tick() => managed.report_grant_uses().await,
+            _ = paths_check.tick() => managed.report_paths().await,
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
         }

@@ -79,6 +79,9 @@ pub enum NetworkEvent {
         server: SocketAddr,
         mapped: SocketAddr,
     },
+    /// The way a peer is reached changed (direct, relayed or none): the
+    /// controller hears of it (`managed::paths`).
+    PathChanged,
 }
 
 /// Where data planes send their events, tagged with their label.
@@ -423,6 +426,9 @@ async fn flush_engine(engine: &mut Engine, udp: &Udp, state: &mut Loop) {
             }
             Event::PathChanged { peer, path, via } => {
                 tracing::info!(network = label, peer = %peer.short(), ?path, ?via, "path changed");
+                let _ = state
+                    .events
+                    .send((label.to_owned(), NetworkEvent::PathChanged));
             }
             Event::CallMeMaybe { peer, endpoints } => {
                 let _ = state.events.send((

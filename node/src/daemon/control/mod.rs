@@ -67,6 +67,10 @@ pub enum ControlCommand {
     GrantUsed(NetworkId, String),
     /// Ask for a page where the owner signs this device in again.
     SignIn(NetworkId),
+    /// How this node reaches its peers in a network now (sent again by the
+    /// daemon after each reconnect, so not remembered here). Dropped for a
+    /// controller whose `Welcome` does not accept it.
+    Paths(NetworkId, Vec<warren_proto::control::PeerPath>),
 }
 
 /// What a controller connection reports to the daemon.
@@ -231,7 +235,8 @@ impl Session {
             | ControlCommand::Services(..)
             | ControlCommand::Routes(..)
             | ControlCommand::GrantUsed(..)
-            | ControlCommand::SignIn(_) => {}
+            | ControlCommand::SignIn(_)
+            | ControlCommand::Paths(..) => {}
         }
     }
 }
@@ -340,6 +345,8 @@ struct Link {
     remote: SocketAddr,
     /// The relay-only instance the controller named in `Welcome`.
     relay: Option<NamedRelay>,
+    /// Whether `Welcome` said the controller takes path reports.
+    accepts_paths: bool,
 }
 
 /// A relay-only instance as a controller's `Welcome` names it.
@@ -414,7 +421,7 @@ async fn open_link(
         .await
         .context("opening control stream")?;
     let mut frames = spawn_reader(recv);
-    let relay = authenticate(&connection, &mut send, &mut frames, key).await?;
+    let (relay, accepts_paths) = authenticate(&connection, &mut send, &mut frames, key).await?;
     Ok(Link {
         _endpoint: endpoint,
         connection,
@@ -422,6 +429,7 @@ async fn open_link(
         frames,
         remote: addr,
         relay,
+        accepts_paths,
     })
 }
 
@@ -445,6 +453,7 @@ async fn connect_and_serve(
         mut frames,
         remote,
         relay: relay_server,
+        accepts_paths,
     } = open_link(
         controller,
         fingerprint.clone(),
@@ -517,6 +526,10 @@ async fn connect_and_serve(
             command = commands.recv() => {
                 let Some(command) = command else { return Ok(()) };
                 session.remember(&command);
+                // An older controller closes the connection on a message it does not know.
+                if matches!(command, ControlCommand::Paths(..)) && !accepts_paths {
+                    continue;
+                }
                 write(&mut send, &to_message(&command)).await?;
             }
             Ok(()) = instance_changes.changed() => {
@@ -528,12 +541,14 @@ async fn connect_and_serve(
     }
 }
 
+/// Proves the node key; returns what `Welcome` said: the relay-only
+/// instance to use, and whether the controller takes path reports.
 async fn authenticate(
     connection: &quinn::Connection,
     send: &mut quinn::SendStream,
     frames: &mut mpsc::Receiver<anyhow::Result<ControllerMessage>>,
     key: &NodePrivateKey,
-) -> anyhow::Result<Option<NamedRelay>> {
+) -> anyhow::Result<(Option<NamedRelay>, bool)> {
     write(
         send,
         &NodeMessage::Hello {
@@ -567,7 +582,11 @@ async fn authenticate(
         ControllerMessage::Welcome {
             relay,
             relay_fingerprint,
-        } => Ok(NamedRelay::from_welcome(relay, relay_fingerprint)),
+            accepts_paths,
+        } => Ok((
+            NamedRelay::from_welcome(relay, relay_fingerprint),
+            accepts_paths,
+        )),
         ControllerMessage::Error { message, .. } => bail!("controller refused us: {message}"),
         other => bail!("controller sent {other:?} instead of welcome"),
     }
@@ -659,6 +678,7 @@ fn to_message(command: &ControlCommand) -> NodeMessage {
             NodeMessage::GrantUsed { network_id, grant }
         }
         ControlCommand::SignIn(network_id) => NodeMessage::SignIn { network_id },
+        ControlCommand::Paths(network_id, paths) => NodeMessage::Paths { network_id, paths },
     }
 }
 

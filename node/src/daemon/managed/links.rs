@@ -30,6 +30,11 @@ impl Managed {
                 }
                 self.report_endpoints(false);
             }
+            super::super::network::NetworkEvent::PathChanged => {
+                if let Some(net) = self.nets.get_mut(&id) {
+                    net.paths.mark();
+                }
+            }
             super::super::network::NetworkEvent::CallMeMaybe { peer, endpoints } => {
                 if let Some(c) = self.controllers.get(&net.config.controller) {
                     c.send(ControlCommand::CallMeMaybe {

@@ -22,7 +22,9 @@ mod grants;
 pub use grants::GRANT_CHECK;
 mod links;
 mod login;
+mod paths;
 use links::relay_link;
+pub use paths::PATHS_CHECK;
 mod freshness;
 mod requests;
 mod source;
@@ -57,6 +59,8 @@ struct Joined {
     /// Why the latest sign-in on the device's page was refused, until a
     /// new page is shown.
     sign_in_refused: Option<String>,
+    /// What its controller was last told of its paths (`paths`).
+    paths: paths::PathReport,
 }
 
 impl Joined {
@@ -75,6 +79,7 @@ impl Joined {
             reflexive: BTreeMap::new(),
             confirmed: None,
             live: false,
+            paths: paths::PathReport::default(),
         }
     }
 }
@@ -348,6 +353,7 @@ impl Managed {
                 self.report_endpoints(true);
                 self.publish_services(Some(&controller));
                 self.publish_routes(&controller);
+                self.paths_reconnected(&controller);
             }
             ControlEvent::CallMeMaybe {
                 network_id,
@@ -651,6 +657,8 @@ impl Managed {
         }
         net.state = NetworkState::Authorized;
         net.message = None;
+        // Peers may have come or gone.
+        net.paths.mark();
         self.dns.network_up(&map, &net.config.interface).await;
         let withheld = self.routes.withheld().is_some();
         self.routes
