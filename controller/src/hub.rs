@@ -155,7 +155,8 @@ impl Hub {
 
     /// Networks whose live state changed: a member's reported paths
     /// ([`Hub::paths_of`]) came, went, or changed kind, endpoint or peer
-    /// name (not a mere handshake age). Kept apart from [`Hub::subscribe`]
+    /// name (not a mere handshake age), or what [`Hub::watchers_changed`]
+    /// reports. Kept apart from [`Hub::subscribe`]
     /// because such a change touches nothing in the database or in any
     /// netmap: it must not make every session rebuild and diff its map. A
     /// watcher showing members subscribes to both. A receiver that lags
@@ -187,6 +188,13 @@ impl Hub {
             // No receivers is fine: nobody is watching.
             let _ = self.live.send(net);
         }
+    }
+
+    /// Something only people watching see changed in `net` (a grant
+    /// request came or was decided without a grant): the console's pages
+    /// refresh; no netmap is rebuilt.
+    pub fn watchers_changed(&self, net: NetworkId) {
+        let _ = self.live.send(net);
     }
 
     /// Forgets `node`'s reported paths in `net`, if session `session`

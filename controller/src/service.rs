@@ -9,7 +9,10 @@ use ipnet::IpNet;
 use warren_proto::{NetworkId, NodeId};
 
 use crate::hub::Hub;
-use crate::store::{Actor, Grant, Member, MemberState, NewGrant, PolicySet, Route, StoreError};
+use crate::store::{
+    Actor, Decision, Grant, GrantRequest, Member, MemberState, NewGrant, NewGrantRequest,
+    PolicySet, Route, StoreError,
+};
 
 pub async fn set_member_state(
     hub: &Hub,
@@ -142,17 +145,8 @@ pub fn new_grant(
     reason: &str,
 ) -> Result<NewGrant, String> {
     use warren_proto::filter::PortRange;
-    let duration = humantime::parse_duration(duration.trim())
-        .map_err(|e| format!("for: {e} (write a duration such as 2h or 20s)"))?;
-    if duration.is_zero() || duration > MAX_GRANT {
-        return Err("for: a grant lasts from 1s to 30 days".into());
-    }
-    let reason = reason.trim().to_string();
-    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
-        return Err(format!(
-            "reason: say why, in 1 to {MAX_REASON_CHARS} characters"
-        ));
-    }
+    let duration = grant_duration(duration)?;
+    let reason = grant_reason(reason)?;
     let ports = match ports {
         None => vec![PortRange::ANY],
         Some([]) => return Err("ports: name at least one".into()),
@@ -171,6 +165,96 @@ pub fn new_grant(
         reason,
         ends_at,
     })
+}
+
+/// How long a grant lasts, from `2h` or `20s`: 1 s to [`MAX_GRANT`].
+fn grant_duration(text: &str) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("for: {e} (write a duration such as 2h or 20s)"))?;
+    if duration.is_zero() || duration > MAX_GRANT {
+        return Err("for: a grant lasts from 1s to 30 days".into());
+    }
+    Ok(duration)
+}
+
+fn grant_reason(text: &str) -> Result<String, String> {
+    let reason = text.trim().to_string();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+        return Err(format!(
+            "reason: say why, in 1 to {MAX_REASON_CHARS} characters"
+        ));
+    }
+    Ok(reason)
+}
+
+/// A person asks for `service` (`NAME` or `service:NAME`) in `net` for
+/// `duration`, from a device of theirs there: the grant, once approved,
+/// is from `user:<requester>` to the service's own port.
+pub async fn request_grant(
+    hub: &Hub,
+    requester: &str,
+    net: NetworkId,
+    service: &str,
+    duration: &str,
+    reason: &str,
+) -> Result<GrantRequest, StoreError> {
+    let service = service.trim();
+    let name = service.strip_prefix("service:").unwrap_or(service);
+    if !crate::names::is_label(name) {
+        return Err(StoreError::Invalid(format!(
+            "service: {name:?} is not a service name (a DNS label such as grafana)"
+        )));
+    }
+    let duration = grant_duration(duration).map_err(StoreError::Invalid)?;
+    let reason = grant_reason(reason).map_err(StoreError::Invalid)?;
+    let snapshot = hub
+        .snapshot(net)
+        .await?
+        .ok_or(StoreError::NotFound("network"))?;
+    let has_device = snapshot.members.iter().any(|m| {
+        m.state == MemberState::Authorized
+            && m.owner
+                .as_deref()
+                .is_some_and(|o| o.eq_ignore_ascii_case(requester))
+    });
+    if !has_device {
+        return Err(StoreError::Invalid(
+            "you have no authorized device in this network: a grant would reach nothing".into(),
+        ));
+    }
+    let new = NewGrantRequest {
+        requester: requester.to_string(),
+        to: format!("service:{name}"),
+        ports: vec![warren_proto::filter::PortRange::ANY],
+        duration,
+        reason,
+    };
+    let request = hub.store().request_grant(net, new).await?;
+    hub.watchers_changed(net);
+    tracing::info!(network = %net, request = %request.id, to = %request.to, "grant requested");
+    Ok(request)
+}
+
+/// Decides a pending request; an approval's grant reaches the members at
+/// once.
+pub async fn decide_request(
+    hub: &Hub,
+    actor: &Actor,
+    net: NetworkId,
+    id: &str,
+    decision: Decision,
+) -> Result<(GrantRequest, Option<Grant>), StoreError> {
+    let (request, grant) = hub
+        .store()
+        .decide_grant_request(actor, net, id, decision)
+        .await?;
+    if grant.is_some() {
+        hub.changed(net);
+    } else {
+        hub.watchers_changed(net);
+    }
+    tracing::info!(network = %net, request = %request.id, state = request.state.as_str(), "grant request decided");
+    Ok((request, grant))
 }
 
 pub async fn add_grant(

@@ -177,6 +177,25 @@ impl World {
         self.send(builder.body(Body::empty()).unwrap()).await
     }
 
+    /// The policy: cy's laptop may reach grafana (tcp:3000), nothing else.
+    async fn only_cy_reaches_grafana(&self) {
+        let policy =
+            "[[allow]]\nfrom = [\"laptop-cy\"]\nto = [\"grafana-master\"]\nports = [\"tcp:3000\"]\n";
+        self.h
+            .store
+            .set_policy(&warren_controller::store::Actor::system(), self.net, policy)
+            .await
+            .unwrap();
+        self.h.hub.changed(self.net);
+    }
+
+    /// A change from the console's own origin with the session's form
+    /// token, and `more` form fields (`&name=value...`).
+    async fn act(&self, path: &str, session: &str, more: &str) -> Answer {
+        let form = format!("csrf={}{more}", form_token(session));
+        self.post(path, session, Some(ORIGIN), &form).await
+    }
+
     async fn post(&self, path: &str, session: &str, origin: Option<&str>, form: &str) -> Answer {
         let mut builder = Request::builder()
             .method(Method::POST)
@@ -292,14 +311,7 @@ async fn a_change_needs_the_form_token_and_the_consoles_own_origin() {
 
     // An auditor's token is genuine, but auditors change nothing.
     let sec = w.session("sec", &["security"]).await;
-    let refused = w
-        .post(
-            &path,
-            &sec,
-            Some(ORIGIN),
-            &format!("csrf={}", form_token(&sec)),
-        )
-        .await;
+    let refused = w.act(&path, &sec, "").await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 
     let done = w
@@ -336,13 +348,7 @@ async fn the_portal_shows_a_person_only_what_their_devices_may_reach() {
         .contains("grafana-master.prod.warren.internal:6379"));
 
     // cy's laptop may reach grafana only.
-    let policy =
-        "[[allow]]\nfrom = [\"laptop-cy\"]\nto = [\"grafana-master\"]\nports = [\"tcp:3000\"]\n";
-    w.h.store
-        .set_policy(&warren_controller::store::Actor::system(), w.net, policy)
-        .await
-        .unwrap();
-    w.h.hub.changed(w.net);
+    w.only_cy_reaches_grafana().await;
     let cy = w.session("cy", &[]).await;
     let portal = w.get("/console/portal", Some(&cy)).await;
     assert_eq!(portal.status, StatusCode::OK);
@@ -363,14 +369,7 @@ async fn the_portal_shows_a_person_only_what_their_devices_may_reach() {
 
     // A person changes only their own devices.
     let path = format!("/console/devices/{}/{}/remove", w.net, w.server);
-    let refused = w
-        .post(
-            &path,
-            &dee,
-            Some(ORIGIN),
-            &format!("csrf={}", form_token(&dee)),
-        )
-        .await;
+    let refused = w.act(&path, &dee, "").await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     let path = format!("/console/devices/{}/{}/rename", w.net, w.laptop);
     let renamed = w
@@ -530,6 +529,11 @@ async fn sessions_end_when_idle_and_pages_refuse_framing_and_inline_script() {
         w.h.store.session_user(&ana, 0).await.unwrap().is_none(),
         "a session unused for longer than the idle time is over"
     );
+    // However busy, a session ends at its absolute lifetime.
+    let user = w.h.store.sign_in_user(&person("ana", &[])).await.unwrap();
+    let over = w.h.store.start_session(&user, 0).await.unwrap();
+    assert!(w.h.store.session_user(&over, 3600).await.unwrap().is_none());
+    assert_eq!(w.get("/console", Some(&over)).await.location, "/login");
     let page = w.get("/console", Some(&ana)).await;
     let csp = page.headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
@@ -539,4 +543,214 @@ async fn sessions_end_when_idle_and_pages_refuse_framing_and_inline_script() {
     let js = w.get("/console/assets/console.js", None).await;
     assert_eq!(js.status, StatusCode::OK);
     assert!(js.body.contains("EventSource"));
+}
+
+#[tokio::test]
+async fn a_person_asks_for_a_service_and_an_admin_decides() {
+    let w = World::new().await;
+    // Nobody reaches redis: cy may reach grafana only.
+    w.only_cy_reaches_grafana().await;
+    let cy = w.session("cy", &[]).await;
+    let ask = |rest: &str| format!("&network={}&{rest}", w.net);
+    let page = w.get("/console/access", Some(&cy)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("id=\"request-form\""), "{}", page.body);
+
+    // What cannot be asked for: a service nobody publishes, a bad name,
+    // a duration past the longest grant, no reason.
+    for (form, says) in [
+        ("service=mongo&for=8h&reason=x", "service"),
+        ("service=..%2F&for=8h&reason=x", "not a service name"),
+        ("service=redis&for=90d&reason=x", "30 days"),
+        ("service=redis&for=8h&reason=+", "say why"),
+    ] {
+        let refused = w.act("/console/access", &cy, &ask(form)).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{form}");
+        assert!(refused.body.contains(says), "{form}: {}", refused.body);
+    }
+    // dee has no device there: a grant would reach nothing.
+    let dee = w.session("dee", &[]).await;
+    let refused = w
+        .post(
+            "/console/access",
+            &dee,
+            Some(ORIGIN),
+            &format!(
+                "csrf={}&network={}&service=redis&for=1h&reason=x",
+                form_token(&dee),
+                w.net
+            ),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("no authorized device"));
+
+    let asked = w
+        .act(
+            "/console/access",
+            &cy,
+            &ask("service=redis&for=8h&reason=debug+the+cache"),
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::SEE_OTHER, "{}", asked.body);
+    let again = w
+        .act(
+            "/console/access",
+            &cy,
+            &ask("service=redis&for=1h&reason=again"),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "one waits already");
+    let filter = warren_controller::store::RequestFilter {
+        pending_only: true,
+        limit: 10,
+        ..Default::default()
+    };
+    let waiting = w.h.store.list_grant_requests(&filter).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    let request = &waiting[0];
+    assert_eq!(request.requester, "cy@example.com");
+    assert_eq!(request.to, "service:redis");
+    assert_eq!(request.duration_secs, 8 * 3600);
+
+    // The queue shows it; only an admin decides, and nobody else withdraws.
+    let ana = w.session("ana", &[]).await;
+    let queue = w.get("/console/queue", Some(&ana)).await;
+    assert!(
+        queue
+            .body
+            .contains(&format!("id=\"request-{}\"", request.id)),
+        "{}",
+        queue.body
+    );
+    assert!(queue.body.contains("debug the cache"));
+    let approve = format!(
+        "/console/networks/{}/requests/{}/approve",
+        w.net, request.id
+    );
+    let sec = w.session("sec", &["security"]).await;
+    for (who, session) in [("cy", &cy), ("sec", &sec)] {
+        let refused = w.act(&approve, session, "").await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{who} approves");
+    }
+    let withdraw = format!("/console/access/{}/{}/withdraw", w.net, request.id);
+    let refused = w.act(&withdraw, &dee, "").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "dee withdraws cy's");
+    let no_token = w.post(&approve, &ana, Some(ORIGIN), "").await;
+    assert_eq!(no_token.status, StatusCode::FORBIDDEN);
+
+    let approved = w.act(&approve, &ana, "").await;
+    assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+    let grants = w.h.store.list_grants(w.net, false).await.unwrap();
+    assert_eq!(grants.len(), 1);
+    let grant = &grants[0];
+    assert_eq!(grant.from, "user:cy@example.com");
+    assert_eq!(grant.to, "service:redis");
+    assert_eq!(grant.created_by, "user:ana@example.com");
+    // Deciding twice finds nothing pending.
+    let twice = w.act(&approve, &ana, "").await;
+    assert_eq!(twice.status, StatusCode::NOT_FOUND);
+
+    // cy now reaches redis: the portal shows it, and her page the grant.
+    w.h.hub.changed(w.net);
+    let portal = w.get("/console/portal", Some(&cy)).await;
+    assert!(
+        portal
+            .body
+            .contains("grafana-master.prod.warren.internal:6379"),
+        "{}",
+        portal.body
+    );
+    let mine = w.get("/console/access", Some(&cy)).await;
+    assert!(
+        mine.body.contains(&format!("id=\"grant-{}\"", grant.id)),
+        "{}",
+        mine.body
+    );
+    assert!(mine.body.contains("approved"), "{}", mine.body);
+
+    // A second request, withdrawn by cy; a third, denied.
+    for (service, decide) in [("grafana", "withdraw"), ("redis", "deny")] {
+        let asked = w
+            .act(
+                "/console/access",
+                &cy,
+                &ask(&format!("service={service}&for=1h&reason=more")),
+            )
+            .await;
+        assert_eq!(asked.status, StatusCode::SEE_OTHER, "{}", asked.body);
+        let waiting = w.h.store.list_grant_requests(&filter).await.unwrap();
+        let id = &waiting[0].id;
+        let (path, session) = if decide == "withdraw" {
+            (format!("/console/access/{}/{id}/withdraw", w.net), &cy)
+        } else {
+            (
+                format!("/console/networks/{}/requests/{id}/deny", w.net),
+                &ana,
+            )
+        };
+        let done = w.act(&path, session, "").await;
+        assert_eq!(
+            done.status,
+            StatusCode::SEE_OTHER,
+            "{decide}: {}",
+            done.body
+        );
+    }
+    assert!(w
+        .h
+        .store
+        .list_grant_requests(&filter)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(w.h.store.list_grants(w.net, false).await.unwrap().len(), 1);
+    let audit = w
+        .get("/console/audit?action=grant.request", Some(&ana))
+        .await;
+    assert!(audit.body.contains("cy@example.com"), "{}", audit.body);
+    for action in [
+        "grant.request.approve",
+        "grant.request.withdraw",
+        "grant.request.deny",
+    ] {
+        let audit = w
+            .get(&format!("/console/audit?action={action}"), Some(&ana))
+            .await;
+        assert!(
+            audit.body.contains(&format!("{action}<")),
+            "{action}: {}",
+            audit.body
+        );
+    }
+
+    // Asking cannot flood the queue: ten waiting requests per person.
+    let many: Vec<ServiceSpec> = (0..11)
+        .map(|i| ServiceSpec {
+            name: format!("s{i}"),
+            proto: ServiceProto::Tcp,
+            port: 7000 + i,
+            txt: vec![],
+        })
+        .collect();
+    w.h.store
+        .set_services(w.net, &w.server_key, &many)
+        .await
+        .unwrap();
+    w.h.hub.changed(w.net);
+    for i in 0..11 {
+        let answer = w
+            .act(
+                "/console/access",
+                &cy,
+                &ask(&format!("service=s{i}&for=1h&reason=many")),
+            )
+            .await;
+        let expected = if i < 10 {
+            StatusCode::SEE_OTHER
+        } else {
+            StatusCode::CONFLICT
+        };
+        assert_eq!(answer.status, expected, "request {i}: {}", answer.body);
+    }
 }

@@ -216,7 +216,7 @@ fn run(lab: &Lab) -> anyhow::Result<()> {
     // bo signs his laptop c in; it is his device.
     let mut join_c = world.join_without_key(lab, "c", "60s")?;
     let page = world.printed_sign_in_url(&mut join_c)?;
-    let mut bo = Browser::start(lab, world.mesh.ns("c")?)?;
+    let mut bo = Browser::start_with_hosts(lab, world.mesh.ns("c")?, &hosts)?;
     bo.set_window_size(1280, 900)?;
     sign_in_from_device_page(&bo, &page, &public, "bo")?;
     bo.wait_for_text("Connect this device?", SETTLE)?;
@@ -279,6 +279,41 @@ fn run(lab: &Lab) -> anyhow::Result<()> {
     bo.find("tr[id^='device-']")?;
     ensure!(bo.text("#devices")?.contains('c'), "bo's devices");
     shot(&bo, "devices")?;
+
+    // bo asks for grafana; ana's queue shows the request without a
+    // reload, she approves it, and bo's laptop reaches the service.
+    browser.goto(&format!("{public}/console/queue"))?;
+    wait_for(&browser, "the live stream", "body[data-live='connected']")?;
+    bo.goto(&format!("{public}/console/access"))?;
+    bo.fill("#request-form input[name='service']", "grafana")?;
+    bo.fill("#request-form input[name='reason']", "read the dashboards")?;
+    bo.click("#request-form button")?;
+    wait_for(&bo, "bo's request, pending", "tr.request.pending")?;
+    shot(&bo, "access-pending")?;
+    wait_for(
+        &browser,
+        "bo's request in the queue without a reload",
+        "li.request-waiting button.approve",
+    )?;
+    ensure!(
+        browser
+            .text("#requests-waiting")?
+            .contains("bo@example.com"),
+        "the queue: {}",
+        browser.text("#requests-waiting")?
+    );
+    shot(&browser, "queue-request")?;
+    browser.click("li.request-waiting button.approve")?;
+    wait_for(&browser, "the queue to empty", "#no-requests")?;
+    let grafana = "http://srv.corp.warren.internal:3000/d/home";
+    bo.goto(&format!("{public}/console/portal"))?;
+    bo.click(&format!("a.service-link[href='{grafana}']"))?;
+    let c_ip = world.mesh.overlay_addr("c", &net, false)?;
+    bo.wait_for_text(&format!("{SERVICE_PAGE} {c_ip}"), SETTLE)?;
+    bo.goto(&format!("{public}/console/access"))?;
+    bo.find("li.grant")?;
+    wait_for(&bo, "bo's request, approved", "tr.request.approved")?;
+    shot(&bo, "access")?;
 
     // Forged changes: without the form token, and from another origin.
     let session = browser

@@ -7,8 +7,8 @@
 //! - `/console`: networks (admins, auditors) or the portal (everyone else);
 //! - `/console/networks/ID[/routes|/policy|/grants]`, `/console/queue`,
 //!   `/console/audit`: admins change, auditors look;
-//! - `/console/portal`, `/console/devices`: what a person may reach, and
-//!   their own devices;
+//! - `/console/portal`, `/console/devices`, `/console/access`: what a
+//!   person may reach, their own devices, and the access they asked for;
 //! - `/console/events`: server-sent events, one per change.
 //!
 //! Who may do what is in [`session`]; changes go through
@@ -18,6 +18,7 @@
 // with the error as it is, as axum's own extractors do.
 #![allow(clippy::result_large_err)]
 
+mod access;
 mod assets;
 mod audit;
 mod grants;
@@ -83,7 +84,8 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/routes/{action}", post(networks::route_act))
         .route("/policy", get(policy::page).post(policy::save))
         .route("/grants", get(grants::page).post(grants::add))
-        .route("/grants/{grant}/revoke", post(grants::revoke));
+        .route("/grants/{grant}/revoke", post(grants::revoke))
+        .route("/requests/{request}/{action}", post(access::decide));
     Router::new()
         .route("/", get(|| async { Redirect::to("/console") }))
         .route("/login", get(login))
@@ -98,6 +100,11 @@ pub fn router(state: ConsoleState) -> Router {
         .route(
             "/console/devices/{net}/{node}/{action}",
             post(portal::device_act),
+        )
+        .route("/console/access", get(access::page).post(access::request))
+        .route(
+            "/console/access/{net}/{request}/withdraw",
+            post(access::withdraw),
         )
         .route("/console/events", get(live::events))
         .route("/console/assets/{file}", get(assets::serve))

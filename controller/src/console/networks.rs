@@ -134,9 +134,14 @@ struct Queue {
     admin: bool,
     pending: Vec<PendingRow>,
     routes: Vec<RouteWaiting>,
+    requests: Vec<super::access::RequestRow>,
 }
 
-/// `/console/queue`: pending members and routes waiting, across networks.
+/// Pending grant requests the queue shows at most.
+const QUEUED_REQUESTS: u32 = 500;
+
+/// `/console/queue`: pending members, routes and grant requests waiting,
+/// across networks.
 pub async fn queue(State(state): State<ConsoleState>, Staff(viewer): Staff) -> Response {
     let snapshots = match all_snapshots(&state).await {
         Ok(s) => s,
@@ -175,12 +180,30 @@ pub async fn queue(State(state): State<ConsoleState>, Staff(viewer): Staff) -> R
             });
         }
     }
+    let filter = crate::store::RequestFilter {
+        pending_only: true,
+        limit: QUEUED_REQUESTS,
+        ..Default::default()
+    };
+    let requests = match state.hub.store().list_grant_requests(&filter).await {
+        Ok(requests) => requests,
+        Err(e) => return views::store_error(e),
+    };
+    let requests = requests
+        .into_iter()
+        .filter_map(|r| {
+            // A network deleted since has no queue.
+            let s = snapshots.iter().find(|s| s.network.id == r.network_id)?;
+            Some(super::access::RequestRow::new(r, &s.network.name))
+        })
+        .collect();
     views::ok(&Queue {
         title: "Waiting for an admin",
         nav: Nav::new(&viewer, "queue").live(),
         admin: viewer.is_admin(),
         pending,
         routes,
+        requests,
     })
 }
 

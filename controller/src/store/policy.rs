@@ -113,6 +113,91 @@ pub struct NewGrant {
     pub ends_at: OffsetDateTime,
 }
 
+/// Where a grant request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestState {
+    Pending,
+    Approved,
+    Denied,
+    Withdrawn,
+}
+
+impl RequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Withdrawn => "withdrawn",
+        }
+    }
+}
+
+impl std::str::FromStr for RequestState {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        [Self::Pending, Self::Approved, Self::Denied, Self::Withdrawn]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or(())
+    }
+}
+
+/// A person's request for temporary access to a service: an admin's
+/// approval turns it into a grant from `user:<requester>` that lasts
+/// `duration_secs` from the approval.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GrantRequest {
+    pub id: String,
+    pub network_id: NetworkId,
+    /// The e-mail address the person signs in with.
+    pub requester: String,
+    pub to: String,
+    pub ports: Vec<PortRange>,
+    pub duration_secs: u64,
+    pub reason: String,
+    pub created_at: String,
+    pub state: RequestState,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+    /// The grant an approval made.
+    pub grant_id: Option<String>,
+}
+
+/// A grant request to make (validated for syntax; the store checks names).
+#[derive(Debug, Clone)]
+pub struct NewGrantRequest {
+    pub requester: String,
+    pub to: String,
+    pub ports: Vec<PortRange>,
+    pub duration: std::time::Duration,
+    pub reason: String,
+}
+
+/// What becomes of a pending request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// An admin makes the grant.
+    Approve,
+    /// An admin says no.
+    Deny,
+    /// The person who asked takes it back.
+    Withdraw,
+}
+
+/// Pending requests one person may have at once, over every network.
+pub const MAX_PENDING_REQUESTS: i64 = 10;
+
+/// Which requests [`PolicyStore::list_grant_requests`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    pub network: Option<NetworkId>,
+    pub requester: Option<String>,
+    pub pending_only: bool,
+    pub limit: u32,
+}
+
 /// What setting a policy did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicySet {
@@ -223,4 +308,32 @@ pub trait PolicyStore: Send + Sync {
         net: NetworkId,
         id: &str,
     ) -> Result<Grant, StoreError>;
+
+    /// Records a person's request (audited as `grant.request`): `Policy`
+    /// if it names what the network lacks, `Conflict` if the same request
+    /// waits already or the person has [`MAX_PENDING_REQUESTS`] waiting.
+    async fn request_grant(
+        &self,
+        net: NetworkId,
+        new: NewGrantRequest,
+    ) -> Result<GrantRequest, StoreError>;
+
+    /// Requests, newest first: of one network or all, of one person or
+    /// everyone, pending only or all; at most `limit`.
+    async fn list_grant_requests(
+        &self,
+        filter: &RequestFilter,
+    ) -> Result<Vec<GrantRequest>, StoreError>;
+
+    /// Decides a pending request in one transaction: an approval makes
+    /// its grant (ending `duration_secs` from now) as `actor`. `NotFound`
+    /// if request `id` of `net` is not pending. Who may decide is the
+    /// caller's check.
+    async fn decide_grant_request(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        id: &str,
+        decision: Decision,
+    ) -> Result<(GrantRequest, Option<Grant>), StoreError>;
 }

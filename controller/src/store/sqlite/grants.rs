@@ -59,24 +59,45 @@ pub(super) async fn add(
     net: NetworkId,
     new: NewGrant,
 ) -> Result<Grant, StoreError> {
-    let (created_at, now_unix) = now();
-    if new.ends_at.unix_timestamp() <= now_unix {
-        return Err(StoreError::Invalid("a grant must end in the future".into()));
-    }
-    let id = new_short_id();
-    let rule = Rule::from_selectors(format!("grant:{id}"), &new.from, &new.to, new.ports.clone())?;
     let mut tx = store.begin_write().await?;
-    let network = network_in(&mut tx, net).await?;
-    let current = current_in(&mut tx, &network).await?;
+    let grant = add_in(&mut tx, actor, net, new).await?;
+    tx.commit().await?;
+    Ok(grant)
+}
+
+/// Refuses a rule that names a group the current policy of `net` lacks,
+/// or a member, tag or service the network lacks.
+pub(super) async fn check_in(
+    conn: &mut SqliteConnection,
+    net: NetworkId,
+    rule: &Rule,
+) -> Result<(), StoreError> {
+    let network = network_in(conn, net).await?;
+    let current = current_in(conn, &network).await?;
     let policy = Policy::parse(&current.text).map_err(|e| {
         StoreError::Corrupt(format!(
             "stored policy v{} does not parse: {e}",
             current.version
         ))
     })?;
-    view_in(&mut tx, &network)
-        .await?
-        .check_rule(&policy, &rule)?;
+    view_in(conn, &network).await?.check_rule(&policy, rule)?;
+    Ok(())
+}
+
+/// Adds a grant inside the caller's write transaction.
+pub(super) async fn add_in(
+    tx: &mut SqliteConnection,
+    actor: &Actor,
+    net: NetworkId,
+    new: NewGrant,
+) -> Result<Grant, StoreError> {
+    let (created_at, now_unix) = now();
+    if new.ends_at.unix_timestamp() <= now_unix {
+        return Err(StoreError::Invalid("a grant must end in the future".into()));
+    }
+    let id = new_short_id();
+    let rule = Rule::from_selectors(format!("grant:{id}"), &new.from, &new.to, new.ports.clone())?;
+    check_in(tx, net, &rule).await?;
     let ports = serde_json::to_string(&new.ports)
         .map_err(|e| StoreError::Invalid(format!("ports: {e}")))?;
     let grant = Grant {
@@ -109,9 +130,9 @@ pub(super) async fn add(
     .bind(new.ends_at.unix_timestamp())
     .execute(&mut *tx)
     .await?;
-    bump_version(&mut tx, net).await?;
+    bump_version(tx, net).await?;
     append(
-        &mut tx,
+        tx,
         NewEntry {
             actor,
             action: "grant.add",
@@ -122,7 +143,6 @@ pub(super) async fn add(
         },
     )
     .await?;
-    tx.commit().await?;
     Ok(grant)
 }
 

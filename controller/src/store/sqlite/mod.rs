@@ -4,6 +4,7 @@
 mod assign;
 mod audit;
 mod expiry;
+mod grant_requests;
 mod grants;
 mod join;
 pub use join::MAX_PENDING;

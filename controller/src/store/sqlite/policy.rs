@@ -428,4 +428,29 @@ impl PolicyStore for SqliteStore {
     ) -> Result<Grant, StoreError> {
         super::grants::revoke(self, actor, net, id).await
     }
+
+    async fn request_grant(
+        &self,
+        net: NetworkId,
+        new: NewGrantRequest,
+    ) -> Result<GrantRequest, StoreError> {
+        super::grant_requests::request(self, net, new).await
+    }
+
+    async fn list_grant_requests(
+        &self,
+        filter: &RequestFilter,
+    ) -> Result<Vec<GrantRequest>, StoreError> {
+        super::grant_requests::list(self, filter).await
+    }
+
+    async fn decide_grant_request(
+        &self,
+        actor: &Actor,
+        net: NetworkId,
+        id: &str,
+        decision: Decision,
+    ) -> Result<(GrantRequest, Option<Grant>), StoreError> {
+        super::grant_requests::decide(self, actor, net, id, decision).await
+    }
 }
