@@ -168,7 +168,7 @@ async fn measure(
     let mut bytes = 0;
     for _ in 0..rounds {
         if after_change {
-            w.hub.changed(w.net);
+            w.hub.expire_snapshots();
         }
         let request = if page {
             Request::get(format!("/console/networks/{}", w.net))

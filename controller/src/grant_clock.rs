@@ -1,9 +1,9 @@
 //! Ends grants when their time comes, and notes devices whose sign-in ran
-//! out: records each (audit, netmap version) and tells the hub, so what a
-//! grant allowed, or an expired device, is withdrawn like any other change.
+//! out: records each (audit, netmap version); the store's change feed
+//! tells the hub, so what a grant allowed, or an expired device, is
+//! withdrawn like any other change.
 //! Runs on a controller, never on a relay-only instance.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,25 +21,17 @@ pub async fn run(hub: Arc<Hub>) {
         tick.tick().await;
         match hub.store().end_due_grants().await {
             Ok(ended) => {
-                let networks: BTreeSet<_> = ended.iter().map(|g| g.network_id).collect();
                 for grant in &ended {
                     tracing::info!(network = %grant.network_id, grant = %grant.id, "grant ended");
-                }
-                for net in networks {
-                    hub.changed(net);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "ending due grants failed; retrying"),
         }
         match hub.store().expire_due_devices().await {
             Ok(expired) => {
-                let networks: BTreeSet<_> = expired.iter().map(|m| m.network_id).collect();
                 for member in &expired {
                     tracing::info!(network = %member.network_id, node = %member.node_id,
                         owner = member.owner.as_deref().unwrap_or(""), "device sign-in expired");
-                }
-                for net in networks {
-                    hub.changed(net);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "noting expired devices failed; retrying"),

@@ -1,5 +1,6 @@
-//! The in-process hub between the API and the control server: it fans out
-//! "network N changed" notices, counts which nodes are online where, keeps
+//! The in-process hub between the API and the control server: it follows
+//! the store's change feed and fans out "network N changed" notices,
+//! counts which nodes are online where, keeps
 //! the paths agents report, and caches one snapshot per network so a change
 //! costs one read, not one per connected member.
 
@@ -14,7 +15,7 @@ use warren_proto::{NetworkId, NodeId, NodePublicKey};
 use crate::metrics::Metrics;
 use crate::netmaps::SharedView;
 use crate::paths::{PathReports, ReportedPath};
-use crate::store::{NetworkSnapshot, Store, StoreError};
+use crate::store::{Change, NetworkSnapshot, Store, StoreError};
 
 /// Notices a slow session may fall behind by before it resyncs everything.
 const CHANGE_BACKLOG: usize = 4096;
@@ -68,7 +69,7 @@ impl Hub {
     pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<Self> {
         let (changes, _) = broadcast::channel(CHANGE_BACKLOG);
         let (live, _) = broadcast::channel(CHANGE_BACKLOG);
-        Arc::new(Self {
+        let hub = Arc::new(Self {
             store,
             changes,
             live,
@@ -80,7 +81,17 @@ impl Hub {
             next_session: std::sync::atomic::AtomicU64::new(1),
             metrics,
             controller_addresses: Default::default(),
-        })
+        });
+        // The hub follows the store's change feed: whatever commits a
+        // change, the cache drops that network's snapshot before the write
+        // returns, and sessions and watchers hear of it.
+        let weak = Arc::downgrade(&hub);
+        hub.store.changes().listen(move |change| {
+            if let Some(hub) = weak.upgrade() {
+                hub.on_change(change);
+            }
+        });
+        hub
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -114,9 +125,19 @@ impl Hub {
         })
     }
 
-    /// Call after a committed change to network `net`: every connected
-    /// member gets its new netmap.
-    pub fn changed(&self, net: NetworkId) {
+    /// A committed change from the store's feed. Members' state: the
+    /// snapshot goes, and every connected member gets its new netmap. A
+    /// record only people see (keys, grant requests): watchers only.
+    fn on_change(&self, change: &Change) {
+        if change.kind.touches_members() {
+            self.invalidate(change.network);
+        } else {
+            // No receivers is fine: nobody is watching.
+            let _ = self.live.send(change.network);
+        }
+    }
+
+    fn invalidate(&self, net: NetworkId) {
         {
             let generation = self.next_generation();
             let mut cache = self.cache();
@@ -147,7 +168,7 @@ impl Hub {
         self.cache().get(&net).and_then(|s| s.snapshot.clone())
     }
 
-    /// Networks whose stored state changed ([`Hub::changed`]): members,
+    /// Networks whose stored state changed (the store's change feed): members,
     /// presence, endpoints, policy, the network itself.
     pub fn subscribe(&self) -> broadcast::Receiver<NetworkId> {
         self.changes.subscribe()
@@ -155,8 +176,8 @@ impl Hub {
 
     /// Networks whose live state changed: a member's reported paths
     /// ([`Hub::paths_of`]) came, went, or changed kind, endpoint or peer
-    /// name (not a mere handshake age), or what [`Hub::watchers_changed`]
-    /// reports. Kept apart from [`Hub::subscribe`]
+    /// name (not a mere handshake age), or a change only people see (a
+    /// [`crate::store::ChangeKind::Record`]). Kept apart from [`Hub::subscribe`]
     /// because such a change touches nothing in the database or in any
     /// netmap: it must not make every session rebuild and diff its map. A
     /// watcher showing members subscribes to both. A receiver that lags
@@ -188,13 +209,6 @@ impl Hub {
             // No receivers is fine: nobody is watching.
             let _ = self.live.send(net);
         }
-    }
-
-    /// Something only people watching see changed in `net` (a grant
-    /// request came or was decided without a grant): the console's pages
-    /// refresh; no netmap is rebuilt.
-    pub fn watchers_changed(&self, net: NetworkId) {
-        let _ = self.live.send(net);
     }
 
     /// Forgets `node`'s reported paths in `net`, if session `session`
@@ -283,9 +297,7 @@ impl Hub {
         *count += 1;
         if *count == 1 {
             self.metrics.members_online.fetch_add(1, Ordering::Relaxed);
-            if self.store.set_presence(net, key, true).await? {
-                self.changed(net);
-            }
+            self.store.set_presence(net, key, true).await?;
         }
         Ok(())
     }
@@ -308,9 +320,7 @@ impl Hub {
         }
         presence.remove(&(net, node));
         self.metrics.members_online.fetch_sub(1, Ordering::Relaxed);
-        if self.store.set_presence(net, key, false).await? {
-            self.changed(net);
-        }
+        self.store.set_presence(net, key, false).await?;
         Ok(())
     }
 

@@ -369,7 +369,6 @@ pub async fn advertise(
             }
             if done.changed {
                 tracing::info!(%node, network = %net, routes = ?prefixes, "routes advertised");
-                hub.changed(net);
             }
             Ok(())
         }

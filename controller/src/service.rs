@@ -22,7 +22,6 @@ pub async fn set_member_state(
     to: MemberState,
 ) -> Result<Member, StoreError> {
     let member = hub.store().set_member_state(actor, net, node, to).await?;
-    hub.changed(net);
     tracing::info!(network = %net, %node, state = ?to, actor = actor.as_str(), "member state set");
     Ok(member)
 }
@@ -35,7 +34,6 @@ pub async fn expire_member(
     node: NodeId,
 ) -> Result<Member, StoreError> {
     let member = hub.store().expire_device(actor, net, node).await?;
-    hub.changed(net);
     tracing::info!(network = %net, %node, actor = actor.as_str(), "member sign-in ended");
     Ok(member)
 }
@@ -48,7 +46,6 @@ pub async fn rename_member(
     name: &str,
 ) -> Result<Member, StoreError> {
     let member = hub.store().rename_member(actor, net, node, name).await?;
-    hub.changed(net);
     Ok(member)
 }
 
@@ -61,7 +58,6 @@ pub async fn delete_member(
     hub.store()
         .delete_member(actor, "member.delete", net, node)
         .await?;
-    hub.changed(net);
     Ok(())
 }
 
@@ -79,7 +75,6 @@ pub async fn set_tag(
     } else {
         hub.store().untag_member(actor, net, node, tag).await?
     };
-    hub.changed(net);
     Ok(tags)
 }
 
@@ -95,7 +90,6 @@ pub async fn approve_route(
         .store()
         .approve_route(actor, net, node, prefix, &checks)
         .await?;
-    hub.changed(net);
     tracing::info!(network = %net, %node, %prefix, "route approved");
     Ok(route)
 }
@@ -110,7 +104,6 @@ pub async fn unapprove_route(
     hub.store()
         .unapprove_route(actor, net, node, prefix)
         .await?;
-    hub.changed(net);
     tracing::info!(network = %net, %node, %prefix, "route approval withdrawn");
     Ok(())
 }
@@ -125,7 +118,6 @@ pub async fn set_policy(
 ) -> Result<PolicySet, StoreError> {
     let set = hub.store().set_policy(actor, net, text).await?;
     if set.changed {
-        hub.changed(net);
         tracing::info!(network = %net, version = set.policy.version, "policy set");
     }
     Ok(set)
@@ -230,7 +222,6 @@ pub async fn request_grant(
         reason,
     };
     let request = hub.store().request_grant(net, new).await?;
-    hub.watchers_changed(net);
     tracing::info!(network = %net, request = %request.id, to = %request.to, "grant requested");
     Ok(request)
 }
@@ -248,11 +239,6 @@ pub async fn decide_request(
         .store()
         .decide_grant_request(actor, net, id, decision)
         .await?;
-    if grant.is_some() {
-        hub.changed(net);
-    } else {
-        hub.watchers_changed(net);
-    }
     tracing::info!(network = %net, request = %request.id, state = request.state.as_str(), "grant request decided");
     Ok((request, grant))
 }
@@ -264,7 +250,6 @@ pub async fn add_grant(
     new: NewGrant,
 ) -> Result<Grant, StoreError> {
     let grant = hub.store().add_grant(actor, net, new).await?;
-    hub.changed(net);
     tracing::info!(network = %net, grant = %grant.id, ends_at = %grant.ends_at, "grant added");
     Ok(grant)
 }
@@ -276,7 +261,6 @@ pub async fn revoke_grant(
     id: &str,
 ) -> Result<Grant, StoreError> {
     let grant = hub.store().revoke_grant(actor, net, id).await?;
-    hub.changed(net);
     tracing::info!(network = %net, grant = %grant.id, "grant revoked");
     Ok(grant)
 }

@@ -125,7 +125,6 @@ impl World {
             )
             .await
             .unwrap();
-        h.hub.changed(net);
         World {
             router,
             net,
@@ -186,7 +185,6 @@ impl World {
             .set_policy(&warren_controller::store::Actor::system(), self.net, policy)
             .await
             .unwrap();
-        self.h.hub.changed(self.net);
     }
 
     /// A change from the console's own origin with the session's form
@@ -652,7 +650,6 @@ async fn a_person_asks_for_a_service_and_an_admin_decides() {
     assert_eq!(twice.status, StatusCode::NOT_FOUND);
 
     // cy now reaches redis: the portal shows it, and her page the grant.
-    w.h.hub.changed(w.net);
     let portal = w.get("/console/portal", Some(&cy)).await;
     assert!(
         portal
@@ -737,7 +734,6 @@ async fn a_person_asks_for_a_service_and_an_admin_decides() {
         .set_services(w.net, &w.server_key, &many)
         .await
         .unwrap();
-    w.h.hub.changed(w.net);
     for i in 0..11 {
         let answer = w
             .act(

@@ -225,3 +225,47 @@ async fn expired_keys_and_unknown_networks_are_refused() {
         JoinDecision::Refused("unknown network".into())
     );
 }
+
+/// Every committed change reaches the feed as one typed record per network
+/// and transaction, in sequence; a refused write publishes nothing.
+#[tokio::test]
+async fn every_commit_yields_its_changes_in_sequence_and_a_refusal_none() {
+    use warren_controller::store::{ChangeKind, MemberState, PolicyStore};
+    let (_dir, store, net) = store_with_network("10.147.0.0/16").await;
+    let mut feed = store.changes().subscribe();
+    let mut next = || feed.try_recv().ok().map(|c| (c.network, c.seq, c.kind));
+
+    let key = reusable_key(&store, net).await;
+    assert_eq!(next(), Some((net, 2, ChangeKind::Record)), "a key");
+    let joined = store.join(request(net, "a", Some(&key))).await.unwrap();
+    assert_eq!(joined.decision, JoinDecision::Authorized);
+    assert_eq!(next(), Some((net, 3, ChangeKind::Netmap)), "a join");
+    assert_eq!(next(), None, "one record per commit");
+
+    let node = store.list_members(net).await.unwrap()[0].node_id;
+    let refused = store
+        .set_policy(
+            &Actor::system(),
+            net,
+            "[[allow]]\nfrom = [\"nobody\"]\nto = [\"*\"]\nports = [\"*\"]\n",
+        )
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(next(), None, "a refused write publishes nothing");
+
+    store
+        .set_member_state(&Actor::system(), net, node, MemberState::Revoked)
+        .await
+        .unwrap();
+    assert_eq!(next(), Some((net, 4, ChangeKind::Netmap)), "a revocation");
+    assert_eq!(store.changes().seq(net), 4);
+    let missed = store.changes().since(net, 2).unwrap();
+    assert_eq!(
+        missed.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        vec![3, 4],
+        "a reader catches up from its sequence"
+    );
+
+    store.delete_network(&Actor::system(), net).await.unwrap();
+    assert_eq!(next(), Some((net, 5, ChangeKind::Deleted)));
+}

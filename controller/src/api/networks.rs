@@ -148,7 +148,6 @@ pub async fn update(
         .store()
         .update_network(&caller.actor(), id, patch)
         .await?;
-    state.hub.changed(id);
     Ok(Json(network))
 }
 
@@ -158,7 +157,6 @@ pub async fn delete(
     ApiPath(id): ApiPath<NetworkId>,
 ) -> Result<StatusCode, ApiError> {
     state.store().delete_network(&caller.actor(), id).await?;
-    state.hub.changed(id);
     tracing::info!(network = %id, "network deleted");
     Ok(StatusCode::NO_CONTENT)
 }

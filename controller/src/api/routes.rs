@@ -121,9 +121,6 @@ pub async fn add_rule(
         .store()
         .add_auto_approver(&caller.actor(), net, body.prefix, node, &checks)
         .await?;
-    if !approved.is_empty() {
-        state.hub.changed(net);
-    }
     Ok((
         StatusCode::CREATED,
         Json(json!({ "auto_approver": rule, "approved": approved })),

@@ -37,10 +37,7 @@ pub async fn delete(
     Extension(caller): Extension<Caller>,
     ApiPath(user): ApiPath<String>,
 ) -> Result<Json<User>, ApiError> {
-    let (user, networks) = state.store().delete_user(&caller.actor(), &user).await?;
-    for net in networks {
-        state.hub.changed(net);
-    }
+    let (user, _networks) = state.store().delete_user(&caller.actor(), &user).await?;
     Ok(Json(user))
 }
 
@@ -50,12 +47,9 @@ async fn set_disabled(
     user: &str,
     disabled: bool,
 ) -> Result<Json<User>, ApiError> {
-    let (user, networks) = state
+    let (user, _networks) = state
         .store()
         .set_user_disabled(&caller.actor(), user, disabled)
         .await?;
-    for net in networks {
-        state.hub.changed(net);
-    }
     Ok(Json(user))
 }

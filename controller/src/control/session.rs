@@ -342,9 +342,6 @@ impl Session {
         if let JoinDecision::Refused(_) = result.decision {
             return Ok(());
         }
-        if result.changed {
-            hub.changed(net);
-        }
         self.send_full(net).await
     }
 
@@ -374,7 +371,6 @@ impl Session {
         match left {
             Ok(()) => {
                 tracing::info!(node = %self.node_id, network = %net, "left");
-                hub.changed(net);
                 Ok(())
             }
             Err(StoreError::NotFound(_)) => Ok(()),
@@ -406,11 +402,7 @@ impl Session {
             .await;
         self.endpoints.insert(net, endpoints);
         match changed {
-            Ok(true) => {
-                hub.changed(net);
-                Ok(())
-            }
-            Ok(false) => Ok(()),
+            Ok(_) => Ok(()),
             Err(e) => self.internal(e).await,
         }
     }

@@ -53,7 +53,6 @@ pub async fn publish(
     match hub.store().set_services(net, node_key, services).await {
         Ok(true) => {
             tracing::info!(%node, network = %net, count = services.len(), "services published");
-            hub.changed(net);
             Ok(())
         }
         Ok(false) => Ok(()),

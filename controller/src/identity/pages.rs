@@ -449,7 +449,6 @@ async fn confirm(
     {
         Ok(member) => {
             state.sign_in.finish_device(&code);
-            state.hub.changed(device.network);
             let network = network_name(&state, device.network).await;
             page(
                 StatusCode::OK,

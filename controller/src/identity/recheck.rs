@@ -77,15 +77,8 @@ async fn check(hub: &Hub, sign_in: &SignIn, user: &User, token: &str) {
                 .map(|()| Vec::new())
         }
     };
-    match changed {
-        Ok(networks) => {
-            for net in networks {
-                hub.changed(net);
-            }
-        }
-        Err(e) => {
-            tracing::warn!(user = %user.id, error = %e, "recording a check at the provider failed")
-        }
+    if let Err(e) = changed {
+        tracing::warn!(user = %user.id, error = %e, "recording a check at the provider failed")
     }
 }
 

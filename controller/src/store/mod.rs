@@ -2,6 +2,7 @@
 //! (later) can sit behind it. Every change writes its audit entry in the same
 //! transaction.
 
+pub mod changes;
 mod model;
 mod policy;
 mod routes;
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
+pub use changes::{Change, ChangeFeed, ChangeKind};
 pub use model::*;
 pub use policy::*;
 pub use routes::*;
@@ -46,6 +48,9 @@ pub enum StoreError {
 /// [`Actor`] the audit log records.
 #[async_trait]
 pub trait Store: RouteStore + PolicyStore + UserStore + Send + Sync + 'static {
+    /// Every committed change, as typed records: see [`changes`].
+    fn changes(&self) -> &std::sync::Arc<ChangeFeed>;
+
     // API tokens. Lookups are never cached, so a revocation holds at once
     // on every replica that shares the database.
     async fn create_token(&self, actor: &Actor, spec: TokenSpec) -> Result<NewToken, StoreError>;

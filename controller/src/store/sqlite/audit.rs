@@ -3,7 +3,7 @@
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::Row;
 
-use super::now;
+use super::{now, WriteTx};
 use crate::audit_chain::{entry_hash, ChainVerifier, EntryFields, GENESIS};
 use crate::store::*;
 
@@ -77,10 +77,11 @@ pub const NODE_EVENT_PERIOD: f64 = 60.0;
 
 /// Appends one entry. Must run inside a write transaction, so the chain's
 /// head cannot move between reading it and writing after it.
-pub(super) async fn append(
-    conn: &mut SqliteConnection,
-    mut entry: NewEntry<'_>,
-) -> Result<(), StoreError> {
+pub(super) async fn append(tx: &mut WriteTx, mut entry: NewEntry<'_>) -> Result<(), StoreError> {
+    if let Some(net) = entry.network_id {
+        tx.changed(net, ChangeKind::of_action(entry.action));
+    }
+    let conn: &mut SqliteConnection = tx;
     if entry.actor.as_str().starts_with("node:") && NODE_EVENTS.contains(&entry.action) {
         match spend_node_budget(conn, &entry).await? {
             None => return Ok(()),

@@ -6,6 +6,7 @@ use warren_proto::{NetworkId, NodeId};
 
 use super::members::{audit_change, get as get_member};
 use super::networks::bump_version;
+use super::WriteTx;
 use super::{now, SqliteStore};
 use crate::store::*;
 
@@ -94,20 +95,20 @@ pub(super) async fn expire_now(
 
 /// Marks one member expired and audits it (`member.expire`).
 async fn note(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut WriteTx,
     actor: &Actor,
     net: NetworkId,
     node: NodeId,
 ) -> Result<Option<Member>, StoreError> {
-    let Some(before) = get_member(&mut *tx, net, node).await? else {
+    let Some(before) = get_member(&mut **tx, net, node).await? else {
         return Ok(None);
     };
     sqlx::query("UPDATE members SET expiry_noted = 1 WHERE network_id = ? AND node_id = ?")
         .bind(net.to_string())
         .bind(node.to_string())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    let after = get_member(&mut *tx, net, node)
+    let after = get_member(&mut **tx, net, node)
         .await?
         .ok_or(StoreError::NotFound("member"))?;
     audit_change(tx, actor, "member.expire", &before, &after).await?;

@@ -7,6 +7,7 @@ use sqlx::Row;
 use super::audit::{append, NewEntry};
 use super::networks::bump_version;
 use super::policy::{current_in, network_in, view_in};
+use super::WriteTx;
 use super::{new_short_id, now, rfc3339, SqliteStore};
 use crate::policy::{Policy, Rule};
 use crate::store::*;
@@ -86,7 +87,7 @@ pub(super) async fn check_in(
 
 /// Adds a grant inside the caller's write transaction.
 pub(super) async fn add_in(
-    tx: &mut SqliteConnection,
+    tx: &mut WriteTx,
     actor: &Actor,
     net: NetworkId,
     new: NewGrant,
@@ -128,7 +129,7 @@ pub(super) async fn add_in(
     .bind(&grant.created_at)
     .bind(&grant.ends_at)
     .bind(new.ends_at.unix_timestamp())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     bump_version(tx, net).await?;
     append(

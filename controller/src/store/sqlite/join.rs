@@ -2,13 +2,12 @@
 
 use std::net::SocketAddr;
 
-use sqlx::sqlite::SqliteConnection;
-
 use super::assign::assign;
 use super::audit::{append, NewEntry};
 use super::keys::{consume, usable};
 use super::members::get as get_member;
 use super::networks::{bump_version, get as get_network};
+use super::WriteTx;
 use super::{now, rows, SqliteStore};
 use crate::names;
 use crate::store::*;
@@ -140,7 +139,7 @@ async fn pending_count<'e>(
 }
 
 async fn rejoin(
-    conn: &mut SqliteConnection,
+    conn: &mut WriteTx,
     actor: &Actor,
     network: &Network,
     member: Member,
@@ -161,7 +160,7 @@ async fn rejoin(
             .bind(version)
             .bind(net.to_string())
             .bind(node.to_string())
-            .execute(&mut *conn)
+            .execute(&mut **conn)
             .await?;
     }
     if member.state == MemberState::Authorized {
@@ -199,7 +198,7 @@ async fn rejoin(
     .bind(endpoints_json(&req.endpoints))
     .bind(net.to_string())
     .bind(node.to_string())
-    .execute(&mut *conn)
+    .execute(&mut **conn)
     .await?;
     after.state = MemberState::Authorized;
     after.authorized = true;
@@ -228,7 +227,7 @@ async fn rejoin(
 /// with a used key leaves no trace but the refusals. A member without a
 /// key waits for approval holding no name and no address.
 async fn first_join(
-    conn: &mut SqliteConnection,
+    conn: &mut WriteTx,
     actor: &Actor,
     network: &Network,
     req: &JoinRequest,
@@ -241,7 +240,7 @@ async fn first_join(
             Some(id) => Some(id),
             None => return Ok(refused(KEY_REFUSED)),
         },
-        None if pending_count(&mut *conn, net).await? >= MAX_PENDING => {
+        None if pending_count(&mut **conn, net).await? >= MAX_PENDING => {
             return Ok(refused(TOO_MANY_PENDING))
         }
         None => None,
@@ -265,9 +264,9 @@ async fn first_join(
     .bind(endpoints)
     .bind(version)
     .bind(&created_at)
-    .execute(&mut *conn)
+    .execute(&mut **conn)
     .await?;
-    let mut member = get_member(&mut *conn, net, node)
+    let mut member = get_member(&mut **conn, net, node)
         .await?
         .ok_or(StoreError::NotFound("member"))?;
     if let Some(key_id) = &key_id {
@@ -303,7 +302,7 @@ async fn first_join(
 }
 
 async fn audit_key_use(
-    conn: &mut SqliteConnection,
+    conn: &mut WriteTx,
     actor: &Actor,
     net: NetworkId,
     key_id: &str,
@@ -324,7 +323,7 @@ async fn audit_key_use(
 }
 
 async fn update_endpoints(
-    conn: &mut SqliteConnection,
+    conn: &mut WriteTx,
     actor: &Actor,
     member: &Member,
     endpoints: &[SocketAddr],
@@ -333,7 +332,7 @@ async fn update_endpoints(
         .bind(endpoints_json(endpoints))
         .bind(member.network_id.to_string())
         .bind(member.node_id.to_string())
-        .execute(&mut *conn)
+        .execute(&mut **conn)
         .await?;
     append(
         conn,
@@ -376,7 +375,7 @@ pub(super) async fn set_presence(
 }
 
 async fn write_presence(
-    conn: &mut SqliteConnection,
+    conn: &mut WriteTx,
     actor: &Actor,
     net: NetworkId,
     node: NodeId,
@@ -392,7 +391,7 @@ async fn write_presence(
     .bind(net.to_string())
     .bind(node.to_string())
     .bind(i64::from(online))
-    .execute(&mut *conn)
+    .execute(&mut **conn)
     .await?;
     if updated.rows_affected() == 0 {
         return Ok(false);

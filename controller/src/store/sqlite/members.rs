@@ -7,6 +7,7 @@ use sqlx::sqlite::SqliteExecutor;
 use super::assign::assign;
 use super::audit::{append, NewEntry};
 use super::networks::{bump_version, get as get_network};
+use super::WriteTx;
 use super::{is_unique_violation, rows, SqliteStore};
 use crate::names;
 use crate::store::*;
@@ -71,7 +72,7 @@ pub(super) async fn taken_names<'e>(
 /// Audits a change to one member (its rows before and after), in the
 /// change's transaction.
 pub(super) async fn audit_change(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut WriteTx,
     actor: &Actor,
     action: &str,
     before: &Member,
@@ -199,7 +200,7 @@ pub(super) async fn delete(
 }
 
 async fn remove(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut WriteTx,
     actor: &Actor,
     action: &str,
     before: &Member,
@@ -208,7 +209,7 @@ async fn remove(
     sqlx::query("DELETE FROM members WHERE network_id = ? AND node_id = ?")
         .bind(net.to_string())
         .bind(before.node_id.to_string())
-        .execute(&mut *conn)
+        .execute(&mut **conn)
         .await?;
     bump_version(conn, net).await?;
     append(

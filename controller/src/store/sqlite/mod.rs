@@ -23,6 +23,7 @@ mod users;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,7 +32,8 @@ use base64::Engine as _;
 use rand_core::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
 use time::format_description::well_known::Rfc3339;
@@ -46,12 +48,56 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_CONNECTIONS: u32 = 4;
 
 /// The SQLite implementation of [`Store`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteStore {
     /// Exactly one connection: writers queue here in order instead of
     /// spinning on SQLite's busy handler.
     write: SqlitePool,
     read: SqlitePool,
+    /// Where committed transactions' changes go: in process, since only
+    /// this process writes the file.
+    feed: Arc<ChangeFeed>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+/// A write transaction that records what it changes, per network, and
+/// publishes that to the change feed when it commits. Dropped without a
+/// commit, it rolls back and publishes nothing.
+pub(super) struct WriteTx {
+    tx: Transaction<'static, Sqlite>,
+    pending: changes::Pending,
+    feed: Arc<ChangeFeed>,
+}
+
+impl WriteTx {
+    /// Notes that this transaction changes `kind` in `net`.
+    pub(super) fn changed(&mut self, net: NetworkId, kind: ChangeKind) {
+        self.pending.record(net, kind);
+    }
+
+    pub(super) async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        self.feed.publish(self.pending);
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
 }
 
 impl SqliteStore {
@@ -73,7 +119,11 @@ impl SqliteStore {
             .max_connections(READ_CONNECTIONS)
             .connect_with(options)
             .await?;
-        Ok(Self { write, read })
+        Ok(Self {
+            write,
+            read,
+            feed: Arc::default(),
+        })
     }
 
     /// Opens an existing database for reading only, without migrations: a
@@ -96,6 +146,7 @@ impl SqliteStore {
         Ok(Self {
             write: read.clone(),
             read,
+            feed: Arc::default(),
         })
     }
 
@@ -105,11 +156,15 @@ impl SqliteStore {
         self.read.close().await;
     }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         // IMMEDIATE takes the write lock up front, so a transaction that
         // reads before it writes (IPAM, key use, the audit chain's head)
         // never sees a snapshot that another writer has moved past.
-        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(WriteTx {
+            tx: self.write.begin_with("BEGIN IMMEDIATE").await?,
+            pending: changes::Pending::default(),
+            feed: self.feed.clone(),
+        })
     }
 }
 
@@ -153,6 +208,10 @@ fn parse_stored<T: FromStr>(what: &str, text: &str) -> Result<T, StoreError> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn changes(&self) -> &Arc<ChangeFeed> {
+        &self.feed
+    }
+
     async fn create_token(&self, actor: &Actor, spec: TokenSpec) -> Result<NewToken, StoreError> {
         tokens::create(self, actor, spec).await
     }

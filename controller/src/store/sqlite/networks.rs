@@ -1,22 +1,20 @@
 //! Networks: create, read, rename, re-zone, delete, and consistent snapshots.
 
 use rand_core::RngCore;
-use sqlx::sqlite::{SqliteConnection, SqliteExecutor};
+use sqlx::sqlite::SqliteExecutor;
 
 use super::audit::{append, NewEntry};
-use super::{is_unique_violation, now, rows, SqliteStore};
+use super::{is_unique_violation, now, rows, SqliteStore, WriteTx};
 use crate::store::*;
 
 /// Bumps the network's netmap version; every change a netmap shows calls it
 /// inside its transaction, so versions only grow and never repeat.
-pub(super) async fn bump_version(
-    conn: &mut SqliteConnection,
-    id: NetworkId,
-) -> Result<(), StoreError> {
+pub(super) async fn bump_version(tx: &mut WriteTx, id: NetworkId) -> Result<(), StoreError> {
     sqlx::query("UPDATE networks SET netmap_version = netmap_version + 1 WHERE id = ?")
         .bind(id.to_string())
-        .execute(conn)
+        .execute(&mut **tx)
         .await?;
+    tx.changed(id, ChangeKind::Netmap);
     Ok(())
 }
 

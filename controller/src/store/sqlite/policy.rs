@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use super::audit::{append, NewEntry};
 use super::networks::bump_version;
+use super::WriteTx;
 use super::{members, now, parse_stored, SqliteStore};
 use crate::policy::{self, NetworkView, PolicyError, MAX_POLICY_BYTES};
 use crate::store::*;
@@ -16,7 +17,7 @@ use crate::store::*;
 /// Stores version 1 of a new network's policy; one other than the
 /// default gets an audit entry of its own beside `network.create`.
 pub(super) async fn insert_first(
-    conn: &mut SqliteConnection,
+    conn: &mut WriteTx,
     net: NetworkId,
     actor: &Actor,
     text: &str,

@@ -3,12 +3,13 @@
 
 use async_trait::async_trait;
 use ipnet::IpNet;
-use sqlx::sqlite::{SqliteConnection, SqliteExecutor, SqliteRow};
+use sqlx::sqlite::{SqliteExecutor, SqliteRow};
 use sqlx::Row;
 use warren_proto::routes::{check_prefix, MAX_ADVERTISED};
 
 use super::audit::{append, NewEntry};
 use super::networks::{bump_version, get as get_network};
+use super::WriteTx;
 use super::{is_unique_violation, members, now, parse_stored, SqliteStore};
 use crate::routes::{audit_json, check_advertised, check_approval, RouteRefusal};
 use crate::store::*;
@@ -83,7 +84,7 @@ fn refusal(e: RouteRefusal) -> StoreError {
 
 /// Marks a route approved (inserting the row if needed) and audits it.
 async fn write_approval(
-    conn: &mut SqliteConnection,
+    conn: &mut WriteTx,
     actor: &Actor,
     net: NetworkId,
     node: NodeId,
@@ -104,7 +105,7 @@ async fn write_approval(
     .bind(actor.as_str())
     .bind(&at)
     .bind(&at)
-    .execute(&mut *conn)
+    .execute(&mut **conn)
     .await?;
     let after = Route {
         network_id: net,
@@ -140,22 +141,22 @@ async fn write_approval(
 /// Approves, by the network's rules, the advertised routes they cover;
 /// returns what was approved and what a rule covered but could not be.
 async fn auto_approve(
-    conn: &mut SqliteConnection,
+    conn: &mut WriteTx,
     net: NetworkId,
     only_node: Option<NodeId>,
     checks: &RouteChecks,
 ) -> Result<(Vec<Route>, Vec<(IpNet, String)>), StoreError> {
-    let network = get_network(&mut *conn, net)
+    let network = get_network(&mut **conn, net)
         .await?
         .ok_or(StoreError::NotFound("network"))?;
-    let rules = approvers_in(&mut *conn, net).await?;
+    let rules = approvers_in(&mut **conn, net).await?;
     let mut approved = Vec::new();
     let mut refused = Vec::new();
     if rules.is_empty() {
         return Ok((approved, refused));
     }
-    let members = members::list_in(&mut *conn, net).await?;
-    let waiting: Vec<Route> = list_in(&mut *conn, net)
+    let members = members::list_in(&mut **conn, net).await?;
+    let waiting: Vec<Route> = list_in(&mut **conn, net)
         .await?
         .into_iter()
         .filter(|r| r.advertised && !r.approved)
@@ -170,7 +171,7 @@ async fn auto_approve(
         };
         // Each approval sees the ones before it: two routes that overlap
         // each other are never both approved.
-        let current = list_in(&mut *conn, net).await?;
+        let current = list_in(&mut **conn, net).await?;
         match check_approval(
             route.node_id,
             &route.prefix,

@@ -10,6 +10,7 @@ use super::assign::assign;
 use super::audit::{append, NewEntry};
 use super::members::{audit_change, get as get_member};
 use super::networks::{bump_version, get as get_network};
+use super::WriteTx;
 use super::{now, SqliteStore};
 use crate::store::*;
 
@@ -52,21 +53,21 @@ async fn named(conn: &mut sqlx::SqliteConnection, who: &str) -> Result<User, Sto
 /// A change to `user_id` changes every network where they own devices:
 /// bumps each one's netmap version and returns them.
 pub(super) async fn bump_owned_networks(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut WriteTx,
     user_id: &str,
 ) -> Result<Vec<NetworkId>, StoreError> {
     let rows: Vec<(String,)> = sqlx::query_as(
         "SELECT DISTINCT network_id FROM members WHERE owner_user_id = ? ORDER BY network_id",
     )
     .bind(user_id)
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut **conn)
     .await?;
     let networks = rows
         .iter()
         .map(|(id,)| super::parse_stored("network id", id))
         .collect::<Result<Vec<NetworkId>, _>>()?;
     for net in &networks {
-        bump_version(&mut *conn, *net).await?;
+        bump_version(conn, *net).await?;
     }
     Ok(networks)
 }
