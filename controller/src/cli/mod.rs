@@ -122,11 +122,14 @@ pub fn run(cli: Cli) -> ExitCode {
         _ => "warn",
     };
     init_logging(cli.log_format, level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // A server uses every core it is given (tokio's default: the CPUs this
+    // process may run on, or TOKIO_WORKER_THREADS); a one-off command
+    // needs two threads at most.
+    if !matches!(cli.command, Command::Serve(_) | Command::Relay(_)) {
+        builder.worker_threads(2);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
