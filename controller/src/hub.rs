@@ -4,7 +4,7 @@
 //! the paths agents report, and caches one snapshot per network so a change
 //! costs one read, not one per connected member.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -49,6 +49,9 @@ pub struct Hub {
     changes: broadcast::Sender<NetworkId>,
     /// Networks whose live state (reported paths) changed; see [`Hub::subscribe_live`].
     live: broadcast::Sender<NetworkId>,
+    /// The sessions following each network ([`Watch`]): a change wakes
+    /// only the sessions of its network.
+    watchers: Mutex<HashMap<NetworkId, HashMap<u64, Arc<Dirty>>>>,
     /// The paths agents report, in memory only.
     paths: PathReports,
     /// Connections per (network, node); held across the database write so
@@ -73,6 +76,7 @@ impl Hub {
             store,
             changes,
             live,
+            watchers: Mutex::new(HashMap::new()),
             paths: PathReports::default(),
             presence: tokio::sync::Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
@@ -146,8 +150,23 @@ impl Hub {
             slot.snapshot = None;
             slot.view = None;
         }
+        let watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        for dirty in watchers.get(&net).into_iter().flat_map(|w| w.values()) {
+            dirty.mark(net);
+        }
+        drop(watchers);
         // No receivers is fine: nobody is connected.
         let _ = self.changes.send(net);
+    }
+
+    /// A follower of networks for session `session`: see [`Watch`].
+    pub fn watch(self: &Arc<Self>, session: u64) -> Watch {
+        Watch {
+            hub: self.clone(),
+            session,
+            dirty: Arc::default(),
+            nets: BTreeSet::new(),
+        }
     }
 
     /// Forgets every cached snapshot without telling sessions: the next
@@ -353,5 +372,105 @@ impl Hub {
             .filter(|(_, tx)| tx.try_send(message.clone()).is_ok())
             .count()
             > 0
+    }
+}
+
+/// The networks changed since a session last looked, and its wake-up.
+#[derive(Default)]
+struct Dirty {
+    nets: Mutex<BTreeSet<NetworkId>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Dirty {
+    fn mark(&self, net: NetworkId) {
+        self.nets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(net);
+        // Kept as a permit if the session is busy: no wake-up is lost.
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> BTreeSet<NetworkId> {
+        std::mem::take(&mut *self.nets.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// One session's interest in networks: a change to a network it follows
+/// marks that network, and [`Changes::changed`] hands the marked ones over,
+/// each once however many changes came. The cost of a change is the
+/// number of sessions of its network, not of the whole controller, and a
+/// slow session never lags: it finds its networks marked. Dropped, it
+/// stops following everything.
+pub struct Watch {
+    hub: Arc<Hub>,
+    session: u64,
+    dirty: Arc<Dirty>,
+    nets: BTreeSet<NetworkId>,
+}
+
+impl Watch {
+    fn watchers(&self) -> MutexGuard<'_, HashMap<NetworkId, HashMap<u64, Arc<Dirty>>>> {
+        self.hub.watchers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Follows `net` from now on: call before reading its snapshot, so no
+    /// change falls between the read and the following.
+    pub fn follow(&mut self, net: NetworkId) {
+        if self.nets.insert(net) {
+            let dirty = self.dirty.clone();
+            self.watchers()
+                .entry(net)
+                .or_default()
+                .insert(self.session, dirty);
+        }
+    }
+
+    pub fn unfollow(&mut self, net: NetworkId) {
+        if self.nets.remove(&net) {
+            self.leave(net);
+        }
+    }
+
+    fn leave(&self, net: NetworkId) {
+        let mut watchers = self.watchers();
+        if let Some(sessions) = watchers.get_mut(&net) {
+            sessions.remove(&self.session);
+            if sessions.is_empty() {
+                watchers.remove(&net);
+            }
+        }
+    }
+
+    /// Where the marked networks are handed over (held apart from the
+    /// watch, so a session can wait on it while it changes what it follows).
+    pub fn changes(&self) -> Changes {
+        Changes(self.dirty.clone())
+    }
+}
+
+/// The receiving end of a [`Watch`].
+pub struct Changes(Arc<Dirty>);
+
+impl Changes {
+    /// The followed networks changed since the last call; waits for one.
+    /// Cancel-safe: marks are only taken when this returns.
+    pub async fn changed(&self) -> BTreeSet<NetworkId> {
+        loop {
+            let nets = self.0.take();
+            if !nets.is_empty() {
+                return nets;
+            }
+            self.0.wake.notified().await;
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        for net in std::mem::take(&mut self.nets) {
+            self.leave(net);
+        }
     }
 }

@@ -269,3 +269,63 @@ async fn every_commit_yields_its_changes_in_sequence_and_a_refusal_none() {
     store.delete_network(&Actor::system(), net).await.unwrap();
     assert_eq!(next(), Some((net, 5, ChangeKind::Deleted)));
 }
+
+/// A change wakes the sessions of its network only, each once however
+/// many changes came, and a watch that ends follows nothing.
+#[tokio::test]
+async fn a_change_wakes_only_the_sessions_that_follow_its_network() {
+    use warren_controller::hub::Hub;
+    use warren_controller::metrics::Metrics;
+    let (_dir, store, a) = store_with_network("10.147.0.0/16").await;
+    let b = store
+        .create_network(
+            &Actor::system(),
+            NewNetwork {
+                name: "dev".into(),
+                pool: "10.148.0.0/16".parse().unwrap(),
+                zone: "dev.warren.internal".into(),
+                mtu: 1420,
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+    let hub = Hub::new(store.clone(), Arc::new(Metrics::default()));
+    let mut on_a = hub.watch(1);
+    on_a.follow(a);
+    let mut on_b = hub.watch(2);
+    on_b.follow(b);
+    let (changes_a, changes_b) = (on_a.changes(), on_b.changes());
+
+    for _ in 0..3 {
+        reusable_key(&store, a).await; // a record: people only
+        store.join(request(a, "x", None)).await.unwrap();
+    }
+    assert_eq!(
+        soon(&changes_a).await.unwrap(),
+        BTreeSet::from([a]),
+        "three changes, one mark"
+    );
+    assert!(soon(&changes_a).await.is_err(), "nothing more");
+    assert!(soon(&changes_b).await.is_err(), "b's session sleeps");
+
+    store.join(request(b, "y", None)).await.unwrap();
+    assert_eq!(soon(&changes_b).await.unwrap(), BTreeSet::from([b]));
+    on_b.unfollow(b);
+    store.join(request(b, "z", None)).await.unwrap();
+    assert!(soon(&changes_b).await.is_err(), "unfollowed");
+
+    drop(on_a);
+    store.join(request(a, "w", None)).await.unwrap();
+    assert!(
+        soon(&changes_a).await.is_err(),
+        "a dropped watch follows nothing"
+    );
+}
+
+/// What `changes` hands over within 200 ms, if anything.
+async fn soon(
+    changes: &warren_controller::hub::Changes,
+) -> Result<BTreeSet<NetworkId>, tokio::time::error::Elapsed> {
+    tokio::time::timeout(std::time::Duration::from_millis(200), changes.changed()).await
+}

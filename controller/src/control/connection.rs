@@ -101,7 +101,6 @@ pub async fn run(connection: Connection, context: Arc<ControlContext>) {
         }
     });
     let version = version.chars().take(VERSION_MAX).collect();
-    let changes = context.hub.subscribe();
     let (session_id, inbox) = context.hub.register_session(node_key);
     let link = context.relay.attach(node_key, connection.clone());
     let intake = Intake::spawn(
@@ -125,7 +124,7 @@ pub async fn run(connection: Connection, context: Arc<ControlContext>) {
     let welcomed = matches!(timeout_at(deadline, welcome).await, Ok(Ok(())));
     let mut session = Session::new(context.clone(), send, node_key, session_id, version, remote);
     let reason = if welcomed {
-        session.serve(frames_rx, changes, inbox).await
+        session.serve(frames_rx, inbox).await
     } else {
         "connection lost"
     };

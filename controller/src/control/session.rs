@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use quinn::SendStream;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use warren_proto::control::{ControllerMessage, JoinOutcome, NodeMessage};
 use warren_proto::netmap::{Netmap, SentNetmap};
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
@@ -18,7 +18,7 @@ use warren_proto::{NetworkId, NodeId, NodePublicKey};
 use super::admission::Buckets;
 use super::frames::{write_message, FrameIoError};
 use super::{ControlContext, Role};
-use crate::hub::Inbox;
+use crate::hub::{Inbox, Watch};
 use crate::netmaps;
 use crate::store::{JoinDecision, JoinRequest, MemberState, StoreError};
 
@@ -57,6 +57,8 @@ pub(super) struct Session {
     call_me_per_peer: Buckets<[u8; 32]>,
     call_me_total: Buckets<()>,
     paths_limit: Buckets<NetworkId>,
+    /// The networks whose changes this session follows (those joined).
+    watch: Watch,
 }
 
 impl Session {
@@ -69,6 +71,7 @@ impl Session {
         remote: SocketAddr,
     ) -> Self {
         Self {
+            watch: context.hub.watch(id),
             context,
             send,
             node_key,
@@ -94,9 +97,9 @@ impl Session {
     pub(super) async fn serve(
         &mut self,
         mut frames: mpsc::Receiver<Result<NodeMessage, FrameIoError>>,
-        mut changes: broadcast::Receiver<NetworkId>,
         mut inbox: Inbox,
     ) -> &'static str {
+        let changes = self.watch.changes();
         loop {
             let step = tokio::select! {
                 frame = frames.recv() => match frame {
@@ -108,11 +111,7 @@ impl Session {
                         return "bad frame";
                     }
                 },
-                change = changes.recv() => match change {
-                    Ok(net) => self.push_burst(net, &mut changes).await,
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.push_all().await,
-                    Err(broadcast::error::RecvError::Closed) => return "controller stopping",
-                },
+                nets = changes.changed() => self.push_each(nets).await,
                 Some(relayed) = inbox.recv() => self.relay_in(relayed).await,
             };
             if step.is_err() {
@@ -499,6 +498,8 @@ impl Session {
 
     /// Sends the whole map of `net` and makes it the base for later deltas.
     async fn send_full(&mut self, net: NetworkId) -> Result<(), FrameIoError> {
+        // Followed before the read: a change after it is pushed later.
+        self.watch.follow(net);
         let snapshot = match self.context.hub.snapshot(net).await {
             Ok(s) => s,
             Err(e) => return self.internal(e).await,
@@ -572,33 +573,10 @@ impl Session {
         Ok(())
     }
 
-    /// Pushes `first` and every other notice already queued, each network
-    /// once: a burst of changes (a hundred nodes coming online) becomes one
-    /// delta per network instead of one per change.
-    async fn push_burst(
-        &mut self,
-        first: NetworkId,
-        changes: &mut broadcast::Receiver<NetworkId>,
-    ) -> Result<(), FrameIoError> {
-        let mut nets = BTreeSet::from([first]);
-        loop {
-            match changes.try_recv() {
-                Ok(net) => {
-                    nets.insert(net);
-                }
-                Err(broadcast::error::TryRecvError::Lagged(_)) => return self.push_all().await,
-                Err(_) => break,
-            }
-        }
-        for net in nets {
-            self.push(net).await?;
-        }
-        Ok(())
-    }
-
-    /// After missed notices: bring every joined network up to date.
-    async fn push_all(&mut self) -> Result<(), FrameIoError> {
-        let nets: Vec<NetworkId> = self.joined.keys().copied().collect();
+    /// Pushes each network that changed: a burst of changes (a hundred
+    /// nodes coming online) becomes one delta per network, not one per
+    /// change.
+    async fn push_each(&mut self, nets: BTreeSet<NetworkId>) -> Result<(), FrameIoError> {
         for net in nets {
             self.push(net).await?;
         }
@@ -607,6 +585,7 @@ impl Session {
 
     async fn forget(&mut self, net: NetworkId) -> Result<(), FrameIoError> {
         self.joined.remove(&net);
+        self.watch.unfollow(net);
         self.context.hub.forget_paths(net, self.node_id, self.id);
         if self.present.remove(&net) {
             if let Err(e) = self.context.hub.node_offline(net, &self.node_key).await {
