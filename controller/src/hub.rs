@@ -38,6 +38,9 @@ struct CacheSlot {
     /// What all members see of `snapshot`, made by the first session that
     /// asks after a change ([`Hub::view`]).
     view: Option<Arc<SharedView>>,
+    /// The last view made, kept across changes: the next one says what
+    /// changed since it ([`SharedView::after`]).
+    last_view: Option<Arc<SharedView>>,
     /// Held while loading, so a change seen by a thousand sessions costs
     /// one database read, not a thousand.
     loading: Arc<tokio::sync::Mutex<()>>,
@@ -125,6 +128,7 @@ impl Hub {
             generation: self.generations.load(Ordering::Relaxed),
             snapshot: None,
             view: None,
+            last_view: None,
             loading: Arc::default(),
         })
     }
@@ -285,16 +289,19 @@ impl Hub {
                 .as_ref()
                 .is_some_and(|s| Arc::ptr_eq(s, snapshot))
         };
+        let mut before = None;
         if let Some(slot) = self.cache().get(&net) {
             if let (true, Some(view)) = (current(slot), &slot.view) {
                 return view.clone();
             }
+            before = slot.last_view.clone();
         }
         // Made outside the lock: the relay's membership checks take it too.
-        let view = Arc::new(SharedView::of(snapshot));
+        let view = Arc::new(SharedView::after(snapshot, before.as_deref()));
         if let Some(slot) = self.cache().get_mut(&net) {
             if current(slot) && slot.view.is_none() {
                 slot.view = Some(view.clone());
+                slot.last_view = Some(view.clone());
             }
         }
         view

@@ -2,6 +2,9 @@
 //! part all members share once per snapshot ([`SharedView`]), the rest per
 //! member.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use warren_proto::netmap::{
     peer_digest, DnsConfig, Netmap, NetmapDelta, NetmapPeer, NetworkSettings, SelfNode,
@@ -19,12 +22,46 @@ use crate::store::{Member, MemberState, NetworkSnapshot};
 /// then costs each session a comparison of digests, not a netmap of its own.
 #[derive(Debug)]
 pub struct SharedView {
+    /// Unique in this process: what a session's last map was made from.
+    pub id: u64,
     pub peers: Vec<(NetmapPeer, u64)>,
     pub dns: DnsConfig,
     pub policy: Compiled,
+    /// Where each member is in the snapshot's list, by node ID.
+    members: HashMap<NodeId, usize>,
+    /// What changed since the view before it, if it was made after one.
+    pub change: Option<ViewChange>,
 }
 
+/// The peers one view changed against the view it followed: a session
+/// whose last map was made from that view diffs only these.
+#[derive(Debug)]
+pub struct ViewChange {
+    /// The view this one followed.
+    pub from: u64,
+    /// Peers added, dropped or changed (by digest), sorted.
+    pub peers: Vec<NodeId>,
+    /// Both views let every member see every other, so no member's
+    /// visibility changed with them.
+    pub everyone_sees_everyone: bool,
+}
+
+static VIEW_IDS: AtomicU64 = AtomicU64::new(1);
+
 impl SharedView {
+    /// [`SharedView::of`], with what changed since `before` (a view of an
+    /// earlier snapshot of the same network): one pass over both, made
+    /// once per change and network, not once per session.
+    pub fn after(snapshot: &NetworkSnapshot, before: Option<&SharedView>) -> SharedView {
+        let mut view = SharedView::of(snapshot);
+        view.change = before.map(|before| ViewChange {
+            from: before.id,
+            peers: changed_peers(&before.peers, &view.peers),
+            everyone_sees_everyone: before.policy.all_peers && view.policy.all_peers,
+        });
+        view
+    }
+
     pub fn of(snapshot: &NetworkSnapshot) -> SharedView {
         let mut peers: Vec<NetmapPeer> = snapshot
             .members
@@ -35,6 +72,14 @@ impl SharedView {
         peers.sort_by_key(|p| p.node_id);
         crate::routes::fill_peer_routes(snapshot, &mut peers);
         SharedView {
+            id: VIEW_IDS.fetch_add(1, Ordering::Relaxed),
+            members: snapshot
+                .members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.node_id, i))
+                .collect(),
+            change: None,
             peers: peers
                 .into_iter()
                 .map(|p| {
@@ -80,11 +125,73 @@ impl SharedView {
             .filter(move |(p, _)| visible.sees(&p.node_id))
     }
 
+    /// A view of just these parts, for tests of what reads views.
+    #[cfg(test)]
+    pub(crate) fn of_parts(
+        peers: Vec<(NetmapPeer, u64)>,
+        dns: DnsConfig,
+        policy: Compiled,
+    ) -> Self {
+        SharedView {
+            id: VIEW_IDS.fetch_add(1, Ordering::Relaxed),
+            peers,
+            dns,
+            policy,
+            members: HashMap::new(),
+            change: None,
+        }
+    }
+
+    /// The digest of `peer` as this view has it (computed again for a peer
+    /// it does not have).
+    pub fn digest_of(&self, peer: &NetmapPeer) -> u64 {
+        self.peers
+            .binary_search_by_key(&peer.node_id, |(p, _)| p.node_id)
+            .map_or_else(|_| peer_digest(peer), |i| self.peers[i].1)
+    }
+
     /// The routes `node` is primary for.
     fn primary_routes(&self, node: NodeId) -> &[IpNet] {
         self.peers
             .binary_search_by_key(&node, |(p, _)| p.node_id)
             .map_or(&[], |i| &self.peers[i].0.routes)
+    }
+}
+
+/// The node IDs in either sorted list whose digests differ, or that only
+/// one of them has.
+fn changed_peers(before: &[(NetmapPeer, u64)], after: &[(NetmapPeer, u64)]) -> Vec<NodeId> {
+    let mut changed = Vec::new();
+    let (mut a, mut b) = (before.iter().peekable(), after.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => return changed,
+            (Some((p, _)), None) => {
+                changed.push(p.node_id);
+                a.next();
+            }
+            (None, Some((q, _))) => {
+                changed.push(q.node_id);
+                b.next();
+            }
+            (Some((p, d)), Some((q, e))) => match p.node_id.cmp(&q.node_id) {
+                std::cmp::Ordering::Less => {
+                    changed.push(p.node_id);
+                    a.next();
+                }
+                std::cmp::Ordering::Greater => {
+                    changed.push(q.node_id);
+                    b.next();
+                }
+                std::cmp::Ordering::Equal => {
+                    if d != e {
+                        changed.push(p.node_id);
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
+        }
     }
 }
 
@@ -141,7 +248,11 @@ pub fn header(
     stun_ports: &[u16],
 ) -> Option<Netmap> {
     let network = &snapshot.network;
-    let me = snapshot.members.iter().find(|m| m.node_id == node)?;
+    // The view is of this snapshot; a view of another finds no one.
+    let me = snapshot
+        .members
+        .get(*view.members.get(&node)?)
+        .filter(|m| m.node_id == node)?;
     let assigned = me
         .assigned()
         .filter(|_| me.state == MemberState::Authorized);
@@ -347,6 +458,49 @@ mod tests {
                 "a member is never its own peer"
             );
         }
+    }
+
+    #[test]
+    fn a_view_made_after_another_names_the_peers_that_changed() {
+        let a = member(1, 1, MemberState::Authorized);
+        let b = member(2, 2, MemberState::Authorized);
+        let c = member(3, 3, MemberState::Authorized);
+        let first = SharedView::after(&snapshot(vec![a.clone(), b.clone(), c.clone()]), None);
+        assert!(first.change.is_none());
+        let mut b_offline = b.clone();
+        b_offline.online = false;
+        let d = member(4, 4, MemberState::Authorized);
+        // b goes offline, c is revoked, d comes; a is as it was.
+        let mut c_revoked = c.clone();
+        c_revoked.state = MemberState::Revoked;
+        c_revoked.authorized = false;
+        let next = snapshot(vec![a.clone(), b_offline, c_revoked, d.clone()]);
+        let second = SharedView::after(&next, Some(&first));
+        let change = second.change.as_ref().unwrap();
+        assert_eq!(change.from, first.id);
+        let mut expected = vec![b.node_id, c.node_id, d.node_id];
+        expected.sort();
+        assert_eq!(change.peers, expected);
+        assert!(change.everyone_sees_everyone, "the default policy");
+        // What a's session sends from the shortcut is what the full
+        // comparison sends.
+        let head = header(&next, &second, a.node_id, &[]).unwrap();
+        let old = build_from(
+            &snapshot(vec![a.clone(), b, c, member(4, 4, MemberState::Pending)]),
+            &first,
+            a.node_id,
+            &[],
+        )
+        .unwrap();
+        let sent = warren_proto::netmap::SentNetmap::of(&old);
+        let visible = second.visibility(&head);
+        let mut fast = sent.diff_changed(&head, &second.peers, &change.peers, |p| visible.sees(p));
+        let mut full = sent.diff_parts(&head, &second.peers, |p| visible.sees(p));
+        for delta in [&mut fast, &mut full] {
+            delta.upsert_peers.sort_by_key(|p| p.node_id);
+            delta.remove_peers.sort();
+        }
+        assert_eq!(fast, full);
     }
 
     #[test]

@@ -205,14 +205,14 @@ mod tests {
     }
 
     fn with_peers(peers: Vec<(NetmapPeer, u64)>) -> SharedView {
-        SharedView {
+        SharedView::of_parts(
             peers,
-            dns: DnsConfig {
+            DnsConfig {
                 zone: "lab.warren.internal".into(),
                 services: Vec::new(),
             },
-            policy: Default::default(),
-        }
+            Default::default(),
+        )
     }
 
     fn direct(n: u8, port: u16) -> PeerPath {

@@ -249,15 +249,68 @@ impl SentNetmap {
         )
     }
 
-    /// The delta to `header` and `next_peers`; `kept` says whether a peer
-    /// sent before is still among them.
-    fn diff_with<'a>(
+    /// [`SentNetmap::diff_parts`] when only the peers in `changed` can
+    /// differ from what was sent: those the view added, dropped or changed
+    /// since the view this map was sent from, under a visibility that did
+    /// not change. It costs the number of changed peers, not of all peers.
+    pub fn diff_changed(
         &self,
         header: &Netmap,
-        kept: impl Fn(&NodeId) -> bool,
-        next_peers: impl Iterator<Item = (&'a NetmapPeer, u64)>,
+        peers: &[(NetmapPeer, u64)],
+        changed: &[NodeId],
+        visible: impl Fn(&NodeId) -> bool,
     ) -> NetmapDelta {
-        let remove_peers = self.peers.keys().filter(|id| !kept(id)).copied().collect();
+        let find = |id: &NodeId| {
+            peers
+                .binary_search_by_key(id, |(p, _)| p.node_id)
+                .ok()
+                .map(|i| &peers[i])
+        };
+        let now: Vec<&(NetmapPeer, u64)> = changed
+            .iter()
+            .filter(|id| visible(id))
+            .filter_map(|id| find(id))
+            .collect();
+        let mut delta = self.header_delta(header);
+        delta.remove_peers = changed
+            .iter()
+            .filter(|id| self.peers.contains_key(id) && !(visible(id) && find(id).is_some()))
+            .copied()
+            .collect();
+        delta.upsert_peers = now
+            .into_iter()
+            .filter(|(p, digest)| self.peers.get(&p.node_id) != Some(digest))
+            .map(|(p, _)| p.clone())
+            .collect();
+        delta
+    }
+
+    /// What is kept after `delta` (made by this map's `diff*`) went out
+    /// with `header`: the same as [`SentNetmap::of_parts`] of the whole new
+    /// map, at the cost of the delta. `digest_of` gives an upserted peer's
+    /// digest (the sender's, computed once per peer).
+    pub fn advance(
+        &mut self,
+        header: &Netmap,
+        delta: &NetmapDelta,
+        digest_of: impl Fn(&NetmapPeer) -> u64,
+    ) {
+        self.network_name.clone_from(&header.network_name);
+        self.version = header.version;
+        self.self_node.clone_from(&header.self_node);
+        self.dns.clone_from(&header.dns);
+        self.settings.clone_from(&header.settings);
+        self.filter = filter_digest(header.filter.as_ref());
+        for id in &delta.remove_peers {
+            self.peers.remove(id);
+        }
+        for peer in &delta.upsert_peers {
+            self.peers.insert(peer.node_id, digest_of(peer));
+        }
+    }
+
+    /// Everything of the delta to `header` but the peers.
+    fn header_delta(&self, header: &Netmap) -> NetmapDelta {
         NetmapDelta {
             network_id: header.network_id,
             base_version: self.version,
@@ -273,12 +326,26 @@ impl SentNetmap {
                 .filter(|f| filter_digest(Some(f)) != self.filter)
                 .cloned(),
             filter_removed: header.filter.is_none() && self.filter != filter_digest(None),
-            upsert_peers: next_peers
-                .filter(|(p, digest)| self.peers.get(&p.node_id) != Some(digest))
-                .map(|(p, _)| p.clone())
-                .collect(),
-            remove_peers,
+            upsert_peers: Vec::new(),
+            remove_peers: Vec::new(),
         }
+    }
+
+    /// The delta to `header` and `next_peers`; `kept` says whether a peer
+    /// sent before is still among them.
+    fn diff_with<'a>(
+        &self,
+        header: &Netmap,
+        kept: impl Fn(&NodeId) -> bool,
+        next_peers: impl Iterator<Item = (&'a NetmapPeer, u64)>,
+    ) -> NetmapDelta {
+        let mut delta = self.header_delta(header);
+        delta.remove_peers = self.peers.keys().filter(|id| !kept(id)).copied().collect();
+        delta.upsert_peers = next_peers
+            .filter(|(p, digest)| self.peers.get(&p.node_id) != Some(digest))
+            .map(|(p, _)| p.clone())
+            .collect();
+        delta
     }
 
     /// The delta that ends the membership: the member unauthorized, with no
@@ -400,6 +467,54 @@ mod tests {
         let same = sent.diff(&old);
         assert!(same.upsert_peers.is_empty() && same.remove_peers.is_empty());
         assert!(same.self_node.is_none());
+    }
+
+    /// The sender's shortcut: when only some peers changed, diffing just
+    /// those and advancing what was kept gives what the full diff and a
+    /// fresh copy give.
+    #[test]
+    fn diffing_only_the_changed_peers_matches_the_full_diff() {
+        let with_digests = |peers: &[NetmapPeer]| -> Vec<(NetmapPeer, u64)> {
+            let mut all: Vec<_> = peers.iter().map(|p| (p.clone(), peer_digest(p))).collect();
+            all.sort_by_key(|(p, _)| p.node_id);
+            all
+        };
+        let me = peer(1, true).node_id;
+        let before = [peer(1, true), peer(2, true), peer(3, true), peer(5, true)];
+        let mut renamed = peer(5, true);
+        renamed.name = "five".into();
+        // 2 leaves, 3 goes offline, 4 comes, 5 is renamed; 1 is the member.
+        let after = [peer(1, true), peer(3, false), peer(4, true), renamed];
+        let (old_view, new_view) = (with_digests(&before), with_digests(&after));
+        let visible = |id: &NodeId| *id != me;
+        let head = map(1, vec![]);
+        let mut sent = SentNetmap::of_parts(
+            &head,
+            old_view
+                .iter()
+                .filter(|(p, _)| visible(&p.node_id))
+                .map(|(p, d)| (p.node_id, *d)),
+        );
+        let next = map(2, vec![]);
+        let changed: Vec<NodeId> = [2, 3, 4, 5].map(|s| peer(s, true).node_id).to_vec();
+        let mut fast = sent.diff_changed(&next, &new_view, &changed, visible);
+        let mut full = sent.diff_parts(&next, &new_view, visible);
+        for delta in [&mut fast, &mut full] {
+            delta.upsert_peers.sort_by_key(|p| p.node_id);
+            delta.remove_peers.sort();
+        }
+        assert_eq!(fast, full);
+        assert_eq!(fast.remove_peers, vec![peer(2, true).node_id]);
+        assert_eq!(fast.upsert_peers.len(), 3);
+        sent.advance(&next, &fast, peer_digest);
+        let fresh = SentNetmap::of_parts(
+            &next,
+            new_view
+                .iter()
+                .filter(|(p, _)| visible(&p.node_id))
+                .map(|(p, d)| (p.node_id, *d)),
+        );
+        assert_eq!(sent, fresh);
     }
 
     #[test]

@@ -35,6 +35,13 @@ const CALL_ME_TOTAL: (f64, f64) = (256.0, 20.0);
 /// live watcher of the network.
 const PATHS_PER_NETWORK: (f64, f64) = (5.0, 0.5);
 
+/// What a session keeps of the last map it sent a member: the map's
+/// digest form, and the shared view it was made from.
+struct Sent {
+    map: SentNetmap,
+    view: u64,
+}
+
 pub(super) struct Session {
     context: Arc<ControlContext>,
     send: SendStream,
@@ -50,7 +57,7 @@ pub(super) struct Session {
     endpoints: BTreeMap<NetworkId, Vec<SocketAddr>>,
     /// Networks joined on this connection, with what is kept of the last
     /// map sent (its peers as digests): the base for the next delta.
-    joined: BTreeMap<NetworkId, SentNetmap>,
+    joined: BTreeMap<NetworkId, Sent>,
     /// Networks this connection counts as online in; kept apart from
     /// `joined` so a failure between the two never leaks presence.
     present: BTreeSet<NetworkId>,
@@ -508,7 +515,10 @@ impl Session {
         let built = snapshot.and_then(|s| {
             let view = self.context.hub.view(&s);
             let map = netmaps::build_from(&s, &view, self.node_id, stun_ports)?;
-            let sent = SentNetmap::of_parts(&map, digests(&view, &map));
+            let sent = Sent {
+                map: SentNetmap::of_parts(&map, digests(&view, &map)),
+                view: view.id,
+            };
             Some((map, sent))
         });
         match built {
@@ -550,26 +560,46 @@ impl Session {
         let Some((next, view)) = next else {
             // Deleted, or the network is gone: an empty, unauthorized map
             // makes the node tear down, then the network is forgotten here.
-            let gone = last.tombstone(version);
+            let gone = last.map.tombstone(version);
             self.send(&ControllerMessage::NetmapDelta(gone)).await?;
             self.count_push();
             tracing::info!(node = %self.node_id, network = %net, "membership ended");
             return self.forget(net).await;
         };
-        if next.version < last.version {
+        if next.version < last.map.version {
             // An older snapshot than what the node has; a newer notice follows.
             return Ok(());
         }
         let visible = view.visibility(&next);
-        let delta = last.diff_parts(&next, &view.peers, |p| visible.sees(p));
+        // The shortcut: the last map came from the view this one followed,
+        // and nobody's visibility moved, so only the peers that view
+        // change names can differ. Otherwise every peer is compared.
+        let shortcut = view.change.as_ref().filter(|c| {
+            c.from == last.view
+                && c.everyone_sees_everyone
+                && last.map.self_node.authorized == next.self_node.authorized
+        });
+        let delta = match shortcut {
+            Some(change) => last
+                .map
+                .diff_changed(&next, &view.peers, &change.peers, |p| visible.sees(p)),
+            None => last.map.diff_parts(&next, &view.peers, |p| visible.sees(p)),
+        };
         if netmaps::is_empty(&delta) {
+            // Nothing to send: the node keeps its version, and what was
+            // sent equals this view's part.
+            if let Some(sent) = self.joined.get_mut(&net) {
+                sent.view = view.id;
+            }
             return Ok(());
         }
         self.follow_presence(net, next.self_node.authorized).await;
+        if let Some(sent) = self.joined.get_mut(&net) {
+            sent.map.advance(&next, &delta, |p| view.digest_of(p));
+            sent.view = view.id;
+        }
         self.send(&ControllerMessage::NetmapDelta(delta)).await?;
         self.count_push();
-        let sent = SentNetmap::of_parts(&next, digests(&view, &next));
-        self.joined.insert(net, sent);
         Ok(())
     }
 
