@@ -269,7 +269,7 @@ impl SentNetmap {
         let now: Vec<&(NetmapPeer, u64)> = changed
             .iter()
             .filter(|id| visible(id))
-            .filter_map(|id| find(id))
+            .filter_map(&find)
             .collect();
         let mut delta = self.header_delta(header);
         delta.remove_peers = changed
