@@ -8,6 +8,7 @@
 //! - [`store`]: the `Store` trait, its model types, and the SQLite implementation.
 //! - [`audit_chain`]: the canonical hash of an audit entry (pure).
 //! - [`audit_anchor`]: the audit head signed with the certificate's key, and its check.
+//! - [`audit_filter`]: audit filters as people type them (`2h`, RFC 3339, search text), checked.
 //! - [`ipam`]: lowest-free IPv4 allocation from a pool (pure).
 //! - [`names`]: member names as DNS labels, with collision suffixes (pure).
 //! - [`netmaps`]: builds one member's [`warren_proto::netmap::Netmap`] from a network snapshot (pure).
@@ -29,6 +30,7 @@
 pub mod api;
 pub mod audit_anchor;
 pub mod audit_chain;
+pub mod audit_filter;
 pub mod console;
 pub mod control;
 pub mod data_dir;

@@ -17,6 +17,7 @@ mod relay;
 mod route;
 mod serve;
 mod sign_in;
+mod timeline;
 mod token;
 mod user;
 
