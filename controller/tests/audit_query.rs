@@ -146,6 +146,14 @@ async fn actor_action_member_and_text_narrow_the_log() {
     );
     // "lap" is part of a name, not a name.
     assert!(found(h, "member=lap").await.is_empty());
+    // A new name finds the member's entries from before the rename too.
+    let member = format!("/api/v1/networks/{}/members/{laptop}", w.prod);
+    let rename = Some(json!({"name": "notebook"}));
+    expect(h, Method::PATCH, &member, rename, StatusCode::OK).await;
+    assert_eq!(
+        actions(&found(h, "member=Notebook").await),
+        ["member.join", "member.authorize", "member.rename"]
+    );
 
     // Free text finds a value anywhere; filters combine.
     assert_eq!(
@@ -166,7 +174,7 @@ async fn actor_action_member_and_text_narrow_the_log() {
         .is_empty());
     assert_eq!(
         actions(&found(h, "actor=admin&member=laptop").await),
-        ["member.authorize"]
+        ["member.authorize", "member.rename"]
     );
 }
 

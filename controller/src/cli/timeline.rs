@@ -18,6 +18,8 @@ const SALIENT: [&str; 10] = [
     "expires_at",
     "tags",
 ];
+/// Changed fields a summary shows first, in this order.
+const FIRST: [&str; 6] = ["state", "name", "scope", "prefix", "email", "disabled"];
 /// Fields that change with every write and say nothing by themselves.
 const NOISE: [&str; 4] = ["netmap_version", "updated_at", "last_seen", "at"];
 /// Fields a summary shows at most, and how long it gets.
@@ -123,8 +125,12 @@ fn summary(entry: &Value) -> String {
     let mut parts: Vec<String> = Vec::new();
     match (before, after) {
         (Some(before), Some(after)) => {
+            // The fields people look for first, then the rest by name.
             let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
-            keys.sort();
+            keys.sort_by_key(|k| {
+                let rank = FIRST.iter().position(|f| f == k).unwrap_or(FIRST.len());
+                (rank, k.as_str())
+            });
             keys.dedup();
             let changed: Vec<String> = keys
                 .into_iter()
@@ -182,7 +188,7 @@ mod tests {
                 "token:alice".into(),
                 "member.authorize".into(),
                 "laptop (0a1b2c3d4e)".into(),
-                "name: - → laptop, state: pending → authorized".into(),
+                "state: pending → authorized, name: - → laptop".into(),
             ]]
         );
     }

@@ -183,7 +183,8 @@ fn push_like(sql: &mut QueryBuilder<Sqlite>, column: &str, pattern: &str) {
         .push(LIKE_ESCAPE);
 }
 
-/// `(c1 LIKE p OR c2 LIKE p ...)` over `columns`.
+/// ` AND (c1 LIKE p OR c2 LIKE p ...` over `columns`, left open for more
+/// alternatives: the caller closes it.
 fn push_any_like(sql: &mut QueryBuilder<Sqlite>, columns: &[(&str, &str)]) {
     sql.push(" AND (");
     for (i, (column, pattern)) in columns.iter().enumerate() {
@@ -192,7 +193,6 @@ fn push_any_like(sql: &mut QueryBuilder<Sqlite>, columns: &[(&str, &str)]) {
         }
         push_like(sql, column, pattern);
     }
-    sql.push(")");
 }
 
 pub(super) async fn page(
@@ -219,19 +219,28 @@ pub(super) async fn page(
     }
     if let Some(member) = &query.member {
         // A node ID or a name: in the target, or a string value of the
-        // object before or after (its JSON as stored, quotes included).
+        // object before or after (its JSON as stored, quotes included),
+        // or the entry is about the member of that network now so named
+        // (its entries from before a rename).
         let target = contains_pattern(member);
         let quoted = contains_pattern(&serde_json::Value::from(member.as_str()).to_string());
         push_any_like(
             &mut sql,
             &[("target", &target), ("before", &quoted), ("after", &quoted)],
         );
+        sql.push(
+            " OR EXISTS (SELECT 1 FROM members m WHERE m.node_id = audit_log.target \
+             AND m.network_id = audit_log.network_id AND m.name = lower(",
+        )
+        .push_bind(member.clone())
+        .push(")))");
     }
     if let Some(text) = &query.text {
         let p = contains_pattern(text);
         let columns = ["actor", "action", "network_id", "target", "before", "after"];
         let pairs: Vec<(&str, &str)> = columns.iter().map(|c| (*c, p.as_str())).collect();
         push_any_like(&mut sql, &pairs);
+        sql.push(")");
     }
     sql.push(" ORDER BY id LIMIT ")
         .push_bind(i64::from(query.limit));
