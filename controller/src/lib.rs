@@ -8,6 +8,7 @@
 //! - [`store`]: the `Store` trait, its model types, and the SQLite implementation.
 //! - [`audit_chain`]: the canonical hash of an audit entry (pure).
 //! - [`audit_anchor`]: the audit head signed with the certificate's key, and its check.
+//! - [`audit_filter`]: audit filters as people type them (`2h`, RFC 3339, search text), checked.
 //! - [`ipam`]: lowest-free IPv4 allocation from a pool (pure).
 //! - [`names`]: member names as DNS labels, with collision suffixes (pure).
 //! - [`netmaps`]: builds one member's [`warren_proto::netmap::Netmap`] from a network snapshot (pure).
@@ -22,6 +23,7 @@
 //! - [`relay`]: relay frames between nodes over their control connections: checks, quotas, forwarding.
 //! - [`stun`]: the STUN binding server on plain UDP.
 //! - [`listen`]: binding UDP listeners with the IPv4 fallback for defaults.
+//! - [`pinning`]: a TLS client verifier that accepts one certificate, by fingerprint.
 //! - [`api`]: the axum HTTP API under `/api/v1`.
 //! - [`server`]: wires everything together for `serve`, `relay` and tests.
 #![forbid(unsafe_code)]
@@ -29,6 +31,7 @@
 pub mod api;
 pub mod audit_anchor;
 pub mod audit_chain;
+pub mod audit_filter;
 pub mod console;
 pub mod control;
 pub mod data_dir;
@@ -42,6 +45,7 @@ pub mod metrics;
 pub mod names;
 pub mod netmaps;
 pub mod paths;
+pub mod pinning;
 pub mod policy;
 pub mod relay;
 pub mod roles;

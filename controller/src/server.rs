@@ -1,5 +1,6 @@
 //! Starts a whole controller (data directory, database, QUIC control server
-//! with the relay, STUN, HTTP API) or a relay-only instance.
+//! with the relay, STUN, DNS, the HTTP API in the clear and over TLS) or a
+//! relay-only instance.
 //! `warren-controller serve`, `warren-controller relay` and the tests use it.
 
 use std::net::SocketAddr;
@@ -10,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::api::info::{ControllerInfo, Fingerprints, ListenAddresses};
 use crate::api::{self, ApiState};
 use crate::audit_anchor::HeadSigner;
 pub use crate::control::AdvertisedRelay;
@@ -56,11 +58,15 @@ pub struct ServerOptions {
     /// With more QUIC handshakes than this in flight, new ones must first
     /// prove their address with a Retry round trip.
     pub retry_above_handshakes: usize,
-    /// The HTTPS listener for people's pages (sign-in). `None`: none.
+    /// The HTTPS listener: the API over TLS, and people's pages (sign-in,
+    /// console) where configured. `None`: none.
     pub listen_https: Option<SocketAddr>,
     /// The certificate chain and key (PEM files) the HTTPS listener
     /// serves; `None`: the controller's own certificate.
     pub https_certificate: Option<(PathBuf, PathBuf)>,
+    /// UDP and TCP address of the authoritative DNS server for every
+    /// network's zone (a controller only). `None`: no DNS.
+    pub listen_dns: Option<SocketAddr>,
     /// People sign devices in through this OpenID provider; needs
     /// `listen_https`.
     pub sign_in: Option<crate::identity::SignInSettings>,
@@ -93,6 +99,7 @@ impl ServerOptions {
             retry_above_handshakes: crate::control::admission::RETRY_ABOVE_HANDSHAKES,
             listen_https: None,
             https_certificate: None,
+            listen_dns: None,
             sign_in: None,
             roles: crate::roles::Roles::default(),
             public_url: None,
@@ -137,6 +144,8 @@ pub enum ServerError {
     },
     #[error("HTTPS certificate: {0}")]
     HttpsCertificate(String),
+    #[error("DNS: {0}")]
+    Dns(#[from] crate::dns::DnsError),
     #[error("sign-in: {0}")]
     SignIn(#[from] crate::identity::ProviderError),
     #[error("sign-in needs the HTTPS listener (listen-https) for its pages")]
@@ -159,13 +168,18 @@ pub struct Running {
     pub quic_addr: SocketAddr,
     /// Where HTTP listens, if anywhere.
     pub api_addr: Option<SocketAddr>,
-    /// Where HTTPS (people's pages) listens, if anywhere.
+    /// Where HTTPS (the API and people's pages) listens, if anywhere.
     pub https_addr: Option<SocketAddr>,
+    /// Where DNS answers, if anywhere.
+    pub dns_addr: Option<SocketAddr>,
+    /// The fingerprint of the certificate the HTTPS listener serves.
+    pub https_fingerprint: Option<String>,
     /// The bound STUN sockets, in the configured order.
     pub stun_addrs: Vec<SocketAddr>,
     pub fingerprint: String,
     pub hub: Arc<Hub>,
     store: SqliteStore,
+    dns: Option<crate::dns::DnsServer>,
     endpoint: quinn::Endpoint,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -255,18 +269,43 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
     };
     let https = match (options.listen_https, options.role) {
         (Some(addr), Role::Controller) => {
-            let tls = https_config(&options, &identity)?;
+            let (tls, fingerprint) = https_config(&options, &identity)?;
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|source| ServerError::HttpsBind { addr, source })?;
             let bound = listener
                 .local_addr()
                 .map_err(|source| ServerError::HttpsBind { addr, source })?;
-            Some((listener, bound, tls))
+            Some((listener, bound, tls, fingerprint))
         }
         _ => None,
     };
-    let https_addr = https.as_ref().map(|(_, bound, _)| *bound);
+    let https_addr = https.as_ref().map(|(_, bound, _, _)| *bound);
+    let https_fingerprint = https.as_ref().map(|(_, _, _, f)| f.clone());
+    let dns = match (options.listen_dns, options.role) {
+        (Some(addr), Role::Controller) => Some(crate::dns::spawn(addr, hub.clone()).await?),
+        _ => None,
+    };
+    let public_url = sign_in
+        .as_ref()
+        .map(|s| s.settings.public_url.clone())
+        .or_else(|| options.public_url.clone());
+    let origin = public_url.as_deref().and_then(page_origin);
+    let info = Arc::new(ControllerInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        fingerprints: Fingerprints {
+            controller: identity.fingerprint.clone(),
+            https: https_fingerprint.clone(),
+        },
+        listen: ListenAddresses {
+            quic: quic_addr,
+            api: api_addr.map(|a| format!("http://{a}")),
+            https: https_addr.map(|a| format!("https://{a}")),
+            stun: stun_addrs.clone(),
+            dns: dns.as_ref().map(|d| d.addr),
+        },
+        features: features(&options, &https_addr, &origin, &stun_addrs, &dns),
+    });
 
     let (stop, stopped) = watch::channel(false);
     let context = Arc::new(ControlContext {
@@ -283,14 +322,14 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
         sign_in: sign_in.clone(),
     });
     let mut tasks = vec![tokio::spawn(control::serve(endpoint.clone(), context))];
-    // The API's state, for the HTTPS listener to serve the API too.
-    let mut https_api = None;
+    // The API's state, for both listeners.
+    let signer = HeadSigner::new(&identity.cert, &identity.cert_key)
+        .map_err(|e| ServerError::AuditSigner(e.to_string()))?;
+    let api_state = ApiState::new(hub.clone(), options.api_hosts.clone())
+        .with_audit_signer(Arc::new(signer))
+        .with_info(info);
     if let Some(listener) = listener {
-        let signer = HeadSigner::new(&identity.cert, &identity.cert_key)
-            .map_err(|e| ServerError::AuditSigner(e.to_string()))?;
-        let state = ApiState::new(hub.clone(), options.api_hosts.clone())
-            .with_audit_signer(Arc::new(signer));
-        https_api = Some(state.clone());
+        let state = api_state.clone();
         let limits = state.limits;
         let router = match options.role {
             Role::Controller => api::router(state),
@@ -304,13 +343,8 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
             api::listener::serve(listener, router, limits, shutdown).await;
         }));
     }
-    if let Some((listener, _, tls)) = https {
+    if let Some((listener, _, tls, _)) = https {
         let roles = Arc::new(options.roles.clone());
-        let public_url = sign_in
-            .as_ref()
-            .map(|s| s.settings.public_url.clone())
-            .or_else(|| options.public_url.clone());
-        let origin = public_url.as_deref().and_then(page_origin);
         let mut pages = axum::Router::new();
         if let Some(sign_in) = &sign_in {
             pages = pages.merge(crate::identity::pages::router(
@@ -329,17 +363,17 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
                     origin.clone(),
                     sign_in.clone(),
                 )));
-                // People's sessions are accepted where a token is: the API
-                // is served here too, for the pages' own origin.
-                if let Some(state) = https_api {
-                    pages = pages.merge(api::router(
-                        state.with_sessions(api::Sessions { roles, origin }),
-                    ));
-                }
+                // People's sessions are accepted where a token is, for the
+                // pages' own origin.
+                pages = pages.merge(api::router(
+                    api_state.with_sessions(api::Sessions { roles, origin }),
+                ));
             }
             None => {
-                tracing::warn!("listen-https without public-url: no console on the HTTPS listener");
-                pages = pages.fallback(|| async { axum::http::StatusCode::NOT_FOUND });
+                tracing::info!(
+                    "listen-https without public-url: the HTTPS listener serves the API, no console"
+                );
+                pages = pages.merge(api::router(api_state));
             }
         }
         let limits = api::ApiLimits::default();
@@ -378,10 +412,13 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
         quic_addr,
         api_addr,
         https_addr,
+        dns_addr: dns.as_ref().map(|d| d.addr),
+        https_fingerprint,
         stun_addrs,
         fingerprint: identity.fingerprint,
         hub,
         store,
+        dns,
         endpoint,
         stop,
         tasks,
@@ -396,6 +433,9 @@ impl Running {
         for task in &self.background {
             task.abort();
         }
+        if let Some(dns) = self.dns {
+            dns.shutdown().await;
+        }
         self.endpoint
             .close(quinn::VarInt::from_u32(0), b"controller stopping");
         for task in self.tasks {
@@ -406,12 +446,37 @@ impl Running {
     }
 }
 
-/// The HTTPS listener's TLS: the operator's certificate and key if given,
-/// else the controller's own (the one nodes pin).
+/// What `/api/v1/info` says this controller offers (see [`ControllerInfo`]).
+fn features(
+    options: &ServerOptions,
+    https_addr: &Option<SocketAddr>,
+    origin: &Option<String>,
+    stun_addrs: &[SocketAddr],
+    dns: &Option<crate::dns::DnsServer>,
+) -> Vec<String> {
+    let on = [
+        ("api-https", https_addr.is_some()),
+        ("audit-filters", true),
+        ("console", https_addr.is_some() && origin.is_some()),
+        ("dns", dns.is_some()),
+        ("relay", options.advertise_relay.is_none()),
+        ("relay-instance", options.advertise_relay.is_some()),
+        ("sign-in", https_addr.is_some() && options.sign_in.is_some()),
+        ("stun", !stun_addrs.is_empty()),
+    ];
+    on.iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// The HTTPS listener's TLS, and the fingerprint of the certificate it
+/// serves: the operator's certificate and key if given, else the
+/// controller's own (the one nodes pin).
 fn https_config(
     options: &ServerOptions,
     identity: &data_dir::Identity,
-) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+) -> Result<(Arc<rustls::ServerConfig>, String), ServerError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let bad = |what: &std::path::Path, e: &dyn std::fmt::Display| {
@@ -431,6 +496,10 @@ fn https_config(
         }
         None => (vec![identity.cert.clone()], identity.cert_key.clone_key()),
     };
+    let fingerprint = chain
+        .first()
+        .map(data_dir::fingerprint)
+        .ok_or_else(|| ServerError::HttpsCertificate("no certificate".into()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -439,5 +508,5 @@ fn https_config(
         .with_single_cert(chain, key)
         .map_err(|e| ServerError::HttpsCertificate(e.to_string()))?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(tls))
+    Ok((Arc::new(tls), fingerprint))
 }

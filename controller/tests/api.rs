@@ -364,7 +364,7 @@ async fn health_metrics_and_openapi() {
     assert_eq!(status, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
-    let routes: [(&str, &[&str]); 15] = [
+    let routes: [(&str, &[&str]); 16] = [
         ("/api/v1/networks", &["get", "post"]),
         ("/api/v1/networks/{id}", &["get", "patch", "delete"]),
         ("/api/v1/networks/{id}/members", &["get"]),
@@ -376,6 +376,7 @@ async fn health_metrics_and_openapi() {
         ("/api/v1/networks/{id}/members/{node}/revoke", &["post"]),
         ("/api/v1/networks/{id}/keys", &["get", "post"]),
         ("/api/v1/networks/{id}/keys/{key}", &["delete"]),
+        ("/api/v1/info", &["get"]),
         ("/api/v1/audit", &["get"]),
         ("/api/v1/audit/verify", &["get"]),
         ("/api/v1/audit/head", &["get"]),

@@ -488,6 +488,7 @@ async fn relay_only(data: &Path, state: &Path) -> Running {
         retry_above_handshakes: warren_controller::control::admission::RETRY_ABOVE_HANDSHAKES,
         listen_https: None,
         https_certificate: None,
+        listen_dns: None,
         sign_in: None,
         roles: Default::default(),
         public_url: None,

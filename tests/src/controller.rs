@@ -345,6 +345,26 @@ impl Controller {
         cmd
     }
 
+    /// `warren-controller ARGS...` run in another namespace (another
+    /// machine) against the API at `api` (e.g. the HTTPS listener), with the
+    /// admin token in `WARREN_TOKEN` and nothing else set: the caller adds
+    /// how to trust an `https://` API.
+    pub fn remote_command<I, S>(&self, ns: &Netns, api: &str, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns.name()])
+            .arg(&self.bin)
+            .args(args)
+            .env("WARREN_API", api)
+            .env("WARREN_TOKEN", &self.token)
+            .env_remove("WARREN_API_FINGERPRINT")
+            .env_remove("WARREN_API_CA");
+        cmd
+    }
+
     /// A data-dir command (`token create`, `fingerprint`): `--data-dir` added.
     fn offline(&self, args: &[&str]) -> Result<String> {
         let mut cmd = self.command(args);

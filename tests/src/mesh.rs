@@ -38,14 +38,34 @@ impl Mesh {
 
     /// [`Mesh::build`] with more `warren daemon` flags for every agent.
     pub fn build_with(lab: &Lab, agents: &[&str], daemon_args: &[&str]) -> Result<Mesh> {
+        Self::build_full(lab, agents, daemon_args, &[])
+    }
+
+    /// [`Mesh::build`] with more `warren-controller serve` flags (e.g.
+    /// `--listen-https ADDR`).
+    pub fn build_with_controller(
+        lab: &Lab,
+        agents: &[&str],
+        controller_args: &[&str],
+    ) -> Result<Mesh> {
+        Self::build_full(lab, agents, &[], controller_args)
+    }
+
+    fn build_full(
+        lab: &Lab,
+        agents: &[&str],
+        daemon_args: &[&str],
+        controller_args: &[&str],
+    ) -> Result<Mesh> {
         let mut roles = vec![CONTROLLER_ROLE];
         roles.extend_from_slice(agents);
         let star = Star::build(lab, &roles)?;
         let ctl = star.spoke(CONTROLLER_ROLE)?;
-        let controller = Controller::start(
+        let controller = Controller::start_with(
             lab,
             &ctl.ns,
             SocketAddr::new(ctl.addr.into(), controller::QUIC_PORT),
+            controller_args,
         )?;
         let agents = agents
             .iter()

@@ -9,12 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use quinn::crypto::rustls::QuicClientConfig;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
+use warren_controller::pinning::PinnedVerifier;
 use warren_proto::control::{self, ControllerMessage, JoinOutcome, NodeMessage};
 use warren_proto::netmap::Netmap;
 use warren_proto::{NetworkId, NodeId, NodePrivateKey};
@@ -81,10 +77,7 @@ impl Fleet {
 /// Client endpoints (one UDP socket each) that trust only `fingerprint`.
 pub fn endpoints(fingerprint: &str, count: usize) -> anyhow::Result<Vec<quinn::Endpoint>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(Pinned {
-        fingerprint: fingerprint.to_owned(),
-        provider: provider.clone(),
-    });
+    let verifier = Arc::new(PinnedVerifier::new(fingerprint.to_owned()));
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -233,56 +226,4 @@ async fn read(recv: &mut quinn::RecvStream) -> anyhow::Result<ControllerMessage>
     let mut body = vec![0u8; control::frame_len(prefix)?];
     recv.read_exact(&mut body).await.context("frame body")?;
     Ok(control::decode_frame(&body)?)
-}
-
-/// Accepts exactly the certificate whose SHA-256 is the fingerprint, as
-/// the agent does (`node/src/daemon/pinning.rs`).
-#[derive(Debug)]
-struct Pinned {
-    fingerprint: String,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if hex::encode(Sha256::digest(end_entity.as_ref())) == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "certificate is not the pinned one".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        algorithms.supported_schemes()
-    }
 }

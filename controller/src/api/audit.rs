@@ -1,17 +1,18 @@
-//! `/api/v1/audit`: the audit log, paged by id, chain verification against
-//! an optional anchor, and the signed head that every answer carries.
+//! `/api/v1/audit`: the audit log, paged by id and filtered (time range,
+//! actor, action, member, text), chain verification against an optional
+//! anchor, and the signed head that every answer carries.
 
 use axum::extract::State;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use warren_proto::NetworkId;
 
 use super::error::ApiError;
 use super::extract::ApiQuery;
 use super::{ApiState, Caller};
+use crate::audit_filter::{unix_rfc3339, TypedFilters};
 use crate::store::{AuditHead, AuditQuery, AuditVerification};
 
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -21,7 +22,12 @@ pub const MAX_LIMIT: u32 = 1000;
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     since: Option<String>,
+    until: Option<String>,
     network: Option<String>,
+    actor: Option<String>,
+    action: Option<String>,
+    member: Option<String>,
+    text: Option<String>,
     limit: Option<u32>,
     after: Option<i64>,
 }
@@ -31,15 +37,6 @@ pub async fn page(
     Extension(caller): Extension<Caller>,
     ApiQuery(params): ApiQuery<AuditParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let since_unix = params
-        .since
-        .as_deref()
-        .map(|s| {
-            OffsetDateTime::parse(s, &Rfc3339)
-                .map(|t| t.unix_timestamp())
-                .map_err(|e| ApiError::BadRequest(format!("since must be RFC 3339: {e}")))
-        })
-        .transpose()?;
     let network_id = params
         .network
         .as_deref()
@@ -60,21 +57,39 @@ pub async fn page(
             "limit must be between 1 and {MAX_LIMIT}"
         )));
     }
-    let query = AuditQuery {
-        since_unix,
+    let mut query = AuditQuery {
         network_id,
         after_id: params.after,
         limit,
+        ..AuditQuery::default()
     };
+    TypedFilters {
+        since: params.since.as_deref(),
+        until: params.until.as_deref(),
+        actor: params.actor.as_deref(),
+        action: params.action.as_deref(),
+        member: params.member.as_deref(),
+        text: params.text.as_deref(),
+    }
+    .apply(OffsetDateTime::now_utc(), &mut query)
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let entries = state.store().audit_page(&query).await?;
     let head = signed_head(&state, &state.store().audit_head().await?)?;
     // A full page may have more after it; the client passes this as `after`.
     let next_after = (entries.len() == limit as usize)
         .then(|| entries.last().map(|e| e.id))
         .flatten();
-    Ok(Json(
-        json!({ "entries": entries, "next_after": next_after, "head": head }),
-    ))
+    // The times as resolved (`2h` is relative to now), so that a client
+    // following pages keeps one window.
+    let since = query.since_unix.and_then(unix_rfc3339);
+    let until = query.until_unix.and_then(unix_rfc3339);
+    Ok(Json(json!({
+        "entries": entries,
+        "next_after": next_after,
+        "head": head,
+        "since": since,
+        "until": until,
+    })))
 }
 
 /// The head as the API shows it: signed when the state has a signer.

@@ -166,7 +166,7 @@ fn scoped_access(own: NetworkId, method: &Method, path: &str) -> Result<(), ApiE
                 Err(ApiError::NotFound("network".into()))
             }
         }
-        ["networks"] | ["audit"] if reads => Ok(()),
+        ["networks"] | ["audit"] | ["info"] if reads => Ok(()),
         _ => Err(ApiError::Forbidden(format!(
             "this token is limited to network {own}"
         ))),

@@ -1,7 +1,8 @@
 //! Serves a router over TCP with HTTP/1.1, in the clear (the API) or over
-//! TLS (people's pages): a header-read timeout (which axum's `serve`
-//! cannot set), a cap on open connections, each request tagged with its
-//! peer's address, and a graceful stop.
+//! TLS (the API and people's pages): a header-read timeout (which axum's
+//! `serve` cannot set), a cap on open connections, each request tagged
+//! with its peer's address, a clear answer to plain HTTP on the TLS port,
+//! and a graceful stop.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,8 +13,8 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -90,23 +91,79 @@ async fn accept_loop(
         connections.spawn(async move {
             match tls {
                 None => serve_connection(stream, peer, router, limits, close).await,
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
-                    match handshake.await {
-                        Ok(Ok(stream)) => {
-                            serve_connection(stream, peer, router, limits, close).await;
+                Some(acceptor) => match first_byte(&stream, limits).await {
+                    Some(TLS_HANDSHAKE) => {
+                        let handshake = tokio::time::timeout(
+                            limits.header_read_timeout,
+                            acceptor.accept(stream),
+                        );
+                        match handshake.await {
+                            Ok(Ok(stream)) => {
+                                serve_connection(stream, peer, router, limits, close).await;
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
-                }
+                    Some(b'A'..=b'Z') => refuse_plain_http(stream, peer).await,
+                    _ => tracing::debug!(%peer, "neither TLS nor HTTP"),
+                },
             }
             drop(permit);
         });
     }
     let _ = closing.send(true);
     while connections.join_next().await.is_some() {}
+}
+
+/// The first byte of a TLS connection: a handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// The first byte the client sent, without taking it from the stream.
+async fn first_byte(stream: &TcpStream, limits: ApiLimits) -> Option<u8> {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limits.header_read_timeout, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => Some(first[0]),
+        _ => None,
+    }
+}
+
+/// Plain HTTP sent to the HTTPS port (an `http://` URL with the HTTPS
+/// port): one 400 in the clear that says so, instead of a connection
+/// that just closes. The request is read first (and the rest drained
+/// after), so the answer is not lost to a reset.
+async fn refuse_plain_http(mut stream: TcpStream, peer: SocketAddr) {
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+    tracing::debug!(%peer, "plain HTTP on the HTTPS listener");
+    let mut head = Vec::new();
+    let mut buf = [0u8; 2048];
+    while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let url = match stream.local_addr() {
+        Ok(addr) => format!("https://{addr}"),
+        Err(_) => "https://".to_string(),
+    };
+    let body = serde_json::json!({"error": {
+        "code": "bad_request",
+        "message": format!("this port speaks HTTPS, not plain HTTP: use {url}"),
+    }})
+    .to_string();
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if stream.write_all(answer.as_bytes()).await.is_err() || stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async { while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(PATIENCE, drain).await;
 }
 
 async fn serve_connection(

@@ -1,6 +1,7 @@
 //! The HTTP API: `/api/v1` (bearer tokens; auditors read, admins write,
 //! network-scoped tokens reach one network), `/api/v1/openapi.json`,
-//! `/healthz` and `/metrics`.
+//! `/healthz` and `/metrics`, in the clear on `listen-api` and over TLS on
+//! the HTTPS listener.
 //!
 //! Handlers are thin: validate, call the store, tell the hub what changed.
 //! `auth` decides who calls, `hygiene` what every exchange gets, `listener`
@@ -13,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod grants;
 pub mod hygiene;
+pub mod info;
 pub mod keys;
 pub mod listener;
 pub mod members;
@@ -61,6 +63,8 @@ pub struct ApiState {
     audit_signer: Option<Arc<HeadSigner>>,
     /// Set where the API is served on the HTTPS pages' listener.
     sessions: Option<Sessions>,
+    /// What `/api/v1/info` answers; set by the server.
+    info: Option<Arc<info::ControllerInfo>>,
 }
 
 impl ApiState {
@@ -79,6 +83,15 @@ impl ApiState {
             touched: Arc::default(),
             audit_signer: None,
             sessions: None,
+            info: None,
+        }
+    }
+
+    /// The same state, answering `/api/v1/info` with `info`.
+    pub fn with_info(self, info: Arc<info::ControllerInfo>) -> Self {
+        Self {
+            info: Some(info),
+            ..self
         }
     }
 
@@ -207,6 +220,7 @@ pub fn router(state: ApiState) -> Router {
             "/networks/{id}/keys/{key}",
             axum::routing::delete(keys::delete),
         )
+        .route("/info", get(info::show))
         .route("/audit", get(audit::page))
         .route("/audit/head", get(audit::head))
         .route("/audit/verify", get(audit::verify))

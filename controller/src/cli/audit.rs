@@ -1,5 +1,6 @@
-//! `audit [--since TIME] [--network ID]`, `audit verify [--against FILE]`
-//! and `audit export --out FILE`.
+//! `audit [--since TIME] [--until TIME] [--network ID] [--actor TEXT]
+//! [--action TEXT] [--member NODE] [--text TEXT]` (a timeline, or every
+//! page as JSON), `audit verify [--against FILE]` and `audit export --out FILE`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,7 +13,8 @@ use serde_json::{json, Value};
 use warren_proto::NetworkId;
 
 use super::client::ApiClient;
-use super::output::{field, items, json as print_json, table};
+use super::output::{columns, field, items, json as print_json, percent_encode};
+use super::timeline;
 use super::ApiArgs;
 use warren_controller::audit_anchor::{self, SignedHead};
 
@@ -38,18 +40,60 @@ pub struct AuditArgs {
     api: ApiArgs,
     #[command(subcommand)]
     command: Option<AuditCommand>,
-    /// Only entries at or after this time (RFC 3339, e.g. 2026-01-01T00:00:00Z).
-    #[arg(long)]
-    since: Option<String>,
-    /// Only entries about this network.
-    #[arg(long)]
-    network: Option<NetworkId>,
+    #[command(flatten)]
+    filters: AuditFilterArgs,
     /// Only entries after this ID.
     #[arg(long)]
     after: Option<i64>,
     /// At most this many entries (default: all).
     #[arg(long)]
     limit: Option<usize>,
+}
+
+/// What to show of the log; the controller checks every filter.
+#[derive(Debug, Args)]
+struct AuditFilterArgs {
+    /// Only entries at or after TIME: RFC 3339 (2026-12-01T00:00:00Z) or a
+    /// duration before now (30m, 2h, 7d).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only entries at or before TIME (as for --since).
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Only entries about this network.
+    #[arg(long)]
+    network: Option<NetworkId>,
+    /// Only entries whose actor contains TEXT (token:ci, user:ana@, node:, system).
+    #[arg(long, value_name = "TEXT")]
+    actor: Option<String>,
+    /// Only entries whose action contains TEXT (member.authorize, member., policy).
+    #[arg(long, value_name = "TEXT")]
+    action: Option<String>,
+    /// Only entries about this member: a node ID or a name.
+    #[arg(long, value_name = "NODE")]
+    member: Option<String>,
+    /// Only entries that contain TEXT anywhere (actor, action, target, before, after).
+    #[arg(long, value_name = "TEXT")]
+    text: Option<String>,
+}
+
+impl AuditFilterArgs {
+    /// The filters as query parameters (`&since=...`), each value encoded.
+    fn query(&self) -> String {
+        let network = self.network.map(|n| n.to_string());
+        [
+            ("since", self.since.as_deref()),
+            ("until", self.until.as_deref()),
+            ("network", network.as_deref()),
+            ("actor", self.actor.as_deref()),
+            ("action", self.action.as_deref()),
+            ("member", self.member.as_deref()),
+            ("text", self.text.as_deref()),
+        ]
+        .iter()
+        .filter_map(|(key, value)| value.map(|v| format!("&{key}={}", percent_encode(v, b""))))
+        .collect()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,12 +118,7 @@ enum AuditCommand {
     },
 }
 
-fn encode(value: &str) -> String {
-    // RFC 3339 needs only '+' and ':' escaped in a query; ':' is legal.
-    value.replace('+', "%2B")
-}
-
-pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(mut args: AuditArgs) -> anyhow::Result<ExitCode> {
     let client = args.api.client()?;
     match args.command {
         Some(AuditCommand::Verify {
@@ -92,13 +131,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let mut entries: Vec<Value> = Vec::new();
     let mut after = args.after;
     loop {
-        let mut query = format!("limit={PAGE}");
-        if let Some(since) = &args.since {
-            query.push_str(&format!("&since={}", encode(since)));
-        }
-        if let Some(network) = &args.network {
-            query.push_str(&format!("&network={network}"));
-        }
+        let mut query = format!("limit={PAGE}{}", args.filters.query());
         if let Some(after) = after {
             query.push_str(&format!("&after={after}"));
         }
@@ -106,6 +139,15 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
             .call(Method::GET, &format!("/api/v1/audit?{query}"), None)
             .await?;
         entries.extend(items(&page, "entries").iter().cloned());
+        // `2h` means two hours before the first page's time, on every page.
+        for (filter, key) in [
+            (&mut args.filters.since, "since"),
+            (&mut args.filters.until, "until"),
+        ] {
+            if let Some(resolved) = page.get(key).and_then(Value::as_str) {
+                *filter = Some(resolved.to_string());
+            }
+        }
         after = page.get("next_after").and_then(Value::as_i64);
         let full = args.limit.is_some_and(|l| entries.len() >= l);
         if after.is_none() || full {
@@ -118,16 +160,10 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     if args.api.json {
         return print_json(&json!({ "entries": entries })).map(|()| ExitCode::SUCCESS);
     }
-    let rows: Vec<Vec<String>> = entries
-        .iter()
-        .map(|e| {
-            ["id", "at", "actor", "action", "network_id", "target"]
-                .iter()
-                .map(|k| field(e, k))
-                .collect()
-        })
-        .collect();
-    table(&["ID", "AT", "ACTOR", "ACTION", "NETWORK", "TARGET"], &rows);
+    if entries.is_empty() {
+        eprintln!("no audit entries match");
+    }
+    columns(&timeline::rows(&entries));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,6 +1,6 @@
 //! The command line: `serve`, `check-config`, `relay`, `fingerprint`,
-//! `token`, and the admin commands that talk to the HTTP API (`network`,
-//! `member`, `key`, `audit`, `route`, `policy`, `grant`).
+//! `token`, and the admin commands that talk to the HTTP API (`info`,
+//! `network`, `member`, `key`, `audit`, `route`, `policy`, `grant`).
 
 mod audit;
 mod client;
@@ -8,6 +8,7 @@ mod config;
 mod console;
 mod fingerprint;
 mod grant;
+mod info;
 mod key;
 mod member;
 mod network;
@@ -17,6 +18,7 @@ mod relay;
 mod route;
 mod serve;
 mod sign_in;
+mod timeline;
 mod token;
 mod user;
 
@@ -57,6 +59,8 @@ enum Command {
     /// The web console: break-glass sign-in codes (writes the database directly).
     #[command(subcommand)]
     Console(console::ConsoleCommand),
+    /// What the controller is: version, fingerprints, addresses, features (through the API).
+    Info(info::InfoArgs),
     /// Networks (through the API).
     Network(network::NetworkArgs),
     /// Members of a network (through the API).
@@ -81,7 +85,8 @@ enum Command {
 /// How the admin commands reach the API.
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
-    /// Base URL of the controller's HTTP API.
+    /// Base URL of the controller's API: http://ADDR (the plain listener,
+    /// keep it on loopback) or https://HOST:PORT (the HTTPS listener).
     #[arg(
         long,
         global = true,
@@ -89,6 +94,15 @@ pub struct ApiArgs {
         default_value = "http://127.0.0.1:7480"
     )]
     api: String,
+    /// For an https:// API: the SHA-256 fingerprint of its certificate, as
+    /// `warren-controller fingerprint` prints it (64 hex digits, colons
+    /// allowed). Only that certificate is accepted.
+    #[arg(long, global = true, env = "WARREN_API_FINGERPRINT", value_name = "FP")]
+    api_fingerprint: Option<String>,
+    /// For an https:// API with a CA-signed certificate: PEM CA certificates
+    /// to verify it against instead of the system's CA roots.
+    #[arg(long, global = true, env = "WARREN_API_CA", value_name = "FILE")]
+    api_ca: Option<std::path::PathBuf>,
     /// API token (prefer the WARREN_TOKEN environment variable: flags show in `ps`).
     #[arg(long, global = true, env = "WARREN_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -99,7 +113,11 @@ pub struct ApiArgs {
 
 impl ApiArgs {
     fn client(&self) -> anyhow::Result<client::ApiClient> {
-        client::ApiClient::new(&self.api, self.token.clone())
+        let trust = client::TrustArgs {
+            fingerprint: self.api_fingerprint.as_deref(),
+            ca_file: self.api_ca.as_deref(),
+        };
+        client::ApiClient::new(&self.api, self.token.clone(), trust)
     }
 }
 
@@ -144,6 +162,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Fingerprint(args) => fingerprint::run(args),
             Command::Token(command) => token::run(command).await,
             Command::Console(command) => console::run(command).await,
+            Command::Info(args) => info::run(args).await,
             Command::Network(args) => network::run(args).await,
             Command::Member(args) => member::run(args).await,
             Command::Key(args) => key::run(args).await,

@@ -6,6 +6,14 @@ use serde_json::Value;
 /// come from what nodes sent (names, versions): control characters print
 /// as `?`, so no cell can move the cursor or rewrite the terminal.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut all = vec![headers.iter().map(|h| h.to_string()).collect()];
+    all.extend(rows.iter().cloned());
+    columns(&all);
+}
+
+/// Prints rows with columns padded to their widest cell, and no header
+/// (a timeline); control characters print as `?`, as in [`table`].
+pub fn columns(rows: &[Vec<String>]) {
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|row| {
@@ -14,30 +22,27 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) {
                 .collect()
         })
         .collect();
-    let rows = rows.as_slice();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in rows {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(cell.chars().count());
+            let count = cell.chars().count();
+            match widths.get_mut(i) {
+                Some(w) => *w = (*w).max(count),
+                None => widths.push(count),
             }
         }
     }
-    let line = |cells: Vec<&str>| {
+    for row in &rows {
         let mut out = String::new();
-        for (i, cell) in cells.iter().enumerate() {
+        for (i, cell) in row.iter().enumerate() {
             let width = widths.get(i).copied().unwrap_or(0);
-            if i + 1 == cells.len() {
+            if i + 1 == row.len() {
                 out.push_str(cell);
             } else {
                 out.push_str(&format!("{cell:<width$}  "));
             }
         }
         println!("{}", out.trim_end());
-    };
-    line(headers.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
     }
 }
 

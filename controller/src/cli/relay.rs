@@ -143,6 +143,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         retry_above_handshakes: warren_controller::control::admission::RETRY_ABOVE_HANDSHAKES,
         listen_https: None,
         https_certificate: None,
+        listen_dns: None,
         sign_in: None,
         roles: warren_controller::roles::Roles::default(),
         public_url: None,

@@ -34,6 +34,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         state_dir: None,
         listen_https: config.listen_https,
         https_certificate: config.https_cert.clone().zip(config.https_key.clone()),
+        listen_dns: config.listen_dns,
         sign_in: super::sign_in::settings(
             config.public_url.as_deref(),
             config.listen_https,
@@ -47,17 +48,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     .await
     .context("starting the controller")?;
     print_addresses(&running)?;
-    // Private DNS: every network's zone, when `listen-dns` asks for it.
-    let dns = match config.listen_dns {
-        Some(addr) => {
-            let dns = warren_controller::dns::spawn(addr, running.hub.clone())
-                .await
-                .context("starting the DNS server")?;
-            println!("dns: {}", dns.addr);
-            Some(dns)
-        }
-        None => None,
-    };
     tracing::info!(
         quic = %running.quic_addr,
         api = ?running.api_addr,
@@ -68,15 +58,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     wait_for_signal().await?;
     tracing::info!("stopping");
-    if let Some(dns) = dns {
-        dns.shutdown().await;
-    }
     running.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Scripts (and the crash test) read these lines to find the controller:
-/// `fingerprint:`, `quic:`, `api:` (if HTTP listens), one `stun:` per socket.
+/// `fingerprint:`, `quic:`, `api:` (if HTTP listens), `https:` and
+/// `https-fingerprint:` (if HTTPS does), one `stun:` per socket, `dns:`
+/// (once the zones are loaded).
 pub fn print_addresses(running: &server::Running) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "fingerprint: {}", running.fingerprint)?;
@@ -87,8 +76,14 @@ pub fn print_addresses(running: &server::Running) -> anyhow::Result<()> {
     if let Some(https) = running.https_addr {
         writeln!(out, "https: https://{https}")?;
     }
+    if let Some(fingerprint) = &running.https_fingerprint {
+        writeln!(out, "https-fingerprint: {fingerprint}")?;
+    }
     for stun in &running.stun_addrs {
         writeln!(out, "stun: {stun}")?;
+    }
+    if let Some(dns) = running.dns_addr {
+        writeln!(out, "dns: {dns}")?;
     }
     out.flush()?;
     Ok(())

@@ -9,16 +9,15 @@ use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::session::Staff;
 use super::views::{self, Nav};
 use super::ConsoleState;
+use crate::audit_filter::TypedFilters;
 use crate::store::{AuditEntry, AuditQuery};
 
-/// The most entries one look reads; a filter narrower than the whole log
-/// (a time range) reaches further back.
+/// The most matching entries one look reads (the store filters them).
 const MAX_SCAN: usize = 50_000;
 /// The most entries the page shows (the newest matching ones).
 const MAX_SHOWN: usize = 300;
@@ -40,51 +39,28 @@ pub struct Filters {
     pub format: String,
 }
 
-struct Checked {
-    since: Option<i64>,
-    until: Option<OffsetDateTime>,
-}
-
-fn instant(what: &str, text: &str) -> Result<Option<OffsetDateTime>, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    OffsetDateTime::parse(text, &Rfc3339)
-        .map(Some)
-        .map_err(|e| format!("{what}: write an RFC 3339 time such as 2026-12-01T00:00:00Z ({e})"))
-}
-
 impl Filters {
-    fn check(&self) -> Result<Checked, String> {
-        Ok(Checked {
-            since: instant("since", &self.since)?.map(OffsetDateTime::unix_timestamp),
-            until: instant("until", &self.until)?,
-        })
-    }
-
-    fn keeps(&self, checked: &Checked, e: &AuditEntry) -> bool {
-        let contains = |hay: &str, needle: &str| {
-            needle.trim().is_empty() || hay.to_lowercase().contains(&needle.trim().to_lowercase())
+    /// The filters as the store reads them; the same checks as the API's.
+    fn query(&self) -> Result<AuditQuery, String> {
+        let mut query = AuditQuery {
+            limit: PAGE,
+            ..AuditQuery::default()
         };
-        if let Some(until) = checked.until {
-            if OffsetDateTime::parse(&e.at, &Rfc3339).is_ok_and(|at| at > until) {
-                return false;
-            }
+        TypedFilters {
+            since: Some(&self.since),
+            until: Some(&self.until),
+            actor: Some(&self.actor),
+            action: Some(&self.action),
+            member: Some(&self.member),
+            text: None,
         }
-        let member = self.member.trim();
-        contains(&e.actor, &self.actor)
-            && contains(&e.action, &self.action)
-            && (member.is_empty()
-                || e.target.as_deref().is_some_and(|t| contains(t, member))
-                || [&e.before, &e.after].iter().any(|v| {
-                    v.as_ref()
-                        .is_some_and(|v| v.to_string().contains(&format!("\"{member}\"")))
-                }))
+        .apply(OffsetDateTime::now_utc(), &mut query)
+        .map_err(|e| e.to_string())?;
+        Ok(query)
     }
 
     /// The query string of these filters (for the export links).
-    fn query(&self) -> String {
+    fn query_string(&self) -> String {
         let mut parts = Vec::new();
         for (key, value) in [
             ("since", &self.since),
@@ -120,20 +96,13 @@ async fn matching(
     filters: &Filters,
     keep: usize,
 ) -> Result<(Vec<AuditEntry>, bool), Response> {
-    let checked = filters
-        .check()
+    let mut query = filters
+        .query()
         .map_err(|reason| views::message(StatusCode::BAD_REQUEST, "Bad filter", &reason))?;
     let mut kept: VecDeque<AuditEntry> = VecDeque::new();
     let mut dropped = false;
-    let mut after = None;
     let mut scanned = 0;
     loop {
-        let query = AuditQuery {
-            since_unix: checked.since,
-            network_id: None,
-            after_id: after,
-            limit: PAGE,
-        };
         let page = state
             .hub
             .store()
@@ -141,15 +110,13 @@ async fn matching(
             .await
             .map_err(views::internal)?;
         let full = page.len() == PAGE as usize;
-        after = page.last().map(|e| e.id);
+        query.after_id = page.last().map(|e| e.id);
         scanned += page.len();
         for entry in page {
-            if filters.keeps(&checked, &entry) {
-                kept.push_back(entry);
-                if kept.len() > keep {
-                    kept.pop_front();
-                    dropped = true;
-                }
+            kept.push_back(entry);
+            if kept.len() > keep {
+                kept.pop_front();
+                dropped = true;
             }
         }
         if !full || scanned >= MAX_SCAN {
@@ -228,7 +195,7 @@ pub async fn page(
     views::ok(&Audit {
         title: "Audit log",
         nav: Nav::new(&viewer, "audit"),
-        query: q.query(),
+        query: q.query_string(),
         q,
         verified,
         verification,
@@ -328,7 +295,7 @@ mod tests {
             ..Filters::default()
         };
         assert_eq!(
-            f.query(),
+            f.query_string(),
             "actor=user%3Aana%40example.com&action=policy.set"
         );
     }

@@ -403,12 +403,26 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
-/// A page request over the audit log, ordered by id.
+/// A page request over the audit log, ordered by id. The text filters
+/// match ASCII letters in any case; [`crate::audit_filter`] checks them as
+/// people type them.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     /// Only entries at or after this unix time.
     pub since_unix: Option<i64>,
+    /// Only entries at or before this unix time.
+    pub until_unix: Option<i64>,
     pub network_id: Option<NetworkId>,
+    /// Only entries whose actor contains this (`token:ci`, `ana@`).
+    pub actor: Option<String>,
+    /// Only entries whose action contains this (`member.`, `authorize`).
+    pub action: Option<String>,
+    /// Only entries about this member (a node ID or a name): its target
+    /// contains it, or the object before or after holds it as a string.
+    pub member: Option<String>,
+    /// Only entries that contain this anywhere: actor, action, network,
+    /// target, before or after.
+    pub text: Option<String>,
     /// Only entries with an id greater than this (the previous page's last).
     pub after_id: Option<i64>,
     pub limit: u32,

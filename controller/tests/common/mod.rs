@@ -130,6 +130,31 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// A node joins `net` straight through the store, with a pre-auth key
+    /// or (without one) pending; its node ID.
+    pub async fn join(
+        &self,
+        net: &str,
+        name: &str,
+        preauth_key: Option<&str>,
+    ) -> warren_proto::NodeId {
+        let node_key = warren_proto::NodePrivateKey::generate().public_key();
+        self.store
+            .join(warren_controller::store::JoinRequest {
+                network_id: net.parse().unwrap(),
+                node_key,
+                name: name.into(),
+                preauth_key: preauth_key.map(str::to_string),
+                agent_version: "0.1.0".into(),
+                endpoints: vec![],
+            })
+            .await
+            .unwrap();
+        warren_proto::NodeId::from_key(&node_key)
+    }
+}
+
 /// Asserts the error body shape and returns its code.
 pub fn error_code(body: &Value) -> &str {
     let message = body["error"]["message"].as_str();

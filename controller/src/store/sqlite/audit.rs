@@ -1,7 +1,7 @@
 //! The audit log: appended inside each change's transaction, paged, verified.
 
-use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
-use sqlx::Row;
+use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool, SqliteRow};
+use sqlx::{QueryBuilder, Row};
 
 use super::{now, WriteTx};
 use crate::audit_chain::{entry_hash, ChainVerifier, EntryFields, GENESIS};
@@ -159,21 +159,93 @@ fn entry(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
     })
 }
 
+/// `text` as a LIKE pattern that finds it anywhere: `%`, `_` and the
+/// escape character itself are escaped, for [`LIKE_ESCAPE`].
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+const LIKE_ESCAPE: &str = " ESCAPE '\\'";
+
+/// One condition, `column LIKE pattern`, with the pattern bound.
+fn push_like(sql: &mut QueryBuilder<Sqlite>, column: &str, pattern: &str) {
+    sql.push(column)
+        .push(" LIKE ")
+        .push_bind(pattern.to_string())
+        .push(LIKE_ESCAPE);
+}
+
+/// ` AND (c1 LIKE p OR c2 LIKE p ...` over `columns`, left open for more
+/// alternatives: the caller closes it.
+fn push_any_like(sql: &mut QueryBuilder<Sqlite>, columns: &[(&str, &str)]) {
+    sql.push(" AND (");
+    for (i, (column, pattern)) in columns.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        push_like(sql, column, pattern);
+    }
+}
+
 pub(super) async fn page(
     pool: &SqlitePool,
     query: &AuditQuery,
 ) -> Result<Vec<AuditEntry>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT * FROM audit_log WHERE id > ? AND at_unix >= ? \
-         AND (? IS NULL OR network_id = ?) ORDER BY id LIMIT ?",
-    )
-    .bind(query.after_id.unwrap_or(0))
-    .bind(query.since_unix.unwrap_or(i64::MIN))
-    .bind(query.network_id.map(|n| n.to_string()))
-    .bind(query.network_id.map(|n| n.to_string()))
-    .bind(i64::from(query.limit))
-    .fetch_all(pool)
-    .await?;
+    let mut sql = QueryBuilder::<Sqlite>::new("SELECT * FROM audit_log WHERE id > ");
+    sql.push_bind(query.after_id.unwrap_or(0));
+    if let Some(since) = query.since_unix {
+        sql.push(" AND at_unix >= ").push_bind(since);
+    }
+    if let Some(until) = query.until_unix {
+        sql.push(" AND at_unix <= ").push_bind(until);
+    }
+    if let Some(network) = query.network_id {
+        sql.push(" AND network_id = ")
+            .push_bind(network.to_string());
+    }
+    for (column, filter) in [("actor", &query.actor), ("action", &query.action)] {
+        if let Some(text) = filter {
+            sql.push(" AND ");
+            push_like(&mut sql, column, &contains_pattern(text));
+        }
+    }
+    if let Some(member) = &query.member {
+        // A node ID or a name: in the target, or a string value of the
+        // object before or after (its JSON as stored, quotes included),
+        // or the entry is about the member of that network now so named
+        // (its entries from before a rename).
+        let target = contains_pattern(member);
+        let quoted = contains_pattern(&serde_json::Value::from(member.as_str()).to_string());
+        push_any_like(
+            &mut sql,
+            &[("target", &target), ("before", &quoted), ("after", &quoted)],
+        );
+        sql.push(
+            " OR EXISTS (SELECT 1 FROM members m WHERE m.node_id = audit_log.target \
+             AND m.network_id = audit_log.network_id AND m.name = lower(",
+        )
+        .push_bind(member.clone())
+        .push(")))");
+    }
+    if let Some(text) = &query.text {
+        let p = contains_pattern(text);
+        let columns = ["actor", "action", "network_id", "target", "before", "after"];
+        let pairs: Vec<(&str, &str)> = columns.iter().map(|c| (*c, p.as_str())).collect();
+        push_any_like(&mut sql, &pairs);
+        sql.push(")");
+    }
+    sql.push(" ORDER BY id LIMIT ")
+        .push_bind(i64::from(query.limit));
+    let rows = sql.build().fetch_all(pool).await?;
     rows.iter().map(entry).collect()
 }
 
