@@ -336,11 +336,19 @@ impl Browser {
     }
 
     /// Clicks the element matching `css` (and waits for a navigation it
-    /// starts, as WebDriver does).
+    /// starts, as WebDriver does). An element a live page replaced between
+    /// finding and clicking (so it was never clicked) is found again.
     pub fn click(&self, css: &str) -> Result<()> {
-        let ElementId(id) = self.find(css)?;
-        self.session_call("POST", &format!("/element/{id}/click"), Some(&json!({})))
-            .map(|_| ())
+        wait::until(format!("a click on {css:?}"), FIND_TIMEOUT, || {
+            let ElementId(id) = self.find(css)?;
+            match self.session_call("POST", &format!("/element/{id}/click"), Some(&json!({}))) {
+                Ok(_) => Ok(Poll::Ready(())),
+                Err(LabError::WebDriver { error, .. }) if is_stale(&error) => {
+                    Ok(Poll::Pending(format!("{css:?} was replaced: {error}")))
+                }
+                Err(e) => Err(e),
+            }
+        })
     }
 
     /// The rendered text of the element matching `css`.
@@ -351,10 +359,7 @@ impl Browser {
             let ElementId(id) = self.find(css)?;
             match self.session_call("GET", &format!("/element/{id}/text"), None) {
                 Ok(v) => Ok(Poll::Ready(string_value(v, "element text")?)),
-                Err(LabError::WebDriver { error, .. })
-                    if error.contains("stale element")
-                        || error.contains("does not belong to the document") =>
-                {
+                Err(LabError::WebDriver { error, .. }) if is_stale(&error) => {
                     Ok(Poll::Pending(format!("{css:?} was replaced: {error}")))
                 }
                 Err(e) => Err(e),
@@ -656,4 +661,10 @@ mod tests {
         assert!(resolver_rules(&hosts)
             .starts_with("MAP ctl.lab 192.0.2.10, MAP v6.lab [2001:db8::1], MAP * ~NOTFOUND, "));
     }
+}
+
+/// WebDriver's answer for an element the page has replaced since it was
+/// found.
+fn is_stale(error: &str) -> bool {
+    error.contains("stale element") || error.contains("does not belong to the document")
 }
