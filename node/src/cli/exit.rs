@@ -1,6 +1,8 @@
 //! The exit codes of `warren`, beyond 0 (done), 1 (error) and 2 (usage),
 //! and the error that carries one out of a command.
 
+/// A command line that makes no sense (clap exits with it too).
+pub const USAGE: u8 = 2;
 /// `warren status --check`: something is unhealthy (printed on stdout).
 pub const UNHEALTHY: u8 = 3;
 /// `warren join`/`up`: the controller could not be reached within `--wait`.

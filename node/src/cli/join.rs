@@ -24,7 +24,8 @@ pub struct JoinArgs {
     controller: String,
     /// SHA-256 fingerprint of the controller's certificate, as
     /// `warren-controller fingerprint` prints it on the controller.
-    #[arg(long, required_unless_present = "trust_first_use")]
+    /// Required unless --trust-first-use.
+    #[arg(long)]
     fingerprint: Option<String>,
     /// Without --fingerprint: trust the certificate the controller shows
     /// first and pin it (printed once seen). Anyone on the path at that
@@ -77,6 +78,12 @@ pub struct LeaveArgs {
 }
 
 pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
+    if args.fingerprint.is_none() && !args.trust_first_use {
+        return Err(Exit::new(
+            exit::USAGE,
+            "no --fingerprint given: pass the one `warren-controller fingerprint` prints on the controller, or --trust-first-use to trust and pin the first certificate the controller shows",
+        ));
+    }
     let socket = cli.socket_or(None);
     let preauth_key = preauth_key(
         args.key.as_deref(),
