@@ -57,7 +57,8 @@ pub struct Exit {
 }
 
 impl Exit {
-    pub fn new(code: u8, message: impl Into<String>) -> anyhow::Error {
+    /// The error to return from a command that exits with `code`.
+    pub fn error(code: u8, message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(Exit {
             code,
             message: message.into(),
@@ -103,7 +104,7 @@ mod tests {
         use anyhow::Context;
         let plain = anyhow::anyhow!("plain");
         assert_eq!(code_of(&plain), 1);
-        let coded: anyhow::Result<()> = Err(Exit::new(KEY_REFUSED, "key"));
+        let coded: anyhow::Result<()> = Err(Exit::error(KEY_REFUSED, "key"));
         let wrapped = coded.context("joining").unwrap_err();
         assert_eq!(code_of(&wrapped), KEY_REFUSED);
     }

@@ -79,7 +79,7 @@ pub struct LeaveArgs {
 
 pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
     if args.fingerprint.is_none() && !args.trust_first_use {
-        return Err(Exit::new(
+        return Err(Exit::error(
             exit::USAGE,
             "no --fingerprint given: pass the one `warren-controller fingerprint` prints on the controller, or --trust-first-use to trust and pin the first certificate the controller shows",
         ));
@@ -147,7 +147,7 @@ pub fn settle(
     }
     let text = match step {
         Step::Fail(code, message) => {
-            return Err(Exit::new(
+            return Err(Exit::error(
                 code,
                 format!("{message}\n(the network stays joined and the agent keeps trying: run `warren join` again with corrected flags, or `warren leave {id}`)"),
             ))
@@ -227,7 +227,7 @@ fn sign_in(
         network = network_status(runtime, socket, id)?;
     }
     if let Some(reason) = &network.sign_in_refused {
-        return Err(Exit::new(
+        return Err(Exit::error(
             exit::JOIN_REFUSED,
             format!(
                 "joining {id}: the sign-in was refused: {}; `warren join` again shows a new page",
@@ -237,14 +237,14 @@ fn sign_in(
     }
     match network.state {
         NetworkState::Authorized => Ok(network),
-        NetworkState::Pending => Err(Exit::new(
+        NetworkState::Pending => Err(Exit::error(
             exit::JOIN_TIMEOUT,
             format!(
                 "joining {id}: nobody signed this device in within {}; the page stays open until it expires, and `warren join` again shows a new one",
                 humantime::format_duration(wait)
             ),
         )),
-        _ => Err(Exit::new(
+        _ => Err(Exit::error(
             exit::JOIN_REFUSED,
             format!(
                 "joining {id}: {}",

@@ -109,7 +109,7 @@ pub fn wait_for(
         let status: Status = runtime.block_on(client::get(socket, "/v1/status"))?;
         let Some(net) = status.networks.into_iter().find(|n| n.id == id) else {
             line.clear();
-            return Err(Exit::new(
+            return Err(Exit::error(
                 1,
                 format!("network {id} is no longer joined (left meanwhile?)"),
             ));

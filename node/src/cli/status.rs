@@ -48,7 +48,7 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> anyhow::Result<()> {
         print!("{}", printable(&render(&status, &problems, now)));
     }
     if args.check && !problems.is_empty() {
-        return Err(Exit::new(
+        return Err(Exit::error(
             exit::UNHEALTHY,
             format!("unhealthy: {} problem(s)", problems.len()),
         ));
