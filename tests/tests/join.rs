@@ -32,6 +32,19 @@ fn join(agent: &ManagedAgent, net: &str, args: &[&str]) -> anyhow::Result<Output
     Ok(command::output(&mut agent.command(&all))?)
 }
 
+/// `warren join NET --controller CONTROLLER --fingerprint FP EXTRA...`.
+fn join_via(
+    agent: &ManagedAgent,
+    net: &str,
+    controller: &str,
+    fp: &str,
+    extra: &[&str],
+) -> anyhow::Result<Output> {
+    let mut args = vec!["--controller", controller, "--fingerprint", fp];
+    args.extend_from_slice(extra);
+    join(agent, net, &args)
+}
+
 fn text(out: &Output) -> String {
     format!(
         "exit {:?}\nstdout: {}\nstderr: {}",
@@ -65,18 +78,7 @@ fn each_failed_join_has_its_own_exit_code_and_says_why() {
         let nowhere = format!("{}:7999", mesh.controller.quic_addr().ip());
         let a = mesh.agent("a")?;
 
-        let out = join(
-            a,
-            &net,
-            &[
-                "--controller",
-                &nowhere,
-                "--fingerprint",
-                &fp,
-                "--wait",
-                "3s",
-            ],
-        )?;
+        let out = join_via(a, &net, &nowhere, &fp, &["--wait", "3s"])?;
         println!("unreachable: {}", text(&out));
         fails(
             &out,
@@ -86,7 +88,7 @@ fn each_failed_join_has_its_own_exit_code_and_says_why() {
 
         // Corrected on a second run: the agent takes the new controller.
         let wrong = "00".repeat(32);
-        let out = join(a, &net, &["--controller", &addr, "--fingerprint", &wrong])?;
+        let out = join_via(a, &net, &addr, &wrong, &[])?;
         println!("wrong fingerprint: {}", text(&out));
         fails(&out, 11, "another certificate than the one pinned")?;
         ensure!(
@@ -96,18 +98,7 @@ fn each_failed_join_has_its_own_exit_code_and_says_why() {
             text(&out)
         );
 
-        let out = join(
-            a,
-            &net,
-            &[
-                "--controller",
-                &addr,
-                "--fingerprint",
-                &fp,
-                "--key",
-                "wk_not-a-key",
-            ],
-        )?;
+        let out = join_via(a, &net, &addr, &fp, &["--key", "wk_not-a-key"])?;
         println!("bad key: {}", text(&out));
         fails(&out, 13, "refused the pre-auth key")?;
         ensure!(
@@ -116,20 +107,12 @@ fn each_failed_join_has_its_own_exit_code_and_says_why() {
             text(&out)
         );
 
-        let out = join(
-            a,
-            NO_SUCH_NETWORK,
-            &["--controller", &addr, "--fingerprint", &fp],
-        )?;
+        let out = join_via(a, NO_SUCH_NETWORK, &addr, &fp, &[])?;
         println!("unknown network: {}", text(&out));
         fails(&out, 12, &format!("has no network {NO_SUCH_NETWORK}"))?;
 
         // With a good key at last: up, exit 0.
-        let out = join(
-            a,
-            &net,
-            &["--controller", &addr, "--fingerprint", &fp, "--key", &key],
-        )?;
+        let out = join_via(a, &net, &addr, &fp, &["--key", &key])?;
         println!("good key: {}", text(&out));
         ensure!(
             out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("joined"),
@@ -142,30 +125,18 @@ fn each_failed_join_has_its_own_exit_code_and_says_why() {
         mesh.controller.revoke(&net, &a_node)?;
         mesh.agent_mut("a")?.wait_state(&net, "refused", SETTLE)?;
         let a = mesh.agent("a")?;
-        let out = join(
-            a,
-            &net,
-            &["--controller", &addr, "--fingerprint", &fp, "--key", &key],
-        )?;
+        let out = join_via(a, &net, &addr, &fp, &["--key", &key])?;
         println!("revoked: {}", text(&out));
         fails(&out, 12, "revoked")?;
 
         // No answer: b is connected through one network when the
         // controller freezes, and asks for another.
         let b = mesh.agent("b")?;
-        let out = join(
-            b,
-            &net,
-            &["--controller", &addr, "--fingerprint", &fp, "--key", &key],
-        )?;
+        let out = join_via(b, &net, &addr, &fp, &["--key", &key])?;
         ensure!(out.status.success(), "{}", text(&out));
         mesh.controller.signal("STOP")?;
         let b = mesh.agent("b")?;
-        let out = join(
-            b,
-            &other,
-            &["--controller", &addr, "--fingerprint", &fp, "--wait", "2s"],
-        );
+        let out = join_via(b, &other, &addr, &fp, &["--wait", "2s"]);
         mesh.controller.signal("CONT")?;
         let out = out?;
         println!("no answer: {}", text(&out));
@@ -236,25 +207,14 @@ fn pending_prints_the_approve_command_and_first_use_prints_the_pin() {
         // with the admin's command; the same join again changes nothing.
         let p = mesh.agent("p")?;
         let fp = mesh.controller.fingerprint().to_owned();
-        let out = join(
-            p,
-            &net,
-            &[
-                "--controller",
-                &addr,
-                "--fingerprint",
-                &fp,
-                "--name",
-                "renamed",
-            ],
-        )?;
+        let out = join_via(p, &net, &addr, &fp, &["--name", "renamed"])?;
         println!("rename: {}", text(&out));
         fails(
             &out,
             1,
             &format!("warren-controller member rename {net} {node} renamed"),
         )?;
-        let out = join(p, &net, &["--controller", &addr, "--fingerprint", &fp])?;
+        let out = join_via(p, &net, &addr, &fp, &[])?;
         ensure!(
             out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("joined"),
             "the same join again: {}",

@@ -143,6 +143,27 @@ pub fn network_summary(net: &NetworkStatus, peers: &[&PeerStatus], now: OffsetDa
             c.direct, c.relayed, c.unreachable, c.offline
         );
     }
+    sign_in_lines(&mut out, net, now);
+    out
+}
+
+/// A network's heading line in `warren status`.
+pub fn heading(net: &NetworkStatus) -> String {
+    format!(
+        "\nnetwork {} {}: {}",
+        net.id,
+        net.name.as_deref().unwrap_or(""),
+        net.state.as_str()
+    )
+}
+
+/// What `warren status` says when no network is joined.
+pub const NO_NETWORKS: &str =
+    "no networks: `warren join NETWORK-ID --controller HOST:PORT --fingerprint FINGERPRINT`";
+
+/// The sign-in of a device people sign in: the page, a refusal, the owner
+/// and when the sign-in runs out.
+pub fn sign_in_lines(out: &mut String, net: &NetworkStatus, now: OffsetDateTime) {
     if let Some(url) = &net.sign_in_url {
         let _ = writeln!(out, "  sign in to connect this device: {url}");
     }
@@ -163,7 +184,6 @@ pub fn network_summary(net: &NetworkStatus, peers: &[&PeerStatus], now: OffsetDa
     {
         let _ = writeln!(out, "  {line}");
     }
-    out
 }
 
 fn effect_text(what: &str, effect: &Effect) -> String {

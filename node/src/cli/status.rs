@@ -9,7 +9,7 @@ use warren_proto::local_api::{PathKind, PeerStatus, Status};
 use warren_proto::text::printable;
 
 use super::exit::{self, Exit};
-use super::health::{self, expiry_line};
+use super::health;
 use super::Cli;
 use crate::client;
 
@@ -84,19 +84,10 @@ fn render(status: &Status, problems: &[String], now: OffsetDateTime) -> String {
         let _ = writeln!(out, "  ! {problem}");
     }
     if status.networks.is_empty() {
-        let _ = writeln!(
-            out,
-            "no networks: `warren join NETWORK-ID --controller HOST:PORT --fingerprint FINGERPRINT`"
-        );
+        let _ = writeln!(out, "{}", health::NO_NETWORKS);
     }
     for net in &status.networks {
-        let _ = writeln!(
-            out,
-            "\nnetwork {} {}: {}",
-            net.id,
-            net.name.as_deref().unwrap_or(""),
-            net.state.as_str()
-        );
+        let _ = writeln!(out, "{}", health::heading(net));
         let peers: Vec<&PeerStatus> = status
             .peers
             .iter()
@@ -187,20 +178,11 @@ fn render_long(status: &Status, now: OffsetDateTime) -> String {
         status.node_id, status.public_key, status.version
     );
     if status.networks.is_empty() {
-        let _ = writeln!(
-            out,
-            "no networks: `warren join NETWORK-ID --controller HOST:PORT --fingerprint FINGERPRINT`"
-        );
+        let _ = writeln!(out, "{}", health::NO_NETWORKS);
     }
     for net in &status.networks {
         let addresses: Vec<String> = net.addresses.iter().map(|a| a.to_string()).collect();
-        let _ = writeln!(
-            out,
-            "\nnetwork {} {}: {}",
-            net.id,
-            net.name.as_deref().unwrap_or(""),
-            net.state.as_str()
-        );
+        let _ = writeln!(out, "{}", health::heading(net));
         if let Some(message) = &net.message {
             let _ = writeln!(out, "  {message}");
         }
@@ -215,29 +197,10 @@ fn render_long(status: &Status, now: OffsetDateTime) -> String {
         if let Some(fp) = &net.fingerprint {
             let _ = writeln!(out, "  controller certificate {fp}");
         }
-        if let Some(url) = &net.sign_in_url {
-            let _ = writeln!(out, "  sign in to connect this device: {url}");
-        }
-        if let Some(reason) = &net.sign_in_refused {
-            let _ = writeln!(
-                out,
-                "  the latest sign-in was refused: {}",
-                printable(reason)
-            );
-        }
         if let Some(fqdn) = net.fqdn.as_ref().filter(|f| !f.is_empty()) {
             let _ = writeln!(out, "  name {fqdn}");
         }
-        if let Some(owner) = &net.owner {
-            let _ = writeln!(out, "  owner {owner}");
-        }
-        if let Some(line) = net
-            .expires_at
-            .as_deref()
-            .and_then(|e| expiry_line(e, &net.id, now))
-        {
-            let _ = writeln!(out, "  {line}");
-        }
+        health::sign_in_lines(&mut out, net, now);
         if let Some(interface) = &net.interface {
             let _ = writeln!(
                 out,
