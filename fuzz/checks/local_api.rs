@@ -135,6 +135,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                     preauth_key: Some("wk_0123".into()),
                     name: Some("web-1".into()),
                     allow_zones: vec!["corp.example".into()],
+                    trust_first_use: false,
                 },
             ),
         ),

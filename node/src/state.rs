@@ -39,6 +39,9 @@ pub struct JoinedNetwork {
     /// Zones the user allowed the controller to name (`warren join --allow-zone`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_zones: Vec<String>,
+    /// Taken offline with `warren down`: a restart keeps it down.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub down: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -258,8 +261,16 @@ mod tests {
             interface: "warren1".into(),
             listen_port: 51821,
             allow_zones: vec!["corp.example.com".into()],
+            down: false,
         };
         state.save_networks(std::slice::from_ref(&net)).unwrap();
-        assert_eq!(state.networks().unwrap(), vec![net]);
+        assert_eq!(state.networks().unwrap(), vec![net.clone()]);
+        // A network taken down stays down; one that is up writes nothing
+        // new, so an older agent still reads the file.
+        let text = std::fs::read_to_string(dir.path().join("networks.json")).unwrap();
+        assert!(!text.contains("down"), "{text}");
+        let down = JoinedNetwork { down: true, ..net };
+        state.save_networks(std::slice::from_ref(&down)).unwrap();
+        assert_eq!(state.networks().unwrap(), vec![down]);
     }
 }

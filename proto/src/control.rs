@@ -239,6 +239,40 @@ pub enum JoinOutcome {
     Refused { reason: String },
 }
 
+/// The reasons a controller gives in [`JoinOutcome::Refused`] that a node
+/// tells apart (the wire carries text, so older controllers still speak
+/// it); [`RefusalKind::of`] reads them back.
+pub mod refusal {
+    pub const UNKNOWN_NETWORK: &str = "unknown network";
+    pub const KEY: &str = "pre-auth key is invalid, used up or expired";
+    pub const REVOKED: &str = "revoked";
+}
+
+/// What kind of refusal a [`JoinOutcome::Refused`] reason is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    /// No network with that ID on this controller.
+    UnknownNetwork,
+    /// The pre-auth key is wrong, used up or expired.
+    Key,
+    /// An admin revoked this node.
+    Revoked,
+    /// Anything else (too many pending members, a node ID collision, ...).
+    Other,
+}
+
+impl RefusalKind {
+    pub fn of(reason: &str) -> RefusalKind {
+        match reason {
+            refusal::UNKNOWN_NETWORK => RefusalKind::UnknownNetwork,
+            refusal::KEY => RefusalKind::Key,
+            refusal::REVOKED | "membership revoked" => RefusalKind::Revoked,
+            _ => RefusalKind::Other,
+        }
+    }
+}
+
 /// Why an authentication proof could not be made or was wrong.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {

@@ -41,6 +41,80 @@ pub enum NetworkState {
     /// The controller has not confirmed the netmap for longer than
     /// `netmap-max-age`: no peers until it does; see `message`.
     Stale,
+    /// Taken offline with `warren down`: no interface, no peers, but the
+    /// membership, address and name stay for `warren up`.
+    Down,
+}
+
+impl NetworkState {
+    /// The name `warren status` and the JSON use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkState::Static => "static",
+            NetworkState::Connecting => "connecting",
+            NetworkState::Pending => "pending",
+            NetworkState::Authorized => "authorized",
+            NetworkState::Refused => "refused",
+            NetworkState::Expired => "expired",
+            NetworkState::Conflict => "conflict",
+            NetworkState::Stale => "stale",
+            NetworkState::Down => "down",
+        }
+    }
+}
+
+/// Why the connection to a network's controller failed lately.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ControllerError {
+    pub kind: ControllerErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ControllerErrorKind {
+    /// No QUIC connection could be made (no route, no answer, a timeout).
+    Unreachable,
+    /// The controller's certificate is not the one pinned.
+    FingerprintMismatch,
+}
+
+/// Whether one of a network's effects on the system (split DNS, routes)
+/// is in force.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Effect {
+    pub state: EffectState,
+    /// What failed, for `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EffectState {
+    /// Nothing to apply: turned off, or the network is not up.
+    #[default]
+    None,
+    /// In force.
+    Applied,
+    /// Should be in force and is not; see `error`.
+    Failed,
+}
+
+impl Effect {
+    pub fn applied() -> Effect {
+        Effect {
+            state: EffectState::Applied,
+            error: None,
+        }
+    }
+
+    pub fn failed(error: impl Into<String>) -> Effect {
+        Effect {
+            state: EffectState::Failed,
+            error: Some(error.into()),
+        }
+    }
 }
 
 /// One network on this node.
@@ -83,6 +157,27 @@ pub struct NetworkStatus {
     /// Why the latest sign-in on this device's page was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_in_refused: Option<String>,
+    /// The controller certificate's pinned SHA-256 fingerprint (given, or
+    /// learnt on first use); `None` before a first-use connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// For `refused`: which kind of refusal `message` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<crate::control::RefusalKind>,
+    /// Why the latest attempt to reach the controller failed, while it
+    /// is not connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_error: Option<ControllerError>,
+    /// Seconds since the controller connection was last up (or since the
+    /// agent started trying), while it is not connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_down_secs: Option<u64>,
+    /// Split DNS for the network's zone.
+    #[serde(default)]
+    pub dns: Effect,
+    /// Subnet routes, exit node and their filter.
+    #[serde(default)]
+    pub routes: Effect,
 }
 
 /// `GET /v1/explain?to=ADDRESS&port=PORT`: would a new flow from this node
@@ -123,6 +218,22 @@ pub struct JoinRequest {
     /// `*.home.arpa`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_zones: Vec<String>,
+    /// Without a fingerprint, the caller must say it trusts the first
+    /// certificate seen; otherwise the join is refused.
+    #[serde(default)]
+    pub trust_first_use: bool,
+}
+
+/// What `POST /v1/networks` answers: the network's status, and what a
+/// join of a network already joined changed in its settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JoinReply {
+    #[serde(flatten)]
+    pub network: NetworkStatus,
+    /// One line per setting changed (`name`, `controller`, `fingerprint`,
+    /// `pre-auth key`, `allowed zones`); empty for a new join.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub updated: Vec<String>,
 }
 
 /// One peer as the agent sees it.

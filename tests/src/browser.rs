@@ -628,6 +628,12 @@ fn end_all(marks: &[ProcessMark]) -> Result<()> {
     })
 }
 
+/// WebDriver's answer for an element the page has replaced since it was
+/// found.
+fn is_stale(error: &str) -> bool {
+    error.contains("stale element") || error.contains("does not belong to the document")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -661,10 +667,4 @@ mod tests {
         assert!(resolver_rules(&hosts)
             .starts_with("MAP ctl.lab 192.0.2.10, MAP v6.lab [2001:db8::1], MAP * ~NOTFOUND, "));
     }
-}
-
-/// WebDriver's answer for an element the page has replaced since it was
-/// found.
-fn is_stale(error: &str) -> bool {
-    error.contains("stale element") || error.contains("does not belong to the document")
 }

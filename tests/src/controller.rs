@@ -294,6 +294,15 @@ impl Controller {
         Ok(())
     }
 
+    /// Sends `sig` to `serve`: "STOP" freezes it with its connections
+    /// open (a controller that no longer answers), "CONT" thaws it.
+    pub fn signal(&mut self, sig: &str) -> Result<()> {
+        match self.process.as_mut() {
+            Some(p) => p.signal(sig),
+            None => Err(LabError::Invalid("the controller is not running".into())),
+        }
+    }
+
     /// Starts `serve` again on the same data dir and addresses.
     pub fn restart(&mut self, lab: &Lab, ns: &Netns) -> Result<()> {
         if let Some(mut old) = self.process.take() {

@@ -135,7 +135,8 @@ impl<'a> NetworkStatus<'a> {
         self.opt_str("id")
     }
 
-    /// "static", "connecting", "pending", "authorized", "refused" or "conflict".
+    /// "static", "connecting", "pending", "authorized", "refused", "expired",
+    /// "conflict", "stale" or "down".
     pub fn state(&self) -> Result<&'a str> {
         self.opt_str("state")
             .ok_or_else(|| bad(format!("network state missing in {}", self.0)))

@@ -114,7 +114,13 @@ fn the_socket_group_reads_the_admin_group_changes_and_nobody_else_gets_in() {
         // ...but changes nothing, and is told why.
         for args in [
             &["leave", NOT_JOINED][..],
-            &["join", NOT_JOINED, "--controller", "127.0.0.1:9"][..],
+            &[
+                "join",
+                NOT_JOINED,
+                "--controller",
+                "127.0.0.1:9",
+                "--trust-first-use",
+            ][..],
         ] {
             let out = warren_as(ns.name(), &socket, SOCKET_GID, &[SOCKET_GID], args)?;
             let stderr = String::from_utf8_lossy(&out.stderr);

@@ -7,9 +7,11 @@ use warren_proto::text::printable;
 use anyhow::{bail, Context};
 
 use clap::Args;
-use warren_proto::local_api::{JoinRequest, NetworkState, NetworkStatus, Status};
+use warren_proto::local_api::{JoinReply, JoinRequest, NetworkState, NetworkStatus, Status};
 use warren_proto::NetworkId;
 
+use super::exit::{self, Exit};
+use super::progress::{self, Step};
 use super::Cli;
 use crate::client;
 
@@ -20,11 +22,16 @@ pub struct JoinArgs {
     /// The controller's QUIC address, HOST:PORT.
     #[arg(long)]
     controller: String,
-    /// SHA-256 fingerprint of the controller's certificate
-    /// (`warren-controller fingerprint`). Without it the first certificate
-    /// seen is trusted and pinned.
+    /// SHA-256 fingerprint of the controller's certificate, as
+    /// `warren-controller fingerprint` prints it on the controller.
+    /// Required unless --trust-first-use.
     #[arg(long)]
     fingerprint: Option<String>,
+    /// Without --fingerprint: trust the certificate the controller shows
+    /// first and pin it (printed once seen). Anyone on the path at that
+    /// moment could pose as the controller.
+    #[arg(long, conflicts_with = "fingerprint")]
+    trust_first_use: bool,
     /// A pre-auth key: join without waiting for approval. Other local
     /// users can read a command line (`ps`): prefer --key-file, or the
     /// WARREN_PREAUTH_KEY environment variable, read when neither flag is given.
@@ -45,13 +52,24 @@ pub struct JoinArgs {
     /// home.arpa are accepted. Repeat for more zones.
     #[arg(long = "allow-zone", value_name = "ZONE")]
     allow_zones: Vec<String>,
-    /// How long to wait for the controller's answer.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    wait: Duration,
+    #[command(flatten)]
+    wait: WaitArgs,
     /// On a network where people sign devices in (no pre-auth key given):
     /// how long to wait for the sign-in in a browser.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     sign_in_wait: Duration,
+}
+
+/// How long `join` and `up` wait for the network to settle.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// How long to wait for the network to come up, be pending or be
+    /// refused.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    wait: Duration,
+    /// Return as soon as the agent has taken the request.
+    #[arg(long, conflicts_with = "wait")]
+    no_wait: bool,
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +78,12 @@ pub struct LeaveArgs {
 }
 
 pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
+    if args.fingerprint.is_none() && !args.trust_first_use {
+        return Err(Exit::error(
+            exit::USAGE,
+            "no --fingerprint given: pass the one `warren-controller fingerprint` prints on the controller, or --trust-first-use to trust and pin the first certificate the controller shows",
+        ));
+    }
     let socket = cli.socket_or(None);
     let preauth_key = preauth_key(
         args.key.as_deref(),
@@ -73,98 +97,174 @@ pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
         preauth_key,
         name: args.name.clone(),
         allow_zones: args.allow_zones.clone(),
+        trust_first_use: args.trust_first_use,
     };
     let runtime = super::runtime()?;
-    let mut network: NetworkStatus =
-        runtime.block_on(client::post(&socket, "/v1/networks", &request))?;
-    let deadline = Instant::now() + args.wait;
+    let reply: JoinReply = runtime.block_on(client::post(&socket, "/v1/networks", &request))?;
     let id = args.network_id.to_string();
-    let refresh = |network: &mut NetworkStatus| -> anyhow::Result<()> {
-        std::thread::sleep(Duration::from_millis(200));
-        let status: Status = runtime.block_on(client::get(&socket, "/v1/status"))?;
-        if let Some(n) = status.networks.into_iter().find(|n| n.id == id) {
-            *network = n;
-        }
-        Ok(())
+    for change in &reply.updated {
+        eprintln!("{id}: {}", printable(change));
+    }
+    let first_use = args.fingerprint.is_none();
+    settle(
+        &runtime,
+        &socket,
+        reply.network,
+        &args.wait,
+        args.json,
+        first_use,
+        || sign_in(&runtime, &socket, &id, args.sign_in_wait),
+    )
+}
+
+/// Waits (unless `--no-wait`) until network `network` settles, and says
+/// how it did: on stdout, as text or JSON; a failure is an error with its
+/// exit code. `first_use`: no fingerprint was given, so say which
+/// certificate was pinned. `sign_in` waits for a person to sign the
+/// device in.
+pub fn settle(
+    runtime: &tokio::runtime::Runtime,
+    socket: &Path,
+    network: NetworkStatus,
+    wait: &WaitArgs,
+    json: bool,
+    first_use: bool,
+    sign_in: impl FnOnce() -> anyhow::Result<NetworkStatus>,
+) -> anyhow::Result<()> {
+    let id = network.id.clone();
+    let (mut network, mut step) = if wait.no_wait {
+        (network, Step::Wait(String::new()))
+    } else {
+        progress::wait_for(runtime, socket, &id, wait.wait)?
     };
-    while network.state == NetworkState::Connecting && Instant::now() < deadline {
-        refresh(&mut network)?;
+    if let Step::SignIn = step {
+        network = sign_in()?;
+        step = Step::Up;
     }
-    // A network where people sign devices in: show the page, wait for it.
-    if let (NetworkState::Pending, Some(url)) = (network.state, network.sign_in_url.clone()) {
-        eprintln!(
-            "To connect this device, open this page and sign in:\n\n    {}\n",
-            printable(&url)
-        );
-        eprintln!(
-            "waiting for the sign-in (up to {})...",
-            humantime::format_duration(args.sign_in_wait)
-        );
-        let deadline = Instant::now() + args.sign_in_wait;
-        while network.state == NetworkState::Pending
-            && network.sign_in_refused.is_none()
-            && Instant::now() < deadline
-        {
-            refresh(&mut network)?;
-        }
-        if let Some(reason) = &network.sign_in_refused {
-            bail!(
-                "joining {id}: the sign-in was refused: {}; `warren join` again shows a new page",
-                printable(reason)
-            );
-        }
-        if network.state == NetworkState::Pending {
-            bail!(
-                "joining {id}: nobody signed this device in within {}; the page stays open until it expires, and `warren join` again shows a new one",
-                humantime::format_duration(args.sign_in_wait)
-            );
-        }
-    }
-    if args.json {
+    let node: Status = runtime.block_on(client::get(socket, "/v1/status"))?;
+    if json {
         println!("{}", serde_json::to_string_pretty(&network)?);
-        if matches!(
-            network.state,
-            NetworkState::Refused | NetworkState::Conflict
-        ) {
-            anyhow::bail!(
-                "joining {id} failed: {}",
-                network.message.as_deref().unwrap_or("refused")
-            );
-        }
-        return Ok(());
     }
-    match network.state {
-        NetworkState::Authorized => {
-            let addresses: Vec<String> = network.addresses.iter().map(|a| a.to_string()).collect();
-            let fqdn = network.fqdn.as_deref().unwrap_or("?");
-            let owner = network
-                .owner
-                .as_deref()
-                .map(|o| format!(", owned by {}", printable(o)))
-                .unwrap_or_default();
-            println!(
-                "joined {id} as {} ({}){owner}",
-                printable(fqdn),
-                addresses.join(", ")
-            );
+    let text = match step {
+        Step::Fail(code, message) => {
+            return Err(Exit::error(
+                code,
+                format!("{message}\n(the network stays joined and the agent keeps trying: run `warren join` again with corrected flags, or `warren leave {id}`)"),
+            ))
         }
-        NetworkState::Pending => {
-            println!("joined {id}: waiting for an admin to authorize this node")
-        }
-        NetworkState::Connecting | NetworkState::Stale => {
-            println!("joining {id}: the controller has not answered yet; see `warren status`")
-        }
-        NetworkState::Expired => anyhow::bail!(
-            "joined {id}, but {}",
-            network.message.as_deref().unwrap_or("its sign-in ran out")
+        Step::Wait(_) => format!(
+            "joining {id}: {}; `warren status` shows how it goes",
+            network.state.as_str()
         ),
-        NetworkState::Refused | NetworkState::Conflict => anyhow::bail!(
-            "joining {id} failed: {}",
-            network.message.as_deref().unwrap_or("refused")
-        ),
-        NetworkState::Static => {}
+        Step::Up | Step::SignIn => joined_line(&network),
+        Step::Pending => pending_text(&id, &node.node_id.to_string()),
+    };
+    if !json {
+        println!("{text}");
+    }
+    if first_use {
+        match &network.fingerprint {
+            Some(fp) => eprintln!(
+                "trusted the controller's certificate on first use and pinned it:\n    {fp}\ncompare it with what `warren-controller fingerprint` prints on the controller"
+            ),
+            None => eprintln!(
+                "no certificate trusted yet: the first one the controller shows will be pinned (`warren status -v` shows it)"
+            ),
+        }
     }
     Ok(())
+}
+
+fn joined_line(network: &NetworkStatus) -> String {
+    let addresses: Vec<String> = network.addresses.iter().map(|a| a.to_string()).collect();
+    let fqdn = network.fqdn.as_deref().unwrap_or("?");
+    let owner = network
+        .owner
+        .as_deref()
+        .map(|o| format!(", owned by {}", printable(o)))
+        .unwrap_or_default();
+    format!(
+        "joined {} as {} ({}){owner}",
+        network.id,
+        printable(fqdn),
+        addresses.join(", ")
+    )
+}
+
+/// What a pending join prints: the node ID and the admin's command.
+fn pending_text(id: &str, node: &str) -> String {
+    format!(
+        "joined {id}: waiting for an admin to authorize this node (node ID {node})\n\
+         an admin approves it on the controller with:\n\n    \
+         warren-controller member authorize {id} {node}\n"
+    )
+}
+
+/// A network where people sign devices in: shows the page, waits for it.
+fn sign_in(
+    runtime: &tokio::runtime::Runtime,
+    socket: &Path,
+    id: &str,
+    wait: Duration,
+) -> anyhow::Result<NetworkStatus> {
+    let mut network = network_status(runtime, socket, id)?;
+    if let Some(url) = &network.sign_in_url {
+        eprintln!(
+            "To connect this device, open this page and sign in:\n\n    {}\n",
+            printable(url)
+        );
+    }
+    eprintln!(
+        "waiting for the sign-in (up to {})...",
+        humantime::format_duration(wait)
+    );
+    let deadline = Instant::now() + wait;
+    while network.state == NetworkState::Pending
+        && network.sign_in_refused.is_none()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+        network = network_status(runtime, socket, id)?;
+    }
+    if let Some(reason) = &network.sign_in_refused {
+        return Err(Exit::error(
+            exit::JOIN_REFUSED,
+            format!(
+                "joining {id}: the sign-in was refused: {}; `warren join` again shows a new page",
+                printable(reason)
+            ),
+        ));
+    }
+    match network.state {
+        NetworkState::Authorized => Ok(network),
+        NetworkState::Pending => Err(Exit::error(
+            exit::JOIN_TIMEOUT,
+            format!(
+                "joining {id}: nobody signed this device in within {}; the page stays open until it expires, and `warren join` again shows a new one",
+                humantime::format_duration(wait)
+            ),
+        )),
+        _ => Err(Exit::error(
+            exit::JOIN_REFUSED,
+            format!(
+                "joining {id}: {}",
+                network.message.as_deref().map(printable).unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+fn network_status(
+    runtime: &tokio::runtime::Runtime,
+    socket: &Path,
+    id: &str,
+) -> anyhow::Result<NetworkStatus> {
+    let status: Status = runtime.block_on(client::get(socket, "/v1/status"))?;
+    status
+        .networks
+        .into_iter()
+        .find(|n| n.id == id)
+        .ok_or_else(|| anyhow::anyhow!("network {id} is no longer joined"))
 }
 
 pub fn leave(cli: &Cli, args: &LeaveArgs) -> anyhow::Result<()> {

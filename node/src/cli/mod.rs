@@ -1,16 +1,21 @@
-//! Command-line definitions and dispatch: exit 0 on success, 1 on error, 2 on usage.
+//! Command-line definitions and dispatch: exit 0 on success, 1 on error,
+//! 2 on usage, and the codes of [`exit`] where a command says more.
 
 mod check_config;
 mod daemon;
 mod dns;
+mod exit;
 mod explain;
+mod health;
 mod join;
 mod key;
 mod login;
 mod ping;
+mod progress;
 mod routes;
 mod service;
 mod status;
+mod updown;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,14 +53,25 @@ enum Command {
     Key(key::KeyCommand),
     /// Run the agent in the foreground.
     Daemon(daemon::DaemonArgs),
-    /// Join a network run by a controller.
+    /// Join a network run by a controller, and wait until it is up,
+    /// waits for approval or is refused.
+    #[command(after_help = exit::JOIN_HELP)]
     Join(join::JoinArgs),
-    /// Leave a network: its interface goes down and its peers are forgotten.
+    /// Leave a network: give up the membership, address and name; its
+    /// interface goes down and its peers are forgotten.
     Leave(join::LeaveArgs),
+    /// Take a network offline: its interface, peers, DNS and routes go, the
+    /// membership, address and name stay (also across restarts).
+    Down(updown::DownArgs),
+    /// Bring a network taken down back, and wait until it is up.
+    #[command(after_help = exit::JOIN_HELP)]
+    Up(updown::UpArgs),
     /// Sign this device in again (its owner, in a browser), before or after
     /// its sign-in runs out.
     Login(login::LoginArgs),
-    /// Show the agent's networks, peers and counters.
+    /// Show the agent's networks and peers: a summary, then one line per
+    /// peer; --check for monitoring.
+    #[command(after_help = exit::STATUS_HELP)]
     Status(status::StatusArgs),
     /// Probe a peer: which path answers (direct or relay) and how fast.
     Ping(ping::PingArgs),
@@ -96,6 +112,8 @@ pub fn main() -> ExitCode {
         Command::Daemon(args) => daemon::run(&cli, args),
         Command::Join(args) => join::join(&cli, args),
         Command::Leave(args) => join::leave(&cli, args),
+        Command::Down(args) => updown::down(&cli, args),
+        Command::Up(args) => updown::up(&cli, args),
         Command::Login(args) => login::login(&cli, args),
         Command::Status(args) => status::run(&cli, args),
         Command::Ping(args) => ping::ping(&cli, args),
@@ -114,7 +132,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("warren: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::code_of(&e))
         }
     }
 }

@@ -1,10 +1,15 @@
-//! `warren status`: the agent's interface, peers and counters.
+//! `warren status`: a summary of each network, then one line per peer;
+//! `-v` for every detail, `--check` for monitoring.
+
+use std::time::Duration;
 
 use clap::Args;
 use time::OffsetDateTime;
-use warren_proto::local_api::Status;
+use warren_proto::local_api::{PathKind, PeerStatus, Status};
 use warren_proto::text::printable;
 
+use super::exit::{self, Exit};
+use super::health;
 use super::Cli;
 use crate::client;
 
@@ -13,20 +18,158 @@ pub struct StatusArgs {
     /// Print the local API's JSON.
     #[arg(long)]
     json: bool,
+    /// Every detail: the long form, several lines per peer.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Judge the agent's health: print each problem and exit 3 if there is
+    /// one (a network refused, expired, stale or waiting for approval; its
+    /// controller unreachable for longer than --grace; DNS or routes not
+    /// applied), else print `healthy` and exit 0.
+    #[arg(long)]
+    check: bool,
+    /// With --check: how long a controller may be unreachable before it
+    /// counts (the agent runs on without it, and reconnects with backoff).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    grace: Duration,
 }
 
 pub fn run(cli: &Cli, args: &StatusArgs) -> anyhow::Result<()> {
     let socket = cli.socket_or(None);
     let status: Status = super::runtime()?.block_on(client::get(&socket, "/v1/status"))?;
+    let now = OffsetDateTime::now_utc();
+    let problems = health::problems(&status, args.grace);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
+    } else if args.check {
+        print!("{}", printable(&check_text(&problems)));
+    } else if args.verbose {
+        print!("{}", printable(&render_long(&status, now)));
     } else {
-        print!("{}", printable(&render(&status, OffsetDateTime::now_utc())));
+        print!("{}", printable(&render(&status, &problems, now)));
+    }
+    if args.check && !problems.is_empty() {
+        return Err(Exit::error(
+            exit::UNHEALTHY,
+            format!("unhealthy: {} problem(s)", problems.len()),
+        ));
     }
     Ok(())
 }
 
-fn render(status: &Status, now: OffsetDateTime) -> String {
+/// What `--check` prints.
+fn check_text(problems: &[String]) -> String {
+    if problems.is_empty() {
+        return "healthy\n".to_owned();
+    }
+    problems
+        .iter()
+        .map(|p| format!("unhealthy: {p}\n"))
+        .collect()
+}
+
+/// The summary: health, then per network what it is, then its peers.
+fn render(status: &Status, problems: &[String], now: OffsetDateTime) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let health = match problems.len() {
+        0 => "healthy".to_owned(),
+        n => format!("{n} problem(s)"),
+    };
+    let _ = writeln!(
+        out,
+        "node {}, warren {}: {health}",
+        status.node_id, status.version
+    );
+    for problem in problems {
+        let _ = writeln!(out, "  ! {problem}");
+    }
+    if status.networks.is_empty() {
+        let _ = writeln!(out, "{}", health::NO_NETWORKS);
+    }
+    for net in &status.networks {
+        let _ = writeln!(out, "{}", health::heading(net));
+        let peers: Vec<&PeerStatus> = status
+            .peers
+            .iter()
+            .filter(|p| p.network == net.id)
+            .collect();
+        out.push_str(&health::network_summary(net, &peers, now));
+        out.push_str(&peer_table(&peers, now));
+    }
+    out
+}
+
+/// One line per peer, in aligned columns.
+fn peer_table(peers: &[&PeerStatus], now: OffsetDateTime) -> String {
+    if peers.is_empty() {
+        return String::new();
+    }
+    let mut rows = vec![[
+        "PEER".to_owned(),
+        "ADDRESS".to_owned(),
+        "PATH".to_owned(),
+        "RTT".to_owned(),
+        "HANDSHAKE".to_owned(),
+        "RX/TX".to_owned(),
+    ]];
+    for peer in peers {
+        let name = peer
+            .name
+            .clone()
+            .unwrap_or_else(|| peer.public_key.to_string());
+        let address = peer
+            .addresses
+            .first()
+            .map(|a| a.addr().to_string())
+            .unwrap_or_default();
+        let path = match (peer.path, peer.online) {
+            (PathKind::Direct, _) => {
+                format!("direct {}", peer.endpoint.as_deref().unwrap_or_default())
+            }
+            (PathKind::Relay, _) => "relay".to_owned(),
+            (PathKind::None, Some(false)) => "offline".to_owned(),
+            (PathKind::None, _) => "unreachable".to_owned(),
+        };
+        let rtt = peer
+            .latency_ms
+            .map(|ms| format!("{ms:.2} ms"))
+            .unwrap_or_else(|| "-".to_owned());
+        rows.push([
+            name,
+            address,
+            path,
+            rtt,
+            handshake_age(peer, now),
+            format!("{}/{}", bytes(peer.rx_bytes), bytes(peer.tx_bytes)),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(&format!("  {}\n", cells.join("  ").trim_end()));
+    }
+    out
+}
+
+fn handshake_age(peer: &PeerStatus, now: OffsetDateTime) -> String {
+    match peer.last_handshake {
+        Some(t) => format!("{}s ago", (now - t).whole_seconds().max(0)),
+        None => "never".to_owned(),
+    }
+}
+
+/// The long form (`-v`): every field of every network and peer.
+fn render_long(status: &Status, now: OffsetDateTime) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(
@@ -35,23 +178,11 @@ fn render(status: &Status, now: OffsetDateTime) -> String {
         status.node_id, status.public_key, status.version
     );
     if status.networks.is_empty() {
-        let _ = writeln!(
-            out,
-            "no networks: `warren join NETWORK-ID --controller HOST:PORT`"
-        );
+        let _ = writeln!(out, "{}", health::NO_NETWORKS);
     }
     for net in &status.networks {
         let addresses: Vec<String> = net.addresses.iter().map(|a| a.to_string()).collect();
-        let state = serde_json::to_value(net.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "\nnetwork {} {}: {state}",
-            net.id,
-            net.name.as_deref().unwrap_or("")
-        );
+        let _ = writeln!(out, "{}", health::heading(net));
         if let Some(message) = &net.message {
             let _ = writeln!(out, "  {message}");
         }
@@ -63,29 +194,13 @@ fn render(status: &Status, now: OffsetDateTime) -> String {
             };
             let _ = writeln!(out, "  controller {controller} ({link})");
         }
-        if let Some(url) = &net.sign_in_url {
-            let _ = writeln!(out, "  sign in to connect this device: {url}");
-        }
-        if let Some(reason) = &net.sign_in_refused {
-            let _ = writeln!(
-                out,
-                "  the latest sign-in was refused: {}",
-                printable(reason)
-            );
+        if let Some(fp) = &net.fingerprint {
+            let _ = writeln!(out, "  controller certificate {fp}");
         }
         if let Some(fqdn) = net.fqdn.as_ref().filter(|f| !f.is_empty()) {
             let _ = writeln!(out, "  name {fqdn}");
         }
-        if let Some(owner) = &net.owner {
-            let _ = writeln!(out, "  owner {owner}");
-        }
-        if let Some(line) = net
-            .expires_at
-            .as_deref()
-            .and_then(|e| expiry_line(e, &net.id, now))
-        {
-            let _ = writeln!(out, "  {line}");
-        }
+        health::sign_in_lines(&mut out, net, now);
         if let Some(interface) = &net.interface {
             let _ = writeln!(
                 out,
@@ -103,35 +218,10 @@ fn render(status: &Status, now: OffsetDateTime) -> String {
     out
 }
 
-/// Warn this long before a device's sign-in runs out.
-const EXPIRY_WARNING: time::Duration = time::Duration::days(7);
-
-/// When the owner's sign-in runs out, with a warning in its last week.
-fn expiry_line(expires_at: &str, network: &str, now: OffsetDateTime) -> Option<String> {
-    let at =
-        OffsetDateTime::parse(expires_at, &time::format_description::well_known::Rfc3339).ok()?;
-    let left = at - now;
-    Some(if left <= time::Duration::ZERO {
-        format!("sign-in expired {expires_at}: run `warren login {network}`")
-    } else if left <= EXPIRY_WARNING {
-        format!(
-            "warning: the sign-in expires in {} ({expires_at}): run `warren login {network}` to renew it",
-            humantime::format_duration(std::time::Duration::from_secs(
-                left.whole_minutes().max(1).unsigned_abs() * 60
-            ))
-        )
-    } else {
-        format!("sign-in expires {expires_at}")
-    })
-}
-
 fn render_peer(out: &mut String, peer: &warren_proto::local_api::PeerStatus, now: OffsetDateTime) {
     use std::fmt::Write;
     let allowed: Vec<String> = peer.addresses.iter().map(|a| a.to_string()).collect();
-    let handshake = match peer.last_handshake {
-        Some(t) => format!("{}s ago", (now - t).whole_seconds().max(0)),
-        None => "never".to_owned(),
-    };
+    let handshake = handshake_age(peer, now);
     let online = match peer.online {
         Some(true) => " (online)",
         Some(false) => " (offline)",
@@ -186,77 +276,92 @@ fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::health::tests::{joined, peer, status_of};
+    use warren_proto::local_api::NetworkState;
 
     #[test]
-    fn the_sign_in_expiry_is_shown_and_warned_about_in_its_last_week() {
-        let now = OffsetDateTime::parse(
-            "2026-12-05T12:00:00Z",
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap();
-        let net = "8056c2e21c000001";
-        let far = expiry_line("2027-06-01T12:00:00Z", net, now).unwrap();
-        assert_eq!(far, "sign-in expires 2027-06-01T12:00:00Z");
-        let soon = expiry_line("2026-12-08T12:00:00Z", net, now).unwrap();
-        assert!(
-            soon.starts_with("warning: the sign-in expires in 3days"),
-            "{soon}"
+    fn the_summary_comes_first_then_one_line_per_peer() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(100);
+        let net = joined(NetworkState::Authorized, true);
+        let mut direct = peer("db", PathKind::Direct, Some(true));
+        direct.last_handshake = Some(OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(90));
+        direct.rx_bytes = 2048;
+        direct.latency_ms = Some(0.42);
+        let status = status_of(
+            vec![net],
+            vec![
+                direct,
+                peer("web", PathKind::Relay, Some(true)),
+                peer("cold", PathKind::None, Some(false)),
+                peer("lost", PathKind::None, Some(true)),
+            ],
         );
-        assert!(soon.contains("warren login 8056c2e21c000001"), "{soon}");
-        let gone = expiry_line("2026-12-05T11:00:00Z", net, now).unwrap();
-        assert!(gone.starts_with("sign-in expired"), "{gone}");
-        assert_eq!(expiry_line("not a time", net, now), None);
+        let text = render(&status, &[], now);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with(": healthy"), "{text}");
+        assert!(
+            text.contains("peers 1 direct, 1 relayed, 1 unreachable, 1 offline"),
+            "{text}"
+        );
+        assert!(
+            text.contains("controller 192.0.2.10:7443 connected"),
+            "{text}"
+        );
+        assert!(text.contains("DNS applied; routes none"), "{text}");
+        let db = lines
+            .iter()
+            .find(|l| l.trim_start().starts_with("db "))
+            .unwrap();
+        for column in [
+            "10.147.0.2",
+            "direct 192.0.2.2:51820",
+            "0.42 ms",
+            "10s ago",
+            "2.00 KiB/0 B",
+        ] {
+            assert!(db.contains(column), "{column} not in {db:?}");
+        }
+        // One line per peer: the table is its heading and four rows.
+        let table = lines
+            .iter()
+            .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+            .count();
+        assert!(table >= 5, "{text}");
+        assert!(
+            !text.contains("allowed ips"),
+            "the long form leaked: {text}"
+        );
+        let problems = vec!["network x: broken".to_owned()];
+        let text = render(&status, &problems, now);
+        assert!(
+            text.lines().next().unwrap().ends_with(": 1 problem(s)"),
+            "{text}"
+        );
+        assert!(text.contains("  ! network x: broken"), "{text}");
     }
 
     #[test]
-    fn human_output_names_peers_and_handshake_age() {
-        let key = warren_proto::NodePrivateKey::generate().public_key();
+    fn the_long_form_names_peers_and_handshake_age() {
         let now = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(100);
-        let status = Status {
-            public_key: key,
-            node_id: warren_proto::NodeId::from_key(&key),
-            version: "0.1.0".into(),
-            networks: vec![warren_proto::local_api::NetworkStatus {
-                id: "static".into(),
-                name: None,
-                controller: None,
-                controller_connected: false,
-                state: warren_proto::local_api::NetworkState::Static,
-                message: None,
-                fqdn: None,
-                interface: Some("warren0".into()),
-                listen_port: Some(51820),
-                addresses: vec!["10.99.0.1/24".parse().unwrap()],
-                mtu: 1420,
-                offload: true,
-                netmap_version: None,
-                counters: Default::default(),
-                filter: Default::default(),
-                sign_in_url: None,
-                owner: None,
-                expires_at: None,
-                sign_in_refused: None,
-            }],
-            peers: vec![warren_proto::local_api::PeerStatus {
-                network: "static".into(),
-                public_key: key,
-                node_id: None,
-                name: None,
-                online: None,
-                addresses: vec!["10.99.0.2/32".parse().unwrap()],
-                endpoint: Some("192.0.2.2:51820".into()),
-                last_handshake: Some(OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(90)),
-                rx_bytes: 2048,
-                tx_bytes: 10,
-                persistent_keepalive: None,
-                path: warren_proto::local_api::PathKind::Direct,
-                latency_ms: None,
-            }],
-            counters: Default::default(),
-        };
-        let text = render(&status, now);
+        let mut p = peer("db", PathKind::Direct, None);
+        p.last_handshake = Some(OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(90));
+        p.rx_bytes = 2048;
+        p.tx_bytes = 10;
+        let status = status_of(vec![joined(NetworkState::Authorized, true)], vec![p]);
+        let text = render_long(&status, now);
         assert!(text.contains("last handshake 10s ago"), "{text}");
         assert!(text.contains("2.00 KiB received, 10 B sent"), "{text}");
         assert!(text.contains("endpoint 192.0.2.2:51820"), "{text}");
+        assert!(
+            text.contains(&format!("controller certificate {}", "ab".repeat(32))),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn check_prints_healthy_or_each_problem() {
+        assert_eq!(check_text(&[]), "healthy\n");
+        let text = check_text(&["a".to_owned(), "b".to_owned()]);
+        assert_eq!(text, "unhealthy: a\nunhealthy: b\n");
     }
 }

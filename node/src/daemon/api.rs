@@ -57,6 +57,8 @@ pub fn serve(
         .route("/v1/networks", post(join))
         .route("/v1/networks/{id}", delete(leave))
         .route("/v1/networks/{id}/login", post(login))
+        .route("/v1/networks/{id}/down", post(down))
+        .route("/v1/networks/{id}/up", post(up))
         .route("/v1/ping", post(ping))
         .route("/v1/netcheck", get(netcheck))
         .route("/v1/explain", get(explain))
@@ -219,6 +221,29 @@ async fn login(
     UrlPath(id): UrlPath<String>,
 ) -> Response {
     for_network(&requests, &id, Request::Login, |status| {
+        Json(status).into_response()
+    })
+    .await
+}
+
+/// `warren down`: the network's status, down.
+async fn down(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    for_network(&requests, &id, Request::Down, |status| {
+        Json(status).into_response()
+    })
+    .await
+}
+
+/// `warren up`: the network's status as it comes back (`connecting`, or
+/// `authorized` from its cached netmap).
+async fn up(
+    State(requests): State<mpsc::Sender<Request>>,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    for_network(&requests, &id, Request::Up, |status| {
         Json(status).into_response()
     })
     .await

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
-use warren_proto::local_api::{JoinRequest, NetworkStatus, Status};
+use warren_proto::local_api::{JoinReply, JoinRequest, NetworkStatus, Status};
 use warren_proto::{NetworkId, NodeId, NodePrivateKey};
 
 use crate::config::Config;
@@ -56,8 +56,12 @@ pub struct Refusal {
 /// A question from the local API to the event loop, which owns all state.
 pub enum Request {
     Status(oneshot::Sender<Status>),
-    Join(JoinRequest, oneshot::Sender<Result<NetworkStatus, Refusal>>),
+    Join(JoinRequest, oneshot::Sender<Result<JoinReply, Refusal>>),
     Leave(NetworkId, oneshot::Sender<Result<(), Refusal>>),
+    /// `warren down`: offline, keeping membership, address and name.
+    Down(NetworkId, oneshot::Sender<Result<NetworkStatus, Refusal>>),
+    /// `warren up`: back from `warren down`.
+    Up(NetworkId, oneshot::Sender<Result<NetworkStatus, Refusal>>),
     /// `warren login`: ask the controller for a page to sign in again.
     Login(NetworkId, oneshot::Sender<Result<NetworkStatus, Refusal>>),
     Ping(
@@ -145,6 +149,8 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
                 Request::Status(reply) => { let _ = reply.send(managed.status().await); }
                 Request::Join(join, reply) => { let _ = reply.send(managed.join(join).await); }
                 Request::Leave(id, reply) => { let _ = reply.send(managed.leave(id).await); }
+                Request::Down(id, reply) => { let _ = reply.send(managed.down(id).await); }
+                Request::Up(id, reply) => { let _ = reply.send(managed.up(id).await); }
                 Request::Login(id, reply) => { let _ = reply.send(managed.login(id).await); }
                 Request::Ping(peer, reply) => { let _ = reply.send(managed.ping(&peer).await); }
                 Request::Netcheck(reply) => { let _ = reply.send(managed.netcheck().await); }

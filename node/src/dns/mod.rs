@@ -270,6 +270,24 @@ impl Dns {
         }
     }
 
+    /// Whether network `id`'s zone is served and the system pointed at
+    /// it; nothing to say while the stub is off or the network not up.
+    pub fn effect(&self, id: NetworkId) -> warren_proto::local_api::Effect {
+        use warren_proto::local_api::Effect;
+        let Some(net) = self.nets.get(&id).filter(|_| self.settings.stub) else {
+            return Effect::default();
+        };
+        let split_error = self.split.as_ref().and_then(|s| s.error.clone());
+        match (&net.error, &net.stub, split_error) {
+            (Some(e), _, _) => Effect::failed(format!("the DNS stub does not serve: {e}")),
+            (None, None, _) => Effect::failed("the DNS stub does not serve yet"),
+            (None, Some(_), Some(e)) => {
+                Effect::failed(format!("the system is not pointed at the stub: {e}"))
+            }
+            (None, Some(_), None) => Effect::applied(),
+        }
+    }
+
     pub fn status(&self) -> DnsStatus {
         let split = self.split.as_ref();
         DnsStatus {

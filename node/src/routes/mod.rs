@@ -161,6 +161,25 @@ impl Routes {
             .map(|e| format!("no route installed or advertised: the nftables filter failed ({e})"))
     }
 
+    /// Whether the routes network `id` should have are in force: its
+    /// accepted peer routes and exit node, and the routes it advertises.
+    /// Nothing to say for a network that is not up or needs none.
+    pub fn effect(&self, id: NetworkId) -> warren_proto::local_api::Effect {
+        use warren_proto::local_api::Effect;
+        let Some(view) = self.views.get(&id) else {
+            return Effect::default();
+        };
+        let plan = plan::plan(&self.inputs(None), &self.settings);
+        let needs = plan.table.values().any(|dev| *dev == view.interface)
+            || !self.settings.advertised(&id).is_empty();
+        match (needs, self.withheld(), &self.error) {
+            (false, _, _) => Effect::default(),
+            (true, Some(withheld), _) => Effect::failed(withheld),
+            (true, None, Some(e)) => Effect::failed(format!("routes not fully applied: {e}")),
+            (true, None, None) => Effect::applied(),
+        }
+    }
+
     /// Loads the settings and removes what a crashed run left installed.
     pub async fn start(state_dir: &Path) -> Routes {
         let file = SettingsFile::new(state_dir);

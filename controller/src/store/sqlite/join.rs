@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use warren_proto::control::refusal::{KEY as KEY_REFUSED, REVOKED, UNKNOWN_NETWORK};
+
 use super::assign::assign;
 use super::audit::{append, NewEntry};
 use super::keys::{consume, usable};
@@ -47,7 +49,6 @@ fn unchanged(decision: JoinDecision) -> JoinResult {
     }
 }
 
-const KEY_REFUSED: &str = "pre-auth key is invalid, used up or expired";
 const TOO_MANY_PENDING: &str =
     "too many members are waiting for approval in this network; ask an admin";
 
@@ -66,7 +67,7 @@ pub(super) async fn join(store: &SqliteStore, req: JoinRequest) -> Result<JoinRe
     // use, the address, the name and the audit entries commit together.
     let mut tx = store.begin_write().await?;
     let Some(network) = get_network(&mut *tx, net).await? else {
-        return Ok(refused("unknown network"));
+        return Ok(refused(UNKNOWN_NETWORK));
     };
     let result = match get_member(&mut *tx, net, node).await? {
         Some(member) => rejoin(&mut tx, &actor, &network, member, &req, &version).await?,
@@ -93,7 +94,7 @@ async fn decide_without_writing(
     let net = req.network_id;
     let node = NodeId::from_key(&req.node_key);
     if get_network(&store.read, net).await?.is_none() {
-        return Ok(Some(refused("unknown network")));
+        return Ok(Some(refused(UNKNOWN_NETWORK)));
     }
     let Some(member) = get_member(&store.read, net, node).await? else {
         return Ok(match &req.preauth_key {
@@ -110,7 +111,7 @@ async fn decide_without_writing(
     }
     let same_version = member.agent_version == version;
     Ok(match member.state {
-        MemberState::Revoked => Some(refused("revoked")),
+        MemberState::Revoked => Some(refused(REVOKED)),
         MemberState::Authorized
             if same_version && (req.endpoints.is_empty() || req.endpoints == member.endpoints) =>
         {
@@ -153,7 +154,7 @@ async fn rejoin(
         return Ok(refused("node ID collision with another key"));
     }
     if member.state == MemberState::Revoked {
-        return Ok(refused("revoked"));
+        return Ok(refused(REVOKED));
     }
     if member.agent_version != version {
         sqlx::query("UPDATE members SET agent_version = ? WHERE network_id = ? AND node_id = ?")

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use warren_proto::control::{
     self, normalise_fingerprint, ControllerMessage, JoinOutcome, NodeMessage,
 };
+use warren_proto::local_api::{ControllerError, ControllerErrorKind};
 use warren_proto::netmap::{Netmap, NetmapDelta};
 use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
 
@@ -49,6 +50,10 @@ pub enum ControlCommand {
         preauth_key: Option<String>,
     },
     Leave(NetworkId),
+    /// Stop speaking for a network without telling the controller
+    /// (`warren down`, or a join moved to another controller): it is not
+    /// joined again on the next connection.
+    Forget(NetworkId),
     Endpoints(NetworkId, Vec<SocketAddr>),
     Resync(NetworkId),
     /// Ask a peer to probe these endpoints of ours now.
@@ -83,7 +88,7 @@ pub enum ControlEvent {
     },
     Disconnected {
         controller: String,
-        error: String,
+        error: ControllerError,
     },
     /// Relay frames now go through this relay-only instance (`Some`), or
     /// through the controller connection again (`None`).
@@ -223,7 +228,7 @@ impl Session {
             ControlCommand::Join { network_id, .. } => {
                 self.joins.insert(*network_id, command.clone());
             }
-            ControlCommand::Leave(id) => {
+            ControlCommand::Leave(id) | ControlCommand::Forget(id) => {
                 self.joins.remove(id);
                 self.endpoints.remove(id);
             }
@@ -269,9 +274,9 @@ async fn run(
         .await;
         let error = match result {
             Ok(()) => return,
-            Err(e) => format!("{e:#}"),
+            Err(e) => classify(format!("{e:#}"), fingerprint.as_deref(), &seen),
         };
-        tracing::info!(%controller, %error, retry_in = ?backoff, "controller connection lost");
+        tracing::info!(%controller, error = %error.message, retry_in = ?backoff, "controller connection lost");
         let _ = events.send(ControlEvent::Disconnected {
             controller: controller.clone(),
             error,
@@ -296,6 +301,21 @@ async fn run(
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// A failed connection, told apart: a certificate other than the pinned
+/// one (the verifier recorded what it saw) or anything else.
+fn classify(
+    message: String,
+    pinned: Option<&str>,
+    seen: &Mutex<Option<String>>,
+) -> ControllerError {
+    let seen = seen.lock().ok().and_then(|s| s.clone());
+    let kind = match (pinned, seen) {
+        (Some(pinned), Some(seen)) if pinned != seen => ControllerErrorKind::FingerprintMismatch,
+        _ => ControllerErrorKind::Unreachable,
+    };
+    ControllerError { kind, message }
 }
 
 fn client_config(
@@ -507,15 +527,15 @@ async fn connect_and_serve(
         }
         None => None,
     };
-    for join in session.joins.values() {
-        write(&mut send, &to_message(join)).await?;
+    for join in session.joins.values().filter_map(to_message) {
+        write(&mut send, &join).await?;
     }
-    for (id, eps) in &session.endpoints {
-        write(
-            &mut send,
-            &to_message(&ControlCommand::Endpoints(*id, eps.clone())),
-        )
-        .await?;
+    for (network_id, endpoints) in &session.endpoints {
+        let message = NodeMessage::Endpoints {
+            network_id: *network_id,
+            endpoints: endpoints.clone(),
+        };
+        write(&mut send, &message).await?;
     }
     loop {
         tokio::select! {
@@ -530,7 +550,9 @@ async fn connect_and_serve(
                 if matches!(command, ControlCommand::Paths(..)) && !accepts_paths {
                     continue;
                 }
-                write(&mut send, &to_message(&command)).await?;
+                if let Some(message) = to_message(&command) {
+                    write(&mut send, &message).await?;
+                }
             }
             Ok(()) = instance_changes.changed() => {
                 relays.set_instance(instance_changes.borrow_and_update().clone());
@@ -643,8 +665,10 @@ fn dispatch(
     Ok(())
 }
 
-fn to_message(command: &ControlCommand) -> NodeMessage {
-    match command.clone() {
+/// What a command says on the wire; `None` for one that only changes
+/// what this side remembers.
+fn to_message(command: &ControlCommand) -> Option<NodeMessage> {
+    Some(match command.clone() {
         ControlCommand::Join {
             network_id,
             name,
@@ -679,7 +703,8 @@ fn to_message(command: &ControlCommand) -> NodeMessage {
         }
         ControlCommand::SignIn(network_id) => NodeMessage::SignIn { network_id },
         ControlCommand::Paths(network_id, paths) => NodeMessage::Paths { network_id, paths },
-    }
+        ControlCommand::Forget(_) => return None,
+    })
 }
 
 async fn write(send: &mut quinn::SendStream, message: &NodeMessage) -> anyhow::Result<()> {

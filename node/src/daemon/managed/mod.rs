@@ -6,14 +6,14 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use ipnet::IpNet;
-use warren_proto::control::{normalise_fingerprint, JoinOutcome};
-use warren_proto::local_api::{JoinRequest, NetworkState, NetworkStatus};
+use warren_proto::control::JoinOutcome;
+use warren_proto::local_api::{ControllerError, NetworkState};
 use warren_proto::netmap::Netmap;
 use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
 
-use super::control::{ControlCommand, ControlEvent, ControlHandle};
+use super::control::{ControlCommand, ControlEvent};
 use super::network::{local_endpoints, NetworkEvents, NetworkHandle, NetworkSpec};
-use super::{refusal, ControlEvents, Controllers, Refusal, NETMAP_KEEPALIVE};
+use super::{ControlEvents, Controllers, NETMAP_KEEPALIVE};
 use crate::state::{JoinedNetwork, StateDir};
 
 mod endpoints;
@@ -26,6 +26,8 @@ mod paths;
 use links::relay_link;
 pub use paths::PATHS_CHECK;
 mod freshness;
+mod membership;
+mod rejoin;
 mod requests;
 mod source;
 mod status;
@@ -110,6 +112,10 @@ pub struct Managed {
     pub(crate) routes: crate::routes::Routes,
     /// Grants whose first use was reported (`grants`).
     grants_reported: BTreeSet<(NetworkId, String)>,
+    /// Why each controller's latest connection failed, until one is up.
+    controller_errors: BTreeMap<String, ControllerError>,
+    /// Since when each controller has had no connection up.
+    controller_down_since: BTreeMap<String, Instant>,
 }
 
 impl Managed {
@@ -139,151 +145,9 @@ impl Managed {
             dns: crate::dns::Dns::off(),
             routes: crate::routes::Routes::off(),
             grants_reported: BTreeSet::new(),
+            controller_errors: BTreeMap::new(),
+            controller_down_since: BTreeMap::new(),
         }
-    }
-
-    /// Brings back every joined network: from its cached netmap at once, so
-    /// that a reboot without the controller still brings the mesh up, and
-    /// from its controller as soon as it answers.
-    pub async fn restore(&mut self) -> anyhow::Result<()> {
-        for config in self.state.networks()? {
-            let id = config.network_id;
-            let cached = self.state.netmap(&id);
-            let mut net = Joined::connecting(config.clone());
-            net.confirmed = self.state.netmap_confirmed(&id);
-            self.nets.insert(id, net);
-            match cached {
-                Some(map) if self.too_old_to_restore(&map) => {
-                    tracing::warn!(network = %id, version = map.version, "cached netmap is past netmap-max-age: no peers until the controller answers");
-                }
-                Some(map) => {
-                    tracing::info!(network = %id, version = map.version, "using cached netmap until the controller answers");
-                    self.accept(map, true, false).await;
-                }
-                None => {}
-            }
-            self.send_join(&config);
-        }
-        Ok(())
-    }
-
-    pub async fn join(&mut self, request: JoinRequest) -> Result<NetworkStatus, Refusal> {
-        let id = request.network_id;
-        if !request.controller.contains(':') {
-            return Err(refusal(
-                400,
-                "bad_controller",
-                "controller must be HOST:PORT",
-            ));
-        }
-        let fingerprint = match &request.fingerprint {
-            Some(fp) => Some(normalise_fingerprint(fp).ok_or_else(|| {
-                refusal(
-                    400,
-                    "bad_fingerprint",
-                    "fingerprint must be 64 hex digits (colons allowed)",
-                )
-            })?),
-            None => None,
-        };
-        if let Some(bad) = request
-            .allow_zones
-            .iter()
-            .find(|z| !validate::zone_syntax_ok(z))
-        {
-            return Err(refusal(
-                400,
-                "bad_zone",
-                format!("{bad:?} is not a DNS zone name"),
-            ));
-        }
-        let allow_zones: Vec<String> = request
-            .allow_zones
-            .iter()
-            .map(|z| validate::normalise_zone(z))
-            .collect();
-        if let Some(net) = self.nets.get_mut(&id) {
-            if request.preauth_key.is_some() {
-                net.config.preauth_key = request.preauth_key.clone();
-            }
-            let mut added = false;
-            for zone in allow_zones {
-                if !net.config.allow_zones.contains(&zone) {
-                    net.config.allow_zones.push(zone);
-                    added = true;
-                }
-            }
-            // Joining a pending network again asks the controller again
-            // (a new sign-in page after a refused one): until it answers,
-            // the join is in flight, as the first was.
-            if net.state == NetworkState::Pending {
-                net.state = NetworkState::Connecting;
-                net.sign_in_url = None;
-                net.sign_in_refused = None;
-            }
-            let config = net.config.clone();
-            if added {
-                self.save();
-            }
-            self.send_join(&config);
-            return Ok(self.network_status(&id).await);
-        }
-        let (interface, listen_port) = self.free_slot();
-        let config = JoinedNetwork {
-            network_id: id,
-            controller: request.controller.clone(),
-            fingerprint,
-            name: request.name.clone().unwrap_or_else(hostname),
-            preauth_key: request.preauth_key.clone(),
-            interface,
-            listen_port,
-            allow_zones,
-        };
-        self.nets.insert(id, Joined::connecting(config.clone()));
-        self.save();
-        self.send_join(&config);
-        tracing::info!(network = %id, controller = %config.controller, "joining network");
-        Ok(self.network_status(&id).await)
-    }
-
-    pub async fn leave(&mut self, id: NetworkId) -> Result<(), Refusal> {
-        let Some(net) = self.nets.remove(&id) else {
-            return Err(refusal(
-                404,
-                "not_joined",
-                format!("network {id} is not joined"),
-            ));
-        };
-        if let Some(control) = self.controllers.get(&net.config.controller) {
-            control.send(ControlCommand::Leave(id));
-            control.route_relay_in(id, None);
-        }
-        if let Some(runner) = net.runner {
-            runner.stop().await;
-        }
-        self.state.forget_netmap(&id);
-        self.call_me_maybe.forget_network(id);
-        self.save();
-        self.dns.network_down(id).await;
-        self.dns.forget_services(id);
-        self.routes.network_down(id).await;
-        self.routes.forget(id);
-        let still_used = self
-            .nets
-            .values()
-            .any(|n| n.config.controller == net.config.controller);
-        if !still_used {
-            // Give the Leave a moment to go out before the connection closes.
-            let controller = net.config.controller.clone();
-            if let Some(handle) = self.controllers.remove(&controller) {
-                tokio::spawn(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                    drop(handle);
-                });
-            }
-        }
-        tracing::info!(network = %id, "left network");
-        Ok(())
     }
 
     /// The lowest `warrenN` interface and port N places above the base that are free.
@@ -317,19 +181,7 @@ impl Managed {
     }
 
     fn send_join(&mut self, config: &JoinedNetwork) {
-        let controller = config.controller.clone();
-        let handle = self
-            .controllers
-            .entry(controller.clone())
-            .or_insert_with(|| {
-                ControlHandle::spawn(
-                    controller,
-                    config.fingerprint.clone(),
-                    self.key.clone(),
-                    self.events.clone(),
-                )
-            });
-        handle.send(ControlCommand::Join {
+        self.control(config).send(ControlCommand::Join {
             network_id: config.network_id,
             name: config.name.clone(),
             preauth_key: config.preauth_key.clone(),
@@ -343,9 +195,16 @@ impl Managed {
                 Source::Owner => {}
                 Source::Foreign | Source::NotJoined => return,
             }
+            // A connection shared with other networks still brings news
+            // of one taken down: it stays down until `warren up`.
+            if self.nets.get(&id).is_some_and(|n| n.config.down) {
+                return;
+            }
         }
         match event {
             ControlEvent::Connected { controller, remote } => {
+                self.controller_errors.remove(&controller);
+                self.controller_down_since.remove(&controller);
                 self.connected.insert(controller.clone());
                 self.controller_ips.insert(controller.clone(), remote.ip());
                 self.set_stun(&controller).await;
@@ -384,9 +243,13 @@ impl Managed {
                     // The map held ages from now on (`freshness`).
                     net.live = false;
                     if net.state == NetworkState::Connecting {
-                        net.message = Some(format!("controller unreachable: {error}"));
+                        net.message = Some(format!("controller unreachable: {}", error.message));
                     }
                 }
+                self.controller_down_since
+                    .entry(controller.clone())
+                    .or_insert_with(Instant::now);
+                self.controller_errors.insert(controller, error);
             }
             ControlEvent::Fingerprint {
                 controller,

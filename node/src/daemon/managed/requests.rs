@@ -24,7 +24,7 @@ impl Managed {
         let nets: Vec<NetworkId> = self
             .nets
             .iter()
-            .filter(|(_, n)| controller.is_none_or(|c| n.config.controller == c))
+            .filter(|(_, n)| !n.config.down && controller.is_none_or(|c| n.config.controller == c))
             .map(|(id, _)| *id)
             .collect();
         for (id, services) in self.dns.services_for(&nets) {

@@ -3,9 +3,10 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
+use warren_proto::control::RefusalKind;
 use warren_proto::local_api::{
-    Counters, Netcheck, NetcheckNetwork, NetworkState, NetworkStatus, PathKind, PeerStatus,
-    ReflexiveAddress, Status,
+    ControllerError, Counters, Effect, Netcheck, NetcheckNetwork, NetworkState, NetworkStatus,
+    PathKind, PeerStatus, ReflexiveAddress, Status,
 };
 use warren_proto::netmap::Netmap;
 use warren_proto::{NetworkId, NodeId};
@@ -17,13 +18,27 @@ use super::{Joined, Managed};
 impl Managed {
     pub(super) async fn network_status(&self, id: &NetworkId) -> NetworkStatus {
         match self.nets.get(id) {
-            Some(net) => joined_status(
-                net,
-                self.connected.contains(&net.config.controller),
-                report(net.runner.as_ref()).await,
-                self.routes.withheld(),
-            ),
+            Some(net) => joined_status(net, self.seen(net), report(net.runner.as_ref()).await),
             None => static_status(None),
+        }
+    }
+
+    /// What the rest of the agent knows of a joined network.
+    fn seen(&self, net: &Joined) -> Seen<'_> {
+        let controller = &net.config.controller;
+        let running = !net.config.down;
+        let id = net.config.network_id;
+        Seen {
+            connected: running && self.connected.contains(controller),
+            error: self.controller_errors.get(controller).filter(|_| running),
+            down_for: self
+                .controller_down_since
+                .get(controller)
+                .filter(|_| running)
+                .map(|since| since.elapsed()),
+            routes_withheld: self.routes.withheld(),
+            dns: self.dns.effect(id),
+            routes: self.routes.effect(id),
         }
     }
 
@@ -54,12 +69,7 @@ impl Managed {
                         .map(|p| peer_status(&label, p, net.netmap.as_ref())),
                 );
             }
-            networks.push(joined_status(
-                net,
-                self.connected.contains(&net.config.controller),
-                r,
-                self.routes.withheld(),
-            ));
+            networks.push(joined_status(net, self.seen(net), r));
         }
         Status {
             public_key,
@@ -100,27 +110,43 @@ fn static_status(report: Option<&NetworkReport>) -> NetworkStatus {
         owner: None,
         expires_at: None,
         sign_in_refused: None,
+        fingerprint: None,
+        refusal: None,
+        controller_error: None,
+        controller_down_secs: None,
+        dns: Effect::default(),
+        routes: Effect::default(),
     }
 }
 
-/// `routes_withheld`: why no route is installed or advertised, said on
-/// authorized networks that have nothing else to say.
-fn joined_status(
-    net: &Joined,
+/// What the rest of the agent knows of a joined network: its controller's
+/// connection, and its effects on the system.
+struct Seen<'a> {
     connected: bool,
-    report: Option<NetworkReport>,
+    error: Option<&'a ControllerError>,
+    down_for: Option<std::time::Duration>,
+    /// Why no route is installed or advertised, said on authorized
+    /// networks that have nothing else to say.
     routes_withheld: Option<String>,
-) -> NetworkStatus {
+    dns: Effect,
+    routes: Effect,
+}
+
+fn joined_status(net: &Joined, seen: Seen<'_>, report: Option<NetworkReport>) -> NetworkStatus {
     let map = net.netmap.as_ref();
     let message = match (&net.message, net.state) {
-        (None, NetworkState::Authorized) => routes_withheld,
+        (None, NetworkState::Authorized) => seen.routes_withheld,
         (message, _) => message.clone(),
+    };
+    let refusal = match net.state {
+        NetworkState::Refused => message.as_deref().map(RefusalKind::of),
+        _ => None,
     };
     NetworkStatus {
         id: net.config.network_id.to_string(),
         name: map.map(|m| m.network_name.clone()),
         controller: Some(net.config.controller.clone()),
-        controller_connected: connected,
+        controller_connected: seen.connected,
         state: net.state,
         message,
         fqdn: map.map(|m| m.self_node.fqdn.clone()),
@@ -144,6 +170,15 @@ fn joined_status(
         owner: map.and_then(|m| m.self_node.owner.clone()),
         expires_at: map.and_then(|m| m.self_node.expires_at.clone()),
         sign_in_refused: net.sign_in_refused.clone(),
+        fingerprint: net.config.fingerprint.clone(),
+        refusal,
+        controller_error: seen.error.filter(|_| !seen.connected).cloned(),
+        controller_down_secs: seen
+            .down_for
+            .filter(|_| !seen.connected)
+            .map(|d| d.as_secs()),
+        dns: seen.dns,
+        routes: seen.routes,
     }
 }
 
