@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use sha2::{Digest, Sha256};
 use warren_proto::NodePrivateKey;
 
 /// The name the certificate is made for and nodes send as SNI.
@@ -86,9 +85,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
 }
 
 /// SHA-256 of a certificate's DER encoding, lowercase hex: what nodes pin.
-pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    hex::encode(Sha256::digest(cert.as_ref()))
-}
+pub use warren_proto::pinning::fingerprint;
 
 /// Writes a file whole or not at all (temp file, fsync, rename, fsync dir),
 /// with `mode`, so a crash on first start never leaves half a key.

@@ -23,7 +23,6 @@
 //! - [`relay`]: relay frames between nodes over their control connections: checks, quotas, forwarding.
 //! - [`stun`]: the STUN binding server on plain UDP.
 //! - [`listen`]: binding UDP listeners with the IPv4 fallback for defaults.
-//! - [`pinning`]: a TLS client verifier that accepts one certificate, by fingerprint.
 //! - [`api`]: the axum HTTP API under `/api/v1`.
 //! - [`server`]: wires everything together for `serve`, `relay` and tests.
 #![forbid(unsafe_code)]
@@ -45,7 +44,6 @@ pub mod metrics;
 pub mod names;
 pub mod netmaps;
 pub mod paths;
-pub mod pinning;
 pub mod policy;
 pub mod relay;
 pub mod roles;

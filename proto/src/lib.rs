@@ -26,6 +26,8 @@ pub mod key;
 pub mod local_api;
 pub mod local_dns;
 pub mod netmap;
+#[cfg(feature = "pinning")]
+pub mod pinning;
 pub mod relay;
 pub mod routes;
 pub mod service;

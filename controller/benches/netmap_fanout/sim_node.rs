@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use quinn::crypto::rustls::QuicClientConfig;
 use tokio::sync::mpsc;
-use warren_controller::pinning::PinnedVerifier;
 use warren_proto::control::{self, ControllerMessage, JoinOutcome, NodeMessage};
 use warren_proto::netmap::Netmap;
+use warren_proto::pinning::PinnedVerifier;
 use warren_proto::{NetworkId, NodeId, NodePrivateKey};
 
 const SERVER_NAME: &str = "warren-controller";
@@ -77,7 +77,7 @@ impl Fleet {
 /// Client endpoints (one UDP socket each) that trust only `fingerprint`.
 pub fn endpoints(fingerprint: &str, count: usize) -> anyhow::Result<Vec<quinn::Endpoint>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(PinnedVerifier::new(fingerprint.to_owned()));
+    let verifier = Arc::new(PinnedVerifier::new(Some(fingerprint.to_owned())));
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()

@@ -20,8 +20,8 @@ use rustls::RootCertStore;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
-use warren_controller::pinning::PinnedVerifier;
 use warren_proto::control::normalise_fingerprint;
+use warren_proto::pinning::PinnedVerifier;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -194,7 +194,7 @@ impl Tls {
                          `warren-controller fingerprint` prints it; got {text:?}"
                     )
                 })?;
-                let pin = Arc::new(PinnedVerifier::new(pinned));
+                let pin = Arc::new(PinnedVerifier::new(Some(pinned)));
                 let config = builder
                     .dangerous()
                     .with_custom_certificate_verifier(pin.clone())
@@ -239,12 +239,12 @@ impl Tls {
             Err(error) => error,
         };
         if let Some(pin) = &self.pin {
-            if let Some(seen) = pin.seen().filter(|seen| seen != pin.pinned()) {
+            let pinned = pin.pinned().unwrap_or_default();
+            if let Some(seen) = pin.seen().filter(|seen| seen != pinned) {
                 bail!(
                     "the API at {authority} presented a certificate with fingerprint {seen}, \
-                     not the pinned {}: refusing it (another controller, or someone in \
-                     between; check --api-fingerprint)",
-                    pin.pinned()
+                     not the pinned {pinned}: refusing it (another controller, or someone in \
+                     between; check --api-fingerprint)"
                 );
             }
         }

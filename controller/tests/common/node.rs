@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use quinn::crypto::rustls::QuicClientConfig;
 use tokio::sync::mpsc;
-use warren_controller::pinning::PinnedVerifier;
 use warren_proto::control::{self, ControllerMessage, NodeMessage};
 use warren_proto::netmap::Netmap;
+use warren_proto::pinning::PinnedVerifier;
 use warren_proto::relay::{self, RelayFrame};
 use warren_proto::{NetworkId, NodeId, NodePrivateKey};
 
@@ -37,9 +37,9 @@ impl TestNode {
             .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedVerifier::new(
+            .with_custom_certificate_verifier(Arc::new(PinnedVerifier::new(Some(
                 fingerprint.to_string(),
-            )))
+            ))))
             .with_no_client_auth();
         tls.alpn_protocols = vec![control::ALPN.to_vec()];
         let config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls).unwrap()));

@@ -7,7 +7,6 @@ mod control;
 pub mod datapath;
 pub(crate) mod managed;
 pub(crate) mod network;
-mod pinning;
 pub(crate) mod relay_in;
 
 use std::collections::BTreeMap;

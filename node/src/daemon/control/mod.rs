@@ -18,9 +18,9 @@ use warren_proto::netmap::{Netmap, NetmapDelta};
 use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
 
 use super::datapath::{RelayOut, RelayTx};
-use super::pinning::PinnedVerifier;
 use super::relay_in::{RelayInTx, RelayRoutes};
 use relay::{spawn_relay_reader, RelayInstance, RelayPath, Relays};
+use warren_proto::pinning::PinnedVerifier;
 
 mod relay;
 
@@ -328,7 +328,7 @@ fn client_config(
         .with_protocol_versions(&[&rustls::version::TLS13])
         .context("TLS 1.3 setup")?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedVerifier::new(
+        .with_custom_certificate_verifier(Arc::new(PinnedVerifier::noting_in(
             fingerprint,
             Arc::clone(seen),
         )))

@@ -1,5 +1,8 @@
-//! Certificate pinning for the controller: only the SHA-256 fingerprint of
-//! its (self-signed) certificate counts, never a CA.
+//! Accepting exactly one certificate, by the SHA-256 fingerprint of its
+//! DER encoding: no CA and no name, since the controller's certificate is
+//! self-signed. Nodes pin the control server with it (or, with no pin
+//! yet, trust the first certificate and keep its fingerprint), and the
+//! admin CLI pins the API over TLS.
 
 use std::sync::{Arc, Mutex};
 
@@ -9,13 +12,14 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 
+/// The fingerprint of a certificate: SHA-256 of its DER, lowercase hex.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     hex::encode(Sha256::digest(cert.as_ref()))
 }
 
-/// Accepts exactly the pinned certificate; with no pin, accepts the first
-/// one it sees and records it (trust on first use), which the agent logs
-/// and stores so that every later connection is pinned.
+/// Accepts exactly the pinned certificate (with no pin, any: trust on
+/// first use), and notes the fingerprint of the one it saw, so a caller
+/// can keep it or report a mismatch as one.
 #[derive(Debug)]
 pub struct PinnedVerifier {
     pinned: Option<String>,
@@ -24,12 +28,30 @@ pub struct PinnedVerifier {
 }
 
 impl PinnedVerifier {
-    pub fn new(pinned: Option<String>, seen: Arc<Mutex<Option<String>>>) -> Self {
+    /// `pinned`: 64 lowercase hex digits
+    /// ([`crate::control::normalise_fingerprint`]); `None` accepts the
+    /// first certificate seen.
+    pub fn new(pinned: Option<String>) -> Self {
+        Self::noting_in(pinned, Arc::default())
+    }
+
+    /// [`PinnedVerifier::new`], noting what it sees in `seen` (shared with
+    /// whoever keeps the fingerprint after the handshake).
+    pub fn noting_in(pinned: Option<String>, seen: Arc<Mutex<Option<String>>>) -> Self {
         Self {
             pinned,
             seen,
             provider: Arc::new(rustls::crypto::ring::default_provider()),
         }
+    }
+
+    pub fn pinned(&self) -> Option<&str> {
+        self.pinned.as_deref()
+    }
+
+    /// The fingerprint of the last certificate offered, if any.
+    pub fn seen(&self) -> Option<String> {
+        self.seen.lock().ok().and_then(|seen| seen.clone())
     }
 }
 
@@ -48,7 +70,7 @@ impl ServerCertVerifier for PinnedVerifier {
         }
         match &self.pinned {
             Some(pinned) if *pinned != actual => Err(rustls::Error::General(format!(
-                "controller certificate fingerprint {actual} does not match the pinned {pinned}"
+                "certificate fingerprint {actual} does not match the pinned {pinned}"
             ))),
             _ => Ok(ServerCertVerified::assertion()),
         }
@@ -60,12 +82,8 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -74,12 +92,8 @@ impl ServerCertVerifier for PinnedVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
