@@ -376,10 +376,18 @@ impl Browser {
     }
 
     /// A DOM property (`value` of an input) of the element matching `css`.
+    /// An element a live page replaced in between is found again.
     pub fn property(&self, css: &str, name: &str) -> Result<String> {
-        let ElementId(id) = self.find(css)?;
-        let v = self.session_call("GET", &format!("/element/{id}/property/{name}"), None)?;
-        string_value(v, "element property")
+        wait::until(format!("the {name} of {css:?}"), FIND_TIMEOUT, || {
+            let ElementId(id) = self.find(css)?;
+            match self.session_call("GET", &format!("/element/{id}/property/{name}"), None) {
+                Ok(v) => Ok(Poll::Ready(string_value(v, "element property")?)),
+                Err(LabError::WebDriver { error, .. }) if is_stale(&error) => {
+                    Ok(Poll::Pending(format!("{css:?} was replaced: {error}")))
+                }
+                Err(e) => Err(e),
+            }
+        })
     }
 
     /// Saves a PNG of the viewport to `path`.
@@ -440,11 +448,7 @@ impl Browser {
                         Ok(v) => string_value(v, "body text")?,
                         // A click or form submission was still navigating:
                         // the body found belonged to the page it left.
-                        Err(LabError::WebDriver { error, .. })
-                            if error.ends_with("stale element reference") =>
-                        {
-                            String::new()
-                        }
+                        Err(LabError::WebDriver { error, .. }) if is_stale(&error) => String::new(),
                         Err(e) => return Err(e),
                     }
                 }
