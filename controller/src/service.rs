@@ -203,13 +203,7 @@ pub async fn request_grant(
         .snapshot(net)
         .await?
         .ok_or(StoreError::NotFound("network"))?;
-    let has_device = snapshot.members.iter().any(|m| {
-        m.state == MemberState::Authorized
-            && m.owner
-                .as_deref()
-                .is_some_and(|o| o.eq_ignore_ascii_case(requester))
-    });
-    if !has_device {
+    if snapshot.devices_of(requester).next().is_none() {
         return Err(StoreError::Invalid(
             "you have no authorized device in this network: a grant would reach nothing".into(),
         ));

@@ -13,7 +13,7 @@ use super::networks::all_snapshots;
 use super::session::{Change, Empty, Viewer};
 use super::views::{self, Nav};
 use super::ConsoleState;
-use crate::store::{Actor, Decision, GrantRequest, MemberState, RequestFilter};
+use crate::store::{Actor, Decision, GrantRequest, RequestFilter};
 
 /// Requests shown on one page.
 const SHOWN: u32 = 100;
@@ -133,10 +133,7 @@ pub async fn page(State(state): State<ConsoleState>, viewer: Viewer) -> Response
                     ends_at: g.ends_at.clone(),
                 }),
         );
-        if s.members
-            .iter()
-            .any(|m| m.state == MemberState::Authorized && viewer.owns(m.owner.as_deref()))
-        {
+        if s.devices_of(&viewer.user.email).next().is_some() {
             networks.push(NetworkChoice {
                 id: s.network.id.to_string(),
                 name: name.clone(),

@@ -16,7 +16,7 @@ use super::session::{Change, Viewer};
 use super::views::{self, Nav};
 use super::ConsoleState;
 use crate::policy::{NetworkView, TestTarget};
-use crate::store::{Actor, MemberState, NetworkSnapshot};
+use crate::store::{Actor, NetworkSnapshot};
 
 pub struct ServiceRow {
     pub name: String,
@@ -117,9 +117,7 @@ fn visible(
         records
     } else {
         let devices: Vec<String> = snapshot
-            .members
-            .iter()
-            .filter(|m| m.state == MemberState::Authorized && viewer.owns(m.owner.as_deref()))
+            .devices_of(&viewer.user.email)
             .filter_map(|m| m.name.clone())
             .collect();
         if devices.is_empty() {

@@ -493,6 +493,18 @@ pub struct NetworkSnapshot {
     pub policy: crate::store::PolicyInForce,
 }
 
+impl NetworkSnapshot {
+    /// The authorized members that the person signing in as `email` owns.
+    pub fn devices_of<'a>(&'a self, email: &'a str) -> impl Iterator<Item = &'a Member> + 'a {
+        self.members.iter().filter(move |m| {
+            m.state == MemberState::Authorized
+                && m.owner
+                    .as_deref()
+                    .is_some_and(|o| o.eq_ignore_ascii_case(email))
+        })
+    }
+}
+
 /// A service one member publishes.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Service {
