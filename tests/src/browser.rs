@@ -343,7 +343,7 @@ impl Browser {
             let ElementId(id) = self.find(css)?;
             match self.session_call("POST", &format!("/element/{id}/click"), Some(&json!({}))) {
                 Ok(_) => Ok(Poll::Ready(())),
-                Err(LabError::WebDriver { error, .. }) if is_stale(&error) => {
+                Err(error) if is_stale(&error) => {
                     Ok(Poll::Pending(format!("{css:?} was replaced: {error}")))
                 }
                 Err(e) => Err(e),
@@ -359,7 +359,7 @@ impl Browser {
             let ElementId(id) = self.find(css)?;
             match self.session_call("GET", &format!("/element/{id}/text"), None) {
                 Ok(v) => Ok(Poll::Ready(string_value(v, "element text")?)),
-                Err(LabError::WebDriver { error, .. }) if is_stale(&error) => {
+                Err(error) if is_stale(&error) => {
                     Ok(Poll::Pending(format!("{css:?} was replaced: {error}")))
                 }
                 Err(e) => Err(e),
@@ -382,7 +382,7 @@ impl Browser {
             let ElementId(id) = self.find(css)?;
             match self.session_call("GET", &format!("/element/{id}/property/{name}"), None) {
                 Ok(v) => Ok(Poll::Ready(string_value(v, "element property")?)),
-                Err(LabError::WebDriver { error, .. }) if is_stale(&error) => {
+                Err(error) if is_stale(&error) => {
                     Ok(Poll::Pending(format!("{css:?} was replaced: {error}")))
                 }
                 Err(e) => Err(e),
@@ -448,7 +448,7 @@ impl Browser {
                         Ok(v) => string_value(v, "body text")?,
                         // A click or form submission was still navigating:
                         // the body found belonged to the page it left.
-                        Err(LabError::WebDriver { error, .. }) if is_stale(&error) => String::new(),
+                        Err(error) if is_stale(&error) => String::new(),
                         Err(e) => return Err(e),
                     }
                 }
@@ -633,9 +633,16 @@ fn end_all(marks: &[ProcessMark]) -> Result<()> {
 }
 
 /// WebDriver's answer for an element the page has replaced since it was
-/// found.
-fn is_stale(error: &str) -> bool {
-    error.contains("stale element") || error.contains("does not belong to the document")
+/// found. Chromium says so either as the error code ("stale element
+/// reference") or as an "unknown error" whose message is the inspector's
+/// "Node with given id does not belong to the document".
+fn is_stale(error: &LabError) -> bool {
+    match error {
+        LabError::WebDriver { error, message, .. } => [error, message].iter().any(|text| {
+            text.contains("stale element") || text.contains("does not belong to the document")
+        }),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -648,6 +655,29 @@ mod tests {
                    ChromeDriver was started successfully on port 35839.\n";
         assert_eq!(port_in(out), Some(35839));
         assert_eq!(port_in("Starting ChromeDriver 156 on port 0\n"), None);
+    }
+
+    #[test]
+    fn knows_both_ways_chromium_says_an_element_was_replaced() {
+        let webdriver = |error: &str, message: &str| LabError::WebDriver {
+            command: "GET /session/s/element/e/text".into(),
+            error: error.into(),
+            message: message.into(),
+        };
+        assert!(is_stale(&webdriver(
+            "HTTP 404 stale element reference",
+            "stale element reference: element is not attached"
+        )));
+        assert!(is_stale(&webdriver(
+            "HTTP 500 unknown error",
+            "unknown error: unhandled inspector error: {\"code\":-32000,\
+             \"message\":\"Node with given id does not belong to the document\"}"
+        )));
+        assert!(!is_stale(&webdriver(
+            "HTTP 404 no such element",
+            "no such element"
+        )));
+        assert!(!is_stale(&LabError::Invalid("stale element".into())));
     }
 
     #[test]
