@@ -23,7 +23,7 @@ use warren_controller::hub::Hub;
 use warren_controller::metrics::Metrics;
 use warren_controller::roles::Roles;
 use warren_controller::store::{
-    Actor, JoinRequest, NewNetwork, Person, PreauthKeySpec, Scope, SqliteStore, Store, TokenSpec,
+    Actor, JoinRequest, NewNetwork, Person, PreauthKeySpec, Scope, SqlStore, Store, TokenSpec,
     UserStore,
 };
 use warren_proto::{NetworkId, NodePrivateKey};
@@ -69,7 +69,7 @@ struct World {
 }
 
 async fn world(dir: &std::path::Path, members: usize) -> anyhow::Result<World> {
-    let store = SqliteStore::open(&dir.join("controller.db")).await?;
+    let store = SqlStore::open(&dir.join("controller.db")).await?;
     let system = Actor::system();
     let token = store
         .create_token(&system, TokenSpec::new(Scope::Admin, Some("bench")))

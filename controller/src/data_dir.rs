@@ -206,11 +206,18 @@ fn make_database_file(path: &Path) -> Result<(), DataDirError> {
 /// Opens the data directory, making the directory (0700), the controller
 /// key, the certificate and an empty database file on first use.
 pub fn open(dir: &Path) -> Result<Identity, DataDirError> {
+    let identity = open_keys(dir)?;
+    make_database_file(&identity.db_path)?;
+    Ok(identity)
+}
+
+/// [`open`] for a controller whose state is in PostgreSQL: the directory,
+/// key and certificate, and no database file.
+pub fn open_keys(dir: &Path) -> Result<Identity, DataDirError> {
     make_private_dir(dir)?;
     let controller_key = load_or_make_key(&dir.join(KEY_FILE))?;
     let (cert, cert_key) = load_or_make_cert(dir)?;
     let db_path = dir.join(DB_FILE);
-    make_database_file(&db_path)?;
     Ok(Identity {
         controller_key,
         fingerprint: fingerprint(&cert),

@@ -23,7 +23,7 @@ use crate::listen::BindError;
 use crate::metrics::Metrics;
 pub use crate::relay::RelayLimits;
 use crate::relay::{AbsenceNotices, Relay};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{SqlStore, Store, StoreError};
 use crate::stun;
 
 /// Where and how to run.
@@ -35,6 +35,9 @@ pub struct ServerOptions {
     /// The controller's data directory: its keys, certificate and
     /// database; of a relay-only instance, only the database is read.
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL (`postgres://...`) the controller keeps its
+    /// state in; `None`: the SQLite file in the data directory.
+    pub database: Option<String>,
     /// A relay-only instance's own key and certificate (made on first
     /// use); required for that role, unused by a controller.
     pub state_dir: Option<PathBuf>,
@@ -87,6 +90,7 @@ impl ServerOptions {
         Self {
             role: Role::Controller,
             data_dir,
+            database: None,
             state_dir: None,
             listen_quic: any_port,
             quic_fallback_v4: false,
@@ -178,7 +182,7 @@ pub struct Running {
     pub stun_addrs: Vec<SocketAddr>,
     pub fingerprint: String,
     pub hub: Arc<Hub>,
-    store: SqliteStore,
+    store: SqlStore,
     dns: Option<crate::dns::DnsServer>,
     endpoint: quinn::Endpoint,
     stop: watch::Sender<bool>,
@@ -190,8 +194,17 @@ pub struct Running {
 pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
     let (identity, store) = match options.role {
         Role::Controller => {
-            let identity = data_dir::open(&options.data_dir)?;
-            let store = SqliteStore::open(&identity.db_path).await?;
+            let (identity, store) = match &options.database {
+                Some(url) => (
+                    data_dir::open_keys(&options.data_dir)?,
+                    SqlStore::connect_postgres(url).await?,
+                ),
+                None => {
+                    let identity = data_dir::open(&options.data_dir)?;
+                    let store = SqlStore::open(&identity.db_path).await?;
+                    (identity, store)
+                }
+            };
             // Nobody is connected to a process that just started.
             store.reset_presence().await?;
             (identity, store)
@@ -199,7 +212,7 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
         Role::RelayOnly => {
             let state_dir = options.state_dir.as_ref().ok_or(ServerError::NoStateDir)?;
             let identity = data_dir::open_relay(state_dir, &options.data_dir)?;
-            let store = SqliteStore::open_read_only(&identity.db_path).await?;
+            let store = SqlStore::open_read_only(&identity.db_path).await?;
             (identity, store)
         }
     };

@@ -34,15 +34,13 @@ async fn verify_against(h: &Harness, anchor: &SignedHead) -> Value {
     report
 }
 
-async fn raw_pool(h: &Harness) -> sqlx::SqlitePool {
-    let options =
-        sqlx::sqlite::SqliteConnectOptions::new().filename(h.dir.path().join("controller.db"));
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    for drop in [
-        "DROP TRIGGER audit_log_no_update",
-        "DROP TRIGGER audit_log_no_delete",
-    ] {
-        sqlx::query(drop).execute(&pool).await.unwrap();
+async fn raw_pool(h: &Harness) -> sqlx::AnyPool {
+    let pool = h.raw_pool().await;
+    for name in ["audit_log_no_update", "audit_log_no_delete"] {
+        sqlx::query(sqlx::AssertSqlSafe(h.drop_audit_trigger(name)))
+            .execute(&pool)
+            .await
+            .unwrap();
     }
     pool
 }
@@ -115,7 +113,7 @@ async fn a_cut_tail_shows_against_an_anchor() {
     // Someone with the database removes the last entry: what is left still
     // chains, so plain verification cannot tell.
     let pool = raw_pool(&h).await;
-    sqlx::query("DELETE FROM audit_log WHERE id = ?")
+    sqlx::query("DELETE FROM audit_log WHERE id = $1")
         .bind(anchor.id)
         .execute(&pool)
         .await
@@ -174,7 +172,7 @@ async fn a_rewritten_history_shows_against_an_anchor_even_with_fresh_hashes() {
                 after: after.as_deref(),
             },
         );
-        sqlx::query("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE id = ?")
+        sqlx::query("UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE id = $3")
             .bind(&prev)
             .bind(&hash)
             .bind(id)

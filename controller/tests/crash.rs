@@ -1,8 +1,11 @@
 //! The real binary killed with SIGKILL during a stream of API writes, 200
 //! times: after every kill the database opens intact, the audit chain
-//! verifies, and nothing acknowledged is lost.
+//! verifies, and nothing acknowledged is lost. On SQLite, or on PostgreSQL
+//! with `WARREN_TEST_DATABASE=postgres`.
 // Helpers outside #[test] functions panic on purpose, like the tests.
 #![allow(clippy::unwrap_used)]
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -15,12 +18,19 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use rand_core::RngCore;
 use serde_json::{json, Value};
-use warren_controller::store::{SqliteStore, Store};
+use warren_controller::store::{SqlStore, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren-controller");
 const ROUNDS: usize = 200;
 
-fn token(dir: &Path) -> String {
+/// `--database URL` when the run is on PostgreSQL.
+fn database_args(database: Option<&str>) -> Vec<String> {
+    database
+        .map(|url| vec!["--database".to_string(), url.to_string()])
+        .unwrap_or_default()
+}
+
+fn token(dir: &Path, database: Option<&str>) -> String {
     let out = Command::new(BIN)
         .args([
             "token",
@@ -32,6 +42,7 @@ fn token(dir: &Path) -> String {
             "--data-dir",
         ])
         .arg(dir)
+        .args(database_args(database))
         .output()
         .unwrap();
     assert!(
@@ -43,7 +54,7 @@ fn token(dir: &Path) -> String {
 }
 
 /// Starts `serve` on loopback ports and returns it with its API address.
-fn start(dir: &Path) -> (Child, String) {
+fn start(dir: &Path, database: Option<&str>) -> (Child, String) {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -56,6 +67,7 @@ fn start(dir: &Path) -> (Child, String) {
             "--data-dir",
         ])
         .arg(dir)
+        .args(database_args(database))
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -131,10 +143,13 @@ async fn writer(addr: String, token: String, tag: String, acked: Arc<Mutex<Acked
 async fn sigkill_during_writes_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let token = token(&data);
+    let postgres =
+        common::on_postgres().then(|| warren_lab::postgres::TestDatabase::new().unwrap());
+    let database = postgres.as_ref().map(|db| db.url.as_str());
+    let token = token(&data, database);
     let acked = Arc::new(Mutex::new(Acked::default()));
     for round in 0..ROUNDS {
-        let (mut child, addr) = start(&data);
+        let (mut child, addr) = start(&data, database);
         let writers: Vec<_> = (0..2)
             .map(|w| {
                 tokio::spawn(writer(
@@ -157,7 +172,7 @@ async fn sigkill_during_writes_loses_nothing_acknowledged() {
         }
         // Every kill recovers clean, checked before the next start.
         let so_far = acked.lock().unwrap().clone();
-        check(&data, &so_far).await;
+        check(&data, database, &so_far).await;
     }
     let acked = acked.lock().unwrap();
     assert!(
@@ -169,16 +184,26 @@ async fn sigkill_during_writes_loses_nothing_acknowledged() {
 
 /// The database opens and is intact, every acknowledged write is there,
 /// and the audit chain verifies.
-async fn check(data: &Path, acked: &Acked) {
-    let db = data.join("controller.db");
-    let store = SqliteStore::open(&db).await.unwrap();
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&db);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(check, "ok");
+async fn check(data: &Path, database: Option<&str>, acked: &Acked) {
+    sqlx::any::install_default_drivers();
+    let (store, pool) = match database {
+        Some(url) => (
+            SqlStore::connect_postgres(url).await.unwrap(),
+            sqlx::AnyPool::connect(url).await.unwrap(),
+        ),
+        None => {
+            let db = data.join("controller.db");
+            let pool = sqlx::AnyPool::connect(&format!("sqlite://{}", db.display()))
+                .await
+                .unwrap();
+            let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(check, "ok");
+            (SqlStore::open(&db).await.unwrap(), pool)
+        }
+    };
     let networks: Vec<(String,)> = sqlx::query_as("SELECT id FROM networks")
         .fetch_all(&pool)
         .await

@@ -489,7 +489,7 @@ mod pages {
     use warren_controller::identity::{SignIn, SignInNetworks, SignInSettings};
     use warren_controller::metrics::Metrics;
     use warren_controller::store::{
-        Actor, AuditQuery, JoinRequest, MemberState, NewNetwork, SqliteStore, Store, UserStore,
+        Actor, AuditQuery, JoinRequest, MemberState, NewNetwork, SqlStore, Store, UserStore,
     };
     use warren_proto::{NetworkId, NodeId, NodePrivateKey};
 
@@ -548,8 +548,8 @@ mod pages {
     async fn controller(
         addr: SocketAddr,
         dir: &std::path::Path,
-    ) -> (Browser, SqliteStore, NetworkId, NodeId, String) {
-        let store = SqliteStore::open(&dir.join("controller.db")).await.unwrap();
+    ) -> (Browser, SqlStore, NetworkId, NodeId, String) {
+        let store = SqlStore::open(&dir.join("controller.db")).await.unwrap();
         let net = store
             .create_network(
                 &Actor::system(),

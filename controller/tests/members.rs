@@ -297,9 +297,7 @@ async fn the_audit_log_is_append_only_and_tampering_is_detected() {
     let h = Harness::new().await;
     h.network("prod").await;
     h.network("other").await;
-    let db = h.dir.path().join("controller.db");
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&db);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let pool = h.raw_pool().await;
     let update = sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE id = 3")
         .execute(&pool)
         .await;
@@ -310,10 +308,12 @@ async fn the_audit_log_is_append_only_and_tampering_is_detected() {
     assert!(delete.is_err());
 
     // Someone with the file drops the triggers and rewrites history.
-    sqlx::query("DROP TRIGGER audit_log_no_update")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(
+        h.drop_audit_trigger("audit_log_no_update"),
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
     sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE id = 3")
         .execute(&pool)
         .await

@@ -14,11 +14,11 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 use warren_controller::audit_chain::{entry_hash, EntryFields, GENESIS};
 use warren_controller::store::{
-    Actor, AuditQuery, JoinDecision, JoinRequest, MemberState, PolicyStore, SqliteStore, Store,
+    Actor, AuditQuery, JoinDecision, JoinRequest, MemberState, PolicyStore, SqlStore, Store,
 };
 use warren_proto::{NetworkId, NodeId, NodePrivateKey, NodePublicKey};
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const NET: &str = "8056c2e21c000001";
 const TOKEN: &str = "wt_upgrade-test-token";
@@ -185,7 +185,7 @@ async fn a_database_of_every_earlier_schema_version_upgrades_and_keeps_everythin
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("controller.db");
         let seed = database_at(&path, version).await;
-        let store = SqliteStore::open(&path)
+        let store = SqlStore::open(&path)
             .await
             .unwrap_or_else(|e| panic!("opening a version {version} database: {e}"));
         let at = format!("from version {version}");

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use warren_controller::store::{JoinRequest, SqliteStore, Store};
+use warren_controller::store::{JoinRequest, SqlStore, Store};
 use warren_proto::{NodeId, NodePrivateKey};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren-controller");
@@ -109,7 +109,7 @@ impl Served {
 }
 
 async fn join(dir: &Path, net: &str, key: &str, name: &str) -> NodeId {
-    let store = SqliteStore::open(&dir.join("controller.db")).await.unwrap();
+    let store = SqlStore::open(&dir.join("controller.db")).await.unwrap();
     let node_key = NodePrivateKey::generate().public_key();
     store
         .join(JoinRequest {

@@ -476,6 +476,7 @@ async fn relay_only(data: &Path, state: &Path) -> Running {
     server::start(ServerOptions {
         role: Role::RelayOnly,
         data_dir: data.to_path_buf(),
+        database: None,
         state_dir: Some(state.to_path_buf()),
         listen_quic: any_port,
         quic_fallback_v4: false,

@@ -1,20 +1,21 @@
 //! The store under concurrency: single-use keys, IPAM and names.
+
 // Helpers outside #[test] functions panic on purpose, like the tests.
 #![allow(clippy::unwrap_used)]
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use warren_controller::store::{
-    Actor, JoinDecision, JoinRequest, KeyExpiry, NewNetwork, PreauthKeySpec, SqliteStore, Store,
+    Actor, JoinDecision, JoinRequest, KeyExpiry, NewNetwork, PreauthKeySpec, SqlStore, Store,
 };
 use warren_proto::{NetworkId, NodePrivateKey};
 
-async fn store_with_network(pool: &str) -> (tempfile::TempDir, Arc<SqliteStore>, NetworkId) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("controller.db"))
-        .await
-        .unwrap();
+async fn store_with_network(pool: &str) -> (common::TestStore, Arc<SqlStore>, NetworkId) {
+    let kept = common::test_store().await;
+    let store = kept.store.clone();
     let net = store
         .create_network(
             &Actor::system(),
@@ -27,10 +28,10 @@ async fn store_with_network(pool: &str) -> (tempfile::TempDir, Arc<SqliteStore>,
         )
         .await
         .unwrap();
-    (dir, Arc::new(store), net.id)
+    (kept, Arc::new(store), net.id)
 }
 
-async fn reusable_key(store: &SqliteStore, net: NetworkId) -> String {
+async fn reusable_key(store: &SqlStore, net: NetworkId) -> String {
     store
         .create_preauth_key(&Actor::system(), net, PreauthKeySpec::reusable())
         .await

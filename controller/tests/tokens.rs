@@ -20,7 +20,7 @@ use tower::ServiceExt;
 use warren_controller::api::{self, ApiState};
 use warren_controller::hub::Hub;
 use warren_controller::metrics::Metrics;
-use warren_controller::store::{Actor, Scope, SqliteStore, Store, TokenSpec};
+use warren_controller::store::{Actor, Scope, Store, TokenSpec};
 
 /// Status, headers and JSON of one request with `authorization` as given.
 async fn exchange(
@@ -224,9 +224,7 @@ async fn an_expired_token_is_refused_saying_so() {
 async fn a_revocation_holds_at_once_on_another_replica() {
     let h = Harness::new().await;
     // A second controller process on the same database.
-    let replica_store = SqliteStore::open(&h.dir.path().join("controller.db"))
-        .await
-        .unwrap();
+    let replica_store = h.second_store().await;
     let replica_hub = Hub::new(Arc::new(replica_store), Arc::new(Metrics::default()));
     let replica = api::router(ApiState::new(replica_hub, vec![]));
     let made = h

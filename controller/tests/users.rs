@@ -1,19 +1,20 @@
 //! Users in the store: one per provider account, following the provider
 //! at every sign-in; a signed-in device owned by its person.
+
 // Helpers outside #[test] functions panic on purpose, like the tests.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use warren_controller::store::{
-    Actor, AuditQuery, JoinDecision, JoinRequest, MemberState, NewNetwork, Person, SqliteStore,
-    Store, StoreError, UserStore,
+    Actor, AuditQuery, JoinDecision, JoinRequest, MemberState, NewNetwork, Person, SqlStore, Store,
+    StoreError, UserStore,
 };
 use warren_proto::{NetworkId, NodeId, NodePrivateKey};
 
-async fn store_with_network() -> (tempfile::TempDir, SqliteStore, NetworkId) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("controller.db"))
-        .await
-        .unwrap();
+async fn store_with_network() -> (common::TestStore, SqlStore, NetworkId) {
+    let kept = common::test_store().await;
+    let store = kept.store.clone();
     let net = store
         .create_network(
             &Actor::system(),
@@ -27,11 +28,11 @@ async fn store_with_network() -> (tempfile::TempDir, SqliteStore, NetworkId) {
         .await
         .unwrap()
         .id;
-    (dir, store, net)
+    (kept, store, net)
 }
 
 /// Joins a new node to `net` without a key: pending.
-async fn join_pending(store: &SqliteStore, net: NetworkId, name: &str) -> NodeId {
+async fn join_pending(store: &SqlStore, net: NetworkId, name: &str) -> NodeId {
     let key = NodePrivateKey::generate().public_key();
     let joined = store
         .join(JoinRequest {
@@ -49,7 +50,7 @@ async fn join_pending(store: &SqliteStore, net: NetworkId, name: &str) -> NodeId
 }
 
 /// (action, actor) of every audit entry, oldest first.
-async fn actions(store: &SqliteStore) -> Vec<(String, String)> {
+async fn actions(store: &SqlStore) -> Vec<(String, String)> {
     store
         .audit_page(&AuditQuery {
             limit: 1000,

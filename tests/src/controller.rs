@@ -378,7 +378,23 @@ impl Controller {
     fn offline(&self, args: &[&str]) -> Result<String> {
         let mut cmd = self.command(args);
         cmd.arg("--data-dir").arg(&self.data_dir);
+        // The commands that write the database itself need to know where
+        // it is when it is not the data directory's SQLite file.
+        if matches!(args.first(), Some(&"token") | Some(&"console")) {
+            if let Some(url) = self.database() {
+                cmd.arg("--database").arg(url);
+            }
+        }
         command::run_stdout(&mut cmd)
+    }
+
+    /// The `--database` URL `serve` was started with, if any.
+    pub fn database(&self) -> Option<&str> {
+        self.extra_args
+            .iter()
+            .position(|a| a == "--database")
+            .and_then(|i| self.extra_args.get(i + 1))
+            .map(String::as_str)
     }
 
     /// `console login-code`: a one-time break-glass code for the console.

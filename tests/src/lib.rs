@@ -52,6 +52,8 @@
 //! - [`identity_lab`]: the sign-in lab: the provider in its own namespace,
 //!   the controller signing people in through it on its HTTPS pages,
 //!   managed agents, and `warren join` without a key.
+//! - [`postgres`]: a real PostgreSQL server (Debian's) in a temporary
+//!   directory, and a fresh database on it per test.
 //! - [`ping`], [`transfer`], [`iperf`], [`pcap`], [`wg_message`], [`prng`]:
 //!   traffic generators and checkers.
 
@@ -82,6 +84,7 @@ pub mod oidc;
 pub mod pair;
 pub mod pcap;
 pub mod ping;
+pub mod postgres;
 pub mod prng;
 pub mod process;
 pub mod routes_lab;

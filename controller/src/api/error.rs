@@ -41,6 +41,10 @@ pub enum ApiError {
     /// A policy document was refused; the code says why.
     #[error("{0}")]
     Policy(crate::policy::PolicyError),
+    /// The database cannot be reached (PostgreSQL down or restarting):
+    /// nothing was written; the same request may succeed later.
+    #[error("the database is unavailable; try again")]
+    DatabaseUnavailable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -78,6 +82,9 @@ impl ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, e.code())
             }
             ApiError::Policy(e) => (StatusCode::UNPROCESSABLE_ENTITY, e.code()),
+            ApiError::DatabaseUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -94,6 +101,12 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::Invalid(m) => ApiError::BadRequest(m),
             StoreError::Policy(e) => ApiError::Policy(e),
+            StoreError::Database(
+                e @ (sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)),
+            ) => ApiError::DatabaseUnavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -102,8 +115,12 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if let ApiError::Internal(cause) = &self {
-            tracing::error!(%cause, "API request failed");
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(%cause, "API request failed"),
+            ApiError::DatabaseUnavailable(cause) => {
+                tracing::warn!(%cause, "API request failed: the database is unavailable")
+            }
+            _ => {}
         }
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
         let mut response = (status, Json(body)).into_response();

@@ -28,6 +28,9 @@ pub struct ServeArgs {
     /// Directory for keys, certificate and database.
     #[arg(long, env = "WARREN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://USER:PASSWORD@HOST:PORT/DB) to keep state in [default: SQLite, DATA_DIR/controller.db].
+    #[arg(long, env = "WARREN_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
     /// UDP address for nodes' QUIC connections [default: [::]:7443, or 0.0.0.0:7443 without IPv6].
     #[arg(long, env = "WARREN_LISTEN_QUIC")]
     pub listen_quic: Option<SocketAddr>,
@@ -87,6 +90,7 @@ pub struct RelayLimitArgs {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileConfig {
     data_dir: Option<PathBuf>,
+    database: Option<String>,
     listen_quic: Option<SocketAddr>,
     listen_api: Option<SocketAddr>,
     api_hosts: Option<Vec<String>>,
@@ -121,6 +125,13 @@ struct RolesFile {
 #[serde(rename_all = "kebab-case")]
 pub struct Effective {
     pub data_dir: PathBuf,
+    /// The PostgreSQL URL, if the state is kept there; printed with its
+    /// password hidden.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_database"
+    )]
+    pub database: Option<String>,
     pub listen_quic: SocketAddr,
     pub listen_api: SocketAddr,
     pub api_hosts: Vec<String>,
@@ -242,6 +253,45 @@ pub fn default_stun() -> anyhow::Result<Vec<SocketAddr>> {
         .collect()
 }
 
+/// A `database` value: a PostgreSQL URL (SQLite needs none, it lives in
+/// the data directory).
+pub fn check_database(url: &str) -> anyhow::Result<String> {
+    if !warren_controller::store::is_postgres_url(url) {
+        anyhow::bail!(
+            "database must be a postgres:// URL (SQLite needs no setting: it is \
+             DATA_DIR/controller.db); got {:?}",
+            redact_password(url)
+        );
+    }
+    Ok(url.to_owned())
+}
+
+/// `url` with the password of its user info, if any, as `***`.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn serialize_database<S: serde::Serializer>(
+    url: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => serializer.serialize_str(&redact_password(url)),
+        None => serializer.serialize_none(),
+    }
+}
+
 /// Resolves flags (clap has already applied the environment) over the file
 /// over defaults.
 pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
@@ -298,7 +348,14 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         oidc.as_ref(),
         github.as_ref(),
     )?;
+    let database = args
+        .database
+        .clone()
+        .or(file.database)
+        .map(|url| check_database(&url))
+        .transpose()?;
     Ok(Effective {
+        database,
         data_dir: args
             .data_dir
             .clone()
@@ -389,6 +446,7 @@ mod tests {
     fn args() -> ServeArgs {
         ServeArgs {
             data_dir: None,
+            database: None,
             listen_quic: None,
             listen_api: None,
             api_hosts: vec![],

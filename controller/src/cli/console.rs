@@ -25,7 +25,7 @@ pub struct LoginCodeArgs {
 pub async fn run(command: ConsoleCommand) -> anyhow::Result<ExitCode> {
     match command {
         ConsoleCommand::LoginCode(args) => {
-            let store = super::token::open(args.dir.path()).await?;
+            let store = args.dir.open().await?;
             let code = store.new_login_code(LOGIN_CODE_TTL_SECS).await;
             store.close().await;
             let code = code.context("making the code")?;

@@ -128,6 +128,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
     let running = server::start(ServerOptions {
         role: Role::RelayOnly,
         data_dir: config.data_dir.clone(),
+        database: None,
         state_dir: Some(config.state_dir.clone()),
         listen_quic: config.listen_quic,
         quic_fallback_v4: config.quic_is_default,

@@ -16,6 +16,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let running = server::start(ServerOptions {
         role: Role::Controller,
         data_dir: config.data_dir.clone(),
+        database: config.database.clone(),
         listen_quic: config.listen_quic,
         quic_fallback_v4: config.quic_is_default,
         listen_api: Some(config.listen_api),

@@ -1,14 +1,14 @@
 //! `token create|list|revoke`: API tokens, straight in the database (the
 //! operator on the server; audited as `system`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use time::OffsetDateTime;
 use warren_controller::data_dir;
-use warren_controller::store::{Actor, Scope, SqliteStore, Store, TokenSpec};
+use warren_controller::store::{Actor, Scope, SqlStore, Store, TokenSpec};
 use warren_proto::NetworkId;
 
 use super::output;
@@ -36,11 +36,33 @@ pub struct DataDirArg {
     /// The controller's data directory.
     #[arg(long, env = "WARREN_DATA_DIR")]
     data_dir: PathBuf,
+    /// The PostgreSQL URL `serve --database` keeps state in [default: SQLite in the data directory].
+    #[arg(long, env = "WARREN_DATABASE", hide_env_values = true)]
+    database: Option<String>,
 }
 
 impl DataDirArg {
-    pub fn path(&self) -> &Path {
-        &self.data_dir
+    /// Opens the controller's store: made with its data directory
+    /// (0700, keys and certificate) if this runs before the first `serve`,
+    /// exactly as `serve` would.
+    pub async fn open(&self) -> anyhow::Result<SqlStore> {
+        let dir = &self.data_dir;
+        let opened = |e| anyhow::anyhow!("opening data directory {}: {e}", dir.display());
+        match &self.database {
+            Some(url) => {
+                let url = super::config::check_database(url)?;
+                data_dir::open_keys(dir).map_err(opened)?;
+                SqlStore::connect_postgres(&url).await.with_context(|| {
+                    format!("connecting to {}", super::config::redact_password(&url))
+                })
+            }
+            None => {
+                let identity = data_dir::open(dir).map_err(opened)?;
+                SqlStore::open(&identity.db_path)
+                    .await
+                    .context("opening the database")
+            }
+        }
     }
 }
 
@@ -95,16 +117,6 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub(super) async fn open(dir: &Path) -> anyhow::Result<SqliteStore> {
-    // Opening makes the directory (0700), keys and certificate if this
-    // runs before the first `serve`, exactly as `serve` would.
-    let identity =
-        data_dir::open(dir).with_context(|| format!("opening data directory {}", dir.display()))?;
-    SqliteStore::open(&identity.db_path)
-        .await
-        .context("opening the database")
-}
-
 async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
     let expires_at = match args.expires {
         None => None,
@@ -123,7 +135,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
         network_id: args.network,
         expires_at,
     };
-    let store = open(&args.dir.data_dir).await?;
+    let store = args.dir.open().await?;
     let made = store.create_token(&Actor::system(), spec).await;
     store.close().await;
     let made = made.context("creating the token")?;
@@ -140,7 +152,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let store = open(&args.dir.data_dir).await?;
+    let store = args.dir.open().await?;
     let tokens = store.list_tokens().await;
     store.close().await;
     let tokens = serde_json::to_value(tokens.context("listing tokens")?)?;
@@ -189,7 +201,7 @@ async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
     if id.len() != 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         anyhow::bail!("a token ID is 8 hex digits (see `token list`)");
     }
-    let store = open(&args.dir.data_dir).await?;
+    let store = args.dir.open().await?;
     let revoked = store.revoke_token(&Actor::system(), &id).await;
     store.close().await;
     let token = revoked.with_context(|| format!("revoking token {id}"))?;

@@ -6,7 +6,7 @@ pub mod changes;
 mod model;
 mod policy;
 mod routes;
-pub mod sqlite;
+pub mod sql;
 mod users;
 
 use async_trait::async_trait;
@@ -17,7 +17,7 @@ pub use changes::{Change, ChangeFeed, ChangeKind};
 pub use model::*;
 pub use policy::*;
 pub use routes::*;
-pub use sqlite::{SqliteStore, MAX_PENDING};
+pub use sql::{is_postgres_url, Backend, SqlStore, MAX_PENDING};
 pub use users::*;
 
 /// Why a store operation failed.

@@ -1,5 +1,10 @@
-//! Shared test helpers: an API harness over a temp-dir SQLite database, and
-//! a QUIC test node that speaks the control protocol.
+//! Shared test helpers: an API harness over a fresh database, and a QUIC
+//! test node that speaks the control protocol.
+//!
+//! The database is a SQLite file in a temporary directory, or, with
+//! `WARREN_TEST_DATABASE=postgres`, a fresh database on a real PostgreSQL
+//! server the test starts ([`warren_lab::postgres`]): `scripts/test` runs
+//! the store's conformance suites both ways.
 #![allow(dead_code)]
 
 pub mod node;
@@ -18,12 +23,48 @@ use warren_controller::api::{self, ApiState};
 use warren_controller::audit_anchor::HeadSigner;
 use warren_controller::hub::Hub;
 use warren_controller::metrics::Metrics;
-use warren_controller::store::{Actor, Scope, SqliteStore, Store, TokenSpec};
+use warren_controller::store::{Actor, Scope, SqlStore, Store, TokenSpec};
+
+/// A fresh store, and what keeps it: the directory (SQLite) or the
+/// server (PostgreSQL).
+pub struct TestStore {
+    pub store: SqlStore,
+    pub dir: tempfile::TempDir,
+    pub postgres: Option<warren_lab::postgres::TestDatabase>,
+}
+
+/// Whether this run tests PostgreSQL (`WARREN_TEST_DATABASE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("WARREN_TEST_DATABASE").is_ok_and(|v| v == "postgres")
+}
+
+/// A fresh store on the database this run tests.
+pub async fn test_store() -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    if on_postgres() {
+        let db = warren_lab::postgres::TestDatabase::new().unwrap();
+        let store = SqlStore::connect_postgres(&db.url).await.unwrap();
+        return TestStore {
+            store,
+            dir,
+            postgres: Some(db),
+        };
+    }
+    let store = SqlStore::open(&dir.path().join("controller.db"))
+        .await
+        .unwrap();
+    TestStore {
+        store,
+        dir,
+        postgres: None,
+    }
+}
 
 /// An API over a fresh database, with an admin and an auditor token.
 pub struct Harness {
     pub dir: tempfile::TempDir,
-    pub store: SqliteStore,
+    pub postgres: Option<warren_lab::postgres::TestDatabase>,
+    pub store: SqlStore,
     pub hub: Arc<Hub>,
     pub router: Router,
     pub admin: String,
@@ -34,10 +75,11 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("controller.db"))
-            .await
-            .unwrap();
+        let TestStore {
+            store,
+            dir,
+            postgres,
+        } = test_store().await;
         let admin = store
             .create_token(
                 &Actor::system(),
@@ -61,12 +103,47 @@ impl Harness {
             api::router(ApiState::new(hub.clone(), vec![]).with_audit_signer(Arc::new(signer)));
         Self {
             dir,
+            postgres,
             store,
             hub,
             router,
             admin: admin.secret,
             auditor: auditor.secret,
             fingerprint,
+        }
+    }
+
+    /// Another store on the same database, as a second controller
+    /// process (a replica) would open it.
+    pub async fn second_store(&self) -> SqlStore {
+        match &self.postgres {
+            Some(db) => SqlStore::connect_postgres(&db.url).await.unwrap(),
+            None => SqlStore::open(&self.dir.path().join("controller.db"))
+                .await
+                .unwrap(),
+        }
+    }
+
+    /// A plain pool on the database, as someone who has the file (or the
+    /// database's password) would open it. Statements number their
+    /// placeholders (`$1`), which both databases read.
+    pub async fn raw_pool(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let url = match &self.postgres {
+            Some(db) => db.url.clone(),
+            None => format!(
+                "sqlite://{}",
+                self.dir.path().join("controller.db").display()
+            ),
+        };
+        sqlx::AnyPool::connect(&url).await.unwrap()
+    }
+
+    /// The statement that drops the audit log's trigger `name`.
+    pub fn drop_audit_trigger(&self, name: &str) -> String {
+        match self.postgres {
+            Some(_) => format!("DROP TRIGGER {name} ON audit_log"),
+            None => format!("DROP TRIGGER {name}"),
         }
     }
 
@@ -240,6 +317,7 @@ pub async fn prod_network(store: &Arc<dyn Store>) -> warren_proto::NetworkId {
 /// "prod" and an API handle on its store.
 pub struct Served {
     pub _dir: tempfile::TempDir,
+    pub _postgres: Option<warren_lab::postgres::TestDatabase>,
     pub running: warren_controller::server::Running,
     pub net: warren_proto::NetworkId,
     pub api: ApiHandle,
@@ -247,11 +325,10 @@ pub struct Served {
 
 pub async fn served() -> Served {
     let dir = tempfile::tempdir().unwrap();
-    let running = warren_controller::server::start(
-        warren_controller::server::ServerOptions::loopback(dir.path().join("data")),
-    )
-    .await
-    .unwrap();
+    let postgres = on_postgres().then(|| warren_lab::postgres::TestDatabase::new().unwrap());
+    let mut options = warren_controller::server::ServerOptions::loopback(dir.path().join("data"));
+    options.database = postgres.as_ref().map(|db| db.url.clone());
+    let running = warren_controller::server::start(options).await.unwrap();
     let store = running.hub.store().clone();
     let net = prod_network(&store).await;
     let api = ApiHandle::new(
@@ -261,6 +338,7 @@ pub async fn served() -> Served {
     .await;
     Served {
         _dir: dir,
+        _postgres: postgres,
         running,
         net,
         api,

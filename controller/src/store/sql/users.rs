@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use rand_core::RngCore;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::assign::assign;
@@ -11,13 +11,14 @@ use super::audit::{append, NewEntry};
 use super::members::{audit_change, get as get_member};
 use super::networks::{bump_version, get as get_network};
 use super::WriteTx;
-use super::{now, SqliteStore};
+use super::{now, SqlStore};
+use super::{query, query_as};
 use crate::store::*;
 
 const USER_COLUMNS: &str =
     "id, issuer, subject, email, name, groups, disabled, created_at, last_sign_in";
 
-fn user(row: &SqliteRow) -> Result<User, StoreError> {
+fn user(row: &AnyRow) -> Result<User, StoreError> {
     let groups: String = row.try_get("groups")?;
     Ok(User {
         id: row.try_get("id")?,
@@ -34,13 +35,9 @@ fn user(row: &SqliteRow) -> Result<User, StoreError> {
 }
 
 /// The one user with this ID or e-mail address.
-async fn named(conn: &mut sqlx::SqliteConnection, who: &str) -> Result<User, StoreError> {
+async fn named(conn: &mut sqlx::AnyConnection, who: &str) -> Result<User, StoreError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ? OR email = ?");
-    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(who)
-        .bind(who)
-        .fetch_all(&mut *conn)
-        .await?;
+    let found = query(sql).bind(who).bind(who).fetch_all(&mut *conn).await?;
     match found.as_slice() {
         [one] => user(one),
         [] => Err(StoreError::NotFound("user")),
@@ -56,7 +53,7 @@ pub(super) async fn bump_owned_networks(
     conn: &mut WriteTx,
     user_id: &str,
 ) -> Result<Vec<NetworkId>, StoreError> {
-    let rows: Vec<(String,)> = sqlx::query_as(
+    let rows: Vec<(String,)> = query_as(
         "SELECT DISTINCT network_id FROM members WHERE owner_user_id = ? ORDER BY network_id",
     )
     .bind(user_id)
@@ -74,14 +71,11 @@ pub(super) async fn bump_owned_networks(
 
 /// The user with this ID, if there is one.
 pub(super) async fn by_id<'e>(
-    exec: impl sqlx::sqlite::SqliteExecutor<'e>,
+    exec: impl sqlx::AnyExecutor<'e>,
     id: &str,
 ) -> Result<Option<User>, StoreError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(exec)
-        .await?;
+    let row = query(sql).bind(id).fetch_optional(exec).await?;
     row.as_ref().map(user).transpose()
 }
 
@@ -103,14 +97,14 @@ fn new_user_id() -> String {
 }
 
 #[async_trait]
-impl UserStore for SqliteStore {
+impl UserStore for SqlStore {
     async fn sign_in_user(&self, person: &Person) -> Result<User, StoreError> {
         let (at, _) = now();
         let groups = serde_json::to_string(&person.groups)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
         let mut tx = self.begin_write().await?;
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE issuer = ? AND subject = ?");
-        let before = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let before = query(sql)
             .bind(&person.issuer)
             .bind(&person.subject)
             .fetch_optional(&mut *tx)
@@ -126,7 +120,7 @@ impl UserStore for SqliteStore {
         let id = before
             .as_ref()
             .map_or_else(new_user_id, |found| found.id.clone());
-        sqlx::query(
+        query(
             "INSERT INTO users (id, issuer, subject, email, name, groups, created_at, last_sign_in)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (issuer, subject) DO UPDATE SET
@@ -144,12 +138,7 @@ impl UserStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
-        let after = user(
-            &sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&id)
-                .fetch_one(&mut *tx)
-                .await?,
-        )?;
+        let after = user(&query(sql).bind(&id).fetch_one(&mut *tx).await?)?;
         append(
             &mut tx,
             NewEntry {
@@ -226,7 +215,7 @@ impl UserStore for SqliteStore {
         let (_, now_unix) = now();
         let expires =
             now_unix.saturating_add(i64::try_from(network.device_expiry_secs).unwrap_or(i64::MAX));
-        sqlx::query(
+        query(
             "UPDATE members SET state = ?, owner_user_id = ?, expires_unix = ?, expiry_noted = 0 \
              WHERE network_id = ? AND node_id = ?",
         )
@@ -266,7 +255,7 @@ impl UserStore for SqliteStore {
         if before.disabled == disabled {
             return Ok((before, Vec::new()));
         }
-        sqlx::query("UPDATE users SET disabled = ? WHERE id = ?")
+        query("UPDATE users SET disabled = ? WHERE id = ?")
             .bind(i64::from(disabled))
             .bind(&before.id)
             .execute(&mut *tx)
@@ -303,7 +292,7 @@ impl UserStore for SqliteStore {
     ) -> Result<(User, Vec<NetworkId>), StoreError> {
         let mut tx = self.begin_write().await?;
         let before = named(&mut tx, who).await?;
-        let devices: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        let devices: Vec<(String, String, Option<String>)> = query_as(
             "SELECT network_id, node_id, name FROM members WHERE owner_user_id = ? \
              ORDER BY network_id, node_id",
         )
@@ -311,12 +300,12 @@ impl UserStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         let networks = bump_owned_networks(&mut tx, &before.id).await?;
-        sqlx::query("DELETE FROM members WHERE owner_user_id = ?")
+        query("DELETE FROM members WHERE owner_user_id = ?")
             .bind(&before.id)
             .execute(&mut *tx)
             .await?;
         // Sessions go with the user (ON DELETE CASCADE).
-        sqlx::query("DELETE FROM users WHERE id = ?")
+        query("DELETE FROM users WHERE id = ?")
             .bind(&before.id)
             .execute(&mut *tx)
             .await?;
@@ -407,9 +396,7 @@ impl UserStore for SqliteStore {
 
     async fn list_users(&self) -> Result<Vec<User>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY email, id");
-        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.read)
-            .await?;
+        let found = query(sql).fetch_all(&self.read).await?;
         found.iter().map(user).collect()
     }
 }

@@ -1,5 +1,12 @@
-//! The SQLite store: one file in WAL mode with synchronous=FULL, writes
+//! The SQL store, one code for SQLite and PostgreSQL through sqlx's `Any`
+//! driver. SQLite is one file in WAL mode with synchronous=FULL, writes
 //! serialised through a one-connection pool and `BEGIN IMMEDIATE`.
+//! PostgreSQL is shared by every replica: writers serialise on one
+//! transaction-scoped advisory lock, so both stores see the same
+//! one-writer-at-a-time history, and readers take a repeatable-read
+//! snapshot. The SQL both run is the common dialect: `?` placeholders
+//! become `$1`, `$2`, ... (see [`query`]), flags are integers, and nothing
+//! names a function only one of them has.
 
 mod assign;
 mod audit;
@@ -31,11 +38,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rand_core::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
-use sqlx::{Sqlite, Transaction};
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Any, AnyConnection, AnyPool};
+use sqlx::{Connection as _, Executor as _, Transaction};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
@@ -46,22 +52,37 @@ use super::*;
 /// release the database before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_CONNECTIONS: u32 = 4;
+/// Connections one replica keeps to PostgreSQL.
+const POSTGRES_CONNECTIONS: u32 = 8;
+/// The advisory lock every PostgreSQL write transaction holds: one writer
+/// at a time across all replicas, as SQLite's `BEGIN IMMEDIATE` gives.
+const WRITE_LOCK: i64 = 0x7761_7272_656e; // "warren"
 
-/// The SQLite implementation of [`Store`].
+/// Which database a [`SqlStore`] runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The SQL implementation of [`Store`].
 #[derive(Clone)]
-pub struct SqliteStore {
-    /// Exactly one connection: writers queue here in order instead of
-    /// spinning on SQLite's busy handler.
-    write: SqlitePool,
-    read: SqlitePool,
-    /// Where committed transactions' changes go: in process, since only
-    /// this process writes the file.
+pub struct SqlStore {
+    /// SQLite: exactly one connection, so writers queue here in order
+    /// instead of spinning on SQLite's busy handler. PostgreSQL: the same
+    /// pool as `read`.
+    write: AnyPool,
+    read: AnyPool,
+    backend: Backend,
+    /// Where committed transactions' changes go.
     feed: Arc<ChangeFeed>,
 }
 
-impl std::fmt::Debug for SqliteStore {
+impl std::fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").finish_non_exhaustive()
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,7 +90,7 @@ impl std::fmt::Debug for SqliteStore {
 /// publishes that to the change feed when it commits. Dropped without a
 /// commit, it rolls back and publishes nothing.
 pub(super) struct WriteTx {
-    tx: Transaction<'static, Sqlite>,
+    tx: Transaction<'static, Any>,
     pending: changes::Pending,
     feed: Arc<ChangeFeed>,
 }
@@ -88,21 +109,102 @@ impl WriteTx {
 }
 
 impl std::ops::Deref for WriteTx {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
         &self.tx
     }
 }
 
 impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
         &mut self.tx
     }
 }
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and runs migrations.
+/// A statement for either database: its `?` placeholders (outside quoted
+/// text) are numbered `$1`, `$2`, ..., which PostgreSQL needs and SQLite
+/// reads as the same positions.
+pub(super) fn query(sql: impl AsRef<str>) -> sqlx::query::Query<'static, Any, AnyArguments> {
+    sqlx::query(sqlx::AssertSqlSafe(numbered(sql.as_ref())))
+}
+
+/// [`query`], read into `O` (a tuple of columns).
+pub(super) fn query_as<O>(
+    sql: impl AsRef<str>,
+) -> sqlx::query::QueryAs<'static, Any, O, AnyArguments>
+where
+    O: for<'r> sqlx::FromRow<'r, AnyRow>,
+{
+    sqlx::query_as(sqlx::AssertSqlSafe(numbered(sql.as_ref())))
+}
+
+/// `sql` with each `?` outside single-quoted text replaced by `$n`.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut quoted = false;
+    let mut n = 0;
+    for c in sql.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A SQLite database file as a URL for the `Any` driver; `mode` is `rwc`
+/// or `ro`. The path is percent-encoded, so `?`, `#` and `%` in it stay
+/// part of the name.
+fn sqlite_url(path: &Path, mode: &str) -> Result<String, StoreError> {
+    let text = path.to_str().ok_or_else(|| {
+        StoreError::Invalid(format!("the database path {} is not UTF-8", path.display()))
+    })?;
+    let mut url = String::from("sqlite://");
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~+".contains(&b) {
+            url.push(char::from(b));
+        } else {
+            url.push_str(&format!("%{b:02X}"));
+        }
+    }
+    url.push_str("?mode=");
+    url.push_str(mode);
+    Ok(url)
+}
+
+/// Pool options for SQLite connections through `Any`: every connection
+/// gets the settings a URL cannot carry.
+fn sqlite_pool(max: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(sqlx::AssertSqlSafe(format!(
+                    "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+                     PRAGMA busy_timeout = {}",
+                    BUSY_TIMEOUT.as_millis()
+                )))
+                .await?;
+                Ok(())
+            })
+        })
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) the SQLite database at `path` and runs
+    /// migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        // Migrations, WAL mode (kept in the file) and creation go through
+        // SQLite's own driver, which knows every setting.
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -110,44 +212,83 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
+        let mut setup = sqlx::SqliteConnection::connect_with(&options).await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&mut setup)
             .await?;
-        sqlx::migrate!("./migrations").run(&write).await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .connect_with(options)
-            .await?;
+        setup.close().await?;
+        let url = sqlite_url(path, "rw")?;
+        let write = sqlite_pool(1).connect(&url).await?;
+        let read = sqlite_pool(READ_CONNECTIONS).connect(&url).await?;
         Ok(Self {
             write,
             read,
+            backend: Backend::Sqlite,
             feed: Arc::default(),
         })
     }
 
-    /// Opens an existing database for reading only, without migrations: a
-    /// relay-only instance reading the membership its controller (another
-    /// process, same file, WAL mode) writes. Every write fails.
+    /// Connects to PostgreSQL at `url` (`postgres://...`) and runs
+    /// migrations; any number of replicas may share one database.
+    pub async fn connect_postgres(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let mut setup = sqlx::PgConnection::connect(url).await?;
+        // The migrator holds an advisory lock: replicas starting together
+        // migrate once.
+        sqlx::migrate!("./migrations/postgres")
+            .run(&mut setup)
+            .await?;
+        setup.close().await?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(POSTGRES_CONNECTIONS)
+            .connect(url)
+            .await?;
+        Ok(Self {
+            write: pool.clone(),
+            read: pool,
+            backend: Backend::Postgres,
+            feed: Arc::default(),
+        })
+    }
+
+    /// Opens the store a `--database` value names: a `postgres://` (or
+    /// `postgresql://`) URL, or else a SQLite file path.
+    pub async fn open_database(database: &str) -> Result<Self, StoreError> {
+        if is_postgres_url(database) {
+            Self::connect_postgres(database).await
+        } else {
+            Self::open(Path::new(
+                database.strip_prefix("sqlite://").unwrap_or(database),
+            ))
+            .await
+        }
+    }
+
+    /// Opens an existing SQLite database for reading only, without
+    /// migrations: a relay-only instance reading the membership its
+    /// controller (another process, same file, WAL mode) writes. Every
+    /// write fails.
     pub async fn open_read_only(path: &Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .read_only(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let read = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .connect_with(options)
+        sqlx::any::install_default_drivers();
+        let read = sqlite_pool(READ_CONNECTIONS)
+            .connect(&sqlite_url(path, "ro")?)
             .await?;
         // Fail at start, not on the first frame, if this is not a
         // controller database (or its schema is missing).
-        sqlx::query("SELECT 1 FROM networks LIMIT 1")
+        query("SELECT 1 FROM networks LIMIT 1")
             .fetch_optional(&read)
             .await?;
         Ok(Self {
             write: read.clone(),
             read,
+            backend: Backend::Sqlite,
             feed: Arc::default(),
         })
+    }
+
+    /// The database this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Closes both pools, waiting for connections to finish.
@@ -157,15 +298,46 @@ impl SqliteStore {
     }
 
     async fn begin_write(&self) -> Result<WriteTx, StoreError> {
-        // IMMEDIATE takes the write lock up front, so a transaction that
-        // reads before it writes (IPAM, key use, the audit chain's head)
-        // never sees a snapshot that another writer has moved past.
+        let tx = match self.backend {
+            // IMMEDIATE takes the write lock up front, so a transaction
+            // that reads before it writes (IPAM, key use, the audit
+            // chain's head) never sees a snapshot that another writer has
+            // moved past.
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            // The same, across replicas: the lock is held to commit, and
+            // read committed then shows every earlier writer's rows.
+            Backend::Postgres => {
+                let mut tx = self.write.begin().await?;
+                query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(?)) AS locked")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        };
         Ok(WriteTx {
-            tx: self.write.begin_with("BEGIN IMMEDIATE").await?,
+            tx,
             pending: changes::Pending::default(),
             feed: self.feed.clone(),
         })
     }
+
+    /// A read transaction: one snapshot for all its statements.
+    async fn begin_read(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.read.begin().await?,
+            Backend::Postgres => {
+                self.read
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .await?
+            }
+        })
+    }
+}
+
+/// Whether a `--database` value names PostgreSQL.
+pub fn is_postgres_url(database: &str) -> bool {
+    database.starts_with("postgres://") || database.starts_with("postgresql://")
 }
 
 /// The current time as stored: RFC 3339 text and unix seconds.
@@ -207,7 +379,7 @@ fn parse_stored<T: FromStr>(what: &str, text: &str) -> Result<T, StoreError> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     fn changes(&self) -> &Arc<ChangeFeed> {
         &self.feed
     }

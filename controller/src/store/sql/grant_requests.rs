@@ -2,18 +2,20 @@
 //! the same transaction) or denies, or the person withdraws. Each step is
 //! audited with the request before and after.
 
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 use sqlx::Row;
 
 use super::audit::{append, NewEntry};
-use super::{new_short_id, now, parse_stored, SqliteStore};
+use super::{new_short_id, now, parse_stored, SqlStore};
+use super::{query, query_as};
 use crate::policy::Rule;
 use crate::store::*;
 
 const COLUMNS: &str = "id, network_id, requester, target, ports, duration_secs, reason, \
      created_at, state, decided_by, decided_at, grant_id";
 
-fn request_row(row: &SqliteRow) -> Result<GrantRequest, StoreError> {
+fn request_row(row: &AnyRow) -> Result<GrantRequest, StoreError> {
     let ports: String = row.try_get("ports")?;
     let duration: i64 = row.try_get("duration_secs")?;
     Ok(GrantRequest {
@@ -51,7 +53,7 @@ fn audit_entry<'a>(
 }
 
 pub(super) async fn request(
-    store: &SqliteStore,
+    store: &SqlStore,
     net: NetworkId,
     new: NewGrantRequest,
 ) -> Result<GrantRequest, StoreError> {
@@ -63,18 +65,17 @@ pub(super) async fn request(
         .map_err(|e| StoreError::Invalid(format!("ports: {e}")))?;
     let mut tx = store.begin_write().await?;
     super::grants::check_in(&mut tx, net, &rule).await?;
-    let (waiting,): (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM grant_requests WHERE requester = ? AND state = 'pending'",
-    )
-    .bind(&new.requester)
-    .fetch_one(&mut *tx)
-    .await?;
+    let (waiting,): (i64,) =
+        query_as("SELECT count(*) FROM grant_requests WHERE requester = ? AND state = 'pending'")
+            .bind(&new.requester)
+            .fetch_one(&mut *tx)
+            .await?;
     if waiting >= MAX_PENDING_REQUESTS {
         return Err(StoreError::Conflict(format!(
             "you have {waiting} requests waiting already: withdraw one, or wait for an admin"
         )));
     }
-    let same: Option<(String,)> = sqlx::query_as(
+    let same: Option<(String,)> = query_as(
         "SELECT id FROM grant_requests WHERE network_id = ? AND requester = ? AND target = ? \
          AND state = 'pending'",
     )
@@ -104,7 +105,7 @@ pub(super) async fn request(
         decided_at: None,
         grant_id: None,
     };
-    sqlx::query(
+    query(
         "INSERT INTO grant_requests (id, network_id, requester, target, ports, duration_secs, \
          reason, created_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
     )
@@ -129,7 +130,7 @@ pub(super) async fn request(
 }
 
 pub(super) async fn list(
-    store: &SqliteStore,
+    store: &SqlStore,
     filter: &RequestFilter,
 ) -> Result<Vec<GrantRequest>, StoreError> {
     let mut sql = format!("SELECT {COLUMNS} FROM grant_requests WHERE 1 = 1");
@@ -143,24 +144,27 @@ pub(super) async fn list(
         sql.push_str(" AND state = 'pending'");
     }
     sql.push_str(" ORDER BY created_at DESC, id LIMIT ?");
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut query = query(sql);
     if let Some(net) = filter.network {
         query = query.bind(net.to_string());
     }
     if let Some(requester) = &filter.requester {
         query = query.bind(requester.clone());
     }
-    let rows = query.bind(filter.limit).fetch_all(&store.read).await?;
+    let rows = query
+        .bind(i64::from(filter.limit))
+        .fetch_all(&store.read)
+        .await?;
     rows.iter().map(request_row).collect()
 }
 
 async fn pending_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     net: NetworkId,
     id: &str,
 ) -> Result<GrantRequest, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM grant_requests WHERE network_id = ? AND id = ?");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = query(sql)
         .bind(net.to_string())
         .bind(id)
         .fetch_optional(conn)
@@ -179,7 +183,7 @@ async fn pending_in(
 }
 
 pub(super) async fn decide(
-    store: &SqliteStore,
+    store: &SqlStore,
     actor: &Actor,
     net: NetworkId,
     id: &str,
@@ -217,7 +221,7 @@ pub(super) async fn decide(
         grant_id: grant.as_ref().map(|g| g.id.clone()),
         ..before.clone()
     };
-    sqlx::query(
+    query(
         "UPDATE grant_requests SET state = ?, decided_by = ?, decided_at = ?, grant_id = ? \
          WHERE network_id = ? AND id = ?",
     )

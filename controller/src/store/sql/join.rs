@@ -10,7 +10,8 @@ use super::keys::{consume, usable};
 use super::members::get as get_member;
 use super::networks::{bump_version, get as get_network};
 use super::WriteTx;
-use super::{now, rows, SqliteStore};
+use super::{now, rows, SqlStore};
+use super::{query, query_as};
 use crate::names;
 use crate::store::*;
 
@@ -52,7 +53,7 @@ fn unchanged(decision: JoinDecision) -> JoinResult {
 const TOO_MANY_PENDING: &str =
     "too many members are waiting for approval in this network; ask an admin";
 
-pub(super) async fn join(store: &SqliteStore, req: JoinRequest) -> Result<JoinResult, StoreError> {
+pub(super) async fn join(store: &SqlStore, req: JoinRequest) -> Result<JoinResult, StoreError> {
     let node = NodeId::from_key(&req.node_key);
     let actor = Actor::node(&node);
     let version = clean_version(&req.agent_version);
@@ -87,7 +88,7 @@ pub(super) async fn join(store: &SqliteStore, req: JoinRequest) -> Result<JoinRe
 /// The answer to a join that needs no write, read without the writer;
 /// `None` if it needs one. The write path decides again under the lock.
 async fn decide_without_writing(
-    store: &SqliteStore,
+    store: &SqlStore,
     req: &JoinRequest,
     version: &str,
 ) -> Result<Option<JoinResult>, StoreError> {
@@ -127,11 +128,11 @@ async fn decide_without_writing(
 }
 
 async fn pending_count<'e>(
-    exec: impl sqlx::sqlite::SqliteExecutor<'e>,
+    exec: impl sqlx::AnyExecutor<'e>,
     net: NetworkId,
 ) -> Result<i64, StoreError> {
     let (count,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM members WHERE network_id = ? AND state = ?")
+        query_as("SELECT COUNT(*) FROM members WHERE network_id = ? AND state = ?")
             .bind(net.to_string())
             .bind(MemberState::Pending.as_int())
             .fetch_one(exec)
@@ -157,7 +158,7 @@ async fn rejoin(
         return Ok(refused(REVOKED));
     }
     if member.agent_version != version {
-        sqlx::query("UPDATE members SET agent_version = ? WHERE network_id = ? AND node_id = ?")
+        query("UPDATE members SET agent_version = ? WHERE network_id = ? AND node_id = ?")
             .bind(version)
             .bind(net.to_string())
             .bind(node.to_string())
@@ -191,7 +192,7 @@ async fn rejoin(
     };
     // A key lifts an expired sign-in: the device now stays on like any
     // device joined with a key.
-    sqlx::query(
+    query(
         "UPDATE members SET state = ?, endpoints = ?, expires_unix = NULL, expiry_noted = 0 \
          WHERE network_id = ? AND node_id = ?",
     )
@@ -252,7 +253,7 @@ async fn first_join(
         None => (MemberState::Pending, endpoints_json(&[])),
     };
     let (created_at, _) = now();
-    sqlx::query(
+    query(
         "INSERT INTO members (network_id, node_id, public_key, name, requested_name, ipv4, \
          state, online, endpoints, agent_version, last_seen, created_at) \
          VALUES (?, ?, ?, NULL, ?, NULL, ?, 0, ?, ?, NULL, ?)",
@@ -329,7 +330,7 @@ async fn update_endpoints(
     member: &Member,
     endpoints: &[SocketAddr],
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE members SET endpoints = ? WHERE network_id = ? AND node_id = ?")
+    query("UPDATE members SET endpoints = ? WHERE network_id = ? AND node_id = ?")
         .bind(endpoints_json(endpoints))
         .bind(member.network_id.to_string())
         .bind(member.node_id.to_string())
@@ -350,7 +351,7 @@ async fn update_endpoints(
 }
 
 pub(super) async fn set_presence(
-    store: &SqliteStore,
+    store: &SqlStore,
     net: NetworkId,
     key: &NodePublicKey,
     online: bool,
@@ -383,7 +384,7 @@ async fn write_presence(
     online: bool,
 ) -> Result<bool, StoreError> {
     let (at, _) = now();
-    let updated = sqlx::query(
+    let updated = query(
         "UPDATE members SET online = ?, last_seen = ? \
          WHERE network_id = ? AND node_id = ? AND online != ?",
     )
@@ -418,7 +419,7 @@ async fn write_presence(
 }
 
 pub(super) async fn set_endpoints(
-    store: &SqliteStore,
+    store: &SqlStore,
     net: NetworkId,
     node_key: &NodePublicKey,
     endpoints: &[SocketAddr],
@@ -440,10 +441,10 @@ pub(super) async fn set_endpoints(
     Ok(true)
 }
 
-pub(super) async fn reset_presence(store: &SqliteStore) -> Result<Vec<NetworkId>, StoreError> {
+pub(super) async fn reset_presence(store: &SqlStore) -> Result<Vec<NetworkId>, StoreError> {
     let mut tx = store.begin_write().await?;
     let online: Vec<(String, String)> =
-        sqlx::query_as("SELECT network_id, node_id FROM members WHERE online = 1")
+        query_as("SELECT network_id, node_id FROM members WHERE online = 1")
             .fetch_all(&mut *tx)
             .await?;
     let mut changed = Vec::new();

@@ -3,21 +3,23 @@
 
 use async_trait::async_trait;
 use ipnet::IpNet;
-use sqlx::sqlite::{SqliteExecutor, SqliteRow};
+use sqlx::any::AnyRow;
+use sqlx::AnyExecutor;
 use sqlx::Row;
 use warren_proto::routes::{check_prefix, MAX_ADVERTISED};
 
 use super::audit::{append, NewEntry};
 use super::networks::{bump_version, get as get_network};
+use super::query;
 use super::WriteTx;
-use super::{is_unique_violation, members, now, parse_stored, SqliteStore};
+use super::{is_unique_violation, members, now, parse_stored, SqlStore};
 use crate::routes::{audit_json, check_advertised, check_approval, RouteRefusal};
 use crate::store::*;
 
 const ROUTE_COLUMNS: &str =
     "network_id, node_id, prefix, advertised, approved, approved_by, approved_at, created_at";
 
-fn route(row: &SqliteRow) -> Result<Route, StoreError> {
+fn route(row: &AnyRow) -> Result<Route, StoreError> {
     Ok(Route {
         network_id: parse_stored("network id", &row.try_get::<String, _>("network_id")?)?,
         node_id: parse_stored("node id", &row.try_get::<String, _>("node_id")?)?,
@@ -32,15 +34,12 @@ fn route(row: &SqliteRow) -> Result<Route, StoreError> {
 
 /// Every route row of `net`, by node then prefix.
 pub(super) async fn list_in<'e>(
-    exec: impl SqliteExecutor<'e>,
+    exec: impl AnyExecutor<'e>,
     net: NetworkId,
 ) -> Result<Vec<Route>, StoreError> {
     let sql =
         format!("SELECT {ROUTE_COLUMNS} FROM routes WHERE network_id = ? ORDER BY node_id, prefix");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(net.to_string())
-        .fetch_all(exec)
-        .await?;
+    let rows = query(sql).bind(net.to_string()).fetch_all(exec).await?;
     let mut routes: Vec<Route> = rows.iter().map(route).collect::<Result<_, _>>()?;
     // Text order is not address order.
     routes.sort_by_key(|r| (r.node_id, r.prefix));
@@ -48,10 +47,10 @@ pub(super) async fn list_in<'e>(
 }
 
 async fn approvers_in<'e>(
-    exec: impl SqliteExecutor<'e>,
+    exec: impl AnyExecutor<'e>,
     net: NetworkId,
 ) -> Result<Vec<AutoApprover>, StoreError> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT network_id, prefix, node_id, created_by, created_at FROM route_auto_approvers \
          WHERE network_id = ? ORDER BY prefix, node_id",
     )
@@ -93,7 +92,7 @@ async fn write_approval(
     rule: Option<IpNet>,
 ) -> Result<Route, StoreError> {
     let (at, _) = now();
-    sqlx::query(
+    query(
         "INSERT INTO routes (network_id, node_id, prefix, advertised, approved, approved_by, \
          approved_at, created_at) VALUES (?, ?, ?, 0, 1, ?, ?, ?) \
          ON CONFLICT (network_id, node_id, prefix) DO UPDATE SET approved = 1, \
@@ -200,9 +199,9 @@ async fn auto_approve(
 }
 
 #[async_trait]
-impl RouteStore for SqliteStore {
+impl RouteStore for SqlStore {
     async fn list_routes(&self, net: NetworkId) -> Result<Vec<Route>, StoreError> {
-        let mut tx = self.read.begin().await?;
+        let mut tx = self.begin_read().await?;
         if get_network(&mut *tx, net).await?.is_none() {
             return Err(StoreError::NotFound("network"));
         }
@@ -262,7 +261,7 @@ impl RouteStore for SqliteStore {
                 } else {
                     "DELETE FROM routes WHERE network_id = ? AND node_id = ? AND prefix = ?"
                 };
-                sqlx::query(sql)
+                query(sql)
                     .bind(net.to_string())
                     .bind(node.to_string())
                     .bind(r.prefix.to_string())
@@ -271,7 +270,7 @@ impl RouteStore for SqliteStore {
             }
             let (at, _) = now();
             for p in wanted.iter().filter(|p| !before.contains(p)) {
-                sqlx::query(
+                query(
                     "INSERT INTO routes (network_id, node_id, prefix, advertised, approved, \
                      created_at) VALUES (?, ?, ?, 1, 0, ?) \
                      ON CONFLICT (network_id, node_id, prefix) DO UPDATE SET advertised = 1",
@@ -359,7 +358,7 @@ impl RouteStore for SqliteStore {
         } else {
             "DELETE FROM routes WHERE network_id = ? AND node_id = ? AND prefix = ?"
         };
-        sqlx::query(sql)
+        query(sql)
             .bind(net.to_string())
             .bind(node.to_string())
             .bind(prefix.to_string())
@@ -387,7 +386,7 @@ impl RouteStore for SqliteStore {
     }
 
     async fn list_auto_approvers(&self, net: NetworkId) -> Result<Vec<AutoApprover>, StoreError> {
-        let mut tx = self.read.begin().await?;
+        let mut tx = self.begin_read().await?;
         if get_network(&mut *tx, net).await?.is_none() {
             return Err(StoreError::NotFound("network"));
         }
@@ -417,7 +416,7 @@ impl RouteStore for SqliteStore {
             created_by: actor.as_str().to_owned(),
             created_at: at,
         };
-        sqlx::query(
+        query(
             "INSERT INTO route_auto_approvers (network_id, prefix, node_id, created_by, created_at) \
              VALUES (?, ?, ?, ?, ?)",
         )
@@ -468,7 +467,7 @@ impl RouteStore for SqliteStore {
             .into_iter()
             .find(|a| a.prefix == prefix && a.node == node)
             .ok_or(StoreError::NotFound("auto-approval rule"))?;
-        sqlx::query(
+        query(
             "DELETE FROM route_auto_approvers WHERE network_id = ? AND prefix = ? AND node_id = ?",
         )
         .bind(net.to_string())

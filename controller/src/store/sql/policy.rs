@@ -4,13 +4,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 use sqlx::Row;
 
 use super::audit::{append, NewEntry};
 use super::networks::bump_version;
+use super::query;
 use super::WriteTx;
-use super::{members, now, parse_stored, SqliteStore};
+use super::{members, now, parse_stored, SqlStore};
 use crate::policy::{self, NetworkView, PolicyError, MAX_POLICY_BYTES};
 use crate::store::*;
 
@@ -42,14 +44,14 @@ pub(super) async fn insert_first(
 }
 
 async fn insert(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     net: NetworkId,
     version: u64,
     text: &str,
     actor: &Actor,
     created_at: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    query(
         "INSERT INTO policies (network_id, version, text, created_by, created_at) \
          VALUES (?, ?, ?, ?, ?)",
     )
@@ -63,7 +65,7 @@ async fn insert(
     Ok(())
 }
 
-fn version_row(net: NetworkId, row: &SqliteRow) -> Result<PolicyVersion, StoreError> {
+fn version_row(net: NetworkId, row: &AnyRow) -> Result<PolicyVersion, StoreError> {
     let version: i64 = row.try_get("version")?;
     Ok(PolicyVersion {
         network_id: net,
@@ -87,10 +89,10 @@ fn implicit_default(network: &Network) -> PolicyVersion {
 }
 
 pub(super) async fn current_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     network: &Network,
 ) -> Result<PolicyVersion, StoreError> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT version, text, created_by, created_at FROM policies \
          WHERE network_id = ? ORDER BY version DESC LIMIT 1",
     )
@@ -104,10 +106,10 @@ pub(super) async fn current_in(
 }
 
 async fn tags_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     net: NetworkId,
 ) -> Result<BTreeMap<NodeId, BTreeSet<String>>, StoreError> {
-    let rows = sqlx::query("SELECT node_id, tag FROM member_tags WHERE network_id = ?")
+    let rows = query("SELECT node_id, tag FROM member_tags WHERE network_id = ?")
         .bind(net.to_string())
         .fetch_all(conn)
         .await?;
@@ -122,7 +124,7 @@ async fn tags_in(
 /// The policy in force in `network`: its stored document (if any), tags
 /// and active grants.
 pub(super) async fn in_force(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     network: &Network,
 ) -> Result<PolicyInForce, StoreError> {
     let stored = current_in(&mut *conn, network).await?;
@@ -134,7 +136,7 @@ pub(super) async fn in_force(
 }
 
 pub(super) async fn view_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     network: &Network,
 ) -> Result<NetworkView, StoreError> {
     let snapshot = NetworkSnapshot {
@@ -149,7 +151,7 @@ pub(super) async fn view_in(
 }
 
 pub(super) async fn network_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     net: NetworkId,
 ) -> Result<Network, StoreError> {
     super::networks::get(conn, net)
@@ -169,7 +171,7 @@ fn too_large(text: &str) -> Result<(), StoreError> {
 }
 
 async fn set(
-    store: &SqliteStore,
+    store: &SqlStore,
     actor: &Actor,
     net: NetworkId,
     text: &str,
@@ -225,10 +227,10 @@ async fn set(
     })
 }
 
-async fn history(store: &SqliteStore, net: NetworkId) -> Result<Vec<PolicyVersion>, StoreError> {
-    let mut tx = store.read.begin().await?;
+async fn history(store: &SqlStore, net: NetworkId) -> Result<Vec<PolicyVersion>, StoreError> {
+    let mut tx = store.begin_read().await?;
     let network = network_in(&mut tx, net).await?;
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT version, text, created_by, created_at FROM policies \
          WHERE network_id = ? ORDER BY version DESC",
     )
@@ -247,20 +249,19 @@ async fn history(store: &SqliteStore, net: NetworkId) -> Result<Vec<PolicyVersio
 }
 
 async fn tags_of(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     net: NetworkId,
     node: NodeId,
 ) -> Result<Vec<String>, StoreError> {
     members::get(&mut *conn, net, node)
         .await?
         .ok_or(StoreError::NotFound("member"))?;
-    let rows = sqlx::query(
-        "SELECT tag FROM member_tags WHERE network_id = ? AND node_id = ? ORDER BY tag",
-    )
-    .bind(net.to_string())
-    .bind(node.to_string())
-    .fetch_all(conn)
-    .await?;
+    let rows =
+        query("SELECT tag FROM member_tags WHERE network_id = ? AND node_id = ? ORDER BY tag")
+            .bind(net.to_string())
+            .bind(node.to_string())
+            .fetch_all(conn)
+            .await?;
     rows.iter()
         .map(|r| Ok(format!("tag:{}", r.try_get::<String, _>("tag")?)))
         .collect()
@@ -268,7 +269,7 @@ async fn tags_of(
 
 /// Adds (`add`) or removes a tag, audited, in one transaction.
 async fn change_tag(
-    store: &SqliteStore,
+    store: &SqlStore,
     actor: &Actor,
     net: NetworkId,
     node: NodeId,
@@ -292,7 +293,7 @@ async fn change_tag(
             )));
         }
         let (created_at, _) = now();
-        sqlx::query(
+        query(
             "INSERT INTO member_tags (network_id, node_id, tag, created_by, created_at) \
              VALUES (?, ?, ?, ?, ?)",
         )
@@ -304,7 +305,7 @@ async fn change_tag(
         .execute(&mut *tx)
         .await?;
     } else {
-        sqlx::query("DELETE FROM member_tags WHERE network_id = ? AND node_id = ? AND tag = ?")
+        query("DELETE FROM member_tags WHERE network_id = ? AND node_id = ? AND tag = ?")
             .bind(net.to_string())
             .bind(node.to_string())
             .bind(name)
@@ -330,7 +331,7 @@ async fn change_tag(
 }
 
 #[async_trait]
-impl PolicyStore for SqliteStore {
+impl PolicyStore for SqlStore {
     async fn create_network_with_policy(
         &self,
         actor: &Actor,
@@ -344,7 +345,7 @@ impl PolicyStore for SqliteStore {
     }
 
     async fn policy_state(&self, net: NetworkId) -> Result<PolicyState, StoreError> {
-        let mut tx = self.read.begin().await?;
+        let mut tx = self.begin_read().await?;
         let network = network_in(&mut tx, net).await?;
         let current = current_in(&mut tx, &network).await?;
         let view = view_in(&mut tx, &network).await?;

@@ -4,12 +4,13 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use super::audit::{append, NewEntry};
+use super::query;
 use super::rows::TOKEN_COLUMNS;
-use super::{new_secret, new_short_id, now, rfc3339, rows, secret_hash, SqliteStore};
+use super::{new_secret, new_short_id, now, rfc3339, rows, secret_hash, SqlStore};
 use crate::store::*;
 
 pub(super) async fn create(
-    store: &SqliteStore,
+    store: &SqlStore,
     actor: &Actor,
     spec: TokenSpec,
 ) -> Result<NewToken, StoreError> {
@@ -34,7 +35,7 @@ pub(super) async fn create(
     let mut tx = store.begin_write().await?;
     if let Some(net) = spec.network_id {
         // In the transaction, so the network cannot go between check and insert.
-        let exists = sqlx::query("SELECT 1 FROM networks WHERE id = ?")
+        let exists = query("SELECT 1 FROM networks WHERE id = ?")
             .bind(net.to_string())
             .fetch_optional(&mut *tx)
             .await?;
@@ -42,7 +43,7 @@ pub(super) async fn create(
             return Err(StoreError::NotFound("network"));
         }
     }
-    let inserted = sqlx::query(
+    let inserted = query(
         "INSERT INTO api_tokens (id, name, scope, hash, created_at, network_id, created_by, \
          expires_at, expires_unix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
@@ -94,13 +95,10 @@ pub(super) async fn create(
     Ok(NewToken { token, secret })
 }
 
-pub(super) async fn find(store: &SqliteStore, secret: &str) -> Result<Option<Token>, StoreError> {
+pub(super) async fn find(store: &SqlStore, secret: &str) -> Result<Option<Token>, StoreError> {
     let hash = secret_hash(secret);
     let sql = format!("SELECT {TOKEN_COLUMNS}, hash FROM api_tokens WHERE hash = ?");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&hash)
-        .fetch_optional(&store.read)
-        .await?;
+    let row = query(sql).bind(&hash).fetch_optional(&store.read).await?;
     let Some(row) = row else { return Ok(None) };
     // The lookup is by hash, so this only guards against a database that
     // returned a row it should not have; it costs nothing.
@@ -111,24 +109,18 @@ pub(super) async fn find(store: &SqliteStore, secret: &str) -> Result<Option<Tok
     rows::token(&row, OffsetDateTime::now_utc()).map(Some)
 }
 
-pub(super) async fn list(store: &SqliteStore) -> Result<Vec<Token>, StoreError> {
+pub(super) async fn list(store: &SqlStore) -> Result<Vec<Token>, StoreError> {
     let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY name");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(&store.read)
-        .await?;
+    let rows = query(sql).fetch_all(&store.read).await?;
     let now = OffsetDateTime::now_utc();
     rows.iter().map(|row| rows::token(row, now)).collect()
 }
 
-pub(super) async fn revoke(
-    store: &SqliteStore,
-    actor: &Actor,
-    id: &str,
-) -> Result<Token, StoreError> {
+pub(super) async fn revoke(store: &SqlStore, actor: &Actor, id: &str) -> Result<Token, StoreError> {
     let (at, _) = now();
     let mut tx = store.begin_write().await?;
     let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = query(sql)
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
@@ -137,7 +129,7 @@ pub(super) async fn revoke(
     if before.revoked_at.is_some() {
         return Ok(before);
     }
-    sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ?")
+    query("UPDATE api_tokens SET revoked_at = ? WHERE id = ?")
         .bind(&at)
         .bind(id)
         .execute(&mut *tx)
@@ -164,14 +156,14 @@ pub(super) async fn revoke(
 }
 
 pub(super) async fn touch(
-    store: &SqliteStore,
+    store: &SqlStore,
     id: &str,
     at: OffsetDateTime,
 ) -> Result<bool, StoreError> {
     let at_unix = at.unix_timestamp();
     // The condition repeats `Token::touch_due` in SQL, so replicas racing
     // on the same token write once.
-    let done = sqlx::query(
+    let done = query(
         "UPDATE api_tokens SET last_used_at = ?, last_used_unix = ? WHERE id = ? \
          AND (last_used_unix IS NULL OR last_used_unix <= ?)",
     )

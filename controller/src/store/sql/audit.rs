@@ -1,9 +1,11 @@
 //! The audit log: appended inside each change's transaction, paged, verified.
 
-use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool, SqliteRow};
-use sqlx::{QueryBuilder, Row};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use sqlx::{AnyConnection, AnyPool};
 
 use super::{now, WriteTx};
+use super::{query, query_as};
 use crate::audit_chain::{entry_hash, ChainVerifier, EntryFields, GENESIS};
 use crate::store::*;
 
@@ -11,12 +13,12 @@ use crate::store::*;
 /// write it, standing for `n` entries folded since the last one, or `None`
 /// to fold it into the next.
 async fn spend_node_budget(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     entry: &NewEntry<'_>,
 ) -> Result<Option<i64>, StoreError> {
     let (_, now_unix) = now();
     let network = entry.network_id.map(|n| n.to_string()).unwrap_or_default();
-    let row: Option<(f64, i64, i64)> = sqlx::query_as(
+    let row: Option<(f64, i64, i64)> = query_as(
         "SELECT tokens, at_unix, coalesced FROM audit_node_budget \
          WHERE actor = ? AND action = ? AND network_id = ?",
     )
@@ -33,7 +35,7 @@ async fn spend_node_budget(
     } else {
         (tokens, folded + 1, None)
     };
-    sqlx::query(
+    query(
         "INSERT INTO audit_node_budget (actor, action, network_id, tokens, at_unix, coalesced) \
          VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (actor, action, network_id) \
          DO UPDATE SET tokens = excluded.tokens, at_unix = excluded.at_unix, \
@@ -81,7 +83,7 @@ pub(super) async fn append(tx: &mut WriteTx, mut entry: NewEntry<'_>) -> Result<
     if let Some(net) = entry.network_id {
         tx.changed(net, ChangeKind::of_action(entry.action));
     }
-    let conn: &mut SqliteConnection = tx;
+    let conn: &mut AnyConnection = tx;
     if entry.actor.as_str().starts_with("node:") && NODE_EVENTS.contains(&entry.action) {
         match spend_node_budget(conn, &entry).await? {
             None => return Ok(()),
@@ -98,7 +100,7 @@ pub(super) async fn append(tx: &mut WriteTx, mut entry: NewEntry<'_>) -> Result<
         }
     }
     let head: Option<(i64, String)> =
-        sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
             .fetch_optional(&mut *conn)
             .await?;
     let (id, prev_hash) = match head {
@@ -120,7 +122,7 @@ pub(super) async fn append(tx: &mut WriteTx, mut entry: NewEntry<'_>) -> Result<
         after: after.as_deref(),
     };
     let hash = entry_hash(&prev_hash, &fields);
-    sqlx::query(
+    query(
         "INSERT INTO audit_log (id, at, at_unix, actor, action, network_id, target, before, \
          after, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
@@ -144,7 +146,7 @@ fn parse_json(text: Option<String>) -> Option<serde_json::Value> {
     text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
 }
 
-fn entry(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
+fn entry(row: &AnyRow) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
         id: row.try_get("id")?,
         at: row.try_get("at")?,
@@ -176,46 +178,77 @@ fn contains_pattern(text: &str) -> String {
 
 const LIKE_ESCAPE: &str = " ESCAPE '\\'";
 
-/// One condition, `column LIKE pattern`, with the pattern bound.
-fn push_like(sql: &mut QueryBuilder<Sqlite>, column: &str, pattern: &str) {
-    sql.push(column)
-        .push(" LIKE ")
-        .push_bind(pattern.to_string())
-        .push(LIKE_ESCAPE);
+/// A value bound to an audit query's `?`.
+enum Bound {
+    Int(i64),
+    Text(String),
 }
 
-/// ` AND (c1 LIKE p OR c2 LIKE p ...` over `columns`, left open for more
-/// alternatives: the caller closes it.
-fn push_any_like(sql: &mut QueryBuilder<Sqlite>, columns: &[(&str, &str)]) {
-    sql.push(" AND (");
-    for (i, (column, pattern)) in columns.iter().enumerate() {
-        if i > 0 {
-            sql.push(" OR ");
+/// An audit query as it is built: SQL with `?` and the values, in order.
+struct Filter {
+    sql: String,
+    values: Vec<Bound>,
+}
+
+impl Filter {
+    fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    fn bind(&mut self, value: Bound) -> &mut Self {
+        self.sql.push('?');
+        self.values.push(value);
+        self
+    }
+
+    /// One condition, `column LIKE pattern`, with the pattern bound, as
+    /// SQLite's LIKE does it in both stores: ASCII letters in any case.
+    fn like(&mut self, column: &str, pattern: &str) {
+        self.push("lower(")
+            .push(column)
+            .push(") LIKE lower(")
+            .bind(Bound::Text(pattern.to_string()))
+            .push(")")
+            .push(LIKE_ESCAPE);
+    }
+
+    /// ` AND (c1 LIKE p OR c2 LIKE p ...` over `columns`, left open for
+    /// more alternatives: the caller closes it.
+    fn any_like(&mut self, columns: &[(&str, &str)]) {
+        self.push(" AND (");
+        for (i, (column, pattern)) in columns.iter().enumerate() {
+            if i > 0 {
+                self.push(" OR ");
+            }
+            self.like(column, pattern);
         }
-        push_like(sql, column, pattern);
     }
 }
 
 pub(super) async fn page(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     query: &AuditQuery,
 ) -> Result<Vec<AuditEntry>, StoreError> {
-    let mut sql = QueryBuilder::<Sqlite>::new("SELECT * FROM audit_log WHERE id > ");
-    sql.push_bind(query.after_id.unwrap_or(0));
+    let mut sql = Filter {
+        sql: "SELECT * FROM audit_log WHERE id > ".into(),
+        values: Vec::new(),
+    };
+    sql.bind(Bound::Int(query.after_id.unwrap_or(0)));
     if let Some(since) = query.since_unix {
-        sql.push(" AND at_unix >= ").push_bind(since);
+        sql.push(" AND at_unix >= ").bind(Bound::Int(since));
     }
     if let Some(until) = query.until_unix {
-        sql.push(" AND at_unix <= ").push_bind(until);
+        sql.push(" AND at_unix <= ").bind(Bound::Int(until));
     }
     if let Some(network) = query.network_id {
         sql.push(" AND network_id = ")
-            .push_bind(network.to_string());
+            .bind(Bound::Text(network.to_string()));
     }
     for (column, filter) in [("actor", &query.actor), ("action", &query.action)] {
         if let Some(text) = filter {
             sql.push(" AND ");
-            push_like(&mut sql, column, &contains_pattern(text));
+            sql.like(column, &contains_pattern(text));
         }
     }
     if let Some(member) = &query.member {
@@ -225,33 +258,37 @@ pub(super) async fn page(
         // (its entries from before a rename).
         let target = contains_pattern(member);
         let quoted = contains_pattern(&serde_json::Value::from(member.as_str()).to_string());
-        push_any_like(
-            &mut sql,
-            &[("target", &target), ("before", &quoted), ("after", &quoted)],
-        );
+        sql.any_like(&[("target", &target), ("before", &quoted), ("after", &quoted)]);
         sql.push(
             " OR EXISTS (SELECT 1 FROM members m WHERE m.node_id = audit_log.target \
              AND m.network_id = audit_log.network_id AND m.name = lower(",
         )
-        .push_bind(member.clone())
+        .bind(Bound::Text(member.clone()))
         .push(")))");
     }
     if let Some(text) = &query.text {
         let p = contains_pattern(text);
         let columns = ["actor", "action", "network_id", "target", "before", "after"];
         let pairs: Vec<(&str, &str)> = columns.iter().map(|c| (*c, p.as_str())).collect();
-        push_any_like(&mut sql, &pairs);
+        sql.any_like(&pairs);
         sql.push(")");
     }
     sql.push(" ORDER BY id LIMIT ")
-        .push_bind(i64::from(query.limit));
-    let rows = sql.build().fetch_all(pool).await?;
+        .bind(Bound::Int(i64::from(query.limit)));
+    let mut statement = super::query(&sql.sql);
+    for value in sql.values {
+        statement = match value {
+            Bound::Int(v) => statement.bind(v),
+            Bound::Text(v) => statement.bind(v),
+        };
+    }
+    let rows = statement.fetch_all(pool).await?;
     rows.iter().map(entry).collect()
 }
 
-pub(super) async fn head(pool: &SqlitePool) -> Result<AuditHead, StoreError> {
+pub(super) async fn head(pool: &AnyPool) -> Result<AuditHead, StoreError> {
     let head: Option<(i64, String)> =
-        sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
             .fetch_optional(pool)
             .await?;
     Ok(head
@@ -262,7 +299,7 @@ pub(super) async fn head(pool: &SqlitePool) -> Result<AuditHead, StoreError> {
 /// Recomputes the whole chain, a page at a time so memory stays flat, and
 /// notes the hash stored at the anchor's id on the way.
 pub(super) async fn verify(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     anchor: Option<&AuditHead>,
 ) -> Result<AuditVerification, StoreError> {
     const PAGE: i64 = 1000;
@@ -271,7 +308,7 @@ pub(super) async fn verify(
     let mut at_anchor: Option<String> = anchor.filter(|a| a.id == 0).map(|_| GENESIS.to_string());
     let mut after = 0i64;
     loop {
-        let rows = sqlx::query("SELECT * FROM audit_log WHERE id > ? ORDER BY id LIMIT ?")
+        let rows = query("SELECT * FROM audit_log WHERE id > ? ORDER BY id LIMIT ?")
             .bind(after)
             .bind(PAGE)
             .fetch_all(pool)

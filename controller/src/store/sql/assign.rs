@@ -1,8 +1,9 @@
 //! Giving a member its name and address when it is authorized, and not before.
 
-use sqlx::sqlite::SqliteConnection;
+use sqlx::AnyConnection;
 
 use super::members::{get as get_member, taken_names};
+use super::{query, query_as};
 use crate::store::*;
 use crate::{ipam, names};
 
@@ -12,7 +13,7 @@ use crate::{ipam, names};
 /// them (authorized before, then revoked) keeps them. `Conflict` if the
 /// pool is exhausted.
 pub(super) async fn assign(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     network: &Network,
     member: &Member,
 ) -> Result<Member, StoreError> {
@@ -20,7 +21,7 @@ pub(super) async fn assign(
         return Ok(member.clone());
     }
     let net = network.id;
-    let used: Vec<(i64,)> = sqlx::query_as(
+    let used: Vec<(i64,)> = query_as(
         "SELECT ipv4 FROM members WHERE network_id = ? AND ipv4 IS NOT NULL ORDER BY ipv4",
     )
     .bind(net.to_string())
@@ -42,7 +43,7 @@ pub(super) async fn assign(
             names::unique_label(&base, &taken_names(&mut *conn, net).await?)
         }
     };
-    sqlx::query("UPDATE members SET name = ?, ipv4 = ? WHERE network_id = ? AND node_id = ?")
+    query("UPDATE members SET name = ?, ipv4 = ? WHERE network_id = ? AND node_id = ?")
         .bind(&name)
         .bind(i64::from(u32::from(ipv4)))
         .bind(net.to_string())

@@ -1,21 +1,23 @@
 //! Grants: rules with an end time, checked against the network's policy
 //! and members when made, audited when made and revoked.
 
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 use sqlx::Row;
 
 use super::audit::{append, NewEntry};
 use super::networks::bump_version;
 use super::policy::{current_in, network_in, view_in};
 use super::WriteTx;
-use super::{new_short_id, now, rfc3339, SqliteStore};
+use super::{new_short_id, now, rfc3339, SqlStore};
+use super::{query, query_as};
 use crate::policy::{Policy, Rule};
 use crate::store::*;
 
 const GRANT_COLUMNS: &str = "id, network_id, source, target, ports, reason, created_by, \
      created_at, ends_at, ends_unix, revoked_by, revoked_at";
 
-fn grant_row(net: NetworkId, row: &SqliteRow, now_unix: i64) -> Result<Grant, StoreError> {
+fn grant_row(net: NetworkId, row: &AnyRow, now_unix: i64) -> Result<Grant, StoreError> {
     let ports: String = row.try_get("ports")?;
     let ends_unix: i64 = row.try_get("ends_unix")?;
     let revoked_at: Option<String> = row.try_get("revoked_at")?;
@@ -38,7 +40,7 @@ fn grant_row(net: NetworkId, row: &SqliteRow, now_unix: i64) -> Result<Grant, St
 
 /// The grants of `net` active now.
 pub(super) async fn active_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     net: NetworkId,
 ) -> Result<Vec<Grant>, StoreError> {
     let (_, now_unix) = now();
@@ -46,7 +48,7 @@ pub(super) async fn active_in(
         "SELECT {GRANT_COLUMNS} FROM grants WHERE network_id = ? AND revoked_at IS NULL \
          AND ends_unix > ? ORDER BY created_at, id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = query(sql)
         .bind(net.to_string())
         .bind(now_unix)
         .fetch_all(conn)
@@ -55,7 +57,7 @@ pub(super) async fn active_in(
 }
 
 pub(super) async fn add(
-    store: &SqliteStore,
+    store: &SqlStore,
     actor: &Actor,
     net: NetworkId,
     new: NewGrant,
@@ -69,7 +71,7 @@ pub(super) async fn add(
 /// Refuses a rule that names a group the current policy of `net` lacks,
 /// or a member, tag or service the network lacks.
 pub(super) async fn check_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     net: NetworkId,
     rule: &Rule,
 ) -> Result<(), StoreError> {
@@ -115,7 +117,7 @@ pub(super) async fn add_in(
         revoked_at: None,
         active: true,
     };
-    sqlx::query(
+    query(
         "INSERT INTO grants (id, network_id, source, target, ports, reason, created_by, \
          created_at, ends_at, ends_unix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
@@ -148,20 +150,17 @@ pub(super) async fn add_in(
 }
 
 pub(super) async fn list(
-    store: &SqliteStore,
+    store: &SqlStore,
     net: NetworkId,
     all: bool,
 ) -> Result<Vec<Grant>, StoreError> {
-    let mut tx = store.read.begin().await?;
+    let mut tx = store.begin_read().await?;
     network_in(&mut tx, net).await?;
     let (_, now_unix) = now();
     let sql = format!(
         "SELECT {GRANT_COLUMNS} FROM grants WHERE network_id = ? ORDER BY created_at DESC, id"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(net.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
+    let rows = query(sql).bind(net.to_string()).fetch_all(&mut *tx).await?;
     tx.commit().await?;
     let grants: Vec<Grant> = rows
         .iter()
@@ -172,13 +171,13 @@ pub(super) async fn list(
 
 /// Grant `id` of `net`, if it is active at `now_unix`; else `NotFound`.
 async fn active_one_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     net: NetworkId,
     id: &str,
     now_unix: i64,
 ) -> Result<Grant, StoreError> {
     let sql = format!("SELECT {GRANT_COLUMNS} FROM grants WHERE network_id = ? AND id = ?");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = query(sql)
         .bind(net.to_string())
         .bind(id)
         .fetch_optional(conn)
@@ -194,7 +193,7 @@ async fn active_one_in(
 }
 
 pub(super) async fn revoke(
-    store: &SqliteStore,
+    store: &SqlStore,
     actor: &Actor,
     net: NetworkId,
     id: &str,
@@ -202,7 +201,7 @@ pub(super) async fn revoke(
     let mut tx = store.begin_write().await?;
     let (revoked_at, now_unix) = now();
     let before = active_one_in(&mut tx, net, id, now_unix).await?;
-    sqlx::query("UPDATE grants SET revoked_by = ?, revoked_at = ? WHERE network_id = ? AND id = ?")
+    query("UPDATE grants SET revoked_by = ?, revoked_at = ? WHERE network_id = ? AND id = ?")
         .bind(actor.as_str())
         .bind(&revoked_at)
         .bind(net.to_string())
@@ -233,7 +232,7 @@ pub(super) async fn revoke(
 }
 
 pub(super) async fn record_use(
-    store: &SqliteStore,
+    store: &SqlStore,
     net: NetworkId,
     node_key: &warren_proto::NodePublicKey,
     id: &str,
@@ -241,7 +240,7 @@ pub(super) async fn record_use(
     let node = NodeId::from_key(node_key);
     let seen = |conn| async move {
         let row: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM grant_uses WHERE grant_id = ? AND node_id = ?")
+            query_as("SELECT 1 FROM grant_uses WHERE grant_id = ? AND node_id = ?")
                 .bind(id)
                 .bind(node.to_string())
                 .fetch_optional(conn)
@@ -256,9 +255,9 @@ pub(super) async fn record_use(
     let member = super::members::get_self(&mut *tx, net, node_key).await?;
     let (used_at, now_unix) = now();
     active_one_in(&mut tx, net, id, now_unix).await?;
-    let inserted = sqlx::query(
-        "INSERT OR IGNORE INTO grant_uses (grant_id, network_id, node_id, first_used_at) \
-         VALUES (?, ?, ?, ?)",
+    let inserted = query(
+        "INSERT INTO grant_uses (grant_id, network_id, node_id, first_used_at) \
+         VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
     )
     .bind(id)
     .bind(net.to_string())
@@ -292,23 +291,22 @@ pub(super) async fn record_use(
 
 /// Ends what is due. A cheap read first: the write lock is taken only
 /// when a grant's time is up.
-pub(super) async fn end_due(store: &SqliteStore) -> Result<Vec<Grant>, StoreError> {
+pub(super) async fn end_due(store: &SqlStore) -> Result<Vec<Grant>, StoreError> {
     const DUE: &str =
         "FROM grants WHERE revoked_at IS NULL AND ended_at IS NULL AND ends_unix <= ?";
     let (_, now_unix) = now();
-    let any: Option<(String,)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT id {DUE} LIMIT 1")))
-            .bind(now_unix)
-            .fetch_optional(&store.read)
-            .await?;
+    let any: Option<(String,)> = query_as(format!("SELECT id {DUE} LIMIT 1"))
+        .bind(now_unix)
+        .fetch_optional(&store.read)
+        .await?;
     if any.is_none() {
         return Ok(Vec::new());
     }
     let mut tx = store.begin_write().await?;
     let (ended_at, now_unix) = now();
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let rows = query(format!(
         "SELECT {GRANT_COLUMNS} {DUE} ORDER BY ends_unix, id"
-    )))
+    ))
     .bind(now_unix)
     .fetch_all(&mut *tx)
     .await?;
@@ -318,7 +316,7 @@ pub(super) async fn end_due(store: &SqliteStore) -> Result<Vec<Grant>, StoreErro
         let net: NetworkId =
             super::parse_stored("network id", &row.try_get::<String, _>("network_id")?)?;
         let grant = grant_row(net, row, now_unix)?;
-        sqlx::query("UPDATE grants SET ended_at = ? WHERE id = ?")
+        query("UPDATE grants SET ended_at = ? WHERE id = ?")
             .bind(&ended_at)
             .bind(&grant.id)
             .execute(&mut *tx)

@@ -1,11 +1,12 @@
 //! Pre-auth keys: made by admins, consumed by joins, stored only as hashes.
 
-use sqlx::sqlite::SqliteConnection;
+use sqlx::AnyConnection;
 use time::OffsetDateTime;
 
 use super::audit::{append, NewEntry};
 use super::networks::get as get_network;
-use super::{new_secret, new_short_id, now, rfc3339, rows, secret_hash, SqliteStore};
+use super::{new_secret, new_short_id, now, rfc3339, rows, secret_hash, SqlStore};
+use super::{query, query_as};
 use crate::store::*;
 
 /// Stored keys: the cap is `max_uses` when set; single-use keys made before
@@ -15,7 +16,7 @@ const USABLE: &str = "(max_uses IS NULL OR uses < max_uses) AND (reusable = 1 OR
      AND (expires_unix IS NULL OR expires_unix > ?)";
 
 pub(super) async fn create(
-    store: &SqliteStore,
+    store: &SqlStore,
     actor: &Actor,
     net: NetworkId,
     spec: PreauthKeySpec,
@@ -44,7 +45,7 @@ pub(super) async fn create(
     if get_network(&mut *tx, net).await?.is_none() {
         return Err(StoreError::NotFound("network"));
     }
-    sqlx::query(
+    query(
         "INSERT INTO preauth_keys (id, network_id, hash, reusable, expires_at, expires_unix, \
          uses, max_uses, created_by, created_at, tags) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
     )
@@ -76,11 +77,8 @@ pub(super) async fn create(
     Ok(NewPreauthKey { key, info })
 }
 
-pub(super) async fn list(
-    store: &SqliteStore,
-    net: NetworkId,
-) -> Result<Vec<PreauthKey>, StoreError> {
-    let mut tx = store.read.begin().await?;
+pub(super) async fn list(store: &SqlStore, net: NetworkId) -> Result<Vec<PreauthKey>, StoreError> {
+    let mut tx = store.begin_read().await?;
     if get_network(&mut *tx, net).await?.is_none() {
         return Err(StoreError::NotFound("network"));
     }
@@ -88,16 +86,13 @@ pub(super) async fn list(
         "SELECT {} FROM preauth_keys WHERE network_id = ? ORDER BY created_at, id",
         rows::KEY_COLUMNS
     );
-    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(net.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
+    let found = query(sql).bind(net.to_string()).fetch_all(&mut *tx).await?;
     tx.commit().await?;
     found.iter().map(rows::preauth_key).collect()
 }
 
 pub(super) async fn delete(
-    store: &SqliteStore,
+    store: &SqlStore,
     actor: &Actor,
     net: NetworkId,
     key_id: &str,
@@ -107,7 +102,7 @@ pub(super) async fn delete(
         "SELECT {} FROM preauth_keys WHERE network_id = ? AND id = ?",
         rows::KEY_COLUMNS
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = query(sql)
         .bind(net.to_string())
         .bind(key_id)
         .fetch_optional(&mut *tx)
@@ -116,7 +111,7 @@ pub(super) async fn delete(
         return Err(StoreError::NotFound("pre-auth key"));
     };
     let before = rows::preauth_key(&row)?;
-    sqlx::query("DELETE FROM preauth_keys WHERE id = ?")
+    query("DELETE FROM preauth_keys WHERE id = ?")
         .bind(key_id)
         .execute(&mut *tx)
         .await?;
@@ -143,7 +138,7 @@ pub(super) async fn delete(
 /// one statement in the writer's transaction, so concurrent joins cannot
 /// both take a key's last use.
 pub(super) async fn consume(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     net: NetworkId,
     secret: &str,
 ) -> Result<Option<String>, StoreError> {
@@ -152,7 +147,7 @@ pub(super) async fn consume(
         "UPDATE preauth_keys SET uses = uses + 1 \
          WHERE hash = ? AND network_id = ? AND {USABLE} RETURNING id"
     );
-    let used: Option<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let used: Option<(String,)> = query_as(sql)
         .bind(secret_hash(secret))
         .bind(net.to_string())
         .bind(now_unix)
@@ -165,13 +160,13 @@ pub(super) async fn consume(
 /// writer: a join with a wrong key is refused before it queues for the
 /// single write connection. [`consume`] decides again under the lock.
 pub(super) async fn usable<'e>(
-    exec: impl sqlx::sqlite::SqliteExecutor<'e>,
+    exec: impl sqlx::AnyExecutor<'e>,
     net: NetworkId,
     secret: &str,
 ) -> Result<bool, StoreError> {
     let (_, now_unix) = now();
     let sql = format!("SELECT 1 FROM preauth_keys WHERE hash = ? AND network_id = ? AND {USABLE}");
-    let found: Option<(i64,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let found: Option<(i64,)> = query_as(sql)
         .bind(secret_hash(secret))
         .bind(net.to_string())
         .bind(now_unix)
@@ -182,13 +177,13 @@ pub(super) async fn usable<'e>(
 
 /// Puts the tags key `key_id` carries on `node`, which it just authorized.
 pub(super) async fn apply_tags(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     net: NetworkId,
     key_id: &str,
     node: warren_proto::NodeId,
 ) -> Result<(), StoreError> {
     let (tags,): (String,) =
-        sqlx::query_as("SELECT tags FROM preauth_keys WHERE id = ? AND network_id = ?")
+        query_as("SELECT tags FROM preauth_keys WHERE id = ? AND network_id = ?")
             .bind(key_id)
             .bind(net.to_string())
             .fetch_one(&mut *conn)
@@ -197,9 +192,9 @@ pub(super) async fn apply_tags(
         .map_err(|_| StoreError::Corrupt(format!("bad key tags {tags:?}")))?;
     let (at, _) = now();
     for tag in tags {
-        sqlx::query(
-            "INSERT OR IGNORE INTO member_tags (network_id, node_id, tag, created_by, created_at) \
-             VALUES (?, ?, ?, ?, ?)",
+        query(
+            "INSERT INTO member_tags (network_id, node_id, tag, created_by, created_at) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(net.to_string())
         .bind(node.to_string())

@@ -6,18 +6,19 @@ use sqlx::Row;
 use warren_proto::NetworkId;
 
 use super::audit::{append, NewEntry};
+use super::query;
 use super::users::bump_owned_networks;
-use super::{now, SqliteStore};
+use super::{now, SqlStore};
 use crate::store::*;
 
 pub(super) async fn keep_token(
-    store: &SqliteStore,
+    store: &SqlStore,
     user_id: &str,
     token: Option<&str>,
 ) -> Result<(), StoreError> {
     let (_, now_unix) = now();
     let mut tx = store.begin_write().await?;
-    sqlx::query("UPDATE users SET provider_token = ?, checked_unix = ? WHERE id = ?")
+    query("UPDATE users SET provider_token = ?, checked_unix = ? WHERE id = ?")
         .bind(token)
         .bind(now_unix)
         .bind(user_id)
@@ -28,10 +29,10 @@ pub(super) async fn keep_token(
 }
 
 pub(super) async fn due(
-    store: &SqliteStore,
+    store: &SqlStore,
     checked_before_unix: i64,
 ) -> Result<Vec<(User, String)>, StoreError> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT id, provider_token FROM users WHERE disabled = 0 AND provider_token IS NOT NULL \
          AND (checked_unix IS NULL OR checked_unix <= ?) ORDER BY checked_unix, id",
     )
@@ -50,14 +51,14 @@ pub(super) async fn due(
 }
 
 pub(super) async fn passed(
-    store: &SqliteStore,
+    store: &SqlStore,
     user: &User,
     person: &Person,
     token: Option<&str>,
 ) -> Result<Vec<NetworkId>, StoreError> {
     let (_, now_unix) = now();
     let mut tx = store.begin_write().await?;
-    sqlx::query("UPDATE users SET checked_unix = ?, provider_token = COALESCE(?, provider_token) WHERE id = ?")
+    query("UPDATE users SET checked_unix = ?, provider_token = COALESCE(?, provider_token) WHERE id = ?")
         .bind(now_unix)
         .bind(token)
         .bind(&user.id)
@@ -69,7 +70,7 @@ pub(super) async fn passed(
     if changed {
         let groups = serde_json::to_string(&person.groups)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        sqlx::query("UPDATE users SET email = ?, name = ?, groups = ? WHERE id = ?")
+        query("UPDATE users SET email = ?, name = ?, groups = ? WHERE id = ?")
             .bind(&person.email)
             .bind(&person.name)
             .bind(&groups)
@@ -95,17 +96,16 @@ pub(super) async fn passed(
 }
 
 pub(super) async fn removed(
-    store: &SqliteStore,
+    store: &SqlStore,
     user: &User,
     reason: &str,
 ) -> Result<Vec<NetworkId>, StoreError> {
     let mut tx = store.begin_write().await?;
-    let done = sqlx::query(
-        "UPDATE users SET disabled = 1, provider_token = NULL WHERE id = ? AND disabled = 0",
-    )
-    .bind(&user.id)
-    .execute(&mut *tx)
-    .await?;
+    let done =
+        query("UPDATE users SET disabled = 1, provider_token = NULL WHERE id = ? AND disabled = 0")
+            .bind(&user.id)
+            .execute(&mut *tx)
+            .await?;
     if done.rows_affected() == 0 {
         return Ok(Vec::new());
     }

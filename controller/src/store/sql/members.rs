@@ -2,18 +2,19 @@
 
 use std::collections::BTreeSet;
 
-use sqlx::sqlite::SqliteExecutor;
+use sqlx::AnyExecutor;
 
 use super::assign::assign;
 use super::audit::{append, NewEntry};
 use super::networks::{bump_version, get as get_network};
 use super::WriteTx;
-use super::{is_unique_violation, rows, SqliteStore};
+use super::{is_unique_violation, rows, SqlStore};
+use super::{query, query_as};
 use crate::names;
 use crate::store::*;
 
 pub(super) async fn list_in<'e>(
-    exec: impl SqliteExecutor<'e>,
+    exec: impl AnyExecutor<'e>,
     net: NetworkId,
 ) -> Result<Vec<Member>, StoreError> {
     let sql = format!(
@@ -21,15 +22,12 @@ pub(super) async fn list_in<'e>(
         rows::MEMBER_COLUMNS,
         rows::MEMBERS_WITH_OWNERS
     );
-    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(net.to_string())
-        .fetch_all(exec)
-        .await?;
+    let found = query(sql).bind(net.to_string()).fetch_all(exec).await?;
     found.iter().map(rows::member).collect()
 }
 
-pub(super) async fn list(store: &SqliteStore, net: NetworkId) -> Result<Vec<Member>, StoreError> {
-    let mut tx = store.read.begin().await?;
+pub(super) async fn list(store: &SqlStore, net: NetworkId) -> Result<Vec<Member>, StoreError> {
+    let mut tx = store.begin_read().await?;
     if get_network(&mut *tx, net).await?.is_none() {
         return Err(StoreError::NotFound("network"));
     }
@@ -39,7 +37,7 @@ pub(super) async fn list(store: &SqliteStore, net: NetworkId) -> Result<Vec<Memb
 }
 
 pub(super) async fn get<'e>(
-    exec: impl SqliteExecutor<'e>,
+    exec: impl AnyExecutor<'e>,
     net: NetworkId,
     node: NodeId,
 ) -> Result<Option<Member>, StoreError> {
@@ -48,7 +46,7 @@ pub(super) async fn get<'e>(
         rows::MEMBER_COLUMNS,
         rows::MEMBERS_WITH_OWNERS
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let row = query(sql)
         .bind(net.to_string())
         .bind(node.to_string())
         .fetch_optional(exec)
@@ -58,11 +56,11 @@ pub(super) async fn get<'e>(
 
 /// The names taken in a network, for collision suffixes.
 pub(super) async fn taken_names<'e>(
-    exec: impl SqliteExecutor<'e>,
+    exec: impl AnyExecutor<'e>,
     net: NetworkId,
 ) -> Result<BTreeSet<String>, StoreError> {
     let names: Vec<(String,)> =
-        sqlx::query_as("SELECT name FROM members WHERE network_id = ? AND name IS NOT NULL")
+        query_as("SELECT name FROM members WHERE network_id = ? AND name IS NOT NULL")
             .bind(net.to_string())
             .fetch_all(exec)
             .await?;
@@ -93,7 +91,7 @@ pub(super) async fn audit_change(
 }
 
 pub(super) async fn set_state(
-    store: &SqliteStore,
+    store: &SqlStore,
     actor: &Actor,
     net: NetworkId,
     node: NodeId,
@@ -122,9 +120,9 @@ pub(super) async fn set_state(
     } else {
         ""
     };
-    sqlx::query(sqlx::AssertSqlSafe(format!(
+    query(format!(
         "UPDATE members SET state = ?{lift} WHERE network_id = ? AND node_id = ?"
-    )))
+    ))
     .bind(state.as_int())
     .bind(net.to_string())
     .bind(node.to_string())
@@ -148,7 +146,7 @@ pub(super) async fn set_state(
 }
 
 pub(super) async fn rename(
-    store: &SqliteStore,
+    store: &SqlStore,
     actor: &Actor,
     net: NetworkId,
     node: NodeId,
@@ -162,7 +160,7 @@ pub(super) async fn rename(
     if before.name.as_deref() == Some(name.as_str()) {
         return Ok(before);
     }
-    sqlx::query("UPDATE members SET name = ? WHERE network_id = ? AND node_id = ?")
+    query("UPDATE members SET name = ? WHERE network_id = ? AND node_id = ?")
         .bind(&name)
         .bind(net.to_string())
         .bind(node.to_string())
@@ -184,7 +182,7 @@ pub(super) async fn rename(
 }
 
 pub(super) async fn delete(
-    store: &SqliteStore,
+    store: &SqlStore,
     actor: &Actor,
     action: &str,
     net: NetworkId,
@@ -206,7 +204,7 @@ async fn remove(
     before: &Member,
 ) -> Result<(), StoreError> {
     let net = before.network_id;
-    sqlx::query("DELETE FROM members WHERE network_id = ? AND node_id = ?")
+    query("DELETE FROM members WHERE network_id = ? AND node_id = ?")
         .bind(net.to_string())
         .bind(before.node_id.to_string())
         .execute(&mut **conn)
@@ -230,7 +228,7 @@ async fn remove(
 /// the 40-bit ID alone, and authorized. A pending or revoked member writes
 /// nothing (`NotAuthorized`).
 pub(super) async fn get_self<'e>(
-    exec: impl SqliteExecutor<'e>,
+    exec: impl AnyExecutor<'e>,
     net: NetworkId,
     key: &NodePublicKey,
 ) -> Result<Member, StoreError> {
@@ -249,7 +247,7 @@ pub(super) async fn get_self<'e>(
 /// A node leaves `net`. Its row goes, unless it is revoked: a revocation
 /// stays until an admin deletes the member.
 pub(super) async fn leave(
-    store: &SqliteStore,
+    store: &SqlStore,
     net: NetworkId,
     key: &NodePublicKey,
 ) -> Result<(), StoreError> {

@@ -2,7 +2,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -21,7 +21,8 @@ pub(super) const MEMBER_COLUMNS: &str = "members.network_id, members.node_id, \
      members.public_key, members.name, members.requested_name, members.ipv4, \
      CASE WHEN users.disabled = 1 THEN 2 \
      WHEN members.state = 1 AND members.expiry_noted = 1 THEN 0 ELSE members.state END AS state, \
-     members.expires_unix, (members.state = 1 AND members.expiry_noted = 1) AS expired, \
+     members.expires_unix, \
+     CASE WHEN members.state = 1 AND members.expiry_noted = 1 THEN 1 ELSE 0 END AS expired, \
      members.online, members.endpoints, members.agent_version, members.last_seen, \
      members.created_at, users.email AS owner, users.groups AS owner_groups";
 /// Members with their owners, one join for every member read.
@@ -30,7 +31,7 @@ pub(super) const MEMBERS_WITH_OWNERS: &str =
 pub(super) const KEY_COLUMNS: &str =
     "id, network_id, reusable, expires_at, expires_unix, uses, max_uses, created_by, created_at, tags";
 
-pub(super) fn network(row: &SqliteRow) -> Result<Network, StoreError> {
+pub(super) fn network(row: &AnyRow) -> Result<Network, StoreError> {
     let id: NetworkId = parse_stored("network id", &row.try_get::<String, _>("id")?)?;
     let mtu: i64 = row.try_get("mtu")?;
     let version: i64 = row.try_get("netmap_version")?;
@@ -57,7 +58,7 @@ pub(super) fn unix_rfc3339(unix: i64) -> Result<String, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("bad time {unix}")))
 }
 
-pub(super) fn member(row: &SqliteRow) -> Result<Member, StoreError> {
+pub(super) fn member(row: &AnyRow) -> Result<Member, StoreError> {
     let network_id: NetworkId =
         parse_stored("network id", &row.try_get::<String, _>("network_id")?)?;
     let node_id: NodeId = parse_stored("node id", &row.try_get::<String, _>("node_id")?)?;
@@ -106,7 +107,7 @@ pub(super) fn member(row: &SqliteRow) -> Result<Member, StoreError> {
     })
 }
 
-pub(super) fn preauth_key(row: &SqliteRow) -> Result<PreauthKey, StoreError> {
+pub(super) fn preauth_key(row: &AnyRow) -> Result<PreauthKey, StoreError> {
     let reusable = row.try_get::<i64, _>("reusable")? != 0;
     let uses: i64 = row.try_get("uses")?;
     let expires_unix: Option<i64> = row.try_get("expires_unix")?;
@@ -139,7 +140,7 @@ pub(super) const TOKEN_COLUMNS: &str = "id, name, scope, network_id, created_by,
      expires_at, last_used_at, last_used_unix, revoked_at";
 
 /// A token with its state as of `now`.
-pub(super) fn token(row: &SqliteRow, now: OffsetDateTime) -> Result<Token, StoreError> {
+pub(super) fn token(row: &AnyRow, now: OffsetDateTime) -> Result<Token, StoreError> {
     let scope: i64 = row.try_get("scope")?;
     let network_id: Option<String> = row.try_get("network_id")?;
     let revoked_at: Option<String> = row.try_get("revoked_at")?;

@@ -1,16 +1,17 @@
 //! Networks: create, read, rename, re-zone, delete, and consistent snapshots.
 
 use rand_core::RngCore;
-use sqlx::sqlite::SqliteExecutor;
+use sqlx::AnyExecutor;
 
 use super::audit::{append, NewEntry};
-use super::{is_unique_violation, now, rows, SqliteStore, WriteTx};
+use super::query;
+use super::{is_unique_violation, now, rows, SqlStore, WriteTx};
 use crate::store::*;
 
 /// Bumps the network's netmap version; every change a netmap shows calls it
 /// inside its transaction, so versions only grow and never repeat.
 pub(super) async fn bump_version(tx: &mut WriteTx, id: NetworkId) -> Result<(), StoreError> {
-    sqlx::query("UPDATE networks SET netmap_version = netmap_version + 1 WHERE id = ?")
+    query("UPDATE networks SET netmap_version = netmap_version + 1 WHERE id = ?")
         .bind(id.to_string())
         .execute(&mut **tx)
         .await?;
@@ -19,17 +20,14 @@ pub(super) async fn bump_version(tx: &mut WriteTx, id: NetworkId) -> Result<(), 
 }
 
 pub(super) async fn get<'e>(
-    exec: impl SqliteExecutor<'e>,
+    exec: impl AnyExecutor<'e>,
     id: NetworkId,
 ) -> Result<Option<Network>, StoreError> {
     let sql = format!(
         "SELECT {} FROM networks WHERE id = ?",
         rows::NETWORK_COLUMNS
     );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id.to_string())
-        .fetch_optional(exec)
-        .await?;
+    let row = query(sql).bind(id.to_string()).fetch_optional(exec).await?;
     row.as_ref().map(rows::network).transpose()
 }
 
@@ -43,7 +41,7 @@ fn name_conflict(err: sqlx::Error, name: &str) -> StoreError {
 
 /// Creates a network whose policy version 1 is `policy` (checked by the caller).
 pub(super) async fn create(
-    store: &SqliteStore,
+    store: &SqlStore,
     actor: &Actor,
     new: NewNetwork,
     policy: &str,
@@ -64,7 +62,7 @@ pub(super) async fn create(
         device_expiry_secs: DEFAULT_DEVICE_EXPIRY_SECS,
     };
     let mut tx = store.begin_write().await?;
-    sqlx::query(
+    query(
         "INSERT INTO networks (id, name, pool, zone, mtu, netmap_version, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
@@ -95,19 +93,17 @@ pub(super) async fn create(
     Ok(network)
 }
 
-pub(super) async fn list(store: &SqliteStore) -> Result<Vec<Network>, StoreError> {
+pub(super) async fn list(store: &SqlStore) -> Result<Vec<Network>, StoreError> {
     let sql = format!(
         "SELECT {} FROM networks ORDER BY name",
         rows::NETWORK_COLUMNS
     );
-    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(&store.read)
-        .await?;
+    let found = query(sql).fetch_all(&store.read).await?;
     found.iter().map(rows::network).collect()
 }
 
 pub(super) async fn update(
-    store: &SqliteStore,
+    store: &SqlStore,
     actor: &Actor,
     id: NetworkId,
     patch: NetworkPatch,
@@ -131,7 +127,7 @@ pub(super) async fn update(
     }
     let expiry = i64::try_from(after.device_expiry_secs)
         .map_err(|_| StoreError::Conflict("device expiry out of range".into()))?;
-    sqlx::query("UPDATE networks SET name = ?, zone = ?, device_expiry_secs = ? WHERE id = ?")
+    query("UPDATE networks SET name = ?, zone = ?, device_expiry_secs = ? WHERE id = ?")
         .bind(&after.name)
         .bind(&after.zone)
         .bind(expiry)
@@ -158,7 +154,7 @@ pub(super) async fn update(
 }
 
 pub(super) async fn delete(
-    store: &SqliteStore,
+    store: &SqlStore,
     actor: &Actor,
     id: NetworkId,
 ) -> Result<(), StoreError> {
@@ -167,7 +163,7 @@ pub(super) async fn delete(
         .await?
         .ok_or(StoreError::NotFound("network"))?;
     // Members and keys go with it (ON DELETE CASCADE).
-    sqlx::query("DELETE FROM networks WHERE id = ?")
+    query("DELETE FROM networks WHERE id = ?")
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?;
@@ -188,12 +184,12 @@ pub(super) async fn delete(
 }
 
 pub(super) async fn snapshot(
-    store: &SqliteStore,
+    store: &SqlStore,
     id: NetworkId,
 ) -> Result<Option<NetworkSnapshot>, StoreError> {
     // One read transaction: the network row (with its version) and the
     // members come from the same database state.
-    let mut tx = store.read.begin().await?;
+    let mut tx = store.begin_read().await?;
     let Some(network) = get(&mut *tx, id).await? else {
         return Ok(None);
     };

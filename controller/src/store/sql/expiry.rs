@@ -7,29 +7,29 @@ use warren_proto::{NetworkId, NodeId};
 use super::members::{audit_change, get as get_member};
 use super::networks::bump_version;
 use super::WriteTx;
-use super::{now, SqliteStore};
+use super::{now, SqlStore};
+use super::{query, query_as};
 use crate::store::*;
 
 /// Notes what is due: each authorized member whose `expires_unix` passed
 /// reads as pending (expired) from now on. A cheap read first: the write
 /// lock is taken only when a sign-in has run out. Returns the members
 /// noted, as they read now.
-pub(super) async fn note_due(store: &SqliteStore) -> Result<Vec<Member>, StoreError> {
+pub(super) async fn note_due(store: &SqlStore) -> Result<Vec<Member>, StoreError> {
     const DUE: &str = "FROM members WHERE expires_unix IS NOT NULL AND expiry_noted = 0 \
                        AND state = 1 AND expires_unix <= ?";
     let (_, now_unix) = now();
-    let any: Option<(String,)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT node_id {DUE} LIMIT 1")))
-            .bind(now_unix)
-            .fetch_optional(&store.read)
-            .await?;
+    let any: Option<(String,)> = query_as(format!("SELECT node_id {DUE} LIMIT 1"))
+        .bind(now_unix)
+        .fetch_optional(&store.read)
+        .await?;
     if any.is_none() {
         return Ok(Vec::new());
     }
     let mut tx = store.begin_write().await?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let rows = query(format!(
         "SELECT network_id, node_id {DUE} ORDER BY expires_unix, node_id"
-    )))
+    ))
     .bind(now_unix)
     .fetch_all(&mut *tx)
     .await?;
@@ -54,7 +54,7 @@ pub(super) async fn note_due(store: &SqliteStore) -> Result<Vec<Member>, StoreEr
 /// pending until its owner signs it in again. `Conflict` for a member
 /// without an owner (it has no sign-in to end) or one not authorized.
 pub(super) async fn expire_now(
-    store: &SqliteStore,
+    store: &SqlStore,
     actor: &Actor,
     net: NetworkId,
     node: NodeId,
@@ -79,7 +79,7 @@ pub(super) async fn expire_now(
         )));
     }
     let (_, now_unix) = now();
-    sqlx::query("UPDATE members SET expires_unix = ? WHERE network_id = ? AND node_id = ?")
+    query("UPDATE members SET expires_unix = ? WHERE network_id = ? AND node_id = ?")
         .bind(now_unix)
         .bind(net.to_string())
         .bind(node.to_string())
@@ -103,7 +103,7 @@ async fn note(
     let Some(before) = get_member(&mut **tx, net, node).await? else {
         return Ok(None);
     };
-    sqlx::query("UPDATE members SET expiry_noted = 1 WHERE network_id = ? AND node_id = ?")
+    query("UPDATE members SET expiry_noted = 1 WHERE network_id = ? AND node_id = ?")
         .bind(net.to_string())
         .bind(node.to_string())
         .execute(&mut **tx)

@@ -1,19 +1,20 @@
 //! Services members publish: read with the snapshot, replaced whole per member.
 
-use sqlx::sqlite::SqliteExecutor;
+use sqlx::AnyExecutor;
 use sqlx::Row;
 use warren_proto::service::ServiceSpec;
 
 use super::audit::{append, NewEntry};
 use super::networks::bump_version;
-use super::{members, parse_stored, SqliteStore};
+use super::query;
+use super::{members, parse_stored, SqlStore};
 use crate::store::*;
 
 pub(super) async fn list_in<'e>(
-    exec: impl SqliteExecutor<'e>,
+    exec: impl AnyExecutor<'e>,
     net: NetworkId,
 ) -> Result<Vec<Service>, StoreError> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT node_id, name, proto, port, txt FROM services WHERE network_id = ? \
          ORDER BY node_id, name, proto",
     )
@@ -54,7 +55,7 @@ fn of_node(all: Vec<Service>, node: NodeId) -> Vec<ServiceSpec> {
 /// An unchanged list costs one read and no write, so nodes may resend
 /// theirs after every reconnect.
 pub(super) async fn set(
-    store: &SqliteStore,
+    store: &SqlStore,
     net: NetworkId,
     key: &NodePublicKey,
     services: &[ServiceSpec],
@@ -74,13 +75,13 @@ pub(super) async fn set(
     if before == wanted {
         return Ok(false);
     }
-    sqlx::query("DELETE FROM services WHERE network_id = ? AND node_id = ?")
+    query("DELETE FROM services WHERE network_id = ? AND node_id = ?")
         .bind(net.to_string())
         .bind(node.to_string())
         .execute(&mut *tx)
         .await?;
     for s in &wanted {
-        sqlx::query(
+        query(
             "INSERT INTO services (network_id, node_id, name, proto, port, txt) \
              VALUES (?, ?, ?, ?, ?, ?)",
         )

@@ -5,11 +5,12 @@
 use sqlx::Row;
 
 use super::audit::{append, NewEntry};
-use super::{new_secret, now, secret_hash, SqliteStore};
+use super::query;
+use super::{new_secret, now, secret_hash, SqlStore};
 use crate::store::*;
 
 pub(super) async fn start(
-    store: &SqliteStore,
+    store: &SqlStore,
     user: &User,
     ttl_secs: i64,
 ) -> Result<String, StoreError> {
@@ -17,11 +18,11 @@ pub(super) async fn start(
     let (at, now_unix) = now();
     let mut tx = store.begin_write().await?;
     // Ended sessions go as new ones start: the table stays small.
-    sqlx::query("DELETE FROM sessions WHERE expires_unix <= ?")
+    query("DELETE FROM sessions WHERE expires_unix <= ?")
         .bind(now_unix)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
+    query(
         "INSERT INTO sessions (secret_hash, user_id, created_at, expires_unix, last_used_unix)
          VALUES (?, ?, ?, ?, ?)",
     )
@@ -55,13 +56,13 @@ const TOUCH_EVERY_SECS: i64 = 60;
 /// The user of a live session (before its end, used within `idle_secs`);
 /// `None` for an unknown or ended one, or a disabled user's.
 pub(super) async fn find(
-    store: &SqliteStore,
+    store: &SqlStore,
     secret: &str,
     idle_secs: i64,
 ) -> Result<Option<User>, StoreError> {
     let (_, now_unix) = now();
     let hash = secret_hash(secret);
-    let row = sqlx::query(
+    let row = query(
         "SELECT user_id, last_used_unix FROM sessions
          WHERE secret_hash = ? AND expires_unix > ? AND last_used_unix > ?",
     )
@@ -77,7 +78,7 @@ pub(super) async fn find(
     let last_used: i64 = row.try_get("last_used_unix")?;
     if now_unix.saturating_sub(last_used) >= TOUCH_EVERY_SECS {
         let mut tx = store.begin_write().await?;
-        sqlx::query("UPDATE sessions SET last_used_unix = ? WHERE secret_hash = ?")
+        query("UPDATE sessions SET last_used_unix = ? WHERE secret_hash = ?")
             .bind(now_unix)
             .bind(&hash)
             .execute(&mut *tx)
@@ -91,19 +92,16 @@ pub(super) async fn find(
 /// A one-time break-glass code, valid for `ttl_secs`; only its hash is
 /// kept. Audited as `console.login_code` by `system` (the operator on the
 /// server).
-pub(super) async fn new_login_code(
-    store: &SqliteStore,
-    ttl_secs: i64,
-) -> Result<String, StoreError> {
+pub(super) async fn new_login_code(store: &SqlStore, ttl_secs: i64) -> Result<String, StoreError> {
     let code = new_secret("wc_");
     let (at, now_unix) = now();
     let expires = now_unix.saturating_add(ttl_secs);
     let mut tx = store.begin_write().await?;
-    sqlx::query("DELETE FROM console_codes WHERE expires_unix <= ?")
+    query("DELETE FROM console_codes WHERE expires_unix <= ?")
         .bind(now_unix)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO console_codes (code_hash, created_at, expires_unix) VALUES (?, ?, ?)")
+    query("INSERT INTO console_codes (code_hash, created_at, expires_unix) VALUES (?, ?, ?)")
         .bind(secret_hash(&code))
         .bind(&at)
         .bind(expires)
@@ -127,10 +125,10 @@ pub(super) async fn new_login_code(
 
 /// Uses up a live code: true once, false for an unknown, used or expired
 /// one.
-pub(super) async fn take_login_code(store: &SqliteStore, code: &str) -> Result<bool, StoreError> {
+pub(super) async fn take_login_code(store: &SqlStore, code: &str) -> Result<bool, StoreError> {
     let (_, now_unix) = now();
     let mut tx = store.begin_write().await?;
-    let taken = sqlx::query("DELETE FROM console_codes WHERE code_hash = ? AND expires_unix > ?")
+    let taken = query("DELETE FROM console_codes WHERE code_hash = ? AND expires_unix > ?")
         .bind(secret_hash(code))
         .bind(now_unix)
         .execute(&mut *tx)
@@ -140,9 +138,9 @@ pub(super) async fn take_login_code(store: &SqliteStore, code: &str) -> Result<b
     Ok(taken == 1)
 }
 
-pub(super) async fn end(store: &SqliteStore, secret: &str) -> Result<(), StoreError> {
+pub(super) async fn end(store: &SqlStore, secret: &str) -> Result<(), StoreError> {
     let mut tx = store.begin_write().await?;
-    sqlx::query("DELETE FROM sessions WHERE secret_hash = ?")
+    query("DELETE FROM sessions WHERE secret_hash = ?")
         .bind(secret_hash(secret))
         .execute(&mut *tx)
         .await?;
