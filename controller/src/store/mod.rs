@@ -1,6 +1,6 @@
-//! The controller's storage: one trait, so SQLite (here) and PostgreSQL
-//! (later) can sit behind it. Every change writes its audit entry in the same
-//! transaction.
+//! The controller's storage: one trait, implemented once in SQL for
+//! SQLite and PostgreSQL ([`sql`]). Every change writes its audit entry in
+//! the same transaction.
 
 pub mod changes;
 mod model;
