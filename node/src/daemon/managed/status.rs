@@ -209,6 +209,7 @@ fn peer_status(network: &str, p: &warren_engine::PeerSnapshot, map: Option<&Netm
         persistent_keepalive: p.persistent_keepalive.map(|d| d.as_secs()),
         path: path_kind(p.path),
         latency_ms: p.latency.map(|d| d.as_secs_f64() * 1000.0),
+        counters: p.counters,
     }
 }
 
