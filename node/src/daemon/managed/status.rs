@@ -42,6 +42,16 @@ impl Managed {
         }
     }
 
+    /// What the metrics endpoint shows: the status, with the DNS stubs'
+    /// query counts and the routes in force.
+    pub async fn metrics(&self) -> crate::metrics::Snapshot {
+        crate::metrics::Snapshot {
+            status: self.status().await,
+            dns: self.dns.query_counts(),
+            routes: self.routes.metrics().await,
+        }
+    }
+
     pub async fn status(&self) -> Status {
         let public_key = self.key.public_key();
         let mut networks = Vec::new();
