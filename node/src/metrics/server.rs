@@ -30,6 +30,9 @@ const MAX_CONNECTIONS: usize = 8;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one connection may stay open (keep-alive included).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// The most a request's head may take: a scrape sends a few hundred bytes.
+/// (hyper refuses less than 8 KiB; this constant is above it.)
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// How long a scrape waits for the event loop.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -96,6 +99,7 @@ async fn accept_loop(listener: TcpListener, router: Router) {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_REQUEST_HEAD)
                 .serve_connection(TokioIo::new(stream), service);
             match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
                 Ok(Err(e)) => tracing::debug!(%from, error = %e, "metrics connection ended"),
