@@ -7,7 +7,7 @@
 //! address is refused at start and by `check-config`.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
@@ -153,7 +153,7 @@ fn the_agent_serves_its_counters_after_traffic() {
             Duration::from_secs(1),
         )?;
         ensure!(pings.received == u32::from(PINGS), "{}", pings.render());
-        let sent = tcp_transfer(ns_a, ns_b, b4.into(), TransferSpec::mib(TRANSFER_MIB))?;
+        let sent = tcp_transfer(ns_a, ns_b, b4, TransferSpec::mib(TRANSFER_MIB))?;
         let fqdn = mesh
             .agent("b")?
             .status()?
@@ -161,7 +161,7 @@ fn the_agent_serves_its_counters_after_traffic() {
             .fqdn()
             .context("b has no FQDN")?
             .to_owned();
-        let answer = dig(ns_a, IpAddr::from(a4), &fqdn, "A")?;
+        let answer = dig(ns_a, a4, &fqdn, "A")?;
         ensure!(
             answer.data("A") == [b4.to_string().as_str()],
             "a's stub did not answer {fqdn}: {}",
