@@ -4,7 +4,8 @@
 //! The input is the file's text. A file that parses prints (as
 //! `check-config` does) to TOML that parses to the same configuration, and
 //! a file that passes `validate` keeps its promises: an MTU in range, an
-//! interface name the kernel takes, peers with distinct keys.
+//! interface name the kernel takes, peers with distinct keys, a metrics
+//! endpoint on loopback unless `allow-remote` says otherwise.
 
 use std::collections::BTreeSet;
 
@@ -30,6 +31,10 @@ pub fn run(data: &[u8]) {
         assert!((1..=15).contains(&node.interface_name.len()));
         let keys: BTreeSet<_> = config.peers.iter().map(|p| p.public_key).collect();
         assert_eq!(keys.len(), config.peers.len());
+        if let Some(m) = &config.metrics {
+            assert!(m.listen.port() != 0);
+            assert!(m.listen.ip().is_loopback() || m.allow_remote);
+        }
         assert!(again.validate().is_ok(), "the printed config is valid too");
     }
 }
@@ -81,6 +86,10 @@ stub = true
 stub-port = 5353
 upstream = ["192.0.2.53:53", "[2001:db8::53]:53"]
 resolv-conf = "/etc/resolv.conf"
+
+[metrics]
+listen = "[::1]:9101"
+allow-remote = false
 "#
     .replace("KEY2", &key(2))
     .replace("KEY3", &key(3));
@@ -94,5 +103,9 @@ resolv-conf = "/etc/resolv.conf"
         ("empty-node", b"[node]\n".to_vec()),
         ("unknown-key", b"[node]\nlisten-prot = 1\n".to_vec()),
         ("bad-mtu", b"[node]\nmtu = 70000\n".to_vec()),
+        (
+            "remote-metrics",
+            b"[node]\n[metrics]\nlisten = \"0.0.0.0:9101\"\n".to_vec(),
+        ),
     ]
 }

@@ -11,9 +11,17 @@ mod config;
 #[path = "../../node/src/dns/settings.rs"]
 mod settings;
 
+#[allow(dead_code)]
+#[path = "../../node/src/metrics/settings.rs"]
+mod metrics_settings;
+
 /// Where the agent has them.
 mod dns {
     pub use crate::settings::DnsSettings;
+}
+
+mod metrics {
+    pub use crate::metrics_settings::MetricsSettings;
 }
 
 mod daemon {

@@ -24,6 +24,9 @@ pub struct Config {
     /// Private DNS: the stubs and how the system is pointed at them.
     #[serde(default)]
     pub dns: crate::dns::DnsSettings,
+    /// The Prometheus endpoint; off without the section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<crate::metrics::MetricsSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -129,6 +132,9 @@ impl Config {
         }
         if !(1280..=9000).contains(&node.mtu) {
             bail!("[node] mtu {}: must be between 1280 and 9000", node.mtu);
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.check().map_err(anyhow::Error::msg)?;
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, peer) in self.peers.iter().enumerate() {
@@ -239,6 +245,23 @@ persistent-keepalive = "25s"
         config.node.mtu = 1420;
         config.peers.push(config.peers[0].clone());
         assert!(config.validate().unwrap_err().to_string().contains("twice"));
+    }
+
+    #[test]
+    fn metrics_are_off_unless_asked_for_and_checked_when_they_are() {
+        let config: Config = toml::from_str(EXAMPLE).unwrap();
+        assert_eq!(config.metrics, None);
+        let text = format!("{EXAMPLE}\n[metrics]\nlisten = \"127.0.0.1:9101\"\n");
+        let config: Config = toml::from_str(&text).unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            config.metrics.map(|m| m.listen),
+            Some("127.0.0.1:9101".parse().unwrap())
+        );
+        let text = format!("{EXAMPLE}\n[metrics]\nlisten = \"0.0.0.0:9101\"\n");
+        let config: Config = toml::from_str(&text).unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("metrics endpoint 0.0.0.0:9101"), "{err}");
     }
 
     #[test]

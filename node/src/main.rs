@@ -6,6 +6,7 @@
 //! - `dns/`: the DNS stubs, split DNS (resolved or resolv.conf) and published services.
 //! - `platform/`: OS seams: TUN device, UDP socket, socket options.
 //! - `routes/`: subnet routes, exit nodes, policy routing and the stateful filter.
+//! - `metrics/`: the opt-in Prometheus endpoint (`[metrics] listen`).
 //! - `config`: the agent's TOML configuration.
 //! - `client`: the local-API client the CLI uses.
 //! - `state`: the state directory: node key, joined networks, cached netmaps.
@@ -15,6 +16,7 @@ mod client;
 mod config;
 mod daemon;
 mod dns;
+mod metrics;
 mod platform;
 mod routes;
 mod state;

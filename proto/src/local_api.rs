@@ -262,6 +262,37 @@ pub struct PeerStatus {
     /// Round-trip time of that path from the latest probe, in milliseconds.
     #[serde(default)]
     pub latency_ms: Option<f64>,
+    /// Packets, handshakes, relay use and drops, since the peer was added.
+    #[serde(default)]
+    pub counters: PeerCounters,
+}
+
+/// What one peer's traffic has done since the data plane added it, beyond
+/// `rx_bytes` and `tx_bytes`. Every packet counted in `rx_packets` and
+/// `tx_packets` is a WireGuard message (data, keepalive or handshake).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerCounters {
+    /// Authenticated WireGuard messages from the peer.
+    pub rx_packets: u64,
+    /// WireGuard messages to the peer.
+    pub tx_packets: u64,
+    /// Handshakes completed with the peer (an initiation answered, or a
+    /// response accepted).
+    pub handshakes: u64,
+    /// Of `rx_bytes`, what came through the relay.
+    pub relay_rx_bytes: u64,
+    /// Of `tx_bytes`, what went through the relay.
+    pub relay_tx_bytes: u64,
+    /// Messages from the peer that failed authentication.
+    pub dropped_invalid: u64,
+    /// Data packets from the peer whose counter was seen before.
+    pub dropped_replay: u64,
+    /// Decrypted packets from the peer from a source outside its allowed IPs.
+    pub dropped_spoofed: u64,
+    /// Packets for the peer while it had no endpoint and no relay.
+    pub dropped_no_endpoint: u64,
+    /// Packets to or from the peer that the access policy denied.
+    pub dropped_filter: u64,
 }
 
 /// How packets reach a peer.
@@ -338,12 +369,24 @@ pub struct Counters {
     pub tun_rx_packets: u64,
     pub udp_rx_datagrams: u64,
     pub udp_tx_datagrams: u64,
+    /// Bytes of the datagrams in `udp_rx_datagrams`.
+    #[serde(default)]
+    pub udp_rx_bytes: u64,
+    /// Bytes of the datagrams in `udp_tx_datagrams`.
+    #[serde(default)]
+    pub udp_tx_bytes: u64,
     /// Datagrams that came through the relay.
     #[serde(default)]
     pub relay_rx_datagrams: u64,
     /// Datagrams sent through the relay.
     #[serde(default)]
     pub relay_tx_datagrams: u64,
+    /// Bytes of the datagrams in `relay_rx_datagrams`.
+    #[serde(default)]
+    pub relay_rx_bytes: u64,
+    /// Bytes of the datagrams in `relay_tx_datagrams`.
+    #[serde(default)]
+    pub relay_tx_bytes: u64,
     /// Disco messages (path probes) received and accepted.
     #[serde(default)]
     pub disco_rx: u64,
@@ -373,8 +416,12 @@ impl Counters {
         self.tun_rx_packets += other.tun_rx_packets;
         self.udp_rx_datagrams += other.udp_rx_datagrams;
         self.udp_tx_datagrams += other.udp_tx_datagrams;
+        self.udp_rx_bytes += other.udp_rx_bytes;
+        self.udp_tx_bytes += other.udp_tx_bytes;
         self.relay_rx_datagrams += other.relay_rx_datagrams;
         self.relay_tx_datagrams += other.relay_tx_datagrams;
+        self.relay_rx_bytes += other.relay_rx_bytes;
+        self.relay_tx_bytes += other.relay_tx_bytes;
         self.disco_rx += other.disco_rx;
         self.dropped_invalid += other.dropped_invalid;
         self.dropped_replay += other.dropped_replay;
@@ -419,6 +466,7 @@ mod tests {
             persistent_keepalive: None,
             path: PathKind::None,
             latency_ms: None,
+            counters: PeerCounters::default(),
         };
         let json = serde_json::to_value(&peer).unwrap();
         assert_eq!(json["last_handshake"], "1970-01-01T00:00:00Z");

@@ -10,7 +10,8 @@
 //! The suites in `tests/tests/` need root and these tools: `ip` (iproute2),
 //! `nft`, `conntrack`, `sysctl`, `kill`, `tcpdump`, `wireguard-go`, `wg`;
 //! the sign-in suites also need Node.js >= 20 with `npm ci --prefix
-//! tests/oidc` done, Debian's `chromium` and `chromium-driver`, and `curl`.
+//! tests/oidc` done, Debian's `chromium` and `chromium-driver`, and `curl`
+//! (which the metrics suite needs too).
 //! Without root they print `skipped: ...` and pass, except with `CI` set,
 //! where they fail. Environment:
 //! - `WARREN_BIN`: the `warren` binary (default: next to the test or demo

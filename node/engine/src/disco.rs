@@ -331,7 +331,7 @@ impl Engine {
             return;
         };
         let payload = disco::encode(&key, &own, nonce, &message);
-        to.count_tx(self.counters_mut());
+        to.count_tx(self.counters_mut(), payload.len());
         self.push_transmit(Transmit { to, payload });
     }
 }

@@ -162,8 +162,8 @@ fn queue_transmit(
     counters: &mut Counters,
     transmits: &mut VecDeque<Transmit>,
 ) {
-    peer.tx_bytes += payload.len() as u64;
-    to.count_tx(counters);
+    peer.count_tx(payload.len(), to);
+    to.count_tx(counters, payload.len());
     transmits.push_back(Transmit {
         to,
         payload: payload.to_vec(),
@@ -296,6 +296,7 @@ impl Engine {
             session,
             rx_bytes: 0,
             tx_bytes: 0,
+            counters: Default::default(),
             expired: false,
             paths,
             disco_key,
@@ -401,7 +402,12 @@ impl Engine {
                 need,
             });
         }
-        crate::filter::check(&mut self.filter, Direction::Outbound, packet, now)?;
+        if let Err(e) = crate::filter::check(&mut self.filter, Direction::Outbound, packet, now) {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.counters.dropped_filter += 1;
+            }
+            return Err(e);
+        }
         self.schedule_tick(now);
         let Some(peer) = self.peers.get_mut(&id) else {
             self.counters.dropped_no_route += 1;
@@ -410,11 +416,12 @@ impl Engine {
         match peer.session.encapsulate(packet, out) {
             Ok(SessionOutput::Network(len)) => match peer.via {
                 Some(to) => {
-                    peer.tx_bytes += len as u64;
-                    to.count_tx(&mut self.counters);
+                    peer.count_tx(len, to);
+                    to.count_tx(&mut self.counters, len);
                     Ok(Some(Send { peer: id, to, len }))
                 }
                 None => {
+                    peer.counters.dropped_no_endpoint += 1;
                     self.counters.dropped_no_endpoint += 1;
                     Err(PacketError::NoEndpoint(peer.config.public_key))
                 }
@@ -492,6 +499,7 @@ impl Engine {
                 rx_bytes: peer.rx_bytes,
                 tx_bytes: peer.tx_bytes,
                 persistent_keepalive: peer.config.persistent_keepalive,
+                counters: peer.counters,
             })
             .collect()
     }

@@ -55,11 +55,18 @@ pub enum Via {
 }
 
 impl Via {
-    /// Counts one datagram sent this way: on the UDP socket or through the relay.
-    pub(crate) fn count_tx(&self, counters: &mut warren_proto::local_api::Counters) {
+    /// Counts one datagram of `len` bytes sent this way: on the UDP socket
+    /// or through the relay.
+    pub(crate) fn count_tx(&self, counters: &mut warren_proto::local_api::Counters, len: usize) {
         match self {
-            Via::Udp(_) => counters.udp_tx_datagrams += 1,
-            Via::Relay(_) => counters.relay_tx_datagrams += 1,
+            Via::Udp(_) => {
+                counters.udp_tx_datagrams += 1;
+                counters.udp_tx_bytes += len as u64;
+            }
+            Via::Relay(_) => {
+                counters.relay_tx_datagrams += 1;
+                counters.relay_tx_bytes += len as u64;
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use warren_proto::disco::DiscoKey;
+use warren_proto::local_api::PeerCounters;
 use warren_proto::NodePublicKey;
 
 use crate::engine::Event;
@@ -73,6 +74,7 @@ pub struct PeerSnapshot {
     pub path: PathKind,
     /// Round-trip time of the current path, from disco probes.
     pub latency: Option<Duration>,
+    pub counters: PeerCounters,
 }
 
 pub(crate) struct Peer {
@@ -88,11 +90,32 @@ pub(crate) struct Peer {
     pub(crate) ping_replay: crate::disco_replay::PingReplay,
     pub(crate) rx_bytes: u64,
     pub(crate) tx_bytes: u64,
+    /// Packets, handshakes, relay bytes and drops: plain integers, as the
+    /// engine has one owner (the data plane's task) and no lock.
+    pub(crate) counters: PeerCounters,
     /// Set once the session expired, so that the event is raised once per expiry.
     pub(crate) expired: bool,
 }
 
 impl Peer {
+    /// Counts an authenticated message of `len` bytes from the peer.
+    pub(crate) fn count_rx(&mut self, len: usize, relayed: bool) {
+        self.rx_bytes += len as u64;
+        self.counters.rx_packets += 1;
+        if relayed {
+            self.counters.relay_rx_bytes += len as u64;
+        }
+    }
+
+    /// Counts a message of `len` bytes sent to the peer over `via`.
+    pub(crate) fn count_tx(&mut self, len: usize, via: Via) {
+        self.tx_bytes += len as u64;
+        self.counters.tx_packets += 1;
+        if let Via::Relay(_) = via {
+            self.counters.relay_tx_bytes += len as u64;
+        }
+    }
+
     /// Recomputes where packets go: the live direct path, else the relay,
     /// else (with no relay) the first candidate on the chance it works.
     pub(crate) fn refresh_via(&mut self, relay: bool, now: Instant) {

@@ -97,10 +97,12 @@ impl Engine {
             let mut tx = [0u8; 12];
             self.rng.fill_bytes(&mut tx);
             self.stun_mut().pending.insert(tx, (server, now));
+            let payload = stun::binding_request(&tx);
             self.counters_mut().udp_tx_datagrams += 1;
+            self.counters_mut().udp_tx_bytes += payload.len() as u64;
             self.push_transmit(Transmit {
                 to: Via::Udp(server),
-                payload: stun::binding_request(&tx),
+                payload,
             });
         }
     }

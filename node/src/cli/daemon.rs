@@ -8,6 +8,7 @@ use clap::Args;
 use super::Cli;
 use crate::config::Config;
 use crate::daemon::DaemonOptions;
+use crate::metrics::MetricsSettings;
 use crate::state::DEFAULT_STATE_DIR;
 
 #[derive(Debug, Args)]
@@ -37,6 +38,12 @@ pub struct DaemonArgs {
     /// admin-group`, else none: root only].
     #[arg(long, env = "WARREN_ADMIN_GROUP")]
     admin_group: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g.
+    /// `127.0.0.1:9101` [default: the config file's `[metrics] listen`,
+    /// else off]. A non-loopback address also needs `allow-remote = true`
+    /// in the config file's `[metrics]`.
+    #[arg(long, env = "WARREN_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn parse_max_age(text: &str) -> Result<Duration, String> {
@@ -67,8 +74,22 @@ pub fn run(cli: &Cli, args: &DaemonArgs) -> anyhow::Result<()> {
         .admin_group
         .clone()
         .or_else(|| config.as_ref().and_then(|c| c.node.admin_group.clone()));
+    let metrics = match (
+        args.metrics_listen,
+        config.as_ref().and_then(|c| c.metrics.clone()),
+    ) {
+        (Some(listen), file) => Some(MetricsSettings {
+            listen,
+            allow_remote: file.is_some_and(|m| m.allow_remote),
+        }),
+        (None, file) => file,
+    };
+    if let Some(metrics) = &metrics {
+        metrics.check().map_err(anyhow::Error::msg)?;
+    }
     let options = DaemonOptions {
         admin_group,
+        metrics,
         dns,
         netmap_max_age,
         config,

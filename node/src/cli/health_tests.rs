@@ -42,6 +42,7 @@ pub fn peer(name: &str, path: PathKind, online: Option<bool>) -> PeerStatus {
         persistent_keepalive: Some(25),
         path,
         latency_ms: None,
+        counters: Default::default(),
     }
 }
 

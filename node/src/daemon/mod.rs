@@ -39,6 +39,8 @@ pub struct DaemonOptions {
     pub netmap_max_age: Duration,
     /// `admin-group`: its members may change things through the local API.
     pub admin_group: Option<String>,
+    /// The Prometheus endpoint (the config file's `[metrics]`, flags applied).
+    pub metrics: Option<crate::metrics::MetricsSettings>,
 }
 
 /// The default `netmap-max-age`.
@@ -78,10 +80,17 @@ pub enum Request {
     Dns(crate::dns::DnsRequest),
     /// `warren routes` and `warren exit-node` (see `crate::routes`).
     Routes(crate::routes::RoutesRequest),
+    /// A scrape of the metrics endpoint (see `crate::metrics`).
+    Metrics(oneshot::Sender<crate::metrics::Snapshot>),
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
+    // Before anything changes the system: a busy or refused address stops the start.
+    let metrics = match &options.metrics {
+        Some(settings) => Some(crate::metrics::Listener::bind(settings).await?),
+        None => None,
+    };
     let state = StateDir::open(&options.state_dir)?;
     // Before any cached netmap comes back: repairs what a crash left in resolv.conf.
     let dns = crate::dns::Dns::start(options.dns.clone(), &options.state_dir);
@@ -133,6 +142,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         .as_deref()
         .map(caller::resolve_group)
         .transpose()?;
+    let _metrics = metrics.map(|m| m.serve(requests.clone()));
     let _api = api::serve(&options.socket, requests, admin_gid)?;
     tracing::info!(node_id = %NodeId::from_key(&key.public_key()), public_key = %key.public_key(), "agent running");
 
@@ -156,6 +166,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
                 Request::Explain(to, port, reply) => { let _ = reply.send(managed.explain(&to, port).await); }
                 Request::Dns(request) => managed.handle_dns(request),
                 Request::Routes(request) => managed.handle_routes(request).await,
+                Request::Metrics(reply) => { let _ = reply.send(managed.metrics().await); }
             },
             Some(event) = events.recv() => managed.handle_control(event).await,
             Some((network, event)) = net_events.recv() => managed.handle_network_event(&network, event),

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use hickory_server::net::runtime::Time;
@@ -130,6 +131,51 @@ pub fn screen(
 pub struct StubHandler {
     stub: SocketAddr,
     state: Arc<RwLock<Arc<StubState>>>,
+    queries: Arc<QueryCounts>,
+}
+
+impl StubHandler {
+    /// Counts this stub's answers in `queries` (kept by the network, so
+    /// they outlive a stub that rebinds).
+    pub fn counting(mut self, queries: Arc<QueryCounts>) -> StubHandler {
+        self.queries = queries;
+        self
+    }
+}
+
+/// The response codes [`QueryCounts`] tells apart; any other is `other`.
+pub const QUERY_RESULTS: [&str; 7] = [
+    "noerror", "nxdomain", "refused", "servfail", "formerr", "notimp", "other",
+];
+
+/// Queries a stub answered, by response code (see [`QUERY_RESULTS`]).
+#[derive(Debug, Default)]
+pub struct QueryCounts([AtomicU64; QUERY_RESULTS.len()]);
+
+impl QueryCounts {
+    fn count(&self, code: ResponseCode) {
+        let i = match code {
+            ResponseCode::NoError => 0,
+            ResponseCode::NXDomain => 1,
+            ResponseCode::Refused => 2,
+            ResponseCode::ServFail => 3,
+            ResponseCode::FormErr => 4,
+            ResponseCode::NotImp => 5,
+            _ => 6,
+        };
+        if let Some(counter) = self.0.get(i) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Each result with its count, in [`QUERY_RESULTS`] order.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        QUERY_RESULTS
+            .iter()
+            .zip(&self.0)
+            .map(|(result, n)| (*result, n.load(Ordering::Relaxed)))
+            .collect()
+    }
 }
 
 /// The shared state behind every stub's handler.
@@ -146,6 +192,7 @@ impl SharedState {
         StubHandler {
             stub,
             state: self.0.clone(),
+            queries: Arc::default(),
         }
     }
 }
@@ -159,7 +206,7 @@ impl RequestHandler for StubHandler {
     ) -> ResponseInfo {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner()).clone();
         let response_handle = SmallUdp(response_handle);
-        match (screen(&state, self.stub, request), &state.forward) {
+        let info = match (screen(&state, self.stub, request), &state.forward) {
             (Ok(Route::Zones), _) => {
                 state
                     .zones
@@ -175,6 +222,8 @@ impl RequestHandler for StubHandler {
             (Ok(Route::Forward), None) => {
                 refuse(request, ResponseCode::Refused, response_handle).await
             }
-        }
+        };
+        self.queries.count(info.response_code);
+        info
     }
 }

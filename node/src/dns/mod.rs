@@ -58,6 +58,8 @@ struct NetDns {
     overlay: Vec<IpAddr>,
     stub: Option<StubServer>,
     error: Option<String>,
+    /// Queries its stub answered, by result.
+    queries: Arc<handler::QueryCounts>,
 }
 
 pub struct Dns {
@@ -145,6 +147,7 @@ impl Dns {
             overlay: Vec::new(),
             stub: None,
             error: None,
+            queries: Arc::default(),
         });
         let mut changed = net.interface != interface || net.listen != listen;
         net.interface = interface.to_owned();
@@ -214,7 +217,8 @@ impl Dns {
             let (Some(listen), None, Some(_)) = (net.listen, &net.stub, &net.zone) else {
                 continue;
             };
-            match StubServer::bind(listen, self.shared.handler(listen)).await {
+            let handler = self.shared.handler(listen).counting(net.queries.clone());
+            match StubServer::bind(listen, handler).await {
                 Ok(stub) => {
                     net.stub = Some(stub);
                     net.error = None;
@@ -316,6 +320,14 @@ impl Dns {
                 .collect(),
             error: split.and_then(|s| s.error.clone()),
         }
+    }
+
+    /// Queries each network's stub answered, by result (`/metrics`).
+    pub fn query_counts(&self) -> Vec<(NetworkId, Vec<(&'static str, u64)>)> {
+        self.nets
+            .iter()
+            .map(|(id, n)| (*id, n.queries.snapshot()))
+            .collect()
     }
 
     /// The zone of a network with a stub, for service FQDNs.

@@ -186,6 +186,29 @@ async fn local_clients_are_forwarded_upstream_and_any_is_never_answered() {
 }
 
 /// A resolver on loopback that answers every A question with 192.0.2.99.
+#[tokio::test]
+async fn answers_are_counted_by_result() {
+    let s = state(None);
+    let queries = std::sync::Arc::new(handler::QueryCounts::default());
+    let handler = s.handler(stub_a()).counting(queries.clone());
+    let src: SocketAddr = "10.147.0.1:40000".parse().unwrap();
+    for name in [
+        "db.prod.warren.internal.",
+        "nope.prod.warren.internal.",
+        "example.org.",
+    ] {
+        answer_bytes(&handler, &query(name, RecordType::A), src, Protocol::Udp)
+            .await
+            .expect("an answer");
+    }
+    let counts: std::collections::BTreeMap<_, _> = queries.snapshot().into_iter().collect();
+    assert_eq!(counts["noerror"], 1, "{counts:?}");
+    assert_eq!(counts["nxdomain"], 1, "{counts:?}");
+    // No forwarder: names outside the zones are refused.
+    assert_eq!(counts["refused"], 1, "{counts:?}");
+    assert_eq!(counts.values().sum::<u64>(), 3);
+}
+
 async fn fake_upstream() -> SocketAddr {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();

@@ -453,6 +453,17 @@ impl Routes {
                 exit_nodes: plan.exit_offers.get(id).cloned().unwrap_or_default(),
             });
         }
+        RoutesStatus {
+            networks,
+            exit_node: plan.exit.clone(),
+            filter: self.filter_status().await,
+            forwarding: system::forwarding(),
+            error: self.withheld().or_else(|| self.error.clone()),
+        }
+    }
+
+    /// The stateful filter: whether it is installed, and its drop counters.
+    async fn filter_status(&self) -> FilterStatus {
         let active = self
             .applied
             .as_ref()
@@ -467,21 +478,49 @@ impl Routes {
         } else {
             (0, 0)
         };
-        RoutesStatus {
-            networks,
-            exit_node: plan.exit.clone(),
-            filter: FilterStatus {
-                active,
-                masquerade: self.settings.masquerade,
-                dropped_into_overlay_packets: into_packets,
-                dropped_into_overlay_bytes: into_bytes,
-                dropped_from_overlay_packets: from_packets,
-                dropped_from_overlay_bytes: from_bytes,
-            },
-            forwarding: system::forwarding(),
-            error: self.withheld().or_else(|| self.error.clone()),
+        FilterStatus {
+            active,
+            masquerade: self.settings.masquerade,
+            dropped_into_overlay_packets: into_packets,
+            dropped_into_overlay_bytes: into_bytes,
+            dropped_from_overlay_packets: from_packets,
+            dropped_from_overlay_bytes: from_bytes,
         }
     }
+
+    /// What `/metrics` says of routes: what is in force, not what is wanted.
+    pub async fn metrics(&self) -> RoutesMetrics {
+        let (table, rules) = match &self.applied {
+            Some((plan, _)) => {
+                let table = self
+                    .views
+                    .iter()
+                    .map(|(id, view)| {
+                        let n = plan.table.values().filter(|dev| **dev == view.interface);
+                        (*id, n.count())
+                    })
+                    .collect();
+                (table, plan.rules.len())
+            }
+            None => (BTreeMap::new(), 0),
+        };
+        RoutesMetrics {
+            table,
+            rules,
+            filter: self.filter_status().await,
+        }
+    }
+}
+
+/// The routes in force, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct RoutesMetrics {
+    /// Per network that is up: the routes of Warren's table through its interface.
+    pub table: BTreeMap<NetworkId, usize>,
+    /// Warren's policy-routing rules (IPv4 and IPv6).
+    pub rules: usize,
+    /// The stateful filter of a subnet router or exit node.
+    pub filter: FilterStatus,
 }
 
 #[cfg(test)]

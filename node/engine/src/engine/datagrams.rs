@@ -15,6 +15,7 @@ impl Engine {
         now: Instant,
     ) -> Result<NetworkAction, PacketError> {
         self.counters.udp_rx_datagrams += 1;
+        self.counters.udp_rx_bytes += datagram.len() as u64;
         self.handle_datagram(Source::Udp(from), datagram, out, now)
     }
 
@@ -27,6 +28,7 @@ impl Engine {
         now: Instant,
     ) -> Result<NetworkAction, PacketError> {
         self.counters.relay_rx_datagrams += 1;
+        self.counters.relay_rx_bytes += datagram.len() as u64;
         self.handle_datagram(Source::Relay(from), datagram, out, now)
     }
 
@@ -76,12 +78,14 @@ impl Engine {
         }
         let result = peer.session.decapsulate(source.ip(), datagram, out);
         let message_type = datagram.first().copied().unwrap_or_default();
+        let relayed = matches!(source, Source::Relay(_));
         match result {
             Ok(SessionOutput::Network(len)) => {
                 // A cookie reply is the rate limiter talking, not the peer: it proves nothing.
                 if !(len == COOKIE_REPLY_LEN && out[0] == 3) {
-                    peer.rx_bytes += datagram.len() as u64;
-                    peer.tx_bytes += len as u64;
+                    peer.count_rx(datagram.len(), relayed);
+                    peer.count_tx(len, source.reply_via());
+                    peer.counters.handshakes += 1;
                     peer.expired = false;
                     let key = peer.config.public_key;
                     self.roam(id, source, now);
@@ -96,7 +100,7 @@ impl Engine {
                         self.flush_queued(id);
                     }
                 }
-                source.reply_via().count_tx(&mut self.counters);
+                source.reply_via().count_tx(&mut self.counters, len);
                 Ok(NetworkAction::Reply {
                     to: source.reply_via(),
                     len,
@@ -104,34 +108,44 @@ impl Engine {
             }
             Ok(SessionOutput::Tunnel { len, source: inner }) => {
                 if self.routes.lookup(inner) != Some(&id) {
+                    peer.counters.dropped_spoofed += 1;
                     self.counters.dropped_spoofed += 1;
                     return Err(PacketError::Spoofed {
                         peer: peer.config.public_key,
                         source_ip: inner,
                     });
                 }
-                peer.rx_bytes += datagram.len() as u64;
+                peer.count_rx(datagram.len(), relayed);
                 self.roam(id, source, now);
                 self.flush_queued(id);
                 // After roaming: the packet proves the peer's path whatever the policy says.
-                crate::filter::check(&mut self.filter, Direction::Inbound, &out[..len], now)?;
+                if let Err(e) =
+                    crate::filter::check(&mut self.filter, Direction::Inbound, &out[..len], now)
+                {
+                    if let Some(peer) = self.peers.get_mut(&id) {
+                        peer.counters.dropped_filter += 1;
+                    }
+                    return Err(e);
+                }
                 Ok(NetworkAction::Tunnel { len })
             }
             Ok(SessionOutput::Done) => {
                 if message_type == 4 {
                     // An authenticated keepalive. As the initiator's first
                     // message in a new session it makes that session current.
-                    peer.rx_bytes += datagram.len() as u64;
+                    peer.count_rx(datagram.len(), relayed);
                     self.roam(id, source, now);
                     self.flush_queued(id);
                 }
                 Ok(NetworkAction::Nothing)
             }
             Err(WireGuardError::DuplicateCounter | WireGuardError::InvalidCounter) => {
+                peer.counters.dropped_replay += 1;
                 self.counters.dropped_replay += 1;
                 Err(PacketError::Replay)
             }
             Err(e) => {
+                peer.counters.dropped_invalid += 1;
                 self.counters.dropped_invalid += 1;
                 Err(PacketError::WireGuard(e))
             }
@@ -176,6 +190,7 @@ impl Engine {
             Ok(Packet::HandshakeInit(init)) => init,
             Err(TunnResult::WriteToNetwork(cookie)) => {
                 self.counters.udp_tx_datagrams += 1;
+                self.counters.udp_tx_bytes += cookie.len() as u64;
                 return Ok(Found::CookieReply(cookie.len()));
             }
             Ok(_) | Err(_) => {

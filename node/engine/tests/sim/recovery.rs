@@ -73,6 +73,15 @@ fn with_udp_blocked_but_for_the_controller_traffic_flows_through_the_relay() {
     );
     assert_eq!(direct_data(&world, Duration::ZERO), 0);
     assert_eq!(world.initiations(), 1, "the relay carries one long session");
+    for (node, peer) in [(a, b), (b, a)] {
+        // Everything the peers exchanged went through the relay.
+        let p = world.peer(node, peer);
+        assert_eq!(p.counters.relay_rx_bytes, p.rx_bytes, "{:?}", p.counters);
+        assert_eq!(p.counters.relay_tx_bytes, p.tx_bytes, "{:?}", p.counters);
+        assert!(p.counters.rx_packets >= u64::from(sent));
+        let net = world.engine(node).counters();
+        assert!(net.relay_tx_bytes >= p.tx_bytes && net.relay_rx_bytes >= p.rx_bytes);
+    }
     let blocked = world
         .wire()
         .iter()

@@ -44,6 +44,13 @@ fn first_packet_waits_for_a_handshake_then_traffic_flows_both_ways() {
         let snapshot = world.peer(node, peer);
         assert!(snapshot.since_last_handshake.is_some());
         assert!(snapshot.rx_bytes > 0 && snapshot.tx_bytes > 0);
+        let c = snapshot.counters;
+        assert_eq!(c.handshakes, 1, "{c:?}");
+        // A handshake message and two data packets each way, at least.
+        assert!(c.rx_packets >= 3 && c.tx_packets >= 3, "{c:?}");
+        assert_eq!((c.relay_rx_bytes, c.relay_tx_bytes), (0, 0));
+        let net = world.engine(node).counters();
+        assert!(net.udp_rx_bytes >= snapshot.rx_bytes && net.udp_tx_bytes >= snapshot.tx_bytes);
         assert_eq!(world.handshakes_completed(node), 1);
         assert!(
             world.node(node).errors.is_empty(),

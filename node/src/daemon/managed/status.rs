@@ -42,6 +42,16 @@ impl Managed {
         }
     }
 
+    /// What the metrics endpoint shows: the status, with the DNS stubs'
+    /// query counts and the routes in force.
+    pub async fn metrics(&self) -> crate::metrics::Snapshot {
+        crate::metrics::Snapshot {
+            status: self.status().await,
+            dns: self.dns.query_counts(),
+            routes: self.routes.metrics().await,
+        }
+    }
+
     pub async fn status(&self) -> Status {
         let public_key = self.key.public_key();
         let mut networks = Vec::new();
@@ -209,6 +219,7 @@ fn peer_status(network: &str, p: &warren_engine::PeerSnapshot, map: Option<&Netm
         persistent_keepalive: p.persistent_keepalive.map(|d| d.as_secs()),
         path: path_kind(p.path),
         latency_ms: p.latency.map(|d| d.as_secs_f64() * 1000.0),
+        counters: p.counters,
     }
 }
 
