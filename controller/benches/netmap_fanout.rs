@@ -9,7 +9,12 @@
 //!
 //! ```sh
 //! cargo bench -p warren-controller --bench netmap_fanout     # NODES=1000 ROUNDS=5
+//! DATABASE=postgres cargo bench -p warren-controller --bench netmap_fanout
 //! ```
+//!
+//! With `DATABASE=postgres` the controller keeps its state in a PostgreSQL
+//! server the bench starts (Debian's; as the `postgres` user when run as
+//! root), on loopback.
 //!
 //! # Layout
 //! - `child`: the controller process, its addresses, /proc figures, kill on drop.
@@ -61,7 +66,8 @@ fn main() -> ExitCode {
         }
     };
     let bin = child::binary();
-    let mut controller = match Controller::start(&bin) {
+    let postgres = std::env::var("DATABASE").is_ok_and(|d| d == "postgres");
+    let mut controller = match Controller::start(&bin, postgres) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: starting {}: {e:#}", bin.display());
@@ -70,6 +76,12 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(&mut controller, nodes, rounds)) {
         Ok(report) => {
+            let store = if postgres {
+                "PostgreSQL (its CPU not counted)"
+            } else {
+                "SQLite"
+            };
+            println!("\ncontroller state in {store}");
             report.print();
             ExitCode::SUCCESS
         }

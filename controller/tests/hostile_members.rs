@@ -70,11 +70,16 @@ impl Lab {
 
     /// The controller's database, opened beside it, for what only a
     /// broken or attacked store would hold.
-    async fn database(&self) -> sqlx::SqlitePool {
-        let path = self._dir.path().join("data/controller.db");
-        sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap()
+    async fn database(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let url = match &self._postgres {
+            Some(db) => db.url.clone(),
+            None => format!(
+                "sqlite://{}",
+                self._dir.path().join("data/controller.db").display()
+            ),
+        };
+        sqlx::AnyPool::connect(&url).await.unwrap()
     }
 
     async fn audit_entries(&self) -> Vec<Value> {
@@ -340,7 +345,7 @@ async fn self_writes_by_a_colliding_node_id_are_refused() {
     // stands in for one: the victim's row now sits under the attacker's ID.
     let attacker = NodePrivateKey::generate().public_key();
     let db = lab.database().await;
-    sqlx::query("UPDATE members SET node_id = ? WHERE node_id = ?")
+    sqlx::query("UPDATE members SET node_id = $1 WHERE node_id = $2")
         .bind(NodeId::from_key(&attacker).to_string())
         .bind(NodeId::from_key(&victim).to_string())
         .execute(&db)

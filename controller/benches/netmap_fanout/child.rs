@@ -31,6 +31,9 @@ pub struct Controller {
     pub token: String,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
+    /// With `DATABASE=postgres`: the server the controller keeps its state
+    /// in (dropped after the controller, so it stops last).
+    _postgres: Option<warren_lab::postgres::Postgres>,
 }
 
 impl Drop for Controller {
@@ -41,13 +44,28 @@ impl Drop for Controller {
 }
 
 impl Controller {
-    pub fn start(bin: &Path) -> anyhow::Result<Self> {
+    /// Starts `serve` on SQLite, or with `postgres` on a PostgreSQL server
+    /// of its own (Debian's, started here).
+    pub fn start(bin: &Path, postgres: bool) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("making a temp dir")?;
         let data = dir.path().join("data");
+        let postgres = postgres
+            .then(|| -> anyhow::Result<_> {
+                let server = warren_lab::postgres::Postgres::start()?;
+                let url = server.create_database("bench")?;
+                Ok((server, url))
+            })
+            .transpose()
+            .context("starting PostgreSQL")?;
+        let database: Vec<String> = match &postgres {
+            Some((_, url)) => vec!["--database".into(), url.clone()],
+            None => vec![],
+        };
         let out = Command::new(bin)
             .args(["token", "create", "--scope", "admin", "--name", "bench"])
             .arg("--data-dir")
             .arg(&data)
+            .args(&database)
             .output()
             .with_context(|| format!("running {}", bin.display()))?;
         if !out.status.success() {
@@ -59,6 +77,7 @@ impl Controller {
             .arg("serve")
             .arg("--data-dir")
             .arg(&data)
+            .args(&database)
             .args([
                 "--listen-quic",
                 "127.0.0.1:0",
@@ -90,6 +109,7 @@ impl Controller {
             token,
             log,
             _dir: dir,
+            _postgres: postgres.map(|(server, _)| server),
         };
         let deadline = Instant::now() + START_TIMEOUT;
         let mut seen = 0;
