@@ -84,6 +84,9 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             "payload-host-key",
             payload(invite(Some("k"), &["ctl.example.org:7443"])),
         ),
-        ("network-id", [vec![0], b"8056c2e21c000001".to_vec()].concat()),
+        (
+            "network-id",
+            [vec![0], b"8056c2e21c000001".to_vec()].concat(),
+        ),
     ]
 }

@@ -59,11 +59,15 @@ static BASE32: LazyLock<data_encoding::Encoding> = LazyLock::new(|| {
 pub enum InviteError {
     #[error("{got:?} is not an invite code: invite codes start with {PREFIX}")]
     NotACode { got: String },
-    #[error("this invite code ({prefix}...) is of a newer format than this warren reads: update warren")]
+    #[error(
+        "this invite code ({prefix}...) is of a newer format than this warren reads: update warren"
+    )]
     NewerFormat { prefix: String },
     #[error("an invite code cannot contain {got:?} (character {position}): check for a typo")]
     BadCharacter { got: char, position: usize },
-    #[error("invite code checksum does not match: check for a typo, or for a part lost in copying")]
+    #[error(
+        "invite code checksum does not match: check for a typo, or for a part lost in copying"
+    )]
     Checksum,
     #[error("the invite code is too long to be one (more than {MAX_CODE_CHARS} characters)")]
     TooLong,

@@ -49,7 +49,11 @@ fn samples() -> Vec<Invite> {
         invite(Some(&controller_key()), &["192.0.2.10:7443"]),
         invite(
             Some("not-a-controller-key!"),
-            &["[2001:db8::1]:7443", "ctl.example.org:443", "198.51.100.7:7443"],
+            &[
+                "[2001:db8::1]:7443",
+                "ctl.example.org:443",
+                "198.51.100.7:7443",
+            ],
         ),
     ]
 }
@@ -80,7 +84,11 @@ fn a_code_is_short_enough_to_paste() {
     let with = invite(Some(&controller_key()), &["192.0.2.10:7443"])
         .encode()
         .unwrap();
-    assert!(without.len() <= 92, "{} characters: {without}", without.len());
+    assert!(
+        without.len() <= 92,
+        "{} characters: {without}",
+        without.len()
+    );
     assert!(with.len() <= 145, "{} characters: {with}", with.len());
 }
 
@@ -196,9 +204,19 @@ fn every_cut_is_an_error() {
 
 #[test]
 fn other_text_is_not_a_code_and_says_what_is() {
-    for text in ["", "0123456789abcdef", "warren", "wj", "wj_abc", "https://x"] {
+    for text in [
+        "",
+        "0123456789abcdef",
+        "warren",
+        "wj",
+        "wj_abc",
+        "https://x",
+    ] {
         let error = Invite::decode(text).unwrap_err();
-        assert!(matches!(error, InviteError::NotACode { .. }), "{text}: {error}");
+        assert!(
+            matches!(error, InviteError::NotACode { .. }),
+            "{text}: {error}"
+        );
         assert!(error.to_string().contains("start with wj1_"), "{error}");
     }
     let error = Invite::decode("WJ2_abcdef").unwrap_err();
@@ -217,7 +235,9 @@ fn other_text_is_not_a_code_and_says_what_is() {
 #[test]
 fn hostile_payloads_with_a_good_checksum_are_refused_not_panicked_on() {
     let good = {
-        let code = invite(Some("k"), &["ctl.example.org:443"]).encode().unwrap();
+        let code = invite(Some("k"), &["ctl.example.org:443"])
+            .encode()
+            .unwrap();
         let bytes = BASE32.decode(code[PREFIX.len()..].as_bytes()).unwrap();
         bytes[..bytes.len() - 4].to_vec()
     };
@@ -242,7 +262,10 @@ fn hostile_payloads_with_a_good_checksum_are_refused_not_panicked_on() {
     bad.push([vec![2], head(1)[1..].to_vec(), vec![1, 1, 1, 1, 1, 0, 1, 0]].concat());
     for payload in bad {
         let error = Invite::decode(&seal(&payload)).unwrap_err();
-        assert!(matches!(error, InviteError::Malformed(_)), "{payload:?}: {error}");
+        assert!(
+            matches!(error, InviteError::Malformed(_)),
+            "{payload:?}: {error}"
+        );
     }
 }
 
@@ -293,7 +316,14 @@ fn what_cannot_be_encoded_says_why() {
         invite(Some("has space"), &["192.0.2.1:7443"]).encode(),
         Err(InviteError::BadKey)
     );
-    for bad in ["ctl.example.org", "ctl:0", "-ctl:7443", "c tl:1", ":7443", "[::1]"] {
+    for bad in [
+        "ctl.example.org",
+        "ctl:0",
+        "-ctl:7443",
+        "c tl:1",
+        ":7443",
+        "[::1]",
+    ] {
         assert!(bad.parse::<ControllerAddress>().is_err(), "{bad}");
     }
     let host: ControllerAddress = "CTL.Example.org:7443".parse().unwrap();

@@ -141,7 +141,9 @@ fn addresses(given: &[ControllerAddress], info: &Value) -> anyhow::Result<Vec<Co
         .pointer("/listen/quic")
         .and_then(Value::as_str)
         .and_then(|a| a.parse().ok())
-        .context("the controller's /api/v1/info names no QUIC listen address: give --address HOST:PORT")?;
+        .context(
+            "the controller's /api/v1/info names no QUIC listen address: give --address HOST:PORT",
+        )?;
     let address = ControllerAddress::Ip(quic);
     if !address.is_dialable() {
         bail!(

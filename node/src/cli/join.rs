@@ -480,7 +480,13 @@ mod tests {
         let id = "8056c2e21c000001";
         assert!(usage_error(&[id]).contains("--controller HOST:PORT"));
         assert!(usage_error(&[id, "--controller", "192.0.2.1:7443"]).contains("--trust-first-use"));
-        let found = target(&args(&[id, "--controller", "192.0.2.1:7443", "--trust-first-use"])).unwrap();
+        let found = target(&args(&[
+            id,
+            "--controller",
+            "192.0.2.1:7443",
+            "--trust-first-use",
+        ]))
+        .unwrap();
         assert_eq!(found.controller, "192.0.2.1:7443");
         assert!(found.controllers.is_empty() && found.fingerprint.is_none());
     }
