@@ -1,13 +1,16 @@
 //! Joining by invite code, as the quick start shows it: the admin runs
-//! `warren-controller network invite`, and each fresh agent runs the
-//! `warren join CODE` it printed with nothing else (no controller address,
-//! no fingerprint, no name, no key flag); both come up and reach each
-//! other by name (`warren ping`, and ICMP to the FQDN through the agent's
-//! DNS stub). A code that embeds an existing key and names two controller
-//! addresses works the same, and the agent keeps both addresses. A code
-//! with one character changed is refused as a usage error that says to
-//! check for a typo, and joins nothing; a code whose key has expired is
-//! refused with the bad-key exit code.
+//! `warren-controller network invite NET --address ADDR --new-key
+//! --max-uses 2 --expires 1h`, and two fresh agents run the `warren join
+//! CODE` it printed with nothing else (no controller address, no
+//! fingerprint, no name, no key flag); both come up, pinning the
+//! controller's certificate, the key is spent, and one reaches the other
+//! by name (`warren ping NAME`, and ICMP to the FQDN through the agent's
+//! DNS stub). A code with one character changed, or cut short, is refused
+//! as a usage error (exit 2) that says to check for a typo, and joins
+//! nothing; a code whose key has expired (made without --address: the
+//! controller's own QUIC address) is refused with the bad-key exit code
+//! 13; a code with an existing key and two controller addresses joins,
+//! and the agent keeps both addresses.
 
 use std::net::SocketAddr;
 use std::process::Output;
@@ -135,56 +138,46 @@ fn a_fresh_agent_joins_with_the_code_alone_and_reaches_the_other_by_name() {
         let net = out.trim().to_owned();
         ensure!(net.len() == 16, "network create printed {out:?}");
 
-        // a: a code with a new single-use key, from the controller's own
-        // QUIC address.
-        let code_a = invite(ctl, &[&net, "--new-key"])?;
-        println!("code for a ({} characters): {code_a}", code_a.len());
-        let out = join_code(mesh.agent("a")?, &code_a)?;
-        println!("a joins: {}", text(&out));
-        ensure!(out.status.success(), "{}", text(&out));
-        let a_fqdn = joined_as(&out, &net)?;
-        ensure!(
-            !String::from_utf8_lossy(&out.stderr)
-                .contains("trusted the controller's certificate on first use"),
-            "a code pins the certificate; nothing is trusted on first use: {}",
-            text(&out)
-        );
-        // The single-use key is spent: the same code cannot join another.
-        let keys = ctl.admin_json(&["key", "list", &net])?;
-        ensure!(
-            keys["keys"][0]["usable"] == false,
-            "the code's key is still usable: {keys}"
-        );
-
-        // b: an existing key, and two controller addresses.
-        let key = ctl.key_create(&net, false)?;
+        // As the quick start has it: one code with a key for two joins.
         let first = ctl.quic_addr().to_string();
-        let code_b = invite(
+        let code = invite(
             ctl,
             &[
                 &net,
-                "--key",
-                &key,
                 "--address",
                 &first,
-                "--address",
-                REPLICA,
+                "--new-key",
+                "--max-uses",
+                "2",
+                "--expires",
+                "1h",
             ],
         )?;
-        let out = join_code(mesh.agent("b")?, &code_b)?;
-        println!("b joins: {}", text(&out));
-        ensure!(out.status.success(), "{}", text(&out));
-        let b_fqdn = joined_as(&out, &net)?;
-        ensure!(a_fqdn != b_fqdn, "both joined as {a_fqdn}");
-        let kept = kept_controllers(mesh.agent("b")?, &net)?;
+        println!("the code ({} characters): {code}", code.len());
+        let mut fqdns = Vec::new();
+        for name in ["a", "b"] {
+            let out = join_code(mesh.agent(name)?, &code)?;
+            println!("{name} joins: {}", text(&out));
+            ensure!(out.status.success(), "{}", text(&out));
+            ensure!(
+                !String::from_utf8_lossy(&out.stderr).contains("on first use"),
+                "a code pins the certificate; nothing is trusted on first use: {}",
+                text(&out)
+            );
+            fqdns.push(joined_as(&out, &net)?);
+            ensure!(
+                mesh.agent(name)?.status()?.network(&net)?.0["fingerprint"]
+                    == mesh.controller.fingerprint(),
+                "{name} does not pin the controller's certificate"
+            );
+        }
+        let b_fqdn = fqdns[1].clone();
+        ensure!(fqdns[0] != b_fqdn, "both joined as {b_fqdn}");
+        // The key is spent: the code joins nobody else.
+        let keys = mesh.controller.admin_json(&["key", "list", &net])?;
         ensure!(
-            kept == [first.clone(), REPLICA.to_owned()],
-            "b keeps the controller addresses {kept:?}"
-        );
-        ensure!(
-            mesh.agent("b")?.status()?.network(&net)?.0["fingerprint"]
-                == mesh.controller.fingerprint(),
-            "b does not pin the controller's certificate"
+            keys["keys"][0]["uses"] == 2 && keys["keys"][0]["usable"] == false,
+            "the code's key after two joins: {keys}"
         );
 
         // Each reaches the other by name.
@@ -254,9 +247,34 @@ fn a_mistyped_code_and_an_expired_key_are_refused_with_their_exit_codes() {
             "{}",
             text(&out)
         );
-        // The same code, with the good one: it was the key.
-        let out = join_code(mesh.agent("c")?, &code)?;
-        ensure!(out.status.success(), "the good code after: {}", text(&out));
+        // A code with an existing key and two controller addresses: it
+        // joins, and the agent keeps both addresses.
+        let key = mesh.controller.key_create(&net, false)?;
+        let first = mesh.controller.quic_addr().to_string();
+        let good = invite(
+            &mesh.controller,
+            &[
+                &net,
+                "--key",
+                &key,
+                "--address",
+                &first,
+                "--address",
+                REPLICA,
+            ],
+        )?;
+        let out = join_code(mesh.agent("c")?, &good)?;
+        println!("existing key, two addresses: {}", text(&out));
+        ensure!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("joined"),
+            "{}",
+            text(&out)
+        );
+        let kept = kept_controllers(mesh.agent("c")?, &net)?;
+        ensure!(
+            kept == [first.clone(), REPLICA.to_owned()],
+            "c keeps the controller addresses {kept:?}"
+        );
         mesh.ensure_running()?;
         Ok(())
     });
