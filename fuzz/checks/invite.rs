@@ -64,7 +64,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let payload = |invite: Invite| {
         let code = invite.encode().expect("a code");
         let bytes = base32()
-            .decode(code[PREFIX.len()..].as_bytes())
+            .decode(&code.as_bytes()[PREFIX.len()..])
             .expect("base32");
         [vec![1], bytes[..bytes.len() - 4].to_vec()].concat()
     };

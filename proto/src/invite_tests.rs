@@ -238,7 +238,7 @@ fn hostile_payloads_with_a_good_checksum_are_refused_not_panicked_on() {
         let code = invite(Some("k"), &["ctl.example.org:443"])
             .encode()
             .unwrap();
-        let bytes = BASE32.decode(code[PREFIX.len()..].as_bytes()).unwrap();
+        let bytes = BASE32.decode(&code.as_bytes()[PREFIX.len()..]).unwrap();
         bytes[..bytes.len() - 4].to_vec()
     };
     // Every cut of a good payload, sealed again.
