@@ -131,6 +131,10 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 &JoinRequest {
                     network_id: "8056c2e21c000001".parse().expect("a network ID"),
                     controller: "controller.example:7443".into(),
+                    controllers: vec![
+                        "controller.example:7443".into(),
+                        "[2001:db8::7]:7443".into(),
+                    ],
                     fingerprint: Some("ab".repeat(32)),
                     preauth_key: Some("wk_0123".into()),
                     name: Some("web-1".into()),

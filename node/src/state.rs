@@ -29,6 +29,12 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/warren";
 pub struct JoinedNetwork {
     pub network_id: NetworkId,
     pub controller: String,
+    /// Every address of the controller from the invite code the network
+    /// was joined with, `controller` (the one used) first. Kept for the
+    /// controller's replicas to be tried in turn (not done yet); empty for
+    /// a join by `--controller`, and in files written before invite codes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controllers: Vec<String>,
     /// Pinned SHA-256 of the controller's certificate; learnt on first use if not given.
     pub fingerprint: Option<String>,
     pub name: String,
@@ -255,6 +261,7 @@ mod tests {
         let net = JoinedNetwork {
             network_id: "8056c2e21c000001".parse().unwrap(),
             controller: "192.0.2.10:7443".into(),
+            controllers: vec!["192.0.2.10:7443".into(), "[2001:db8::10]:7443".into()],
             fingerprint: None,
             name: "laptop".into(),
             preauth_key: None,

@@ -206,10 +206,16 @@ TOKEN=$(c runuser -u warren-controller -- warren-controller token create --data-
     --scope admin --name ci 2>/dev/null)
 admin() { c WARREN_TOKEN="$TOKEN" warren-controller "$@"; }
 NET=$(admin network create ci)
-KEY_A=$(admin key create "$NET" --expires 1h 2>/dev/null)
 KEY_B=$(admin key create "$NET" --expires 1h 2>/dev/null)
 admin route auto-approve add "$NET" "$SERVICE_RANGE" --any >/dev/null
-joined=$(c warren join "$NET" --controller 127.0.0.1:7443 --fingerprint "$FP" --key "$KEY_A" --name packaged)
+# The quick start's invite: one line, `warren join CODE`, run as printed
+# (plus a name). The controller listens on [::]:7443: the code needs --address.
+invite=$(admin network invite "$NET" --address 127.0.0.1:7443 --new-key --expires 1h 2>/dev/null)
+case "$invite" in
+    "warren join wj1_"*) ;;
+    *) fail "network invite printed: $invite" ;;
+esac
+joined=$(c warren join "${invite#warren join }" --name packaged)
 echo "$joined" | grep -q "^joined $NET as packaged.ci.warren.internal" || fail "join: $joined"
 A_OVERLAY=$(echo "$joined" | sed -n 's/.*(\([0-9.]*\)\/.*/\1/p')
 note "$joined"

@@ -10,6 +10,7 @@
 //! - [`control`]: the node-controller protocol: messages, frames, key-possession proof.
 //! - [`relay`]: frames the relay carries, its replay window and per-node quota.
 //! - [`stun`]: STUN binding requests and responses (RFC 5389).
+//! - [`invite`]: invite codes: a controller's addresses and fingerprint, a network, a key.
 //! - [`local_api`]: the JSON the daemon's local API serves and the CLI prints.
 //! - [`service`]: services members publish into their network's DNS zone.
 //! - [`local_dns`]: the local API's DNS status and service directory.
@@ -22,6 +23,7 @@ pub mod disco;
 pub mod endpoint;
 pub mod filter;
 pub mod id;
+pub mod invite;
 pub mod key;
 pub mod local_api;
 pub mod local_dns;

@@ -207,6 +207,11 @@ pub struct JoinRequest {
     pub network_id: NetworkId,
     /// `HOST:PORT` of the controller's QUIC listener.
     pub controller: String,
+    /// Every address the controller is reached at, `controller` first, as
+    /// an invite code lists them (a controller's replicas); empty for a
+    /// join that names `controller` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controllers: Vec<String>,
     /// SHA-256 of the controller's certificate, hex. Without it the first
     /// certificate seen is trusted and pinned (trust on first use).
     pub fingerprint: Option<String>,

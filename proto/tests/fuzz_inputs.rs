@@ -4,5 +4,7 @@
 
 #[path = "../../fuzz/checks/disco.rs"]
 mod disco;
+#[path = "../../fuzz/checks/invite.rs"]
+mod invite;
 #[path = "../../fuzz/checks/relay.rs"]
 mod relay;

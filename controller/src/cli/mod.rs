@@ -9,6 +9,7 @@ mod console;
 mod fingerprint;
 mod grant;
 mod info;
+mod invite;
 mod key;
 mod member;
 mod network;

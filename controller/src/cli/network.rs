@@ -1,4 +1,4 @@
-//! `network create|list|show|delete`.
+//! `network create|list|show|set|delete`, and `network invite` (in `invite.rs`).
 
 use std::process::ExitCode;
 
@@ -59,6 +59,10 @@ enum NetworkCommand {
     },
     /// Delete a network with its members and keys.
     Delete { id: NetworkId },
+    /// Print `warren join CODE`: one line that joins a machine to the
+    /// network, carrying the controller's addresses, its certificate
+    /// fingerprint and, if asked for, a pre-auth key.
+    Invite(super::invite::InviteArgs),
 }
 
 fn row(n: &Value) -> Vec<String> {
@@ -169,6 +173,7 @@ pub async fn run(args: NetworkArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("network {id} changed");
             }
         }
+        NetworkCommand::Invite(invite) => super::invite::run(&client, invite, as_json).await?,
         NetworkCommand::Delete { id } => {
             client
                 .call(Method::DELETE, &format!("/api/v1/networks/{id}"), None)

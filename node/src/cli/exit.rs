@@ -29,7 +29,8 @@ Exit status:
       request was taken
   1   error (the agent cannot be reached, a bad flag value, a join that
       would change what the controller holds: the message says why)
-  2   usage
+  2   usage (also an invite code that does not read: a typo, a part
+      missing)
   10  the controller could not be reached within --wait
   11  the controller's certificate does not match --fingerprint
   12  the controller refused the join (unknown network, revoked node, ...)

@@ -7,6 +7,7 @@ use warren_proto::text::printable;
 use anyhow::{bail, Context};
 
 use clap::Args;
+use warren_proto::invite::{Invite, InviteError, PREFIX};
 use warren_proto::local_api::{JoinReply, JoinRequest, NetworkState, NetworkStatus, Status};
 use warren_proto::NetworkId;
 
@@ -17,14 +18,18 @@ use crate::client;
 
 #[derive(Debug, Args)]
 pub struct JoinArgs {
-    /// The 16-hex-digit network ID.
-    network_id: NetworkId,
-    /// The controller's QUIC address, HOST:PORT.
+    /// An invite code, as `warren-controller network invite` prints it
+    /// (it carries the controller's addresses, its certificate
+    /// fingerprint, the network and maybe a pre-auth key: nothing else is
+    /// needed); or a 16-hex-digit network ID, with --controller.
+    #[arg(value_name = "CODE|NETWORK-ID")]
+    target: String,
+    /// With a network ID: the controller's QUIC address, HOST:PORT.
     #[arg(long)]
-    controller: String,
-    /// SHA-256 fingerprint of the controller's certificate, as
-    /// `warren-controller fingerprint` prints it on the controller.
-    /// Required unless --trust-first-use.
+    controller: Option<String>,
+    /// With a network ID: the SHA-256 fingerprint of the controller's
+    /// certificate, as `warren-controller fingerprint` prints it on the
+    /// controller. Required unless --trust-first-use.
     #[arg(long)]
     fingerprint: Option<String>,
     /// Without --fingerprint: trust the certificate the controller shows
@@ -32,9 +37,11 @@ pub struct JoinArgs {
     /// moment could pose as the controller.
     #[arg(long, conflicts_with = "fingerprint")]
     trust_first_use: bool,
-    /// A pre-auth key: join without waiting for approval. Other local
-    /// users can read a command line (`ps`): prefer --key-file, or the
-    /// WARREN_PREAUTH_KEY environment variable, read when neither flag is given.
+    /// A pre-auth key: join without waiting for approval (instead of the
+    /// invite code's, if it has one). Other local users can read a command
+    /// line (`ps`): prefer --key-file, or the WARREN_PREAUTH_KEY
+    /// environment variable, read when neither flag is given and the code
+    /// carries no key.
     #[arg(long, conflicts_with = "key_file")]
     key: Option<String>,
     /// Read the pre-auth key from FILE (its first line). The file must not
@@ -77,23 +84,95 @@ pub struct LeaveArgs {
     network_id: NetworkId,
 }
 
-pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
-    if args.fingerprint.is_none() && !args.trust_first_use {
+/// What a join names: from an invite code, or from a network ID and flags.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    network_id: NetworkId,
+    controller: String,
+    /// An invite code's addresses, `controller` first; empty without one.
+    controllers: Vec<String>,
+    fingerprint: Option<String>,
+    /// The invite code's pre-auth key.
+    preauth_key: Option<String>,
+}
+
+/// Reads the positional argument: a network ID needs --controller and a
+/// fingerprint (or --trust-first-use); an invite code carries them, so
+/// they may not be given with it. Anything else is a usage error.
+fn target(args: &JoinArgs) -> anyhow::Result<Target> {
+    if let Ok(network_id) = args.target.parse::<NetworkId>() {
+        let Some(controller) = args.controller.clone() else {
+            return Err(Exit::error(
+                exit::USAGE,
+                "joining by network ID needs the controller's address: add --controller HOST:PORT, or join with the invite code `warren-controller network invite` prints",
+            ));
+        };
+        if args.fingerprint.is_none() && !args.trust_first_use {
+            return Err(Exit::error(
+                exit::USAGE,
+                "no --fingerprint given: pass the one `warren-controller fingerprint` prints on the controller, or --trust-first-use to trust and pin the first certificate the controller shows",
+            ));
+        }
+        return Ok(Target {
+            network_id,
+            controller,
+            controllers: Vec::new(),
+            fingerprint: args.fingerprint.clone(),
+            preauth_key: None,
+        });
+    }
+    let invite = Invite::decode(&args.target).map_err(|e| {
+        let message = match e {
+            InviteError::NotACode { got } => format!(
+                "{:?} is neither an invite code (they start with {PREFIX}) nor a network ID (16 hex digits)",
+                printable(&got)
+            ),
+            other => other.to_string(),
+        };
+        Exit::error(exit::USAGE, message)
+    })?;
+    let given: Vec<&str> = [
+        (args.controller.is_some(), "--controller"),
+        (args.fingerprint.is_some(), "--fingerprint"),
+        (args.trust_first_use, "--trust-first-use"),
+    ]
+    .into_iter()
+    .filter_map(|(given, flag)| given.then_some(flag))
+    .collect();
+    if !given.is_empty() {
         return Err(Exit::error(
             exit::USAGE,
-            "no --fingerprint given: pass the one `warren-controller fingerprint` prints on the controller, or --trust-first-use to trust and pin the first certificate the controller shows",
+            format!(
+                "an invite code carries the controller's addresses and certificate fingerprint: drop {}",
+                given.join(" and ")
+            ),
         ));
     }
+    let controllers: Vec<String> = invite.controllers.iter().map(|c| c.to_string()).collect();
+    Ok(Target {
+        network_id: invite.network_id,
+        controller: controllers.first().cloned().unwrap_or_default(),
+        fingerprint: Some(invite.fingerprint_hex()),
+        controllers,
+        preauth_key: invite.preauth_key,
+    })
+}
+
+pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
+    let target = target(args)?;
     let socket = cli.socket_or(None);
-    let preauth_key = preauth_key(
-        args.key.as_deref(),
-        args.key_file.as_deref(),
-        std::env::var("WARREN_PREAUTH_KEY").ok(),
-    )?;
+    // A key flag wins over the code's key, which wins over the environment.
+    let flagged = preauth_key(args.key.as_deref(), args.key_file.as_deref(), None)?;
+    let preauth_key = match (flagged, target.preauth_key) {
+        (Some(key), _) | (None, Some(key)) => Some(key),
+        (None, None) => preauth_key(None, None, std::env::var("WARREN_PREAUTH_KEY").ok())?,
+    };
+    let first_use = target.fingerprint.is_none();
     let request = JoinRequest {
-        network_id: args.network_id,
-        controller: args.controller.clone(),
-        fingerprint: args.fingerprint.clone(),
+        network_id: target.network_id,
+        controller: target.controller,
+        controllers: target.controllers,
+        fingerprint: target.fingerprint,
         preauth_key,
         name: args.name.clone(),
         allow_zones: args.allow_zones.clone(),
@@ -101,11 +180,10 @@ pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
     };
     let runtime = super::runtime()?;
     let reply: JoinReply = runtime.block_on(client::post(&socket, "/v1/networks", &request))?;
-    let id = args.network_id.to_string();
+    let id = target.network_id.to_string();
     for change in &reply.updated {
         eprintln!("{id}: {}", printable(change));
     }
-    let first_use = args.fingerprint.is_none();
     settle(
         &runtime,
         &socket,
@@ -323,6 +401,94 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         path
+    }
+
+    #[derive(clap::Parser)]
+    struct Line {
+        #[command(flatten)]
+        join: JoinArgs,
+    }
+
+    fn args(line: &[&str]) -> JoinArgs {
+        use clap::Parser;
+        Line::parse_from(std::iter::once("join").chain(line.iter().copied())).join
+    }
+
+    fn code(key: Option<&str>) -> String {
+        Invite {
+            network_id: "8056c2e21c000001".parse().unwrap(),
+            fingerprint: [0xab; 32],
+            controllers: vec![
+                "192.0.2.10:7443".parse().unwrap(),
+                "ctl.example.org:7443".parse().unwrap(),
+            ],
+            preauth_key: key.map(str::to_owned),
+        }
+        .encode()
+        .unwrap()
+    }
+
+    /// The usage error (exit 2) a join line gets, as its message.
+    fn usage_error(line: &[&str]) -> String {
+        let error = target(&args(line)).unwrap_err();
+        assert_eq!(exit::code_of(&error), exit::USAGE, "{error}");
+        error.to_string()
+    }
+
+    #[test]
+    fn an_invite_code_names_everything() {
+        let found = target(&args(&[&code(Some("wk_k"))])).unwrap();
+        assert_eq!(
+            found,
+            Target {
+                network_id: "8056c2e21c000001".parse().unwrap(),
+                controller: "192.0.2.10:7443".into(),
+                controllers: vec!["192.0.2.10:7443".into(), "ctl.example.org:7443".into()],
+                fingerprint: Some("ab".repeat(32)),
+                preauth_key: Some("wk_k".into()),
+            }
+        );
+        // With a name, zones and its own key flag, as with a network ID.
+        let line = args(&[&code(None), "--name", "desk", "--key", "wk_flag"]);
+        assert_eq!(target(&line).unwrap().preauth_key, None);
+        assert_eq!(line.key.as_deref(), Some("wk_flag"));
+    }
+
+    #[test]
+    fn a_code_that_does_not_read_is_a_usage_error_that_says_why() {
+        let good = code(None);
+        let mut typo: Vec<char> = good.chars().collect();
+        let at = typo.len() / 2;
+        typo[at] = if typo[at] == 'x' { 'y' } else { 'x' };
+        let typo: String = typo.into_iter().collect();
+        assert!(usage_error(&[&typo]).contains("checksum does not match: check for a typo"));
+        assert!(usage_error(&[&good[..good.len() - 5]]).contains("checksum"));
+        assert!(usage_error(&["office"]).contains("neither an invite code"));
+        for flag in [
+            &["--controller", "192.0.2.1:7443"][..],
+            &["--fingerprint", &"cd".repeat(32)],
+            &["--trust-first-use"],
+        ] {
+            let mut line = vec![good.as_str()];
+            line.extend_from_slice(flag);
+            assert!(usage_error(&line).contains(&format!("drop {}", flag[0])));
+        }
+    }
+
+    #[test]
+    fn a_network_id_still_joins_with_flags() {
+        let id = "8056c2e21c000001";
+        assert!(usage_error(&[id]).contains("--controller HOST:PORT"));
+        assert!(usage_error(&[id, "--controller", "192.0.2.1:7443"]).contains("--trust-first-use"));
+        let found = target(&args(&[
+            id,
+            "--controller",
+            "192.0.2.1:7443",
+            "--trust-first-use",
+        ]))
+        .unwrap();
+        assert_eq!(found.controller, "192.0.2.1:7443");
+        assert!(found.controllers.is_empty() && found.fingerprint.is_none());
     }
 
     #[test]

@@ -53,8 +53,9 @@ enum Command {
     Key(key::KeyCommand),
     /// Run the agent in the foreground.
     Daemon(daemon::DaemonArgs),
-    /// Join a network run by a controller, and wait until it is up,
-    /// waits for approval or is refused.
+    /// Join a network run by a controller (with an invite code, or a
+    /// network ID and --controller), and wait until it is up, waits for
+    /// approval or is refused.
     #[command(after_help = exit::JOIN_HELP)]
     Join(join::JoinArgs),
     /// Leave a network: give up the membership, address and name; its

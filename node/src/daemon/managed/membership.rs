@@ -72,6 +72,7 @@ impl Managed {
         let config = JoinedNetwork {
             network_id: id,
             controller: asked.controller,
+            controllers: asked.controllers,
             fingerprint: asked.fingerprint,
             name: asked.name.unwrap_or_else(hostname),
             preauth_key: asked.preauth_key,
@@ -366,8 +367,23 @@ fn checked(request: &JoinRequest) -> Result<Asked, Refusal> {
             format!("{bad:?} is not a DNS zone name"),
         ));
     }
+    // An invite's list starts with the address used; a list that does
+    // not is taken as the address given, then the others.
+    let mut controllers = request.controllers.clone();
+    if !controllers.is_empty() && controllers.first() != Some(&request.controller) {
+        controllers.retain(|c| *c != request.controller);
+        controllers.insert(0, request.controller.clone());
+    }
+    if controllers.iter().any(|c| !c.contains(':')) || controllers.len() > 16 {
+        return Err(refusal(
+            400,
+            "bad_controller",
+            "controllers must be at most 16 HOST:PORT addresses",
+        ));
+    }
     Ok(Asked {
         controller: request.controller.clone(),
+        controllers,
         fingerprint,
         name: request.name.clone(),
         preauth_key: request.preauth_key.clone(),

@@ -10,6 +10,8 @@ use crate::state::JoinedNetwork;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Asked {
     pub controller: String,
+    /// An invite code's addresses, `controller` first; empty without one.
+    pub controllers: Vec<String>,
     /// `None`: trust on first use, or keep the pin held.
     pub fingerprint: Option<String>,
     /// `None`: keep the name held (the host name on a first join).
@@ -66,7 +68,15 @@ pub fn plan(
             config.controller, asked.controller
         ));
         new.controller = asked.controller.clone();
+        new.controllers = asked.controllers.clone();
         reconnect = true;
+    } else if !asked.controllers.is_empty() && asked.controllers != config.controllers {
+        // The same controller, with the replicas a newer invite lists.
+        updated.push(format!(
+            "controller addresses -> {}",
+            asked.controllers.join(", ")
+        ));
+        new.controllers = asked.controllers.clone();
     }
     if let Some(fp) = asked
         .fingerprint
@@ -129,6 +139,7 @@ mod tests {
         JoinedNetwork {
             network_id: "8056c2e21c000001".parse().unwrap(),
             controller: "192.0.2.10:7443".into(),
+            controllers: vec![],
             fingerprint: Some("ab".repeat(32)),
             name: "laptop".into(),
             preauth_key: None,
@@ -142,6 +153,7 @@ mod tests {
     fn same() -> Asked {
         Asked {
             controller: "192.0.2.10:7443".into(),
+            controllers: vec![],
             fingerprint: Some("ab".repeat(32)),
             name: Some("laptop".into()),
             preauth_key: None,
@@ -175,6 +187,7 @@ mod tests {
     fn a_join_the_controller_never_admitted_takes_every_correction() {
         let asked = Asked {
             controller: "192.0.2.11:7443".into(),
+            controllers: vec!["192.0.2.11:7443".into(), "192.0.2.12:7443".into()],
             fingerprint: Some("cd".repeat(32)),
             name: Some("desk".into()),
             preauth_key: Some("wk_new".into()),
@@ -183,6 +196,7 @@ mod tests {
         let plan = plan(&config(), Standing::Unsettled, node(), &asked).unwrap();
         assert!(plan.reconnect);
         assert_eq!(plan.config.controller, "192.0.2.11:7443");
+        assert_eq!(plan.config.controllers.len(), 2);
         assert_eq!(plan.config.fingerprint, Some("cd".repeat(32)));
         assert_eq!(plan.config.name, "desk");
         assert_eq!(plan.config.preauth_key.as_deref(), Some("wk_new"));
@@ -237,5 +251,31 @@ mod tests {
         // Pending: the key is tried.
         let pending = super::plan(&config(), Standing::Pending, node(), &asked).unwrap();
         assert_eq!(pending.config.preauth_key.as_deref(), Some("wk_spent"));
+    }
+
+    #[test]
+    fn a_newer_invite_of_the_same_controller_updates_its_addresses() {
+        let listed = vec!["192.0.2.10:7443".to_owned(), "192.0.2.12:7443".to_owned()];
+        let asked = Asked {
+            controllers: listed.clone(),
+            ..same()
+        };
+        for standing in [Standing::Unsettled, Standing::Pending, Standing::Member] {
+            let plan = plan(&config(), standing, node(), &asked).unwrap();
+            assert_eq!(plan.config.controllers, listed);
+            assert_eq!(
+                plan.updated,
+                vec!["controller addresses -> 192.0.2.10:7443, 192.0.2.12:7443".to_owned()]
+            );
+            assert!(!plan.reconnect);
+        }
+        // A join by --controller alone keeps the list.
+        let held = JoinedNetwork {
+            controllers: listed.clone(),
+            ..config()
+        };
+        let plan = plan(&held, Standing::Member, node(), &same()).unwrap();
+        assert_eq!(plan.config.controllers, listed);
+        assert!(plan.updated.is_empty());
     }
 }
