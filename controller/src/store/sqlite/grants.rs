@@ -136,7 +136,7 @@ pub(super) async fn add_in(
         tx,
         NewEntry {
             actor,
-            action: "grant.add",
+            action: AuditAction::GrantAdd,
             network_id: Some(net),
             target: Some(format!("grant:{}", grant.id)),
             before: None,
@@ -220,7 +220,7 @@ pub(super) async fn revoke(
         &mut tx,
         NewEntry {
             actor,
-            action: "grant.revoke",
+            action: AuditAction::GrantRevoke,
             network_id: Some(net),
             target: Some(format!("grant:{id}")),
             before: serde_json::to_value(&before).ok(),
@@ -274,7 +274,7 @@ pub(super) async fn record_use(
         &mut tx,
         NewEntry {
             actor: &Actor::node(&node),
-            action: "grant.use",
+            action: AuditAction::GrantUse,
             network_id: Some(net),
             target: Some(format!("grant:{id}")),
             before: None,
@@ -330,7 +330,7 @@ pub(super) async fn end_due(store: &SqliteStore) -> Result<Vec<Grant>, StoreErro
             &mut tx,
             NewEntry {
                 actor: &Actor::system(),
-                action: "grant.end",
+                action: AuditAction::GrantEnd,
                 network_id: Some(net),
                 target: Some(format!("grant:{}", grant.id)),
                 before: None,

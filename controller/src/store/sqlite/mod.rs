@@ -296,7 +296,7 @@ impl Store for SqliteStore {
     async fn delete_member(
         &self,
         actor: &Actor,
-        action: &str,
+        action: AuditAction,
         net: NetworkId,
         node: NodeId,
     ) -> Result<(), StoreError> {

@@ -82,7 +82,7 @@ pub(super) async fn create(
         &mut tx,
         NewEntry {
             actor,
-            action: "network.create",
+            action: AuditAction::NetworkCreate,
             network_id: Some(id),
             target: Some(id.to_string()),
             before: None,
@@ -145,7 +145,7 @@ pub(super) async fn update(
         &mut tx,
         NewEntry {
             actor,
-            action: "network.update",
+            action: AuditAction::NetworkUpdate,
             network_id: Some(id),
             target: Some(id.to_string()),
             before: serde_json::to_value(&before).ok(),
@@ -175,7 +175,7 @@ pub(super) async fn delete(
         &mut tx,
         NewEntry {
             actor,
-            action: "network.delete",
+            action: AuditAction::NetworkDelete,
             network_id: Some(id),
             target: Some(id.to_string()),
             before: serde_json::to_value(&before).ok(),

@@ -31,7 +31,7 @@ pub(super) async fn insert_first(
         conn,
         NewEntry {
             actor,
-            action: "policy.set",
+            action: AuditAction::PolicySet,
             network_id: Some(net),
             target: Some(net.to_string()),
             before: None,
@@ -203,7 +203,7 @@ async fn set(
         &mut tx,
         NewEntry {
             actor,
-            action: "policy.set",
+            action: AuditAction::PolicySet,
             network_id: Some(net),
             target: Some(net.to_string()),
             before: Some(serde_json::json!({ "version": current.version, "text": current.text })),
@@ -317,7 +317,11 @@ async fn change_tag(
         &mut tx,
         NewEntry {
             actor,
-            action: if add { "member.tag" } else { "member.untag" },
+            action: if add {
+                AuditAction::MemberTag
+            } else {
+                AuditAction::MemberUntag
+            },
             network_id: Some(net),
             target: Some(node.to_string()),
             before: Some(serde_json::json!({ "tags": before })),

@@ -127,7 +127,7 @@ async fn write_approval(
         conn,
         NewEntry {
             actor,
-            action: "route.approve",
+            action: AuditAction::RouteApprove,
             network_id: Some(net),
             target: Some(format!("{node} {prefix}")),
             before: before.as_ref().map(|b| audit_json(net, b)),
@@ -287,7 +287,7 @@ impl RouteStore for SqliteStore {
                 &mut tx,
                 NewEntry {
                     actor: &Actor::node(&node),
-                    action: "route.advertise",
+                    action: AuditAction::RouteAdvertise,
                     network_id: Some(net),
                     target: Some(node.to_string()),
                     before: serde_json::to_value(&before).ok(),
@@ -374,7 +374,7 @@ impl RouteStore for SqliteStore {
             &mut tx,
             NewEntry {
                 actor,
-                action: "route.unapprove",
+                action: AuditAction::RouteUnapprove,
                 network_id: Some(net),
                 target: Some(format!("{node} {prefix}")),
                 before: Some(audit_json(net, &before)),
@@ -439,7 +439,7 @@ impl RouteStore for SqliteStore {
             &mut tx,
             NewEntry {
                 actor,
-                action: "route.auto_approver.add",
+                action: AuditAction::RouteAutoApproverAdd,
                 network_id: Some(net),
                 target: Some(format!("{node} {prefix}")),
                 before: None,
@@ -480,7 +480,7 @@ impl RouteStore for SqliteStore {
             &mut tx,
             NewEntry {
                 actor,
-                action: "route.auto_approver.remove",
+                action: AuditAction::RouteAutoApproverRemove,
                 network_id: Some(net),
                 target: Some(format!("{node} {prefix}")),
                 before: serde_json::to_value(&before).ok(),

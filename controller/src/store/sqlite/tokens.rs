@@ -82,7 +82,7 @@ pub(super) async fn create(
         &mut tx,
         NewEntry {
             actor,
-            action: "token.create",
+            action: AuditAction::TokenCreate,
             network_id: spec.network_id,
             target: Some(id),
             before: None,
@@ -151,7 +151,7 @@ pub(super) async fn revoke(
         &mut tx,
         NewEntry {
             actor,
-            action: "token.revoke",
+            action: AuditAction::TokenRevoke,
             network_id: before.network_id,
             target: Some(id.to_owned()),
             before: serde_json::to_value(&before).ok(),

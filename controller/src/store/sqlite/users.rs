@@ -154,7 +154,7 @@ impl UserStore for SqliteStore {
             &mut tx,
             NewEntry {
                 actor: &Actor::user(&after.email),
-                action: "user.sign_in",
+                action: AuditAction::UserSignIn,
                 network_id: None,
                 target: Some(after.id.clone()),
                 before: before.as_ref().map(user_json),
@@ -178,7 +178,7 @@ impl UserStore for SqliteStore {
             &mut tx,
             NewEntry {
                 actor: &actor,
-                action: "user.sign_in_failed",
+                action: AuditAction::UserSignInFailed,
                 network_id: network,
                 target: None,
                 before: None,
@@ -246,7 +246,7 @@ impl UserStore for SqliteStore {
         audit_change(
             &mut tx,
             &Actor::user(&user.email),
-            "member.sign_in",
+            AuditAction::MemberSignIn,
             &before,
             &after,
         )
@@ -281,9 +281,9 @@ impl UserStore for SqliteStore {
             NewEntry {
                 actor,
                 action: if disabled {
-                    "user.disable"
+                    AuditAction::UserDisable
                 } else {
-                    "user.enable"
+                    AuditAction::UserEnable
                 },
                 network_id: None,
                 target: Some(after.id.clone()),
@@ -328,7 +328,7 @@ impl UserStore for SqliteStore {
             &mut tx,
             NewEntry {
                 actor,
-                action: "user.delete",
+                action: AuditAction::UserDelete,
                 network_id: None,
                 target: Some(before.id.clone()),
                 before: Some(user_json(&before)),
