@@ -100,7 +100,8 @@ pub fn run(lab: &Lab, keep: bool, stop: &AtomicBool) -> anyhow::Result<()> {
         paths::POLL.as_millis()
     ));
     for pair in paths::settle(&world, &SITES, &joined, PATH_WITHIN)? {
-        let (a, b, want) = (pair.a, pair.b, pair.want);
+        // PeerPath's Display ignores widths: pad its text.
+        let (a, b, want) = (pair.a, pair.b, pair.want.to_string());
         let (kind_a, kind_b) = pair.kinds;
         match pair.outcome {
             Ok((took, view)) => println!(
