@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`data_dir`]: the controller's x25519 key, TLS certificate and fingerprint on disk.
 //! - [`store`]: the `Store` trait, its model types, and the SQLite implementation.
+//! - [`audit_action`]: every action the audit log records, and its stored name.
 //! - [`audit_chain`]: the canonical hash of an audit entry (pure).
 //! - [`audit_anchor`]: the audit head signed with the certificate's key, and its check.
 //! - [`audit_filter`]: audit filters as people type them (`2h`, RFC 3339, search text), checked.
@@ -28,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit_action;
 pub mod audit_anchor;
 pub mod audit_chain;
 pub mod audit_filter;

@@ -56,7 +56,7 @@ pub async fn delete_member(
     node: NodeId,
 ) -> Result<(), StoreError> {
     hub.store()
-        .delete_member(actor, "member.delete", net, node)
+        .delete_member(actor, crate::store::AuditAction::MemberDelete, net, node)
         .await?;
     Ok(())
 }

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use warren_controller::store::{
-    Actor, JoinDecision, JoinRequest, KeyExpiry, NewNetwork, PreauthKeySpec, SqlStore, Store,
+    Actor, AuditAction, JoinDecision, JoinRequest, KeyExpiry, NewNetwork, PreauthKeySpec,
+    SqlStore, Store,
 };
 use warren_proto::{NetworkId, NodePrivateKey};
 
@@ -193,7 +194,7 @@ async fn addresses_are_stable_reused_after_delete_and_pools_run_out() {
 
     // A deleted member's address is the lowest free one again.
     store
-        .delete_member(&Actor::system(), "member.delete", net, node2)
+        .delete_member(&Actor::system(), AuditAction::MemberDelete, net, node2)
         .await
         .unwrap();
     store.join(request(net, "n8", Some(&key))).await.unwrap();

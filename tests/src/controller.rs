@@ -143,6 +143,22 @@ impl AuditEntry {
 
 /// The elements of a list answer: a bare array, or the first array found
 /// under a usual envelope key.
+/// The members of what `member list --json` printed (`{"members": [...]}`).
+pub fn parse_members(json: &Value) -> Result<Vec<Member>> {
+    list_items(json, "warren-controller member list --json")?
+        .iter()
+        .map(Member::parse)
+        .collect()
+}
+
+/// The entries of what `audit --json` printed, oldest first.
+pub fn parse_audit(json: &Value) -> Result<Vec<AuditEntry>> {
+    list_items(json, "warren-controller audit --json")?
+        .iter()
+        .map(AuditEntry::parse)
+        .collect()
+}
+
 fn list_items<'a>(json: &'a Value, what: &str) -> Result<&'a Vec<Value>> {
     if let Some(items) = json.as_array() {
         return Ok(items);
@@ -453,11 +469,7 @@ impl Controller {
 
     /// `member list NETID --json`.
     pub fn members(&self, network: &str) -> Result<Vec<Member>> {
-        let json = self.admin_json(&["member", "list", network])?;
-        list_items(&json, "warren-controller member list --json")?
-            .iter()
-            .map(Member::parse)
-            .collect()
+        parse_members(&self.admin_json(&["member", "list", network])?)
     }
 
     /// The member with this node ID.
@@ -494,11 +506,7 @@ impl Controller {
         if let Some(net) = network {
             args.extend(["--network", net]);
         }
-        let json = self.admin_json(&args)?;
-        list_items(&json, "warren-controller audit --json")?
-            .iter()
-            .map(AuditEntry::parse)
-            .collect()
+        parse_audit(&self.admin_json(&args)?)
     }
 
     /// `audit verify`: its output if the chain holds, an error if not.

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::command;
-use crate::controller::{controller_bin, http_get};
+use crate::controller::{controller_bin, http_get, parse_audit, parse_members, AuditEntry, Member};
 use crate::error::{LabError, Result};
 use crate::lab::Lab;
 use crate::netns::Netns;
@@ -265,6 +265,33 @@ impl NatController {
     pub fn key_create(&self, network: &str) -> Result<String> {
         let out = command::run_stdout(&mut self.command(["key", "create", network, "--reusable"]))?;
         last_word(&out, "key create")
+    }
+
+    /// `ARGS... --json`, parsed.
+    pub fn admin_json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut cmd = self.command(args);
+        cmd.arg("--json");
+        let out = command::run_stdout(&mut cmd)?;
+        serde_json::from_str(&out).map_err(|e| LabError::Output {
+            what: command::describe(&cmd),
+            detail: format!("{e}: {out}"),
+        })
+    }
+
+    /// `member list NETID --json`.
+    pub fn members(&self, network: &str) -> Result<Vec<Member>> {
+        parse_members(&self.admin_json(&["member", "list", network])?)
+    }
+
+    /// `audit --network NETID --json`, oldest first.
+    pub fn audit(&self, network: &str) -> Result<Vec<AuditEntry>> {
+        parse_audit(&self.admin_json(&["audit", "--network", network])?)
+    }
+
+    /// The admin token the lab made (for `warren-lab demo --keep` to hand
+    /// to the person exploring the lab).
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// The certificate fingerprint that agents pin.

@@ -19,6 +19,8 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use warren_proto::NetworkId;
 
+use crate::audit_action::AuditAction;
+
 /// Records a broadcast receiver may fall behind by before it lags.
 const BROADCAST_BACKLOG: usize = 4096;
 /// Records kept for catching up.
@@ -45,17 +47,56 @@ pub enum ChangeKind {
 }
 
 impl ChangeKind {
-    /// What an audited action changed in its network.
-    pub fn of_action(action: &str) -> ChangeKind {
+    /// What an audited action changed in its network. Every action is
+    /// named, so a new one has to say what it changes.
+    pub fn of_action(action: AuditAction) -> ChangeKind {
+        use AuditAction as A;
         match action {
-            "member.online" | "member.offline" => ChangeKind::Presence,
-            "member.endpoints" => ChangeKind::Endpoints,
-            "network.delete" => ChangeKind::Deleted,
-            "grant.use" => ChangeKind::Record,
-            _ if action.starts_with("key.") || action.starts_with("grant.request") => {
-                ChangeKind::Record
-            }
-            _ => ChangeKind::Netmap,
+            A::MemberOnline | A::MemberOffline => ChangeKind::Presence,
+            A::MemberEndpoints => ChangeKind::Endpoints,
+            A::NetworkDelete => ChangeKind::Deleted,
+            A::KeyCreate
+            | A::KeyUse
+            | A::KeyDelete
+            | A::GrantUse
+            | A::GrantRequest
+            | A::GrantRequestApprove
+            | A::GrantRequestDeny
+            | A::GrantRequestWithdraw => ChangeKind::Record,
+            A::NetworkCreate
+            | A::NetworkUpdate
+            | A::MemberJoin
+            | A::MemberAuthorize
+            | A::MemberPending
+            | A::MemberRevoke
+            | A::MemberRename
+            | A::MemberDelete
+            | A::MemberLeave
+            | A::MemberSignIn
+            | A::MemberExpire
+            | A::MemberTag
+            | A::MemberUntag
+            | A::MemberServices
+            | A::TokenCreate
+            | A::TokenRevoke
+            | A::RouteAdvertise
+            | A::RouteApprove
+            | A::RouteUnapprove
+            | A::RouteAutoApproverAdd
+            | A::RouteAutoApproverRemove
+            | A::PolicySet
+            | A::GrantAdd
+            | A::GrantRevoke
+            | A::GrantEnd
+            | A::UserSignIn
+            | A::UserSignInFailed
+            | A::UserSessionStart
+            | A::UserUpdate
+            | A::UserDisable
+            | A::UserEnable
+            | A::UserDelete
+            | A::UserRemovedAtProvider
+            | A::ConsoleLoginCode => ChangeKind::Netmap,
         }
     }
 

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
+pub use crate::audit_action::AuditAction;
 pub use changes::{Change, ChangeFeed, ChangeKind};
 pub use model::*;
 pub use policy::*;
@@ -97,7 +98,7 @@ pub trait Store: RouteStore + PolicyStore + UserStore + Send + Sync + 'static {
     async fn delete_member(
         &self,
         actor: &Actor,
-        action: &str,
+        action: AuditAction,
         net: NetworkId,
         node: NodeId,
     ) -> Result<(), StoreError>;

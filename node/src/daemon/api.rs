@@ -10,7 +10,6 @@ use axum::extract::{Request as HttpRequest, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -21,6 +20,7 @@ use warren_proto::local_api::{
 };
 use warren_proto::NetworkId;
 
+use super::api_endpoints::{self, Endpoint};
 use super::caller::{self, Access, Caller, Policy};
 use super::network::PingOutcome;
 use super::{Refusal, Request};
@@ -52,23 +52,27 @@ pub fn serve(
         .with_context(|| format!("binding local API socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("setting mode of {}", path.display()))?;
-    let router = Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/networks", post(join))
-        .route("/v1/networks/{id}", delete(leave))
-        .route("/v1/networks/{id}/login", post(login))
-        .route("/v1/networks/{id}/down", post(down))
-        .route("/v1/networks/{id}/up", post(up))
-        .route("/v1/ping", post(ping))
-        .route("/v1/netcheck", get(netcheck))
-        .route("/v1/explain", get(explain))
-        .merge(crate::dns::local_api::routes())
-        .merge(crate::routes::local_api::routes())
+    let router = api_endpoints::router(api_endpoints::all())
         .fallback(not_found)
         .layer(middleware::from_fn(check_access))
         .layer(middleware::from_fn(refuse_browsers))
         .with_state(requests);
     Ok(tokio::spawn(accept_loop(listener, router, admin_gid)))
+}
+
+/// The daemon's own endpoints (DNS and routes add theirs in [`api_endpoints::all`]).
+pub(super) fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::get("/v1/status", status),
+        Endpoint::post("/v1/networks", join),
+        Endpoint::delete("/v1/networks/{id}", leave),
+        Endpoint::post("/v1/networks/{id}/login", login),
+        Endpoint::post("/v1/networks/{id}/down", down),
+        Endpoint::post("/v1/networks/{id}/up", up),
+        Endpoint::post("/v1/ping", ping),
+        Endpoint::get("/v1/netcheck", netcheck),
+        Endpoint::get("/v1/explain", explain),
+    ]
 }
 
 async fn accept_loop(listener: UnixListener, router: Router, admin_gid: Option<u32>) {

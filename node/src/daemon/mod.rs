@@ -2,6 +2,7 @@
 //! through controllers, and the local API, driven by one event loop.
 
 pub mod api;
+pub mod api_endpoints;
 mod caller;
 mod control;
 pub mod datapath;

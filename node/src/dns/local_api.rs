@@ -1,27 +1,29 @@
 //! Local-API routes for DNS and services: `GET /v1/dns`, and
-//! `GET`/`POST`/`DELETE /v1/services`. Merged into the daemon's router, so
-//! they sit behind its socket permissions and browser checks.
+//! `GET`/`POST`/`DELETE /v1/services`. Part of the daemon's router
+//! ([`crate::daemon::api_endpoints`]), so they sit behind its socket
+//! permissions and browser checks.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use warren_proto::local_api::{ErrorBody, ErrorDetail};
 use warren_proto::local_dns::{ServiceRemove, ServiceRequest};
 
 use super::DnsRequest;
+use crate::daemon::api_endpoints::{Endpoint, Requests};
 use crate::daemon::{Refusal, Request};
 
-type Requests = mpsc::Sender<Request>;
-
-pub fn routes() -> Router<Requests> {
-    Router::new()
-        .route("/v1/dns", get(status))
-        .route("/v1/services", get(list).post(add).delete(remove))
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::get("/v1/dns", status),
+        Endpoint::get("/v1/services", list),
+        Endpoint::post("/v1/services", add),
+        Endpoint::delete("/v1/services", remove),
+    ]
 }
 
 /// Sends `make(reply)` to the event loop and turns its answer into a response.

@@ -1,30 +1,31 @@
 //! Local-API routes for subnet routes and exit nodes: `GET /v1/routes`,
 //! `POST /v1/routes/advertise|accept|masquerade`, and `POST`/`DELETE
-//! /v1/exit-node`. Merged into the daemon's router, so they sit behind its
-//! socket permissions and browser checks.
+//! /v1/exit-node`. Part of the daemon's router
+//! ([`crate::daemon::api_endpoints`]), so they sit behind its socket
+//! permissions and browser checks.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use tokio::sync::{mpsc, oneshot};
+use axum::Json;
+use tokio::sync::oneshot;
 use warren_proto::local_api::{ErrorBody, ErrorDetail};
 use warren_proto::routes::{AcceptRequest, AdvertiseRequest, ExitNodeRequest, MasqueradeRequest};
 
 use super::requests::{Reply, RoutesRequest};
+use crate::daemon::api_endpoints::{Endpoint, Requests};
 use crate::daemon::Request;
 
-type Requests = mpsc::Sender<Request>;
-
-pub fn routes() -> Router<Requests> {
-    Router::new()
-        .route("/v1/routes", get(status))
-        .route("/v1/routes/advertise", post(advertise))
-        .route("/v1/routes/accept", post(accept))
-        .route("/v1/routes/masquerade", post(masquerade))
-        .route("/v1/exit-node", post(exit_use).delete(exit_off))
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::get("/v1/routes", status),
+        Endpoint::post("/v1/routes/advertise", advertise),
+        Endpoint::post("/v1/routes/accept", accept),
+        Endpoint::post("/v1/routes/masquerade", masquerade),
+        Endpoint::post("/v1/exit-node", exit_use),
+        Endpoint::delete("/v1/exit-node", exit_off),
+    ]
 }
 
 async fn status(State(requests): State<Requests>) -> Response {

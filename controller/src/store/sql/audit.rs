@@ -23,7 +23,7 @@ async fn spend_node_budget(
          WHERE actor = ? AND action = ? AND network_id = ?",
     )
     .bind(entry.actor.as_str())
-    .bind(entry.action)
+    .bind(entry.action.as_str())
     .bind(&network)
     .fetch_optional(&mut *conn)
     .await?;
@@ -42,7 +42,7 @@ async fn spend_node_budget(
          coalesced = excluded.coalesced",
     )
     .bind(entry.actor.as_str())
-    .bind(entry.action)
+    .bind(entry.action.as_str())
     .bind(&network)
     .bind(tokens)
     .bind(now_unix)
@@ -55,25 +55,18 @@ async fn spend_node_budget(
 /// An entry to append; the writer fills in id, time and hashes.
 pub(super) struct NewEntry<'a> {
     pub actor: &'a Actor,
-    pub action: &'a str,
+    pub action: AuditAction,
     pub network_id: Option<NetworkId>,
     pub target: Option<String>,
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
 }
 
-/// Events a node causes by itself, as often as it likes: each node has a
-/// budget of entries per action and network ([`NODE_EVENT_BURST`], then one
-/// per [`NODE_EVENT_PERIOD`] seconds). Past it, entries are folded into the
-/// next one written, which says how many it stands for (`coalesced`) and
-/// carries the state as it is then.
-const NODE_EVENTS: [&str; 5] = [
-    "member.online",
-    "member.offline",
-    "member.endpoints",
-    "member.services",
-    "route.advertise",
-];
+/// Events a node causes by itself ([`AuditAction::is_node_event`]): each
+/// node has a budget of entries per action and network
+/// ([`NODE_EVENT_BURST`], then one per [`NODE_EVENT_PERIOD`] seconds). Past
+/// it, entries are folded into the next one written, which says how many it
+/// stands for (`coalesced`) and carries the state as it is then.
 pub const NODE_EVENT_BURST: f64 = 20.0;
 pub const NODE_EVENT_PERIOD: f64 = 60.0;
 
@@ -84,7 +77,7 @@ pub(super) async fn append(tx: &mut WriteTx, mut entry: NewEntry<'_>) -> Result<
         tx.changed(net, ChangeKind::of_action(entry.action));
     }
     let conn: &mut AnyConnection = tx;
-    if entry.actor.as_str().starts_with("node:") && NODE_EVENTS.contains(&entry.action) {
+    if entry.actor.as_str().starts_with("node:") && entry.action.is_node_event() {
         match spend_node_budget(conn, &entry).await? {
             None => return Ok(()),
             Some(0) => {}
@@ -115,7 +108,7 @@ pub(super) async fn append(tx: &mut WriteTx, mut entry: NewEntry<'_>) -> Result<
         id,
         at: &at,
         actor: entry.actor.as_str(),
-        action: entry.action,
+        action: entry.action.as_str(),
         network_id: network_id.as_deref(),
         target: entry.target.as_deref(),
         before: before.as_deref(),
@@ -130,7 +123,7 @@ pub(super) async fn append(tx: &mut WriteTx, mut entry: NewEntry<'_>) -> Result<
     .bind(&at)
     .bind(at_unix)
     .bind(entry.actor.as_str())
-    .bind(entry.action)
+    .bind(entry.action.as_str())
     .bind(&network_id)
     .bind(&entry.target)
     .bind(&before)

@@ -111,6 +111,6 @@ async fn note(
     let after = get_member(&mut **tx, net, node)
         .await?
         .ok_or(StoreError::NotFound("member"))?;
-    audit_change(tx, actor, "member.expire", &before, &after).await?;
+    audit_change(tx, actor, AuditAction::MemberExpire, &before, &after).await?;
     Ok(Some(after))
 }

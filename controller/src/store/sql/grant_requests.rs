@@ -38,7 +38,7 @@ fn request_row(row: &AnyRow) -> Result<GrantRequest, StoreError> {
 
 fn audit_entry<'a>(
     actor: &'a Actor,
-    action: &'static str,
+    action: AuditAction,
     before: Option<&GrantRequest>,
     after: &GrantRequest,
 ) -> NewEntry<'a> {
@@ -122,7 +122,7 @@ pub(super) async fn request(
     let actor = Actor::user(&request.requester);
     append(
         &mut tx,
-        audit_entry(&actor, "grant.request", None, &request),
+        audit_entry(&actor, AuditAction::GrantRequest, None, &request),
     )
     .await?;
     tx.commit().await?;
@@ -209,9 +209,9 @@ pub(super) async fn decide(
         Decision::Deny | Decision::Withdraw => None,
     };
     let (state, action) = match decision {
-        Decision::Approve => (RequestState::Approved, "grant.request.approve"),
-        Decision::Deny => (RequestState::Denied, "grant.request.deny"),
-        Decision::Withdraw => (RequestState::Withdrawn, "grant.request.withdraw"),
+        Decision::Approve => (RequestState::Approved, AuditAction::GrantRequestApprove),
+        Decision::Deny => (RequestState::Denied, AuditAction::GrantRequestDeny),
+        Decision::Withdraw => (RequestState::Withdrawn, AuditAction::GrantRequestWithdraw),
     };
     let (decided_at, _) = now();
     let after = GrantRequest {

@@ -138,7 +138,7 @@ pub(super) async fn add_in(
         tx,
         NewEntry {
             actor,
-            action: "grant.add",
+            action: AuditAction::GrantAdd,
             network_id: Some(net),
             target: Some(format!("grant:{}", grant.id)),
             before: None,
@@ -219,7 +219,7 @@ pub(super) async fn revoke(
         &mut tx,
         NewEntry {
             actor,
-            action: "grant.revoke",
+            action: AuditAction::GrantRevoke,
             network_id: Some(net),
             target: Some(format!("grant:{id}")),
             before: serde_json::to_value(&before).ok(),
@@ -273,7 +273,7 @@ pub(super) async fn record_use(
         &mut tx,
         NewEntry {
             actor: &Actor::node(&node),
-            action: "grant.use",
+            action: AuditAction::GrantUse,
             network_id: Some(net),
             target: Some(format!("grant:{id}")),
             before: None,
@@ -328,7 +328,7 @@ pub(super) async fn end_due(store: &SqlStore) -> Result<Vec<Grant>, StoreError> 
             &mut tx,
             NewEntry {
                 actor: &Actor::system(),
-                action: "grant.end",
+                action: AuditAction::GrantEnd,
                 network_id: Some(net),
                 target: Some(format!("grant:{}", grant.id)),
                 before: None,

@@ -211,7 +211,7 @@ async fn rejoin(
         conn,
         NewEntry {
             actor,
-            action: "member.authorize",
+            action: AuditAction::MemberAuthorize,
             network_id: Some(net),
             target: Some(node.to_string()),
             before: Some(rows::member_json(&member)),
@@ -284,7 +284,7 @@ async fn first_join(
         conn,
         NewEntry {
             actor,
-            action: "member.join",
+            action: AuditAction::MemberJoin,
             network_id: Some(net),
             target: Some(node.to_string()),
             before: None,
@@ -314,7 +314,7 @@ async fn audit_key_use(
         conn,
         NewEntry {
             actor,
-            action: "key.use",
+            action: AuditAction::KeyUse,
             network_id: Some(net),
             target: Some(key_id.to_string()),
             before: None,
@@ -340,7 +340,7 @@ async fn update_endpoints(
         conn,
         NewEntry {
             actor,
-            action: "member.endpoints",
+            action: AuditAction::MemberEndpoints,
             network_id: Some(member.network_id),
             target: Some(member.node_id.to_string()),
             before: Some(serde_json::json!({ "endpoints": member.endpoints })),
@@ -404,9 +404,9 @@ async fn write_presence(
         NewEntry {
             actor,
             action: if online {
-                "member.online"
+                AuditAction::MemberOnline
             } else {
-                "member.offline"
+                AuditAction::MemberOffline
             },
             network_id: Some(net),
             target: Some(node.to_string()),

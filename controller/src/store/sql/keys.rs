@@ -65,7 +65,7 @@ pub(super) async fn create(
         &mut tx,
         NewEntry {
             actor,
-            action: "key.create",
+            action: AuditAction::KeyCreate,
             network_id: Some(net),
             target: Some(id),
             before: None,
@@ -119,7 +119,7 @@ pub(super) async fn delete(
         &mut tx,
         NewEntry {
             actor,
-            action: "key.delete",
+            action: AuditAction::KeyDelete,
             network_id: Some(net),
             target: Some(key_id.to_string()),
             before: serde_json::to_value(&before).ok(),

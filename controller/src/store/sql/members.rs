@@ -72,7 +72,7 @@ pub(super) async fn taken_names<'e>(
 pub(super) async fn audit_change(
     conn: &mut WriteTx,
     actor: &Actor,
-    action: &str,
+    action: AuditAction,
     before: &Member,
     after: &Member,
 ) -> Result<(), StoreError> {
@@ -136,9 +136,9 @@ pub(super) async fn set_state(
         after.expired = false;
     }
     let action = match state {
-        MemberState::Authorized => "member.authorize",
-        MemberState::Revoked => "member.revoke",
-        MemberState::Pending => "member.pending",
+        MemberState::Authorized => AuditAction::MemberAuthorize,
+        MemberState::Revoked => AuditAction::MemberRevoke,
+        MemberState::Pending => AuditAction::MemberPending,
     };
     audit_change(&mut tx, actor, action, &before, &after).await?;
     tx.commit().await?;
@@ -176,7 +176,7 @@ pub(super) async fn rename(
     bump_version(&mut tx, net).await?;
     let mut after = before.clone();
     after.name = Some(name);
-    audit_change(&mut tx, actor, "member.rename", &before, &after).await?;
+    audit_change(&mut tx, actor, AuditAction::MemberRename, &before, &after).await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -184,7 +184,7 @@ pub(super) async fn rename(
 pub(super) async fn delete(
     store: &SqlStore,
     actor: &Actor,
-    action: &str,
+    action: AuditAction,
     net: NetworkId,
     node: NodeId,
 ) -> Result<(), StoreError> {
@@ -200,7 +200,7 @@ pub(super) async fn delete(
 async fn remove(
     conn: &mut WriteTx,
     actor: &Actor,
-    action: &str,
+    action: AuditAction,
     before: &Member,
 ) -> Result<(), StoreError> {
     let net = before.network_id;
@@ -262,7 +262,13 @@ pub(super) async fn leave(
             "this membership is revoked; only an admin can remove it".into(),
         ));
     }
-    remove(&mut tx, &Actor::node(&node), "member.leave", &member).await?;
+    remove(
+        &mut tx,
+        &Actor::node(&node),
+        AuditAction::MemberLeave,
+        &member,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

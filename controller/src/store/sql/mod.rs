@@ -468,7 +468,7 @@ impl Store for SqlStore {
     async fn delete_member(
         &self,
         actor: &Actor,
-        action: &str,
+        action: AuditAction,
         net: NetworkId,
         node: NodeId,
     ) -> Result<(), StoreError> {

@@ -80,7 +80,7 @@ pub(super) async fn create(
         &mut tx,
         NewEntry {
             actor,
-            action: "network.create",
+            action: AuditAction::NetworkCreate,
             network_id: Some(id),
             target: Some(id.to_string()),
             before: None,
@@ -141,7 +141,7 @@ pub(super) async fn update(
         &mut tx,
         NewEntry {
             actor,
-            action: "network.update",
+            action: AuditAction::NetworkUpdate,
             network_id: Some(id),
             target: Some(id.to_string()),
             before: serde_json::to_value(&before).ok(),
@@ -171,7 +171,7 @@ pub(super) async fn delete(
         &mut tx,
         NewEntry {
             actor,
-            action: "network.delete",
+            action: AuditAction::NetworkDelete,
             network_id: Some(id),
             target: Some(id.to_string()),
             before: serde_json::to_value(&before).ok(),

@@ -33,7 +33,7 @@ pub(super) async fn insert_first(
         conn,
         NewEntry {
             actor,
-            action: "policy.set",
+            action: AuditAction::PolicySet,
             network_id: Some(net),
             target: Some(net.to_string()),
             before: None,
@@ -205,7 +205,7 @@ async fn set(
         &mut tx,
         NewEntry {
             actor,
-            action: "policy.set",
+            action: AuditAction::PolicySet,
             network_id: Some(net),
             target: Some(net.to_string()),
             before: Some(serde_json::json!({ "version": current.version, "text": current.text })),
@@ -318,7 +318,11 @@ async fn change_tag(
         &mut tx,
         NewEntry {
             actor,
-            action: if add { "member.tag" } else { "member.untag" },
+            action: if add {
+                AuditAction::MemberTag
+            } else {
+                AuditAction::MemberUntag
+            },
             network_id: Some(net),
             target: Some(node.to_string()),
             before: Some(serde_json::json!({ "tags": before })),

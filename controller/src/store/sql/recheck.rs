@@ -82,7 +82,7 @@ pub(super) async fn passed(
             &mut tx,
             NewEntry {
                 actor: &Actor::system(),
-                action: "user.update",
+                action: AuditAction::UserUpdate,
                 network_id: None,
                 target: Some(user.id.clone()),
                 before: Some(serde_json::json!({ "email": user.email, "name": user.name, "groups": user.groups })),
@@ -114,7 +114,7 @@ pub(super) async fn removed(
         &mut tx,
         NewEntry {
             actor: &Actor::system(),
-            action: "user.removed_at_provider",
+            action: AuditAction::UserRemovedAtProvider,
             network_id: None,
             target: Some(user.id.clone()),
             before: Some(serde_json::json!({ "email": user.email, "disabled": false })),

@@ -126,7 +126,7 @@ async fn write_approval(
         conn,
         NewEntry {
             actor,
-            action: "route.approve",
+            action: AuditAction::RouteApprove,
             network_id: Some(net),
             target: Some(format!("{node} {prefix}")),
             before: before.as_ref().map(|b| audit_json(net, b)),
@@ -286,7 +286,7 @@ impl RouteStore for SqlStore {
                 &mut tx,
                 NewEntry {
                     actor: &Actor::node(&node),
-                    action: "route.advertise",
+                    action: AuditAction::RouteAdvertise,
                     network_id: Some(net),
                     target: Some(node.to_string()),
                     before: serde_json::to_value(&before).ok(),
@@ -373,7 +373,7 @@ impl RouteStore for SqlStore {
             &mut tx,
             NewEntry {
                 actor,
-                action: "route.unapprove",
+                action: AuditAction::RouteUnapprove,
                 network_id: Some(net),
                 target: Some(format!("{node} {prefix}")),
                 before: Some(audit_json(net, &before)),
@@ -438,7 +438,7 @@ impl RouteStore for SqlStore {
             &mut tx,
             NewEntry {
                 actor,
-                action: "route.auto_approver.add",
+                action: AuditAction::RouteAutoApproverAdd,
                 network_id: Some(net),
                 target: Some(format!("{node} {prefix}")),
                 before: None,
@@ -479,7 +479,7 @@ impl RouteStore for SqlStore {
             &mut tx,
             NewEntry {
                 actor,
-                action: "route.auto_approver.remove",
+                action: AuditAction::RouteAutoApproverRemove,
                 network_id: Some(net),
                 target: Some(format!("{node} {prefix}")),
                 before: serde_json::to_value(&before).ok(),

@@ -99,7 +99,7 @@ pub(super) async fn set(
         &mut tx,
         NewEntry {
             actor: &Actor::node(&node),
-            action: "member.services",
+            action: AuditAction::MemberServices,
             network_id: Some(net),
             target: Some(node.to_string()),
             before: serde_json::to_value(&before).ok(),

@@ -37,7 +37,7 @@ pub(super) async fn start(
         &mut tx,
         NewEntry {
             actor: &Actor::user(&user.email),
-            action: "user.session_start",
+            action: AuditAction::UserSessionStart,
             network_id: None,
             target: Some(user.id.clone()),
             before: None,
@@ -111,7 +111,7 @@ pub(super) async fn new_login_code(store: &SqlStore, ttl_secs: i64) -> Result<St
         &mut tx,
         NewEntry {
             actor: &Actor::system(),
-            action: "console.login_code",
+            action: AuditAction::ConsoleLoginCode,
             network_id: None,
             target: None,
             before: None,

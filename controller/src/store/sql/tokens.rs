@@ -83,7 +83,7 @@ pub(super) async fn create(
         &mut tx,
         NewEntry {
             actor,
-            action: "token.create",
+            action: AuditAction::TokenCreate,
             network_id: spec.network_id,
             target: Some(id),
             before: None,
@@ -143,7 +143,7 @@ pub(super) async fn revoke(store: &SqlStore, actor: &Actor, id: &str) -> Result<
         &mut tx,
         NewEntry {
             actor,
-            action: "token.revoke",
+            action: AuditAction::TokenRevoke,
             network_id: before.network_id,
             target: Some(id.to_owned()),
             before: serde_json::to_value(&before).ok(),

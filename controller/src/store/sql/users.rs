@@ -143,7 +143,7 @@ impl UserStore for SqlStore {
             &mut tx,
             NewEntry {
                 actor: &Actor::user(&after.email),
-                action: "user.sign_in",
+                action: AuditAction::UserSignIn,
                 network_id: None,
                 target: Some(after.id.clone()),
                 before: before.as_ref().map(user_json),
@@ -167,7 +167,7 @@ impl UserStore for SqlStore {
             &mut tx,
             NewEntry {
                 actor: &actor,
-                action: "user.sign_in_failed",
+                action: AuditAction::UserSignInFailed,
                 network_id: network,
                 target: None,
                 before: None,
@@ -235,7 +235,7 @@ impl UserStore for SqlStore {
         audit_change(
             &mut tx,
             &Actor::user(&user.email),
-            "member.sign_in",
+            AuditAction::MemberSignIn,
             &before,
             &after,
         )
@@ -270,9 +270,9 @@ impl UserStore for SqlStore {
             NewEntry {
                 actor,
                 action: if disabled {
-                    "user.disable"
+                    AuditAction::UserDisable
                 } else {
-                    "user.enable"
+                    AuditAction::UserEnable
                 },
                 network_id: None,
                 target: Some(after.id.clone()),
@@ -317,7 +317,7 @@ impl UserStore for SqlStore {
             &mut tx,
             NewEntry {
                 actor,
-                action: "user.delete",
+                action: AuditAction::UserDelete,
                 network_id: None,
                 target: Some(before.id.clone()),
                 before: Some(user_json(&before)),
