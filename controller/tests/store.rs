@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use warren_controller::store::{
-    Actor, AuditAction, JoinDecision, JoinRequest, KeyExpiry, NewNetwork, PreauthKeySpec,
-    SqlStore, Store,
+    Actor, AuditAction, JoinDecision, JoinRequest, KeyExpiry, NewNetwork, PreauthKeySpec, SqlStore,
+    Store,
 };
 use warren_proto::{NetworkId, NodePrivateKey};
 
