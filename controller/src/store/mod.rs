@@ -18,7 +18,7 @@ pub use changes::{Change, ChangeFeed, ChangeKind};
 pub use model::*;
 pub use policy::*;
 pub use routes::*;
-pub use sql::{is_postgres_url, Backend, SqlStore, MAX_PENDING};
+pub use sql::{is_postgres_url, SqlStore, MAX_PENDING};
 pub use users::*;
 
 /// Why a store operation failed.

@@ -251,19 +251,6 @@ impl SqlStore {
         })
     }
 
-    /// Opens the store a `--database` value names: a `postgres://` (or
-    /// `postgresql://`) URL, or else a SQLite file path.
-    pub async fn open_database(database: &str) -> Result<Self, StoreError> {
-        if is_postgres_url(database) {
-            Self::connect_postgres(database).await
-        } else {
-            Self::open(Path::new(
-                database.strip_prefix("sqlite://").unwrap_or(database),
-            ))
-            .await
-        }
-    }
-
     /// Opens an existing SQLite database for reading only, without
     /// migrations: a relay-only instance reading the membership its
     /// controller (another process, same file, WAL mode) writes. Every
@@ -284,11 +271,6 @@ impl SqlStore {
             backend: Backend::Sqlite,
             feed: Arc::default(),
         })
-    }
-
-    /// The database this store runs on.
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     /// Closes both pools, waiting for connections to finish.
