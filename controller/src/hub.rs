@@ -57,9 +57,13 @@ pub struct Hub {
     watchers: Mutex<HashMap<NetworkId, HashMap<u64, Arc<Dirty>>>>,
     /// The paths agents report, in memory only.
     paths: PathReports,
-    /// Connections per (network, node); held across the database write so
-    /// online/offline transitions are recorded in the order they happen.
-    presence: tokio::sync::Mutex<HashMap<(NetworkId, NodeId), usize>>,
+    /// Connections per (network, node), with the node's key; held across
+    /// the database write so online/offline transitions are recorded in
+    /// the order they happen.
+    presence: tokio::sync::Mutex<HashMap<(NetworkId, NodeId), (usize, NodePublicKey)>>,
+    /// Where agents reach each running replica of this controller (empty
+    /// for a single controller), for `Welcome`.
+    replicas: Mutex<Vec<String>>,
     cache: Mutex<HashMap<NetworkId, CacheSlot>>,
     /// The last generation handed to a cache slot.
     generations: std::sync::atomic::AtomicU64,
@@ -82,6 +86,7 @@ impl Hub {
             watchers: Mutex::new(HashMap::new()),
             paths: PathReports::default(),
             presence: tokio::sync::Mutex::new(HashMap::new()),
+            replicas: Mutex::new(Vec::new()),
             cache: Mutex::new(HashMap::new()),
             generations: std::sync::atomic::AtomicU64::new(0),
             sessions: Mutex::new(HashMap::new()),
@@ -319,7 +324,7 @@ impl Hub {
     pub async fn node_online(&self, net: NetworkId, key: &NodePublicKey) -> Result<(), StoreError> {
         let node = NodeId::from_key(key);
         let mut presence = self.presence.lock().await;
-        let count = presence.entry((net, node)).or_insert(0);
+        let (count, _) = presence.entry((net, node)).or_insert((0, *key));
         *count += 1;
         if *count == 1 {
             self.metrics.members_online.fetch_add(1, Ordering::Relaxed);
@@ -337,7 +342,7 @@ impl Hub {
     ) -> Result<(), StoreError> {
         let node = NodeId::from_key(key);
         let mut presence = self.presence.lock().await;
-        let Some(count) = presence.get_mut(&(net, node)) else {
+        let Some((count, _)) = presence.get_mut(&(net, node)) else {
             return Ok(());
         };
         *count = count.saturating_sub(1);
@@ -348,6 +353,34 @@ impl Hub {
         self.metrics.members_online.fetch_sub(1, Ordering::Relaxed);
         self.store.set_presence(net, key, false).await?;
         Ok(())
+    }
+
+    /// Records again every member connected here as online here: for a
+    /// replica that the others took for gone (its heartbeat late) and whose
+    /// members they took offline.
+    pub async fn reassert_presence(&self) -> Result<(), StoreError> {
+        let presence = self.presence.lock().await;
+        for ((net, _), (_, key)) in presence.iter() {
+            match self.store.set_presence(*net, key, true).await {
+                // Revoked or deleted meanwhile: its session ends on its own.
+                Ok(_) | Err(StoreError::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// The running replicas' addresses, as last read.
+    pub fn replicas(&self) -> Vec<String> {
+        self.replicas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Notes the running replicas' addresses.
+    pub fn set_replicas(&self, replicas: Vec<String>) {
+        *self.replicas.lock().unwrap_or_else(|p| p.into_inner()) = replicas;
     }
 
     /// Registers an authenticated session; returns its ID and inbox.
@@ -369,8 +402,56 @@ impl Hub {
         }
     }
 
-    /// Hands a message to every session of `key`; false if none took it.
-    pub fn deliver(&self, key: &NodePublicKey, message: &ControllerMessage) -> bool {
+    /// Hands a message to every session of `key`, or when none is here,
+    /// to the other replicas (best effort: a node connected nowhere does
+    /// not get it).
+    pub fn deliver(&self, key: &NodePublicKey, message: &ControllerMessage) {
+        if self.deliver_here(key, message) || !self.store.is_shared() {
+            return;
+        }
+        let body = match serde_json::to_string(message) {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::warn!(%error, "encoding a message for another replica");
+                return;
+            }
+        };
+        let store = self.store.clone();
+        let key = *key;
+        tokio::spawn(async move {
+            if let Err(error) = store.forward(&key, &body).await {
+                tracing::debug!(%error, node = %key.short(), "forwarding a message to another replica");
+            }
+        });
+    }
+
+    /// Delivers, to the nodes connected here, what other replicas forward
+    /// for them; ends with the store.
+    pub async fn deliver_forwarded(self: Arc<Self>) {
+        let mut forwarded = self.store.forwarded();
+        loop {
+            match forwarded.recv().await {
+                Ok(message) => match serde_json::from_str::<ControllerMessage>(&message.body) {
+                    Ok(decoded) => {
+                        self.deliver_here(&message.to, &decoded);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "a message from another replica not understood")
+                    }
+                },
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(
+                        dropped = n,
+                        "messages from other replicas dropped (best effort)"
+                    );
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Hands a message to every session of `key` here; false if none took it.
+    fn deliver_here(&self, key: &NodePublicKey, message: &ControllerMessage) -> bool {
         let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let Some(list) = sessions.get(key) else {
             return false;

@@ -58,6 +58,11 @@ pub struct ServerOptions {
     /// A relay-only instance that nodes are told to relay through;
     /// `None`: this process relays.
     pub advertise_relay: Option<AdvertisedRelay>,
+    /// `HOST:PORT` agents reach this process's QUIC listener at; `None`:
+    /// the QUIC listen address, unless it is a wildcard. With several
+    /// replicas on one database, agents learn each one's and move to
+    /// another when theirs goes away.
+    pub advertise_address: Option<String>,
     /// With more QUIC handshakes than this in flight, new ones must first
     /// prove their address with a Retry round trip.
     pub retry_above_handshakes: usize,
@@ -100,6 +105,7 @@ impl ServerOptions {
             stun_fallback_v4: false,
             relay: RelayLimits::default(),
             advertise_relay: None,
+            advertise_address: None,
             retry_above_handshakes: crate::control::admission::RETRY_ABOVE_HANDSHAKES,
             listen_https: None,
             https_certificate: None,
@@ -183,6 +189,8 @@ pub struct Running {
     pub fingerprint: String,
     pub hub: Arc<Hub>,
     store: SqlStore,
+    /// Follows the other replicas' changes (PostgreSQL).
+    follower: Option<crate::store::sql::Follower>,
     dns: Option<crate::dns::DnsServer>,
     endpoint: quinn::Endpoint,
     stop: watch::Sender<bool>,
@@ -254,6 +262,21 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
             addr: options.listen_quic,
             source,
         })?;
+    // Where agents reach this replica; the others learn it from the
+    // database and every agent from `Welcome`.
+    let control_address = options.advertise_address.clone().or_else(|| {
+        (!quic_addr.ip().is_unspecified() && quic_addr.port() != 0).then(|| quic_addr.to_string())
+    });
+    let follower = match options.role {
+        Role::Controller => {
+            store
+                .register_replica(control_address.as_deref(), None)
+                .await?;
+            refresh_replicas(&store, &hub).await;
+            store.follow().await?
+        }
+        Role::RelayOnly => None,
+    };
     let listener = match options.listen_api {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -318,6 +341,7 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
             dns: dns.as_ref().map(|d| d.addr),
         },
         features: features(&options, &https_addr, &origin, &stun_addrs, &dns),
+        replicas: Vec::new(),
     });
 
     let (stop, stopped) = watch::channel(false);
@@ -403,6 +427,10 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
         .map(|socket| tokio::spawn(stun::serve(socket, metrics.clone())))
         .collect();
     if options.role == Role::Controller {
+        if store.is_shared() {
+            background.push(tokio::spawn(replica_heartbeat(store.clone(), hub.clone())));
+            background.push(tokio::spawn(hub.clone().deliver_forwarded()));
+        }
         background.push(tokio::spawn(crate::grant_clock::run(hub.clone())));
         if let Some(sign_in) = &sign_in {
             background.push(tokio::spawn(crate::identity::recheck::run(
@@ -431,12 +459,46 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
         fingerprint: identity.fingerprint,
         hub,
         store,
+        follower,
         dns,
         endpoint,
         stop,
         tasks,
         background,
     })
+}
+
+/// Says this replica is alive every [`crate::store::sql::HEARTBEAT`],
+/// takes the members of replicas that are gone offline, and keeps the list
+/// of running replicas that `Welcome` gives agents.
+async fn replica_heartbeat(store: SqlStore, hub: Arc<Hub>) {
+    let mut tick = tokio::time::interval(crate::store::sql::HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.heartbeat().await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::warn!(
+                    "this replica's heartbeat was late: the other replicas may have taken its \
+                     members offline; recording them online again"
+                );
+                if let Err(error) = hub.reassert_presence().await {
+                    tracing::warn!(%error, "recording this replica's members online again");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "replica heartbeat"),
+        }
+        refresh_replicas(&store, &hub).await;
+    }
+}
+
+/// Reads where agents reach each running replica into the hub.
+async fn refresh_replicas(store: &SqlStore, hub: &Hub) {
+    match store.replicas().await {
+        Ok(replicas) => hub.set_replicas(replicas.into_iter().filter_map(|r| r.control).collect()),
+        Err(error) => tracing::warn!(%error, "reading the running replicas"),
+    }
 }
 
 impl Running {
@@ -446,6 +508,7 @@ impl Running {
         for task in &self.background {
             task.abort();
         }
+        drop(self.follower);
         if let Some(dns) = self.dns {
             dns.shutdown().await;
         }

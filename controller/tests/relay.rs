@@ -486,6 +486,7 @@ async fn relay_only(data: &Path, state: &Path) -> Running {
         stun_fallback_v4: false,
         relay: RelayLimits::default(),
         advertise_relay: None,
+        advertise_address: None,
         retry_above_handshakes: warren_controller::control::admission::RETRY_ABOVE_HANDSHAKES,
         listen_https: None,
         https_certificate: None,

@@ -207,6 +207,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                         relay: Some("relay.example:7444".into()),
                         relay_fingerprint: Some("ab".repeat(32)),
                         accepts_paths: true,
+                        replicas: Vec::new(),
                     }),
                     controller(ControllerMessage::JoinResult {
                         network_id,
@@ -233,6 +234,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                         relay: None,
                         relay_fingerprint: None,
                         accepts_paths: false,
+                        replicas: Vec::new(),
                     }),
                     controller(ControllerMessage::JoinResult {
                         network_id,

@@ -30,8 +30,9 @@ pub struct JoinedNetwork {
     pub network_id: NetworkId,
     pub controller: String,
     /// Every address of the controller from the invite code the network
-    /// was joined with, `controller` (the one used) first. Kept for the
-    /// controller's replicas to be tried in turn (not done yet); empty for
+    /// was joined with, `controller` (the one used) first: the controller's
+    /// replicas, tried in turn when the one in use does not answer (those
+    /// a controller names when the node connects are tried too); empty for
     /// a join by `--controller`, and in files written before invite codes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub controllers: Vec<String>,

@@ -197,6 +197,12 @@ pub enum ControllerMessage {
         /// from relay-only instances, which take no control requests.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         accepts_paths: bool,
+        /// Every running replica of this controller (`HOST:PORT`, this one
+        /// among them), when several share one database: a node whose
+        /// replica goes away moves to another. Absent from a single
+        /// controller and from older ones.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        replicas: Vec<String>,
     },
     JoinResult {
         network_id: NetworkId,
@@ -529,6 +535,7 @@ mod tests {
             relay: None,
             relay_fingerprint: None,
             accepts_paths: true,
+            replicas: Vec::new(),
         };
         let frame = encode_frame(&new).unwrap();
         assert_eq!(
@@ -570,6 +577,7 @@ mod tests {
             relay: None,
             relay_fingerprint: None,
             accepts_paths: false,
+            replicas: Vec::new(),
         };
         let bare: ControllerMessage = decode_frame(b"{\"type\":\"welcome\"}").unwrap();
         assert_eq!(bare, none);
@@ -579,6 +587,7 @@ mod tests {
             relay: Some("relay.example:7444".into()),
             relay_fingerprint: Some("ab".repeat(32)),
             accepts_paths: true,
+            replicas: vec!["c1.example:7443".into(), "[2001:db8::2]:7443".into()],
         };
         let frame = encode_frame(&with).unwrap();
         assert_eq!(

@@ -146,6 +146,7 @@ impl Attack {
                 relay: None,
                 relay_fingerprint: None,
                 accepts_paths: false,
+                replicas: Vec::new(),
             },
         }
     }
@@ -395,6 +396,7 @@ async fn session(
             relay: None,
             relay_fingerprint: None,
             accepts_paths: false,
+            replicas: Vec::new(),
         },
     )
     .await?;

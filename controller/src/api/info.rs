@@ -20,6 +20,10 @@ pub struct ControllerInfo {
     /// `relay-instance`, `sign-in`, `stun`, and `audit-filters` (the
     /// audit query takes until, actor, action, member and text).
     pub features: Vec<String>,
+    /// Where agents reach every running replica (several on one
+    /// PostgreSQL database), read when asked; empty for one controller.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
 }
 
 /// SHA-256 of each certificate, lowercase hex, as `fingerprint` prints.
@@ -48,7 +52,11 @@ pub struct ListenAddresses {
 /// A state made without a server (the in-process tests) has no info.
 pub async fn show(State(state): State<ApiState>) -> Result<Json<ControllerInfo>, ApiError> {
     match &state.info {
-        Some(info) => Ok(Json(info.as_ref().clone())),
+        Some(info) => {
+            let mut info = info.as_ref().clone();
+            info.replicas = state.hub.replicas();
+            Ok(Json(info))
+        }
         None => Err(ApiError::NotFound("controller info (no server)".into())),
     }
 }

@@ -63,6 +63,12 @@ pub struct ServeArgs {
     /// agents pin; required with --advertise-relay.
     #[arg(long, env = "WARREN_ADVERTISE_RELAY_FINGERPRINT")]
     pub advertise_relay_fingerprint: Option<String>,
+    /// HOST:PORT agents reach this controller's QUIC listener at. With
+    /// several replicas on one database, each says its own: agents learn
+    /// every replica's and move when theirs goes away [default: the
+    /// listen-quic address, unless it is a wildcard].
+    #[arg(long, env = "WARREN_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<String>,
     /// TCP address of the HTTPS listener for people's pages (sign-in) [default: none].
     #[arg(long, env = "WARREN_LISTEN_HTTPS")]
     pub listen_https: Option<SocketAddr>,
@@ -100,6 +106,7 @@ struct FileConfig {
     listen_dns: Option<SocketAddr>,
     advertise_relay: Option<String>,
     advertise_relay_fingerprint: Option<String>,
+    advertise_address: Option<String>,
     listen_https: Option<SocketAddr>,
     public_url: Option<String>,
     https_cert: Option<PathBuf>,
@@ -147,6 +154,9 @@ pub struct Effective {
     /// Its certificate's fingerprint, normalised (lowercase hex).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise_relay_fingerprint: Option<String>,
+    /// Where agents reach this replica, if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_address: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen_https: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -318,6 +328,13 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         Some(args.listen_stun.clone())
     };
     let limits = relay_limits(&args.relay, file.relay_rate, file.relay_burst)?;
+    let advertise_address = args
+        .advertise_address
+        .clone()
+        .or(file.advertise_address.clone());
+    if let Some(address) = &advertise_address {
+        check_host_port("advertise-address", address)?;
+    }
     let listen_https = args.listen_https.or(file.listen_https);
     let public_url = args
         .public_url
@@ -379,6 +396,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         listen_dns: args.listen_dns.or(file.listen_dns),
         advertise_relay,
         advertise_relay_fingerprint,
+        advertise_address,
         listen_https,
         public_url,
         https_cert: file.https_cert,
@@ -405,7 +423,7 @@ fn advertised_relay(
     match (relay, fingerprint) {
         (None, None) => Ok((None, None)),
         (Some(relay), Some(fingerprint)) => {
-            check_host_port(&relay)?;
+            check_host_port("advertise-relay", &relay)?;
             let fingerprint = normalise_fingerprint(&fingerprint).ok_or_else(|| {
                 anyhow::anyhow!(
                     "advertise-relay-fingerprint must be 64 hex digits (colons allowed), got {fingerprint:?}"
@@ -425,8 +443,8 @@ fn advertised_relay(
 
 /// `HOST:PORT` as an agent will dial it: a host (name, IPv4 or `[IPv6]`)
 /// and a port that is not 0.
-fn check_host_port(value: &str) -> anyhow::Result<()> {
-    let bad = || anyhow::anyhow!("advertise-relay must be HOST:PORT, got {value:?}");
+fn check_host_port(key: &str, value: &str) -> anyhow::Result<()> {
+    let bad = || anyhow::anyhow!("{key} must be HOST:PORT, got {value:?}");
     let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
     let bracketed = host.starts_with('[') && host.ends_with(']');
@@ -455,6 +473,7 @@ mod tests {
             listen_dns: None,
             advertise_relay: None,
             advertise_relay_fingerprint: None,
+            advertise_address: None,
             listen_https: None,
             public_url: None,
             config: None,

@@ -137,6 +137,19 @@ fn addresses(given: &[ControllerAddress], info: &Value) -> anyhow::Result<Vec<Co
     if !given.is_empty() {
         return Ok(given.to_vec());
     }
+    // Several replicas: each says where agents reach it.
+    let replicas: Vec<ControllerAddress> = info
+        .get("replicas")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|a| a.parse().ok())
+        .filter(ControllerAddress::is_dialable)
+        .collect();
+    if !replicas.is_empty() {
+        return Ok(replicas);
+    }
     let quic: SocketAddr = info
         .pointer("/listen/quic")
         .and_then(Value::as_str)

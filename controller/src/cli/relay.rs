@@ -141,6 +141,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
             burst: config.relay_burst,
         },
         advertise_relay: None,
+        advertise_address: None,
         retry_above_handshakes: warren_controller::control::admission::RETRY_ABOVE_HANDSHAKES,
         listen_https: None,
         https_certificate: None,

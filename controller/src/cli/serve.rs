@@ -33,6 +33,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 fingerprint,
             }),
         state_dir: None,
+        advertise_address: config.advertise_address.clone(),
         listen_https: config.listen_https,
         https_certificate: config.https_cert.clone().zip(config.https_key.clone()),
         listen_dns: config.listen_dns,

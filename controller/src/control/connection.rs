@@ -119,6 +119,7 @@ pub async fn run(connection: Connection, context: Arc<ControlContext>) {
             .map(|r| r.fingerprint.clone()),
         // A relay-only instance takes no control requests.
         accepts_paths: context.role == super::Role::Controller,
+        replicas: context.hub.replicas(),
     };
     let welcome = write_message(&mut send, &welcome);
     let welcomed = matches!(timeout_at(deadline, welcome).await, Ok(Ok(())));

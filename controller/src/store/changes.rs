@@ -104,6 +104,31 @@ impl ChangeKind {
     pub fn touches_members(self) -> bool {
         self != ChangeKind::Record
     }
+
+    /// The name the change log between replicas stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Record => "record",
+            ChangeKind::Presence => "presence",
+            ChangeKind::Endpoints => "endpoints",
+            ChangeKind::Netmap => "netmap",
+            ChangeKind::Deleted => "deleted",
+        }
+    }
+
+    /// The kind [`ChangeKind::as_str`] names; `None` for a name a newer
+    /// replica wrote.
+    pub fn from_name(name: &str) -> Option<ChangeKind> {
+        [
+            ChangeKind::Record,
+            ChangeKind::Presence,
+            ChangeKind::Endpoints,
+            ChangeKind::Netmap,
+            ChangeKind::Deleted,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
 }
 
 /// One committed change to one network.
@@ -127,6 +152,11 @@ impl Pending {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Each network changed, with the strongest kind.
+    pub fn iter(&self) -> impl Iterator<Item = (NetworkId, ChangeKind)> + '_ {
+        self.0.iter().map(|(n, k)| (*n, *k))
     }
 }
 
@@ -303,6 +333,20 @@ mod tests {
         }
         assert_eq!(feed.since(net(1), 1), None);
         assert_eq!(feed.since(net(1), 3).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn kinds_are_named_for_the_change_log() {
+        for kind in [
+            ChangeKind::Record,
+            ChangeKind::Presence,
+            ChangeKind::Endpoints,
+            ChangeKind::Netmap,
+            ChangeKind::Deleted,
+        ] {
+            assert_eq!(ChangeKind::from_name(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ChangeKind::from_name("renamed"), None);
     }
 
     #[test]

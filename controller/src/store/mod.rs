@@ -123,8 +123,19 @@ pub trait Store: RouteStore + PolicyStore + UserStore + Send + Sync + 'static {
         node_key: &NodePublicKey,
         endpoints: &[std::net::SocketAddr],
     ) -> Result<bool, StoreError>;
-    /// Marks every member offline (after a restart nobody is connected yet).
+    /// Marks offline every member online at no running replica: after a
+    /// restart on SQLite, every member (nobody is connected yet).
     async fn reset_presence(&self) -> Result<Vec<NetworkId>, StoreError>;
+    /// The controller replicas running on this database, oldest first;
+    /// empty where there is one process (SQLite).
+    async fn replicas(&self) -> Result<Vec<Replica>, StoreError>;
+    /// Whether other replicas share this database.
+    fn is_shared(&self) -> bool;
+    /// Hands `body`, a message for the node `to`, to the other replicas:
+    /// the one holding `to`'s connection delivers it.
+    async fn forward(&self, to: &NodePublicKey, body: &str) -> Result<(), StoreError>;
+    /// Messages other replicas forwarded (see [`Store::forward`]).
+    fn forwarded(&self) -> tokio::sync::broadcast::Receiver<sql::Forwarded>;
     /// Replaces the services a member publishes in its network's DNS zone;
     /// true if they changed. `NotFound` if the key is not a member's,
     /// `NotAuthorized` if the member is not authorized.

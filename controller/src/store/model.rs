@@ -537,3 +537,13 @@ mod tests {
         assert_eq!(TokenState::at(false, None, expires), TokenState::Active);
     }
 }
+
+/// A controller replica running on the shared database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    pub id: String,
+    /// Where agents reach it (`HOST:PORT`), if it says.
+    pub control: Option<String>,
+    /// Where other replicas forward relayed packets to it, if anywhere.
+    pub relay: Option<String>,
+}

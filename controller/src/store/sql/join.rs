@@ -367,32 +367,67 @@ pub(super) async fn set_presence(
     if online && member.state != MemberState::Authorized {
         return Ok(false);
     }
-    if member.online == online {
+    // Online again is a write even when online already: the member may
+    // have moved here from another replica.
+    if !online && !member.online {
         return Ok(false);
     }
     let mut tx = store.begin_write().await?;
-    let changed = write_presence(&mut tx, &actor, net, node, online).await?;
+    let changed = write_presence(&mut tx, &actor, net, node, online, Some(&store.replica)).await?;
     tx.commit().await?;
     Ok(changed)
 }
 
-async fn write_presence(
+/// Records `node` online at `replica`, or offline. Offline from a replica
+/// changes nothing if the member is online at another (it moved there);
+/// offline with no replica (one that is gone, or a restart) always does.
+/// Online at a replica when online at another moves it there, unaudited:
+/// for the member's peers nothing changed.
+pub(super) async fn write_presence(
     conn: &mut WriteTx,
     actor: &Actor,
     net: NetworkId,
     node: NodeId,
     online: bool,
+    replica: Option<&str>,
 ) -> Result<bool, StoreError> {
     let (at, _) = now();
-    let updated = query(
-        "UPDATE members SET online = ?, last_seen = ? \
-         WHERE network_id = ? AND node_id = ? AND online != ?",
-    )
-    .bind(i64::from(online))
-    .bind(&at)
-    .bind(net.to_string())
-    .bind(node.to_string())
-    .bind(i64::from(online))
+    if let (true, Some(replica)) = (online, replica) {
+        let moved = query(
+            "UPDATE members SET online_replica = ? WHERE network_id = ? AND node_id = ? \
+             AND online = 1 AND (online_replica IS NULL OR online_replica != ?)",
+        )
+        .bind(replica)
+        .bind(net.to_string())
+        .bind(node.to_string())
+        .bind(replica)
+        .execute(&mut **conn)
+        .await?;
+        if moved.rows_affected() > 0 {
+            return Ok(false);
+        }
+    }
+    let updated = match (online, replica) {
+        (false, Some(replica)) => query(
+            "UPDATE members SET online = 0, online_replica = NULL, last_seen = ? \
+             WHERE network_id = ? AND node_id = ? AND online != 0 \
+             AND (online_replica IS NULL OR online_replica = ?)",
+        )
+        .bind(&at)
+        .bind(net.to_string())
+        .bind(node.to_string())
+        .bind(replica),
+        _ => query(
+            "UPDATE members SET online = ?, online_replica = ?, last_seen = ? \
+             WHERE network_id = ? AND node_id = ? AND online != ?",
+        )
+        .bind(i64::from(online))
+        .bind(replica.filter(|_| online).map(str::to_owned))
+        .bind(&at)
+        .bind(net.to_string())
+        .bind(node.to_string())
+        .bind(i64::from(online)),
+    }
     .execute(&mut **conn)
     .await?;
     if updated.rows_affected() == 0 {
@@ -439,23 +474,4 @@ pub(super) async fn set_endpoints(
     bump_version(&mut tx, net).await?;
     tx.commit().await?;
     Ok(true)
-}
-
-pub(super) async fn reset_presence(store: &SqlStore) -> Result<Vec<NetworkId>, StoreError> {
-    let mut tx = store.begin_write().await?;
-    let online: Vec<(String, String)> =
-        query_as("SELECT network_id, node_id FROM members WHERE online = 1")
-            .fetch_all(&mut *tx)
-            .await?;
-    let mut changed = Vec::new();
-    for (net, node) in online {
-        let net: NetworkId = super::parse_stored("network id", &net)?;
-        let node: NodeId = super::parse_stored("node id", &node)?;
-        write_presence(&mut tx, &Actor::system(), net, node, false).await?;
-        if !changed.contains(&net) {
-            changed.push(net);
-        }
-    }
-    tx.commit().await?;
-    Ok(changed)
 }

@@ -20,6 +20,8 @@ mod members;
 mod networks;
 mod policy;
 mod recheck;
+mod replicas;
+pub use replicas::{Follower, Forwarded, HEARTBEAT, MAX_FORWARD, REPLICA_TIMEOUT};
 mod routes;
 mod rows;
 mod services;
@@ -76,6 +78,14 @@ pub struct SqlStore {
     backend: Backend,
     /// Where committed transactions' changes go.
     feed: Arc<ChangeFeed>,
+    /// This process's ID among the replicas sharing the database: which
+    /// members' connections it holds, and which change-log rows it wrote.
+    replica: Arc<str>,
+    /// PostgreSQL's URL, for the connection that listens for the other
+    /// replicas' changes.
+    url: Option<Arc<str>>,
+    /// Messages other replicas forwarded for nodes (PostgreSQL).
+    forwarded: tokio::sync::broadcast::Sender<Forwarded>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -93,6 +103,8 @@ pub(super) struct WriteTx {
     tx: Transaction<'static, Any>,
     pending: changes::Pending,
     feed: Arc<ChangeFeed>,
+    /// PostgreSQL: the replica whose change-log rows this commit writes.
+    log: Option<Arc<str>>,
 }
 
 impl WriteTx {
@@ -101,7 +113,10 @@ impl WriteTx {
         self.pending.record(net, kind);
     }
 
-    pub(super) async fn commit(self) -> Result<(), StoreError> {
+    pub(super) async fn commit(mut self) -> Result<(), StoreError> {
+        if let Some(replica) = &self.log {
+            replicas::log_changes(&mut self.tx, &self.pending, replica).await?;
+        }
         self.tx.commit().await?;
         self.feed.publish(self.pending);
         Ok(())
@@ -225,6 +240,9 @@ impl SqlStore {
             read,
             backend: Backend::Sqlite,
             feed: Arc::default(),
+            replica: replicas::new_id(),
+            url: None,
+            forwarded: tokio::sync::broadcast::channel(replicas::FORWARD_BACKLOG).0,
         })
     }
 
@@ -248,6 +266,9 @@ impl SqlStore {
             read: pool,
             backend: Backend::Postgres,
             feed: Arc::default(),
+            replica: replicas::new_id(),
+            url: Some(url.into()),
+            forwarded: tokio::sync::broadcast::channel(replicas::FORWARD_BACKLOG).0,
         })
     }
 
@@ -270,6 +291,9 @@ impl SqlStore {
             read,
             backend: Backend::Sqlite,
             feed: Arc::default(),
+            replica: replicas::new_id(),
+            url: None,
+            forwarded: tokio::sync::broadcast::channel(replicas::FORWARD_BACKLOG).0,
         })
     }
 
@@ -301,6 +325,7 @@ impl SqlStore {
             tx,
             pending: changes::Pending::default(),
             feed: self.feed.clone(),
+            log: (self.backend == Backend::Postgres).then(|| self.replica.clone()),
         })
     }
 
@@ -484,7 +509,23 @@ impl Store for SqlStore {
     }
 
     async fn reset_presence(&self) -> Result<Vec<NetworkId>, StoreError> {
-        join::reset_presence(self).await
+        self.reap_presence().await
+    }
+
+    async fn replicas(&self) -> Result<Vec<Replica>, StoreError> {
+        self.live_replicas().await
+    }
+
+    async fn forward(&self, to: &NodePublicKey, body: &str) -> Result<(), StoreError> {
+        self.forward_to_replicas(to, body).await
+    }
+
+    fn forwarded(&self) -> tokio::sync::broadcast::Receiver<Forwarded> {
+        self.forwarded.subscribe()
+    }
+
+    fn is_shared(&self) -> bool {
+        SqlStore::is_shared(self)
     }
 
     async fn set_services(

@@ -41,6 +41,19 @@ const CONTROLLER_LIVENESS: Liveness = Liveness {
     idle_timeout: Duration::from_secs(20),
 };
 
+/// The controller link when the controller has several replicas: a replica
+/// that dies is noticed within seconds and the node moves to another.
+const REPLICA_LIVENESS: Liveness = Liveness {
+    keep_alive: Duration::from_secs(1),
+    idle_timeout: Duration::from_secs(3),
+};
+
+/// Replicas of one controller a node remembers.
+const MAX_REPLICAS: usize = 16;
+
+/// The pause before dialling the next replica after one failed.
+const NEXT_REPLICA: Duration = Duration::from_millis(100);
+
 /// What the node asks of a controller.
 #[derive(Debug, Clone)]
 pub enum ControlCommand {
@@ -164,8 +177,13 @@ pub struct ControlHandle {
 const RELAY_QUEUE: usize = 1024;
 
 impl ControlHandle {
+    /// Connects to `controller` (the address a network was joined through,
+    /// which names the connection in every event), or, when it does not
+    /// answer, to the other `replicas` of it, which `Welcome` keeps up to
+    /// date.
     pub fn spawn(
         controller: String,
+        replicas: Vec<String>,
         fingerprint: Option<String>,
         key: NodePrivateKey,
         events: mpsc::UnboundedSender<ControlEvent>,
@@ -174,7 +192,7 @@ impl ControlHandle {
         let (relay, relay_rx) = mpsc::channel(RELAY_QUEUE);
         let relay_in = RelayRoutes::default();
         let task = tokio::spawn(run(
-            controller,
+            Targets::new(controller, replicas),
             fingerprint,
             key,
             events,
@@ -246,8 +264,63 @@ impl Session {
     }
 }
 
-async fn run(
+/// Where a controller connection dials: the address the network was joined
+/// through (which names the connection) and the controller's other
+/// replicas, tried in turn.
+struct Targets {
     controller: String,
+    list: Vec<String>,
+    next: usize,
+}
+
+impl Targets {
+    fn new(controller: String, replicas: Vec<String>) -> Self {
+        let mut targets = Self {
+            list: vec![controller.clone()],
+            controller,
+            next: 0,
+        };
+        targets.learn(replicas);
+        targets
+    }
+
+    /// Adds the replicas a `Welcome` named (the joined address stays).
+    fn learn(&mut self, replicas: Vec<String>) {
+        let current = self.list.get(self.next).cloned();
+        let mut list = vec![self.controller.clone()];
+        for replica in replicas {
+            if !list.contains(&replica) {
+                list.push(replica);
+            }
+        }
+        self.next = current
+            .and_then(|c| list.iter().position(|t| *t == c))
+            .unwrap_or(0);
+        self.list = list;
+    }
+
+    fn current(&self) -> &str {
+        self.list.get(self.next).unwrap_or(&self.controller)
+    }
+
+    /// Moves on to the next replica; true when that starts another round
+    /// (every one was tried), after which the caller backs off.
+    fn advance(&mut self) -> bool {
+        self.next = (self.next + 1) % self.list.len().max(1);
+        self.next == 0
+    }
+
+    fn liveness(&self) -> Liveness {
+        if self.list.len() > 1 {
+            REPLICA_LIVENESS
+        } else {
+            CONTROLLER_LIVENESS
+        }
+    }
+}
+
+async fn run(
+    mut targets: Targets,
     mut fingerprint: Option<String>,
     key: NodePrivateKey,
     events: mpsc::UnboundedSender<ControlEvent>,
@@ -257,10 +330,11 @@ async fn run(
 ) {
     let mut session = Session::default();
     let mut backoff = Duration::from_secs(1);
+    let controller = targets.controller.clone();
     loop {
         let seen = Arc::new(Mutex::new(None));
         let result = connect_and_serve(
-            &controller,
+            &mut targets,
             fingerprint.clone(),
             &seen,
             &key,
@@ -276,7 +350,10 @@ async fn run(
             Ok(()) => return,
             Err(e) => classify(format!("{e:#}"), fingerprint.as_deref(), &seen),
         };
-        tracing::info!(%controller, error = %error.message, retry_in = ?backoff, "controller connection lost");
+        let target = targets.current().to_owned();
+        let round_done = targets.advance();
+        let retry_in = if round_done { backoff } else { NEXT_REPLICA };
+        tracing::info!(%controller, %target, error = %error.message, ?retry_in, "controller connection lost");
         let _ = events.send(ControlEvent::Disconnected {
             controller: controller.clone(),
             error,
@@ -285,8 +362,11 @@ async fn run(
             // Trust on first use: a certificate seen once is pinned from then on.
             fingerprint = seen.lock().ok().and_then(|s| s.clone());
         }
-        let jitter = Duration::from_millis(u64::from(rand_core::OsRng.next_u32() % 500));
-        let wait = tokio::time::sleep(backoff + jitter);
+        let jitter = match round_done {
+            true => Duration::from_millis(u64::from(rand_core::OsRng.next_u32() % 500)),
+            false => Duration::ZERO,
+        };
+        let wait = tokio::time::sleep(retry_in + jitter);
         tokio::pin!(wait);
         loop {
             tokio::select! {
@@ -299,7 +379,9 @@ async fn run(
                 Some(_) = relay.recv() => {}
             }
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        if round_done {
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
     }
 }
 
@@ -367,6 +449,8 @@ struct Link {
     relay: Option<NamedRelay>,
     /// Whether `Welcome` said the controller takes path reports.
     accepts_paths: bool,
+    /// The controller's running replicas, as `Welcome` named them.
+    replicas: Vec<String>,
 }
 
 /// A relay-only instance as a controller's `Welcome` names it.
@@ -441,8 +525,13 @@ async fn open_link(
         .await
         .context("opening control stream")?;
     let mut frames = spawn_reader(recv);
-    let (relay, accepts_paths) = authenticate(&connection, &mut send, &mut frames, key).await?;
+    let Welcomed {
+        relay,
+        accepts_paths,
+        replicas,
+    } = authenticate(&connection, &mut send, &mut frames, key).await?;
     Ok(Link {
+        replicas,
         _endpoint: endpoint,
         connection,
         send,
@@ -455,7 +544,7 @@ async fn open_link(
 
 #[allow(clippy::too_many_arguments)]
 async fn connect_and_serve(
-    controller: &str,
+    targets: &mut Targets,
     fingerprint: Option<String>,
     seen: &Arc<Mutex<Option<String>>>,
     key: &NodePrivateKey,
@@ -466,6 +555,8 @@ async fn connect_and_serve(
     session: &mut Session,
     backoff: &mut Duration,
 ) -> anyhow::Result<()> {
+    let controller = targets.controller.clone();
+    let controller = controller.as_str();
     let Link {
         _endpoint,
         connection,
@@ -474,15 +565,19 @@ async fn connect_and_serve(
         remote,
         relay: relay_server,
         accepts_paths,
+        replicas,
     } = open_link(
-        controller,
+        targets.current(),
         fingerprint.clone(),
         seen,
         key,
-        CONTROLLER_LIVENESS,
+        targets.liveness(),
     )
     .await
     .context("controller")?;
+    if !replicas.is_empty() {
+        targets.learn(replicas);
+    }
     let first_use = fingerprint.is_none();
     let pinned = fingerprint.or_else(|| seen.lock().ok().and_then(|s| s.clone()));
     if let (true, Some(fp)) = (first_use, &pinned) {
@@ -563,14 +658,23 @@ async fn connect_and_serve(
     }
 }
 
-/// Proves the node key; returns what `Welcome` said: the relay-only
-/// instance to use, and whether the controller takes path reports.
+/// What `Welcome` said.
+struct Welcomed {
+    /// The relay-only instance to use.
+    relay: Option<NamedRelay>,
+    /// Whether the controller takes path reports.
+    accepts_paths: bool,
+    /// The controller's running replicas.
+    replicas: Vec<String>,
+}
+
+/// Proves the node key; returns what `Welcome` said.
 async fn authenticate(
     connection: &quinn::Connection,
     send: &mut quinn::SendStream,
     frames: &mut mpsc::Receiver<anyhow::Result<ControllerMessage>>,
     key: &NodePrivateKey,
-) -> anyhow::Result<(Option<NamedRelay>, bool)> {
+) -> anyhow::Result<Welcomed> {
     write(
         send,
         &NodeMessage::Hello {
@@ -605,10 +709,13 @@ async fn authenticate(
             relay,
             relay_fingerprint,
             accepts_paths,
-        } => Ok((
-            NamedRelay::from_welcome(relay, relay_fingerprint),
+            replicas,
+        } => Ok(Welcomed {
+            relay: NamedRelay::from_welcome(relay, relay_fingerprint),
             accepts_paths,
-        )),
+            // Bounded: a controller names a handful, not thousands.
+            replicas: replicas.into_iter().take(MAX_REPLICAS).collect(),
+        }),
         ControllerMessage::Error { message, .. } => bail!("controller refused us: {message}"),
         other => bail!("controller sent {other:?} instead of welcome"),
     }

@@ -284,6 +284,7 @@ impl Managed {
             .or_insert_with(|| {
                 ControlHandle::spawn(
                     controller,
+                    config.controllers.clone(),
                     config.fingerprint.clone(),
                     self.key.clone(),
                     self.events.clone(),
