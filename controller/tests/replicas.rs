@@ -4,6 +4,8 @@
 //! members taken offline (unless they moved), and messages for nodes
 //! reach the replica that holds them. On SQLite (one process) there is
 //! nothing to share, and these tests say so and check that.
+// Helpers outside #[test] functions panic on purpose, like the tests.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -196,6 +196,8 @@ pub struct Controller {
     process: Option<Process>,
     /// More `serve` flags (e.g. `--listen-dns`), kept across restarts.
     extra_args: Vec<String>,
+    /// Names its log files: `controller`, or a replica's own name.
+    label: String,
 }
 
 impl Controller {
@@ -213,6 +215,21 @@ impl Controller {
         quic: SocketAddr,
         extra_args: &[&str],
     ) -> Result<Controller> {
+        Self::start_replica(lab, ns, quic, "controller", extra_args)
+    }
+
+    /// A replica of the controller: its logs named `label`, and the same
+    /// data directory (key and certificate) as every other replica of
+    /// this lab; the state is in the database `extra_args` name with
+    /// `--database`. Start replicas one after another: the first makes
+    /// the key.
+    pub fn start_replica(
+        lab: &Lab,
+        ns: &Netns,
+        quic: SocketAddr,
+        label: &str,
+        extra_args: &[&str],
+    ) -> Result<Controller> {
         let mut controller = Controller {
             ns: ns.name().to_owned(),
             bin: controller_bin()?,
@@ -223,6 +240,7 @@ impl Controller {
             starts: 0,
             process: None,
             extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
+            label: label.to_owned(),
         };
         controller.spawn(lab, ns)?;
         let out = controller.offline(&["token", "create", "--scope", "admin"])?;
@@ -259,8 +277,8 @@ impl Controller {
     fn spawn(&mut self, lab: &Lab, ns: &Netns) -> Result<()> {
         self.starts += 1;
         let label = match self.starts {
-            1 => "controller".to_owned(),
-            n => format!("controller-{n}"),
+            1 => self.label.clone(),
+            n => format!("{}-{n}", self.label),
         };
         let log = env::var("WARREN_LAB_CONTROLLER_LOG").unwrap_or_else(|_| DEFAULT_LOG.to_owned());
         let quic = self.quic.to_string();

@@ -8,6 +8,8 @@
 //!            [spoke 3] 192.0.2.74/26     --.65 --+
 //!            [spoke 4] 192.0.2.138/26    --.129--+
 //!            [spoke 5] 192.0.2.202/26    --.193--+
+//!            [spoke 6] 198.18.0.10/24    --.1  --+
+//!            [spoke 7] 198.19.0.10/24    --.1  --+
 //! ```
 //! Every host can reach every other host at its own address, which is what
 //! agents without NAT traversal need.
@@ -20,7 +22,7 @@ use crate::link;
 use crate::netns::Netns;
 
 /// (host address, hub address, prefix length) of each possible spoke.
-const SUBNETS: [(Ipv4Addr, Ipv4Addr, u8); 6] = [
+const SUBNETS: [(Ipv4Addr, Ipv4Addr, u8); 8] = [
     (
         Ipv4Addr::new(192, 0, 2, 10),
         Ipv4Addr::new(192, 0, 2, 1),
@@ -50,6 +52,17 @@ const SUBNETS: [(Ipv4Addr, Ipv4Addr, u8); 6] = [
         Ipv4Addr::new(192, 0, 2, 202),
         Ipv4Addr::new(192, 0, 2, 193),
         26,
+    ),
+    // The benchmarking range (RFC 2544), for labs with more hosts.
+    (
+        Ipv4Addr::new(198, 18, 0, 10),
+        Ipv4Addr::new(198, 18, 0, 1),
+        24,
+    ),
+    (
+        Ipv4Addr::new(198, 19, 0, 10),
+        Ipv4Addr::new(198, 19, 0, 1),
+        24,
     ),
 ];
 

@@ -21,7 +21,8 @@ pub struct ControllerInfo {
     /// audit query takes until, actor, action, member and text).
     pub features: Vec<String>,
     /// Where agents reach every running replica (several on one
-    /// PostgreSQL database), read when asked; empty for one controller.
+    /// PostgreSQL database), read when asked; empty for one controller
+    /// (SQLite).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<String>,
 }
@@ -54,7 +55,16 @@ pub async fn show(State(state): State<ApiState>) -> Result<Json<ControllerInfo>,
     match &state.info {
         Some(info) => {
             let mut info = info.as_ref().clone();
-            info.replicas = state.hub.replicas();
+            // Read now, not as last cached: an invite made right after a
+            // replica started names it.
+            info.replicas = state
+                .hub
+                .store()
+                .replicas()
+                .await?
+                .into_iter()
+                .filter_map(|r| r.control)
+                .collect();
             Ok(Json(info))
         }
         None => Err(ApiError::NotFound("controller info (no server)".into())),

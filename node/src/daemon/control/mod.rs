@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use quinn::crypto::rustls::QuicClientConfig;
 use rand_core::RngCore;
 use tokio::sync::{mpsc, watch};
 use warren_proto::control::{
@@ -20,9 +19,12 @@ use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
 use super::datapath::{RelayOut, RelayTx};
 use super::relay_in::{RelayInTx, RelayRoutes};
 use relay::{spawn_relay_reader, RelayInstance, RelayPath, Relays};
-use warren_proto::pinning::PinnedVerifier;
 
+mod quic_config;
 mod relay;
+mod targets;
+use quic_config::client_config;
+use targets::Targets;
 
 const SERVER_NAME: &str = "warren-controller";
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -40,16 +42,6 @@ const CONTROLLER_LIVENESS: Liveness = Liveness {
     keep_alive: Duration::from_secs(5),
     idle_timeout: Duration::from_secs(20),
 };
-
-/// The controller link when the controller has several replicas: a replica
-/// that dies is noticed within seconds and the node moves to another.
-const REPLICA_LIVENESS: Liveness = Liveness {
-    keep_alive: Duration::from_secs(1),
-    idle_timeout: Duration::from_secs(3),
-};
-
-/// Replicas of one controller a node remembers.
-const MAX_REPLICAS: usize = 16;
 
 /// The pause before dialling the next replica after one failed.
 const NEXT_REPLICA: Duration = Duration::from_millis(100);
@@ -264,61 +256,6 @@ impl Session {
     }
 }
 
-/// Where a controller connection dials: the address the network was joined
-/// through (which names the connection) and the controller's other
-/// replicas, tried in turn.
-struct Targets {
-    controller: String,
-    list: Vec<String>,
-    next: usize,
-}
-
-impl Targets {
-    fn new(controller: String, replicas: Vec<String>) -> Self {
-        let mut targets = Self {
-            list: vec![controller.clone()],
-            controller,
-            next: 0,
-        };
-        targets.learn(replicas);
-        targets
-    }
-
-    /// Adds the replicas a `Welcome` named (the joined address stays).
-    fn learn(&mut self, replicas: Vec<String>) {
-        let current = self.list.get(self.next).cloned();
-        let mut list = vec![self.controller.clone()];
-        for replica in replicas {
-            if !list.contains(&replica) {
-                list.push(replica);
-            }
-        }
-        self.next = current
-            .and_then(|c| list.iter().position(|t| *t == c))
-            .unwrap_or(0);
-        self.list = list;
-    }
-
-    fn current(&self) -> &str {
-        self.list.get(self.next).unwrap_or(&self.controller)
-    }
-
-    /// Moves on to the next replica; true when that starts another round
-    /// (every one was tried), after which the caller backs off.
-    fn advance(&mut self) -> bool {
-        self.next = (self.next + 1) % self.list.len().max(1);
-        self.next == 0
-    }
-
-    fn liveness(&self) -> Liveness {
-        if self.list.len() > 1 {
-            REPLICA_LIVENESS
-        } else {
-            CONTROLLER_LIVENESS
-        }
-    }
-}
-
 async fn run(
     mut targets: Targets,
     mut fingerprint: Option<String>,
@@ -398,42 +335,6 @@ fn classify(
         _ => ControllerErrorKind::Unreachable,
     };
     ControllerError { kind, message }
-}
-
-fn client_config(
-    fingerprint: Option<String>,
-    seen: &Arc<Mutex<Option<String>>>,
-    liveness: Liveness,
-) -> anyhow::Result<quinn::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .context("TLS 1.3 setup")?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedVerifier::noting_in(
-            fingerprint,
-            Arc::clone(seen),
-        )))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![control::ALPN.to_vec()];
-    let crypto = QuicClientConfig::try_from(tls).context("QUIC TLS setup")?;
-    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(liveness.keep_alive));
-    // Relay traffic: full-MTU WireGuard packets do not fit a QUIC datagram
-    // and arrive as records on a stream the relay keeps open (it opens
-    // another only when one breaks).
-    transport.datagram_receive_buffer_size(Some(4 << 20));
-    transport.datagram_send_buffer_size(4 << 20);
-    transport.max_concurrent_uni_streams(16u32.into());
-    // All large relayed packets share that stream: its window bounds them
-    // to about window / round trip.
-    transport.stream_receive_window((4u32 << 20).into());
-    transport.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(liveness.idle_timeout).context("QUIC idle timeout")?,
-    ));
-    config.transport_config(Arc::new(transport));
-    Ok(config)
 }
 
 /// One authenticated QUIC connection, to a controller or a relay-only
@@ -714,7 +615,7 @@ async fn authenticate(
             relay: NamedRelay::from_welcome(relay, relay_fingerprint),
             accepts_paths,
             // Bounded: a controller names a handful, not thousands.
-            replicas: replicas.into_iter().take(MAX_REPLICAS).collect(),
+            replicas: replicas.into_iter().take(targets::MAX_REPLICAS).collect(),
         }),
         ControllerMessage::Error { message, .. } => bail!("controller refused us: {message}"),
         other => bail!("controller sent {other:?} instead of welcome"),
