@@ -150,7 +150,7 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("admin socket: {0}")]
+    #[error(transparent)]
     AdminSocket(#[from] api::local_socket::AdminSocketError),
     #[error("HTTPS certificate: {0}")]
     HttpsCertificate(String),

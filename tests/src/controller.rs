@@ -384,23 +384,34 @@ impl Controller {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns])
-            .arg(&self.bin)
-            .args(args)
-            .env("WARREN_ADMIN_SOCKET", self.admin_socket())
-            .env_remove("WARREN_API")
-            .env_remove("WARREN_TOKEN");
-        cmd
+        self.local_command_through(&[], args)
     }
 
     /// [`Controller::local_command`] run as user and group `uid` with no
     /// supplementary groups (`setpriv`), as someone other than root would.
     pub fn local_command_as(&self, uid: u32, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ip");
         let id = uid.to_string();
-        cmd.args(["netns", "exec", &self.ns, "setpriv"])
-            .args(["--reuid", &id, "--regid", &id, "--clear-groups", "--"])
+        let setpriv = [
+            "setpriv",
+            "--reuid",
+            &id,
+            "--regid",
+            &id,
+            "--clear-groups",
+            "--",
+        ];
+        self.local_command_through(&setpriv, args)
+    }
+
+    /// `ip netns exec NS WRAPPER... warren-controller ARGS...` for the admin socket.
+    fn local_command_through<I, S>(&self, wrapper: &[&str], args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns])
+            .args(wrapper)
             .arg(&self.bin)
             .args(args)
             .env("WARREN_ADMIN_SOCKET", self.admin_socket())

@@ -49,18 +49,20 @@ impl LocalPeer {
 #[derive(Debug, thiserror::Error)]
 pub enum AdminSocketError {
     #[error(
-        "{0}: another process answers on it (another controller with the same admin socket?); \
-         stop it, or give this one another admin-socket"
+        "admin socket {0}: another process answers on it (another controller with the same \
+         admin-socket?); stop it, or give this one another admin-socket"
     )]
     InUse(PathBuf),
     #[error(
-        "{0} exists and is not a socket: refusing to replace it (remove it, or set admin-socket)"
+        "admin socket {0}: exists and is not a socket: refusing to replace it (remove it, or \
+         set admin-socket)"
     )]
     NotASocket(PathBuf),
-    #[error("{path}: {what}: {source}")]
+    #[error("admin socket {path}: {what}")]
     Io {
         path: PathBuf,
         what: &'static str,
+        #[source]
         source: io::Error,
     },
 }
@@ -101,7 +103,10 @@ impl AdminSocket {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("looking at the path")(e)),
         }
-        let listener = UnixListener::bind(path).map_err(io_err("binding"))?;
+        let listener = UnixListener::bind(path).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => io_err("binding (does its directory exist?)")(source),
+            _ => io_err("binding")(source),
+        })?;
         // Until this chmod the file has the umask's mode: a connection in
         // between is still refused by its credentials.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
