@@ -51,7 +51,7 @@ pub struct ServerOptions {
     pub api_hosts: Vec<String>,
     /// The admin socket: the API on a Unix socket for root and the
     /// controller's own user, no token (a controller only). `None`: none.
-    pub admin_socket: Option<PathBuf>,
+    pub admin_socket: Option<api::local_socket::AdminSocketPlace>,
     /// UDP addresses that answer STUN binding requests (may be empty).
     pub listen_stun: Vec<SocketAddr>,
     /// Retry unbindable `[::]` STUN addresses as `0.0.0.0` (defaults only).
@@ -280,7 +280,7 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
     };
 
     let admin_socket = match (&options.admin_socket, options.role) {
-        (Some(path), Role::Controller) => Some(api::local_socket::AdminSocket::bind(path)?),
+        (Some(place), Role::Controller) => api::local_socket::AdminSocket::open(place)?,
         _ => None,
     };
     let admin_socket_path = admin_socket.as_ref().map(|s| s.path().to_path_buf());

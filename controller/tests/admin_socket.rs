@@ -4,7 +4,8 @@
 //! at the socket's own mode, by the kernel); hostile requests get the
 //! same answers as on the TCP listener, since it is the same router; the
 //! file is 0600, a stale one is replaced, a live one or a plain file is
-//! not, and a clean stop removes it. The real CLI is the client where a
+//! not (where the socket was asked for, the start fails; at its default
+//! place, the controller starts without one), and a clean stop removes it. The real CLI is the client where a
 //! user would use it.
 // Helpers outside #[test] functions panic on purpose, like the tests.
 #![allow(clippy::unwrap_used)]
@@ -21,6 +22,7 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
+use warren_controller::api::local_socket::AdminSocketPlace;
 use warren_controller::server::{self, Running, ServerOptions};
 use warren_controller::store::{Actor, Scope, TokenSpec};
 
@@ -38,7 +40,10 @@ async fn lab() -> Lab {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("admin.sock");
     let running = server::start(ServerOptions {
-        admin_socket: Some(socket.clone()),
+        admin_socket: Some(AdminSocketPlace {
+            path: socket.clone(),
+            required: true,
+        }),
         ..ServerOptions::loopback(dir.path().join("data"))
     })
     .await
@@ -352,7 +357,10 @@ async fn a_stale_socket_is_replaced_a_live_one_or_a_file_is_not_and_a_stop_remov
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("admin.sock");
     let options = |data: &str| ServerOptions {
-        admin_socket: Some(socket.clone()),
+        admin_socket: Some(AdminSocketPlace {
+            path: socket.clone(),
+            required: true,
+        }),
         ..ServerOptions::loopback(dir.path().join(data))
     };
 
@@ -392,5 +400,20 @@ async fn a_stale_socket_is_replaced_a_live_one_or_a_file_is_not_and_a_stop_remov
         .unwrap()
         .to_string();
     assert!(refused.contains("is not a socket"), "{refused}");
+    assert_eq!(std::fs::read(&socket).unwrap(), b"not a socket");
+
+    // The default place (admin-socket not set) is not worth failing for:
+    // the controller starts without a socket, as before there was one.
+    let running = server::start(ServerOptions {
+        admin_socket: Some(AdminSocketPlace {
+            path: socket.clone(),
+            required: false,
+        }),
+        ..ServerOptions::loopback(dir.path().join("four"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(running.admin_socket, None);
+    running.shutdown().await;
     assert_eq!(std::fs::read(&socket).unwrap(), b"not a socket");
 }

@@ -67,6 +67,18 @@ pub enum AdminSocketError {
     },
 }
 
+/// Where the admin socket goes, and whether the controller may start
+/// without it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSocketPlace {
+    pub path: PathBuf,
+    /// Asked for (`admin-socket` set): a socket that cannot be made stops
+    /// the start. The default place only warns, so that a data directory
+    /// where no socket can go (a path too long for one, a file system
+    /// without them, another controller's socket) starts as before.
+    pub required: bool,
+}
+
 /// A bound admin socket. Dropping it removes the file, unless another
 /// process has put a socket of its own there since.
 #[derive(Debug)]
@@ -118,6 +130,24 @@ impl AdminSocket {
             own_uid: meta.uid(),
             made: (meta.dev(), meta.ino()),
         })
+    }
+
+    /// Binds `place`; one that is not required and cannot be made is
+    /// logged and skipped.
+    pub fn open(place: &AdminSocketPlace) -> Result<Option<Self>, AdminSocketError> {
+        match Self::bind(&place.path) {
+            Ok(socket) => Ok(Some(socket)),
+            Err(e) if !place.required => {
+                let cause = std::error::Error::source(&e).map(|s| format!(": {s}"));
+                tracing::warn!(
+                    "no admin socket ({e}{}): the admin commands need a token; set admin-socket \
+                     to put the socket elsewhere",
+                    cause.unwrap_or_default()
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub fn path(&self) -> &Path {

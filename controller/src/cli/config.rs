@@ -171,6 +171,9 @@ pub struct Effective {
     /// True when listen-quic is the default, which may fall back to IPv4.
     #[serde(skip)]
     pub quic_is_default: bool,
+    /// True when admin-socket is the default, which may be left out.
+    #[serde(skip)]
+    pub admin_socket_is_default: bool,
     /// True when listen-stun is the default, which may fall back to IPv4.
     #[serde(skip)]
     pub stun_is_default: bool,
@@ -367,13 +370,11 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         .clone()
         .or(file.data_dir)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let admin_socket = args.admin_socket.clone().or(file.admin_socket);
     Ok(Effective {
         database,
-        admin_socket: args
-            .admin_socket
-            .clone()
-            .or(file.admin_socket)
-            .unwrap_or_else(|| data_dir.join(ADMIN_SOCKET_FILE)),
+        admin_socket_is_default: admin_socket.is_none(),
+        admin_socket: admin_socket.unwrap_or_else(|| data_dir.join(ADMIN_SOCKET_FILE)),
         data_dir,
         quic_is_default: listen_quic.is_none(),
         listen_quic: listen_quic.unwrap_or(default_quic),
@@ -538,6 +539,7 @@ mod tests {
         assert!(!eff.quic_is_default);
         assert_eq!(eff.data_dir, dir.path().join("state"));
         assert_eq!(eff.admin_socket, dir.path().join("state/admin.sock"));
+        assert!(eff.admin_socket_is_default);
 
         let eff = resolve(&args()).unwrap();
         assert_eq!(eff.listen_quic.to_string(), "[::]:7443");

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use warren_controller::api::local_socket::AdminSocketPlace;
 use warren_controller::server::{self, AdvertisedRelay, Role, ServerOptions};
 
 use super::config::{resolve, ServeArgs};
@@ -21,7 +22,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         quic_fallback_v4: config.quic_is_default,
         listen_api: Some(config.listen_api),
         api_hosts: config.api_hosts.clone(),
-        admin_socket: Some(config.admin_socket.clone()),
+        admin_socket: Some(AdminSocketPlace {
+            path: config.admin_socket.clone(),
+            required: !config.admin_socket_is_default,
+        }),
         listen_stun: config.listen_stun.clone(),
         stun_fallback_v4: config.stun_is_default,
         relay: config.relay_limits(),
