@@ -39,19 +39,24 @@ struct Lab {
 async fn lab() -> Lab {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("admin.sock");
-    let running = server::start(ServerOptions {
-        admin_socket: Some(AdminSocketPlace {
-            path: socket.clone(),
-            required: true,
-        }),
-        ..ServerOptions::loopback(dir.path().join("data"))
-    })
-    .await
-    .unwrap();
+    let running = server::start(with_socket(dir.path().join("data"), &socket, true))
+        .await
+        .unwrap();
     Lab {
         dir,
         socket,
         running,
+    }
+}
+
+/// A controller on loopback with its data in `data` and the admin socket at `socket`.
+fn with_socket(data: PathBuf, socket: &Path, required: bool) -> ServerOptions {
+    ServerOptions {
+        admin_socket: Some(AdminSocketPlace {
+            path: socket.to_path_buf(),
+            required,
+        }),
+        ..ServerOptions::loopback(data)
     }
 }
 
@@ -356,13 +361,7 @@ async fn hostile_requests_get_the_same_answers_on_the_socket_as_on_tcp() {
 async fn a_stale_socket_is_replaced_a_live_one_or_a_file_is_not_and_a_stop_removes_it() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("admin.sock");
-    let options = |data: &str| ServerOptions {
-        admin_socket: Some(AdminSocketPlace {
-            path: socket.clone(),
-            required: true,
-        }),
-        ..ServerOptions::loopback(dir.path().join(data))
-    };
+    let options = |data: &str| with_socket(dir.path().join(data), &socket, true);
 
     // What a crashed controller leaves: a socket file nobody listens on.
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
@@ -404,15 +403,9 @@ async fn a_stale_socket_is_replaced_a_live_one_or_a_file_is_not_and_a_stop_remov
 
     // The default place (admin-socket not set) is not worth failing for:
     // the controller starts without a socket, as before there was one.
-    let running = server::start(ServerOptions {
-        admin_socket: Some(AdminSocketPlace {
-            path: socket.clone(),
-            required: false,
-        }),
-        ..ServerOptions::loopback(dir.path().join("four"))
-    })
-    .await
-    .unwrap();
+    let running = server::start(with_socket(dir.path().join("four"), &socket, false))
+        .await
+        .unwrap();
     assert_eq!(running.admin_socket, None);
     running.shutdown().await;
     assert_eq!(std::fs::read(&socket).unwrap(), b"not a socket");
