@@ -205,6 +205,7 @@ stat_is /var/lib/warren "root:warren 700"
 stat_is /run/warren "root:warren 750"
 stat_is /var/lib/warren-controller "warren-controller:warren-controller 750"
 stat_is /var/lib/warren-controller-relay "warren-controller-relay:warren-controller-relay 700"
+stat_is /run/warren-controller "warren-controller:warren-controller 700"
 ok "installed: files, owners, modes, group warren, users warren-controller and warren-controller-relay, units enabled, man pages, tmpfiles"
 UNITS=(warren warren-controller warren-controller-relay)
 unit_files=()
@@ -232,7 +233,7 @@ for path in $listed; do
     [ -d "$path" ] && continue
     [ -e "$path" ] && fail "$path is still there after purge"
 done
-for path in /etc/warren /etc/warren-controller /var/lib/warren /var/lib/warren-controller /var/lib/warren-controller-relay /run/warren; do
+for path in /etc/warren /etc/warren-controller /var/lib/warren /var/lib/warren-controller /var/lib/warren-controller-relay /run/warren /run/warren-controller; do
     [ -e "$path" ] && fail "$path is still there after purge"
 done
 ls /etc/systemd/system/*/warren*.service >/dev/null 2>&1 && fail "unit symlinks left after purge"

@@ -49,6 +49,9 @@ pub struct ServerOptions {
     pub listen_api: Option<SocketAddr>,
     /// Host names the API answers to besides IP literals and `localhost`.
     pub api_hosts: Vec<String>,
+    /// The admin socket: the API on a Unix socket for root and the
+    /// controller's own user, no token (a controller only). `None`: none.
+    pub admin_socket: Option<api::local_socket::AdminSocketPlace>,
     /// UDP addresses that answer STUN binding requests (may be empty).
     pub listen_stun: Vec<SocketAddr>,
     /// Retry unbindable `[::]` STUN addresses as `0.0.0.0` (defaults only).
@@ -101,6 +104,7 @@ impl ServerOptions {
             quic_fallback_v4: false,
             listen_api: Some(any_port),
             api_hosts: Vec::new(),
+            admin_socket: None,
             listen_stun: vec![any_port],
             stun_fallback_v4: false,
             relay: RelayLimits::default(),
@@ -152,6 +156,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    AdminSocket(#[from] api::local_socket::AdminSocketError),
     #[error("HTTPS certificate: {0}")]
     HttpsCertificate(String),
     #[error("DNS: {0}")]
@@ -178,6 +184,8 @@ pub struct Running {
     pub quic_addr: SocketAddr,
     /// Where HTTP listens, if anywhere.
     pub api_addr: Option<SocketAddr>,
+    /// Where the admin socket is, if anywhere.
+    pub admin_socket: Option<PathBuf>,
     /// Where HTTPS (the API and people's pages) listens, if anywhere.
     pub https_addr: Option<SocketAddr>,
     /// Where DNS answers, if anywhere.
@@ -294,6 +302,11 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
         _ => None,
     };
 
+    let admin_socket = match (&options.admin_socket, options.role) {
+        (Some(place), Role::Controller) => api::local_socket::AdminSocket::open(place)?,
+        _ => None,
+    };
+    let admin_socket_path = admin_socket.as_ref().map(|s| s.path().to_path_buf());
     let sign_in = match (&options.sign_in, options.role) {
         (Some(settings), Role::Controller) => {
             if options.listen_https.is_none() {
@@ -380,6 +393,16 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
             api::listener::serve(listener, router, limits, shutdown).await;
         }));
     }
+    if let Some(socket) = admin_socket {
+        let router = api::router(api_state.clone());
+        let limits = api_state.limits;
+        tasks.push(api::local_socket::spawn(
+            socket,
+            router,
+            limits,
+            stopped.clone(),
+        ));
+    }
     if let Some((listener, _, tls, _)) = https {
         let roles = Arc::new(options.roles.clone());
         let mut pages = axum::Router::new();
@@ -452,6 +475,7 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
     Ok(Running {
         quic_addr,
         api_addr,
+        admin_socket: admin_socket_path,
         https_addr,
         dns_addr: dns.as_ref().map(|d| d.addr),
         https_fingerprint,

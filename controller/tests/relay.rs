@@ -482,6 +482,7 @@ async fn relay_only(data: &Path, state: &Path) -> Running {
         quic_fallback_v4: false,
         listen_api: Some(any_port),
         api_hosts: vec![],
+        admin_socket: None,
         listen_stun: vec![],
         stun_fallback_v4: false,
         relay: RelayLimits::default(),

@@ -10,7 +10,8 @@
 #    quick start's commands)                 the DaemonSet's entry script)
 #
 # Checks: install starts and enables both units; the quick start's commands
-# (token, network, key, join) work against them; the agent holds only
+# (network, invite, join: as root, through the admin socket, no token)
+# work against them, and another user is refused; the agent holds only
 # CAP_NET_ADMIN and CAP_NET_BIND_SERVICE; socket and state owners and
 # modes; the `warren` group may use the CLI and others may not; split DNS
 # rewrites /etc/resolv.conf under ProtectSystem=strict and names in the
@@ -193,6 +194,10 @@ for secret in controller.key tls-key.pem; do
 done
 [ "$(owner_mode /var/lib/warren-controller/controller.db)" = "warren-controller:warren-controller 640" ] ||
     fail "controller.db: $(owner_mode /var/lib/warren-controller/controller.db)"
+[ "$(owner_mode /run/warren-controller)" = "warren-controller:warren-controller 700" ] ||
+    fail "/run/warren-controller: $(owner_mode /run/warren-controller)"
+[ "$(owner_mode /run/warren-controller/admin.sock)" = "warren-controller:warren-controller 600" ] ||
+    fail "admin socket: $(owner_mode /run/warren-controller/admin.sock)"
 note "capabilities (agent: NET_ADMIN + NET_BIND_SERVICE; controller: NET_BIND_SERVICE), owners and modes"
 
 # ---- the quick start, as its page shows it (the controller's data belong to its user)
@@ -202,10 +207,11 @@ for _ in $(seq 50); do
     sleep 0.2
 done
 [ -n "$FP" ] || fail "no fingerprint"
-TOKEN=$(c runuser -u warren-controller -- warren-controller token create --data-dir /var/lib/warren-controller \
-    --scope admin --name ci 2>/dev/null)
-admin() { c WARREN_TOKEN="$TOKEN" warren-controller "$@"; }
+# Root needs no token: the CLI uses the admin socket.
+admin() { c warren-controller "$@"; }
 NET=$(admin network create ci)
+actor=$(admin audit --action network.create --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["entries"][-1]["actor"])')
+[ "$actor" = local:root ] || fail "network create over the admin socket recorded actor '$actor'"
 KEY_B=$(admin key create "$NET" --expires 1h 2>/dev/null)
 admin route auto-approve add "$NET" "$SERVICE_RANGE" --any >/dev/null
 # The quick start's invite: one line, `warren join CODE`, run as printed
@@ -414,6 +420,11 @@ if c runuser -u ci-outsider -- warren status >/dev/null 2>&1; then
     fail "a user outside group warren can use the local API"
 fi
 note "group warren may use the CLI; other users are refused"
+if out=$(c runuser -u ci-outsider -- warren-controller network list 2>&1); then
+    fail "a user other than root can use the controller's admin socket: $out"
+fi
+echo "$out" | grep -q "permission denied" || fail "the admin CLI as another user says: $out"
+note "the controller's admin socket refuses other users: $out"
 
 # ---- upgrade: reinstall restarts both units; a local conffile edit stays
 c sh -c 'echo "# local edit kept by upgrades" >> /etc/warren/warren.toml'

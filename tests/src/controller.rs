@@ -388,6 +388,62 @@ impl Controller {
         cmd
     }
 
+    /// The admin socket `serve` keeps in its data directory by default.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.data_dir.join("admin.sock")
+    }
+
+    /// `warren-controller ARGS...` as the quick start runs it on the
+    /// controller's host: as root, with no token and no API URL, so that
+    /// the CLI uses the admin socket (named in `WARREN_ADMIN_SOCKET`, as
+    /// the lab's is not where the packaged controller keeps it).
+    pub fn local_command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.local_command_through(&[], args)
+    }
+
+    /// [`Controller::local_command`] run as user and group `uid` with no
+    /// supplementary groups (`setpriv`), as someone other than root would.
+    pub fn local_command_as(&self, uid: u32, args: &[&str]) -> Command {
+        let id = uid.to_string();
+        let setpriv = [
+            "setpriv",
+            "--reuid",
+            &id,
+            "--regid",
+            &id,
+            "--clear-groups",
+            "--",
+        ];
+        self.local_command_through(&setpriv, args)
+    }
+
+    /// `ip netns exec NS WRAPPER... warren-controller ARGS...` for the admin socket.
+    fn local_command_through<I, S>(&self, wrapper: &[&str], args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns])
+            .args(wrapper)
+            .arg(&self.bin)
+            .args(args)
+            .env("WARREN_ADMIN_SOCKET", self.admin_socket())
+            .env_remove("WARREN_API")
+            .env_remove("WARREN_TOKEN");
+        cmd
+    }
+
+    /// An admin command through the admin socket (see
+    /// [`Controller::local_command`]): its stdout.
+    pub fn local_admin(&self, args: &[&str]) -> Result<String> {
+        command::run_stdout(&mut self.local_command(args))
+    }
+
     /// `warren-controller ARGS...` run in another namespace (another
     /// machine) against the API at `api` (e.g. the HTTPS listener), with the
     /// admin token in `WARREN_TOKEN` and nothing else set: the caller adds

@@ -1,11 +1,13 @@
-//! Joining by invite code, as the quick start shows it: the admin runs
+//! Joining by invite code, as the quick start shows it: root on the
+//! controller's host runs `warren-controller network create` and
 //! `warren-controller network invite NET --address ADDR --new-key
-//! --max-uses 2 --expires 1h`, and two fresh agents run the `warren join
-//! CODE` it printed with nothing else (no controller address, no
-//! fingerprint, no name, no key flag); both come up, pinning the
-//! controller's certificate, the key is spent, and one reaches the other
-//! by name (`warren ping NAME`, and ICMP to the FQDN through the agent's
-//! DNS stub). A code with one character changed, or cut short, is refused
+//! --max-uses 2 --expires 1h` with no token (the CLI uses the admin
+//! socket; another user running the same is refused), and two fresh
+//! agents run the `warren join CODE` it printed with nothing else (no
+//! controller address, no fingerprint, no name, no key flag); both come
+//! up, pinning the controller's certificate, the key is spent, and one
+//! reaches the other by name (`warren ping NAME`, and ICMP to the FQDN
+//! through the agent's DNS stub). A code with one character changed, or cut short, is refused
 //! as a usage error (exit 2) that says to check for a typo, and joins
 //! nothing; a code whose key has expired (made without --address: the
 //! controller's own QUIC address) is refused with the bad-key exit code
@@ -31,6 +33,8 @@ const SETTLE: Duration = Duration::from_secs(10);
 /// A second controller address for the code: never dialled (the agent
 /// uses the first), kept for the replicas to come.
 const REPLICA: &str = "replica.lab.invalid:7443";
+/// The user `nobody`.
+const NOBODY: u32 = 65534;
 
 fn text(out: &Output) -> String {
     format!(
@@ -41,12 +45,12 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// `warren-controller network invite ARGS...`: the code in the one line
-/// it prints, `warren join CODE`.
+/// `warren-controller network invite ARGS...`, as root through the admin
+/// socket: the code in the one line it prints, `warren join CODE`.
 fn invite(ctl: &Controller, args: &[&str]) -> anyhow::Result<String> {
     let mut all = vec!["network", "invite"];
     all.extend_from_slice(args);
-    let out = ctl.admin(&all)?;
+    let out = ctl.local_admin(&all)?;
     let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
     let words: Vec<&str> = lines
         .first()
@@ -134,9 +138,33 @@ fn a_fresh_agent_joins_with_the_code_alone_and_reaches_the_other_by_name() {
             star,
         };
         let ctl = &mesh.controller;
-        let out = ctl.admin(&["network", "create", "office", "--pool", POOL])?;
+        // Root on the controller's host needs no token: the admin socket.
+        let out = ctl.local_admin(&["network", "create", "office", "--pool", POOL])?;
         let net = out.trim().to_owned();
         ensure!(net.len() == 16, "network create printed {out:?}");
+        let audit = ctl.admin_json(&["audit", "--action", "network.create"])?;
+        ensure!(
+            audit["entries"][0]["actor"] == "local:root",
+            "the audit log names root on the admin socket: {audit}"
+        );
+        // Anyone else running the same is refused, and makes nothing.
+        for args in [&["network", "create", "evil"][..], &["network", "list"]] {
+            let out = command::output(&mut ctl.local_command_as(NOBODY, args))?;
+            println!("as nobody, {}: {}", args.join(" "), text(&out));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            ensure!(
+                out.status.code() == Some(1)
+                    && (stderr.contains("permission denied") || stderr.contains("403 forbidden"))
+                    && stderr.contains("root"),
+                "{}",
+                text(&out)
+            );
+        }
+        let networks = ctl.admin_json(&["network", "list"])?;
+        ensure!(
+            !networks.to_string().contains("evil"),
+            "nobody made a network: {networks}"
+        );
 
         // As the quick start has it: one code with a key for two joins.
         let first = ctl.quic_addr().to_string();

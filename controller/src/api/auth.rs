@@ -1,7 +1,8 @@
 //! Who is calling: the bearer token, its state (expired, revoked), its
 //! scope (admin, auditor, one network), failed attempts per source, and
 //! when it was last used; or, on the HTTPS pages' listener, a person's
-//! session cookie and the role `[roles]` gives them.
+//! session cookie and the role `[roles]` gives them; or, on the admin
+//! socket, the user the kernel says the process runs as.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -14,6 +15,7 @@ use time::OffsetDateTime;
 use warren_proto::NetworkId;
 
 use super::error::ApiError;
+use super::local_socket::LocalPeer;
 use super::{ApiState, Caller};
 use crate::store::{Scope, Token, TokenState};
 
@@ -28,6 +30,12 @@ pub(super) async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    // On the admin socket the kernel says who calls; no token is looked at.
+    if let Some(peer) = request.extensions().get::<LocalPeer>() {
+        let caller = peer.caller()?;
+        request.extensions_mut().insert(caller);
+        return Ok(next.run(request).await);
+    }
     let source = source_of(&request);
     let started = Instant::now();
     if let Some(wait) = state.auth_failures.blocked(source, started) {

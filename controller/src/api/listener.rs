@@ -59,6 +59,65 @@ async fn accept_loop(
     limits: ApiLimits,
     shutdown: impl Future<Output = ()>,
 ) {
+    accept_each(listener, limits, shutdown, move |(stream, peer), close| {
+        let router = router.clone();
+        let tls = tls.clone();
+        async move {
+            let tag = ConnectInfo(peer);
+            match tls {
+                None => serve_connection(stream, peer, tag, router, limits, close).await,
+                Some(acceptor) => match first_byte(&stream, limits).await {
+                    Some(TLS_HANDSHAKE) => {
+                        let handshake = tokio::time::timeout(
+                            limits.header_read_timeout,
+                            acceptor.accept(stream),
+                        );
+                        match handshake.await {
+                            Ok(Ok(stream)) => {
+                                serve_connection(stream, peer, tag, router, limits, close).await;
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    }
+                    Some(b'A'..=b'Z') => refuse_plain_http(stream, peer).await,
+                    _ => tracing::debug!(%peer, "neither TLS nor HTTP"),
+                },
+            }
+        }
+    })
+    .await;
+}
+
+/// A listener the accept loop takes connections from: TCP here, the
+/// admin socket's Unix listener in `local_socket`.
+pub(super) trait Accept {
+    type Connection: Send + 'static;
+    fn accept_one(&self) -> impl Future<Output = std::io::Result<Self::Connection>> + Send;
+}
+
+impl Accept for TcpListener {
+    type Connection = (TcpStream, SocketAddr);
+    fn accept_one(&self) -> impl Future<Output = std::io::Result<Self::Connection>> + Send {
+        self.accept()
+    }
+}
+
+/// Runs `handle` on each accepted connection, at most
+/// `limits.max_connections` at once, until `shutdown` resolves; then tells
+/// open connections to close (the watch turns true) and waits for them.
+pub(super) async fn accept_each<L, H, F>(
+    listener: L,
+    limits: ApiLimits,
+    shutdown: impl Future<Output = ()>,
+    handle: H,
+) where
+    L: Accept,
+    H: Fn(L::Connection, watch::Receiver<bool>) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (closing, close) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -72,9 +131,9 @@ async fn accept_loop(
                 Err(_) => break,
             },
         };
-        let (stream, peer) = tokio::select! {
+        let connection = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
+            accepted = listener.accept_one() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: do not spin.
@@ -85,32 +144,9 @@ async fn accept_loop(
             },
         };
         while connections.try_join_next().is_some() {}
-        let router = router.clone();
-        let close = close.clone();
-        let tls = tls.clone();
+        let served = handle(connection, close.clone());
         connections.spawn(async move {
-            match tls {
-                None => serve_connection(stream, peer, router, limits, close).await,
-                Some(acceptor) => match first_byte(&stream, limits).await {
-                    Some(TLS_HANDSHAKE) => {
-                        let handshake = tokio::time::timeout(
-                            limits.header_read_timeout,
-                            acceptor.accept(stream),
-                        );
-                        match handshake.await {
-                            Ok(Ok(stream)) => {
-                                serve_connection(stream, peer, router, limits, close).await;
-                            }
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            }
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                        }
-                    }
-                    Some(b'A'..=b'Z') => refuse_plain_http(stream, peer).await,
-                    _ => tracing::debug!(%peer, "neither TLS nor HTTP"),
-                },
-            }
+            served.await;
             drop(permit);
         });
     }
@@ -166,15 +202,18 @@ async fn refuse_plain_http(mut stream: TcpStream, peer: SocketAddr) {
     let _ = tokio::time::timeout(PATIENCE, drain).await;
 }
 
-async fn serve_connection(
+/// Serves HTTP/1.1 on one connection; every request carries `tag` (the
+/// peer's address, or on the admin socket who the kernel says it is).
+pub(super) async fn serve_connection<T: Clone + Send + Sync + 'static>(
     stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    peer: SocketAddr,
+    peer: impl std::fmt::Display,
+    tag: T,
     router: Router,
     limits: ApiLimits,
     mut close: watch::Receiver<bool>,
 ) {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(tag.clone());
         router.clone().call(request)
     });
     let mut builder = http1::Builder::new();

@@ -1,11 +1,13 @@
 //! The HTTP API: `/api/v1` (bearer tokens; auditors read, admins write,
 //! network-scoped tokens reach one network), `/api/v1/openapi.json`,
-//! `/healthz` and `/metrics`, in the clear on `listen-api` and over TLS on
-//! the HTTPS listener.
+//! `/healthz` and `/metrics`, in the clear on `listen-api`, over TLS on
+//! the HTTPS listener, and on the admin socket (no token: the kernel says
+//! who calls).
 //!
 //! Handlers are thin: validate, call the store, tell the hub what changed.
 //! `auth` decides who calls, `hygiene` what every exchange gets, `listener`
-//! serves it all over TCP with a header-read timeout.
+//! serves it all over TCP with a header-read timeout, `local_socket` on
+//! the admin socket.
 
 pub mod audit;
 mod auth;
@@ -17,6 +19,7 @@ pub mod hygiene;
 pub mod info;
 pub mod keys;
 pub mod listener;
+pub mod local_socket;
 pub mod members;
 pub mod meta;
 pub mod networks;
@@ -141,10 +144,11 @@ impl ApiState {
 }
 
 /// The authenticated caller, put in request extensions by [`authenticate`]:
-/// a token, or a person's session on the controller's HTTPS pages.
+/// a token, a person's session on the controller's HTTPS pages, or a local
+/// process on the admin socket.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// Who the audit log names: `token:NAME` or `user:EMAIL`.
+    /// Who the audit log names: `token:NAME`, `user:EMAIL` or `local:...`.
     actor: Actor,
     pub scope: Scope,
     /// Set: the caller sees and changes only this network.
@@ -164,6 +168,15 @@ impl Caller {
         Caller {
             actor: Actor::user(email),
             scope,
+            network_id: None,
+        }
+    }
+
+    /// A process on the controller's host that the admin socket let in.
+    pub fn local(actor: Actor) -> Self {
+        Caller {
+            actor,
+            scope: Scope::Admin,
             network_id: None,
         }
     }

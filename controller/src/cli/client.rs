@@ -1,10 +1,11 @@
-//! A small HTTP/1 client for the admin commands, JSON in and out: plain
-//! TCP for `http://` (normally loopback), TLS for `https://`, where the
-//! controller's certificate is pinned by its SHA-256 fingerprint (as nodes
-//! pin it) or, for an operator's CA-signed certificate, verified against
-//! CA roots.
+//! A small HTTP/1 client for the admin commands, JSON in and out: the
+//! admin socket (no token: the controller asks the kernel who we are),
+//! plain TCP for `http://` (normally loopback), TLS for `https://`, where
+//! the controller's certificate is pinned by its SHA-256 fingerprint (as
+//! nodes pin it) or, for an operator's CA-signed certificate, verified
+//! against CA roots.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,8 +41,12 @@ pub struct ApiClient {
     /// Path prefix of the base URL, without a trailing slash.
     base_path: String,
     token: Option<String>,
+    /// What to say when a token is needed and there is none.
+    no_token: String,
     /// Set for `https://`.
     tls: Option<Tls>,
+    /// Set for the admin socket, which needs no token.
+    socket: Option<PathBuf>,
 }
 
 struct Tls {
@@ -82,8 +87,30 @@ impl ApiClient {
             ),
             base_path: uri.path().trim_end_matches('/').to_string(),
             token: token.filter(|t| !t.trim().is_empty()),
+            no_token: "no API token: pass --token or set WARREN_TOKEN".to_string(),
             tls,
+            socket: None,
         })
+    }
+
+    /// The API on the controller's admin socket at `path`.
+    pub fn local(path: PathBuf) -> Self {
+        Self {
+            authority: "localhost".to_string(),
+            base_path: String::new(),
+            token: None,
+            no_token: String::new(),
+            tls: None,
+            socket: Some(path),
+        }
+    }
+
+    /// The same client, saying `message` when a token is needed and missing.
+    pub fn with_no_token_message(self, message: String) -> Self {
+        Self {
+            no_token: message,
+            ..self
+        }
     }
 
     /// Sends one request; a non-2xx answer becomes an error with the API's message.
@@ -104,9 +131,9 @@ impl ApiClient {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
-        let Some(token) = &self.token else {
-            bail!("no API token: pass --token or set WARREN_TOKEN");
-        };
+        if self.socket.is_none() && self.token.is_none() {
+            bail!("{}", self.no_token);
+        }
         let payload = match body {
             Some(v) => Bytes::from(serde_json::to_vec(v)?),
             None => Bytes::new(),
@@ -114,23 +141,23 @@ impl ApiClient {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base_path))
-            .header(HOST, &self.authority)
-            .header(AUTHORIZATION, format!("Bearer {token}"));
+            .header(HOST, &self.authority);
+        if let Some(token) = &self.token {
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
         if body.is_some() {
             request = request.header(CONTENT_TYPE, "application/json");
         }
         let request = request
             .body(Full::new(payload))
             .context("building the request")?;
-        let stream = tokio::net::TcpStream::connect(&self.authority)
-            .await
-            .with_context(|| format!("connecting to the API at {}", self.authority))?;
-        let (status, bytes) = match &self.tls {
-            None => exchange(stream, request).await?,
-            Some(tls) => {
-                let stream = tls.handshake(stream, &self.authority).await?;
-                exchange(stream, request).await?
-            }
+        let (status, bytes) = if let Some(path) = &self.socket {
+            let stream = tokio::net::UnixStream::connect(path)
+                .await
+                .with_context(|| format!("connecting to the admin socket {}", path.display()))?;
+            exchange(stream, request).await?
+        } else {
+            self.exchange_tcp(request).await?
         };
         let value: Value = if bytes.is_empty() {
             Value::Null
@@ -149,6 +176,22 @@ impl ApiClient {
             bail!("{message} ({} {code})", status.as_u16());
         }
         Ok(value)
+    }
+
+    async fn exchange_tcp(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> anyhow::Result<(hyper::StatusCode, Bytes)> {
+        let stream = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .with_context(|| format!("connecting to the API at {}", self.authority))?;
+        match &self.tls {
+            None => exchange(stream, request).await,
+            Some(tls) => {
+                let stream = tls.handshake(stream, &self.authority).await?;
+                exchange(stream, request).await
+            }
+        }
     }
 }
 

@@ -14,6 +14,8 @@ use warren_proto::relay;
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/warren-controller";
 pub const DEFAULT_LISTEN_QUIC: &str = "[::]:7443";
 pub const DEFAULT_LISTEN_API: &str = "127.0.0.1:7480";
+/// The admin socket's file name in the data directory, its default place.
+pub const ADMIN_SOCKET_FILE: &str = "admin.sock";
 /// Two ports, so a node can tell whether its NAT maps per destination.
 pub const DEFAULT_LISTEN_STUN: [&str; 2] = ["[::]:3478", "[::]:3479"];
 /// A relay-only instance shares its controller's host (it reads its
@@ -40,6 +42,9 @@ pub struct ServeArgs {
     /// Host names the API answers to besides IP literals and localhost (repeat or comma-separate).
     #[arg(long = "api-hosts", env = "WARREN_API_HOSTS", value_delimiter = ',')]
     pub api_hosts: Vec<String>,
+    /// Unix socket serving the API to root and the controller's own user, no token needed [default: DATA_DIR/admin.sock].
+    #[arg(long, env = "WARREN_ADMIN_SOCKET", value_name = "PATH")]
+    pub admin_socket: Option<PathBuf>,
     /// UDP addresses answering STUN (repeat or comma-separate) [default: [::]:3478,[::]:3479, or 0.0.0.0 without IPv6].
     #[arg(
         long = "listen-stun",
@@ -100,6 +105,7 @@ struct FileConfig {
     listen_quic: Option<SocketAddr>,
     listen_api: Option<SocketAddr>,
     api_hosts: Option<Vec<String>>,
+    admin_socket: Option<PathBuf>,
     listen_stun: Option<Vec<SocketAddr>>,
     relay_rate: Option<u64>,
     relay_burst: Option<u64>,
@@ -142,6 +148,7 @@ pub struct Effective {
     pub listen_quic: SocketAddr,
     pub listen_api: SocketAddr,
     pub api_hosts: Vec<String>,
+    pub admin_socket: PathBuf,
     pub listen_stun: Vec<SocketAddr>,
     pub relay_rate: u64,
     pub relay_burst: u64,
@@ -174,6 +181,9 @@ pub struct Effective {
     /// True when listen-quic is the default, which may fall back to IPv4.
     #[serde(skip)]
     pub quic_is_default: bool,
+    /// True when admin-socket is the default, which may be left out.
+    #[serde(skip)]
+    pub admin_socket_is_default: bool,
     /// True when listen-stun is the default, which may fall back to IPv4.
     #[serde(skip)]
     pub stun_is_default: bool,
@@ -197,6 +207,7 @@ impl HasDirs for FileConfig {
     fn dirs_mut(&mut self) -> Vec<&mut Option<PathBuf>> {
         let mut paths = vec![
             &mut self.data_dir,
+            &mut self.admin_socket,
             &mut self.https_cert,
             &mut self.https_key,
         ];
@@ -371,13 +382,17 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         .or(file.database)
         .map(|url| check_database(&url))
         .transpose()?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let admin_socket = args.admin_socket.clone().or(file.admin_socket);
     Ok(Effective {
         database,
-        data_dir: args
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        admin_socket_is_default: admin_socket.is_none(),
+        admin_socket: admin_socket.unwrap_or_else(|| data_dir.join(ADMIN_SOCKET_FILE)),
+        data_dir,
         quic_is_default: listen_quic.is_none(),
         listen_quic: listen_quic.unwrap_or(default_quic),
         listen_api: args.listen_api.or(file.listen_api).unwrap_or(default_api),
@@ -468,6 +483,7 @@ mod tests {
             listen_quic: None,
             listen_api: None,
             api_hosts: vec![],
+            admin_socket: None,
             listen_stun: vec![],
             relay: RelayLimitArgs::default(),
             listen_dns: None,
@@ -541,11 +557,17 @@ mod tests {
         assert_eq!(eff.listen_quic.port(), 9443);
         assert!(!eff.quic_is_default);
         assert_eq!(eff.data_dir, dir.path().join("state"));
+        assert_eq!(eff.admin_socket, dir.path().join("state/admin.sock"));
+        assert!(eff.admin_socket_is_default);
 
         let eff = resolve(&args()).unwrap();
         assert_eq!(eff.listen_quic.to_string(), "[::]:7443");
         assert!(eff.quic_is_default);
         assert_eq!(eff.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(
+            eff.admin_socket,
+            PathBuf::from("/var/lib/warren-controller/admin.sock")
+        );
         assert_eq!(eff.listen_stun.len(), 2);
         assert!(eff.stun_is_default);
         assert_eq!(eff.relay_limits(), RelayLimits::default());

@@ -1,7 +1,9 @@
 //! The command line: `serve`, `check-config`, `relay`, `fingerprint`,
 //! `token`, and the admin commands that talk to the HTTP API (`info`,
-//! `network`, `member`, `key`, `audit`, `route`, `policy`, `grant`).
+//! `network`, `member`, `key`, `audit`, `route`, `policy`, `grant`), on
+//! the admin socket or over TCP with a token.
 
+mod admin_socket;
 mod audit;
 mod client;
 mod config;
@@ -87,14 +89,11 @@ enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
     /// Base URL of the controller's API: http://ADDR (the plain listener,
-    /// keep it on loopback) or https://HOST:PORT (the HTTPS listener).
-    #[arg(
-        long,
-        global = true,
-        env = "WARREN_API",
-        default_value = "http://127.0.0.1:7480"
-    )]
-    api: String,
+    /// keep it on loopback) or https://HOST:PORT (the HTTPS listener)
+    /// [default: the admin socket when there is no token, else
+    /// http://127.0.0.1:7480].
+    #[arg(long, global = true, env = "WARREN_API")]
+    api: Option<String>,
     /// For an https:// API: the SHA-256 fingerprint of its certificate, as
     /// `warren-controller fingerprint` prints it (64 hex digits, colons
     /// allowed). Only that certificate is accepted.
@@ -107,20 +106,49 @@ pub struct ApiArgs {
     /// API token (prefer the WARREN_TOKEN environment variable: flags show in `ps`).
     #[arg(long, global = true, env = "WARREN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The controller's admin socket, used (as root or the controller's
+    /// user, no token) when neither --token nor --api is given [default:
+    /// /run/warren-controller/admin.sock, else
+    /// /var/lib/warren-controller/admin.sock].
+    #[arg(
+        long = "admin-socket",
+        global = true,
+        env = "WARREN_ADMIN_SOCKET",
+        value_name = "PATH"
+    )]
+    admin_socket: Option<std::path::PathBuf>,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
 }
 
 impl ApiArgs {
+    /// The admin socket when there is neither a token nor an API URL and
+    /// one answers; else the API at `--api` with the token.
     fn client(&self) -> anyhow::Result<client::ApiClient> {
+        let token = self.token.clone().filter(|t| !t.trim().is_empty());
+        let mut no_token = None;
+        if token.is_none() && self.api.is_none() {
+            match admin_socket::find(self.admin_socket.as_deref())? {
+                admin_socket::Found::Usable(path) => return Ok(client::ApiClient::local(path)),
+                admin_socket::Found::Unusable(why) => no_token = Some(why),
+            }
+        }
         let trust = client::TrustArgs {
             fingerprint: self.api_fingerprint.as_deref(),
             ca_file: self.api_ca.as_deref(),
         };
-        client::ApiClient::new(&self.api, self.token.clone(), trust)
+        let api = self.api.as_deref().unwrap_or(DEFAULT_API);
+        let client = client::ApiClient::new(api, token, trust)?;
+        Ok(match no_token {
+            Some(why) => client.with_no_token_message(why),
+            None => client,
+        })
     }
 }
+
+/// Where the admin commands find the API without an admin socket or --api.
+const DEFAULT_API: &str = "http://127.0.0.1:7480";
 
 fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -134,6 +134,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         quic_fallback_v4: config.quic_is_default,
         listen_api: config.listen_metrics,
         api_hosts: Vec::new(),
+        admin_socket: None,
         listen_stun: config.listen_stun.clone(),
         stun_fallback_v4: false,
         relay: server::RelayLimits {

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use warren_controller::api::local_socket::AdminSocketPlace;
 use warren_controller::server::{self, AdvertisedRelay, Role, ServerOptions};
 
 use super::config::{resolve, ServeArgs};
@@ -21,6 +22,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         quic_fallback_v4: config.quic_is_default,
         listen_api: Some(config.listen_api),
         api_hosts: config.api_hosts.clone(),
+        admin_socket: Some(AdminSocketPlace {
+            path: config.admin_socket.clone(),
+            required: !config.admin_socket_is_default,
+        }),
         listen_stun: config.listen_stun.clone(),
         stun_fallback_v4: config.stun_is_default,
         relay: config.relay_limits(),
@@ -53,6 +58,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(
         quic = %running.quic_addr,
         api = ?running.api_addr,
+        admin_socket = ?running.admin_socket,
         stun = ?running.stun_addrs,
         fingerprint = %running.fingerprint,
         data_dir = %config.data_dir.display(),
@@ -65,7 +71,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Scripts (and the crash test) read these lines to find the controller:
-/// `fingerprint:`, `quic:`, `api:` (if HTTP listens), `https:` and
+/// `fingerprint:`, `quic:`, `api:` (if HTTP listens), `admin-socket:` (if
+/// there is one), `https:` and
 /// `https-fingerprint:` (if HTTPS does), one `stun:` per socket, `dns:`
 /// (once the zones are loaded).
 pub fn print_addresses(running: &server::Running) -> anyhow::Result<()> {
@@ -74,6 +81,9 @@ pub fn print_addresses(running: &server::Running) -> anyhow::Result<()> {
     writeln!(out, "quic: {}", running.quic_addr)?;
     if let Some(api) = running.api_addr {
         writeln!(out, "api: http://{api}")?;
+    }
+    if let Some(path) = &running.admin_socket {
+        writeln!(out, "admin-socket: {}", path.display())?;
     }
     if let Some(https) = running.https_addr {
         writeln!(out, "https: https://{https}")?;

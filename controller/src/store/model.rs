@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
 /// Who made a change, as the audit log names them: `token:<name>`,
-/// `node:<node id>` or `system`.
+/// `user:<email>`, `local:root`, `local:uid:<uid>`, `node:<node id>` or
+/// `system`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor(String);
 
@@ -27,6 +28,15 @@ impl Actor {
     /// A person signed in through the OpenID provider, by e-mail address.
     pub fn user(email: &str) -> Self {
         Self(format!("user:{email}"))
+    }
+
+    /// A process on the controller's host, over the admin socket, by the
+    /// user the kernel says it runs as: `local:root` or `local:uid:<uid>`.
+    pub fn local(uid: u32) -> Self {
+        match uid {
+            0 => Self("local:root".to_string()),
+            uid => Self(format!("local:uid:{uid}")),
+        }
     }
 
     pub fn as_str(&self) -> &str {
