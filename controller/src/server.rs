@@ -245,6 +245,14 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
         Role::RelayOnly => AbsenceNotices::Send,
     };
     let relay = Relay::new(options.relay, metrics.clone(), notices);
+    if options.role == Role::Controller && store.is_shared() {
+        relay.link_replicas(crate::relay::replica_link::ReplicaLinks::new(
+            identity.controller_key.clone(),
+            identity.fingerprint.clone(),
+            hub.store().clone(),
+            relay.clone(),
+        ));
+    }
 
     let stun_sockets = stun::bind(&options.listen_stun, options.stun_fallback_v4)?;
     let mut stun_addrs = Vec::with_capacity(stun_sockets.len());

@@ -316,3 +316,109 @@ fn three_replicas_survive_the_loss_of_one_and_of_postgresql() {
         Ok(())
     });
 }
+
+/// Drops UDP between `ns` and `other` (both ways), in `ns`: no direct path.
+fn block_udp(
+    lab: &warren_lab::Lab,
+    ns: &warren_lab::Netns,
+    other: std::net::Ipv4Addr,
+) -> anyhow::Result<()> {
+    let path = lab.subdir("nft")?.join(format!("{}-block.nft", ns.name()));
+    std::fs::write(
+        &path,
+        format!(
+            "table inet lab_block {{\n\
+             chain output {{ type filter hook output priority 0; ip daddr {other} meta l4proto udp drop; }}\n\
+             chain input {{ type filter hook input priority 0; ip saddr {other} meta l4proto udp drop; }}\n\
+             }}\n"
+        ),
+    )?;
+    ns.exec("nft", [std::ffi::OsStr::new("-f"), path.as_os_str()])?;
+    Ok(())
+}
+
+/// Two agents on two replicas, with no direct path between them (UDP
+/// between their hosts dropped): their packets go through both replicas,
+/// a's replica passing them to b's.
+#[test]
+fn nodes_on_different_replicas_relay_to_each_other() {
+    e2e("replicas::relay", |lab| {
+        let postgres = Postgres::start().context("starting PostgreSQL")?;
+        postgres.create_database("warren")?;
+        let url = postgres.socket_url("warren");
+        let star = Star::build(lab, &["ctl1", "ctl2", "a", "b"])?;
+        let mut replicas = Vec::new();
+        for role in ["ctl1", "ctl2"] {
+            let spoke = star.spoke(role)?;
+            let quic = SocketAddr::new(spoke.addr.into(), controller::QUIC_PORT);
+            replicas.push(Controller::start_replica(
+                lab,
+                &spoke.ns,
+                quic,
+                role,
+                &["--database", &url],
+            )?);
+        }
+        block_udp(lab, &star.spoke("a")?.ns, star.spoke("b")?.addr)?;
+        let net = replicas[0].network_create("lab", POOL)?;
+        let key = replicas[0].key_create(&net, true)?;
+        let mut agents = Vec::new();
+        for (name, replica) in [("a", &replicas[0]), ("b", &replicas[1])] {
+            let agent = ManagedAgent::start_with(lab, &star.spoke(name)?.ns, name, None, &[])?;
+            let out = agent.join_at(
+                replica.quic_addr(),
+                replica.fingerprint(),
+                &net,
+                Some(&key),
+                &[],
+            )?;
+            ensure!(out.status.success(), "{name} joins: {out:?}");
+            agents.push(agent);
+        }
+        for agent in &mut agents {
+            agent.wait_state(&net, "authorized", SETTLE)?;
+        }
+        for (i, agent) in agents.iter().enumerate() {
+            let on = replica_of(&postgres, &replicas, agent.node_id())?;
+            ensure!(
+                on == i,
+                "{} is on replica {}, not {}",
+                agent.name(),
+                on + 1,
+                i + 1
+            );
+        }
+        let b_addr = agents[1].status()?.network(&net)?.ipv4()?;
+        let a_ns = &star.spoke("a")?.ns;
+        let took = ping::wait_reachable(a_ns, b_addr.into(), SETTLE * 3)?;
+        println!(
+            "a reaches b through two replicas after {:.1} s",
+            took.as_secs_f64()
+        );
+        let report = ping::ping(
+            a_ns,
+            b_addr.into(),
+            20,
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+        )?;
+        println!("{}", report.render());
+        ensure!(
+            report.received == report.sent,
+            "pings through two replicas lost:\n{}",
+            report.render()
+        );
+        // Relayed, not direct (status names the relay as the endpoint).
+        let status = agents[0].status()?;
+        let peer = status.peer(agents[1].public_key())?;
+        ensure!(
+            peer.endpoint()?.as_deref() == Some("relay"),
+            "a reaches b at {:?}, not through the relay",
+            peer.endpoint()?
+        );
+        for replica in &mut replicas {
+            replica.ensure_running()?;
+        }
+        Ok(())
+    });
+}

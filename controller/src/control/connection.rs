@@ -81,6 +81,14 @@ pub async fn run(connection: Connection, context: Arc<ControlContext>) {
             return;
         }
     };
+    if context
+        .relay
+        .replicas()
+        .is_some_and(|links| links.is_replica(&node_key))
+    {
+        serve_replica(connection, &context, send, recv).await;
+        return;
+    }
     let node_id = NodeId::from_key(&node_key);
     tracing::info!(%remote, node = %node_id, key = %node_key.short(), "node authenticated");
     // Subnet routes must never capture the address nodes reach us at.
@@ -143,6 +151,30 @@ pub async fn run(connection: Connection, context: Arc<ControlContext>) {
         }
         _ => connection.close(VarInt::from_u32(CLOSE_OK), b"bye"),
     }
+}
+
+/// Another replica, which proved the controller's own key: a link that
+/// carries relayed frames for nodes connected here ([`crate::relay::replica_link`]).
+async fn serve_replica(
+    connection: Connection,
+    context: &ControlContext,
+    mut send: SendStream,
+    _recv: RecvStream,
+) {
+    let remote = connection.remote_address();
+    let welcome = ControllerMessage::Welcome {
+        relay: None,
+        relay_fingerprint: None,
+        accepts_paths: false,
+        replicas: Vec::new(),
+    };
+    if write_message(&mut send, &welcome).await.is_err() {
+        return;
+    }
+    tracing::info!(%remote, "another replica linked to relay through us");
+    crate::relay::replica_link::serve(connection.clone(), context.relay.clone()).await;
+    tracing::info!(%remote, "another replica's link closed");
+    connection.close(VarInt::from_u32(CLOSE_OK), b"bye");
 }
 
 async fn authenticate(

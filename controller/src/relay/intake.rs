@@ -21,7 +21,7 @@ use crate::store::{MemberState, NetworkSnapshot};
 
 /// Frames read but not yet checked; beyond this, readers wait (and quinn
 /// drops datagrams once its own buffer is full, as a full link would).
-const QUEUE: usize = 1024;
+pub(super) const QUEUE: usize = 1024;
 /// A record must arrive whole within this once its length has, or the
 /// stream is dropped. (Between records a stream may idle.)
 const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,7 +69,7 @@ impl Intake {
     }
 }
 
-async fn read_datagrams(connection: Connection, tx: mpsc::Sender<Vec<u8>>) {
+pub(super) async fn read_datagrams(connection: Connection, tx: mpsc::Sender<Vec<u8>>) {
     while let Ok(datagram) = connection.read_datagram().await {
         if tx.send(datagram.to_vec()).await.is_err() {
             return;
@@ -77,7 +77,11 @@ async fn read_datagrams(connection: Connection, tx: mpsc::Sender<Vec<u8>>) {
     }
 }
 
-async fn read_streams(connection: Connection, tx: mpsc::Sender<Vec<u8>>, relay: Arc<Relay>) {
+pub(super) async fn read_streams(
+    connection: Connection,
+    tx: mpsc::Sender<Vec<u8>>,
+    relay: Arc<Relay>,
+) {
     // How many streams may be open at once is quinn's limit
     // (`max_concurrent_uni_streams` in the server transport).
     while let Ok(stream) = connection.accept_uni().await {
@@ -176,14 +180,31 @@ impl Checker {
             return Err(RelayRefusal::Replay);
         }
         // The quota is charged per copy delivered, inside `forward`.
-        self.relay.forward(
+        let here = self.relay.forward(
             frame.network_id,
             self.node,
             &frame.peer,
             &frame.payload,
             bytes.len(),
             Instant::now(),
-        )
+        )?;
+        if !here {
+            // Not connected here: perhaps to another replica.
+            let passed = match self.relay.replicas() {
+                Some(links) => {
+                    links
+                        .send(frame.network_id, self.node, &frame.peer, &frame.payload)
+                        .await
+                }
+                None => false,
+            };
+            if !passed {
+                self.relay
+                    .metrics()
+                    .count_relay_dropped(crate::metrics::RelayDrop::Offline);
+            }
+        }
+        Ok(())
     }
 
     /// Whether the sender and `to` are both authorized members of `net`

@@ -17,6 +17,7 @@
 
 pub mod intake;
 pub mod quota;
+pub mod replica_link;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,6 +73,8 @@ pub struct Relay {
     /// When each (sender, destination) pair last got an absence notice;
     /// `None` where notices are not sent (the controller reaches everyone).
     notices: Option<Mutex<HashMap<(NodePublicKey, NodePublicKey), Instant>>>,
+    /// Links to the other replicas, for destinations connected there.
+    replicas: std::sync::OnceLock<Arc<replica_link::ReplicaLinks>>,
 }
 
 /// Whether a relay tells senders about absent destinations.
@@ -89,11 +92,22 @@ impl Relay {
             links: Mutex::new(HashMap::new()),
             next_link: AtomicU64::new(1),
             metrics,
+            replicas: std::sync::OnceLock::new(),
         })
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Relays to the other replicas through `links` from now on.
+    pub fn link_replicas(&self, links: Arc<replica_link::ReplicaLinks>) {
+        let _ = self.replicas.set(links);
+    }
+
+    /// The links to the other replicas, when there are replicas.
+    pub fn replicas(&self) -> Option<&Arc<replica_link::ReplicaLinks>> {
+        self.replicas.get()
     }
 
     fn links(&self) -> MutexGuard<'_, HashMap<NodePublicKey, Vec<Arc<Link>>>> {
@@ -167,7 +181,9 @@ impl Relay {
 
     /// Sends `payload` from `from` to every connection of `to`, charging
     /// `from` `frame_len` bytes per copy (one copy when `to` has none:
-    /// asking costs too). Over quota, nothing is sent.
+    /// asking costs too). Over quota, nothing is sent. `Ok(false)`: `to`
+    /// has no connection here (the caller may pass the frame to the
+    /// replica that holds one, or count it dropped).
     pub fn forward(
         &self,
         network: NetworkId,
@@ -176,16 +192,31 @@ impl Relay {
         payload: &[u8],
         frame_len: usize,
         now: Instant,
-    ) -> Result<(), RelayRefusal> {
-        let targets: Vec<Arc<Link>> = self.links().get(to).cloned().unwrap_or_default();
-        let copies = targets.len().max(1) as u64;
+    ) -> Result<bool, RelayRefusal> {
+        let copies = self.links().get(to).map_or(0, Vec::len).max(1) as u64;
         if !self.take_quota(&from, (frame_len as u64).saturating_mul(copies), now) {
             return Err(RelayRefusal::Quota);
         }
-        if targets.is_empty() {
-            self.metrics.count_relay_dropped(RelayDrop::Offline);
+        if !self.deliver(network, from, to, payload) {
             self.notify_absent(network, &from, to, now);
-            return Ok(());
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Sends `payload` from `from` to every connection of `to` here,
+    /// unchecked and uncharged (the caller did both); false if `to` has
+    /// none.
+    pub fn deliver(
+        &self,
+        network: NetworkId,
+        from: NodePublicKey,
+        to: &NodePublicKey,
+        payload: &[u8],
+    ) -> bool {
+        let targets: Vec<Arc<Link>> = self.links().get(to).cloned().unwrap_or_default();
+        if targets.is_empty() {
+            return false;
         }
         for link in targets {
             let frame = RelayFrame {
@@ -196,7 +227,7 @@ impl Relay {
             };
             self.send(&link, &frame);
         }
-        Ok(())
+        true
     }
 
     /// Tells every connection of `from` that `to` has no connection here,
@@ -282,7 +313,7 @@ impl Relay {
 /// Writes one destination connection's records, in order, on one stream;
 /// a write that fails or stalls gives up that stream and the next record
 /// opens another.
-async fn write_records(
+pub(super) async fn write_records(
     connection: Connection,
     mut queue: mpsc::Receiver<(Vec<u8>, usize)>,
     metrics: Arc<Metrics>,

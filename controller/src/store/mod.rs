@@ -131,6 +131,9 @@ pub trait Store: RouteStore + PolicyStore + UserStore + Send + Sync + 'static {
     async fn replicas(&self) -> Result<Vec<Replica>, StoreError>;
     /// Whether other replicas share this database.
     fn is_shared(&self) -> bool;
+    /// Where agents reach the other running replica holding a connection
+    /// of the node with `key` (relayed packets for it go there).
+    async fn replica_holding(&self, key: &NodePublicKey) -> Result<Option<String>, StoreError>;
     /// Hands `body`, a message for the node `to`, to the other replicas:
     /// the one holding `to`'s connection delivers it.
     async fn forward(&self, to: &NodePublicKey, body: &str) -> Result<(), StoreError>;

@@ -528,6 +528,10 @@ impl Store for SqlStore {
         SqlStore::is_shared(self)
     }
 
+    async fn replica_holding(&self, key: &NodePublicKey) -> Result<Option<String>, StoreError> {
+        SqlStore::replica_holding(self, key).await
+    }
+
     async fn set_services(
         &self,
         net: NetworkId,

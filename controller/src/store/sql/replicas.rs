@@ -276,6 +276,29 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Where agents reach the running replica, other than this one, that
+    /// holds a connection of the node with `key`; `None` if none does
+    /// (or on SQLite).
+    pub(super) async fn replica_holding(
+        &self,
+        key: &NodePublicKey,
+    ) -> Result<Option<String>, StoreError> {
+        if !self.is_shared() {
+            return Ok(None);
+        }
+        let row: Option<(Option<String>,)> = query_as(
+            "SELECT r.control FROM members m JOIN replicas r ON r.id = m.online_replica \
+             WHERE m.public_key = ? AND m.online = 1 AND r.id != ? AND r.heartbeat_ms >= ? \
+             LIMIT 1",
+        )
+        .bind(key.to_base64())
+        .bind(&*self.replica)
+        .bind(now_ms() - millis(REPLICA_TIMEOUT))
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.and_then(|(control,)| control))
+    }
+
     /// The replicas running now, oldest first; empty on SQLite.
     pub(super) async fn live_replicas(&self) -> Result<Vec<Replica>, StoreError> {
         if !self.is_shared() {
