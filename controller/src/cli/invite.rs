@@ -146,6 +146,7 @@ fn addresses(given: &[ControllerAddress], info: &Value) -> anyhow::Result<Vec<Co
         .filter_map(Value::as_str)
         .filter_map(|a| a.parse().ok())
         .filter(ControllerAddress::is_dialable)
+        .take(warren_proto::invite::MAX_ADDRESSES)
         .collect();
     if !replicas.is_empty() {
         return Ok(replicas);
