@@ -5,8 +5,9 @@
 //! data directory (one key and certificate for all).
 //!
 //! - An invite made on one replica carries every replica's address.
-//! - The agents use the first replica. It is killed (SIGKILL) while each
-//!   agent pings another every 100 ms: every agent is back on another
+//! - The agents spread over the replicas. The one most of them use is
+//!   killed (SIGKILL) while each agent pings another every 100 ms: every
+//!   agent is back on another
 //!   replica within 5 s, at most one ping in a hundred is lost, nobody
 //!   went offline (no flapping), and every network created through the
 //!   dead replica before the kill is there.
@@ -139,17 +140,28 @@ fn three_replicas_survive_the_loss_of_one_and_of_postgresql() {
                 "the invite did not carry {address}: {state}"
             );
         }
-        wait::until("every agent online at the first replica", SETTLE, || {
+        // Agents spread over the replicas; the one most of them use dies.
+        let placed = wait::until("every agent online", SETTLE, || {
             let placed = placement(&postgres)?;
-            let first = replicas[0].quic_addr().to_string();
-            Ok(
-                if placed.len() == AGENTS.len() && placed.iter().all(|(_, r)| *r == first) {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending(format!("{placed:?}"))
-                },
-            )
+            Ok(if placed.len() == AGENTS.len() {
+                Poll::Ready(placed)
+            } else {
+                Poll::Pending(format!("{placed:?}"))
+            })
         })?;
+        let used = |i: usize| {
+            let address = replicas[i].quic_addr().to_string();
+            placed.iter().filter(|(_, r)| *r == address).count()
+        };
+        let victim = (0..REPLICAS.len())
+            .max_by_key(|i| used(*i))
+            .context("no replicas")?;
+        println!(
+            "agents per replica: {:?}; killing {}",
+            (0..REPLICAS.len()).map(used).collect::<Vec<_>>(),
+            REPLICAS[victim]
+        );
+        let live: Vec<usize> = (0..REPLICAS.len()).filter(|i| *i != victim).collect();
         let mut overlay = Vec::new();
         for agent in &agents {
             overlay.push(agent.status()?.network(&net)?.ipv4()?);
@@ -159,13 +171,13 @@ fn three_replicas_survive_the_loss_of_one_and_of_postgresql() {
             ping::wait_reachable(&star.spoke(agent.name())?.ns, to.into(), SETTLE)?;
         }
 
-        // Writes acknowledged by the first replica just before it dies.
+        // Writes acknowledged by that replica just before it dies.
         let written: Vec<String> = (1..=5).map(|i| format!("kept{i}")).collect();
         for (i, name) in written.iter().enumerate() {
-            replicas[0].network_create(name, &format!("10.{}.0.0/16", 180 + i))?;
+            replicas[victim].network_create(name, &format!("10.{}.0.0/16", 180 + i))?;
         }
 
-        // The first replica dies under pings.
+        // It dies under pings.
         let (reports, moved) = std::thread::scope(|scope| -> anyhow::Result<_> {
             let mut pings = Vec::new();
             for (i, agent) in agents.iter().enumerate() {
@@ -182,11 +194,11 @@ fn three_replicas_survive_the_loss_of_one_and_of_postgresql() {
                 }));
             }
             std::thread::sleep(Duration::from_secs(2));
-            replicas[0].kill()?;
+            replicas[victim].kill()?;
             let killed = Instant::now();
             let moved = wait::until("every agent on another replica", MOVED_WITHIN, || {
                 let placed = placement(&postgres)?;
-                let dead = replicas[0].quic_addr().to_string();
+                let dead = replicas[victim].quic_addr().to_string();
                 Ok(
                     if placed.len() == AGENTS.len() && placed.iter().all(|(_, r)| *r != dead) {
                         Poll::Ready(killed.elapsed())
@@ -218,14 +230,15 @@ fn three_replicas_survive_the_loss_of_one_and_of_postgresql() {
                 report.render()
             );
         }
-        let networks = replicas[1].admin(&["network", "list"])?;
+        let (x, y) = (live[0], live[1]);
+        let networks = replicas[x].admin(&["network", "list"])?;
         for name in &written {
             ensure!(
                 networks.contains(name.as_str()),
                 "network {name}, acknowledged before the kill, is gone: {networks}"
             );
         }
-        let flaps: Vec<String> = replicas[1]
+        let flaps: Vec<String> = replicas[x]
             .audit(Some(&net))?
             .iter()
             .filter(|e| e.action == "member.offline")
@@ -236,26 +249,29 @@ fn three_replicas_survive_the_loss_of_one_and_of_postgresql() {
         // An approval through one replica reaches an agent on another.
         let mut d = ManagedAgent::start_with(lab, &star.spoke("d")?.ns, "d", None, &[])?;
         let pending = d.join_at(
-            replicas[1].quic_addr(),
-            replicas[1].fingerprint(),
+            replicas[x].quic_addr(),
+            replicas[x].fingerprint(),
             &net,
             None,
             &[],
         )?;
         ensure!(pending.status.success(), "d joins: {pending:?}");
         d.wait_state(&net, "pending", SETTLE)?;
-        replicas[2].authorize(&net, d.node_id())?;
+        replicas[y].authorize(&net, d.node_id())?;
         let approved = Instant::now();
         d.wait_state(&net, "authorized", HEARD_WITHIN)?;
         println!(
-            "an approval on ctl3 reached d on ctl2 in {:.0} ms",
+            "an approval on {} reached d on {} in {:.0} ms",
+            REPLICAS[y],
+            REPLICAS[x],
             approved.elapsed().as_secs_f64() * 1000.0
         );
 
         // PostgreSQL crashes and comes back under the replicas.
         postgres.kill()?;
         postgres.resume()?;
-        for (i, replica) in replicas.iter().enumerate().skip(1) {
+        for i in live.iter().copied() {
+            let replica = &replicas[i];
             let name = format!("after{i}");
             let pool = format!("10.{}.0.0/16", 190 + i);
             wait::until(
@@ -289,7 +305,7 @@ fn three_replicas_survive_the_loss_of_one_and_of_postgresql() {
         )?;
         let c_id = agents[2].node_id().to_owned();
         let on = replica_of(&postgres, &replicas, &c_id)?;
-        let other = if on == 1 { 2 } else { 1 };
+        let other = if on == x { y } else { x };
         // The replicas' followers poll once a second besides listening:
         // give them a second to be listening again before timing it.
         std::thread::sleep(Duration::from_secs(2));
@@ -304,11 +320,11 @@ fn three_replicas_survive_the_loss_of_one_and_of_postgresql() {
         );
         ping::wait_reachable(&star.spoke("a")?.ns, overlay[1].into(), SETTLE)?;
 
-        let verify = replicas[1].audit_verify()?;
+        let verify = replicas[x].audit_verify()?;
         println!("audit verify: {}", verify.trim());
         ensure!(verify.starts_with("audit chain ok"), "{verify}");
-        for replica in replicas.iter_mut().skip(1) {
-            replica.ensure_running()?;
+        for i in live {
+            replicas[i].ensure_running()?;
         }
         for agent in agents.iter_mut().chain(std::iter::once(&mut d)) {
             agent.ensure_running()?;

@@ -184,7 +184,7 @@ impl ControlHandle {
         let (relay, relay_rx) = mpsc::channel(RELAY_QUEUE);
         let relay_in = RelayRoutes::default();
         let task = tokio::spawn(run(
-            Targets::new(controller, replicas),
+            Targets::spread(controller, replicas),
             fingerprint,
             key,
             events,
@@ -476,6 +476,7 @@ async fn connect_and_serve(
     )
     .await
     .context("controller")?;
+    targets.connected();
     if !replicas.is_empty() {
         targets.learn(replicas);
     }

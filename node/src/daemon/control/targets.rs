@@ -24,6 +24,8 @@ pub(super) struct Targets {
     given: Vec<String>,
     list: Vec<String>,
     next: usize,
+    /// Where the current round of tries began.
+    round: usize,
 }
 
 impl Targets {
@@ -35,9 +37,21 @@ impl Targets {
             given: Vec::new(),
             list: Vec::new(),
             next: 0,
+            round: 0,
         };
         targets.given = dedup(all);
         targets.list = targets.given.clone();
+        targets
+    }
+
+    /// [`Targets::new`], starting at a replica picked at random, so that
+    /// agents joined with one invite spread over the replicas.
+    pub(super) fn spread(controller: String, given: Vec<String>) -> Self {
+        let mut targets = Self::new(controller, given);
+        let len = targets.list.len().max(1);
+        targets.next =
+            usize::try_from(rand_core::RngCore::next_u32(&mut rand_core::OsRng)).unwrap_or(0) % len;
+        targets.round = targets.next;
         targets
     }
 
@@ -49,7 +63,14 @@ impl Targets {
         self.next = current
             .and_then(|c| list.iter().position(|t| *t == c))
             .unwrap_or(0);
+        self.round = self.next;
         self.list = list;
+    }
+
+    /// The replica in use answered: a later failure starts a new round
+    /// from it.
+    pub(super) fn connected(&mut self) {
+        self.round = self.next;
     }
 
     pub(super) fn current(&self) -> &str {
@@ -57,10 +78,11 @@ impl Targets {
     }
 
     /// Moves on to the next replica; true when that starts another round
-    /// (every one was tried), after which the caller backs off.
+    /// (every one was tried since the last that answered), after which the
+    /// caller backs off.
     pub(super) fn advance(&mut self) -> bool {
         self.next = (self.next + 1) % self.list.len().max(1);
-        self.next == 0
+        self.next == self.round
     }
 
     pub(super) fn liveness(&self) -> Liveness {
@@ -105,6 +127,21 @@ mod tests {
     }
 
     #[test]
+    fn agents_spread_over_the_replicas() {
+        let given = vec!["b:1".to_owned(), "c:1".to_owned()];
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            seen.insert(
+                Targets::spread("a:1".into(), given.clone())
+                    .current()
+                    .to_owned(),
+            );
+        }
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(Targets::spread("a:1".into(), vec![]).current(), "a:1");
+    }
+
+    #[test]
     fn a_failed_replica_moves_on_and_a_round_ends_at_the_first() {
         let mut t = Targets::new("a:1".into(), vec!["b:1".into(), "c:1".into()]);
         assert!(!t.advance());
@@ -113,6 +150,15 @@ mod tests {
         assert_eq!(t.current(), "c:1");
         assert!(t.advance(), "every one tried");
         assert_eq!(t.current(), "a:1");
+        // Connected to c: a round is c, a, b.
+        t.advance();
+        t.advance();
+        t.connected();
+        assert_eq!(t.current(), "c:1");
+        assert!(!t.advance());
+        assert!(!t.advance());
+        assert!(t.advance());
+        assert_eq!(t.current(), "c:1");
     }
 
     #[test]
