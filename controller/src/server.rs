@@ -221,8 +221,6 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
                     (identity, store)
                 }
             };
-            // Nobody is connected to a process that just started.
-            store.reset_presence().await?;
             (identity, store)
         }
         Role::RelayOnly => {
@@ -288,6 +286,11 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
             store
                 .register_replica(control_address.as_deref(), None)
                 .await?;
+            // Nobody is connected to a process that just started: on
+            // SQLite every member goes offline; on PostgreSQL those of
+            // replicas that are gone (an earlier process at this address
+            // among them).
+            store.reset_presence().await?;
             refresh_replicas(&store, &hub).await;
             store.follow().await?
         }

@@ -186,6 +186,19 @@ async fn presence_belongs_to_the_replica_that_holds_the_connection() {
         .unwrap();
     a.heartbeat().await.unwrap();
     assert!(online(a, net, &key).await, "moved to a, yet taken offline");
+
+    // A process started again at a's address replaces it: a's members are
+    // not connected to it, so they go offline at once.
+    let again = h.second_store().await;
+    again
+        .register_replica(Some("192.0.2.1:7443"), None)
+        .await
+        .unwrap();
+    assert_eq!(again.reset_presence().await.unwrap(), vec![net]);
+    assert!(
+        !online(a, net, &key).await,
+        "a's member still online after a's restart"
+    );
     let audit = a.audit_verify(None).await.unwrap();
     assert!(audit.ok, "{audit:?}");
 }

@@ -151,7 +151,8 @@ impl SqlStore {
 
     /// Records this replica as running, with the address agents reach it
     /// at (`HOST:PORT`) and the one other replicas forward relayed packets
-    /// to. Nothing on SQLite.
+    /// to. A replica recorded at the same address is gone from now on.
+    /// Nothing on SQLite.
     pub async fn register_replica(
         &self,
         control: Option<&str>,
@@ -161,6 +162,15 @@ impl SqlStore {
             return Ok(());
         }
         let now = now_ms();
+        if let Some(control) = control {
+            // An earlier process at this address is gone: this one took
+            // its place (a restart, or a replacement on a moved address).
+            query("UPDATE replicas SET heartbeat_ms = 0 WHERE control = ? AND id != ?")
+                .bind(control)
+                .bind(&*self.replica)
+                .execute(&self.write)
+                .await?;
+        }
         query(
             "INSERT INTO replicas (id, control, relay, started_ms, heartbeat_ms) \
              VALUES (?, ?, ?, ?, ?)",
