@@ -8,7 +8,7 @@ use super::exposition::Page;
 use super::families::{self as f, ALL};
 use super::Snapshot;
 
-const STATES: [NetworkState; 9] = [
+const STATES: [NetworkState; 10] = [
     NetworkState::Static,
     NetworkState::Connecting,
     NetworkState::Pending,
@@ -18,6 +18,7 @@ const STATES: [NetworkState; 9] = [
     NetworkState::Conflict,
     NetworkState::Stale,
     NetworkState::Down,
+    NetworkState::Failed,
 ];
 
 const EFFECT_STATES: [(EffectState, &str); 3] = [

@@ -265,7 +265,8 @@ impl Managed {
             return;
         };
         if let Some(linger) = linger {
-            tokio::spawn(async move {
+            while self.lingering.try_join_next().is_some() {}
+            self.lingering.spawn(async move {
                 tokio::time::sleep(linger).await;
                 drop(handle);
             });
@@ -331,7 +332,7 @@ fn standing(net: &Joined) -> Standing {
             None => Standing::Unsettled,
         },
         NetworkState::Connecting | NetworkState::Refused => Standing::Unsettled,
-        NetworkState::Conflict | NetworkState::Static => match &net.netmap {
+        NetworkState::Conflict | NetworkState::Failed | NetworkState::Static => match &net.netmap {
             Some(_) => Standing::Member,
             None => Standing::Unsettled,
         },

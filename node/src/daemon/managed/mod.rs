@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ipnet::IpNet;
@@ -12,7 +13,10 @@ use warren_proto::netmap::Netmap;
 use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
 
 use super::control::{ControlCommand, ControlEvent};
-use super::network::{local_endpoints, NetworkEvents, NetworkHandle, NetworkSpec};
+use super::network::{
+    local_endpoints, DataPlanes, HostDataPlanes, NetworkEvents, NetworkHandle, NetworkSpec,
+};
+use super::supervisor::{Restarts, Supervisor};
 use super::{ControlEvents, Controllers, NETMAP_KEEPALIVE};
 use crate::state::{JoinedNetwork, StateDir};
 
@@ -31,6 +35,7 @@ mod rejoin;
 mod requests;
 mod source;
 mod status;
+mod supervise;
 use freshness::Freshness;
 pub use freshness::DEFAULT_MAX_AGE as DEFAULT_NETMAP_MAX_AGE;
 mod validate;
@@ -63,6 +68,8 @@ struct Joined {
     sign_in_refused: Option<String>,
     /// What its controller was last told of its paths (`paths`).
     paths: paths::PathReport,
+    /// Its data plane's deaths and the restart due (`supervise`).
+    plane: Restarts,
 }
 
 impl Joined {
@@ -82,6 +89,7 @@ impl Joined {
             confirmed: None,
             live: false,
             paths: paths::PathReport::default(),
+            plane: Restarts::default(),
         }
     }
 }
@@ -116,6 +124,17 @@ pub struct Managed {
     controller_errors: BTreeMap<String, ControllerError>,
     /// Since when each controller has had no connection up.
     controller_down_since: BTreeMap<String, Instant>,
+    /// Where data planes come from: the host's TUNs and sockets, or fakes.
+    pub(crate) planes: Arc<dyn DataPlanes>,
+    /// The static network's peers, its data plane's deaths, and its spec
+    /// while it is dead (`supervise`).
+    pub(crate) static_peers: Vec<warren_engine::PeerConfig>,
+    static_plane: Restarts,
+    static_spec: Option<NetworkSpec>,
+    /// The agent's own tasks: the local API and the metrics endpoint.
+    pub(crate) tasks: Supervisor,
+    /// Connections closed after a delay (a Leave going out first).
+    lingering: tokio::task::JoinSet<()>,
 }
 
 impl Managed {
@@ -147,6 +166,12 @@ impl Managed {
             grants_reported: BTreeSet::new(),
             controller_errors: BTreeMap::new(),
             controller_down_since: BTreeMap::new(),
+            planes: Arc::new(HostDataPlanes),
+            static_peers: Vec::new(),
+            static_plane: Restarts::default(),
+            static_spec: None,
+            tasks: Supervisor::default(),
+            lingering: tokio::task::JoinSet::new(),
         }
     }
 
@@ -159,9 +184,14 @@ impl Managed {
             .collect();
         let mut used_ports: BTreeSet<u16> =
             self.nets.values().map(|n| n.config.listen_port).collect();
-        if let Some(s) = &self.static_net {
-            used_names.insert(s.spec.interface.clone());
-            used_ports.insert(s.spec.listen_port);
+        if let Some(s) = self
+            .static_net
+            .as_ref()
+            .map(|s| &s.spec)
+            .or(self.static_spec.as_ref())
+        {
+            used_names.insert(s.interface.clone());
+            used_ports.insert(s.listen_port);
         }
         for n in 0u16.. {
             let name = format!("warren{n}");
@@ -458,9 +488,26 @@ impl Managed {
                 old.stop().await;
             }
         }
+        // A data plane that died waits for its restart (`supervise`).
+        if net.runner.is_none() && (net.plane.gave_up() || net.plane.restart_at().is_some()) {
+            net.netmap = Some(map);
+            return;
+        }
         if net.runner.is_none() {
-            match NetworkHandle::start(spec, self.key.clone(), self.net_events.clone()) {
+            match self
+                .planes
+                .start(spec, self.key.clone(), self.net_events.clone())
+            {
                 Ok(runner) => net.runner = Some(runner),
+                Err(e) if net.plane.deaths() > 0 => {
+                    supervise::record_death(
+                        net,
+                        format!("restarting: {e:#}"),
+                        tokio::time::Instant::now(),
+                    );
+                    net.netmap = Some(map);
+                    return;
+                }
                 Err(e) => {
                     net.state = NetworkState::Conflict;
                     net.message = Some(format!("{e:#}"));
@@ -541,8 +588,13 @@ impl Managed {
                 .map(IpNet::trunc)
                 .find(|t| mine.iter().any(|m| m.contains(t) || t.contains(m)))
         };
-        if let Some(s) = &self.static_net {
-            if let Some(t) = clash(&s.spec.addresses) {
+        if let Some(s) = self
+            .static_net
+            .as_ref()
+            .map(|s| &s.spec)
+            .or(self.static_spec.as_ref())
+        {
+            if let Some(t) = clash(&s.addresses) {
                 return Some(format!("its prefix overlaps {t} of the static network"));
             }
         }
@@ -587,10 +639,10 @@ impl Managed {
         }
     }
 
+    /// A clean stop, in order: the networks (data planes, then control
+    /// connections), then their effects on the system (DNS, routes). The
+    /// local API goes last, after this ([`Managed::stop_tasks`]).
     pub async fn shutdown(&mut self) {
-        self.dns.shutdown().await;
-        self.routes.shutdown().await;
-        self.controllers.clear();
         for net in self.nets.values_mut() {
             if let Some(r) = net.runner.take() {
                 r.stop().await;
@@ -599,6 +651,15 @@ impl Managed {
         if let Some(s) = self.static_net.take() {
             s.stop().await;
         }
+        self.controllers.clear();
+        self.lingering.shutdown().await;
+        self.dns.shutdown().await;
+        self.routes.shutdown().await;
+    }
+
+    /// Stops the agent's own tasks (the local API, the metrics endpoint).
+    pub async fn stop_tasks(&mut self) {
+        self.tasks.shutdown().await;
     }
 }
 
@@ -609,6 +670,9 @@ fn hostname() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "node".to_owned())
 }
+
+#[cfg(test)]
+mod daemon_tests;
 
 /// The netmap fuzz target, replayed over its committed inputs.
 #[cfg(test)]

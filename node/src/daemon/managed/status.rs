@@ -66,6 +66,14 @@ impl Managed {
             let mut status = static_status(r.as_ref());
             status.addresses = s.spec.addresses.clone();
             status.mtu = s.spec.mtu;
+            status.data_plane = self.static_health();
+            networks.push(status);
+        } else if let Some(spec) = &self.static_spec {
+            // Dead, waiting for its restart or given up on.
+            let mut status = static_status(None);
+            status.addresses = spec.addresses.clone();
+            status.mtu = spec.mtu;
+            status.data_plane = self.static_health();
             networks.push(status);
         }
         for (id, net) in &self.nets {
@@ -88,6 +96,7 @@ impl Managed {
             networks,
             peers,
             counters,
+            task_failures: self.tasks.failures(),
         }
     }
 }
@@ -126,6 +135,7 @@ fn static_status(report: Option<&NetworkReport>) -> NetworkStatus {
         controller_down_secs: None,
         dns: Effect::default(),
         routes: Effect::default(),
+        data_plane: None,
     }
 }
 
@@ -189,6 +199,7 @@ fn joined_status(net: &Joined, seen: Seen<'_>, report: Option<NetworkReport>) ->
             .map(|d| d.as_secs()),
         dns: seen.dns,
         routes: seen.routes,
+        data_plane: net.plane.health(tokio::time::Instant::now()),
     }
 }
 
