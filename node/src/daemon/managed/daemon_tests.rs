@@ -354,3 +354,22 @@ async fn down_up_and_leave_undo_their_effects() {
     assert!(rig.managed.nets.is_empty());
     assert!(rig.managed.status().await.networks.is_empty());
 }
+
+#[tokio::test]
+async fn a_revoked_membership_withdraws_the_data_plane_dns_and_routes() {
+    let mut rig = rig().await;
+    rig.managed.apply(loopback_map()).await;
+    rig.effects_in_place();
+    assert!(!rig.resolver.state().links.is_empty());
+    let mut revoked = loopback_map();
+    revoked.version += 1;
+    revoked.self_node.authorized = false;
+    rig.managed.apply(revoked).await;
+    let status = rig.status().await;
+    assert_eq!(status.state, NetworkState::Refused);
+    assert!(!rig.planes.running(&id().to_string()));
+    rig.effects_gone();
+    assert!(rig.routes.state().filter.is_none());
+    // Fail closed: nothing comes back from the cache.
+    assert!(rig.managed.state.netmap(&id()).is_none());
+}

@@ -167,9 +167,9 @@ impl Managed {
         self.state.forget_netmap(&id);
         self.call_me_maybe.forget_network(id);
         self.save();
-        self.dns.network_down(id).await;
+        // Not joined any more: nothing of it stays in the system.
+        self.sync_effects(id).await;
         self.dns.forget_services(id);
-        self.routes.network_down(id).await;
         self.routes.forget(id);
         if !self.controller_used(&controller, id) {
             // Give the Leave a moment to go out before the connection closes.
@@ -207,8 +207,7 @@ impl Managed {
         if let Some(runner) = runner {
             runner.stop().await;
         }
-        self.dns.network_down(id).await;
-        self.routes.network_down(id).await;
+        self.sync_effects(id).await;
         self.call_me_maybe.forget_network(id);
         self.detach(id, &controller);
         self.save();

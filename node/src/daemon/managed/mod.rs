@@ -20,6 +20,7 @@ use super::supervisor::{Restarts, Supervisor};
 use super::{ControlEvents, Controllers, NETMAP_KEEPALIVE};
 use crate::state::{JoinedNetwork, StateDir};
 
+mod effects;
 mod endpoints;
 mod explain;
 mod grants;
@@ -398,15 +399,15 @@ impl Managed {
     /// that not even a restart brings its peers back.
     async fn fail_closed(&mut self, id: NetworkId, state: NetworkState, message: String) {
         self.state.forget_netmap(&id);
-        self.dns.network_down(id).await;
-        self.routes.network_down(id).await;
         if let Some(net) = self.nets.get_mut(&id) {
             net.state = state;
             net.message = Some(message);
             net.netmap = None;
-            if let Some(runner) = net.runner.take() {
-                runner.stop().await;
-            }
+        }
+        // Withdrawn before the interface goes.
+        self.sync_effects(id).await;
+        if let Some(runner) = self.nets.get_mut(&id).and_then(|n| n.runner.take()) {
+            runner.stop().await;
         }
     }
 
@@ -531,7 +532,8 @@ impl Managed {
                 .map(|c| relay_link(c, id, runner));
             runner.set_relay(sink).await;
         }
-        // Accepted subnet routes and the exit node's default routes (`crate::routes`).
+        // Accepted subnet routes and the exit node's default routes
+        // (`crate::routes`); the system's share follows in `effects`.
         let controller_ips = crate::routes::controller_ips(
             &net.config.controller,
             self.controller_ips.get(&net.config.controller),
@@ -569,12 +571,9 @@ impl Managed {
         net.message = None;
         // Peers may have come or gone.
         net.paths.mark();
-        self.dns.network_up(&map, &net.config.interface).await;
-        let withheld = self.routes.withheld().is_some();
-        self.routes
-            .network_up(&map, &net.config.interface, controller_ips)
-            .await;
         net.netmap = Some(map);
+        let withheld = self.routes.withheld().is_some();
+        self.sync_effects(id).await;
         self.report_endpoints(false);
         self.republish_if_withheld_changed(withheld);
     }

@@ -49,9 +49,8 @@ impl Managed {
             control.route_relay_in(id, None);
         }
         // Its interface is gone, and what pointed at it with it: both are
-        // made again when the data plane is.
-        self.dns.network_down(id).await;
-        self.routes.network_down(id).await;
+        // made again when the data plane is (`effects`).
+        self.sync_effects(id).await;
     }
 
     /// The static network's data plane `instance` died.
