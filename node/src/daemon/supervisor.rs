@@ -86,9 +86,11 @@ impl Restarts {
             deaths: self.deaths,
             last_error: error.clone(),
             last_death_secs: now.saturating_duration_since(*at).as_secs(),
+            // Rounded up: a restart due in 0.9 s is not due now.
             restart_in_secs: self
                 .restart_at
-                .map(|r| r.saturating_duration_since(now).as_secs()),
+                .map(|r| r.saturating_duration_since(now).as_millis().div_ceil(1000))
+                .map(|secs| u64::try_from(secs).unwrap_or(u64::MAX)),
             gave_up: self.gave_up,
         })
     }

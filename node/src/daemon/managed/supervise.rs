@@ -15,8 +15,8 @@ pub(super) fn record_death(net: &mut Joined, error: String, now: Instant) {
     match net.plane.died(error.clone(), now) {
         Some(at) => {
             let wait = at.saturating_duration_since(now);
+            // Said by `data_plane` in status; the state stays what it is.
             tracing::warn!(network = %id, %error, restart_in = ?wait, "restarting the data plane");
-            net.message = Some(format!("the data plane died ({error}); restarting"));
         }
         None => {
             tracing::error!(network = %id, %error, deaths = net.plane.deaths(), "the data plane keeps dying: network failed");
