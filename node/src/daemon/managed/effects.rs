@@ -40,7 +40,7 @@ impl Managed {
             interface: net.config.interface.clone(),
             controller_ips: crate::routes::controller_ips(
                 &net.config.controller,
-                self.controller_ips.get(&net.config.controller),
+                self.links.ip(&net.config.controller),
             ),
         }
     }

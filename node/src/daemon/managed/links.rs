@@ -105,7 +105,7 @@ pub(super) fn stun_servers(
 impl Managed {
     /// Points each network of a controller at its STUN ports.
     pub(super) async fn set_stun(&self, controller: &str) {
-        let Some(ip) = self.controller_ips.get(controller) else {
+        let Some(ip) = self.links.ip(controller) else {
             return;
         };
         for net in self

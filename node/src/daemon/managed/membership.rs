@@ -256,10 +256,7 @@ impl Managed {
     /// Closes the connection to `controller` (after `linger`, if given)
     /// and forgets what it said.
     fn drop_controller(&mut self, controller: &str, linger: Option<Duration>) {
-        self.connected.remove(controller);
-        self.relay_servers.remove(controller);
-        self.controller_errors.remove(controller);
-        self.controller_down_since.remove(controller);
+        self.links.dropped(controller);
         let Some(handle) = self.controllers.remove(controller) else {
             return;
         };
@@ -276,8 +273,7 @@ impl Managed {
     pub(super) fn control(&mut self, config: &JoinedNetwork) -> &ControlHandle {
         let controller = config.controller.clone();
         if !self.controllers.contains_key(&controller) {
-            self.controller_down_since
-                .insert(controller.clone(), Instant::now());
+            self.links.connecting(&controller, Instant::now());
         }
         self.controllers
             .entry(controller.clone())

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 use warren_proto::control::JoinOutcome;
-use warren_proto::local_api::{ControllerError, NetworkState};
+use warren_proto::local_api::NetworkState;
 use warren_proto::netmap::Netmap;
 use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
 
@@ -20,6 +20,7 @@ use super::supervisor::{Restarts, Supervisor};
 use super::{ControlEvents, Controllers, NETMAP_KEEPALIVE};
 use crate::state::{JoinedNetwork, StateDir};
 
+mod controllers;
 mod effects;
 mod endpoints;
 mod explain;
@@ -102,11 +103,8 @@ pub struct Managed {
     static_net: Option<NetworkHandle>,
     nets: BTreeMap<NetworkId, Joined>,
     controllers: Controllers,
-    connected: BTreeSet<String>,
-    /// Where each controller was reached: its STUN ports are on that address.
-    controller_ips: BTreeMap<String, std::net::IpAddr>,
-    /// The relay-only instance each controller's relay frames go through.
-    relay_servers: BTreeMap<String, String>,
+    /// What each controller's connection last said (`controllers`).
+    links: controllers::Links,
     /// Drops events about a network from any controller but its own.
     sources: SourceCheck,
     /// How long a netmap is trusted without its controller.
@@ -121,10 +119,6 @@ pub struct Managed {
     pub(crate) routes: crate::routes::Routes,
     /// Grants whose first use was reported (`grants`).
     grants_reported: BTreeSet<(NetworkId, String)>,
-    /// Why each controller's latest connection failed, until one is up.
-    controller_errors: BTreeMap<String, ControllerError>,
-    /// Since when each controller has had no connection up.
-    controller_down_since: BTreeMap<String, Instant>,
     /// Where data planes come from: the host's TUNs and sockets, or fakes.
     pub(crate) planes: Arc<dyn DataPlanes>,
     /// The static network's peers, its data plane's deaths, and its spec
@@ -154,9 +148,7 @@ impl Managed {
             static_net,
             nets: BTreeMap::new(),
             controllers: BTreeMap::new(),
-            connected: BTreeSet::new(),
-            controller_ips: BTreeMap::new(),
-            relay_servers: BTreeMap::new(),
+            links: controllers::Links::default(),
             sources: SourceCheck::default(),
             freshness: Freshness::default(),
             call_me_maybe: endpoints::CallMeMaybeLimit::default(),
@@ -165,8 +157,6 @@ impl Managed {
             dns: crate::dns::Dns::off(),
             routes: crate::routes::Routes::off(),
             grants_reported: BTreeSet::new(),
-            controller_errors: BTreeMap::new(),
-            controller_down_since: BTreeMap::new(),
             planes: Arc::new(HostDataPlanes),
             static_peers: Vec::new(),
             static_plane: Restarts::default(),
@@ -234,10 +224,7 @@ impl Managed {
         }
         match event {
             ControlEvent::Connected { controller, remote } => {
-                self.controller_errors.remove(&controller);
-                self.controller_down_since.remove(&controller);
-                self.connected.insert(controller.clone());
-                self.controller_ips.insert(controller.clone(), remote.ip());
+                self.links.connected(&controller, remote.ip());
                 self.set_stun(&controller).await;
                 self.set_relays(&controller, true).await;
                 self.report_endpoints(true);
@@ -254,17 +241,12 @@ impl Managed {
                 self.handle_call_me_maybe(network_id, from, &endpoints)
                     .await
             }
-            ControlEvent::RelayServer { controller, relay } => match relay {
-                Some(relay) => {
-                    self.relay_servers.insert(controller, relay);
-                }
-                None => {
-                    self.relay_servers.remove(&controller);
-                }
-            },
+            ControlEvent::RelayServer { controller, relay } => {
+                self.links.set_relay_server(&controller, relay);
+            }
             ControlEvent::Disconnected { controller, error } => {
-                self.connected.remove(&controller);
-                self.relay_servers.remove(&controller);
+                self.links
+                    .disconnected(&controller, error.clone(), Instant::now());
                 self.set_relays(&controller, false).await;
                 for net in self
                     .nets
@@ -277,10 +259,6 @@ impl Managed {
                         net.message = Some(format!("controller unreachable: {}", error.message));
                     }
                 }
-                self.controller_down_since
-                    .entry(controller.clone())
-                    .or_insert_with(Instant::now);
-                self.controller_errors.insert(controller, error);
             }
             ControlEvent::Fingerprint {
                 controller,
@@ -517,14 +495,12 @@ impl Managed {
                 }
             }
         }
-        if let (Some(runner), Some(ip)) =
-            (&net.runner, self.controller_ips.get(&net.config.controller))
-        {
+        if let (Some(runner), Some(ip)) = (&net.runner, self.links.ip(&net.config.controller)) {
             runner
                 .set_stun_servers(links::stun_servers(&map, *ip))
                 .await;
         }
-        if let (Some(runner), true) = (&net.runner, self.connected.contains(&net.config.controller))
+        if let (Some(runner), true) = (&net.runner, self.links.is_connected(&net.config.controller))
         {
             let sink = self
                 .controllers
@@ -536,7 +512,7 @@ impl Managed {
         // (`crate::routes`); the system's share follows in `effects`.
         let controller_ips = crate::routes::controller_ips(
             &net.config.controller,
-            self.controller_ips.get(&net.config.controller),
+            self.links.ip(&net.config.controller),
         );
         let extra = self
             .routes
@@ -619,7 +595,7 @@ impl Managed {
             .flat_map(|r| r.spec.addresses.iter().map(IpNet::trunc))
             .collect();
         for (id, net) in &mut self.nets {
-            if net.runner.is_none() || !self.connected.contains(&net.config.controller) {
+            if net.runner.is_none() || !self.links.is_connected(&net.config.controller) {
                 continue;
             }
             let mut endpoints = local_endpoints(net.config.listen_port, &overlay);

@@ -29,11 +29,11 @@ impl Managed {
         let running = !net.config.down;
         let id = net.config.network_id;
         Seen {
-            connected: running && self.connected.contains(controller),
-            error: self.controller_errors.get(controller).filter(|_| running),
+            connected: running && self.links.is_connected(controller),
+            error: self.links.error(controller).filter(|_| running),
             down_for: self
-                .controller_down_since
-                .get(controller)
+                .links
+                .down_since(controller)
                 .filter(|_| running)
                 .map(|since| since.elapsed()),
             routes_withheld: self.routes.withheld(),
@@ -327,8 +327,8 @@ impl Managed {
                     })
                     .collect(),
                 mapping_varies_by_destination: (seen.len() >= 2).then_some(mapped.len() > 1),
-                relay: self.connected.contains(&net.config.controller),
-                relay_server: self.relay_servers.get(&net.config.controller).cloned(),
+                relay: self.links.is_connected(&net.config.controller),
+                relay_server: self.links.relay_server(&net.config.controller).cloned(),
             });
         }
         Netcheck { networks }
