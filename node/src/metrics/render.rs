@@ -98,6 +98,8 @@ fn network(page: &mut Page<'_>, snapshot: &Snapshot, net: &NetworkStatus) {
             .map_or(0, |(_, count)| *count);
         page.sample(&f::ROUTES_INSTALLED, &[id], routes);
     }
+    let deaths = net.data_plane.as_ref().map_or(0, |h| h.deaths);
+    page.sample(&f::DATA_PLANE_DEATHS, &[id], deaths);
     if let Some(version) = net.netmap_version {
         page.sample(&f::NETMAP_VERSION, &[id], version);
     }
