@@ -377,9 +377,19 @@ struct ReadErrors(u32);
 
 impl ReadErrors {
     /// Counts a read's result; an error once too many failed in a row.
+    /// Errors about one read's data (a packet the offload code refuses)
+    /// say nothing of the device, and do not count.
     fn count<T>(&mut self, read: &std::io::Result<T>) -> anyhow::Result<()> {
+        use std::io::ErrorKind;
         match read {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock
+                        | ErrorKind::Interrupted
+                        | ErrorKind::InvalidData
+                        | ErrorKind::InvalidInput
+                ) => {}
             Err(e) => {
                 self.0 += 1;
                 if self.0 >= FATAL_READ_ERRORS {
@@ -571,4 +581,34 @@ pub fn local_endpoints(port: u16, exclude: &[IpNet]) -> Vec<SocketAddr> {
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_run_of_device_errors_ends_a_data_plane() {
+        let gone = || std::io::Error::from_raw_os_error(libc::EBADFD);
+        let mut errors = ReadErrors::default();
+        for _ in 1..FATAL_READ_ERRORS {
+            errors.count::<usize>(&Err(gone())).unwrap();
+        }
+        // A good read starts the count again.
+        errors.count(&Ok(1usize)).unwrap();
+        for _ in 1..FATAL_READ_ERRORS {
+            errors.count::<usize>(&Err(gone())).unwrap();
+        }
+        for kind in [
+            std::io::ErrorKind::WouldBlock,
+            std::io::ErrorKind::InvalidData,
+        ] {
+            errors.count::<usize>(&Err(kind.into())).unwrap();
+        }
+        let fatal = errors.count::<usize>(&Err(gone())).unwrap_err();
+        assert!(
+            format!("{fatal}").contains("64 reads failed in a row"),
+            "{fatal}"
+        );
+    }
 }
