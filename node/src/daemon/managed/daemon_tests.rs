@@ -11,7 +11,7 @@ use warren_proto::netmap::Netmap;
 use warren_proto::NodePrivateKey;
 
 use super::super::network::fake::{Death, FakePlanes};
-use super::super::network::NetworkEvent;
+use super::super::network::{DataPlanes, NetworkEvent};
 use super::super::supervisor::MAX_RESTARTS;
 use super::*;
 use crate::dns::os::fake::FakeResolver;
@@ -374,4 +374,62 @@ async fn a_revoked_membership_withdraws_the_data_plane_dns_and_routes() {
     assert!(rig.routes.state().filter.is_none());
     // Fail closed: nothing comes back from the cache.
     assert!(rig.managed.state.netmap(&id()).is_none());
+}
+
+#[tokio::test]
+async fn the_static_networks_data_plane_is_restarted_with_its_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events_tx, _control_events) = mpsc::unbounded_channel();
+    let (net_tx, mut net_events) = mpsc::unbounded_channel();
+    let key = NodePrivateKey::from_bytes([1; 32]);
+    let planes = FakePlanes::default();
+    let spec = crate::daemon::network::NetworkSpec {
+        label: "static".into(),
+        interface: "wg-static".into(),
+        mtu: 1420,
+        addresses: vec![net("10.200.0.1/24")],
+        listen_port: 51820,
+        offload: false,
+        system_routes: true,
+    };
+    let handle = planes.start(spec, key.clone(), net_tx.clone()).unwrap();
+    let peer_key = NodePrivateKey::from_bytes([2; 32]).public_key();
+    let peers = vec![warren_engine::PeerConfig::fixed(
+        peer_key,
+        Some("192.0.2.2:51820".parse().unwrap()),
+        vec![net("10.200.0.2/32")],
+        None,
+    )];
+    handle.set_peers(peers.clone()).await;
+    let state = StateDir::open(dir.path()).unwrap();
+    let mut managed = Managed::new(state, key, 51821, Some(handle), events_tx, net_tx);
+    managed.planes = Arc::new(planes.clone());
+    managed.static_peers = peers;
+
+    assert!(planes.kill("static", Death::Panic));
+    let (label, event) = tokio::time::timeout(Duration::from_secs(5), net_events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    managed.handle_network_event(&label, event).await;
+    let status = managed.status().await;
+    let shown = &status.networks[0];
+    assert_eq!(shown.state, NetworkState::Static);
+    assert_eq!(shown.addresses, vec![net("10.200.0.1/24")]);
+    assert!(shown
+        .data_plane
+        .as_ref()
+        .is_some_and(|h| h.restart_in_secs.is_some()));
+
+    managed
+        .restart_due(Instant::now() + Duration::from_secs(2))
+        .await;
+    assert_eq!(planes.starts("static"), 2);
+    let status = managed.status().await;
+    assert_eq!(status.networks[0].interface.as_deref(), Some("wg-static"));
+    assert_eq!(planes.state().planes["static"].peers.len(), 1);
+    assert_eq!(
+        status.networks[0].data_plane.as_ref().map(|h| h.deaths),
+        Some(1)
+    );
 }
