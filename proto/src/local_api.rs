@@ -18,6 +18,45 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
     /// The sum over all networks.
     pub counters: Counters,
+    /// Tasks of the agent itself (the local API, the metrics endpoint)
+    /// that died and were restarted or given up on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_failures: Vec<TaskFailure>,
+}
+
+/// A task of the agent that died: which, why, and what the agent did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TaskFailure {
+    /// `local-api`, `metrics`, `data-plane static`.
+    pub task: String,
+    /// Why it died last (an error, or a panic's message).
+    pub error: String,
+    /// How often it died since the agent started.
+    pub deaths: u32,
+    /// Seconds since it died last.
+    pub last_death_secs: u64,
+    /// Restarts ran out: it stays dead until the agent restarts.
+    #[serde(default)]
+    pub gave_up: bool,
+}
+
+/// A network's data plane, once it died: the agent restarts it with
+/// backoff a bounded number of times, then marks the network `failed`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DataPlaneHealth {
+    /// How often it died (panicked or failed) since the network came up.
+    pub deaths: u32,
+    /// Why it died last.
+    pub last_error: String,
+    /// Seconds since it died last.
+    pub last_death_secs: u64,
+    /// Seconds until the next restart, while one is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_in_secs: Option<u64>,
+    /// Restarts ran out: the network is `failed` until `warren down` and
+    /// `warren up` (or a new netmap) try again.
+    #[serde(default)]
+    pub gave_up: bool,
 }
 
 /// Where a network stands on this node.
@@ -44,6 +83,9 @@ pub enum NetworkState {
     /// Taken offline with `warren down`: no interface, no peers, but the
     /// membership, address and name stay for `warren up`.
     Down,
+    /// Its data plane kept dying and the agent stopped restarting it; see
+    /// `message` and `data_plane`.
+    Failed,
 }
 
 impl NetworkState {
@@ -59,6 +101,7 @@ impl NetworkState {
             NetworkState::Conflict => "conflict",
             NetworkState::Stale => "stale",
             NetworkState::Down => "down",
+            NetworkState::Failed => "failed",
         }
     }
 }
@@ -178,6 +221,9 @@ pub struct NetworkStatus {
     /// Subnet routes, exit node and their filter.
     #[serde(default)]
     pub routes: Effect,
+    /// The data plane's deaths and restarts; `None` while it never died.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_plane: Option<DataPlaneHealth>,
 }
 
 /// `GET /v1/explain?to=ADDRESS&port=PORT`: would a new flow from this node

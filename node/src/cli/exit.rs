@@ -18,7 +18,8 @@ pub const KEY_REFUSED: u8 = 13;
 /// `--wait` (or nobody signed the device in within `--sign-in-wait`).
 pub const JOIN_TIMEOUT: u8 = 14;
 /// `warren join`/`up`: this agent refused the network's netmap (for
-/// example a pool that overlaps another network's).
+/// example a pool that overlaps another network's), or its data plane
+/// kept dying.
 pub const JOIN_CONFLICT: u8 = 15;
 
 /// The exit codes as `warren join --help` and `warren up --help` list them.
@@ -38,6 +39,7 @@ Exit status:
   14  the controller was reached but did not answer within --wait, or
       nobody signed the device in within --sign-in-wait
   15  this agent refused the network (e.g. its pool overlaps another's)
+      or its data plane kept dying
 On 10-15 the network stays joined and the agent keeps trying: run
 `warren join` again with corrected flags, or `warren leave`.";
 

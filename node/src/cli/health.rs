@@ -35,6 +35,7 @@ pub fn problems(status: &Status, grace: Duration) -> Vec<String> {
                 "network {id}: the sign-in ran out: `warren login {id}`"
             )),
             NetworkState::Stale => out.push(format!("network {id}: stale: {message}")),
+            NetworkState::Failed => out.push(format!("network {id}: failed: {message}")),
             NetworkState::Pending => out.push(format!(
                 "network {id}: waiting for an admin to authorize this node"
             )),
@@ -54,6 +55,9 @@ pub fn problems(status: &Status, grace: Duration) -> Vec<String> {
                 ));
             }
         }
+        if net.state != NetworkState::Failed {
+            out.extend(data_plane_problem(net));
+        }
         for (what, effect) in [("DNS", &net.dns), ("routes", &net.routes)] {
             if effect.state == EffectState::Failed {
                 out.push(format!(
@@ -63,7 +67,73 @@ pub fn problems(status: &Status, grace: Duration) -> Vec<String> {
             }
         }
     }
+    for net in status
+        .networks
+        .iter()
+        .filter(|n| n.state == NetworkState::Static)
+    {
+        out.extend(data_plane_problem(net));
+    }
+    for task in &status.task_failures {
+        if task.gave_up || task.last_death_secs < RECENT_DEATH.as_secs() {
+            out.push(format!(
+                "agent task {} died {} time(s), {} ago{}: {}",
+                task.task,
+                task.deaths,
+                humantime::format_duration(Duration::from_secs(task.last_death_secs)),
+                if task.gave_up { ", not restarted" } else { "" },
+                printable(&task.error)
+            ));
+        }
+    }
     out
+}
+
+/// A data plane death this recent still makes the agent unhealthy, even
+/// once restarted: a monitor polling now and then sees it flap.
+pub const RECENT_DEATH: Duration = Duration::from_secs(600);
+
+/// A data plane that is dead now, given up on, or died lately.
+fn data_plane_problem(net: &NetworkStatus) -> Option<String> {
+    let health = net.data_plane.as_ref()?;
+    let ago = humantime::format_duration(Duration::from_secs(health.last_death_secs));
+    let error = printable(&health.last_error);
+    let id = &net.id;
+    if health.gave_up {
+        Some(format!(
+            "network {id}: the data plane died {} time(s) and is not restarted: {error}",
+            health.deaths
+        ))
+    } else if let Some(secs) = health.restart_in_secs {
+        Some(format!(
+            "network {id}: the data plane died {ago} ago ({error}); restart in {secs}s"
+        ))
+    } else if health.last_death_secs < RECENT_DEATH.as_secs() {
+        Some(format!(
+            "network {id}: the data plane died {ago} ago and was restarted ({} death(s)): {error}",
+            health.deaths
+        ))
+    } else {
+        None
+    }
+}
+
+/// What `warren status` says of a data plane that died, if one did.
+pub fn data_plane_line(net: &NetworkStatus) -> Option<String> {
+    let health = net.data_plane.as_ref()?;
+    let ago = humantime::format_duration(Duration::from_secs(health.last_death_secs));
+    let now = if health.gave_up {
+        "not restarted".to_owned()
+    } else if let Some(secs) = health.restart_in_secs {
+        format!("restart in {secs}s")
+    } else {
+        "restarted".to_owned()
+    };
+    Some(format!(
+        "data plane died {} time(s), last {ago} ago: {} ({now})",
+        health.deaths,
+        printable(&health.last_error)
+    ))
 }
 
 /// Peers of a network by how they are reached.
@@ -128,6 +198,9 @@ pub fn network_summary(net: &NetworkStatus, peers: &[&PeerStatus], now: OffsetDa
             ),
         };
         let _ = writeln!(out, "  controller {controller} {link}");
+    }
+    if let Some(line) = data_plane_line(net) {
+        let _ = writeln!(out, "  {line}");
     }
     if net.state != NetworkState::Down {
         let _ = writeln!(

@@ -55,6 +55,7 @@ pub fn status_of(networks: Vec<NetworkStatus>, peers: Vec<PeerStatus>) -> Status
         networks,
         peers,
         counters: Counters::default(),
+        task_failures: Vec::new(),
     }
 }
 
@@ -86,6 +87,7 @@ fn failed_states_and_effects_are_problems_and_down_is_not() {
         NetworkState::Expired,
         NetworkState::Stale,
         NetworkState::Pending,
+        NetworkState::Failed,
     ] {
         let status = status_of(vec![joined(state, true)], vec![]);
         assert_eq!(problems(&status, GRACE).len(), 1, "{state:?}");
@@ -104,6 +106,62 @@ fn failed_states_and_effects_are_problems_and_down_is_not() {
         "{found:?}"
     );
     assert!(found[1].contains("routes not applied: nft"), "{found:?}");
+}
+
+#[test]
+fn a_data_plane_that_died_lately_or_for_good_is_a_problem() {
+    use warren_proto::local_api::{DataPlaneHealth, TaskFailure};
+    let health = |last_death_secs, restart_in_secs, gave_up| DataPlaneHealth {
+        deaths: 2,
+        last_error: "TUN read failed".into(),
+        last_death_secs,
+        restart_in_secs,
+        gave_up,
+    };
+    let with = |h: DataPlaneHealth| {
+        let mut net = joined(NetworkState::Authorized, true);
+        net.data_plane = Some(h);
+        problems(&status_of(vec![net], vec![]), GRACE)
+    };
+    let found = with(health(3, Some(1), false));
+    assert_eq!(found.len(), 1);
+    assert!(
+        found[0].contains("died 3s ago (TUN read failed); restart in 1s"),
+        "{found:?}"
+    );
+    let found = with(health(60, None, false));
+    assert!(found[0].contains("was restarted (2 death(s))"), "{found:?}");
+    assert!(
+        with(health(RECENT_DEATH.as_secs(), None, false)).is_empty(),
+        "long ago"
+    );
+    let mut failed = joined(NetworkState::Failed, true);
+    failed.message = Some("the data plane died 6 times".into());
+    failed.data_plane = Some(health(1, None, true));
+    let found = problems(&status_of(vec![failed.clone()], vec![]), GRACE);
+    assert_eq!(
+        found,
+        vec!["network 8056c2e21c000001: failed: the data plane died 6 times"]
+    );
+    let line = data_plane_line(&failed).unwrap();
+    assert!(
+        line.contains("died 2 time(s), last 1s ago: TUN read failed (not restarted)"),
+        "{line}"
+    );
+
+    let mut status = status_of(vec![], vec![]);
+    status.task_failures.push(TaskFailure {
+        task: "metrics".into(),
+        error: "stopped serving".into(),
+        deaths: 1,
+        last_death_secs: 5,
+        gave_up: false,
+    });
+    let found = problems(&status, GRACE);
+    assert!(
+        found[0].contains("agent task metrics died 1 time(s), 5s ago: stopped serving"),
+        "{found:?}"
+    );
 }
 
 #[test]

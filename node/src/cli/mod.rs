@@ -6,7 +6,7 @@ mod daemon;
 mod dns;
 mod exit;
 mod explain;
-mod health;
+pub(crate) mod health;
 mod join;
 mod key;
 mod login;

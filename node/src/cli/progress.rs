@@ -65,6 +65,10 @@ pub fn step(net: &NetworkStatus, wait: Duration, timed_out: bool, reached: bool)
             exit::JOIN_CONFLICT,
             format!("this agent refused the netmap of {id}: {message}"),
         ),
+        NetworkState::Failed => Step::Fail(
+            exit::JOIN_CONFLICT,
+            format!("this agent could not keep the data plane of {id} running: {message}"),
+        ),
         NetworkState::Connecting | NetworkState::Stale | NetworkState::Down => {
             let error = net.controller_error.as_ref();
             if let Some(e) = error.filter(|e| e.kind == ControllerErrorKind::FingerprintMismatch) {

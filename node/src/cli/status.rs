@@ -186,6 +186,9 @@ fn render_long(status: &Status, now: OffsetDateTime) -> String {
         if let Some(message) = &net.message {
             let _ = writeln!(out, "  {message}");
         }
+        if let Some(line) = health::data_plane_line(net) {
+            let _ = writeln!(out, "  {line}");
+        }
         if let Some(controller) = &net.controller {
             let link = if net.controller_connected {
                 "connected"
@@ -356,6 +359,30 @@ mod tests {
             text.contains(&format!("controller certificate {}", "ab".repeat(32))),
             "{text}"
         );
+    }
+
+    #[test]
+    fn both_forms_show_a_data_plane_that_died() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(100);
+        let mut net = joined(NetworkState::Authorized, true);
+        net.data_plane = Some(warren_proto::local_api::DataPlaneHealth {
+            deaths: 1,
+            last_error: "reading the TUN device: gone".into(),
+            last_death_secs: 2,
+            restart_in_secs: Some(1),
+            gave_up: false,
+        });
+        let status = status_of(vec![net], vec![]);
+        let problems = health::problems(&status, Duration::from_secs(30));
+        let short = render(&status, &problems, now);
+        let long = render_long(&status, now);
+        for text in [&short, &long] {
+            assert!(
+                text.contains("data plane died 1 time(s), last 2s ago: reading the TUN device: gone (restart in 1s)"),
+                "{text}"
+            );
+        }
+        assert!(short.contains(": 1 problem(s)"), "{short}");
     }
 
     #[test]

@@ -30,13 +30,13 @@ use warren_engine::Via;
 /// The Host header the CLI sends; anything else is a browser being rebound.
 pub const LOCAL_HOST: &str = "local.warren";
 
-/// Binds the socket (mode 0660) and serves it on the current runtime.
+/// Binds the socket (mode 0660); the future serves it until dropped.
 /// Members of `admin_gid` may change things; of the socket's group, read.
 pub fn serve(
     path: &Path,
     requests: mpsc::Sender<Request>,
     admin_gid: Option<u32>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating socket folder {}", dir.display()))?;
@@ -57,7 +57,7 @@ pub fn serve(
         .layer(middleware::from_fn(check_access))
         .layer(middleware::from_fn(refuse_browsers))
         .with_state(requests);
-    Ok(tokio::spawn(accept_loop(listener, router, admin_gid)))
+    Ok(accept_loop(listener, router, admin_gid))
 }
 
 /// The daemon's own endpoints (DNS and routes add theirs in [`api_endpoints::all`]).
@@ -77,6 +77,8 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
 
 async fn accept_loop(listener: UnixListener, router: Router, admin_gid: Option<u32>) {
     let own_uid = effective_uid();
+    // Connections end with the loop: dropping it drops them.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -107,7 +109,8 @@ async fn accept_loop(listener: UnixListener, router: Router, admin_gid: Option<u
             continue;
         };
         let service = TowerToHyperService::new(router.clone().layer(Extension(access)));
-        tokio::spawn(async move {
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(e) = conn.await {

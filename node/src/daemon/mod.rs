@@ -9,6 +9,7 @@ pub mod datapath;
 pub(crate) mod managed;
 pub(crate) mod network;
 pub(crate) mod relay_in;
+pub(crate) mod supervisor;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -111,13 +112,16 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         .unwrap_or(crate::config::DEFAULT_LISTEN_PORT);
     crate::routes::reserve_listen_ports(base_port);
     let (net_events_tx, mut net_events) = mpsc::unbounded_channel();
-    let static_net = match options
+    let (static_net, static_peers) = match options
         .config
         .as_ref()
         .filter(|c| !c.node.addresses.is_empty())
     {
-        Some(config) => Some(start_static(config, base_port, &key, net_events_tx.clone()).await?),
-        None => None,
+        Some(config) => {
+            let (net, peers) = start_static(config, base_port, &key, net_events_tx.clone()).await?;
+            (Some(net), peers)
+        }
+        None => (None, Vec::new()),
     };
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut managed = Managed::new(
@@ -129,6 +133,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         net_events_tx,
     );
     managed.dns = dns;
+    managed.static_peers = static_peers;
     managed.set_netmap_max_age(options.netmap_max_age);
     // Before any cached netmap comes back: removes what a crash left installed.
     managed.routes = crate::routes::Routes::start(&options.state_dir).await;
@@ -143,8 +148,12 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         .as_deref()
         .map(caller::resolve_group)
         .transpose()?;
-    let _metrics = metrics.map(|m| m.serve(requests.clone()));
-    let _api = api::serve(&options.socket, requests, admin_gid)?;
+    if let Some(listener) = metrics {
+        let serve = listener.serve(requests.clone());
+        managed.tasks.spawn(METRICS_TASK, ended(serve));
+    }
+    let api = api::serve(&options.socket, requests.clone(), admin_gid)?;
+    managed.tasks.spawn(API_TASK, ended(api));
     tracing::info!(node_id = %NodeId::from_key(&key.public_key()), public_key = %key.public_key(), "agent running");
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -170,7 +179,35 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
                 Request::Metrics(reply) => { let _ = reply.send(managed.metrics().await); }
             },
             Some(event) = events.recv() => managed.handle_control(event).await,
-            Some((network, event)) = net_events.recv() => managed.handle_network_event(&network, event),
+            Some((network, event)) = net_events.recv() => managed.handle_network_event(&network, event).await,
+            () = restart_at(managed.next_restart()) => managed.restart_due(tokio::time::Instant::now()).await,
+            death = managed.tasks.next_death() => {
+                let Some(at) = death.restart_at else {
+                    tracing::error!(task = death.task, error = %death.error, "agent task keeps dying: not restarted");
+                    continue;
+                };
+                match death.task {
+                    API_TASK => {
+                        let (socket, requests) = (options.socket.clone(), requests.clone());
+                        managed.tasks.spawn(API_TASK, async move {
+                            tokio::time::sleep_until(at).await;
+                            api::serve(&socket, requests, admin_gid)?.await;
+                            Ok(())
+                        });
+                    }
+                    METRICS_TASK => {
+                        if let Some(settings) = options.metrics.clone() {
+                            let requests = requests.clone();
+                            managed.tasks.spawn(METRICS_TASK, async move {
+                                tokio::time::sleep_until(at).await;
+                                crate::metrics::Listener::bind(&settings).await?.serve(requests).await;
+                                Ok(())
+                            });
+                        }
+                    }
+                    _ => {}
+                }
+            }
             _ = refresh.tick() => {
                 managed.report_endpoints(false);
                 managed.dns.retry().await;
@@ -184,17 +221,39 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         }
     }
     tracing::info!("agent stopping");
+    // Networks first, then their effects on the system; the local API
+    // answers until the end.
     managed.shutdown().await;
+    managed.stop_tasks().await;
     let _ = std::fs::remove_file(&options.socket);
     Ok(())
 }
 
+/// The supervised tasks of the agent itself.
+const API_TASK: &str = "local-api";
+const METRICS_TASK: &str = "metrics";
+
+/// A server loop as a supervised task: it is meant to run until the agent stops.
+async fn ended(serve: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    serve.await;
+    anyhow::bail!("stopped serving")
+}
+
+/// Sleeps until `at`; forever without it.
+async fn restart_at(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts the static network; its handle, and its peers for restarts.
 async fn start_static(
     config: &Config,
     port: u16,
     key: &NodePrivateKey,
     events: network::NetworkEvents,
-) -> anyhow::Result<NetworkHandle> {
+) -> anyhow::Result<(NetworkHandle, Vec<warren_engine::PeerConfig>)> {
     let node = &config.node;
     let spec = NetworkSpec {
         label: "static".to_owned(),
@@ -217,9 +276,9 @@ async fn start_static(
                 p.persistent_keepalive,
             )
         })
-        .collect();
-    handle.set_peers(peers).await;
-    Ok(handle)
+        .collect::<Vec<_>>();
+    handle.set_peers(peers.clone()).await;
+    Ok((handle, peers))
 }
 
 /// Which networks share a controller connection.

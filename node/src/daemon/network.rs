@@ -1,7 +1,9 @@
-//! One network's data plane: its TUN, its UDP socket and its engine, on one task.
+//! One network's data plane: its TUN, its UDP socket and its engine, on one
+//! task, watched by a second that reports its death ([`NetworkEvent::Died`]).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,7 @@ use warren_proto::{NodePrivateKey, NodePublicKey};
 
 use super::datapath::{relay_send, DataPath, GsoBatch, RelaySink, TunReader, TunWriter, UdpReader};
 use super::relay_in::{relay_in_queue, RelayInDrops, RelayInRx, RelayInTx, RELAY_IN_QUEUE};
+use super::supervisor::panic_message;
 use crate::platform::tun::{routes_needed, Tun};
 use crate::platform::udp::Udp;
 
@@ -82,6 +85,9 @@ pub enum NetworkEvent {
     /// The way a peer is reached changed (direct, relayed or none): the
     /// controller hears of it (`managed::paths`).
     PathChanged,
+    /// The data plane `instance` ended without being asked to: it panicked
+    /// or failed. Its TUN and socket are gone.
+    Died { instance: u64, error: String },
 }
 
 /// Where data planes send their events, tagged with their label.
@@ -107,13 +113,70 @@ enum Command {
     Stop,
 }
 
+/// A TUN or socket that fails this many reads in a row is gone: the data
+/// plane ends with an error rather than spin.
+const FATAL_READ_ERRORS: u32 = 64;
+
+/// Tells data planes apart across restarts, so a late death report of one
+/// replaced already is not taken for its successor's.
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
+
+/// Starts data planes: on the host's TUN and sockets, or fakes in tests.
+pub trait DataPlanes: Send + Sync {
+    fn start(
+        &self,
+        spec: NetworkSpec,
+        key: NodePrivateKey,
+        events: NetworkEvents,
+    ) -> anyhow::Result<NetworkHandle>;
+}
+
+/// Real data planes ([`NetworkHandle::start`]).
+pub struct HostDataPlanes;
+
+impl DataPlanes for HostDataPlanes {
+    fn start(
+        &self,
+        spec: NetworkSpec,
+        key: NodePrivateKey,
+        events: NetworkEvents,
+    ) -> anyhow::Result<NetworkHandle> {
+        NetworkHandle::start(spec, key, events)
+    }
+}
+
 /// The running data plane of one network; stop it with [`NetworkHandle::stop`].
 pub struct NetworkHandle {
     pub spec: NetworkSpec,
+    /// Which start of the data plane this is ([`NetworkEvent::Died`]).
+    pub instance: u64,
     commands: mpsc::Sender<Command>,
     /// Where the relay reader puts this network's packets.
     relay_in: RelayInTx,
+    /// The watcher: it ends after the loop, and reports the loop's death.
     task: JoinHandle<()>,
+}
+
+/// Runs `work` as a data plane's loop, and a watcher that sends
+/// [`NetworkEvent::Died`] if it panics or fails. The watcher's handle is
+/// the one to await: it ends once the loop has.
+fn supervise(
+    label: String,
+    instance: u64,
+    events: NetworkEvents,
+    work: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+) -> JoinHandle<()> {
+    let work = tokio::spawn(work);
+    tokio::spawn(async move {
+        let error = match work.await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(e) if e.is_panic() => format!("panicked: {}", panic_message(e.into_panic())),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(network = %label, instance, %error, "data plane died");
+        let _ = events.send((label, NetworkEvent::Died { instance, error }));
+    })
 }
 
 impl NetworkHandle {
@@ -142,6 +205,7 @@ impl NetworkHandle {
         let engine = Engine::new(config);
         let (commands, rx) = mpsc::channel(256);
         let (relay_in, relay_rx) = relay_in_queue(RELAY_IN_QUEUE);
+        let events_for_watch = events.clone();
         let state = Loop {
             label: spec.label.clone(),
             relay: None,
@@ -149,9 +213,12 @@ impl NetworkHandle {
             pings: BTreeMap::new(),
             events,
         };
-        let task = tokio::spawn(run(spec.clone(), engine, tun, udp, rx, relay_rx, state));
+        let instance = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
+        let work = run(spec.clone(), engine, tun, udp, rx, relay_rx, state);
+        let task = supervise(spec.label.clone(), instance, events_for_watch, work);
         Ok(Self {
             spec,
+            instance,
             commands,
             relay_in,
             task,
@@ -255,7 +322,9 @@ async fn run(
     mut commands: mpsc::Receiver<Command>,
     mut relay_in: RelayInRx,
     mut state: Loop,
-) {
+) -> anyhow::Result<()> {
+    let mut tun_errors = ReadErrors::default();
+    let mut udp_errors = ReadErrors::default();
     let mut tun_reader = TunReader::new(spec.mtu);
     let mut udp_reader = UdpReader::new();
     let mut writer = TunWriter::new();
@@ -279,11 +348,17 @@ async fn run(
             writer: &mut writer,
         };
         tokio::select! {
-            read = tun_reader.read(&tun) => path.handle_tun_read(&mut tun_reader, read).await,
-            ready = udp.socket.readable() => match ready {
-                Ok(()) => path.handle_udp_readable(&mut udp_reader).await,
-                Err(e) => tracing::warn!(error = %e, "UDP socket failed"),
-            },
+            read = tun_reader.read(&tun) => {
+                tun_errors.count(&read).context("reading the TUN device")?;
+                path.handle_tun_read(&mut tun_reader, read).await;
+            }
+            ready = udp.socket.readable() => {
+                udp_errors.count(&ready).context("waiting on the UDP socket")?;
+                match ready {
+                    Ok(()) => path.handle_udp_readable(&mut udp_reader).await,
+                    Err(e) => tracing::warn!(error = %e, "UDP socket failed"),
+                }
+            }
             () = tokio::time::sleep_until(deadline.into()) => engine.handle_timeout(Instant::now()),
             Some(packet) = relay_in.rx.recv() => path.handle_relay_packet(packet.from, &packet.payload).await,
             command = commands.recv() => match command {
@@ -293,6 +368,38 @@ async fn run(
         }
     }
     tracing::info!(network = %spec.label, interface = %tun.name, "data plane down");
+    Ok(())
+}
+
+/// Read errors in a row on one device.
+#[derive(Default)]
+struct ReadErrors(u32);
+
+impl ReadErrors {
+    /// Counts a read's result; an error once too many failed in a row.
+    /// Errors about one read's data (a packet the offload code refuses)
+    /// say nothing of the device, and do not count.
+    fn count<T>(&mut self, read: &std::io::Result<T>) -> anyhow::Result<()> {
+        use std::io::ErrorKind;
+        match read {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock
+                        | ErrorKind::Interrupted
+                        | ErrorKind::InvalidData
+                        | ErrorKind::InvalidInput
+                ) => {}
+            Err(e) => {
+                self.0 += 1;
+                if self.0 >= FATAL_READ_ERRORS {
+                    anyhow::bail!("{} reads failed in a row, the last with: {e}", self.0);
+                }
+            }
+            Ok(_) => self.0 = 0,
+        }
+        Ok(())
+    }
 }
 
 fn handle_command(
@@ -455,6 +562,10 @@ async fn flush_engine(engine: &mut Engine, udp: &Udp, state: &mut Loop) {
     }
 }
 
+#[cfg(test)]
+#[path = "network_fake.rs"]
+pub(crate) mod fake;
+
 /// The candidates a node reports for a network: its interface addresses
 /// (minus loopback and link-local) with the network's port.
 pub fn local_endpoints(port: u16, exclude: &[IpNet]) -> Vec<SocketAddr> {
@@ -470,4 +581,34 @@ pub fn local_endpoints(port: u16, exclude: &[IpNet]) -> Vec<SocketAddr> {
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_run_of_device_errors_ends_a_data_plane() {
+        let gone = || std::io::Error::from_raw_os_error(libc::EBADFD);
+        let mut errors = ReadErrors::default();
+        for _ in 1..FATAL_READ_ERRORS {
+            errors.count::<usize>(&Err(gone())).unwrap();
+        }
+        // A good read starts the count again.
+        errors.count(&Ok(1usize)).unwrap();
+        for _ in 1..FATAL_READ_ERRORS {
+            errors.count::<usize>(&Err(gone())).unwrap();
+        }
+        for kind in [
+            std::io::ErrorKind::WouldBlock,
+            std::io::ErrorKind::InvalidData,
+        ] {
+            errors.count::<usize>(&Err(kind.into())).unwrap();
+        }
+        let fatal = errors.count::<usize>(&Err(gone())).unwrap_err();
+        assert!(
+            format!("{fatal}").contains("64 reads failed in a row"),
+            "{fatal}"
+        );
+    }
 }

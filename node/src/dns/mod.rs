@@ -8,6 +8,7 @@
 //! - [`handler`]: the stubs' request screen and answers.
 //! - [`stub`]: the UDP and TCP listeners of one stub.
 //! - [`system`], [`resolv_conf`], [`resolved`]: split DNS, with backup and crash repair.
+//! - [`os`]: the seam to resolved and resolv.conf ([`os::ResolverOs`]), with a fake for tests.
 //! - [`services`]: published services, kept in the state directory.
 //! - [`settings`]: the `[dns]` section of the config file.
 //! - [`requests`], [`local_api`]: `warren dns` and `warren service` on the local API.
@@ -18,6 +19,7 @@
 
 pub mod handler;
 pub mod local_api;
+pub mod os;
 pub mod requests;
 pub mod resolv_conf;
 pub mod resolved;
@@ -95,12 +97,18 @@ impl Dns {
     /// Repairs a resolv.conf a crashed agent left edited, and reads the
     /// upstreams. Call before any netmap is applied.
     pub fn start(settings: DnsSettings, state_dir: &Path) -> Dns {
+        let os = os::HostResolver::new(settings.resolv_conf.clone(), state_dir);
+        Dns::start_on(settings, state_dir, Arc::new(os))
+    }
+
+    /// [`Dns::start`] on another system (a fake, in tests).
+    pub fn start_on(settings: DnsSettings, state_dir: &Path, os: Arc<dyn os::ResolverOs>) -> Dns {
         let manage = if settings.stub {
             settings.manage
         } else {
             Manage::Off
         };
-        let split = SplitDns::start(manage, settings.resolv_conf.clone(), state_dir);
+        let split = SplitDns::start(manage, os);
         let upstreams = if settings.upstream.is_empty() {
             resolv_conf::nameservers(&split.original_text())
                 .into_iter()

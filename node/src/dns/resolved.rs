@@ -17,11 +17,16 @@ const RESOLVECTL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// True if resolved answers the system's queries (resolv.conf points at its
 /// stub) and `resolvectl` is there to configure it.
-pub fn in_charge(resolv_conf_text: &str) -> bool {
+pub fn in_charge(resolv_conf_text: &str, resolvectl_installed: bool) -> bool {
     let via_resolved = super::resolv_conf::nameservers(resolv_conf_text)
         .iter()
         .any(|ns| RESOLVED_STUBS.contains(&ns.to_string().as_str()));
-    via_resolved && resolvectl().is_some()
+    via_resolved && resolvectl_installed
+}
+
+/// Whether `resolvectl` is installed.
+pub fn installed() -> bool {
+    resolvectl().is_some()
 }
 
 fn resolvectl() -> Option<std::path::PathBuf> {
@@ -90,9 +95,10 @@ mod tests {
 
     #[test]
     fn resolved_is_in_charge_only_through_its_stub() {
-        assert!(!in_charge("nameserver 192.0.2.53\n"));
+        assert!(!in_charge("nameserver 192.0.2.53\n", true));
         // With its stub listed it depends on resolvectl being installed.
-        assert_eq!(in_charge("nameserver 127.0.0.53\n"), resolvectl().is_some());
+        assert!(in_charge("nameserver 127.0.0.53\n", true));
+        assert!(!in_charge("nameserver 127.0.0.53\n", false));
         assert_eq!(server_arg("10.1.0.1:53".parse().unwrap()), "10.1.0.1");
         assert_eq!(
             server_arg("10.1.0.1:5353".parse().unwrap()),

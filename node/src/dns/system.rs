@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use warren_proto::local_dns::SplitDnsMode;
 use warren_proto::NetworkId;
 
-use super::resolv_conf::{render, ResolvConf};
+use super::os::ResolverOs;
+use super::resolv_conf::render;
 use super::resolved;
 pub use super::settings::Manage;
 
@@ -25,7 +26,8 @@ pub struct Route {
 
 pub struct SplitDns {
     manage: Manage,
-    file: ResolvConf,
+    /// resolved and resolv.conf: the host's, or a fake in tests.
+    os: Arc<dyn ResolverOs>,
     /// What is in force; `Off` until the first stub serves.
     mode: SplitDnsMode,
     /// resolved: interface -> (stub, zone) as configured.
@@ -37,16 +39,12 @@ pub struct SplitDns {
 
 impl SplitDns {
     /// Repairs what a crashed agent left (a resolv.conf backup) first.
-    pub fn start(manage: Manage, resolv_conf: PathBuf, state_dir: &Path) -> SplitDns {
-        let file = ResolvConf {
-            path: resolv_conf,
-            backup: state_dir.join("dns").join("resolv.conf.backup"),
-        };
+    pub fn start(manage: Manage, os: Arc<dyn ResolverOs>) -> SplitDns {
         let mut error = None;
-        if file.has_backup() {
-            match file.restore() {
+        if os.resolv_conf_has_backup() {
+            match os.resolv_conf_restore() {
                 Ok(true) => {
-                    tracing::warn!(path = %file.path.display(), "restored resolv.conf left edited by an agent that did not stop cleanly")
+                    tracing::warn!(path = %os.resolv_conf_path().display(), "restored resolv.conf left edited by an agent that did not stop cleanly")
                 }
                 Ok(false) => {}
                 Err(e) => {
@@ -57,7 +55,7 @@ impl SplitDns {
         }
         SplitDns {
             manage,
-            file,
+            os,
             mode: SplitDnsMode::Off,
             links: BTreeMap::new(),
             written: None,
@@ -74,12 +72,12 @@ impl SplitDns {
     }
 
     pub fn has_backup(&self) -> bool {
-        self.file.has_backup()
+        self.os.resolv_conf_has_backup()
     }
 
     /// The system's resolv.conf as it was before us.
     pub fn original_text(&self) -> String {
-        self.file.original_text()
+        self.os.resolv_conf_original_text()
     }
 
     fn choose(&self) -> SplitDnsMode {
@@ -87,7 +85,11 @@ impl SplitDns {
             Manage::Off => SplitDnsMode::Off,
             Manage::Resolved => SplitDnsMode::Resolved,
             Manage::ResolvConf => SplitDnsMode::ResolvConf,
-            Manage::Auto if resolved::in_charge(&self.original_text()) => SplitDnsMode::Resolved,
+            Manage::Auto
+                if resolved::in_charge(&self.original_text(), self.os.has_resolvectl()) =>
+            {
+                SplitDnsMode::Resolved
+            }
             Manage::Auto => SplitDnsMode::ResolvConf,
         }
     }
@@ -126,14 +128,16 @@ impl SplitDns {
         for link in stale {
             self.links.remove(&link);
             // The interface may be gone already, and its settings with it.
-            if let Err(e) = resolved::revert(&link).await {
+            if let Err(e) = self.os.resolved_revert(&link).await {
                 tracing::debug!(%link, error = %format!("{e:#}"), "resolvectl revert");
             }
         }
         for r in routes {
             let want = (r.stub, r.zone.clone());
             if self.links.get(&r.interface) != Some(&want) {
-                resolved::configure(&r.interface, r.stub, &r.zone).await?;
+                self.os
+                    .resolved_configure(&r.interface, r.stub, &r.zone)
+                    .await?;
                 tracing::info!(interface = %r.interface, stub = %r.stub, zone = %r.zone, "systemd-resolved routes the zone to the stub");
                 self.links.insert(r.interface.clone(), want);
             }
@@ -154,8 +158,8 @@ impl SplitDns {
         let zones: Vec<String> = routes.iter().map(|r| r.zone.clone()).collect();
         let text = render(&self.original_text(), first.stub.ip(), &zones);
         if self.written.as_deref() != Some(text.as_str()) {
-            self.file.write(&text)?;
-            tracing::info!(path = %self.file.path.display(), stub = %first.stub.ip(), "resolv.conf sends the zones to the stub");
+            self.os.resolv_conf_write(&text)?;
+            tracing::info!(path = %self.os.resolv_conf_path().display(), stub = %first.stub.ip(), "resolv.conf sends the zones to the stub");
             self.written = Some(text);
         }
         Ok(())
@@ -164,14 +168,14 @@ impl SplitDns {
     /// Puts the system back as it was.
     pub async fn restore(&mut self) {
         for (link, _) in std::mem::take(&mut self.links) {
-            if let Err(e) = resolved::revert(&link).await {
+            if let Err(e) = self.os.resolved_revert(&link).await {
                 tracing::debug!(%link, error = %format!("{e:#}"), "resolvectl revert");
             }
         }
-        if self.written.take().is_some() || self.file.has_backup() {
-            match self.file.restore() {
+        if self.written.take().is_some() || self.os.resolv_conf_has_backup() {
+            match self.os.resolv_conf_restore() {
                 Ok(true) => {
-                    tracing::info!(path = %self.file.path.display(), "resolv.conf restored")
+                    tracing::info!(path = %self.os.resolv_conf_path().display(), "resolv.conf restored")
                 }
                 Ok(false) => {}
                 Err(e) => {

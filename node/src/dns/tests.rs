@@ -13,6 +13,7 @@ use super::handler::{answer_bytes, SharedState, StubState, MAX_UDP_PAYLOAD};
 use super::zone::tests::netmap;
 use super::zone::{load, ZoneView};
 use super::*;
+use warren_proto::local_api::EffectState;
 
 fn stub_a() -> SocketAddr {
     "10.147.0.1:53".parse().unwrap()
@@ -399,4 +400,105 @@ async fn resolv_conf_is_edited_restored_and_repaired() {
     next.network_up(&map, "warren0").await;
     next.shutdown().await;
     assert_eq!(std::fs::read_to_string(&resolv).unwrap(), original);
+}
+
+/// A free port on a loopback address that stands in for an overlay one.
+fn free_port(ip: &str) -> u16 {
+    let socket = std::net::UdpSocket::bind((ip.parse::<IpAddr>().unwrap(), 0)).unwrap();
+    socket.local_addr().unwrap().port()
+}
+
+/// Split DNS through a fake systemd-resolved: the network's interface gets
+/// its stub and the zone, a second network gets its own, and going down,
+/// shutting down and a fresh start leave nothing configured. No root: the
+/// stub listens on a loopback address above port 1024.
+#[tokio::test]
+async fn resolved_links_follow_the_networks_on_a_fake_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = os::fake::FakeResolver::new("nameserver 127.0.0.53\n", true);
+    let settings = DnsSettings {
+        stub_port: free_port("127.72.0.1"),
+        ..DnsSettings::default()
+    };
+    let mut dns = Dns::start_on(settings, dir.path(), Arc::new(fake.clone()));
+    let mut prod = netmap("prod.warren.internal", ("web", 1), &[("db", 2)]);
+    prod.self_node.addresses = vec!["127.72.0.1/16".parse().unwrap()];
+    dns.network_up(&prod, "warren0").await;
+    let stub: SocketAddr = format!("127.72.0.1:{}", dns.settings.stub_port)
+        .parse()
+        .unwrap();
+    assert_eq!(
+        dns.status().mode,
+        warren_proto::local_dns::SplitDnsMode::Resolved
+    );
+    assert_eq!(
+        fake.state().links.get("warren0"),
+        Some(&(stub, "prod.warren.internal".to_owned()))
+    );
+    assert_eq!(dns.effect(prod.network_id).state, EffectState::Applied);
+    // The same map again changes nothing in the system.
+    let calls = fake.state().calls.len();
+    dns.network_up(&prod, "warren0").await;
+    assert_eq!(fake.state().calls.len(), calls);
+
+    let mut lab = netmap("lab.warren.internal", ("web", 1), &[]);
+    lab.network_id = "8056c2e21c000002".parse().unwrap();
+    lab.self_node.addresses = vec!["127.72.1.1/16".parse().unwrap()];
+    dns.network_up(&lab, "warren1").await;
+    assert_eq!(fake.state().links.len(), 2);
+
+    dns.network_down(prod.network_id).await;
+    assert_eq!(
+        fake.state().links.keys().collect::<Vec<_>>(),
+        vec!["warren1"]
+    );
+    assert_eq!(dns.effect(prod.network_id).state, EffectState::None);
+    dns.shutdown().await;
+    assert!(fake.state().links.is_empty(), "{:?}", fake.state().calls);
+    assert_eq!(fake.state().resolv_conf, "nameserver 127.0.0.53\n");
+}
+
+/// Split DNS through resolv.conf on a fake system: written with a backup,
+/// restored byte for byte when the last network goes, and repaired at the
+/// next start after a crash.
+#[tokio::test]
+async fn resolv_conf_is_edited_and_repaired_on_a_fake_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = "nameserver 192.0.2.53\nsearch example\n";
+    let fake = os::fake::FakeResolver::new(original, false);
+    // resolv.conf names no port: the stub must be on 53, which needs root;
+    // the system is pointed at it once it serves, so check the error first.
+    let settings = DnsSettings {
+        manage: Manage::ResolvConf,
+        ..DnsSettings::default()
+    };
+    let mut dns = Dns::start_on(settings.clone(), dir.path(), Arc::new(fake.clone()));
+    assert_eq!(dns.upstreams, vec!["192.0.2.53:53".parse().unwrap()]);
+    let mut map = netmap("prod.warren.internal", ("web", 1), &[("db", 2)]);
+    map.self_node.addresses = vec!["127.73.0.1/16".parse().unwrap()];
+    dns.network_up(&map, "warren0").await;
+    if !dns.status().stubs[0].serving {
+        eprintln!(
+            "skipped: the stub cannot bind port 53 here: {:?}",
+            dns.status()
+        );
+        return;
+    }
+    let edited = fake.state().resolv_conf.clone();
+    assert_eq!(
+        resolv_conf::nameservers(&edited)[0],
+        "127.73.0.1".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(fake.state().backup.as_deref(), Some(original));
+    dns.network_down(map.network_id).await;
+    assert_eq!(fake.state().resolv_conf, original);
+    assert!(fake.state().backup.is_none());
+
+    // A crash with the file edited: the next start puts it back.
+    dns.network_up(&map, "warren0").await;
+    drop(dns);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_ne!(fake.state().resolv_conf, original);
+    let _next = Dns::start_on(settings, dir.path(), Arc::new(fake.clone()));
+    assert_eq!(fake.state().resolv_conf, original, "repaired at start");
 }

@@ -28,6 +28,14 @@ pub const CONTROLLER_CONNECTED: Family = Family {
     help: "1 while the network's controller connection is up (joined networks only).",
 };
 
+pub const DATA_PLANE_DEATHS: Family = Family {
+    name: "warren_data_plane_deaths_total",
+    kind: Kind::Counter,
+    labels: NET,
+    help:
+        "Times the network's data plane died (panicked or failed) and was restarted or given up on.",
+};
+
 pub const NETMAP_VERSION: Family = Family {
     name: "warren_netmap_version",
     kind: Kind::Gauge,
@@ -257,6 +265,7 @@ pub const ALL: &[&Family] = &[
     &BUILD_INFO,
     &NETWORK_STATE,
     &CONTROLLER_CONNECTED,
+    &DATA_PLANE_DEATHS,
     &NETMAP_VERSION,
     &TUN_RECEIVED,
     &DATAGRAMS_SENT,

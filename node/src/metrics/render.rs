@@ -8,7 +8,7 @@ use super::exposition::Page;
 use super::families::{self as f, ALL};
 use super::Snapshot;
 
-const STATES: [NetworkState; 9] = [
+const STATES: [NetworkState; 10] = [
     NetworkState::Static,
     NetworkState::Connecting,
     NetworkState::Pending,
@@ -18,6 +18,7 @@ const STATES: [NetworkState; 9] = [
     NetworkState::Conflict,
     NetworkState::Stale,
     NetworkState::Down,
+    NetworkState::Failed,
 ];
 
 const EFFECT_STATES: [(EffectState, &str); 3] = [
@@ -97,6 +98,8 @@ fn network(page: &mut Page<'_>, snapshot: &Snapshot, net: &NetworkStatus) {
             .map_or(0, |(_, count)| *count);
         page.sample(&f::ROUTES_INSTALLED, &[id], routes);
     }
+    let deaths = net.data_plane.as_ref().map_or(0, |h| h.deaths);
+    page.sample(&f::DATA_PLANE_DEATHS, &[id], deaths);
     if let Some(version) = net.netmap_version {
         page.sample(&f::NETMAP_VERSION, &[id], version);
     }

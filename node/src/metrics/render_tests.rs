@@ -116,6 +116,11 @@ fn the_page_shows_networks_peers_dns_and_routes() {
         ),
         (format!(r#"warren_network_state{{{n},state="stale"}}"#), "0"),
         (
+            format!(r#"warren_network_state{{{n},state="failed"}}"#),
+            "0",
+        ),
+        (format!("warren_data_plane_deaths_total{{{n}}}"), "0"),
+        (
             format!(r#"warren_sent_bytes_total{{{n},via="udp"}}"#),
             "1100",
         ),

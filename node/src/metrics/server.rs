@@ -61,8 +61,11 @@ impl Listener {
         self.listener.local_addr().ok()
     }
 
-    /// Serves the page on the current runtime until the agent stops.
-    pub fn serve(self, requests: mpsc::Sender<Request>) -> tokio::task::JoinHandle<()> {
+    /// Serves the page until the future is dropped.
+    pub fn serve(
+        self,
+        requests: mpsc::Sender<Request>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         if let Some(addr) = self.local_addr() {
             tracing::info!(listen = %addr, "metrics endpoint listening");
         }
@@ -74,12 +77,14 @@ impl Listener {
                 refuse_browsers,
             ))
             .with_state(requests);
-        tokio::spawn(accept_loop(self.listener, router))
+        accept_loop(self.listener, router)
     }
 }
 
 async fn accept_loop(listener: TcpListener, router: Router) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Connections end with the loop: dropping it drops them.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -95,7 +100,8 @@ async fn accept_loop(listener: TcpListener, router: Router) {
             continue;
         };
         let service = TowerToHyperService::new(router.clone());
-        tokio::spawn(async move {
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)

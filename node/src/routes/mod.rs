@@ -8,6 +8,7 @@
 //! - [`plan`]: what the system should hold, from choices and netmaps (pure).
 //! - [`system`]: Warren's routing table and rules, through `ip`.
 //! - [`nft`]: the filter, table `inet warren`, through `nft -f -`.
+//! - [`os`]: the seam to both ([`os::RouteOs`]), with a fake for tests.
 //! - [`requests`], [`local_api`]: `warren routes` and `warren exit-node`.
 //!
 //! Before it changes anything the agent writes `STATE_DIR/routes-installed.json`;
@@ -22,6 +23,7 @@
 
 pub mod local_api;
 pub mod nft;
+pub mod os;
 pub mod plan;
 pub mod requests;
 pub mod settings;
@@ -30,6 +32,7 @@ pub mod system;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -39,6 +42,7 @@ use warren_proto::routes::{
 };
 use warren_proto::{NetworkId, NodePublicKey};
 
+use os::{HostRoutes, RouteOs};
 pub use plan::FWMARK;
 use plan::{NetInput, Plan};
 pub use requests::RoutesRequest;
@@ -70,6 +74,8 @@ pub struct Routes {
     /// Why the filter could not be installed: until it can, no route is
     /// installed or advertised (fail closed).
     filter_failed: Option<String>,
+    /// Where routes, rules and the filter are installed.
+    os: Arc<dyn RouteOs>,
 }
 
 /// The addresses a controller (`HOST:PORT`) is reached at: the literal, or
@@ -151,6 +157,7 @@ impl Routes {
             applied: None,
             error: None,
             filter_failed: None,
+            os: Arc::new(HostRoutes),
         }
     }
 
@@ -182,6 +189,11 @@ impl Routes {
 
     /// Loads the settings and removes what a crashed run left installed.
     pub async fn start(state_dir: &Path) -> Routes {
+        Routes::start_on(state_dir, Arc::new(HostRoutes)).await
+    }
+
+    /// [`Routes::start`] on another system (a fake, in tests).
+    pub async fn start_on(state_dir: &Path, os: Arc<dyn RouteOs>) -> Routes {
         let file = SettingsFile::new(state_dir);
         let settings = match file.load() {
             Ok(s) => s,
@@ -194,6 +206,7 @@ impl Routes {
         let mut routes = Routes {
             files: Some((file, marker.clone())),
             settings,
+            os,
             ..Routes::off()
         };
         if marker.exists() {
@@ -314,10 +327,13 @@ impl Routes {
         };
         let marker = marker.clone();
         let mut errors = Vec::new();
-        if let Err(e) = system::clear().await {
+        if let Err(e) = self.os.sync_table(&BTreeMap::new()).await {
             errors.push(format!("{e:#}"));
         }
-        if let Err(e) = nft::delete().await {
+        if let Err(e) = self.os.sync_rules(&Default::default()).await {
+            errors.push(format!("{e:#}"));
+        }
+        if let Err(e) = self.os.delete_filter().await {
             errors.push(format!("{e:#}"));
         }
         self.applied = None;
@@ -367,10 +383,12 @@ impl Routes {
         // subnet router or exit node forwards for anyone (fail closed).
         let last_script = self.applied.as_ref().and_then(|(_, s)| s.clone());
         let filter = match &script {
-            Some(text) if force || last_script.as_ref() != Some(text) => nft::apply(text).await,
+            Some(text) if force || last_script.as_ref() != Some(text) => {
+                self.os.apply_filter(text).await
+            }
             Some(_) => Ok(()),
             None => {
-                if let Err(e) = nft::delete().await {
+                if let Err(e) = self.os.delete_filter().await {
                     errors.push(format!("{e:#}"));
                 }
                 Ok(())
@@ -395,14 +413,14 @@ impl Routes {
                 Default::default()
             }
         };
-        if let Err(e) = system::sync_table(&table).await {
+        if let Err(e) = self.os.sync_table(&table).await {
             errors.push(format!("{e:#}"));
         }
-        if let Err(e) = system::sync_rules(&rules).await {
+        if let Err(e) = self.os.sync_rules(&rules).await {
             errors.push(format!("{e:#}"));
         }
         if plan.firewall.as_ref().is_some_and(|f| f.exit_client) {
-            system::use_marks_for_reverse_path();
+            self.os.use_marks_for_reverse_path();
         }
         if errors.is_empty() {
             self.error = None;
@@ -457,7 +475,7 @@ impl Routes {
             networks,
             exit_node: plan.exit.clone(),
             filter: self.filter_status().await,
-            forwarding: system::forwarding(),
+            forwarding: self.os.forwarding(),
             error: self.withheld().or_else(|| self.error.clone()),
         }
     }
@@ -469,12 +487,18 @@ impl Routes {
             .as_ref()
             .is_some_and(|(_, script)| script.is_some());
         let (into_packets, into_bytes) = if active {
-            nft::counter(nft::INTO_OVERLAY).await.unwrap_or_default()
+            self.os
+                .filter_counter(nft::INTO_OVERLAY)
+                .await
+                .unwrap_or_default()
         } else {
             (0, 0)
         };
         let (from_packets, from_bytes) = if active {
-            nft::counter(nft::FROM_OVERLAY).await.unwrap_or_default()
+            self.os
+                .filter_counter(nft::FROM_OVERLAY)
+                .await
+                .unwrap_or_default()
         } else {
             (0, 0)
         };
@@ -537,3 +561,6 @@ mod tests {
         assert!(in_listen_slots(65530, 65535));
     }
 }
+
+#[cfg(test)]
+mod lifecycle_tests;

@@ -336,22 +336,22 @@ pub fn plan(inputs: &[NetInput<'_>], settings: &Settings) -> Plan {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::routes::settings::{ExitChoice, NetworkChoice};
     use warren_proto::netmap::{DnsConfig, NetmapPeer, NetworkSettings, SelfNode};
     use warren_proto::routes::SelfRoute;
     use warren_proto::{NodeId, NodePrivateKey};
 
-    fn net(s: &str) -> IpNet {
+    pub(crate) fn net(s: &str) -> IpNet {
         s.parse().unwrap()
     }
 
-    fn id() -> NetworkId {
+    pub(crate) fn id() -> NetworkId {
         "8056c2e21c000001".parse().unwrap()
     }
 
-    fn peer(seed: u8, routes: &[&str]) -> NetmapPeer {
+    pub(crate) fn peer(seed: u8, routes: &[&str]) -> NetmapPeer {
         let key = NodePrivateKey::from_bytes([seed; 32]).public_key();
         NetmapPeer {
             node_id: NodeId::from_key(&key),
@@ -364,7 +364,7 @@ mod tests {
         }
     }
 
-    fn map(peers: Vec<NetmapPeer>, own: &[(&str, bool)]) -> Netmap {
+    pub(crate) fn map(peers: Vec<NetmapPeer>, own: &[(&str, bool)]) -> Netmap {
         Netmap {
             network_id: id(),
             network_name: "prod".into(),
@@ -400,7 +400,7 @@ mod tests {
         }
     }
 
-    fn accepting() -> Settings {
+    pub(crate) fn accepting() -> Settings {
         let mut s = Settings::default();
         s.networks.insert(
             id(),

@@ -253,12 +253,6 @@ pub async fn sync_rules(wanted: &BTreeSet<Rule>) -> anyhow::Result<()> {
     }
 }
 
-/// Removes every route of Warren's table and every rule at its priorities.
-pub async fn clear() -> anyhow::Result<()> {
-    sync_table(&BTreeMap::new()).await?;
-    sync_rules(&BTreeSet::new()).await
-}
-
 fn read_flag(path: &str) -> bool {
     std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1")
 }

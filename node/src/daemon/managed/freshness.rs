@@ -143,14 +143,14 @@ impl super::Managed {
     /// Takes a network's data plane, DNS and routes down but keeps its map
     /// (in memory and cached): the controller's next map brings it back.
     async fn go_stale(&mut self, id: NetworkId, reason: String) {
-        self.dns.network_down(id).await;
-        self.routes.network_down(id).await;
         if let Some(net) = self.nets.get_mut(&id) {
             net.state = NetworkState::Stale;
             net.message = Some(reason);
-            if let Some(runner) = net.runner.take() {
-                runner.stop().await;
-            }
+        }
+        // Withdrawn before the interface goes.
+        self.sync_effects(id).await;
+        if let Some(runner) = self.nets.get_mut(&id).and_then(|n| n.runner.take()) {
+            runner.stop().await;
         }
     }
 }

@@ -12,11 +12,18 @@ use super::Managed;
 
 impl Managed {
     /// Acts on what a data plane asks for.
-    pub fn handle_network_event(
+    pub async fn handle_network_event(
         &mut self,
         network: &str,
         event: super::super::network::NetworkEvent,
     ) {
+        if let super::super::network::NetworkEvent::Died { instance, error } = event {
+            match network.parse::<NetworkId>() {
+                Ok(id) => self.plane_died(id, instance, error).await,
+                Err(_) => self.static_died(instance, error).await,
+            }
+            return;
+        }
         let Ok(id) = network.parse::<NetworkId>() else {
             return;
         };
@@ -44,6 +51,7 @@ impl Managed {
                     });
                 }
             }
+            super::super::network::NetworkEvent::Died { .. } => {}
         }
     }
 }
@@ -97,7 +105,7 @@ pub(super) fn stun_servers(
 impl Managed {
     /// Points each network of a controller at its STUN ports.
     pub(super) async fn set_stun(&self, controller: &str) {
-        let Some(ip) = self.controller_ips.get(controller) else {
+        let Some(ip) = self.links.ip(controller) else {
             return;
         };
         for net in self

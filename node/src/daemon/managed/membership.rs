@@ -167,9 +167,9 @@ impl Managed {
         self.state.forget_netmap(&id);
         self.call_me_maybe.forget_network(id);
         self.save();
-        self.dns.network_down(id).await;
+        // Not joined any more: nothing of it stays in the system.
+        self.sync_effects(id).await;
         self.dns.forget_services(id);
-        self.routes.network_down(id).await;
         self.routes.forget(id);
         if !self.controller_used(&controller, id) {
             // Give the Leave a moment to go out before the connection closes.
@@ -207,8 +207,7 @@ impl Managed {
         if let Some(runner) = runner {
             runner.stop().await;
         }
-        self.dns.network_down(id).await;
-        self.routes.network_down(id).await;
+        self.sync_effects(id).await;
         self.call_me_maybe.forget_network(id);
         self.detach(id, &controller);
         self.save();
@@ -257,15 +256,13 @@ impl Managed {
     /// Closes the connection to `controller` (after `linger`, if given)
     /// and forgets what it said.
     fn drop_controller(&mut self, controller: &str, linger: Option<Duration>) {
-        self.connected.remove(controller);
-        self.relay_servers.remove(controller);
-        self.controller_errors.remove(controller);
-        self.controller_down_since.remove(controller);
+        self.links.dropped(controller);
         let Some(handle) = self.controllers.remove(controller) else {
             return;
         };
         if let Some(linger) = linger {
-            tokio::spawn(async move {
+            while self.lingering.try_join_next().is_some() {}
+            self.lingering.spawn(async move {
                 tokio::time::sleep(linger).await;
                 drop(handle);
             });
@@ -276,8 +273,7 @@ impl Managed {
     pub(super) fn control(&mut self, config: &JoinedNetwork) -> &ControlHandle {
         let controller = config.controller.clone();
         if !self.controllers.contains_key(&controller) {
-            self.controller_down_since
-                .insert(controller.clone(), Instant::now());
+            self.links.connecting(&controller, Instant::now());
         }
         self.controllers
             .entry(controller.clone())
@@ -331,7 +327,7 @@ fn standing(net: &Joined) -> Standing {
             None => Standing::Unsettled,
         },
         NetworkState::Connecting | NetworkState::Refused => Standing::Unsettled,
-        NetworkState::Conflict | NetworkState::Static => match &net.netmap {
+        NetworkState::Conflict | NetworkState::Failed | NetworkState::Static => match &net.netmap {
             Some(_) => Standing::Member,
             None => Standing::Unsettled,
         },

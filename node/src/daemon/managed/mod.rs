@@ -3,19 +3,25 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ipnet::IpNet;
 use warren_proto::control::JoinOutcome;
-use warren_proto::local_api::{ControllerError, NetworkState};
+use warren_proto::local_api::NetworkState;
 use warren_proto::netmap::Netmap;
 use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
 
 use super::control::{ControlCommand, ControlEvent};
-use super::network::{local_endpoints, NetworkEvents, NetworkHandle, NetworkSpec};
+use super::network::{
+    local_endpoints, DataPlanes, HostDataPlanes, NetworkEvents, NetworkHandle, NetworkSpec,
+};
+use super::supervisor::{Restarts, Supervisor};
 use super::{ControlEvents, Controllers, NETMAP_KEEPALIVE};
 use crate::state::{JoinedNetwork, StateDir};
 
+mod controllers;
+mod effects;
 mod endpoints;
 mod explain;
 mod grants;
@@ -31,6 +37,7 @@ mod rejoin;
 mod requests;
 mod source;
 mod status;
+mod supervise;
 use freshness::Freshness;
 pub use freshness::DEFAULT_MAX_AGE as DEFAULT_NETMAP_MAX_AGE;
 mod validate;
@@ -63,6 +70,8 @@ struct Joined {
     sign_in_refused: Option<String>,
     /// What its controller was last told of its paths (`paths`).
     paths: paths::PathReport,
+    /// Its data plane's deaths and the restart due (`supervise`).
+    plane: Restarts,
 }
 
 impl Joined {
@@ -82,6 +91,7 @@ impl Joined {
             confirmed: None,
             live: false,
             paths: paths::PathReport::default(),
+            plane: Restarts::default(),
         }
     }
 }
@@ -93,11 +103,8 @@ pub struct Managed {
     static_net: Option<NetworkHandle>,
     nets: BTreeMap<NetworkId, Joined>,
     controllers: Controllers,
-    connected: BTreeSet<String>,
-    /// Where each controller was reached: its STUN ports are on that address.
-    controller_ips: BTreeMap<String, std::net::IpAddr>,
-    /// The relay-only instance each controller's relay frames go through.
-    relay_servers: BTreeMap<String, String>,
+    /// What each controller's connection last said (`controllers`).
+    links: controllers::Links,
     /// Drops events about a network from any controller but its own.
     sources: SourceCheck,
     /// How long a netmap is trusted without its controller.
@@ -112,10 +119,17 @@ pub struct Managed {
     pub(crate) routes: crate::routes::Routes,
     /// Grants whose first use was reported (`grants`).
     grants_reported: BTreeSet<(NetworkId, String)>,
-    /// Why each controller's latest connection failed, until one is up.
-    controller_errors: BTreeMap<String, ControllerError>,
-    /// Since when each controller has had no connection up.
-    controller_down_since: BTreeMap<String, Instant>,
+    /// Where data planes come from: the host's TUNs and sockets, or fakes.
+    pub(crate) planes: Arc<dyn DataPlanes>,
+    /// The static network's peers, its data plane's deaths, and its spec
+    /// while it is dead (`supervise`).
+    pub(crate) static_peers: Vec<warren_engine::PeerConfig>,
+    static_plane: Restarts,
+    static_spec: Option<NetworkSpec>,
+    /// The agent's own tasks: the local API and the metrics endpoint.
+    pub(crate) tasks: Supervisor,
+    /// Connections closed after a delay (a Leave going out first).
+    lingering: tokio::task::JoinSet<()>,
 }
 
 impl Managed {
@@ -134,9 +148,7 @@ impl Managed {
             static_net,
             nets: BTreeMap::new(),
             controllers: BTreeMap::new(),
-            connected: BTreeSet::new(),
-            controller_ips: BTreeMap::new(),
-            relay_servers: BTreeMap::new(),
+            links: controllers::Links::default(),
             sources: SourceCheck::default(),
             freshness: Freshness::default(),
             call_me_maybe: endpoints::CallMeMaybeLimit::default(),
@@ -145,8 +157,12 @@ impl Managed {
             dns: crate::dns::Dns::off(),
             routes: crate::routes::Routes::off(),
             grants_reported: BTreeSet::new(),
-            controller_errors: BTreeMap::new(),
-            controller_down_since: BTreeMap::new(),
+            planes: Arc::new(HostDataPlanes),
+            static_peers: Vec::new(),
+            static_plane: Restarts::default(),
+            static_spec: None,
+            tasks: Supervisor::default(),
+            lingering: tokio::task::JoinSet::new(),
         }
     }
 
@@ -159,9 +175,14 @@ impl Managed {
             .collect();
         let mut used_ports: BTreeSet<u16> =
             self.nets.values().map(|n| n.config.listen_port).collect();
-        if let Some(s) = &self.static_net {
-            used_names.insert(s.spec.interface.clone());
-            used_ports.insert(s.spec.listen_port);
+        if let Some(s) = self
+            .static_net
+            .as_ref()
+            .map(|s| &s.spec)
+            .or(self.static_spec.as_ref())
+        {
+            used_names.insert(s.interface.clone());
+            used_ports.insert(s.listen_port);
         }
         for n in 0u16.. {
             let name = format!("warren{n}");
@@ -203,10 +224,7 @@ impl Managed {
         }
         match event {
             ControlEvent::Connected { controller, remote } => {
-                self.controller_errors.remove(&controller);
-                self.controller_down_since.remove(&controller);
-                self.connected.insert(controller.clone());
-                self.controller_ips.insert(controller.clone(), remote.ip());
+                self.links.connected(&controller, remote.ip());
                 self.set_stun(&controller).await;
                 self.set_relays(&controller, true).await;
                 self.report_endpoints(true);
@@ -223,17 +241,12 @@ impl Managed {
                 self.handle_call_me_maybe(network_id, from, &endpoints)
                     .await
             }
-            ControlEvent::RelayServer { controller, relay } => match relay {
-                Some(relay) => {
-                    self.relay_servers.insert(controller, relay);
-                }
-                None => {
-                    self.relay_servers.remove(&controller);
-                }
-            },
+            ControlEvent::RelayServer { controller, relay } => {
+                self.links.set_relay_server(&controller, relay);
+            }
             ControlEvent::Disconnected { controller, error } => {
-                self.connected.remove(&controller);
-                self.relay_servers.remove(&controller);
+                self.links
+                    .disconnected(&controller, error.clone(), Instant::now());
                 self.set_relays(&controller, false).await;
                 for net in self
                     .nets
@@ -246,10 +259,6 @@ impl Managed {
                         net.message = Some(format!("controller unreachable: {}", error.message));
                     }
                 }
-                self.controller_down_since
-                    .entry(controller.clone())
-                    .or_insert_with(Instant::now);
-                self.controller_errors.insert(controller, error);
             }
             ControlEvent::Fingerprint {
                 controller,
@@ -368,15 +377,15 @@ impl Managed {
     /// that not even a restart brings its peers back.
     async fn fail_closed(&mut self, id: NetworkId, state: NetworkState, message: String) {
         self.state.forget_netmap(&id);
-        self.dns.network_down(id).await;
-        self.routes.network_down(id).await;
         if let Some(net) = self.nets.get_mut(&id) {
             net.state = state;
             net.message = Some(message);
             net.netmap = None;
-            if let Some(runner) = net.runner.take() {
-                runner.stop().await;
-            }
+        }
+        // Withdrawn before the interface goes.
+        self.sync_effects(id).await;
+        if let Some(runner) = self.nets.get_mut(&id).and_then(|n| n.runner.take()) {
+            runner.stop().await;
         }
     }
 
@@ -458,9 +467,26 @@ impl Managed {
                 old.stop().await;
             }
         }
+        // A data plane that died waits for its restart (`supervise`).
+        if net.runner.is_none() && (net.plane.gave_up() || net.plane.restart_at().is_some()) {
+            net.netmap = Some(map);
+            return;
+        }
         if net.runner.is_none() {
-            match NetworkHandle::start(spec, self.key.clone(), self.net_events.clone()) {
+            match self
+                .planes
+                .start(spec, self.key.clone(), self.net_events.clone())
+            {
                 Ok(runner) => net.runner = Some(runner),
+                Err(e) if net.plane.deaths() > 0 => {
+                    supervise::record_death(
+                        net,
+                        format!("restarting: {e:#}"),
+                        tokio::time::Instant::now(),
+                    );
+                    net.netmap = Some(map);
+                    return;
+                }
                 Err(e) => {
                     net.state = NetworkState::Conflict;
                     net.message = Some(format!("{e:#}"));
@@ -469,14 +495,12 @@ impl Managed {
                 }
             }
         }
-        if let (Some(runner), Some(ip)) =
-            (&net.runner, self.controller_ips.get(&net.config.controller))
-        {
+        if let (Some(runner), Some(ip)) = (&net.runner, self.links.ip(&net.config.controller)) {
             runner
                 .set_stun_servers(links::stun_servers(&map, *ip))
                 .await;
         }
-        if let (Some(runner), true) = (&net.runner, self.connected.contains(&net.config.controller))
+        if let (Some(runner), true) = (&net.runner, self.links.is_connected(&net.config.controller))
         {
             let sink = self
                 .controllers
@@ -484,10 +508,11 @@ impl Managed {
                 .map(|c| relay_link(c, id, runner));
             runner.set_relay(sink).await;
         }
-        // Accepted subnet routes and the exit node's default routes (`crate::routes`).
+        // Accepted subnet routes and the exit node's default routes
+        // (`crate::routes`); the system's share follows in `effects`.
         let controller_ips = crate::routes::controller_ips(
             &net.config.controller,
-            self.controller_ips.get(&net.config.controller),
+            self.links.ip(&net.config.controller),
         );
         let extra = self
             .routes
@@ -522,12 +547,9 @@ impl Managed {
         net.message = None;
         // Peers may have come or gone.
         net.paths.mark();
-        self.dns.network_up(&map, &net.config.interface).await;
-        let withheld = self.routes.withheld().is_some();
-        self.routes
-            .network_up(&map, &net.config.interface, controller_ips)
-            .await;
         net.netmap = Some(map);
+        let withheld = self.routes.withheld().is_some();
+        self.sync_effects(id).await;
         self.report_endpoints(false);
         self.republish_if_withheld_changed(withheld);
     }
@@ -541,8 +563,13 @@ impl Managed {
                 .map(IpNet::trunc)
                 .find(|t| mine.iter().any(|m| m.contains(t) || t.contains(m)))
         };
-        if let Some(s) = &self.static_net {
-            if let Some(t) = clash(&s.spec.addresses) {
+        if let Some(s) = self
+            .static_net
+            .as_ref()
+            .map(|s| &s.spec)
+            .or(self.static_spec.as_ref())
+        {
+            if let Some(t) = clash(&s.addresses) {
                 return Some(format!("its prefix overlaps {t} of the static network"));
             }
         }
@@ -568,7 +595,7 @@ impl Managed {
             .flat_map(|r| r.spec.addresses.iter().map(IpNet::trunc))
             .collect();
         for (id, net) in &mut self.nets {
-            if net.runner.is_none() || !self.connected.contains(&net.config.controller) {
+            if net.runner.is_none() || !self.links.is_connected(&net.config.controller) {
                 continue;
             }
             let mut endpoints = local_endpoints(net.config.listen_port, &overlay);
@@ -587,10 +614,10 @@ impl Managed {
         }
     }
 
+    /// A clean stop, in order: the networks (data planes, then control
+    /// connections), then their effects on the system (DNS, routes). The
+    /// local API goes last, after this ([`Managed::stop_tasks`]).
     pub async fn shutdown(&mut self) {
-        self.dns.shutdown().await;
-        self.routes.shutdown().await;
-        self.controllers.clear();
         for net in self.nets.values_mut() {
             if let Some(r) = net.runner.take() {
                 r.stop().await;
@@ -599,6 +626,15 @@ impl Managed {
         if let Some(s) = self.static_net.take() {
             s.stop().await;
         }
+        self.controllers.clear();
+        self.lingering.shutdown().await;
+        self.dns.shutdown().await;
+        self.routes.shutdown().await;
+    }
+
+    /// Stops the agent's own tasks (the local API, the metrics endpoint).
+    pub async fn stop_tasks(&mut self) {
+        self.tasks.shutdown().await;
     }
 }
 
@@ -609,6 +645,9 @@ fn hostname() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "node".to_owned())
 }
+
+#[cfg(test)]
+mod daemon_tests;
 
 /// The netmap fuzz target, replayed over its committed inputs.
 #[cfg(test)]

@@ -116,7 +116,7 @@ impl Managed {
         let now = Instant::now();
         for (id, net) in &mut self.nets {
             if net.state != NetworkState::Authorized
-                || !self.connected.contains(&net.config.controller)
+                || !self.links.is_connected(&net.config.controller)
                 || !(net.paths.dirty || net.paths.stale(now))
             {
                 continue;

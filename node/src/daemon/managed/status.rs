@@ -29,11 +29,11 @@ impl Managed {
         let running = !net.config.down;
         let id = net.config.network_id;
         Seen {
-            connected: running && self.connected.contains(controller),
-            error: self.controller_errors.get(controller).filter(|_| running),
+            connected: running && self.links.is_connected(controller),
+            error: self.links.error(controller).filter(|_| running),
             down_for: self
-                .controller_down_since
-                .get(controller)
+                .links
+                .down_since(controller)
                 .filter(|_| running)
                 .map(|since| since.elapsed()),
             routes_withheld: self.routes.withheld(),
@@ -66,6 +66,14 @@ impl Managed {
             let mut status = static_status(r.as_ref());
             status.addresses = s.spec.addresses.clone();
             status.mtu = s.spec.mtu;
+            status.data_plane = self.static_health();
+            networks.push(status);
+        } else if let Some(spec) = &self.static_spec {
+            // Dead, waiting for its restart or given up on.
+            let mut status = static_status(None);
+            status.addresses = spec.addresses.clone();
+            status.mtu = spec.mtu;
+            status.data_plane = self.static_health();
             networks.push(status);
         }
         for (id, net) in &self.nets {
@@ -88,6 +96,7 @@ impl Managed {
             networks,
             peers,
             counters,
+            task_failures: self.tasks.failures(),
         }
     }
 }
@@ -126,6 +135,7 @@ fn static_status(report: Option<&NetworkReport>) -> NetworkStatus {
         controller_down_secs: None,
         dns: Effect::default(),
         routes: Effect::default(),
+        data_plane: None,
     }
 }
 
@@ -189,6 +199,7 @@ fn joined_status(net: &Joined, seen: Seen<'_>, report: Option<NetworkReport>) ->
             .map(|d| d.as_secs()),
         dns: seen.dns,
         routes: seen.routes,
+        data_plane: net.plane.health(tokio::time::Instant::now()),
     }
 }
 
@@ -316,8 +327,8 @@ impl Managed {
                     })
                     .collect(),
                 mapping_varies_by_destination: (seen.len() >= 2).then_some(mapped.len() > 1),
-                relay: self.connected.contains(&net.config.controller),
-                relay_server: self.relay_servers.get(&net.config.controller).cloned(),
+                relay: self.links.is_connected(&net.config.controller),
+                relay_server: self.links.relay_server(&net.config.controller).cloned(),
             });
         }
         Netcheck { networks }

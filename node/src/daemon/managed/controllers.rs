@@ -1,0 +1,140 @@
+//! What the daemon knows of each controller it talks to, in one record per
+//! controller (`HOST:PORT`) rather than a map per fact. The connections
+//! themselves (`ControlHandle`s) are kept beside it, in `Managed::controllers`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use warren_proto::local_api::ControllerError;
+
+/// One controller's connection as last reported.
+#[derive(Debug, Default, Clone)]
+struct Link {
+    /// A connection is up.
+    connected: bool,
+    /// Where it was reached: its STUN ports are on that address. Kept when
+    /// the connection goes, for the routes' exclusions.
+    ip: Option<IpAddr>,
+    /// The relay-only instance its relay frames go through.
+    relay_server: Option<String>,
+    /// Why its latest connection failed, until one is up.
+    error: Option<ControllerError>,
+    /// Since when it has had no connection up.
+    down_since: Option<Instant>,
+}
+
+/// Every controller's [`Link`].
+#[derive(Debug, Default)]
+pub(super) struct Links(BTreeMap<String, Link>);
+
+impl Links {
+    fn get(&self, controller: &str) -> Option<&Link> {
+        self.0.get(controller)
+    }
+
+    fn entry(&mut self, controller: &str) -> &mut Link {
+        self.0.entry(controller.to_owned()).or_default()
+    }
+
+    pub fn is_connected(&self, controller: &str) -> bool {
+        self.get(controller).is_some_and(|l| l.connected)
+    }
+
+    pub fn ip(&self, controller: &str) -> Option<&IpAddr> {
+        self.get(controller).and_then(|l| l.ip.as_ref())
+    }
+
+    pub fn relay_server(&self, controller: &str) -> Option<&String> {
+        self.get(controller).and_then(|l| l.relay_server.as_ref())
+    }
+
+    pub fn error(&self, controller: &str) -> Option<&ControllerError> {
+        self.get(controller).and_then(|l| l.error.as_ref())
+    }
+
+    pub fn down_since(&self, controller: &str) -> Option<Instant> {
+        self.get(controller).and_then(|l| l.down_since)
+    }
+
+    /// A connection is being made: down from now until it is up.
+    pub fn connecting(&mut self, controller: &str, now: Instant) {
+        self.entry(controller).down_since = Some(now);
+    }
+
+    /// A connection came up, reached at `ip`.
+    pub fn connected(&mut self, controller: &str, ip: IpAddr) {
+        let link = self.entry(controller);
+        link.connected = true;
+        link.ip = Some(ip);
+        link.error = None;
+        link.down_since = None;
+    }
+
+    /// The connection went (or never came) with `error`.
+    pub fn disconnected(&mut self, controller: &str, error: ControllerError, now: Instant) {
+        let link = self.entry(controller);
+        link.connected = false;
+        link.relay_server = None;
+        link.error = Some(error);
+        link.down_since.get_or_insert(now);
+    }
+
+    pub fn set_relay_server(&mut self, controller: &str, relay: Option<String>) {
+        self.entry(controller).relay_server = relay;
+    }
+
+    /// The connection was closed on purpose: all it said is forgotten but
+    /// the address it was reached at.
+    pub fn dropped(&mut self, controller: &str) {
+        if let Some(link) = self.0.get_mut(controller) {
+            *link = Link {
+                ip: link.ip,
+                ..Link::default()
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_proto::local_api::ControllerErrorKind;
+
+    fn unreachable() -> ControllerError {
+        ControllerError {
+            kind: ControllerErrorKind::Unreachable,
+            message: "timed out".into(),
+        }
+    }
+
+    #[test]
+    fn a_link_goes_down_up_and_is_dropped_keeping_its_address() {
+        let mut links = Links::default();
+        let c = "192.0.2.10:7443";
+        let start = Instant::now();
+        links.connecting(c, start);
+        assert!(!links.is_connected(c));
+        assert_eq!(links.down_since(c), Some(start));
+        links.disconnected(c, unreachable(), Instant::now());
+        assert_eq!(links.down_since(c), Some(start), "down since the first try");
+        assert!(links.error(c).is_some());
+
+        let ip: IpAddr = "192.0.2.10".parse().unwrap();
+        links.connected(c, ip);
+        links.set_relay_server(c, Some("relay:7443".into()));
+        assert!(links.is_connected(c));
+        assert!(links.error(c).is_none() && links.down_since(c).is_none());
+        assert_eq!(
+            links.relay_server(c).map(String::as_str),
+            Some("relay:7443")
+        );
+
+        links.disconnected(c, unreachable(), Instant::now());
+        assert!(!links.is_connected(c) && links.relay_server(c).is_none());
+        links.dropped(c);
+        assert!(links.error(c).is_none() && links.down_since(c).is_none());
+        assert_eq!(links.ip(c), Some(&ip));
+        assert!(!links.is_connected("198.51.100.1:7443"));
+    }
+}
