@@ -70,6 +70,29 @@ fn replica_of(postgres: &Postgres, replicas: &[Controller], node: &str) -> anyho
         .with_context(|| format!("{node} is on an unknown replica {control}"))
 }
 
+/// A replica on each of `roles`' hosts, one after another (the first
+/// makes the key they share), on the database at `url`.
+fn start_replicas(
+    lab: &warren_lab::Lab,
+    star: &Star,
+    roles: &[&str],
+    url: &str,
+) -> anyhow::Result<Vec<Controller>> {
+    let mut replicas = Vec::new();
+    for role in roles {
+        let spoke = star.spoke(role)?;
+        let quic = SocketAddr::new(spoke.addr.into(), controller::QUIC_PORT);
+        replicas.push(Controller::start_replica(
+            lab,
+            &spoke.ns,
+            quic,
+            role,
+            &["--database", url],
+        )?);
+    }
+    Ok(replicas)
+}
+
 /// `warren-controller network invite NET ARGS...`: the code it printed.
 fn invite(ctl: &Controller, net: &str, args: &[&str]) -> anyhow::Result<String> {
     let mut all = vec!["network", "invite", net];
@@ -91,18 +114,7 @@ fn three_replicas_survive_the_loss_of_one_and_of_postgresql() {
         roles.extend(AGENTS);
         roles.push("d");
         let star = Star::build(lab, &roles)?;
-        let mut replicas = Vec::new();
-        for role in REPLICAS {
-            let spoke = star.spoke(role)?;
-            let quic = SocketAddr::new(spoke.addr.into(), controller::QUIC_PORT);
-            replicas.push(Controller::start_replica(
-                lab,
-                &spoke.ns,
-                quic,
-                role,
-                &["--database", &url],
-            )?);
-        }
+        let mut replicas = start_replicas(lab, &star, &REPLICAS, &url)?;
         let fingerprints: Vec<&str> = replicas.iter().map(Controller::fingerprint).collect();
         ensure!(
             fingerprints.iter().all(|f| *f == fingerprints[0]),
@@ -363,18 +375,7 @@ fn nodes_on_different_replicas_relay_to_each_other() {
         postgres.create_database("warren")?;
         let url = postgres.socket_url("warren");
         let star = Star::build(lab, &["ctl1", "ctl2", "a", "b"])?;
-        let mut replicas = Vec::new();
-        for role in ["ctl1", "ctl2"] {
-            let spoke = star.spoke(role)?;
-            let quic = SocketAddr::new(spoke.addr.into(), controller::QUIC_PORT);
-            replicas.push(Controller::start_replica(
-                lab,
-                &spoke.ns,
-                quic,
-                role,
-                &["--database", &url],
-            )?);
-        }
+        let mut replicas = start_replicas(lab, &star, &["ctl1", "ctl2"], &url)?;
         block_udp(lab, &star.spoke("a")?.ns, star.spoke("b")?.addr)?;
         let net = replicas[0].network_create("lab", POOL)?;
         let key = replicas[0].key_create(&net, true)?;
