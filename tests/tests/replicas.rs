@@ -272,6 +272,18 @@ fn three_replicas_survive_the_loss_of_one_and_of_postgresql() {
         replicas[y].authorize(&net, d.node_id())?;
         let approved = Instant::now();
         d.wait_state(&net, "authorized", HEARD_WITHIN)?;
+        // d joined through one replica's address; it keeps every replica's
+        // that the replica named, for its next start.
+        let other_address = replicas[y].quic_addr().to_string();
+        let d_state = d.state_dir().join("networks.json");
+        wait::until("d to keep the other replicas' addresses", SETTLE, || {
+            let state = std::fs::read_to_string(&d_state).unwrap_or_default();
+            Ok(if state.contains(&other_address) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(state)
+            })
+        })?;
         println!(
             "an approval on {} reached d on {} in {:.0} ms",
             REPLICAS[y],

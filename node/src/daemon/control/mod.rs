@@ -90,6 +90,9 @@ pub enum ControlEvent {
         controller: String,
         /// The controller's address as connected to: its STUN ports are there.
         remote: SocketAddr,
+        /// Every address of the controller's replicas known now, the joined
+        /// one first: the daemon keeps them for its next start.
+        replicas: Vec<String>,
     },
     Disconnected {
         controller: String,
@@ -495,6 +498,7 @@ async fn connect_and_serve(
     let _ = events.send(ControlEvent::Connected {
         controller: controller.to_owned(),
         remote,
+        replicas: targets.all().to_vec(),
     });
     // Relay frames go to the named relay-only instance while it is up, and
     // through this connection otherwise.

@@ -73,6 +73,11 @@ impl Targets {
         self.round = self.next;
     }
 
+    /// Every address tried, in order.
+    pub(super) fn all(&self) -> &[String] {
+        &self.list
+    }
+
     pub(super) fn current(&self) -> &str {
         self.list.get(self.next).unwrap_or(&self.controller)
     }

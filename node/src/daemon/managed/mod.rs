@@ -194,6 +194,25 @@ impl Managed {
         (format!("warren{}", self.nets.len()), 0)
     }
 
+    /// Keeps the replicas a controller named for its networks, so that a
+    /// restarted agent can reach another when the one it joined through
+    /// is gone.
+    fn remember_replicas(&mut self, controller: &str, replicas: Vec<String>) {
+        if replicas.len() < 2 {
+            return;
+        }
+        let mut changed = false;
+        for net in self.nets.values_mut() {
+            if net.config.controller == controller && net.config.controllers != replicas {
+                net.config.controllers = replicas.clone();
+                changed = true;
+            }
+        }
+        if changed {
+            self.save();
+        }
+    }
+
     fn save(&self) {
         let list: Vec<JoinedNetwork> = self.nets.values().map(|n| n.config.clone()).collect();
         if let Err(e) = self.state.save_networks(&list) {
@@ -223,7 +242,12 @@ impl Managed {
             }
         }
         match event {
-            ControlEvent::Connected { controller, remote } => {
+            ControlEvent::Connected {
+                controller,
+                remote,
+                replicas,
+            } => {
+                self.remember_replicas(&controller, replicas);
                 self.links.connected(&controller, remote.ip());
                 self.set_stun(&controller).await;
                 self.set_relays(&controller, true).await;
