@@ -279,7 +279,8 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
     // Where agents reach this replica; the others learn it from the
     // database and every agent from `Welcome`.
     let control_address = options.advertise_address.clone().or_else(|| {
-        (!quic_addr.ip().is_unspecified() && quic_addr.port() != 0).then(|| quic_addr.to_string())
+        let listen = warren_proto::invite::ControllerAddress::Ip(quic_addr);
+        listen.is_dialable().then(|| listen.to_string())
     });
     let follower = match options.role {
         Role::Controller => {

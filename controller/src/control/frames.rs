@@ -1,8 +1,10 @@
 //! Reading and writing length-prefixed JSON frames on quinn streams.
 
 use quinn::{ReadExactError, RecvStream, SendStream};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 pub use warren_proto::control::MAX_NODE_FRAME;
-use warren_proto::control::{self, ControllerMessage, FrameError, NodeMessage};
+use warren_proto::control::{self, FrameError, NodeMessage};
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,15 @@ pub enum FrameIoError {
 
 /// Reads one node message; `Closed` on a clean end of stream between frames.
 pub async fn read_node_message(recv: &mut RecvStream) -> Result<NodeMessage, FrameIoError> {
+    read_message(recv, MAX_NODE_FRAME).await
+}
+
+/// Reads one message of at most `limit` bytes; `Closed` on a clean end of
+/// stream between frames.
+pub async fn read_message<T: DeserializeOwned>(
+    recv: &mut RecvStream,
+    limit: usize,
+) -> Result<T, FrameIoError> {
     let mut prefix = [0u8; 4];
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
@@ -31,7 +42,7 @@ pub async fn read_node_message(recv: &mut RecvStream) -> Result<NodeMessage, Fra
         Err(ReadExactError::ReadError(e)) => return Err(e.into()),
     }
     let len = control::frame_len(prefix)?;
-    if len > MAX_NODE_FRAME {
+    if len > limit {
         return Err(FrameIoError::TooLarge(len));
     }
     let mut body = vec![0u8; len];
@@ -43,9 +54,9 @@ pub async fn read_node_message(recv: &mut RecvStream) -> Result<NodeMessage, Fra
     Ok(control::decode_frame(&body)?)
 }
 
-pub async fn write_message(
+pub async fn write_message<T: Serialize>(
     send: &mut SendStream,
-    message: &ControllerMessage,
+    message: &T,
 ) -> Result<(), FrameIoError> {
     let frame = control::encode_frame(message)?;
     send.write_all(&frame).await?;

@@ -193,14 +193,16 @@ impl Relay {
         frame_len: usize,
         now: Instant,
     ) -> Result<bool, RelayRefusal> {
-        let copies = self.links().get(to).map_or(0, Vec::len).max(1) as u64;
+        let targets = self.targets(to);
+        let copies = targets.len().max(1) as u64;
         if !self.take_quota(&from, (frame_len as u64).saturating_mul(copies), now) {
             return Err(RelayRefusal::Quota);
         }
-        if !self.deliver(network, from, to, payload) {
+        if targets.is_empty() {
             self.notify_absent(network, &from, to, now);
             return Ok(false);
         }
+        self.send_all(network, from, targets, payload);
         Ok(true)
     }
 
@@ -214,10 +216,24 @@ impl Relay {
         to: &NodePublicKey,
         payload: &[u8],
     ) -> bool {
-        let targets: Vec<Arc<Link>> = self.links().get(to).cloned().unwrap_or_default();
-        if targets.is_empty() {
-            return false;
-        }
+        let targets = self.targets(to);
+        let any = !targets.is_empty();
+        self.send_all(network, from, targets, payload);
+        any
+    }
+
+    /// The connections of `to` here.
+    fn targets(&self, to: &NodePublicKey) -> Vec<Arc<Link>> {
+        self.links().get(to).cloned().unwrap_or_default()
+    }
+
+    fn send_all(
+        &self,
+        network: NetworkId,
+        from: NodePublicKey,
+        targets: Vec<Arc<Link>>,
+        payload: &[u8],
+    ) {
         for link in targets {
             let frame = RelayFrame {
                 network_id: network,
@@ -227,7 +243,6 @@ impl Relay {
             };
             self.send(&link, &frame);
         }
-        true
     }
 
     /// Tells every connection of `from` that `to` has no connection here,

@@ -28,6 +28,7 @@ use warren_proto::relay::RelayFrame;
 use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
 
 use super::{Relay, STREAM_QUEUE};
+use crate::control::frames::{read_message, write_message};
 use crate::metrics::{RelayDrop, RelayRefusal};
 use crate::store::Store;
 
@@ -306,24 +307,15 @@ impl ReplicaLinks {
 }
 
 async fn write(send: &mut quinn::SendStream, message: &NodeMessage) -> anyhow::Result<()> {
-    let frame = control::encode_frame(message)?;
-    send.write_all(&frame)
+    write_message(send, message)
         .await
-        .context("writing to the replica")?;
-    Ok(())
+        .context("writing to the replica")
 }
 
 async fn read(recv: &mut quinn::RecvStream) -> anyhow::Result<ControllerMessage> {
-    let mut prefix = [0u8; 4];
-    recv.read_exact(&mut prefix)
+    read_message(recv, control::MAX_FRAME)
         .await
-        .context("reading from the replica")?;
-    let len = control::frame_len(prefix)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body)
-        .await
-        .context("reading from the replica")?;
-    Ok(control::decode_frame(&body)?)
+        .context("reading from the replica")
 }
 
 /// Serves a link from another replica until it closes: every frame on it
