@@ -121,6 +121,26 @@ impl Mesh {
         Ok(out)
     }
 
+    /// Creates network `name` on `pool` with a reusable pre-auth key, and
+    /// joins `agents` with it, each authorized within `within`; returns
+    /// the network ID.
+    pub fn network_joined_by(
+        &mut self,
+        name: &str,
+        pool: &str,
+        agents: &[&str],
+        within: Duration,
+    ) -> Result<String> {
+        let net = self.controller.network_create(name, pool)?;
+        let key = self.controller.key_create(&net, true)?;
+        for agent in agents {
+            self.join_ok(agent, &net, Some(&key))?;
+            self.agent_mut(agent)?
+                .wait_state(&net, "authorized", within)?;
+        }
+        Ok(net)
+    }
+
     /// Restarts agent `name`'s daemon on its state dir; returns how the old
     /// daemon exited.
     pub fn restart_agent(&mut self, lab: &Lab, name: &str) -> Result<Option<ExitStatus>> {

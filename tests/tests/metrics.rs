@@ -122,13 +122,7 @@ fn build(lab: &Lab) -> anyhow::Result<Mesh> {
 fn the_agent_serves_its_counters_after_traffic() {
     e2e("metrics::after_traffic", |lab| {
         let mut mesh = build(lab)?;
-        let net = mesh.controller.network_create("watched", POOL)?;
-        let key = mesh.controller.key_create(&net, true)?;
-        for name in ["a", "b"] {
-            mesh.join_ok(name, &net, Some(&key))?;
-            mesh.agent_mut(name)?
-                .wait_state(&net, "authorized", SETTLE)?;
-        }
+        let net = mesh.network_joined_by("watched", POOL, &["a", "b"], SETTLE)?;
         let a4 = mesh.overlay_addr("a", &net, false)?;
         let b4 = mesh.overlay_addr("b", &net, false)?;
         let (ns_a, ns_b) = (mesh.ns("a")?, mesh.ns("b")?);

@@ -36,13 +36,7 @@ fn said(out: &Output) -> String {
 fn check_goes_unhealthy_when_the_controller_is_cut_off() {
     e2e("status_check::controller_cut_off", |lab| {
         let mut mesh = Mesh::build(lab, &["a", "b"])?;
-        let net = mesh.controller.network_create("watched", "10.164.0.0/16")?;
-        let key = mesh.controller.key_create(&net, true)?;
-        for name in ["a", "b"] {
-            mesh.join_ok(name, &net, Some(&key))?;
-            mesh.agent_mut(name)?
-                .wait_state(&net, "authorized", SETTLE)?;
-        }
+        let net = mesh.network_joined_by("watched", "10.164.0.0/16", &["a", "b"], SETTLE)?;
         let b4 = mesh.overlay_addr("b", &net, false)?;
         warren_lab::ping::wait_reachable(mesh.ns("a")?, b4, SETTLE)?;
 

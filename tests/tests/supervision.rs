@@ -18,13 +18,7 @@ const SETTLE: Duration = Duration::from_secs(10);
 fn a_data_plane_whose_tun_vanishes_is_reported_and_restarted() {
     e2e("supervision::tun_vanishes", |lab| {
         let mut mesh = Mesh::build(lab, &["a", "b"])?;
-        let net = mesh.controller.network_create("sup", "10.164.0.0/16")?;
-        let key = mesh.controller.key_create(&net, true)?;
-        for name in ["a", "b"] {
-            mesh.join_ok(name, &net, Some(&key))?;
-            mesh.agent_mut(name)?
-                .wait_state(&net, "authorized", SETTLE)?;
-        }
+        let net = mesh.network_joined_by("sup", "10.164.0.0/16", &["a", "b"], SETTLE)?;
         let a4 = mesh.overlay_addr("a", &net, false)?;
         ping::wait_reachable(mesh.ns("b")?, a4, SETTLE)?;
         let interface = mesh

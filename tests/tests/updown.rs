@@ -18,13 +18,7 @@ const SETTLE: Duration = Duration::from_secs(10);
 fn down_and_up_keep_the_membership_and_the_address() {
     e2e("updown::keep_address", |lab| {
         let mut mesh = Mesh::build(lab, &["a", "b"])?;
-        let net = mesh.controller.network_create("updown", "10.163.0.0/16")?;
-        let key = mesh.controller.key_create(&net, true)?;
-        for name in ["a", "b"] {
-            mesh.join_ok(name, &net, Some(&key))?;
-            mesh.agent_mut(name)?
-                .wait_state(&net, "authorized", SETTLE)?;
-        }
+        let net = mesh.network_joined_by("updown", "10.163.0.0/16", &["a", "b"], SETTLE)?;
         let a4 = mesh.overlay_addr("a", &net, false)?;
         let a6 = mesh.overlay_addr("a", &net, true)?;
         let a_node = mesh.agent("a")?.node_id().to_owned();
