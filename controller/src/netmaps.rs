@@ -299,6 +299,7 @@ pub fn header(
         settings: NetworkSettings {
             mtu: network.mtu,
             stun_ports: stun_ports.to_vec(),
+            sites: Vec::new(),
         },
         filter: Some(view.policy.filter_of(&node)),
     };

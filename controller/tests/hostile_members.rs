@@ -211,6 +211,7 @@ async fn a_pending_node_holds_nothing_and_writes_nothing() {
     node.write(&NodeMessage::Routes {
         network_id: lab.net,
         routes: vec!["10.96.0.0/12".parse().unwrap()],
+        site: None,
     })
     .await;
     match next_answer(&mut node).await {

@@ -350,6 +350,7 @@ async fn advertised_routes_reach_peers_only_when_approved_and_fail_over() {
     a.write(&NodeMessage::Routes {
         network_id: net,
         routes: vec![p("127.0.0.0/8")],
+        site: None,
     })
     .await;
     loop {
@@ -373,6 +374,7 @@ async fn advertised_routes_reach_peers_only_when_approved_and_fail_over() {
         node.write(&NodeMessage::Routes {
             network_id: net,
             routes: vec![p("10.96.0.0/12")],
+            site: None,
         })
         .await;
         node.wait_for(map, |m| m.self_node.routes.len() == 1).await;
@@ -442,6 +444,7 @@ async fn advertised_routes_reach_peers_only_when_approved_and_fail_over() {
     b.write(&NodeMessage::Routes {
         network_id: net,
         routes: vec![],
+        site: None,
     })
     .await;
     b.wait_for(&mut b_map, |m| m.self_node.routes.is_empty())

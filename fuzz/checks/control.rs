@@ -153,6 +153,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                             "192.168.7.0/24".parse().expect("route"),
                             "0.0.0.0/0".parse().expect("route"),
                         ],
+                        site: None,
                     }),
                     node(NodeMessage::GrantUsed {
                         network_id,

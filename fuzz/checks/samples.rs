@@ -75,6 +75,7 @@ pub fn netmap(version: u64, peers: &[u8]) -> Netmap {
         settings: NetworkSettings {
             mtu: 1420,
             stun_ports: vec![3478, 3479],
+            sites: Vec::new(),
         },
         filter: Some(PacketFilter {
             policy_version: version,

@@ -116,6 +116,11 @@ pub enum NodeMessage {
     Routes {
         network_id: NetworkId,
         routes: Vec<ipnet::IpNet>,
+        /// The site these routes are for (a cluster); none for plain
+        /// subnet routes. Left out when none, for controllers that
+        /// predate sites.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        site: Option<crate::site::SiteSpec>,
     },
     /// A grant (temporary access, rule `grant:<id>` of the node's filter)
     /// admitted a flow at this node for the first time, for the audit log.

@@ -16,6 +16,7 @@
 //! - [`local_dns`]: the local API's DNS status and service directory.
 //! - [`text`]: node-supplied text made safe for a terminal.
 //! - [`routes`]: subnet routes and exit nodes: prefix rules and the local API of `warren routes`.
+//! - [`site`]: sites (one cluster each) behind subnet routers, and their mapped prefixes.
 #![forbid(unsafe_code)]
 
 pub mod control;
@@ -33,6 +34,7 @@ pub mod pinning;
 pub mod relay;
 pub mod routes;
 pub mod service;
+pub mod site;
 pub mod stun;
 pub mod text;
 

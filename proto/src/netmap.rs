@@ -89,6 +89,10 @@ pub struct NetworkSettings {
     /// let a node tell whether its NAT maps per destination.
     #[serde(default)]
     pub stun_ports: Vec<u16>,
+    /// The network's sites (clusters behind subnet routers), sorted by
+    /// name; left out when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<crate::site::Site>,
 }
 
 /// The change from one version of a member's netmap to the next.
@@ -427,6 +431,7 @@ mod tests {
             settings: NetworkSettings {
                 mtu: 1420,
                 stun_ports: vec![],
+                sites: Vec::new(),
             },
             filter: None,
         }

@@ -99,6 +99,7 @@ impl Attack {
                 settings: NetworkSettings {
                     mtu: 1280,
                     stun_ports: Vec::new(),
+                    sites: Vec::new(),
                 },
                 filter: None,
             }),
@@ -181,6 +182,7 @@ fn own_netmap(network: NetworkId, node: &NodePublicKey, name: &str) -> Netmap {
         settings: NetworkSettings {
             mtu: 1420,
             stun_ports: Vec::new(),
+            sites: Vec::new(),
         },
         filter: None,
     }

@@ -65,6 +65,7 @@ fn a_peer_named_with_escape_sequences_prints_harmlessly() {
             settings: NetworkSettings {
                 mtu: 1420,
                 stun_ports: Vec::new(),
+                sites: Vec::new(),
             },
             filter: None,
         };

@@ -214,7 +214,9 @@ impl Session {
                 }
             }
             // Subnet and exit routes: acts on this session's node only.
-            NodeMessage::Routes { network_id, routes } => {
+            NodeMessage::Routes {
+                network_id, routes, ..
+            } => {
                 let hub = self.context.hub.clone();
                 match crate::routes::advertise(&hub, &self.node_key, network_id, &routes).await {
                     Ok(()) => Ok(()),

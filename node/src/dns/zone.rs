@@ -176,6 +176,7 @@ pub(crate) mod tests {
             settings: NetworkSettings {
                 mtu: 1420,
                 stun_ports: vec![],
+                sites: Vec::new(),
             },
             filter: None,
         }

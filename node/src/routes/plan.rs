@@ -395,6 +395,7 @@ pub(crate) mod tests {
             settings: NetworkSettings {
                 mtu: 1420,
                 stun_ports: vec![],
+                sites: Vec::new(),
             },
             filter: None,
         }

@@ -710,7 +710,11 @@ fn to_message(command: &ControlCommand) -> Option<NodeMessage> {
             network_id,
             services,
         },
-        ControlCommand::Routes(network_id, routes) => NodeMessage::Routes { network_id, routes },
+        ControlCommand::Routes(network_id, routes) => NodeMessage::Routes {
+            network_id,
+            routes,
+            site: None,
+        },
         ControlCommand::GrantUsed(network_id, grant) => {
             NodeMessage::GrantUsed { network_id, grant }
         }

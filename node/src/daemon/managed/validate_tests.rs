@@ -42,6 +42,7 @@ pub(in crate::daemon::managed) fn map(zone: &str) -> Netmap {
         settings: NetworkSettings {
             mtu: 1420,
             stun_ports: vec![3478],
+            sites: Vec::new(),
         },
         filter: None,
     }
