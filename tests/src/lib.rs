@@ -71,6 +71,7 @@ pub mod identity_lab;
 pub mod in_netns;
 pub mod iperf;
 pub mod keys;
+pub mod kube_lab;
 pub mod lab;
 pub mod link;
 pub mod managed;

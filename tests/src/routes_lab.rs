@@ -28,6 +28,7 @@ use serde_json::Value;
 
 use crate::command;
 use crate::error::{LabError, Result};
+use crate::kube_lab::{self, KubeCluster, KubeSpec};
 use crate::lab::Lab;
 use crate::link;
 use crate::managed::ManagedAgent;
@@ -52,6 +53,9 @@ pub struct ClusterSpec {
     pub range: String,
     pub service: Ipv4Addr,
     pub v6: Option<(String, Ipv6Addr)>,
+    /// An emulated Kubernetes cluster instead of the one service address:
+    /// services behind DNAT on the master and a cluster DNS server.
+    pub kube: Option<KubeSpec>,
 }
 
 /// One site: a name, its router's NAT and, for a master, its cluster.
@@ -80,6 +84,16 @@ impl SiteSpec {
         self
     }
 
+    /// A master in front of an emulated Kubernetes cluster whose service
+    /// range is `range` (see [`crate::kube_lab`]).
+    pub fn kube_master(name: &str, range: &str, kube: KubeSpec) -> SiteSpec {
+        let mut spec = SiteSpec::master(name, Some((range, Ipv4Addr::UNSPECIFIED)));
+        if let Some(cluster) = &mut spec.cluster {
+            cluster.kube = Some(kube);
+        }
+        spec
+    }
+
     /// The same site behind a router doing `nat` (cone NATs forward
     /// [`AGENT_PORT`]).
     pub fn behind(mut self, nat: Nat) -> SiteSpec {
@@ -95,6 +109,7 @@ impl SiteSpec {
                 range: cluster.map_or_else(String::new, |(r, _)| r.to_owned()),
                 service: cluster.map_or(Ipv4Addr::UNSPECIFIED, |(_, s)| s),
                 v6: None,
+                kube: None,
             }),
             nat: Nat::PortRestricted,
         }
@@ -113,6 +128,7 @@ pub struct Site {
     pub spec: SiteSpec,
     pub agent: ManagedAgent,
     _servers: Vec<HttpServer>,
+    _kube: Option<KubeCluster>,
 }
 
 impl Site {
@@ -332,6 +348,7 @@ fn build_site(lab: &Lab, internet: &Netns, i: u8, spec: &SiteSpec) -> Result<Sit
     )?;
     let mut cluster = None;
     let mut servers = Vec::new();
+    let mut kube = None;
     if let Some(c) = &spec.cluster {
         link::enable_forwarding(&host)?;
         if !c.range.is_empty() {
@@ -343,15 +360,19 @@ fn build_site(lab: &Lab, internet: &Netns, i: u8, spec: &SiteSpec) -> Result<Sit
             let me = Ipv4Addr::new(172, 16, i + 1, 2);
             link::add_addr(&host, &master_if, &format!("{gw}/24"))?;
             link::add_addr(&ns, &cluster_if, &format!("{me}/24"))?;
-            link::add_addr(&ns, "lo", &format!("{}/32", c.service))?;
             link::add_route(&ns, "default", gw.into())?;
-            link::add_route(&host, &c.range, me.into())?;
             let body = format!("cluster-{}", spec.name);
-            servers.push(HttpServer::start(
-                &ns,
-                SocketAddr::new(c.service.into(), 80),
-                &body,
-            )?);
+            if let Some(k) = &c.kube {
+                kube = Some(kube_lab::start(lab, &host, &ns, me, &spec.name, k)?);
+            } else {
+                link::add_addr(&ns, "lo", &format!("{}/32", c.service))?;
+                link::add_route(&host, &c.range, me.into())?;
+                servers.push(HttpServer::start(
+                    &ns,
+                    SocketAddr::new(c.service.into(), 80),
+                    &body,
+                )?);
+            }
             if let Some((range6, service6)) = &c.v6 {
                 let (gw6, me6) = (cluster_addr6(i, 1), cluster_addr6(i, 2));
                 link::add_addr(&host, &master_if, &format!("{gw6}/64"))?;
@@ -378,6 +399,7 @@ fn build_site(lab: &Lab, internet: &Netns, i: u8, spec: &SiteSpec) -> Result<Sit
         spec: spec.clone(),
         agent,
         _servers: servers,
+        _kube: kube,
     })
 }
 

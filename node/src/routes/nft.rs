@@ -10,7 +10,9 @@
 //! - Out of the overlay: new connections only from members' addresses (and
 //!   the subnets accepted from them), only to this node's approved routes
 //!   (anywhere, for an approved exit node); the rest is dropped and counted
-//!   (`from_overlay_dropped`).
+//!   (`from_overlay_dropped`). The destination checked is the one the peer
+//!   sent to (conntrack's original), so a service address that kube-proxy
+//!   rewrites to a pod outside the route still passes.
 //! - Masquerade of overlay traffic leaving toward the LAN (on by default).
 //! - With an exit node in use, UDP replies to the agent's marked sockets get
 //!   the mark back before routing (as wg-quick does), so strict reverse-path
@@ -136,14 +138,14 @@ pub fn script(fw: &Firewall) -> String {
         &mut s,
         "forward",
         &format!(
-            "iifname {tuns} iifname . ip saddr @net_members4 iifname . ip daddr @net_own4 accept"
+            "iifname {tuns} iifname . ip saddr @net_members4 iifname . ct original ip daddr @net_own4 accept"
         ),
     );
     rule(
         &mut s,
         "forward",
         &format!(
-            "iifname {tuns} iifname . ip6 saddr @net_members6 iifname . ip6 daddr @net_own6 accept"
+            "iifname {tuns} iifname . ip6 saddr @net_members6 iifname . ct original ip6 daddr @net_own6 accept"
         ),
     );
     if !fw.exit_v4.is_empty() {
@@ -283,7 +285,7 @@ mod tests {
         let replies = pos("add rule inet warren forward ct state established,related accept");
         let site = pos("oifname { \"warren0\" } oifname . ip saddr @net_own4 oifname . ip daddr @net_remote4 accept");
         let into = pos("oifname { \"warren0\" } counter name into_overlay_dropped drop");
-        let out = pos("iifname { \"warren0\" } iifname . ip saddr @net_members4 iifname . ip daddr @net_own4 accept");
+        let out = pos("iifname { \"warren0\" } iifname . ip saddr @net_members4 iifname . ct original ip daddr @net_own4 accept");
         let from = pos("iifname { \"warren0\" } counter name from_overlay_dropped drop");
         assert!(replies < site && site < into && into < out && out < from);
         assert!(s.contains("add element inet warren net_members4 { \"warren0\" . 10.147.0.2/32 }"));
