@@ -12,7 +12,8 @@
 //! The pod namespace's address and link are made by the routes lab; this
 //! module adds the services on top.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use crate::error::{LabError, Result};
 use crate::lab::Lab;
@@ -70,7 +71,20 @@ pub struct KubeSpec {
 #[derive(Debug)]
 pub struct KubeCluster {
     _servers: Vec<HttpServer>,
-    _dns: Process,
+    dns: Process,
+    servers_file: PathBuf,
+}
+
+impl KubeCluster {
+    /// Has the cluster DNS forward names under `zone` to `server`, as a
+    /// CoreDNS stub domain for the mesh's zone would (dnsmasq re-reads its
+    /// servers file on SIGHUP).
+    pub fn forward(&mut self, zone: &str, server: IpAddr) -> Result<()> {
+        let line = format!("server=/{zone}/{server}\n");
+        std::fs::write(&self.servers_file, line)
+            .map_err(|e| LabError::io(format!("writing {}", self.servers_file.display()), e))?;
+        self.dns.signal("HUP")
+    }
 }
 
 /// Starts `spec`'s pods in `pods` (address `pod`), the cluster DNS server
@@ -99,7 +113,9 @@ pub fn start(
         ));
     }
     for proto in ["udp", "tcp"] {
-        dnat.push(format!("ip daddr {DNS_IP} {proto} dport 53 dnat to {pod}:53"));
+        dnat.push(format!(
+            "ip daddr {DNS_IP} {proto} dport 53 dnat to {pod}:53"
+        ));
     }
     let rules = dnat.join("\n    ");
     // Forwarded packets (from the overlay) and the master's own.
@@ -112,10 +128,14 @@ pub fn start(
     std::fs::write(&path, ruleset)
         .map_err(|e| LabError::io(format!("writing {}", path.display()), e))?;
     master.exec("nft", [std::ffi::OsStr::new("-f"), path.as_os_str()])?;
-    let dns = start_dns(lab, pods, pod, cluster, spec)?;
+    let servers_file = lab.subdir("dnsmasq")?.join(format!("{cluster}.servers"));
+    std::fs::write(&servers_file, "")
+        .map_err(|e| LabError::io(format!("writing {}", servers_file.display()), e))?;
+    let dns = start_dns(lab, pods, pod, cluster, spec, &servers_file)?;
     Ok(KubeCluster {
         _servers: servers,
-        _dns: dns,
+        dns,
+        servers_file,
     })
 }
 
@@ -127,6 +147,7 @@ fn start_dns(
     pod: Ipv4Addr,
     cluster: &str,
     spec: &KubeSpec,
+    servers_file: &std::path::Path,
 ) -> Result<Process> {
     let mut args = vec![
         "--keep-in-foreground".to_owned(),
@@ -142,6 +163,7 @@ fn start_dns(
         "--log-queries".to_owned(),
         "--log-facility=-".to_owned(),
         format!("--local=/{DOMAIN}/"),
+        format!("--servers-file={}", servers_file.display()),
     ];
     for s in &spec.services {
         let fqdn = format!("{}.{DOMAIN}", s.short());
@@ -153,12 +175,10 @@ fn start_dns(
     }
     let mut process = lab.spawn_in(pods, &format!("dnsmasq-{cluster}"), "dnsmasq", &args, &[])?;
     // Ready once it answers on its address.
-    let probe = spec
-        .services
-        .first()
-        .map_or_else(|| format!("kube-dns.kube-system.svc.{DOMAIN}"), |s| {
-            format!("{}.{DOMAIN}", s.short())
-        });
+    let probe = spec.services.first().map_or_else(
+        || format!("kube-dns.kube-system.svc.{DOMAIN}"),
+        |s| format!("{}.{DOMAIN}", s.short()),
+    );
     wait::until(
         format!("dnsmasq of cluster {cluster} to answer"),
         std::time::Duration::from_secs(10),

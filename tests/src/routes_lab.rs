@@ -128,7 +128,8 @@ pub struct Site {
     pub spec: SiteSpec,
     pub agent: ManagedAgent,
     _servers: Vec<HttpServer>,
-    _kube: Option<KubeCluster>,
+    /// The emulated Kubernetes cluster's services and DNS (kube masters).
+    pub kube: Option<KubeCluster>,
 }
 
 impl Site {
@@ -399,7 +400,7 @@ fn build_site(lab: &Lab, internet: &Netns, i: u8, spec: &SiteSpec) -> Result<Sit
         spec: spec.clone(),
         agent,
         _servers: servers,
-        _kube: kube,
+        kube,
     })
 }
 
