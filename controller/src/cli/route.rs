@@ -21,7 +21,7 @@ pub struct RouteArgs {
 
 #[derive(Debug, Subcommand)]
 enum RouteCommand {
-    /// A network's routes: who advertises what, what is approved, who is primary.
+    /// A network's routes: who advertises what for which site, what is approved, who is primary, mapped prefixes.
     List { network: NetworkId },
     /// Approve a prefix for a member (its node may advertise it before or after).
     Approve {
@@ -79,10 +79,12 @@ impl Who {
     }
 }
 
-const HEADERS: [&str; 8] = [
+const HEADERS: [&str; 10] = [
     "NODE",
     "NAME",
     "PREFIX",
+    "SITE",
+    "MAPPED",
     "ADVERTISED",
     "APPROVED",
     "PRIMARY",
@@ -91,10 +93,12 @@ const HEADERS: [&str; 8] = [
 ];
 
 fn row(r: &Value) -> Vec<String> {
-    [
+    let mut row: Vec<String> = [
         "node_id",
         "name",
         "prefix",
+        "site",
+        "mapped_prefix",
         "advertised",
         "approved",
         "primary",
@@ -103,7 +107,11 @@ fn row(r: &Value) -> Vec<String> {
     ]
     .iter()
     .map(|k| field(r, k))
-    .collect()
+    .collect();
+    if r.get("mapping_exhausted").and_then(Value::as_bool) == Some(true) {
+        row[4] = "none (range full)".to_owned();
+    }
+    row
 }
 
 const RULE_HEADERS: [&str; 4] = ["PREFIX", "NODE", "CREATED-BY", "CREATED"];
