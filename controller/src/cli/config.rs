@@ -511,6 +511,7 @@ mod tests {
             advertise_address: None,
             listen_https: None,
             public_url: None,
+            site_mapped_range: None,
             config: None,
         }
     }
@@ -619,6 +620,32 @@ mod tests {
         a.relay.relay_burst = None;
         a.relay.relay_rate = Some(0);
         assert!(resolve(&a).is_err());
+    }
+
+    #[test]
+    fn the_site_mapped_range_resolves_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("controller.toml");
+        std::fs::write(&path, "site-mapped-range = \"198.18.0.0/15\"\n").unwrap();
+        assert_eq!(
+            resolve(&args()).unwrap().site_mapped_range.to_string(),
+            "100.64.0.0/10"
+        );
+        let mut a = args();
+        a.config = Some(path);
+        let eff = resolve(&a).unwrap();
+        assert_eq!(eff.site_mapped_range.to_string(), "198.18.0.0/15");
+        assert!(toml::to_string(&eff)
+            .unwrap()
+            .contains("site-mapped-range = \"198.18.0.0/15\""));
+        a.site_mapped_range = Some("100.96.0.0/12".parse().unwrap());
+        assert_eq!(
+            resolve(&a).unwrap().site_mapped_range.to_string(),
+            "100.96.0.0/12"
+        );
+        a.site_mapped_range = Some("100.64.0.1/10".parse().unwrap());
+        let err = resolve(&a).unwrap_err().to_string();
+        assert!(err.contains("host bits"), "{err}");
     }
 
     #[test]

@@ -243,3 +243,26 @@ async fn auto(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_show_the_site_and_the_mapped_prefix_or_why_none() {
+        let mapped = json!({
+            "node_id": "0123456789", "name": "master-m", "prefix": "10.96.0.0/12",
+            "site": "m", "mapped_prefix": "100.64.0.0/12", "mapping_exhausted": false,
+            "advertised": true, "approved": true, "primary": true, "online": true,
+            "approved_by": "token:admin",
+        });
+        let row = row(&mapped);
+        assert_eq!(row.len(), HEADERS.len());
+        assert_eq!((HEADERS[3], row[3].as_str()), ("SITE", "m"));
+        assert_eq!((HEADERS[4], row[4].as_str()), ("MAPPED", "100.64.0.0/12"));
+        let waiting = json!({ "site": "w", "mapped_prefix": null, "mapping_exhausted": true });
+        assert_eq!(super::row(&waiting)[4], "none (range full)");
+        let plain = json!({ "site": null, "mapped_prefix": null, "mapping_exhausted": false });
+        assert_eq!(super::row(&plain)[3..5], ["-", "-"]);
+    }
+}
