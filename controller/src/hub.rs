@@ -73,6 +73,8 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     /// Where nodes reach this controller: no approved route may capture it.
     pub controller_addresses: crate::routes::ControllerAddresses,
+    /// `--site-mapped-range`, once set (the default until then).
+    site_mapped_range: std::sync::OnceLock<ipnet::Ipv4Net>,
 }
 
 impl Hub {
@@ -93,6 +95,7 @@ impl Hub {
             next_session: std::sync::atomic::AtomicU64::new(1),
             metrics,
             controller_addresses: Default::default(),
+            site_mapped_range: std::sync::OnceLock::new(),
         });
         // The hub follows the store's change feed: whatever commits a
         // change, the cache drops that network's snapshot before the write
@@ -104,6 +107,21 @@ impl Hub {
             }
         });
         hub
+    }
+
+    /// Sets where mapped prefixes of overlapping sites come from; only the
+    /// first call counts (the range is fixed for the process).
+    pub fn set_site_mapped_range(&self, range: ipnet::Ipv4Net) {
+        let _ = self.site_mapped_range.set(range);
+    }
+
+    /// What approvals and advertisements are checked against now.
+    pub fn route_checks(&self) -> crate::store::RouteChecks {
+        let mut checks = self.controller_addresses.checks();
+        if let Some(range) = self.site_mapped_range.get() {
+            checks.site_mapped_range = *range;
+        }
+        checks
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -9,6 +9,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use warren_proto::netmap::{
     peer_digest, DnsConfig, Netmap, NetmapDelta, NetmapPeer, NetworkSettings, SelfNode,
 };
+use warren_proto::site::Site;
 use warren_proto::NodeId;
 
 use crate::policy::Compiled;
@@ -27,6 +28,10 @@ pub struct SharedView {
     pub peers: Vec<(NetmapPeer, u64)>,
     pub dns: DnsConfig,
     pub policy: Compiled,
+    /// The routes each member is primary for (real prefixes).
+    primaries: std::collections::BTreeMap<NodeId, std::collections::BTreeSet<IpNet>>,
+    /// `NetworkSettings.sites`, the same for every authorized member.
+    pub sites: Vec<Site>,
     /// Where each member is in the snapshot's list, by node ID.
     members: HashMap<NodeId, usize>,
     /// What changed since the view before it, if it was made after one.
@@ -70,8 +75,11 @@ impl SharedView {
             .filter_map(peer)
             .collect();
         peers.sort_by_key(|p| p.node_id);
-        crate::routes::fill_peer_routes(snapshot, &mut peers);
+        let primaries = crate::routes::primaries(snapshot);
+        crate::routes::fill_peer_routes(snapshot, &primaries, &mut peers);
         SharedView {
+            sites: crate::routes::sites::sites(snapshot, &primaries),
+            primaries,
             id: VIEW_IDS.fetch_add(1, Ordering::Relaxed),
             members: snapshot
                 .members
@@ -137,6 +145,8 @@ impl SharedView {
             peers,
             dns,
             policy,
+            primaries: Default::default(),
+            sites: Vec::new(),
             members: HashMap::new(),
             change: None,
         }
@@ -150,11 +160,10 @@ impl SharedView {
             .map_or_else(|_| peer_digest(peer), |i| self.peers[i].1)
     }
 
-    /// The routes `node` is primary for.
-    fn primary_routes(&self, node: NodeId) -> &[IpNet] {
-        self.peers
-            .binary_search_by_key(&node, |(p, _)| p.node_id)
-            .map_or(&[], |i| &self.peers[i].0.routes)
+    /// The routes `node` is primary for (real prefixes).
+    fn primary_routes(&self, node: NodeId) -> &std::collections::BTreeSet<IpNet> {
+        static NONE: std::collections::BTreeSet<IpNet> = std::collections::BTreeSet::new();
+        self.primaries.get(&node).unwrap_or(&NONE)
     }
 }
 
@@ -299,7 +308,11 @@ pub fn header(
         settings: NetworkSettings {
             mtu: network.mtu,
             stun_ports: stun_ports.to_vec(),
-            sites: Vec::new(),
+            sites: if authorized {
+                view.sites.clone()
+            } else {
+                Vec::new()
+            },
         },
         filter: Some(view.policy.filter_of(&node)),
     };
@@ -383,6 +396,7 @@ mod tests {
             services: Vec::new(),
             routes: Vec::new(),
             policy: Default::default(),
+            sites: Default::default(),
         }
     }
 

@@ -88,6 +88,9 @@ pub struct ServerOptions {
     /// at: the console's origin. Without it (and without sign-in, which
     /// carries its own) the HTTPS listener serves no console.
     pub public_url: Option<String>,
+    /// Where mapped prefixes of overlapping sites' routes come from
+    /// (`--site-mapped-range`).
+    pub site_mapped_range: ipnet::Ipv4Net,
 }
 
 impl ServerOptions {
@@ -117,6 +120,7 @@ impl ServerOptions {
             sign_in: None,
             roles: crate::roles::Roles::default(),
             public_url: None,
+            site_mapped_range: crate::store::DEFAULT_SITE_MAPPED_RANGE,
         }
     }
 }
@@ -237,6 +241,10 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
     }
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(Arc::new(store.clone()), metrics.clone());
+    hub.set_site_mapped_range(options.site_mapped_range);
+    if options.role == Role::Controller {
+        warn_of_pools_in(&store, options.site_mapped_range).await?;
+    }
     // Only a relay-only instance can miss a destination that is online.
     let notices = match options.role {
         Role::Controller => AbsenceNotices::Never,
@@ -621,4 +629,18 @@ fn https_config(
         .map_err(|e| ServerError::HttpsCertificate(e.to_string()))?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((Arc::new(tls), fingerprint))
+}
+
+/// Says which networks' pools overlap the site mapped range: mapped
+/// prefixes are never allocated over a pool, so such a network only
+/// leaves less room for them.
+async fn warn_of_pools_in(store: &SqlStore, range: ipnet::Ipv4Net) -> Result<(), ServerError> {
+    for network in store.list_networks().await? {
+        let pool = network.pool.trunc();
+        if pool.contains(&range.network()) || range.contains(&pool.network()) {
+            tracing::warn!(network = %network.id, %pool, %range,
+                "a network's pool overlaps the site mapped range; mapped prefixes avoid it");
+        }
+    }
+    Ok(())
 }

@@ -85,7 +85,7 @@ pub async fn approve_route(
     node: NodeId,
     prefix: IpNet,
 ) -> Result<Route, StoreError> {
-    let checks = hub.controller_addresses.checks();
+    let checks = hub.route_checks();
     let route = hub
         .store()
         .approve_route(actor, net, node, prefix, &checks)

@@ -361,7 +361,7 @@ async fn self_writes_by_a_colliding_node_id_are_refused() {
     assert!(not_found(store.set_presence(net, &attacker, true).await));
     let routes = ["10.96.0.0/12".parse().unwrap()];
     let advertised = store
-        .set_advertised_routes(net, &attacker, &routes, &RouteChecks::default())
+        .set_advertised_routes(net, &attacker, &routes, None, &RouteChecks::default())
         .await;
     assert!(matches!(advertised, Err(StoreError::NotFound(_))));
     assert!(matches!(

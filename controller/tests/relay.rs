@@ -495,6 +495,7 @@ async fn relay_only(data: &Path, state: &Path) -> Running {
         sign_in: None,
         roles: Default::default(),
         public_url: None,
+        site_mapped_range: warren_controller::store::DEFAULT_SITE_MAPPED_RANGE,
     })
     .await
     .unwrap()

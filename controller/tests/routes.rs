@@ -51,7 +51,13 @@ async fn advertise(h: &Harness, net: &str, node: NodeId, routes: &[&str]) {
     let routes: Vec<IpNet> = routes.iter().map(|r| p(r)).collect();
     let key = key_of(h, net, node).await;
     h.store
-        .set_advertised_routes(net.parse().unwrap(), &key, &routes, &RouteChecks::default())
+        .set_advertised_routes(
+            net.parse().unwrap(),
+            &key,
+            &routes,
+            None,
+            &RouteChecks::default(),
+        )
         .await
         .unwrap();
 }

@@ -116,7 +116,7 @@ pub async fn add_rule(
     ApiJson(body): ApiJson<Rule>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let node = approvee(&body.node)?;
-    let checks = state.hub.controller_addresses.checks();
+    let checks = state.hub.route_checks();
     let (rule, approved) = state
         .store()
         .add_auto_approver(&caller.actor(), net, body.prefix, node, &checks)

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
+use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use warren_controller::relay::RelayLimits;
 use warren_proto::control::normalise_fingerprint;
@@ -80,6 +81,11 @@ pub struct ServeArgs {
     /// The https:// address browsers reach the HTTPS listener at (sign-in links and the provider's redirect).
     #[arg(long, env = "WARREN_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// IPv4 range that mapped prefixes of overlapping sites' routes are
+    /// allocated from; keep it clear of network pools and routes [default:
+    /// 100.64.0.0/10].
+    #[arg(long, env = "WARREN_SITE_MAPPED_RANGE")]
+    pub site_mapped_range: Option<Ipv4Net>,
     /// TOML file with the same keys (kebab-case).
     #[arg(long, env = "WARREN_CONFIG")]
     pub config: Option<PathBuf>,
@@ -115,6 +121,7 @@ struct FileConfig {
     advertise_address: Option<String>,
     listen_https: Option<SocketAddr>,
     public_url: Option<String>,
+    site_mapped_range: Option<Ipv4Net>,
     https_cert: Option<PathBuf>,
     https_key: Option<PathBuf>,
     oidc: Option<super::sign_in::OidcFile>,
@@ -148,6 +155,7 @@ pub struct Effective {
     pub listen_quic: SocketAddr,
     pub listen_api: SocketAddr,
     pub api_hosts: Vec<String>,
+    pub site_mapped_range: Ipv4Net,
     pub admin_socket: PathBuf,
     pub listen_stun: Vec<SocketAddr>,
     pub relay_rate: u64,
@@ -388,7 +396,18 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         .or(file.data_dir)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let admin_socket = args.admin_socket.clone().or(file.admin_socket);
+    let site_mapped_range = args
+        .site_mapped_range
+        .or(file.site_mapped_range)
+        .unwrap_or(warren_controller::store::DEFAULT_SITE_MAPPED_RANGE);
+    if site_mapped_range != site_mapped_range.trunc() {
+        anyhow::bail!(
+            "site-mapped-range {site_mapped_range} has host bits set (did you mean {}?)",
+            site_mapped_range.trunc()
+        );
+    }
     Ok(Effective {
+        site_mapped_range,
         database,
         admin_socket_is_default: admin_socket.is_none(),
         admin_socket: admin_socket.unwrap_or_else(|| data_dir.join(ADMIN_SOCKET_FILE)),
@@ -492,6 +511,7 @@ mod tests {
             advertise_address: None,
             listen_https: None,
             public_url: None,
+            site_mapped_range: None,
             config: None,
         }
     }
@@ -600,6 +620,32 @@ mod tests {
         a.relay.relay_burst = None;
         a.relay.relay_rate = Some(0);
         assert!(resolve(&a).is_err());
+    }
+
+    #[test]
+    fn the_site_mapped_range_resolves_and_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("controller.toml");
+        std::fs::write(&path, "site-mapped-range = \"198.18.0.0/15\"\n").unwrap();
+        assert_eq!(
+            resolve(&args()).unwrap().site_mapped_range.to_string(),
+            "100.64.0.0/10"
+        );
+        let mut a = args();
+        a.config = Some(path);
+        let eff = resolve(&a).unwrap();
+        assert_eq!(eff.site_mapped_range.to_string(), "198.18.0.0/15");
+        assert!(toml::to_string(&eff)
+            .unwrap()
+            .contains("site-mapped-range = \"198.18.0.0/15\""));
+        a.site_mapped_range = Some("100.96.0.0/12".parse().unwrap());
+        assert_eq!(
+            resolve(&a).unwrap().site_mapped_range.to_string(),
+            "100.96.0.0/12"
+        );
+        a.site_mapped_range = Some("100.64.0.1/10".parse().unwrap());
+        let err = resolve(&a).unwrap_err().to_string();
+        assert!(err.contains("host bits"), "{err}");
     }
 
     #[test]

@@ -150,6 +150,7 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         sign_in: None,
         roles: warren_controller::roles::Roles::default(),
         public_url: None,
+        site_mapped_range: warren_controller::store::DEFAULT_SITE_MAPPED_RANGE,
     })
     .await
     .context("starting the relay")?;

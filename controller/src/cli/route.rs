@@ -21,7 +21,7 @@ pub struct RouteArgs {
 
 #[derive(Debug, Subcommand)]
 enum RouteCommand {
-    /// A network's routes: who advertises what, what is approved, who is primary.
+    /// A network's routes: who advertises what for which site, what is approved, who is primary, mapped prefixes.
     List { network: NetworkId },
     /// Approve a prefix for a member (its node may advertise it before or after).
     Approve {
@@ -79,10 +79,12 @@ impl Who {
     }
 }
 
-const HEADERS: [&str; 8] = [
+const HEADERS: [&str; 10] = [
     "NODE",
     "NAME",
     "PREFIX",
+    "SITE",
+    "MAPPED",
     "ADVERTISED",
     "APPROVED",
     "PRIMARY",
@@ -91,10 +93,12 @@ const HEADERS: [&str; 8] = [
 ];
 
 fn row(r: &Value) -> Vec<String> {
-    [
+    let mut row: Vec<String> = [
         "node_id",
         "name",
         "prefix",
+        "site",
+        "mapped_prefix",
         "advertised",
         "approved",
         "primary",
@@ -103,7 +107,11 @@ fn row(r: &Value) -> Vec<String> {
     ]
     .iter()
     .map(|k| field(r, k))
-    .collect()
+    .collect();
+    if r.get("mapping_exhausted").and_then(Value::as_bool) == Some(true) {
+        row[4] = "none (range full)".to_owned();
+    }
+    row
 }
 
 const RULE_HEADERS: [&str; 4] = ["PREFIX", "NODE", "CREATED-BY", "CREATED"];
@@ -234,4 +242,27 @@ async fn auto(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_show_the_site_and_the_mapped_prefix_or_why_none() {
+        let mapped = json!({
+            "node_id": "0123456789", "name": "master-m", "prefix": "10.96.0.0/12",
+            "site": "m", "mapped_prefix": "100.64.0.0/12", "mapping_exhausted": false,
+            "advertised": true, "approved": true, "primary": true, "online": true,
+            "approved_by": "token:admin",
+        });
+        let row = row(&mapped);
+        assert_eq!(row.len(), HEADERS.len());
+        assert_eq!((HEADERS[3], row[3].as_str()), ("SITE", "m"));
+        assert_eq!((HEADERS[4], row[4].as_str()), ("MAPPED", "100.64.0.0/12"));
+        let waiting = json!({ "site": "w", "mapped_prefix": null, "mapping_exhausted": true });
+        assert_eq!(super::row(&waiting)[4], "none (range full)");
+        let plain = json!({ "site": null, "mapped_prefix": null, "mapping_exhausted": false });
+        assert_eq!(super::row(&plain)[3..5], ["-", "-"]);
+    }
 }

@@ -51,6 +51,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         retry_above_handshakes: warren_controller::control::admission::RETRY_ABOVE_HANDSHAKES,
         roles: config.roles.clone(),
         public_url: config.public_url.clone(),
+        site_mapped_range: config.site_mapped_range,
     })
     .await
     .context("starting the controller")?;

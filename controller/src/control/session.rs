@@ -215,10 +215,15 @@ impl Session {
             }
             // Subnet and exit routes: acts on this session's node only.
             NodeMessage::Routes {
-                network_id, routes, ..
+                network_id,
+                routes,
+                site,
             } => {
                 let hub = self.context.hub.clone();
-                match crate::routes::advertise(&hub, &self.node_key, network_id, &routes).await {
+                let site = site.as_ref();
+                match crate::routes::advertise(&hub, &self.node_key, network_id, &routes, site)
+                    .await
+                {
                     Ok(()) => Ok(()),
                     Err(e) => self.error(e.code(), &e.to_string()).await,
                 }

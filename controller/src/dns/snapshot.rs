@@ -99,6 +99,7 @@ mod tests {
             services,
             routes: Vec::new(),
             policy: Default::default(),
+            sites: Default::default(),
         }
     }
 

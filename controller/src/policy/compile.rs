@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ipnet::IpNet;
 use warren_proto::filter::{FilterRule, PacketFilter, PortRange};
 use warren_proto::service::ServiceProto;
+use warren_proto::site::MappedPrefix;
 use warren_proto::NodeId;
 
 use super::document::{GroupEntry, Policy, Rule, Source, Target};
@@ -252,6 +253,21 @@ fn compile_flows(
     }
 }
 
+/// `net`, inside the real prefix of `pair`, at the same place in its
+/// mapped prefix.
+fn to_mapped(pair: &MappedPrefix, net: &IpNet) -> Option<IpNet> {
+    let IpNet::V4(v4) = net else {
+        return None;
+    };
+    if !IpNet::V4(pair.real).contains(net) {
+        return None;
+    }
+    let start = pair.to_mapped(v4.network())?;
+    ipnet::Ipv4Net::new(start, v4.prefix_len())
+        .ok()
+        .map(IpNet::V4)
+}
+
 /// The routes a member serves that its packets may come from: an exit
 /// node's default routes are where it sends, not what it sends from.
 fn sent_from(routes: &BTreeSet<IpNet>) -> impl Iterator<Item = IpNet> + '_ {
@@ -366,6 +382,18 @@ impl Resolver<'_> {
                             }
                         }
                     }
+                    // Named by its mapped prefix: the router filters
+                    // before it translates.
+                    for (node, pairs) in &self.view.mapped {
+                        for pair in pairs {
+                            let mapped = IpNet::V4(pair.mapped);
+                            if mapped.contains(cidr) {
+                                add(*node, rule.ports.clone(), &[*cidr]);
+                            } else if cidr.contains(&mapped) {
+                                add(*node, rule.ports.clone(), &[mapped]);
+                            }
+                        }
+                    }
                     for m in self.authorized.values() {
                         let inside: Vec<IpNet> = m
                             .addresses()
@@ -374,6 +402,15 @@ impl Resolver<'_> {
                             .collect();
                         if !inside.is_empty() {
                             add(m.node_id, rule.ports.clone(), &inside);
+                        }
+                    }
+                    BTreeSet::new()
+                }
+                Target::Site(site) => {
+                    for (node, routes) in self.served_routes() {
+                        if self.view.sites.get(&node) == Some(site) {
+                            let nets: Vec<IpNet> = sent_from(routes).collect();
+                            add(node, rule.ports.clone(), &nets);
                         }
                     }
                     BTreeSet::new()
@@ -405,6 +442,18 @@ impl Resolver<'_> {
         }
         // A service of a member that is not authorized, or nothing at all.
         found.retain(|(node, _), nets| self.authorized.contains_key(node) && !nets.is_empty());
+        // What a mapped route admits, its mapped prefix admits too: peers
+        // send there, and the router filters before it translates.
+        for ((node, _), nets) in found.iter_mut() {
+            let Some(pairs) = self.view.mapped.get(node) else {
+                continue;
+            };
+            let translated: Vec<IpNet> = nets
+                .iter()
+                .filter_map(|net| pairs.iter().find_map(|pair| to_mapped(pair, net)))
+                .collect();
+            nets.extend(translated);
+        }
         found
     }
 
@@ -412,8 +461,9 @@ impl Resolver<'_> {
     /// members serve (see [`Self::source_nets`]).
     fn every_member_nets(&self) -> Vec<IpNet> {
         let mut nets: BTreeSet<IpNet> = self.view.pools.iter().copied().collect();
-        for (_, routes) in self.served_routes() {
+        for (node, routes) in self.served_routes() {
             nets.extend(sent_from(routes));
+            nets.extend(self.mapped_of(node));
         }
         nets.into_iter().collect()
     }
@@ -428,7 +478,18 @@ impl Resolver<'_> {
         if let Some(routes) = self.view.routes.get(&node) {
             nets.extend(sent_from(routes));
         }
+        // A router's site sends from its mapped prefixes, once translated.
+        nets.extend(self.mapped_of(node));
         nets
+    }
+
+    fn mapped_of(&self, node: NodeId) -> impl Iterator<Item = IpNet> + '_ {
+        self.view
+            .mapped
+            .get(&node)
+            .into_iter()
+            .flatten()
+            .map(|pair| IpNet::V4(pair.mapped))
     }
 
     fn served_routes(&self) -> impl Iterator<Item = (NodeId, &BTreeSet<IpNet>)> + '_ {

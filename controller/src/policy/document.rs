@@ -133,6 +133,9 @@ pub enum Target {
     OwnDevices,
     Cidr(IpNet),
     Service(String),
+    /// `site:NAME`: every prefix the site's primary routers serve (and
+    /// the mapped prefixes that stand for them).
+    Site(String),
 }
 
 /// A name in a group: a member or a tag (groups do not nest).
@@ -401,7 +404,7 @@ fn source(text: &str, at: Location) -> Result<Source, PolicyError> {
         Target::Group(g) => Source::Group(g),
         Target::Tag(t) => Source::Tag(t),
         Target::User(u) => Source::User(u),
-        Target::Cidr(_) | Target::Service(_) | Target::OwnDevices => {
+        Target::Cidr(_) | Target::Service(_) | Target::Site(_) | Target::OwnDevices => {
             return Err(PolicyError::BadName {
                 at: Some(at),
                 name: text.to_string(),
@@ -448,6 +451,16 @@ fn target(text: &str, at: Location) -> Result<Target, PolicyError> {
             });
         }
         return Ok(Target::User(user.to_ascii_lowercase()));
+    }
+    if let Some(site) = text.strip_prefix("site:") {
+        if warren_proto::site::check_site_name(site).is_err() {
+            return Err(PolicyError::BadName {
+                at: Some(at),
+                name: text.to_string(),
+                why: "a site is site: and the name its routers advertise for, e.g. site:m",
+            });
+        }
+        return Ok(Target::Site(site.to_string()));
     }
     if let Some(service) = text.strip_prefix("service:") {
         if !names::is_label(service) {

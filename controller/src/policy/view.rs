@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use warren_proto::service::ServiceSpec;
+use warren_proto::site::MappedPrefix;
 use warren_proto::NodeId;
 
 use super::document::{GroupEntry, Location, Policy, Source, Target, TestTarget};
@@ -43,8 +44,13 @@ impl PolicyMember {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetworkView {
     pub members: Vec<PolicyMember>,
-    /// The approved routes each member serves now (the primary for each prefix).
+    /// The approved routes each member serves now (the primary for each
+    /// prefix and site).
     pub routes: BTreeMap<NodeId, BTreeSet<IpNet>>,
+    /// The site each router among those serves.
+    pub sites: BTreeMap<NodeId, String>,
+    /// The mapped prefixes of routes in `routes`: (real, mapped) per router.
+    pub mapped: BTreeMap<NodeId, Vec<MappedPrefix>>,
     /// Services members publish.
     pub services: Vec<(NodeId, ServiceSpec)>,
     /// The network's address pools (IPv4 pool, IPv6 /64): every member's
@@ -79,13 +85,17 @@ impl NetworkView {
             })
             .collect();
         members.sort_by_key(|m| m.node_id);
+        let routes = crate::routes::primaries(snapshot);
+        let (sites, mapped) = crate::routes::sites::routers(snapshot, &routes);
         NetworkView {
+            sites,
+            mapped,
             pools: vec![
                 IpNet::V4(snapshot.network.pool),
                 IpNet::V6(snapshot.network.ipv6_prefix),
             ],
             members,
-            routes: crate::routes::primaries(snapshot),
+            routes,
             services: snapshot
                 .services
                 .iter()
@@ -172,6 +182,13 @@ impl NetworkView {
                 match target {
                     Target::Member(m) => member(m, *at)?,
                     Target::Tag(t) => tag(t, *at)?,
+                    Target::Site(s) if !self.sites.values().any(|site| site == s) => {
+                        return Err(PolicyError::Unknown {
+                            at: Some(*at),
+                            what: "site (no member routes for it)",
+                            name: format!("site:{s}"),
+                        })
+                    }
                     Target::Service(s)
                         if !self.services.iter().any(|(_, spec)| &spec.name == s) =>
                     {

@@ -501,6 +501,8 @@ pub struct NetworkSnapshot {
     pub routes: Vec<crate::store::Route>,
     /// The access policy in force, read with the rest.
     pub policy: crate::store::PolicyInForce,
+    /// Site DNS and mapped prefixes.
+    pub sites: crate::store::SiteState,
 }
 
 impl NetworkSnapshot {

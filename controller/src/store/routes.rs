@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Serialize, Serializer};
+use warren_proto::site::{SiteDns, SiteSpec};
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
 use super::{Actor, StoreError};
@@ -19,6 +20,8 @@ pub struct Route {
     pub network_id: NetworkId,
     pub node_id: NodeId,
     pub prefix: IpNet,
+    /// The site it routes for (one per member and network), if any.
+    pub site: Option<String>,
     /// The member's node offers it now.
     pub advertised: bool,
     /// An admin or an auto-approval rule approved it.
@@ -92,10 +95,43 @@ impl AutoApprover {
 
 /// What the controller knows outside the database that a route is checked
 /// against.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RouteChecks {
     /// Addresses nodes reach the controller at.
     pub controller_ips: Vec<IpAddr>,
+    /// Where mapped prefixes of overlapping sites' routes come from
+    /// (`--site-mapped-range`).
+    pub site_mapped_range: Ipv4Net,
+}
+
+/// The default `--site-mapped-range`: the shared address space (RFC 6598).
+pub const DEFAULT_SITE_MAPPED_RANGE: Ipv4Net =
+    Ipv4Net::new_assert(std::net::Ipv4Addr::new(100, 64, 0, 0), 10);
+
+impl Default for RouteChecks {
+    fn default() -> Self {
+        RouteChecks {
+            controller_ips: Vec::new(),
+            site_mapped_range: DEFAULT_SITE_MAPPED_RANGE,
+        }
+    }
+}
+
+/// A site's route and the unique prefix members use for it instead.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SiteMapping {
+    pub site: String,
+    pub real: Ipv4Net,
+    pub mapped: Ipv4Net,
+}
+
+/// What a network's snapshot holds of its sites besides the routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteState {
+    /// The site DNS each member declared with its routes.
+    pub dns: std::collections::BTreeMap<NodeId, SiteDns>,
+    /// Every stored mapping of the network, by site then real prefix.
+    pub mappings: Vec<SiteMapping>,
 }
 
 /// What became of an advertisement.
@@ -116,14 +152,16 @@ pub trait RouteStore: Send + Sync {
     /// network does not exist.
     async fn list_routes(&self, net: NetworkId) -> Result<Vec<Route>, StoreError>;
 
-    /// Replaces what `node` advertises in `net` (its node said so), and
-    /// applies the network's auto-approval rules to what is new. `Invalid`
-    /// if a prefix can never be a route there; `NotFound` if not a member.
+    /// Replaces what `node` advertises in `net` (its node said so), for
+    /// `site` or none, and applies the network's auto-approval rules to
+    /// what is new. `Invalid` if a prefix can never be a route there or the
+    /// site is malformed; `NotFound` if not a member.
     async fn set_advertised_routes(
         &self,
         net: NetworkId,
         node_key: &NodePublicKey,
         prefixes: &[IpNet],
+        site: Option<&SiteSpec>,
         checks: &RouteChecks,
     ) -> Result<Advertised, StoreError>;
 

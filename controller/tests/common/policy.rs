@@ -77,6 +77,7 @@ pub async fn cluster(h: &Harness) -> String {
             net.parse().unwrap(),
             &master_key,
             &[prefix],
+            None,
             &RouteChecks::default(),
         )
         .await

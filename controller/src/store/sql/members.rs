@@ -209,6 +209,9 @@ async fn remove(
         .bind(before.node_id.to_string())
         .execute(&mut **conn)
         .await?;
+    // Its routes went with it (ON DELETE CASCADE), and so do the mapped
+    // prefixes no other router of their site keeps.
+    super::sites::reconcile(conn, net, None).await?;
     bump_version(conn, net).await?;
     append(
         conn,

@@ -26,6 +26,7 @@ mod routes;
 mod rows;
 mod services;
 mod sessions;
+mod sites;
 mod tokens;
 mod users;
 

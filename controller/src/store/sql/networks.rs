@@ -197,6 +197,7 @@ pub(super) async fn snapshot(
     let services = super::services::list_in(&mut *tx, id).await?;
     let routes = super::routes::list_in(&mut *tx, id).await?;
     let policy = super::policy::in_force(&mut tx, &network).await?;
+    let sites = super::sites::state_in(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Some(NetworkSnapshot {
         network,
@@ -204,5 +205,6 @@ pub(super) async fn snapshot(
         services,
         routes,
         policy,
+        sites,
     }))
 }

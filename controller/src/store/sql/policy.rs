@@ -145,6 +145,7 @@ pub(super) async fn view_in(
         services: super::services::list_in(&mut *conn, network.id).await?,
         routes: super::routes::list_in(&mut *conn, network.id).await?,
         policy: PolicyInForce::default(),
+        sites: super::sites::state_in(&mut *conn, network.id).await?,
     };
     let tags = tags_in(conn, network.id).await?;
     Ok(NetworkView::from_snapshot(&snapshot, &tags))

@@ -7,6 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::AnyExecutor;
 use sqlx::Row;
 use warren_proto::routes::{check_prefix, MAX_ADVERTISED};
+use warren_proto::site::SiteSpec;
 
 use super::audit::{append, NewEntry};
 use super::networks::{bump_version, get as get_network};
@@ -17,13 +18,14 @@ use crate::routes::{audit_json, check_advertised, check_approval, RouteRefusal};
 use crate::store::*;
 
 const ROUTE_COLUMNS: &str =
-    "network_id, node_id, prefix, advertised, approved, approved_by, approved_at, created_at";
+    "network_id, node_id, prefix, site, advertised, approved, approved_by, approved_at, created_at";
 
 fn route(row: &AnyRow) -> Result<Route, StoreError> {
     Ok(Route {
         network_id: parse_stored("network id", &row.try_get::<String, _>("network_id")?)?,
         node_id: parse_stored("node id", &row.try_get::<String, _>("node_id")?)?,
         prefix: parse_stored("prefix", &row.try_get::<String, _>("prefix")?)?,
+        site: row.try_get("site")?,
         advertised: row.try_get::<i64, _>("advertised")? != 0,
         approved: row.try_get::<i64, _>("approved")? != 0,
         approved_by: row.try_get("approved_by")?,
@@ -92,15 +94,25 @@ async fn write_approval(
     rule: Option<IpNet>,
 ) -> Result<Route, StoreError> {
     let (at, _) = now();
+    // A new row is for the node's site, as its other rows are.
+    let site = match &before {
+        Some(b) => b.site.clone(),
+        None => list_in(&mut **conn, net)
+            .await?
+            .into_iter()
+            .find(|r| r.node_id == node && r.site.is_some())
+            .and_then(|r| r.site),
+    };
     query(
-        "INSERT INTO routes (network_id, node_id, prefix, advertised, approved, approved_by, \
-         approved_at, created_at) VALUES (?, ?, ?, 0, 1, ?, ?, ?) \
+        "INSERT INTO routes (network_id, node_id, prefix, site, advertised, approved, \
+         approved_by, approved_at, created_at) VALUES (?, ?, ?, ?, 0, 1, ?, ?, ?) \
          ON CONFLICT (network_id, node_id, prefix) DO UPDATE SET approved = 1, \
          approved_by = excluded.approved_by, approved_at = excluded.approved_at",
     )
     .bind(net.to_string())
     .bind(node.to_string())
     .bind(prefix.to_string())
+    .bind(site.clone())
     .bind(actor.as_str())
     .bind(&at)
     .bind(&at)
@@ -110,6 +122,7 @@ async fn write_approval(
         network_id: net,
         node_id: node,
         prefix,
+        site,
         advertised: before.as_ref().is_some_and(|b| b.advertised),
         approved: true,
         approved_by: Some(actor.as_str().to_owned()),
@@ -215,9 +228,14 @@ impl RouteStore for SqlStore {
         net: NetworkId,
         node_key: &NodePublicKey,
         prefixes: &[IpNet],
+        site: Option<&SiteSpec>,
         checks: &RouteChecks,
     ) -> Result<Advertised, StoreError> {
         let node = NodeId::from_key(node_key);
+        if let Some(spec) = site {
+            crate::routes::sites::check_spec(spec).map_err(StoreError::Invalid)?;
+        }
+        let site_name = site.map(|s| s.name.clone());
         let mut wanted: Vec<IpNet> = prefixes.to_vec();
         wanted.sort();
         wanted.dedup();
@@ -250,6 +268,18 @@ impl RouteStore for SqlStore {
             .map(|r| r.prefix)
             .collect();
         let mut changed = before != wanted;
+        // One site for all of the node's routes in the network.
+        if mine.iter().any(|r| r.site != site_name) {
+            query("UPDATE routes SET site = ? WHERE network_id = ? AND node_id = ?")
+                .bind(site_name.clone())
+                .bind(net.to_string())
+                .bind(node.to_string())
+                .execute(&mut *tx)
+                .await?;
+            changed = true;
+        }
+        let dns = site.and_then(|s| s.dns.as_ref());
+        changed |= super::sites::set_dns(&mut tx, net, node, dns).await?;
         if changed {
             for r in mine
                 .iter()
@@ -271,13 +301,14 @@ impl RouteStore for SqlStore {
             let (at, _) = now();
             for p in wanted.iter().filter(|p| !before.contains(p)) {
                 query(
-                    "INSERT INTO routes (network_id, node_id, prefix, advertised, approved, \
-                     created_at) VALUES (?, ?, ?, 1, 0, ?) \
+                    "INSERT INTO routes (network_id, node_id, prefix, site, advertised, approved, \
+                     created_at) VALUES (?, ?, ?, ?, 1, 0, ?) \
                      ON CONFLICT (network_id, node_id, prefix) DO UPDATE SET advertised = 1",
                 )
                 .bind(net.to_string())
                 .bind(node.to_string())
                 .bind(p.to_string())
+                .bind(site_name.clone())
                 .bind(&at)
                 .execute(&mut *tx)
                 .await?;
@@ -290,13 +321,17 @@ impl RouteStore for SqlStore {
                     network_id: Some(net),
                     target: Some(node.to_string()),
                     before: serde_json::to_value(&before).ok(),
-                    after: serde_json::to_value(&wanted).ok(),
+                    after: match &site_name {
+                        None => serde_json::to_value(&wanted).ok(),
+                        Some(s) => Some(serde_json::json!({ "routes": wanted, "site": s })),
+                    },
                 },
             )
             .await?;
         }
         let (approved, refused) = auto_approve(&mut tx, net, Some(node), checks).await?;
         changed |= !approved.is_empty();
+        changed |= super::sites::reconcile(&mut tx, net, Some(checks.site_mapped_range)).await?;
         if changed {
             bump_version(&mut tx, net).await?;
             tx.commit().await?;
@@ -334,6 +369,7 @@ impl RouteStore for SqlStore {
         }
         check_approval(node, &prefix, &network, &members, &routes, checks).map_err(refusal)?;
         let after = write_approval(&mut tx, actor, net, node, prefix, before, None).await?;
+        super::sites::reconcile(&mut tx, net, Some(checks.site_mapped_range)).await?;
         bump_version(&mut tx, net).await?;
         tx.commit().await?;
         Ok(after)
@@ -368,6 +404,7 @@ impl RouteStore for SqlStore {
         after.approved = false;
         after.approved_by = None;
         after.approved_at = None;
+        super::sites::reconcile(&mut tx, net, None).await?;
         bump_version(&mut tx, net).await?;
         append(
             &mut tx,
@@ -448,6 +485,7 @@ impl RouteStore for SqlStore {
         .await?;
         let (approved, _) = auto_approve(&mut tx, net, None, checks).await?;
         if !approved.is_empty() {
+            super::sites::reconcile(&mut tx, net, Some(checks.site_mapped_range)).await?;
             bump_version(&mut tx, net).await?;
         }
         tx.commit().await?;

@@ -9,12 +9,14 @@
 //! its *primary*: among the online advertisers the one online longest (so a
 //! router that comes back does not take over again), or, with none online,
 //! the one seen last (a controller restart does not empty every map).
+//! Advertisers of one prefix for different sites ([`sites`]) are different
+//! destinations: each site has its own primary.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -23,6 +25,8 @@ use warren_proto::routes::{check_prefix, is_exit, overlaps, PrefixError, SelfRou
 use warren_proto::{NetworkId, NodeId};
 
 use crate::store::{Member, MemberState, Network, NetworkSnapshot, Route, RouteChecks};
+
+pub mod sites;
 
 /// Why a prefix cannot be approved (or advertised) in a network.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -40,6 +44,25 @@ pub enum RouteRefusal {
         other: IpNet,
         node: NodeId,
         name: String,
+    },
+    #[error(
+        "{prefix} overlaps {other}, approved for {name} ({node}); a route of a site and \
+         a route without one may not overlap: advertise both for a site"
+    )]
+    SiteAndNoSite {
+        prefix: IpNet,
+        other: IpNet,
+        node: NodeId,
+        name: String,
+    },
+    #[error(
+        "{prefix} overlaps {other} of site {site}; only IPv4 prefixes of different sites \
+         get mapped prefixes"
+    )]
+    SitesOverlapV6 {
+        prefix: IpNet,
+        other: IpNet,
+        site: String,
     },
     #[error(
         "{prefix} contains the controller's address {ip}: nodes would send their \
@@ -82,6 +105,9 @@ pub fn check_advertised(prefix: &IpNet, network: &Network) -> Result<(), RouteRe
 /// other approved routes, its members' endpoints and the controller.
 /// Exit routes only need a usable prefix: agents keep their own traffic
 /// (and the controller's) out of a default route with policy routing.
+/// Routes of one site (or of none) may share only identical prefixes
+/// (fail-over); IPv4 routes of different sites may overlap, as mapped
+/// prefixes tell them apart. The node's site is its rows' (one per node).
 pub fn check_approval(
     node: NodeId,
     prefix: &IpNet,
@@ -101,16 +127,43 @@ pub fn check_approval(
             .map(|m| m.display_name().to_string())
             .unwrap_or_default()
     };
+    let site = routes
+        .iter()
+        .find(|r| r.node_id == node && r.site.is_some())
+        .and_then(|r| r.site.as_deref());
     for other in routes.iter().filter(|r| r.approved && !is_exit(&r.prefix)) {
         let same_row = other.node_id == node && other.prefix == *prefix;
-        let standby = other.node_id != node && other.prefix == *prefix;
-        if !same_row && !standby && overlaps(prefix, &other.prefix) {
-            return Err(RouteRefusal::Overlap {
-                prefix: *prefix,
-                other: other.prefix,
-                node: other.node_id,
-                name: name_of(&other.node_id),
-            });
+        if same_row || !overlaps(prefix, &other.prefix) {
+            continue;
+        }
+        match (site, other.site.as_deref()) {
+            (Some(mine), Some(theirs)) if mine != theirs => {
+                if !matches!(prefix, IpNet::V4(_)) {
+                    return Err(RouteRefusal::SitesOverlapV6 {
+                        prefix: *prefix,
+                        other: other.prefix,
+                        site: theirs.to_string(),
+                    });
+                }
+            }
+            (mine, theirs) if mine == theirs => {
+                if other.node_id == node || other.prefix != *prefix {
+                    return Err(RouteRefusal::Overlap {
+                        prefix: *prefix,
+                        other: other.prefix,
+                        node: other.node_id,
+                        name: name_of(&other.node_id),
+                    });
+                }
+            }
+            _ => {
+                return Err(RouteRefusal::SiteAndNoSite {
+                    prefix: *prefix,
+                    other: other.prefix,
+                    node: other.node_id,
+                    name: name_of(&other.node_id),
+                })
+            }
         }
     }
     if let Some(ip) = warren_proto::routes::captures(prefix, &checks.controller_ips) {
@@ -166,18 +219,22 @@ fn served(snapshot: &NetworkSnapshot) -> Vec<(&Route, &Member)> {
         .collect()
 }
 
-/// Who serves each prefix now: node -> the prefixes peers route to it.
+/// Who serves each prefix now, one per prefix and site: node -> the
+/// prefixes it is primary for (real ones; see [`fill_peer_routes`]).
 pub fn primaries(snapshot: &NetworkSnapshot) -> BTreeMap<NodeId, BTreeSet<IpNet>> {
-    let mut candidates: BTreeMap<IpNet, Vec<&Member>> = BTreeMap::new();
+    let mut candidates: BTreeMap<(IpNet, Option<&str>), Vec<&Member>> = BTreeMap::new();
     let mut out: BTreeMap<NodeId, BTreeSet<IpNet>> = BTreeMap::new();
     for (route, member) in served(snapshot) {
         if is_exit(&route.prefix) {
             out.entry(member.node_id).or_default().insert(route.prefix);
         } else {
-            candidates.entry(route.prefix).or_default().push(member);
+            candidates
+                .entry((route.prefix, route.site.as_deref()))
+                .or_default()
+                .push(member);
         }
     }
-    for (prefix, members) in candidates {
+    for ((prefix, _), members) in candidates {
         if let Some(primary) = elect(&members) {
             out.entry(primary).or_default().insert(prefix);
         }
@@ -207,27 +264,42 @@ pub fn elect(members: &[&Member]) -> Option<NodeId> {
         .map(|m| m.node_id)
 }
 
-/// Gives each peer the routes it is primary for.
-pub fn fill_peer_routes(snapshot: &NetworkSnapshot, peers: &mut [NetmapPeer]) {
+/// Gives each peer the routes it is primary for, as peers route them: a
+/// mapped route's mapped prefix instead of its own, and nothing for a
+/// route that waits for a mapped prefix. `primaries` are [`primaries`].
+pub fn fill_peer_routes(
+    snapshot: &NetworkSnapshot,
+    primaries: &BTreeMap<NodeId, BTreeSet<IpNet>>,
+    peers: &mut [NetmapPeer],
+) {
     if snapshot.routes.is_empty() {
         return;
     }
-    let primaries = primaries(snapshot);
+    let mappings = sites::Mappings::of(snapshot);
+    let mut routed: BTreeMap<NodeId, BTreeSet<IpNet>> = BTreeMap::new();
+    for (route, member) in served(snapshot) {
+        let primary = primaries
+            .get(&member.node_id)
+            .is_some_and(|p| p.contains(&route.prefix));
+        if let Some(prefix) = mappings.as_routed(route).filter(|_| primary) {
+            routed.entry(member.node_id).or_default().insert(prefix);
+        }
+    }
     for peer in peers {
-        peer.routes = primaries
+        peer.routes = routed
             .get(&peer.node_id)
             .map(|p| p.iter().copied().collect())
             .unwrap_or_default();
     }
 }
 
-/// Tells the member of `map` what became of the routes it advertises;
-/// `primary` are the routes it is primary for (its own entry of
-/// [`fill_peer_routes`]).
+/// Tells the member of `map` what became of the routes it advertises (by
+/// their real prefixes); `primary` are the routes it is primary for (its
+/// entry of [`primaries`]).
 pub fn fill_self_routes(
     snapshot: &NetworkSnapshot,
     node: NodeId,
-    primary: &[IpNet],
+    primary: &BTreeSet<IpNet>,
     map: &mut Netmap,
 ) {
     if !map.self_node.authorized {
@@ -257,11 +329,17 @@ pub struct RouteView {
     pub exit: bool,
     /// Peers route this prefix to this member now.
     pub primary: bool,
+    /// The prefix peers use instead, where it overlaps another site's.
+    pub mapped_prefix: Option<Ipv4Net>,
+    /// It overlaps another site's route but the mapped range had no room
+    /// for it: peers do not route it until there is.
+    pub mapping_exhausted: bool,
 }
 
 /// Every route row of the snapshot's network with its standing.
 pub fn views(snapshot: &NetworkSnapshot) -> Vec<RouteView> {
     let primaries = primaries(snapshot);
+    let mappings = sites::Mappings::of(snapshot);
     snapshot
         .routes
         .iter()
@@ -277,6 +355,8 @@ pub fn views(snapshot: &NetworkSnapshot) -> Vec<RouteView> {
                 primary: primaries
                     .get(&r.node_id)
                     .is_some_and(|p| p.contains(&r.prefix)),
+                mapped_prefix: mappings.mapped(r),
+                mapping_exhausted: mappings.missing(r),
             }
         })
         .collect()
@@ -311,6 +391,7 @@ impl ControllerAddresses {
         let ips = self.ips.lock().unwrap_or_else(|p| p.into_inner());
         RouteChecks {
             controller_ips: ips.iter().copied().collect(),
+            ..RouteChecks::default()
         }
     }
 }
@@ -347,20 +428,21 @@ impl AdvertiseError {
     }
 }
 
-/// A node's `Routes` request: stores what it advertises (for itself only)
-/// and tells every member when netmaps change.
+/// A node's `Routes` request: stores what it advertises (for itself only,
+/// for `site` or none) and tells every member when netmaps change.
 pub async fn advertise(
     hub: &crate::hub::Hub,
     node_key: &warren_proto::NodePublicKey,
     net: NetworkId,
     prefixes: &[IpNet],
+    site: Option<&warren_proto::site::SiteSpec>,
 ) -> Result<(), AdvertiseError> {
     use crate::store::StoreError;
     let node = NodeId::from_key(node_key);
-    let checks = hub.controller_addresses.checks();
+    let checks = hub.route_checks();
     match hub
         .store()
-        .set_advertised_routes(net, node_key, prefixes, &checks)
+        .set_advertised_routes(net, node_key, prefixes, site, &checks)
         .await
     {
         Ok(done) => {
@@ -368,7 +450,8 @@ pub async fn advertise(
                 tracing::info!(%node, network = %net, %prefix, reason = %why, "route left for an admin");
             }
             if done.changed {
-                tracing::info!(%node, network = %net, routes = ?prefixes, "routes advertised");
+                let site = site.map(|s| s.name.as_str());
+                tracing::info!(%node, network = %net, routes = ?prefixes, ?site, "routes advertised");
             }
             Ok(())
         }
@@ -388,6 +471,7 @@ pub fn audit_json(net: NetworkId, route: &Route) -> serde_json::Value {
         "network_id": net,
         "node_id": route.node_id,
         "prefix": route.prefix,
+        "site": route.site,
         "advertised": route.advertised,
         "approved": route.approved,
         "approved_by": route.approved_by,
@@ -395,303 +479,4 @@ pub fn audit_json(net: NetworkId, route: &Route) -> serde_json::Value {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use warren_proto::NodePrivateKey;
-
-    fn net() -> NetworkId {
-        "8056c2e21c000001".parse().unwrap()
-    }
-
-    fn prefix(s: &str) -> IpNet {
-        s.parse().unwrap()
-    }
-
-    fn member(seed: u8, online: bool, last_seen: &str) -> Member {
-        let key = NodePrivateKey::from_bytes([seed; 32]).public_key();
-        let node_id = NodeId::from_key(&key);
-        Member {
-            network_id: net(),
-            node_id,
-            name: Some(format!("n{seed}")),
-            requested_name: String::new(),
-            public_key: key,
-            ipv4: Some(std::net::Ipv4Addr::new(10, 147, 0, seed)),
-            ipv6: Some(net().ula_address(&node_id)),
-            authorized: true,
-            state: MemberState::Authorized,
-            online,
-            last_seen: Some(last_seen.to_owned()),
-            endpoints: vec![format!("198.51.100.{seed}:41641").parse().unwrap()],
-            agent_version: String::new(),
-            created_at: String::new(),
-            owner: None,
-            owner_groups: Vec::new(),
-            expires_at: None,
-            expired: false,
-        }
-    }
-
-    fn route(m: &Member, p: &str, advertised: bool, approved: bool) -> Route {
-        Route {
-            network_id: net(),
-            node_id: m.node_id,
-            prefix: prefix(p),
-            advertised,
-            approved,
-            approved_by: None,
-            approved_at: None,
-            created_at: String::new(),
-        }
-    }
-
-    fn network() -> Network {
-        Network {
-            id: net(),
-            name: "prod".into(),
-            pool: "10.147.0.0/16".parse().unwrap(),
-            ipv6_prefix: net().ula_prefix(),
-            zone: "prod.warren.internal".into(),
-            mtu: 1420,
-            netmap_version: 1,
-            device_expiry_secs: 0,
-            created_at: String::new(),
-        }
-    }
-
-    fn snapshot(members: Vec<Member>, routes: Vec<Route>) -> NetworkSnapshot {
-        NetworkSnapshot {
-            network: network(),
-            members,
-            services: Vec::new(),
-            routes,
-            policy: Default::default(),
-        }
-    }
-
-    const T1: &str = "2026-01-01T10:00:00Z";
-    const T2: &str = "2026-01-01T11:00:00Z";
-
-    #[test]
-    fn overlay_pool_and_bad_prefixes_are_refused() {
-        let n = network();
-        assert!(check_advertised(&prefix("10.96.0.0/12"), &n).is_ok());
-        assert!(check_advertised(&prefix("0.0.0.0/0"), &n).is_ok());
-        for bad in ["10.0.0.0/8", "10.147.3.0/24", "10.147.0.0/16"] {
-            let err = check_advertised(&prefix(bad), &n).unwrap_err();
-            assert!(
-                matches!(err, RouteRefusal::OverlayPool { .. }),
-                "{bad}: {err}"
-            );
-            assert!(err.to_string().contains("overlay prefix 10.147.0.0/16"));
-        }
-        let ula = IpNet::V6(net().ula_prefix());
-        assert!(matches!(
-            check_advertised(&ula, &n),
-            Err(RouteRefusal::OverlayPool { .. })
-        ));
-        assert!(matches!(
-            check_advertised(&prefix("10.96.0.1/12"), &n),
-            Err(RouteRefusal::Prefix(PrefixError::HostBits { .. }))
-        ));
-    }
-
-    #[test]
-    fn overlaps_are_refused_but_identical_prefixes_stand_by() {
-        let a = member(1, true, T1);
-        let b = member(2, true, T1);
-        let members = vec![a.clone(), b.clone()];
-        let routes = vec![route(&a, "10.96.0.0/12", true, true)];
-        let checks = RouteChecks::default();
-        let n = network();
-        // The same prefix from another router: fail-over pair.
-        assert!(check_approval(
-            b.node_id,
-            &prefix("10.96.0.0/12"),
-            &n,
-            &members,
-            &routes,
-            &checks
-        )
-        .is_ok());
-        // Inside it, or around it: refused, naming the other route.
-        for p in ["10.96.0.0/16", "10.64.0.0/10"] {
-            let err =
-                check_approval(b.node_id, &prefix(p), &n, &members, &routes, &checks).unwrap_err();
-            assert!(matches!(err, RouteRefusal::Overlap { .. }), "{p}: {err}");
-            assert!(err.to_string().contains("10.96.0.0/12"), "{err}");
-            assert!(err.to_string().contains("n1"), "{err}");
-        }
-        // Also for the same node's own routes.
-        assert!(check_approval(
-            a.node_id,
-            &prefix("10.96.1.0/24"),
-            &n,
-            &members,
-            &routes,
-            &checks
-        )
-        .is_err());
-        // Not approved yet: no conflict.
-        let pending = vec![route(&a, "10.96.0.0/12", true, false)];
-        assert!(check_approval(
-            b.node_id,
-            &prefix("10.96.0.0/16"),
-            &n,
-            &members,
-            &pending,
-            &checks
-        )
-        .is_ok());
-        // Exit routes overlap everything and conflict with nothing.
-        assert!(check_approval(
-            b.node_id,
-            &prefix("0.0.0.0/0"),
-            &n,
-            &members,
-            &routes,
-            &checks
-        )
-        .is_ok());
-    }
-
-    #[test]
-    fn routes_capturing_the_controller_or_a_peer_endpoint_are_refused() {
-        let a = member(1, true, T1);
-        let b = member(2, true, T1);
-        let members = vec![a.clone(), b.clone()];
-        let n = network();
-        let checks = RouteChecks {
-            controller_ips: vec!["192.0.2.10".parse().unwrap()],
-        };
-        let err = check_approval(
-            a.node_id,
-            &prefix("192.0.2.0/24"),
-            &n,
-            &members,
-            &[],
-            &checks,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(err, RouteRefusal::ControllerAddress { .. }),
-            "{err}"
-        );
-        // b is reached at 198.51.100.2: a may not route it...
-        let err = check_approval(
-            a.node_id,
-            &prefix("198.51.100.0/24"),
-            &n,
-            &members,
-            &[],
-            &checks,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(&err, RouteRefusal::PeerEndpoint { node, .. } if *node == b.node_id),
-            "{err}"
-        );
-        // ...but its own endpoint inside its own route is fine (with no
-        // other member there).
-        let alone = vec![a.clone()];
-        assert!(check_approval(
-            a.node_id,
-            &prefix("198.51.100.0/24"),
-            &n,
-            &alone,
-            &[],
-            &checks
-        )
-        .is_ok());
-        // A default route captures everything by design.
-        assert!(
-            check_approval(a.node_id, &prefix("0.0.0.0/0"), &n, &members, &[], &checks).is_ok()
-        );
-    }
-
-    #[test]
-    fn one_primary_per_prefix_sticky_and_failing_over() {
-        let a = member(1, true, T1);
-        let b = member(2, true, T2);
-        let routes = vec![
-            route(&a, "10.96.0.0/12", true, true),
-            route(&b, "10.96.0.0/12", true, true),
-        ];
-        // Both online: the one online longest (a) is primary.
-        let p = primaries(&snapshot(vec![a.clone(), b.clone()], routes.clone()));
-        assert_eq!(p.get(&a.node_id).map(|s| s.len()), Some(1));
-        assert!(!p.contains_key(&b.node_id));
-        // a goes offline: b takes over.
-        let a_off = member(1, false, "2026-01-01T12:00:00Z");
-        let p = primaries(&snapshot(vec![a_off.clone(), b.clone()], routes.clone()));
-        assert!(p.contains_key(&b.node_id) && !p.contains_key(&a.node_id));
-        // a comes back (online since later than b): b stays primary.
-        let a_back = member(1, true, "2026-01-01T12:05:00Z");
-        let p = primaries(&snapshot(vec![a_back, b.clone()], routes.clone()));
-        assert!(p.contains_key(&b.node_id) && !p.contains_key(&a.node_id));
-        // Nobody online: the one seen last keeps it, so maps never empty.
-        let b_off = member(2, false, "2026-01-01T12:01:00Z");
-        let p = primaries(&snapshot(vec![a_off, b_off], routes));
-        assert!(
-            p.contains_key(&b.node_id) && !p.contains_key(&a.node_id),
-            "{p:?}"
-        );
-    }
-
-    #[test]
-    fn only_served_routes_reach_netmaps() {
-        let a = member(1, true, T1);
-        let b = member(2, true, T1);
-        let mut revoked = member(3, true, T1);
-        revoked.state = MemberState::Revoked;
-        let routes = vec![
-            route(&a, "10.96.0.0/12", true, true),
-            route(&a, "10.112.0.0/12", true, false),
-            route(&a, "0.0.0.0/0", true, true),
-            route(&b, "172.16.0.0/16", false, true),
-            route(&revoked, "192.168.0.0/16", true, true),
-        ];
-        let snap = snapshot(vec![a.clone(), b.clone(), revoked], routes);
-        let map = crate::netmaps::build(&snap, b.node_id, &[]).unwrap();
-        let a_peer = map.peers.iter().find(|p| p.node_id == a.node_id).unwrap();
-        assert_eq!(
-            a_peer.routes,
-            vec![prefix("0.0.0.0/0"), prefix("10.96.0.0/12")]
-        );
-        // b approved but not advertised: nothing in its own map either.
-        assert!(map.self_node.routes.is_empty());
-        let a_map = crate::netmaps::build(&snap, a.node_id, &[]).unwrap();
-        assert_eq!(
-            a_map.self_node.routes,
-            vec![
-                SelfRoute {
-                    prefix: prefix("0.0.0.0/0"),
-                    approved: true,
-                    primary: true
-                },
-                SelfRoute {
-                    prefix: prefix("10.96.0.0/12"),
-                    approved: true,
-                    primary: true
-                },
-                SelfRoute {
-                    prefix: prefix("10.112.0.0/12"),
-                    approved: false,
-                    primary: false
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn controller_addresses_skip_wildcards_and_unmap_v4() {
-        let c = ControllerAddresses::default();
-        c.note(Some("::ffff:192.0.2.10".parse().unwrap()));
-        c.note(Some("0.0.0.0".parse().unwrap()));
-        c.note(None);
-        assert_eq!(
-            c.checks().controller_ips,
-            vec!["192.0.2.10".parse::<IpAddr>().unwrap()]
-        );
-    }
-}
+mod tests;
