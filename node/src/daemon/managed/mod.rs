@@ -562,7 +562,9 @@ impl Managed {
         if let Some(runner) = &net.runner {
             // The filter first: a peer the new policy adds meets it at once.
             runner.set_filter(map.filter.clone()).await;
-            runner.set_site_mappings(own_site_mappings(&map)).await;
+            runner
+                .set_site_mappings(crate::routes::own_mapped(&map))
+                .await;
             runner.set_peers(peers).await;
         }
         if !was_authorized {
@@ -661,18 +663,6 @@ impl Managed {
     pub async fn stop_tasks(&mut self) {
         self.tasks.shutdown().await;
     }
-}
-
-/// The mapped pairs of the site this node routes for, which its engine
-/// translates (`warren_engine::site_nat`): none unless the controller
-/// lists this node among a site's routers.
-fn own_site_mappings(map: &Netmap) -> Vec<warren_proto::site::MappedPrefix> {
-    map.settings
-        .sites
-        .iter()
-        .find(|s| s.routers.contains(&map.self_node.node_id))
-        .map(|s| s.mapped.clone())
-        .unwrap_or_default()
 }
 
 fn hostname() -> String {
