@@ -189,7 +189,7 @@ fn a_udp_checksum_of_zero_stays_zero() {
 #[test]
 fn a_udp_checksum_that_comes_out_zero_is_sent_as_all_ones() {
     // Find a payload whose checksum after translation is 0 in full.
-    let found = (0..=u16::MAX).find_map(|w| {
+    let found = (0..=u16::MAX).find(|w| {
         let mut after = packet(
             "10.147.0.5",
             "10.96.0.10",
@@ -198,8 +198,7 @@ fn a_udp_checksum_that_comes_out_zero_is_sent_as_all_ones() {
             false,
         );
         after[26..28].fill(0);
-        let c = checksum(&after[20..], pseudo(&after, PROTO_UDP, after.len() - 20));
-        (c == 0).then_some(w)
+        checksum(&after[20..], pseudo(&after, PROTO_UDP, after.len() - 20)) == 0
     });
     let w = found.unwrap();
     let mut p = packet(
@@ -295,4 +294,59 @@ fn a_truncated_transport_header_changes_only_the_ip_header() {
     assert_eq!(sum(&cut[..20], 0), 0xffff);
     assert!(nat().translate_inbound(&mut p));
     assert_eq!(cut[..], p[..30]);
+}
+
+/// ICMP port unreachable from `src` to `dst`, quoting `quoted` (a whole
+/// packet of which the header and 8 bytes are kept).
+fn icmp_error(src: &str, dst: &str, quoted: &[u8]) -> Vec<u8> {
+    let quote = &quoted[..28];
+    let mut p = packet(src, dst, 1, quote, false);
+    // `packet` made an echo request: turn it into type 3 code 3 and
+    // move the quote right after the 8-byte ICMP header.
+    p[20] = 3;
+    p[21] = 3;
+    p[24..28].fill(0);
+    fill_checksums(&mut p, false);
+    p
+}
+
+#[test]
+fn an_icmp_error_quotes_the_address_its_sender_knows() {
+    // The cluster's answer to a member's UDP query to a closed port.
+    let query = packet("10.147.0.5", "10.96.0.10", PROTO_UDP, b"q", true);
+    let mut err = icmp_error("10.96.0.10", "10.147.0.5", &query);
+    assert!(verifies(&err));
+    assert!(nat().translate_outbound(&mut err));
+    assert_eq!(addr(&err, 12), "100.64.0.10".parse::<Ipv4Addr>().unwrap());
+    let quote = &err[28..];
+    assert_eq!(addr(quote, 16), "100.64.0.10".parse::<Ipv4Addr>().unwrap());
+    assert_eq!(sum(&quote[..20], 0), 0xffff, "the quoted header checksum");
+    assert!(verifies(&err), "the IP and ICMP checksums");
+
+    // From the router's own address (not in the site): only the quote.
+    let mut err = icmp_error("10.147.0.9", "10.147.0.5", &query);
+    assert!(nat().translate_outbound(&mut err));
+    assert_eq!(addr(&err, 12), "10.147.0.9".parse::<Ipv4Addr>().unwrap());
+    assert_eq!(
+        addr(&err[28..], 16),
+        "100.64.0.10".parse::<Ipv4Addr>().unwrap()
+    );
+    assert!(verifies(&err));
+
+    // A member's error about the site's packet, coming in.
+    let answer = packet("100.64.0.10", "10.147.0.5", PROTO_UDP, b"a", true);
+    let mut err = icmp_error("10.147.0.5", "100.64.0.10", &answer);
+    assert!(nat().translate_inbound(&mut err));
+    assert_eq!(addr(&err, 16), "10.96.0.10".parse::<Ipv4Addr>().unwrap());
+    assert_eq!(
+        addr(&err[28..], 12),
+        "10.96.0.10".parse::<Ipv4Addr>().unwrap()
+    );
+    assert!(verifies(&err));
+
+    // An echo request is not an error: its payload is left alone.
+    let mut echo = packet("10.147.0.5", "100.64.0.10", 1, &query[..28], false);
+    let payload = echo[28..].to_vec();
+    assert!(nat().translate_inbound(&mut echo));
+    assert_eq!(echo[28..], payload[..]);
 }
