@@ -166,10 +166,10 @@ impl World {
                 } else {
                     Ipv4Addr::new(10, 147, 0, 9)
                 };
-                let packet = ipv4(source, B_IP, &input.chunk());
+                let mut packet = ipv4(source, B_IP, &input.chunk());
                 let mut out = vec![0; SCRATCH];
                 if let Ok(Some(Send { to, len, .. })) =
-                    self.a.handle_tun_packet(&packet, &mut out, self.now)
+                    self.a.handle_tun_packet(&mut packet, &mut out, self.now)
                 {
                     self.last = out[..len].to_vec();
                     let datagram = self.last.clone();
@@ -247,10 +247,10 @@ impl World {
                     .handle_call_me_maybe(self.a_key, &candidates, self.now);
             }
             _ => {
-                let packet = ipv4(B_IP, A_IP, &input.chunk());
+                let mut packet = ipv4(B_IP, A_IP, &input.chunk());
                 let mut out = vec![0; SCRATCH];
                 if let Ok(Some(Send { len, .. })) =
-                    self.b.handle_tun_packet(&packet, &mut out, self.now)
+                    self.b.handle_tun_packet(&mut packet, &mut out, self.now)
                 {
                     assert!(len <= out.len());
                     let datagram = out[..len].to_vec();

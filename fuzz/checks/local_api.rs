@@ -184,6 +184,8 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                         "192.168.7.0/24".parse().expect("route"),
                         "::/0".parse().expect("route"),
                     ],
+                    site: None,
+                    no_site: false,
                 },
             ),
         ),

@@ -224,6 +224,10 @@ pub struct NetworkStatus {
     /// The data plane's deaths and restarts; `None` while it never died.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_plane: Option<DataPlaneHealth>,
+    /// The site (a cluster) this node is a router of, as the network has
+    /// it: it routes that site's approved prefixes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
 }
 
 /// `GET /v1/explain?to=ADDRESS&port=PORT`: would a new flow from this node

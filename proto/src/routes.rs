@@ -132,6 +132,13 @@ pub struct NetworkRoutes {
     pub accept: bool,
     /// What this node advertises, and what the network made of it.
     pub advertised: Vec<AdvertisedRoute>,
+    /// The site this node advertises its routes for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<crate::site::SiteSpec>,
+    /// Of this node's routes, those the network reaches at a mapped
+    /// prefix (they overlap another site's), which this node translates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mapped: Vec<crate::site::MappedPrefix>,
     /// Subnet routes that peers serve (primary advertisers only).
     pub peer_routes: Vec<PeerRoute>,
     /// Peers that offer to be exit nodes.
@@ -236,6 +243,13 @@ pub struct AdvertiseRequest {
     pub network: Option<NetworkId>,
     pub mode: AdvertiseMode,
     pub routes: Vec<IpNet>,
+    /// The site every route of this node in the network is for, from now
+    /// on (`--site`); absent keeps the one set before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<crate::site::SiteSpec>,
+    /// Advertise for no site any more (`--no-site`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_site: bool,
 }
 
 /// `POST /v1/routes/accept`.

@@ -22,6 +22,7 @@ use crate::packet;
 use crate::path::{PathKind, Paths, ProbeTarget, Via};
 use crate::peer::{Peer, PeerConfig, PeerId, PeerSnapshot};
 use crate::routing::RoutingTable;
+use crate::site_nat::SiteNat;
 use crate::tunnel::{Session, SessionOutput, DATA_OVERHEAD, MIN_OUTPUT_BUFFER};
 
 mod datagrams;
@@ -194,6 +195,8 @@ pub struct Engine {
     stun: crate::stun::StunState,
     /// The access policy; `None` until the first one, when everything passes.
     filter: Option<Filter>,
+    /// The mapped prefixes of the site this node routes for.
+    site_nat: SiteNat,
     pub(crate) ping_clock: crate::disco_replay::PingClock,
 }
 
@@ -225,6 +228,7 @@ impl Engine {
             local_endpoints: Vec::new(),
             stun: crate::stun::StunState::default(),
             filter: None,
+            site_nat: SiteNat::default(),
             ping_clock: crate::disco_replay::PingClock::new(config.clock_ms),
         }
     }
@@ -241,6 +245,17 @@ impl Engine {
     /// flows it no longer allows are cut at once.
     pub fn set_filter(&mut self, filter: Option<PacketFilter>, now: Instant) {
         crate::filter::set(&mut self.filter, filter, &mut *self.rng, now);
+    }
+
+    /// The mapped prefixes of the site this node routes for (see
+    /// [`crate::site_nat`]); empty when it routes for none or nothing of
+    /// its site is mapped.
+    pub fn set_site_mappings(&mut self, pairs: Vec<warren_proto::site::MappedPrefix>) {
+        let nat = SiteNat::new(pairs);
+        if nat != self.site_nat {
+            tracing::info!(mapped = nat.len(), "site mappings changed");
+            self.site_nat = nat;
+        }
     }
 
     /// The access-policy filter, for its stats and `explain`, once it has had a policy.
@@ -379,10 +394,11 @@ impl Engine {
 
     /// Encrypts a packet read from the TUN into `out` (which must hold the
     /// packet plus 32 bytes, and at least 148). `Ok(None)` means the packet
-    /// waits for a handshake that is under way.
+    /// waits for a handshake that is under way. A source in a mapped prefix
+    /// of this node's site is rewritten in `packet` first.
     pub fn handle_tun_packet(
         &mut self,
-        packet: &[u8],
+        packet: &mut [u8],
         out: &mut [u8],
         now: Instant,
     ) -> Result<Option<Send>, PacketError> {
@@ -402,6 +418,8 @@ impl Engine {
                 need,
             });
         }
+        // Before the filter, which sees the mapped source inbound too.
+        self.site_nat.translate_outbound(packet);
         if let Err(e) = crate::filter::check(&mut self.filter, Direction::Outbound, packet, now) {
             if let Some(peer) = self.peers.get_mut(&id) {
                 peer.counters.dropped_filter += 1;

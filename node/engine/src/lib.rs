@@ -15,6 +15,7 @@
 //! - `stun`: the STUN client that learns the data socket's reflexive address.
 //! - `disco`: the engine's disco handling: pings, pongs, call-me-maybe, `ping`.
 //! - `tunnel`: the adapter around boringtun's `Tunn`, the only code that trusts its clock.
+//! - [`site_nat`]: stateless translation of a site's mapped prefixes on its router.
 //! - [`filter`]: the access-policy filter: rules, connection tracking, rejects, counters.
 //! - [`packet`]: IP header fields the engine routes by.
 //! - [`error`]: why a packet or a configuration was refused.
@@ -29,6 +30,7 @@ pub mod packet;
 pub mod path;
 pub mod peer;
 pub mod routing;
+pub mod site_nat;
 mod stun;
 mod tunnel;
 

@@ -16,6 +16,7 @@
 //! - `hostile`: replays, spoofed sources, garbage, unknown keys.
 //! - `traversal`: every pair of NAT behaviours, direct or relayed as `NATLAB.md` expects.
 //! - `policy`: the access-policy filter between two engines: admitted flows, rejects, cut flows.
+//! - `sites`: a site's router translating mapped prefixes between a member and its cluster.
 //! - `recovery`: relay to direct, NAT rebinding, blocked UDP, peers on one LAN.
 #![cfg(feature = "mock-time")]
 
@@ -39,6 +40,8 @@ mod recovery;
 mod rng;
 #[path = "sim/sessions.rs"]
 mod sessions;
+#[path = "sim/sites.rs"]
+mod sites;
 #[path = "sim/traversal.rs"]
 mod traversal;
 #[path = "sim/underlay.rs"]

@@ -179,6 +179,9 @@ pub fn network_summary(net: &NetworkStatus, peers: &[&PeerStatus], now: OffsetDa
             .unwrap_or_default();
         let _ = writeln!(out, "  this node {fqdn} ({}){on}", addresses.join(", "));
     }
+    if let Some(site) = &net.site {
+        let _ = writeln!(out, "  router of site {site}");
+    }
     if let Some(controller) = &net.controller {
         let link = match (net.state, net.controller_connected) {
             (NetworkState::Down, _) => "not asked while down".to_owned(),

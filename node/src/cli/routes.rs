@@ -1,12 +1,15 @@
 //! `warren routes` (advertise, withdraw, accept, masquerade, list) and
 //! `warren exit-node` (use, off, list).
 
+use std::net::IpAddr;
+
 use clap::{Args, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use warren_proto::routes::{
     AcceptRequest, AdvertiseMode, AdvertiseRequest, AdvertisedState, ExitNodeRequest,
     MasqueradeRequest, RoutesStatus,
 };
+use warren_proto::site::{check_site_name, SiteDns, SiteSpec};
 use warren_proto::text::printable;
 use warren_proto::NetworkId;
 
@@ -46,8 +49,22 @@ enum RoutesCommand {
         #[arg(long)]
         replace: bool,
         /// Withdraw every advertised route.
-        #[arg(long, conflicts_with_all = ["prefixes", "replace"])]
+        #[arg(long, conflicts_with_all = ["prefixes", "replace", "site", "no_site"])]
         none: bool,
+        /// The site (one cluster) every route of this node in the network
+        /// is for, e.g. `m`: a lowercase DNS label. Kept until changed.
+        #[arg(long, value_parser = site_name)]
+        site: Option<String>,
+        /// The site's own DNS domain, e.g. `cluster.local`: members resolve
+        /// `NAME.SITE.ZONE` by asking --dns-server for `NAME.DOMAIN`.
+        #[arg(long, requires_all = ["site", "dns_server"])]
+        dns_domain: Option<String>,
+        /// The site's DNS server, e.g. `10.96.0.10`, asked through the mesh.
+        #[arg(long, requires_all = ["site", "dns_domain"])]
+        dns_server: Option<IpAddr>,
+        /// Advertise the routes for no site any more.
+        #[arg(long, conflicts_with = "site")]
+        no_site: bool,
         /// The network (needed when several are joined).
         #[arg(long)]
         network: Option<NetworkId>,
@@ -112,8 +129,19 @@ pub fn run(cli: &Cli, args: &RoutesArgs) -> anyhow::Result<()> {
             prefixes,
             replace,
             none,
+            site,
+            dns_domain,
+            dns_server,
+            no_site,
             network,
         }) => {
+            let dns = match (dns_domain, dns_server) {
+                (Some(domain), Some(server)) => Some(SiteDns {
+                    domain: domain.clone(),
+                    server: *server,
+                }),
+                _ => None,
+            };
             let request = AdvertiseRequest {
                 network: *network,
                 mode: if *replace || *none {
@@ -122,6 +150,11 @@ pub fn run(cli: &Cli, args: &RoutesArgs) -> anyhow::Result<()> {
                     AdvertiseMode::Add
                 },
                 routes: if *none { Vec::new() } else { prefixes.clone() },
+                site: site.as_ref().map(|name| SiteSpec {
+                    name: name.clone(),
+                    dns,
+                }),
+                no_site: *no_site,
             };
             rt.block_on(client::post(&socket, "/v1/routes/advertise", &request))?
         }
@@ -130,6 +163,8 @@ pub fn run(cli: &Cli, args: &RoutesArgs) -> anyhow::Result<()> {
                 network: *network,
                 mode: AdvertiseMode::Remove,
                 routes: prefixes.clone(),
+                site: None,
+                no_site: false,
             };
             rt.block_on(client::post(&socket, "/v1/routes/advertise", &request))?
         }
@@ -184,6 +219,12 @@ fn print(status: &RoutesStatus, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--site`: one lowercase DNS label.
+fn site_name(s: &str) -> Result<String, String> {
+    check_site_name(s).map_err(|e| e.to_string())?;
+    Ok(s.to_owned())
+}
+
 fn on_off(b: bool) -> &'static str {
     if b {
         "on"
@@ -220,6 +261,27 @@ fn render(status: &RoutesStatus) -> String {
                 })
                 .collect();
             let _ = writeln!(out, "  advertised: {}", list.join(", "));
+        }
+        if let Some(site) = &net.site {
+            match &site.dns {
+                Some(dns) => {
+                    let _ = writeln!(
+                        out,
+                        "  site: {} (DNS {} at {})",
+                        site.name, dns.domain, dns.server
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "  site: {}", site.name);
+                }
+            }
+        }
+        for m in &net.mapped {
+            let _ = writeln!(
+                out,
+                "  mapped: {} reached as {} (translated here)",
+                m.real, m.mapped
+            );
         }
         for r in &net.peer_routes {
             let state = match (&r.refused, r.installed) {

@@ -203,6 +203,9 @@ fn render_long(status: &Status, now: OffsetDateTime) -> String {
         if let Some(fqdn) = net.fqdn.as_ref().filter(|f| !f.is_empty()) {
             let _ = writeln!(out, "  name {fqdn}");
         }
+        if let Some(site) = &net.site {
+            let _ = writeln!(out, "  router of site {site}");
+        }
         health::sign_in_lines(&mut out, net, now);
         if let Some(interface) = &net.interface {
             let _ = writeln!(
@@ -285,7 +288,8 @@ mod tests {
     #[test]
     fn the_summary_comes_first_then_one_line_per_peer() {
         let now = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(100);
-        let net = joined(NetworkState::Authorized, true);
+        let mut net = joined(NetworkState::Authorized, true);
+        net.site = Some("m".into());
         let mut direct = peer("db", PathKind::Direct, Some(true));
         direct.last_handshake = Some(OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(90));
         direct.rx_bytes = 2048;
@@ -311,6 +315,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("DNS applied; routes none"), "{text}");
+        assert!(text.contains("  router of site m\n"), "{text}");
         let db = lines
             .iter()
             .find(|l| l.trim_start().starts_with("db "))

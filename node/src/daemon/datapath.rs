@@ -49,8 +49,9 @@ impl TunReader {
             .try_recv_multiple(&mut self.original, &mut self.slots, &mut self.sizes, 0)
     }
 
-    pub fn packet(&self, i: usize) -> &[u8] {
-        &self.slots[i][..self.sizes[i]]
+    /// Packet `i` of the last read, which the engine may rewrite in place.
+    pub fn packet_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.slots[i][..self.sizes[i]]
     }
 }
 
@@ -245,7 +246,7 @@ impl DataPath<'_> {
             for i in 0..n {
                 match self
                     .engine
-                    .handle_tun_packet(reader.packet(i), self.scratch, now)
+                    .handle_tun_packet(reader.packet_mut(i), self.scratch, now)
                 {
                     Ok(Some(send)) => match send.to {
                         Via::Udp(to) => {

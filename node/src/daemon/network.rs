@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use warren_engine::{Engine, EngineConfig, Event, PeerConfig, PeerSnapshot, Via};
 use warren_proto::filter::{Direction, Explanation, FilterStats, PacketFilter, Protocol, Verdict};
 use warren_proto::local_api::Counters;
+use warren_proto::site::MappedPrefix;
 use warren_proto::{NodePrivateKey, NodePublicKey};
 
 use super::datapath::{relay_send, DataPath, GsoBatch, RelaySink, TunReader, TunWriter, UdpReader};
@@ -104,6 +105,8 @@ enum Command {
     CallMeMaybe(NodePublicKey, Vec<SocketAddr>),
     Ping(NodePublicKey, oneshot::Sender<PingOutcome>),
     SetFilter(Option<PacketFilter>),
+    /// The mapped prefixes of the site this node routes for.
+    SetSiteMappings(Vec<MappedPrefix>),
     /// Would a new flow to (address, protocol, port) leave? `None`: no peer
     /// of this network routes the address.
     Explain(
@@ -277,6 +280,12 @@ impl NetworkHandle {
         let _ = self.commands.send(Command::SetFilter(filter)).await;
     }
 
+    /// The mapped prefixes this node's engine translates, as the router of
+    /// its site (empty: none).
+    pub async fn set_site_mappings(&self, pairs: Vec<MappedPrefix>) {
+        let _ = self.commands.send(Command::SetSiteMappings(pairs)).await;
+    }
+
     /// See [`FlowExplanation`]; `None` if no peer routes `dst`.
     pub async fn explain(
         &self,
@@ -428,6 +437,7 @@ fn handle_command(
             });
         }
         Command::SetFilter(filter) => engine.set_filter(filter, now),
+        Command::SetSiteMappings(pairs) => engine.set_site_mappings(pairs),
         Command::Explain((dst, protocol, port), reply) => {
             let _ = reply.send(explain(engine, spec, (dst, protocol, port), now));
         }

@@ -32,6 +32,7 @@ pub struct FakePlane {
     pub running: bool,
     pub peers: Vec<PeerConfig>,
     pub filter: Option<PacketFilter>,
+    pub site_mappings: Vec<warren_proto::site::MappedPrefix>,
     /// Kills the running one.
     kill: Option<mpsc::UnboundedSender<Death>>,
 }
@@ -143,6 +144,7 @@ impl FakePlanes {
         match command {
             Command::SetPeers(peers) => plane.peers = peers,
             Command::SetFilter(filter) => plane.filter = filter,
+            Command::SetSiteMappings(pairs) => plane.site_mappings = pairs,
             Command::Report(reply) => {
                 let _ = reply.send(NetworkReport {
                     interface: spec.interface.clone(),

@@ -4,8 +4,10 @@
 //! the zone of the network it asked in, and REFUSED for anything else, so
 //! the stub is never an open resolver. ANY, zone transfers and updates are
 //! never answered ([`warren_dns::screen`]); UDP answers stay under
-//! [`MAX_UDP_PAYLOAD`] bytes (TC set beyond). This module uses only
-//! hickory, warren-dns and std, so `fuzz/` builds it as it is.
+//! [`MAX_UDP_PAYLOAD`] bytes (TC set beyond). Names below a site of a
+//! zone (`<name>.<site>.<zone>`) go to the site's [`SiteResolver`], for
+//! local clients only. This module uses only hickory, warren-dns and std,
+//! so `fuzz/` builds it as it is.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -13,10 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use hickory_server::net::runtime::Time;
-use hickory_server::proto::op::ResponseCode;
-use hickory_server::proto::rr::LowerName;
+use hickory_server::proto::op::{Metadata, ResponseCode};
+use hickory_server::proto::rr::{LowerName, Name, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::{Catalog, ZoneHandler};
+use hickory_server::zone_handler::{Catalog, MessageResponseBuilder, ZoneHandler};
 use warren_dns::{refuse, SmallUdp};
 
 #[cfg_attr(not(test), allow(unused_imports))] // for the tests and fuzz/
@@ -33,6 +35,24 @@ pub struct StubState {
     local: HashSet<IpAddr>,
     /// The root zone, forwarded upstream, for local clients only.
     forward: Option<Catalog>,
+    /// Sites with their own DNS, by `<site>.<zone>`: the names below it
+    /// are asked of the site's server, for local clients only.
+    sites: Vec<(LowerName, Arc<dyn SiteResolver>)>,
+}
+
+/// A site's answer, renamed into the mesh's names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteAnswer {
+    pub code: ResponseCode,
+    pub answers: Vec<Record>,
+    pub additionals: Vec<Record>,
+}
+
+/// Answers the names below one site (`super::sites` asks the site's server).
+#[async_trait::async_trait]
+pub trait SiteResolver: Send + Sync {
+    /// The answer for `name` (below the site), or `None`: SERVFAIL.
+    async fn resolve(&self, name: &Name, rtype: RecordType) -> Option<SiteAnswer>;
 }
 
 impl StubState {
@@ -50,6 +70,19 @@ impl StubState {
 
     pub fn has_origin(&self, origin: &LowerName) -> bool {
         self.origins.contains(origin)
+    }
+
+    /// Sends the names below `origin` (`<site>.<zone>`) to `resolver`.
+    pub fn insert_site(&mut self, origin: LowerName, resolver: Arc<dyn SiteResolver>) {
+        self.sites.push((origin, resolver));
+    }
+
+    /// The site a name is strictly below (the site's own name stays the
+    /// zone's: a member may carry it).
+    fn site_of(&self, name: &LowerName) -> Option<usize> {
+        self.sites
+            .iter()
+            .position(|(origin, _)| origin != name && origin.zone_of(name))
     }
 
     /// Marks `ip` as one of this machine's addresses.
@@ -92,6 +125,8 @@ fn ancestors(name: &LowerName) -> impl Iterator<Item = LowerName> {
 pub enum Route {
     Zones,
     Forward,
+    /// The site at this index of the sites.
+    Site(usize),
 }
 
 impl StubState {
@@ -100,6 +135,10 @@ impl StubState {
     /// forwarder; a peer gets only the zone of the stub it asked.
     fn route(&self, stub: SocketAddr, client: IpAddr, name: &LowerName) -> Option<Route> {
         let local = self.is_local(client);
+        if let Some(site) = self.site_of(name) {
+            // A peer may not use this node to reach into a site.
+            return local.then_some(Route::Site(site));
+        }
         let in_zone = if local {
             self.in_any_zone(name)
         } else {
@@ -218,6 +257,10 @@ impl RequestHandler for StubHandler {
                     .handle_request::<_, T>(request, response_handle)
                     .await
             }
+            (Ok(Route::Site(i)), _) => {
+                let resolver = state.sites.get(i).map(|(_, r)| r.clone());
+                site_answer(request, resolver, response_handle).await
+            }
             (Err(code), _) => refuse(request, code, response_handle).await,
             (Ok(Route::Forward), None) => {
                 refuse(request, ResponseCode::Refused, response_handle).await
@@ -225,5 +268,43 @@ impl RequestHandler for StubHandler {
         };
         self.queries.count(info.response_code);
         info
+    }
+}
+
+/// Asks a site's resolver and answers with what it said (SERVFAIL if it
+/// said nothing).
+async fn site_answer<R: ResponseHandler>(
+    request: &Request,
+    resolver: Option<Arc<dyn SiteResolver>>,
+    mut response_handle: R,
+) -> ResponseInfo {
+    let Ok(info) = request.request_info() else {
+        return refuse(request, ResponseCode::FormErr, response_handle).await;
+    };
+    let name = Name::from(info.query.name().clone());
+    let rtype = info.query.query_type();
+    let answer = match resolver {
+        Some(r) => r.resolve(&name, rtype).await,
+        None => None,
+    };
+    let Some(answer) = answer else {
+        return refuse(request, ResponseCode::ServFail, response_handle).await;
+    };
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = answer.code;
+    metadata.recursion_available = true;
+    let response = MessageResponseBuilder::from_message_request(request).build(
+        metadata,
+        answer.answers.iter(),
+        None.iter(),
+        None.iter(),
+        answer.additionals.iter(),
+    );
+    match response_handle.send_response(response).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not send a site's DNS answer");
+            refuse(request, ResponseCode::ServFail, response_handle).await
+        }
     }
 }

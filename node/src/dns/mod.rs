@@ -7,6 +7,7 @@
 //! - [`zone`]: a network's zone from its netmap (pure).
 //! - [`handler`]: the stubs' request screen and answers.
 //! - [`stub`]: the UDP and TCP listeners of one stub.
+//! - [`sites`]: a site's own names, asked of its DNS server through the mesh.
 //! - [`system`], [`resolv_conf`], [`resolved`]: split DNS, with backup and crash repair.
 //! - [`os`]: the seam to resolved and resolv.conf ([`os::ResolverOs`]), with a fake for tests.
 //! - [`services`]: published services, kept in the state directory.
@@ -25,6 +26,7 @@ pub mod resolv_conf;
 pub mod resolved;
 pub mod services;
 pub mod settings;
+pub mod sites;
 pub mod stub;
 pub mod system;
 pub mod zone;
@@ -62,6 +64,8 @@ struct NetDns {
     error: Option<String>,
     /// Queries its stub answered, by result.
     queries: Arc<handler::QueryCounts>,
+    /// The network's sites with DNS, and their forwarders.
+    sites: Vec<(sites::SiteView, Arc<sites::SiteForwarder>)>,
 }
 
 pub struct Dns {
@@ -156,6 +160,7 @@ impl Dns {
             stub: None,
             error: None,
             queries: Arc::default(),
+            sites: Vec::new(),
         });
         let mut changed = net.interface != interface || net.listen != listen;
         net.interface = interface.to_owned();
@@ -174,6 +179,15 @@ impl Dns {
                 }
             }
             net.view = view;
+            changed = true;
+        }
+        let site_views = sites::SiteView::of(map);
+        if net.sites.iter().map(|(v, _)| v).ne(site_views.iter()) {
+            tracing::info!(network = %map.network_id, sites = site_views.len(), "site DNS forwarding changed");
+            net.sites = site_views
+                .into_iter()
+                .map(|v| (v.clone(), Arc::new(sites::SiteForwarder::new(v))))
+                .collect();
             changed = true;
         }
         if net.listen != listen {
@@ -269,6 +283,9 @@ impl Dns {
                 continue;
             }
             state.insert_zone(stub.listen, zone.origin.clone(), zone.handler.clone());
+            for (view, forwarder) in &net.sites {
+                state.insert_site(view.lower_origin(), forwarder.clone());
+            }
             routes.push(Route {
                 network: *id,
                 interface: net.interface.clone(),

@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use super::os::fake::FakeRoutes;
 use super::plan::tests::{accepting, id, map, net, peer};
+use super::requests::Effects;
 use super::settings::SettingsFile;
 use super::*;
 use warren_proto::local_api::EffectState;
+use warren_proto::routes::{AdvertiseMode, AdvertiseRequest};
+use warren_proto::site::SiteDns;
 
 async fn accepting_routes(dir: &Path, fake: &FakeRoutes) -> Routes {
     SettingsFile::new(dir).save(&accepting()).unwrap();
@@ -99,4 +102,132 @@ async fn shutdown_and_a_start_after_a_crash_leave_nothing() {
     routes.shutdown().await;
     let s = after_crash.state();
     assert!(s.table.is_empty() && s.rules.is_empty() && s.filter.is_none());
+}
+
+fn advertise(
+    routes: &mut Routes,
+    req: AdvertiseRequest,
+) -> Result<Effects, crate::daemon::Refusal> {
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    let (_, outcome) = routes
+        .handle(RoutesRequest::Advertise(req, tx), &[id()])
+        .unwrap();
+    outcome
+}
+
+fn request(routes: &[&str], site: Option<SiteSpec>, no_site: bool) -> AdvertiseRequest {
+    AdvertiseRequest {
+        network: None,
+        mode: AdvertiseMode::Add,
+        routes: routes.iter().map(|r| net(r)).collect(),
+        site,
+        no_site,
+    }
+}
+
+fn site(name: &str, dns: Option<(&str, &str)>) -> SiteSpec {
+    SiteSpec {
+        name: name.into(),
+        dns: dns.map(|(domain, server)| SiteDns {
+            domain: domain.into(),
+            server: server.parse().unwrap(),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn a_site_goes_with_the_routes_to_the_controller_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeRoutes::default();
+    let mut routes = Routes::start_on(dir.path(), Arc::new(fake.clone())).await;
+    let m = site("m", Some(("Cluster.Local.", "10.96.0.10")));
+    let effects = advertise(&mut routes, request(&["10.96.0.0/12"], Some(m), false)).unwrap();
+    let expected = Advertised {
+        routes: vec![net("10.96.0.0/12")],
+        site: Some(site("m", Some(("cluster.local", "10.96.0.10")))),
+    };
+    assert_eq!(effects.advertise, Some((id(), expected.clone())));
+
+    // A restarted agent sends the same again (after each reconnect too).
+    drop(routes);
+    let mut routes = Routes::start_on(dir.path(), Arc::new(fake.clone())).await;
+    assert_eq!(routes.advertised_for(&[id()]), vec![(id(), expected)]);
+
+    // More routes without --site keep the site; --no-site clears it.
+    let effects = advertise(&mut routes, request(&["10.244.0.0/16"], None, false)).unwrap();
+    let (_, sent) = effects.advertise.unwrap();
+    assert_eq!(sent.routes.len(), 2);
+    assert_eq!(sent.site.map(|s| s.name), Some("m".to_owned()));
+    let (_, sent) = advertise(&mut routes, request(&[], None, true))
+        .unwrap()
+        .advertise
+        .unwrap();
+    assert_eq!(sent.routes.len(), 2);
+    assert_eq!(sent.site, None);
+
+    // Withdrawing everything leaves no site behind.
+    advertise(&mut routes, request(&[], Some(site("w", None)), false)).unwrap();
+    let none = AdvertiseRequest {
+        mode: AdvertiseMode::Replace,
+        ..request(&[], None, false)
+    };
+    let (_, sent) = advertise(&mut routes, none).unwrap().advertise.unwrap();
+    assert_eq!(sent, Advertised::default());
+}
+
+#[tokio::test]
+async fn bad_sites_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut routes = Routes::start_on(dir.path(), Arc::new(FakeRoutes::default())).await;
+    for bad in [
+        site("M", None),
+        site("", None),
+        site("a.b", None),
+        site("m", Some(("", "10.96.0.10"))),
+        site("m", Some(("a..b", "10.96.0.10"))),
+        site("m", Some(("cluster.local", "0.0.0.0"))),
+        site("m", Some(("cluster.local", "127.0.0.1"))),
+    ] {
+        let refusal = advertise(
+            &mut routes,
+            request(&["10.96.0.0/12"], Some(bad.clone()), false),
+        )
+        .expect_err(&format!("{bad:?} is refused"));
+        assert_eq!((refusal.status, refusal.code), (400, "bad_site"), "{bad:?}");
+    }
+    let both = request(&["10.96.0.0/12"], Some(site("m", None)), true);
+    assert!(advertise(&mut routes, both).is_err());
+    assert!(routes.advertised_for(&[id()]).is_empty());
+}
+
+#[tokio::test]
+async fn the_status_shows_the_site_and_what_this_router_translates() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeRoutes::default();
+    let mut routes = Routes::start_on(dir.path(), Arc::new(fake.clone())).await;
+    advertise(
+        &mut routes,
+        request(&["10.96.0.0/12"], Some(site("m", None)), false),
+    )
+    .unwrap();
+    let mut m = map(vec![], &[("10.96.0.0/12", true)]);
+    let pair = warren_proto::site::MappedPrefix {
+        real: "10.96.0.0/12".parse().unwrap(),
+        mapped: "100.64.0.0/12".parse().unwrap(),
+    };
+    m.settings.sites = vec![warren_proto::site::Site {
+        name: "m".into(),
+        routers: vec![m.self_node.node_id],
+        dns: None,
+        mapped: vec![pair],
+    }];
+    assert_eq!(own_mapped(&m), vec![pair]);
+    routes.network_up(&m, "warren0", controller()).await;
+    let status = routes.status(&[id()]).await;
+    let net = &status.networks[0];
+    assert_eq!(net.site.as_ref().map(|s| s.name.as_str()), Some("m"));
+    assert_eq!(net.mapped, vec![pair]);
+    // Another site's router translates nothing of it.
+    m.settings.sites[0].routers = vec![];
+    assert!(own_mapped(&m).is_empty());
 }

@@ -40,6 +40,7 @@ use warren_proto::netmap::Netmap;
 use warren_proto::routes::{
     AdvertisedRoute, AdvertisedState, FilterStatus, NetworkRoutes, RoutesStatus,
 };
+use warren_proto::site::{MappedPrefix, SiteSpec};
 use warren_proto::{NetworkId, NodePublicKey};
 
 use os::{HostRoutes, RouteOs};
@@ -47,6 +48,14 @@ pub use plan::FWMARK;
 use plan::{NetInput, Plan};
 pub use requests::RoutesRequest;
 use settings::{Settings, SettingsFile};
+
+/// What this node advertises in one network, for its controller: the
+/// routes and the site they are for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Advertised {
+    pub routes: Vec<IpNet>,
+    pub site: Option<SiteSpec>,
+}
 
 /// One network that is up, as the routes see it.
 struct View {
@@ -291,12 +300,12 @@ impl Routes {
     /// their controllers.
     /// Nothing while the filter is down: a subnet router or exit node
     /// without it would forward for anyone.
-    pub fn advertised_for(&self, nets: &[NetworkId]) -> Vec<(NetworkId, Vec<IpNet>)> {
+    pub fn advertised_for(&self, nets: &[NetworkId]) -> Vec<(NetworkId, Advertised)> {
         nets.iter()
             .filter(|id| self.settings.networks.contains_key(id))
             .map(|id| match self.filter_failed {
-                Some(_) => (*id, Vec::new()),
-                None => (*id, self.settings.advertised(id)),
+                Some(_) => (*id, Advertised::default()),
+                None => (*id, self.settings.advertised_with_site(id)),
             })
             .collect()
     }
@@ -463,10 +472,13 @@ impl Routes {
                     AdvertisedRoute { prefix, state }
                 })
                 .collect();
+            let site = self.settings.site(id);
             networks.push(NetworkRoutes {
                 network: *id,
                 accept: self.settings.accepts(id),
                 advertised,
+                mapped: map.map(own_mapped).unwrap_or_default(),
+                site,
                 peer_routes: plan.peer_routes.get(id).cloned().unwrap_or_default(),
                 exit_nodes: plan.exit_offers.get(id).cloned().unwrap_or_default(),
             });
@@ -534,6 +546,17 @@ impl Routes {
             filter: self.filter_status().await,
         }
     }
+}
+
+/// The mapped pairs of the site `map`'s node routes for, which its engine
+/// translates: none unless the controller lists it among a site's routers.
+pub fn own_mapped(map: &Netmap) -> Vec<MappedPrefix> {
+    map.settings
+        .sites
+        .iter()
+        .find(|s| s.routers.contains(&map.self_node.node_id))
+        .map(|s| s.mapped.clone())
+        .unwrap_or_default()
 }
 
 /// The routes in force, for `/metrics`.

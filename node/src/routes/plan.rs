@@ -408,6 +408,7 @@ pub(crate) mod tests {
             NetworkChoice {
                 advertise: Default::default(),
                 accept: true,
+                site: None,
             },
         );
         s

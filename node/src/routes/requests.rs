@@ -11,10 +11,11 @@ use warren_proto::routes::{
     check_prefix, is_exit, overlaps, AcceptRequest, AdvertiseMode, AdvertiseRequest,
     ExitNodeRequest, MasqueradeRequest, RoutesStatus, MAX_ADVERTISED,
 };
+use warren_proto::site::{check_site_name, SiteDns, SiteSpec};
 use warren_proto::NetworkId;
 
 use super::settings::ExitChoice;
-use super::Routes;
+use super::{Advertised, Routes};
 use crate::daemon::{refusal, Refusal};
 
 pub type Reply = oneshot::Sender<Result<RoutesStatus, Refusal>>;
@@ -33,8 +34,8 @@ pub enum RoutesRequest {
 pub struct Effects {
     /// Networks whose netmaps to apply again: their engines' routes changed.
     pub reapply: BTreeSet<NetworkId>,
-    /// A network's whole advertised list, for its controller.
-    pub advertise: Option<(NetworkId, Vec<IpNet>)>,
+    /// A network's whole advertised list and its site, for its controller.
+    pub advertise: Option<(NetworkId, Advertised)>,
 }
 
 impl Routes {
@@ -80,7 +81,19 @@ impl Routes {
                 }
             }
         }
-        let mut wanted = self.settings.network(&id).advertise;
+        let site = match &req.site {
+            Some(spec) => Some(check_site(spec)?),
+            None => None,
+        };
+        if site.is_some() && req.no_site {
+            return Err(refusal(
+                400,
+                "bad_site",
+                "a request may set a site or clear it, not both",
+            ));
+        }
+        let choice = self.settings.network(&id);
+        let mut wanted = choice.advertise;
         match req.mode {
             AdvertiseMode::Add => wanted.extend(req.routes.iter().copied()),
             AdvertiseMode::Remove => {
@@ -97,13 +110,22 @@ impl Routes {
                 format!("at most {MAX_ADVERTISED} routes per network"),
             ));
         }
-        self.settings.networks.entry(id).or_default().advertise = wanted;
-        let list = self.settings.advertised(&id);
+        // A site is a property of what is advertised: nothing, no site.
+        let site = match (site, req.no_site) {
+            _ if wanted.is_empty() => None,
+            (Some(site), _) => Some(site),
+            (None, true) => None,
+            (None, false) => choice.site,
+        };
+        let entry = self.settings.networks.entry(id).or_default();
+        entry.advertise = wanted;
+        entry.site = site;
+        let advertised = self.settings.advertised_with_site(&id);
         self.save();
-        tracing::info!(network = %id, routes = ?list, "advertising routes");
+        tracing::info!(network = %id, routes = ?advertised.routes, site = ?advertised.site.as_ref().map(|s| &s.name), "advertising routes");
         Ok(Effects {
             reapply: [id].into(),
-            advertise: Some((id, list)),
+            advertise: Some((id, advertised)),
         })
     }
 
@@ -194,6 +216,46 @@ impl Routes {
             advertise: None,
         })
     }
+}
+
+/// A site as the user gave it, checked: a DNS label for a name, and for
+/// its DNS a domain (lowercased, without the final dot) and a server that
+/// can be asked.
+fn check_site(spec: &SiteSpec) -> Result<SiteSpec, Refusal> {
+    check_site_name(&spec.name).map_err(|e| refusal(400, "bad_site", e.to_string()))?;
+    let dns = match &spec.dns {
+        None => None,
+        Some(dns) => {
+            let domain = dns.domain.trim_end_matches('.').to_ascii_lowercase();
+            let valid = hickory_server::proto::rr::Name::from_ascii(&domain)
+                .is_ok_and(|n| !n.is_root() && n.num_labels() >= 1)
+                && !domain.is_empty()
+                && domain.len() <= 253;
+            if !valid {
+                return Err(refusal(
+                    400,
+                    "bad_site",
+                    format!(
+                        "DNS domain {:?} is not a domain name",
+                        warren_proto::text::printable(&dns.domain)
+                    ),
+                ));
+            }
+            let server = dns.server;
+            if server.is_unspecified() || server.is_multicast() || server.is_loopback() {
+                return Err(refusal(
+                    400,
+                    "bad_site",
+                    format!("DNS server {server} cannot be asked through the mesh"),
+                ));
+            }
+            Some(SiteDns { domain, server })
+        }
+    };
+    Ok(SiteSpec {
+        name: spec.name.clone(),
+        dns,
+    })
 }
 
 fn not_joined(id: NetworkId) -> Refusal {

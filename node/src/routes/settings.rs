@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use warren_proto::site::SiteSpec;
 use warren_proto::{NetworkId, NodeId};
 
 /// One network's choices.
@@ -20,6 +21,9 @@ pub struct NetworkChoice {
     /// Install the subnet routes peers serve.
     #[serde(default)]
     pub accept: bool,
+    /// The site (a cluster) the advertised routes are for, sent with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<SiteSpec>,
 }
 
 /// The exit node in use.
@@ -74,6 +78,19 @@ impl Settings {
             .get(id)
             .map(|n| n.advertise.iter().copied().collect())
             .unwrap_or_default()
+    }
+
+    /// The site network `id`'s routes are advertised for.
+    pub fn site(&self, id: &NetworkId) -> Option<SiteSpec> {
+        self.networks.get(id).and_then(|n| n.site.clone())
+    }
+
+    /// What network `id` advertises, with its site.
+    pub fn advertised_with_site(&self, id: &NetworkId) -> super::Advertised {
+        super::Advertised {
+            routes: self.advertised(id),
+            site: self.site(id),
+        }
     }
 
     /// Forgets a left network (and an exit node in it).
@@ -143,6 +160,13 @@ mod tests {
             NetworkChoice {
                 advertise: ["10.96.0.0/12".parse().unwrap()].into(),
                 accept: true,
+                site: Some(SiteSpec {
+                    name: "m".into(),
+                    dns: Some(warren_proto::site::SiteDns {
+                        domain: "cluster.local".into(),
+                        server: "10.96.0.10".parse().unwrap(),
+                    }),
+                }),
             },
         );
         file.save(&s).unwrap();

@@ -127,6 +127,8 @@ impl Engine {
                     }
                     return Err(e);
                 }
+                // After the filter, which the policy for mapped prefixes meets.
+                self.site_nat.translate_inbound(&mut out[..len]);
                 Ok(NetworkAction::Tunnel { len })
             }
             Ok(SessionOutput::Done) => {

@@ -278,9 +278,11 @@ impl World {
     /// An app on `node` writes `packet` to its TUN.
     pub fn send_ip(&mut self, node: NodeId, packet: &[u8]) -> Result<(), PacketError> {
         let now = self.instant();
+        // The engine may rewrite it (a site's mapped source), as on a TUN read.
+        let mut packet = packet.to_vec();
         let result = self.nodes[node.0]
             .engine
-            .handle_tun_packet(packet, &mut self.buf, now);
+            .handle_tun_packet(&mut packet, &mut self.buf, now);
         if let Ok(Some(send)) = &result {
             let payload = self.buf[..send.len].to_vec();
             self.send_via(node.0, send.to, payload);

@@ -70,9 +70,14 @@ pub enum ControlCommand {
     /// Every service this node publishes in a network (sent again by the
     /// daemon after each reconnect, so not remembered here).
     Services(NetworkId, Vec<warren_proto::service::ServiceSpec>),
-    /// Every route this node advertises in a network (sent again by the
-    /// daemon after each reconnect, so not remembered here).
-    Routes(NetworkId, Vec<ipnet::IpNet>),
+    /// Every route this node advertises in a network and the site they
+    /// are for (sent again by the daemon after each reconnect, so not
+    /// remembered here).
+    Routes(
+        NetworkId,
+        Vec<ipnet::IpNet>,
+        Option<warren_proto::site::SiteSpec>,
+    ),
     /// A grant admitted a flow here for the first time (for the audit log).
     GrantUsed(NetworkId, String),
     /// Ask for a page where the owner signs this device in again.
@@ -710,10 +715,10 @@ fn to_message(command: &ControlCommand) -> Option<NodeMessage> {
             network_id,
             services,
         },
-        ControlCommand::Routes(network_id, routes) => NodeMessage::Routes {
+        ControlCommand::Routes(network_id, routes, site) => NodeMessage::Routes {
             network_id,
             routes,
-            site: None,
+            site,
         },
         ControlCommand::GrantUsed(network_id, grant) => {
             NodeMessage::GrantUsed { network_id, grant }

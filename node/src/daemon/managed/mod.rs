@@ -562,6 +562,9 @@ impl Managed {
         if let Some(runner) = &net.runner {
             // The filter first: a peer the new policy adds meets it at once.
             runner.set_filter(map.filter.clone()).await;
+            runner
+                .set_site_mappings(crate::routes::own_mapped(&map))
+                .await;
             runner.set_peers(peers).await;
         }
         if !was_authorized {

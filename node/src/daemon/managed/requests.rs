@@ -2,12 +2,12 @@
 //! requests: the work is in `crate::dns` and `crate::routes`; this is what
 //! they change in the networks and tell the controllers.
 
-use ipnet::IpNet;
 use warren_proto::local_api::NetworkState;
 use warren_proto::NetworkId;
 
 use super::super::control::ControlCommand;
 use super::Managed;
+use crate::routes::Advertised;
 
 /// `warren dns` and `warren service`; the work is in `crate::dns`.
 impl Managed {
@@ -75,12 +75,12 @@ impl Managed {
         // Settings that change no engine (masquerade) still change the filter.
         self.routes.tick().await;
         // Only now is it known whether the filter holds (else nothing is advertised).
-        if let Some((id, routes)) = effects.advertise {
-            let routes = match self.routes.withheld() {
-                Some(_) => Vec::new(),
-                None => routes,
+        if let Some((id, advertised)) = effects.advertise {
+            let advertised = match self.routes.withheld() {
+                Some(_) => Advertised::default(),
+                None => advertised,
             };
-            self.send_routes(id, routes);
+            self.send_routes(id, advertised);
         }
         self.republish_if_withheld_changed(withheld);
         let _ = reply.send(Ok(self.routes.status(&joined).await));
@@ -118,18 +118,22 @@ impl Managed {
             .filter(|(_, n)| n.config.controller == controller)
             .map(|(id, _)| *id)
             .collect();
-        for (id, routes) in self.routes.advertised_for(&nets) {
-            self.send_routes(id, routes);
+        for (id, advertised) in self.routes.advertised_for(&nets) {
+            self.send_routes(id, advertised);
         }
     }
 
-    fn send_routes(&self, id: NetworkId, routes: Vec<IpNet>) {
+    fn send_routes(&self, id: NetworkId, advertised: Advertised) {
         let control = self
             .nets
             .get(&id)
             .and_then(|n| self.controllers.get(&n.config.controller));
         if let Some(control) = control {
-            control.send(ControlCommand::Routes(id, routes));
+            control.send(ControlCommand::Routes(
+                id,
+                advertised.routes,
+                advertised.site,
+            ));
         }
     }
 }

@@ -136,6 +136,7 @@ fn static_status(report: Option<&NetworkReport>) -> NetworkStatus {
         dns: Effect::default(),
         routes: Effect::default(),
         data_plane: None,
+        site: None,
     }
 }
 
@@ -200,6 +201,13 @@ fn joined_status(net: &Joined, seen: Seen<'_>, report: Option<NetworkReport>) ->
         dns: seen.dns,
         routes: seen.routes,
         data_plane: net.plane.health(tokio::time::Instant::now()),
+        site: map.and_then(|m| {
+            m.settings
+                .sites
+                .iter()
+                .find(|s| s.routers.contains(&m.self_node.node_id))
+                .map(|s| s.name.clone())
+        }),
     }
 }
 
