@@ -6,8 +6,10 @@
 //! never answered ([`warren_dns::screen`]); UDP answers stay under
 //! [`MAX_UDP_PAYLOAD`] bytes (TC set beyond). Names below a site of a
 //! zone (`<name>.<site>.<zone>`) go to the site's [`SiteResolver`], for
-//! local clients only. This module uses only hickory, warren-dns and std,
-//! so `fuzz/` builds it as it is.
+//! local clients and hosts of the subnets this node serves in the stub's
+//! network (a cluster's DNS forwarding the zone, as a CoreDNS stub domain
+//! does). This module uses only hickory, warren-dns, ipnet and std, so
+//! `fuzz/` builds it as it is.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +21,7 @@ use hickory_server::proto::op::{Metadata, ResponseCode};
 use hickory_server::proto::rr::{LowerName, Name, Record, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{Catalog, MessageResponseBuilder, ZoneHandler};
+use ipnet::IpNet;
 use warren_dns::{refuse, SmallUdp};
 
 #[cfg_attr(not(test), allow(unused_imports))] // for the tests and fuzz/
@@ -36,8 +39,14 @@ pub struct StubState {
     /// The root zone, forwarded upstream, for local clients only.
     forward: Option<Catalog>,
     /// Sites with their own DNS, by `<site>.<zone>`: the names below it
-    /// are asked of the site's server, for local clients only.
+    /// are asked of the site's server, for local clients and the hosts of
+    /// the stub's own subnets only.
     sites: Vec<(LowerName, Arc<dyn SiteResolver>)>,
+    /// Each stub's network's approved subnet routes served by this node
+    /// (no exit routes): hosts there (a cluster's pods, its DNS) reach the
+    /// mesh through this node already, and may ask for the sites below
+    /// the stub's own zone.
+    lan: HashMap<SocketAddr, Vec<IpNet>>,
 }
 
 /// A site's answer, renamed into the mesh's names.
@@ -83,6 +92,19 @@ impl StubState {
         self.sites
             .iter()
             .position(|(origin, _)| origin != name && origin.zone_of(name))
+    }
+
+    /// The subnets behind this node in the network of the stub at `stub`.
+    pub fn set_lan(&mut self, stub: SocketAddr, subnets: Vec<IpNet>) {
+        self.lan.insert(stub, subnets);
+    }
+
+    /// Whether `client` sits in a subnet this node serves in the network
+    /// of the stub at `stub`.
+    fn is_lan(&self, stub: SocketAddr, client: IpAddr) -> bool {
+        self.lan
+            .get(&stub)
+            .is_some_and(|nets| nets.iter().any(|n| n.contains(&client)))
     }
 
     /// Marks `ip` as one of this machine's addresses.
@@ -136,8 +158,14 @@ impl StubState {
     fn route(&self, stub: SocketAddr, client: IpAddr, name: &LowerName) -> Option<Route> {
         let local = self.is_local(client);
         if let Some(site) = self.site_of(name) {
-            // A peer may not use this node to reach into a site.
-            return local.then_some(Route::Site(site));
+            // A peer may not use this node to reach into a site; a host of
+            // this node's own subnets may, for the sites of its network.
+            let lan = self.is_lan(stub, client)
+                && self
+                    .own_zone
+                    .get(&stub)
+                    .is_some_and(|origin| origin.zone_of(name));
+            return (local || lan).then_some(Route::Site(site));
         }
         let in_zone = if local {
             self.in_any_zone(name)

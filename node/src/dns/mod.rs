@@ -66,6 +66,8 @@ struct NetDns {
     queries: Arc<handler::QueryCounts>,
     /// The network's sites with DNS, and their forwarders.
     sites: Vec<(sites::SiteView, Arc<sites::SiteForwarder>)>,
+    /// Its approved subnet routes that this node serves (no exit routes).
+    lan: Vec<ipnet::IpNet>,
 }
 
 pub struct Dns {
@@ -161,10 +163,20 @@ impl Dns {
             error: None,
             queries: Arc::default(),
             sites: Vec::new(),
+            lan: Vec::new(),
         });
         let mut changed = net.interface != interface || net.listen != listen;
         net.interface = interface.to_owned();
         net.overlay = map.self_node.addresses.iter().map(|a| a.addr()).collect();
+        let lan: Vec<ipnet::IpNet> = map
+            .self_node
+            .routes
+            .iter()
+            .filter(|r| r.approved && !warren_proto::routes::is_exit(&r.prefix))
+            .map(|r| r.prefix)
+            .collect();
+        changed |= net.lan != lan;
+        net.lan = lan;
         if net.zone.is_none() || net.view != view {
             net.serial = map.version as u32;
             match zone::load(&view, net.serial) {
@@ -286,6 +298,7 @@ impl Dns {
             for (view, forwarder) in &net.sites {
                 state.insert_site(view.lower_origin(), forwarder.clone());
             }
+            state.set_lan(stub.listen, net.lan.clone());
             routes.push(Route {
                 network: *id,
                 interface: net.interface.clone(),

@@ -259,6 +259,7 @@ async fn the_stub_forwards_site_names_for_local_clients_only() {
     state.add_local(stub.ip());
     let site = view(cluster_dns().await);
     state.insert_site(site.lower_origin(), Arc::new(forwarder(site.server)));
+    state.set_lan(stub, vec!["172.16.1.0/24".parse().unwrap()]);
     let shared = SharedState::default();
     shared.replace(state);
 
@@ -285,6 +286,12 @@ async fn the_stub_forwards_site_names_for_local_clients_only() {
     // A peer asking over the overlay does not get into the site through us.
     let peer = ask("10.147.0.2", "members.default.svc.m.prod.warren.internal.").await;
     assert_eq!(peer.metadata.response_code, ResponseCode::Refused);
+    // A host of a subnet this node serves (a pod, the cluster's DNS) does.
+    let pod = ask("172.16.1.2", "members.default.svc.m.prod.warren.internal.").await;
+    assert_eq!(pod.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(pod.answers.len(), 1);
+    let stranger = ask("172.16.9.2", "members.default.svc.m.prod.warren.internal.").await;
+    assert_eq!(stranger.metadata.response_code, ResponseCode::Refused);
     // The site's own name stays the zone's: here a member is called m.
     let member = ask("10.147.0.2", "m.prod.warren.internal.").await;
     assert_eq!(member.metadata.response_code, ResponseCode::NoError);
