@@ -263,6 +263,7 @@ mapfile -t manifests < <(ls "$ROOT"/packaging/k8s/*.yaml | grep -v /kustomizatio
 python3 -m kubernetes_validate --strict --quiet -k "$K8S_VERSION" "${manifests[@]}" || fail "kubernetes-validate"
 python3 "$ROOT/packaging/tools/check-kustomization.py" "$ROOT/packaging/k8s" || fail "kustomization.yaml"
 sh -n "$ROOT/packaging/docker/warren-k8s-entrypoint" || fail "entry script syntax"
+sh "$ROOT/packaging/tools/test-k8s-entrypoint.sh" || fail "entry script's command lines (stub warren)"
 ok "Kubernetes: ${#manifests[@]} manifests valid against $K8S_VERSION (strict); kustomization consistent (no schema: checked by structure)"
 
 # ---------------------------------------------------------------- docs
