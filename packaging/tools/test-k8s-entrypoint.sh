@@ -2,8 +2,9 @@
 # Runs packaging/docker/warren-k8s-entrypoint with a stub `warren` first on
 # PATH that records each command line it is given, one argument per
 # bracket, and checks what the script asked for: with the DaemonSet's
-# environment (no site: unchanged), with the router's (site, cluster DNS,
-# key file, two prefixes), with no prefixes, and with a refused join. The
+# environment (no site: the same join and routes as ever, and --no-site),
+# with the router's (site, cluster DNS, key file, two prefixes), with no
+# prefixes, and with a refused join. The
 # values carry spaces and glob characters, so a split or expanded argument
 # shows. Needs nothing but a POSIX shell; packaging/ci-check.sh runs it.
 #
@@ -92,16 +93,18 @@ refute() {
 SOCK="[--socket][$WORK/warren.sock]"
 NET=0123456789abcdef
 
-# The DaemonSet on the masters: no site, the key in the environment.
+# The DaemonSet on the masters: no site (a site an earlier start set is
+# cleared), the key in the environment.
 run daemonset 0 WARREN_NETWORK_ID=$NET WARREN_CONTROLLER=ctl.example:7443 \
     WARREN_PREAUTH_KEY='wpk_secret *' WARREN_NODE_NAME='master one*' \
     WARREN_ADVERTISE_ROUTES=10.96.0.0/12
 expect daemonset "[daemon]"
 expect daemonset "$SOCK[join][$NET][--controller][ctl.example:7443][--trust-first-use][--name][master one*]"
-expect daemonset "$SOCK[routes][advertise][--network][$NET][10.96.0.0/12][--replace]"
+expect daemonset "$SOCK[routes][advertise][--network][$NET][10.96.0.0/12][--replace][--no-site]"
 expect daemonset "terminated"
 refute daemonset "wpk_secret"
-refute daemonset "--site"
+refute daemonset "[--site]"
+refute daemonset "[--dns-"
 
 # The router of a managed cluster: a site with its DNS, the key in a file.
 printf 'wpk_secret\n' >"$WORK/key file"
@@ -126,7 +129,7 @@ refute site-only "--dns-"
 run withdrawn 0 WARREN_NETWORK_ID=$NET WARREN_CONTROLLER=ctl.example:7443 \
     WARREN_ADVERTISE_ROUTES= WARREN_SITE=m WARREN_DNS_DOMAIN=cluster.local WARREN_DNS_SERVER=10.96.0.10
 expect withdrawn "$SOCK[routes][advertise][--network][$NET][--none]"
-refute withdrawn "--site"
+refute withdrawn "site]"
 
 # A refused join (a used-up or expired key: exit 13) stops the pod, and
 # the daemon with it; nothing is advertised.
