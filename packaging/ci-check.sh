@@ -259,11 +259,16 @@ fi
 
 # ---------------------------------------------------------------- Kubernetes
 step "Kubernetes manifests"
-mapfile -t manifests < <(ls "$ROOT"/packaging/k8s/*.yaml | grep -v /kustomization.yaml)
+# Two kustomizations, applied one or the other: the controller with the
+# DaemonSet on masters, and the in-cluster router of managed clusters.
+mapfile -t manifests < <(ls "$ROOT"/packaging/k8s/*.yaml "$ROOT"/packaging/k8s/router/*.yaml | grep -v /kustomization.yaml)
 python3 -m kubernetes_validate --strict --quiet -k "$K8S_VERSION" "${manifests[@]}" || fail "kubernetes-validate"
-python3 "$ROOT/packaging/tools/check-kustomization.py" "$ROOT/packaging/k8s" || fail "kustomization.yaml"
+for kustomization in "$ROOT/packaging/k8s" "$ROOT/packaging/k8s/router"; do
+    python3 "$ROOT/packaging/tools/check-kustomization.py" "$kustomization" || fail "$kustomization/kustomization.yaml"
+done
 sh -n "$ROOT/packaging/docker/warren-k8s-entrypoint" || fail "entry script syntax"
-ok "Kubernetes: ${#manifests[@]} manifests valid against $K8S_VERSION (strict); kustomization consistent (no schema: checked by structure)"
+sh "$ROOT/packaging/tools/test-k8s-entrypoint.sh" || fail "entry script's command lines (stub warren)"
+ok "Kubernetes: ${#manifests[@]} manifests valid against $K8S_VERSION (strict); both kustomizations consistent (no schema: checked by structure); the entry script's command lines as expected"
 
 # ---------------------------------------------------------------- docs
 step "docs"
