@@ -84,7 +84,7 @@ pub struct ServeArgs {
     /// IPv4 range that mapped prefixes of overlapping sites' routes are
     /// allocated from; keep it clear of network pools and routes [default:
     /// 100.64.0.0/10].
-    #[arg(long, env = "WARREN_SITE_MAPPED_RANGE")]
+    #[arg(long, env = "WARREN_SITE_MAPPED_RANGE", value_name = "PREFIX")]
     pub site_mapped_range: Option<Ipv4Net>,
     /// TOML file with the same keys (kebab-case).
     #[arg(long, env = "WARREN_CONFIG")]
