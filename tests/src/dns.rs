@@ -188,6 +188,18 @@ impl Dig {
 
 /// `dig @server name type` inside `ns`, one try, two seconds.
 pub fn dig(ns: &Netns, server: IpAddr, name: &str, rtype: &str) -> Result<Dig> {
+    dig_waiting(ns, server, name, rtype, 2)
+}
+
+/// `dig @server name type` inside `ns`, one try, waiting `seconds` for
+/// the answer (longer than a server's own time-out, to see its SERVFAIL).
+pub fn dig_waiting(
+    ns: &Netns,
+    server: IpAddr,
+    name: &str,
+    rtype: &str,
+    seconds: u32,
+) -> Result<Dig> {
     let mut cmd = ns.command("dig");
     cmd.args([
         format!("@{server}"),
@@ -197,7 +209,7 @@ pub fn dig(ns: &Netns, server: IpAddr, name: &str, rtype: &str) -> Result<Dig> {
         "+comments".into(),
         "+answer".into(),
         "+tries=1".into(),
-        "+time=2".into(),
+        format!("+time={seconds}"),
     ]);
     let out = command::output(&mut cmd)?;
     Ok(Dig::parse(&String::from_utf8_lossy(&out.stdout)))

@@ -19,9 +19,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use warren_lab::dns::dig;
+use warren_lab::dns::{dig, dig_waiting};
 use warren_lab::kube_lab::{KubeService, KubeSpec, DNS_IP, DOMAIN};
-use warren_lab::routes_lab::{fetch, reaches, refused_fast, RoutesLab, Site, SiteSpec};
+use warren_lab::routes_lab::{fetch, reaches, RoutesLab, Site, SiteSpec};
 use warren_lab::wait::{self, Poll};
 use warren_lab::{e2e, Lab};
 
@@ -204,12 +204,19 @@ ports = ["tcp:80", "udp:53", "tcp:53"]
                 },
             )
         })?;
-        let why = refused_fast(&laptop.host, http(readers), Duration::from_secs(2))?;
-        println!("readers.w refused: {why}");
+        // W's peer is not even in the laptop's map any more: nothing routes there.
+        never_reaches(laptop, readers, Duration::from_secs(3))?;
         let got = reaches(&laptop.host, http(members), SETTLE)?;
         ensure!(got.server == "members@m", "members answered by {got:?}");
         let resolved = resolve(&laptop.host, stub, &mesh_name("members", "m"))?;
         ensure!(resolved == members, "{resolved} != {members}");
+        // W's DNS server is inside W too: its names no longer resolve.
+        let cut = dig_waiting(&laptop.host, stub, &mesh_name("readers", "w"), "A", 5)?;
+        ensure!(
+            cut.status == "SERVFAIL",
+            "readers.w under the policy: {}",
+            cut.raw
+        );
         Ok(())
     });
 }
