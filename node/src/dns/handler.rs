@@ -6,7 +6,8 @@
 //! never answered ([`warren_dns::screen`]); UDP answers stay under
 //! [`MAX_UDP_PAYLOAD`] bytes (TC set beyond). Names below a site of a
 //! zone (`<name>.<site>.<zone>`) go to the site's [`SiteResolver`], for
-//! local clients only. This module uses only hickory, warren-dns and std,
+//! clients that are not peers: this machine, and hosts behind it such as
+//! a cluster's pods when it is the cluster's master. This module uses only hickory, warren-dns and std,
 //! so `fuzz/` builds it as it is.
 
 use std::collections::{HashMap, HashSet};
@@ -36,8 +37,11 @@ pub struct StubState {
     /// The root zone, forwarded upstream, for local clients only.
     forward: Option<Catalog>,
     /// Sites with their own DNS, by `<site>.<zone>`: the names below it
-    /// are asked of the site's server, for local clients only.
+    /// are asked of the site's server, for clients outside the mesh.
     sites: Vec<(LowerName, Arc<dyn SiteResolver>)>,
+    /// Where the mesh's packets come from: the networks' prefixes and
+    /// every prefix a peer routes.
+    mesh: Vec<ipnet::IpNet>,
 }
 
 /// A site's answer, renamed into the mesh's names.
@@ -70,6 +74,12 @@ impl StubState {
 
     pub fn has_origin(&self, origin: &LowerName) -> bool {
         self.origins.contains(origin)
+    }
+
+    /// Marks `prefix` as the mesh's: its clients are peers, which may not
+    /// use this node to reach into a site.
+    pub fn add_mesh(&mut self, prefix: ipnet::IpNet) {
+        self.mesh.push(prefix);
     }
 
     /// Sends the names below `origin` (`<site>.<zone>`) to `resolver`.
@@ -136,8 +146,10 @@ impl StubState {
     fn route(&self, stub: SocketAddr, client: IpAddr, name: &LowerName) -> Option<Route> {
         let local = self.is_local(client);
         if let Some(site) = self.site_of(name) {
-            // A peer may not use this node to reach into a site.
-            return local.then_some(Route::Site(site));
+            // This machine and the hosts behind it (a cluster's pods) may
+            // ask; a peer may not use this node to reach into a site.
+            let peer = !local && self.mesh.iter().any(|n| n.contains(&client));
+            return (!peer).then_some(Route::Site(site));
         }
         let in_zone = if local {
             self.in_any_zone(name)

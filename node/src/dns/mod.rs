@@ -66,6 +66,9 @@ struct NetDns {
     queries: Arc<handler::QueryCounts>,
     /// The network's sites with DNS, and their forwarders.
     sites: Vec<(sites::SiteView, Arc<sites::SiteForwarder>)>,
+    /// The network's prefix and every prefix its peers route: where
+    /// peers' queries come from.
+    mesh: Vec<ipnet::IpNet>,
 }
 
 pub struct Dns {
@@ -161,6 +164,7 @@ impl Dns {
             error: None,
             queries: Arc::default(),
             sites: Vec::new(),
+            mesh: Vec::new(),
         });
         let mut changed = net.interface != interface || net.listen != listen;
         net.interface = interface.to_owned();
@@ -179,6 +183,11 @@ impl Dns {
                 }
             }
             net.view = view;
+            changed = true;
+        }
+        let mesh = sites::mesh_prefixes(map);
+        if net.mesh != mesh {
+            net.mesh = mesh;
             changed = true;
         }
         let site_views = sites::SiteView::of(map);
@@ -286,6 +295,7 @@ impl Dns {
             for (view, forwarder) in &net.sites {
                 state.insert_site(view.lower_origin(), forwarder.clone());
             }
+            net.mesh.iter().for_each(|p| state.add_mesh(*p));
             routes.push(Route {
                 network: *id,
                 interface: net.interface.clone(),

@@ -79,6 +79,21 @@ impl SiteView {
     }
 }
 
+/// Where a network's peers send from: its prefixes (this node's
+/// addresses with their lengths) and every prefix a peer routes.
+pub fn mesh_prefixes(map: &Netmap) -> Vec<ipnet::IpNet> {
+    let mut prefixes: Vec<ipnet::IpNet> = map
+        .self_node
+        .addresses
+        .iter()
+        .map(ipnet::IpNet::trunc)
+        .chain(map.peers.iter().flat_map(|p| p.routes.iter().copied()))
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    prefixes
+}
+
 fn fqdn(text: &str) -> Option<Name> {
     let mut name = Name::from_ascii(text.trim_end_matches('.')).ok()?;
     name.set_fqdn(true);

@@ -247,7 +247,7 @@ fn query(n: &str, rtype: RecordType) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn the_stub_forwards_site_names_for_local_clients_only() {
+async fn the_stub_forwards_site_names_for_this_host_and_hosts_behind_it_not_peers() {
     let stub: SocketAddr = "10.147.0.1:53".parse().unwrap();
     let zone = load(
         &ZoneView::of(&netmap("prod.warren.internal", ("web", 1), &[("m", 2)])),
@@ -257,6 +257,10 @@ async fn the_stub_forwards_site_names_for_local_clients_only() {
     let mut state = StubState::default();
     state.insert_zone(stub, zone.origin, zone.handler);
     state.add_local(stub.ip());
+    let map = netmap("prod.warren.internal", ("web", 1), &[("m", 2)]);
+    mesh_prefixes(&map)
+        .into_iter()
+        .for_each(|p| state.add_mesh(p));
     let site = view(cluster_dns().await);
     state.insert_site(site.lower_origin(), Arc::new(forwarder(site.server)));
     let shared = SharedState::default();
@@ -285,6 +289,10 @@ async fn the_stub_forwards_site_names_for_local_clients_only() {
     // A peer asking over the overlay does not get into the site through us.
     let peer = ask("10.147.0.2", "members.default.svc.m.prod.warren.internal.").await;
     assert_eq!(peer.metadata.response_code, ResponseCode::Refused);
+    // A host behind this node (a pod of its cluster) may ask.
+    let pod = ask("10.244.1.5", "members.default.svc.m.prod.warren.internal.").await;
+    assert_eq!(pod.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(pod.answers, local.answers);
     // The site's own name stays the zone's: here a member is called m.
     let member = ask("10.147.0.2", "m.prod.warren.internal.").await;
     assert_eq!(member.metadata.response_code, ResponseCode::NoError);
