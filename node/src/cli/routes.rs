@@ -351,3 +351,50 @@ fn render(status: &RoutesStatus) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_proto::routes::{AdvertisedRoute, FilterStatus, Forwarding, NetworkRoutes};
+    use warren_proto::site::MappedPrefix;
+
+    #[test]
+    fn the_list_shows_the_site_and_what_this_router_translates() {
+        let status = RoutesStatus {
+            networks: vec![NetworkRoutes {
+                network: "8056c2e21c000001".parse().unwrap(),
+                accept: true,
+                advertised: vec![AdvertisedRoute {
+                    prefix: "10.96.0.0/12".parse().unwrap(),
+                    state: AdvertisedState::Primary,
+                }],
+                site: Some(SiteSpec {
+                    name: "m".into(),
+                    dns: Some(SiteDns {
+                        domain: "cluster.local".into(),
+                        server: "10.96.0.10".parse().unwrap(),
+                    }),
+                }),
+                mapped: vec![MappedPrefix {
+                    real: "10.96.0.0/12".parse().unwrap(),
+                    mapped: "100.64.0.0/12".parse().unwrap(),
+                }],
+                peer_routes: vec![],
+                exit_nodes: vec![],
+            }],
+            exit_node: None,
+            filter: FilterStatus::default(),
+            forwarding: Forwarding::default(),
+            error: None,
+        };
+        let text = render(&status);
+        assert!(
+            text.contains("  site: m (DNS cluster.local at 10.96.0.10)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  mapped: 10.96.0.0/12 reached as 100.64.0.0/12 (translated here)\n"),
+            "{text}"
+        );
+    }
+}

@@ -4,8 +4,8 @@
 //! server's address, or its mapped one, to the site's router). The answer
 //! comes back renamed under `<site>.<zone>`: owner names, and CNAME and SRV
 //! targets under `<domain>`; A records inside a mapped prefix of the site
-//! become the mapped address. No answer within [`TIMEOUT`], or a bad one,
-//! is SERVFAIL.
+//! become the mapped address. A truncated answer is asked again over TCP.
+//! No answer within [`TIMEOUT`], or a bad one, is SERVFAIL.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -149,9 +149,32 @@ impl SiteForwarder {
                 continue;
             };
             if answer.metadata.id == query.metadata.id && answer.queries == query.queries {
+                if answer.metadata.truncation {
+                    return self.exchange_tcp(&bytes).await;
+                }
                 return Ok(answer);
             }
         }
+    }
+
+    /// The same question over TCP, for an answer too large for UDP.
+    async fn exchange_tcp(&self, query: &[u8]) -> std::io::Result<Message> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.view.server).await?;
+        let len = u16::try_from(query.len()).map_err(std::io::Error::other)?;
+        let mut framed = len.to_be_bytes().to_vec();
+        framed.extend_from_slice(query);
+        stream.write_all(&framed).await?;
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).await?;
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut buf).await?;
+        let answer = Message::from_vec(&buf).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let asked = Message::from_vec(query).map_err(|e| std::io::Error::other(e.to_string()))?;
+        if answer.metadata.id != asked.metadata.id || answer.queries != asked.queries {
+            return Err(std::io::Error::other("a TCP answer to another question"));
+        }
+        Ok(answer)
     }
 
     /// The server's answer, renamed and mapped back.

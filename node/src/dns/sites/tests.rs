@@ -247,7 +247,7 @@ fn query(n: &str, rtype: RecordType) -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn the_stub_forwards_site_names_for_local_clients_only() {
+async fn the_stub_forwards_site_names_for_this_host_and_hosts_behind_it_not_peers() {
     let stub: SocketAddr = "10.147.0.1:53".parse().unwrap();
     let zone = load(
         &ZoneView::of(&netmap("prod.warren.internal", ("web", 1), &[("m", 2)])),
@@ -299,4 +299,58 @@ async fn the_stub_forwards_site_names_for_local_clients_only() {
     // No answer from the site: SERVFAIL.
     let slow = ask("127.0.0.1", "slow.m.prod.warren.internal.").await;
     assert_eq!(slow.metadata.response_code, ResponseCode::ServFail);
+}
+
+/// A server that answers over UDP only with TC set, and in full over TCP.
+async fn truncating_dns() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let udp = UdpSocket::bind(addr).await.unwrap();
+    let answer_to = |q: &Message, full: bool| {
+        let mut answer = Message::response(q.metadata.id, q.metadata.op_code);
+        answer.add_query(q.queries[0].clone());
+        answer.metadata.truncation = !full;
+        if full {
+            for i in 1..=3 {
+                answer.add_answer(a("big.cluster.local.", [10, 96, 0, i]));
+            }
+        }
+        answer.to_vec().unwrap()
+    };
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+            let q = Message::from_vec(&buf[..n]).unwrap();
+            let _ = udp.send_to(&answer_to(&q, false), from).await;
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = tcp.accept().await {
+            let mut len = [0u8; 2];
+            stream.read_exact(&mut len).await.unwrap();
+            let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            stream.read_exact(&mut buf).await.unwrap();
+            let q = Message::from_vec(&buf).unwrap();
+            let bytes = answer_to(&q, true);
+            let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+            framed.extend_from_slice(&bytes);
+            stream.write_all(&framed).await.unwrap();
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_truncated_answer_is_asked_again_over_tcp() {
+    let f = forwarder(truncating_dns().await);
+    let got = f
+        .resolve(&name("big.m.prod.warren.internal."), RecordType::A)
+        .await
+        .unwrap();
+    assert_eq!(got.answers.len(), 3, "{got:?}");
+    assert_eq!(
+        got.answers[2],
+        a("big.m.prod.warren.internal.", [100, 64, 0, 3])
+    );
 }
