@@ -163,7 +163,10 @@ mod tests {
         let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let asked = SocketAddr::from(([127, 0, 0, 2], port));
         let tx = [7u8; 12];
-        client.send_to(&stun::binding_request(&tx), asked).await.unwrap();
+        client
+            .send_to(&stun::binding_request(&tx), asked)
+            .await
+            .unwrap();
         let mut buf = [0u8; 128];
         let (len, from) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
             .await

@@ -303,7 +303,9 @@ mod tests {
     #[tokio::test]
     async fn udp_answers_a_query_formerr_to_a_broken_body_and_nothing_to_responses() {
         let src = "127.0.0.1:5353".parse().unwrap();
-        let ok = query("web.warren.internal.", RecordType::A).to_vec().unwrap();
+        let ok = query("web.warren.internal.", RecordType::A)
+            .to_vec()
+            .unwrap();
         let answer = answer_udp(&Screened, &ok, src).await.unwrap();
         let answer = Message::from_vec(&answer).unwrap();
         assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
