@@ -3,6 +3,11 @@
 //! data-plane socket. Nothing else on these ports is ever answered, and
 //! answers are rate-limited per source prefix: a spoofed flood cannot turn
 //! the server into a reflector aimed at someone else's network.
+//!
+//! Each answer leaves from the address its request was sent to
+//! ([`ReplySocket`]): on a multi-homed host or one whose public address is
+//! on loopback, an answer from the address the route back picks would be
+//! dropped by the NAT in front of the node.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -10,16 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 
-use tokio::net::UdpSocket;
 use warren_proto::stun::answer;
+use warren_udp::{Received, ReplySocket, RECV_BUFFER};
 
 use crate::control::admission::Buckets;
 use crate::listen::{bind_udp, BindError};
 use crate::metrics::Metrics;
-
-/// Larger than any binding request we answer; longer datagrams arrive
-/// truncated, their STUN length no longer matches, and they are ignored.
-const RECV_BUFFER: usize = 1500;
 
 /// Answers per source prefix (IPv4 /24, IPv6 /48) and port: a burst, then
 /// this many a second. A node sends a few requests every half minute; a
@@ -52,26 +53,22 @@ impl AnswerLimit {
 
 /// Binds every STUN address. `fallback_v4` is for the built-in defaults:
 /// an unbindable `[::]` becomes `0.0.0.0`.
-pub fn bind(addrs: &[SocketAddr], fallback_v4: bool) -> Result<Vec<UdpSocket>, BindError> {
+pub fn bind(addrs: &[SocketAddr], fallback_v4: bool) -> Result<Vec<ReplySocket>, BindError> {
     addrs
         .iter()
         .map(|&addr| {
             let socket = bind_udp(addr, fallback_v4)?;
-            let into_tokio = |s: std::net::UdpSocket| {
-                s.set_nonblocking(true)?;
-                UdpSocket::from_std(s)
-            };
-            into_tokio(socket).map_err(|source| BindError { addr, source })
+            ReplySocket::new(socket).map_err(|source| BindError { addr, source })
         })
         .collect()
 }
 
 /// Answers binding requests on `socket` until the task is aborted.
-pub async fn serve(socket: UdpSocket, metrics: Arc<Metrics>) {
+pub async fn serve(socket: ReplySocket, metrics: Arc<Metrics>) {
     let mut buf = vec![0u8; RECV_BUFFER];
     let mut limit = AnswerLimit::default();
     loop {
-        let (len, source) = match socket.recv_from(&mut buf).await {
+        let got = match socket.recv(&mut buf).await {
             Ok(got) => got,
             Err(e) => {
                 // Errors on an unconnected UDP socket are transient (ICMP
@@ -81,20 +78,34 @@ pub async fn serve(socket: UdpSocket, metrics: Arc<Metrics>) {
                 continue;
             }
         };
-        let Some(response) = buf.get(..len).and_then(|d| answer(d, source)) else {
-            metrics.stun_ignored.fetch_add(1, Ordering::Relaxed);
-            tracing::trace!(%source, len, "ignored a datagram on the STUN port");
-            continue;
-        };
-        if !limit.allow(source, Instant::now()) {
-            metrics.stun_limited.fetch_add(1, Ordering::Relaxed);
-            tracing::trace!(%source, "STUN answer over its prefix's rate");
-            continue;
+        // One sender's requests, several when GRO coalesced them.
+        for datagram in got.datagrams(&buf) {
+            answer_one(&socket, &got, datagram, &mut limit, &metrics).await;
         }
-        metrics.stun_requests.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = socket.send_to(&response, source).await {
-            tracing::debug!(%source, error = %e, "STUN response not sent");
-        }
+    }
+}
+
+async fn answer_one(
+    socket: &ReplySocket,
+    request: &Received,
+    datagram: &[u8],
+    limit: &mut AnswerLimit,
+    metrics: &Metrics,
+) {
+    let source = request.source;
+    let Some(response) = answer(datagram, source) else {
+        metrics.stun_ignored.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(%source, len = datagram.len(), "ignored a datagram on the STUN port");
+        return;
+    };
+    if !limit.allow(source, Instant::now()) {
+        metrics.stun_limited.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(%source, "STUN answer over its prefix's rate");
+        return;
+    }
+    metrics.stun_requests.fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = socket.reply(request, &response).await {
+        tracing::debug!(%source, local = ?request.local, error = %e, "STUN response not sent");
     }
 }
 
@@ -139,6 +150,32 @@ mod tests {
         assert!(limit.allow("[2001:db8:1::1]:1".parse().unwrap(), now));
         let later = now + std::time::Duration::from_secs(1);
         assert!(limit.allow("198.51.100.9:9".parse().unwrap(), later));
+    }
+
+    /// 127.0.0.2 is not the address the route back to 127.0.0.1 picks:
+    /// an answer from it shows the server answers from the address asked.
+    #[tokio::test]
+    async fn a_wildcard_server_answers_from_the_address_asked() {
+        let wildcard: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        let [socket] = <[ReplySocket; 1]>::try_from(bind(&[wildcard], false).unwrap()).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let server = tokio::spawn(serve(socket, Arc::new(Metrics::default())));
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let asked = SocketAddr::from(([127, 0, 0, 2], port));
+        let tx = [7u8; 12];
+        client
+            .send_to(&stun::binding_request(&tx), asked)
+            .await
+            .unwrap();
+        let mut buf = [0u8; 128];
+        let (len, from) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+            .await
+            .expect("a STUN answer within 5 s")
+            .unwrap();
+        server.abort();
+        assert_eq!(from, asked);
+        let (got_tx, seen) = stun::parse_response(&buf[..len]).unwrap();
+        assert_eq!((got_tx, seen), (tx, client.local_addr().unwrap()));
     }
 
     #[test]

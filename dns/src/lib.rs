@@ -10,6 +10,8 @@
 //! - [`refuse`]: an answer with a response code and nothing else.
 //! - [`answer_bytes`]: one raw query through a handler without sockets, as
 //!   the server would answer it (for tests and the fuzzers).
+//! - [`answer_udp`]: one UDP query as hickory's server answers it, for a
+//!   server that reads and answers its own datagrams.
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
@@ -19,10 +21,10 @@ use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::net::NetError;
 use hickory_server::proto::op::{
-    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+    Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode,
 };
 use hickory_server::proto::rr::{DNSClass, LowerName, Record, RecordType};
-use hickory_server::proto::serialize::binary::BinEncoder;
+use hickory_server::proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 
@@ -180,6 +182,30 @@ pub async fn answer_bytes(
     answer
 }
 
+/// The answer to one query datagram, as hickory's UDP server gives it:
+/// [`answer_bytes`], or FORMERR (header only) to a query whose header reads
+/// but whose body does not. `None`: send nothing (a response, a datagram
+/// shorter than a header, or nothing from the handler).
+pub async fn answer_udp(
+    handler: &impl RequestHandler,
+    bytes: &[u8],
+    src: SocketAddr,
+) -> Option<Vec<u8>> {
+    let header = Header::read(&mut BinDecoder::new(bytes)).ok()?;
+    if header.metadata.message_type == MessageType::Response {
+        return None;
+    }
+    match answer_bytes(handler, bytes, src, Protocol::Udp).await {
+        Some(answer) => Some(answer),
+        None if Request::from_bytes(bytes.to_vec(), src, Protocol::Udp).is_err() => {
+            let id = header.metadata.id;
+            let error = Message::error_msg(id, header.metadata.op_code, ResponseCode::FormErr);
+            error.to_vec().ok()
+        }
+        None => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,5 +298,28 @@ mod tests {
         for garbage in [&b""[..], b"\x00", &[0xff; 12], &[0u8; 600]] {
             let _ = answer_bytes(&Screened, garbage, src, Protocol::Udp).await;
         }
+    }
+
+    #[tokio::test]
+    async fn udp_answers_a_query_formerr_to_a_broken_body_and_nothing_to_responses() {
+        let src = "127.0.0.1:5353".parse().unwrap();
+        let ok = query("web.warren.internal.", RecordType::A)
+            .to_vec()
+            .unwrap();
+        let answer = answer_udp(&Screened, &ok, src).await.unwrap();
+        let answer = Message::from_vec(&answer).unwrap();
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        // A header that claims one question, and no question after it.
+        let mut broken = ok[..12].to_vec();
+        broken[0..2].copy_from_slice(&9u16.to_be_bytes());
+        let answer = answer_udp(&Screened, &broken, src).await.unwrap();
+        let answer = Message::from_vec(&answer).unwrap();
+        assert_eq!(answer.metadata.id, 9);
+        assert_eq!(answer.metadata.message_type, MessageType::Response);
+        assert_eq!(answer.metadata.response_code, ResponseCode::FormErr);
+        let mut response_header = broken.clone();
+        response_header[2] |= 0x80;
+        assert_eq!(answer_udp(&Screened, &response_header, src).await, None);
+        assert_eq!(answer_udp(&Screened, &ok[..5], src).await, None);
     }
 }

@@ -2,9 +2,12 @@
 //! server address (QUIC and both STUN ports), with the admin calls the NAT
 //! suites need and the relay counters of its `/metrics`.
 //!
-//! Binding STUN to 192.0.2.10 rather than the wildcard matters here: the
-//! internet namespace has several addresses, and a wildcard UDP socket
-//! answers from the address of the route back, which no NAT would let in.
+//! The server address sits on the internet namespace's loopback, and the
+//! route back to each router leaves by a link with an address of its own:
+//! a multi-homed host. [`Listen::ServerAddress`] binds everything to
+//! 192.0.2.10; [`Listen::Wildcard`] keeps the controller's default wildcard
+//! addresses (and serves DNS on `[::]:53`), whose UDP answers must leave
+//! from 192.0.2.10 all the same, or the NATs drop them.
 
 use std::ffi::OsStr;
 use std::net::{SocketAddr, SocketAddrV4};
@@ -26,6 +29,20 @@ pub const QUIC: SocketAddrV4 = SocketAddrV4::new(NatLab::SERVER, 7443);
 
 /// The two STUN ports (two, so agents can tell a symmetric NAT).
 pub const STUN_PORTS: [u16; 2] = [3478, 3479];
+
+/// Where the controller's DNS answers when [`Listen::Wildcard`] serves it.
+pub const DNS_PORT: u16 = 53;
+
+/// What the controller binds its UDP services to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// QUIC and both STUN ports on [`NatLab::SERVER`] only.
+    ServerAddress,
+    /// The defaults (`[::]:7443`, `[::]:3478`, `[::]:3479`) and DNS on
+    /// `[::]:53`: every address of the namespace, nodes still use
+    /// [`NatLab::SERVER`].
+    Wildcard,
+}
 
 /// The admin API, on the internet namespace's own loopback.
 pub const API: &str = "127.0.0.1:7480";
@@ -151,6 +168,17 @@ impl NatController {
         Self::start_with(lab, internet, relay_rate, false)
     }
 
+    /// [`NatController::start_with`], bound as `listen` says.
+    pub fn start_listening(
+        lab: &Lab,
+        internet: &Netns,
+        relay_rate: Option<u64>,
+        relay_instance: bool,
+        listen: Listen,
+    ) -> Result<NatController> {
+        Self::start_inner(lab, internet, relay_rate, relay_instance, listen)
+    }
+
     /// [`NatController::start`], and with `relay_instance` also a
     /// relay-only instance at [`RELAY_QUIC`] that the controller names to
     /// its nodes (`--advertise-relay`), so they relay through it.
@@ -159,6 +187,22 @@ impl NatController {
         internet: &Netns,
         relay_rate: Option<u64>,
         relay_instance: bool,
+    ) -> Result<NatController> {
+        Self::start_inner(
+            lab,
+            internet,
+            relay_rate,
+            relay_instance,
+            Listen::ServerAddress,
+        )
+    }
+
+    fn start_inner(
+        lab: &Lab,
+        internet: &Netns,
+        relay_rate: Option<u64>,
+        relay_instance: bool,
+        listen: Listen,
     ) -> Result<NatController> {
         let bin = controller_bin()?;
         let data_dir = lab.subdir("controller")?;
@@ -180,17 +224,22 @@ impl NatController {
             .iter()
             .map(|p| SocketAddrV4::new(NatLab::SERVER, *p).to_string())
             .collect();
+        let dns = format!("[::]:{DNS_PORT}");
         let mut args: Vec<&OsStr> = vec![
             "serve".as_ref(),
             "--data-dir".as_ref(),
             data_dir.as_os_str(),
-            "--listen-quic".as_ref(),
-            quic.as_ref(),
             "--listen-api".as_ref(),
             API.as_ref(),
         ];
-        for addr in &stun {
-            args.extend([OsStr::new("--listen-stun"), addr.as_ref()]);
+        match listen {
+            Listen::ServerAddress => {
+                args.extend([OsStr::new("--listen-quic"), quic.as_ref()]);
+                for addr in &stun {
+                    args.extend([OsStr::new("--listen-stun"), addr.as_ref()]);
+                }
+            }
+            Listen::Wildcard => args.extend([OsStr::new("--listen-dns"), dns.as_ref()]),
         }
         let rate = relay_rate.map(|r| r.to_string());
         if let Some(rate) = &rate {

@@ -24,7 +24,7 @@ use crate::error::{LabError, Result};
 use crate::lab::Lab;
 use crate::managed::ManagedAgent;
 use crate::nat::Nat;
-use crate::nat_controller::{NatController, RelayCounters, RELAY_QUIC};
+use crate::nat_controller::{Listen, NatController, RelayCounters, RELAY_QUIC};
 use crate::netns::Netns;
 use crate::ping::{self, PingReport};
 use crate::status::Status;
@@ -294,13 +294,20 @@ impl NatPair {
         b: NatKind,
         relay_rate: Option<u64>,
     ) -> Result<NatPair> {
-        Self::build_with(lab, a, b, relay_rate, false)
+        Self::build_with(lab, a, b, relay_rate, false, Listen::ServerAddress)
+    }
+
+    /// [`NatPair::build`] with the controller on its default wildcard
+    /// addresses and DNS on `[::]:53` ([`Listen::Wildcard`]): a multi-homed
+    /// host whose service address is not the one the routes back pick.
+    pub fn build_multihomed(lab: &Lab, a: NatKind, b: NatKind) -> Result<NatPair> {
+        Self::build_with(lab, a, b, None, false, Listen::Wildcard)
     }
 
     /// [`NatPair::build`] with a relay-only instance beside the controller,
     /// which the controller tells agents to relay through.
     pub fn build_with_relay_instance(lab: &Lab, a: NatKind, b: NatKind) -> Result<NatPair> {
-        Self::build_with(lab, a, b, None, true)
+        Self::build_with(lab, a, b, None, true, Listen::ServerAddress)
     }
 
     fn build_with(
@@ -309,9 +316,11 @@ impl NatPair {
         b: NatKind,
         relay_rate: Option<u64>,
         relay_instance: bool,
+        listen: Listen,
     ) -> Result<NatPair> {
         let net = NatLab::build(lab, a.nat(), b.nat())?;
-        let controller = NatController::start_with(lab, &net.internet, relay_rate, relay_instance)?;
+        let controller =
+            NatController::start_listening(lab, &net.internet, relay_rate, relay_instance, listen)?;
         let network = controller.network_create("natlab", POOL)?;
         let key = controller.key_create(&network)?;
         let agent_a = ManagedAgent::start(lab, &net.host_a, "a", Some(AGENT_PORT))?;

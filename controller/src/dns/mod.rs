@@ -6,10 +6,12 @@
 //! - [`handler`]: the request screen (REFUSED outside our zones, no ANY,
 //!   no transfers or updates, small UDP answers) in front of the catalog.
 //! - [`services`]: services nodes publish over the control connection.
+//! - [`udp`]: the UDP loop, answering from the address each query was sent to.
 
 pub mod handler;
 pub mod services;
 pub mod snapshot;
+pub mod udp;
 pub mod zone;
 
 #[cfg(test)]
@@ -23,10 +25,11 @@ use std::time::Duration;
 use hickory_server::proto::rr::LowerName;
 use hickory_server::zone_handler::ZoneHandler;
 use hickory_server::Server;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use warren_proto::NetworkId;
+use warren_udp::ReplySocket;
 
 use crate::hub::Hub;
 use handler::{AuthoritativeHandler, Zones};
@@ -55,7 +58,9 @@ pub struct DnsServer {
     /// Where it listens (UDP and TCP), with the port resolved.
     pub addr: SocketAddr,
     pub handler: AuthoritativeHandler,
+    /// TCP only: UDP is [`udp::serve`]'s.
     server: Server<AuthoritativeHandler>,
+    udp_task: JoinHandle<()>,
     zones_task: JoinHandle<()>,
 }
 
@@ -63,6 +68,7 @@ impl DnsServer {
     /// Stops answering and rebuilding.
     pub async fn shutdown(mut self) {
         self.zones_task.abort();
+        self.udp_task.abort();
         if let Err(e) = self.server.shutdown_gracefully().await {
             tracing::debug!(error = %e, "DNS server stopped with an error");
         }
@@ -80,7 +86,7 @@ pub async fn spawn(addr: SocketAddr, hub: Arc<Hub>) -> Result<DnsServer, DnsErro
     zones.reload_all(&hub).await;
     handler.replace(zones.assemble());
     let mut server = Server::new(handler.clone());
-    server.register_socket(udp);
+    let udp_task = tokio::spawn(udp::serve(udp, handler.clone()));
     server.register_listener(tcp, TCP_TIMEOUT, TCP_RESPONSE_BUFFER);
     let zones_task = tokio::spawn(maintain(zones, hub, changes, handler.clone()));
     tracing::info!(addr = %bound, "DNS listening");
@@ -88,6 +94,7 @@ pub async fn spawn(addr: SocketAddr, hub: Arc<Hub>) -> Result<DnsServer, DnsErro
         addr: bound,
         handler,
         server,
+        udp_task,
         zones_task,
     })
 }
@@ -95,13 +102,14 @@ pub async fn spawn(addr: SocketAddr, hub: Arc<Hub>) -> Result<DnsServer, DnsErro
 /// Binds UDP and TCP on one port. When `addr` asks for port 0, the port
 /// the kernel picks for UDP may already be taken for TCP by someone else,
 /// so that case tries a few fresh ports before giving up.
-async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener, SocketAddr), DnsError> {
+async fn bind_pair(addr: SocketAddr) -> Result<(ReplySocket, TcpListener, SocketAddr), DnsError> {
     const EPHEMERAL_TRIES: usize = 8;
     let bind_error = |source| DnsError::Bind { addr, source };
     let mut tries = 0;
     loop {
         tries += 1;
-        let udp = UdpSocket::bind(addr).await.map_err(bind_error)?;
+        let udp = std::net::UdpSocket::bind(addr).map_err(bind_error)?;
+        let udp = ReplySocket::new(udp).map_err(bind_error)?;
         let bound = udp.local_addr().map_err(bind_error)?;
         match TcpListener::bind(bound).await {
             Ok(tcp) => return Ok((udp, tcp, bound)),

@@ -1,7 +1,7 @@
 //! The hot path: TUN reads become GSO sends, GRO reads become coalesced TUN writes.
 
 use std::io::IoSliceMut;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -303,14 +303,18 @@ impl DataPath<'_> {
             let now = Instant::now();
             for (meta, buf) in reader.meta.iter().zip(&reader.bufs).take(n) {
                 let from = canonical(meta.addr);
+                // Where it was sent to: a reply leaves from there (IP_PKTINFO).
+                let local = meta.dst_ip;
                 if meta.len == 0 {
                     // An empty datagram is still input, to be counted and refused.
-                    self.handle_datagram(Source::Udp(from), &[], now).await;
+                    self.handle_datagram(Source::Udp(from), local, &[], now)
+                        .await;
                     continue;
                 }
                 let stride = meta.stride.max(1);
                 for datagram in buf[..meta.len].chunks(stride) {
-                    self.handle_datagram(Source::Udp(from), datagram, now).await;
+                    self.handle_datagram(Source::Udp(from), local, datagram, now)
+                        .await;
                 }
             }
         }
@@ -327,12 +331,21 @@ impl DataPath<'_> {
             );
             return;
         }
-        self.handle_datagram(Source::Relay(from), datagram, Instant::now())
+        self.handle_datagram(Source::Relay(from), None, datagram, Instant::now())
             .await;
         self.writer.flush(self.tun).await;
     }
 
-    async fn handle_datagram(&mut self, source: Source, datagram: &[u8], now: Instant) {
+    /// `local`: the address a UDP datagram was sent to, which a direct
+    /// reply to it (a pong, a handshake response) leaves from, so that a
+    /// host with several addresses answers from the one its peer used.
+    async fn handle_datagram(
+        &mut self,
+        source: Source,
+        local: Option<IpAddr>,
+        datagram: &[u8],
+        now: Instant,
+    ) {
         let result = match source {
             Source::Udp(from) => {
                 self.engine
@@ -354,8 +367,9 @@ impl DataPath<'_> {
                 to: Via::Udp(to),
                 len,
             }) => {
-                if let Err(e) = self.udp.send(to, &self.scratch[..len], len).await {
-                    tracing::debug!(error = %e, %to, "UDP reply failed");
+                let reply = &self.scratch[..len];
+                if let Err(e) = self.udp.send_from(to, local, reply, len).await {
+                    tracing::debug!(error = %e, %to, ?local, "UDP reply failed");
                 }
             }
             Ok(NetworkAction::Reply {

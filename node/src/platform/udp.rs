@@ -75,12 +75,30 @@ impl Udp {
         contents: &[u8],
         segment: usize,
     ) -> std::io::Result<()> {
+        self.send_from(to, None, contents, segment).await
+    }
+
+    /// [`Udp::send`] from `source` (an address of this host, where the
+    /// datagram being answered was sent), else from the address the
+    /// routing table picks.
+    pub async fn send_from(
+        &self,
+        to: SocketAddr,
+        source: Option<IpAddr>,
+        contents: &[u8],
+        segment: usize,
+    ) -> std::io::Result<()> {
+        let destination = self.to_socket_family(to);
         let transmit = quinn_udp::Transmit {
-            destination: self.to_socket_family(to),
+            destination,
             ecn: None,
             contents,
             segment_size: (segment < contents.len()).then_some(segment),
-            src_ip: None,
+            src_ip: source.map(|ip| match ip {
+                // A v4-mapped destination takes a v4-mapped source.
+                IpAddr::V4(v4) if destination.is_ipv6() => IpAddr::V6(v4.to_ipv6_mapped()),
+                other => other,
+            }),
         };
         loop {
             match self.socket.try_io(Interest::WRITABLE, || {
@@ -121,4 +139,47 @@ fn bind_dual_stack(port: u16) -> std::io::Result<Socket> {
     socket.set_only_v6(false)?;
     socket.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
     Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use std::io::IoSliceMut;
+    use std::time::Duration;
+
+    /// 127.0.0.2 is not the address the route back to 127.0.0.1 picks: a
+    /// reply from it shows the source came from the datagram answered.
+    #[tokio::test]
+    async fn a_reply_leaves_from_the_address_the_datagram_was_sent_to() {
+        let udp = Udp::bind(0).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let asked = SocketAddr::from(([127, 0, 0, 2], udp.local_port()));
+        client.send_to(b"ping", asked).await.unwrap();
+        let mut buf = vec![0u8; u16::MAX as usize];
+        let mut meta = [quinn_udp::RecvMeta::default()];
+        loop {
+            udp.socket.readable().await.unwrap();
+            let read = udp.socket.try_io(Interest::READABLE, || {
+                let mut bufs = [IoSliceMut::new(&mut buf)];
+                udp.state.recv((&udp.socket).into(), &mut bufs, &mut meta)
+            });
+            if matches!(read, Ok(n) if n > 0) {
+                break;
+            }
+        }
+        let from = canonical(meta[0].addr);
+        assert_eq!(from, client.local_addr().unwrap());
+        udp.send_from(from, meta[0].dst_ip, b"pong", 4)
+            .await
+            .unwrap();
+        let mut answer = [0u8; 16];
+        let (len, source) =
+            tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut answer))
+                .await
+                .expect("a reply within 5 s")
+                .unwrap();
+        assert_eq!((&answer[..len], source), (&b"pong"[..], asked));
+    }
 }
