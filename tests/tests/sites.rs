@@ -326,7 +326,7 @@ fn a_pod_in_one_cluster_reaches_a_service_of_another_by_its_mesh_name() {
             // W routes its pod network into the mesh (site to site) and
             // accepts M's routes; M accepts W's, for the way back.
             let pods = world.site("w")?.node_subnet();
-            advertise(world.site("w")?, "w", &[pods.clone()])?;
+            advertise(world.site("w")?, "w", std::slice::from_ref(&pods))?;
             world.approve("w", RANGE)?;
             world.approve("w", &pods)?;
             advertise(world.site("m")?, "m", &[])?;
