@@ -214,6 +214,90 @@ fn routes_capturing_the_controller_or_a_peer_endpoint_are_refused() {
 }
 
 #[test]
+fn one_primary_per_prefix_and_site() {
+    let a = member(1, true, T1);
+    let b = member(2, true, T2);
+    let c = member(3, true, T2);
+    let sited = |m: &Member, site: &str| Route {
+        site: Some(site.into()),
+        ..route(m, "10.96.0.0/12", true, true)
+    };
+    // a and b for site m (a pair), c for site w (another destination).
+    let routes = vec![sited(&a, "m"), sited(&b, "m"), sited(&c, "w")];
+    let p = primaries(&snapshot(
+        vec![a.clone(), b.clone(), c.clone()],
+        routes.clone(),
+    ));
+    assert!(
+        p.contains_key(&a.node_id) && p.contains_key(&c.node_id),
+        "{p:?}"
+    );
+    assert!(!p.contains_key(&b.node_id), "{p:?}");
+    // m's primary goes: b takes over; w's is untouched.
+    let a_off = member(1, false, "2026-01-01T12:00:00Z");
+    let p = primaries(&snapshot(vec![a_off, b.clone(), c.clone()], routes.clone()));
+    assert!(
+        p.contains_key(&b.node_id) && p.contains_key(&c.node_id),
+        "{p:?}"
+    );
+    // Approval: another site may overlap (IPv4), the same site may not.
+    let n = network();
+    let members = vec![a.clone(), b.clone(), c.clone()];
+    let checks = RouteChecks::default();
+    let only_c = vec![sited(&c, "w")];
+    let pending_a = Route {
+        approved: false,
+        ..sited(&a, "m")
+    };
+    let with_a = vec![pending_a, sited(&c, "w")];
+    assert!(check_approval(
+        a.node_id,
+        &prefix("10.96.0.0/16"),
+        &n,
+        &members,
+        &with_a,
+        &checks
+    )
+    .is_ok());
+    let err = check_approval(
+        b.node_id,
+        &prefix("10.96.0.0/16"),
+        &n,
+        &members,
+        &only_c,
+        &checks,
+    )
+    .unwrap_err();
+    assert!(matches!(err, RouteRefusal::SiteAndNoSite { .. }), "{err}");
+    let b_rows = vec![
+        sited(&a, "m"),
+        Route {
+            approved: false,
+            ..sited(&b, "m")
+        },
+    ];
+    assert!(check_approval(
+        b.node_id,
+        &prefix("10.96.0.0/12"),
+        &n,
+        &members,
+        &b_rows,
+        &checks
+    )
+    .is_ok());
+    let err = check_approval(
+        b.node_id,
+        &prefix("10.96.0.0/16"),
+        &n,
+        &members,
+        &b_rows,
+        &checks,
+    )
+    .unwrap_err();
+    assert!(matches!(err, RouteRefusal::Overlap { .. }), "{err}");
+}
+
+#[test]
 fn one_primary_per_prefix_sticky_and_failing_over() {
     let a = member(1, true, T1);
     let b = member(2, true, T2);
