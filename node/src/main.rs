@@ -18,6 +18,7 @@ mod daemon;
 mod dns;
 mod metrics;
 mod platform;
+mod portmap;
 mod routes;
 mod state;
 
