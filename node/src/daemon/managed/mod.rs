@@ -622,9 +622,7 @@ impl Managed {
             .chain(self.static_net.as_ref())
             .flat_map(|r| r.spec.addresses.iter().map(IpNet::trunc))
             .collect();
-        let ports = self.nets.values().filter(|n| n.runner.is_some());
-        let ports = ports.map(|n| n.config.listen_port).collect();
-        self.portmaps.keep(&ports, &mut self.lingering);
+        self.sync_port_maps();
         for (id, net) in &mut self.nets {
             if net.runner.is_none() || !self.links.is_connected(&net.config.controller) {
                 continue;

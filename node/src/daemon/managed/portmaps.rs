@@ -65,4 +65,12 @@ impl super::Managed {
     pub fn enable_port_mapping(&mut self, changed: mpsc::UnboundedSender<()>) {
         self.portmaps.changed = Some(changed);
     }
+
+    /// A mapper for each network with a data plane, and none for the
+    /// rest (left or down: their mappings are deleted).
+    pub(super) fn sync_port_maps(&mut self) {
+        let ports = self.nets.values().filter(|n| n.runner.is_some());
+        let ports = ports.map(|n| n.config.listen_port).collect();
+        self.portmaps.keep(&ports, &mut self.lingering);
+    }
 }
