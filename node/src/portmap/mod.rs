@@ -231,7 +231,8 @@ async fn request(
     previous: Option<&Mapping>,
 ) -> Result<Mapping, Failure> {
     let socket = connect(gateway).await?;
-    let lifetime = |s: u32| Duration::from_secs(u64::from(s));
+    // A gateway may grant less than asked, never more (RFC 6887 15).
+    let lifetime = |s: u32| Duration::from_secs(u64::from(s.min(LIFETIME)));
     if previous.map(|m| m.protocol) != Some(Protocol::NatPmp) {
         let ask = pcp::map_request(local, port, LIFETIME, nonce, previous.map(|m| m.external));
         match exchange(&socket, &ask, |r| pcp::parse_map_reply(r, port, nonce)).await {
