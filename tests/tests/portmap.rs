@@ -5,7 +5,8 @@
 //! matrix shows it never does without (symmetric x symmetric is relayed).
 //! Turned off in the agents, the same lab stays relayed: the direct path is
 //! the agents' doing, not a hole in the lab. A gateway that drops PCP gets
-//! NAT-PMP instead. A stopping agent deletes its mapping from the gateway.
+//! NAT-PMP instead. A stopping or leaving agent deletes its mapping from the
+//! gateway, and one whose host moves to a new address asks again.
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use warren_lab::natpair::{NatKind, NatPair, PeerPath, Side, AGENT_PORT};
 use warren_lab::portmap_gateway::{external_addr, Miniupnpd};
 use warren_lab::topology::NatLab;
 use warren_lab::wait::{self, Poll};
-use warren_lab::{e2e, Lab};
+use warren_lab::{e2e, link, Lab};
 
 /// How long the pair gets to settle on a path after both joined.
 const PATH_WITHIN: Duration = Duration::from_secs(20);
@@ -70,6 +71,21 @@ fn wait_mapping(pair: &NatPair, side: Side) -> anyhow::Result<Value> {
         },
     )?;
     Ok(mapping)
+}
+
+/// Waits until `gateway` lists a lease for `host`'s data-plane port.
+fn wait_lease(gateway: &Miniupnpd, host: std::net::Ipv4Addr) -> anyhow::Result<String> {
+    let lease = wait::until(
+        format!("a lease for {host}"),
+        Duration::from_secs(15),
+        || {
+            Ok(match lease_of(gateway, host) {
+                Some(lease) => Poll::Ready(lease),
+                None => Poll::Pending(gateway.leases()),
+            })
+        },
+    )?;
+    Ok(lease)
 }
 
 /// The lease line of `host`'s data-plane port, if the gateway lists one.
@@ -208,6 +224,45 @@ fn symmetric_pair_stays_relayed_with_port_mapping_off() {
         ensure!(
             gateways.iter().all(|g| g.leases().is_empty()),
             "a gateway holds a lease"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_new_address_asks_the_gateway_again() {
+    e2e("portmap::renumber", |lab| {
+        let (pair, gateways) = build(lab, true, false)?;
+        pair.join_both()?;
+        wait_mapping(&pair, Side::A)?;
+        wait_lease(&gateways[0], NatLab::HOST_A)?;
+        // host-a moves to another address on its LAN, as after a new DHCP
+        // lease: the old mapping points nowhere, a new one is asked for.
+        let moved = std::net::Ipv4Addr::new(10, 0, 1, 3);
+        let (ns, ifname) = (&pair.net.host_a, &pair.net.host_a_if);
+        // The old address first: a second one in its subnet would go with it.
+        link::del_addr(ns, ifname, &format!("{}/24", NatLab::HOST_A))?;
+        link::add_addr(ns, ifname, &format!("{moved}/24"))?;
+        link::add_route(ns, "default", NatLab::ROUTER_A_LAN.into())?;
+        let lease = wait_lease(&gateways[0], moved)?;
+        let external = wait::until(
+            "netcheck to show the new mapping",
+            Duration::from_secs(15),
+            || {
+                let report = pair.netcheck(Side::A)?;
+                let mapping = &report["networks"][0]["port_mapping"];
+                let ext = mapping["external"].as_str().unwrap_or_default().to_owned();
+                let port = ext.rsplit(':').next().unwrap_or_default().to_owned();
+                // The lease is `UDP:EXTPORT:HOST:PORT:...`.
+                Ok(match lease.starts_with(&format!("UDP:{port}:{moved}:")) {
+                    true => Poll::Ready(ext),
+                    false => Poll::Pending(format!("{report} / {lease}")),
+                })
+            },
+        )?;
+        ensure!(
+            external.starts_with(&format!("{}:", external_addr(true))),
+            "{external}"
         );
         Ok(())
     });
