@@ -7,6 +7,8 @@
 mod gateway;
 mod natpmp;
 mod pcp;
+mod reply;
+pub use reply::{Granted, ReplyError};
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
@@ -60,37 +62,6 @@ pub struct Mapping {
     /// Where peers reach the data-plane port from outside.
     pub external: SocketAddr,
     pub lifetime: Duration,
-}
-
-/// Why a reply was not a grant.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReplyError {
-    #[error("reply too short")]
-    Short,
-    #[error("protocol version {0}")]
-    Version(u8),
-    #[error("unexpected opcode {0:#x}")]
-    Opcode(u8),
-    #[error("refused with result code {0}")]
-    Refused(u16),
-    #[error("reply does not match the request: {0}")]
-    Mismatch(&'static str),
-}
-
-/// What a reply granted, checked to be usable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Granted {
-    pub external: SocketAddr,
-    pub lifetime: u32,
-}
-
-impl Granted {
-    fn new(external: SocketAddr, lifetime: u32) -> Result<Granted, ReplyError> {
-        if external.port() == 0 || external.ip().is_unspecified() || lifetime == 0 {
-            return Err(ReplyError::Mismatch("no usable mapping granted"));
-        }
-        Ok(Granted { external, lifetime })
-    }
 }
 
 /// Why no mapping came of a request.
@@ -326,3 +297,8 @@ async fn exchange<T>(
     }
     Err(Failure::NoAnswer)
 }
+
+/// The port-mapping fuzz target, replayed over its committed inputs.
+#[cfg(test)]
+#[path = "../../../fuzz/checks/portmap.rs"]
+mod fuzz_inputs;
