@@ -162,7 +162,13 @@ async fn keep(
         }
         if let (Some((gateway, local)), true) = (net, next <= now) {
             let previous = held.as_ref().map(|(m, _)| m);
-            match request(gateway, local, port, nonce, previous).await {
+            let asking = request(gateway, local, port, nonce, previous);
+            // A stop while asking still deletes what is held.
+            let answer = tokio::select! {
+                answer = asking => answer,
+                _ = &mut stopped => break,
+            };
+            match answer {
                 Ok(m) => {
                     if previous != Some(&m) {
                         tracing::info!(port, protocol = m.protocol.as_str(), %gateway, external = %m.external, lifetime = ?m.lifetime, "port mapped");
@@ -177,7 +183,7 @@ async fn keep(
                 }
             }
         }
-        let wake = next.min(Instant::now() + CHECK);
+        let wake = wake_at(next, Instant::now(), net.is_some());
         tokio::select! {
             _ = &mut stopped => break,
             () = tokio::time::sleep_until(wake) => {}
@@ -190,6 +196,18 @@ async fn keep(
         }
     }
     set(None);
+}
+
+/// When the keeper looks again: at the next request due, or the next look
+/// for a change, whichever is first; without a gateway only the look is
+/// due (a request due in the past would otherwise spin the loop).
+fn wake_at(next: Instant, now: Instant, have_gateway: bool) -> Instant {
+    let look = now + CHECK;
+    if have_gateway {
+        next.min(look)
+    } else {
+        look
+    }
 }
 
 /// Asks `gateway` for a mapping: PCP first (unless NAT-PMP answered last
@@ -296,6 +314,21 @@ async fn exchange<T>(
         }
     }
     Err(Failure::NoAnswer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_gateway_waits_for_the_next_look() {
+        let now = Instant::now();
+        let due = now - Duration::from_secs(1);
+        assert_eq!(wake_at(due, now, false), now + CHECK);
+        assert_eq!(wake_at(due, now, true), due);
+        let later = now + RETRY;
+        assert_eq!(wake_at(later, now, true), now + CHECK);
+    }
 }
 
 /// The port-mapping fuzz target, replayed over its committed inputs.
