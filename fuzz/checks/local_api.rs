@@ -243,6 +243,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                         mapping_varies_by_destination: Some(false),
                         relay: true,
                         relay_server: None,
+                        port_mapping: None,
                     }],
                 },
             ),

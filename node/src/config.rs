@@ -27,6 +27,25 @@ pub struct Config {
     /// The Prometheus endpoint; off without the section.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<crate::metrics::MetricsSettings>,
+    /// NAT traversal helpers: port mapping.
+    #[serde(default)]
+    pub nat: NatConfig,
+}
+
+/// `[nat]`: what the agent asks of the NATs in front of it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NatConfig {
+    /// Ask the default gateway for a mapping of each data-plane port
+    /// (PCP, else NAT-PMP) and advertise it as an endpoint.
+    #[serde(default = "default_true")]
+    pub port_mapping: bool,
+}
+
+impl Default for NatConfig {
+    fn default() -> Self {
+        NatConfig { port_mapping: true }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

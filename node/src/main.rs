@@ -7,6 +7,7 @@
 //! - `platform/`: OS seams: TUN device, UDP socket, socket options.
 //! - `routes/`: subnet routes, exit nodes, policy routing and the stateful filter.
 //! - `metrics/`: the opt-in Prometheus endpoint (`[metrics] listen`).
+//! - `portmap/`: port mapping at the default gateway (PCP, NAT-PMP): request, renew, delete.
 //! - `config`: the agent's TOML configuration.
 //! - `client`: the local-API client the CLI uses.
 //! - `state`: the state directory: node key, joined networks, cached netmaps.
@@ -18,6 +19,7 @@ mod daemon;
 mod dns;
 mod metrics;
 mod platform;
+mod portmap;
 mod routes;
 mod state;
 

@@ -410,6 +410,24 @@ pub struct NetcheckNetwork {
     /// relays itself.
     #[serde(default)]
     pub relay_server: Option<String>,
+    /// The mapping the default gateway granted for `listen_port`, advertised
+    /// to peers as one more endpoint; `None` while there is none (port
+    /// mapping off, or no gateway answered).
+    #[serde(default)]
+    pub port_mapping: Option<PortMapping>,
+}
+
+/// A port mapping granted by the gateway (PCP or NAT-PMP).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortMapping {
+    /// `pcp` or `nat-pmp`: the protocol the gateway answered.
+    pub protocol: String,
+    /// The gateway asked (the default route's).
+    pub gateway: String,
+    /// Where peers reach the data-plane port from outside.
+    pub external: String,
+    /// The lifetime granted, in seconds; renewed at half of it.
+    pub lifetime_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

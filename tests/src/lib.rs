@@ -39,6 +39,8 @@
 //! - [`natpair`], [`nat_controller`]: two managed agents behind NAT routers
 //!   of chosen behaviours and the controller on the internet, for the NAT
 //!   matrix, relay suites and `warren-nat-bench`.
+//! - [`portmap_gateway`]: miniupnpd in a NAT router, answering NAT-PMP and
+//!   PCP, for the port-mapping suite.
 //! - [`routes_lab`]: NAT'd sites with masters, clusters and laptops, for the
 //!   subnet-route and exit-node suites and the demo.
 //! - [`hostile_controller`]: a controller built on `warren-proto` that
@@ -86,6 +88,7 @@ pub mod oidc;
 pub mod pair;
 pub mod pcap;
 pub mod ping;
+pub mod portmap_gateway;
 pub mod postgres;
 pub mod prng;
 pub mod process;

@@ -44,6 +44,11 @@ pub struct DaemonArgs {
     /// in the config file's `[metrics]`.
     #[arg(long, env = "WARREN_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Ask the default gateway (PCP, else NAT-PMP) for a mapping of each
+    /// data-plane port and advertise it to peers [default: the config
+    /// file's `[nat] port-mapping`, else true].
+    #[arg(long, env = "WARREN_PORT_MAPPING", value_name = "BOOL")]
+    port_mapping: Option<bool>,
 }
 
 fn parse_max_age(text: &str) -> Result<Duration, String> {
@@ -84,6 +89,9 @@ pub fn run(cli: &Cli, args: &DaemonArgs) -> anyhow::Result<()> {
         }),
         (None, file) => file,
     };
+    let port_mapping = args
+        .port_mapping
+        .unwrap_or_else(|| config.as_ref().is_none_or(|c| c.nat.port_mapping));
     if let Some(metrics) = &metrics {
         metrics.check().map_err(anyhow::Error::msg)?;
     }
@@ -96,6 +104,7 @@ pub fn run(cli: &Cli, args: &DaemonArgs) -> anyhow::Result<()> {
         state_dir,
         socket,
         listen_port: args.listen_port,
+        port_mapping,
     };
     super::runtime()?.block_on(crate::daemon::run(options))
 }

@@ -101,6 +101,18 @@ pub fn netcheck(cli: &Cli, args: &NetcheckArgs) -> anyhow::Result<()> {
             None => "unknown (fewer than two STUN answers)",
         };
         println!("  mapping {mapping}");
+        match &net.port_mapping {
+            Some(m) => println!(
+                "  port mapping: {} {} maps us at {} ({}s, renewed at half)",
+                m.protocol.to_uppercase(),
+                m.gateway,
+                m.external,
+                m.lifetime_secs
+            ),
+            None => println!(
+                "  port mapping: none (off, or the gateway does not answer PCP or NAT-PMP)"
+            ),
+        }
         match (net.relay, &net.relay_server) {
             (true, Some(server)) => println!("  relay reachable (relay-only instance {server})"),
             (true, None) => println!("  relay reachable (the controller)"),

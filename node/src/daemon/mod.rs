@@ -43,6 +43,8 @@ pub struct DaemonOptions {
     pub admin_group: Option<String>,
     /// The Prometheus endpoint (the config file's `[metrics]`, flags applied).
     pub metrics: Option<crate::metrics::MetricsSettings>,
+    /// Ask the default gateway for port mappings (`[nat] port-mapping`).
+    pub port_mapping: bool,
 }
 
 /// The default `netmap-max-age`.
@@ -135,6 +137,10 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     managed.dns = dns;
     managed.static_peers = static_peers;
     managed.set_netmap_max_age(options.netmap_max_age);
+    let (mapped_tx, mut mapped) = mpsc::unbounded_channel();
+    if options.port_mapping {
+        managed.enable_port_mapping(mapped_tx);
+    }
     // Before any cached netmap comes back: removes what a crash left installed.
     managed.routes = crate::routes::Routes::start(&options.state_dir).await;
     managed
@@ -179,6 +185,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
                 Request::Metrics(reply) => { let _ = reply.send(managed.metrics().await); }
             },
             Some(event) = events.recv() => managed.handle_control(event).await,
+            Some(()) = mapped.recv() => managed.report_endpoints(false),
             Some((network, event)) = net_events.recv() => managed.handle_network_event(&network, event).await,
             () = restart_at(managed.next_restart()) => managed.restart_due(tokio::time::Instant::now()).await,
             death = managed.tasks.next_death() => {

@@ -164,6 +164,7 @@ impl Managed {
         if let Some(runner) = net.runner {
             runner.stop().await;
         }
+        self.sync_port_maps();
         self.state.forget_netmap(&id);
         self.call_me_maybe.forget_network(id);
         self.save();
@@ -207,6 +208,7 @@ impl Managed {
         if let Some(runner) = runner {
             runner.stop().await;
         }
+        self.sync_port_maps();
         self.sync_effects(id).await;
         self.call_me_maybe.forget_network(id);
         self.detach(id, &controller);

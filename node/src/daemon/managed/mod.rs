@@ -29,6 +29,7 @@ pub use grants::GRANT_CHECK;
 mod links;
 mod login;
 mod paths;
+mod portmaps;
 use links::relay_link;
 pub use paths::PATHS_CHECK;
 mod freshness;
@@ -130,6 +131,8 @@ pub struct Managed {
     pub(crate) tasks: Supervisor,
     /// Connections closed after a delay (a Leave going out first).
     lingering: tokio::task::JoinSet<()>,
+    /// The gateway's mappings of the data-plane ports (`portmaps`).
+    portmaps: portmaps::PortMaps,
 }
 
 impl Managed {
@@ -163,6 +166,7 @@ impl Managed {
             static_spec: None,
             tasks: Supervisor::default(),
             lingering: tokio::task::JoinSet::new(),
+            portmaps: portmaps::PortMaps::default(),
         }
     }
 
@@ -621,12 +625,14 @@ impl Managed {
             .chain(self.static_net.as_ref())
             .flat_map(|r| r.spec.addresses.iter().map(IpNet::trunc))
             .collect();
+        self.sync_port_maps();
         for (id, net) in &mut self.nets {
             if net.runner.is_none() || !self.links.is_connected(&net.config.controller) {
                 continue;
             }
             let mut endpoints = local_endpoints(net.config.listen_port, &overlay);
             endpoints.extend(net.reflexive.values().copied());
+            endpoints.extend(self.portmaps.external(net.config.listen_port));
             endpoints.sort();
             endpoints.dedup();
             if let Some(runner) = &net.runner {
@@ -653,6 +659,7 @@ impl Managed {
         if let Some(s) = self.static_net.take() {
             s.stop().await;
         }
+        self.portmaps.stop().await;
         self.controllers.clear();
         self.lingering.shutdown().await;
         self.dns.shutdown().await;

@@ -337,6 +337,14 @@ impl Managed {
                 mapping_varies_by_destination: (seen.len() >= 2).then_some(mapped.len() > 1),
                 relay: self.links.is_connected(&net.config.controller),
                 relay_server: self.links.relay_server(&net.config.controller).cloned(),
+                port_mapping: self.portmaps.mapping(net.config.listen_port).map(|m| {
+                    warren_proto::local_api::PortMapping {
+                        protocol: m.protocol.as_str().to_owned(),
+                        gateway: m.gateway.to_string(),
+                        external: m.external.to_string(),
+                        lifetime_secs: m.lifetime.as_secs(),
+                    }
+                }),
             });
         }
         Netcheck { networks }
