@@ -312,6 +312,42 @@ impl RoutesLab {
     }
 }
 
+impl RoutesLab {
+    /// Kills site `primary`'s agent without a word (SIGKILL: no clean
+    /// close) and waits until site `client` fetching `addr` is answered
+    /// with `standby_body`; how long that took from the kill.
+    pub fn kill_and_wait_for(
+        &mut self,
+        primary: &str,
+        client: &str,
+        addr: SocketAddr,
+        standby_body: &str,
+    ) -> Result<Duration> {
+        let killed_at = Instant::now();
+        self.site_mut(primary)?
+            .agent
+            .process()
+            .ok_or_else(|| LabError::Invalid(format!("{primary}'s agent is not running")))?
+            .signal("KILL")?;
+        let client = self.site(client)?;
+        crate::wait::until(
+            format!("{} to be answered by {standby_body}", client.name),
+            Duration::from_secs(40),
+            || {
+                Ok(
+                    match fetch(&client.host, addr, Duration::from_millis(500))? {
+                        Ok(f) if f.server == standby_body => {
+                            crate::wait::Poll::Ready(killed_at.elapsed())
+                        }
+                        Ok(f) => crate::wait::Poll::Pending(format!("answered by {}", f.server)),
+                        Err(why) => crate::wait::Poll::Pending(why),
+                    },
+                )
+            },
+        )
+    }
+}
+
 /// Host `host` of site `index`'s cluster link, fd16:(index+1)::/64.
 fn cluster_addr6(index: u8, host: u16) -> Ipv6Addr {
     Ipv6Addr::new(0xfd16, u16::from(index) + 1, 0, 0, 0, 0, 0, host)

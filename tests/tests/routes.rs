@@ -426,28 +426,11 @@ fn a_second_router_takes_over_within_15_seconds() {
         );
 
         // The primary dies without a word (SIGKILL: no clean close).
-        let killed_at = Instant::now();
-        world
-            .site_mut(&primary)?
-            .agent
-            .process()
-            .context("primary agent runs")?
-            .signal("KILL")?;
-        let laptop = world.site("laptop")?;
-        let took = wait::until(
-            format!("the laptop to be served by {standby}"),
-            Duration::from_secs(40),
-            || {
-                Ok(
-                    match fetch(&laptop.host, service(SERVICE_A), Duration::from_millis(500))? {
-                        Ok(f) if f.server == format!("cluster-{standby}") => {
-                            Poll::Ready(killed_at.elapsed())
-                        }
-                        Ok(f) => Poll::Pending(format!("answered by {}", f.server)),
-                        Err(why) => Poll::Pending(why),
-                    },
-                )
-            },
+        let took = world.kill_and_wait_for(
+            &primary,
+            "laptop",
+            service(SERVICE_A),
+            &format!("cluster-{standby}"),
         )?;
         println!("fail-over from {primary} to {standby} took {took:?}");
         ensure!(

@@ -248,28 +248,11 @@ fn two_masters_of_one_site_fail_over_and_two_sites_never_do() {
             );
 
             // m's primary dies without a word: its standby takes over.
-            let killed_at = Instant::now();
-            world
-                .site_mut(&primary)?
-                .agent
-                .process()
-                .context("primary agent runs")?
-                .signal("KILL")?;
-            let laptop = world.site("laptop")?;
-            let took = wait::until(
-                format!("the laptop to be served by {standby}"),
-                Duration::from_secs(40),
-                || {
-                    Ok(
-                        match fetch(&laptop.host, http(members), Duration::from_millis(500))? {
-                            Ok(f) if f.server == format!("members@{standby}") => {
-                                Poll::Ready(killed_at.elapsed())
-                            }
-                            Ok(f) => Poll::Pending(format!("answered by {}", f.server)),
-                            Err(why) => Poll::Pending(why),
-                        },
-                    )
-                },
+            let took = world.kill_and_wait_for(
+                &primary,
+                "laptop",
+                http(members),
+                &format!("members@{standby}"),
             )?;
             println!("fail-over within site m from {primary} to {standby} took {took:?}");
             ensure!(
