@@ -20,6 +20,7 @@ use super::datapath::{RelayOut, RelayTx};
 use super::relay_in::{RelayInTx, RelayRoutes};
 use relay::{spawn_relay_reader, RelayInstance, RelayPath, Relays};
 
+pub(crate) mod probe;
 mod quic_config;
 mod relay;
 mod targets;
