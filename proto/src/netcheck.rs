@@ -151,7 +151,10 @@ impl PathVerdict {
 impl NatMapping {
     /// The behaviour that `mapped` (one entry per server asked, `None` for
     /// no answer) shows for a socket whose own address is `local`.
-    pub fn of(local: Option<std::net::SocketAddr>, mapped: &[Option<std::net::SocketAddr>]) -> NatMapping {
+    pub fn of(
+        local: Option<std::net::SocketAddr>,
+        mapped: &[Option<std::net::SocketAddr>],
+    ) -> NatMapping {
         let answers: Vec<_> = mapped.iter().flatten().collect();
         match answers.as_slice() {
             [] => NatMapping::UdpBlocked,
@@ -186,12 +189,21 @@ mod tests {
         assert_eq!(NatMapping::of(local, &[None, None]), NatMapping::UdpBlocked);
         assert_eq!(NatMapping::of(local, &[]), NatMapping::UdpBlocked);
         assert_eq!(NatMapping::of(local, &[a, None]), NatMapping::Unknown);
-        assert_eq!(NatMapping::of(local, &[a, a]), NatMapping::EndpointIndependent);
-        assert_eq!(NatMapping::of(local, &[a, b]), NatMapping::VariesByDestination);
+        assert_eq!(
+            NatMapping::of(local, &[a, a]),
+            NatMapping::EndpointIndependent
+        );
+        assert_eq!(
+            NatMapping::of(local, &[a, b]),
+            NatMapping::VariesByDestination
+        );
         assert_eq!(NatMapping::of(a, &[a, a]), NatMapping::NoNat);
         // A different address, same port, is a different mapping too.
         let c = addr("198.51.100.1:40000");
-        assert_eq!(NatMapping::of(local, &[a, c]), NatMapping::VariesByDestination);
+        assert_eq!(
+            NatMapping::of(local, &[a, c]),
+            NatMapping::VariesByDestination
+        );
     }
 
     #[test]
@@ -233,8 +245,14 @@ mod tests {
             of(NatMapping::VariesByDestination, true),
             PathVerdict::DirectToMostPeers
         );
-        assert_eq!(of(NatMapping::Unknown, false), PathVerdict::DirectUndetermined);
-        assert_eq!(of(NatMapping::Unknown, true), PathVerdict::DirectToMostPeers);
+        assert_eq!(
+            of(NatMapping::Unknown, false),
+            PathVerdict::DirectUndetermined
+        );
+        assert_eq!(
+            of(NatMapping::Unknown, true),
+            PathVerdict::DirectToMostPeers
+        );
         // No UDP answer: a gateway's mapping does not help a blocked path.
         assert_eq!(of(NatMapping::UdpBlocked, false), PathVerdict::RelayOnly);
         assert_eq!(of(NatMapping::UdpBlocked, true), PathVerdict::RelayOnly);

@@ -107,6 +107,12 @@ mod tests {
             );
         }
         assert!(STATUS_HELP.contains(&format!("\n  {UNHEALTHY}  ")));
+        for code in [USAGE, CONTROLLER_UNREACHABLE, FINGERPRINT_MISMATCH] {
+            assert!(
+                NETCHECK_HELP.contains(&format!("\n  {code} ")),
+                "{code} missing from the netcheck help"
+            );
+        }
         let mut all: Vec<u8> = join.to_vec();
         all.extend([0, 1, 2, UNHEALTHY]);
         all.sort();

@@ -79,9 +79,8 @@ enum Command {
     Ping(ping::PingArgs),
     /// Would the access policy let a new flow out to DEST, and by which rule?
     Explain(explain::ExplainArgs),
-    /// Report reflexive addresses, whether the NAT maps per destination,
-    /// port mapping and the path peers would take; with --controller,
-    /// probe a controller from here before joining.
+    /// Report what the NAT does, port mapping and the path peers would
+    /// take; with --controller, probe a controller before joining.
     #[command(after_help = exit::NETCHECK_HELP)]
     Netcheck(netcheck::NetcheckArgs),
     /// Check a config file and print the effective configuration.

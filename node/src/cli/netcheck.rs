@@ -34,6 +34,7 @@ pub struct NetcheckArgs {
     /// two or more tell whether the NAT maps per destination.
     #[arg(long = "stun-port", value_name = "PORT", requires = "controller")]
     stun_ports: Vec<u16>,
+    /// Print the report as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -81,11 +82,11 @@ pub fn run(cli: &Cli, args: &NetcheckArgs) -> anyhow::Result<()> {
 
 /// The report for people, one finding a line.
 fn render(r: &ControllerNetcheck) -> String {
-    let mut out = format!(
-        "controller {} ({})\n",
-        r.controller,
-        r.quic.address.as_deref().unwrap_or("not resolved")
-    );
+    let mut out = match r.quic.address.as_deref() {
+        Some(addr) if addr == r.controller => format!("controller {addr}\n"),
+        Some(addr) => format!("controller {} ({addr})\n", r.controller),
+        None => format!("controller {} (not resolved)\n", r.controller),
+    };
     let q = &r.quic;
     match (q.reach, q.rtt_ms) {
         (QuicReach::Connected, Some(ms)) => {
