@@ -5,7 +5,9 @@
 //! the daemon stopped: the CLI needs none). Both see their router's public
 //! address and the controller's pinned certificate; a wrong fingerprint
 //! is a mismatch and exit status 11. Behind a gateway that answers PCP it
-//! reports the mapping it was granted and deleted again.
+//! reports the mapping it was granted and deleted again. With the STUN
+//! ports blocked at the router it says "relay only"; with nothing on the
+//! QUIC port, "cannot reach the controller" and exit status 10.
 
 use std::process::Command;
 
@@ -21,11 +23,20 @@ use warren_lab::topology::NatLab;
 /// `warren netcheck --controller ... --fingerprint FP --json` on `side`:
 /// its exit code and JSON report.
 fn netcheck(pair: &NatPair, side: Side, fingerprint: &str) -> anyhow::Result<(i32, Value)> {
-    let controller = QUIC.to_string();
+    netcheck_at(pair, side, &QUIC.to_string(), fingerprint)
+}
+
+/// [`netcheck`] against `controller`.
+fn netcheck_at(
+    pair: &NatPair,
+    side: Side,
+    controller: &str,
+    fingerprint: &str,
+) -> anyhow::Result<(i32, Value)> {
     let mut cmd: Command = pair.agent(side).command([
         "netcheck",
         "--controller",
-        &controller,
+        controller,
         "--fingerprint",
         fingerprint,
         "--json",
@@ -177,6 +188,45 @@ fn netcheck_before_joining_reports_a_gateways_port_mapping() {
             gateway.leases().trim().is_empty(),
             "a lease is left: {}",
             gateway.leases()
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn netcheck_before_joining_tells_relay_only_from_no_controller() {
+    e2e("netcheck::blocked", |lab| {
+        let pair = NatPair::build(lab, NatKind::PortRestricted, NatKind::PortRestricted)?;
+        let fp = pair.controller.fingerprint().to_owned();
+        // Router-a drops UDP to the STUN ports, and only that.
+        let (ns, wan) = (&pair.net.router_a, &pair.net.router_a_cfg.wan_if);
+        let text = format!(
+            "table ip {p}stun {{\n    chain block {{\n        type filter hook forward priority -10; policy accept;\n        oifname \"{wan}\" udp dport {{ 3478, 3479 }} drop\n    }}\n}}\n",
+            p = lab.prefix()
+        );
+        let path = lab.subdir("nft")?.join("block-stun.nft");
+        std::fs::write(&path, text)?;
+        ns.exec("nft", [std::ffi::OsStr::new("-f"), path.as_os_str()])?;
+        let (code, report) = netcheck(&pair, Side::A, &fp)?;
+        ensure!(code == 0, "exit {code}: {report}");
+        let stun = report["udp"]["stun"].as_array().context("udp.stun")?;
+        ensure!(
+            report["quic"]["reach"] == "connected"
+                && stun.len() == 2
+                && stun.iter().all(|s| s["mapped"].is_null())
+                && report["udp"]["mapping"] == "udp_blocked"
+                && report["path"] == "relay_only",
+            "STUN blocked: {report}"
+        );
+        // b's path is open, but nothing listens on this port: no handshake.
+        let nowhere = format!("{}:7", NatLab::SERVER);
+        let (code, report) = netcheck_at(&pair, Side::B, &nowhere, &fp)?;
+        ensure!(code == 10, "exit {code} with no controller: {report}");
+        ensure!(
+            report["quic"]["reach"] == "unreachable"
+                && report["quic"]["fingerprint"].is_null()
+                && report["path"] == "controller_unreachable",
+            "no controller: {report}"
         );
         Ok(())
     });
