@@ -54,16 +54,20 @@ fn netcheck_at(
     Ok((code, report))
 }
 
-/// The report of a reachable controller with a matching fingerprint, both
-/// STUN ports answering with `public` as the mapped address, `mapping` as
-/// the NAT's behaviour and `path` as the verdict.
-fn check_report(
-    report: &Value,
+/// Runs [`netcheck`] on `side` and checks for exit status 0 and the report
+/// of a reachable controller with a matching fingerprint, both STUN ports
+/// answering with `public` as the mapped address, `mapping` as the NAT's
+/// behaviour and `path` as the verdict. Returns the report.
+fn netcheck_ok(
+    pair: &NatPair,
+    side: Side,
     fingerprint: &str,
     public: std::net::Ipv4Addr,
     mapping: &str,
     path: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Value> {
+    let (code, report) = netcheck(pair, side, fingerprint)?;
+    ensure!(code == 0, "exit {code}: {report}");
     let quic = &report["quic"];
     ensure!(
         quic["reach"] == "connected"
@@ -84,7 +88,7 @@ fn check_report(
     }
     ensure!(report["udp"]["mapping"] == mapping, "mapping: {report}");
     ensure!(report["path"] == path, "path: {report}");
-    Ok(())
+    Ok(report)
 }
 
 #[test]
@@ -101,10 +105,9 @@ fn netcheck_before_joining_sees_each_nat_and_the_controller() {
             statuses.json
         );
 
-        let (code, report) = netcheck(&pair, Side::A, &fp)?;
-        ensure!(code == 0, "exit {code}: {report}");
-        check_report(
-            &report,
+        let report = netcheck_ok(
+            &pair,
+            Side::A,
             &fp,
             NatLab::ROUTER_A_WAN,
             "endpoint_independent",
@@ -121,10 +124,9 @@ fn netcheck_before_joining_sees_each_nat_and_the_controller() {
 
         // No daemon at all on b: the CLI probes by itself.
         pair.b.stop()?;
-        let (code, report) = netcheck(&pair, Side::B, &fp)?;
-        ensure!(code == 0, "exit {code}: {report}");
-        check_report(
-            &report,
+        netcheck_ok(
+            &pair,
+            Side::B,
             &fp,
             NatLab::ROUTER_B_WAN,
             "varies_by_destination",
@@ -151,21 +153,12 @@ fn netcheck_before_joining_sees_each_nat_and_the_controller() {
 fn netcheck_before_joining_reports_a_gateways_port_mapping() {
     e2e("netcheck::pcp", |lab| {
         let pair = NatPair::build(lab, NatKind::Symmetric, NatKind::Symmetric)?;
-        let net = &pair.net;
-        let gateway = Miniupnpd::start(
-            lab,
-            &net.router_a,
-            &net.internet,
-            &net.router_a_cfg,
-            external_addr(true),
-            NatLab::ROUTER_A_LAN,
-        )?;
+        let gateway = Miniupnpd::start_in_pair(lab, &pair, Side::A)?;
         let fp = pair.controller.fingerprint().to_owned();
-        let (code, report) = netcheck(&pair, Side::A, &fp)?;
-        ensure!(code == 0, "exit {code}: {report}");
         // Symmetric, yet a mapped port makes peers' way in: direct.
-        check_report(
-            &report,
+        let report = netcheck_ok(
+            &pair,
+            Side::A,
             &fp,
             NatLab::ROUTER_A_WAN,
             "varies_by_destination",

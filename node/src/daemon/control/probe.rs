@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use warren_proto::netcheck::{QuicCheck, QuicReach};
 
-use super::{client_config, Liveness, SERVER_NAME};
+use super::{client_config, client_endpoint, Liveness, SERVER_NAME};
 
 /// The probe's link: it never idles long enough to need a ping.
 const PROBE_LIVENESS: Liveness = Liveness {
@@ -56,25 +56,8 @@ async fn dial(
     pinned: Option<&str>,
     seen: &Arc<Mutex<Option<String>>>,
 ) -> anyhow::Result<Duration> {
-    let bind: SocketAddr = if addr.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    // Marked, so an exit node's routes do not carry the probe (`crate::routes`).
-    let socket = crate::routes::marked_udp_socket(bind).context("opening QUIC socket")?;
-    let mut endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        None,
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .context("opening QUIC endpoint")?;
-    endpoint.set_default_client_config(client_config(
-        pinned.map(str::to_owned),
-        seen,
-        PROBE_LIVENESS,
-    )?);
+    let config = client_config(pinned.map(str::to_owned), seen, PROBE_LIVENESS)?;
+    let endpoint = client_endpoint(addr, config)?;
     let connection = endpoint
         .connect(addr, SERVER_NAME)
         .context("starting QUIC connection")?
