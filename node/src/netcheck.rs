@@ -20,6 +20,8 @@ use warren_proto::stun::{self, StunTxId};
 use crate::daemon::control::probe;
 use crate::portmap;
 
+/// `HOST` gets this long to resolve.
+const RESOLVE_TIME: Duration = Duration::from_secs(2);
 /// The QUIC handshake and the STUN answers each get this long.
 const PROBE_TIME: Duration = Duration::from_secs(3);
 /// Binding requests go out at these offsets to each server not yet
@@ -35,23 +37,46 @@ const MAPPING_LIFETIME: u32 = 30;
 const MAPPING_TIME: Duration = Duration::from_millis(4500);
 
 /// Runs the three probes at once against `controller` (`HOST:PORT`), its
-/// STUN ports `stun_ports` on the same host, and the default gateway.
+/// STUN ports `stun_ports` on the same host, and the default gateway: the
+/// gateway while `HOST` resolves, so that the whole takes at most
+/// `RESOLVE_TIME` and `PROBE_TIME` (a little over 5 s).
 pub async fn check(
     controller: &str,
     pinned: Option<&str>,
     stun_ports: &[u16],
 ) -> ControllerNetcheck {
-    let resolved = tokio::time::timeout(PROBE_TIME, tokio::net::lookup_host(controller)).await;
+    let ((quic, udp), port_mapping) = tokio::join!(
+        controller_check(controller, pinned, stun_ports),
+        mapping_check()
+    );
+    let path = PathVerdict::of(quic.reach, udp.mapping, port_mapping.granted.is_some());
+    ControllerNetcheck {
+        controller: controller.to_owned(),
+        quic,
+        udp,
+        port_mapping,
+        path,
+    }
+}
+
+/// Resolves `controller`, then shakes hands with it and asks its STUN
+/// ports at once.
+async fn controller_check(
+    controller: &str,
+    pinned: Option<&str>,
+    stun_ports: &[u16],
+) -> (QuicCheck, UdpCheck) {
+    let resolved = tokio::time::timeout(RESOLVE_TIME, tokio::net::lookup_host(controller)).await;
     let addr = match resolved {
         Ok(Ok(mut addrs)) => addrs
             .next()
             .ok_or_else(|| format!("{controller} has no address")),
         Ok(Err(e)) => Err(format!("resolving {controller}: {e}")),
         Err(_) => Err(format!(
-            "resolving {controller}: no answer within {PROBE_TIME:?}"
+            "resolving {controller}: no answer within {RESOLVE_TIME:?}"
         )),
     };
-    let (quic, udp, port_mapping) = match addr {
+    match addr {
         Ok(addr) => {
             let servers: Vec<SocketAddr> = stun_ports
                 .iter()
@@ -60,7 +85,6 @@ pub async fn check(
             tokio::join!(
                 probe::handshake(addr, pinned, PROBE_TIME),
                 stun_check(&servers),
-                mapping_check(),
             )
         }
         Err(error) => {
@@ -77,16 +101,8 @@ pub async fn check(
                 stun: Vec::new(),
                 mapping: NatMapping::UdpBlocked,
             };
-            (quic, udp, mapping_check().await)
+            (quic, udp)
         }
-    };
-    let path = PathVerdict::of(quic.reach, udp.mapping, port_mapping.granted.is_some());
-    ControllerNetcheck {
-        controller: controller.to_owned(),
-        quic,
-        udp,
-        port_mapping,
-        path,
     }
 }
 

@@ -214,3 +214,89 @@ fn from_agent(cli: &Cli, json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_proto::local_api::PortMapping;
+    use warren_proto::netcheck::{PathVerdict, PortMappingCheck, QuicCheck, StunProbe, UdpCheck};
+
+    fn report(reach: QuicReach, mapped: [Option<&str>; 2]) -> ControllerNetcheck {
+        let stun: Vec<StunProbe> = ["192.0.2.10:3478", "192.0.2.10:3479"]
+            .iter()
+            .zip(mapped)
+            .map(|(server, mapped)| StunProbe {
+                server: (*server).to_owned(),
+                mapped: mapped.map(str::to_owned),
+                rtt_ms: mapped.map(|_| 1.0),
+            })
+            .collect();
+        let parsed: Vec<_> = mapped
+            .iter()
+            .map(|m| m.and_then(|m| m.parse().ok()))
+            .collect();
+        let mapping = NatMapping::of("10.0.1.2:40000".parse().ok(), &parsed);
+        ControllerNetcheck {
+            controller: "ctl.example:7443".to_owned(),
+            quic: QuicCheck {
+                reach,
+                address: Some("192.0.2.10:7443".to_owned()),
+                rtt_ms: (reach == QuicReach::Connected).then_some(2.5),
+                fingerprint: Some("ab".repeat(32)),
+                fingerprint_matches: Some(reach != QuicReach::FingerprintMismatch),
+                error: (reach != QuicReach::Connected).then(|| "refused".to_owned()),
+            },
+            udp: UdpCheck {
+                local_port: Some(40000),
+                stun,
+                mapping,
+            },
+            port_mapping: PortMappingCheck {
+                gateway: Some("10.0.1.1".to_owned()),
+                granted: Some(PortMapping {
+                    protocol: "pcp".to_owned(),
+                    gateway: "10.0.1.1".to_owned(),
+                    external: "203.0.113.1:40000".to_owned(),
+                    lifetime_secs: 30,
+                }),
+                deleted: Some(true),
+                error: None,
+            },
+            path: PathVerdict::of(reach, mapping, true),
+        }
+    }
+
+    #[test]
+    fn a_reachable_controller_behind_a_symmetric_nat_with_a_mapping() {
+        let text = render(&report(
+            QuicReach::Connected,
+            [Some("203.0.113.1:1000"), Some("203.0.113.1:2000")],
+        ));
+        for line in [
+            "controller ctl.example:7443 (192.0.2.10:7443)\n",
+            "  QUIC handshake completed, round trip 2.5 ms\n",
+            ": matches --fingerprint\n",
+            "  STUN 192.0.2.10:3479 sees us at 203.0.113.1:2000 (1.0 ms)\n",
+            "  NAT mapping: varies by destination",
+            "TCP: not checked (Warren has no TCP fallback yet)\n",
+            "port mapping: PCP at 10.0.1.1 maps us at 203.0.113.1:40000 (deleted again)\n",
+            "path: direct to most peers\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_mismatch_and_silence_are_said() {
+        let text = render(&report(QuicReach::FingerprintMismatch, [None, None]));
+        for line in [
+            "  QUIC handshake failed: refused\n",
+            "does NOT match --fingerprint",
+            "  STUN 192.0.2.10:3478: no answer\n",
+            "  NAT mapping: UDP blocked: no STUN answer\n",
+            "path: cannot use the controller: its certificate does not match --fingerprint\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+    }
+}
