@@ -52,11 +52,14 @@ pub fn run(cli: &Cli, args: &NetcheckArgs) -> anyhow::Result<()> {
             )
         })?),
     };
-    let stun_ports = if args.stun_ports.is_empty() {
+    let mut stun_ports = if args.stun_ports.is_empty() {
         DEFAULT_STUN_PORTS.to_vec()
     } else {
         args.stun_ports.clone()
     };
+    // One port named twice would look like a NAT that keeps its mapping.
+    stun_ports.sort_unstable();
+    stun_ports.dedup();
     let report = super::runtime()?.block_on(crate::netcheck::check(
         controller,
         pinned.as_deref(),
