@@ -8,6 +8,7 @@
 //! - `routes/`: subnet routes, exit nodes, policy routing and the stateful filter.
 //! - `metrics/`: the opt-in Prometheus endpoint (`[metrics] listen`).
 //! - `portmap/`: port mapping at the default gateway (PCP, NAT-PMP): request, renew, delete.
+//! - `netcheck`: `warren netcheck --controller`'s own probes: QUIC, STUN, port mapping.
 //! - `config`: the agent's TOML configuration.
 //! - `client`: the local-API client the CLI uses.
 //! - `state`: the state directory: node key, joined networks, cached netmaps.
@@ -18,6 +19,7 @@ mod config;
 mod daemon;
 mod dns;
 mod metrics;
+mod netcheck;
 mod platform;
 mod portmap;
 mod routes;

@@ -12,6 +12,7 @@
 //! - [`stun`]: STUN binding requests and responses (RFC 5389).
 //! - [`invite`]: invite codes: a controller's addresses and fingerprint, a network, a key.
 //! - [`local_api`]: the JSON the daemon's local API serves and the CLI prints.
+//! - [`netcheck`]: what `warren netcheck --controller` finds before joining, and its path verdict.
 //! - [`service`]: services members publish into their network's DNS zone.
 //! - [`local_dns`]: the local API's DNS status and service directory.
 //! - [`text`]: node-supplied text made safe for a terminal.
@@ -28,6 +29,7 @@ pub mod invite;
 pub mod key;
 pub mod local_api;
 pub mod local_dns;
+pub mod netcheck;
 pub mod netmap;
 #[cfg(feature = "pinning")]
 pub mod pinning;

@@ -19,8 +19,10 @@ use crate::error::{LabError, Result};
 use crate::lab::Lab;
 use crate::link;
 use crate::nat::Router;
+use crate::natpair::{NatPair, Side};
 use crate::netns::Netns;
 use crate::process::Process;
+use crate::topology::NatLab;
 use crate::wait::{self, Poll};
 
 /// The external address a gateway gives out for mappings: router-a's
@@ -98,6 +100,30 @@ impl Miniupnpd {
             lease_file,
             table,
         })
+    }
+
+    /// [`Miniupnpd::start`] in the router of `pair`'s `side`, handing out
+    /// [`external_addr`] of that side on its LAN.
+    pub fn start_in_pair(lab: &Lab, pair: &NatPair, side: Side) -> Result<Miniupnpd> {
+        let net = &pair.net;
+        match side {
+            Side::A => Self::start(
+                lab,
+                &net.router_a,
+                &net.internet,
+                &net.router_a_cfg,
+                external_addr(true),
+                NatLab::ROUTER_A_LAN,
+            ),
+            Side::B => Self::start(
+                lab,
+                &net.router_b,
+                &net.internet,
+                &net.router_b_cfg,
+                external_addr(false),
+                NatLab::ROUTER_B_LAN,
+            ),
+        }
     }
 
     /// The lease file: one `UDP:EXT:HOST:PORT:...` line per mapping.

@@ -32,26 +32,11 @@ const HOLD_RELAY: Duration = Duration::from_secs(8);
 fn build(lab: &Lab, on_a: bool, on_b: bool) -> anyhow::Result<(NatPair, Vec<Miniupnpd>)> {
     let pair = NatPair::build(lab, NatKind::Symmetric, NatKind::Symmetric)?;
     let mut gateways = Vec::new();
-    let net = &pair.net;
     if on_a {
-        gateways.push(Miniupnpd::start(
-            lab,
-            &net.router_a,
-            &net.internet,
-            &net.router_a_cfg,
-            external_addr(true),
-            NatLab::ROUTER_A_LAN,
-        )?);
+        gateways.push(Miniupnpd::start_in_pair(lab, &pair, Side::A)?);
     }
     if on_b {
-        gateways.push(Miniupnpd::start(
-            lab,
-            &net.router_b,
-            &net.internet,
-            &net.router_b_cfg,
-            external_addr(false),
-            NatLab::ROUTER_B_LAN,
-        )?);
+        gateways.push(Miniupnpd::start_in_pair(lab, &pair, Side::B)?);
     }
     Ok((pair, gateways))
 }

@@ -50,6 +50,18 @@ Exit status:
   1  error (the agent cannot be reached)
   3  with --check: something is unhealthy; each problem is printed";
 
+/// The exit codes of `warren netcheck`.
+pub const NETCHECK_HELP: &str = "\
+Exit status:
+  0   the report is printed; with --controller, the QUIC handshake with
+      the controller completed (and its certificate matches --fingerprint)
+  1   error (without --controller: the agent cannot be reached)
+  2   usage (also a --fingerprint that is not 64 hex digits)
+  10  with --controller: no QUIC handshake with the controller (the report
+      is printed: its path line reads \"cannot reach the controller\")
+  11  with --controller: the controller's certificate does not match
+      --fingerprint (the report shows the one it has)";
+
 /// A command's failure with its own exit code; `main` prints the message
 /// and exits with the code.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +107,12 @@ mod tests {
             );
         }
         assert!(STATUS_HELP.contains(&format!("\n  {UNHEALTHY}  ")));
+        for code in [USAGE, CONTROLLER_UNREACHABLE, FINGERPRINT_MISMATCH] {
+            assert!(
+                NETCHECK_HELP.contains(&format!("\n  {code} ")),
+                "{code} missing from the netcheck help"
+            );
+        }
         let mut all: Vec<u8> = join.to_vec();
         all.extend([0, 1, 2, UNHEALTHY]);
         all.sort();

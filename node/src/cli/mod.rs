@@ -10,6 +10,7 @@ pub(crate) mod health;
 mod join;
 mod key;
 mod login;
+mod netcheck;
 mod ping;
 mod progress;
 mod routes;
@@ -78,8 +79,10 @@ enum Command {
     Ping(ping::PingArgs),
     /// Would the access policy let a new flow out to DEST, and by which rule?
     Explain(explain::ExplainArgs),
-    /// Report reflexive addresses and whether the NAT maps per destination.
-    Netcheck(ping::NetcheckArgs),
+    /// Report what the NAT does, port mapping and the path peers would
+    /// take; with --controller, probe a controller before joining.
+    #[command(after_help = exit::NETCHECK_HELP)]
+    Netcheck(netcheck::NetcheckArgs),
     /// Check a config file and print the effective configuration.
     CheckConfig(check_config::CheckConfigArgs),
     /// Private DNS: the stubs, their zones and the split-DNS setup.
@@ -119,7 +122,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(&cli, args),
         Command::Ping(args) => ping::ping(&cli, args),
         Command::Explain(args) => explain::run(&cli, args),
-        Command::Netcheck(args) => ping::netcheck(&cli, args),
+        Command::Netcheck(args) => netcheck::run(&cli, args),
         Command::CheckConfig(args) => check_config::run(args),
         Command::Dns(args) => dns::run(&cli, args),
         Command::Service(args) => service::run(&cli, args),

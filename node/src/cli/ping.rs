@@ -1,10 +1,10 @@
-//! `warren ping` and `warren netcheck`: which path a peer answers on, and what the NAT looks like.
+//! `warren ping`: which path a peer answers on, and how fast.
 
 use std::time::Duration;
 use warren_proto::text::printable;
 
 use clap::Args;
-use warren_proto::local_api::{Netcheck, PathKind, PingReply, PingRequest};
+use warren_proto::local_api::{PathKind, PingReply, PingRequest};
 
 use super::Cli;
 use crate::client;
@@ -19,12 +19,6 @@ pub struct PingArgs {
     /// Keep going after a direct path answers (by default `ping` stops there).
     #[arg(long)]
     until_count: bool,
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct NetcheckArgs {
     #[arg(long)]
     json: bool,
 }
@@ -71,53 +65,4 @@ fn render(reply: &PingReply) -> String {
         PathKind::Relay => format!("pong from {who} via relay in {rtt}"),
         PathKind::None => format!("no answer from {who} within 5 s"),
     }
-}
-
-pub fn netcheck(cli: &Cli, args: &NetcheckArgs) -> anyhow::Result<()> {
-    let socket = cli.socket_or(None);
-    let report: Netcheck = super::runtime()?.block_on(client::get(&socket, "/v1/netcheck"))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
-    if report.networks.is_empty() {
-        println!("no joined network is up; netcheck asks each network's controller");
-    }
-    for net in &report.networks {
-        println!(
-            "network {} (port {})",
-            net.network,
-            net.listen_port.unwrap_or(0)
-        );
-        for r in &net.reflexive {
-            println!("  STUN {} sees us at {}", r.server, r.mapped);
-        }
-        if net.reflexive.is_empty() {
-            println!("  no STUN answer yet (is UDP to the controller blocked?)");
-        }
-        let mapping = match net.mapping_varies_by_destination {
-            Some(true) => "varies by destination (endpoint-dependent, symmetric NAT): direct paths need the peer's help",
-            Some(false) => "same for every destination (endpoint-independent): direct paths work",
-            None => "unknown (fewer than two STUN answers)",
-        };
-        println!("  mapping {mapping}");
-        match &net.port_mapping {
-            Some(m) => println!(
-                "  port mapping: {} {} maps us at {} ({}s, renewed at half)",
-                m.protocol.to_uppercase(),
-                m.gateway,
-                m.external,
-                m.lifetime_secs
-            ),
-            None => println!(
-                "  port mapping: none (off, or the gateway does not answer PCP or NAT-PMP)"
-            ),
-        }
-        match (net.relay, &net.relay_server) {
-            (true, Some(server)) => println!("  relay reachable (relay-only instance {server})"),
-            (true, None) => println!("  relay reachable (the controller)"),
-            (false, _) => println!("  relay unreachable"),
-        }
-    }
-    Ok(())
 }

@@ -4,7 +4,7 @@
 pub mod api;
 pub mod api_endpoints;
 mod caller;
-mod control;
+pub(crate) mod control;
 pub mod datapath;
 pub(crate) mod managed;
 pub(crate) mod network;

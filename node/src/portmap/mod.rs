@@ -162,7 +162,7 @@ async fn keep(
         }
         if let (Some((gateway, local)), true) = (net, next <= now) {
             let previous = held.as_ref().map(|(m, _)| m);
-            let asking = request(gateway, local, port, nonce, previous);
+            let asking = request(gateway, local, port, nonce, LIFETIME, previous);
             // A stop while asking still deletes what is held.
             let answer = tokio::select! {
                 answer = asking => answer,
@@ -210,20 +210,62 @@ fn wake_at(next: Instant, now: Instant, have_gateway: bool) -> Instant {
     }
 }
 
-/// Asks `gateway` for a mapping: PCP first (unless NAT-PMP answered last
-/// time), then NAT-PMP.
+/// What one short mapping, deleted at once, showed of the gateway
+/// (`warren netcheck --controller`).
+#[derive(Debug)]
+pub struct Probe {
+    /// The default gateway; `None`: no IPv4 default route.
+    pub gateway: Option<Ipv4Addr>,
+    /// The mapping granted, or why there was none.
+    pub granted: Result<Mapping, String>,
+    /// Whether the delete was confirmed (`None`: nothing to delete).
+    pub deleted: Option<Result<(), String>>,
+}
+
+/// Asks the default gateway for a mapping of UDP `port` for `lifetime`
+/// seconds (short: a lost delete then costs little) and deletes it at once.
+pub async fn probe(port: u16, lifetime: u32) -> Probe {
+    let Some((gateway, local)) = network() else {
+        return Probe {
+            gateway: None,
+            granted: Err("no IPv4 default gateway".to_owned()),
+            deleted: None,
+        };
+    };
+    let mut nonce = [0u8; 12];
+    rand_core::OsRng.fill_bytes(&mut nonce);
+    match request(gateway, local, port, nonce, lifetime, None).await {
+        Ok(m) => {
+            let deleted = delete(&m, port, nonce).await.map_err(|e| e.to_string());
+            Probe {
+                gateway: Some(gateway),
+                granted: Ok(m),
+                deleted: Some(deleted),
+            }
+        }
+        Err(e) => Probe {
+            gateway: Some(gateway),
+            granted: Err(e.to_string()),
+            deleted: None,
+        },
+    }
+}
+
+/// Asks `gateway` for a mapping for `asked` seconds: PCP first (unless
+/// NAT-PMP answered last time), then NAT-PMP.
 async fn request(
     gateway: Ipv4Addr,
     local: Ipv4Addr,
     port: u16,
     nonce: [u8; 12],
+    asked: u32,
     previous: Option<&Mapping>,
 ) -> Result<Mapping, Failure> {
     let socket = connect(gateway).await?;
     // A gateway may grant less than asked, never more (RFC 6887 15).
-    let lifetime = |s: u32| Duration::from_secs(u64::from(s.min(LIFETIME)));
+    let lifetime = |s: u32| Duration::from_secs(u64::from(s.min(asked)));
     if previous.map(|m| m.protocol) != Some(Protocol::NatPmp) {
-        let ask = pcp::map_request(local, port, LIFETIME, nonce, previous.map(|m| m.external));
+        let ask = pcp::map_request(local, port, asked, nonce, previous.map(|m| m.external));
         match exchange(&socket, &ask, |r| pcp::parse_map_reply(r, port, nonce)).await {
             Ok(g) => {
                 return Ok(Mapping {
@@ -244,7 +286,7 @@ async fn request(
     )
     .await?;
     let suggested = previous.map_or(port, |m| m.external.port());
-    let ask = natpmp::map_request(port, suggested, LIFETIME);
+    let ask = natpmp::map_request(port, suggested, asked);
     let (external, seconds) = exchange(&socket, &ask, |r| natpmp::parse_map_reply(r, port)).await?;
     let g = Granted::new(SocketAddrV4::new(address, external).into(), seconds)?;
     Ok(Mapping {

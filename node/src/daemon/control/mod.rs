@@ -20,10 +20,11 @@ use super::datapath::{RelayOut, RelayTx};
 use super::relay_in::{RelayInTx, RelayRoutes};
 use relay::{spawn_relay_reader, RelayInstance, RelayPath, Relays};
 
+pub(crate) mod probe;
 mod quic_config;
 mod relay;
 mod targets;
-use quic_config::client_config;
+use quic_config::{client_config, client_endpoint};
 use targets::Targets;
 
 const SERVER_NAME: &str = "warren-controller";
@@ -409,21 +410,7 @@ async fn open_link(
         .with_context(|| format!("resolving {target}"))?
         .next()
         .with_context(|| format!("{target} has no address"))?;
-    let bind: SocketAddr = if addr.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    // Marked, so policy routing keeps control traffic off the tunnel (`crate::routes`).
-    let socket = crate::routes::marked_udp_socket(bind).context("opening QUIC socket")?;
-    let mut endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        None,
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .context("opening QUIC endpoint")?;
-    endpoint.set_default_client_config(client_config(fingerprint, seen, liveness)?);
+    let endpoint = client_endpoint(addr, client_config(fingerprint, seen, liveness)?)?;
     let connection = endpoint
         .connect(addr, SERVER_NAME)
         .context("starting QUIC connection")?

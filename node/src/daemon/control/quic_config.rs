@@ -1,5 +1,6 @@
-//! The QUIC client settings of controller and relay links.
+//! The QUIC client settings and endpoint of controller and relay links.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -45,4 +46,28 @@ pub(super) fn client_config(
     ));
     config.transport_config(Arc::new(transport));
     Ok(config)
+}
+
+/// A client endpoint on a fresh socket of `addr`'s family that dials with
+/// `config`. The socket is marked, so policy routing keeps control traffic
+/// off the tunnel (`crate::routes`).
+pub(super) fn client_endpoint(
+    addr: SocketAddr,
+    config: quinn::ClientConfig,
+) -> anyhow::Result<quinn::Endpoint> {
+    let bind: SocketAddr = if addr.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = crate::routes::marked_udp_socket(bind).context("opening QUIC socket")?;
+    let mut endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .context("opening QUIC endpoint")?;
+    endpoint.set_default_client_config(config);
+    Ok(endpoint)
 }

@@ -1,0 +1,71 @@
+//! A QUIC handshake with a controller and nothing after it, for `warren
+//! netcheck --controller`: no stream is opened, no key is proved.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use warren_proto::netcheck::{QuicCheck, QuicReach};
+
+use super::{client_config, client_endpoint, Liveness, SERVER_NAME};
+
+/// The probe's link: it never idles long enough to need a ping.
+const PROBE_LIVENESS: Liveness = Liveness {
+    keep_alive: Duration::from_secs(5),
+    idle_timeout: Duration::from_secs(10),
+};
+
+/// Dials `addr` and closes the connection as soon as the handshake ends.
+/// With `pinned`, only that certificate completes it; without, any does
+/// (and is only reported: nothing is sent that would need trust).
+pub async fn handshake(addr: SocketAddr, pinned: Option<&str>, within: Duration) -> QuicCheck {
+    let seen = Arc::new(Mutex::new(None));
+    let result = tokio::time::timeout(within, dial(addr, pinned, &seen)).await;
+    let fingerprint = seen.lock().ok().and_then(|s| s.clone());
+    let fingerprint_matches = pinned
+        .zip(fingerprint.as_deref())
+        .map(|(pin, seen)| pin == seen);
+    let mut check = QuicCheck {
+        reach: QuicReach::Unreachable,
+        address: Some(addr.to_string()),
+        rtt_ms: None,
+        fingerprint,
+        fingerprint_matches,
+        error: None,
+    };
+    match result {
+        Ok(Ok(rtt)) => {
+            check.reach = QuicReach::Connected;
+            check.rtt_ms = Some(rtt.as_secs_f64() * 1000.0);
+        }
+        Ok(Err(e)) => {
+            if fingerprint_matches == Some(false) {
+                check.reach = QuicReach::FingerprintMismatch;
+            }
+            check.error = Some(format!("{e:#}"));
+        }
+        Err(_) => check.error = Some(format!("no QUIC handshake within {within:?}")),
+    }
+    check
+}
+
+/// The handshake; its round-trip estimate once it completed.
+async fn dial(
+    addr: SocketAddr,
+    pinned: Option<&str>,
+    seen: &Arc<Mutex<Option<String>>>,
+) -> anyhow::Result<Duration> {
+    let config = client_config(pinned.map(str::to_owned), seen, PROBE_LIVENESS)?;
+    let endpoint = client_endpoint(addr, config)?;
+    let connection = endpoint
+        .connect(addr, SERVER_NAME)
+        .context("starting QUIC connection")?
+        .await
+        .with_context(|| format!("QUIC handshake with {addr}"))?;
+    let rtt = connection.rtt();
+    connection.close(0u32.into(), b"netcheck");
+    // Long enough for the close to leave; the controller times out the rest.
+    let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
+    Ok(rtt)
+}
