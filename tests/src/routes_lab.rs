@@ -123,6 +123,9 @@ pub struct Site {
     pub index: u8,
     pub router: Netns,
     pub host: Netns,
+    /// The router's WAN interface and the internet's end of that link.
+    wan_if: String,
+    inet_if: String,
     /// The cluster namespace and its HTTP server (masters with a range).
     pub cluster: Option<Netns>,
     pub spec: SiteSpec,
@@ -241,6 +244,19 @@ impl RoutesLab {
             .ok_or_else(|| LabError::Invalid(format!("no site {name:?}")))
     }
 
+    /// Narrows the link between site `name`'s router and the internet to
+    /// `mtu` bytes at both ends: a smaller path MTU on the way to and from
+    /// that site, as a tunnel or PPPoE line upstream would make it.
+    pub fn narrow_wan(&self, name: &str, mtu: u16) -> Result<()> {
+        let site = self.site(name)?;
+        let mtu = mtu.to_string();
+        site.router
+            .ip(["link", "set", "dev", &site.wan_if, "mtu", &mtu])?;
+        self.internet
+            .ip(["link", "set", "dev", &site.inet_if, "mtu", &mtu])?;
+        Ok(())
+    }
+
     pub fn site_mut(&mut self, name: &str) -> Result<&mut Site> {
         self.sites
             .iter_mut()
@@ -313,6 +329,39 @@ impl RoutesLab {
 }
 
 impl RoutesLab {
+    /// Site to site: the network approves each named master's range and
+    /// node subnet automatically, and each advertises them and accepts
+    /// the others' routes.
+    pub fn bridge(&self, sites: &[(&str, &str)]) -> Result<()> {
+        for (name, range) in sites {
+            let site = self.site(name)?;
+            let node = site.agent.node_id().to_owned();
+            for prefix in [range.to_string(), site.node_subnet()] {
+                self.admin([
+                    "route",
+                    "auto-approve",
+                    "add",
+                    &self.network,
+                    &prefix,
+                    "--node",
+                    &node,
+                ])
+                .map_err(|e| LabError::Output {
+                    what: format!("route auto-approve add {prefix} for {name}"),
+                    detail: e,
+                })?;
+            }
+        }
+        for (name, range) in sites {
+            let site = self.site(name)?;
+            site.warren(["routes", "advertise", range, &site.node_subnet()])?;
+            site.warren(["routes", "accept", "on"])?;
+        }
+        Ok(())
+    }
+}
+
+impl RoutesLab {
     /// Kills site `primary`'s agent without a word (SIGKILL: no clean
     /// close) and waits until site `client` fetching `addr` is answered
     /// with `standby_body`; how long that took from the kill.
@@ -361,6 +410,7 @@ fn build_site(lab: &Lab, internet: &Netns, i: u8, spec: &SiteSpec) -> Result<Sit
     let lan_if = lab.ifname(&format!("r{i}l"))?;
     let host_if = lab.ifname(&format!("h{i}l"))?;
     link::veth(&router, &wan_if, internet, &inet_if)?;
+    let (wan_link, inet_link) = (wan_if.clone(), inet_if.clone());
     link::veth(&router, &lan_if, &host, &host_if)?;
     let wan = Ipv4Addr::new(203, 0, 113, 16 * i + 1);
     let inet_side = Ipv4Addr::new(203, 0, 113, 16 * i + 14);
@@ -432,6 +482,8 @@ fn build_site(lab: &Lab, internet: &Netns, i: u8, spec: &SiteSpec) -> Result<Sit
         index: i,
         router,
         host,
+        wan_if: wan_link,
+        inet_if: inet_link,
         cluster,
         spec: spec.clone(),
         agent,

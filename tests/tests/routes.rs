@@ -316,29 +316,9 @@ fn two_masters_bridge_their_clusters_site_to_site() {
         world.join("a")?;
         world.join("b")?;
         let (a, b) = (world.site("a")?, world.site("b")?);
-        // The network approves each master's own ranges automatically.
-        for (site, range) in [(a, RANGE_A), (b, RANGE_B)] {
-            let node = site.agent.node_id().to_owned();
-            for prefix in [range.to_owned(), site.node_subnet()] {
-                world
-                    .admin([
-                        "route",
-                        "auto-approve",
-                        "add",
-                        &world.network,
-                        &prefix,
-                        "--node",
-                        &node,
-                    ])
-                    .map_err(anyhow::Error::msg)?;
-            }
-        }
-        // Each advertises its service range and node subnet, and accepts
-        // the other's.
-        for (site, range) in [(a, RANGE_A), (b, RANGE_B)] {
-            site.warren(["routes", "advertise", range, &site.node_subnet()])?;
-            site.warren(["routes", "accept", "on"])?;
-        }
+        // The network approves each master's own ranges automatically;
+        // each advertises them and accepts the other's.
+        world.bridge(&[("a", RANGE_A), ("b", RANGE_B)])?;
         let cluster_a = a.cluster.as_ref().context("cluster a")?;
         let cluster_b = b.cluster.as_ref().context("cluster b")?;
         let from_a = wait::until("cluster a to reach cluster b's service", SETTLE, || {

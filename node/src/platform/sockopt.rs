@@ -3,24 +3,22 @@
 
 use std::os::fd::AsRawFd;
 
-/// Sets a socket buffer size past `net.core.[rw]mem_max` (needs CAP_NET_ADMIN).
-/// Big buffers remove receive drops at high rates; the caller falls back to
-/// the ordinary option when this is refused.
-pub fn force_buffer(
+/// `setsockopt` of one plain value (an int, a mark) at `level`/`option`.
+fn set<T: Copy>(
     socket: &impl AsRawFd,
+    level: libc::c_int,
     option: libc::c_int,
-    bytes: usize,
+    value: T,
 ) -> std::io::Result<()> {
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     // SAFETY: `socket` is an open descriptor for the duration of the call, and
-    // the option value points at a live c_int whose size we pass.
+    // the option value points at a live `T` whose size we pass.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_SOCKET,
+            level,
             option,
             std::ptr::addr_of!(value).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if rc == 0 {
@@ -30,21 +28,55 @@ pub fn force_buffer(
     }
 }
 
+/// Sets a socket buffer size past `net.core.[rw]mem_max` (needs CAP_NET_ADMIN).
+/// Big buffers remove receive drops at high rates; the caller falls back to
+/// the ordinary option when this is refused.
+pub fn force_buffer(
+    socket: &impl AsRawFd,
+    option: libc::c_int,
+    bytes: usize,
+) -> std::io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    set(socket, libc::SOL_SOCKET, option, value)
+}
+
 /// Sets `SO_MARK` (needs CAP_NET_ADMIN): policy routing rules match it.
 pub fn set_mark(socket: &impl AsRawFd, mark: u32) -> std::io::Result<()> {
-    // SAFETY: `socket` is an open descriptor for the duration of the call, and
-    // the option value points at a live u32 whose size we pass.
+    set(socket, libc::SOL_SOCKET, libc::SO_MARK, mark)
+}
+
+/// Lets IPv4 datagrams from `socket` be fragmented on the way: no DF bit,
+/// and the interface's MTU (not a learned path MTU) as the size above
+/// which the host itself fragments (`IP_PMTUDISC_INTERFACE`), so GSO
+/// segments are never refused for a path MTU that some other socket
+/// learned. On a dual-stack socket this covers its v4-mapped peers.
+pub fn allow_fragments_v4(socket: &impl AsRawFd) -> std::io::Result<()> {
+    set(
+        socket,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_INTERFACE,
+    )
+}
+
+/// `IP_MTU_DISCOVER` of `socket`: how it treats DF and the path MTU.
+#[cfg(test)]
+pub fn mtu_discover_v4(socket: &impl AsRawFd) -> std::io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `socket` is open for the call; value and len point at live
+    // locals of the sizes passed.
     let rc = unsafe {
-        libc::setsockopt(
+        libc::getsockopt(
             socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_MARK,
-            std::ptr::addr_of!(mark).cast(),
-            std::mem::size_of::<u32>() as libc::socklen_t,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            std::ptr::addr_of_mut!(value).cast(),
+            &mut len,
         )
     };
     if rc == 0 {
-        Ok(())
+        Ok(value)
     } else {
         Err(std::io::Error::last_os_error())
     }

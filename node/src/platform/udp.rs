@@ -50,6 +50,12 @@ impl Udp {
         let std_socket: std::net::UdpSocket = socket.into();
         let state = quinn_udp::UdpSocketState::new((&std_socket).into())
             .context("setting up UDP offloads")?;
+        // After quinn-udp, which sets DF on every datagram: a full tunnel
+        // packet must cross a narrower hop fragmented, as kernel WireGuard
+        // lets it, not vanish there (TCP through the mesh would hang).
+        if let Err(e) = sockopt::allow_fragments_v4(&std_socket) {
+            tracing::warn!(error = %e, "IPv4 tunnel packets keep DF: a narrower path would drop full-size ones");
+        }
         let socket = UdpSocket::from_std(std_socket).context("registering UDP socket")?;
         Ok(Self {
             socket,
@@ -148,6 +154,17 @@ mod tests {
     use super::*;
     use std::io::IoSliceMut;
     use std::time::Duration;
+
+    /// quinn-udp sets DF on every datagram; the tunnel socket takes it off
+    /// for IPv4 so that a narrower hop fragments full-size packets.
+    #[tokio::test]
+    async fn ipv4_tunnel_packets_may_be_fragmented_on_the_way() {
+        let udp = Udp::bind(0).unwrap();
+        assert_eq!(
+            sockopt::mtu_discover_v4(&udp.socket).unwrap(),
+            libc::IP_PMTUDISC_INTERFACE
+        );
+    }
 
     /// 127.0.0.2 is not the address the route back to 127.0.0.1 picks: a
     /// reply from it shows the source came from the datagram answered.

@@ -13,6 +13,8 @@
 //!   (`from_overlay_dropped`). The destination checked is the one the peer
 //!   sent to (conntrack's original), so a service address that kube-proxy
 //!   rewrites to a pod outside the route still passes.
+//! - TCP MSS clamped to the route's MTU on SYNs into and out of the
+//!   overlay (subnet routers and exit nodes alike).
 //! - Masquerade of overlay traffic leaving toward the LAN (on by default).
 //! - With an exit node in use, UDP replies to the agent's marked sockets get
 //!   the mark back before routing (as wg-quick does), so strict reverse-path
@@ -35,6 +37,13 @@ use super::plan::{Firewall, OnTun, FWMARK};
 pub const TABLE: &str = "warren";
 pub const INTO_OVERLAY: &str = "into_overlay_dropped";
 pub const FROM_OVERLAY: &str = "from_overlay_dropped";
+
+/// Lowers the MSS a forwarded SYN (or SYN-ACK) offers to what the route
+/// it takes carries: the tunnel's MTU less the headers into the overlay,
+/// the LAN's out of it. Hosts behind a router then never send a segment
+/// the tunnel cannot take, even where ICMP "fragmentation needed" is
+/// filtered on their way back.
+const CLAMP_MSS: &str = "tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu";
 
 /// The sets the rules use, with their element type: each element pairs
 /// an overlay interface (one network) with a prefix, so that a rule only
@@ -114,6 +123,10 @@ pub fn script(fw: &Firewall) -> String {
     let rule = |s: &mut String, chain: &str, body: &str| {
         let _ = writeln!(s, "add rule {t} {chain} {body}");
     };
+    // Before replies are let through: a SYN-ACK is already "established".
+    for side in ["oifname", "iifname"] {
+        rule(&mut s, "forward", &format!("{side} {tuns} {CLAMP_MSS}"));
+    }
     rule(&mut s, "forward", "ct state established,related accept");
     rule(
         &mut s,
@@ -288,6 +301,13 @@ mod tests {
         let out = pos("iifname { \"warren0\" } iifname . ip saddr @net_members4 iifname . ct original ip daddr @net_own4 accept");
         let from = pos("iifname { \"warren0\" } counter name from_overlay_dropped drop");
         assert!(replies < site && site < into && into < out && out < from);
+        // SYNs either way have their MSS clamped before replies pass.
+        for side in ["oifname", "iifname"] {
+            let clamp = pos(&format!(
+                "forward {side} {{ \"warren0\" }} tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu"
+            ));
+            assert!(clamp < replies);
+        }
         assert!(s.contains("add element inet warren net_members4 { \"warren0\" . 10.147.0.2/32 }"));
         assert!(s.contains("add element inet warren net_members6 { \"warren0\" . fd00::2/128 }"));
         assert!(s.contains("add element inet warren net_own4 { \"warren0\" . 10.96.0.0/12 }"));
