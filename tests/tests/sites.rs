@@ -11,7 +11,8 @@
 //! - The access policy names a site: the laptop reaches M and not W.
 //! - Two masters of one site fail over within 15 s; two sites never do.
 //! - A pod in W reaches a service of M by its mesh name, through W's
-//!   cluster DNS forwarding the mesh's zone to W's master.
+//!   cluster DNS forwarding the mesh's zone to W's master; under a policy,
+//!   a rule for W covers its pods too, on the ports it names.
 //! - Without sites, the emulated cluster answers through a plain route
 //!   (the master's filter lets kube-proxy's DNAT through).
 
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use warren_lab::dns::{dig, dig_waiting};
 use warren_lab::kube_lab::{KubeService, KubeSpec, DNS_IP, DOMAIN};
-use warren_lab::routes_lab::{fetch, reaches, RoutesLab, Site, SiteSpec};
+use warren_lab::routes_lab::{fetch, reaches, refused_fast, RoutesLab, Site, SiteSpec};
 use warren_lab::wait::{self, Poll};
 use warren_lab::{e2e, Lab};
 
@@ -143,6 +144,16 @@ fn two_clusters(lab: &Lab, m_masters: &[&str]) -> anyhow::Result<RoutesLab> {
     Ok(world)
 }
 
+/// `policy set` with `text`, kept in the lab's folder as `policy-NAME.toml`.
+fn set_policy(lab: &Lab, world: &RoutesLab, name: &str, text: &str) -> anyhow::Result<()> {
+    let file = lab.dir().join(format!("policy-{name}.toml"));
+    std::fs::write(&file, text)?;
+    world
+        .admin(["policy", "set", &world.network, &file.to_string_lossy()])
+        .map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
 #[test]
 fn a_laptop_reaches_services_of_two_clusters_by_name() {
     e2e("a_laptop_reaches_services_of_two_clusters_by_name", |lab| {
@@ -191,11 +202,7 @@ from = ["laptop"]
 to = ["site:m"]
 ports = ["tcp:80", "udp:53", "tcp:53"]
 "#;
-        let file = lab.dir().join("policy-site-m.toml");
-        std::fs::write(&file, policy)?;
-        world
-            .admin(["policy", "set", &world.network, &file.to_string_lossy()])
-            .map_err(anyhow::Error::msg)?;
+        set_policy(lab, &world, "site-m", policy)?;
         wait::until("the policy to cut the laptop off W", SETTLE, || {
             Ok(
                 match fetch(&laptop.host, http(readers), Duration::from_millis(700))? {
@@ -331,6 +338,34 @@ fn a_pod_in_one_cluster_reaches_a_service_of_another_by_its_mesh_name() {
             let members = resolve(pod, cluster_dns.into(), &mesh_name("members", "m"))?;
             println!("a pod in w resolves members.m to {members}");
             ensure!(in_mapped_range(members), "{members}");
+            let got = reaches(pod, http(members), SETTLE)?;
+            ensure!(got.server == "members@m", "answered by {got:?}");
+
+            // Under a policy, a member sends from its own addresses and
+            // from the routes it serves: a rule for W gives W's pods what
+            // it gives W's master. DNS only: they resolve, HTTP is refused...
+            let dns_only = r#"
+[[allow]]
+from = ["w"]
+to = ["site:m"]
+ports = ["udp:53", "tcp:53"]
+"#;
+            set_policy(lab, &world, "w-dns", dns_only)?;
+            wait::until("the policy to keep w's pods off m's HTTP", SETTLE, || {
+                Ok(
+                    match fetch(pod, http(members), Duration::from_millis(700))? {
+                        Ok(f) => Poll::Pending(format!("still answered by {f:?}")),
+                        Err(_) => Poll::Ready(()),
+                    },
+                )
+            })?;
+            let why = refused_fast(pod, http(members), Duration::from_secs(2))?;
+            println!("a pod in w with DNS only: {why}");
+            let again = resolve(pod, cluster_dns.into(), &mesh_name("members", "m"))?;
+            ensure!(again == members, "members.m now resolves to {again}");
+            // ...until the rule names the port.
+            let with_http = dns_only.replace(r#""tcp:53"]"#, r#""tcp:53", "tcp:80"]"#);
+            set_policy(lab, &world, "w-http", &with_http)?;
             let got = reaches(pod, http(members), SETTLE)?;
             ensure!(got.server == "members@m", "answered by {got:?}");
             Ok(())
