@@ -6,6 +6,7 @@
 //! module sets up TLS and the transport, binds the endpoint and accepts.
 
 pub mod admission;
+mod advertise;
 pub mod connection;
 pub mod frames;
 mod grant_use;

@@ -221,7 +221,7 @@ impl Session {
             } => {
                 let hub = self.context.hub.clone();
                 let site = site.as_ref();
-                match crate::routes::advertise(&hub, &self.node_key, network_id, &routes, site)
+                match super::advertise::advertise(&hub, &self.node_key, network_id, &routes, site)
                     .await
                 {
                     Ok(()) => Ok(()),
