@@ -4,6 +4,9 @@
 //!   router narrowed, as a tunnel or PPPoE line upstream would) still
 //!   carries TCP through a subnet route both ways: the agents let full
 //!   tunnel packets be fragmented on the way rather than vanish.
+//! - Two agents whose own link is 1280 bytes (the host's uplink narrower
+//!   than a full tunnel packet) carry TCP over an IPv4 and an IPv6
+//!   underlay: the host fragments what GSO would have sent whole.
 //! - Subnet routers clamp the MSS of TCP connections crossing the overlay
 //!   to what the tunnel carries, so hosts behind them that never hear
 //!   "fragmentation needed" (ICMP filtered, as it often is) do not hang.
@@ -16,6 +19,9 @@ use anyhow::{ensure, Context};
 use socket2::SockRef;
 use warren_lab::e2e;
 use warren_lab::netns::Netns;
+use warren_lab::node_spec::overlay;
+use warren_lab::pair::{Pair, PairOptions};
+use warren_lab::ping::wait_reachable;
 use warren_lab::routes_lab::{fetch, HttpServer, RoutesLab, SiteSpec};
 use warren_lab::transfer::{tcp_transfer, TransferSpec};
 use warren_lab::wait::{self, Poll};
@@ -199,4 +205,48 @@ fn routers_clamp_the_mss_of_connections_between_their_subnets() {
         );
         Ok(())
     });
+}
+
+/// Agents on a 1280-byte link carry TCP both ways over `underlay_v6`.
+fn narrow_link(test: &str, underlay_v6: bool) {
+    e2e(test, |lab| {
+        let options = PairOptions {
+            underlay_v6,
+            ..PairOptions::warren()
+        };
+        let pair = Pair::build(lab, options)?;
+        let mtu = NARROW.to_string();
+        for (ns, ifname) in [
+            (&pair.hosts.a, &pair.hosts.a_if),
+            (&pair.hosts.b, &pair.hosts.b_if),
+        ] {
+            ns.ip(["link", "set", "dev", ifname, "mtu", &mtu])?;
+        }
+        wait_reachable(&pair.hosts.a, overlay::addr(2, false), SETTLE)?;
+        for (from, to, node) in [
+            (&pair.hosts.a, &pair.hosts.b, 2),
+            (&pair.hosts.b, &pair.hosts.a, 1),
+        ] {
+            let mut spec = TransferSpec::mib(8);
+            spec.timeout = Duration::from_secs(30);
+            let report = tcp_transfer(from, to, overlay::addr(node, false), spec)
+                .with_context(|| format!("8 MiB to node {node} over a {NARROW}-byte link"))?;
+            println!(
+                "{test}: 8 MiB to node {node} in {:?} ({:.0} Mbit/s)",
+                report.elapsed,
+                report.mbit_per_s()
+            );
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn agents_on_a_1280_byte_link_carry_tcp_over_ipv4() {
+    narrow_link("mtu::narrow_link_v4", false);
+}
+
+#[test]
+fn agents_on_a_1280_byte_link_carry_tcp_over_ipv6() {
+    narrow_link("mtu::narrow_link_v6", true);
 }

@@ -45,17 +45,39 @@ pub fn set_mark(socket: &impl AsRawFd, mark: u32) -> std::io::Result<()> {
     set(socket, libc::SOL_SOCKET, libc::SO_MARK, mark)
 }
 
-/// Lets IPv4 datagrams from `socket` be fragmented on the way: no DF bit,
-/// and the interface's MTU (not a learned path MTU) as the size above
-/// which the host itself fragments (`IP_PMTUDISC_INTERFACE`), so GSO
-/// segments are never refused for a path MTU that some other socket
-/// learned. On a dual-stack socket this covers its v4-mapped peers.
+/// Lets IPv4 datagrams from `socket` be fragmented: no DF bit, so a
+/// narrower hop on the way fragments them, and the host itself fragments
+/// what is larger than its interface's MTU (`IP_PMTUDISC_OMIT`; with
+/// `INTERFACE` it would refuse them). A GSO send with segments larger
+/// than that MTU is refused with `EMSGSIZE`, and the caller sends its
+/// segments one by one. On a dual-stack socket this covers its v4-mapped
+/// peers.
 pub fn allow_fragments_v4(socket: &impl AsRawFd) -> std::io::Result<()> {
     set(
         socket,
         libc::IPPROTO_IP,
         libc::IP_MTU_DISCOVER,
-        libc::IP_PMTUDISC_INTERFACE,
+        libc::IP_PMTUDISC_OMIT,
+    )
+}
+
+/// Lets the host fragment IPv6 datagrams from `socket` (IPv6 routers never
+/// do): `IPV6_DONTFRAG` off, and the path MTU learned from "packet too
+/// big" as the size to fragment at (`IPV6_PMTUDISC_WANT`). A GSO send
+/// with segments larger than that is refused with `EMSGSIZE`, and the
+/// caller sends its segments one by one.
+pub fn allow_fragments_v6(socket: &impl AsRawFd) -> std::io::Result<()> {
+    set(
+        socket,
+        libc::IPPROTO_IPV6,
+        libc::IPV6_DONTFRAG,
+        0 as libc::c_int,
+    )?;
+    set(
+        socket,
+        libc::IPPROTO_IPV6,
+        libc::IPV6_MTU_DISCOVER,
+        libc::IPV6_PMTUDISC_WANT,
     )
 }
 

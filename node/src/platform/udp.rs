@@ -56,6 +56,11 @@ impl Udp {
         if let Err(e) = sockopt::allow_fragments_v4(&std_socket) {
             tracing::warn!(error = %e, "IPv4 tunnel packets keep DF: a narrower path would drop full-size ones");
         }
+        if dual_stack {
+            if let Err(e) = sockopt::allow_fragments_v6(&std_socket) {
+                tracing::warn!(error = %e, "IPv6 tunnel packets are never fragmented: a narrower path would drop full-size ones");
+            }
+        }
         let socket = UdpSocket::from_std(std_socket).context("registering UDP socket")?;
         Ok(Self {
             socket,
@@ -95,20 +100,39 @@ impl Udp {
         segment: usize,
     ) -> std::io::Result<()> {
         let destination = self.to_socket_family(to);
-        let transmit = quinn_udp::Transmit {
+        let src_ip = source.map(|ip| match ip {
+            // A v4-mapped destination takes a v4-mapped source.
+            IpAddr::V4(v4) if destination.is_ipv6() => IpAddr::V6(v4.to_ipv6_mapped()),
+            other => other,
+        });
+        let transmit = |contents, segment_size| quinn_udp::Transmit {
             destination,
             ecn: None,
             contents,
-            segment_size: (segment < contents.len()).then_some(segment),
-            src_ip: source.map(|ip| match ip {
-                // A v4-mapped destination takes a v4-mapped source.
-                IpAddr::V4(v4) if destination.is_ipv6() => IpAddr::V6(v4.to_ipv6_mapped()),
-                other => other,
-            }),
+            segment_size,
+            src_ip,
         };
+        let whole = (segment < contents.len()).then_some(segment);
+        match self.send_transmit(&transmit(contents, whole)).await {
+            // The host's own MTU toward `to` (its interface, or a path
+            // MTU it learned) is below one segment: the kernel refuses
+            // GSO sends there but fragments single datagrams.
+            Err(e) if whole.is_some() && refused_for_size(&e) => {
+                tracing::trace!(%to, error = %e, "GSO send refused: sending the segments one by one");
+                for one in contents.chunks(segment) {
+                    self.send_transmit(&transmit(one, None)).await?;
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Sends one transmit, waiting while the socket is full.
+    async fn send_transmit(&self, transmit: &quinn_udp::Transmit<'_>) -> std::io::Result<()> {
         loop {
             match self.socket.try_io(Interest::WRITABLE, || {
-                self.state.try_send((&self.socket).into(), &transmit)
+                self.state.try_send((&self.socket).into(), transmit)
             }) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     self.socket.writable().await?;
@@ -127,6 +151,14 @@ impl Udp {
             other => other,
         }
     }
+}
+
+/// Whether the kernel refused a GSO send because a segment is larger
+/// than it sends toward that destination in one piece. (Only EMSGSIZE:
+/// quinn-udp takes EINVAL and EIO as GSO not working at all and turns it
+/// off for the socket.)
+fn refused_for_size(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EMSGSIZE)
 }
 
 /// Undoes v4-mapping so that peers see one form of each address.
@@ -162,7 +194,7 @@ mod tests {
         let udp = Udp::bind(0).unwrap();
         assert_eq!(
             sockopt::mtu_discover_v4(&udp.socket).unwrap(),
-            libc::IP_PMTUDISC_INTERFACE
+            libc::IP_PMTUDISC_OMIT
         );
     }
 
