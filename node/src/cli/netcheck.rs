@@ -6,14 +6,12 @@ use clap::Args;
 use warren_proto::control::normalise_fingerprint;
 use warren_proto::local_api::Netcheck;
 use warren_proto::netcheck::{ControllerNetcheck, NatMapping, QuicReach};
+use warren_proto::stun;
 use warren_proto::text::printable;
 
 use super::exit::{self, Exit};
 use super::Cli;
 use crate::client;
-
-/// The controller's STUN ports when `warren-controller serve` is not told otherwise.
-const DEFAULT_STUN_PORTS: [u16; 2] = [3478, 3479];
 
 #[derive(Debug, Args)]
 pub struct NetcheckArgs {
@@ -53,7 +51,7 @@ pub fn run(cli: &Cli, args: &NetcheckArgs) -> anyhow::Result<()> {
         })?),
     };
     let mut stun_ports = if args.stun_ports.is_empty() {
-        DEFAULT_STUN_PORTS.to_vec()
+        stun::DEFAULT_PORTS.to_vec()
     } else {
         args.stun_ports.clone()
     };
