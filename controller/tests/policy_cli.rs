@@ -82,13 +82,17 @@ impl Served {
         Served { child, api, token }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
             .args(args)
             .env("WARREN_API", &self.api)
-            .env("WARREN_TOKEN", &self.token)
-            .output()
-            .unwrap()
+            .env("WARREN_TOKEN", &self.token);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -280,4 +284,27 @@ async fn the_policy_tag_and_grant_commands_work_against_a_real_controller() {
         .is_empty());
     let all = ctl.json(&["grant", "list", &net, "--all"]);
     assert_eq!(all["grants"][0]["active"], false);
+}
+
+/// `member list | head -1`: the reader goes away before the listing is
+/// written. The command ends quietly with success, not with a panic about
+/// a broken pipe.
+#[tokio::test]
+async fn a_listing_whose_reader_is_gone_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = Served::start(dir.path());
+    let net = ctl.ok(&["network", "create", "lab"]).trim().to_string();
+    let key = ctl.json(&["key", "create", &net, "--reusable"])["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    join(dir.path(), &net, &key, "db-1").await;
+    join(dir.path(), &net, &key, "laptop-ana").await;
+    for args in [
+        vec!["member", "list", &net],
+        vec!["member", "list", &net, "--json"],
+        vec!["network", "list"],
+    ] {
+        warren_lab::command::run_without_reader(&mut ctl.command(&args)).unwrap();
+    }
 }

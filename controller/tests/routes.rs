@@ -9,84 +9,14 @@ mod common;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::node::TestNode;
+use common::policy::member_at as member;
+use common::routes::{advertise, approve, key_of, p, routes};
 use common::{error_code, Harness};
 use ipnet::IpNet;
-use serde_json::{json, Value};
-use warren_controller::store::{JoinRequest, RouteChecks, RouteStore, Store};
+use serde_json::json;
+use warren_controller::store::Store;
 use warren_proto::control::{ControllerMessage, NodeMessage};
-use warren_proto::netmap::Netmap;
 use warren_proto::{NodeId, NodePrivateKey};
-
-fn p(s: &str) -> IpNet {
-    s.parse().unwrap()
-}
-
-/// A member joined straight through the store, authorized by a key.
-async fn member(h: &Harness, net: &str, name: &str, endpoint: &str) -> NodeId {
-    let (status, made) = h
-        .admin(
-            Method::POST,
-            &format!("/api/v1/networks/{net}/keys"),
-            Some(json!({})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let node_key = NodePrivateKey::generate().public_key();
-    h.store
-        .join(JoinRequest {
-            network_id: net.parse().unwrap(),
-            node_key,
-            name: name.into(),
-            preauth_key: made["key"].as_str().map(str::to_string),
-            agent_version: "0.1.0".into(),
-            endpoints: vec![endpoint.parse().unwrap()],
-        })
-        .await
-        .unwrap();
-    NodeId::from_key(&node_key)
-}
-
-async fn advertise(h: &Harness, net: &str, node: NodeId, routes: &[&str]) {
-    let routes: Vec<IpNet> = routes.iter().map(|r| p(r)).collect();
-    let key = key_of(h, net, node).await;
-    h.store
-        .set_advertised_routes(
-            net.parse().unwrap(),
-            &key,
-            &routes,
-            None,
-            &RouteChecks::default(),
-        )
-        .await
-        .unwrap();
-}
-
-/// Self-writes name a member by its full key, as its session does.
-async fn key_of(h: &Harness, net: &str, node: NodeId) -> warren_proto::NodePublicKey {
-    h.store
-        .get_member(net.parse().unwrap(), node)
-        .await
-        .unwrap()
-        .public_key
-}
-
-async fn routes(h: &Harness, net: &str) -> Vec<Value> {
-    let (status, list) = h
-        .admin(Method::GET, &format!("/api/v1/networks/{net}/routes"), None)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{list}");
-    list["routes"].as_array().unwrap().clone()
-}
-
-async fn approve(h: &Harness, net: &str, node: NodeId, prefix: &str) -> (StatusCode, Value) {
-    h.admin(
-        Method::POST,
-        &format!("/api/v1/networks/{net}/routes"),
-        Some(json!({ "node": node, "prefix": prefix })),
-    )
-    .await
-}
 
 async fn audit_actions(h: &Harness) -> Vec<(String, String)> {
     let (_, page) = h.admin(Method::GET, "/api/v1/audit?limit=1000", None).await;
@@ -109,7 +39,7 @@ async fn approve_refuse_unapprove_and_audit_through_the_api() {
     let net = h.network("prod").await;
     let a = member(&h, &net, "master-a", "198.51.100.7:41641").await;
     let b = member(&h, &net, "master-b", "203.0.113.9:41641").await;
-    advertise(&h, &net, a, &["10.96.0.0/12", "0.0.0.0/0"]).await;
+    advertise(&h, &net, a, &["10.96.0.0/12", "0.0.0.0/0"], None).await;
 
     let listed = routes(&h, &net).await;
     assert_eq!(listed.len(), 2, "{listed:?}");
@@ -132,7 +62,7 @@ async fn approve_refuse_unapprove_and_audit_through_the_api() {
 
     // a comes online first, then b: a is the primary of what both serve.
     for node in [a, b] {
-        let key = key_of(&h, &net, node).await;
+        let key = key_of(&h.store, &net, node).await;
         h.store
             .set_presence(net.parse().unwrap(), &key, true)
             .await
@@ -184,7 +114,7 @@ async fn approve_refuse_unapprove_and_audit_through_the_api() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // The identical prefix from another router stands by.
-    advertise(&h, &net, b, &["10.96.0.0/12"]).await;
+    advertise(&h, &net, b, &["10.96.0.0/12"], None).await;
     let (status, view) = approve(&h, &net, b, "10.96.0.0/12").await;
     assert_eq!(status, StatusCode::OK, "{view}");
     assert_eq!(view["primary"], false);
@@ -237,7 +167,7 @@ async fn auto_approval_rules_approve_chosen_members_only() {
     let net = h.network("prod").await;
     let a = member(&h, &net, "master-a", "198.51.100.7:41641").await;
     let b = member(&h, &net, "laptop", "203.0.113.9:41641").await;
-    advertise(&h, &net, a, &["10.96.0.0/12"]).await;
+    advertise(&h, &net, a, &["10.96.0.0/12"], None).await;
 
     // A rule for a's service range approves what a already advertises.
     let (status, made) = h
@@ -250,7 +180,7 @@ async fn auto_approval_rules_approve_chosen_members_only() {
     assert_eq!(status, StatusCode::CREATED, "{made}");
     assert_eq!(made["approved"].as_array().unwrap().len(), 1, "{made}");
     // New advertisements inside it are approved at once; b's are not.
-    advertise(&h, &net, b, &["10.112.0.0/12"]).await;
+    advertise(&h, &net, b, &["10.112.0.0/12"], None).await;
     let listed = routes(&h, &net).await;
     let b_route = listed
         .iter()
@@ -258,7 +188,7 @@ async fn auto_approval_rules_approve_chosen_members_only() {
         .unwrap();
     assert_eq!(b_route["approved"], false, "{listed:?}");
     // An overlapping prefix from a is not auto-approved over a conflict.
-    advertise(&h, &net, a, &["10.96.0.0/12", "10.96.0.0/16"]).await;
+    advertise(&h, &net, a, &["10.96.0.0/12", "10.96.0.0/16"], None).await;
     let listed = routes(&h, &net).await;
     let inner = listed
         .iter()
@@ -321,32 +251,9 @@ async fn auto_approval_rules_approve_chosen_members_only() {
         .any(|(a, _)| a == "route.auto_approver.remove"));
 }
 
-type Lab = common::Served;
-
-async fn lab() -> Lab {
-    common::served().await
-}
-
-impl Lab {
-    async fn joined(&self, name: &str) -> (TestNode, Netmap) {
-        let (_, made) = self
-            .api
-            .admin(
-                Method::POST,
-                &format!("/api/v1/networks/{}/keys", self.net),
-                Some(json!({})),
-            )
-            .await;
-        let mut node =
-            TestNode::authenticated(self.running.quic_addr, &self.running.fingerprint).await;
-        let (_, map) = node.join(self.net, name, made["key"].as_str()).await;
-        (node, map.unwrap())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn advertised_routes_reach_peers_only_when_approved_and_fail_over() {
-    let lab = lab().await;
+    let lab = common::served().await;
     let (mut a, mut a_map) = lab.joined("router-a").await;
     let (mut b, mut b_map) = lab.joined("router-b").await;
     let (mut laptop, mut l_map) = lab.joined("laptop").await;
@@ -359,22 +266,10 @@ async fn advertised_routes_reach_peers_only_when_approved_and_fail_over() {
         site: None,
     })
     .await;
-    loop {
-        match a.next().await {
-            ControllerMessage::Error {
-                code,
-                message,
-                fatal,
-            } => {
-                assert_eq!(code, "bad_route");
-                assert!(message.contains("loopback"), "{message}");
-                assert!(!fatal);
-                break;
-            }
-            ControllerMessage::NetmapDelta(d) => a_map.apply(&d).unwrap(),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    let (code, message, fatal) = a.next_error(&mut a_map).await;
+    assert_eq!(code, "bad_route");
+    assert!(message.contains("loopback"), "{message}");
+    assert!(!fatal);
 
     for (node, map) in [(&mut a, &mut a_map), (&mut b, &mut b_map)] {
         node.write(&NodeMessage::Routes {

@@ -12,18 +12,15 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::policy::{member, set_policy};
+use common::routes::{advertise, advertise_with, approve, key_of, p, routes};
 use common::Harness;
 use ipnet::{IpNet, Ipv4Net};
 use serde_json::{json, Value};
 use warren_controller::store::{RouteChecks, RouteStore, SqlStore, Store, StoreError};
-use warren_proto::control::{ControllerMessage, NodeMessage};
+use warren_proto::control::NodeMessage;
 use warren_proto::netmap::Netmap;
 use warren_proto::site::{SiteDns, SiteSpec};
-use warren_proto::{NetworkId, NodeId, NodePublicKey};
-
-fn p(s: &str) -> IpNet {
-    s.parse().unwrap()
-}
+use warren_proto::{NetworkId, NodeId};
 
 fn v4(s: &str) -> Ipv4Net {
     s.parse().unwrap()
@@ -44,53 +41,6 @@ fn site_with_dns(name: &str, domain: &str, server: &str) -> SiteSpec {
             server: server.parse().unwrap(),
         }),
     }
-}
-
-async fn key_of(store: &SqlStore, net: &str, node: NodeId) -> NodePublicKey {
-    store
-        .get_member(net.parse().unwrap(), node)
-        .await
-        .unwrap()
-        .public_key
-}
-
-async fn advertise_with(
-    store: &SqlStore,
-    net: &str,
-    node: NodeId,
-    routes: &[&str],
-    spec: Option<&SiteSpec>,
-    checks: &RouteChecks,
-) -> Result<(), StoreError> {
-    let routes: Vec<IpNet> = routes.iter().map(|r| p(r)).collect();
-    let key = key_of(store, net, node).await;
-    store
-        .set_advertised_routes(net.parse().unwrap(), &key, &routes, spec, checks)
-        .await
-        .map(|_| ())
-}
-
-async fn advertise(h: &Harness, net: &str, node: NodeId, routes: &[&str], spec: Option<&SiteSpec>) {
-    advertise_with(&h.store, net, node, routes, spec, &RouteChecks::default())
-        .await
-        .unwrap();
-}
-
-async fn approve(h: &Harness, net: &str, node: NodeId, prefix: &str) -> (StatusCode, Value) {
-    h.admin(
-        Method::POST,
-        &format!("/api/v1/networks/{net}/routes"),
-        Some(json!({ "node": node, "prefix": prefix })),
-    )
-    .await
-}
-
-async fn routes(h: &Harness, net: &str) -> Vec<Value> {
-    let (status, list) = h
-        .admin(Method::GET, &format!("/api/v1/networks/{net}/routes"), None)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{list}");
-    list["routes"].as_array().unwrap().clone()
 }
 
 /// The route row of `node` for `prefix` in the API's list.
@@ -459,41 +409,17 @@ async fn bad_sites_are_refused_by_the_store_and_over_the_control_session() {
 
     // Over QUIC: an error the node reads, and the session goes on.
     let lab = common::served().await;
-    let (_, made) = lab
-        .api
-        .admin(
-            Method::POST,
-            &format!("/api/v1/networks/{}/keys", lab.net),
-            Some(json!({})),
-        )
-        .await;
-    let mut node =
-        common::node::TestNode::authenticated(lab.running.quic_addr, &lab.running.fingerprint)
-            .await;
-    let (_, map) = node.join(lab.net, "master", made["key"].as_str()).await;
-    let mut map = map.unwrap();
+    let (mut node, mut map) = lab.joined("master").await;
     node.write(&NodeMessage::Routes {
         network_id: lab.net,
         routes: vec![p("10.96.0.0/12")],
         site: Some(site("Not A Label")),
     })
     .await;
-    loop {
-        match node.next().await {
-            ControllerMessage::Error {
-                code,
-                message,
-                fatal,
-            } => {
-                assert_eq!(code, "bad_route");
-                assert!(message.contains("site name"), "{message}");
-                assert!(!fatal);
-                break;
-            }
-            ControllerMessage::NetmapDelta(d) => map.apply(&d).unwrap(),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    let (code, message, fatal) = node.next_error(&mut map).await;
+    assert_eq!(code, "bad_route");
+    assert!(message.contains("site name"), "{message}");
+    assert!(!fatal);
     // A good site next: stored, and the node's own map shows the route.
     node.write(&NodeMessage::Routes {
         network_id: lab.net,

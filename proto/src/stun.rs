@@ -3,6 +3,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+/// The ports `warren-controller serve` answers STUN on unless told
+/// otherwise, and the ones `warren netcheck --controller` asks by default:
+/// two, so a node can tell whether its NAT maps per destination.
+pub const DEFAULT_PORTS: [u16; 2] = [3478, 3479];
+
 pub const MAGIC_COOKIE: u32 = 0x2112_a442;
 const BINDING_REQUEST: u16 = 0x0001;
 const BINDING_SUCCESS: u16 = 0x0101;

@@ -39,10 +39,43 @@ pub fn run(cmd: &mut Command) -> Result<Output> {
 /// for callers that check a refusal; errors only if it cannot start or runs
 /// longer than [`RUN_TIMEOUT`].
 pub fn output(cmd: &mut Command) -> Result<Output> {
+    output_to(cmd, Stdio::piped())
+}
+
+/// Runs `cmd` twice: once to see that it prints something, then with its
+/// stdout to a pipe whose reader has already gone, as in `cmd | head -1`
+/// once `head` has exited. That run must end as a command whose reader
+/// left should: exit 0 and nothing on stderr (above all no panic about a
+/// broken pipe).
+pub fn run_without_reader(cmd: &mut Command) -> Result<()> {
+    if run(cmd)?.stdout.is_empty() {
+        return Err(LabError::Invalid(format!(
+            "`{}` printed nothing, so a missing reader proves nothing",
+            describe(cmd)
+        )));
+    }
+    let (reader, writer) = std::io::pipe().map_err(|e| LabError::io("making a pipe", e))?;
+    drop(reader);
+    let out = output_to(cmd, writer.into())?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() && stderr.trim().is_empty() {
+        return Ok(());
+    }
+    Err(LabError::Invalid(format!(
+        "`{}` with no reader for its output ended with {}, saying: {}",
+        describe(cmd),
+        out.status,
+        stderr.trim()
+    )))
+}
+
+/// [`output`], with the child's stdout going to `stdout` (a pipe of ours
+/// is drained; anything else is the caller's).
+fn output_to(cmd: &mut Command, stdout: Stdio) -> Result<Output> {
     let command = describe(cmd);
     let mut child = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|source| LabError::Spawn {

@@ -644,3 +644,46 @@ pub fn refused_fast(ns: &Netns, addr: SocketAddr, fast: Duration) -> Result<Stri
         ))),
     }
 }
+
+impl RoutesLab {
+    /// Fail-over between the two routers `pair` that serve one prefix:
+    /// `first` is what site `client` got from `addr`, whose answer names
+    /// its router as `{answer}{router}`; that router is the primary. Prints
+    /// it and the route listing for the log, kills it without a word, and
+    /// fails unless the other router answers within `within`. Returns the
+    /// primary's and the standby's names.
+    pub fn fail_over(
+        &mut self,
+        first: &Fetched,
+        client: &str,
+        addr: SocketAddr,
+        answer: &str,
+        pair: [&str; 2],
+        within: Duration,
+    ) -> Result<(String, String)> {
+        let primary = first
+            .server
+            .strip_prefix(answer)
+            .filter(|router| pair.contains(router))
+            .ok_or_else(|| {
+                LabError::Invalid(format!("{addr} answered by {first:?}, not one of {pair:?}"))
+            })?
+            .to_owned();
+        let standby = if primary == pair[0] { pair[1] } else { pair[0] }.to_owned();
+        let listing =
+            self.admin(["route", "list", &self.network])
+                .map_err(|e| LabError::Output {
+                    what: "route list".into(),
+                    detail: e,
+                })?;
+        println!("primary of {pair:?}: {primary}; listing:\n{listing}");
+        let took = self.kill_and_wait_for(&primary, client, addr, &format!("{answer}{standby}"))?;
+        println!("fail-over from {primary} to {standby} took {took:?}");
+        if took > within {
+            return Err(LabError::Invalid(format!(
+                "fail-over from {primary} to {standby} took {took:?}, more than {within:?}"
+            )));
+        }
+        Ok((primary, standby))
+    }
+}

@@ -239,33 +239,18 @@ fn two_masters_of_one_site_fail_over_and_two_sites_never_do() {
             let members = resolve(&laptop.host, stub, &mesh_name("members", "m"))?;
             let readers = resolve(&laptop.host, stub, &mesh_name("readers", "w"))?;
             let first = reaches(&laptop.host, http(members), SETTLE)?;
-            let primary = first
-                .server
-                .strip_prefix("members@")
-                .context("a master of m answered")?
-                .to_owned();
-            let standby = if primary == "m1" { "m2" } else { "m1" };
             let got = reaches(&laptop.host, http(readers), SETTLE)?;
             ensure!(got.server == "readers@w", "readers answered by {got:?}");
-            println!(
-                "primary of site m: {primary}; listing:\n{}",
-                world
-                    .admin(["route", "list", &world.network])
-                    .map_err(anyhow::Error::msg)?
-            );
 
             // m's primary dies without a word: its standby takes over.
-            let took = world.kill_and_wait_for(
-                &primary,
+            let (_, standby) = world.fail_over(
+                &first,
                 "laptop",
                 http(members),
-                &format!("members@{standby}"),
+                "members@",
+                ["m1", "m2"],
+                FAILOVER_WITHIN,
             )?;
-            println!("fail-over within site m from {primary} to {standby} took {took:?}");
-            ensure!(
-                took <= FAILOVER_WITHIN,
-                "fail-over took {took:?}, more than {FAILOVER_WITHIN:?}"
-            );
 
             // W's only master dies: W's services are gone, and nothing of M's
             // ever answers for them.

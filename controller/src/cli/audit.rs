@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
+use warren_cli_assets::{out, outln};
 use warren_proto::NetworkId;
 
 use super::client::ApiClient;
@@ -223,7 +224,7 @@ async fn export(client: &ApiClient, api: &ApiArgs, out: &Path) -> anyhow::Result
     if api.json {
         print_json(&json!({ "file": out, "entries": count, "head": export.head }))?;
     } else {
-        println!(
+        outln!(
             "exported {count} entries to {}; head {} {}",
             out.display(),
             export.head.id,
@@ -319,25 +320,25 @@ async fn verify(
         report["problems"] = json!(problems);
         print_json(&report)?;
     } else if ok {
-        print!(
+        out!(
             "audit chain ok: {} entries, head {}",
             field(&report, "entries"),
             field(&report["head"], "id")
         );
         match &export {
-            Some(e) => println!("; the export's head {} is in it", e.head.id),
-            None => println!(),
+            Some(e) => outln!("; the export's head {} is in it", e.head.id),
+            None => outln!(),
         }
     } else {
         if !chain_ok {
-            println!(
+            outln!(
                 "audit chain BROKEN at entry {} ({} entries)",
                 field(&report, "first_bad"),
                 field(&report, "entries")
             );
         }
         for problem in &problems {
-            println!("audit chain BROKEN: {problem}");
+            outln!("audit chain BROKEN: {problem}");
         }
     }
     Ok(if ok {

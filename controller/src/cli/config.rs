@@ -1,7 +1,7 @@
 //! The `serve` configuration: flags, `WARREN_*` variables, a TOML file and
 //! defaults, in that order of precedence.
 
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -10,15 +10,13 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use warren_controller::relay::RelayLimits;
 use warren_proto::control::normalise_fingerprint;
-use warren_proto::relay;
+use warren_proto::{relay, stun};
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/warren-controller";
 pub const DEFAULT_LISTEN_QUIC: &str = "[::]:7443";
 pub const DEFAULT_LISTEN_API: &str = "127.0.0.1:7480";
 /// The admin socket's file name in the data directory, its default place.
 pub const ADMIN_SOCKET_FILE: &str = "admin.sock";
-/// Two ports, so a node can tell whether its NAT maps per destination.
-pub const DEFAULT_LISTEN_STUN: [&str; 2] = ["[::]:3478", "[::]:3479"];
 /// A relay-only instance shares its controller's host (it reads its
 /// database), so it cannot share its port.
 pub const DEFAULT_RELAY_LISTEN_QUIC: &str = "[::]:7444";
@@ -274,11 +272,12 @@ pub fn relay_limits(
     Ok(limits)
 }
 
-/// The built-in STUN addresses.
-pub fn default_stun() -> anyhow::Result<Vec<SocketAddr>> {
-    DEFAULT_LISTEN_STUN
+/// The built-in STUN addresses: every IPv6 (and, dual-stack, IPv4) address
+/// on each of the default ports.
+pub fn default_stun() -> Vec<SocketAddr> {
+    stun::DEFAULT_PORTS
         .iter()
-        .map(|a| a.parse().context("built-in default listen-stun"))
+        .map(|&port| SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port))
         .collect()
 }
 
@@ -423,7 +422,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         stun_is_default: listen_stun.is_none(),
         listen_stun: match listen_stun {
             Some(list) => list,
-            None => default_stun()?,
+            None => default_stun(),
         },
         relay_rate: limits.rate,
         relay_burst: limits.burst,
@@ -588,7 +587,8 @@ mod tests {
             eff.admin_socket,
             PathBuf::from("/var/lib/warren-controller/admin.sock")
         );
-        assert_eq!(eff.listen_stun.len(), 2);
+        let stun: Vec<String> = eff.listen_stun.iter().map(|a| a.to_string()).collect();
+        assert_eq!(stun, ["[::]:3478", "[::]:3479"]);
         assert!(eff.stun_is_default);
         assert_eq!(eff.relay_limits(), RelayLimits::default());
     }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use warren_cli_assets::outln;
 use warren_controller::console::session::LOGIN_CODE_TTL_SECS;
 use warren_controller::store::UserStore;
 
@@ -29,7 +30,7 @@ pub async fn run(command: ConsoleCommand) -> anyhow::Result<ExitCode> {
             let code = store.new_login_code(LOGIN_CODE_TTL_SECS).await;
             store.close().await;
             let code = code.context("making the code")?;
-            println!("{code}");
+            outln!("{code}");
             eprintln!(
                 "enter it at the console's /login within {} minutes; it works once",
                 LOGIN_CODE_TTL_SECS / 60

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use warren_cli_assets::outln;
 use warren_controller::data_dir;
 
 #[derive(Debug, Args)]
@@ -21,6 +22,6 @@ pub fn run(args: FingerprintArgs) -> anyhow::Result<ExitCode> {
             args.data_dir.display()
         )
     })?;
-    println!("{fingerprint}");
+    outln!("{fingerprint}");
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use hyper::Method;
 use serde_json::{json, Value};
+use warren_cli_assets::outln;
 use warren_proto::invite::{ControllerAddress, Invite};
 use warren_proto::NetworkId;
 
@@ -93,7 +94,7 @@ pub async fn run(client: &ApiClient, args: InviteArgs, as_json: bool) -> anyhow:
         }))?;
         return Ok(());
     }
-    println!("{command}");
+    outln!("{command}");
     let through: Vec<String> = invite.controllers.iter().map(|c| c.to_string()).collect();
     eprintln!(
         "an invite to network {} ({net}) through {}",

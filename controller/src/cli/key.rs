@@ -6,6 +6,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
+use warren_cli_assets::outln;
 use warren_proto::NetworkId;
 
 use super::output::{field, items, json as print_json, table};
@@ -127,7 +128,7 @@ pub async fn run(args: KeyArgs) -> anyhow::Result<ExitCode> {
             if args.api.json {
                 print_json(&made)?;
             } else {
-                println!("{}", field(&made, "key"));
+                outln!("{}", field(&made, "key"));
                 eprintln!(
                     "pre-auth key {} created; it is shown only now",
                     field(&made, "id")

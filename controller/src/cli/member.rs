@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
+use warren_cli_assets::outln;
 use warren_proto::{NetworkId, NodeId};
 
 use super::output::{field, items, json as print_json, table};
@@ -183,7 +184,7 @@ fn print_tags(answer: &Value, as_json: bool) -> anyhow::Result<ExitCode> {
         print_json(answer)?;
     } else {
         for tag in items(answer, "tags") {
-            println!("{}", tag.as_str().unwrap_or("-"));
+            outln!("{}", tag.as_str().unwrap_or("-"));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
+use warren_cli_assets::outln;
 use warren_proto::NetworkId;
 
 use super::output::{field, items, json as print_json, table};
@@ -106,7 +107,7 @@ pub async fn run(args: NetworkArgs) -> anyhow::Result<ExitCode> {
                 print_json(&made)?;
             } else {
                 // The ID alone on stdout, so scripts can capture it.
-                println!("{}", field(&made, "id"));
+                outln!("{}", field(&made, "id"));
             }
         }
         NetworkCommand::List => {
@@ -136,7 +137,7 @@ pub async fn run(args: NetworkArgs) -> anyhow::Result<ExitCode> {
                     "created_at",
                     "device_expiry_secs",
                 ] {
-                    println!("{key:<15} {}", field(&found, key));
+                    outln!("{key:<15} {}", field(&found, key));
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Human output: aligned tables and JSON helpers for the admin commands.
 
 use serde_json::Value;
+use warren_cli_assets::outln;
 
 /// Prints rows under headers, columns padded to their widest cell. Cells
 /// come from what nodes sent (names, versions): control characters print
@@ -42,7 +43,7 @@ pub fn columns(rows: &[Vec<String>]) {
                 out.push_str(&format!("{cell:<width$}  "));
             }
         }
-        println!("{}", out.trim_end());
+        outln!("{}", out.trim_end());
     }
 }
 
@@ -64,7 +65,7 @@ pub fn field(value: &Value, key: &str) -> String {
 
 /// Prints JSON for `--json`.
 pub fn json(value: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

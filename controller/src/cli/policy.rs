@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use hyper::Method;
 use serde_json::{json, Value};
+use warren_cli_assets::{out, outln};
 use warren_proto::NetworkId;
 
 use super::output::{field, items, json as print_json, table};
@@ -92,7 +93,7 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
                     field(&found, "created_by"),
                     field(&found, "created_at")
                 );
-                print!("{}", field(&found, "text"));
+                out!("{}", field(&found, "text"));
             }
         }
         PolicyCommand::Set { network, file } => {
@@ -167,7 +168,7 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
                     Some(rule) => rule.to_string(),
                     None => "no rule".to_string(),
                 };
-                println!("{verdict} ({rule}): {}", field(&answer, "reason"));
+                outln!("{verdict} ({rule}): {}", field(&answer, "reason"));
             }
         }
         PolicyCommand::History { network } => {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use serde::{Deserialize, Serialize};
+use warren_cli_assets::out;
 use warren_controller::server::{self, Role, ServerOptions};
 
 use super::config::{
@@ -119,7 +120,7 @@ fn resolve(args: &RelayArgs) -> anyhow::Result<RelayConfig> {
 pub async fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
     let config = resolve(&args)?;
     if args.check_config {
-        print!(
+        out!(
             "{}",
             toml::to_string(&config).context("printing the configuration")?
         );

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use warren_cli_assets::out;
 use warren_controller::api::local_socket::AdminSocketPlace;
 use warren_controller::server::{self, AdvertisedRelay, Role, ServerOptions};
 
@@ -117,7 +118,7 @@ pub fn check_config(args: ServeArgs) -> anyhow::Result<ExitCode> {
     for note in super::sign_in::notes(config.github.as_ref()) {
         eprintln!("note: {note}");
     }
-    print!(
+    out!(
         "{}",
         toml::to_string(&config).context("printing the configuration")?
     );

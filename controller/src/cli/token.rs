@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use time::OffsetDateTime;
+use warren_cli_assets::outln;
 use warren_controller::data_dir;
 use warren_controller::store::{Actor, Scope, SqlStore, Store, TokenSpec};
 use warren_proto::NetworkId;
@@ -140,9 +141,9 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
     store.close().await;
     let made = made.context("creating the token")?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&made)?);
+        outln!("{}", serde_json::to_string_pretty(&made)?);
     } else {
-        println!("{}", made.secret);
+        outln!("{}", made.secret);
         eprintln!(
             "token {} ({:?}, {}) created; it is shown only now",
             made.token.name, made.token.scope, made.token.id
@@ -206,9 +207,9 @@ async fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
     store.close().await;
     let token = revoked.with_context(|| format!("revoking token {id}"))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&token)?);
+        outln!("{}", serde_json::to_string_pretty(&token)?);
     } else {
-        println!(
+        outln!(
             "token {} ({}) revoked at {}",
             token.name,
             token.id,

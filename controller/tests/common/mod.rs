@@ -9,6 +9,7 @@
 
 pub mod node;
 pub mod policy;
+pub mod routes;
 
 use std::sync::Arc;
 
@@ -342,5 +343,23 @@ pub async fn served() -> Served {
         running,
         net,
         api,
+    }
+}
+
+impl Served {
+    /// A node that joined the network with a fresh key, and its first netmap.
+    pub async fn joined(&self, name: &str) -> (node::TestNode, warren_proto::netmap::Netmap) {
+        let (_, made) = self
+            .api
+            .admin(
+                Method::POST,
+                &format!("/api/v1/networks/{}/keys", self.net),
+                Some(serde_json::json!({})),
+            )
+            .await;
+        let mut node =
+            node::TestNode::authenticated(self.running.quic_addr, &self.running.fingerprint).await;
+        let (_, map) = node.join(self.net, name, made["key"].as_str()).await;
+        (node, map.unwrap())
     }
 }

@@ -226,6 +226,23 @@ impl TestNode {
         (result, Some(map))
     }
 
+    /// Applies deltas to `map` until the controller sends an error: its
+    /// code, message and whether it ends the session. Panics on any other
+    /// message, or when nothing comes within [`WAIT`].
+    pub async fn next_error(&mut self, map: &mut Netmap) -> (String, String, bool) {
+        loop {
+            match self.next().await {
+                ControllerMessage::Error {
+                    code,
+                    message,
+                    fatal,
+                } => return (code, message, fatal),
+                ControllerMessage::NetmapDelta(delta) => map.apply(&delta).unwrap(),
+                other => panic!("expected an error, got {other:?}"),
+            }
+        }
+    }
+
     /// Applies deltas to `map` until `done(map)` holds; panics after [`WAIT`].
     pub async fn wait_for(&mut self, map: &mut Netmap, done: impl Fn(&Netmap) -> bool) {
         let deadline = tokio::time::Instant::now() + WAIT;

@@ -2,11 +2,11 @@
 //! tags and a route, and the policy, explain, audit and grant calls.
 
 use axum::http::{Method, StatusCode};
-use ipnet::IpNet;
 use serde_json::{json, Value};
-use warren_controller::store::{JoinRequest, RouteChecks, RouteStore, Store};
+use warren_controller::store::{JoinRequest, Store};
 use warren_proto::{NodeId, NodePrivateKey};
 
+use super::routes::{advertise, approve};
 use super::Harness;
 
 pub const ISSUE_EXAMPLE: &str = r#"[groups]
@@ -32,6 +32,11 @@ expect = "deny"
 
 /// A member joined straight through the store, authorized by a key.
 pub async fn member(h: &Harness, net: &str, name: &str) -> NodeId {
+    member_at(h, net, name, "192.0.2.10:41641").await
+}
+
+/// [`member`], reporting `endpoint` as its address.
+pub async fn member_at(h: &Harness, net: &str, name: &str, endpoint: &str) -> NodeId {
     let (status, made) = h
         .admin(
             Method::POST,
@@ -48,7 +53,7 @@ pub async fn member(h: &Harness, net: &str, name: &str) -> NodeId {
             name: name.into(),
             preauth_key: made["key"].as_str().map(str::to_string),
             agent_version: "0.1.0".into(),
-            endpoints: vec!["192.0.2.10:41641".parse().unwrap()],
+            endpoints: vec![endpoint.parse().unwrap()],
         })
         .await
         .unwrap();
@@ -65,30 +70,8 @@ pub async fn cluster(h: &Harness) -> String {
     let master = member(h, &net, "master").await;
     let (status, body) = tag(h, &net, ci, "tag:ci").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let prefix: IpNet = "10.96.0.0/12".parse().unwrap();
-    let master_key = h
-        .store
-        .get_member(net.parse().unwrap(), master)
-        .await
-        .unwrap()
-        .public_key;
-    h.store
-        .set_advertised_routes(
-            net.parse().unwrap(),
-            &master_key,
-            &[prefix],
-            None,
-            &RouteChecks::default(),
-        )
-        .await
-        .unwrap();
-    let (status, body) = h
-        .admin(
-            Method::POST,
-            &format!("/api/v1/networks/{net}/routes"),
-            Some(json!({ "node": master, "prefix": "10.96.0.0/12" })),
-        )
-        .await;
+    advertise(h, &net, master, &["10.96.0.0/12"], None).await;
+    let (status, body) = approve(h, &net, master, "10.96.0.0/12").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     net
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use warren_cli_assets::out;
 
 use crate::config::Config;
 
@@ -17,6 +18,6 @@ pub fn run(args: &CheckConfigArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     config.read_private_key()?;
     let text = toml::to_string_pretty(&config).context("printing the effective config")?;
-    print!("{text}");
+    out!("{text}");
     Ok(())
 }

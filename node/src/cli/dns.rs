@@ -1,6 +1,7 @@
 //! `warren dns [status]`: the stubs, their zones and how the system is pointed at them.
 
 use clap::{Args, Subcommand};
+use warren_cli_assets::{out, outln};
 use warren_proto::local_dns::{DnsStatus, SplitDnsMode};
 use warren_proto::text::printable;
 
@@ -27,9 +28,9 @@ pub fn run(cli: &Cli, args: &DnsArgs) -> anyhow::Result<()> {
     let socket = cli.socket_or(None);
     let status: DnsStatus = super::runtime()?.block_on(client::get(&socket, "/v1/dns"))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        print!("{}", printable(&render(&status)));
+        out!("{}", printable(&render(&status)));
     }
     Ok(())
 }

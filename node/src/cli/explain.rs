@@ -2,6 +2,7 @@
 //! and by which rule; and what its policy dropped lately.
 
 use clap::Args;
+use warren_cli_assets::{out, outln};
 use warren_proto::filter::{Direction, Verdict};
 use warren_proto::local_api::ExplainReply;
 use warren_proto::text::printable;
@@ -31,9 +32,9 @@ pub fn run(cli: &Cli, args: &ExplainArgs) -> anyhow::Result<()> {
     let reply: ExplainReply =
         super::runtime()?.block_on(client::get(&cli.socket_or(None), &path))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
+        outln!("{}", serde_json::to_string_pretty(&reply)?);
     } else {
-        print!("{}", printable(&render(&reply)));
+        out!("{}", printable(&render(&reply)));
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use warren_proto::text::printable;
 use anyhow::{bail, Context};
 
 use clap::Args;
+use warren_cli_assets::outln;
 use warren_proto::invite::{Invite, InviteError, PREFIX};
 use warren_proto::local_api::{JoinReply, JoinRequest, NetworkState, NetworkStatus, Status};
 use warren_proto::NetworkId;
@@ -221,7 +222,7 @@ pub fn settle(
     }
     let node: Status = runtime.block_on(client::get(socket, "/v1/status"))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&network)?);
+        outln!("{}", serde_json::to_string_pretty(&network)?);
     }
     let text = match step {
         Step::Fail(code, message) => {
@@ -238,7 +239,7 @@ pub fn settle(
         Step::Pending => pending_text(&id, &node.node_id.to_string()),
     };
     if !json {
-        println!("{text}");
+        outln!("{text}");
     }
     if first_use {
         match &network.fingerprint {
@@ -349,7 +350,7 @@ pub fn leave(cli: &Cli, args: &LeaveArgs) -> anyhow::Result<()> {
     let socket = cli.socket_or(None);
     let path = format!("/v1/networks/{}", args.network_id);
     super::runtime()?.block_on(client::delete(&socket, &path))?;
-    println!("left {}", args.network_id);
+    outln!("left {}", args.network_id);
     Ok(())
 }
 

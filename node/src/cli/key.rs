@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
+use warren_cli_assets::outln;
 use warren_proto::NodePrivateKey;
 
 use crate::config::read_private_key;
@@ -30,10 +31,10 @@ pub fn run(cmd: &KeyCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("creating {} (it must not exist yet)", file.display()))?;
             writeln!(out, "{}", key.to_base64())
                 .with_context(|| format!("writing {}", file.display()))?;
-            println!("{}", key.public_key());
+            outln!("{}", key.public_key());
         }
         KeyCommand::Public { file } => {
-            println!("{}", read_private_key(file)?.public_key());
+            outln!("{}", read_private_key(file)?.public_key());
         }
     }
     Ok(())

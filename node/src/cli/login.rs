@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use clap::Args;
+use warren_cli_assets::outln;
 use warren_proto::local_api::{NetworkState, NetworkStatus, Status};
 use warren_proto::text::printable;
 use warren_proto::NetworkId;
@@ -80,7 +81,7 @@ pub fn login(cli: &Cli, args: &LoginArgs) -> anyhow::Result<()> {
             humantime::format_duration(args.sign_in_wait)
         );
     }
-    println!(
+    outln!(
         "signed in again: {} is on {id}{}{}",
         printable(network.fqdn.as_deref().unwrap_or("this device")),
         network

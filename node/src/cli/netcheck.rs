@@ -3,17 +3,16 @@
 //! it itself before any network is joined.
 
 use clap::Args;
+use warren_cli_assets::{out, outln};
 use warren_proto::control::normalise_fingerprint;
 use warren_proto::local_api::Netcheck;
 use warren_proto::netcheck::{ControllerNetcheck, NatMapping, QuicReach};
+use warren_proto::stun;
 use warren_proto::text::printable;
 
 use super::exit::{self, Exit};
 use super::Cli;
 use crate::client;
-
-/// The controller's STUN ports when `warren-controller serve` is not told otherwise.
-const DEFAULT_STUN_PORTS: [u16; 2] = [3478, 3479];
 
 #[derive(Debug, Args)]
 pub struct NetcheckArgs {
@@ -53,7 +52,7 @@ pub fn run(cli: &Cli, args: &NetcheckArgs) -> anyhow::Result<()> {
         })?),
     };
     let mut stun_ports = if args.stun_ports.is_empty() {
-        DEFAULT_STUN_PORTS.to_vec()
+        stun::DEFAULT_PORTS.to_vec()
     } else {
         args.stun_ports.clone()
     };
@@ -66,9 +65,9 @@ pub fn run(cli: &Cli, args: &NetcheckArgs) -> anyhow::Result<()> {
         &stun_ports,
     ));
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", printable(&render(&report)));
+        out!("{}", printable(&render(&report)));
     }
     match report.quic.reach {
         QuicReach::Connected => Ok(()),
@@ -173,46 +172,46 @@ fn from_agent(cli: &Cli, json: bool) -> anyhow::Result<()> {
     let socket = cli.socket_or(None);
     let report: Netcheck = super::runtime()?.block_on(client::get(&socket, "/v1/netcheck"))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     if report.networks.is_empty() {
-        println!("no joined network is up; netcheck asks each network's controller");
+        outln!("no joined network is up; netcheck asks each network's controller");
     }
     for net in &report.networks {
-        println!(
+        outln!(
             "network {} (port {})",
             net.network,
             net.listen_port.unwrap_or(0)
         );
         for r in &net.reflexive {
-            println!("  STUN {} sees us at {}", r.server, r.mapped);
+            outln!("  STUN {} sees us at {}", r.server, r.mapped);
         }
         if net.reflexive.is_empty() {
-            println!("  no STUN answer yet (is UDP to the controller blocked?)");
+            outln!("  no STUN answer yet (is UDP to the controller blocked?)");
         }
         let mapping = match net.mapping_varies_by_destination {
             Some(true) => "varies by destination (endpoint-dependent, symmetric NAT): direct paths need the peer's help",
             Some(false) => "same for every destination (endpoint-independent): direct paths work",
             None => "unknown (fewer than two STUN answers)",
         };
-        println!("  mapping {mapping}");
+        outln!("  mapping {mapping}");
         match &net.port_mapping {
-            Some(m) => println!(
+            Some(m) => outln!(
                 "  port mapping: {} {} maps us at {} ({}s, renewed at half)",
                 m.protocol.to_uppercase(),
                 m.gateway,
                 m.external,
                 m.lifetime_secs
             ),
-            None => println!(
-                "  port mapping: none (off, or the gateway does not answer PCP or NAT-PMP)"
-            ),
+            None => {
+                outln!("  port mapping: none (off, or the gateway does not answer PCP or NAT-PMP)")
+            }
         }
         match (net.relay, &net.relay_server) {
-            (true, Some(server)) => println!("  relay reachable (relay-only instance {server})"),
-            (true, None) => println!("  relay reachable (the controller)"),
-            (false, _) => println!("  relay unreachable"),
+            (true, Some(server)) => outln!("  relay reachable (relay-only instance {server})"),
+            (true, None) => outln!("  relay reachable (the controller)"),
+            (false, _) => outln!("  relay unreachable"),
         }
     }
     Ok(())

@@ -4,6 +4,7 @@ use std::time::Duration;
 use warren_proto::text::printable;
 
 use clap::Args;
+use warren_cli_assets::outln;
 use warren_proto::local_api::{PathKind, PingReply, PingRequest};
 
 use super::Cli;
@@ -34,9 +35,9 @@ pub fn ping(cli: &Cli, args: &PingArgs) -> anyhow::Result<()> {
         let reply: PingReply = runtime.block_on(client::post(&socket, "/v1/ping", &request))?;
         answered |= reply.path != PathKind::None;
         if args.json {
-            println!("{}", serde_json::to_string(&reply)?);
+            outln!("{}", serde_json::to_string(&reply)?);
         } else {
-            println!("{}", printable(&render(&reply)));
+            outln!("{}", printable(&render(&reply)));
         }
         if reply.path == PathKind::Direct && !args.until_count {
             break;

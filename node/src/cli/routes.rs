@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use clap::{Args, Subcommand, ValueEnum};
 use ipnet::IpNet;
+use warren_cli_assets::{out, outln};
 use warren_proto::routes::{
     AcceptRequest, AdvertiseMode, AdvertiseRequest, AdvertisedState, ExitNodeRequest,
     MasqueradeRequest, RoutesStatus,
@@ -212,9 +213,9 @@ pub fn exit_node(cli: &Cli, args: &ExitNodeArgs) -> anyhow::Result<()> {
 
 fn print(status: &RoutesStatus, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(status)?);
+        outln!("{}", serde_json::to_string_pretty(status)?);
     } else {
-        print!("{}", printable(&render(status)));
+        out!("{}", printable(&render(status)));
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! network's DNS zone as `_NAME._PROTO.<zone>` SRV records.
 
 use clap::{Args, Subcommand};
+use warren_cli_assets::outln;
 use warren_proto::local_dns::{PublishedService, ServiceList, ServiceRemove, ServiceRequest};
 use warren_proto::service::{ServiceProto, ServiceSpec};
 use warren_proto::NetworkId;
@@ -78,9 +79,9 @@ pub fn run(cli: &Cli, args: &ServiceArgs) -> anyhow::Result<()> {
             let published: PublishedService =
                 runtime.block_on(client::post(&socket, "/v1/services", &request))?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&published)?);
+                outln!("{}", serde_json::to_string_pretty(&published)?);
             } else {
-                println!("published {}", line(&published));
+                outln!("published {}", line(&published));
             }
         }
         ServiceCommand::Remove {
@@ -94,17 +95,17 @@ pub fn run(cli: &Cli, args: &ServiceArgs) -> anyhow::Result<()> {
                 proto: *proto,
             };
             runtime.block_on(client::delete_json(&socket, "/v1/services", &request))?;
-            println!("removed _{name}._{proto}");
+            outln!("removed _{name}._{proto}");
         }
         ServiceCommand::List { json } => {
             let list: ServiceList = runtime.block_on(client::get(&socket, "/v1/services"))?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.services.is_empty() {
-                println!("no services published: `warren service add NAME PORT`");
+                outln!("no services published: `warren service add NAME PORT`");
             } else {
                 for s in &list.services {
-                    println!("{}", line(s));
+                    outln!("{}", line(s));
                 }
             }
         }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use time::OffsetDateTime;
+use warren_cli_assets::{out, outln};
 use warren_proto::local_api::{PathKind, PeerStatus, Status};
 use warren_proto::text::printable;
 
@@ -39,13 +40,13 @@ pub fn run(cli: &Cli, args: &StatusArgs) -> anyhow::Result<()> {
     let now = OffsetDateTime::now_utc();
     let problems = health::problems(&status, args.grace);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?);
     } else if args.check {
-        print!("{}", printable(&check_text(&problems)));
+        out!("{}", printable(&check_text(&problems)));
     } else if args.verbose {
-        print!("{}", printable(&render_long(&status, now)));
+        out!("{}", printable(&render_long(&status, now)));
     } else {
-        print!("{}", printable(&render(&status, &problems, now)));
+        out!("{}", printable(&render(&status, &problems, now)));
     }
     if args.check && !problems.is_empty() {
         return Err(Exit::error(

@@ -2,6 +2,7 @@
 //! keeping the membership, the address and the name (`leave` gives them up).
 
 use clap::Args;
+use warren_cli_assets::outln;
 use warren_proto::local_api::NetworkStatus;
 use warren_proto::text::printable;
 use warren_proto::NetworkId;
@@ -34,9 +35,9 @@ pub fn down(cli: &Cli, args: &DownArgs) -> anyhow::Result<()> {
     let network: NetworkStatus =
         super::runtime()?.block_on(client::post(&socket, &path, &serde_json::json!({})))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&network)?);
+        outln!("{}", serde_json::to_string_pretty(&network)?);
     } else {
-        println!("{}", down_text(&network));
+        outln!("{}", down_text(&network));
     }
     Ok(())
 }

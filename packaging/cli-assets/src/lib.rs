@@ -3,11 +3,13 @@
 //! command reference from a program's clap definitions, for the packages
 //! and the docs; `--check` parses a documented command line without running
 //! it. Also the command-line trace (`WARREN_CLI_TRACE`) by which the doc
-//! check proves that the tests ran every documented command.
+//! check proves that the tests ran every documented command, and the
+//! `outln!`/`out!` macros both programs print their output with.
 //!
 //! # Layout
-//! One file: [`AssetsArgs`] and [`run`] for the subcommand,
-//! [`record_command_line`] for the trace.
+//! - this file: [`AssetsArgs`] and [`run`] for the subcommand,
+//!   [`record_command_line`] for the trace.
+//! - [`stdout`]: command output that ends quietly when its reader is gone.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Command, Parser};
 use clap_complete::Shell;
+
+pub mod stdout;
 
 #[derive(Debug, Args)]
 pub struct AssetsArgs {
@@ -118,7 +122,7 @@ fn check<P: Parser>(bin: &str, args: &[String]) -> anyhow::Result<()> {
             at = sub;
         }
     }
-    println!("ok: {}", path.join(" "));
+    crate::outln!("ok: {}", path.join(" "));
     Ok(())
 }
 
