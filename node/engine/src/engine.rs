@@ -90,6 +90,12 @@ pub enum NetworkAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     pub to: Via,
+    /// The local address to send from: for an answer (a disco pong), the
+    /// address the datagram answered was sent to, so that a host with
+    /// several addresses answers from the one its peer asked. `None`
+    /// (what the engine sends of its own accord) leaves the choice to the
+    /// routing table.
+    pub src_ip: Option<IpAddr>,
     pub payload: Vec<u8>,
 }
 
@@ -167,6 +173,7 @@ fn queue_transmit(
     to.count_tx(counters, payload.len());
     transmits.push_back(Transmit {
         to,
+        src_ip: None,
         payload: payload.to_vec(),
     });
 }

@@ -337,8 +337,9 @@ impl DataPath<'_> {
     }
 
     /// `local`: the address a UDP datagram was sent to, which a direct
-    /// reply to it (a pong, a handshake response) leaves from, so that a
-    /// host with several addresses answers from the one its peer used.
+    /// reply to it (a handshake response here, a pong through the engine's
+    /// transmits) leaves from, so that a host with several addresses
+    /// answers from the one its peer used.
     async fn handle_datagram(
         &mut self,
         source: Source,
@@ -349,7 +350,7 @@ impl DataPath<'_> {
         let result = match source {
             Source::Udp(from) => {
                 self.engine
-                    .handle_network_packet(from, datagram, self.scratch, now)
+                    .handle_network_packet(from, local, datagram, self.scratch, now)
             }
             Source::Relay(from) => {
                 self.engine

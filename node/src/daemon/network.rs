@@ -522,8 +522,10 @@ async fn flush_engine(engine: &mut Engine, udp: &Udp, state: &mut Loop) {
         let len = transmit.payload.len();
         match transmit.to {
             Via::Udp(to) => {
-                if let Err(e) = udp.send(to, &transmit.payload, len).await {
-                    tracing::debug!(error = %e, %to, "UDP send failed");
+                // An answer (a pong) leaves from where it was asked.
+                let from = transmit.src_ip;
+                if let Err(e) = udp.send_from(to, from, &transmit.payload, len).await {
+                    tracing::debug!(error = %e, %to, ?from, "UDP send failed");
                 }
             }
             Via::Relay(peer) => relay_send(&state.relay, peer, &transmit.payload),

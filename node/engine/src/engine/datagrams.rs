@@ -7,16 +7,20 @@ use super::*;
 impl Engine {
     /// Handles a datagram that arrived from `from`, writing into `out` what
     /// comes of it (see [`NetworkAction`]). `out` should hold 65,535 bytes.
+    /// `dst_ip` is the local address it was sent to, where the socket can
+    /// tell (`IP_PKTINFO`): what the engine queues in answer to it (a disco
+    /// pong) leaves from there (see [`Transmit::src_ip`]).
     pub fn handle_network_packet(
         &mut self,
         from: SocketAddr,
+        dst_ip: Option<IpAddr>,
         datagram: &[u8],
         out: &mut [u8],
         now: Instant,
     ) -> Result<NetworkAction, PacketError> {
         self.counters.udp_rx_datagrams += 1;
         self.counters.udp_rx_bytes += datagram.len() as u64;
-        self.handle_datagram(Source::Udp(from), datagram, out, now)
+        self.handle_datagram(Source::Udp(from), dst_ip, datagram, out, now)
     }
 
     /// Handles a datagram that the relay brought from `from`.
@@ -29,18 +33,19 @@ impl Engine {
     ) -> Result<NetworkAction, PacketError> {
         self.counters.relay_rx_datagrams += 1;
         self.counters.relay_rx_bytes += datagram.len() as u64;
-        self.handle_datagram(Source::Relay(from), datagram, out, now)
+        self.handle_datagram(Source::Relay(from), None, datagram, out, now)
     }
 
     fn handle_datagram(
         &mut self,
         source: Source,
+        dst_ip: Option<IpAddr>,
         datagram: &[u8],
         out: &mut [u8],
         now: Instant,
     ) -> Result<NetworkAction, PacketError> {
         if disco::is_disco(datagram) {
-            self.handle_disco(source, datagram, now)?;
+            self.handle_disco(source, dst_ip, datagram, now)?;
             return Ok(NetworkAction::Nothing);
         }
         if let Source::Udp(from) = source {
