@@ -157,9 +157,9 @@ fn add_service_address(lab: &Lab, pair: &NatPair) -> anyhow::Result<()> {
     link::add_addr(&net.host_a, "lo", &service)?;
     link::add_route(&net.router_a, &service, NatLab::HOST_A.into())?;
     link::add_route(&net.internet, &service, NatLab::ROUTER_A_WAN.into())?;
+    let prefix = lab.prefix();
     let rules = format!(
-        "table ip {table} {{\n    chain input {{\n        type filter hook input priority filter; policy accept;\n        udp dport {AGENT_PORT} ip daddr != {A_SERVICE} drop\n    }}\n}}\n",
-        table = format!("{}svc", lab.prefix()),
+        "table ip {prefix}svc {{\n    chain input {{\n        type filter hook input priority filter; policy accept;\n        udp dport {AGENT_PORT} ip daddr != {A_SERVICE} drop\n    }}\n}}\n",
     );
     let path = lab.subdir("nft")?.join("host-a-service.nft");
     fs::write(&path, rules).with_context(|| format!("writing {}", path.display()))?;
