@@ -12,6 +12,14 @@ use crate::error::PacketError;
 use crate::path::{Probe, ProbeTarget, Via, CALL_ME_MAYBE_EVERY};
 use crate::peer::PeerId;
 
+/// Where a disco message came from, and which of our addresses it was sent
+/// to (for a UDP datagram, where the socket can tell).
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    source: Source,
+    dst_ip: Option<IpAddr>,
+}
+
 impl Engine {
     /// Whether packets may go through the relay now (the control connection is up).
     pub fn set_relay_available(&mut self, available: bool, now: Instant) {
@@ -128,20 +136,18 @@ impl Engine {
         }
         self.counters_mut().disco_rx += 1;
         match message {
-            DiscoMessage::Ping { tx, .. } => self.handle_ping(id, source, dst_ip, tx, now),
-            DiscoMessage::Pong { tx, .. } => self.handle_pong(id, source, tx, now),
+            DiscoMessage::Ping { tx, .. } => {
+                self.handle_ping(id, Arrival { source, dst_ip }, tx, now)
+            }
+            DiscoMessage::Pong { tx, .. } => {
+                self.handle_pong(id, Arrival { source, dst_ip }, tx, now)
+            }
         }
         Ok(())
     }
 
-    fn handle_ping(
-        &mut self,
-        id: PeerId,
-        source: Source,
-        dst_ip: Option<IpAddr>,
-        tx: TxId,
-        now: Instant,
-    ) {
+    fn handle_ping(&mut self, id: PeerId, arrival: Arrival, tx: TxId, now: Instant) {
+        let Arrival { source, dst_ip } = arrival;
         let (observed, src_ip) = match source {
             Source::Udp(addr) => (addr, dst_ip),
             Source::Relay(_) => (SocketAddr::from(([0, 0, 0, 0], 0)), None),
@@ -165,6 +171,7 @@ impl Engine {
             .and_then(|p| p.paths.as_mut())
             .is_some_and(|paths| {
                 paths.learn(addr, now);
+                paths.reached_at(addr, dst_ip);
                 paths.should_probe_back(addr, now)
             });
         if probe_back {
@@ -172,7 +179,8 @@ impl Engine {
         }
     }
 
-    fn handle_pong(&mut self, id: PeerId, source: Source, tx: TxId, now: Instant) {
+    fn handle_pong(&mut self, id: PeerId, arrival: Arrival, tx: TxId, now: Instant) {
+        let Arrival { source, dst_ip } = arrival;
         let relay = self.relay;
         let Some(peer) = self.peer_mut(id) else {
             return;
@@ -192,7 +200,7 @@ impl Engine {
             _ => return,
         };
         let changed = match answered {
-            Via::Udp(addr) => paths.heard(addr, Some(rtt), now),
+            Via::Udp(addr) => paths.heard(addr, dst_ip, Some(rtt), now),
             Via::Relay(_) => {
                 paths.relay_rtt = Some(rtt);
                 false
@@ -320,7 +328,11 @@ impl Engine {
             return;
         };
         let key = peer.config.public_key;
+        let mut src_ip = None;
         if let Some(paths) = peer.paths.as_mut() {
+            if let ProbeTarget::Udp(addr) = to {
+                src_ip = paths.local_for(&addr);
+            }
             paths.pings.insert(
                 tx,
                 Probe {
@@ -335,8 +347,9 @@ impl Engine {
             ProbeTarget::Relay => Via::Relay(key),
         };
         let sent_at = self.ping_clock.stamp(now);
-        // A ping, even a ping back, is ours: the routing table picks its source.
-        self.send_disco(id, via, None, DiscoMessage::Ping { tx, sent_at });
+        // From where the peer's packets from that address reach us, if
+        // known: the peer's NAT may pass only what comes from there.
+        self.send_disco(id, via, src_ip, DiscoMessage::Ping { tx, sent_at });
     }
 
     fn send_disco(&mut self, id: PeerId, to: Via, src_ip: Option<IpAddr>, message: DiscoMessage) {
@@ -426,7 +439,7 @@ mod tests {
         let mut b = engine(&b_key, &a_key, A_ADDR, 1_000);
         assert!(a.ping(&b_key.public_key(), now));
         let [ping] = transmits(&mut a).try_into().unwrap();
-        // A ping is A's own: its routing table picks the source.
+        // Nothing from B has reached A yet: the routing table picks.
         assert_eq!((ping.to, ping.src_ip), (Via::Udp(B_SECOND), None));
 
         let mut out = vec![0; 65_536];
@@ -449,20 +462,27 @@ mod tests {
             (pong.to, pong.src_ip),
             (Via::Udp(A_ADDR), Some(B_SECOND.ip()))
         );
-        // B's ping back to A (it has no direct path yet) is B's own.
-        assert!(sent
+        // B pings back (it has no direct path yet) from where A reached it:
+        // a NAT in front of A would let nothing else through.
+        let back: Vec<_> = sent.iter().filter(|t| !std::ptr::eq(*t, pong)).collect();
+        assert!(!back.is_empty());
+        assert!(back
             .iter()
-            .filter(|t| !std::ptr::eq(*t, pong))
-            .all(|t| t.src_ip.is_none()));
+            .all(|t| (t.to, t.src_ip) == (Via::Udp(A_ADDR), Some(B_SECOND.ip()))));
 
         // Sent from there, the pong proves the path A probed.
-        a.handle_network_packet(B_SECOND, None, &pong.payload, &mut out, now)
+        let a_local = Some(A_ADDR.ip());
+        a.handle_network_packet(B_SECOND, a_local, &pong.payload, &mut out, now)
             .unwrap();
         let answered = std::iter::from_fn(|| a.poll_event()).find_map(|e| match e {
             Event::PingResult { via, .. } => Some(via),
             _ => None,
         });
         assert_eq!(answered, Some(Some(Via::Udp(B_SECOND))));
+        // On that path, A sends from where B's packets reach it.
+        assert!(a.ping(&b_key.public_key(), now));
+        let [again] = transmits(&mut a).try_into().unwrap();
+        assert_eq!((again.to, again.src_ip), (Via::Udp(B_SECOND), a_local));
     }
 
     #[test]

@@ -55,10 +55,12 @@ impl TunReader {
     }
 }
 
-/// Datagrams for one destination, gathered into one GSO send.
+/// Datagrams for one destination (from one local address), gathered into one GSO send.
 pub struct GsoBatch {
     buf: Vec<u8>,
     to: Option<SocketAddr>,
+    /// The local address they leave from (`None`: the routing table picks).
+    from: Option<IpAddr>,
     segment: usize,
     count: usize,
     /// A shorter segment ends a GSO send: nothing may follow it.
@@ -71,6 +73,7 @@ impl GsoBatch {
         Self {
             buf: Vec::with_capacity(MAX_GSO_BYTES),
             to: None,
+            from: None,
             segment: 0,
             count: 0,
             closed: false,
@@ -79,11 +82,13 @@ impl GsoBatch {
     }
 
     /// Adds a datagram if it can join this send; false means flush first.
-    fn try_push(&mut self, to: SocketAddr, datagram: &[u8]) -> bool {
+    fn try_push(&mut self, to: SocketAddr, from: Option<IpAddr>, datagram: &[u8]) -> bool {
         if self.count == 0 {
             self.to = Some(to);
+            self.from = from;
             self.segment = datagram.len();
         } else if self.to != Some(to)
+            || self.from != from
             || self.closed
             || self.count >= self.max_segments
             || datagram.len() > self.segment
@@ -98,17 +103,18 @@ impl GsoBatch {
         true
     }
 
-    pub async fn push(&mut self, udp: &Udp, to: SocketAddr, datagram: &[u8]) {
-        if !self.try_push(to, datagram) {
+    pub async fn push(&mut self, udp: &Udp, to: SocketAddr, from: Option<IpAddr>, datagram: &[u8]) {
+        if !self.try_push(to, from, datagram) {
             self.flush(udp).await;
-            self.try_push(to, datagram);
+            self.try_push(to, from, datagram);
         }
     }
 
     pub async fn flush(&mut self, udp: &Udp) {
         if let Some(to) = self.to.take() {
-            if let Err(e) = udp.send(to, &self.buf, self.segment).await {
-                tracing::debug!(error = %e, %to, "UDP send failed");
+            let from = self.from.take();
+            if let Err(e) = udp.send_from(to, from, &self.buf, self.segment).await {
+                tracing::debug!(error = %e, %to, ?from, "UDP send failed");
             }
         }
         self.buf.clear();
@@ -251,7 +257,7 @@ impl DataPath<'_> {
                     Ok(Some(send)) => match send.to {
                         Via::Udp(to) => {
                             self.batch
-                                .push(self.udp, to, &self.scratch[..send.len])
+                                .push(self.udp, to, send.src_ip, &self.scratch[..send.len])
                                 .await;
                         }
                         Via::Relay(peer) => relay_send(self.relay, peer, &self.scratch[..send.len]),

@@ -522,9 +522,13 @@ async fn flush_engine(engine: &mut Engine, udp: &Udp, state: &mut Loop) {
         let len = transmit.payload.len();
         match transmit.to {
             Via::Udp(to) => {
-                // An answer (a pong) leaves from where it was asked.
+                // From where the peer reaches us, when the engine knows.
                 let from = transmit.src_ip;
-                if let Err(e) = udp.send_from(to, from, &transmit.payload, len).await {
+                let sent = match from {
+                    Some(_) => udp.send_from(to, from, &transmit.payload, len).await,
+                    None => udp.send(to, &transmit.payload, len).await,
+                };
+                if let Err(e) = sent {
                     tracing::debug!(error = %e, %to, ?from, "UDP send failed");
                 }
             }

@@ -93,7 +93,7 @@ impl Engine {
                     peer.counters.handshakes += 1;
                     peer.expired = false;
                     let key = peer.config.public_key;
-                    self.roam(id, source, now);
+                    self.roam(id, source, dst_ip, now);
                     self.events
                         .push_back(Event::HandshakeCompleted { peer: key });
                     // Only a response makes the new session current. A responder
@@ -121,7 +121,7 @@ impl Engine {
                     });
                 }
                 peer.count_rx(datagram.len(), relayed);
-                self.roam(id, source, now);
+                self.roam(id, source, dst_ip, now);
                 self.flush_queued(id);
                 // After roaming: the packet proves the peer's path whatever the policy says.
                 if let Err(e) =
@@ -141,7 +141,7 @@ impl Engine {
                     // An authenticated keepalive. As the initiator's first
                     // message in a new session it makes that session current.
                     peer.count_rx(datagram.len(), relayed);
-                    self.roam(id, source, now);
+                    self.roam(id, source, dst_ip, now);
                     self.flush_queued(id);
                 }
                 Ok(NetworkAction::Nothing)
@@ -248,9 +248,10 @@ impl Engine {
     }
 
     /// Follows a peer to the address its latest authenticated packet came
-    /// from. A disco peer's address becomes a live direct path; a packet
-    /// through the relay proves nothing about addresses.
-    fn roam(&mut self, id: PeerId, source: Source, now: Instant) {
+    /// from (and, for a disco peer, sends from `dst_ip`, where it arrived).
+    /// A disco peer's address becomes a live direct path; a packet through
+    /// the relay proves nothing about addresses.
+    fn roam(&mut self, id: PeerId, source: Source, dst_ip: Option<IpAddr>, now: Instant) {
         let Source::Udp(from) = source else {
             self.relayed_by_peer(id, now);
             return;
@@ -261,12 +262,13 @@ impl Engine {
         };
         if let Some(paths) = &mut peer.paths {
             if paths.best == Some(from) {
+                paths.reached_at(from, dst_ip);
                 if let Some(c) = paths.candidates.get_mut(&from) {
                     c.last_heard = Some(now);
                 }
                 return;
             }
-            if paths.heard(from, None, now) {
+            if paths.heard(from, dst_ip, None, now) {
                 let event = peer.follow_best(relay, now);
                 self.events.push_back(event);
             }
