@@ -113,13 +113,35 @@ impl GsoBatch {
     pub async fn flush(&mut self, udp: &Udp) {
         if let Some(to) = self.to.take() {
             let from = self.from.take();
-            if let Err(e) = udp.send_from(to, from, &self.buf, self.segment).await {
+            if let Err(e) = send_from_or_route(udp, to, from, &self.buf, self.segment).await {
                 tracing::debug!(error = %e, %to, ?from, "UDP send failed");
             }
         }
         self.buf.clear();
         self.count = 0;
         self.closed = false;
+    }
+}
+
+/// Sends from `from` where a peer reaches us; if this host cannot send
+/// from there (the address went away: a laptop that moved), from the
+/// address the routing table picks, as before the peer was heard there.
+pub async fn send_from_or_route(
+    udp: &Udp,
+    to: SocketAddr,
+    from: Option<IpAddr>,
+    contents: &[u8],
+    segment: usize,
+) -> std::io::Result<()> {
+    match from {
+        Some(_) => match udp.send_from(to, from, contents, segment).await {
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                tracing::debug!(error = %e, %to, ?from, "cannot send from the address the peer reached; the route picks");
+                udp.send(to, contents, segment).await
+            }
+            other => other,
+        },
+        None => udp.send(to, contents, segment).await,
     }
 }
 
