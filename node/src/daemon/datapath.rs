@@ -412,3 +412,33 @@ impl DataPath<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use std::time::Duration;
+    use tokio::net::UdpSocket;
+
+    /// 192.0.2.99 is no address of this host (a remembered one that went
+    /// away): the datagram still leaves, from the address the route picks.
+    #[tokio::test]
+    async fn a_send_from_an_address_this_host_lacks_leaves_by_the_route() {
+        let udp = Udp::bind(0).unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = peer.local_addr().unwrap();
+        let gone = Some(IpAddr::from([192, 0, 2, 99]));
+        assert!(udp.send_from(to, gone, b"ping", 4).await.is_err());
+        send_from_or_route(&udp, to, gone, b"ping", 4)
+            .await
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let (len, from) = tokio::time::timeout(Duration::from_secs(5), peer.recv_from(&mut buf))
+            .await
+            .expect("a datagram within 5 s")
+            .unwrap();
+        let expected = SocketAddr::from(([127, 0, 0, 1], udp.local_port()));
+        assert_eq!((&buf[..len], from), (&b"ping"[..], expected));
+    }
+}
