@@ -268,9 +268,13 @@ impl World {
 
     fn deliver_to_b_at(&mut self, via: Via, datagram: &[u8], depth: usize) {
         let result = match via {
-            Via::Udp(from) => self
-                .b
-                .handle_network_packet(from, datagram, &mut self.out, self.now),
+            Via::Udp(from) => self.b.handle_network_packet(
+                from,
+                Some(B_ADDR.ip()),
+                datagram,
+                &mut self.out,
+                self.now,
+            ),
             Via::Relay(from) => self
                 .b
                 .handle_relay_packet(from, datagram, &mut self.out, self.now),
@@ -305,9 +309,10 @@ impl World {
     fn deliver_to_a(&mut self, via: Via, datagram: &[u8], depth: usize) {
         let mut out = vec![0; SCRATCH];
         let result = match via {
-            Via::Udp(from) => self
-                .a
-                .handle_network_packet(from, datagram, &mut out, self.now),
+            Via::Udp(from) => {
+                self.a
+                    .handle_network_packet(from, Some(A_ADDR.ip()), datagram, &mut out, self.now)
+            }
             Via::Relay(from) => self
                 .a
                 .handle_relay_packet(from, datagram, &mut out, self.now),

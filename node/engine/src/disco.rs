@@ -1,7 +1,7 @@
 //! The engine's disco handling: answering and sending path probes, choosing
 //! paths, call-me-maybe, and `warren ping`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use warren_proto::disco::{self, DiscoMessage, TxId};
@@ -11,6 +11,14 @@ use crate::engine::{Engine, Event, Source, Transmit};
 use crate::error::PacketError;
 use crate::path::{Probe, ProbeTarget, Via, CALL_ME_MAYBE_EVERY};
 use crate::peer::PeerId;
+
+/// Where a disco message came from, and which of our addresses it was sent
+/// to (for a UDP datagram, where the socket can tell).
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    source: Source,
+    dst_ip: Option<IpAddr>,
+}
 
 impl Engine {
     /// Whether packets may go through the relay now (the control connection is up).
@@ -88,9 +96,12 @@ impl Engine {
         true
     }
 
+    /// `dst_ip`: the local address a UDP datagram was sent to, which the
+    /// pong to a ping leaves from.
     pub(crate) fn handle_disco(
         &mut self,
         source: Source,
+        dst_ip: Option<IpAddr>,
         datagram: &[u8],
         now: Instant,
     ) -> Result<(), PacketError> {
@@ -125,18 +136,28 @@ impl Engine {
         }
         self.counters_mut().disco_rx += 1;
         match message {
-            DiscoMessage::Ping { tx, .. } => self.handle_ping(id, source, tx, now),
-            DiscoMessage::Pong { tx, .. } => self.handle_pong(id, source, tx, now),
+            DiscoMessage::Ping { tx, .. } => {
+                self.handle_ping(id, Arrival { source, dst_ip }, tx, now)
+            }
+            DiscoMessage::Pong { tx, .. } => {
+                self.handle_pong(id, Arrival { source, dst_ip }, tx, now)
+            }
         }
         Ok(())
     }
 
-    fn handle_ping(&mut self, id: PeerId, source: Source, tx: TxId, now: Instant) {
-        let observed = match source {
-            Source::Udp(addr) => addr,
-            Source::Relay(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+    fn handle_ping(&mut self, id: PeerId, arrival: Arrival, tx: TxId, now: Instant) {
+        let Arrival { source, dst_ip } = arrival;
+        let (observed, src_ip) = match source {
+            Source::Udp(addr) => (addr, dst_ip),
+            Source::Relay(_) => (SocketAddr::from(([0, 0, 0, 0], 0)), None),
         };
-        self.send_disco(id, source.reply_via(), DiscoMessage::Pong { tx, observed });
+        // The pong leaves from where the ping was sent: a pong from another
+        // address of a multi-homed host proves nothing to the peer, which
+        // takes only an answer from the address it pinged, and a NAT or
+        // firewall in front of the peer may drop it.
+        let pong = DiscoMessage::Pong { tx, observed };
+        self.send_disco(id, source.reply_via(), src_ip, pong);
         let Source::Udp(addr) = source else {
             return;
         };
@@ -150,6 +171,7 @@ impl Engine {
             .and_then(|p| p.paths.as_mut())
             .is_some_and(|paths| {
                 paths.learn(addr, now);
+                paths.reached_at(addr, dst_ip);
                 paths.should_probe_back(addr, now)
             });
         if probe_back {
@@ -157,7 +179,8 @@ impl Engine {
         }
     }
 
-    fn handle_pong(&mut self, id: PeerId, source: Source, tx: TxId, now: Instant) {
+    fn handle_pong(&mut self, id: PeerId, arrival: Arrival, tx: TxId, now: Instant) {
+        let Arrival { source, dst_ip } = arrival;
         let relay = self.relay;
         let Some(peer) = self.peer_mut(id) else {
             return;
@@ -177,7 +200,7 @@ impl Engine {
             _ => return,
         };
         let changed = match answered {
-            Via::Udp(addr) => paths.heard(addr, Some(rtt), now),
+            Via::Udp(addr) => paths.heard(addr, dst_ip, Some(rtt), now),
             Via::Relay(_) => {
                 paths.relay_rtt = Some(rtt);
                 false
@@ -305,7 +328,11 @@ impl Engine {
             return;
         };
         let key = peer.config.public_key;
+        let mut src_ip = None;
         if let Some(paths) = peer.paths.as_mut() {
+            if let ProbeTarget::Udp(addr) = to {
+                src_ip = paths.local_for(&addr);
+            }
             paths.pings.insert(
                 tx,
                 Probe {
@@ -320,10 +347,12 @@ impl Engine {
             ProbeTarget::Relay => Via::Relay(key),
         };
         let sent_at = self.ping_clock.stamp(now);
-        self.send_disco(id, via, DiscoMessage::Ping { tx, sent_at });
+        // From where the peer's packets from that address reach us, if
+        // known: the peer's NAT may pass only what comes from there.
+        self.send_disco(id, via, src_ip, DiscoMessage::Ping { tx, sent_at });
     }
 
-    fn send_disco(&mut self, id: PeerId, to: Via, message: DiscoMessage) {
+    fn send_disco(&mut self, id: PeerId, to: Via, src_ip: Option<IpAddr>, message: DiscoMessage) {
         let mut nonce = [0u8; 12];
         self.rng.fill_bytes(&mut nonce);
         let own = self.public_key();
@@ -332,6 +361,152 @@ impl Engine {
         };
         let payload = disco::encode(&key, &own, nonce, &message);
         to.count_tx(self.counters_mut(), payload.len());
-        self.push_transmit(Transmit { to, payload });
+        self.push_transmit(Transmit {
+            to,
+            src_ip,
+            payload,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::time::Instant;
+
+    use rand_core::{impls, RngCore};
+    use warren_proto::disco::{self, DiscoKey, DiscoMessage};
+    use warren_proto::NodePrivateKey;
+
+    use crate::engine::{Engine, EngineConfig, Event, NetworkAction, Transmit};
+    use crate::path::Via;
+    use crate::peer::PeerConfig;
+
+    /// A counter: enough randomness for transaction IDs and nonces here.
+    struct Counter(u64);
+
+    impl RngCore for Counter {
+        fn next_u32(&mut self) -> u32 {
+            self.next_u64() as u32
+        }
+        fn next_u64(&mut self) -> u64 {
+            self.0 += 1;
+            self.0
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            impls::fill_bytes_via_next(self, dest)
+        }
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+            self.fill_bytes(dest);
+            Ok(())
+        }
+    }
+
+    /// Where A sends from.
+    const A_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), 51820);
+    /// B's second address (on its loopback, say), the one A probes; the
+    /// routing table of B's host would answer from another.
+    const B_SECOND: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 20)), 51820);
+
+    fn engine(own: &NodePrivateKey, peer: &NodePrivateKey, at: SocketAddr, seed: u64) -> Engine {
+        let mut engine = Engine::new(EngineConfig::new(own.clone(), Box::new(Counter(seed))));
+        let config = PeerConfig {
+            public_key: peer.public_key(),
+            endpoint: None,
+            allowed_ips: Vec::new(),
+            persistent_keepalive: None,
+            disco: true,
+            candidates: vec![at],
+        };
+        engine.add_peer(config, Instant::now()).unwrap();
+        engine
+    }
+
+    fn transmits(engine: &mut Engine) -> Vec<Transmit> {
+        std::iter::from_fn(|| engine.poll_transmit()).collect()
+    }
+
+    #[test]
+    fn a_pong_leaves_from_the_address_the_ping_was_sent_to() {
+        let (a_key, b_key) = (
+            NodePrivateKey::from_bytes([1; 32]),
+            NodePrivateKey::from_bytes([2; 32]),
+        );
+        let now = Instant::now();
+        let mut a = engine(&a_key, &b_key, B_SECOND, 1);
+        let mut b = engine(&b_key, &a_key, A_ADDR, 1_000);
+        assert!(a.ping(&b_key.public_key(), now));
+        let [ping] = transmits(&mut a).try_into().unwrap();
+        // Nothing from B has reached A yet: the routing table picks.
+        assert_eq!((ping.to, ping.src_ip), (Via::Udp(B_SECOND), None));
+
+        let mut out = vec![0; 65_536];
+        let action = b
+            .handle_network_packet(A_ADDR, Some(B_SECOND.ip()), &ping.payload, &mut out, now)
+            .unwrap();
+        assert_eq!(action, NetworkAction::Nothing);
+        let b_to_a = DiscoKey::derive(&a_key, &b_key.public_key()).unwrap();
+        let sent = transmits(&mut b);
+        let pong = sent
+            .iter()
+            .find(|t| {
+                matches!(
+                    disco::decode(&b_to_a, &t.payload),
+                    Ok(DiscoMessage::Pong { .. })
+                )
+            })
+            .unwrap();
+        assert_eq!(
+            (pong.to, pong.src_ip),
+            (Via::Udp(A_ADDR), Some(B_SECOND.ip()))
+        );
+        // B pings back (it has no direct path yet) from where A reached it:
+        // a NAT in front of A would let nothing else through.
+        let back: Vec<_> = sent.iter().filter(|t| !std::ptr::eq(*t, pong)).collect();
+        assert!(!back.is_empty());
+        assert!(back
+            .iter()
+            .all(|t| (t.to, t.src_ip) == (Via::Udp(A_ADDR), Some(B_SECOND.ip()))));
+
+        // Sent from there, the pong proves the path A probed.
+        let a_local = Some(A_ADDR.ip());
+        a.handle_network_packet(B_SECOND, a_local, &pong.payload, &mut out, now)
+            .unwrap();
+        let answered = std::iter::from_fn(|| a.poll_event()).find_map(|e| match e {
+            Event::PingResult { via, .. } => Some(via),
+            _ => None,
+        });
+        assert_eq!(answered, Some(Some(Via::Udp(B_SECOND))));
+        // On that path, A sends from where B's packets reach it.
+        assert!(a.ping(&b_key.public_key(), now));
+        let [again] = transmits(&mut a).try_into().unwrap();
+        assert_eq!((again.to, again.src_ip), (Via::Udp(B_SECOND), a_local));
+    }
+
+    #[test]
+    fn a_pong_through_the_relay_has_no_source_address() {
+        let (a_key, b_key) = (
+            NodePrivateKey::from_bytes([3; 32]),
+            NodePrivateKey::from_bytes([4; 32]),
+        );
+        let now = Instant::now();
+        let mut a = engine(&a_key, &b_key, B_SECOND, 1);
+        let mut b = engine(&b_key, &a_key, A_ADDR, 1_000);
+        a.set_relay_available(true, now);
+        assert!(a.ping(&b_key.public_key(), now));
+        let relayed = transmits(&mut a)
+            .into_iter()
+            .find(|t| matches!(t.to, Via::Relay(_)))
+            .unwrap();
+        let mut out = vec![0; 65_536];
+        b.handle_relay_packet(a_key.public_key(), &relayed.payload, &mut out, now)
+            .unwrap();
+        let [pong] = transmits(&mut b).try_into().unwrap();
+        assert_eq!(
+            (pong.to, pong.src_ip),
+            (Via::Relay(a_key.public_key()), None)
+        );
     }
 }

@@ -72,6 +72,8 @@ impl EngineConfig {
 pub struct Send {
     pub peer: PeerId,
     pub to: Via,
+    /// The local address to send from (see [`Transmit::src_ip`]).
+    pub src_ip: Option<IpAddr>,
     pub len: usize,
 }
 
@@ -90,6 +92,12 @@ pub enum NetworkAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     pub to: Via,
+    /// The local address to send from, so that a host with several
+    /// addresses sends from the one its peer reaches it at: for an answer
+    /// (a disco pong), the address the datagram answered was sent to; on a
+    /// direct path, the address the peer's packets on it arrive at. `None`
+    /// (nothing known, the relay) leaves the choice to the routing table.
+    pub src_ip: Option<IpAddr>,
     pub payload: Vec<u8>,
 }
 
@@ -165,8 +173,14 @@ fn queue_transmit(
 ) {
     peer.count_tx(payload.len(), to);
     to.count_tx(counters, payload.len());
+    let src_ip = if Some(to) == peer.via {
+        peer.src_ip()
+    } else {
+        None
+    };
     transmits.push_back(Transmit {
         to,
+        src_ip,
         payload: payload.to_vec(),
     });
 }
@@ -436,7 +450,12 @@ impl Engine {
                 Some(to) => {
                     peer.count_tx(len, to);
                     to.count_tx(&mut self.counters, len);
-                    Ok(Some(Send { peer: id, to, len }))
+                    Ok(Some(Send {
+                        peer: id,
+                        to,
+                        src_ip: peer.src_ip(),
+                        len,
+                    }))
                 }
                 None => {
                     peer.counters.dropped_no_endpoint += 1;

@@ -2,7 +2,7 @@
 //! flight, and the best direct path that answered.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use warren_proto::disco::TxId;
@@ -85,6 +85,10 @@ pub(crate) struct Candidate {
     pub(crate) rtt: Option<Duration>,
     /// Learnt from the peer's own packets rather than from the controller.
     pub(crate) learned_at: Option<Instant>,
+    /// Our address that the peer's packets from here were last sent to:
+    /// what we send to it from, since a NAT or firewall in front of the
+    /// peer may let through only what comes from where it sent.
+    pub(crate) local: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -147,6 +151,7 @@ impl Paths {
                     last_heard: None,
                     rtt: None,
                     learned_at: None,
+                    local: None,
                 }
             });
         }
@@ -238,15 +243,37 @@ impl Paths {
                 last_heard: None,
                 rtt: None,
                 learned_at: Some(now),
+                local: None,
             },
         );
         true
     }
 
-    /// Records that an authenticated packet came straight from `addr`.
-    /// Returns true if that made it the best path.
-    pub(crate) fn heard(&mut self, addr: SocketAddr, rtt: Option<Duration>, now: Instant) -> bool {
+    /// Notes that a packet from `addr` was sent to our address `local`
+    /// (where the socket can tell).
+    pub(crate) fn reached_at(&mut self, addr: SocketAddr, local: Option<IpAddr>) {
+        if let (Some(c), Some(local)) = (self.candidates.get_mut(&addr), local) {
+            c.local = Some(local);
+        }
+    }
+
+    /// The address to send to `addr` from: where its packets reach us, or
+    /// `None` (the routing table picks) while we do not know.
+    pub(crate) fn local_for(&self, addr: &SocketAddr) -> Option<IpAddr> {
+        self.candidates.get(addr).and_then(|c| c.local)
+    }
+
+    /// Records that an authenticated packet came straight from `addr`, sent
+    /// to our address `local`. Returns true if that made it the best path.
+    pub(crate) fn heard(
+        &mut self,
+        addr: SocketAddr,
+        local: Option<IpAddr>,
+        rtt: Option<Duration>,
+        now: Instant,
+    ) -> bool {
         self.learn(addr, now);
+        self.reached_at(addr, local);
         if let Some(c) = self.candidates.get_mut(&addr) {
             c.last_heard = Some(now);
             if rtt.is_some() {
@@ -365,15 +392,30 @@ mod tests {
         let now = Instant::now();
         let mut p = Paths::default();
         p.set_candidates(&[addr("192.0.2.1:1"), addr("10.0.0.1:1")]);
-        assert!(p.heard(addr("192.0.2.1:1"), Some(Duration::from_millis(20)), now));
+        assert!(p.heard(
+            addr("192.0.2.1:1"),
+            None,
+            Some(Duration::from_millis(20)),
+            now
+        ));
         assert_eq!(p.best, Some(addr("192.0.2.1:1")));
         // Slightly faster is not enough to switch.
-        assert!(!p.heard(addr("10.0.0.1:1"), Some(Duration::from_micros(19_800)), now));
-        assert!(p.heard(addr("10.0.0.1:1"), Some(Duration::from_millis(1)), now));
+        assert!(!p.heard(
+            addr("10.0.0.1:1"),
+            None,
+            Some(Duration::from_micros(19_800)),
+            now
+        ));
+        assert!(p.heard(
+            addr("10.0.0.1:1"),
+            None,
+            Some(Duration::from_millis(1)),
+            now
+        ));
         assert_eq!(p.best, Some(addr("10.0.0.1:1")));
         // The best path dies: the other one takes over, then none.
         let later = now + Duration::from_secs(10);
-        p.heard(addr("192.0.2.1:1"), None, later);
+        p.heard(addr("192.0.2.1:1"), None, None, later);
         assert!(p.choose(now + PATH_TIMEOUT + Duration::from_secs(1)));
         assert_eq!(p.best, Some(addr("192.0.2.1:1")));
         assert!(p.choose(later + PATH_TIMEOUT));
@@ -403,7 +445,7 @@ mod tests {
         assert!(p.should_probe_back(addr("192.0.2.1:2"), now));
         assert!(p.should_probe_back(peer, now + PROBE_BACK_EVERY + Duration::from_millis(10)));
         // Once a direct path works, the regular probe rounds take over.
-        assert!(p.heard(peer, Some(Duration::from_millis(5)), now));
+        assert!(p.heard(peer, None, Some(Duration::from_millis(5)), now));
         assert!(!p.should_probe_back(peer, now + Duration::from_secs(1)));
     }
 
@@ -413,7 +455,7 @@ mod tests {
         let peer = addr("192.0.2.1:1");
         let mut p = Paths::default();
         p.set_candidates(&[peer]);
-        assert!(p.heard(peer, Some(Duration::from_millis(5)), now));
+        assert!(p.heard(peer, None, Some(Duration::from_millis(5)), now));
         // Heard recently, or nothing sent: no check.
         assert_eq!(p.silent_best(100, now + Duration::from_secs(1)), None);
         let later = now + TRUST_SILENT_PATH;
@@ -439,7 +481,7 @@ mod tests {
         let peer = addr("192.0.2.1:1");
         let mut p = Paths::default();
         p.set_candidates(&[peer]);
-        assert!(p.heard(peer, Some(Duration::from_millis(5)), now));
+        assert!(p.heard(peer, None, Some(Duration::from_millis(5)), now));
         // Heard a moment ago: check it.
         assert_eq!(p.peer_relayed(now + Duration::from_secs(1)), Some(peer));
         // Silent as long as we trust a path: dead at once.
@@ -456,10 +498,10 @@ mod tests {
         let (old, new) = (addr("192.0.2.1:1"), addr("192.0.2.1:2"));
         let mut p = Paths::default();
         p.set_candidates(&[old]);
-        assert!(p.heard(old, Some(Duration::from_millis(20)), now));
+        assert!(p.heard(old, None, Some(Duration::from_millis(20)), now));
         // The peer's NAT rebinds: its packets now come from `new`, as fast.
         let later = now + Duration::from_secs(1);
-        assert!(!p.heard(new, Some(Duration::from_millis(20)), later));
+        assert!(!p.heard(new, None, Some(Duration::from_millis(20)), later));
         let ping = Probe {
             to: ProbeTarget::Udp(old),
             sent: later,
@@ -473,7 +515,7 @@ mod tests {
         assert!(p.choose(later + PONG_WAIT), "the old path missed its pong");
         assert_eq!(p.best, Some(new));
         // Heard again, the old path is a candidate like any other.
-        p.heard(old, None, later + PONG_WAIT);
+        p.heard(old, None, None, later + PONG_WAIT);
         assert!(p.alive(&old, later + PONG_WAIT));
     }
 

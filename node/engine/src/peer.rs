@@ -1,6 +1,6 @@
 //! A configured peer: its keys, allowed IPs, endpoint, session and counters.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -137,6 +137,15 @@ impl Peer {
         }
         self.refresh_via(relay, now);
         self.path_event()
+    }
+
+    /// The address to send to the peer from: the one its packets on the
+    /// current direct path reach us at, else `None` (the routing table picks).
+    pub(crate) fn src_ip(&self) -> Option<IpAddr> {
+        match (self.via, &self.paths) {
+            (Some(Via::Udp(addr)), Some(paths)) => paths.local_for(&addr),
+            _ => None,
+        }
     }
 
     pub(crate) fn path_kind(&self) -> PathKind {

@@ -102,6 +102,7 @@ impl Engine {
             self.counters_mut().udp_tx_bytes += payload.len() as u64;
             self.push_transmit(Transmit {
                 to: Via::Udp(server),
+                src_ip: None,
                 payload,
             });
         }

@@ -55,10 +55,12 @@ impl TunReader {
     }
 }
 
-/// Datagrams for one destination, gathered into one GSO send.
+/// Datagrams for one destination (from one local address), gathered into one GSO send.
 pub struct GsoBatch {
     buf: Vec<u8>,
     to: Option<SocketAddr>,
+    /// The local address they leave from (`None`: the routing table picks).
+    from: Option<IpAddr>,
     segment: usize,
     count: usize,
     /// A shorter segment ends a GSO send: nothing may follow it.
@@ -71,6 +73,7 @@ impl GsoBatch {
         Self {
             buf: Vec::with_capacity(MAX_GSO_BYTES),
             to: None,
+            from: None,
             segment: 0,
             count: 0,
             closed: false,
@@ -79,11 +82,13 @@ impl GsoBatch {
     }
 
     /// Adds a datagram if it can join this send; false means flush first.
-    fn try_push(&mut self, to: SocketAddr, datagram: &[u8]) -> bool {
+    fn try_push(&mut self, to: SocketAddr, from: Option<IpAddr>, datagram: &[u8]) -> bool {
         if self.count == 0 {
             self.to = Some(to);
+            self.from = from;
             self.segment = datagram.len();
         } else if self.to != Some(to)
+            || self.from != from
             || self.closed
             || self.count >= self.max_segments
             || datagram.len() > self.segment
@@ -98,22 +103,45 @@ impl GsoBatch {
         true
     }
 
-    pub async fn push(&mut self, udp: &Udp, to: SocketAddr, datagram: &[u8]) {
-        if !self.try_push(to, datagram) {
+    pub async fn push(&mut self, udp: &Udp, to: SocketAddr, from: Option<IpAddr>, datagram: &[u8]) {
+        if !self.try_push(to, from, datagram) {
             self.flush(udp).await;
-            self.try_push(to, datagram);
+            self.try_push(to, from, datagram);
         }
     }
 
     pub async fn flush(&mut self, udp: &Udp) {
         if let Some(to) = self.to.take() {
-            if let Err(e) = udp.send(to, &self.buf, self.segment).await {
-                tracing::debug!(error = %e, %to, "UDP send failed");
+            let from = self.from.take();
+            if let Err(e) = send_from_or_route(udp, to, from, &self.buf, self.segment).await {
+                tracing::debug!(error = %e, %to, ?from, "UDP send failed");
             }
         }
         self.buf.clear();
         self.count = 0;
         self.closed = false;
+    }
+}
+
+/// Sends from `from` where a peer reaches us; if this host cannot send
+/// from there (the address went away: a laptop that moved), from the
+/// address the routing table picks, as before the peer was heard there.
+pub async fn send_from_or_route(
+    udp: &Udp,
+    to: SocketAddr,
+    from: Option<IpAddr>,
+    contents: &[u8],
+    segment: usize,
+) -> std::io::Result<()> {
+    match from {
+        Some(_) => match udp.send_from(to, from, contents, segment).await {
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                tracing::debug!(error = %e, %to, ?from, "cannot send from the address the peer reached; the route picks");
+                udp.send(to, contents, segment).await
+            }
+            other => other,
+        },
+        None => udp.send(to, contents, segment).await,
     }
 }
 
@@ -251,7 +279,7 @@ impl DataPath<'_> {
                     Ok(Some(send)) => match send.to {
                         Via::Udp(to) => {
                             self.batch
-                                .push(self.udp, to, &self.scratch[..send.len])
+                                .push(self.udp, to, send.src_ip, &self.scratch[..send.len])
                                 .await;
                         }
                         Via::Relay(peer) => relay_send(self.relay, peer, &self.scratch[..send.len]),
@@ -337,8 +365,9 @@ impl DataPath<'_> {
     }
 
     /// `local`: the address a UDP datagram was sent to, which a direct
-    /// reply to it (a pong, a handshake response) leaves from, so that a
-    /// host with several addresses answers from the one its peer used.
+    /// reply to it (a handshake response here, a pong through the engine's
+    /// transmits) leaves from, so that a host with several addresses
+    /// answers from the one its peer used.
     async fn handle_datagram(
         &mut self,
         source: Source,
@@ -349,7 +378,7 @@ impl DataPath<'_> {
         let result = match source {
             Source::Udp(from) => {
                 self.engine
-                    .handle_network_packet(from, datagram, self.scratch, now)
+                    .handle_network_packet(from, local, datagram, self.scratch, now)
             }
             Source::Relay(from) => {
                 self.engine
@@ -381,5 +410,35 @@ impl DataPath<'_> {
             Ok(NetworkAction::Nothing) => {}
             Err(e) => tracing::debug!(error = %e, ?source, "dropped datagram"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use std::time::Duration;
+    use tokio::net::UdpSocket;
+
+    /// 192.0.2.99 is no address of this host (a remembered one that went
+    /// away): the datagram still leaves, from the address the route picks.
+    #[tokio::test]
+    async fn a_send_from_an_address_this_host_lacks_leaves_by_the_route() {
+        let udp = Udp::bind(0).unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = peer.local_addr().unwrap();
+        let gone = Some(IpAddr::from([192, 0, 2, 99]));
+        assert!(udp.send_from(to, gone, b"ping", 4).await.is_err());
+        send_from_or_route(&udp, to, gone, b"ping", 4)
+            .await
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let (len, from) = tokio::time::timeout(Duration::from_secs(5), peer.recv_from(&mut buf))
+            .await
+            .expect("a datagram within 5 s")
+            .unwrap();
+        let expected = SocketAddr::from(([127, 0, 0, 1], udp.local_port()));
+        assert_eq!((&buf[..len], from), (&b"ping"[..], expected));
     }
 }

@@ -7,16 +7,20 @@ use super::*;
 impl Engine {
     /// Handles a datagram that arrived from `from`, writing into `out` what
     /// comes of it (see [`NetworkAction`]). `out` should hold 65,535 bytes.
+    /// `dst_ip` is the local address it was sent to, where the socket can
+    /// tell (`IP_PKTINFO`): what the engine queues in answer to it (a disco
+    /// pong) leaves from there (see [`Transmit::src_ip`]).
     pub fn handle_network_packet(
         &mut self,
         from: SocketAddr,
+        dst_ip: Option<IpAddr>,
         datagram: &[u8],
         out: &mut [u8],
         now: Instant,
     ) -> Result<NetworkAction, PacketError> {
         self.counters.udp_rx_datagrams += 1;
         self.counters.udp_rx_bytes += datagram.len() as u64;
-        self.handle_datagram(Source::Udp(from), datagram, out, now)
+        self.handle_datagram(Source::Udp(from), dst_ip, datagram, out, now)
     }
 
     /// Handles a datagram that the relay brought from `from`.
@@ -29,18 +33,19 @@ impl Engine {
     ) -> Result<NetworkAction, PacketError> {
         self.counters.relay_rx_datagrams += 1;
         self.counters.relay_rx_bytes += datagram.len() as u64;
-        self.handle_datagram(Source::Relay(from), datagram, out, now)
+        self.handle_datagram(Source::Relay(from), None, datagram, out, now)
     }
 
     fn handle_datagram(
         &mut self,
         source: Source,
+        dst_ip: Option<IpAddr>,
         datagram: &[u8],
         out: &mut [u8],
         now: Instant,
     ) -> Result<NetworkAction, PacketError> {
         if disco::is_disco(datagram) {
-            self.handle_disco(source, datagram, now)?;
+            self.handle_disco(source, dst_ip, datagram, now)?;
             return Ok(NetworkAction::Nothing);
         }
         if let Source::Udp(from) = source {
@@ -88,7 +93,7 @@ impl Engine {
                     peer.counters.handshakes += 1;
                     peer.expired = false;
                     let key = peer.config.public_key;
-                    self.roam(id, source, now);
+                    self.roam(id, source, dst_ip, now);
                     self.events
                         .push_back(Event::HandshakeCompleted { peer: key });
                     // Only a response makes the new session current. A responder
@@ -116,7 +121,7 @@ impl Engine {
                     });
                 }
                 peer.count_rx(datagram.len(), relayed);
-                self.roam(id, source, now);
+                self.roam(id, source, dst_ip, now);
                 self.flush_queued(id);
                 // After roaming: the packet proves the peer's path whatever the policy says.
                 if let Err(e) =
@@ -136,7 +141,7 @@ impl Engine {
                     // An authenticated keepalive. As the initiator's first
                     // message in a new session it makes that session current.
                     peer.count_rx(datagram.len(), relayed);
-                    self.roam(id, source, now);
+                    self.roam(id, source, dst_ip, now);
                     self.flush_queued(id);
                 }
                 Ok(NetworkAction::Nothing)
@@ -243,9 +248,10 @@ impl Engine {
     }
 
     /// Follows a peer to the address its latest authenticated packet came
-    /// from. A disco peer's address becomes a live direct path; a packet
-    /// through the relay proves nothing about addresses.
-    fn roam(&mut self, id: PeerId, source: Source, now: Instant) {
+    /// from (and, for a disco peer, sends from `dst_ip`, where it arrived).
+    /// A disco peer's address becomes a live direct path; a packet through
+    /// the relay proves nothing about addresses.
+    fn roam(&mut self, id: PeerId, source: Source, dst_ip: Option<IpAddr>, now: Instant) {
         let Source::Udp(from) = source else {
             self.relayed_by_peer(id, now);
             return;
@@ -256,12 +262,13 @@ impl Engine {
         };
         if let Some(paths) = &mut peer.paths {
             if paths.best == Some(from) {
+                paths.reached_at(from, dst_ip);
                 if let Some(c) = paths.candidates.get_mut(&from) {
                     c.last_heard = Some(now);
                 }
                 return;
             }
-            if paths.heard(from, None, now) {
+            if paths.heard(from, dst_ip, None, now) {
                 let event = peer.follow_best(relay, now);
                 self.events.push_back(event);
             }

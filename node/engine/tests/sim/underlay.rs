@@ -126,10 +126,16 @@ impl World {
         payload: &[u8],
     ) -> Result<NetworkAction, PacketError> {
         let now = self.instant();
-        let result =
-            self.nodes[node]
-                .engine
-                .handle_network_packet(from, payload, &mut self.buf, now);
+        // A node has one address, which every datagram for it reaches (a
+        // NAT's mapping leads to it), so its answers leave from it too.
+        let dst_ip = Some(self.nodes[node].addr.ip());
+        let result = self.nodes[node].engine.handle_network_packet(
+            from,
+            dst_ip,
+            payload,
+            &mut self.buf,
+            now,
+        );
         self.act(node, &result);
         result
     }
