@@ -83,6 +83,10 @@ audit_actions! {
     RouteAutoApproverAdd => "route.auto_approver.add",
     /// An admin removed a route auto-approval rule.
     RouteAutoApproverRemove => "route.auto_approver.remove",
+    /// A site's route, overlapping another site's, got a mapped prefix.
+    SiteMappingAllocate => "site.mapping.allocate",
+    /// A site's mapped prefix was freed: its route is no longer approved.
+    SiteMappingRelease => "site.mapping.release",
     /// A new version of the network's access policy was set.
     PolicySet => "policy.set",
     /// A temporary grant was added.

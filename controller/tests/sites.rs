@@ -515,3 +515,118 @@ async fn site_policy_reaches_real_and_mapped_prefixes() {
         vec![p("10.96.0.10/32"), w_dns]
     );
 }
+
+/// The network's audit entries whose action contains `action`, oldest
+/// first.
+async fn audited(h: &Harness, net: &str, action: &str) -> Vec<Value> {
+    let (status, page) = h
+        .admin(
+            Method::GET,
+            &format!("/api/v1/audit?network={net}&action={action}&limit=1000"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["entries"].as_array().unwrap().clone()
+}
+
+/// What an audit entry says of a mapped prefix.
+fn mapping_of(net: &str, site: &str, nodes: &[NodeId], mapped: Ipv4Net) -> Value {
+    json!({
+        "network_id": net,
+        "site": site,
+        "node_ids": nodes,
+        "prefix": "10.96.0.0/12",
+        "mapped_prefix": mapped,
+    })
+}
+
+#[tokio::test]
+async fn mapped_prefixes_are_audited_as_approvals_allocate_and_revocations_free_them() {
+    let TwoSites { h, net, m, w, .. } = two_sites().await;
+    let m_mapped = mapped_of(&route_of(&h, &net, m, "10.96.0.0/12").await).unwrap();
+    let w_mapped = mapped_of(&route_of(&h, &net, w, "10.96.0.0/12").await).unwrap();
+
+    // Approving w's route made both sites' routes overlap: one allocation
+    // each, by the admin who approved, after that approval.
+    let allocated = audited(&h, &net, "site.mapping.allocate").await;
+    assert_eq!(allocated.len(), 2, "{allocated:?}");
+    let approved_w = audited(&h, &net, "route.approve")
+        .await
+        .into_iter()
+        .find(|e| e["target"] == format!("{w} 10.96.0.0/12"))
+        .unwrap();
+    for (entry, site, node, mapped) in [
+        (&allocated[0], "m", m, m_mapped),
+        (&allocated[1], "w", w, w_mapped),
+    ] {
+        assert_eq!(entry["actor"], "token:admin", "{entry}");
+        assert_eq!(entry["target"], format!("{site} 10.96.0.0/12"), "{entry}");
+        assert_eq!(entry["before"], Value::Null, "{entry}");
+        assert_eq!(entry["after"], mapping_of(&net, site, &[node], mapped));
+        assert!(entry["id"].as_i64() > approved_w["id"].as_i64(), "{entry}");
+    }
+    assert!(audited(&h, &net, "site.mapping.release").await.is_empty());
+
+    // Revoking w's approval frees w's mapped prefix (m keeps its own).
+    let (status, body) = h
+        .admin(
+            Method::DELETE,
+            &format!("/api/v1/networks/{net}/routes?node={w}&prefix=10.96.0.0%2F12"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let released = audited(&h, &net, "site.mapping.release").await;
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert_eq!(released[0]["actor"], "token:admin");
+    assert_eq!(released[0]["target"], "w 10.96.0.0/12");
+    assert_eq!(released[0]["before"], mapping_of(&net, "w", &[w], w_mapped));
+    assert_eq!(released[0]["after"], Value::Null);
+    assert_eq!(
+        mapped_of(&route_of(&h, &net, m, "10.96.0.0/12").await),
+        Some(m_mapped)
+    );
+
+    // A member filter on w finds both of its mapping entries.
+    let (status, page) = h
+        .admin(
+            Method::GET,
+            &format!("/api/v1/audit?network={net}&action=site.mapping&member={w}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let actions: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["site.mapping.allocate", "site.mapping.release"]);
+    let (_, verified) = h.admin(Method::GET, "/api/v1/audit/verify", None).await;
+    assert_eq!(verified["ok"], true, "{verified}");
+}
+
+#[tokio::test]
+async fn a_router_that_moves_site_frees_its_mapping_as_the_node() {
+    let TwoSites { h, net, m, w, .. } = two_sites().await;
+    let m_mapped = mapped_of(&route_of(&h, &net, m, "10.96.0.0/12").await).unwrap();
+    // m's master now says it is in site w: one site, no overlap left, so
+    // site m's mapped prefix goes; site w keeps its own while it still
+    // has the route approved.
+    advertise(
+        &h,
+        &net,
+        m,
+        &["10.96.0.0/12", "10.244.0.0/16"],
+        Some(&site("w")),
+    )
+    .await;
+    let released = audited(&h, &net, "site.mapping.release").await;
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert_eq!(released[0]["actor"], format!("node:{m}"));
+    assert_eq!(released[0]["before"], mapping_of(&net, "m", &[m], m_mapped));
+    assert_eq!(audited(&h, &net, "site.mapping.allocate").await.len(), 2);
+    assert!(mapped_of(&route_of(&h, &net, w, "10.96.0.0/12").await).is_some());
+}

@@ -6,10 +6,11 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// Fields a summary shows of an object that was made, in this order.
-const SALIENT: [&str; 10] = [
+const SALIENT: [&str; 11] = [
     "state",
     "scope",
     "prefix",
+    "mapped_prefix",
     "reason",
     "email",
     "zone",

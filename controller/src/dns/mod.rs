@@ -6,7 +6,8 @@
 //! - [`handler`]: the request screen (REFUSED outside our zones, no ANY,
 //!   no transfers or updates, small UDP answers) in front of the catalog.
 //! - [`services`]: services nodes publish over the control connection.
-//! - [`udp`]: the UDP loop, answering from the address each query was sent to.
+//! - [`udp`]: the UDP loop, answering queries concurrently (bounded), each
+//!   from the address it was sent to.
 
 pub mod handler;
 pub mod services;

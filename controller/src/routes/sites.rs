@@ -10,9 +10,9 @@ use ipnet::{IpNet, Ipv4Net};
 use warren_proto::routes::is_exit;
 use warren_proto::site::{check_site_name, MappedPrefix, Site, SiteSpec};
 use warren_proto::text::printable;
-use warren_proto::NodeId;
+use warren_proto::{NetworkId, NodeId};
 
-use crate::store::{NetworkSnapshot, Route};
+use crate::store::{NetworkSnapshot, Route, SiteMapping};
 
 /// Refuses a malformed site: a name that is not one DNS label, a DNS
 /// domain that is not a name, or a DNS server no packet can go to.
@@ -92,6 +92,33 @@ pub fn allocate(range: Ipv4Net, len: u8, taken: &[Ipv4Net]) -> Option<Ipv4Net> {
         }
     }
     None
+}
+
+/// The audit log's JSON for a mapped prefix allocated or freed: its
+/// network, site, real and mapped prefixes, and the routers with the real
+/// prefix approved in `routes` (the routes as they are after an
+/// allocation, as they were before a release).
+pub fn mapping_audit_json(
+    net: NetworkId,
+    mapping: &SiteMapping,
+    routes: &[Route],
+) -> serde_json::Value {
+    let node_ids: BTreeSet<NodeId> = routes
+        .iter()
+        .filter(|r| {
+            r.approved
+                && r.prefix == IpNet::V4(mapping.real)
+                && r.site.as_deref() == Some(mapping.site.as_str())
+        })
+        .map(|r| r.node_id)
+        .collect();
+    serde_json::json!({
+        "network_id": net,
+        "site": mapping.site,
+        "node_ids": node_ids,
+        "prefix": mapping.real,
+        "mapped_prefix": mapping.mapped,
+    })
 }
 
 /// A snapshot's mapped prefixes: each stored mapping whose site still has

@@ -84,6 +84,8 @@ impl ChangeKind {
             | A::RouteUnapprove
             | A::RouteAutoApproverAdd
             | A::RouteAutoApproverRemove
+            | A::SiteMappingAllocate
+            | A::SiteMappingRelease
             | A::PolicySet
             | A::GrantAdd
             | A::GrantRevoke

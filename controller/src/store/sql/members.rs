@@ -204,14 +204,12 @@ async fn remove(
     before: &Member,
 ) -> Result<(), StoreError> {
     let net = before.network_id;
+    let routes = super::routes::list_in(&mut **conn, net).await?;
     query("DELETE FROM members WHERE network_id = ? AND node_id = ?")
         .bind(net.to_string())
         .bind(before.node_id.to_string())
         .execute(&mut **conn)
         .await?;
-    // Its routes went with it (ON DELETE CASCADE), and so do the mapped
-    // prefixes no other router of their site keeps.
-    super::sites::reconcile(conn, net, None).await?;
     bump_version(conn, net).await?;
     append(
         conn,
@@ -224,7 +222,11 @@ async fn remove(
             after: None,
         },
     )
-    .await
+    .await?;
+    // Its routes went with it (ON DELETE CASCADE), and so do the mapped
+    // prefixes no other router of their site keeps.
+    super::sites::reconcile(conn, actor, net, None, &routes).await?;
+    Ok(())
 }
 
 /// The member whose node writes for itself: found by its full key, not by

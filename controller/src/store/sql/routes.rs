@@ -257,11 +257,8 @@ impl RouteStore for SqlStore {
         for p in &wanted {
             check_advertised(p, &network).map_err(|e| StoreError::Invalid(e.to_string()))?;
         }
-        let mine: Vec<Route> = list_in(&mut *tx, net)
-            .await?
-            .into_iter()
-            .filter(|r| r.node_id == node)
-            .collect();
+        let all_before = list_in(&mut *tx, net).await?;
+        let mine: Vec<&Route> = all_before.iter().filter(|r| r.node_id == node).collect();
         let before: Vec<IpNet> = mine
             .iter()
             .filter(|r| r.advertised)
@@ -331,7 +328,9 @@ impl RouteStore for SqlStore {
         }
         let (approved, refused) = auto_approve(&mut tx, net, Some(node), checks).await?;
         changed |= !approved.is_empty();
-        changed |= super::sites::reconcile(&mut tx, net, Some(checks.site_mapped_range)).await?;
+        let range = Some(checks.site_mapped_range);
+        changed |=
+            super::sites::reconcile(&mut tx, &Actor::node(&node), net, range, &all_before).await?;
         if changed {
             bump_version(&mut tx, net).await?;
             tx.commit().await?;
@@ -369,7 +368,8 @@ impl RouteStore for SqlStore {
         }
         check_approval(node, &prefix, &network, &members, &routes, checks).map_err(refusal)?;
         let after = write_approval(&mut tx, actor, net, node, prefix, before, None).await?;
-        super::sites::reconcile(&mut tx, net, Some(checks.site_mapped_range)).await?;
+        let range = Some(checks.site_mapped_range);
+        super::sites::reconcile(&mut tx, actor, net, range, &routes).await?;
         bump_version(&mut tx, net).await?;
         tx.commit().await?;
         Ok(after)
@@ -383,10 +383,11 @@ impl RouteStore for SqlStore {
         prefix: IpNet,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let before = list_in(&mut *tx, net)
-            .await?
-            .into_iter()
+        let routes = list_in(&mut *tx, net).await?;
+        let before = routes
+            .iter()
             .find(|r| r.node_id == node && r.prefix == prefix && r.approved)
+            .cloned()
             .ok_or(StoreError::NotFound("approved route"))?;
         let sql = if before.advertised {
             "UPDATE routes SET approved = 0, approved_by = NULL, approved_at = NULL \
@@ -404,7 +405,6 @@ impl RouteStore for SqlStore {
         after.approved = false;
         after.approved_by = None;
         after.approved_at = None;
-        super::sites::reconcile(&mut tx, net, None).await?;
         bump_version(&mut tx, net).await?;
         append(
             &mut tx,
@@ -418,6 +418,7 @@ impl RouteStore for SqlStore {
             },
         )
         .await?;
+        super::sites::reconcile(&mut tx, actor, net, None, &routes).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -483,9 +484,11 @@ impl RouteStore for SqlStore {
             },
         )
         .await?;
+        let routes = list_in(&mut *tx, net).await?;
         let (approved, _) = auto_approve(&mut tx, net, None, checks).await?;
         if !approved.is_empty() {
-            super::sites::reconcile(&mut tx, net, Some(checks.site_mapped_range)).await?;
+            let range = Some(checks.site_mapped_range);
+            super::sites::reconcile(&mut tx, actor, net, range, &routes).await?;
             bump_version(&mut tx, net).await?;
         }
         tx.commit().await?;

@@ -9,8 +9,9 @@ use sqlx::Row;
 use warren_proto::routes::is_exit;
 use warren_proto::site::SiteDns;
 
+use super::audit::{append, NewEntry};
 use super::{now, parse_stored, query, WriteTx};
-use crate::routes::sites::{allocate, needing_mapping};
+use crate::routes::sites::{allocate, mapping_audit_json, needing_mapping};
 use crate::store::*;
 
 /// Every mapping of `net`, by site then real prefix.
@@ -101,11 +102,16 @@ pub(super) async fn set_dns(
 /// Frees the mappings whose site no longer has the route approved and,
 /// given the range, gives a mapped prefix to each approved route that
 /// overlaps another site's and has none. A full range leaves the route
-/// without one (logged; `routes list` shows it). True if anything changed.
+/// without one (logged; `routes list` shows it). Each allocation and
+/// release is audited as `actor`'s, whose change made it; `before` are the
+/// network's routes before that change, for the routers a freed mapping
+/// had. True if anything changed.
 pub(super) async fn reconcile(
     tx: &mut WriteTx,
+    actor: &Actor,
     net: NetworkId,
     range: Option<Ipv4Net>,
+    before: &[Route],
 ) -> Result<bool, StoreError> {
     let routes = super::routes::list_in(&mut **tx, net).await?;
     let approved: BTreeSet<(&str, IpNet)> = routes
@@ -128,6 +134,18 @@ pub(super) async fn reconcile(
             .await?;
         tracing::info!(network = %net, site = %m.site, real = %m.real, mapped = %m.mapped,
             "mapped prefix freed");
+        append(
+            tx,
+            NewEntry {
+                actor,
+                action: AuditAction::SiteMappingRelease,
+                network_id: Some(net),
+                target: Some(format!("{} {}", m.site, m.real)),
+                before: Some(mapping_audit_json(net, &m, before)),
+                after: None,
+            },
+        )
+        .await?;
         changed = true;
     }
     let Some(range) = range else {
@@ -164,6 +182,20 @@ pub(super) async fn reconcile(
         .execute(&mut **tx)
         .await?;
         tracing::info!(network = %net, %site, %real, %mapped, "mapped prefix allocated");
+        let target = format!("{site} {real}");
+        let mapping = SiteMapping { site, real, mapped };
+        append(
+            tx,
+            NewEntry {
+                actor,
+                action: AuditAction::SiteMappingAllocate,
+                network_id: Some(net),
+                target: Some(target),
+                before: None,
+                after: Some(mapping_audit_json(net, &mapping, &routes)),
+            },
+        )
+        .await?;
         taken.push(mapped);
         changed = true;
     }

@@ -300,6 +300,10 @@ impl UserStore for SqlStore {
         .fetch_all(&mut *tx)
         .await?;
         let networks = bump_owned_networks(&mut tx, &before.id).await?;
+        let mut routes_before = Vec::new();
+        for net in &networks {
+            routes_before.push((*net, super::routes::list_in(&mut *tx, *net).await?));
+        }
         query("DELETE FROM members WHERE owner_user_id = ?")
             .bind(&before.id)
             .execute(&mut *tx)
@@ -325,6 +329,11 @@ impl UserStore for SqlStore {
             },
         )
         .await?;
+        // The devices' routes went with them, and so do the mapped
+        // prefixes no other router of their site keeps.
+        for (net, routes) in &routes_before {
+            super::sites::reconcile(&mut tx, actor, *net, None, routes).await?;
+        }
         tx.commit().await?;
         Ok((before, networks))
     }
