@@ -329,6 +329,22 @@ impl RoutesLab {
 }
 
 impl RoutesLab {
+    /// One master site per `(name, range, service)`, all joined and
+    /// bridged site to site ([`RoutesLab::bridge`]).
+    pub fn bridged_masters(lab: &Lab, masters: &[(&str, &str, Ipv4Addr)]) -> Result<RoutesLab> {
+        let specs: Vec<SiteSpec> = masters
+            .iter()
+            .map(|(name, range, service)| SiteSpec::master(name, Some((range, *service))))
+            .collect();
+        let world = RoutesLab::build(lab, &specs)?;
+        for (name, _, _) in masters {
+            world.join(name)?;
+        }
+        let ranges: Vec<(&str, &str)> = masters.iter().map(|(n, r, _)| (*n, *r)).collect();
+        world.bridge(&ranges)?;
+        Ok(world)
+    }
+
     /// Site to site: the network approves each named master's range and
     /// node subnet automatically, and each advertises them and accepts
     /// the others' routes.

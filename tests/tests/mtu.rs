@@ -161,16 +161,10 @@ fn negotiated_mss(from: &Netns, to: &Netns, addr: SocketAddr) -> anyhow::Result<
 #[test]
 fn routers_clamp_the_mss_of_connections_between_their_subnets() {
     e2e("routers_clamp_the_mss", |lab| {
-        let world = RoutesLab::build(
+        let world = RoutesLab::bridged_masters(
             lab,
-            &[
-                SiteSpec::master("a", Some((RANGE_A, SERVICE_A))),
-                SiteSpec::master("b", Some((RANGE_B, SERVICE_B))),
-            ],
+            &[("a", RANGE_A, SERVICE_A), ("b", RANGE_B, SERVICE_B)],
         )?;
-        world.join("a")?;
-        world.join("b")?;
-        world.bridge(&[("a", RANGE_A), ("b", RANGE_B)])?;
         let (a, b) = (world.site("a")?, world.site("b")?);
         let cluster_a = a.cluster.as_ref().context("cluster a")?;
         let cluster_b = b.cluster.as_ref().context("cluster b")?;

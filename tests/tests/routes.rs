@@ -306,19 +306,13 @@ fn spoofing_is_dropped_and_counted(
 #[test]
 fn two_masters_bridge_their_clusters_site_to_site() {
     e2e("two_masters_bridge_their_clusters_site_to_site", |lab| {
-        let world = RoutesLab::build(
-            lab,
-            &[
-                SiteSpec::master("a", Some((RANGE_A, SERVICE_A))),
-                SiteSpec::master("b", Some((RANGE_B, SERVICE_B))),
-            ],
-        )?;
-        world.join("a")?;
-        world.join("b")?;
-        let (a, b) = (world.site("a")?, world.site("b")?);
         // The network approves each master's own ranges automatically;
         // each advertises them and accepts the other's.
-        world.bridge(&[("a", RANGE_A), ("b", RANGE_B)])?;
+        let world = RoutesLab::bridged_masters(
+            lab,
+            &[("a", RANGE_A, SERVICE_A), ("b", RANGE_B, SERVICE_B)],
+        )?;
+        let (a, b) = (world.site("a")?, world.site("b")?);
         let cluster_a = a.cluster.as_ref().context("cluster a")?;
         let cluster_b = b.cluster.as_ref().context("cluster b")?;
         let from_a = wait::until("cluster a to reach cluster b's service", SETTLE, || {
