@@ -136,6 +136,8 @@ impl AuditAction {
                 | AuditAction::MemberEndpoints
                 | AuditAction::MemberServices
                 | AuditAction::RouteAdvertise
+                | AuditAction::SiteMappingAllocate
+                | AuditAction::SiteMappingRelease
         )
     }
 }

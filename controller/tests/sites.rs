@@ -630,3 +630,29 @@ async fn a_router_that_moves_site_frees_its_mapping_as_the_node() {
     assert_eq!(audited(&h, &net, "site.mapping.allocate").await.len(), 2);
     assert!(mapped_of(&route_of(&h, &net, w, "10.96.0.0/12").await).is_some());
 }
+
+/// A router that keeps changing its site writes a release and an
+/// allocation per change: as its own events, they cost its audit budget
+/// (as route advertisements do), so it cannot flood the log.
+#[tokio::test]
+async fn a_router_flapping_between_sites_cannot_flood_the_audit_log() {
+    let TwoSites { h, net, m, w, .. } = two_sites().await;
+    let routes = ["10.96.0.0/12", "10.244.0.0/16"];
+    for i in 0..60 {
+        let to = if i % 2 == 0 { "w" } else { "m" };
+        advertise(&h, &net, m, &routes, Some(&site(to))).await;
+    }
+    let by_node = |entries: Vec<Value>| {
+        entries
+            .iter()
+            .filter(|e| e["actor"] == format!("node:{m}"))
+            .count()
+    };
+    let released = by_node(audited(&h, &net, "site.mapping.release").await);
+    let allocated = by_node(audited(&h, &net, "site.mapping.allocate").await);
+    assert!((20..=21).contains(&released), "{released} releases");
+    assert!((20..=21).contains(&allocated), "{allocated} allocations");
+    // The last change (back to site m) holds even where entries folded.
+    assert!(mapped_of(&route_of(&h, &net, m, "10.96.0.0/12").await).is_some());
+    assert!(mapped_of(&route_of(&h, &net, w, "10.96.0.0/12").await).is_some());
+}
