@@ -27,8 +27,9 @@ use crate::wait::{self, Poll};
 /// Where nodes reach the controller.
 pub const QUIC: SocketAddrV4 = SocketAddrV4::new(NatLab::SERVER, 7443);
 
-/// The two STUN ports (two, so agents can tell a symmetric NAT).
-pub const STUN_PORTS: [u16; 2] = [3478, 3479];
+/// The two STUN ports (two, so agents can tell a symmetric NAT): the
+/// controller's defaults.
+pub const STUN_PORTS: [u16; 2] = warren_proto::stun::DEFAULT_PORTS;
 
 /// Where the controller's DNS answers when [`Listen::Wildcard`] serves it.
 pub const DNS_PORT: u16 = 53;
