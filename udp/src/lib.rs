@@ -22,6 +22,9 @@
 //! - [`RECV_BUFFER`]: the buffer one read needs.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "quic-over-tcp")]
+pub mod stream;
+
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 
