@@ -44,6 +44,8 @@ pub struct ServerOptions {
     pub listen_quic: SocketAddr,
     /// Retry an unbindable `[::]` as `0.0.0.0` (only for the default address).
     pub quic_fallback_v4: bool,
+    /// QUIC over TCP for nodes whose networks block UDP; `None`: none.
+    pub listen_tcp: Option<TcpFallback>,
     /// The HTTP listener: the whole API for a controller; only `/healthz`
     /// and `/metrics` for a relay-only instance. `None`: no HTTP at all.
     pub listen_api: Option<SocketAddr>,
@@ -93,6 +95,15 @@ pub struct ServerOptions {
     pub site_mapped_range: ipnet::Ipv4Net,
 }
 
+/// Where QUIC over TCP listens (`warren_udp::stream`).
+#[derive(Debug, Clone, Copy)]
+pub struct TcpFallback {
+    pub addr: SocketAddr,
+    /// The built-in default (the QUIC address, over TCP): an unbindable
+    /// `[::]` is retried as `0.0.0.0`, and an address in use only warns.
+    pub is_default: bool,
+}
+
 impl ServerOptions {
     /// A controller on loopback with OS-chosen ports (API, QUIC and one
     /// STUN port) and default relay limits: what tests and benchmarks use.
@@ -105,6 +116,7 @@ impl ServerOptions {
             state_dir: None,
             listen_quic: any_port,
             quic_fallback_v4: false,
+            listen_tcp: None,
             listen_api: Some(any_port),
             api_hosts: Vec::new(),
             admin_socket: None,
@@ -186,6 +198,8 @@ pub enum ServerError {
 /// A running controller.
 pub struct Running {
     pub quic_addr: SocketAddr,
+    /// Where QUIC over TCP listens, if anywhere.
+    pub tcp_addr: Option<SocketAddr>,
     /// Where HTTP listens, if anywhere.
     pub api_addr: Option<SocketAddr>,
     /// Where the admin socket is, if anywhere.
@@ -205,6 +219,8 @@ pub struct Running {
     follower: Option<crate::store::sql::Follower>,
     dns: Option<crate::dns::DnsServer>,
     endpoint: quinn::Endpoint,
+    /// QUIC over TCP, if it listens.
+    tcp_endpoint: Option<quinn::Endpoint>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// Loops that never end on their own (STUN, membership refresh).
@@ -277,6 +293,18 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
     }
 
     let quic_config = control::server_config(&identity)?;
+    let tcp_endpoint = match options.listen_tcp {
+        Some(tcp) => match control::bind_tcp(tcp.addr, tcp.is_default, quic_config.clone()) {
+            Ok(endpoint) => Some(endpoint),
+            Err(error) if tcp.is_default => {
+                tracing::warn!(%error, "no QUIC over TCP: nodes whose networks block UDP cannot connect");
+                None
+            }
+            Err(error) => return Err(error.into()),
+        },
+        None => None,
+    };
+    let tcp_addr = tcp_endpoint.as_ref().and_then(|e| e.local_addr().ok());
     let endpoint = control::bind(options.listen_quic, options.quic_fallback_v4, quic_config)?;
     let quic_addr = endpoint
         .local_addr()
@@ -391,7 +419,11 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
         admission: control::admission::Admission::new(options.retry_above_handshakes),
         sign_in: sign_in.clone(),
     });
-    let mut tasks = vec![tokio::spawn(control::serve(endpoint.clone(), context))];
+    let mut tasks = Vec::new();
+    if let Some(tcp) = &tcp_endpoint {
+        tasks.push(tokio::spawn(control::serve(tcp.clone(), context.clone())));
+    }
+    tasks.push(tokio::spawn(control::serve(endpoint.clone(), context)));
     // The API's state, for both listeners.
     let signer = HeadSigner::new(&identity.cert, &identity.cert_key)
         .map_err(|e| ServerError::AuditSigner(e.to_string()))?;
@@ -494,6 +526,7 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
     }
     Ok(Running {
         quic_addr,
+        tcp_addr,
         api_addr,
         admin_socket: admin_socket_path,
         https_addr,
@@ -506,6 +539,7 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
         follower,
         dns,
         endpoint,
+        tcp_endpoint,
         stop,
         tasks,
         background,
@@ -556,12 +590,19 @@ impl Running {
         if let Some(dns) = self.dns {
             dns.shutdown().await;
         }
-        self.endpoint
-            .close(quinn::VarInt::from_u32(0), b"controller stopping");
+        for endpoint in [Some(&self.endpoint), self.tcp_endpoint.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            endpoint.close(quinn::VarInt::from_u32(0), b"controller stopping");
+        }
         for task in self.tasks {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
         }
         self.endpoint.wait_idle().await;
+        if let Some(tcp) = &self.tcp_endpoint {
+            tcp.wait_idle().await;
+        }
         self.store.close().await;
     }
 }

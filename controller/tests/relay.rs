@@ -480,6 +480,7 @@ async fn relay_only(data: &Path, state: &Path) -> Running {
         state_dir: Some(state.to_path_buf()),
         listen_quic: any_port,
         quic_fallback_v4: false,
+        listen_tcp: None,
         listen_api: Some(any_port),
         api_hosts: vec![],
         admin_socket: None,

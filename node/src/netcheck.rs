@@ -10,7 +10,7 @@ use anyhow::Context;
 use rand_core::RngCore;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
-use warren_proto::local_api::PortMapping;
+use warren_proto::local_api::{ControlTransport, PortMapping};
 use warren_proto::netcheck::{
     ControllerNetcheck, NatMapping, PathVerdict, PortMappingCheck, QuicCheck, QuicReach, StunProbe,
     UdpCheck,
@@ -45,27 +45,29 @@ pub async fn check(
     pinned: Option<&str>,
     stun_ports: &[u16],
 ) -> ControllerNetcheck {
-    let ((quic, udp), port_mapping) = tokio::join!(
+    let ((quic, tcp, udp), port_mapping) = tokio::join!(
         controller_check(controller, pinned, stun_ports),
         mapping_check()
     );
-    let path = PathVerdict::of(quic.reach, udp.mapping, port_mapping.granted.is_some());
+    let path = PathVerdict::of(quic.reach, udp.mapping, port_mapping.granted.is_some())
+        .with_tcp(tcp.reach);
     ControllerNetcheck {
         controller: controller.to_owned(),
         quic,
+        tcp: Some(tcp),
         udp,
         port_mapping,
         path,
     }
 }
 
-/// Resolves `controller`, then shakes hands with it and asks its STUN
-/// ports at once.
+/// Resolves `controller`, then shakes hands with it over UDP and over TCP
+/// and asks its STUN ports, all at once.
 async fn controller_check(
     controller: &str,
     pinned: Option<&str>,
     stun_ports: &[u16],
-) -> (QuicCheck, UdpCheck) {
+) -> (QuicCheck, QuicCheck, UdpCheck) {
     let resolved = tokio::time::timeout(RESOLVE_TIME, tokio::net::lookup_host(controller)).await;
     let addr = match resolved {
         Ok(Ok(mut addrs)) => addrs
@@ -83,7 +85,8 @@ async fn controller_check(
                 .map(|port| SocketAddr::new(addr.ip(), *port))
                 .collect();
             tokio::join!(
-                probe::handshake(addr, pinned, PROBE_TIME),
+                probe::handshake(addr, pinned, PROBE_TIME, ControlTransport::Udp),
+                probe::handshake(addr, pinned, PROBE_TIME, ControlTransport::Tcp),
                 stun_check(&servers),
             )
         }
@@ -101,7 +104,7 @@ async fn controller_check(
                 stun: Vec::new(),
                 mapping: NatMapping::UdpBlocked,
             };
-            (quic, udp)
+            (quic.clone(), quic, udp)
         }
     }
 }

@@ -160,6 +160,25 @@ impl Effect {
     }
 }
 
+/// What a control connection runs over.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlTransport {
+    /// QUIC over UDP: the normal case.
+    Udp,
+    /// QUIC over TCP, the fallback when no UDP answer comes.
+    Tcp,
+}
+
+impl std::fmt::Display for ControlTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ControlTransport::Udp => "QUIC over UDP",
+            ControlTransport::Tcp => "QUIC over TCP",
+        })
+    }
+}
+
 /// One network on this node.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NetworkStatus {
@@ -169,6 +188,10 @@ pub struct NetworkStatus {
     pub controller: Option<String>,
     /// Whether the control connection is up (always false for `static`).
     pub controller_connected: bool,
+    /// What the control connection runs over, while it is up: QUIC over
+    /// UDP, or over TCP where the network blocks UDP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_transport: Option<ControlTransport>,
     pub state: NetworkState,
     /// Why the state is what it is, for `refused`, `conflict` and `stale`
     /// (and a netmap refused while an older one still runs).

@@ -11,6 +11,10 @@ pub struct ControllerNetcheck {
     /// `HOST:PORT` as given.
     pub controller: String,
     pub quic: QuicCheck,
+    /// The same handshake as QUIC over TCP, the agent's fallback where
+    /// UDP is blocked; `None` from agents without it.
+    #[serde(default)]
+    pub tcp: Option<QuicCheck>,
     pub udp: UdpCheck,
     pub port_mapping: PortMappingCheck,
     /// The path the agent would use, drawn from the three checks.
@@ -106,6 +110,9 @@ pub enum PathVerdict {
     RelayOnly,
     /// The controller showed a certificate other than the pinned one.
     FingerprintMismatch,
+    /// No QUIC handshake with the controller over UDP, but one over TCP:
+    /// the agent connects over TCP and relays everything through it.
+    RelayOverTcp,
     /// No QUIC handshake with the controller.
     ControllerUnreachable,
 }
@@ -129,6 +136,15 @@ impl PathVerdict {
         }
     }
 
+    /// The verdict once QUIC over TCP is known: a controller unreachable
+    /// over UDP but reached over TCP is still a network, relayed over TCP.
+    pub fn with_tcp(self, tcp: QuicReach) -> PathVerdict {
+        match (self, tcp) {
+            (PathVerdict::ControllerUnreachable, QuicReach::Connected) => PathVerdict::RelayOverTcp,
+            (verdict, _) => verdict,
+        }
+    }
+
     /// One line for people.
     pub fn describe(self) -> &'static str {
         match self {
@@ -142,6 +158,9 @@ impl PathVerdict {
             PathVerdict::RelayOnly => "relay only (UDP to the STUN ports gets no answer)",
             PathVerdict::FingerprintMismatch => {
                 "cannot use the controller: its certificate does not match --fingerprint"
+            }
+            PathVerdict::RelayOverTcp => {
+                "relay only, over TCP (no UDP answer from the controller: UDP is blocked)"
             }
             PathVerdict::ControllerUnreachable => "cannot reach the controller",
         }
@@ -225,6 +244,27 @@ mod tests {
                     PathVerdict::FingerprintMismatch
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_controller_reached_over_tcp_only_is_a_relayed_network() {
+        let unreachable = PathVerdict::of(QuicReach::Unreachable, NatMapping::UdpBlocked, false);
+        assert_eq!(
+            unreachable.with_tcp(QuicReach::Connected),
+            PathVerdict::RelayOverTcp
+        );
+        assert_eq!(
+            unreachable.with_tcp(QuicReach::Unreachable),
+            PathVerdict::ControllerUnreachable
+        );
+        // A mismatch over UDP is not rescued by TCP, nor is UDP that works
+        // changed by it.
+        for verdict in [
+            PathVerdict::FingerprintMismatch,
+            PathVerdict::DirectToMostPeers,
+        ] {
+            assert_eq!(verdict.with_tcp(QuicReach::Connected), verdict);
         }
     }
 

@@ -616,12 +616,34 @@ impl NatPair {
                 "table ip {table} {{\n    chain block {{\n        type filter hook forward priority -10; policy accept;\n        oifname \"{wan}\" meta l4proto udp ip daddr != {server} drop\n        iifname \"{wan}\" meta l4proto udp ip saddr != {server} drop\n    }}\n}}\n",
                 table = self.block_table
             );
-            let path = self.nft_dir.join(format!("{}-block.nft", ns.name()));
-            fs::write(&path, text)
-                .map_err(|e| LabError::io(format!("writing {}", path.display()), e))?;
-            ns.exec("nft", [std::ffi::OsStr::new("-f"), path.as_os_str()])?;
+            self.load_nft(ns, "block", &text)?;
         }
         Ok(())
+    }
+
+    /// Loads the nftables `text` into `ns`, from a file named after it.
+    fn load_nft(&self, ns: &Netns, name: &str, text: &str) -> Result<()> {
+        let path = self.nft_dir.join(format!("{}-{name}.nft", ns.name()));
+        fs::write(&path, text)
+            .map_err(|e| LabError::io(format!("writing {}", path.display()), e))?;
+        ns.exec("nft", [std::ffi::OsStr::new("-f"), path.as_os_str()])?;
+        Ok(())
+    }
+
+    /// Makes `side`'s router drop all UDP, in and out, the controller's
+    /// included (a network that lets only TCP out): the agent there can
+    /// reach the controller only with QUIC over TCP.
+    pub fn block_all_udp(&self, side: Side) -> Result<()> {
+        let (ns, router) = match side {
+            Side::A => (&self.net.router_a, &self.net.router_a_cfg),
+            Side::B => (&self.net.router_b, &self.net.router_b_cfg),
+        };
+        let text = format!(
+            "table ip {table}udp {{\n    chain block {{\n        type filter hook forward priority -30; policy accept;\n        oifname \"{wan}\" meta l4proto udp drop\n        iifname \"{wan}\" meta l4proto udp drop\n    }}\n}}\n",
+            table = self.block_table,
+            wan = router.wan_if,
+        );
+        self.load_nft(ns, "block-udp", &text)
     }
 
     /// Makes `side`'s router drop UDP to the relay-only instance (and
@@ -639,13 +661,7 @@ impl NatPair {
             ip = RELAY_QUIC.ip(),
             port = RELAY_QUIC.port(),
         );
-        let path = self
-            .nft_dir
-            .join(format!("{}-block-instance.nft", ns.name()));
-        fs::write(&path, text)
-            .map_err(|e| LabError::io(format!("writing {}", path.display()), e))?;
-        ns.exec("nft", [std::ffi::OsStr::new("-f"), path.as_os_str()])?;
-        Ok(())
+        self.load_nft(ns, "block-instance", &text)
     }
 
     /// Removes what [`NatPair::block_udp`] added.

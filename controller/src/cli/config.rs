@@ -35,6 +35,12 @@ pub struct ServeArgs {
     /// UDP address for nodes' QUIC connections [default: [::]:7443, or 0.0.0.0:7443 without IPv6].
     #[arg(long, env = "WARREN_LISTEN_QUIC")]
     pub listen_quic: Option<SocketAddr>,
+    /// TCP address for nodes whose networks block UDP: QUIC over TCP [default: the listen-quic address, over TCP].
+    #[arg(long, env = "WARREN_LISTEN_TCP", conflicts_with = "no_listen_tcp")]
+    pub listen_tcp: Option<SocketAddr>,
+    /// No QUIC over TCP: nodes whose networks block UDP cannot connect.
+    #[arg(long)]
+    pub no_listen_tcp: bool,
     /// TCP address for the HTTP API [default: 127.0.0.1:7480].
     #[arg(long, env = "WARREN_LISTEN_API")]
     pub listen_api: Option<SocketAddr>,
@@ -107,6 +113,8 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     database: Option<String>,
     listen_quic: Option<SocketAddr>,
+    /// An address, or "off".
+    listen_tcp: Option<String>,
     listen_api: Option<SocketAddr>,
     api_hosts: Option<Vec<String>>,
     admin_socket: Option<PathBuf>,
@@ -151,6 +159,9 @@ pub struct Effective {
     )]
     pub database: Option<String>,
     pub listen_quic: SocketAddr,
+    /// QUIC over TCP, unless off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen_tcp: Option<SocketAddr>,
     pub listen_api: SocketAddr,
     pub api_hosts: Vec<String>,
     pub site_mapped_range: Ipv4Net,
@@ -187,6 +198,10 @@ pub struct Effective {
     /// True when listen-quic is the default, which may fall back to IPv4.
     #[serde(skip)]
     pub quic_is_default: bool,
+    /// True when listen-tcp is the default, which may fall back to IPv4
+    /// and only warns when it cannot be bound.
+    #[serde(skip)]
+    pub tcp_is_default: bool,
     /// True when admin-socket is the default, which may be left out.
     #[serde(skip)]
     pub admin_socket_is_default: bool,
@@ -322,6 +337,31 @@ fn serialize_database<S: serde::Serializer>(
 
 /// Resolves flags (clap has already applied the environment) over the file
 /// over defaults.
+/// Where QUIC over TCP listens: the flags win over the file.
+enum TcpChoice {
+    Off,
+    At(SocketAddr),
+    Default,
+}
+
+fn listen_tcp(args: &ServeArgs, file: Option<&str>) -> anyhow::Result<TcpChoice> {
+    if args.no_listen_tcp {
+        return Ok(TcpChoice::Off);
+    }
+    if let Some(addr) = args.listen_tcp {
+        return Ok(TcpChoice::At(addr));
+    }
+    match file.map(str::trim) {
+        None => Ok(TcpChoice::Default),
+        Some("off") => Ok(TcpChoice::Off),
+        Some(addr) => addr.parse().map(TcpChoice::At).map_err(|_| {
+            anyhow::anyhow!(
+                "listen-tcp {addr:?} is neither \"off\" nor an address such as \"[::]:443\""
+            )
+        }),
+    }
+}
+
 pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
     let file: FileConfig = match &args.config {
         Some(path) => read_file(path)?,
@@ -335,6 +375,7 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         .context("built-in default listen-api")?;
     let (advertise_relay, advertise_relay_fingerprint) = advertised_relay(args, &file)?;
     let listen_quic = args.listen_quic.or(file.listen_quic);
+    let listen_tcp = listen_tcp(args, file.listen_tcp.as_deref())?;
     let api_hosts = if args.api_hosts.is_empty() {
         file.api_hosts.unwrap_or_default()
     } else {
@@ -413,6 +454,12 @@ pub fn resolve(args: &ServeArgs) -> anyhow::Result<Effective> {
         data_dir,
         quic_is_default: listen_quic.is_none(),
         listen_quic: listen_quic.unwrap_or(default_quic),
+        tcp_is_default: matches!(listen_tcp, TcpChoice::Default),
+        listen_tcp: match listen_tcp {
+            TcpChoice::Off => None,
+            TcpChoice::At(addr) => Some(addr),
+            TcpChoice::Default => Some(listen_quic.unwrap_or(default_quic)),
+        },
         listen_api: args.listen_api.or(file.listen_api).unwrap_or(default_api),
         api_hosts: api_hosts
             .into_iter()
@@ -499,6 +546,8 @@ mod tests {
             data_dir: None,
             database: None,
             listen_quic: None,
+            listen_tcp: None,
+            no_listen_tcp: false,
             listen_api: None,
             api_hosts: vec![],
             admin_socket: None,
@@ -557,6 +606,34 @@ mod tests {
         a.advertise_relay = None;
         let e = resolve(&a).unwrap_err().to_string();
         assert!(e.contains("without advertise-relay"), "{e}");
+    }
+
+    #[test]
+    fn quic_over_tcp_follows_the_quic_address_unless_told_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("controller.toml");
+        let mut a = args();
+        a.listen_quic = Some("192.0.2.1:443".parse().unwrap());
+        let eff = resolve(&a).unwrap();
+        assert_eq!(eff.listen_tcp, a.listen_quic);
+        assert!(eff.tcp_is_default);
+        for (file, want) in [
+            ("listen-tcp = \"off\"\n", None),
+            ("listen-tcp = \"127.0.0.1:8443\"\n", Some("127.0.0.1:8443")),
+        ] {
+            std::fs::write(&path, file).unwrap();
+            a.config = Some(path.clone());
+            let eff = resolve(&a).unwrap();
+            assert_eq!(eff.listen_tcp, want.map(|w| w.parse().unwrap()), "{file}");
+            assert!(!eff.tcp_is_default);
+        }
+        a.no_listen_tcp = true;
+        std::fs::write(&path, "listen-tcp = \"127.0.0.1:8443\"\n").unwrap();
+        assert_eq!(resolve(&a).unwrap().listen_tcp, None);
+        a.no_listen_tcp = false;
+        std::fs::write(&path, "listen-tcp = \"yes\"\n").unwrap();
+        let e = resolve(&a).unwrap_err().to_string();
+        assert!(e.contains("neither \"off\" nor an address"), "{e}");
     }
 
     #[test]

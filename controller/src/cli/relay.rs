@@ -133,6 +133,12 @@ pub async fn run(args: RelayArgs) -> anyhow::Result<ExitCode> {
         state_dir: Some(config.state_dir.clone()),
         listen_quic: config.listen_quic,
         quic_fallback_v4: config.quic_is_default,
+        // Agents whose networks block UDP reach it as they reach their
+        // controller: QUIC over TCP on the same address.
+        listen_tcp: Some(server::TcpFallback {
+            addr: config.listen_quic,
+            is_default: true,
+        }),
         listen_api: config.listen_metrics,
         api_hosts: Vec::new(),
         admin_socket: None,

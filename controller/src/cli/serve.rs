@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use warren_cli_assets::out;
 use warren_controller::api::local_socket::AdminSocketPlace;
-use warren_controller::server::{self, AdvertisedRelay, Role, ServerOptions};
+use warren_controller::server::{self, AdvertisedRelay, Role, ServerOptions, TcpFallback};
 
 use super::config::{resolve, ServeArgs};
 
@@ -21,6 +21,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         database: config.database.clone(),
         listen_quic: config.listen_quic,
         quic_fallback_v4: config.quic_is_default,
+        listen_tcp: config.listen_tcp.map(|addr| TcpFallback {
+            addr,
+            is_default: config.tcp_is_default,
+        }),
         listen_api: Some(config.listen_api),
         api_hosts: config.api_hosts.clone(),
         admin_socket: Some(AdminSocketPlace {
@@ -59,6 +63,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     print_addresses(&running)?;
     tracing::info!(
         quic = %running.quic_addr,
+        tcp = ?running.tcp_addr,
         api = ?running.api_addr,
         admin_socket = ?running.admin_socket,
         stun = ?running.stun_addrs,
@@ -73,7 +78,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Scripts (and the crash test) read these lines to find the controller:
-/// `fingerprint:`, `quic:`, `api:` (if HTTP listens), `admin-socket:` (if
+/// `fingerprint:`, `quic:`, `tcp:` (if QUIC over TCP listens), `api:` (if HTTP listens), `admin-socket:` (if
 /// there is one), `https:` and
 /// `https-fingerprint:` (if HTTPS does), one `stun:` per socket, `dns:`
 /// (once the zones are loaded).
@@ -81,6 +86,9 @@ pub fn print_addresses(running: &server::Running) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "fingerprint: {}", running.fingerprint)?;
     writeln!(out, "quic: {}", running.quic_addr)?;
+    if let Some(tcp) = running.tcp_addr {
+        writeln!(out, "tcp: {tcp}")?;
+    }
     if let Some(api) = running.api_addr {
         writeln!(out, "api: http://{api}")?;
     }

@@ -20,6 +20,7 @@ use std::time::Duration;
 use quinn::crypto::rustls::QuicServerConfig;
 use warren_proto::control::ALPN;
 use warren_proto::NodePrivateKey;
+use warren_udp::stream::{Limits as StreamLimits, StreamSocket};
 
 use crate::data_dir::Identity;
 use crate::hub::Hub;
@@ -145,6 +146,45 @@ pub fn bind(
         })?;
     let bound = socket.local_addr().unwrap_or(addr);
     quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|source| ControlSetupError::Bind {
+        addr: bound,
+        source,
+    })
+}
+
+/// Binds the QUIC-over-TCP listener for nodes whose networks block UDP
+/// (`warren_udp::stream`): a second endpoint with the same certificate,
+/// whose connections are served as the UDP endpoint's are.
+pub fn bind_tcp(
+    addr: SocketAddr,
+    fallback_v4: bool,
+    config: quinn::ServerConfig,
+) -> Result<quinn::Endpoint, ControlSetupError> {
+    let bind_error = |e: crate::listen::BindError| ControlSetupError::Bind {
+        addr: e.addr,
+        source: e.source,
+    };
+    let listener = crate::listen::bind_tcp(addr, fallback_v4).map_err(bind_error)?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    let socket = tokio::net::TcpListener::from_std(listener)
+        .and_then(|l| {
+            // As many TCP connections from one address as QUIC admits.
+            let limits = StreamLimits {
+                max_per_ip: admission::CONNECTIONS_PER_SOURCE as usize,
+                ..StreamLimits::default()
+            };
+            StreamSocket::listen(l, limits)
+        })
+        .map_err(|source| ControlSetupError::Bind {
+            addr: bound,
+            source,
+        })?;
+    quinn::Endpoint::new_with_abstract_socket(
         quinn::EndpointConfig::default(),
         Some(config),
         socket,

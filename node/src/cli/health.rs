@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use warren_proto::local_api::{
-    Effect, EffectState, NetworkState, NetworkStatus, PathKind, PeerStatus, Status,
+    ControlTransport, Effect, EffectState, NetworkState, NetworkStatus, PathKind, PeerStatus,
+    Status,
 };
 use warren_proto::text::printable;
 
@@ -185,7 +186,7 @@ pub fn network_summary(net: &NetworkStatus, peers: &[&PeerStatus], now: OffsetDa
     if let Some(controller) = &net.controller {
         let link = match (net.state, net.controller_connected) {
             (NetworkState::Down, _) => "not asked while down".to_owned(),
-            (_, true) => "connected".to_owned(),
+            (_, true) => connected(net.controller_transport),
             (_, false) => format!(
                 "not connected{}{}",
                 net.controller_down_secs
@@ -298,3 +299,11 @@ pub fn expiry_line(expires_at: &str, network: &str, now: OffsetDateTime) -> Opti
 #[cfg(test)]
 #[path = "health_tests.rs"]
 pub(crate) mod tests;
+
+/// "connected", saying so when the connection had to fall back to TCP.
+pub(super) fn connected(transport: Option<ControlTransport>) -> String {
+    match transport {
+        Some(ControlTransport::Tcp) => "connected over TCP: no UDP answer".to_owned(),
+        _ => "connected".to_owned(),
+    }
+}

@@ -6,7 +6,7 @@ use clap::Args;
 use warren_cli_assets::{out, outln};
 use warren_proto::control::normalise_fingerprint;
 use warren_proto::local_api::Netcheck;
-use warren_proto::netcheck::{ControllerNetcheck, NatMapping, QuicReach};
+use warren_proto::netcheck::{ControllerNetcheck, NatMapping, QuicCheck, QuicReach};
 use warren_proto::stun;
 use warren_proto::text::printable;
 
@@ -69,8 +69,11 @@ pub fn run(cli: &Cli, args: &NetcheckArgs) -> anyhow::Result<()> {
     } else {
         out!("{}", printable(&render(&report)));
     }
+    let over_tcp = report.tcp.as_ref().map(|t| t.reach);
     match report.quic.reach {
         QuicReach::Connected => Ok(()),
+        // The agent falls back to TCP and works, relayed.
+        QuicReach::Unreachable if over_tcp == Some(QuicReach::Connected) => Ok(()),
         QuicReach::FingerprintMismatch => Err(Exit::error(
             exit::FINGERPRINT_MISMATCH,
             "the controller's certificate does not match --fingerprint",
@@ -82,6 +85,20 @@ pub fn run(cli: &Cli, args: &NetcheckArgs) -> anyhow::Result<()> {
     }
 }
 
+/// "  QUIC handshake completed, round trip 2.5 ms", or why it failed.
+fn handshake_line(what: &str, check: &QuicCheck) -> String {
+    match (check.reach, check.rtt_ms) {
+        (QuicReach::Connected, Some(ms)) => {
+            format!("  {what} handshake completed, round trip {ms:.1} ms\n")
+        }
+        (QuicReach::Connected, None) => format!("  {what} handshake completed\n"),
+        (_, _) => format!(
+            "  {what} handshake failed: {}\n",
+            check.error.as_deref().unwrap_or("?")
+        ),
+    }
+}
+
 /// The report for people, one finding a line.
 fn render(r: &ControllerNetcheck) -> String {
     let mut out = match r.quic.address.as_deref() {
@@ -90,18 +107,7 @@ fn render(r: &ControllerNetcheck) -> String {
         None => format!("controller {} (not resolved)\n", r.controller),
     };
     let q = &r.quic;
-    match (q.reach, q.rtt_ms) {
-        (QuicReach::Connected, Some(ms)) => {
-            out += &format!("  QUIC handshake completed, round trip {ms:.1} ms\n")
-        }
-        (QuicReach::Connected, None) => out += "  QUIC handshake completed\n",
-        (_, _) => {
-            out += &format!(
-                "  QUIC handshake failed: {}\n",
-                q.error.as_deref().unwrap_or("?")
-            )
-        }
-    }
+    out += &handshake_line("QUIC", q);
     if let Some(fp) = &q.fingerprint {
         let verdict = match q.fingerprint_matches {
             Some(true) => "matches --fingerprint",
@@ -135,7 +141,10 @@ fn render(r: &ControllerNetcheck) -> String {
         NatMapping::UdpBlocked => "UDP blocked: no STUN answer",
     };
     out += &format!("  NAT mapping: {mapping}\n");
-    out += "TCP: not checked (Warren has no TCP fallback yet)\n";
+    match &r.tcp {
+        Some(t) => out += &format!("TCP\n{}", handshake_line("QUIC over TCP", t)),
+        None => out += "TCP: not checked\n",
+    }
     let pm = &r.port_mapping;
     match (&pm.granted, &pm.gateway) {
         (Some(m), _) => {
@@ -238,16 +247,18 @@ mod tests {
             .map(|m| m.and_then(|m| m.parse().ok()))
             .collect();
         let mapping = NatMapping::of("10.0.1.2:40000".parse().ok(), &parsed);
+        let quic = QuicCheck {
+            reach,
+            address: Some("192.0.2.10:7443".to_owned()),
+            rtt_ms: (reach == QuicReach::Connected).then_some(2.5),
+            fingerprint: Some("ab".repeat(32)),
+            fingerprint_matches: Some(reach != QuicReach::FingerprintMismatch),
+            error: (reach != QuicReach::Connected).then(|| "refused".to_owned()),
+        };
         ControllerNetcheck {
             controller: "ctl.example:7443".to_owned(),
-            quic: QuicCheck {
-                reach,
-                address: Some("192.0.2.10:7443".to_owned()),
-                rtt_ms: (reach == QuicReach::Connected).then_some(2.5),
-                fingerprint: Some("ab".repeat(32)),
-                fingerprint_matches: Some(reach != QuicReach::FingerprintMismatch),
-                error: (reach != QuicReach::Connected).then(|| "refused".to_owned()),
-            },
+            quic: quic.clone(),
+            tcp: Some(quic),
             udp: UdpCheck {
                 local_port: Some(40000),
                 stun,
@@ -280,7 +291,7 @@ mod tests {
             ": matches --fingerprint\n",
             "  STUN 192.0.2.10:3479 sees us at 203.0.113.1:2000 (1.0 ms)\n",
             "  NAT mapping: varies by destination",
-            "TCP: not checked (Warren has no TCP fallback yet)\n",
+            "TCP\n  QUIC over TCP handshake completed, round trip 2.5 ms\n",
             "port mapping: PCP at 10.0.1.1 maps us at 203.0.113.1:40000 (deleted again)\n",
             "path: direct to most peers\n",
         ] {
@@ -293,6 +304,7 @@ mod tests {
         let text = render(&report(QuicReach::FingerprintMismatch, [None, None]));
         for line in [
             "  QUIC handshake failed: refused\n",
+            "  QUIC over TCP handshake failed: refused\n",
             "does NOT match --fingerprint",
             "  STUN 192.0.2.10:3478: no answer\n",
             "  NAT mapping: UDP blocked: no STUN answer\n",

@@ -192,9 +192,9 @@ fn render_long(status: &Status, now: OffsetDateTime) -> String {
         }
         if let Some(controller) = &net.controller {
             let link = if net.controller_connected {
-                "connected"
+                super::health::connected(net.controller_transport)
             } else {
-                "not connected"
+                "not connected".to_owned()
             };
             let _ = writeln!(out, "  controller {controller} ({link})");
         }

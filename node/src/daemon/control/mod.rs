@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use warren_proto::control::{
     self, normalise_fingerprint, ControllerMessage, JoinOutcome, NodeMessage,
 };
-use warren_proto::local_api::{ControllerError, ControllerErrorKind};
+use warren_proto::local_api::{ControlTransport, ControllerError, ControllerErrorKind};
 use warren_proto::netmap::{Netmap, NetmapDelta};
 use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
 
@@ -24,7 +24,7 @@ pub(crate) mod probe;
 mod quic_config;
 mod relay;
 mod targets;
-use quic_config::{client_config, client_endpoint};
+use quic_config::{client_config, client_endpoint, dial};
 use targets::Targets;
 
 const SERVER_NAME: &str = "warren-controller";
@@ -96,6 +96,8 @@ pub enum ControlEvent {
         controller: String,
         /// The controller's address as connected to: its STUN ports are there.
         remote: SocketAddr,
+        /// QUIC over UDP, or over TCP where no UDP answer came.
+        transport: ControlTransport,
         /// Every address of the controller's replicas known now, the joined
         /// one first: the daemon keeps them for its next start.
         replicas: Vec<String>,
@@ -355,6 +357,7 @@ struct Link {
     send: quinn::SendStream,
     frames: mpsc::Receiver<anyhow::Result<ControllerMessage>>,
     remote: SocketAddr,
+    transport: ControlTransport,
     /// The relay-only instance the controller named in `Welcome`.
     relay: Option<NamedRelay>,
     /// Whether `Welcome` said the controller takes path reports.
@@ -410,10 +413,7 @@ async fn open_link(
         .with_context(|| format!("resolving {target}"))?
         .next()
         .with_context(|| format!("{target} has no address"))?;
-    let endpoint = client_endpoint(addr, client_config(fingerprint, seen, liveness)?)?;
-    let connection = endpoint
-        .connect(addr, SERVER_NAME)
-        .context("starting QUIC connection")?
+    let (endpoint, connection, transport) = dial(addr, client_config(fingerprint, seen, liveness)?)
         .await
         .with_context(|| format!("connecting to {target}"))?;
     let (mut send, recv) = connection
@@ -433,6 +433,7 @@ async fn open_link(
         send,
         frames,
         remote: addr,
+        transport,
         relay,
         accepts_paths,
     })
@@ -459,6 +460,7 @@ async fn connect_and_serve(
         mut send,
         mut frames,
         remote,
+        transport,
         relay: relay_server,
         accepts_paths,
         replicas,
@@ -484,12 +486,13 @@ async fn connect_and_serve(
             fingerprint: fp.clone(),
         });
     }
-    tracing::info!(%controller, "connected to controller");
+    tracing::info!(%controller, via = %transport, "connected to controller");
     *backoff = Duration::from_secs(1);
     spawn_relay_reader(connection.clone(), controller, relay_in.clone(), None);
     let _ = events.send(ControlEvent::Connected {
         controller: controller.to_owned(),
         remote,
+        transport,
         replicas: targets.all().to_vec(),
     });
     // Relay frames go to the named relay-only instance while it is up, and

@@ -1,13 +1,16 @@
 //! A QUIC handshake with a controller and nothing after it, for `warren
-//! netcheck --controller`: no stream is opened, no key is proved.
+//! netcheck --controller`: no stream is opened, no key is proved. Over UDP,
+//! or over TCP as the agent's fallback dials it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use warren_proto::local_api::ControlTransport;
 use warren_proto::netcheck::{QuicCheck, QuicReach};
 
+use super::quic_config::tcp_endpoint;
 use super::{client_config, client_endpoint, Liveness, SERVER_NAME};
 
 /// The probe's link: it never idles long enough to need a ping.
@@ -19,9 +22,14 @@ const PROBE_LIVENESS: Liveness = Liveness {
 /// Dials `addr` and closes the connection as soon as the handshake ends.
 /// With `pinned`, only that certificate completes it; without, any does
 /// (and is only reported: nothing is sent that would need trust).
-pub async fn handshake(addr: SocketAddr, pinned: Option<&str>, within: Duration) -> QuicCheck {
+pub async fn handshake(
+    addr: SocketAddr,
+    pinned: Option<&str>,
+    within: Duration,
+    over: ControlTransport,
+) -> QuicCheck {
     let seen = Arc::new(Mutex::new(None));
-    let result = tokio::time::timeout(within, dial(addr, pinned, &seen)).await;
+    let result = tokio::time::timeout(within, dial(addr, pinned, &seen, over)).await;
     let fingerprint = seen.lock().ok().and_then(|s| s.clone());
     let fingerprint_matches = pinned
         .zip(fingerprint.as_deref())
@@ -55,9 +63,13 @@ async fn dial(
     addr: SocketAddr,
     pinned: Option<&str>,
     seen: &Arc<Mutex<Option<String>>>,
+    over: ControlTransport,
 ) -> anyhow::Result<Duration> {
     let config = client_config(pinned.map(str::to_owned), seen, PROBE_LIVENESS)?;
-    let endpoint = client_endpoint(addr, config)?;
+    let endpoint = match over {
+        ControlTransport::Udp => client_endpoint(addr, config)?,
+        ControlTransport::Tcp => tcp_endpoint(addr, config).await?,
+    };
     let connection = endpoint
         .connect(addr, SERVER_NAME)
         .context("starting QUIC connection")?

@@ -1,14 +1,18 @@
-//! The QUIC client settings and endpoint of controller and relay links.
+//! The QUIC client settings and endpoint of controller and relay links, and
+//! the dial that falls back to QUIC over TCP.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use quinn::crypto::rustls::QuicClientConfig;
 use warren_proto::control;
+use warren_proto::local_api::ControlTransport;
 use warren_proto::pinning::PinnedVerifier;
+use warren_udp::stream::StreamSocket;
 
-use super::Liveness;
+use super::{Liveness, SERVER_NAME};
 
 /// A client pinned to `fingerprint` (or noting what it sees in `seen`),
 /// with `liveness`'s keep-alive and idle timeout.
@@ -68,6 +72,80 @@ pub(super) fn client_endpoint(
         Arc::new(quinn::TokioRuntime),
     )
     .context("opening QUIC endpoint")?;
+    endpoint.set_default_client_config(config);
+    Ok(endpoint)
+}
+
+/// How long a QUIC handshake over UDP may go unanswered before QUIC over
+/// TCP is tried (a network that drops UDP never answers at all).
+pub(super) const TCP_FALLBACK_AFTER: Duration = Duration::from_secs(3);
+/// How long the TCP connection of the fallback may take.
+const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to `addr` with QUIC over UDP, or, if no answer comes within
+/// [`TCP_FALLBACK_AFTER`], with QUIC over TCP to the same address
+/// (`warren_udp::stream`). Any other failure (a certificate other than the
+/// pinned one, a refusal) is final: TCP would meet the same.
+pub(super) async fn dial(
+    addr: SocketAddr,
+    config: quinn::ClientConfig,
+) -> anyhow::Result<(quinn::Endpoint, quinn::Connection, ControlTransport)> {
+    let endpoint = client_endpoint(addr, config.clone())?;
+    let connecting = endpoint
+        .connect(addr, SERVER_NAME)
+        .context("starting QUIC connection")?;
+    if let Ok(done) = tokio::time::timeout(TCP_FALLBACK_AFTER, connecting).await {
+        return Ok((endpoint, done?, ControlTransport::Udp));
+    }
+    drop(endpoint);
+    tracing::debug!(%addr, "no answer over UDP: trying QUIC over TCP");
+    let (endpoint, connection) = dial_tcp(addr, config).await.with_context(|| {
+        format!(
+            "no answer over UDP within {} s, and QUIC over TCP failed",
+            TCP_FALLBACK_AFTER.as_secs()
+        )
+    })?;
+    Ok((endpoint, connection, ControlTransport::Tcp))
+}
+
+async fn dial_tcp(
+    addr: SocketAddr,
+    config: quinn::ClientConfig,
+) -> anyhow::Result<(quinn::Endpoint, quinn::Connection)> {
+    let endpoint = tcp_endpoint(addr, config).await?;
+    let connection = endpoint
+        .connect(addr, SERVER_NAME)
+        .context("starting QUIC connection over TCP")?
+        .await?;
+    Ok((endpoint, connection))
+}
+
+/// [`client_endpoint`] over a TCP connection to `addr` (marked, like the
+/// UDP socket): it dials `addr` only.
+pub(super) async fn tcp_endpoint(
+    addr: SocketAddr,
+    config: quinn::ClientConfig,
+) -> anyhow::Result<quinn::Endpoint> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .context("opening TCP socket")?;
+    // Like the UDP socket: policy routing keeps it off the tunnel.
+    crate::routes::mark_socket(&socket);
+    let stream = tokio::time::timeout(TCP_CONNECT_TIMEOUT, socket.connect(addr))
+        .await
+        .map_err(|_| anyhow::anyhow!("TCP connection timed out"))?
+        .context("TCP connection")?;
+    let socket = StreamSocket::client(stream).context("TCP connection")?;
+    let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .context("opening QUIC endpoint over TCP")?;
     endpoint.set_default_client_config(config);
     Ok(endpoint)
 }

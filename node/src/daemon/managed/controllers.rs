@@ -6,13 +6,15 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use warren_proto::local_api::ControllerError;
+use warren_proto::local_api::{ControlTransport, ControllerError};
 
 /// One controller's connection as last reported.
 #[derive(Debug, Default, Clone)]
 struct Link {
     /// A connection is up.
     connected: bool,
+    /// What it runs over, while it is up.
+    transport: Option<ControlTransport>,
     /// Where it was reached: its STUN ports are on that address. Kept when
     /// the connection goes, for the routes' exclusions.
     ip: Option<IpAddr>,
@@ -41,6 +43,10 @@ impl Links {
         self.get(controller).is_some_and(|l| l.connected)
     }
 
+    pub fn transport(&self, controller: &str) -> Option<ControlTransport> {
+        self.get(controller).and_then(|l| l.transport)
+    }
+
     pub fn ip(&self, controller: &str) -> Option<&IpAddr> {
         self.get(controller).and_then(|l| l.ip.as_ref())
     }
@@ -63,9 +69,10 @@ impl Links {
     }
 
     /// A connection came up, reached at `ip`.
-    pub fn connected(&mut self, controller: &str, ip: IpAddr) {
+    pub fn connected(&mut self, controller: &str, ip: IpAddr, transport: ControlTransport) {
         let link = self.entry(controller);
         link.connected = true;
+        link.transport = Some(transport);
         link.ip = Some(ip);
         link.error = None;
         link.down_since = None;
@@ -75,6 +82,7 @@ impl Links {
     pub fn disconnected(&mut self, controller: &str, error: ControllerError, now: Instant) {
         let link = self.entry(controller);
         link.connected = false;
+        link.transport = None;
         link.relay_server = None;
         link.error = Some(error);
         link.down_since.get_or_insert(now);
@@ -121,9 +129,10 @@ mod tests {
         assert!(links.error(c).is_some());
 
         let ip: IpAddr = "192.0.2.10".parse().unwrap();
-        links.connected(c, ip);
+        links.connected(c, ip, ControlTransport::Tcp);
         links.set_relay_server(c, Some("relay:7443".into()));
         assert!(links.is_connected(c));
+        assert_eq!(links.transport(c), Some(ControlTransport::Tcp));
         assert!(links.error(c).is_none() && links.down_since(c).is_none());
         assert_eq!(
             links.relay_server(c).map(String::as_str),
@@ -132,6 +141,7 @@ mod tests {
 
         links.disconnected(c, unreachable(), Instant::now());
         assert!(!links.is_connected(c) && links.relay_server(c).is_none());
+        assert_eq!(links.transport(c), None, "no transport while down");
         links.dropped(c);
         assert!(links.error(c).is_none() && links.down_since(c).is_none());
         assert_eq!(links.ip(c), Some(&ip));

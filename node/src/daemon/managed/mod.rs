@@ -249,10 +249,11 @@ impl Managed {
             ControlEvent::Connected {
                 controller,
                 remote,
+                transport,
                 replicas,
             } => {
                 self.remember_replicas(&controller, replicas);
-                self.links.connected(&controller, remote.ip());
+                self.links.connected(&controller, remote.ip(), transport);
                 self.set_stun(&controller).await;
                 self.set_relays(&controller, true).await;
                 self.report_endpoints(true);

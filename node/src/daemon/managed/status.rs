@@ -30,6 +30,7 @@ impl Managed {
         let id = net.config.network_id;
         Seen {
             connected: running && self.links.is_connected(controller),
+            transport: self.links.transport(controller).filter(|_| running),
             error: self.links.error(controller).filter(|_| running),
             down_for: self
                 .links
@@ -114,6 +115,7 @@ fn static_status(report: Option<&NetworkReport>) -> NetworkStatus {
         name: None,
         controller: None,
         controller_connected: false,
+        controller_transport: None,
         state: NetworkState::Static,
         message: None,
         fqdn: None,
@@ -144,6 +146,7 @@ fn static_status(report: Option<&NetworkReport>) -> NetworkStatus {
 /// connection, and its effects on the system.
 struct Seen<'a> {
     connected: bool,
+    transport: Option<warren_proto::local_api::ControlTransport>,
     error: Option<&'a ControllerError>,
     down_for: Option<std::time::Duration>,
     /// Why no route is installed or advertised, said on authorized
@@ -168,6 +171,7 @@ fn joined_status(net: &Joined, seen: Seen<'_>, report: Option<NetworkReport>) ->
         name: map.map(|m| m.network_name.clone()),
         controller: Some(net.config.controller.clone()),
         controller_connected: seen.connected,
+        controller_transport: seen.transport,
         state: net.state,
         message,
         fqdn: map.map(|m| m.self_node.fqdn.clone()),
