@@ -262,10 +262,7 @@ impl Engine {
         };
         if let Some(paths) = &mut peer.paths {
             if paths.best == Some(from) {
-                paths.reached_at(from, dst_ip);
-                if let Some(c) = paths.candidates.get_mut(&from) {
-                    c.last_heard = Some(now);
-                }
+                paths.heard_on_best(dst_ip, now);
                 return;
             }
             if paths.heard(from, dst_ip, None, now) {
@@ -309,3 +306,4 @@ impl Engine {
         }
     }
 }
+
