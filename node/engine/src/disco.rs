@@ -370,7 +370,7 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -385,7 +385,7 @@ mod tests {
     use crate::peer::PeerConfig;
 
     /// A counter: enough randomness for transaction IDs and nonces here.
-    struct Counter(u64);
+    pub(crate) struct Counter(pub(crate) u64);
 
     impl RngCore for Counter {
         fn next_u32(&mut self) -> u32 {

@@ -320,6 +320,7 @@ impl Engine {
             .or_else(|| config.candidates.first().copied());
         let mut peer = Peer {
             endpoint,
+            endpoint_local: None,
             via: None,
             config,
             session,

@@ -273,14 +273,35 @@ impl Paths {
         now: Instant,
     ) -> bool {
         self.learn(addr, now);
-        self.reached_at(addr, local);
+        self.note_heard(addr, local, rtt, now);
+        self.choose(now)
+    }
+
+    /// [`Self::heard`] for a packet on the best path, which cannot change
+    /// the choice. Runs for every packet there, so it finds the candidate
+    /// once: its `local` ([`Self::reached_at`]) and `last_heard` together.
+    pub(crate) fn heard_on_best(&mut self, local: Option<IpAddr>, now: Instant) {
+        if let Some(best) = self.best {
+            self.note_heard(best, local, None, now);
+        }
+    }
+
+    fn note_heard(
+        &mut self,
+        addr: SocketAddr,
+        local: Option<IpAddr>,
+        rtt: Option<Duration>,
+        now: Instant,
+    ) {
         if let Some(c) = self.candidates.get_mut(&addr) {
             c.last_heard = Some(now);
+            if local.is_some() {
+                c.local = local;
+            }
             if rtt.is_some() {
                 c.rtt = rtt;
             }
         }
-        self.choose(now)
     }
 
     pub(crate) fn alive(&self, addr: &SocketAddr, now: Instant) -> bool {
@@ -533,5 +554,30 @@ mod tests {
         assert!(p.candidates.contains_key(&addr("198.51.100.1:39")));
         p.set_candidates(&[addr("203.0.113.1:1")]);
         assert_eq!(p.candidates.len(), MAX_CANDIDATES + 1);
+    }
+
+    #[test]
+    fn a_packet_on_the_best_path_refreshes_it_as_heard_does() {
+        let now = Instant::now();
+        let (best, local) = (addr("192.0.2.1:1"), IpAddr::from([198, 51, 100, 7]));
+        let mut p = Paths::default();
+        p.set_candidates(&[best]);
+        assert!(p.heard(best, Some(local), Some(Duration::from_millis(5)), now));
+        let later = now + Duration::from_secs(5);
+        let mut twin = Paths::default();
+        twin.set_candidates(&[best]);
+        twin.heard(best, Some(local), Some(Duration::from_millis(5)), now);
+        // Where the socket cannot tell, the known local address stays.
+        p.heard_on_best(None, later);
+        twin.heard(best, None, None, later);
+        assert_eq!(p.candidates, twin.candidates);
+        assert_eq!(p.local_for(&best), Some(local));
+        // Arriving at another address of ours moves our side of the path.
+        let other = IpAddr::from([203, 0, 113, 7]);
+        p.heard_on_best(Some(other), later + Duration::from_secs(1));
+        twin.heard(best, Some(other), None, later + Duration::from_secs(1));
+        assert_eq!(p.candidates, twin.candidates);
+        assert_eq!(p.local_for(&best), Some(other));
+        assert_eq!(p.best, Some(best));
     }
 }

@@ -82,6 +82,10 @@ pub(crate) struct Peer {
     pub(crate) session: Session,
     /// The peer's UDP address: fixed or roamed (static), or the best direct path (disco).
     pub(crate) endpoint: Option<SocketAddr>,
+    /// Our address that a peer without disco (a static one) sends to at
+    /// `endpoint`: where we send to it from, as [`Paths`] records per
+    /// candidate for disco peers. `None`: the routing table picks.
+    pub(crate) endpoint_local: Option<IpAddr>,
     /// Where its packets go now; derived from the above, cached for the hot path.
     pub(crate) via: Option<Via>,
     pub(crate) paths: Option<Paths>,
@@ -144,6 +148,7 @@ impl Peer {
     pub(crate) fn src_ip(&self) -> Option<IpAddr> {
         match (self.via, &self.paths) {
             (Some(Via::Udp(addr)), Some(paths)) => paths.local_for(&addr),
+            (Some(Via::Udp(addr)), None) if self.endpoint == Some(addr) => self.endpoint_local,
             _ => None,
         }
     }

@@ -113,7 +113,7 @@ impl GsoBatch {
     pub async fn flush(&mut self, udp: &Udp) {
         if let Some(to) = self.to.take() {
             let from = self.from.take();
-            if let Err(e) = send_from_or_route(udp, to, from, &self.buf, self.segment).await {
+            if let Err(e) = udp.send(to, from, &self.buf, self.segment).await {
                 tracing::debug!(error = %e, %to, ?from, "UDP send failed");
             }
         }
@@ -123,9 +123,7 @@ impl GsoBatch {
     }
 }
 
-/// Sends from `from` where a peer reaches us; if this host cannot send
-/// from there (the address went away: a laptop that moved), from the
-/// address the routing table picks, as before the peer was heard there.
+/// [`Udp::send`] under the name `network.rs` still calls it by.
 pub async fn send_from_or_route(
     udp: &Udp,
     to: SocketAddr,
@@ -133,16 +131,7 @@ pub async fn send_from_or_route(
     contents: &[u8],
     segment: usize,
 ) -> std::io::Result<()> {
-    match from {
-        Some(_) => match udp.send_from(to, from, contents, segment).await {
-            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
-                tracing::debug!(error = %e, %to, ?from, "cannot send from the address the peer reached; the route picks");
-                udp.send(to, contents, segment).await
-            }
-            other => other,
-        },
-        None => udp.send(to, contents, segment).await,
-    }
+    udp.send(to, from, contents, segment).await
 }
 
 /// Decrypted packets waiting for one coalescing TUN write.
@@ -397,7 +386,7 @@ impl DataPath<'_> {
                 len,
             }) => {
                 let reply = &self.scratch[..len];
-                if let Err(e) = self.udp.send_from(to, local, reply, len).await {
+                if let Err(e) = self.udp.send(to, local, reply, len).await {
                     tracing::debug!(error = %e, %to, ?local, "UDP reply failed");
                 }
             }
@@ -410,35 +399,5 @@ impl DataPath<'_> {
             Ok(NetworkAction::Nothing) => {}
             Err(e) => tracing::debug!(error = %e, ?source, "dropped datagram"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-    use std::time::Duration;
-    use tokio::net::UdpSocket;
-
-    /// 192.0.2.99 is no address of this host (a remembered one that went
-    /// away): the datagram still leaves, from the address the route picks.
-    #[tokio::test]
-    async fn a_send_from_an_address_this_host_lacks_leaves_by_the_route() {
-        let udp = Udp::bind(0).unwrap();
-        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let to = peer.local_addr().unwrap();
-        let gone = Some(IpAddr::from([192, 0, 2, 99]));
-        assert!(udp.send_from(to, gone, b"ping", 4).await.is_err());
-        send_from_or_route(&udp, to, gone, b"ping", 4)
-            .await
-            .unwrap();
-        let mut buf = [0u8; 16];
-        let (len, from) = tokio::time::timeout(Duration::from_secs(5), peer.recv_from(&mut buf))
-            .await
-            .expect("a datagram within 5 s")
-            .unwrap();
-        let expected = SocketAddr::from(([127, 0, 0, 1], udp.local_port()));
-        assert_eq!((&buf[..len], from), (&b"ping"[..], expected));
     }
 }

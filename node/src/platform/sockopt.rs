@@ -81,6 +81,14 @@ pub fn allow_fragments_v6(socket: &impl AsRawFd) -> std::io::Result<()> {
     )
 }
 
+/// Caps the MTU of IPv6 sends from `socket` (`IPV6_MTU`): a narrow uplink
+/// that unit tests can make without privileges.
+#[cfg(test)]
+pub fn set_mtu_v6(socket: &impl AsRawFd, mtu: u32) -> std::io::Result<()> {
+    let value = libc::c_int::try_from(mtu).unwrap_or(libc::c_int::MAX);
+    set(socket, libc::IPPROTO_IPV6, libc::IPV6_MTU, value)
+}
+
 /// `IP_MTU_DISCOVER` of `socket`: how it treats DF and the path MTU.
 #[cfg(test)]
 pub fn mtu_discover_v4(socket: &impl AsRawFd) -> std::io::Result<libc::c_int> {

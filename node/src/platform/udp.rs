@@ -1,6 +1,8 @@
 //! The one UDP socket all peers share, with GSO on send and GRO on receive.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -8,6 +10,10 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 use super::sockopt;
+
+mod gso_refusals;
+
+use gso_refusals::GsoRefusals;
 
 /// Kernel buffers of 8 MiB each way: measured here to remove drops at multi-gigabit rates.
 const BUFFER_BYTES: usize = 8 << 20;
@@ -18,6 +24,8 @@ pub struct Udp {
     pub socket: UdpSocket,
     pub state: quinn_udp::UdpSocketState,
     dual_stack: bool,
+    /// Routes whose MTU is below a segment, which get no GSO sends for a while.
+    gso_refusals: Mutex<GsoRefusals>,
 }
 
 impl Udp {
@@ -66,6 +74,7 @@ impl Udp {
             socket,
             state,
             dual_stack,
+            gso_refusals: Mutex::default(),
         })
     }
 
@@ -80,19 +89,37 @@ impl Udp {
 
     /// Sends `contents` to `to`, as GSO segments of `segment` bytes when
     /// `segment` is shorter than the contents. Waits while the socket is full.
+    ///
+    /// `source` is an address of this host to send from (where the peer
+    /// reaches us, or where the datagram being answered was sent); `None`
+    /// leaves it to the routing table. If the host cannot send from there
+    /// (the address went away: a laptop that moved), the datagrams leave
+    /// from the address the route picks, as before the peer was heard there.
     pub async fn send(
         &self,
         to: SocketAddr,
+        source: Option<IpAddr>,
         contents: &[u8],
         segment: usize,
     ) -> std::io::Result<()> {
-        self.send_from(to, None, contents, segment).await
+        if source.is_none() {
+            return self.send_on_route(to, None, contents, segment).await;
+        }
+        match self.send_on_route(to, source, contents, segment).await {
+            Err(e) => {
+                tracing::debug!(error = %e, %to, ?source, "cannot send from the address the peer reached; the route picks");
+                self.send_on_route(to, None, contents, segment).await
+            }
+            Ok(()) => Ok(()),
+        }
     }
 
-    /// [`Udp::send`] from `source` (an address of this host, where the
-    /// datagram being answered was sent), else from the address the
-    /// routing table picks.
-    pub async fn send_from(
+    /// [`Udp::send`] from `source` alone. Where the host's own MTU toward
+    /// `to` (its interface, or a path MTU it learned) is below one segment,
+    /// the kernel refuses GSO sends (`EMSGSIZE`) but fragments single
+    /// datagrams: the segments go one by one, and keep doing so on that
+    /// route for [`REFUSAL_HOLDS`](gso_refusals::REFUSAL_HOLDS) without a refused send each time.
+    async fn send_on_route(
         &self,
         to: SocketAddr,
         source: Option<IpAddr>,
@@ -112,20 +139,31 @@ impl Udp {
             segment_size,
             src_ip,
         };
-        let whole = (segment < contents.len()).then_some(segment);
-        match self.send_transmit(&transmit(contents, whole)).await {
-            // The host's own MTU toward `to` (its interface, or a path
-            // MTU it learned) is below one segment: the kernel refuses
-            // GSO sends there but fragments single datagrams.
-            Err(e) if whole.is_some() && refused_for_size(&e) => {
-                tracing::trace!(%to, error = %e, "GSO send refused: sending the segments one by one");
-                for one in contents.chunks(segment) {
-                    self.send_transmit(&transmit(one, None)).await?;
-                }
-                Ok(())
-            }
-            other => other,
+        if segment == 0 || segment >= contents.len() {
+            return self.send_transmit(&transmit(contents, None)).await;
         }
+        let route = (to.ip(), source);
+        if !self.refusals().refuses(route, Instant::now()) {
+            match self.send_transmit(&transmit(contents, Some(segment))).await {
+                Err(e) if refused_for_size(&e) => {
+                    tracing::debug!(%to, ?source, error = %e, "GSO send refused: sending segments one by one on this route for a while");
+                    self.refusals().remember(route, Instant::now());
+                }
+                other => return other,
+            }
+        }
+        for one in contents.chunks(segment) {
+            self.send_transmit(&transmit(one, None)).await?;
+        }
+        Ok(())
+    }
+
+    /// The GSO refusals, never held across an await.
+    fn refusals(&self) -> std::sync::MutexGuard<'_, GsoRefusals> {
+        // Nothing panics while holding it; a poisoned table is still a table.
+        self.gso_refusals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Sends one transmit, waiting while the socket is full.
@@ -220,9 +258,7 @@ mod tests {
         }
         let from = canonical(meta[0].addr);
         assert_eq!(from, client.local_addr().unwrap());
-        udp.send_from(from, meta[0].dst_ip, b"pong", 4)
-            .await
-            .unwrap();
+        udp.send(from, meta[0].dst_ip, b"pong", 4).await.unwrap();
         let mut answer = [0u8; 16];
         let (len, source) =
             tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut answer))
@@ -230,5 +266,66 @@ mod tests {
                 .expect("a reply within 5 s")
                 .unwrap();
         assert_eq!((&answer[..len], source), (&b"pong"[..], asked));
+    }
+
+    /// 192.0.2.99 is no address of this host (a remembered one that went
+    /// away): the datagram still leaves, from the address the route picks.
+    #[tokio::test]
+    async fn a_send_from_an_address_this_host_lacks_leaves_by_the_route() {
+        let udp = Udp::bind(0).unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = peer.local_addr().unwrap();
+        let gone = Some(IpAddr::from([192, 0, 2, 99]));
+        assert!(udp.send_on_route(to, gone, b"ping", 4).await.is_err());
+        udp.send(to, gone, b"ping", 4).await.unwrap();
+        let mut buf = [0u8; 16];
+        let (len, from) = tokio::time::timeout(Duration::from_secs(5), peer.recv_from(&mut buf))
+            .await
+            .expect("a datagram within 5 s")
+            .unwrap();
+        let expected = SocketAddr::from(([127, 0, 0, 1], udp.local_port()));
+        assert_eq!((&buf[..len], from), (&b"ping"[..], expected));
+    }
+
+    /// An IPv6 MTU of 1280 on the socket stands for a narrow uplink: the
+    /// kernel refuses a GSO send of 1400-byte segments there but fragments
+    /// single datagrams. Every segment arrives, and the route is
+    /// remembered, so later batches skip the refused send.
+    #[tokio::test]
+    async fn a_batch_the_route_refuses_as_gso_arrives_segment_by_segment() {
+        let udp = Udp::bind(0).unwrap();
+        if udp.max_segments() < 2 {
+            eprintln!("skipped: no UDP GSO on this host");
+            return;
+        }
+        let Ok(peer) = UdpSocket::bind("[::1]:0").await else {
+            eprintln!("skipped: no IPv6 loopback on this host");
+            return;
+        };
+        sockopt::set_mtu_v6(&udp.socket, 1280).unwrap();
+        let to = peer.local_addr().unwrap();
+        let segments: Vec<Vec<u8>> = (1..=3u8).map(|i| vec![i; 1400]).collect();
+        let route = (to.ip(), None);
+        for round in 0..2 {
+            udp.send(to, None, &segments.concat(), 1400).await.unwrap();
+            assert!(
+                udp.refusals().refuses(route, Instant::now()),
+                "round {round}"
+            );
+            let mut buf = vec![0u8; 4096];
+            for expected in &segments {
+                let (len, _) =
+                    tokio::time::timeout(Duration::from_secs(5), peer.recv_from(&mut buf))
+                        .await
+                        .expect("every segment within 5 s")
+                        .unwrap();
+                assert_eq!(&buf[..len], &expected[..], "round {round}");
+            }
+        }
+        // The same batch with room for a segment goes out as one GSO send.
+        let wide = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = wide.local_addr().unwrap();
+        udp.send(to, None, &segments.concat(), 1400).await.unwrap();
+        assert!(!udp.refusals().refuses((to.ip(), None), Instant::now()));
     }
 }

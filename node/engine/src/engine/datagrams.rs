@@ -248,7 +248,7 @@ impl Engine {
     }
 
     /// Follows a peer to the address its latest authenticated packet came
-    /// from (and, for a disco peer, sends from `dst_ip`, where it arrived).
+    /// from, and sends to it from `dst_ip`, where it arrived.
     /// A disco peer's address becomes a live direct path; a packet through
     /// the relay proves nothing about addresses.
     fn roam(&mut self, id: PeerId, source: Source, dst_ip: Option<IpAddr>, now: Instant) {
@@ -262,10 +262,7 @@ impl Engine {
         };
         if let Some(paths) = &mut peer.paths {
             if paths.best == Some(from) {
-                paths.reached_at(from, dst_ip);
-                if let Some(c) = paths.candidates.get_mut(&from) {
-                    c.last_heard = Some(now);
-                }
+                paths.heard_on_best(dst_ip, now);
                 return;
             }
             if paths.heard(from, dst_ip, None, now) {
@@ -274,8 +271,12 @@ impl Engine {
             }
             return;
         }
+        if dst_ip.is_some() {
+            peer.endpoint_local = dst_ip;
+        }
         if peer.endpoint != Some(from) {
             peer.endpoint = Some(from);
+            peer.endpoint_local = dst_ip;
             peer.refresh_via(relay, now);
             self.events.push_back(Event::EndpointChanged {
                 peer: peer.config.public_key,
@@ -307,5 +308,112 @@ impl Engine {
             let payload = &self.scratch[..len];
             queue_transmit(peer, to, payload, &mut self.counters, &mut self.transmits);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::net::Ipv4Addr;
+
+    use ipnet::IpNet;
+
+    use warren_proto::NodePrivateKey;
+
+    use super::*;
+    use crate::disco::tests::Counter;
+
+    const A_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), 51820);
+    /// B's second address, which the routing table of B's host would not pick.
+    const B_SECOND: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 20)), 51820);
+
+    /// A `[[peer]]`-style engine: `peer` at a fixed `endpoint` (or none),
+    /// owning `tunnel_ip`.
+    fn static_engine(
+        own: &NodePrivateKey,
+        peer: &NodePrivateKey,
+        endpoint: Option<SocketAddr>,
+        tunnel_ip: Ipv4Addr,
+    ) -> Engine {
+        let mut engine = Engine::new(EngineConfig::new(own.clone(), Box::new(Counter(1))));
+        let allowed = vec![IpNet::from(IpAddr::V4(tunnel_ip))];
+        let keepalive = endpoint.map(|_| Duration::from_secs(25));
+        let config = PeerConfig::fixed(peer.public_key(), endpoint, allowed, keepalive);
+        engine.add_peer(config, Instant::now()).unwrap();
+        engine
+    }
+
+    /// An empty UDP packet from `src` to `dst`, as read from the TUN.
+    fn packet(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&dst.octets());
+        p.extend_from_slice(&[0x30, 0x39, 0x30, 0x39, 0, 8, 0, 0]);
+        p
+    }
+
+    /// A static peer (no disco) is answered from the address its packets
+    /// reach us at, as a disco peer is, and from the route's choice again
+    /// once it roams to where the socket cannot tell.
+    #[test]
+    fn a_static_peer_is_sent_to_from_where_it_reaches_us() {
+        let (a_key, b_key) = (
+            NodePrivateKey::from_bytes([5; 32]),
+            NodePrivateKey::from_bytes([6; 32]),
+        );
+        let (a_ip, b_ip) = (Ipv4Addr::new(10, 9, 0, 1), Ipv4Addr::new(10, 9, 0, 2));
+        let now = Instant::now();
+        let mut a = static_engine(&a_key, &b_key, Some(B_SECOND), b_ip);
+        let mut b = static_engine(&b_key, &a_key, None, a_ip);
+        let init = a.poll_transmit().unwrap();
+        // Nothing from B has reached A yet: the routing table picks.
+        assert_eq!((init.to, init.src_ip), (Via::Udp(B_SECOND), None));
+
+        let mut out = vec![0; 65_536];
+        let b_local = Some(B_SECOND.ip());
+        let action = b
+            .handle_network_packet(A_ADDR, b_local, &init.payload, &mut out, now)
+            .unwrap();
+        let NetworkAction::Reply { to, len } = action else {
+            panic!("a handshake response, not {action:?}");
+        };
+        assert_eq!(to, Via::Udp(A_ADDR));
+        let response = out[..len].to_vec();
+        let a_local = Some(A_ADDR.ip());
+        a.handle_network_packet(B_SECOND, a_local, &response, &mut out, now)
+            .unwrap();
+
+        let mut scratch = vec![0; 65_536];
+        let send = a
+            .handle_tun_packet(&mut packet(a_ip, b_ip), &mut scratch, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!((send.to, send.src_ip), (Via::Udp(B_SECOND), a_local));
+        let data = scratch[..send.len].to_vec();
+        let action = b
+            .handle_network_packet(A_ADDR, b_local, &data, &mut out, now)
+            .unwrap();
+        assert!(matches!(action, NetworkAction::Tunnel { .. }));
+        let send = b
+            .handle_tun_packet(&mut packet(b_ip, a_ip), &mut scratch, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!((send.to, send.src_ip), (Via::Udp(A_ADDR), b_local));
+
+        // A roams; where its packets now arrive is unknown here.
+        let a_moved = SocketAddr::from(([203, 0, 113, 9], 40_000));
+        let send = a
+            .handle_tun_packet(&mut packet(a_ip, b_ip), &mut scratch, now)
+            .unwrap()
+            .unwrap();
+        let data = scratch[..send.len].to_vec();
+        b.handle_network_packet(a_moved, None, &data, &mut out, now)
+            .unwrap();
+        let send = b
+            .handle_tun_packet(&mut packet(b_ip, a_ip), &mut scratch, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!((send.to, send.src_ip), (Via::Udp(a_moved), None));
     }
 }
