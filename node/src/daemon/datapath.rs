@@ -123,17 +123,6 @@ impl GsoBatch {
     }
 }
 
-/// [`Udp::send`] under the name `network.rs` still calls it by.
-pub async fn send_from_or_route(
-    udp: &Udp,
-    to: SocketAddr,
-    from: Option<IpAddr>,
-    contents: &[u8],
-    segment: usize,
-) -> std::io::Result<()> {
-    udp.send(to, from, contents, segment).await
-}
-
 /// Decrypted packets waiting for one coalescing TUN write.
 pub struct TunWriter {
     slots: Vec<Vec<u8>>,

@@ -17,9 +17,7 @@ use warren_proto::local_api::Counters;
 use warren_proto::site::MappedPrefix;
 use warren_proto::{NodePrivateKey, NodePublicKey};
 
-use super::datapath::{
-    relay_send, send_from_or_route, DataPath, GsoBatch, RelaySink, TunReader, TunWriter, UdpReader,
-};
+use super::datapath::{relay_send, DataPath, GsoBatch, RelaySink, TunReader, TunWriter, UdpReader};
 use super::relay_in::{relay_in_queue, RelayInDrops, RelayInRx, RelayInTx, RELAY_IN_QUEUE};
 use super::supervisor::panic_message;
 use crate::platform::tun::{routes_needed, Tun};
@@ -526,7 +524,7 @@ async fn flush_engine(engine: &mut Engine, udp: &Udp, state: &mut Loop) {
             Via::Udp(to) => {
                 // From where the peer reaches us, when the engine knows.
                 let from = transmit.src_ip;
-                if let Err(e) = send_from_or_route(udp, to, from, &transmit.payload, len).await {
+                if let Err(e) = udp.send(to, from, &transmit.payload, len).await {
                     tracing::debug!(error = %e, %to, ?from, "UDP send failed");
                 }
             }
