@@ -672,6 +672,19 @@ impl NatPair {
         Ok(())
     }
 
+    /// Lifts [`NatPair::block_all_udp`] at `side`'s router.
+    pub fn unblock_all_udp(&self, side: Side) -> Result<()> {
+        let ns = match side {
+            Side::A => &self.net.router_a,
+            Side::B => &self.net.router_b,
+        };
+        ns.exec(
+            "nft",
+            ["delete", "table", "ip", &format!("{}udp", self.block_table)],
+        )?;
+        Ok(())
+    }
+
     /// Both agents' status and netcheck and both routers' conntrack tables,
     /// for failure reports.
     pub fn diagnostics(&self) -> String {

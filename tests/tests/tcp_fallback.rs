@@ -4,7 +4,9 @@
 //! over TCP completes, and that a would be relayed over TCP (exit 0).
 //! Both agents join; a's control connection runs over TCP (its status
 //! says so, b's says UDP), the pair settles on the relay, and pings and a
-//! TCP transfer go through it, counted by the controller's relay.
+//! TCP transfer go through it, counted by the controller's relay. When the
+//! block lifts, a's link moves back to UDP within 30 s and the pair goes
+//! direct.
 
 use std::time::Duration;
 
@@ -15,9 +17,14 @@ use warren_lab::e2e;
 use warren_lab::nat_controller::QUIC;
 use warren_lab::natpair::{NatKind, NatPair, PeerPath, Side};
 use warren_lab::transfer::{tcp_transfer, TransferSpec};
+use warren_lab::wait::{until, Poll};
 
 /// How long the pair gets to settle on the relay.
 const PATH_WITHIN: Duration = Duration::from_secs(20);
+
+/// How long a link on TCP may take to move back once UDP answers again
+/// (issue 17: within 30 s).
+const BACK_TO_UDP_WITHIN: Duration = Duration::from_secs(30);
 
 const TRANSFER_MIB: u64 = 2;
 
@@ -98,6 +105,22 @@ fn an_agent_whose_network_blocks_udp_joins_and_relays_over_tcp() {
             carried >= 2 * TRANSFER_MIB * 1024 * 1024,
             "the relay carried {carried} bytes of two {TRANSFER_MIB} MiB transfers"
         );
+
+        pair.unblock_all_udp(Side::A)?;
+        let took = std::time::Instant::now();
+        until("a's control link back on UDP", BACK_TO_UDP_WITHIN, || {
+            Ok(match transport(&pair, Side::A) {
+                Ok(t) if t == "udp" => Poll::Ready(()),
+                Ok(t) => Poll::Pending(t),
+                Err(e) => Poll::Pending(e.to_string()),
+            })
+        })?;
+        eprintln!(
+            "back on UDP {:.1} s after the block lifted",
+            took.elapsed().as_secs_f64()
+        );
+        pair.wait_path(PeerPath::Direct, PATH_WITHIN)?;
+        pair.ping_both_ways(5, "direct once UDP is back")?;
         pair.ensure_running()?;
         Ok(())
     });

@@ -9,9 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use rand_core::RngCore;
 use tokio::sync::{mpsc, watch};
-use warren_proto::control::{
-    self, normalise_fingerprint, ControllerMessage, JoinOutcome, NodeMessage,
-};
+use warren_proto::control::{ControllerMessage, JoinOutcome, NodeMessage};
 use warren_proto::local_api::{ControlTransport, ControllerError, ControllerErrorKind};
 use warren_proto::netmap::{Netmap, NetmapDelta};
 use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
@@ -20,11 +18,13 @@ use super::datapath::{RelayOut, RelayTx};
 use super::relay_in::{RelayInTx, RelayRoutes};
 use relay::{spawn_relay_reader, RelayInstance, RelayPath, Relays};
 
+mod link;
 pub(crate) mod probe;
 mod quic_config;
 mod relay;
 mod targets;
-use quic_config::{client_config, client_endpoint, dial};
+use link::{open_link, write, Link};
+use quic_config::{client_config, client_endpoint};
 use targets::Targets;
 
 const SERVER_NAME: &str = "warren-controller";
@@ -43,6 +43,10 @@ const CONTROLLER_LIVENESS: Liveness = Liveness {
     keep_alive: Duration::from_secs(5),
     idle_timeout: Duration::from_secs(20),
 };
+
+/// How often a link that fell back to TCP checks whether QUIC over UDP
+/// answers again; when it does, the link is made again over UDP.
+const UDP_RECHECK: Duration = Duration::from_secs(10);
 
 /// The pause before dialling the next replica after one failed.
 const NEXT_REPLICA: Duration = Duration::from_millis(100);
@@ -348,97 +352,6 @@ fn classify(
     ControllerError { kind, message }
 }
 
-/// One authenticated QUIC connection, to a controller or a relay-only
-/// instance, with its control stream.
-struct Link {
-    /// Kept so the socket lives as long as the connection.
-    _endpoint: quinn::Endpoint,
-    connection: quinn::Connection,
-    send: quinn::SendStream,
-    frames: mpsc::Receiver<anyhow::Result<ControllerMessage>>,
-    remote: SocketAddr,
-    transport: ControlTransport,
-    /// The relay-only instance the controller named in `Welcome`.
-    relay: Option<NamedRelay>,
-    /// Whether `Welcome` said the controller takes path reports.
-    accepts_paths: bool,
-    /// The controller's running replicas, as `Welcome` named them.
-    replicas: Vec<String>,
-}
-
-/// A relay-only instance as a controller's `Welcome` names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct NamedRelay {
-    /// `HOST:PORT`.
-    target: String,
-    /// The fingerprint of its own certificate, normalised; `None` from
-    /// controllers whose relay served their own certificate.
-    fingerprint: Option<String>,
-}
-
-impl NamedRelay {
-    /// What `Welcome` says, checked: a fingerprint that is not 64 hex
-    /// digits names no relay the node could pin, so the node keeps
-    /// relaying through the controller.
-    fn from_welcome(relay: Option<String>, fingerprint: Option<String>) -> Option<Self> {
-        let target = relay?;
-        let fingerprint = match fingerprint {
-            None => None,
-            Some(text) => match normalise_fingerprint(&text) {
-                Some(fp) => Some(fp),
-                None => {
-                    tracing::warn!(%target, "the controller named a relay-only instance with a malformed fingerprint: relaying through the controller");
-                    return None;
-                }
-            },
-        };
-        Some(Self {
-            target,
-            fingerprint,
-        })
-    }
-}
-
-/// Dials `target` (`HOST:PORT`), checks its certificate against
-/// `fingerprint` (or records it in `seen`), and proves the node key.
-async fn open_link(
-    target: &str,
-    fingerprint: Option<String>,
-    seen: &Arc<Mutex<Option<String>>>,
-    key: &NodePrivateKey,
-    liveness: Liveness,
-) -> anyhow::Result<Link> {
-    let addr = tokio::net::lookup_host(target)
-        .await
-        .with_context(|| format!("resolving {target}"))?
-        .next()
-        .with_context(|| format!("{target} has no address"))?;
-    let (endpoint, connection, transport) = dial(addr, client_config(fingerprint, seen, liveness)?)
-        .await
-        .with_context(|| format!("connecting to {target}"))?;
-    let (mut send, recv) = connection
-        .open_bi()
-        .await
-        .context("opening control stream")?;
-    let mut frames = spawn_reader(recv);
-    let Welcomed {
-        relay,
-        accepts_paths,
-        replicas,
-    } = authenticate(&connection, &mut send, &mut frames, key).await?;
-    Ok(Link {
-        replicas,
-        _endpoint: endpoint,
-        connection,
-        send,
-        frames,
-        remote: addr,
-        transport,
-        relay,
-        accepts_paths,
-    })
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn connect_and_serve(
     targets: &mut Targets,
@@ -526,6 +439,12 @@ async fn connect_and_serve(
     for join in session.joins.values().filter_map(to_message) {
         write(&mut send, &join).await?;
     }
+    let on_tcp = transport == ControlTransport::Tcp;
+    let mut recheck =
+        tokio::time::interval_at(tokio::time::Instant::now() + UDP_RECHECK, UDP_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // At most one probe at a time; dropped (aborted) with the link.
+    let mut udp_probes = tokio::task::JoinSet::new();
     for (network_id, endpoints) in &session.endpoints {
         let message = NodeMessage::Endpoints {
             network_id: *network_id,
@@ -555,70 +474,21 @@ async fn connect_and_serve(
             }
             Some(peer) = absent_rx.recv() => relays.absent(peer),
             Some(out) = relay.recv() => relays.send(out),
+            _ = recheck.tick(), if on_tcp && udp_probes.is_empty() => {
+                let pin = pinned.clone();
+                udp_probes.spawn(async move {
+                    probe::handshake(remote, pin.as_deref(), quic_config::TCP_FALLBACK_AFTER, ControlTransport::Udp)
+                        .await
+                        .reach
+                        == warren_proto::netcheck::QuicReach::Connected
+                });
+            }
+            Some(answered) = udp_probes.join_next() => {
+                if answered.unwrap_or(false) {
+                    bail!("QUIC over UDP answers again: reconnecting over UDP");
+                }
+            }
         }
-    }
-}
-
-/// What `Welcome` said.
-struct Welcomed {
-    /// The relay-only instance to use.
-    relay: Option<NamedRelay>,
-    /// Whether the controller takes path reports.
-    accepts_paths: bool,
-    /// The controller's running replicas.
-    replicas: Vec<String>,
-}
-
-/// Proves the node key; returns what `Welcome` said.
-async fn authenticate(
-    connection: &quinn::Connection,
-    send: &mut quinn::SendStream,
-    frames: &mut mpsc::Receiver<anyhow::Result<ControllerMessage>>,
-    key: &NodePrivateKey,
-) -> anyhow::Result<Welcomed> {
-    write(
-        send,
-        &NodeMessage::Hello {
-            node_key: key.public_key(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-        },
-    )
-    .await?;
-    let challenge = tokio::time::timeout(Duration::from_secs(10), frames.recv())
-        .await
-        .context("controller did not send a challenge")?
-        .context("controller closed the control stream")??;
-    let ControllerMessage::Challenge {
-        controller_key,
-        nonce,
-    } = challenge
-    else {
-        bail!("controller sent {challenge:?} instead of a challenge");
-    };
-    let mut exporter = [0u8; 32];
-    connection
-        .export_keying_material(&mut exporter, control::EXPORTER_LABEL, &nonce)
-        .map_err(|_| anyhow::anyhow!("TLS exporter unavailable"))?;
-    let proof = control::make_proof(key, &controller_key, &exporter, &nonce)?;
-    write(send, &NodeMessage::Auth { proof }).await?;
-    match tokio::time::timeout(Duration::from_secs(10), frames.recv())
-        .await
-        .context("controller did not answer the proof")?
-        .context("controller closed the control stream")??
-    {
-        ControllerMessage::Welcome {
-            relay,
-            relay_fingerprint,
-            accepts_paths,
-            replicas,
-        } => Ok(Welcomed {
-            relay: NamedRelay::from_welcome(relay, relay_fingerprint),
-            accepts_paths,
-            // Bounded: a controller names a handful, not thousands.
-            replicas: replicas.into_iter().take(targets::MAX_REPLICAS).collect(),
-        }),
-        ControllerMessage::Error { message, .. } => bail!("controller refused us: {message}"),
-        other => bail!("controller sent {other:?} instead of welcome"),
     }
 }
 
@@ -717,68 +587,4 @@ fn to_message(command: &ControlCommand) -> Option<NodeMessage> {
         ControlCommand::Paths(network_id, paths) => NodeMessage::Paths { network_id, paths },
         ControlCommand::Forget(_) => return None,
     })
-}
-
-async fn write(send: &mut quinn::SendStream, message: &NodeMessage) -> anyhow::Result<()> {
-    let frame = control::encode_frame(message)?;
-    send.write_all(&frame)
-        .await
-        .context("writing to controller")?;
-    Ok(())
-}
-
-/// Reads frames on their own task: `read_exact` is not cancel-safe, so it
-/// must not sit in a `select!` beside other branches.
-fn spawn_reader(mut recv: quinn::RecvStream) -> mpsc::Receiver<anyhow::Result<ControllerMessage>> {
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let result = read_frame(&mut recv).await;
-            let failed = result.is_err();
-            if tx.send(result).await.is_err() || failed {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-async fn read_frame(recv: &mut quinn::RecvStream) -> anyhow::Result<ControllerMessage> {
-    let mut prefix = [0u8; 4];
-    recv.read_exact(&mut prefix)
-        .await
-        .context("reading frame length")?;
-    let len = control::frame_len(prefix)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await.context("reading frame")?;
-    Ok(control::decode_frame(&body)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_named_relay_is_pinned_to_its_own_fingerprint_when_it_has_one() {
-        assert_eq!(NamedRelay::from_welcome(None, Some("ab".repeat(32))), None);
-        let own = NamedRelay::from_welcome(Some("r:7444".into()), Some("AB:".repeat(32)));
-        assert_eq!(
-            own,
-            Some(NamedRelay {
-                target: "r:7444".into(),
-                fingerprint: Some("ab".repeat(32)),
-            })
-        );
-        // An older controller names none: its relay served its certificate.
-        let old = NamedRelay::from_welcome(Some("r:7444".into()), None).unwrap();
-        assert_eq!(old.fingerprint, None);
-        // Nothing the node could pin: no relay at all, not an unpinned one.
-        for bad in ["", "a", "zz"] {
-            assert_eq!(
-                NamedRelay::from_welcome(Some("r:7444".into()), Some(bad.repeat(32))),
-                None,
-                "{bad}"
-            );
-        }
-    }
 }
