@@ -294,14 +294,16 @@ pub async fn start(options: ServerOptions) -> Result<Running, ServerError> {
 
     let quic_config = control::server_config(&identity)?;
     let tcp_endpoint = match options.listen_tcp {
-        Some(tcp) => match control::bind_tcp(tcp.addr, tcp.is_default, quic_config.clone()) {
-            Ok(endpoint) => Some(endpoint),
-            Err(error) if tcp.is_default => {
-                tracing::warn!(%error, "no QUIC over TCP: nodes whose networks block UDP cannot connect");
-                None
+        Some(tcp) => {
+            match control::bind_tcp(tcp.addr, tcp.is_default, &identity, quic_config.clone()) {
+                Ok(endpoint) => Some(endpoint),
+                Err(error) if tcp.is_default => {
+                    tracing::warn!(%error, "no QUIC over TCP: nodes whose networks block UDP cannot connect");
+                    None
+                }
+                Err(error) => return Err(error.into()),
             }
-            Err(error) => return Err(error.into()),
-        },
+        }
         None => None,
     };
     let tcp_addr = tcp_endpoint.as_ref().and_then(|e| e.local_addr().ok());

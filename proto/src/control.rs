@@ -28,6 +28,10 @@ use crate::{NetworkId, NodePrivateKey, NodePublicKey};
 
 /// ALPN of the control protocol.
 pub const ALPN: &[u8] = b"warren-control/1";
+
+/// ALPN of the TLS connection QUIC runs over where UDP is blocked (QUIC
+/// over TCP, `warren_udp::stream`): QUIC inside says [`ALPN`].
+pub const TCP_ALPN: &[u8] = b"warren-tcp/1";
 /// TLS exporter label for the authentication proof.
 pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-warren-control-auth";
 /// Largest frame either side accepts; a netmap of 10,000 peers fits.

@@ -141,6 +141,9 @@ impl PathVerdict {
     pub fn with_tcp(self, tcp: QuicReach) -> PathVerdict {
         match (self, tcp) {
             (PathVerdict::ControllerUnreachable, QuicReach::Connected) => PathVerdict::RelayOverTcp,
+            (PathVerdict::ControllerUnreachable, QuicReach::FingerprintMismatch) => {
+                PathVerdict::FingerprintMismatch
+            }
             (verdict, _) => verdict,
         }
     }
@@ -257,6 +260,11 @@ mod tests {
         assert_eq!(
             unreachable.with_tcp(QuicReach::Unreachable),
             PathVerdict::ControllerUnreachable
+        );
+        // Reached over TCP only, with the wrong certificate: a mismatch.
+        assert_eq!(
+            unreachable.with_tcp(QuicReach::FingerprintMismatch),
+            PathVerdict::FingerprintMismatch
         );
         // A mismatch over UDP is not rescued by TCP, nor is UDP that works
         // changed by it.

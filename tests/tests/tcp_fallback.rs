@@ -1,7 +1,8 @@
 //! QUIC over TCP, for networks that let no UDP out. Agent a's router drops
 //! every UDP datagram, the controller's included; b's network is open.
 //! `warren netcheck` on a says QUIC over UDP gets no answer while QUIC
-//! over TCP completes, and that a would be relayed over TCP (exit 0).
+//! over TLS over TCP completes, and that a would be relayed over TCP (exit
+//! 0); with a wrong fingerprint the TLS handshake is a mismatch (exit 11).
 //! Both agents join; a's control connection runs over TCP (its status
 //! says so, b's says UDP), the pair settles on the relay, and pings and a
 //! TCP transfer go through it, counted by the controller's relay. When the
@@ -28,14 +29,15 @@ const BACK_TO_UDP_WITHIN: Duration = Duration::from_secs(30);
 
 const TRANSFER_MIB: u64 = 2;
 
-/// `warren netcheck --json` on `side`: its exit code and report.
-fn netcheck(pair: &NatPair, side: Side) -> anyhow::Result<(i32, Value)> {
+/// `warren netcheck --fingerprint FINGERPRINT --json` on `side`: its exit
+/// code and report.
+fn netcheck(pair: &NatPair, side: Side, fingerprint: &str) -> anyhow::Result<(i32, Value)> {
     let mut cmd = pair.agent(side).command([
         "netcheck",
         "--controller",
         &QUIC.to_string(),
         "--fingerprint",
-        pair.controller.fingerprint(),
+        fingerprint,
         "--json",
     ]);
     let out = command::output(&mut cmd)?;
@@ -66,7 +68,7 @@ fn an_agent_whose_network_blocks_udp_joins_and_relays_over_tcp() {
         let mut pair = NatPair::build(lab, NatKind::PortRestricted, NatKind::PortRestricted)?;
         pair.block_all_udp(Side::A)?;
 
-        let (code, report) = netcheck(&pair, Side::A)?;
+        let (code, report) = netcheck(&pair, Side::A, pair.controller.fingerprint())?;
         ensure!(
             code == 0
                 && report["quic"]["reach"] == "unreachable"
@@ -75,6 +77,15 @@ fn an_agent_whose_network_blocks_udp_joins_and_relays_over_tcp() {
                 && report["udp"]["mapping"] == "udp_blocked"
                 && report["path"] == "relay_over_tcp",
             "netcheck behind a UDP block (exit {code}): {report}"
+        );
+        // The TLS under QUIC over TCP is pinned too: another fingerprint
+        // is a mismatch, exit 11, not a connection.
+        let (code, report) = netcheck(&pair, Side::A, &"ab".repeat(32))?;
+        ensure!(
+            code == 11
+                && report["tcp"]["reach"] == "fingerprint_mismatch"
+                && report["path"] == "fingerprint_mismatch",
+            "netcheck over TCP with a wrong fingerprint (exit {code}): {report}"
         );
 
         pair.join_both()?;

@@ -1,8 +1,8 @@
 //! QUIC over TCP, for networks that block UDP.
 //!
 //! [`StreamSocket`] is a [`quinn::AsyncUdpSocket`] whose datagrams travel
-//! over TCP connections, each datagram one frame: a two-byte big-endian
-//! length, then the datagram. QUIC keeps its own encryption, handshake,
+//! over TCP connections (or TLS on them: [`Wrap`]), each datagram one
+//! frame: a two-byte big-endian length, then the datagram. QUIC keeps its own encryption, handshake,
 //! streams and loss recovery on top, so the control protocol and the relay
 //! run unchanged over it. A QUIC endpoint on a [`StreamSocket`] sees each
 //! TCP connection's remote address as the remote of its QUIC connection.
@@ -17,17 +17,18 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -36,6 +37,21 @@ use tokio::task::JoinSet;
 const SEND_QUEUE: usize = 512;
 /// Datagrams received, from every connection, before readers wait.
 const RECV_QUEUE: usize = 1024;
+
+/// A byte stream datagrams travel on: a TCP connection, or TLS on one.
+pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> ByteStream for T {}
+
+/// The future of a [`Wrap`].
+pub type Wrapping = Pin<Box<dyn Future<Output = io::Result<Box<dyn ByteStream>>> + Send>>;
+
+/// What a listener does with each TCP connection before datagrams flow on
+/// it (a TLS handshake); an error closes the connection.
+pub type Wrap = Arc<dyn Fn(TcpStream) -> Wrapping + Send + Sync>;
+
+/// Connections a listener may be wrapping at once, and how long each may take.
+const WRAPS_IN_FLIGHT: usize = 256;
+const WRAP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a listening [`StreamSocket`] admits.
 #[derive(Debug, Clone, Copy)]
@@ -117,6 +133,16 @@ impl StreamSocket {
         let local = stream.local_addr()?;
         let remote = stream.peer_addr()?;
         stream.set_nodelay(true)?;
+        Ok(StreamSocket::client_over(stream, local, remote))
+    }
+
+    /// [`StreamSocket::client`] over any byte stream (TLS on a TCP
+    /// connection from `local` to `remote`).
+    pub fn client_over(
+        stream: impl ByteStream,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Arc<StreamSocket> {
         let limits = Limits {
             max_connections: 1,
             max_per_ip: 1,
@@ -125,17 +151,22 @@ impl StreamSocket {
         let socket = StreamSocket::new(local, limits);
         {
             let mut tasks = socket.tasks();
-            add(&socket.shared, &mut tasks, stream, remote);
+            tasks.spawn(run(Arc::clone(&socket.shared), stream, remote));
         }
-        Ok(Arc::new(socket))
+        Arc::new(socket)
     }
 
     /// A socket that takes every connection `listener` accepts, within
-    /// `limits`: a QUIC server endpoint on it answers each.
-    pub fn listen(listener: TcpListener, limits: Limits) -> io::Result<Arc<StreamSocket>> {
+    /// `limits`, each `wrap`ped first if given: a QUIC server endpoint on
+    /// it answers each.
+    pub fn listen(
+        listener: TcpListener,
+        limits: Limits,
+        wrap: Option<Wrap>,
+    ) -> io::Result<Arc<StreamSocket>> {
         let socket = StreamSocket::new(listener.local_addr()?, limits);
         let shared = Arc::clone(&socket.shared);
-        socket.tasks().spawn(accept(listener, shared));
+        socket.tasks().spawn(accept(listener, shared, wrap));
         Ok(Arc::new(socket))
     }
 
@@ -146,8 +177,9 @@ impl StreamSocket {
 }
 
 /// Accepts connections until the listener fails; each runs until it ends.
-async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept(listener: TcpListener, shared: Arc<Shared>, wrap: Option<Wrap>) {
     let mut connections = JoinSet::new();
+    let wrapping = Arc::new(AtomicUsize::new(0));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -159,7 +191,28 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(%remote, error = %e, "TCP_NODELAY");
                     }
-                    add(&shared, &mut connections, stream, remote);
+                    let shared = Arc::clone(&shared);
+                    let Some(wrap) = &wrap else {
+                        connections.spawn(run(shared, stream, remote));
+                        continue;
+                    };
+                    if wrapping.load(Ordering::Relaxed) >= WRAPS_IN_FLIGHT {
+                        tracing::debug!(%remote, "TCP connection refused: too many handshakes");
+                        continue;
+                    }
+                    let (wrap, wrapping) = (Arc::clone(wrap), Arc::clone(&wrapping));
+                    wrapping.fetch_add(1, Ordering::Relaxed);
+                    connections.spawn(async move {
+                        let wrapped = tokio::time::timeout(WRAP_TIMEOUT, wrap(stream)).await;
+                        wrapping.fetch_sub(1, Ordering::Relaxed);
+                        match wrapped {
+                            Ok(Ok(stream)) => run(shared, stream, remote).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%remote, error = %e, "TCP connection's handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%remote, "TCP connection's handshake timed out"),
+                        }
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait, then go on.
@@ -188,39 +241,51 @@ fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
-/// Starts `stream`'s reader and writer on `tasks`; it is forgotten when
-/// either ends.
-fn add(shared: &Arc<Shared>, tasks: &mut JoinSet<()>, stream: TcpStream, remote: SocketAddr) {
+/// Makes `remote` a peer (sends to it are queued from now on) and returns
+/// the future that carries its datagrams on `stream` until its reader or
+/// writer ends; then it is forgotten.
+fn run(
+    shared: Arc<Shared>,
+    stream: impl ByteStream,
+    remote: SocketAddr,
+) -> impl Future<Output = ()> + Send {
     let (queue_tx, queue) = mpsc::channel(SEND_QUEUE);
     shared.peers().insert(remote, queue_tx.clone());
-    let (read, write) = stream.into_split();
-    let shared = Arc::clone(shared);
-    tasks.spawn(async move {
-        tokio::select! {
-            result = read_frames(read, remote, &shared) => {
-                if let Err(e) = result {
-                    tracing::debug!(%remote, error = %e, "TCP datagram stream ended");
-                }
-            }
-            result = write_frames(write, queue) => {
-                if let Err(e) = result {
-                    tracing::debug!(%remote, error = %e, "TCP datagram stream write failed");
-                }
+    carry(shared, stream, remote, queue_tx, queue)
+}
+
+async fn carry(
+    shared: Arc<Shared>,
+    stream: impl ByteStream,
+    remote: SocketAddr,
+    queue_tx: mpsc::Sender<Vec<u8>>,
+    queue: mpsc::Receiver<Vec<u8>>,
+) {
+    let (read, write) = tokio::io::split(stream);
+    tokio::select! {
+        result = read_frames(read, remote, &shared) => {
+            if let Err(e) = result {
+                tracing::debug!(%remote, error = %e, "TCP datagram stream ended");
             }
         }
-        let mut peers = shared.peers();
-        // A new connection from the same address may have taken the slot.
-        if peers
-            .get(&remote)
-            .is_some_and(|q| q.same_channel(&queue_tx))
-        {
-            peers.remove(&remote);
+        result = write_frames(write, queue) => {
+            if let Err(e) = result {
+                tracing::debug!(%remote, error = %e, "TCP datagram stream write failed");
+            }
         }
-    });
+    }
+    let mut peers = shared.peers();
+    // A new connection from the same address may have taken the slot.
+    if peers
+        .get(&remote)
+        .is_some_and(|q| q.same_channel(&queue_tx))
+    {
+        peers.remove(&remote);
+    }
 }
 
 async fn read_frames(
-    mut read: OwnedReadHalf,
+    mut read: impl AsyncRead + Unpin,
     remote: SocketAddr,
     shared: &Shared,
 ) -> io::Result<()> {
@@ -243,7 +308,10 @@ async fn read_frames(
     }
 }
 
-async fn write_frames(write: OwnedWriteHalf, mut queue: mpsc::Receiver<Vec<u8>>) -> io::Result<()> {
+async fn write_frames(
+    write: impl AsyncWrite + Unpin,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+) -> io::Result<()> {
     let mut write = BufWriter::new(write);
     while let Some(datagram) = queue.recv().await {
         frame(&mut write, &datagram).await?;
@@ -256,7 +324,7 @@ async fn write_frames(write: OwnedWriteHalf, mut queue: mpsc::Receiver<Vec<u8>>)
     Ok(())
 }
 
-async fn frame(write: &mut BufWriter<OwnedWriteHalf>, datagram: &[u8]) -> io::Result<()> {
+async fn frame(write: &mut (impl AsyncWrite + Unpin), datagram: &[u8]) -> io::Result<()> {
     let Ok(len) = u16::try_from(datagram.len()) else {
         return Ok(()); // Larger than a UDP datagram could be: dropped.
     };

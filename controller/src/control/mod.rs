@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::crypto::rustls::QuicServerConfig;
-use warren_proto::control::ALPN;
+use warren_proto::control::{ALPN, TCP_ALPN};
 use warren_proto::NodePrivateKey;
-use warren_udp::stream::{Limits as StreamLimits, StreamSocket};
+use warren_udp::stream::{ByteStream, Limits as StreamLimits, StreamSocket, Wrap};
 
 use crate::data_dir::Identity;
 use crate::hub::Hub;
@@ -106,12 +106,7 @@ pub struct ControlContext {
 /// our ALPN only, short idle timeout, one bidirectional stream per node,
 /// datagrams and unidirectional streams for relay frames.
 pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, ControlSetupError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(vec![identity.cert.clone()], identity.cert_key.clone_key())?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let tls = tls_config(identity, ALPN)?;
     let crypto =
         QuicServerConfig::try_from(tls).map_err(|e| ControlSetupError::Quic(e.to_string()))?;
     let mut transport = quinn::TransportConfig::default();
@@ -157,14 +152,41 @@ pub fn bind(
     })
 }
 
+/// TLS 1.3 with the controller's certificate, offering `alpn` only.
+fn tls_config(identity: &Identity, alpn: &[u8]) -> Result<rustls::ServerConfig, ControlSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![identity.cert.clone()], identity.cert_key.clone_key())?;
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    Ok(tls)
+}
+
+/// The TLS handshake each QUIC-over-TCP connection starts with, so that
+/// on the wire it is TLS (on port 443, as HTTPS is), with the certificate
+/// nodes pin.
+fn tls_wrap(identity: &Identity) -> Result<Wrap, ControlSetupError> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(identity, TCP_ALPN)?));
+    Ok(Arc::new(move |stream| {
+        let acceptor = acceptor.clone();
+        Box::pin(async move {
+            let tls = acceptor.accept(stream).await?;
+            Ok(Box::new(tls) as Box<dyn ByteStream>)
+        })
+    }))
+}
+
 /// Binds the QUIC-over-TCP listener for nodes whose networks block UDP
-/// (`warren_udp::stream`): a second endpoint with the same certificate,
-/// whose connections are served as the UDP endpoint's are.
+/// (`warren_udp::stream`): TLS with the controller's certificate, QUIC
+/// inside it, served by a second endpoint as the UDP endpoint's are.
 pub fn bind_tcp(
     addr: SocketAddr,
     fallback_v4: bool,
+    identity: &Identity,
     config: quinn::ServerConfig,
 ) -> Result<quinn::Endpoint, ControlSetupError> {
+    let wrap = tls_wrap(identity)?;
     let bind_error = |e: crate::listen::BindError| ControlSetupError::Bind {
         addr: e.addr,
         source: e.source,
@@ -178,7 +200,7 @@ pub fn bind_tcp(
                 max_per_ip: admission::CONNECTIONS_PER_SOURCE as usize,
                 ..StreamLimits::default()
             };
-            StreamSocket::listen(l, limits)
+            StreamSocket::listen(l, limits, Some(wrap))
         })
         .map_err(|source| ControlSetupError::Bind {
             addr: bound,

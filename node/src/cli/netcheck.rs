@@ -74,6 +74,12 @@ pub fn run(cli: &Cli, args: &NetcheckArgs) -> anyhow::Result<()> {
         QuicReach::Connected => Ok(()),
         // The agent falls back to TCP and works, relayed.
         QuicReach::Unreachable if over_tcp == Some(QuicReach::Connected) => Ok(()),
+        QuicReach::Unreachable if over_tcp == Some(QuicReach::FingerprintMismatch) => {
+            Err(Exit::error(
+                exit::FINGERPRINT_MISMATCH,
+                "the controller's certificate (over TCP) does not match --fingerprint",
+            ))
+        }
         QuicReach::FingerprintMismatch => Err(Exit::error(
             exit::FINGERPRINT_MISMATCH,
             "the controller's certificate does not match --fingerprint",

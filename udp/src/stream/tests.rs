@@ -10,11 +10,11 @@ use quinn::AsyncUdpSocket;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Limits, StreamSocket};
+use super::{ByteStream, Limits, StreamSocket, Wrap};
 
 async fn listening(limits: Limits) -> std::sync::Arc<StreamSocket> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    StreamSocket::listen(listener, limits).unwrap()
+    StreamSocket::listen(listener, limits, None).unwrap()
 }
 
 fn send(socket: &StreamSocket, to: SocketAddr, datagram: &[u8]) {
@@ -119,4 +119,36 @@ async fn a_silent_connection_is_closed_when_idle() {
 async fn a_send_to_no_connection_is_dropped_not_an_error() {
     let server = listening(Limits::default()).await;
     send(&server, "127.0.0.1:9".parse().unwrap(), b"nobody");
+}
+
+/// A wrap that wants the byte `W` first, as a TLS handshake wants a hello.
+fn wants_w() -> Wrap {
+    std::sync::Arc::new(|mut stream: TcpStream| {
+        Box::pin(async move {
+            let mut hello = [0u8; 1];
+            stream.read_exact(&mut hello).await?;
+            if hello != *b"W" {
+                return Err(std::io::Error::other("no hello"));
+            }
+            Ok(Box::new(stream) as Box<dyn ByteStream>)
+        })
+    })
+}
+
+#[tokio::test]
+async fn a_wrapped_listener_carries_datagrams_only_after_its_handshake() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = StreamSocket::listen(listener, Limits::default(), Some(wants_w())).unwrap();
+    let addr = server.local_addr().unwrap();
+
+    let mut wrong = TcpStream::connect(addr).await.unwrap();
+    wrong.write_all(b"X").await.unwrap();
+    closed(&mut wrong).await;
+
+    let mut right = TcpStream::connect(addr).await.unwrap();
+    right.write_all(b"W").await.unwrap();
+    let (local, remote) = (right.local_addr().unwrap(), right.peer_addr().unwrap());
+    let client = StreamSocket::client_over(right, local, remote);
+    send(&client, addr, b"after the hello");
+    assert_eq!(recv(&server).await, (local, b"after the hello".to_vec()));
 }

@@ -12,7 +12,7 @@ use warren_proto::control::{self, normalise_fingerprint, ControllerMessage, Node
 use warren_proto::local_api::ControlTransport;
 use warren_proto::NodePrivateKey;
 
-use super::quic_config::{client_config, dial};
+use super::quic_config::dial;
 use super::{targets, Liveness};
 
 /// One authenticated QUIC connection, to a controller or a relay-only
@@ -80,7 +80,7 @@ pub(super) async fn open_link(
         .with_context(|| format!("resolving {target}"))?
         .next()
         .with_context(|| format!("{target} has no address"))?;
-    let (endpoint, connection, transport) = dial(addr, client_config(fingerprint, seen, liveness)?)
+    let (endpoint, connection, transport) = dial(addr, fingerprint, seen, liveness)
         .await
         .with_context(|| format!("connecting to {target}"))?;
     let (mut send, recv) = connection

@@ -10,8 +10,9 @@ use anyhow::Context;
 use warren_proto::local_api::ControlTransport;
 use warren_proto::netcheck::{QuicCheck, QuicReach};
 
-use super::quic_config::tcp_endpoint;
+use super::quic_config::{pinned_tls, tcp_endpoint};
 use super::{client_config, client_endpoint, Liveness, SERVER_NAME};
+use warren_proto::control::TCP_ALPN;
 
 /// The probe's link: it never idles long enough to need a ping.
 const PROBE_LIVENESS: Liveness = Liveness {
@@ -68,7 +69,10 @@ async fn dial(
     let config = client_config(pinned.map(str::to_owned), seen, PROBE_LIVENESS)?;
     let endpoint = match over {
         ControlTransport::Udp => client_endpoint(addr, config)?,
-        ControlTransport::Tcp => tcp_endpoint(addr, config).await?,
+        ControlTransport::Tcp => {
+            let tls = pinned_tls(pinned.map(str::to_owned), seen, TCP_ALPN)?;
+            tcp_endpoint(addr, tls, config).await?
+        }
     };
     let connection = endpoint
         .connect(addr, SERVER_NAME)

@@ -21,17 +21,7 @@ pub(super) fn client_config(
     seen: &Arc<Mutex<Option<String>>>,
     liveness: Liveness,
 ) -> anyhow::Result<quinn::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .context("TLS 1.3 setup")?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedVerifier::noting_in(
-            fingerprint,
-            Arc::clone(seen),
-        )))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![control::ALPN.to_vec()];
+    let tls = pinned_tls(fingerprint, seen, control::ALPN)?;
     let crypto = QuicClientConfig::try_from(tls).context("QUIC TLS setup")?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
@@ -76,6 +66,27 @@ pub(super) fn client_endpoint(
     Ok(endpoint)
 }
 
+/// TLS 1.3 pinned to `fingerprint` (or noting what it sees in `seen`),
+/// offering `alpn`.
+pub(super) fn pinned_tls(
+    fingerprint: Option<String>,
+    seen: &Arc<Mutex<Option<String>>>,
+    alpn: &[u8],
+) -> anyhow::Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3 setup")?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedVerifier::noting_in(
+            fingerprint,
+            Arc::clone(seen),
+        )))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    Ok(tls)
+}
+
 /// How long a QUIC handshake over UDP may go unanswered before QUIC over
 /// TCP is tried (a network that drops UDP never answers at all).
 pub(super) const TCP_FALLBACK_AFTER: Duration = Duration::from_secs(3);
@@ -83,13 +94,17 @@ pub(super) const TCP_FALLBACK_AFTER: Duration = Duration::from_secs(3);
 const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connects to `addr` with QUIC over UDP, or, if no answer comes within
-/// [`TCP_FALLBACK_AFTER`], with QUIC over TCP to the same address
-/// (`warren_udp::stream`). Any other failure (a certificate other than the
-/// pinned one, a refusal) is final: TCP would meet the same.
+/// [`TCP_FALLBACK_AFTER`], with QUIC over TLS over TCP to the same address
+/// (`warren_udp::stream`), both pinned to `fingerprint`. Any other failure
+/// (a certificate other than the pinned one, a refusal) is final: TCP
+/// would meet the same.
 pub(super) async fn dial(
     addr: SocketAddr,
-    config: quinn::ClientConfig,
+    fingerprint: Option<String>,
+    seen: &Arc<Mutex<Option<String>>>,
+    liveness: Liveness,
 ) -> anyhow::Result<(quinn::Endpoint, quinn::Connection, ControlTransport)> {
+    let config = client_config(fingerprint.clone(), seen, liveness)?;
     let endpoint = client_endpoint(addr, config.clone())?;
     let connecting = endpoint
         .connect(addr, SERVER_NAME)
@@ -99,7 +114,8 @@ pub(super) async fn dial(
     }
     drop(endpoint);
     tracing::debug!(%addr, "no answer over UDP: trying QUIC over TCP");
-    let (endpoint, connection) = dial_tcp(addr, config).await.with_context(|| {
+    let tls = pinned_tls(fingerprint, seen, control::TCP_ALPN)?;
+    let (endpoint, connection) = dial_tcp(addr, tls, config).await.with_context(|| {
         format!(
             "no answer over UDP within {} s, and QUIC over TCP failed",
             TCP_FALLBACK_AFTER.as_secs()
@@ -110,9 +126,10 @@ pub(super) async fn dial(
 
 async fn dial_tcp(
     addr: SocketAddr,
+    tls: rustls::ClientConfig,
     config: quinn::ClientConfig,
 ) -> anyhow::Result<(quinn::Endpoint, quinn::Connection)> {
-    let endpoint = tcp_endpoint(addr, config).await?;
+    let endpoint = tcp_endpoint(addr, tls, config).await?;
     let connection = endpoint
         .connect(addr, SERVER_NAME)
         .context("starting QUIC connection over TCP")?
@@ -120,10 +137,11 @@ async fn dial_tcp(
     Ok((endpoint, connection))
 }
 
-/// [`client_endpoint`] over a TCP connection to `addr` (marked, like the
-/// UDP socket): it dials `addr` only.
+/// [`client_endpoint`] over TLS (`tls`, pinned as QUIC is) on a TCP
+/// connection to `addr`, marked like the UDP socket: it dials `addr` only.
 pub(super) async fn tcp_endpoint(
     addr: SocketAddr,
+    tls: rustls::ClientConfig,
     config: quinn::ClientConfig,
 ) -> anyhow::Result<quinn::Endpoint> {
     let socket = if addr.is_ipv4() {
@@ -138,7 +156,20 @@ pub(super) async fn tcp_endpoint(
         .await
         .map_err(|_| anyhow::anyhow!("TCP connection timed out"))?
         .context("TCP connection")?;
-    let socket = StreamSocket::client(stream).context("TCP connection")?;
+    stream.set_nodelay(true).context("TCP connection")?;
+    let (local, remote) = (
+        stream.local_addr().context("TCP connection")?,
+        stream.peer_addr().context("TCP connection")?,
+    );
+    let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).context("TLS server name")?;
+    let stream = tokio::time::timeout(
+        TCP_CONNECT_TIMEOUT,
+        tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, stream),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("TLS handshake over TCP timed out"))?
+    .context("TLS handshake over TCP")?;
+    let socket = StreamSocket::client_over(stream, local, remote);
     let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
         quinn::EndpointConfig::default(),
         None,
