@@ -17,6 +17,6 @@ COPY packaging/etc/controller.toml /etc/warren-controller/controller.toml
 USER 65532:65532
 VOLUME ["/var/lib/warren-controller"]
 # QUIC (nodes), STUN, HTTP API.
-EXPOSE 7443/udp 3478/udp 3479/udp 7480/tcp
+EXPOSE 7443/udp 7443/tcp 3478/udp 3479/udp 7480/tcp
 ENTRYPOINT ["/usr/bin/warren-controller"]
 CMD ["serve", "--config", "/etc/warren-controller/controller.toml"]
