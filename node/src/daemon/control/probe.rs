@@ -71,7 +71,7 @@ async fn dial(
         ControlTransport::Udp => client_endpoint(addr, config)?,
         ControlTransport::Tcp => {
             let tls = pinned_tls(pinned.map(str::to_owned), seen, TCP_ALPN)?;
-            tcp_endpoint(addr, tls, config).await?
+            tcp_endpoint(addr, tls, config, PROBE_LIVENESS.idle_timeout).await?
         }
     };
     let connection = endpoint

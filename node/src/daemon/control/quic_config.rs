@@ -109,13 +109,18 @@ pub(super) async fn dial(
     let connecting = endpoint
         .connect(addr, SERVER_NAME)
         .context("starting QUIC connection")?;
-    if let Ok(done) = tokio::time::timeout(TCP_FALLBACK_AFTER, connecting).await {
-        return Ok((endpoint, done?, ControlTransport::Udp));
+    // A short idle timeout (a controller with replicas) ends the handshake
+    // before the fallback's wait does: that is no answer too.
+    match tokio::time::timeout(TCP_FALLBACK_AFTER, connecting).await {
+        Ok(Ok(connection)) => return Ok((endpoint, connection, ControlTransport::Udp)),
+        Ok(Err(quinn::ConnectionError::TimedOut)) | Err(_) => {}
+        Ok(Err(e)) => return Err(e.into()),
     }
     drop(endpoint);
     tracing::debug!(%addr, "no answer over UDP: trying QUIC over TCP");
     let tls = pinned_tls(fingerprint, seen, control::TCP_ALPN)?;
-    let (endpoint, connection) = dial_tcp(addr, tls, config).await.with_context(|| {
+    let within = liveness.idle_timeout.min(TCP_CONNECT_TIMEOUT);
+    let (endpoint, connection) = dial_tcp(addr, tls, config, within).await.with_context(|| {
         format!(
             "no answer over UDP within {} s, and QUIC over TCP failed",
             TCP_FALLBACK_AFTER.as_secs()
@@ -128,8 +133,9 @@ async fn dial_tcp(
     addr: SocketAddr,
     tls: rustls::ClientConfig,
     config: quinn::ClientConfig,
+    within: Duration,
 ) -> anyhow::Result<(quinn::Endpoint, quinn::Connection)> {
-    let endpoint = tcp_endpoint(addr, tls, config).await?;
+    let endpoint = tcp_endpoint(addr, tls, config, within).await?;
     let connection = endpoint
         .connect(addr, SERVER_NAME)
         .context("starting QUIC connection over TCP")?
@@ -139,10 +145,12 @@ async fn dial_tcp(
 
 /// [`client_endpoint`] over TLS (`tls`, pinned as QUIC is) on a TCP
 /// connection to `addr`, marked like the UDP socket: it dials `addr` only.
+/// The TCP connection and the TLS handshake each get `within`.
 pub(super) async fn tcp_endpoint(
     addr: SocketAddr,
     tls: rustls::ClientConfig,
     config: quinn::ClientConfig,
+    within: Duration,
 ) -> anyhow::Result<quinn::Endpoint> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()
@@ -152,7 +160,7 @@ pub(super) async fn tcp_endpoint(
     .context("opening TCP socket")?;
     // Like the UDP socket: policy routing keeps it off the tunnel.
     crate::routes::mark_socket(&socket);
-    let stream = tokio::time::timeout(TCP_CONNECT_TIMEOUT, socket.connect(addr))
+    let stream = tokio::time::timeout(within, socket.connect(addr))
         .await
         .map_err(|_| anyhow::anyhow!("TCP connection timed out"))?
         .context("TCP connection")?;
@@ -163,7 +171,7 @@ pub(super) async fn tcp_endpoint(
     );
     let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).context("TLS server name")?;
     let stream = tokio::time::timeout(
-        TCP_CONNECT_TIMEOUT,
+        within,
         tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, stream),
     )
     .await
