@@ -35,3 +35,21 @@ fn output_whose_reader_is_gone_ends_quietly() {
     ]))
     .unwrap();
 }
+
+/// A command that fails while its stderr has no reader still exits with
+/// its own status, never with a panic about the broken pipe (101).
+#[test]
+fn a_failure_whose_stderr_reader_is_gone_keeps_its_exit_status() {
+    let args = ["check-config", "--config", "/nonexistent/warren.toml"];
+    let said = warren(&args).output().unwrap();
+    assert!(!said.status.success() && !said.stderr.is_empty(), "{said:?}");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let quiet = warren(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(quiet.code(), said.status.code(), "{quiet:?}");
+    assert_ne!(quiet.code(), Some(101), "panicked");
+}

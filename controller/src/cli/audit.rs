@@ -162,7 +162,7 @@ pub async fn run(mut args: AuditArgs) -> anyhow::Result<ExitCode> {
         return print_json(&json!({ "entries": entries })).map(|()| ExitCode::SUCCESS);
     }
     if entries.is_empty() {
-        eprintln!("no audit entries match");
+        warren_cli_assets::errln!("no audit entries match");
     }
     columns(&timeline::rows(&entries));
     Ok(ExitCode::SUCCESS)

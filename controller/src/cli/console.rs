@@ -31,7 +31,7 @@ pub async fn run(command: ConsoleCommand) -> anyhow::Result<ExitCode> {
             store.close().await;
             let code = code.context("making the code")?;
             outln!("{code}");
-            eprintln!(
+            warren_cli_assets::errln!(
                 "enter it at the console's /login within {} minutes; it works once",
                 LOGIN_CODE_TTL_SECS / 60
             );

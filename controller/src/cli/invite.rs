@@ -96,22 +96,22 @@ pub async fn run(client: &ApiClient, args: InviteArgs, as_json: bool) -> anyhow:
     }
     outln!("{command}");
     let through: Vec<String> = invite.controllers.iter().map(|c| c.to_string()).collect();
-    eprintln!(
+    warren_cli_assets::errln!(
         "an invite to network {} ({net}) through {}",
         field(&network, "name"),
         through.join(", ")
     );
     match (&made, &args.key) {
-        (Some(made), _) => eprintln!(
+        (Some(made), _) => warren_cli_assets::errln!(
             "it carries the new pre-auth key {} ({}, expires {}): whoever has the code can join, so share it as you would a password",
             field(made, "id"),
             uses(made),
             field(made, "expires_at")
         ),
-        (None, Some(_)) => eprintln!(
+        (None, Some(_)) => warren_cli_assets::errln!(
             "it carries the pre-auth key given: whoever has the code can join while the key lasts, so share it as you would a password"
         ),
-        (None, None) => eprintln!(
+        (None, None) => warren_cli_assets::errln!(
             "it carries no key: whoever joins waits for approval (`warren-controller member authorize {net} NODE-ID`; `warren join` prints the command)"
         ),
     }
@@ -168,7 +168,7 @@ fn addresses(given: &[ControllerAddress], info: &Value) -> anyhow::Result<Vec<Co
         );
     }
     if quic.ip().is_loopback() {
-        eprintln!(
+        warren_cli_assets::errln!(
             "note: the controller listens on {quic}, a loopback address: only agents on its own \
              host can use this code; give --address HOST:PORT for others"
         );

@@ -129,7 +129,7 @@ pub async fn run(args: KeyArgs) -> anyhow::Result<ExitCode> {
                 print_json(&made)?;
             } else {
                 outln!("{}", field(&made, "key"));
-                eprintln!(
+                warren_cli_assets::errln!(
                     "pre-auth key {} created; it is shown only now",
                     field(&made, "id")
                 );
@@ -164,7 +164,7 @@ pub async fn run(args: KeyArgs) -> anyhow::Result<ExitCode> {
             if args.api.json {
                 print_json(&json!({ "deleted": id }))?;
             } else {
-                eprintln!("pre-auth key {id} deleted");
+                warren_cli_assets::errln!("pre-auth key {id} deleted");
             }
         }
     }

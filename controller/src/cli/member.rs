@@ -166,7 +166,7 @@ pub async fn run(args: MemberArgs) -> anyhow::Result<ExitCode> {
             if args.api.json {
                 print_json(&json!({ "deleted": node }))?;
             } else {
-                eprintln!("member {node} deleted from {network}");
+                warren_cli_assets::errln!("member {node} deleted from {network}");
             }
             return Ok(ExitCode::SUCCESS);
         }

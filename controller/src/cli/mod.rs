@@ -179,7 +179,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: starting the async runtime: {e}");
+            warren_cli_assets::errln!("error: starting the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -209,7 +209,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            warren_cli_assets::errln!("error: {e:#}");
             ExitCode::from(1)
         }
     }

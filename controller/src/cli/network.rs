@@ -171,7 +171,7 @@ pub async fn run(args: NetworkArgs) -> anyhow::Result<ExitCode> {
             if as_json {
                 print_json(&changed)?;
             } else {
-                eprintln!("network {id} changed");
+                warren_cli_assets::errln!("network {id} changed");
             }
         }
         NetworkCommand::Invite(invite) => super::invite::run(&client, invite, as_json).await?,
@@ -182,7 +182,7 @@ pub async fn run(args: NetworkArgs) -> anyhow::Result<ExitCode> {
             if as_json {
                 print_json(&json!({ "deleted": id }))?;
             } else {
-                eprintln!("network {id} deleted");
+                warren_cli_assets::errln!("network {id} deleted");
             }
         }
     }

@@ -67,7 +67,7 @@ fn query_value(text: &str) -> String {
 
 fn print_tests(answer: &Value) {
     for test in items(answer, "tests") {
-        eprintln!(
+        warren_cli_assets::errln!(
             "passed: {} ({})",
             field(test, "test"),
             test.pointer("/decision/reason")
@@ -87,7 +87,7 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             if as_json {
                 print_json(&found)?;
             } else {
-                eprintln!(
+                warren_cli_assets::errln!(
                     "# version {} by {} at {}",
                     field(&found, "version"),
                     field(&found, "created_by"),
@@ -108,9 +108,12 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             } else {
                 print_tests(&set);
                 if set.get("changed") == Some(&Value::Bool(false)) {
-                    eprintln!("unchanged: version {} is this text", field(&set, "version"));
+                    warren_cli_assets::errln!(
+                        "unchanged: version {} is this text",
+                        field(&set, "version")
+                    );
                 } else {
-                    eprintln!("policy version {} set", field(&set, "version"));
+                    warren_cli_assets::errln!("policy version {} set", field(&set, "version"));
                 }
             }
         }
@@ -136,7 +139,7 @@ pub async fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
                     })
                     .collect();
                 table(&["MEMBER", "PEERS", "INBOUND", "OUTBOUND"], &rows);
-                eprintln!(
+                warren_cli_assets::errln!(
                     "ok: this policy would be version {}",
                     field(&answer, "would_be_version")
                 );

@@ -166,7 +166,7 @@ pub async fn run(args: RouteArgs) -> anyhow::Result<ExitCode> {
             if args.api.json {
                 print_json(&json!({ "unapproved": { "node": node, "prefix": prefix } }))?;
             } else {
-                eprintln!("{prefix} is no longer approved for {node} in {network}");
+                warren_cli_assets::errln!("{prefix} is no longer approved for {node} in {network}");
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -214,7 +214,7 @@ async fn auto(
                 let rule = made.get("auto_approver").cloned().unwrap_or(Value::Null);
                 table(&RULE_HEADERS, &[rule_row(&rule)]);
                 for r in items(&made, "approved") {
-                    eprintln!(
+                    warren_cli_assets::errln!(
                         "approved {} for {} now",
                         field(r, "prefix"),
                         field(r, "node_id")
@@ -237,7 +237,10 @@ async fn auto(
             if api.json {
                 print_json(&json!({ "removed": { "prefix": prefix, "node": who.as_text() } }))?;
             } else {
-                eprintln!("auto-approval of {prefix} from {} removed", who.as_text());
+                warren_cli_assets::errln!(
+                    "auto-approval of {prefix} from {} removed",
+                    who.as_text()
+                );
             }
         }
     }

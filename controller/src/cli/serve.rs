@@ -124,7 +124,7 @@ pub async fn wait_for_signal() -> anyhow::Result<()> {
 pub fn check_config(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = resolve(&args)?;
     for note in super::sign_in::notes(config.github.as_ref()) {
-        eprintln!("note: {note}");
+        warren_cli_assets::errln!("note: {note}");
     }
     out!(
         "{}",

@@ -144,9 +144,11 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
         outln!("{}", serde_json::to_string_pretty(&made)?);
     } else {
         outln!("{}", made.secret);
-        eprintln!(
+        warren_cli_assets::errln!(
             "token {} ({:?}, {}) created; it is shown only now",
-            made.token.name, made.token.scope, made.token.id
+            made.token.name,
+            made.token.scope,
+            made.token.id
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -183,7 +183,7 @@ pub fn join(cli: &Cli, args: &JoinArgs) -> anyhow::Result<()> {
     let reply: JoinReply = runtime.block_on(client::post(&socket, "/v1/networks", &request))?;
     let id = target.network_id.to_string();
     for change in &reply.updated {
-        eprintln!("{id}: {}", printable(change));
+        warren_cli_assets::errln!("{id}: {}", printable(change));
     }
     settle(
         &runtime,
@@ -243,10 +243,10 @@ pub fn settle(
     }
     if first_use {
         match &network.fingerprint {
-            Some(fp) => eprintln!(
+            Some(fp) => warren_cli_assets::errln!(
                 "trusted the controller's certificate on first use and pinned it:\n    {fp}\ncompare it with what `warren-controller fingerprint` prints on the controller"
             ),
-            None => eprintln!(
+            None => warren_cli_assets::errln!(
                 "no certificate trusted yet: the first one the controller shows will be pinned (`warren status -v` shows it)"
             ),
         }
@@ -288,12 +288,12 @@ fn sign_in(
 ) -> anyhow::Result<NetworkStatus> {
     let mut network = network_status(runtime, socket, id)?;
     if let Some(url) = &network.sign_in_url {
-        eprintln!(
+        warren_cli_assets::errln!(
             "To connect this device, open this page and sign in:\n\n    {}\n",
             printable(url)
         );
     }
-    eprintln!(
+    warren_cli_assets::errln!(
         "waiting for the sign-in (up to {})...",
         humantime::format_duration(wait)
     );

@@ -56,11 +56,11 @@ pub fn login(cli: &Cli, args: &LoginArgs) -> anyhow::Result<()> {
             PAGE_WAIT.as_secs()
         );
     };
-    eprintln!(
+    warren_cli_assets::errln!(
         "To sign this device in again, open this page and sign in:\n\n    {}\n",
         printable(&url)
     );
-    eprintln!(
+    warren_cli_assets::errln!(
         "waiting for the sign-in (up to {})...",
         humantime::format_duration(args.sign_in_wait)
     );

@@ -135,7 +135,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("warren: {e:#}");
+            warren_cli_assets::errln!("warren: {e:#}");
             ExitCode::from(exit::code_of(&e))
         }
     }

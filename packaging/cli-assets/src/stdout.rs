@@ -30,6 +30,21 @@ macro_rules! out {
     };
 }
 
+/// `eprintln!` for a command's messages: a stderr that is gone (closed,
+/// or a pipe whose reader left) loses the message instead of panicking.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::stdout::write_err_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes `args` and a newline to stderr, in one piece, if it can.
+pub fn write_err_line(args: fmt::Arguments<'_>) {
+    let mut err = io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
+}
+
 /// Writes `args` and a newline to stdout, in one piece, or ends the process
 /// as [`ended`] says.
 pub fn write_line(args: fmt::Arguments<'_>) {
