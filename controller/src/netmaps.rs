@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use warren_proto::control::SharedPeers;
 use warren_proto::netmap::{
     peer_digest, DnsConfig, Netmap, NetmapDelta, NetmapPeer, NetworkSettings, SelfNode,
 };
@@ -49,6 +50,20 @@ pub struct ViewChange {
     /// Both views let every member see every other, so no member's
     /// visibility changed with them.
     pub everyone_sees_everyone: bool,
+    /// When everyone sees everyone: the peers part of the delta for every
+    /// member whose last map came from `from`, was and is authorized, and
+    /// is not itself among `peers`, encoded once for all of them.
+    pub shared: Option<SharedPeers>,
+}
+
+impl ViewChange {
+    /// The shared peers part ([`ViewChange::shared`]) for `member`, if it
+    /// is not itself one of the peers that changed.
+    pub fn shared_for(&self, member: &NodeId) -> Option<&SharedPeers> {
+        self.shared
+            .as_ref()
+            .filter(|_| self.peers.binary_search(member).is_err())
+    }
 }
 
 static VIEW_IDS: AtomicU64 = AtomicU64::new(1);
@@ -59,12 +74,50 @@ impl SharedView {
     /// once per change and network, not once per session.
     pub fn after(snapshot: &NetworkSnapshot, before: Option<&SharedView>) -> SharedView {
         let mut view = SharedView::of(snapshot);
-        view.change = before.map(|before| ViewChange {
-            from: before.id,
-            peers: changed_peers(&before.peers, &view.peers),
-            everyone_sees_everyone: before.policy.all_peers && view.policy.all_peers,
+        view.change = before.map(|before| {
+            let peers = changed_peers(&before.peers, &view.peers);
+            let everyone_sees_everyone = before.policy.all_peers && view.policy.all_peers;
+            ViewChange {
+                from: before.id,
+                shared: everyone_sees_everyone
+                    .then(|| view.shared_peers(&peers))
+                    .flatten(),
+                peers,
+                everyone_sees_everyone,
+            }
         });
         view
+    }
+
+    /// The peers part of the delta from the view before this one to this
+    /// one, for a member that sees every peer but itself and is not among
+    /// `changed`: those of `changed` this view has are upserted, the others
+    /// (the view before had them) removed; the order is `changed`'s, as
+    /// [`SentNetmap::diff_changed`](warren_proto::netmap::SentNetmap::diff_changed)
+    /// lists them.
+    fn shared_peers(&self, changed: &[NodeId]) -> Option<SharedPeers> {
+        let (upserted, removed): (Vec<_>, Vec<_>) = changed
+            .iter()
+            .map(|id| (id, self.peer(id)))
+            .partition(|(_, peer)| peer.is_some());
+        let upserted = upserted.into_iter().filter_map(|(_, peer)| peer);
+        let removed = removed.into_iter().map(|(id, _)| *id).collect();
+        match SharedPeers::new(upserted, removed) {
+            Ok(shared) => Some(shared),
+            Err(error) => {
+                // Each session then encodes its own delta, as before.
+                tracing::warn!(%error, "could not encode a shared netmap change");
+                None
+            }
+        }
+    }
+
+    /// The view's peer `id`, with its digest.
+    fn peer(&self, id: &NodeId) -> Option<&(NetmapPeer, u64)> {
+        self.peers
+            .binary_search_by_key(id, |(p, _)| p.node_id)
+            .ok()
+            .map(|i| &self.peers[i])
     }
 
     pub fn of(snapshot: &NetworkSnapshot) -> SharedView {
@@ -155,9 +208,8 @@ impl SharedView {
     /// The digest of `peer` as this view has it (computed again for a peer
     /// it does not have).
     pub fn digest_of(&self, peer: &NetmapPeer) -> u64 {
-        self.peers
-            .binary_search_by_key(&peer.node_id, |(p, _)| p.node_id)
-            .map_or_else(|_| peer_digest(peer), |i| self.peers[i].1)
+        self.peer(&peer.node_id)
+            .map_or_else(|| peer_digest(peer), |(_, digest)| *digest)
     }
 
     /// The routes `node` is primary for (real prefixes).
@@ -516,6 +568,79 @@ mod tests {
             delta.remove_peers.sort();
         }
         assert_eq!(fast, full);
+    }
+
+    /// The peers part a view shares among its members makes, with each
+    /// member's own header, the frame that member's own delta made: the
+    /// same bytes, so any node decodes it as before.
+    #[test]
+    fn the_shared_peers_part_makes_each_members_own_frame() {
+        use warren_proto::control::{decode_frame, encode_delta_frame, encode_frame};
+        use warren_proto::control::ControllerMessage;
+        let members: Vec<Member> = (1..=5)
+            .map(|i| member(i, i, MemberState::Authorized))
+            .collect();
+        let before = snapshot(members.clone());
+        let first = SharedView::after(&before, None);
+        // n2 goes offline, n3 is revoked, n6 comes, n5 moves to a new
+        // endpoint; the network is renamed, so each header changes too.
+        let mut next_members = members.clone();
+        next_members[1].online = false;
+        next_members[2].state = MemberState::Revoked;
+        next_members[4].endpoints = vec!["198.51.100.5:41641".parse().unwrap()];
+        next_members.push(member(6, 6, MemberState::Authorized));
+        let mut after = snapshot(next_members);
+        after.network.netmap_version = 8;
+        after.network.name = "production".into();
+        let second = SharedView::after(&after, Some(&first));
+        let change = second.change.as_ref().unwrap();
+        let shared = change.shared.as_ref().expect("everyone sees everyone");
+        assert_eq!(shared.upserted.len(), 3);
+        assert_eq!(shared.removed, [members[2].node_id]);
+        for m in &members {
+            let old = build_from(&before, &first, m.node_id, &[]).unwrap();
+            let sent = warren_proto::netmap::SentNetmap::of(&old);
+            let head = header(&after, &second, m.node_id, &[]).unwrap();
+            let visible = second.visibility(&head);
+            let own = sent.diff_changed(&head, &second.peers, &change.peers, |p| visible.sees(p));
+            let Some(peers) = change.shared_for(&m.node_id) else {
+                // A member that is itself among the changed peers diffs
+                // its own.
+                assert!(change.peers.contains(&m.node_id));
+                continue;
+            };
+            let frame = encode_delta_frame(&sent.header_delta(&head), peers).unwrap();
+            let own = ControllerMessage::NetmapDelta(own);
+            assert_eq!(frame, encode_frame(&own).unwrap());
+            assert_eq!(decode_frame::<ControllerMessage>(&frame[4..]).unwrap(), own);
+            // What the session keeps after it is what the own delta left.
+            let ControllerMessage::NetmapDelta(own) = own else {
+                unreachable!()
+            };
+            let (mut by_own, mut by_shared) = (sent.clone(), sent.clone());
+            by_own.advance(&head, &own, |p| second.digest_of(p));
+            by_shared.advance_with(&head, &peers.removed, peers.upserted.iter().copied());
+            assert_eq!(by_own, by_shared);
+            let mut applied = old.clone();
+            applied.apply(&own).unwrap();
+            assert_eq!(applied, build_from(&after, &second, m.node_id, &[]).unwrap());
+        }
+        assert_eq!(
+            members.iter().filter(|m| change.shared_for(&m.node_id).is_some()).count(),
+            2,
+            "n1 and n4 share it"
+        );
+        // Where policy decides who sees whom, every session diffs its own.
+        let mut limited = after.clone();
+        limited.policy.current = Some(crate::store::PolicyVersion {
+            network_id: limited.network.id,
+            version: 2,
+            text: "[[allow]]\nfrom = [\"n1\"]\nto = [\"n4\"]\n".into(),
+            created_by: String::new(),
+            created_at: String::new(),
+        });
+        let third = SharedView::after(&limited, Some(&second));
+        assert!(third.change.as_ref().unwrap().shared.is_none());
     }
 
     #[test]
