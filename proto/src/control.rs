@@ -444,7 +444,10 @@ impl SharedPeers {
 /// delta without peers) and `peers`: byte for byte the frame
 /// [`encode_frame`] writes for the same delta with those peers, at the cost
 /// of encoding the header only.
-pub fn encode_delta_frame(header: &NetmapDelta, peers: &SharedPeers) -> Result<Vec<u8>, FrameError> {
+pub fn encode_delta_frame(
+    header: &NetmapDelta,
+    peers: &SharedPeers,
+) -> Result<Vec<u8>, FrameError> {
     /// [`ControllerMessage::NetmapDelta`] by reference: the same JSON.
     #[derive(Serialize)]
     #[serde(tag = "type", rename_all = "snake_case")]
@@ -728,7 +731,10 @@ mod tests {
             let frame = encode_delta_frame(&header, &shared).unwrap();
             let message = ControllerMessage::NetmapDelta(expected);
             assert_eq!(frame, encode_frame(&message).unwrap());
-            assert_eq!(decode_frame::<ControllerMessage>(&frame[4..]).unwrap(), message);
+            assert_eq!(
+                decode_frame::<ControllerMessage>(&frame[4..]).unwrap(),
+                message
+            );
         }
         let shared = SharedPeers::new(upserted.iter(), removed).unwrap();
         assert_eq!(shared.upserted[1], (upserted[1].0.node_id, upserted[1].1));

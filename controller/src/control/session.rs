@@ -580,13 +580,11 @@ impl Session {
             return Ok(());
         }
         let visible = view.visibility(&next);
-        // The shortcut: the last map came from the view this one followed,
-        // and nobody's visibility moved, so only the peers that view
-        // change names can differ. Otherwise every peer is compared.
-        let shortcut = view.change.as_ref().filter(|c| {
-            c.from == last.view
-                && c.everyone_sees_everyone
-                && last.map.self_node.authorized == next.self_node.authorized
+        // The shortcut: the view knows what changed since the one the last
+        // map came from, and nobody's visibility moved, so only the peers
+        // it names can differ. Otherwise every peer is compared.
+        let shortcut = view.change_from(last.view).filter(|c| {
+            c.everyone_sees_everyone && last.map.self_node.authorized == next.self_node.authorized
         });
         // The common case: an authorized member that sees everyone, and is
         // not itself what changed, gets the peers part every such member
