@@ -322,9 +322,16 @@ impl Hub {
         // Made outside the lock: the relay's membership checks take it too.
         let view = Arc::new(SharedView::after(snapshot, before.as_deref()));
         if let Some(slot) = self.cache().get_mut(&net) {
-            if current(slot) && slot.view.is_none() {
-                slot.view = Some(view.clone());
-                slot.last_view = Some(view.clone());
+            if current(slot) {
+                // Another session made one first: everyone takes that one,
+                // so the next view's change follows what they all sent.
+                return slot
+                    .view
+                    .get_or_insert_with(|| {
+                        slot.last_view = Some(view.clone());
+                        view.clone()
+                    })
+                    .clone();
             }
         }
         view

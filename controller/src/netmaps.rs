@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use warren_proto::control::SharedPeers;
 use warren_proto::netmap::{
     peer_digest, DnsConfig, Netmap, NetmapDelta, NetmapPeer, NetworkSettings, SelfNode,
 };
@@ -34,21 +35,44 @@ pub struct SharedView {
     pub sites: Vec<Site>,
     /// Where each member is in the snapshot's list, by node ID.
     members: HashMap<NodeId, usize>,
-    /// What changed since the view before it, if it was made after one.
-    pub change: Option<ViewChange>,
+    /// What changed since each of the last few views before it, the
+    /// latest first (none if it was made after none).
+    pub changes: Vec<ViewChange>,
 }
 
-/// The peers one view changed against the view it followed: a session
-/// whose last map was made from that view diffs only these.
+/// How many views back a view keeps what changed: a session that missed
+/// fewer views than this (changes that came while it was busy) still
+/// diffs only the peers they changed.
+const CHANGE_HISTORY: usize = 4;
+
+/// The peers one view changed against a view before it: a session whose
+/// last map was made from that view diffs only these.
 #[derive(Debug)]
 pub struct ViewChange {
-    /// The view this one followed.
+    /// The view before.
     pub from: u64,
     /// Peers added, dropped or changed (by digest), sorted.
     pub peers: Vec<NodeId>,
+    /// Each of `peers`' digest in the view before (`None`: it had not the
+    /// peer), to carry the change over to the next view.
+    base: Vec<Option<u64>>,
     /// Both views let every member see every other, so no member's
     /// visibility changed with them.
     pub everyone_sees_everyone: bool,
+    /// When everyone sees everyone: the peers part of the delta for every
+    /// member whose last map came from `from`, was and is authorized, and
+    /// is not itself among `peers`, encoded once for all of them.
+    pub shared: Option<SharedPeers>,
+}
+
+impl ViewChange {
+    /// The shared peers part ([`ViewChange::shared`]) for `member`, if it
+    /// is not itself one of the peers that changed.
+    pub fn shared_for(&self, member: &NodeId) -> Option<&SharedPeers> {
+        self.shared
+            .as_ref()
+            .filter(|_| self.peers.binary_search(member).is_err())
+    }
 }
 
 static VIEW_IDS: AtomicU64 = AtomicU64::new(1);
@@ -59,12 +83,86 @@ impl SharedView {
     /// once per change and network, not once per session.
     pub fn after(snapshot: &NetworkSnapshot, before: Option<&SharedView>) -> SharedView {
         let mut view = SharedView::of(snapshot);
-        view.change = before.map(|before| ViewChange {
-            from: before.id,
-            peers: changed_peers(&before.peers, &view.peers),
-            everyone_sees_everyone: before.policy.all_peers && view.policy.all_peers,
-        });
+        let Some(before) = before else {
+            return view;
+        };
+        // The step from `before`, each of its peers with its digest there.
+        let step: Vec<(NodeId, Option<u64>)> = changed_peers(&before.peers, &view.peers)
+            .into_iter()
+            .map(|id| (id, before.peer(&id).map(|(_, d)| *d)))
+            .collect();
+        let mut changes = vec![view.change(before.id, step.clone(), before.policy.all_peers)];
+        // From an older view: what changed up to `before`, then this step;
+        // a peer that changed back is left out.
+        for older in before.changes.iter().take(CHANGE_HISTORY - 1) {
+            let mut since = step.clone();
+            since.retain(|(id, _)| older.peers.binary_search(id).is_err());
+            since.extend(older.peers.iter().copied().zip(older.base.iter().copied()));
+            since.sort_unstable_by_key(|(id, _)| *id);
+            since.retain(|(id, base)| view.peer(id).map(|(_, d)| *d) != *base);
+            changes.push(view.change(older.from, since, older.everyone_sees_everyone));
+        }
+        view.changes = changes;
         view
+    }
+
+    /// The change to this view from view `from`, whose digests of the
+    /// peers that differ are `since` (sorted); `all_peers_then` says
+    /// whether every view from `from` to the one before this let everyone
+    /// see everyone.
+    fn change(
+        &self,
+        from: u64,
+        since: Vec<(NodeId, Option<u64>)>,
+        all_peers_then: bool,
+    ) -> ViewChange {
+        let (peers, base): (Vec<NodeId>, Vec<Option<u64>>) = since.into_iter().unzip();
+        let everyone_sees_everyone = all_peers_then && self.policy.all_peers;
+        ViewChange {
+            from,
+            shared: everyone_sees_everyone
+                .then(|| self.shared_peers(&peers))
+                .flatten(),
+            peers,
+            base,
+            everyone_sees_everyone,
+        }
+    }
+
+    /// What changed since view `from`, if this view still knows.
+    pub fn change_from(&self, from: u64) -> Option<&ViewChange> {
+        self.changes.iter().find(|c| c.from == from)
+    }
+
+    /// The peers part of the delta from the view before this one to this
+    /// one, for a member that sees every peer but itself and is not among
+    /// `changed`: those of `changed` this view has are upserted, the others
+    /// (the view before had them) removed; the order is `changed`'s, as
+    /// [`SentNetmap::diff_changed`](warren_proto::netmap::SentNetmap::diff_changed)
+    /// lists them.
+    fn shared_peers(&self, changed: &[NodeId]) -> Option<SharedPeers> {
+        let (upserted, removed): (Vec<_>, Vec<_>) = changed
+            .iter()
+            .map(|id| (id, self.peer(id)))
+            .partition(|(_, peer)| peer.is_some());
+        let upserted = upserted.into_iter().filter_map(|(_, peer)| peer);
+        let removed = removed.into_iter().map(|(id, _)| *id).collect();
+        match SharedPeers::new(upserted, removed) {
+            Ok(shared) => Some(shared),
+            Err(error) => {
+                // Each session then encodes its own delta, as before.
+                tracing::warn!(%error, "could not encode a shared netmap change");
+                None
+            }
+        }
+    }
+
+    /// The view's peer `id`, with its digest.
+    fn peer(&self, id: &NodeId) -> Option<&(NetmapPeer, u64)> {
+        self.peers
+            .binary_search_by_key(id, |(p, _)| p.node_id)
+            .ok()
+            .map(|i| &self.peers[i])
     }
 
     pub fn of(snapshot: &NetworkSnapshot) -> SharedView {
@@ -87,7 +185,7 @@ impl SharedView {
                 .enumerate()
                 .map(|(i, m)| (m.node_id, i))
                 .collect(),
-            change: None,
+            changes: Vec::new(),
             peers: peers
                 .into_iter()
                 .map(|p| {
@@ -148,16 +246,15 @@ impl SharedView {
             primaries: Default::default(),
             sites: Vec::new(),
             members: HashMap::new(),
-            change: None,
+            changes: Vec::new(),
         }
     }
 
     /// The digest of `peer` as this view has it (computed again for a peer
     /// it does not have).
     pub fn digest_of(&self, peer: &NetmapPeer) -> u64 {
-        self.peers
-            .binary_search_by_key(&peer.node_id, |(p, _)| p.node_id)
-            .map_or_else(|_| peer_digest(peer), |i| self.peers[i].1)
+        self.peer(&peer.node_id)
+            .map_or_else(|| peer_digest(peer), |(_, digest)| *digest)
     }
 
     /// The routes `node` is primary for (real prefixes).
@@ -481,7 +578,7 @@ mod tests {
         let b = member(2, 2, MemberState::Authorized);
         let c = member(3, 3, MemberState::Authorized);
         let first = SharedView::after(&snapshot(vec![a.clone(), b.clone(), c.clone()]), None);
-        assert!(first.change.is_none());
+        assert!(first.changes.is_empty());
         let mut b_offline = b.clone();
         b_offline.online = false;
         let d = member(4, 4, MemberState::Authorized);
@@ -491,7 +588,7 @@ mod tests {
         c_revoked.authorized = false;
         let next = snapshot(vec![a.clone(), b_offline, c_revoked, d.clone()]);
         let second = SharedView::after(&next, Some(&first));
-        let change = second.change.as_ref().unwrap();
+        let change = second.change_from(first.id).unwrap();
         assert_eq!(change.from, first.id);
         let mut expected = vec![b.node_id, c.node_id, d.node_id];
         expected.sort();
@@ -516,6 +613,130 @@ mod tests {
             delta.remove_peers.sort();
         }
         assert_eq!(fast, full);
+    }
+
+    /// The peers part a view shares among its members makes, with each
+    /// member's own header, the frame that member's own delta made: the
+    /// same bytes, so any node decodes it as before.
+    #[test]
+    fn the_shared_peers_part_makes_each_members_own_frame() {
+        use warren_proto::control::ControllerMessage;
+        use warren_proto::control::{decode_frame, encode_delta_frame, encode_frame};
+        let members: Vec<Member> = (1..=5)
+            .map(|i| member(i, i, MemberState::Authorized))
+            .collect();
+        let before = snapshot(members.clone());
+        let first = SharedView::after(&before, None);
+        // n2 goes offline, n3 is revoked, n6 comes, n5 moves to a new
+        // endpoint; the network is renamed, so each header changes too.
+        let mut next_members = members.clone();
+        next_members[1].online = false;
+        next_members[2].state = MemberState::Revoked;
+        next_members[4].endpoints = vec!["198.51.100.5:41641".parse().unwrap()];
+        next_members.push(member(6, 6, MemberState::Authorized));
+        let mut after = snapshot(next_members);
+        after.network.netmap_version = 8;
+        after.network.name = "production".into();
+        let second = SharedView::after(&after, Some(&first));
+        let change = second.change_from(first.id).unwrap();
+        let shared = change.shared.as_ref().expect("everyone sees everyone");
+        assert_eq!(shared.upserted.len(), 3);
+        assert_eq!(shared.removed, [members[2].node_id]);
+        for m in &members {
+            let old = build_from(&before, &first, m.node_id, &[]).unwrap();
+            let sent = warren_proto::netmap::SentNetmap::of(&old);
+            let head = header(&after, &second, m.node_id, &[]).unwrap();
+            let visible = second.visibility(&head);
+            let own = sent.diff_changed(&head, &second.peers, &change.peers, |p| visible.sees(p));
+            let Some(peers) = change.shared_for(&m.node_id) else {
+                // A member that is itself among the changed peers diffs
+                // its own.
+                assert!(change.peers.contains(&m.node_id));
+                continue;
+            };
+            let frame = encode_delta_frame(&sent.header_delta(&head), peers).unwrap();
+            let own = ControllerMessage::NetmapDelta(own);
+            assert_eq!(frame, encode_frame(&own).unwrap());
+            assert_eq!(decode_frame::<ControllerMessage>(&frame[4..]).unwrap(), own);
+            // What the session keeps after it is what the own delta left.
+            let ControllerMessage::NetmapDelta(own) = own else {
+                unreachable!()
+            };
+            let (mut by_own, mut by_shared) = (sent.clone(), sent.clone());
+            by_own.advance(&head, &own, |p| second.digest_of(p));
+            by_shared.advance_with(&head, &peers.removed, peers.upserted.iter().copied());
+            assert_eq!(by_own, by_shared);
+            let mut applied = old.clone();
+            applied.apply(&own).unwrap();
+            assert_eq!(
+                applied,
+                build_from(&after, &second, m.node_id, &[]).unwrap()
+            );
+        }
+        assert_eq!(
+            members
+                .iter()
+                .filter(|m| change.shared_for(&m.node_id).is_some())
+                .count(),
+            2,
+            "n1 and n4 share it"
+        );
+        // Where policy decides who sees whom, every session diffs its own.
+        let mut limited = after.clone();
+        limited.policy.current = Some(crate::store::PolicyVersion {
+            network_id: limited.network.id,
+            version: 2,
+            text: "[[allow]]\nfrom = [\"n1\"]\nto = [\"n4\"]\n".into(),
+            created_by: String::new(),
+            created_at: String::new(),
+        });
+        let third = SharedView::after(&limited, Some(&second));
+        assert!(third.change_from(second.id).unwrap().shared.is_none());
+    }
+
+    /// A session that missed a view (changes came while it was busy)
+    /// still diffs only what changed since its last map: a peer that
+    /// changed and changed back is not among them.
+    #[test]
+    fn a_view_knows_what_changed_since_the_views_before_the_last() {
+        let members: Vec<Member> = (1..=4)
+            .map(|i| member(i, i, MemberState::Authorized))
+            .collect();
+        let first_snap = snapshot(members.clone());
+        let first = SharedView::after(&first_snap, None);
+        let mut next = members.clone();
+        next[1].online = false;
+        next[2].online = false;
+        let second = SharedView::after(&snapshot(next.clone()), Some(&first));
+        next[1].online = true;
+        next.push(member(5, 5, MemberState::Authorized));
+        let third_snap = snapshot(next);
+        let third = SharedView::after(&third_snap, Some(&second));
+        assert_eq!(third.changes.len(), 2);
+        let since_first = third.change_from(first.id).unwrap();
+        let mut expected = vec![
+            members[2].node_id,
+            member(5, 5, MemberState::Authorized).node_id,
+        ];
+        expected.sort();
+        assert_eq!(since_first.peers, expected, "n2 went offline and came back");
+        assert_eq!(third.change_from(second.id).unwrap().peers.len(), 2);
+        let me = members[0].node_id;
+        let old = build_from(&first_snap, &first, me, &[]).unwrap();
+        let sent = warren_proto::netmap::SentNetmap::of(&old);
+        let head = header(&third_snap, &third, me, &[]).unwrap();
+        let visible = third.visibility(&head);
+        let fast = sent.diff_changed(&head, &third.peers, &since_first.peers, |p| visible.sees(p));
+        let mut full = sent.diff_parts(&head, &third.peers, |p| visible.sees(p));
+        full.upsert_peers.sort_by_key(|p| p.node_id);
+        assert_eq!(fast, full);
+        // Views older than the history are not known: a full diff.
+        let mut view = third;
+        for _ in 0..CHANGE_HISTORY {
+            view = SharedView::after(&third_snap, Some(&view));
+        }
+        assert!(view.change_from(first.id).is_none());
+        assert!(view.changes.iter().all(|c| c.peers.is_empty()));
     }
 
     #[test]

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::netmap::{Netmap, NetmapDelta};
-use crate::{NetworkId, NodePrivateKey, NodePublicKey};
+use crate::netmap::{Netmap, NetmapDelta, NetmapPeer};
+use crate::{NetworkId, NodeId, NodePrivateKey, NodePublicKey};
 
 /// ALPN of the control protocol.
 pub const ALPN: &[u8] = b"warren-control/1";
@@ -363,6 +363,10 @@ pub enum FrameError {
     TooLarge(usize),
     #[error("frame is not a valid message: {0}")]
     Json(#[from] serde_json::Error),
+    /// A delta header for [`encode_delta_frame`] that did not encode with
+    /// empty peers last (it carried peers of its own).
+    #[error("a netmap delta header must carry no peers")]
+    DeltaHeader,
 }
 
 /// Encodes a message as a frame: a 4-byte big-endian length, then JSON.
@@ -388,6 +392,86 @@ pub fn frame_len(prefix: [u8; 4]) -> Result<usize, FrameError> {
 
 pub fn decode_frame<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, FrameError> {
     Ok(serde_json::from_slice(body)?)
+}
+
+/// How the JSON of a [`ControllerMessage::NetmapDelta`] ends when it has no
+/// peers: its last two fields, then the object's end.
+const NO_PEERS_TAIL: &[u8] = br#""upsert_peers":[],"remove_peers":[]}"#;
+
+/// The peers part of a [`NetmapDelta`] that is the same for every member it
+/// goes to (a network where everyone sees everyone, and the change is not
+/// about the member itself), encoded once and shared: each member's frame
+/// is its own header ([`encode_delta_frame`]) and these bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedPeers {
+    /// The upserted peers' IDs and digests, for the sender's own record.
+    pub upserted: Vec<(NodeId, u64)>,
+    pub removed: Vec<NodeId>,
+    /// `"upsert_peers":[…],"remove_peers":[…]}`: the end of the message's
+    /// JSON, as serde_json writes it for the whole delta.
+    tail: Vec<u8>,
+}
+
+impl SharedPeers {
+    /// `upserted` (each with its digest) and `removed`, in the order a
+    /// per-member delta lists them.
+    pub fn new<'a>(
+        upserted: impl Iterator<Item = &'a (NetmapPeer, u64)>,
+        removed: Vec<NodeId>,
+    ) -> Result<SharedPeers, FrameError> {
+        #[derive(Serialize)]
+        struct Part<'a> {
+            upsert_peers: &'a [&'a NetmapPeer],
+            remove_peers: &'a [NodeId],
+        }
+        let (peers, digests): (Vec<&NetmapPeer>, Vec<(NodeId, u64)>) =
+            upserted.map(|(p, d)| (p, (p.node_id, *d))).unzip();
+        let json = serde_json::to_vec(&Part {
+            upsert_peers: &peers,
+            remove_peers: &removed,
+        })?;
+        Ok(SharedPeers {
+            upserted: digests,
+            removed,
+            // Without the opening brace: the fields go on a header's.
+            tail: json.get(1..).unwrap_or_default().to_vec(),
+        })
+    }
+
+    /// True if it adds and removes no peer.
+    pub fn is_empty(&self) -> bool {
+        self.upserted.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// The frame of [`ControllerMessage::NetmapDelta`] made of `header` (a
+/// delta without peers) and `peers`: byte for byte the frame
+/// [`encode_frame`] writes for the same delta with those peers, at the cost
+/// of encoding the header only.
+pub fn encode_delta_frame(
+    header: &NetmapDelta,
+    peers: &SharedPeers,
+) -> Result<Vec<u8>, FrameError> {
+    /// [`ControllerMessage::NetmapDelta`] by reference: the same JSON.
+    #[derive(Serialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    enum Message<'a> {
+        NetmapDelta(&'a NetmapDelta),
+    }
+    let mut body = serde_json::to_vec(&Message::NetmapDelta(header))?;
+    if !body.ends_with(NO_PEERS_TAIL) {
+        return Err(FrameError::DeltaHeader);
+    }
+    body.truncate(body.len() - NO_PEERS_TAIL.len());
+    let len = body.len() + peers.tail.len();
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut frame = Vec::with_capacity(4 + len);
+    frame.extend_from_slice(&(len as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame.extend_from_slice(&peers.tail);
+    Ok(frame)
 }
 
 mod hex_bytes {
@@ -603,5 +687,67 @@ mod tests {
             decode_frame::<ControllerMessage>(&frame[4..]).unwrap(),
             with
         );
+    }
+
+    /// A delta whose peers part is shared is the same frame, byte for byte,
+    /// as the delta encoded whole: what any node decodes today.
+    #[test]
+    fn a_shared_peers_part_makes_the_same_frame_as_the_whole_delta() {
+        let peer = |seed: u8, online: bool| {
+            let key = NodePrivateKey::from_bytes([seed; 32]).public_key();
+            let peer = NetmapPeer {
+                node_id: NodeId::from_key(&key),
+                name: format!("n{seed}"),
+                public_key: key,
+                addresses: vec![format!("10.147.0.{seed}/32").parse().unwrap()],
+                routes: vec!["192.168.7.0/24".parse().unwrap()],
+                endpoints: vec!["192.0.2.1:51820".parse().unwrap()],
+                online,
+            };
+            let digest = crate::netmap::peer_digest(&peer);
+            (peer, digest)
+        };
+        let upserted = [peer(2, true), peer(3, false)];
+        let removed = vec![peer(4, true).0.node_id];
+        let header = NetmapDelta {
+            network_id: "8056c2e21c000001".parse().unwrap(),
+            base_version: 7,
+            version: 9,
+            self_node: None,
+            network_name: Some("prod".into()),
+            dns: None,
+            settings: None,
+            filter: Some(crate::filter::PacketFilter::default()),
+            filter_removed: false,
+            upsert_peers: Vec::new(),
+            remove_peers: Vec::new(),
+        };
+        let mut whole = header.clone();
+        whole.upsert_peers = upserted.iter().map(|(p, _)| p.clone()).collect();
+        whole.remove_peers = removed.clone();
+        let whole = ControllerMessage::NetmapDelta(whole);
+        for (up, gone) in [(&upserted[..], removed.clone()), (&[][..], Vec::new())] {
+            let shared = SharedPeers::new(up.iter(), gone.clone()).unwrap();
+            assert_eq!(shared.is_empty(), up.is_empty() && gone.is_empty());
+            let mut expected = header.clone();
+            expected.upsert_peers = up.iter().map(|(p, _)| p.clone()).collect();
+            expected.remove_peers = gone;
+            let frame = encode_delta_frame(&header, &shared).unwrap();
+            let message = ControllerMessage::NetmapDelta(expected);
+            assert_eq!(frame, encode_frame(&message).unwrap());
+            assert_eq!(
+                decode_frame::<ControllerMessage>(&frame[4..]).unwrap(),
+                message
+            );
+        }
+        let shared = SharedPeers::new(upserted.iter(), removed).unwrap();
+        assert_eq!(shared.upserted[1], (upserted[1].0.node_id, upserted[1].1));
+        let ControllerMessage::NetmapDelta(with_peers) = whole else {
+            unreachable!()
+        };
+        assert!(matches!(
+            encode_delta_frame(&with_peers, &shared),
+            Err(FrameError::DeltaHeader)
+        ));
     }
 }

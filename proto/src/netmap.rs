@@ -299,22 +299,37 @@ impl SentNetmap {
         delta: &NetmapDelta,
         digest_of: impl Fn(&NetmapPeer) -> u64,
     ) {
+        self.advance_with(
+            header,
+            &delta.remove_peers,
+            delta.upsert_peers.iter().map(|p| (p.node_id, digest_of(p))),
+        );
+    }
+
+    /// [`SentNetmap::advance`] for a delta sent with `header` whose peers
+    /// part is `removed` and `upserted` (node IDs with digests): for a
+    /// sender that shares one peers part among members and so has no
+    /// [`NetmapDelta`] of its own to hand.
+    pub fn advance_with(
+        &mut self,
+        header: &Netmap,
+        removed: &[NodeId],
+        upserted: impl Iterator<Item = (NodeId, u64)>,
+    ) {
         self.network_name.clone_from(&header.network_name);
         self.version = header.version;
         self.self_node.clone_from(&header.self_node);
         self.dns.clone_from(&header.dns);
         self.settings.clone_from(&header.settings);
         self.filter = filter_digest(header.filter.as_ref());
-        for id in &delta.remove_peers {
+        for id in removed {
             self.peers.remove(id);
         }
-        for peer in &delta.upsert_peers {
-            self.peers.insert(peer.node_id, digest_of(peer));
-        }
+        self.peers.extend(upserted);
     }
 
-    /// Everything of the delta to `header` but the peers.
-    fn header_delta(&self, header: &Netmap) -> NetmapDelta {
+    /// Everything of the delta to `header` but the peers (left empty).
+    pub fn header_delta(&self, header: &Netmap) -> NetmapDelta {
         NetmapDelta {
             network_id: header.network_id,
             base_version: self.version,

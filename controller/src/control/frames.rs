@@ -62,3 +62,9 @@ pub async fn write_message<T: Serialize>(
     send.write_all(&frame).await?;
     Ok(())
 }
+
+/// Writes a frame already encoded (length prefix and JSON).
+pub async fn write_frame(send: &mut SendStream, frame: &[u8]) -> Result<(), FrameIoError> {
+    send.write_all(frame).await?;
+    Ok(())
+}

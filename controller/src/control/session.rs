@@ -11,12 +11,14 @@ use std::sync::Arc;
 
 use quinn::SendStream;
 use tokio::sync::mpsc;
-use warren_proto::control::{ControllerMessage, JoinOutcome, NodeMessage};
-use warren_proto::netmap::{Netmap, SentNetmap};
+use warren_proto::control::{
+    encode_delta_frame, ControllerMessage, JoinOutcome, NodeMessage, SharedPeers,
+};
+use warren_proto::netmap::{Netmap, NetmapDelta, SentNetmap};
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
 
 use super::admission::Buckets;
-use super::frames::{write_message, FrameIoError};
+use super::frames::{write_frame, write_message, FrameIoError};
 use super::{ControlContext, Role};
 use crate::hub::{Inbox, Watch};
 use crate::netmaps;
@@ -578,14 +580,22 @@ impl Session {
             return Ok(());
         }
         let visible = view.visibility(&next);
-        // The shortcut: the last map came from the view this one followed,
-        // and nobody's visibility moved, so only the peers that view
-        // change names can differ. Otherwise every peer is compared.
-        let shortcut = view.change.as_ref().filter(|c| {
-            c.from == last.view
-                && c.everyone_sees_everyone
-                && last.map.self_node.authorized == next.self_node.authorized
+        // The shortcut: the view knows what changed since the one the last
+        // map came from, and nobody's visibility moved, so only the peers
+        // it names can differ. Otherwise every peer is compared.
+        let shortcut = view.change_from(last.view).filter(|c| {
+            c.everyone_sees_everyone && last.map.self_node.authorized == next.self_node.authorized
         });
+        // The common case: an authorized member that sees everyone, and is
+        // not itself what changed, gets the peers part every such member
+        // gets, encoded once; it adds its own header.
+        if let Some(peers) = shortcut
+            .filter(|_| next.self_node.authorized)
+            .and_then(|c| c.shared_for(&self.node_id))
+        {
+            let header = last.map.header_delta(&next);
+            return self.push_shared(net, &next, header, &view, peers).await;
+        }
         let delta = match shortcut {
             Some(change) => last
                 .map
@@ -606,6 +616,32 @@ impl Session {
             sent.view = view.id;
         }
         self.send(&ControllerMessage::NetmapDelta(delta)).await?;
+        self.count_push();
+        Ok(())
+    }
+
+    /// Sends `header` (this member's part of the delta to `next`) with the
+    /// peers part `view` shares among its members.
+    async fn push_shared(
+        &mut self,
+        net: NetworkId,
+        next: &Netmap,
+        header: NetmapDelta,
+        view: &netmaps::SharedView,
+        peers: &SharedPeers,
+    ) -> Result<(), FrameIoError> {
+        let Some(sent) = self.joined.get_mut(&net) else {
+            return Ok(());
+        };
+        sent.view = view.id;
+        if netmaps::is_empty(&header) && peers.is_empty() {
+            return Ok(());
+        }
+        sent.map
+            .advance_with(next, &peers.removed, peers.upserted.iter().copied());
+        self.follow_presence(net, next.self_node.authorized).await;
+        let frame = encode_delta_frame(&header, peers)?;
+        write_frame(&mut self.send, &frame).await?;
         self.count_push();
         Ok(())
     }
