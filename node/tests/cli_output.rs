@@ -42,7 +42,10 @@ fn output_whose_reader_is_gone_ends_quietly() {
 fn a_failure_whose_stderr_reader_is_gone_keeps_its_exit_status() {
     let args = ["check-config", "--config", "/nonexistent/warren.toml"];
     let said = warren(&args).output().unwrap();
-    assert!(!said.status.success() && !said.stderr.is_empty(), "{said:?}");
+    assert!(
+        !said.status.success() && !said.stderr.is_empty(),
+        "{said:?}"
+    );
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
     let quiet = warren(&args)
