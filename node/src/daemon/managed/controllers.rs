@@ -11,9 +11,7 @@ use warren_proto::local_api::{ControlTransport, ControllerError};
 /// One controller's connection as last reported.
 #[derive(Debug, Default, Clone)]
 struct Link {
-    /// A connection is up.
-    connected: bool,
-    /// What it runs over, while it is up.
+    /// What the connection runs over, while one is up.
     transport: Option<ControlTransport>,
     /// Where it was reached: its STUN ports are on that address. Kept when
     /// the connection goes, for the routes' exclusions.
@@ -40,7 +38,7 @@ impl Links {
     }
 
     pub fn is_connected(&self, controller: &str) -> bool {
-        self.get(controller).is_some_and(|l| l.connected)
+        self.transport(controller).is_some()
     }
 
     pub fn transport(&self, controller: &str) -> Option<ControlTransport> {
@@ -71,7 +69,6 @@ impl Links {
     /// A connection came up, reached at `ip`.
     pub fn connected(&mut self, controller: &str, ip: IpAddr, transport: ControlTransport) {
         let link = self.entry(controller);
-        link.connected = true;
         link.transport = Some(transport);
         link.ip = Some(ip);
         link.error = None;
@@ -81,7 +78,6 @@ impl Links {
     /// The connection went (or never came) with `error`.
     pub fn disconnected(&mut self, controller: &str, error: ControllerError, now: Instant) {
         let link = self.entry(controller);
-        link.connected = false;
         link.transport = None;
         link.relay_server = None;
         link.error = Some(error);

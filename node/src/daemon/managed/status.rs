@@ -29,7 +29,6 @@ impl Managed {
         let running = !net.config.down;
         let id = net.config.network_id;
         Seen {
-            connected: running && self.links.is_connected(controller),
             transport: self.links.transport(controller).filter(|_| running),
             error: self.links.error(controller).filter(|_| running),
             down_for: self
@@ -145,7 +144,7 @@ fn static_status(report: Option<&NetworkReport>) -> NetworkStatus {
 /// What the rest of the agent knows of a joined network: its controller's
 /// connection, and its effects on the system.
 struct Seen<'a> {
-    connected: bool,
+    /// What the controller connection runs over, while it is up.
     transport: Option<warren_proto::local_api::ControlTransport>,
     error: Option<&'a ControllerError>,
     down_for: Option<std::time::Duration>,
@@ -170,7 +169,7 @@ fn joined_status(net: &Joined, seen: Seen<'_>, report: Option<NetworkReport>) ->
         id: net.config.network_id.to_string(),
         name: map.map(|m| m.network_name.clone()),
         controller: Some(net.config.controller.clone()),
-        controller_connected: seen.connected,
+        controller_connected: seen.transport.is_some(),
         controller_transport: seen.transport,
         state: net.state,
         message,
@@ -197,10 +196,10 @@ fn joined_status(net: &Joined, seen: Seen<'_>, report: Option<NetworkReport>) ->
         sign_in_refused: net.sign_in_refused.clone(),
         fingerprint: net.config.fingerprint.clone(),
         refusal,
-        controller_error: seen.error.filter(|_| !seen.connected).cloned(),
+        controller_error: seen.error.filter(|_| seen.transport.is_none()).cloned(),
         controller_down_secs: seen
             .down_for
-            .filter(|_| !seen.connected)
+            .filter(|_| seen.transport.is_none())
             .map(|d| d.as_secs()),
         dns: seen.dns,
         routes: seen.routes,
