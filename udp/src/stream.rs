@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io::{self, IoSliceMut};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -230,15 +230,11 @@ fn admit(shared: &Shared, remote: SocketAddr) -> Result<(), &'static str> {
     if peers.len() >= shared.limits.max_connections {
         return Err("too many connections");
     }
-    let ip = canonical(remote.ip());
-    if peers.keys().filter(|a| canonical(a.ip()) == ip).count() >= shared.limits.max_per_ip {
+    let ip = remote.ip().to_canonical();
+    if peers.keys().filter(|a| a.ip().to_canonical() == ip).count() >= shared.limits.max_per_ip {
         return Err("too many connections from this address");
     }
     Ok(())
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    ip.to_canonical()
 }
 
 /// Makes `remote` a peer (sends to it are queued from now on) and returns
@@ -345,11 +341,11 @@ impl AsyncUdpSocket for StreamSocket {
         let Some(queue) = queue else {
             return Ok(()); // No connection to that address: lost.
         };
-        let datagrams: Vec<&[u8]> = match transmit.segment_size {
-            Some(size) if size > 0 => transmit.contents.chunks(size).collect(),
-            _ => vec![transmit.contents],
+        let size = match transmit.segment_size {
+            Some(size) if size > 0 => size,
+            _ => transmit.contents.len().max(1),
         };
-        for datagram in datagrams {
+        for datagram in transmit.contents.chunks(size) {
             // A full queue drops it, as a full link would.
             let _ = queue.try_send(datagram.to_vec());
         }
