@@ -6,7 +6,7 @@ use clap::Args;
 use warren_cli_assets::{out, outln};
 use warren_proto::control::normalise_fingerprint;
 use warren_proto::local_api::Netcheck;
-use warren_proto::netcheck::{ControllerNetcheck, NatMapping, QuicCheck, QuicReach};
+use warren_proto::netcheck::{ControllerNetcheck, NatMapping, PathVerdict, QuicCheck, QuicReach};
 use warren_proto::stun;
 use warren_proto::text::printable;
 
@@ -69,25 +69,18 @@ pub fn run(cli: &Cli, args: &NetcheckArgs) -> anyhow::Result<()> {
     } else {
         out!("{}", printable(&render(&report)));
     }
-    let over_tcp = report.tcp.as_ref().map(|t| t.reach);
-    match report.quic.reach {
-        QuicReach::Connected => Ok(()),
-        // The agent falls back to TCP and works, relayed.
-        QuicReach::Unreachable if over_tcp == Some(QuicReach::Connected) => Ok(()),
-        QuicReach::Unreachable if over_tcp == Some(QuicReach::FingerprintMismatch) => {
-            Err(Exit::error(
-                exit::FINGERPRINT_MISMATCH,
-                "the controller's certificate (over TCP) does not match --fingerprint",
-            ))
-        }
-        QuicReach::FingerprintMismatch => Err(Exit::error(
+    // The verdict already weighs QUIC over TCP: a controller reached that
+    // way is a network the agent can join.
+    match report.path {
+        PathVerdict::FingerprintMismatch => Err(Exit::error(
             exit::FINGERPRINT_MISMATCH,
             "the controller's certificate does not match --fingerprint",
         )),
-        QuicReach::Unreachable => Err(Exit::error(
+        PathVerdict::ControllerUnreachable => Err(Exit::error(
             exit::CONTROLLER_UNREACHABLE,
             format!("cannot reach the controller at {controller}"),
         )),
+        _ => Ok(()),
     }
 }
 
