@@ -120,6 +120,9 @@ pub enum ControllerErrorKind {
     Unreachable,
     /// The controller's certificate is not the one pinned.
     FingerprintMismatch,
+    /// The agent's own connection task died (a bug): the message says
+    /// whether it is started again.
+    TaskFailed,
 }
 
 /// Whether one of a network's effects on the system (split DNS, routes)

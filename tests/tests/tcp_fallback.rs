@@ -119,13 +119,26 @@ fn an_agent_whose_network_blocks_udp_joins_and_relays_over_tcp() {
 
         pair.unblock_all_udp(Side::A)?;
         let took = std::time::Instant::now();
+        // The link on UDP is made before the one on TCP is let go: status
+        // never shows the controller disconnected on the way.
+        let mut gap = None;
         until("a's control link back on UDP", BACK_TO_UDP_WITHIN, || {
             Ok(match transport(&pair, Side::A) {
                 Ok(t) if t == "udp" => Poll::Ready(()),
                 Ok(t) => Poll::Pending(t),
-                Err(e) => Poll::Pending(e.to_string()),
+                Err(e) => {
+                    let e = e.to_string();
+                    if e.contains("not connected") {
+                        gap.get_or_insert_with(|| e.clone());
+                    }
+                    Poll::Pending(e)
+                }
             })
         })?;
+        ensure!(
+            gap.is_none(),
+            "the controller link went down while moving back to UDP: {gap:?}"
+        );
         eprintln!(
             "back on UDP {:.1} s after the block lifted",
             took.elapsed().as_secs_f64()

@@ -113,6 +113,9 @@ pub struct Supervisor {
     tasks: JoinSet<anyhow::Result<()>>,
     names: BTreeMap<Id, &'static str>,
     restarts: BTreeMap<&'static str, Restarts>,
+    /// Deaths of tasks supervised elsewhere (a controller connection's),
+    /// as last reported, with when.
+    reported: BTreeMap<String, (Instant, TaskFailure)>,
 }
 
 /// A task that ended, and whether (when) to start it again.
@@ -169,22 +172,36 @@ impl Supervisor {
         }
     }
 
+    /// A task supervised elsewhere died just now, `deaths` times so far.
+    pub fn report(&mut self, task: String, error: String, deaths: u32, gave_up: bool) {
+        let failure = TaskFailure {
+            task: task.clone(),
+            error,
+            deaths,
+            last_death_secs: 0,
+            gave_up,
+        };
+        self.reported.insert(task, (Instant::now(), failure));
+    }
+
     /// What `status` says of tasks that died.
     pub fn failures(&self) -> Vec<TaskFailure> {
         let now = Instant::now();
-        self.restarts
-            .iter()
-            .filter_map(|(task, r)| {
-                let health = r.health(now)?;
-                Some(TaskFailure {
-                    task: (*task).to_owned(),
-                    error: health.last_error,
-                    deaths: health.deaths,
-                    last_death_secs: health.last_death_secs,
-                    gave_up: health.gave_up,
-                })
+        let own = self.restarts.iter().filter_map(|(task, r)| {
+            let health = r.health(now)?;
+            Some(TaskFailure {
+                task: (*task).to_owned(),
+                error: health.last_error,
+                deaths: health.deaths,
+                last_death_secs: health.last_death_secs,
+                gave_up: health.gave_up,
             })
-            .collect()
+        });
+        let reported = self.reported.values().map(|(at, failure)| TaskFailure {
+            last_death_secs: now.saturating_duration_since(*at).as_secs(),
+            ..failure.clone()
+        });
+        own.chain(reported).collect()
     }
 
     /// Stops every task and waits until each has ended.
@@ -248,9 +265,12 @@ mod tests {
             (death.task, death.error.as_str()),
             ("metrics", "listener closed")
         );
+        s.report("control c:7443".into(), "panicked: x".into(), 6, true);
         let failures = s.failures();
-        assert_eq!(failures.len(), 2);
+        assert_eq!(failures.len(), 3);
         assert_eq!(failures[0].task, "local-api");
+        assert_eq!(failures[2].task, "control c:7443");
+        assert!(failures[2].gave_up && failures[2].deaths == 6);
         s.spawn("forever", std::future::pending());
         s.shutdown().await;
     }

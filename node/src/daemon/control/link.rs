@@ -12,7 +12,7 @@ use warren_proto::control::{self, normalise_fingerprint, ControllerMessage, Node
 use warren_proto::local_api::ControlTransport;
 use warren_proto::NodePrivateKey;
 
-use super::quic_config::dial;
+use super::quic_config::{dial, Fallback};
 use super::{targets, Liveness};
 
 /// One authenticated QUIC connection, to a controller or a relay-only
@@ -74,13 +74,14 @@ pub(super) async fn open_link(
     seen: &Arc<Mutex<Option<String>>>,
     key: &NodePrivateKey,
     liveness: Liveness,
+    fallback: Fallback,
 ) -> anyhow::Result<Link> {
     let addr = tokio::net::lookup_host(target)
         .await
         .with_context(|| format!("resolving {target}"))?
         .next()
         .with_context(|| format!("{target} has no address"))?;
-    let (endpoint, connection, transport) = dial(addr, fingerprint, seen, liveness)
+    let (endpoint, connection, transport) = dial(addr, fingerprint, seen, liveness, fallback)
         .await
         .with_context(|| format!("connecting to {target}"))?;
     let (mut send, recv) = connection

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rand_core::RngCore;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
 use warren_proto::control::{ControllerMessage, JoinOutcome, NodeMessage};
 use warren_proto::local_api::{ControlTransport, ControllerError, ControllerErrorKind};
 use warren_proto::netmap::{Netmap, NetmapDelta};
@@ -22,9 +22,10 @@ mod link;
 pub(crate) mod probe;
 mod quic_config;
 mod relay;
+mod supervise;
 mod targets;
 use link::{open_link, write, Link};
-use quic_config::{client_config, client_endpoint};
+use quic_config::{client_config, client_endpoint, Fallback};
 use targets::Targets;
 
 const SERVER_NAME: &str = "warren-controller";
@@ -145,6 +146,15 @@ pub enum ControlEvent {
         from: NodePublicKey,
         endpoints: Vec<SocketAddr>,
     },
+    /// The connection's task died (a panic: a bug). It is started again
+    /// with backoff, carrying on from what it held, until restarts run out
+    /// (`gave_up`); no `Disconnected` comes for it.
+    TaskDied {
+        controller: String,
+        error: String,
+        deaths: u32,
+        gave_up: bool,
+    },
 }
 
 impl ControlEvent {
@@ -166,6 +176,7 @@ impl ControlEvent {
             ControlEvent::Delta { controller, delta } => Some((controller, delta.network_id)),
             ControlEvent::Connected { .. }
             | ControlEvent::Disconnected { .. }
+            | ControlEvent::TaskDied { .. }
             | ControlEvent::RelayServer { .. }
             | ControlEvent::Fingerprint { .. } => None,
         }
@@ -198,14 +209,18 @@ impl ControlHandle {
         let (commands, rx) = mpsc::unbounded_channel();
         let (relay, relay_rx) = mpsc::channel(RELAY_QUEUE);
         let relay_in = RelayRoutes::default();
-        let task = tokio::spawn(run(
-            Targets::spread(controller, replicas),
+        let parts = Arc::new(AsyncMutex::new(Parts {
+            targets: Targets::spread(controller.clone(), replicas),
             fingerprint,
-            key,
-            events,
-            relay_in.clone(),
-            rx,
-            relay_rx,
+            session: Session::default(),
+            commands: rx,
+            relay: relay_rx,
+        }));
+        let routes = relay_in.clone();
+        let task = tokio::spawn(supervise::supervise(
+            controller,
+            events.clone(),
+            move || run(parts.clone(), key.clone(), events.clone(), routes.clone()),
         ));
         Self {
             commands,
@@ -271,35 +286,59 @@ impl Session {
     }
 }
 
+/// What outlives one run of a connection's task, so that the run started
+/// after one that panicked carries on: where it dials, the pin, what it
+/// must say again, and the queues the daemon and the data planes write to.
+struct Parts {
+    targets: Targets,
+    fingerprint: Option<String>,
+    session: Session,
+    commands: mpsc::UnboundedReceiver<ControlCommand>,
+    relay: mpsc::Receiver<RelayOut>,
+}
+
+/// Keeps a connection to the controller up until the handle is dropped.
+/// It holds `parts` throughout; a panic lets go of them as it unwinds.
 async fn run(
-    mut targets: Targets,
-    mut fingerprint: Option<String>,
+    parts: Arc<AsyncMutex<Parts>>,
     key: NodePrivateKey,
     events: mpsc::UnboundedSender<ControlEvent>,
     relay_in: RelayRoutes,
-    mut commands: mpsc::UnboundedReceiver<ControlCommand>,
-    mut relay: mpsc::Receiver<RelayOut>,
 ) {
-    let mut session = Session::default();
+    let mut parts = parts.lock().await;
+    let Parts {
+        targets,
+        fingerprint,
+        session,
+        commands,
+        relay,
+    } = &mut *parts;
     let mut backoff = Duration::from_secs(1);
     let controller = targets.controller.clone();
+    // A link opened while the last one still served, to move to.
+    let mut ready = None;
     loop {
         let seen = Arc::new(Mutex::new(None));
         let result = connect_and_serve(
-            &mut targets,
+            ready.take(),
+            targets,
             fingerprint.clone(),
             &seen,
             &key,
             &events,
             &relay_in,
-            &mut commands,
-            &mut relay,
-            &mut session,
+            commands,
+            relay,
+            session,
             &mut backoff,
         )
         .await;
         let error = match result {
-            Ok(()) => return,
+            Ok(Ended::Closed) => return,
+            Ok(Ended::MoveTo(link)) => {
+                ready = Some(link);
+                continue;
+            }
             Err(e) => classify(format!("{e:#}"), fingerprint.as_deref(), &seen),
         };
         let target = targets.current().to_owned();
@@ -312,7 +351,7 @@ async fn run(
         });
         if fingerprint.is_none() {
             // Trust on first use: a certificate seen once is pinned from then on.
-            fingerprint = seen.lock().ok().and_then(|s| s.clone());
+            *fingerprint = seen.lock().ok().and_then(|s| s.clone());
         }
         let jitter = match round_done {
             true => Duration::from_millis(u64::from(rand_core::OsRng.next_u32() % 500)),
@@ -352,8 +391,18 @@ fn classify(
     ControllerError { kind, message }
 }
 
+/// How a link that served ended, when not with an error.
+enum Ended {
+    /// The handle was dropped: nothing more to do.
+    Closed,
+    /// QUIC over UDP answers again: this link, open and proved, takes over
+    /// from the one over TCP, with no gap.
+    MoveTo(Box<Link>),
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn connect_and_serve(
+    ready: Option<Box<Link>>,
     targets: &mut Targets,
     fingerprint: Option<String>,
     seen: &Arc<Mutex<Option<String>>>,
@@ -364,9 +413,22 @@ async fn connect_and_serve(
     relay: &mut mpsc::Receiver<RelayOut>,
     session: &mut Session,
     backoff: &mut Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Ended> {
     let controller = targets.controller.clone();
     let controller = controller.as_str();
+    let link = match ready {
+        Some(link) => *link,
+        None => open_link(
+            targets.current(),
+            fingerprint.clone(),
+            seen,
+            key,
+            targets.liveness(),
+            Fallback::Tcp,
+        )
+        .await
+        .context("controller")?,
+    };
     let Link {
         _endpoint,
         connection,
@@ -377,15 +439,7 @@ async fn connect_and_serve(
         relay: relay_server,
         accepts_paths,
         replicas,
-    } = open_link(
-        targets.current(),
-        fingerprint.clone(),
-        seen,
-        key,
-        targets.liveness(),
-    )
-    .await
-    .context("controller")?;
+    } = link;
     targets.connected();
     if !replicas.is_empty() {
         targets.learn(replicas);
@@ -401,7 +455,8 @@ async fn connect_and_serve(
     }
     tracing::info!(%controller, via = %transport, "connected to controller");
     *backoff = Duration::from_secs(1);
-    spawn_relay_reader(connection.clone(), controller, relay_in.clone(), None);
+    let mut relay_readers =
+        spawn_relay_reader(connection.clone(), controller, relay_in.clone(), None);
     let _ = events.send(ControlEvent::Connected {
         controller: controller.to_owned(),
         remote,
@@ -419,7 +474,7 @@ async fn connect_and_serve(
         let fingerprint = named.fingerprint.or_else(|| pinned.clone());
         (named.target, fingerprint)
     });
-    let _instance = match relay_server {
+    let mut instance = match relay_server {
         Some((target, Some(fp))) => Some(RelayInstance::spawn(
             controller.to_owned(),
             target,
@@ -459,7 +514,7 @@ async fn connect_and_serve(
                 dispatch(controller, message, events)?;
             }
             command = commands.recv() => {
-                let Some(command) = command else { return Ok(()) };
+                let Some(command) = command else { return Ok(Ended::Closed) };
                 session.remember(&command);
                 // An older controller closes the connection on a message it does not know.
                 if matches!(command, ControlCommand::Paths(..)) && !accepts_paths {
@@ -475,20 +530,37 @@ async fn connect_and_serve(
             Some(peer) = absent_rx.recv() => relays.absent(peer),
             Some(out) = relay.recv() => relays.send(out),
             _ = recheck.tick(), if on_tcp && udp_probes.is_empty() => {
-                let pin = pinned.clone();
+                // A whole link, proved, so that traffic moves to it at once.
+                let (target, pin, key, liveness) = (targets.current().to_owned(), pinned.clone(), key.clone(), targets.liveness());
                 udp_probes.spawn(async move {
-                    probe::handshake(remote, pin.as_deref(), quic_config::TCP_FALLBACK_AFTER, ControlTransport::Udp)
-                        .await
-                        .reach
-                        == warren_proto::netcheck::QuicReach::Connected
+                    let seen = Arc::new(Mutex::new(None));
+                    open_link(&target, pin, &seen, &key, liveness, Fallback::UdpOnly).await
                 });
             }
-            Some(answered) = udp_probes.join_next() => {
-                if answered.unwrap_or(false) {
-                    bail!("QUIC over UDP answers again: reconnecting over UDP");
+            Some(probed) = udp_probes.join_next() => {
+                match probed {
+                    Ok(Ok(link)) => {
+                        tracing::info!(%controller, "QUIC over UDP answers again: moving the link to UDP");
+                        connection.close(0u32.into(), b"moved to UDP");
+                        return Ok(Ended::MoveTo(Box::new(link)));
+                    }
+                    Ok(Err(e)) => tracing::debug!(%controller, error = %format!("{e:#}"), "still no QUIC over UDP"),
+                    Err(e) => tracing::debug!(%controller, error = %e, "UDP check ended"),
                 }
             }
+            // A helper task that dies takes the link with it: the next one
+            // starts them all again.
+            error = relay::panicked(&mut relay_readers) => bail!("the relay reader panicked: {error}"),
+            error = instance_died(&mut instance) => bail!("the relay-only instance's task died: {error}"),
         }
+    }
+}
+
+/// Waits until the relay-only instance's task dies; pending without one.
+async fn instance_died(instance: &mut Option<RelayInstance>) -> String {
+    match instance {
+        Some(instance) => instance.died().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -103,6 +103,7 @@ pub(super) async fn dial(
     fingerprint: Option<String>,
     seen: &Arc<Mutex<Option<String>>>,
     liveness: Liveness,
+    fallback: Fallback,
 ) -> anyhow::Result<(quinn::Endpoint, quinn::Connection, ControlTransport)> {
     let config = client_config(fingerprint.clone(), seen, liveness)?;
     let endpoint = client_endpoint(addr, config.clone())?;
@@ -117,6 +118,12 @@ pub(super) async fn dial(
         Ok(Err(e)) => return Err(e.into()),
     }
     drop(endpoint);
+    if fallback == Fallback::UdpOnly {
+        anyhow::bail!(
+            "no answer over UDP within {} s",
+            TCP_FALLBACK_AFTER.as_secs()
+        );
+    }
     tracing::debug!(%addr, "no answer over UDP: trying QUIC over TCP");
     let tls = pinned_tls(fingerprint, seen, control::TCP_ALPN)?;
     let within = liveness.idle_timeout.min(TCP_CONNECT_TIMEOUT);
@@ -127,6 +134,14 @@ pub(super) async fn dial(
         )
     })?;
     Ok((endpoint, connection, ControlTransport::Tcp))
+}
+
+/// Whether a dial falls back to TCP when UDP does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fallback {
+    Tcp,
+    /// For a link on TCP checking whether UDP answers again.
+    UdpOnly,
 }
 
 async fn dial_tcp(

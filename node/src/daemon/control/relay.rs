@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 
 use rand_core::RngCore;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use warren_proto::relay::{self, RelayFrame};
 use warren_proto::{NodePrivateKey, NodePublicKey};
 
+use super::quic_config::Fallback;
 use super::{open_link, ControlEvent, Liveness, MAX_BACKOFF};
 use crate::daemon::datapath::RelayOut;
 use crate::daemon::relay_in::{RelayInDrop, RelayRoutes, MAX_WIREGUARD_DATAGRAM};
@@ -211,6 +213,7 @@ impl RelayInstance {
                     &seen,
                     &key,
                     INSTANCE_LIVENESS,
+                    Fallback::Tcp,
                 )
                 .await
                 {
@@ -220,7 +223,7 @@ impl RelayInstance {
                         // The readers hold the connection too: close it
                         // when this task ends, also when it is aborted.
                         let _close = CloseOnDrop(link.connection.clone());
-                        spawn_relay_reader(
+                        let mut readers = spawn_relay_reader(
                             link.connection.clone(),
                             &controller,
                             routes.clone(),
@@ -233,8 +236,15 @@ impl RelayInstance {
                         });
                         // It has nothing to say but errors; the link lasts
                         // as long as its control stream.
-                        while let Some(Ok(message)) = link.frames.recv().await {
-                            tracing::debug!(?message, "from the relay-only instance");
+                        loop {
+                            tokio::select! {
+                                message = link.frames.recv() => match message {
+                                    Some(Ok(message)) => tracing::debug!(?message, "from the relay-only instance"),
+                                    _ => break,
+                                },
+                                // This task dies with it: the control link notices.
+                                error = panicked(&mut readers) => panic!("relay reader: {error}"),
+                            }
                         }
                         path.send_replace(None);
                         let _ = events.send(ControlEvent::RelayServer {
@@ -253,6 +263,18 @@ impl RelayInstance {
             }
         });
         Self { task }
+    }
+}
+
+impl RelayInstance {
+    /// Waits until the instance's task dies (it runs until dropped
+    /// otherwise), and says how.
+    pub(super) async fn died(&mut self) -> String {
+        match (&mut self.task).await {
+            Err(e) if e.is_panic() => crate::daemon::supervisor::panic_message(e.into_panic()),
+            Err(e) => e.to_string(),
+            Ok(()) => "ended".to_owned(),
+        }
     }
 }
 
@@ -315,13 +337,15 @@ struct RelayInbox {
 }
 
 /// Takes packets from the relay off the connection: datagrams, and the
-/// records of its streams.
+/// records of its streams. The readers end with the connection; a reader
+/// that panics ends its task with the panic (the stream readers' too), for
+/// the owner of the set to notice.
 pub(super) fn spawn_relay_reader(
     connection: quinn::Connection,
     controller: &str,
     routes: RelayRoutes,
     absent: Option<mpsc::Sender<NodePublicKey>>,
-) {
+) -> JoinSet<()> {
     let inbox = RelayInbox {
         controller: controller.to_owned(),
         routes,
@@ -329,16 +353,45 @@ pub(super) fn spawn_relay_reader(
     };
     let streams = connection.clone();
     let stream_inbox = inbox.clone();
-    tokio::spawn(async move {
-        while let Ok(stream) = streams.accept_uni().await {
-            tokio::spawn(read_records(stream, stream_inbox.clone()));
+    let mut readers = JoinSet::new();
+    readers.spawn(async move {
+        let mut records = JoinSet::new();
+        loop {
+            tokio::select! {
+                stream = streams.accept_uni() => match stream {
+                    Ok(stream) => {
+                        records.spawn(read_records(stream, stream_inbox.clone()));
+                    }
+                    Err(_) => return,
+                },
+                Some(Err(e)) = records.join_next() => {
+                    if e.is_panic() {
+                        std::panic::resume_unwind(e.into_panic());
+                    }
+                }
+            }
         }
     });
-    tokio::spawn(async move {
+    readers.spawn(async move {
         while let Ok(bytes) = connection.read_datagram().await {
             inbox.deliver(&bytes);
         }
     });
+    readers
+}
+
+/// Waits until a task of `tasks` panics, and says how; pending while none
+/// does (tasks that end are reaped).
+pub(super) async fn panicked(tasks: &mut JoinSet<()>) -> String {
+    loop {
+        match tasks.join_next().await {
+            Some(Err(e)) if e.is_panic() => {
+                return crate::daemon::supervisor::panic_message(e.into_panic())
+            }
+            Some(_) => {}
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Delivers every record of one relay stream, until it ends or breaks.
@@ -413,5 +466,20 @@ mod tests {
         // This probe drew none: the peer is there.
         assert_eq!(absent.route_at(&peer, t2 + ABSENT_HOLD), Route::Instance);
         assert!(absent.0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_reader_is_told_apart_from_one_that_ended() {
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async {});
+        tasks.spawn(async {
+            tokio::task::yield_now().await;
+            panic!("bad frame handling")
+        });
+        assert_eq!(panicked(&mut tasks).await, "bad frame handling");
+        // Only ended ones left: it waits.
+        tasks.spawn(async {});
+        let wait = tokio::time::timeout(Duration::from_millis(50), panicked(&mut tasks));
+        assert!(wait.await.is_err(), "no panic, no end");
     }
 }

@@ -6,7 +6,11 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use warren_proto::local_api::{ControlTransport, ControllerError};
+use warren_proto::local_api::{
+    ControlTransport, ControllerError, ControllerErrorKind, NetworkState,
+};
+
+use super::Managed;
 
 /// One controller's connection as last reported.
 #[derive(Debug, Default, Clone)]
@@ -97,6 +101,53 @@ impl Links {
                 ..Link::default()
             };
         }
+    }
+}
+
+impl Managed {
+    /// `controller`'s connection went (or never came) with `error`.
+    pub(super) async fn controller_lost(&mut self, controller: &str, error: ControllerError) {
+        self.links
+            .disconnected(controller, error.clone(), Instant::now());
+        self.set_relays(controller, false).await;
+        for net in self
+            .nets
+            .values_mut()
+            .filter(|n| n.config.controller == controller)
+        {
+            // The map held ages from now on (`freshness`).
+            net.live = false;
+            if net.state == NetworkState::Connecting {
+                net.message = Some(match error.kind {
+                    ControllerErrorKind::TaskFailed => error.message.clone(),
+                    _ => format!("controller unreachable: {}", error.message),
+                });
+            }
+        }
+    }
+
+    /// `controller`'s connection task died: shown among the agent's task
+    /// failures, and as the controller's error until a new run connects.
+    pub(super) async fn control_task_died(
+        &mut self,
+        controller: &str,
+        error: String,
+        deaths: u32,
+        gave_up: bool,
+    ) {
+        let message = match gave_up {
+            false => format!("the agent's connection task {error}; it is started again"),
+            true => format!(
+                "the agent's connection task {error}, {deaths} times: not started again (`warren down` and `warren up` on its networks try again)"
+            ),
+        };
+        self.tasks
+            .report(format!("control {controller}"), error, deaths, gave_up);
+        let error = ControllerError {
+            kind: ControllerErrorKind::TaskFailed,
+            message,
+        };
+        self.controller_lost(controller, error).await;
     }
 }
 

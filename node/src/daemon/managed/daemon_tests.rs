@@ -433,3 +433,55 @@ async fn the_static_networks_data_plane_is_restarted_with_its_peers() {
         Some(1)
     );
 }
+
+#[tokio::test]
+async fn a_dead_controller_connection_task_is_reported_and_the_network_stays_up() {
+    let mut rig = rig().await;
+    rig.managed.apply(loopback_map()).await;
+    let died = |deaths, gave_up| ControlEvent::TaskDied {
+        controller: "127.0.0.1:9".into(),
+        error: "panicked: boom".into(),
+        deaths,
+        gave_up,
+    };
+    rig.managed.handle_control(died(1, false)).await;
+
+    let status = rig.status().await;
+    assert_eq!(
+        status.state,
+        NetworkState::Authorized,
+        "peers still reachable"
+    );
+    assert!(rig.planes.running(&id().to_string()));
+    assert_eq!(rig.planes.starts(&id().to_string()), 1, "not restarted");
+    let error = status
+        .controller_error
+        .expect("the death is the controller's error");
+    assert_eq!(
+        error.kind,
+        warren_proto::local_api::ControllerErrorKind::TaskFailed
+    );
+    assert!(error.message.contains("panicked: boom") && error.message.contains("started again"));
+    let full = rig.managed.status().await;
+    let failure = &full.task_failures[0];
+    assert_eq!(failure.task, "control 127.0.0.1:9");
+    assert_eq!((failure.deaths, failure.gave_up), (1, false));
+    let problems = crate::cli::health::problems(&full, Duration::from_secs(3600));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("agent task control 127.0.0.1:9 died 1 time")),
+        "{problems:?}"
+    );
+
+    rig.managed.handle_control(died(6, true)).await;
+    let full = rig.managed.status().await;
+    assert_eq!(full.task_failures.len(), 1, "one entry per connection");
+    assert!(full.task_failures[0].gave_up);
+    let error = rig.status().await.controller_error.unwrap();
+    assert!(
+        error.message.contains("not started again"),
+        "{}",
+        error.message
+    );
+}

@@ -274,20 +274,16 @@ impl Managed {
                 self.links.set_relay_server(&controller, relay);
             }
             ControlEvent::Disconnected { controller, error } => {
-                self.links
-                    .disconnected(&controller, error.clone(), Instant::now());
-                self.set_relays(&controller, false).await;
-                for net in self
-                    .nets
-                    .values_mut()
-                    .filter(|n| n.config.controller == controller)
-                {
-                    // The map held ages from now on (`freshness`).
-                    net.live = false;
-                    if net.state == NetworkState::Connecting {
-                        net.message = Some(format!("controller unreachable: {}", error.message));
-                    }
-                }
+                self.controller_lost(&controller, error).await;
+            }
+            ControlEvent::TaskDied {
+                controller,
+                error,
+                deaths,
+                gave_up,
+            } => {
+                self.control_task_died(&controller, error, deaths, gave_up)
+                    .await
             }
             ControlEvent::Fingerprint {
                 controller,
