@@ -98,6 +98,7 @@ async fn controller_check(
                 fingerprint: None,
                 fingerprint_matches: None,
                 error: Some(error),
+                proxy: None,
             };
             let udp = UdpCheck {
                 local_port: None,

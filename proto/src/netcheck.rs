@@ -46,6 +46,10 @@ pub struct QuicCheck {
     pub fingerprint_matches: Option<bool>,
     /// Why the handshake did not complete.
     pub error: Option<String>,
+    /// For QUIC over TCP: the HTTP proxy it went through (`HTTPS_PROXY`),
+    /// password left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
 }
 
 /// How the NAT in front of this host maps UDP (RFC 4787), as two STUN

@@ -69,6 +69,7 @@ pub mod error;
 pub mod hostile_controller;
 pub mod hostile_node;
 pub mod http1;
+pub mod http_proxy;
 pub mod identity_lab;
 pub mod in_netns;
 pub mod iperf;

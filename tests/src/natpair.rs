@@ -630,20 +630,23 @@ impl NatPair {
         Ok(())
     }
 
-    /// Makes `side`'s router drop all UDP, in and out, the controller's
-    /// included (a network that lets only TCP out): the agent there can
-    /// reach the controller only with QUIC over TCP.
-    pub fn block_all_udp(&self, side: Side) -> Result<()> {
+    /// Makes `side`'s router drop every forwarded packet of the protocols
+    /// `l4` (nftables names: `udp`, `tcp`), in and out, the controller's
+    /// included. With `["udp"]`, a network that lets only TCP out: the
+    /// agent there reaches the controller only with QUIC over TCP. With
+    /// both, only what the router itself sends (a proxy on it) gets out.
+    pub fn block_all(&self, side: Side, l4: &[&str]) -> Result<()> {
         let (ns, router) = match side {
             Side::A => (&self.net.router_a, &self.net.router_a_cfg),
             Side::B => (&self.net.router_b, &self.net.router_b_cfg),
         };
+        let l4 = l4.join(", ");
         let text = format!(
-            "table ip {table}udp {{\n    chain block {{\n        type filter hook forward priority -30; policy accept;\n        oifname \"{wan}\" meta l4proto udp drop\n        iifname \"{wan}\" meta l4proto udp drop\n    }}\n}}\n",
+            "table ip {table}all {{\n    chain block {{\n        type filter hook forward priority -30; policy accept;\n        oifname \"{wan}\" meta l4proto {{ {l4} }} drop\n        iifname \"{wan}\" meta l4proto {{ {l4} }} drop\n    }}\n}}\n",
             table = self.block_table,
             wan = router.wan_if,
         );
-        self.load_nft(ns, "block-udp", &text)
+        self.load_nft(ns, "block-all", &text)
     }
 
     /// Makes `side`'s router drop UDP to the relay-only instance (and
@@ -672,15 +675,15 @@ impl NatPair {
         Ok(())
     }
 
-    /// Lifts [`NatPair::block_all_udp`] at `side`'s router.
-    pub fn unblock_all_udp(&self, side: Side) -> Result<()> {
+    /// Lifts [`NatPair::block_all`] at `side`'s router.
+    pub fn unblock_all(&self, side: Side) -> Result<()> {
         let ns = match side {
             Side::A => &self.net.router_a,
             Side::B => &self.net.router_b,
         };
         ns.exec(
             "nft",
-            ["delete", "table", "ip", &format!("{}udp", self.block_table)],
+            ["delete", "table", "ip", &format!("{}all", self.block_table)],
         )?;
         Ok(())
     }

@@ -66,7 +66,7 @@ fn transport(pair: &NatPair, side: Side) -> anyhow::Result<String> {
 fn an_agent_whose_network_blocks_udp_joins_and_relays_over_tcp() {
     e2e("tcp_fallback::udp_blocked", |lab| {
         let mut pair = NatPair::build(lab, NatKind::PortRestricted, NatKind::PortRestricted)?;
-        pair.block_all_udp(Side::A)?;
+        pair.block_all(Side::A, &["udp"])?;
 
         let (code, report) = netcheck(&pair, Side::A, pair.controller.fingerprint())?;
         ensure!(
@@ -117,7 +117,7 @@ fn an_agent_whose_network_blocks_udp_joins_and_relays_over_tcp() {
             "the relay carried {carried} bytes of two {TRANSFER_MIB} MiB transfers"
         );
 
-        pair.unblock_all_udp(Side::A)?;
+        pair.unblock_all(Side::A)?;
         let took = std::time::Instant::now();
         // The link on UDP is made before the one on TCP is let go: status
         // never shows the controller disconnected on the way.

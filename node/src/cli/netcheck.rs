@@ -141,7 +141,13 @@ fn render(r: &ControllerNetcheck) -> String {
     };
     out += &format!("  NAT mapping: {mapping}\n");
     match &r.tcp {
-        Some(t) => out += &format!("TCP\n{}", handshake_line("QUIC over TCP", t)),
+        Some(t) => {
+            out += "TCP\n";
+            if let Some(proxy) = &t.proxy {
+                out += &format!("  through the proxy {proxy} (HTTPS_PROXY)\n");
+            }
+            out += &handshake_line("QUIC over TCP", t);
+        }
         None => out += "TCP: not checked\n",
     }
     let pm = &r.port_mapping;
@@ -253,6 +259,7 @@ mod tests {
             fingerprint: Some("ab".repeat(32)),
             fingerprint_matches: Some(reach != QuicReach::FingerprintMismatch),
             error: (reach != QuicReach::Connected).then(|| "refused".to_owned()),
+            proxy: None,
         };
         ControllerNetcheck {
             controller: "ctl.example:7443".to_owned(),

@@ -42,7 +42,14 @@ pub async fn handshake(
         fingerprint,
         fingerprint_matches,
         error: None,
+        proxy: None,
     };
+    if over == ControlTransport::Tcp {
+        // A setting it cannot use failed the dial: its error says so.
+        if let Ok(proxy) = super::proxy::Proxy::for_target(addr) {
+            check.proxy = proxy.map(|p| p.shown());
+        }
+    }
     match result {
         Ok(Ok(rtt)) => {
             check.reach = QuicReach::Connected;

@@ -12,6 +12,7 @@ use warren_proto::local_api::ControlTransport;
 use warren_proto::pinning::PinnedVerifier;
 use warren_udp::stream::StreamSocket;
 
+use super::proxy::Proxy;
 use super::{Liveness, SERVER_NAME};
 
 /// A client pinned to `fingerprint` (or noting what it sees in `seen`),
@@ -167,23 +168,30 @@ pub(super) async fn tcp_endpoint(
     config: quinn::ClientConfig,
     within: Duration,
 ) -> anyhow::Result<quinn::Endpoint> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()
-    } else {
-        tokio::net::TcpSocket::new_v6()
-    }
-    .context("opening TCP socket")?;
-    // Like the UDP socket: policy routing keeps it off the tunnel.
-    crate::routes::mark_socket(&socket);
-    let stream = tokio::time::timeout(within, socket.connect(addr))
-        .await
-        .map_err(|_| anyhow::anyhow!("TCP connection timed out"))?
-        .context("TCP connection")?;
+    let stream = match Proxy::for_target(addr)? {
+        Some(proxy) => {
+            let (stream, via) = proxy.connect(addr, within).await?;
+            tracing::info!(proxy = %proxy.shown(), %via, controller = %addr, "QUIC over TCP through the proxy");
+            stream
+        }
+        None => {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }
+            .context("opening TCP socket")?;
+            // Like the UDP socket: policy routing keeps it off the tunnel.
+            crate::routes::mark_socket(&socket);
+            tokio::time::timeout(within, socket.connect(addr))
+                .await
+                .map_err(|_| anyhow::anyhow!("TCP connection timed out"))?
+                .context("TCP connection")?
+        }
+    };
     stream.set_nodelay(true).context("TCP connection")?;
-    let (local, remote) = (
-        stream.local_addr().context("TCP connection")?,
-        stream.peer_addr().context("TCP connection")?,
-    );
+    // QUIC's peer is the controller, also through a proxy.
+    let (local, remote) = (stream.local_addr().context("TCP connection")?, addr);
     let name = rustls::pki_types::ServerName::try_from(SERVER_NAME).context("TLS server name")?;
     let stream = tokio::time::timeout(
         within,
