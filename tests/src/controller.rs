@@ -379,9 +379,8 @@ impl Controller {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns])
-            .arg(&self.bin)
+        let mut cmd = crate::netns::exec_in(&self.ns);
+        cmd.arg(&self.bin)
             .args(args)
             .env("WARREN_API", format!("http://{API_ADDR}"))
             .env("WARREN_TOKEN", &self.token);
@@ -427,9 +426,8 @@ impl Controller {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns])
-            .args(wrapper)
+        let mut cmd = crate::netns::exec_in(&self.ns);
+        cmd.args(wrapper)
             .arg(&self.bin)
             .args(args)
             .env("WARREN_ADMIN_SOCKET", self.admin_socket())
@@ -453,9 +451,8 @@ impl Controller {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns.name()])
-            .arg(&self.bin)
+        let mut cmd = crate::netns::exec_in(ns.name());
+        cmd.arg(&self.bin)
             .args(args)
             .env("WARREN_API", api)
             .env("WARREN_TOKEN", &self.token)

@@ -182,9 +182,8 @@ impl ManagedAgent {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns])
-            .arg(&self.bin)
+        let mut cmd = crate::netns::exec_in(&self.ns);
+        cmd.arg(&self.bin)
             .args(args)
             .arg("--socket")
             .arg(&self.socket);

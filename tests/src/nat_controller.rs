@@ -81,9 +81,8 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns])
-        .arg(bin)
+    let mut cmd = crate::netns::exec_in(ns);
+    cmd.arg(bin)
         .args(args)
         .env("WARREN_API", format!("http://{API}"))
         .env("WARREN_TOKEN", token);

@@ -35,8 +35,8 @@ impl Netns {
     /// `ip netns exec NAME program` as a builder, for callers that need to
     /// add arguments, environment or stdio before running it.
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec"]).arg(&self.name).arg(program);
+        let mut cmd = exec_in(&self.name);
+        cmd.arg(program);
         cmd
     }
 
@@ -224,4 +224,16 @@ impl Drop for Netns {
             eprintln!("warren-lab: cleaning up namespace {}: {e}", self.name);
         }
     }
+}
+
+/// `ip netns exec NS`, to be followed by the program and its arguments.
+/// The host's proxy settings are left out: a lab namespace cannot reach
+/// the host's proxy, and a test that wants one sets its own.
+pub fn exec_in(ns: &str) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns]);
+    for var in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"] {
+        cmd.env_remove(var);
+    }
+    cmd
 }

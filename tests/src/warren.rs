@@ -176,10 +176,8 @@ impl Agent {
 
     /// `warren status ARGS --socket PATH` run inside the agent's namespace.
     fn status_command(&self, json: bool) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns])
-            .arg(&self.bin)
-            .arg("status");
+        let mut cmd = crate::netns::exec_in(&self.ns);
+        cmd.arg(&self.bin).arg("status");
         if json {
             cmd.arg("--json");
         }
