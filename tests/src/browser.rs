@@ -255,10 +255,45 @@ impl Browser {
         self.call(method, &format!("/session/{session}{path}"), body)
     }
 
-    /// Loads `url` and waits for the page to load.
+    /// Loads `url` and waits for the page to load. A load that ends on
+    /// Chromium's own network-error page is an error naming the error
+    /// (`ERR_...`), after one more try a second later: Chromium now and
+    /// then drops its first TLS connection to a lab server before sending
+    /// anything, which the server sees as an aborted handshake.
     pub fn goto(&self, url: &str) -> Result<()> {
-        self.session_call("POST", "/url", Some(&json!({ "url": url })))
-            .map(|_| ())
+        let mut failed = None;
+        for attempt in 1..=2 {
+            if let Some(error) = failed.take() {
+                eprintln!("loading {url} showed {error}; trying once more");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            self.session_call("POST", "/url", Some(&json!({ "url": url })))?;
+            match self.network_error()? {
+                None => return Ok(()),
+                Some(error) if attempt == 1 => failed = Some(error),
+                Some(error) => {
+                    return Err(LabError::Output {
+                        what: format!("loading {url}"),
+                        detail: format!("Chromium's error page, twice: {error}"),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The error code on the page if it is Chromium's network-error page.
+    fn network_error(&self) -> Result<Option<String>> {
+        let script = "const body = document.body; \
+            if (!body || !body.classList.contains('neterror')) return null; \
+            const code = document.querySelector('.error-code'); \
+            return code ? code.textContent.trim() : 'a network error';";
+        let v = self.session_call(
+            "POST",
+            "/execute/sync",
+            Some(&json!({ "script": script, "args": [] })),
+        )?;
+        Ok(v.as_str().map(str::to_owned))
     }
 
     /// The value of the cookie `name` the browser holds for the current
