@@ -11,7 +11,6 @@ use crate::error::{LabError, Result};
 use crate::lab::Lab;
 use crate::netns::Netns;
 use crate::process::Process;
-use crate::wait::{self, Poll};
 
 /// The port tinyproxy listens on.
 pub const PORT: u16 = 3128;
@@ -44,18 +43,7 @@ impl HttpProxy {
         let label = format!("tinyproxy-{}", ns.name());
         let args = ["-d".as_ref(), "-c".as_ref(), conf.as_os_str()];
         let mut process = lab.spawn_in(ns, &label, "/usr/bin/tinyproxy", args, &[])?;
-        wait::until(
-            format!("{label} to listen"),
-            Duration::from_secs(10),
-            || {
-                process.ensure_running()?;
-                let log = process.stderr() + &process.stdout();
-                Ok(match log.contains("Accepting connections") {
-                    true => Poll::Ready(()),
-                    false => Poll::Pending(log),
-                })
-            },
-        )?;
+        process.wait_for_output("Accepting connections", Duration::from_secs(10))?;
         Ok(HttpProxy { process, listen })
     }
 

@@ -23,7 +23,6 @@ use crate::natpair::{NatPair, Side};
 use crate::netns::Netns;
 use crate::process::Process;
 use crate::topology::NatLab;
-use crate::wait::{self, Poll};
 
 /// The external address a gateway gives out for mappings: router-a's
 /// (`a == true`) or router-b's.
@@ -83,18 +82,7 @@ impl Miniupnpd {
         ];
         let label = format!("miniupnpd-{}", router_ns.name());
         let mut process = lab.spawn_in(router_ns, &label, "/usr/sbin/miniupnpd", args, &[])?;
-        wait::until(
-            format!("{label} to listen"),
-            Duration::from_secs(10),
-            || {
-                process.ensure_running()?;
-                let log = process.stderr() + &process.stdout();
-                Ok(match log.contains("Listening for NAT-PMP/PCP traffic") {
-                    true => Poll::Ready(()),
-                    false => Poll::Pending(log),
-                })
-            },
-        )?;
+        process.wait_for_output("Listening for NAT-PMP/PCP traffic", Duration::from_secs(10))?;
         Ok(Miniupnpd {
             process,
             lease_file,

@@ -136,6 +136,20 @@ impl Process {
         }
     }
 
+    /// Waits up to `within` for `needle` in its stderr or stdout (a
+    /// daemon's "listening" line); errors if it exits first.
+    pub fn wait_for_output(&mut self, needle: &str, within: Duration) -> Result<()> {
+        let what = format!("{} to say {needle:?}", self.logs.label);
+        crate::wait::until(what, within, || {
+            self.ensure_running()?;
+            let log = self.stderr() + &self.stdout();
+            Ok(match log.contains(needle) {
+                true => crate::wait::Poll::Ready(()),
+                false => crate::wait::Poll::Pending(log),
+            })
+        })
+    }
+
     /// Sends `sig` (e.g. "INT") to the process if it still runs.
     pub fn signal(&mut self, sig: &str) -> Result<()> {
         if self.exit_status()?.is_none() {
