@@ -261,25 +261,20 @@ impl Browser {
     /// then drops its first TLS connection to a lab server before sending
     /// anything, which the server sees as an aborted handshake.
     pub fn goto(&self, url: &str) -> Result<()> {
-        let mut failed = None;
-        for attempt in 1..=2 {
-            if let Some(error) = failed.take() {
-                eprintln!("loading {url} showed {error}; trying once more");
-                std::thread::sleep(Duration::from_secs(1));
-            }
-            self.session_call("POST", "/url", Some(&json!({ "url": url })))?;
-            match self.network_error()? {
-                None => return Ok(()),
-                Some(error) if attempt == 1 => failed = Some(error),
-                Some(error) => {
-                    return Err(LabError::Output {
-                        what: format!("loading {url}"),
-                        detail: format!("Chromium's error page, twice: {error}"),
-                    })
-                }
-            }
+        self.session_call("POST", "/url", Some(&json!({ "url": url })))?;
+        let Some(error) = self.network_error()? else {
+            return Ok(());
+        };
+        eprintln!("loading {url} showed {error}; trying once more");
+        std::thread::sleep(Duration::from_secs(1));
+        self.session_call("POST", "/url", Some(&json!({ "url": url })))?;
+        match self.network_error()? {
+            None => Ok(()),
+            Some(error) => Err(LabError::Output {
+                what: format!("loading {url}"),
+                detail: format!("Chromium's error page, twice: {error}"),
+            }),
         }
-        Ok(())
     }
 
     /// The error code on the page if it is Chromium's network-error page.

@@ -19,7 +19,7 @@ use warren_proto::{NodePrivateKey, NodePublicKey};
 
 use super::datapath::{relay_send, DataPath, GsoBatch, RelaySink, TunReader, TunWriter, UdpReader};
 use super::relay_in::{relay_in_queue, RelayInDrops, RelayInRx, RelayInTx, RELAY_IN_QUEUE};
-use super::supervisor::panic_message;
+use super::supervisor::join_error_message;
 use crate::platform::tun::{routes_needed, Tun};
 use crate::platform::udp::Udp;
 
@@ -174,8 +174,7 @@ fn supervise(
         let error = match work.await {
             Ok(Ok(())) => return,
             Ok(Err(e)) => format!("{e:#}"),
-            Err(e) if e.is_panic() => format!("panicked: {}", panic_message(e.into_panic())),
-            Err(e) => e.to_string(),
+            Err(e) => join_error_message(e),
         };
         tracing::error!(network = %label, instance, %error, "data plane died");
         let _ = events.send((label, NetworkEvent::Died { instance, error }));

@@ -106,6 +106,15 @@ pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// Why a task ended that did not return: `panicked: MESSAGE`, or how it
+/// was cancelled.
+pub fn join_error_message(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => format!("panicked: {}", panic_message(payload)),
+        Err(error) => error.to_string(),
+    }
+}
+
 /// The agent's own long-lived tasks, by name. Each is meant to run until
 /// the agent stops, so any end is a death.
 #[derive(Default)]
@@ -146,14 +155,7 @@ impl Supervisor {
             let (id, error) = match joined {
                 Ok((id, Ok(()))) => (id, "ended".to_owned()),
                 Ok((id, Err(e))) => (id, format!("{e:#}")),
-                Err(e) => {
-                    let id = e.id();
-                    if e.is_panic() {
-                        (id, format!("panicked: {}", panic_message(e.into_panic())))
-                    } else {
-                        (id, e.to_string())
-                    }
-                }
+                Err(e) => (e.id(), join_error_message(e)),
             };
             let Some(task) = self.names.remove(&id) else {
                 continue;

@@ -122,17 +122,8 @@ impl Proxy {
             .with_context(|| format!("resolving the proxy {}", self.address))?
             .next()
             .with_context(|| format!("the proxy {} has no address", self.address))?;
-        let socket = match proxy {
-            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
-            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
-        }
-        .context("opening TCP socket")?;
-        // Like any connection of the agent's own: kept off the tunnel.
-        crate::routes::mark_socket(&socket);
-        let mut stream = tokio::time::timeout(within, socket.connect(proxy))
-            .await
-            .map_err(|_| anyhow::anyhow!("TCP connection to the proxy {proxy} timed out"))?
-            .with_context(|| format!("TCP connection to the proxy {proxy}"))?;
+        let what = format!("TCP connection to the proxy {proxy}");
+        let mut stream = super::quic_config::connect_marked(proxy, within, &what).await?;
         let asked = self.request(target);
         tokio::time::timeout(within, async {
             stream.write_all(asked.as_bytes()).await?;

@@ -159,6 +159,26 @@ async fn dial_tcp(
     Ok((endpoint, connection))
 }
 
+/// A TCP connection to `addr` within `within`, its socket marked like the
+/// UDP socket so that policy routing keeps it off the tunnel; `what`
+/// names it in errors.
+pub(super) async fn connect_marked(
+    addr: SocketAddr,
+    within: Duration,
+    what: &str,
+) -> anyhow::Result<tokio::net::TcpStream> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .context("opening TCP socket")?;
+    crate::routes::mark_socket(&socket);
+    tokio::time::timeout(within, socket.connect(addr))
+        .await
+        .map_err(|_| anyhow::anyhow!("{what} timed out"))?
+        .context(what.to_owned())
+}
+
 /// [`client_endpoint`] over TLS (`tls`, pinned as QUIC is) on a TCP
 /// connection to `addr`, marked like the UDP socket: it dials `addr` only.
 /// The TCP connection and the TLS handshake each get `within`.
@@ -174,20 +194,7 @@ pub(super) async fn tcp_endpoint(
             tracing::info!(proxy = %proxy.shown(), %via, controller = %addr, "QUIC over TCP through the proxy");
             stream
         }
-        None => {
-            let socket = if addr.is_ipv4() {
-                tokio::net::TcpSocket::new_v4()
-            } else {
-                tokio::net::TcpSocket::new_v6()
-            }
-            .context("opening TCP socket")?;
-            // Like the UDP socket: policy routing keeps it off the tunnel.
-            crate::routes::mark_socket(&socket);
-            tokio::time::timeout(within, socket.connect(addr))
-                .await
-                .map_err(|_| anyhow::anyhow!("TCP connection timed out"))?
-                .context("TCP connection")?
-        }
+        None => connect_marked(addr, within, "TCP connection").await?,
     };
     stream.set_nodelay(true).context("TCP connection")?;
     // QUIC's peer is the controller, also through a proxy.

@@ -264,15 +264,12 @@ impl RelayInstance {
         });
         Self { task }
     }
-}
 
-impl RelayInstance {
     /// Waits until the instance's task dies (it runs until dropped
     /// otherwise), and says how.
     pub(super) async fn died(&mut self) -> String {
         match (&mut self.task).await {
-            Err(e) if e.is_panic() => crate::daemon::supervisor::panic_message(e.into_panic()),
-            Err(e) => e.to_string(),
+            Err(e) => crate::daemon::supervisor::join_error_message(e),
             Ok(()) => "ended".to_owned(),
         }
     }

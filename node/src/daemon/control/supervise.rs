@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::super::supervisor::{panic_message, Restarts};
+use super::super::supervisor::{join_error_message, Restarts};
 use super::ControlEvent;
 
 /// Runs `run()` again each time a run dies, until one ends (its handle was
@@ -32,10 +32,7 @@ pub(super) async fn supervise<F, Fut>(
         current.spawn(run());
         let error = match current.join_next().await {
             None | Some(Ok(())) => return,
-            Some(Err(e)) if e.is_panic() => {
-                format!("panicked: {}", panic_message(e.into_panic()))
-            }
-            Some(Err(e)) => e.to_string(),
+            Some(Err(e)) => join_error_message(e),
         };
         let restart_at = restarts.died(error.clone(), Instant::now());
         match restart_at {

@@ -113,37 +113,31 @@ async fn connect_asks_for_the_address_with_credentials_and_leaves_the_tunnel_unt
     );
 }
 
-#[tokio::test]
-async fn a_refusing_or_hostile_proxy_is_a_clear_error() {
+/// The error `connect` ends with through the proxy at `addr`, as shown.
+async fn connect_error(addr: SocketAddr, within: Duration) -> String {
     let target: SocketAddr = "192.0.2.10:7443".parse().unwrap();
-    let (addr, _proxy) = proxy_answering(b"HTTP/1.1 403 Forbidden\r\n\r\n").await;
     let e = parsed(&format!("http://{addr}"))
-        .connect(target, Duration::from_secs(5))
+        .connect(target, within)
         .await
         .unwrap_err();
-    assert!(
-        format!("{e:#}").contains("refused: HTTP/1.1 403 Forbidden"),
-        "{e:#}"
-    );
+    format!("{e:#}")
+}
+
+#[tokio::test]
+async fn a_refusing_or_hostile_proxy_is_a_clear_error() {
+    let (addr, _proxy) = proxy_answering(b"HTTP/1.1 403 Forbidden\r\n\r\n").await;
+    let e = connect_error(addr, Duration::from_secs(5)).await;
+    assert!(e.contains("refused: HTTP/1.1 403 Forbidden"), "{e}");
 
     // Headers that never end.
     static ENDLESS: [u8; MAX_ANSWER + 10] = [b'a'; MAX_ANSWER + 10];
     let (addr, _proxy) = proxy_answering(&ENDLESS).await;
-    let e = parsed(&format!("http://{addr}"))
-        .connect(target, Duration::from_secs(5))
-        .await
-        .unwrap_err();
-    assert!(format!("{e:#}").contains("longer than"), "{e:#}");
+    let e = connect_error(addr, Duration::from_secs(5)).await;
+    assert!(e.contains("longer than"), "{e}");
 
     // A proxy that accepts and says nothing.
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = silent.local_addr().unwrap();
-    let e = parsed(&format!("http://{addr}"))
-        .connect(target, Duration::from_millis(200))
-        .await
-        .unwrap_err();
-    assert!(
-        format!("{e:#}").contains("did not answer CONNECT in time"),
-        "{e:#}"
-    );
+    let e = connect_error(addr, Duration::from_millis(200)).await;
+    assert!(e.contains("did not answer CONNECT in time"), "{e}");
 }
