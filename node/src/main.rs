@@ -7,7 +7,7 @@
 //! - `platform/`: OS seams: TUN device, UDP socket, socket options.
 //! - `routes/`: subnet routes, exit nodes, policy routing and the stateful filter.
 //! - `metrics/`: the opt-in Prometheus endpoint (`[metrics] listen`).
-//! - `portmap/`: port mapping at the default gateway (PCP, NAT-PMP): request, renew, delete.
+//! - `portmap/`: port mapping at the default gateway (PCP, NAT-PMP, UPnP IGD): request, renew, delete.
 //! - `netcheck`: `warren netcheck --controller`'s own probes: QUIC, STUN, port mapping.
 //! - `config`: the agent's TOML configuration.
 //! - `client`: the local-API client the CLI uses.

@@ -34,7 +34,7 @@ const STUN_SENDS: [Duration; 3] = [
 /// The lifetime asked of the gateway for the mapping deleted at once.
 const MAPPING_LIFETIME: u32 = 30;
 /// The port-mapping probe, delete included, ends within this.
-const MAPPING_TIME: Duration = Duration::from_millis(4500);
+const MAPPING_TIME: Duration = Duration::from_millis(7500);
 
 /// Runs the three probes at once against `controller` (`HOST:PORT`), its
 /// STUN ports `stun_ports` on the same host, and the default gateway: the

@@ -1,7 +1,8 @@
 //! A home gateway that answers port-mapping requests: miniupnpd (Debian's
-//! `miniupnpd-nftables`) in a NAT router's namespace, with NAT-PMP and PCP
-//! on the LAN side, UPnP off, its own config, lease file and nftables
-//! table in the lab, started and stopped by PID.
+//! `miniupnpd-nftables`) in a NAT router's namespace, answering on the LAN
+//! side either NAT-PMP and PCP or UPnP IGD alone ([`Speaks`]), with its own
+//! config, lease file and nftables table in the lab, started and stopped by
+//! PID.
 //!
 //! miniupnpd refuses to map behind an external address in a reserved range,
 //! and the lab's WAN addresses are documentation prefixes, which it counts
@@ -34,6 +35,15 @@ pub fn external_addr(a: bool) -> Ipv4Addr {
     }
 }
 
+/// Which protocols a gateway answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaks {
+    /// PCP and NAT-PMP (one switch in miniupnpd), no UPnP.
+    PcpNatPmp,
+    /// UPnP IGD alone: port 5351 is closed.
+    Upnp,
+}
+
 /// A running miniupnpd. Dropping it stops it by its PID.
 #[derive(Debug)]
 pub struct Miniupnpd {
@@ -55,6 +65,7 @@ impl Miniupnpd {
         router: &Router,
         external: Ipv4Addr,
         lan: Ipv4Addr,
+        speaks: Speaks,
     ) -> Result<Miniupnpd> {
         link::add_addr(router_ns, &router.wan_if, &format!("{external}/32"))?;
         internet.ip([
@@ -71,7 +82,10 @@ impl Miniupnpd {
         router_ns.exec("nft", [std::ffi::OsStr::new("-f"), nft.as_os_str()])?;
         let lease_file = dir.join("leases");
         let conf = dir.join("miniupnpd.conf");
-        write(&conf, &config(&table, router, external, lan, &lease_file))?;
+        write(
+            &conf,
+            &config(&table, router, external, lan, &lease_file, speaks),
+        )?;
         let pid = dir.join("miniupnpd.pid");
         let args = [
             "-f".as_ref(),
@@ -82,7 +96,11 @@ impl Miniupnpd {
         ];
         let label = format!("miniupnpd-{}", router_ns.name());
         let mut process = lab.spawn_in(router_ns, &label, "/usr/sbin/miniupnpd", args, &[])?;
-        process.wait_for_output("Listening for NAT-PMP/PCP traffic", Duration::from_secs(10))?;
+        let ready = match speaks {
+            Speaks::PcpNatPmp => "Listening for NAT-PMP/PCP traffic",
+            Speaks::Upnp => "HTTP listening on port",
+        };
+        process.wait_for_output(ready, Duration::from_secs(10))?;
         Ok(Miniupnpd {
             process,
             lease_file,
@@ -91,8 +109,18 @@ impl Miniupnpd {
     }
 
     /// [`Miniupnpd::start`] in the router of `pair`'s `side`, handing out
-    /// [`external_addr`] of that side on its LAN.
+    /// [`external_addr`] of that side on its LAN by PCP and NAT-PMP.
     pub fn start_in_pair(lab: &Lab, pair: &NatPair, side: Side) -> Result<Miniupnpd> {
+        Self::start_speaking(lab, pair, side, Speaks::PcpNatPmp)
+    }
+
+    /// [`Miniupnpd::start_in_pair`], answering what `speaks` says.
+    pub fn start_speaking(
+        lab: &Lab,
+        pair: &NatPair,
+        side: Side,
+        speaks: Speaks,
+    ) -> Result<Miniupnpd> {
         let net = &pair.net;
         match side {
             Side::A => Self::start(
@@ -102,6 +130,7 @@ impl Miniupnpd {
                 &net.router_a_cfg,
                 external_addr(true),
                 NatLab::ROUTER_A_LAN,
+                speaks,
             ),
             Side::B => Self::start(
                 lab,
@@ -110,6 +139,7 @@ impl Miniupnpd {
                 &net.router_b_cfg,
                 external_addr(false),
                 NatLab::ROUTER_B_LAN,
+                speaks,
             ),
         }
     }
@@ -196,21 +226,29 @@ fn init_ruleset(table: &str) -> String {
     )
 }
 
-/// NAT-PMP and PCP (`enable_natpmp` serves both) on the LAN address only,
-/// no UPnP, mappings only for the asking host's own address.
+/// NAT-PMP and PCP (`enable_natpmp` serves both) or UPnP IGD (SSDP on
+/// port 1900, HTTP on a port of its choosing) on the LAN address only,
+/// mappings only for the asking host's own address.
 fn config(
     table: &str,
     router: &Router,
     external: Ipv4Addr,
     lan: Ipv4Addr,
     lease_file: &std::path::Path,
+    speaks: Speaks,
 ) -> String {
+    let (natpmp, upnp) = match speaks {
+        Speaks::PcpNatPmp => ("yes", "no"),
+        Speaks::Upnp => ("no", "yes"),
+    };
     format!(
         "ext_ifname={wan}
 ext_ip={external}
 listening_ip={lan}/24
-enable_natpmp=yes
-enable_upnp=no
+enable_natpmp={natpmp}
+enable_upnp={upnp}
+http_port=0
+uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b
 secure_mode=yes
 lease_file={leases}
 upnp_table_name={table}

@@ -14,11 +14,11 @@ use std::process::Command;
 use anyhow::{ensure, Context};
 use serde_json::Value;
 use warren_lab::command;
-use warren_lab::e2e;
 use warren_lab::nat_controller::QUIC;
 use warren_lab::natpair::{NatKind, NatPair, Side};
-use warren_lab::portmap_gateway::{external_addr, Miniupnpd};
+use warren_lab::portmap_gateway::{external_addr, Miniupnpd, Speaks};
 use warren_lab::topology::NatLab;
+use warren_lab::{e2e, Lab};
 
 /// `warren netcheck --controller ... --fingerprint FP --json` on `side`:
 /// its exit code and JSON report.
@@ -113,12 +113,17 @@ fn netcheck_before_joining_sees_each_nat_and_the_controller() {
             "endpoint_independent",
             "direct_to_most_peers",
         )?;
-        // The router answers no port mapping: asked, and said so.
+        // The router answers no port mapping: asked by each protocol, and
+        // said so.
         let pm = &report["port_mapping"];
         ensure!(
             pm["gateway"] == NatLab::ROUTER_A_LAN.to_string()
                 && pm["granted"].is_null()
-                && pm["error"].is_string(),
+                && pm["error"].as_str().is_some_and(|e| {
+                    ["pcp: ", "nat-pmp: ", "upnp: "]
+                        .iter()
+                        .all(|p| e.contains(p))
+                }),
             "port mapping: {report}"
         );
 
@@ -152,38 +157,51 @@ fn netcheck_before_joining_sees_each_nat_and_the_controller() {
 #[test]
 fn netcheck_before_joining_reports_a_gateways_port_mapping() {
     e2e("netcheck::pcp", |lab| {
-        let pair = NatPair::build(lab, NatKind::Symmetric, NatKind::Symmetric)?;
-        let gateway = Miniupnpd::start_in_pair(lab, &pair, Side::A)?;
-        let fp = pair.controller.fingerprint().to_owned();
-        // Symmetric, yet a mapped port makes peers' way in: direct.
-        let report = netcheck_ok(
-            &pair,
-            Side::A,
-            &fp,
-            NatLab::ROUTER_A_WAN,
-            "varies_by_destination",
-            "direct_to_most_peers",
-        )?;
-        let pm = &report["port_mapping"];
-        let granted = &pm["granted"];
-        ensure!(
-            granted["protocol"] == "pcp"
-                && granted["gateway"] == NatLab::ROUTER_A_LAN.to_string()
-                && granted["external"]
-                    .as_str()
-                    .is_some_and(|e| e.starts_with(&format!("{}:", external_addr(true))))
-                && pm["deleted"] == true,
-            "port mapping: {report}\nminiupnpd: {}",
-            gateway.log()
-        );
-        // Deleted at once: the gateway holds no lease for it.
-        ensure!(
-            gateway.leases().trim().is_empty(),
-            "a lease is left: {}",
-            gateway.leases()
-        );
-        Ok(())
+        gateway_mapping(lab, Speaks::PcpNatPmp, "pcp")
     });
+}
+
+#[test]
+fn netcheck_before_joining_reports_a_upnp_mapping() {
+    e2e("netcheck::upnp", |lab| {
+        gateway_mapping(lab, Speaks::Upnp, "upnp")
+    });
+}
+
+/// Pre-join netcheck behind a symmetric NAT whose gateway answers what
+/// `speaks` says: mapped by `protocol`, and deleted at once.
+fn gateway_mapping(lab: &Lab, speaks: Speaks, protocol: &str) -> anyhow::Result<()> {
+    let pair = NatPair::build(lab, NatKind::Symmetric, NatKind::Symmetric)?;
+    let gateway = Miniupnpd::start_speaking(lab, &pair, Side::A, speaks)?;
+    let fp = pair.controller.fingerprint().to_owned();
+    // Symmetric, yet a mapped port makes peers' way in: direct.
+    let report = netcheck_ok(
+        &pair,
+        Side::A,
+        &fp,
+        NatLab::ROUTER_A_WAN,
+        "varies_by_destination",
+        "direct_to_most_peers",
+    )?;
+    let pm = &report["port_mapping"];
+    let granted = &pm["granted"];
+    ensure!(
+        granted["protocol"] == protocol
+            && granted["gateway"] == NatLab::ROUTER_A_LAN.to_string()
+            && granted["external"]
+                .as_str()
+                .is_some_and(|e| e.starts_with(&format!("{}:", external_addr(true))))
+            && pm["deleted"] == true,
+        "port mapping: {report}\nminiupnpd: {}",
+        gateway.log()
+    );
+    // Deleted at once: the gateway holds no lease for it.
+    ensure!(
+        gateway.leases().trim().is_empty(),
+        "a lease is left: {}",
+        gateway.leases()
+    );
+    Ok(())
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! matrix shows it never does without (symmetric x symmetric is relayed).
 //! Turned off in the agents, the same lab stays relayed: the direct path is
 //! the agents' doing, not a hole in the lab. A gateway that drops PCP gets
-//! NAT-PMP instead. A stopping or leaving agent deletes its mapping from the
+//! NAT-PMP instead, and one that speaks UPnP IGD alone gets UPnP. A stopping or leaving agent deletes its mapping from the
 //! gateway, and one whose host moves to a new address asks again.
 
 use std::time::Duration;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context};
 use serde_json::Value;
 use warren_lab::natpair::{NatKind, NatPair, PeerPath, Side, AGENT_PORT};
-use warren_lab::portmap_gateway::{external_addr, Miniupnpd};
+use warren_lab::portmap_gateway::{external_addr, Miniupnpd, Speaks};
 use warren_lab::topology::NatLab;
 use warren_lab::wait::{self, Poll};
 use warren_lab::{e2e, link, Lab};
@@ -27,16 +27,21 @@ const HOLD_DIRECT: Duration = Duration::from_secs(3);
 const HOLD_RELAY: Duration = Duration::from_secs(8);
 
 /// The NAT pair, symmetric on both sides, with miniupnpd on router-a
-/// (`on_a`) and router-b (`on_b`). The gateways come second so that they
-/// stop before the namespaces go.
-fn build(lab: &Lab, on_a: bool, on_b: bool) -> anyhow::Result<(NatPair, Vec<Miniupnpd>)> {
+/// (`on_a`) and router-b (`on_b`) answering what `speaks` says. The
+/// gateways come second so that they stop before the namespaces go.
+fn build(
+    lab: &Lab,
+    on_a: bool,
+    on_b: bool,
+    speaks: Speaks,
+) -> anyhow::Result<(NatPair, Vec<Miniupnpd>)> {
     let pair = NatPair::build(lab, NatKind::Symmetric, NatKind::Symmetric)?;
     let mut gateways = Vec::new();
     if on_a {
-        gateways.push(Miniupnpd::start_in_pair(lab, &pair, Side::A)?);
+        gateways.push(Miniupnpd::start_speaking(lab, &pair, Side::A, speaks)?);
     }
     if on_b {
-        gateways.push(Miniupnpd::start_in_pair(lab, &pair, Side::B)?);
+        gateways.push(Miniupnpd::start_speaking(lab, &pair, Side::B, speaks)?);
     }
     Ok((pair, gateways))
 }
@@ -89,10 +94,16 @@ enum Answers {
     Pcp,
     /// PCP requests are dropped: the agent must fall back to NAT-PMP.
     NatPmpOnly,
+    /// Port 5351 is closed, UPnP IGD answers.
+    UpnpOnly,
 }
 
 fn mapped_pair_goes_direct(lab: &Lab, on_b: bool, answers: Answers) -> anyhow::Result<()> {
-    let (mut pair, mut gateways) = build(lab, true, on_b)?;
+    let speaks = match answers {
+        Answers::UpnpOnly => Speaks::Upnp,
+        Answers::Pcp | Answers::NatPmpOnly => Speaks::PcpNatPmp,
+    };
+    let (mut pair, mut gateways) = build(lab, true, on_b, speaks)?;
     if answers == Answers::NatPmpOnly {
         gateways[0].drop_pcp(lab, &pair.net.router_a)?;
     }
@@ -104,6 +115,7 @@ fn mapped_pair_goes_direct(lab: &Lab, on_b: bool, answers: Answers) -> anyhow::R
             == match answers {
                 Answers::Pcp => "pcp",
                 Answers::NatPmpOnly => "nat-pmp",
+                Answers::UpnpOnly => "upnp",
             }
             && mapping["gateway"] == NatLab::ROUTER_A_LAN.to_string()
             && mapping["external"]
@@ -191,9 +203,17 @@ fn nat_pmp_maps_when_the_gateway_drops_pcp() {
 }
 
 #[test]
+fn upnp_maps_when_the_gateway_speaks_nothing_else() {
+    // Both gateways: each agent is mapped by UPnP, and a stop deletes it.
+    e2e("portmap::upnp", |lab| {
+        mapped_pair_goes_direct(lab, true, Answers::UpnpOnly)
+    });
+}
+
+#[test]
 fn symmetric_pair_stays_relayed_with_port_mapping_off() {
     e2e("portmap::off", |lab| {
-        let (mut pair, gateways) = build(lab, true, true)?;
+        let (mut pair, gateways) = build(lab, true, true, Speaks::PcpNatPmp)?;
         pair.a.set_daemon_env("WARREN_PORT_MAPPING", Some("false"));
         pair.a.restart(lab, &pair.net.host_a)?;
         pair.b.set_daemon_env("WARREN_PORT_MAPPING", Some("false"));
@@ -217,7 +237,7 @@ fn symmetric_pair_stays_relayed_with_port_mapping_off() {
 #[test]
 fn a_new_address_asks_the_gateway_again() {
     e2e("portmap::renumber", |lab| {
-        let (pair, gateways) = build(lab, true, false)?;
+        let (pair, gateways) = build(lab, true, false, Speaks::PcpNatPmp)?;
         pair.join_both()?;
         wait_mapping(&pair, Side::A)?;
         wait_lease(&gateways[0], NatLab::HOST_A)?;

@@ -44,7 +44,7 @@ pub struct DaemonArgs {
     /// in the config file's `[metrics]`.
     #[arg(long, env = "WARREN_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
-    /// Ask the default gateway (PCP, else NAT-PMP) for a mapping of each
+    /// Ask the default gateway (PCP, else NAT-PMP, else UPnP IGD) for a mapping of each
     /// data-plane port and advertise it to peers [default: the config
     /// file's `[nat] port-mapping`, else true].
     #[arg(long, env = "WARREN_PORT_MAPPING", value_name = "BOOL")]

@@ -99,6 +99,16 @@ fn handshake_line(what: &str, check: &QuicCheck) -> String {
 }
 
 /// The report for people, one finding a line.
+/// How a port-mapping protocol's wire name is written for people.
+fn protocol_name(protocol: &str) -> String {
+    match protocol {
+        "pcp" => "PCP".to_owned(),
+        "nat-pmp" => "NAT-PMP".to_owned(),
+        "upnp" => "UPnP IGD".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
 fn render(r: &ControllerNetcheck) -> String {
     let mut out = match r.quic.address.as_deref() {
         Some(addr) if addr == r.controller => format!("controller {addr}\n"),
@@ -159,14 +169,14 @@ fn render(r: &ControllerNetcheck) -> String {
             };
             out += &format!(
                 "port mapping: {} at {} maps us at {} ({deleted})\n",
-                m.protocol.to_uppercase(),
+                protocol_name(&m.protocol),
                 m.gateway,
                 m.external
             );
         }
         (None, Some(gw)) => {
             out += &format!(
-                "port mapping: none: gateway {gw} answers neither PCP nor NAT-PMP ({})\n",
+                "port mapping: none: gateway {gw} answers none of PCP, NAT-PMP and UPnP IGD ({})\n",
                 pm.error.as_deref().unwrap_or("?")
             )
         }
@@ -213,13 +223,13 @@ fn from_agent(cli: &Cli, json: bool) -> anyhow::Result<()> {
         match &net.port_mapping {
             Some(m) => outln!(
                 "  port mapping: {} {} maps us at {} ({}s, renewed at half)",
-                m.protocol.to_uppercase(),
+                protocol_name(&m.protocol),
                 m.gateway,
                 m.external,
                 m.lifetime_secs
             ),
             None => {
-                outln!("  port mapping: none (off, or the gateway does not answer PCP or NAT-PMP)")
+                outln!("  port mapping: none (off, or the gateway answers none of PCP, NAT-PMP and UPnP IGD)")
             }
         }
         match (net.relay, &net.relay_server) {

@@ -1,13 +1,15 @@
 //! Port mapping: asks the default gateway for a UDP mapping of a data-plane
-//! port through PCP (RFC 6887), else NAT-PMP (RFC 6886), renews it at half
-//! its lifetime, asks again when the gateway or local address changes, and
-//! deletes it on stop. Requests go to the default gateway's port 5351 and
-//! nowhere else; replies come through a socket connected to it.
+//! port through PCP (RFC 6887), else NAT-PMP (RFC 6886), else UPnP IGD,
+//! renews it at half its lifetime, asks again when the gateway or local
+//! address changes, and deletes it on stop. Requests go to the default
+//! gateway (PCP and NAT-PMP to its port 5351, through a socket connected to
+//! it; UPnP's search to its port 1900) and nowhere else.
 
 mod gateway;
 mod natpmp;
 mod pcp;
 mod reply;
+mod upnp;
 pub use reply::{Granted, ReplyError};
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -41,6 +43,7 @@ const TRIES: [Duration; 3] = [
 pub enum Protocol {
     Pcp,
     NatPmp,
+    Upnp,
 }
 
 impl Protocol {
@@ -48,6 +51,7 @@ impl Protocol {
         match self {
             Protocol::Pcp => "pcp",
             Protocol::NatPmp => "nat-pmp",
+            Protocol::Upnp => "upnp",
         }
     }
 }
@@ -73,6 +77,11 @@ enum Failure {
     Reply(#[from] ReplyError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Upnp(#[from] upnp::UpnpError),
+    /// Each protocol tried, and why it gave nothing.
+    #[error("{}", .0.iter().map(|(p, e)| format!("{}: {e}", p.as_str())).collect::<Vec<_>>().join("; "))]
+    Each(Vec<(Protocol, Failure)>),
 }
 
 /// One port's mapping, kept by a task of its own.
@@ -251,8 +260,8 @@ pub async fn probe(port: u16, lifetime: u32) -> Probe {
     }
 }
 
-/// Asks `gateway` for a mapping for `asked` seconds: PCP first (unless
-/// NAT-PMP answered last time), then NAT-PMP.
+/// Asks `gateway` for a mapping for `asked` seconds: PCP, then NAT-PMP,
+/// then UPnP IGD, starting from the protocol that granted `previous`.
 async fn request(
     gateway: Ipv4Addr,
     local: Ipv4Addr,
@@ -261,49 +270,87 @@ async fn request(
     asked: u32,
     previous: Option<&Mapping>,
 ) -> Result<Mapping, Failure> {
-    let socket = connect(gateway).await?;
-    // A gateway may grant less than asked, never more (RFC 6887 15).
-    let lifetime = |s: u32| Duration::from_secs(u64::from(s.min(asked)));
-    if previous.map(|m| m.protocol) != Some(Protocol::NatPmp) {
-        let ask = pcp::map_request(local, port, asked, nonce, previous.map(|m| m.external));
-        match exchange(&socket, &ask, |r| pcp::parse_map_reply(r, port, nonce)).await {
+    let order: &[Protocol] = match previous.map(|m| m.protocol) {
+        None | Some(Protocol::Pcp) => &[Protocol::Pcp, Protocol::NatPmp, Protocol::Upnp],
+        Some(Protocol::NatPmp) => &[Protocol::NatPmp, Protocol::Upnp],
+        Some(Protocol::Upnp) => &[Protocol::Upnp],
+    };
+    let suggested = previous.map_or(port, |m| m.external.port());
+    let mut failures = Vec::new();
+    for &protocol in order {
+        let granted = match protocol {
+            Protocol::Pcp => {
+                let held = previous.map(|m| m.external);
+                request_pcp(gateway, local, port, nonce, asked, held).await
+            }
+            Protocol::NatPmp => request_natpmp(gateway, port, suggested, asked).await,
+            Protocol::Upnp => upnp::map(gateway, local, port, suggested, asked)
+                .await
+                .map_err(Failure::from),
+        };
+        match granted {
+            // A gateway may grant less than asked, never more (RFC 6887 15).
             Ok(g) => {
                 return Ok(Mapping {
-                    protocol: Protocol::Pcp,
+                    protocol,
                     gateway,
                     local,
                     external: g.external,
-                    lifetime: lifetime(g.lifetime),
+                    lifetime: Duration::from_secs(u64::from(g.lifetime.min(asked))),
                 })
             }
-            Err(e) => tracing::debug!(port, %gateway, error = %e, "PCP: no mapping"),
+            Err(e) => {
+                tracing::debug!(port, %gateway, protocol = protocol.as_str(), error = %e, "no mapping");
+                failures.push((protocol, e));
+            }
         }
     }
+    Err(match failures.len() {
+        1 => failures.remove(0).1,
+        _ => Failure::Each(failures),
+    })
+}
+
+async fn request_pcp(
+    gateway: Ipv4Addr,
+    local: Ipv4Addr,
+    port: u16,
+    nonce: [u8; 12],
+    asked: u32,
+    held: Option<SocketAddr>,
+) -> Result<Granted, Failure> {
+    let socket = connect(gateway).await?;
+    let ask = pcp::map_request(local, port, asked, nonce, held);
+    exchange(&socket, &ask, |r| pcp::parse_map_reply(r, port, nonce)).await
+}
+
+async fn request_natpmp(
+    gateway: Ipv4Addr,
+    port: u16,
+    suggested: u16,
+    asked: u32,
+) -> Result<Granted, Failure> {
+    let socket = connect(gateway).await?;
     let address = exchange(
         &socket,
         &natpmp::address_request(),
         natpmp::parse_address_reply,
     )
     .await?;
-    let suggested = previous.map_or(port, |m| m.external.port());
     let ask = natpmp::map_request(port, suggested, asked);
     let (external, seconds) = exchange(&socket, &ask, |r| natpmp::parse_map_reply(r, port)).await?;
-    let g = Granted::new(SocketAddrV4::new(address, external).into(), seconds)?;
-    Ok(Mapping {
-        protocol: Protocol::NatPmp,
-        gateway,
-        local,
-        external: g.external,
-        lifetime: lifetime(g.lifetime),
-    })
+    Ok(Granted::new(
+        SocketAddrV4::new(address, external).into(),
+        seconds,
+    )?)
 }
 
-/// Asks for lifetime 0 with the protocol that granted `m`.
+/// Asks for lifetime 0 with the protocol that granted `m` (UPnP: deletes it).
 async fn delete(m: &Mapping, port: u16, nonce: [u8; 12]) -> Result<(), Failure> {
-    let socket = connect(m.gateway).await?;
     // A delete is answered with the result only: no grant to check.
     match m.protocol {
         Protocol::Pcp => {
+            let socket = connect(m.gateway).await?;
             let ask = pcp::map_request(m.local, port, 0, nonce, Some(m.external));
             exchange(&socket, &ask, |r| {
                 match pcp::parse_map_reply(r, port, nonce) {
@@ -314,12 +361,14 @@ async fn delete(m: &Mapping, port: u16, nonce: [u8; 12]) -> Result<(), Failure> 
             .await
         }
         Protocol::NatPmp => {
+            let socket = connect(m.gateway).await?;
             let ask = natpmp::map_request(port, 0, 0);
             exchange(&socket, &ask, |r| {
                 natpmp::parse_map_reply(r, port).map(|_| ())
             })
             .await
         }
+        Protocol::Upnp => Ok(upnp::delete(m.gateway, m.local, m.external.port()).await?),
     }
 }
 
@@ -370,6 +419,23 @@ mod tests {
         assert_eq!(wake_at(due, now, true), due);
         let later = now + RETRY;
         assert_eq!(wake_at(later, now, true), now + CHECK);
+    }
+
+    #[test]
+    fn each_protocols_failure_is_named() {
+        let failure = Failure::Each(vec![
+            (Protocol::Pcp, Failure::NoAnswer),
+            (Protocol::NatPmp, ReplyError::Refused(2).into()),
+            (
+                Protocol::Upnp,
+                upnp::UpnpError::Timeout("AddPortMapping").into(),
+            ),
+        ]);
+        assert_eq!(
+            failure.to_string(),
+            "pcp: no answer; nat-pmp: refused with result code 2; \
+             upnp: UPnP AddPortMapping: no answer within 2s"
+        );
     }
 }
 
