@@ -78,6 +78,7 @@ async fn controller_check(
             "resolving {controller}: no answer within {RESOLVE_TIME:?}"
         )),
     };
+    let host = crate::daemon::control::proxy::host_of(controller);
     match addr {
         Ok(addr) => {
             let servers: Vec<SocketAddr> = stun_ports
@@ -85,8 +86,8 @@ async fn controller_check(
                 .map(|port| SocketAddr::new(addr.ip(), *port))
                 .collect();
             tokio::join!(
-                probe::handshake(addr, pinned, PROBE_TIME, ControlTransport::Udp),
-                probe::handshake(addr, pinned, PROBE_TIME, ControlTransport::Tcp),
+                probe::handshake(host, addr, pinned, PROBE_TIME, ControlTransport::Udp),
+                probe::handshake(host, addr, pinned, PROBE_TIME, ControlTransport::Tcp),
                 stun_check(&servers),
             )
         }

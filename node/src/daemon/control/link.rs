@@ -81,9 +81,16 @@ pub(super) async fn open_link(
         .with_context(|| format!("resolving {target}"))?
         .next()
         .with_context(|| format!("{target} has no address"))?;
-    let (endpoint, connection, transport) = dial(addr, fingerprint, seen, liveness, fallback)
-        .await
-        .with_context(|| format!("connecting to {target}"))?;
+    let (endpoint, connection, transport) = dial(
+        super::proxy::host_of(target),
+        addr,
+        fingerprint,
+        seen,
+        liveness,
+        fallback,
+    )
+    .await
+    .with_context(|| format!("connecting to {target}"))?;
     let (mut send, recv) = connection
         .open_bi()
         .await

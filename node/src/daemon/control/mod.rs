@@ -20,7 +20,7 @@ use relay::{spawn_relay_reader, RelayInstance, RelayPath, Relays};
 
 mod link;
 pub(crate) mod probe;
-mod proxy;
+pub(crate) mod proxy;
 mod quic_config;
 mod relay;
 mod supervise;

@@ -20,17 +20,19 @@ const PROBE_LIVENESS: Liveness = Liveness {
     idle_timeout: Duration::from_secs(10),
 };
 
-/// Dials `addr` and closes the connection as soon as the handshake ends.
+/// Dials `addr` (named `host` where the controller was given) and closes
+/// the connection as soon as the handshake ends.
 /// With `pinned`, only that certificate completes it; without, any does
 /// (and is only reported: nothing is sent that would need trust).
 pub async fn handshake(
+    host: &str,
     addr: SocketAddr,
     pinned: Option<&str>,
     within: Duration,
     over: ControlTransport,
 ) -> QuicCheck {
     let seen = Arc::new(Mutex::new(None));
-    let result = tokio::time::timeout(within, dial(addr, pinned, &seen, over)).await;
+    let result = tokio::time::timeout(within, dial(host, addr, pinned, &seen, over)).await;
     let fingerprint = seen.lock().ok().and_then(|s| s.clone());
     let fingerprint_matches = pinned
         .zip(fingerprint.as_deref())
@@ -46,7 +48,7 @@ pub async fn handshake(
     };
     if over == ControlTransport::Tcp {
         // A setting it cannot use failed the dial: its error says so.
-        if let Ok(proxy) = super::proxy::Proxy::for_target(addr) {
+        if let Ok(proxy) = super::proxy::Proxy::for_target(host, addr) {
             check.proxy = proxy.map(|p| p.shown());
         }
     }
@@ -68,6 +70,7 @@ pub async fn handshake(
 
 /// The handshake; its round-trip estimate once it completed.
 async fn dial(
+    host: &str,
     addr: SocketAddr,
     pinned: Option<&str>,
     seen: &Arc<Mutex<Option<String>>>,
@@ -78,7 +81,7 @@ async fn dial(
         ControlTransport::Udp => client_endpoint(addr, config)?,
         ControlTransport::Tcp => {
             let tls = pinned_tls(pinned.map(str::to_owned), seen, TCP_ALPN)?;
-            tcp_endpoint(addr, tls, config, PROBE_LIVENESS.idle_timeout).await?
+            tcp_endpoint(host, addr, tls, config, PROBE_LIVENESS.idle_timeout).await?
         }
     };
     let connection = endpoint

@@ -27,9 +27,10 @@ pub struct Proxy {
 
 impl Proxy {
     /// The proxy to reach `target` through, from the environment: `None`
-    /// when none is set or `target` is excepted; an error for a setting
-    /// that names no proxy this agent can use.
-    pub fn for_target(target: SocketAddr) -> anyhow::Result<Option<Proxy>> {
+    /// when none is set or `target` (named `host` where the controller's
+    /// address was given) is excepted; an error for a setting that names
+    /// no proxy this agent can use.
+    pub fn for_target(host: &str, target: SocketAddr) -> anyhow::Result<Option<Proxy>> {
         let var = |names: [&str; 2]| {
             names
                 .into_iter()
@@ -38,7 +39,7 @@ impl Proxy {
         let Some(url) = var(["https_proxy", "HTTPS_PROXY"]) else {
             return Ok(None);
         };
-        if var(["no_proxy", "NO_PROXY"]).is_some_and(|list| excepted(&list, target.ip())) {
+        if var(["no_proxy", "NO_PROXY"]).is_some_and(|list| excepted(&list, host, target.ip())) {
             return Ok(None);
         }
         Proxy::parse(&url)
@@ -192,19 +193,51 @@ fn percent_decoded(text: &str) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// Whether `NO_PROXY`'s list excepts `ip`: `*`, the address itself, or a
-/// prefix (`10.0.0.0/8`) that holds it. Names are not matched: the agent
-/// connects to the address it resolved.
-fn excepted(list: &str, ip: IpAddr) -> bool {
+/// The host of `HOST:PORT` or `[V6]:PORT`, as given.
+pub fn host_of(target: &str) -> &str {
+    match target.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(host, _)| host),
+        None => target.rsplit_once(':').map_or(target, |(host, _)| host),
+    }
+}
+
+/// Whether `NO_PROXY`'s list excepts the target `host` (as given) at `ip`
+/// (as resolved), as curl reads the list: `*`; an address, or a prefix
+/// (`10.0.0.0/8`) that holds `ip`; a name, which matches `host` itself and
+/// the names under it (`example.com` and `.example.com` both match
+/// `ctl.example.com`), without regard to case. An entry's `:PORT` is
+/// ignored.
+fn excepted(list: &str, host: &str, ip: IpAddr) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
     list.split(',').map(str::trim).any(|entry| {
         if entry == "*" {
             return true;
         }
-        let entry = entry.trim_start_matches('[').trim_end_matches(']');
-        match entry.parse::<ipnet::IpNet>() {
-            Ok(net) => net.contains(&ip),
-            Err(_) => entry.parse::<IpAddr>().is_ok_and(|e| e == ip),
+        let bare = match entry.strip_prefix('[') {
+            Some(rest) => rest.split_once(']').map_or(rest, |(a, _)| a),
+            None => entry,
+        };
+        if let Ok(net) = bare.parse::<ipnet::IpNet>() {
+            return net.contains(&ip);
         }
+        if let Ok(addr) = bare.parse::<IpAddr>() {
+            return addr == ip;
+        }
+        // A name, perhaps with a port (one colon: not an IPv6 address).
+        let name = match bare.split_once(':') {
+            Some((name, port)) if port.parse::<u16>().is_ok() => name,
+            _ => bare,
+        };
+        let name = name
+            .trim_start_matches("*.")
+            .trim_start_matches('.')
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        !name.is_empty()
+            && (host == name
+                || host
+                    .strip_suffix(&name)
+                    .is_some_and(|above| above.ends_with('.')))
     })
 }
 

@@ -100,6 +100,7 @@ const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// (a certificate other than the pinned one, a refusal) is final: TCP
 /// would meet the same.
 pub(super) async fn dial(
+    host: &str,
     addr: SocketAddr,
     fingerprint: Option<String>,
     seen: &Arc<Mutex<Option<String>>>,
@@ -128,12 +129,14 @@ pub(super) async fn dial(
     tracing::debug!(%addr, "no answer over UDP: trying QUIC over TCP");
     let tls = pinned_tls(fingerprint, seen, control::TCP_ALPN)?;
     let within = liveness.idle_timeout.min(TCP_CONNECT_TIMEOUT);
-    let (endpoint, connection) = dial_tcp(addr, tls, config, within).await.with_context(|| {
-        format!(
-            "no answer over UDP within {} s, and QUIC over TCP failed",
-            TCP_FALLBACK_AFTER.as_secs()
-        )
-    })?;
+    let (endpoint, connection) = dial_tcp(host, addr, tls, config, within)
+        .await
+        .with_context(|| {
+            format!(
+                "no answer over UDP within {} s, and QUIC over TCP failed",
+                TCP_FALLBACK_AFTER.as_secs()
+            )
+        })?;
     Ok((endpoint, connection, ControlTransport::Tcp))
 }
 
@@ -146,12 +149,13 @@ pub(super) enum Fallback {
 }
 
 async fn dial_tcp(
+    host: &str,
     addr: SocketAddr,
     tls: rustls::ClientConfig,
     config: quinn::ClientConfig,
     within: Duration,
 ) -> anyhow::Result<(quinn::Endpoint, quinn::Connection)> {
-    let endpoint = tcp_endpoint(addr, tls, config, within).await?;
+    let endpoint = tcp_endpoint(host, addr, tls, config, within).await?;
     let connection = endpoint
         .connect(addr, SERVER_NAME)
         .context("starting QUIC connection over TCP")?
@@ -181,14 +185,16 @@ pub(super) async fn connect_marked(
 
 /// [`client_endpoint`] over TLS (`tls`, pinned as QUIC is) on a TCP
 /// connection to `addr`, marked like the UDP socket: it dials `addr` only.
-/// The TCP connection and the TLS handshake each get `within`.
+/// The TCP connection and the TLS handshake each get `within`. `host` is
+/// `addr`'s name as given, for `NO_PROXY`.
 pub(super) async fn tcp_endpoint(
+    host: &str,
     addr: SocketAddr,
     tls: rustls::ClientConfig,
     config: quinn::ClientConfig,
     within: Duration,
 ) -> anyhow::Result<quinn::Endpoint> {
-    let stream = match Proxy::for_target(addr)? {
+    let stream = match Proxy::for_target(host, addr)? {
         Some(proxy) => {
             let (stream, via) = proxy.connect(addr, within).await?;
             tracing::info!(proxy = %proxy.shown(), %via, controller = %addr, "QUIC over TCP through the proxy");

@@ -44,12 +44,48 @@ fn proxy_urls_as_curl_and_go_take_them() {
 #[test]
 fn no_proxy_excepts_addresses_prefixes_and_everything() {
     let ip: IpAddr = "192.0.2.10".parse().unwrap();
-    assert!(excepted("*", ip));
-    assert!(excepted("example.com, 192.0.2.10", ip));
-    assert!(excepted("10.0.0.0/8,192.0.2.0/24", ip));
-    assert!(!excepted("example.com,192.0.2.11,198.51.100.0/24", ip));
-    assert!(excepted("[fd00::1]", "fd00::1".parse().unwrap()));
-    assert!(!excepted("", ip));
+    let by_ip = |list: &str| excepted(list, "192.0.2.10", ip);
+    assert!(by_ip("*"));
+    assert!(by_ip("example.com, 192.0.2.10"));
+    assert!(by_ip("10.0.0.0/8,192.0.2.0/24"));
+    assert!(!by_ip("example.com,192.0.2.11,198.51.100.0/24"));
+    let v6: IpAddr = "fd00::1".parse().unwrap();
+    assert!(excepted("[fd00::1]", "fd00::1", v6));
+    assert!(excepted("fd00::/64", "fd00::1", v6));
+    assert!(!by_ip(""));
+}
+
+#[test]
+fn no_proxy_excepts_a_name_and_the_names_under_it() {
+    let ip: IpAddr = "192.0.2.10".parse().unwrap();
+    let host = |host: &str, list: &str| excepted(list, host, ip);
+    for list in [
+        "ctl.example.com",
+        "example.com",
+        ".example.com",
+        "*.example.com",
+        "EXAMPLE.com.",
+        "example.com:7443",
+        "other.net, example.com",
+    ] {
+        assert!(host("ctl.example.com", list), "{list}");
+        assert!(host("CTL.Example.Com.", list), "{list}");
+    }
+    // Only on a label boundary, and never upwards.
+    assert!(!host("ctl.badexample.com", "example.com"));
+    assert!(!host("example.com", "ctl.example.com"));
+    assert!(!host("ctl.example.com", "."));
+    assert!(!host("ctl.example.com", "com.example"));
+    // The address a name resolved to counts too.
+    assert!(host("ctl.example.com", "192.0.2.0/24"));
+}
+
+#[test]
+fn the_host_of_a_target_is_what_was_given() {
+    assert_eq!(host_of("ctl.example.com:7443"), "ctl.example.com");
+    assert_eq!(host_of("192.0.2.1:7443"), "192.0.2.1");
+    assert_eq!(host_of("[fd00::1]:7443"), "fd00::1");
+    assert_eq!(host_of("ctl"), "ctl");
 }
 
 #[test]
