@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Data-plane benchmark: raw veth vs Warren vs wireguard-go vs nebula.
+# Data-plane benchmark: raw veth vs Warren vs wireguard-go (Debian's and the
+# current upstream anchor) vs nebula.
 #
 # Builds two network namespaces joined by a veth (underlay 192.0.2.1/24 and
 # 192.0.2.2/24), brings up one tunnel design at a time between them (overlay
 # 10.99.0.1/24 <-> 10.99.0.2/24, MTU 1420) and measures, through the tunnel:
 #   - iperf3 TCP throughput, 1 stream and 4 streams (-P 4), DURATION seconds each
-#   - ping RTT (20 pings, 50 ms apart), average in ms
+#   - ping RTT on an idle tunnel (200 pings, 10 ms apart): average and p99 in ms
+#   - ping RTT while one iperf3 stream runs the other way (B to A): p99 in ms
 #   - CPU seconds (utime+stime) consumed by both ends' tunnel processes during
-#     the 1-stream run
+#     the 1-stream run, and the Gbit carried per CPU-second
+# ROUNDS rounds run the designs interleaved (each round runs every design
+# once); the table shows each figure's median over the rounds.
 # and prints a Markdown table (also written to bench/results/throughput-<date>.md).
 #
 # Must run as root. Everything happens inside namespaces this script creates
@@ -16,8 +20,13 @@
 # sysctls are never touched.
 #
 # Environment:
-#   DESIGNS     designs to run, in order (default "raw wireguard-go nebula warren")
+#   DESIGNS     designs to run, in order (default "raw wireguard-go
+#               wireguard-go-current nebula warren")
 #   DURATION    seconds per iperf3 run (default 10)
+#   ROUNDS      interleaved rounds (default 1)
+#   WG_GO_CURRENT  the current upstream wireguard-go for the design
+#               wireguard-go-current (default <repo>/../shared/anchors/wireguard-go,
+#               see the .md beside it)
 #   WARREN_BIN  warren binary (default <repo>/target/release/warren; if that
 #               default is missing, `cargo build --release -p warren-node` runs)
 #   RESULTS_DIR where to write the Markdown result (default <repo>/bench/results)
@@ -28,8 +37,10 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 
-DESIGNS=${DESIGNS:-"raw wireguard-go nebula warren"}
+DESIGNS=${DESIGNS:-"raw wireguard-go wireguard-go-current nebula warren"}
 DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-1}
+WG_GO_CURRENT=${WG_GO_CURRENT:-"$REPO_DIR/../shared/anchors/wireguard-go"}
 DEFAULT_WARREN_BIN="$REPO_DIR/target/release/warren"
 WARREN_BIN=${WARREN_BIN:-$DEFAULT_WARREN_BIN}
 RESULTS_DIR=${RESULTS_DIR:-"$REPO_DIR/bench/results"}
@@ -46,7 +57,8 @@ log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 2; }
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (creates network namespaces)"
-[[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 1 ]] || die "DURATION must be a positive integer"
+[[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 3 ]] || die "DURATION must be an integer of at least 3"
+[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || die "ROUNDS must be a positive integer"
 for tool in ip iperf3 python3 getconf timeout; do
     command -v "$tool" >/dev/null || die "missing tool: $tool"
 done
@@ -148,8 +160,17 @@ up_raw() {
 
 up_wireguard_go() {
     command -v wireguard-go >/dev/null || { log "wireguard-go not installed"; return 1; }
+    wg_go_up wireguard-go w
+}
+
+up_wireguard_go_current() {
+    [[ -x $WG_GO_CURRENT ]] || { log "no wireguard-go at $WG_GO_CURRENT (WG_GO_CURRENT)"; return 1; }
+    wg_go_up "$WG_GO_CURRENT" g
+}
+
+wg_go_up() { # binary, interface letter (distinct per binary: sockets are shared)
     command -v wg >/dev/null || { log "wg not installed"; return 1; }
-    local d="$TMP/wg" side ns ifn pid
+    local bin=$1 letter=$2 d="$RUN_DIR/wg" side ns ifn pid
     mkdir -p "$d"
     (umask 077 && wg genkey >"$d/a.key" && wg genkey >"$d/b.key") || return 1
     local pub_a pub_b
@@ -159,27 +180,27 @@ up_wireguard_go() {
     # per namespace, so the two ends need distinct interface names.
     for side in a b; do
         if [[ $side == a ]]; then ns=$NS_A; else ns=$NS_B; fi
-        ifn="${PFX}w$side"
+        ifn="${PFX}$letter$side"
         WG_SOCKS+=("/var/run/wireguard/$ifn.sock")
         ip netns exec "$ns" env WG_PROCESS_FOREGROUND=1 \
-            wireguard-go -f "$ifn" >"$d/$side.log" 2>&1 &
+            "$bin" -f "$ifn" >"$d/$side.log" 2>&1 &
         pid=$!; PIDS+=("$pid"); TUN_PIDS+=("$pid")
     done
     local deadline=$((SECONDS + 10))
-    until [[ -S /var/run/wireguard/${PFX}wa.sock && -S /var/run/wireguard/${PFX}wb.sock ]]; do
+    until [[ -S /var/run/wireguard/${PFX}${letter}a.sock && -S /var/run/wireguard/${PFX}${letter}b.sock ]]; do
         ((SECONDS < deadline)) || { log "wireguard-go did not create its sockets"; cat "$d"/*.log >&2; return 1; }
         sleep 0.1
     done
     # (Functions run under `if`, where set -e is off: check explicitly.)
-    ip netns exec "$NS_A" wg set "${PFX}wa" listen-port 51820 private-key "$d/a.key" \
+    ip netns exec "$NS_A" wg set "${PFX}${letter}a" listen-port 51820 private-key "$d/a.key" \
         peer "$pub_b" endpoint "$UNDER_B:51820" allowed-ips "$OVER_B/32" &&
-    ip netns exec "$NS_B" wg set "${PFX}wb" listen-port 51820 private-key "$d/b.key" \
+    ip netns exec "$NS_B" wg set "${PFX}${letter}b" listen-port 51820 private-key "$d/b.key" \
         peer "$pub_a" endpoint "$UNDER_A:51820" allowed-ips "$OVER_A/32" &&
-    ip -n "$NS_A" addr add "$OVER_A/$OVER_PREFIX" dev "${PFX}wa" &&
-    ip -n "$NS_B" addr add "$OVER_B/$OVER_PREFIX" dev "${PFX}wb" &&
-    ip -n "$NS_A" link set "${PFX}wa" mtu "$MTU" up &&
-    ip -n "$NS_B" link set "${PFX}wb" mtu "$MTU" up || { log "configuring wireguard-go failed"; return 1; }
-    TUN_IF_A="${PFX}wa" TARGET=$OVER_B
+    ip -n "$NS_A" addr add "$OVER_A/$OVER_PREFIX" dev "${PFX}${letter}a" &&
+    ip -n "$NS_B" addr add "$OVER_B/$OVER_PREFIX" dev "${PFX}${letter}b" &&
+    ip -n "$NS_A" link set "${PFX}${letter}a" mtu "$MTU" up &&
+    ip -n "$NS_B" link set "${PFX}${letter}b" mtu "$MTU" up || { log "configuring $bin failed"; return 1; }
+    TUN_IF_A="${PFX}${letter}a" TARGET=$OVER_B
 }
 
 nebula_config() { # side, cert dir, my underlay, peer overlay, peer underlay, tun dev
@@ -224,7 +245,7 @@ EOF
 up_nebula() {
     command -v nebula >/dev/null || { log "nebula not installed"; return 1; }
     command -v nebula-cert >/dev/null || { log "nebula-cert not installed"; return 1; }
-    local d="$TMP/nebula" pid
+    local d="$RUN_DIR/nebula" pid
     mkdir -p "$d"
     nebula-cert ca -name "warren-bench" -out-crt "$d/ca.crt" -out-key "$d/ca.key" >/dev/null
     nebula-cert sign -ca-crt "$d/ca.crt" -ca-key "$d/ca.key" -name a \
@@ -282,7 +303,7 @@ EOF
 
 up_warren() {
     ensure_warren_bin || return 1
-    local d="$TMP/warren" pid pub_a pub_b side ns
+    local d="$RUN_DIR/warren" pid pub_a pub_b side ns
     mkdir -p "$d"
     pub_a=$("$WARREN_BIN" key generate "$d/a.key" | tr -d '[:space:]')
     pub_b=$("$WARREN_BIN" key generate "$d/b.key" | tr -d '[:space:]')
@@ -382,23 +403,47 @@ iperf_bytes_sent() {
     python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["end"]["sum_sent"]["bytes"]))' "$1"
 }
 
-run_ping() { # prints average RTT in ms
+# run_ping COUNT INTERVAL: prints "AVG P99" of the RTTs in ms (the per-reply
+# lines; p99 by nearest rank). Fails if fewer than 90% answered.
+run_ping() {
     local out
-    out=$(timeout 15 ip netns exec "$NS_A" "${PING[@]}" -c 20 -i 0.05 -W 2 "$TARGET" 2>&1) || {
-        log "ping through $1 failed: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
+    out=$(timeout $(( $1 / 20 + 15 )) ip netns exec "$NS_A" "${PING[@]}" -c "$1" -i "$2" -W 2 "$TARGET" 2>&1) || {
+        log "ping failed: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
         return 1
     }
-    # iputils: "rtt min/avg/max/mdev = a/b/c/d ms"; busybox: "round-trip min/avg/max = a/b/c ms"
-    sed -n 's#^.*min/avg/max[^=]*= *[0-9.]*/\([0-9.]*\)/.*#\1#p' <<<"$out" | head -n 1 | grep . ||
-        { log "could not parse ping output"; return 1; }
+    python3 -c '
+import math, re, sys
+sent = int(sys.argv[1])
+rtts = sorted(float(m) for m in re.findall(r"time=([0-9.]+) ms", sys.stdin.read()))
+if len(rtts) < sent * 9 // 10:
+    sys.exit("only %d of %d pings answered" % (len(rtts), sent))
+p99 = rtts[max(0, math.ceil(len(rtts) * 0.99) - 1)]
+print("%.3f %.3f" % (sum(rtts) / len(rtts), p99))' "$1" <<<"$out"
+}
+
+# loaded_ping: p99 RTT in ms of pings A -> B while iperf3 sends B -> A.
+loaded_ping() {
+    local json="$TMP/loaded.json" iperf_pid out
+    timeout $((DURATION + 30)) ip netns exec "$NS_A" \
+        iperf3 -c "$TARGET" -p "$IPERF_PORT" -t "$DURATION" -R -J --connect-timeout 5000 \
+        >"$json" 2>>"$TMP/iperf3-client.err" &
+    iperf_pid=$!
+    sleep 1
+    out=$(run_ping $(( (DURATION - 2) * 50 )) 0.02) || { wait "$iperf_pid" || true; return 1; }
+    wait "$iperf_pid" || { log "iperf3 -R failed"; return 1; }
+    echo "${out#* }"
 }
 
 # ------------------------------------------------------------------- main ----
-declare -A R1 R4 RTT CPU STATUS
+# Per "DESIGN ROUND": figures; per design: ok, or FAILED if any round failed.
+declare -A R1 R4 RTT P99 LOADED CPU GPC STATUS
 FAILED=0
 
-measure_design() { # design, index
-    local design=$1 idx=$2 fn
+measure_design() { # design, index, round
+    local design=$1 idx=$2 key="$1 $3" fn
+    # This run's keys, configs and logs (each round starts afresh).
+    RUN_DIR="$TMP/run$idx"
+    mkdir -p "$RUN_DIR"
     fn="up_${design//-/_}"
     declare -F "$fn" >/dev/null || { log "unknown design: $design"; return 1; }
     setup_underlay "$idx" || return 1
@@ -411,67 +456,88 @@ measure_design() { # design, index
     tx0=$( [[ -n $TUN_IF_A ]] && if_tx_bytes "$TUN_IF_A" || echo 0 )
     t0=$(tunnel_ticks)
     log "$design: iperf3 1 stream, ${DURATION} s"
-    g1=$(run_iperf 1 "$TMP/$design-p1.json") || return 1
+    g1=$(run_iperf 1 "$RUN_DIR/p1.json") || return 1
     t1=$(tunnel_ticks)
     tx1=$( [[ -n $TUN_IF_A ]] && if_tx_bytes "$TUN_IF_A" || echo 0 )
-    R1[$design]=$g1
+    R1[$key]=$g1
     if ((${#TUN_PIDS[@]} > 0)); then
-        CPU[$design]=$(python3 -c 'import sys; print("%.2f" % (int(sys.argv[1]) / int(sys.argv[2])))' \
+        CPU[$key]=$(python3 -c 'import sys; print("%.2f" % (int(sys.argv[1]) / int(sys.argv[2])))' \
             $((t1 - t0)) "$CLK_TCK")
+        # Gbit carried per CPU-second of both ends.
+        GPC[$key]=$(python3 -c 'import sys; g,d,c=map(float,sys.argv[1:]); print("%.2f" % (g*d/c) if c > 0 else "-")' \
+            "$g1" "$DURATION" "${CPU[$key]}")
         # Traffic check: the overlay interface in A must have sent (at least
         # nearly) everything iperf3 sent, i.e. the bytes went through the tunnel.
-        sent=$(iperf_bytes_sent "$TMP/$design-p1.json")
+        sent=$(iperf_bytes_sent "$RUN_DIR/p1.json")
         if (( (tx1 - tx0) < sent * 9 / 10 )); then
             log "$design: tunnel interface $TUN_IF_A sent $((tx1 - tx0)) bytes but iperf3 sent $sent"
             return 1
         fi
         log "$design: tunnel interface carried $((tx1 - tx0)) bytes (iperf3 sent $sent)"
     else
-        CPU[$design]="-"
+        CPU[$key]="-" GPC[$key]="-"
     fi
     log "$design: iperf3 4 streams, ${DURATION} s"
-    g4=$(run_iperf 4 "$TMP/$design-p4.json") || return 1
-    R4[$design]=$g4
-    log "$design: ping"
-    rtt=$(run_ping "$design") || return 1
-    RTT[$design]=$rtt
+    g4=$(run_iperf 4 "$RUN_DIR/p4.json") || return 1
+    R4[$key]=$g4
+    log "$design: ping, idle"
+    rtt=$(run_ping 200 0.01) || return 1
+    RTT[$key]=${rtt% *} P99[$key]=${rtt#* }
+    log "$design: ping while iperf3 runs B -> A"
+    LOADED[$key]=$(loaded_ping) || return 1
     local pid
     for pid in "${TUN_PIDS[@]+"${TUN_PIDS[@]}"}"; do
         kill -0 "$pid" 2>/dev/null || { log "$design: tunnel process $pid died during the run"; return 1; }
     done
-    log "$design: 1-stream ${g1} Gbit/s, 4-stream ${g4} Gbit/s, ping ${rtt} ms, CPU ${CPU[$design]} s"
+    log "$design: 1-stream ${g1} Gbit/s, 4-stream ${g4} Gbit/s, ping avg/p99 ${RTT[$key]}/${P99[$key]} ms, loaded p99 ${LOADED[$key]} ms, CPU ${CPU[$key]} s"
 }
 
 label() {
     case $1 in
         raw) echo "raw veth (no tunnel)" ;;
-        wireguard-go) echo "wireguard-go $(wireguard-go --version 2>/dev/null | sed -n 's/^wireguard-go \(v[^ ]*\).*/\1/p' | head -n1)" ;;
+        wireguard-go) echo "wireguard-go $(wireguard-go --version 2>/dev/null | sed -n 's/^wireguard-go \(v[^ ]*\).*/\1/p' | head -n1) (Debian)" ;;
+        wireguard-go-current) echo "wireguard-go $("$WG_GO_CURRENT" --version 2>/dev/null | sed -n 's/^wireguard-go \(v[^ ]*\).*/\1/p' | head -n1) (current upstream)" ;;
         nebula) echo "nebula $(nebula -version 2>/dev/null | sed -n 's/^Version: //p')" ;;
         *) echo "$1" ;;
     esac
 }
 
-log "run prefix $PFX, designs: $DESIGNS, duration ${DURATION} s"
+log "run prefix $PFX, designs: $DESIGNS, duration ${DURATION} s, rounds $ROUNDS"
 idx=0
-for design in $DESIGNS; do
-    idx=$((idx + 1))
-    log "=== $design ==="
-    # Not in a subshell (the result arrays must survive); failures are
-    # contained by the explicit `|| return 1` checks inside.
-    if measure_design "$design" "$idx"; then
-        STATUS[$design]=ok
-    else
-        STATUS[$design]=FAILED
-        FAILED=1
-        log "$design: FAILED"
-    fi
-    teardown
+for round in $(seq 1 "$ROUNDS"); do
+    for design in $DESIGNS; do
+        idx=$((idx + 1))
+        log "=== $design (round $round of $ROUNDS) ==="
+        # Not in a subshell (the result arrays must survive); failures are
+        # contained by the explicit `|| return 1` checks inside.
+        if measure_design "$design" "$idx" "$round"; then
+            [[ ${STATUS[$design]:-ok} == ok ]] && STATUS[$design]=ok
+        else
+            STATUS[$design]=FAILED
+            FAILED=1
+            log "$design: FAILED"
+        fi
+        teardown
+    done
 done
 
-ratio() { # warren vs other (1-stream)
+# median ARRAY DESIGN: a figure's median over the rounds ("-" if none).
+median() {
+    local -n fig=$1
+    local r values=()
+    for r in $(seq 1 "$ROUNDS"); do
+        [[ -n ${fig["$2 $r"]:-} ]] && values+=("${fig["$2 $r"]}")
+    done
+    python3 -c '
+import statistics, sys
+v = [float(x) for x in sys.argv[1:] if x != "-"]
+print(("%.3f" % statistics.median(v)).rstrip("0").rstrip(".") if v else "-")' "${values[@]+"${values[@]}"}"
+}
+
+ratio() { # warren vs another design (1-stream medians)
     if [[ ${STATUS[warren]:-} == ok && ${STATUS[$1]:-} == ok ]]; then
-        python3 -c 'import sys; a,b=map(float,sys.argv[1:]); print("%.1fx" % (a/b) if b > 0 else "n/a")' \
-            "${R1[warren]}" "${R1[$1]}"
+        python3 -c 'import sys; a,b=map(float,sys.argv[1:]); print("%.2fx" % (a/b) if b > 0 else "n/a")' \
+            "$(median R1 warren)" "$(median R1 "$1")"
     else
         echo "n/a"
     fi
@@ -481,22 +547,27 @@ report() {
     echo "## Data-plane throughput, $(date '+%Y-%m-%d %H:%M:%S %Z')"
     echo
     echo "Two namespaces over a veth on $(uname -r), $(nproc) cores; overlay MTU $MTU;"
-    echo "iperf3 TCP ${DURATION} s per run; ping: 20 x 50 ms; tunnel CPU = utime+stime of both"
-    echo "ends' tunnel processes during the 1-stream run."
+    echo "iperf3 TCP ${DURATION} s per run; idle ping: 200 x 10 ms; loaded ping: every 20 ms"
+    echo "while one iperf3 stream runs B to A; tunnel CPU = utime+stime of both ends' tunnel"
+    echo "processes during the 1-stream run. Medians of $ROUNDS interleaved round(s)."
     echo
-    echo "| design | 1-stream Gbit/s | 4-stream Gbit/s | ping RTT ms | tunnel CPU s (1-stream run) |"
-    echo "|---|---|---|---|---|"
+    echo "| design | 1-stream Gbit/s | 4-stream Gbit/s | ping avg ms | ping p99 ms | loaded ping p99 ms | tunnel CPU s (1-stream run) | Gbit per CPU-s |"
+    echo "|---|---|---|---|---|---|---|---|"
     local d
     for d in $DESIGNS; do
         if [[ ${STATUS[$d]:-} == ok ]]; then
-            echo "| $(label "$d") | ${R1[$d]} | ${R4[$d]} | ${RTT[$d]} | ${CPU[$d]} |"
+            echo "| $(label "$d") | $(median R1 "$d") | $(median R4 "$d") | $(median RTT "$d") | $(median P99 "$d") | $(median LOADED "$d") | $(median CPU "$d") | $(median GPC "$d") |"
         else
-            echo "| $(label "$d") | FAILED | FAILED | FAILED | FAILED |"
+            echo "| $(label "$d") | FAILED | FAILED | FAILED | FAILED | FAILED | FAILED | FAILED |"
         fi
     done
     if [[ " $DESIGNS " == *" warren "* ]]; then
         echo
-        echo "warren/wireguard-go: $(ratio wireguard-go), warren/nebula: $(ratio nebula) (1-stream)"
+        local other line=""
+        for other in wireguard-go-current wireguard-go nebula; do
+            [[ " $DESIGNS " == *" $other "* ]] && line+="warren/$other: $(ratio "$other"), "
+        done
+        echo "${line%, } (1-stream)"
     fi
 }
 
