@@ -149,6 +149,12 @@ impl Udp {
                     tracing::debug!(%to, ?source, error = %e, "GSO send refused: sending segments one by one on this route for a while");
                     self.refusals().remember(route, Instant::now());
                 }
+                // quinn-udp took it for GSO not working here and turned GSO
+                // off for the socket (`max_segments` is 1 from now on): this
+                // batch still goes, one segment at a time.
+                Err(e) if gso_broken(&e) => {
+                    tracing::info!(%to, ?source, error = %e, "GSO send failed: segmentation offload off for this socket");
+                }
                 other => return other,
             }
         }
@@ -199,6 +205,13 @@ fn refused_for_size(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(libc::EMSGSIZE)
 }
 
+/// Whether a GSO send failed the way a device without working
+/// segmentation offload fails it (EIO, or EINVAL), which quinn-udp answers
+/// by sending without GSO from then on.
+fn gso_broken(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL))
+}
+
 /// Undoes v4-mapping so that peers see one form of each address.
 pub fn canonical(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
@@ -234,6 +247,18 @@ mod tests {
             sockopt::mtu_discover_v4(&udp.socket).unwrap(),
             libc::IP_PMTUDISC_OMIT
         );
+    }
+
+    /// Only a failure that means GSO does not work sends a batch again one
+    /// segment at a time; a full socket or an unreachable peer does not.
+    #[test]
+    fn only_eio_and_einval_mean_gso_is_broken() {
+        let os = std::io::Error::from_raw_os_error;
+        assert!(gso_broken(&os(libc::EIO)) && gso_broken(&os(libc::EINVAL)));
+        for other in [libc::EMSGSIZE, libc::EAGAIN, libc::ENETUNREACH, libc::EPERM] {
+            assert!(!gso_broken(&os(other)), "{other}");
+        }
+        assert!(refused_for_size(&os(libc::EMSGSIZE)) && !refused_for_size(&os(libc::EIO)));
     }
 
     /// 127.0.0.2 is not the address the route back to 127.0.0.1 picks: a
