@@ -98,7 +98,6 @@ fn handshake_line(what: &str, check: &QuicCheck) -> String {
     }
 }
 
-/// The report for people, one finding a line.
 /// How a port-mapping protocol's wire name is written for people.
 fn protocol_name(protocol: &str) -> String {
     match protocol {
@@ -109,6 +108,7 @@ fn protocol_name(protocol: &str) -> String {
     }
 }
 
+/// The report for people, one finding a line.
 fn render(r: &ControllerNetcheck) -> String {
     let mut out = match r.quic.address.as_deref() {
         Some(addr) if addr == r.controller => format!("controller {addr}\n"),

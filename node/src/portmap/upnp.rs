@@ -100,24 +100,24 @@ pub async fn map(
     let added = tokio::time::timeout(CALL_TIME, igd.add_port(udp, wanted, to, asked, DESCRIPTION))
         .await
         .map_err(|_| UpnpError::Timeout("AddPortMapping"))?;
-    let (mapped, lifetime) = match added {
-        Ok(()) => (wanted, asked),
-        // Held until deleted: the agent still renews and deletes it.
+    // A permanent lease counts as `asked` too: the agent renews and
+    // deletes it all the same.
+    let mapped = match added {
+        Ok(()) => wanted,
         Err(AddPortError::OnlyPermanentLeasesSupported) => {
             call(
                 "AddPortMapping",
                 igd.add_port(udp, wanted, to, 0, DESCRIPTION),
             )
             .await?;
-            (wanted, asked)
+            wanted
         }
         Err(AddPortError::PortInUse) => {
-            let any = call::<u16, AddAnyPortError>(
+            call::<u16, AddAnyPortError>(
                 "AddAnyPortMapping",
                 igd.add_any_port(udp, to, asked, DESCRIPTION),
             )
-            .await?;
-            (any, asked)
+            .await?
         }
         Err(e) => {
             return Err(UpnpError::Call {
@@ -128,7 +128,7 @@ pub async fn map(
     };
     Ok(Granted::new(
         SocketAddrV4::new(external, mapped).into(),
-        lifetime,
+        asked,
     )?)
 }
 

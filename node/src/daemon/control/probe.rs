@@ -10,6 +10,7 @@ use anyhow::Context;
 use warren_proto::local_api::ControlTransport;
 use warren_proto::netcheck::{QuicCheck, QuicReach};
 
+use super::proxy::Proxy;
 use super::quic_config::{pinned_tls, tcp_endpoint};
 use super::{client_config, client_endpoint, Liveness, SERVER_NAME};
 use warren_proto::control::TCP_ALPN;
@@ -32,7 +33,17 @@ pub async fn handshake(
     over: ControlTransport,
 ) -> QuicCheck {
     let seen = Arc::new(Mutex::new(None));
-    let result = tokio::time::timeout(within, dial(host, addr, pinned, &seen, over)).await;
+    // Read once: what the dial goes through is what the report names.
+    let proxy = match over {
+        ControlTransport::Tcp => Proxy::for_target(host, addr),
+        ControlTransport::Udp => Ok(None),
+    };
+    // A setting it cannot use fails the dial: its error says so.
+    let shown = proxy
+        .as_ref()
+        .ok()
+        .and_then(|p| p.as_ref().map(Proxy::shown));
+    let result = tokio::time::timeout(within, dial(proxy, addr, pinned, &seen, over)).await;
     let fingerprint = seen.lock().ok().and_then(|s| s.clone());
     let fingerprint_matches = pinned
         .zip(fingerprint.as_deref())
@@ -44,14 +55,8 @@ pub async fn handshake(
         fingerprint,
         fingerprint_matches,
         error: None,
-        proxy: None,
+        proxy: shown,
     };
-    if over == ControlTransport::Tcp {
-        // A setting it cannot use failed the dial: its error says so.
-        if let Ok(proxy) = super::proxy::Proxy::for_target(host, addr) {
-            check.proxy = proxy.map(|p| p.shown());
-        }
-    }
     match result {
         Ok(Ok(rtt)) => {
             check.reach = QuicReach::Connected;
@@ -68,9 +73,10 @@ pub async fn handshake(
     check
 }
 
-/// The handshake; its round-trip estimate once it completed.
+/// The handshake (over TCP through `proxy`, if any); its round-trip
+/// estimate once it completed.
 async fn dial(
-    host: &str,
+    proxy: anyhow::Result<Option<Proxy>>,
     addr: SocketAddr,
     pinned: Option<&str>,
     seen: &Arc<Mutex<Option<String>>>,
@@ -81,7 +87,7 @@ async fn dial(
         ControlTransport::Udp => client_endpoint(addr, config)?,
         ControlTransport::Tcp => {
             let tls = pinned_tls(pinned.map(str::to_owned), seen, TCP_ALPN)?;
-            tcp_endpoint(host, addr, tls, config, PROBE_LIVENESS.idle_timeout).await?
+            tcp_endpoint(proxy?, addr, tls, config, PROBE_LIVENESS.idle_timeout).await?
         }
     };
     let connection = endpoint

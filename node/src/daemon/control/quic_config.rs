@@ -155,7 +155,8 @@ async fn dial_tcp(
     config: quinn::ClientConfig,
     within: Duration,
 ) -> anyhow::Result<(quinn::Endpoint, quinn::Connection)> {
-    let endpoint = tcp_endpoint(host, addr, tls, config, within).await?;
+    let proxy = Proxy::for_target(host, addr)?;
+    let endpoint = tcp_endpoint(proxy, addr, tls, config, within).await?;
     let connection = endpoint
         .connect(addr, SERVER_NAME)
         .context("starting QUIC connection over TCP")?
@@ -185,16 +186,16 @@ pub(super) async fn connect_marked(
 
 /// [`client_endpoint`] over TLS (`tls`, pinned as QUIC is) on a TCP
 /// connection to `addr`, marked like the UDP socket: it dials `addr` only.
-/// The TCP connection and the TLS handshake each get `within`. `host` is
-/// `addr`'s name as given, for `NO_PROXY`.
+/// The TCP connection and the TLS handshake each get `within`. Through
+/// `proxy` when there is one (`Proxy::for_target`).
 pub(super) async fn tcp_endpoint(
-    host: &str,
+    proxy: Option<Proxy>,
     addr: SocketAddr,
     tls: rustls::ClientConfig,
     config: quinn::ClientConfig,
     within: Duration,
 ) -> anyhow::Result<quinn::Endpoint> {
-    let stream = match Proxy::for_target(host, addr)? {
+    let stream = match proxy {
         Some(proxy) => {
             let (stream, via) = proxy.connect(addr, within).await?;
             tracing::info!(proxy = %proxy.shown(), %via, controller = %addr, "QUIC over TCP through the proxy");
