@@ -516,6 +516,7 @@ async fn endpoints_and_call_me_maybe_carry_only_probeable_addresses_at_a_bounded
         network_id: lab.net,
         peer: b_key,
         endpoints,
+        nat: None,
     };
     a.write(&call(hostile_endpoints())).await;
     a.write(&call(reported)).await;

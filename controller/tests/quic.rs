@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use common::node::TestNode;
 use serde_json::json;
-use warren_proto::control::{ControllerMessage, JoinOutcome, NodeMessage};
+use warren_proto::control::{ControllerMessage, JoinOutcome, NatHint, NodeMessage};
 use warren_proto::NodePrivateKey;
 
 type Lab = common::Served;
@@ -290,30 +290,41 @@ async fn call_me_maybe_is_relayed_only_between_authorized_members() {
         m.peers.iter().any(|p| p.public_key == b_key)
     })
     .await;
-    let endpoints = vec!["198.51.100.4:4242".parse().unwrap()];
-    a.write(&NodeMessage::CallMeMaybe {
-        network_id: lab.net,
-        peer: b_key,
-        endpoints: endpoints.clone(),
-    })
-    .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match b.try_next(left).await {
-            Some(ControllerMessage::CallMeMaybe {
-                network_id,
-                from,
-                endpoints: got,
-            }) => {
-                assert_eq!(
-                    (network_id, from, got),
-                    (lab.net, a.key.public_key(), endpoints.clone())
-                );
-                break;
+    let endpoints: Vec<std::net::SocketAddr> = vec!["198.51.100.4:4242".parse().unwrap()];
+    // The NAT hint passes; a birthday hint only with the address the
+    // sender's connection comes from (loopback here, so not this one,
+    // though it is among its candidates).
+    let birthday = NatHint::PerDestination {
+        ip: endpoints[0].ip(),
+    };
+    let easy = NatHint::Independent;
+    for (sent, forwarded) in [(Some(easy), Some(easy)), (Some(birthday), None)] {
+        a.write(&NodeMessage::CallMeMaybe {
+            network_id: lab.net,
+            peer: b_key,
+            endpoints: endpoints.clone(),
+            nat: sent,
+        })
+        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match b.try_next(left).await {
+                Some(ControllerMessage::CallMeMaybe {
+                    network_id,
+                    from,
+                    endpoints: got,
+                    nat,
+                }) => {
+                    assert_eq!(
+                        (network_id, from, got, nat),
+                        (lab.net, a.key.public_key(), endpoints.clone(), forwarded)
+                    );
+                    break;
+                }
+                Some(_) => {}
+                None => panic!("call-me-maybe never arrived"),
             }
-            Some(_) => {}
-            None => panic!("call-me-maybe never arrived"),
         }
     }
     // A pending node may not ask, and nobody may ask a stranger.
@@ -324,6 +335,7 @@ async fn call_me_maybe_is_relayed_only_between_authorized_members() {
             network_id: lab.net,
             peer: b_key,
             endpoints: endpoints.clone(),
+            nat: None,
         })
         .await;
     let Some(ControllerMessage::Error { code, .. }) =

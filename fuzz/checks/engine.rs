@@ -25,6 +25,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use warren_engine::{Engine, EngineConfig, NetworkAction, PeerConfig, Send, Via, DATA_OVERHEAD};
+use warren_proto::control::NatHint;
 use warren_proto::disco::{self, DiscoKey, DiscoMessage};
 use warren_proto::{stun, NodePrivateKey, NodePublicKey};
 
@@ -243,8 +244,21 @@ impl World {
             8 => {
                 let n = usize::from(input.byte() % 8);
                 let candidates: Vec<SocketAddr> = (0..n).map(|_| input.addr()).collect();
+                let nat = match input.byte() % 3 {
+                    0 => None,
+                    1 => Some(NatHint::Independent),
+                    _ => Some(NatHint::PerDestination {
+                        ip: input.addr().ip(),
+                    }),
+                };
                 self.b
-                    .handle_call_me_maybe(self.a_key, &candidates, self.now);
+                    .handle_call_me_maybe(self.a_key, &candidates, nat, self.now);
+                // A spray is bounded whatever the peer says.
+                while let Some(birthday) = self.b.poll_birthday() {
+                    if let warren_engine::Birthday::Spray { ports, .. } = birthday {
+                        assert!(ports <= warren_engine::birthday::SPRAY_PORTS);
+                    }
+                }
             }
             _ => {
                 let mut packet = ipv4(B_IP, A_IP, &input.chunk());

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use warren_engine::{Engine, EngineConfig, PeerConfig};
-use warren_proto::control::{self, ControllerMessage};
+use warren_proto::control::{self, ControllerMessage, NatHint};
 use warren_proto::netmap::{Netmap, NetmapDelta, SentNetmap};
 use warren_proto::{NodeId, NodePrivateKey};
 
@@ -66,10 +66,13 @@ pub fn run(data: &[u8]) {
                 network_id,
                 from,
                 endpoints,
+                nat,
             } => {
                 if let Some(map) = agent.held.as_ref().filter(|m| m.network_id == network_id) {
                     let kept = screened(map, &from, &endpoints);
-                    agent.engine.handle_call_me_maybe(from, &kept, agent.now);
+                    agent
+                        .engine
+                        .handle_call_me_maybe(from, &kept, nat, agent.now);
                 }
             }
             _ => {}
@@ -241,6 +244,9 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             "127.0.0.1:1".parse().expect("addr"),
             "10.147.0.3:51820".parse().expect("addr"),
         ],
+        nat: Some(NatHint::PerDestination {
+            ip: "198.51.100.3".parse().expect("addr"),
+        }),
     };
     let tombstone = SentNetmap::of(&v3).tombstone(4);
     vec![

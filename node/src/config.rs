@@ -40,11 +40,19 @@ pub struct NatConfig {
     /// (PCP, else NAT-PMP) and advertise it as an endpoint.
     #[serde(default = "default_true")]
     pub port_mapping: bool,
+    /// Try birthday-paradox probing with peers that plain probing does
+    /// not reach: one side behind a NAT that maps per destination, the
+    /// other behind one that filters on address and port.
+    #[serde(default = "default_true")]
+    pub hard_nat_probing: bool,
 }
 
 impl Default for NatConfig {
     fn default() -> Self {
-        NatConfig { port_mapping: true }
+        NatConfig {
+            port_mapping: true,
+            hard_nat_probing: true,
+        }
     }
 }
 

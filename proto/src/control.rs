@@ -16,7 +16,7 @@
 //! connection with [`EXPORTER_LABEL`] and the nonce as context, so a proof
 //! cannot be replayed on another connection. No bearer secret crosses the wire.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -106,6 +106,10 @@ pub enum NodeMessage {
         network_id: NetworkId,
         peer: NodePublicKey,
         endpoints: Vec<SocketAddr>,
+        /// What the sender's NAT does (hard-NAT traversal); absent from
+        /// nodes that do not say.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nat: Option<NatHint>,
     },
     /// The whole list of services the node publishes in one network's DNS
     /// zone (replacing what it published before). Acts on the
@@ -233,6 +237,8 @@ pub enum ControllerMessage {
         network_id: NetworkId,
         from: NodePublicKey,
         endpoints: Vec<SocketAddr>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nat: Option<NatHint>,
     },
     /// A request was refused; the connection stays up unless `fatal`.
     Error {
@@ -240,6 +246,22 @@ pub enum ControllerMessage {
         message: String,
         fatal: bool,
     },
+}
+
+/// What a node's NAT does with its outgoing UDP, as its STUN answers show,
+/// told to a peer in a call-me-maybe. Two nodes of which one maps per
+/// destination and the other filters on address and port find no direct
+/// path by plain probing; with these hints they try birthday-paradox
+/// probing (the agent engine's `birthday` module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mapping")]
+pub enum NatHint {
+    /// One public port whatever the destination.
+    Independent,
+    /// A new public port for each destination, on the public address `ip`.
+    /// The sender has just opened many of them towards the peer: a peer
+    /// whose mapping is `Independent` should send to many ports of `ip` now.
+    PerDestination { ip: IpAddr },
 }
 
 /// What became of a join.

@@ -507,6 +507,13 @@ pub struct Counters {
     /// Relayed datagrams larger than any WireGuard packet can be.
     #[serde(default)]
     pub dropped_oversized: u64,
+    /// Birthday tries begun as the side behind a NAT that maps per
+    /// destination: pings to a peer from many sockets at once.
+    #[serde(default)]
+    pub hard_nat_fanouts: u64,
+    /// Birthday tries answered as the other side: one ping to many ports.
+    #[serde(default)]
+    pub hard_nat_sprays: u64,
 }
 
 impl Counters {
@@ -530,6 +537,8 @@ impl Counters {
         self.dropped_unknown_peer += other.dropped_unknown_peer;
         self.dropped_relay_queue_full += other.dropped_relay_queue_full;
         self.dropped_oversized += other.dropped_oversized;
+        self.hard_nat_fanouts += other.hard_nat_fanouts;
+        self.hard_nat_sprays += other.hard_nat_sprays;
     }
 }
 

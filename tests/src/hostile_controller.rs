@@ -140,6 +140,7 @@ impl Attack {
                 network_id: *network,
                 from: *from,
                 endpoints: endpoints.clone(),
+                nat: None,
             },
             Attack::Raw(message) => (**message).clone(),
             // Sent on a stream of its own by `session`; this is never used.

@@ -271,6 +271,7 @@ pub fn bad_endpoints(
                             network_id: network,
                             peer,
                             endpoints: endpoints.clone(),
+                            nat: None,
                         })
                         .await?;
                 }

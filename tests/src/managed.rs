@@ -87,7 +87,8 @@ impl ManagedAgent {
     /// [`ManagedAgent::start`] with more `daemon` flags. Agents leave the
     /// system's resolver alone (`WARREN_DNS_MANAGE=off`) unless these say
     /// `--dns-manage`: a namespace without its own `/etc/netns/NAME/resolv.conf`
-    /// sees the host's.
+    /// sees the host's. Birthday probing is off unless they say
+    /// `--hard-nat-probing true`.
     pub fn start_with(
         lab: &Lab,
         ns: &Netns,
@@ -136,7 +137,14 @@ impl ManagedAgent {
             args.extend([OsStr::new("--listen-port"), OsStr::new(port)]);
         }
         args.extend(self.extra_args.iter().map(OsStr::new));
-        let mut envs = vec![("WARREN_LOG", log.as_str()), ("WARREN_DNS_MANAGE", "off")];
+        // Birthday probing is off unless a lab turns it on (`--hard-nat-probing
+        // true` among the flags): the NAT matrix checks what plain probing
+        // reaches, which is deterministic; `hard_nat` checks the rest.
+        let mut envs = vec![
+            ("WARREN_LOG", log.as_str()),
+            ("WARREN_DNS_MANAGE", "off"),
+            ("WARREN_HARD_NAT_PROBING", "false"),
+        ];
         envs.extend(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let process = lab.spawn_in(ns, &label, &self.bin, args, &envs)?;
         self.process = Some(process);

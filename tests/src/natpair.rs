@@ -294,20 +294,27 @@ impl NatPair {
         b: NatKind,
         relay_rate: Option<u64>,
     ) -> Result<NatPair> {
-        Self::build_with(lab, a, b, relay_rate, false, Listen::ServerAddress)
+        Self::build_with(lab, a, b, relay_rate, false, Listen::ServerAddress, &[])
+    }
+
+    /// [`NatPair::build`] with birthday probing on in both agents (the lab
+    /// harness turns it off otherwise).
+    pub fn build_hard_nat_probing(lab: &Lab, a: NatKind, b: NatKind) -> Result<NatPair> {
+        let flags = ["--hard-nat-probing", "true"];
+        Self::build_with(lab, a, b, None, false, Listen::ServerAddress, &flags)
     }
 
     /// [`NatPair::build`] with the controller on its default wildcard
     /// addresses and DNS on `[::]:53` ([`Listen::Wildcard`]): a multi-homed
     /// host whose service address is not the one the routes back pick.
     pub fn build_multihomed(lab: &Lab, a: NatKind, b: NatKind) -> Result<NatPair> {
-        Self::build_with(lab, a, b, None, false, Listen::Wildcard)
+        Self::build_with(lab, a, b, None, false, Listen::Wildcard, &[])
     }
 
     /// [`NatPair::build`] with a relay-only instance beside the controller,
     /// which the controller tells agents to relay through.
     pub fn build_with_relay_instance(lab: &Lab, a: NatKind, b: NatKind) -> Result<NatPair> {
-        Self::build_with(lab, a, b, None, true, Listen::ServerAddress)
+        Self::build_with(lab, a, b, None, true, Listen::ServerAddress, &[])
     }
 
     fn build_with(
@@ -317,14 +324,16 @@ impl NatPair {
         relay_rate: Option<u64>,
         relay_instance: bool,
         listen: Listen,
+        agent_flags: &[&str],
     ) -> Result<NatPair> {
         let net = NatLab::build(lab, a.nat(), b.nat())?;
         let controller =
             NatController::start_listening(lab, &net.internet, relay_rate, relay_instance, listen)?;
         let network = controller.network_create("natlab", POOL)?;
         let key = controller.key_create(&network)?;
-        let agent_a = ManagedAgent::start(lab, &net.host_a, "a", Some(AGENT_PORT))?;
-        let agent_b = ManagedAgent::start(lab, &net.host_b, "b", Some(AGENT_PORT))?;
+        let port = Some(AGENT_PORT);
+        let agent_a = ManagedAgent::start_with(lab, &net.host_a, "a", port, agent_flags)?;
+        let agent_b = ManagedAgent::start_with(lab, &net.host_b, "b", port, agent_flags)?;
         Ok(NatPair {
             a: agent_a,
             b: agent_b,

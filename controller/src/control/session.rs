@@ -12,7 +12,7 @@ use std::sync::Arc;
 use quinn::SendStream;
 use tokio::sync::mpsc;
 use warren_proto::control::{
-    encode_delta_frame, ControllerMessage, JoinOutcome, NodeMessage, SharedPeers,
+    encode_delta_frame, ControllerMessage, JoinOutcome, NatHint, NodeMessage, SharedPeers,
 };
 use warren_proto::netmap::{Netmap, NetmapDelta, SentNetmap};
 use warren_proto::{NetworkId, NodeId, NodePublicKey};
@@ -32,6 +32,11 @@ pub const MAX_ENDPOINTS: usize = 32;
 /// Each one makes a peer send probes, so no member may drive them.
 const CALL_ME_PER_PEER: (f64, f64) = (5.0, 0.5);
 const CALL_ME_TOTAL: (f64, f64) = (256.0, 20.0);
+/// Requests that start a birthday try (a `PerDestination` hint) have a
+/// bucket per peer of their own, so the plain requests of a busy start do
+/// not crowd out the one that matters: two, then one per 10 s (the peer's
+/// agent sprays at most every 10 s anyway).
+const CALL_ME_BIRTHDAY: (f64, f64) = (2.0, 0.1);
 /// Path reports one connection may send per network: a burst, then one
 /// per 2 s. Agents send at most one per 5 s; each report may wake every
 /// live watcher of the network.
@@ -65,6 +70,7 @@ pub(super) struct Session {
     present: BTreeSet<NetworkId>,
     call_me_per_peer: Buckets<[u8; 32]>,
     call_me_total: Buckets<()>,
+    call_me_birthday: Buckets<[u8; 32]>,
     paths_limit: Buckets<NetworkId>,
     /// The networks whose changes this session follows (those joined).
     watch: Watch,
@@ -93,6 +99,7 @@ impl Session {
             present: BTreeSet::new(),
             call_me_per_peer: Buckets::new(CALL_ME_PER_PEER.0, CALL_ME_PER_PEER.1),
             call_me_total: Buckets::new(CALL_ME_TOTAL.0, CALL_ME_TOTAL.1),
+            call_me_birthday: Buckets::new(CALL_ME_BIRTHDAY.0, CALL_ME_BIRTHDAY.1),
             paths_limit: Buckets::new(PATHS_PER_NETWORK.0, PATHS_PER_NETWORK.1),
         }
     }
@@ -201,7 +208,8 @@ impl Session {
                 network_id,
                 peer,
                 endpoints,
-            } => self.call_me_maybe(network_id, peer, endpoints).await,
+                nat,
+            } => self.call_me_maybe(network_id, peer, endpoints, nat).await,
             // DNS service directory: acts on this session's node only.
             NodeMessage::Services {
                 network_id,
@@ -429,6 +437,7 @@ impl Session {
         net: NetworkId,
         peer: NodePublicKey,
         endpoints: Vec<SocketAddr>,
+        nat: Option<NatHint>,
     ) -> Result<(), FrameIoError> {
         if endpoints.len() > MAX_ENDPOINTS {
             let message = format!("at most {MAX_ENDPOINTS} endpoints");
@@ -454,7 +463,11 @@ impl Session {
                 .await;
         }
         let now = std::time::Instant::now();
-        if !self.call_me_per_peer.take(*peer.as_bytes(), now) || !self.call_me_total.take((), now) {
+        let per_peer = match nat {
+            Some(NatHint::PerDestination { .. }) => &mut self.call_me_birthday,
+            _ => &mut self.call_me_per_peer,
+        };
+        if !per_peer.take(*peer.as_bytes(), now) || !self.call_me_total.take((), now) {
             tracing::debug!(node = %self.node_id, peer = %peer.short(), "call-me-maybe over its rate");
             return self
                 .error("rate_limited", "too many call-me-maybe requests; slow down")
@@ -467,10 +480,12 @@ impl Session {
         if endpoints.is_empty() {
             return Ok(());
         }
+        let nat = forwarded_hint(nat, &endpoints, self.remote.ip());
         let message = ControllerMessage::CallMeMaybe {
             network_id: net,
             from: self.node_key,
             endpoints,
+            nat,
         };
         // Best effort: an offline peer simply does not get it.
         self.context.hub.deliver(&peer, &message);
@@ -711,4 +726,59 @@ fn endpoint_rules(endpoints: Vec<SocketAddr>, network: &crate::store::Network) -
             verdict.is_ok()
         })
         .collect()
+}
+
+/// The NAT hint of a call-me-maybe as the peer gets it. A peer told that
+/// the sender maps per destination sends to many ports of its address:
+/// only the address this connection comes from passes (the sender's NAT
+/// is the one in front of it), and only if it is among the sender's own
+/// (valid) candidates. Through an HTTPS proxy the two differ, and no
+/// birthday try is made.
+fn forwarded_hint(
+    nat: Option<NatHint>,
+    endpoints: &[SocketAddr],
+    remote: std::net::IpAddr,
+) -> Option<NatHint> {
+    nat.filter(|hint| match hint {
+        NatHint::Independent => true,
+        NatHint::PerDestination { ip } => {
+            *ip == remote.to_canonical() && endpoints.iter().any(|e| e.ip() == *ip)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spray_hint_passes_only_for_the_senders_own_address() {
+        let own: SocketAddr = "198.51.100.7:5000".parse().unwrap();
+        let other: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let hint = |ip: &str| {
+            Some(NatHint::PerDestination {
+                ip: ip.parse().unwrap(),
+            })
+        };
+        let remote = own.ip();
+        // As the controller sees it on a dual-stack socket, too.
+        let mapped: std::net::IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+        for from in [remote, mapped] {
+            assert_eq!(
+                forwarded_hint(hint("198.51.100.7"), &[own], from),
+                hint("198.51.100.7")
+            );
+        }
+        // Among the candidates, but not where the connection comes from.
+        assert_eq!(
+            forwarded_hint(hint("192.0.2.1"), &[own, other], remote),
+            None
+        );
+        assert_eq!(forwarded_hint(hint("198.51.100.7"), &[], remote), None);
+        assert_eq!(
+            forwarded_hint(Some(NatHint::Independent), &[own], remote),
+            Some(NatHint::Independent)
+        );
+        assert_eq!(forwarded_hint(None, &[own], remote), None);
+    }
 }

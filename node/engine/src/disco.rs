@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use warren_proto::control::NatHint;
 use warren_proto::disco::{self, DiscoMessage, TxId};
 use warren_proto::NodePublicKey;
 
@@ -59,17 +60,20 @@ impl Engine {
             self.push_event(Event::CallMeMaybe {
                 peer,
                 endpoints: self.local_endpoints.clone(),
+                nat: self.plain_nat_hint(),
             });
             self.probe_afresh(id, now);
         }
     }
 
     /// A peer (through the controller) asks us to probe it now: it is
-    /// probing us at the same moment, which opens both NATs.
+    /// probing us at the same moment, which opens both NATs. `nat`: what
+    /// it says of its NAT (`crate::birthday`).
     pub fn handle_call_me_maybe(
         &mut self,
         from: NodePublicKey,
         endpoints: &[SocketAddr],
+        nat: Option<NatHint>,
         now: Instant,
     ) {
         let Some(id) = self.peer_id(&from) else {
@@ -79,6 +83,10 @@ impl Engine {
             for addr in endpoints {
                 paths.learn(*addr, now);
             }
+            paths.birthday.peer_nat = nat;
+        }
+        if let Some(NatHint::PerDestination { ip }) = nat {
+            self.answer_fan_out(id, ip, now);
         }
         self.probe_afresh(id, now);
     }
@@ -196,6 +204,8 @@ impl Engine {
         let answered = match (probe.to, source) {
             (ProbeTarget::Udp(to), Source::Udp(from)) if to == from => Via::Udp(from),
             (ProbeTarget::Relay, Source::Relay(_)) => Via::Relay(key),
+            // A sprayed ping: whichever port of the address got through.
+            (ProbeTarget::Spray(ip), Source::Udp(from)) if from.ip() == ip => Via::Udp(from),
             // A pong for a ping sent elsewhere: the path it names is not proven.
             _ => return,
         };
@@ -268,6 +278,7 @@ impl Engine {
                     events.push(Event::CallMeMaybe {
                         peer: key,
                         endpoints: Vec::new(),
+                        nat: None,
                     });
                 }
             }
@@ -277,6 +288,7 @@ impl Engine {
                 Event::CallMeMaybe { peer, .. } => Event::CallMeMaybe {
                     peer,
                     endpoints: self.local_endpoints.clone(),
+                    nat: self.plain_nat_hint(),
                 },
                 other => other,
             };
@@ -327,7 +339,12 @@ impl Engine {
         let Some(peer) = self.peer_mut(id) else {
             return;
         };
-        let key = peer.config.public_key;
+        let via = match to {
+            ProbeTarget::Udp(addr) => Via::Udp(addr),
+            ProbeTarget::Relay => Via::Relay(peer.config.public_key),
+            // No one datagram: `crate::birthday` sends sprays.
+            ProbeTarget::Spray(_) => return,
+        };
         let mut src_ip = None;
         if let Some(paths) = peer.paths.as_mut() {
             if let ProbeTarget::Udp(addr) = to {
@@ -342,10 +359,6 @@ impl Engine {
                 },
             );
         }
-        let via = match to {
-            ProbeTarget::Udp(addr) => Via::Udp(addr),
-            ProbeTarget::Relay => Via::Relay(key),
-        };
         let sent_at = self.ping_clock.stamp(now);
         // From where the peer's packets from that address reach us, if
         // known: the peer's NAT may pass only what comes from there.
@@ -410,7 +423,12 @@ pub(crate) mod tests {
     /// routing table of B's host would answer from another.
     const B_SECOND: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 20)), 51820);
 
-    fn engine(own: &NodePrivateKey, peer: &NodePrivateKey, at: SocketAddr, seed: u64) -> Engine {
+    pub(crate) fn engine(
+        own: &NodePrivateKey,
+        peer: &NodePrivateKey,
+        at: SocketAddr,
+        seed: u64,
+    ) -> Engine {
         let mut engine = Engine::new(EngineConfig::new(own.clone(), Box::new(Counter(seed))));
         let config = PeerConfig {
             public_key: peer.public_key(),
@@ -424,7 +442,7 @@ pub(crate) mod tests {
         engine
     }
 
-    fn transmits(engine: &mut Engine) -> Vec<Transmit> {
+    pub(crate) fn transmits(engine: &mut Engine) -> Vec<Transmit> {
         std::iter::from_fn(|| engine.poll_transmit()).collect()
     }
 

@@ -148,6 +148,8 @@ pub enum Event {
     CallMeMaybe {
         peer: NodePublicKey,
         endpoints: Vec<SocketAddr>,
+        /// What our NAT does, for birthday probing (`crate::birthday`).
+        nat: Option<warren_proto::control::NatHint>,
     },
     /// A STUN server saw our packets come from `mapped`.
     Reflexive {
@@ -212,6 +214,7 @@ pub struct Engine {
     /// The mapped prefixes of the site this node routes for.
     site_nat: SiteNat,
     pub(crate) ping_clock: crate::disco_replay::PingClock,
+    pub(crate) birthday: crate::birthday::BirthdayState,
 }
 
 impl Engine {
@@ -244,6 +247,7 @@ impl Engine {
             filter: None,
             site_nat: SiteNat::default(),
             ping_clock: crate::disco_replay::PingClock::new(config.clock_ms),
+            birthday: crate::birthday::BirthdayState::default(),
         }
     }
 
@@ -486,6 +490,7 @@ impl Engine {
         }
         self.next_tick = Some(now + TIMER_TICK);
         self.handle_disco_timers(now);
+        self.handle_birthday_timers(now);
         self.handle_stun_timers(now);
         for peer in self.peers.values_mut() {
             match peer.session.update_timers(&mut self.scratch) {

@@ -13,6 +13,7 @@
 //! - [`routing`]: the longest-prefix-match table.
 //! - [`path`]: per-peer path discovery state: candidates, probes, the best path.
 //! - `stun`: the STUN client that learns the data socket's reflexive address.
+//! - [`birthday`]: hard-NAT traversal by many tries at once.
 //! - `disco`: the engine's disco handling: pings, pongs, call-me-maybe, `ping`.
 //! - `tunnel`: the adapter around boringtun's `Tunn`, the only code that trusts its clock.
 //! - [`site_nat`]: stateless translation of a site's mapped prefixes on its router.
@@ -21,6 +22,7 @@
 //! - [`error`]: why a packet or a configuration was refused.
 #![forbid(unsafe_code)]
 
+pub mod birthday;
 mod disco;
 mod disco_replay;
 pub mod engine;
@@ -34,6 +36,7 @@ pub mod site_nat;
 mod stun;
 mod tunnel;
 
+pub use birthday::Birthday;
 pub use engine::{Engine, EngineConfig, Event, NetworkAction, Send, Source, Transmit};
 pub use error::{ConfigError, PacketError};
 pub use filter::Filter;

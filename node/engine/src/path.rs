@@ -103,6 +103,9 @@ pub(crate) struct Probe {
 pub(crate) enum ProbeTarget {
     Udp(SocketAddr),
     Relay,
+    /// Many ports of this address at once (`crate::birthday`): any port
+    /// of it may answer.
+    Spray(IpAddr),
 }
 
 /// The path state of one peer that takes part in disco.
@@ -120,6 +123,9 @@ pub(crate) struct Paths {
     pub(crate) tx_seen: u64,
     /// When we last pinged an address back (see [`Self::should_probe_back`]).
     probed_back: BTreeMap<SocketAddr, Instant>,
+    /// Since when no direct path has been known (`None` while one is).
+    pub(crate) search_began: Option<Instant>,
+    pub(crate) birthday: crate::birthday::PeerBirthday,
 }
 
 impl Paths {
@@ -127,11 +133,14 @@ impl Paths {
     /// next, and counts the round.
     pub(crate) fn schedule_next_probe(&mut self, now: Instant) {
         let interval = if self.best.is_none() {
+            self.search_began.get_or_insert(now);
             let backoff = PROBE_RETRY_FIRST.saturating_mul(1u32 << self.search_round.min(8));
             self.search_round = self.search_round.saturating_add(1);
             backoff.min(PROBE_SEARCHING)
         } else {
             self.search_round = 0;
+            self.search_began = None;
+            self.birthday.reset();
             PROBE_DIRECT
         };
         self.next_probe = Some(now + interval);

@@ -62,12 +62,16 @@ impl Engine {
                 return Err(PacketError::Malformed);
             }
         }
-        let changed = stun.mapped.insert(from, mapped) != Some(mapped);
+        let before = self.nat_mapping();
+        let changed = self.stun_mut().mapped.insert(from, mapped) != Some(mapped);
         if changed {
             self.push_event(Event::Reflexive {
                 server: from,
                 mapped,
             });
+        }
+        if self.nat_mapping() != before {
+            self.tell_mapping();
         }
         Ok(())
     }

@@ -49,6 +49,11 @@ pub struct DaemonArgs {
     /// file's `[nat] port-mapping`, else true].
     #[arg(long, env = "WARREN_PORT_MAPPING", value_name = "BOOL")]
     port_mapping: Option<bool>,
+    /// Try birthday-paradox probing (many ports at once) with peers that
+    /// plain probing does not reach, when one NAT maps per destination
+    /// [default: the config file's `[nat] hard-nat-probing`, else true].
+    #[arg(long, env = "WARREN_HARD_NAT_PROBING", value_name = "BOOL")]
+    hard_nat_probing: Option<bool>,
 }
 
 fn parse_max_age(text: &str) -> Result<Duration, String> {
@@ -92,6 +97,9 @@ pub fn run(cli: &Cli, args: &DaemonArgs) -> anyhow::Result<()> {
     let port_mapping = args
         .port_mapping
         .unwrap_or_else(|| config.as_ref().is_none_or(|c| c.nat.port_mapping));
+    let hard_nat_probing = args
+        .hard_nat_probing
+        .unwrap_or_else(|| config.as_ref().is_none_or(|c| c.nat.hard_nat_probing));
     if let Some(metrics) = &metrics {
         metrics.check().map_err(anyhow::Error::msg)?;
     }
@@ -105,6 +113,7 @@ pub fn run(cli: &Cli, args: &DaemonArgs) -> anyhow::Result<()> {
         socket,
         listen_port: args.listen_port,
         port_mapping,
+        hard_nat_probing,
     };
     super::runtime()?.block_on(crate::daemon::run(options))
 }

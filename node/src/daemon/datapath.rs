@@ -9,6 +9,7 @@ use tun_rs::{GROTable, VIRTIO_NET_HDR_LEN};
 use warren_engine::{Engine, NetworkAction, Source, Via};
 use warren_proto::{NetworkId, NodePublicKey};
 
+use super::birthday::{Birthdays, Heard};
 use crate::platform::tun::Tun;
 use crate::platform::udp::{canonical, Udp, MAX_GSO_BYTES};
 
@@ -103,23 +104,56 @@ impl GsoBatch {
         true
     }
 
-    pub async fn push(&mut self, udp: &Udp, to: SocketAddr, from: Option<IpAddr>, datagram: &[u8]) {
+    pub async fn push(
+        &mut self,
+        out: Sockets<'_>,
+        to: SocketAddr,
+        from: Option<IpAddr>,
+        datagram: &[u8],
+    ) {
         if !self.try_push(to, from, datagram) {
-            self.flush(udp).await;
+            self.flush(out).await;
             self.try_push(to, from, datagram);
         }
     }
 
-    pub async fn flush(&mut self, udp: &Udp) {
+    pub async fn flush(&mut self, out: Sockets<'_>) {
         if let Some(to) = self.to.take() {
             let from = self.from.take();
-            if let Err(e) = udp.send(to, from, &self.buf, self.segment).await {
+            if let Err(e) = out.send(to, from, &self.buf, self.segment).await {
                 tracing::debug!(error = %e, %to, ?from, "UDP send failed");
             }
         }
         self.buf.clear();
         self.count = 0;
         self.closed = false;
+    }
+}
+
+/// Where datagrams leave: the main socket, or the extra socket of a
+/// birthday try that a peer is reached through ([`Birthdays::route`]).
+#[derive(Clone, Copy)]
+pub struct Sockets<'a> {
+    pub main: &'a Udp,
+    pub extra: &'a Birthdays,
+}
+
+impl Sockets<'_> {
+    /// [`Udp::send`], or one datagram per `segment` bytes on an extra socket.
+    pub async fn send(
+        &self,
+        to: SocketAddr,
+        from: Option<IpAddr>,
+        contents: &[u8],
+        segment: usize,
+    ) -> std::io::Result<()> {
+        let Some(extra) = self.extra.route(to) else {
+            return self.main.send(to, from, contents, segment).await;
+        };
+        for datagram in contents.chunks(segment.max(1)) {
+            extra.send_to(datagram, to).await?;
+        }
+        Ok(())
     }
 }
 
@@ -228,13 +262,22 @@ pub struct DataPath<'a> {
     pub engine: &'a mut Engine,
     pub tun: &'a Tun,
     pub udp: &'a Udp,
+    pub extra: &'a Birthdays,
     pub relay: &'a RelaySink,
     pub scratch: &'a mut [u8],
     pub batch: &'a mut GsoBatch,
     pub writer: &'a mut TunWriter,
 }
 
-impl DataPath<'_> {
+impl<'a> DataPath<'a> {
+    /// Where sends go; copies of the references, not a borrow of `self`.
+    fn out(&self) -> Sockets<'a> {
+        Sockets {
+            main: self.udp,
+            extra: self.extra,
+        }
+    }
+
     /// Encrypts the packets of one TUN read (and of any reads ready right
     /// after it) and sends them in as few GSO sends as possible.
     pub async fn handle_tun_read(&mut self, reader: &mut TunReader, first: std::io::Result<usize>) {
@@ -257,7 +300,7 @@ impl DataPath<'_> {
                     Ok(Some(send)) => match send.to {
                         Via::Udp(to) => {
                             self.batch
-                                .push(self.udp, to, send.src_ip, &self.scratch[..send.len])
+                                .push(self.out(), to, send.src_ip, &self.scratch[..send.len])
                                 .await;
                         }
                         Via::Relay(peer) => relay_send(self.relay, peer, &self.scratch[..send.len]),
@@ -272,7 +315,7 @@ impl DataPath<'_> {
             // Only read what this round will handle: a read is a packet taken off the device.
             result = reader.try_read(self.tun);
         }
-        self.batch.flush(self.udp).await;
+        self.batch.flush(self.out()).await;
         // What the policy denied is answered at once, so applications fail fast.
         let mut rejected = false;
         while let Some(reject) = self.engine.poll_tun_packet() {
@@ -352,7 +395,7 @@ impl DataPath<'_> {
         local: Option<IpAddr>,
         datagram: &[u8],
         now: Instant,
-    ) {
+    ) -> bool {
         let result = match source {
             Source::Udp(from) => {
                 self.engine
@@ -363,6 +406,7 @@ impl DataPath<'_> {
                     .handle_relay_packet(from, datagram, self.scratch, now)
             }
         };
+        let accepted = result.is_ok();
         match result {
             Ok(NetworkAction::Tunnel { len }) => {
                 if !self.writer.push(&self.scratch[..len]) {
@@ -375,7 +419,7 @@ impl DataPath<'_> {
                 len,
             }) => {
                 let reply = &self.scratch[..len];
-                if let Err(e) = self.udp.send(to, local, reply, len).await {
+                if let Err(e) = self.out().send(to, local, reply, len).await {
                     tracing::debug!(error = %e, %to, ?local, "UDP reply failed");
                 }
             }
@@ -388,5 +432,18 @@ impl DataPath<'_> {
             Ok(NetworkAction::Nothing) => {}
             Err(e) => tracing::debug!(error = %e, ?source, "dropped datagram"),
         }
+        accepted
+    }
+
+    /// Handles a datagram an extra socket of a birthday try heard; true if
+    /// the engine took it (then replies to its sender go out through that
+    /// socket, [`Birthdays::heard`]).
+    pub async fn handle_extra(&mut self, heard: &Heard) -> bool {
+        let from = Source::Udp(heard.from);
+        let accepted = self
+            .handle_datagram(from, None, &heard.datagram, Instant::now())
+            .await;
+        self.writer.flush(self.tun).await;
+        accepted
     }
 }

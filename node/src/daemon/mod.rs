@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod api_endpoints;
+pub(crate) mod birthday;
 mod caller;
 pub(crate) mod control;
 pub mod datapath;
@@ -45,6 +46,8 @@ pub struct DaemonOptions {
     pub metrics: Option<crate::metrics::MetricsSettings>,
     /// Ask the default gateway for port mappings (`[nat] port-mapping`).
     pub port_mapping: bool,
+    /// Birthday probing for hard NATs (`[nat] hard-nat-probing`).
+    pub hard_nat_probing: bool,
 }
 
 /// The default `netmap-max-age`.
@@ -136,6 +139,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     );
     managed.dns = dns;
     managed.static_peers = static_peers;
+    managed.hard_nat_probing = options.hard_nat_probing;
     managed.set_netmap_max_age(options.netmap_max_age);
     let (mapped_tx, mut mapped) = mpsc::unbounded_channel();
     if options.port_mapping {
@@ -270,6 +274,8 @@ async fn start_static(
         listen_port: port,
         offload: node.offload,
         system_routes: true,
+        // Static peers have fixed endpoints: nothing to search for.
+        hard_nat_probing: false,
     };
     let handle = NetworkHandle::start(spec, key.clone(), events)?;
     let peers = config

@@ -11,13 +11,17 @@ use anyhow::Context;
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use warren_engine::{Engine, EngineConfig, Event, PeerConfig, PeerSnapshot, Via};
+use warren_engine::{Birthday, Engine, EngineConfig, Event, PeerConfig, PeerSnapshot, Via};
+use warren_proto::control::NatHint;
 use warren_proto::filter::{Direction, Explanation, FilterStats, PacketFilter, Protocol, Verdict};
 use warren_proto::local_api::Counters;
 use warren_proto::site::MappedPrefix;
 use warren_proto::{NodePrivateKey, NodePublicKey};
 
-use super::datapath::{relay_send, DataPath, GsoBatch, RelaySink, TunReader, TunWriter, UdpReader};
+use super::birthday::Birthdays;
+use super::datapath::{
+    relay_send, DataPath, GsoBatch, RelaySink, Sockets, TunReader, TunWriter, UdpReader,
+};
 use super::relay_in::{relay_in_queue, RelayInDrops, RelayInRx, RelayInTx, RELAY_IN_QUEUE};
 use super::supervisor::join_error_message;
 use crate::platform::tun::{routes_needed, Tun};
@@ -37,6 +41,8 @@ pub struct NetworkSpec {
     /// table (the static network); joined networks leave their routes to
     /// `crate::routes`, which keeps them in Warren's own table.
     pub system_routes: bool,
+    /// Birthday probing with peers behind hard NATs (`warren_engine::birthday`).
+    pub hard_nat_probing: bool,
 }
 
 /// What the data plane reports about itself.
@@ -77,6 +83,7 @@ pub enum NetworkEvent {
     CallMeMaybe {
         peer: NodePublicKey,
         endpoints: Vec<SocketAddr>,
+        nat: Option<NatHint>,
     },
     /// A STUN server saw our data socket at `mapped`: a candidate for peers.
     Reflexive {
@@ -102,7 +109,8 @@ enum Command {
     SetLocalEndpoints(Vec<SocketAddr>),
     SetStunServers(Vec<SocketAddr>),
     Netcheck(oneshot::Sender<Vec<(SocketAddr, SocketAddr)>>),
-    CallMeMaybe(NodePublicKey, Vec<SocketAddr>),
+    CallMeMaybe(NodePublicKey, Vec<SocketAddr>, Option<NatHint>),
+    SprayRequest(NodePublicKey, IpAddr),
     Ping(NodePublicKey, oneshot::Sender<PingOutcome>),
     SetFilter(Option<PacketFilter>),
     /// The mapped prefixes of the site this node routes for.
@@ -204,7 +212,8 @@ impl NetworkHandle {
         config.clock_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        let engine = Engine::new(config);
+        let mut engine = Engine::new(config);
+        engine.set_hard_nat_probing(spec.hard_nat_probing);
         let (commands, rx) = mpsc::channel(256);
         let (relay_in, relay_rx) = relay_in_queue(RELAY_IN_QUEUE);
         let events_for_watch = events.clone();
@@ -260,11 +269,22 @@ impl NetworkHandle {
         self.relay_in.clone()
     }
 
-    pub async fn call_me_maybe(&self, from: NodePublicKey, endpoints: Vec<SocketAddr>) {
+    pub async fn call_me_maybe(
+        &self,
+        from: NodePublicKey,
+        endpoints: Vec<SocketAddr>,
+        nat: Option<NatHint>,
+    ) {
         let _ = self
             .commands
-            .send(Command::CallMeMaybe(from, endpoints))
+            .send(Command::CallMeMaybe(from, endpoints, nat))
             .await;
+    }
+
+    /// A peer behind a NAT that maps per destination at `ip` has just
+    /// fanned out towards us: spray, within the engine's rates.
+    pub async fn spray_request(&self, from: NodePublicKey, ip: IpAddr) {
+        let _ = self.commands.send(Command::SprayRequest(from, ip)).await;
     }
 
     /// Starts a ping; the answer arrives on the returned channel.
@@ -340,16 +360,21 @@ async fn run(
     // Room for any WireGuard datagram (`relay_in` refuses longer ones).
     let mut scratch = vec![0u8; 65_536 + warren_engine::DATA_OVERHEAD];
     debug_assert!(scratch.len() >= super::relay_in::MAX_WIREGUARD_DATAGRAM);
+    let (mut birthdays, mut heard) = Birthdays::new();
     loop {
-        flush_engine(&mut engine, &udp, &mut state).await;
-        let deadline = engine
-            .poll_timeout()
+        flush_engine(&mut engine, &udp, &mut birthdays, &mut state).await;
+        let birthday_due = birthdays.poll_timeout();
+        let deadline = [engine.poll_timeout(), birthday_due]
+            .into_iter()
+            .flatten()
+            .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         let relay = state.relay.clone();
         let mut path = DataPath {
             engine: &mut engine,
             tun: &tun,
             udp: &udp,
+            extra: &birthdays,
             relay: &relay,
             scratch: &mut scratch,
             batch: &mut batch,
@@ -367,7 +392,18 @@ async fn run(
                     Err(e) => tracing::warn!(error = %e, "UDP socket failed"),
                 }
             }
-            () = tokio::time::sleep_until(deadline.into()) => engine.handle_timeout(Instant::now()),
+            () = tokio::time::sleep_until(deadline.into()) => {
+                let now = Instant::now();
+                engine.handle_timeout(now);
+                if birthday_due.is_some_and(|t| now >= t) {
+                    birthdays.handle_timeout(&udp, now).await;
+                }
+            }
+            Some(datagram) = heard.recv() => {
+                if path.handle_extra(&datagram).await {
+                    birthdays.heard(datagram.socket, datagram.from, Instant::now());
+                }
+            }
             Some(packet) = relay_in.rx.recv() => path.handle_relay_packet(packet.from, &packet.payload).await,
             command = commands.recv() => match command {
                 Some(Command::Stop) | None => break,
@@ -449,7 +485,10 @@ fn handle_command(
         Command::Netcheck(reply) => {
             let _ = reply.send(engine.reflexive_addresses());
         }
-        Command::CallMeMaybe(from, endpoints) => engine.handle_call_me_maybe(from, &endpoints, now),
+        Command::CallMeMaybe(from, endpoints, nat) => {
+            engine.handle_call_me_maybe(from, &endpoints, nat, now);
+        }
+        Command::SprayRequest(from, ip) => engine.handle_spray_request(&from, ip, now),
         Command::Ping(peer, reply) => {
             if engine.ping(&peer, now) {
                 state.pings.entry(peer).or_default().push(reply);
@@ -516,14 +555,25 @@ fn set_peers(engine: &mut Engine, tun: &Tun, spec: &NetworkSpec, peers: Vec<Peer
 }
 
 /// Sends what the engine queued off the hot path and acts on its events.
-async fn flush_engine(engine: &mut Engine, udp: &Udp, state: &mut Loop) {
+async fn flush_engine(engine: &mut Engine, udp: &Udp, birthdays: &mut Birthdays, state: &mut Loop) {
+    let now = Instant::now();
+    while let Some(birthday) = engine.poll_birthday() {
+        match birthday {
+            Birthday::FanOut { to, payload } => birthdays.fan_out(to, &payload, now).await,
+            Birthday::Spray { ip, ports, payload } => birthdays.spray(ip, ports, payload, now),
+        }
+    }
+    let out = Sockets {
+        main: udp,
+        extra: birthdays,
+    };
     while let Some(transmit) = engine.poll_transmit() {
         let len = transmit.payload.len();
         match transmit.to {
             Via::Udp(to) => {
                 // From where the peer reaches us, when the engine knows.
                 let from = transmit.src_ip;
-                if let Err(e) = udp.send(to, from, &transmit.payload, len).await {
+                if let Err(e) = out.send(to, from, &transmit.payload, len).await {
                     tracing::debug!(error = %e, %to, ?from, "UDP send failed");
                 }
             }
@@ -548,10 +598,18 @@ async fn flush_engine(engine: &mut Engine, udp: &Udp, state: &mut Loop) {
                     .events
                     .send((label.to_owned(), NetworkEvent::PathChanged));
             }
-            Event::CallMeMaybe { peer, endpoints } => {
+            Event::CallMeMaybe {
+                peer,
+                endpoints,
+                nat,
+            } => {
                 let _ = state.events.send((
                     label.to_owned(),
-                    NetworkEvent::CallMeMaybe { peer, endpoints },
+                    NetworkEvent::CallMeMaybe {
+                        peer,
+                        endpoints,
+                        nat,
+                    },
                 ));
             }
             Event::Reflexive { server, mapped } => {

@@ -168,6 +168,7 @@ impl FakePlanes {
             | Command::SetLocalEndpoints(_)
             | Command::SetStunServers(_)
             | Command::CallMeMaybe(..)
+            | Command::SprayRequest(..)
             | Command::Stop => {}
         }
     }

@@ -85,6 +85,13 @@ pub const DISCO_RECEIVED: Family = Family {
     help: "Path probes (disco messages) received and accepted.",
 };
 
+pub const HARD_NAT_TRIES: Family = Family {
+    name: "warren_hard_nat_tries_total",
+    kind: Kind::Counter,
+    labels: &["network", "role"],
+    help: "Birthday-probing tries with peers behind hard NATs: fan_out (as the side whose NAT maps per destination), spray (as the other side).",
+};
+
 pub const DROPS: Family = Family {
     name: "warren_drops_total",
     kind: Kind::Counter,
@@ -273,6 +280,7 @@ pub const ALL: &[&Family] = &[
     &BYTES_SENT,
     &BYTES_RECEIVED,
     &DISCO_RECEIVED,
+    &HARD_NAT_TRIES,
     &DROPS,
     &PEER_SENT_BYTES,
     &PEER_RECEIVED_BYTES,

@@ -106,6 +106,8 @@ fn network(page: &mut Page<'_>, snapshot: &Snapshot, net: &NetworkStatus) {
     let c = &net.counters;
     page.sample(&f::TUN_RECEIVED, &[id], c.tun_rx_packets);
     page.sample(&f::DISCO_RECEIVED, &[id], c.disco_rx);
+    page.sample(&f::HARD_NAT_TRIES, &[id, "fan_out"], c.hard_nat_fanouts);
+    page.sample(&f::HARD_NAT_TRIES, &[id, "spray"], c.hard_nat_sprays);
     for (via, sent, received, sent_bytes, received_bytes) in [
         (
             "udp",

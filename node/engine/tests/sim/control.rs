@@ -35,6 +35,7 @@ pub enum ControlMsg {
     CallMeMaybe {
         from: NodePublicKey,
         endpoints: Vec<SocketAddr>,
+        nat: Option<warren_proto::control::NatHint>,
     },
     /// A netmap change: this peer, with its current candidates.
     Peer(PeerConfig),
@@ -178,7 +179,11 @@ impl World {
                     );
                 }
             }
-            Event::CallMeMaybe { peer, endpoints } => {
+            Event::CallMeMaybe {
+                peer,
+                endpoints,
+                nat,
+            } => {
                 let from = self.nodes[node.0].engine.public_key();
                 let to = self
                     .nodes
@@ -188,6 +193,7 @@ impl World {
                     let msg = ControlMsg::CallMeMaybe {
                         from,
                         endpoints: endpoints.clone(),
+                        nat: *nat,
                     };
                     self.schedule(at, Delivery::Control(NodeId(to), msg));
                 }
@@ -200,8 +206,12 @@ impl World {
         let now = self.instant();
         let engine = &mut self.nodes[to.0].engine;
         match msg {
-            ControlMsg::CallMeMaybe { from, endpoints } => {
-                engine.handle_call_me_maybe(from, &endpoints, now);
+            ControlMsg::CallMeMaybe {
+                from,
+                endpoints,
+                nat,
+            } => {
+                engine.handle_call_me_maybe(from, &endpoints, nat, now);
             }
             ControlMsg::Peer(config) => {
                 engine

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use rand_core::RngCore;
 use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
-use warren_proto::control::{ControllerMessage, JoinOutcome, NodeMessage};
+use warren_proto::control::{ControllerMessage, JoinOutcome, NatHint, NodeMessage};
 use warren_proto::local_api::{ControlTransport, ControllerError, ControllerErrorKind};
 use warren_proto::netmap::{Netmap, NetmapDelta};
 use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
@@ -73,6 +73,7 @@ pub enum ControlCommand {
         network_id: NetworkId,
         peer: NodePublicKey,
         endpoints: Vec<SocketAddr>,
+        nat: Option<NatHint>,
     },
     /// Every service this node publishes in a network (sent again by the
     /// daemon after each reconnect, so not remembered here).
@@ -146,6 +147,7 @@ pub enum ControlEvent {
         network_id: NetworkId,
         from: NodePublicKey,
         endpoints: Vec<SocketAddr>,
+        nat: Option<NatHint>,
     },
     /// The connection's task died (a panic: a bug). It is started again
     /// with backoff, carrying on from what it held, until restarts run out
@@ -590,11 +592,13 @@ fn dispatch(
             network_id,
             from,
             endpoints,
+            nat,
         } => ControlEvent::CallMeMaybe {
             controller,
             network_id,
             from,
             endpoints,
+            nat,
         },
         ControllerMessage::Error {
             code,
@@ -639,10 +643,12 @@ fn to_message(command: &ControlCommand) -> Option<NodeMessage> {
             network_id,
             peer,
             endpoints,
+            nat,
         } => NodeMessage::CallMeMaybe {
             network_id,
             peer,
             endpoints,
+            nat,
         },
         ControlCommand::Services(network_id, services) => NodeMessage::Services {
             network_id,

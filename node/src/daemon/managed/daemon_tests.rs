@@ -391,6 +391,7 @@ async fn the_static_networks_data_plane_is_restarted_with_its_peers() {
         listen_port: 51820,
         offload: false,
         system_routes: true,
+        hard_nat_probing: false,
     };
     let handle = planes.start(spec, key.clone(), net_tx.clone()).unwrap();
     let peer_key = NodePrivateKey::from_bytes([2; 32]).public_key();

@@ -42,12 +42,17 @@ impl Managed {
                     net.paths.mark();
                 }
             }
-            super::super::network::NetworkEvent::CallMeMaybe { peer, endpoints } => {
+            super::super::network::NetworkEvent::CallMeMaybe {
+                peer,
+                endpoints,
+                nat,
+            } => {
                 if let Some(c) = self.controllers.get(&net.config.controller) {
                     c.send(ControlCommand::CallMeMaybe {
                         network_id: id,
                         peer,
                         endpoints,
+                        nat,
                     });
                 }
             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ipnet::IpNet;
-use warren_proto::control::JoinOutcome;
+use warren_proto::control::{JoinOutcome, NatHint};
 use warren_proto::local_api::NetworkState;
 use warren_proto::netmap::Netmap;
 use warren_proto::{NetworkId, NodePrivateKey, NodePublicKey};
@@ -125,6 +125,8 @@ pub struct Managed {
     /// The static network's peers, its data plane's deaths, and its spec
     /// while it is dead (`supervise`).
     pub(crate) static_peers: Vec<warren_engine::PeerConfig>,
+    /// Birthday probing in the data planes (`NetworkSpec::hard_nat_probing`).
+    pub(crate) hard_nat_probing: bool,
     static_plane: Restarts,
     static_spec: Option<NetworkSpec>,
     /// The agent's own tasks: the local API and the metrics endpoint.
@@ -162,6 +164,7 @@ impl Managed {
             grants_reported: BTreeSet::new(),
             planes: Arc::new(HostDataPlanes),
             static_peers: Vec::new(),
+            hard_nat_probing: true,
             static_plane: Restarts::default(),
             static_spec: None,
             tasks: Supervisor::default(),
@@ -265,9 +268,10 @@ impl Managed {
                 network_id,
                 from,
                 endpoints,
+                nat,
                 ..
             } => {
-                self.handle_call_me_maybe(network_id, from, &endpoints)
+                self.handle_call_me_maybe(network_id, from, &endpoints, nat)
                     .await
             }
             ControlEvent::RelayServer { controller, relay } => {
@@ -338,6 +342,7 @@ impl Managed {
         network: NetworkId,
         from: NodePublicKey,
         candidates: &[SocketAddr],
+        nat: Option<NatHint>,
     ) {
         let Some(net) = self.nets.get(&network) else {
             return;
@@ -347,10 +352,15 @@ impl Managed {
         };
         if !self.call_me_maybe.allow(network, from, Instant::now()) {
             tracing::debug!(%network, peer = %from.short(), "call-me-maybe ignored: peer asks too often");
+            // The one that starts a birthday try still gets its spray: the
+            // engine bounds those by rates of its own.
+            if let Some(NatHint::PerDestination { ip }) = nat {
+                runner.spray_request(from, ip).await;
+            }
             return;
         }
         let valid = endpoints::keep_valid(network, &from, candidates, &endpoints::Overlay::of(map));
-        runner.call_me_maybe(from, valid).await;
+        runner.call_me_maybe(from, valid, nat).await;
     }
 
     fn resync(&self, id: NetworkId) {
@@ -486,6 +496,7 @@ impl Managed {
             listen_port: net.config.listen_port,
             offload: true,
             system_routes: false,
+            hard_nat_probing: self.hard_nat_probing,
         };
         if net.runner.as_ref().is_some_and(|r| r.spec != spec) {
             if let Some(old) = net.runner.take() {
