@@ -10,7 +10,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use warren_proto::control::{self, ControllerMessage, NatHint, NodeMessage, MAX_NODE_FRAME};
+use warren_proto::control::{self, ControllerMessage, NodeMessage, MAX_NODE_FRAME};
 
 // The controller's name rules: its `names` module, which the fuzz target
 // builds as it is and the controller's tests import.
@@ -127,7 +127,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                         network_id,
                         peer: key,
                         endpoints: endpoints.clone(),
-                        nat: Some(NatHint::Independent),
+                        nat: Some(control::NatHint::Independent),
                     }),
                     node(NodeMessage::Resync { network_id }),
                     node(NodeMessage::Leave { network_id }),
@@ -224,7 +224,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                         from: key,
                         nat: endpoints
                             .first()
-                            .map(|e| NatHint::PerDestination { ip: e.ip() }),
+                            .map(|e| control::NatHint::PerDestination { ip: e.ip() }),
                         endpoints,
                     }),
                 ],

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use warren_engine::{Engine, EngineConfig, PeerConfig};
-use warren_proto::control::{self, ControllerMessage, NatHint};
+use warren_proto::control::{self, ControllerMessage};
 use warren_proto::netmap::{Netmap, NetmapDelta, SentNetmap};
 use warren_proto::{NodeId, NodePrivateKey};
 
@@ -244,7 +244,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             "127.0.0.1:1".parse().expect("addr"),
             "10.147.0.3:51820".parse().expect("addr"),
         ],
-        nat: Some(NatHint::PerDestination {
+        nat: Some(control::NatHint::PerDestination {
             ip: "198.51.100.3".parse().expect("addr"),
         }),
     };

@@ -29,8 +29,10 @@ const SPRAY_BATCH: usize = 64;
 const SPRAY_TICK: Duration = Duration::from_millis(25);
 /// Remote addresses routed through extra sockets, at most.
 const MAX_ROUTES: usize = 1024;
-/// What an extra socket reads at most: they carry no offloaded batches.
-const EXTRA_DATAGRAM: usize = 4096;
+/// What an extra socket reads at most: they carry no offloaded batches,
+/// so one WireGuard message of the largest MTU a netmap may set (9,000)
+/// plus its 32 bytes, with room to spare.
+const EXTRA_DATAGRAM: usize = 9216;
 /// Datagrams heard on extra sockets waiting for the data plane; past it
 /// they are dropped, as a congested link would.
 const HEARD_QUEUE: usize = 1024;
@@ -257,8 +259,11 @@ impl Birthdays {
     }
 }
 
+/// An extra socket on an ephemeral port: marked like the main one, so that
+/// policy routing keeps it off the tunnels (an exit node's default route),
+/// and never on a port a network may listen on later.
 fn bind_extra() -> std::io::Result<UdpSocket> {
-    let socket = std::net::UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 0)))?;
+    let socket = crate::routes::marked_udp_socket(SocketAddr::from(([0, 0, 0, 0], 0)))?;
     socket.set_nonblocking(true)?;
     UdpSocket::from_std(socket)
 }
