@@ -23,6 +23,8 @@ const KEEP_UNUSED: Duration = Duration::from_secs(30);
 /// One that carried a path closes once silent this long (the path's
 /// pings and keepalives come every few seconds).
 const KEEP_SILENT: Duration = Duration::from_secs(120);
+/// Extra sockets are looked over for closing this often while any are open.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
 /// A spray goes out this many datagrams at a time...
 const SPRAY_BATCH: usize = 64;
 /// ...this far apart: 1,024 ports take 0.4 s.
@@ -70,6 +72,8 @@ pub struct Birthdays {
     /// Remote address -> the extra socket that last heard it.
     routes: HashMap<SocketAddr, usize>,
     last_fan_out: Option<Instant>,
+    /// When to look for extra sockets to close, while any are open.
+    next_trim: Option<Instant>,
     sprays: VecDeque<Spray>,
     next_spray: Option<Instant>,
 }
@@ -83,6 +87,7 @@ impl Birthdays {
             heard,
             routes: HashMap::new(),
             last_fan_out: None,
+            next_trim: None,
             sprays: VecDeque::new(),
             next_spray: None,
         };
@@ -149,20 +154,10 @@ impl Birthdays {
         }
     }
 
-    /// When [`Self::handle_timeout`] is next due.
+    /// When [`Self::handle_timeout`] is next due. Asked on every wake-up
+    /// of the data plane, so it only reads two fields.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let trim = (!self.extra.is_empty()).then(|| {
-            let unused = self.last_fan_out.map(|t| t + KEEP_UNUSED);
-            let silent = self
-                .extra
-                .iter()
-                .flatten()
-                .filter_map(|e| e.last_heard)
-                .min()
-                .map(|t| t + KEEP_SILENT);
-            [unused, silent].into_iter().flatten().min()
-        });
-        [self.next_spray, trim.flatten()]
+        [self.next_spray, self.next_trim]
             .into_iter()
             .flatten()
             .min()
@@ -175,7 +170,9 @@ impl Birthdays {
             self.spray_batch(main).await;
             self.next_spray = (!self.sprays.is_empty()).then(|| now + SPRAY_TICK);
         }
-        self.trim(now);
+        if self.next_trim.is_some_and(|t| now >= t) {
+            self.trim(now);
+        }
     }
 
     async fn spray_batch(&mut self, main: &Udp) {
@@ -217,6 +214,7 @@ impl Birthdays {
             self.extra.clear();
             self.last_fan_out = None;
         }
+        self.next_trim = (!self.extra.is_empty()).then(|| now + TRIM_EVERY);
     }
 
     /// Opens extra sockets up to [`FANOUT_SOCKETS`], keeping those open.
@@ -255,7 +253,7 @@ impl Birthdays {
                 }
             }
         }
-        self.last_fan_out = Some(now);
+        self.next_trim.get_or_insert(now + TRIM_EVERY);
     }
 }
 

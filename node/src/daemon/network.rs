@@ -556,8 +556,8 @@ fn set_peers(engine: &mut Engine, tun: &Tun, spec: &NetworkSpec, peers: Vec<Peer
 
 /// Sends what the engine queued off the hot path and acts on its events.
 async fn flush_engine(engine: &mut Engine, udp: &Udp, birthdays: &mut Birthdays, state: &mut Loop) {
-    let now = Instant::now();
     while let Some(birthday) = engine.poll_birthday() {
+        let now = Instant::now();
         match birthday {
             Birthday::FanOut { to, payload } => birthdays.fan_out(to, &payload, now).await,
             Birthday::Spray { ip, ports, payload } => birthdays.spray(ip, ports, payload, now),
