@@ -8,8 +8,10 @@
 //! pair stays relayed and tries nothing.
 //!
 //! `HARD_NAT_RUNS=N` makes `symmetric_against_port_restricted_goes_direct`
-//! a benchmark instead (`bench/hard-nat.sh`): N labs of each pair, a table
-//! of how many went direct and how fast, and it fails only if none did.
+//! a benchmark instead (`bench/hard-nat.sh`): for each pair one lab with
+//! probing off (the anchor: plain probing's path), then N labs with it on;
+//! a table of how many went direct and how fast, and it fails only if none
+//! did.
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -93,6 +95,19 @@ fn run(lab: &Lab, hard: NatKind, easy: NatKind, strict: bool) -> anyhow::Result<
     Ok(outcome)
 }
 
+/// The anchor, in the same run: the pair with probing off, as plain
+/// probing (and every agent before this) leaves it. Its path once settled.
+fn anchor(lab: &Lab, hard: NatKind, easy: NatKind) -> anyhow::Result<PeerPath> {
+    let mut pair = NatPair::build(lab, hard, easy)?;
+    pair.join_both()?;
+    pair.wait_path(PeerPath::Relay, Duration::from_secs(20))?;
+    // Past the moment a try would come, and a retry's.
+    Ok(match pair.hold_path(PeerPath::Relay, HOLD_RELAY) {
+        Ok(()) => PeerPath::Relay,
+        Err(_) => pair.peer_view(Side::A)?.path,
+    })
+}
+
 fn runs_wanted() -> Option<u32> {
     std::env::var("HARD_NAT_RUNS").ok()?.parse().ok()
 }
@@ -121,6 +136,16 @@ fn symmetric_against_port_restricted_goes_direct() {
         let mut table = String::new();
         let mut direct_total = 0;
         for (hard, easy) in PAIRS {
+            let lab = Lab::new(&format!("hard_nat::a{}", hard.short()))?;
+            let plain = anchor(&lab, hard, easy);
+            let plain = match plain {
+                Ok(path) => path,
+                Err(e) => {
+                    lab.print_logs();
+                    return Err(e);
+                }
+            };
+            drop(lab);
             let mut times = Vec::new();
             let mut tries = Vec::new();
             for i in 0..runs {
@@ -152,9 +177,10 @@ fn symmetric_against_port_restricted_goes_direct() {
             let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
             let first_try = tries.iter().filter(|t| **t == 1).count();
             table.push_str(&format!(
-                "{:<16} {:<16} {:>3}/{:<3} direct  {:>3} on the first try  median {:.1} s  max {:.1} s\n",
+                "{:<16} {:<16} probing off: {:<6} on: {:>3}/{:<3} direct  {:>3} on the first try  median {:.1} s  max {:.1} s\n",
                 hard.name(),
                 easy.name(),
+                plain.to_string(),
                 times.len(),
                 runs,
                 first_try,
