@@ -166,6 +166,16 @@ where
     if let Ok(Ok(())) = outcome {
         return;
     }
+    // The cause first: CI keeps the head and the tail of a long output,
+    // and the logs below would push a message at their end out of both.
+    match &outcome {
+        Ok(Err(e)) => eprintln!("{test} failed: {e:#}"),
+        Err(payload) => eprintln!(
+            "{test} panicked: {}",
+            crate::in_netns::panic_message(payload.as_ref())
+        ),
+        Ok(Ok(())) => {}
+    }
     lab.print_logs();
     if std::env::var_os("WARREN_LAB_KEEP").is_some() {
         eprintln!("{test}: lab files kept in {}", lab.keep_dir().display());

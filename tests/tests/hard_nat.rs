@@ -3,8 +3,8 @@
 //! port-restricted one is relayed with plain probing (the NAT matrix, which
 //! runs with probing off); with `--hard-nat-probing true` the pair goes
 //! direct: the symmetric side pings from 256 sockets, the other sprays
-//! 1,024 ports, and one meeting opens both NATs. Each side's counters
-//! prove that a try happened. Two symmetric NATs cannot meet that way: that
+//! 1,024 ports, and one meeting opens both NATs. The hard side's counter
+//! proves that a try happened, and neither side's goes on once direct. Two symmetric NATs cannot meet that way: that
 //! pair stays relayed and tries nothing.
 //!
 //! `HARD_NAT_RUNS=N` makes `symmetric_against_port_restricted_goes_direct`
@@ -24,8 +24,11 @@ use warren_lab::{e2e, Lab};
 /// comes 3 s into the search, the next ones 15 s apart.
 const DIRECT_WITHIN: Duration = Duration::from_secs(40);
 
-/// How long the direct path must then hold.
-const HOLD_DIRECT: Duration = Duration::from_secs(3);
+/// How long the direct path must then hold: past a round of the path's
+/// own checks (`warren_engine::path::PROBE_DIRECT`, 10 s, and a pong's
+/// wait, 2 s), whose pongs must come back from the address each ping went
+/// to, through whichever extra socket carries the path.
+const HOLD_DIRECT: Duration = Duration::from_secs(13);
 
 /// How long two symmetric NATs must stay relayed: past the first try's
 /// moment and a retry's.
@@ -74,9 +77,14 @@ fn run(lab: &Lab, hard: NatKind, easy: NatKind, strict: bool) -> anyhow::Result<
         pair.hold_path(PeerPath::Direct, HOLD_DIRECT)
             .context("the direct path did not hold")?;
         pair.ping_both_ways(5, "over the birthday path")?;
-        // It was the birthday try that opened the way, not plain probing.
+        // It was the birthday try that opened the way, not plain probing
+        // (the anchor shows what that alone does). Usually the spray met a
+        // fan-out socket; now and then the fan-out alone gets through, when
+        // one of its sockets maps to a port the peer already pings (our
+        // mapping towards a STUN port): then the peer is direct before its
+        // spray request arrives, and rightly makes none.
         ensure!(
-            outcome.fan_outs >= 1 && outcome.sprays >= 1,
+            outcome.fan_outs >= 1,
             "direct without a try: {} fan-outs, {} sprays",
             outcome.fan_outs,
             outcome.sprays

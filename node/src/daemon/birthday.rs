@@ -29,6 +29,9 @@ const TRIM_EVERY: Duration = Duration::from_secs(5);
 const SPRAY_BATCH: usize = 64;
 /// ...this far apart: 1,024 ports take 0.4 s.
 const SPRAY_TICK: Duration = Duration::from_millis(25);
+/// The extra socket routing a peer keeps the route while it heard that
+/// peer this recently: as long as a direct path lasts with nothing heard.
+const ROUTE_HOLD: Duration = warren_engine::path::PATH_TIMEOUT;
 /// Remote addresses routed through extra sockets, at most.
 const MAX_ROUTES: usize = 1024;
 /// What an extra socket reads at most: they carry no offloaded batches,
@@ -144,12 +147,32 @@ impl Birthdays {
     /// An extra socket heard an authentic datagram from `from`: what goes
     /// back to `from` leaves through it, the only way through the peer's
     /// filter and our NAT's mapping.
+    ///
+    /// A spray usually gets through to several extra sockets, a moment
+    /// apart. The first to hear the peer keeps the route while it hears it
+    /// (within [`ROUTE_HOLD`]): the peer took the address of our first
+    /// answer as the path, and checks it with pings whose pongs must come
+    /// from there. Moving to the latest socket sent them from another port,
+    /// which the peer rightly refused, and the path fell back to the relay.
     pub fn heard(&mut self, socket: usize, from: SocketAddr, now: Instant) {
+        let routed = self.routes.get(&from).copied();
+        let held = routed.is_some_and(|index| {
+            index != socket
+                && self
+                    .extra
+                    .get(index)
+                    .and_then(Option::as_ref)
+                    .and_then(|e| e.last_heard)
+                    .is_some_and(|t| now.saturating_duration_since(t) < ROUTE_HOLD)
+        });
         let Some(Some(extra)) = self.extra.get_mut(socket) else {
             return;
         };
         extra.last_heard = Some(now);
-        if self.routes.len() < MAX_ROUTES || self.routes.contains_key(&from) {
+        if held {
+            return;
+        }
+        if self.routes.len() < MAX_ROUTES || routed.is_some() {
             self.routes.insert(from, socket);
         }
     }
@@ -336,6 +359,37 @@ mod tests {
         b.trim(now + KEEP_SILENT);
         assert!(b.route(to).is_none());
         assert!(b.extra.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_first_socket_to_hear_a_peer_keeps_its_route_while_it_hears_it() {
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = peer.local_addr().unwrap();
+        let (mut b, _heard) = Birthdays::new();
+        let now = Instant::now();
+        b.fan_out(to, b"ping", now).await;
+        let port = |b: &Birthdays| b.route(to).unwrap().local_addr().unwrap().port();
+        let first = |i: usize| {
+            b.extra[i]
+                .as_ref()
+                .unwrap()
+                .socket
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (one, two) = (first(3), first(9));
+        // A spray got through to two sockets a moment apart: the first keeps it.
+        b.heard(3, to, now);
+        b.heard(9, to, now + Duration::from_millis(40));
+        assert_eq!(port(&b), one);
+        // Still heard on it: still its route, whatever else hears the peer.
+        b.heard(3, to, now + Duration::from_secs(10));
+        b.heard(9, to, now + Duration::from_secs(20));
+        assert_eq!(port(&b), one);
+        // Silent past the hold: the socket that hears the peer now takes it.
+        b.heard(9, to, now + Duration::from_secs(10) + ROUTE_HOLD);
+        assert_eq!(port(&b), two);
     }
 
     #[tokio::test]
