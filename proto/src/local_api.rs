@@ -208,6 +208,11 @@ pub struct NetworkStatus {
     /// Whether the TUN device runs with kernel offloads (TSO/GRO through a vnet header).
     pub offload: bool,
     pub netmap_version: Option<u64>,
+    /// How long the latest netmap or delta took to apply, in microseconds:
+    /// from its arrival to the data plane running on it, with its DNS and
+    /// routes in step and the map cached on disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netmap_apply_us: Option<u64>,
     pub counters: Counters,
     /// The access-policy filter: the version it enforces, rule hits, drops
     /// by reason, tracked flows and the latest drops.

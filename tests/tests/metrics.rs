@@ -215,6 +215,14 @@ fn the_agent_serves_its_counters_after_traffic() {
             udp_sent >= sent_bytes,
             "the network's UDP bytes ({udp_sent}) grew less than the peer's ({sent_bytes})"
         );
+        // The netmap that brought b took a measured while to apply.
+        let apply = after.get(&format!(
+            r#"warren_netmap_apply_seconds{{network="{net}"}}"#
+        ))?;
+        ensure!(
+            apply > 0.0 && apply < 10.0,
+            "the latest netmap took {apply} s to apply"
+        );
         let queries = format!(r#"warren_dns_queries_total{{network="{net}",result="noerror"}}"#);
         ensure!(grew(&queries)? >= 1.0, "{queries} did not grow after a dig");
         for (series, want) in [

@@ -352,7 +352,9 @@ impl Engine {
         let Some(&id) = self.by_key.get(&config.public_key) else {
             return self.add_peer(config, now);
         };
-        self.routes.remove_value(&id);
+        if let Some(old) = self.peers.get(&id) {
+            self.routes.remove_owned(&old.config.allowed_ips, &id);
+        }
         for net in &config.allowed_ips {
             self.routes.insert(*net, id);
         }
@@ -386,8 +388,9 @@ impl Engine {
         let Some(id) = self.by_key.remove(key) else {
             return false;
         };
-        self.peers.remove(&id);
-        self.routes.remove_value(&id);
+        if let Some(peer) = self.peers.remove(&id) {
+            self.routes.remove_owned(&peer.config.allowed_ips, &id);
+        }
         // Prefixes the removed peer had taken over are not handed back:
         // re-adding the other peers restores them, as with `wg`.
         true

@@ -43,6 +43,13 @@ pub const NETMAP_VERSION: Family = Family {
     help: "Version of the netmap the network runs on.",
 };
 
+pub const NETMAP_APPLY: Family = Family {
+    name: "warren_netmap_apply_seconds",
+    kind: Kind::Gauge,
+    labels: NET,
+    help: "How long the latest netmap or delta took to apply: from its arrival to the data plane, DNS and routes running on it.",
+};
+
 pub const TUN_RECEIVED: Family = Family {
     name: "warren_tun_received_packets_total",
     kind: Kind::Counter,
@@ -274,6 +281,7 @@ pub const ALL: &[&Family] = &[
     &CONTROLLER_CONNECTED,
     &DATA_PLANE_DEATHS,
     &NETMAP_VERSION,
+    &NETMAP_APPLY,
     &TUN_RECEIVED,
     &DATAGRAMS_SENT,
     &DATAGRAMS_RECEIVED,

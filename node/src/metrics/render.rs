@@ -103,6 +103,14 @@ fn network(page: &mut Page<'_>, snapshot: &Snapshot, net: &NetworkStatus) {
     if let Some(version) = net.netmap_version {
         page.sample(&f::NETMAP_VERSION, &[id], version);
     }
+    if let Some(us) = net.netmap_apply_us {
+        // Microseconds as seconds, without a float's rounding.
+        page.sample(
+            &f::NETMAP_APPLY,
+            &[id],
+            format!("{}.{:06}", us / 1_000_000, us % 1_000_000),
+        );
+    }
     let c = &net.counters;
     page.sample(&f::TUN_RECEIVED, &[id], c.tun_rx_packets);
     page.sample(&f::DISCO_RECEIVED, &[id], c.disco_rx);

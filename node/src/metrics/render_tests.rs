@@ -24,6 +24,7 @@ fn snapshot() -> Snapshot {
             "controller_connected": true, "state": "authorized", "message": null,
             "fqdn": "a.lab.warren.internal", "interface": "warren0", "listen_port": 51820,
             "addresses": ["10.147.0.1/16"], "mtu": 1420, "offload": true, "netmap_version": 3,
+            "netmap_apply_us": 1_000_412,
             "counters": {
                 "tun_rx_packets": 10, "udp_rx_datagrams": 12, "udp_tx_datagrams": 11,
                 "udp_rx_bytes": 1200, "udp_tx_bytes": 1100, "relay_tx_bytes": 64,
@@ -120,6 +121,7 @@ fn the_page_shows_networks_peers_dns_and_routes() {
             "0",
         ),
         (format!("warren_data_plane_deaths_total{{{n}}}"), "0"),
+        (format!("warren_netmap_apply_seconds{{{n}}}"), "1.000412"),
         (
             format!(r#"warren_sent_bytes_total{{{n},via="udp"}}"#),
             "1100",

@@ -73,6 +73,8 @@ struct Joined {
     paths: paths::PathReport,
     /// Its data plane's deaths and the restart due (`supervise`).
     plane: Restarts,
+    /// How long the latest netmap or delta took to apply.
+    applied_in: Option<std::time::Duration>,
 }
 
 impl Joined {
@@ -93,6 +95,7 @@ impl Joined {
             live: false,
             paths: paths::PathReport::default(),
             plane: Restarts::default(),
+            applied_in: None,
         }
     }
 }
@@ -317,15 +320,22 @@ impl Managed {
                 }
                 self.join_result(network_id, outcome, sign_in_url).await
             }
-            ControlEvent::Netmap { map, .. } => self.accept(map, true, true).await,
+            ControlEvent::Netmap { map, .. } => {
+                let (id, began) = (map.network_id, Instant::now());
+                self.accept(map, true, true).await;
+                self.applied(id, began);
+            }
             ControlEvent::Delta { delta, .. } => {
-                let id = delta.network_id;
+                let (id, began) = (delta.network_id, Instant::now());
                 let Some(mut map) = self.nets.get(&id).and_then(|n| n.netmap.clone()) else {
                     self.resync(id);
                     return;
                 };
                 match map.apply(&delta) {
-                    Ok(()) => self.accept(map, false, true).await,
+                    Ok(()) => {
+                        self.accept(map, false, true).await;
+                        self.applied(id, began);
+                    }
                     Err(e) => {
                         tracing::info!(network = %id, error = %e, "netmap delta did not apply; asking for a full map");
                         self.resync(id);
@@ -333,6 +343,16 @@ impl Managed {
                 }
             }
         }
+    }
+
+    /// Records how long a netmap or delta that began at `began` took to
+    /// apply (`netmap_apply_us` in the status, and a metric).
+    fn applied(&mut self, id: NetworkId, began: Instant) {
+        let took = began.elapsed();
+        if let Some(net) = self.nets.get_mut(&id) {
+            net.applied_in = Some(took);
+        }
+        tracing::debug!(network = %id, took_us = took.as_micros(), "netmap applied");
     }
 
     /// A peer's call-me-maybe: its valid candidates probed at once, if the
