@@ -59,6 +59,11 @@ pub enum Attack {
     },
     /// Any message, as is.
     Raw(Box<ControllerMessage>),
+    /// Any message, to the node whose key is `node` only.
+    ForNode {
+        node: NodePublicKey,
+        message: Box<ControllerMessage>,
+    },
     /// `count` relay frames "from `from`" with `payload_len` bytes of
     /// garbage each, for `network` (its own if `None`), as records on a
     /// stream of the connection (a datagram could not carry large ones).
@@ -142,7 +147,7 @@ impl Attack {
                 endpoints: endpoints.clone(),
                 nat: None,
             },
-            Attack::Raw(message) => (**message).clone(),
+            Attack::Raw(message) | Attack::ForNode { message, .. } => (**message).clone(),
             // Sent on a stream of its own by `session`; this is never used.
             Attack::Relay { .. } => ControllerMessage::Welcome {
                 relay: None,
@@ -154,7 +159,9 @@ impl Attack {
     }
 }
 
-fn self_node(node: &NodePublicKey, name: &str, address: &str) -> SelfNode {
+/// A member's self node under [`OWN_ZONE`], authorized, at `address`
+/// (with its prefix length).
+pub fn self_node(node: &NodePublicKey, name: &str, address: &str) -> SelfNode {
     SelfNode {
         node_id: NodeId::from_key(node),
         name: name.to_owned(),
@@ -169,7 +176,7 @@ fn self_node(node: &NodePublicKey, name: &str, address: &str) -> SelfNode {
 }
 
 /// The hostile controller's own network as a member sees it.
-fn own_netmap(network: NetworkId, node: &NodePublicKey, name: &str) -> Netmap {
+pub fn own_netmap(network: NetworkId, node: &NodePublicKey, name: &str) -> Netmap {
     Netmap {
         network_id: network,
         network_name: "hostile".into(),
@@ -435,6 +442,7 @@ async fn session(
                 Ok(Attack::Relay { network: target, from, payload_len, count }) => {
                     send_relay(&connection, target.unwrap_or(network), from, payload_len, count).await?;
                 }
+                Ok(Attack::ForNode { node, .. }) if node != node_key => {}
                 Ok(attack) => write(&mut send, &attack.message(&node_key, network)).await?,
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
