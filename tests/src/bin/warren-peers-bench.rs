@@ -61,27 +61,42 @@ struct Options {
     idle: Duration,
 }
 
-fn options() -> anyhow::Result<Options> {
-    let number = |name: &str, default: &str| -> anyhow::Result<Vec<usize>> {
-        env::var(name)
-            .unwrap_or_else(|_| default.to_owned())
-            .split(',')
-            .map(|n| n.trim().parse().with_context(|| format!("{name}: {n:?}")))
-            .collect()
+/// `name` from the environment, else `default`: a number in `range`.
+fn number(
+    name: &str,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> anyhow::Result<usize> {
+    let n = match env::var(name) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .with_context(|| format!("{name}: {text:?}"))?,
+        Err(_) => default,
     };
-    let peers = number("PEERS", "100,10000")?;
+    ensure!(
+        range.contains(&n),
+        "{name}: from {} to {}",
+        range.start(),
+        range.end()
+    );
+    Ok(n)
+}
+
+fn options() -> anyhow::Result<Options> {
+    let peers = env::var("PEERS").unwrap_or_else(|_| "100,10000".to_owned());
+    let peers = peers
+        .split(',')
+        .map(|n| n.trim().parse().with_context(|| format!("PEERS: {n:?}")))
+        .collect::<anyhow::Result<Vec<usize>>>()?;
     ensure!(
         peers.iter().all(|n| (2..=60_000).contains(n)),
         "PEERS: from 2 to 60000 each"
     );
-    let deltas = number("DELTAS", "20")?.first().copied().unwrap_or(20);
-    let idle = number("IDLE_SECONDS", "10")?.first().copied().unwrap_or(10);
-    ensure!((1..=1000).contains(&deltas), "DELTAS: from 1 to 1000");
-    ensure!((1..=600).contains(&idle), "IDLE_SECONDS: from 1 to 600");
     Ok(Options {
         peers,
-        deltas,
-        idle: Duration::from_secs(idle as u64),
+        deltas: number("DELTAS", 20, 1..=1000)?,
+        idle: Duration::from_secs(number("IDLE_SECONDS", 10, 1..=600)? as u64),
     })
 }
 
