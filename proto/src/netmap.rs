@@ -148,17 +148,7 @@ impl Netmap {
                 base: delta.base_version,
             });
         }
-        let mut peers: BTreeMap<NodeId, NetmapPeer> = std::mem::take(&mut self.peers)
-            .into_iter()
-            .map(|p| (p.node_id, p))
-            .collect();
-        for id in &delta.remove_peers {
-            peers.remove(id);
-        }
-        for peer in &delta.upsert_peers {
-            peers.insert(peer.node_id, peer.clone());
-        }
-        self.peers = peers.into_values().collect();
+        self.apply_peers(&delta.remove_peers, &delta.upsert_peers);
         if let Some(s) = &delta.self_node {
             self.self_node = s.clone();
         }
@@ -178,6 +168,44 @@ impl Netmap {
         }
         self.version = delta.version;
         Ok(())
+    }
+}
+
+impl Netmap {
+    /// Removes `removed` and upserts `upserted` (the last of one ID wins),
+    /// leaving the peers sorted by node ID with no ID twice. A map whose
+    /// peers are so already (every map a controller sends) costs a search
+    /// per changed peer, not a rebuild of every peer: a one-peer delta to a
+    /// map of 10,000 peers should not move all 10,000.
+    fn apply_peers(&mut self, removed: &[NodeId], upserted: &[NetmapPeer]) {
+        let sorted = self.peers.windows(2).all(|w| w[0].node_id < w[1].node_id);
+        if !sorted {
+            let mut peers: BTreeMap<NodeId, NetmapPeer> = std::mem::take(&mut self.peers)
+                .into_iter()
+                .map(|p| (p.node_id, p))
+                .collect();
+            for id in removed {
+                peers.remove(id);
+            }
+            for peer in upserted {
+                peers.insert(peer.node_id, peer.clone());
+            }
+            self.peers = peers.into_values().collect();
+            return;
+        }
+        let find =
+            |peers: &[NetmapPeer], id: &NodeId| peers.binary_search_by_key(id, |p| p.node_id);
+        for id in removed {
+            if let Ok(i) = find(&self.peers, id) {
+                self.peers.remove(i);
+            }
+        }
+        for peer in upserted {
+            match find(&self.peers, &peer.node_id) {
+                Ok(i) => self.peers[i] = peer.clone(),
+                Err(i) => self.peers.insert(i, peer.clone()),
+            }
+        }
     }
 }
 
@@ -450,6 +478,38 @@ mod tests {
             },
             filter: None,
         }
+    }
+
+    #[test]
+    fn applying_keeps_peers_sorted_and_unique_from_any_map() {
+        let ids = |m: &Netmap| m.peers.iter().map(|p| p.node_id).collect::<Vec<_>>();
+        let (a, b, c, d) = (peer(1, true), peer(2, true), peer(3, true), peer(4, true));
+        let all_ids = [a.node_id, b.node_id, c.node_id, d.node_id];
+        // A sorted map (the fast path) and the same peers out of order with
+        // a duplicate (rebuilt) end the same.
+        let mut fast = map(1, vec![a.clone(), b.clone(), c.clone()]);
+        fast.peers.sort_by_key(|p| p.node_id);
+        let mut slow = map(1, vec![c.clone(), a.clone(), b.clone(), a.clone()]);
+        let mut b_offline = b.clone();
+        b_offline.online = false;
+        let delta = NetmapDelta {
+            upsert_peers: vec![d.clone(), b_offline.clone(), d.clone()],
+            remove_peers: vec![c.node_id, peer(9, true).node_id],
+            ..fast.diff(&fast)
+        };
+        fast.apply(&delta).unwrap();
+        slow.apply(&delta).unwrap();
+        let mut want: Vec<NodeId> = all_ids
+            .iter()
+            .copied()
+            .filter(|id| *id != c.node_id)
+            .collect();
+        want.sort();
+        assert_eq!(ids(&fast), want);
+        assert_eq!(ids(&slow), want);
+        assert_eq!(fast.peers, slow.peers);
+        let b_now = fast.peers.iter().find(|p| p.node_id == b.node_id).unwrap();
+        assert!(!b_now.online);
     }
 
     #[test]
