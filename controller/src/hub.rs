@@ -103,16 +103,16 @@ struct CacheSlot {
     /// slot is made). Hub-wide, so a slot dropped and made again never
     /// repeats an old value.
     generation: u64,
-    /// The last snapshot loaded, kept after a change (a reader that came
-    /// before the change may still take it, and its view stays shared).
-    snapshot: Option<Arc<NetworkSnapshot>>,
-    /// `generation` when the load of `snapshot` started: it has every
-    /// change up to that one, and it is current while they are equal.
+    /// `generation` when the load of the latest snapshot (the last of
+    /// `views`) started: it has every change up to that one, and it is
+    /// current while they are equal.
     loaded_at: u64,
     /// The last few snapshots loaded, each with what all members see of
     /// it ([`SharedView`]), the latest last. Made with the load, in load
     /// order, so each view says what changed since the one before, and a
     /// reader still holding the snapshot before the latest shares its view.
+    /// The latest is kept after a change: a reader that asked before the
+    /// change may still take it.
     views: std::collections::VecDeque<(Arc<NetworkSnapshot>, Arc<SharedView>)>,
     /// Held while loading, so a change seen by a thousand sessions costs
     /// one database read, not a thousand.
@@ -120,11 +120,16 @@ struct CacheSlot {
 }
 
 impl CacheSlot {
+    /// The last snapshot loaded.
+    fn latest(&self) -> Option<&Arc<NetworkSnapshot>> {
+        self.views.back().map(|(snapshot, _)| snapshot)
+    }
+
     /// The snapshot, if no change came since its load started.
     fn current(&self) -> Option<Arc<NetworkSnapshot>> {
-        self.snapshot
-            .clone()
+        self.latest()
             .filter(|_| self.loaded_at == self.generation)
+            .cloned()
     }
 }
 
@@ -234,7 +239,6 @@ impl Hub {
     ) -> &'a mut CacheSlot {
         cache.entry(net).or_insert_with(|| CacheSlot {
             generation: self.generations.load(Ordering::Relaxed),
-            snapshot: None,
             loaded_at: 0,
             views: Default::default(),
             loading: Arc::default(),
@@ -411,11 +415,7 @@ impl Hub {
             let mut cache = self.cache();
             let slot = self.slot(&mut cache, net);
             // A load that started after the call began has what it needs.
-            if let Some(loaded) = slot
-                .snapshot
-                .as_ref()
-                .filter(|_| slot.loaded_at >= asked_at)
-            {
+            if let Some(loaded) = slot.latest().filter(|_| slot.loaded_at >= asked_at) {
                 return Ok(Some(loaded.clone()));
             }
             slot.generation
@@ -435,7 +435,6 @@ impl Hub {
         let mut cache = self.cache();
         let slot = self.slot(&mut cache, net);
         // Loads run one at a time, so this one is the newest.
-        slot.snapshot = Some(loaded.clone());
         slot.loaded_at = generation;
         if slot.views.len() == VIEWS_KEPT {
             slot.views.pop_front();
