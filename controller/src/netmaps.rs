@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use warren_proto::control::SharedPeers;
 use warren_proto::netmap::{
-    peer_digest, DnsConfig, Netmap, NetmapDelta, NetmapPeer, NetworkSettings, SelfNode,
+    peer_digest, DnsConfig, Netmap, NetmapDelta, NetmapPeer, NetworkSettings, PeerDigests, SelfNode,
 };
 use warren_proto::site::Site;
 use warren_proto::NodeId;
@@ -27,6 +27,10 @@ pub struct SharedView {
     /// Unique in this process: what a session's last map was made from.
     pub id: u64,
     pub peers: Vec<(NetmapPeer, u64)>,
+    /// `peers` as node IDs and digests: what a session keeps of the peers
+    /// it sent a member that sees every other
+    /// ([`SentNetmap::advance_to_shared`](warren_proto::netmap::SentNetmap::advance_to_shared)).
+    pub digests: PeerDigests,
     pub dns: DnsConfig,
     pub policy: Compiled,
     /// The routes each member is primary for (real prefixes).
@@ -175,6 +179,13 @@ impl SharedView {
         peers.sort_by_key(|p| p.node_id);
         let primaries = crate::routes::primaries(snapshot);
         crate::routes::fill_peer_routes(snapshot, &primaries, &mut peers);
+        let peers: Vec<(NetmapPeer, u64)> = peers
+            .into_iter()
+            .map(|p| {
+                let digest = peer_digest(&p);
+                (p, digest)
+            })
+            .collect();
         SharedView {
             sites: crate::routes::sites::sites(snapshot, &primaries),
             primaries,
@@ -186,13 +197,8 @@ impl SharedView {
                 .map(|(i, m)| (m.node_id, i))
                 .collect(),
             changes: Vec::new(),
-            peers: peers
-                .into_iter()
-                .map(|p| {
-                    let digest = peer_digest(&p);
-                    (p, digest)
-                })
-                .collect(),
+            digests: peers.iter().map(|(p, d)| (p.node_id, *d)).collect(),
+            peers,
             dns: DnsConfig {
                 zone: snapshot.network.zone.clone(),
                 services: crate::dns::snapshot::service_records(snapshot),
@@ -240,6 +246,7 @@ impl SharedView {
     ) -> Self {
         SharedView {
             id: VIEW_IDS.fetch_add(1, Ordering::Relaxed),
+            digests: peers.iter().map(|(p, d)| (p.node_id, *d)).collect(),
             peers,
             dns,
             policy,

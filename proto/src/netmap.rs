@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 use crate::filter::PacketFilter;
 use crate::{NetworkId, NodeId, NodePublicKey};
 
+mod sent_peers;
+
+pub use sent_peers::PeerDigests;
+use sent_peers::SentPeers;
+
 /// One network as one member sees it. Versions only grow; a node ignores
 /// a map or delta older than what it has.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -223,7 +228,7 @@ pub struct SentNetmap {
     pub settings: NetworkSettings,
     /// The digest of the filter sent ([`filter_digest`]).
     filter: u64,
-    peers: BTreeMap<NodeId, u64>,
+    peers: SentPeers,
 }
 
 impl SentNetmap {
@@ -243,7 +248,7 @@ impl SentNetmap {
             dns: header.dns.clone(),
             settings: header.settings.clone(),
             filter: filter_digest(header.filter.as_ref()),
-            peers: peers.collect(),
+            peers: SentPeers::of(peers),
         }
     }
 
@@ -344,16 +349,53 @@ impl SentNetmap {
         removed: &[NodeId],
         upserted: impl Iterator<Item = (NodeId, u64)>,
     ) {
+        self.advance_header(header);
+        let peers = self.peers.own();
+        for id in removed {
+            peers.remove(id);
+        }
+        peers.extend(upserted);
+    }
+
+    /// Everything [`SentNetmap::advance_with`] keeps but the peers.
+    fn advance_header(&mut self, header: &Netmap) {
         self.network_name.clone_from(&header.network_name);
         self.version = header.version;
         self.self_node.clone_from(&header.self_node);
         self.dns.clone_from(&header.dns);
         self.settings.clone_from(&header.settings);
         self.filter = filter_digest(header.filter.as_ref());
-        for id in removed {
-            self.peers.remove(id);
+    }
+
+    /// [`SentNetmap::advance_with`] for a sender whose member sees every
+    /// other member: the peers are then every peer of `table` but the
+    /// member itself, kept as that shared table rather than a digest per
+    /// peer. The sender vouches for it; debug builds check it.
+    pub fn advance_to_shared(
+        &mut self,
+        header: &Netmap,
+        removed: &[NodeId],
+        upserted: impl Iterator<Item = (NodeId, u64)>,
+        table: &PeerDigests,
+    ) {
+        let shared = SentPeers::shared(table, header.self_node.node_id);
+        if cfg!(debug_assertions) {
+            self.advance_with(header, removed, upserted);
+            assert!(
+                self.peers == shared,
+                "the peers sent to {} are not the shared table's",
+                header.self_node.node_id
+            );
+        } else {
+            self.advance_header(header);
         }
-        self.peers.extend(upserted);
+        self.peers = shared;
+    }
+
+    /// Whether the peers sent are kept in a shared table
+    /// ([`SentNetmap::advance_to_shared`]).
+    pub fn is_shared(&self) -> bool {
+        self.peers.is_shared()
     }
 
     /// Everything of the delta to `header` but the peers (left empty).
@@ -387,7 +429,7 @@ impl SentNetmap {
         next_peers: impl Iterator<Item = (&'a NetmapPeer, u64)>,
     ) -> NetmapDelta {
         let mut delta = self.header_delta(header);
-        delta.remove_peers = self.peers.keys().filter(|id| !kept(id)).copied().collect();
+        delta.remove_peers = self.peers.keys().filter(|id| !kept(id)).collect();
         delta.upsert_peers = next_peers
             .filter(|(p, digest)| self.peers.get(&p.node_id) != Some(digest))
             .map(|(p, _)| p.clone())
@@ -412,7 +454,7 @@ impl SentNetmap {
             filter: None,
             filter_removed: false,
             upsert_peers: Vec::new(),
-            remove_peers: self.peers.keys().copied().collect(),
+            remove_peers: self.peers.keys().collect(),
         }
     }
 }
@@ -595,6 +637,45 @@ mod tests {
                 .map(|(p, d)| (p.node_id, *d)),
         );
         assert_eq!(sent, fresh);
+    }
+
+    /// A member that sees every other keeps the sender's shared table; it
+    /// diffs, advances and ends as its own digests would.
+    #[test]
+    fn a_shared_table_diffs_as_the_members_own_digests() {
+        let table = |peers: &[NetmapPeer]| -> PeerDigests {
+            let mut rows: Vec<_> = peers.iter().map(|p| (p.node_id, peer_digest(p))).collect();
+            rows.sort_unstable();
+            rows.into()
+        };
+        let others = vec![peer(2, true), peer(3, true), peer(4, true)];
+        let mut all = others.clone();
+        all.push(peer(1, true));
+        let old = map(1, others);
+        let own = SentNetmap::of(&old);
+        let mut shared = own.clone();
+        shared.advance_to_shared(&old, &[], std::iter::empty(), &table(&all));
+        assert!(shared.is_shared() && !own.is_shared());
+        assert_eq!(shared, own);
+        let next = map(2, vec![peer(2, true), peer(3, false), peer(5, true)]);
+        assert_eq!(shared.diff(&next), own.diff(&next));
+        assert_eq!(shared.tombstone(7), own.tombstone(7));
+        let delta = own.diff(&next);
+        let (mut a, mut b) = (own.clone(), shared.clone());
+        a.advance(&next, &delta, peer_digest);
+        b.advance(&next, &delta, peer_digest);
+        assert_eq!(a, b);
+        assert_eq!(a, SentNetmap::of(&next));
+    }
+
+    /// Debug builds refuse a shared table that is not what was sent.
+    #[test]
+    #[should_panic(expected = "not the shared table's")]
+    #[cfg(debug_assertions)]
+    fn a_wrong_shared_table_is_caught_in_debug_builds() {
+        let old = map(1, vec![peer(2, true), peer(3, true)]);
+        let wrong: PeerDigests = vec![(peer(2, true).node_id, 0)].into();
+        SentNetmap::of(&old).advance_to_shared(&old, &[], std::iter::empty(), &wrong);
     }
 
     #[test]

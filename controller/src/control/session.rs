@@ -539,10 +539,11 @@ impl Session {
         let built = snapshot.and_then(|s| {
             let view = self.context.hub.view(&s);
             let map = netmaps::build_from(&s, &view, self.node_id, stun_ports)?;
-            let sent = Sent {
+            let mut sent = Sent {
                 map: SentNetmap::of_parts(&map, digests(&view, &map)),
                 view: view.id,
             };
+            keep(&mut sent.map, &map, &view, &[], std::iter::empty());
             Some((map, sent))
         });
         match built {
@@ -627,7 +628,9 @@ impl Session {
         }
         self.follow_presence(net, next.self_node.authorized).await;
         if let Some(sent) = self.joined.get_mut(&net) {
-            sent.map.advance(&next, &delta, |p| view.digest_of(p));
+            let upserted = delta.upsert_peers.iter();
+            let upserted = upserted.map(|p| (p.node_id, view.digest_of(p)));
+            keep(&mut sent.map, &next, &view, &delta.remove_peers, upserted);
             sent.view = view.id;
         }
         self.send(&ControllerMessage::NetmapDelta(delta)).await?;
@@ -652,8 +655,8 @@ impl Session {
         if netmaps::is_empty(&header) && peers.is_empty() {
             return Ok(());
         }
-        sent.map
-            .advance_with(next, &peers.removed, peers.upserted.iter().copied());
+        let upserted = peers.upserted.iter().copied();
+        keep(&mut sent.map, next, view, &peers.removed, upserted);
         self.follow_presence(net, next.self_node.authorized).await;
         let frame = encode_delta_frame(&header, peers)?;
         write_frame(&mut self.send, &frame).await?;
@@ -701,6 +704,25 @@ impl Session {
                 tracing::error!(node = %self.node_id, error = %e, "could not record presence");
             }
         }
+    }
+}
+
+/// Keeps in `sent` what went out with `next` from `view`: the delta's
+/// `removed` and `upserted` peers (node IDs with digests) applied. A
+/// member that sees every other member was sent every peer of the view
+/// but itself, so it shares the view's table of digests instead.
+fn keep(
+    sent: &mut SentNetmap,
+    next: &Netmap,
+    view: &netmaps::SharedView,
+    removed: &[NodeId],
+    upserted: impl Iterator<Item = (NodeId, u64)>,
+) {
+    match view.visibility(next) {
+        netmaps::Visibility::Everyone { .. } => {
+            sent.advance_to_shared(next, removed, upserted, &view.digests)
+        }
+        _ => sent.advance_with(next, removed, upserted),
     }
 }
 
