@@ -200,8 +200,10 @@ async fn run(controller: &mut Controller, nodes: usize, rounds: usize) -> anyhow
             break;
         }
         if Instant::now() > deadline {
-            bail!("after {CONVERGE_TIMEOUT:?}, only {done} of {nodes} maps list {} online peers (lost connections: {}, resyncs: {})",
-                nodes - 1, fleet.lost.load(Ordering::Relaxed), fleet.resyncs.load(Ordering::Relaxed));
+            bail!("after {CONVERGE_TIMEOUT:?}, only {done} of {nodes} maps list {} online peers (lost connections: {}, last: {:?}; resyncs: {})",
+                nodes - 1, fleet.lost.load(Ordering::Relaxed),
+                fleet.last_loss.lock().map(|l| l.clone()).unwrap_or_default(),
+                fleet.resyncs.load(Ordering::Relaxed));
         }
         controller.check_alive()?;
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -193,7 +193,8 @@ async fn follow(
             Err(e) => {
                 fleet.lost.fetch_add(1, Ordering::Relaxed);
                 let mut last = fleet.last_loss.lock().unwrap_or_else(|p| p.into_inner());
-                *last = Some(format!("node {index}: {e:#}"));
+                let at = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+                *last = Some(format!("node {index} at {at}: {e:#}"));
                 return;
             }
         };
