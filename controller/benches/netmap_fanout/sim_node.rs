@@ -90,9 +90,19 @@ pub fn endpoints(fingerprint: &str, count: usize) -> anyhow::Result<Vec<quinn::E
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
     transport.max_idle_timeout(Some(quinn::VarInt::from_u32(20_000).into()));
     config.transport_config(Arc::new(transport));
+    // Each socket stands in for hundreds of machines, so it gets the
+    // controller's buffers: the kernel's default would drop bursts no
+    // real node's socket sees.
     (0..count)
         .map(|_| {
-            let mut endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into())?;
+            let socket = std::net::UdpSocket::bind(("127.0.0.1", 0))?;
+            warren_controller::listen::widen_buffers(
+                &socket,
+                warren_controller::listen::QUIC_BUFFER_BYTES,
+            );
+            let runtime = quinn::default_runtime().context("no async runtime for QUIC")?;
+            let mut endpoint =
+                quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)?;
             endpoint.set_default_client_config(config.clone());
             Ok(endpoint)
         })

@@ -140,6 +140,7 @@ pub fn bind(
             source: e.source,
         })?;
     let bound = socket.local_addr().unwrap_or(addr);
+    crate::listen::widen_buffers(&socket, crate::listen::QUIC_BUFFER_BYTES);
     quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
         Some(config),
