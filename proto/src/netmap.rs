@@ -393,8 +393,9 @@ impl SentNetmap {
     }
 
     /// Whether the peers sent are kept in a shared table
-    /// ([`SentNetmap::advance_to_shared`]).
-    pub fn is_shared(&self) -> bool {
+    /// ([`SentNetmap::advance_to_shared`]); for tests.
+    #[cfg(test)]
+    fn is_shared(&self) -> bool {
         self.peers.is_shared()
     }
 

@@ -80,8 +80,9 @@ impl SentPeers {
         &mut self.own
     }
 
-    /// Whether this reads from a shared table.
-    pub fn is_shared(&self) -> bool {
+    /// Whether this reads from a shared table; for tests.
+    #[cfg(test)]
+    pub(super) fn is_shared(&self) -> bool {
         self.shared.is_some()
     }
 }
